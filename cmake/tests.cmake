@@ -1,0 +1,49 @@
+# Test registration. Every tests/unit/<name>_test.c becomes the ctest test
+# unit.<name> (label unit); every tests/integration/<name>_test.c becomes
+# integration.<name> (label integration). Each runs in its own process with
+# a timeout (STYLE: tests). Suites that need servers get them from fixtures
+# declared by the suites themselves (see tests/README.md).
+
+set(SHOAL_TEST_ENV "SHOAL_BIN_DIR=${CMAKE_BINARY_DIR}/bin" "SHOAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+
+function(shoal_add_tests kind label timeout)
+  file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/${kind}/*_test.c)
+  foreach(src ${tests})
+    get_filename_component(base ${src} NAME_WE)
+    string(REGEX REPLACE "_test$" "" name ${base})
+    set(target ${kind}_${name})
+    add_executable(${target} ${src})
+    target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/src/lib)
+    target_link_libraries(${target} PRIVATE shoal PkgConfig::CMOCKA)
+    if(TARGET shoal_testsupport)
+      target_link_libraries(${target} PRIVATE shoal_testsupport)
+    endif()
+    set_target_properties(${target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    add_test(NAME ${kind}.${name} COMMAND ${target})
+    set_tests_properties(${kind}.${name} PROPERTIES LABELS "${label}" TIMEOUT ${timeout}
+      ENVIRONMENT "${SHOAL_TEST_ENV}")
+  endforeach()
+endfunction()
+
+shoal_add_tests(unit unit 120)
+shoal_add_tests(integration integration 300)
+
+# Fuzz targets (tests/fuzz/<name>_fuzz.c). Under SHOAL_FUZZ they link with
+# libFuzzer; otherwise each is built with a small driver that replays its
+# corpus, so the parsers' corpora run in every `make test`.
+file(GLOB fuzzers CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/fuzz/*_fuzz.c)
+foreach(src ${fuzzers})
+  get_filename_component(base ${src} NAME_WE)
+  string(REGEX REPLACE "_fuzz$" "" name ${base})
+  if(SHOAL_FUZZ)
+    add_executable(fuzz_${name} ${src})
+    target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)
+  else()
+    add_executable(fuzz_${name} ${src} ${CMAKE_SOURCE_DIR}/tests/fuzz/replay_main.c)
+    add_test(NAME fuzz.${name}.corpus COMMAND fuzz_${name} ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${name})
+    set_tests_properties(fuzz.${name}.corpus PROPERTIES LABELS "unit;fuzz" TIMEOUT 120)
+  endif()
+  target_include_directories(fuzz_${name} PRIVATE ${CMAKE_SOURCE_DIR}/src/lib ${HTTP_PARSER_INCLUDE})
+  target_link_libraries(fuzz_${name} PRIVATE shoal)
+  set_target_properties(fuzz_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
+endforeach()

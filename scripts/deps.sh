@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs every Debian package that Shoal's build, tests and benchmarks use.
+# Idempotent: it asks apt only for what is missing, and runs `apt-get update`
+# only when something is missing. Used by `make run`, `make test` and .ci/run.
+set -euo pipefail
+
+packages=(
+    # build
+    build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
+    # libshoal dependencies (DESIGN §3)
+    libuv1-dev libhttp-parser-dev libjansson-dev libyaml-dev libsqlite3-dev
+    libpq-dev libssl-dev libsodium-dev libnats-dev libcmocka-dev
+    # servers the suites start themselves
+    postgresql nats-server
+    # test and benchmark tools and peers
+    curl python3 wrk nginx-light haproxy prometheus redis-server procps iproute2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Servers installed here must not start themselves: the suites run their own
+# instances on free ports. policy-rc.d keeps the package scripts from starting them.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
