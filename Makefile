@@ -48,10 +48,10 @@ fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=10
 
 fmt:
-	@git ls-files '*.c' '*.h' | xargs clang-format -i
+	@git ls-files '*.c' '*.h' | xargs -r clang-format -i
 
 fmt-check:
-	@git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+	@git ls-files '*.c' '*.h' | xargs -r clang-format --dry-run -Werror
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -14,10 +14,10 @@
 #include <stdint.h>
 
 #if defined(__GNUC__)
-#define SL_API         __attribute__((visibility("default")))
-#define SL_MUST_CHECK  __attribute__((warn_unused_result))
+#define SL_API          __attribute__((visibility("default")))
+#define SL_MUST_CHECK   __attribute__((warn_unused_result))
 #define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define SL_UNUSED      __attribute__((unused))
+#define SL_UNUSED       __attribute__((unused))
 #else
 #define SL_API
 #define SL_MUST_CHECK

@@ -25,13 +25,11 @@ int main(int argc, char **argv)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
+        if (e->d_name[0] == '.') continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", argv[1], e->d_name);
         FILE *f = fopen(path, "rb");
-        if (!f)
-            continue;
+        if (!f) continue;
         uint8_t *buf = malloc(1 << 20);
         size_t len = fread(buf, 1, 1 << 20, f);
         fclose(f);

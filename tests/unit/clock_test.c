@@ -67,14 +67,14 @@ static void test_parse(void **state)
     const char *bad[] = {
         "",
         "2026-11-28",
-        "2026-11-28T12:34:56",       /* no offset */
-        "2026-13-01T00:00:00Z",      /* month 13 */
-        "2025-02-29T00:00:00Z",      /* not a leap year */
-        "2026-11-28T24:00:00Z",      /* hour 24 */
-        "2026-11-28T12:34:56.Z",     /* empty fraction */
-        "2026-11-28T12:34:56Zjunk",  /* trailing bytes */
-        "2026-11-28T12:34:56+0900",  /* offset without colon */
-        "2026-11-28 12:34:56Z",      /* space separator */
+        "2026-11-28T12:34:56",      /* no offset */
+        "2026-13-01T00:00:00Z",     /* month 13 */
+        "2025-02-29T00:00:00Z",     /* not a leap year */
+        "2026-11-28T24:00:00Z",     /* hour 24 */
+        "2026-11-28T12:34:56.Z",    /* empty fraction */
+        "2026-11-28T12:34:56Zjunk", /* trailing bytes */
+        "2026-11-28T12:34:56+0900", /* offset without colon */
+        "2026-11-28 12:34:56Z",     /* space separator */
         "20x6-11-28T12:34:56Z",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

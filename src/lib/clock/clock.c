@@ -90,8 +90,7 @@ static void put_digits(char *p, unsigned v, int n)
 
 int sl_rfc3339_format(int64_t wall_ns, char *out, size_t cap)
 {
-    if (cap < 25)
-        return SL_EINVAL;
+    if (cap < 25) return SL_EINVAL;
     int64_t secs = wall_ns / 1000000000;
     int64_t ns = wall_ns % 1000000000;
     if (ns < 0) {
@@ -107,8 +106,7 @@ int sl_rfc3339_format(int64_t wall_ns, char *out, size_t cap)
     int64_t y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    if (y < 0 || y > 9999)
-        return SL_EINVAL;
+    if (y < 0 || y > 9999) return SL_EINVAL;
     put_digits(out, (unsigned)y, 4);
     out[4] = '-';
     put_digits(out + 5, m, 2);
@@ -131,8 +129,7 @@ static int read_num(const char *s, size_t len, size_t *i, int n, unsigned *out)
 {
     unsigned v = 0;
     for (int k = 0; k < n; k++) {
-        if (*i >= len || s[*i] < '0' || s[*i] > '9')
-            return -1;
+        if (*i >= len || s[*i] < '0' || s[*i] > '9') return -1;
         v = v * 10 + (unsigned)(s[*i] - '0');
         (*i)++;
     }
@@ -142,8 +139,7 @@ static int read_num(const char *s, size_t len, size_t *i, int n, unsigned *out)
 
 static int expect(const char *s, size_t len, size_t *i, char c)
 {
-    if (*i >= len || s[*i] != c)
-        return -1;
+    if (*i >= len || s[*i] != c) return -1;
     (*i)++;
     return 0;
 }
@@ -156,21 +152,16 @@ int sl_rfc3339_parse(const char *s, size_t len, int64_t *wall_ns)
     if (read_num(s, len, &i, 4, &y) || expect(s, len, &i, '-') || read_num(s, len, &i, 2, &mo) ||
         expect(s, len, &i, '-') || read_num(s, len, &i, 2, &d))
         return SL_EPARSE;
-    if (i >= len || (s[i] != 'T' && s[i] != 't'))
-        return SL_EPARSE;
+    if (i >= len || (s[i] != 'T' && s[i] != 't')) return SL_EPARSE;
     i++;
     if (read_num(s, len, &i, 2, &h) || expect(s, len, &i, ':') || read_num(s, len, &i, 2, &mi) ||
         expect(s, len, &i, ':') || read_num(s, len, &i, 2, &se))
         return SL_EPARSE;
-    if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 60)
-        return SL_EPARSE;
+    if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 60) return SL_EPARSE;
     unsigned maxd = mdays[mo - 1];
-    if (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
-        maxd = 29;
-    if (d > maxd)
-        return SL_EPARSE;
-    if (se == 60)
-        se = 59; /* a leap second collapses onto the second before it */
+    if (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) maxd = 29;
+    if (d > maxd) return SL_EPARSE;
+    if (se == 60) se = 59; /* a leap second collapses onto the second before it */
     int64_t frac = 0;
     if (i < len && s[i] == '.') {
         i++;
@@ -184,8 +175,7 @@ int sl_rfc3339_parse(const char *s, size_t len, int64_t *wall_ns)
             digits++;
             i++;
         }
-        if (digits == 0 || digits > 18)
-            return SL_EPARSE;
+        if (digits == 0 || digits > 18) return SL_EPARSE;
     }
     int64_t offset = 0;
     if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
@@ -201,8 +191,7 @@ int sl_rfc3339_parse(const char *s, size_t len, int64_t *wall_ns)
     } else {
         return SL_EPARSE;
     }
-    if (i != len)
-        return SL_EPARSE;
+    if (i != len) return SL_EPARSE;
     int64_t secs = days_from_civil((int64_t)y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
     *wall_ns = secs * 1000000000 + frac;
     return 0;

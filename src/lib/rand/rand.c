@@ -25,8 +25,7 @@ int sl_rand_seed_os(sl_rand *r)
 {
     uint64_t seed;
     int rc = sl_rand_secure_bytes(&seed, sizeof seed);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     sl_rand_seed(r, seed);
     return 0;
 }
@@ -56,8 +55,7 @@ uint64_t sl_rand_below(sl_rand *r, uint64_t bound)
     uint64_t threshold = (0 - bound) % bound;
     for (;;) {
         uint64_t x = sl_rand_next(r);
-        if (x >= threshold)
-            return x % bound;
+        if (x >= threshold) return x % bound;
     }
 }
 
@@ -72,8 +70,7 @@ int sl_rand_secure_bytes(void *buf, size_t len)
     while (len > 0) {
         ssize_t n = getrandom(p, len, 0);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -errno;
         }
         p += n;
