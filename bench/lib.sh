@@ -1,0 +1,38 @@
+# Shared helpers for bench/*.sh (sourced).
+set -euo pipefail
+
+bench_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+bench_wait_port() {
+    local port=$1 i
+    for i in $(seq 1 200); do
+        if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "port $port never opened" >&2
+    return 1
+}
+
+# wrk output → "rps p50_ms p99_ms"
+bench_wrk_parse() {
+    awk '
+    function ms(v) {
+        if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+        if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+        if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+        return v
+    }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+
+# bench_line NAME VALUE UNIT PEER_VALUE PEER_NAME → the summary line format
+bench_line() {
+    local ratio
+    ratio=$(awk -v a="$2" -v b="$4" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }')
+    echo "bench $1: $2 $3 (${ratio}x $5)"
+}

@@ -1,0 +1,1199 @@
+/*
+ * HTTP/1.1 server: connections, strict request parsing on top of
+ * http-parser, response writing, timeouts and graceful drain.
+ *
+ * Buffers: a connection reads into its worker's shared 64 KiB buffer and
+ * parses in place; only bytes that must outlive the read callback (a
+ * partial request, the headers of a request whose handler answers later, or
+ * pipelined bytes not parsed yet) are copied into a per-connection buffer of
+ * at most max_header_bytes + 16 KiB, which is freed again once the
+ * connection is idle. An idle keep-alive connection therefore holds no
+ * buffer at all. Bodies are copied into their own buffer, bounded by the
+ * route's limit.
+ *
+ * Timeouts: every connection waiting on a timeout sits in one of four lists
+ * (idle, headers, body, linger). Each list has one duration, so appending
+ * keeps it sorted by deadline and one periodic sweep pops expired heads in
+ * O(expired), without a timer per connection.
+ *
+ * http-parser checks are completed here (DEPS.md §2): tchar-only field names,
+ * no obs-fold, CRLF line endings only, Transfer-Encoding exactly "chunked",
+ * one Host for HTTP/1.1, HTTP/1.x only. Requests are dispatched only at
+ * message completion (the parser reports some errors after headers complete),
+ * and the parser is paused there so a connection handles one request at a
+ * time and pipelined responses keep their order.
+ */
+#include <shoal/http.h>
+
+#include <assert.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define READ_BUF_SIZE   (64 * 1024)
+#define CONN_BUF_SLACK  (16 * 1024)
+#define MAX_HEADERS_CAP 256
+
+enum conn_state {
+    ST_IDLE,       /* between requests */
+    ST_HEADERS,    /* reading request line and headers */
+    ST_BODY,       /* reading the body */
+    ST_DISPATCHED, /* the handler has the request */
+    ST_LINGER,     /* final response written; discarding input until close */
+};
+
+enum timeout_list { TL_NONE = -1, TL_IDLE, TL_HEADERS, TL_BODY, TL_LINGER, TL_COUNT };
+
+typedef struct conn conn;
+
+struct conn {
+    uv_tcp_t tcp;
+    sl_http_server *srv;
+    conn *prev, *next;   /* all connections */
+    conn *tprev, *tnext; /* timeout list */
+    int tlist;
+    uint64_t deadline;
+
+    http_parser parser;
+    enum conn_state state;
+
+    /* Bytes being parsed: either the worker's shared buffer or `buf`. */
+    char *data;
+    size_t data_len;
+    size_t parse_off; /* parsed up to here */
+    size_t req_start; /* current request's first byte */
+    size_t hdr_end;   /* end of its header block, once known */
+    char *buf;        /* owned leftover buffer, NULL when nothing is kept */
+    size_t buf_len, buf_cap;
+
+    sl_http_req req;
+    sl_http_header *headers;
+    size_t nheaders;
+    const char *last_end; /* end of the last url/field/value piece */
+    int last_cb;          /* 0 none, 1 field, 2 value */
+    int error_status;     /* set by callbacks: answer this and close */
+    const char *error_detail;
+    int message_done;
+    int expect_continue;
+    int te_count, host_count;
+
+    char *body;
+    size_t body_len, body_cap;
+
+    /* Output: `out` accumulates; `wbuf` is being written by uv_write. */
+    char *out;
+    size_t out_len, out_cap;
+    char *wbuf;
+    size_t wbuf_len, wbuf_cap;
+    uv_write_t wreq;
+    int writing;
+    int reading;
+
+    int keep_alive;
+    int close_after_write;
+    int closing; /* uv_close called */
+    int handler_pending;
+    int handle_closed; /* uv_close finished; memory waits for a pending handler */
+    int in_process;
+    uv_shutdown_t sreq;
+    int shutting_down;
+};
+
+struct sl_http_server {
+    uv_loop_t *loop;
+    sl_http_limits lim;
+    sl_http_callbacks cbs;
+    uv_tcp_t listener;
+    int listening;
+    uv_timer_t sweep;
+    uint64_t sweep_ms;
+    conn *conns;
+    size_t nconns;
+    size_t nrejecting;
+    conn *tl_head[TL_COUNT], *tl_tail[TL_COUNT];
+    uint32_t tl_ms[TL_COUNT];
+    char *rbuf; /* shared read buffer */
+    int rbuf_busy;
+    char date[40];
+    time_t date_sec;
+    int draining;
+    void (*drain_cb)(void *);
+    void *drain_data;
+    int closing;
+    int open_handles; /* libuv handles plus connections whose memory is still held */
+    void (*close_cb)(void *);
+    void *close_data;
+    http_parser_settings settings;
+};
+
+static void conn_close(conn *c);
+static void conn_free(conn *c);
+static void conn_process(conn *c);
+static void conn_flush(conn *c);
+static void conn_update_reading(conn *c);
+static void server_maybe_drained(sl_http_server *srv);
+
+void sl_http_limits_default(sl_http_limits *lim)
+{
+    lim->max_header_bytes = 16 * 1024;
+    lim->max_headers = 100;
+    lim->body_max_bytes = 1024 * 1024;
+    lim->header_timeout_ms = 10000;
+    lim->body_timeout_ms = 30000;
+    lim->idle_timeout_ms = 60000;
+    lim->linger_ms = 2000;
+    lim->max_connections = 10000;
+    lim->max_output_bytes = 4 * 1024 * 1024;
+}
+
+/* ---- timeout lists ---------------------------------------------------- */
+
+static void tl_remove(conn *c)
+{
+    if (c->tlist == TL_NONE)
+        return;
+    sl_http_server *s = c->srv;
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        s->tl_head[c->tlist] = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    else
+        s->tl_tail[c->tlist] = c->tprev;
+    c->tprev = c->tnext = NULL;
+    c->tlist = TL_NONE;
+}
+
+/* Puts `c` at the tail of `list` with deadline now + that list's duration. */
+static void tl_set(conn *c, int list)
+{
+    tl_remove(c);
+    sl_http_server *s = c->srv;
+    c->tlist = list;
+    c->deadline = uv_now(s->loop) + s->tl_ms[list];
+    c->tprev = s->tl_tail[list];
+    c->tnext = NULL;
+    if (s->tl_tail[list])
+        s->tl_tail[list]->tnext = c;
+    else
+        s->tl_head[list] = c;
+    s->tl_tail[list] = c;
+}
+
+static void send_error(conn *c, int status, const char *detail);
+
+static void sweep_cb(uv_timer_t *t)
+{
+    sl_http_server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    for (int l = 0; l < TL_COUNT; l++) {
+        while (s->tl_head[l] && s->tl_head[l]->deadline <= now) {
+            conn *c = s->tl_head[l];
+            tl_remove(c);
+            if ((l == TL_HEADERS && c->state == ST_HEADERS) || l == TL_BODY) {
+                /* RFC 9110 §15.5.9: 408 then close; the client was too slow. */
+                send_error(c, 408, l == TL_HEADERS ? "request headers not received in time"
+                                                   : "request body not received in time");
+            } else {
+                conn_close(c);
+            }
+        }
+    }
+}
+
+/* ---- buffers ---------------------------------------------------------- */
+
+static int grow(char **p, size_t *cap, size_t need, size_t max)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > max)
+        return SL_ELIMIT;
+    size_t ncap = *cap ? *cap : 1024;
+    while (ncap < need)
+        ncap *= 2;
+    if (ncap > max)
+        ncap = max;
+    char *n = realloc(*p, ncap);
+    if (!n)
+        return SL_ENOMEM;
+    *p = n;
+    *cap = ncap;
+    return 0;
+}
+
+static void rebase_slice(sl_slice *s, const char *old_base, size_t old_len, ptrdiff_t delta)
+{
+    if (s->ptr >= old_base && s->ptr <= old_base + old_len)
+        s->ptr += delta;
+}
+
+/*
+ * Moves the bytes that must outlive this read — the current request's header
+ * region [req_start, keep_end) and the unparsed tail [parse_off, data_len) —
+ * to the start of c->buf, and rebases every slice into them.
+ */
+static int conn_keep(conn *c)
+{
+    size_t keep_end = c->state == ST_HEADERS ? c->parse_off : c->hdr_end;
+    if (c->state == ST_IDLE)
+        keep_end = c->req_start = c->parse_off;
+    size_t head = keep_end - c->req_start;
+    size_t tail = c->data_len - c->parse_off;
+    if (head + tail == 0) {
+        free(c->buf);
+        c->buf = NULL;
+        c->buf_len = c->buf_cap = 0;
+        if (c->data != c->srv->rbuf) {
+            c->data = NULL;
+        }
+        c->data_len = c->parse_off = c->req_start = c->hdr_end = 0;
+        return 0;
+    }
+    /* The unparsed tail of a read can exceed the usual size when a handler answers later. */
+    size_t cap = c->srv->lim.max_header_bytes + CONN_BUF_SLACK;
+    if (head + tail > cap)
+        cap = head + tail;
+    if (!c->buf || c->buf_cap < cap) {
+        assert(c->data != c->buf || c->buf == NULL);
+        free(c->buf);
+        c->buf = malloc(cap);
+        if (!c->buf) {
+            c->buf_cap = c->buf_len = 0;
+            return SL_ENOMEM;
+        }
+        c->buf_cap = cap;
+    }
+    const char *old = c->data;
+    size_t old_len = c->data_len;
+    ptrdiff_t delta = c->buf - (old + c->req_start);
+    memmove(c->buf, old + c->req_start, head);
+    memmove(c->buf + head, old + c->parse_off, tail);
+
+    /* Slices all lie in the header region, which moved by `delta`. */
+    sl_http_req *r = &c->req;
+    rebase_slice(&r->method_token, old, old_len, delta);
+    rebase_slice(&r->target, old, old_len, delta);
+    rebase_slice(&r->path, old, old_len, delta);
+    rebase_slice(&r->query, old, old_len, delta);
+    for (size_t i = 0; i < c->nheaders; i++) {
+        rebase_slice(&c->headers[i].name, old, old_len, delta);
+        rebase_slice(&c->headers[i].value, old, old_len, delta);
+    }
+    for (size_t i = 0; i < r->params.n; i++)
+        rebase_slice(&r->params.p[i].value, old, old_len, delta);
+    if (c->last_end && c->last_end >= old && c->last_end <= old + old_len)
+        c->last_end += delta;
+
+    c->data = c->buf;
+    c->data_len = c->buf_len = head + tail;
+    c->parse_off = head;
+    if (c->state != ST_HEADERS)
+        c->hdr_end = head;
+    c->req_start = 0;
+    return 0;
+}
+
+/* ---- parser callbacks ------------------------------------------------- */
+
+static int fail(conn *c, int status, const char *detail)
+{
+    if (!c->error_status) {
+        c->error_status = status;
+        c->error_detail = detail;
+    }
+    return -1;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    conn *c = p->data;
+    (void)c;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (c->req.target.len == 0)
+        c->req.target.ptr = at;
+    c->req.target.len += len;
+    c->last_end = at + len;
+    return 0;
+}
+
+static int check_line_start(conn *c, const char *at)
+{
+    /* RFC 9112 §2.2: we accept CRLF only; a bare LF before a field is refused. */
+    if (at < c->data + c->req_start + 2 || at[-1] != '\n' || at[-2] != '\r')
+        return fail(c, 400, "line endings must be CRLF");
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (c->state != ST_HEADERS)
+        return 0; /* trailer fields are read and ignored */
+    for (size_t i = 0; i < len; i++)
+        if (!sl_http_is_tchar((unsigned char)at[i]))
+            /* RFC 9112 §5.1: no whitespace between field name and colon; names are tokens. */
+            return fail(c, 400, "invalid character in header name");
+    if (c->last_cb == 1 && at == c->last_end) {
+        c->headers[c->nheaders - 1].name.len += len; /* split across reads */
+    } else {
+        if (check_line_start(c, at))
+            return -1;
+        if (c->nheaders == c->srv->lim.max_headers)
+            return fail(c, 431, "too many header fields");
+        sl_http_header *h = &c->headers[c->nheaders++];
+        h->name = (sl_slice){at, len};
+        h->value = (sl_slice){at + len, 0};
+    }
+    c->last_cb = 1;
+    c->last_end = at + len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (c->state != ST_HEADERS)
+        return 0;
+    sl_http_header *h = &c->headers[c->nheaders - 1];
+    if (c->last_cb == 2) {
+        /* A second value piece that does not continue the first is an obs-fold
+         * (RFC 9112 §5.2: a server must reject it or replace it; we reject). */
+        if (at != c->last_end)
+            return fail(c, 400, "obsolete line folding is not accepted");
+        h->value.len += len;
+    } else {
+        h->value = (sl_slice){at, len};
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return fail(c, 400, "invalid character in header value");
+    }
+    c->last_cb = 2;
+    c->last_end = at + len;
+    return 0;
+}
+
+static sl_slice trim_ows(sl_slice s)
+{
+    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
+        s.ptr++;
+        s.len--;
+    }
+    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
+/* Finds the end of the header block after the last piece: "\r\n\r\n" with CRLF only. */
+static int find_header_end(conn *c)
+{
+    const char *p = c->last_end;
+    const char *end = c->data + c->data_len;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl || nl == p || nl[-1] != '\r' || nl + 2 >= end || nl[1] != '\r' || nl[2] != '\n')
+        return fail(c, 400, "line endings must be CRLF");
+    c->hdr_end = (size_t)(nl + 3 - c->data);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    conn *c = p->data;
+    sl_http_server *s = c->srv;
+    sl_http_req *r = &c->req;
+    if (find_header_end(c))
+        return -1;
+    if (c->hdr_end - c->req_start > s->lim.max_header_bytes)
+        return fail(c, 431, "request header block too large");
+    if (p->http_major != 1)
+        return fail(c, 505, "only HTTP/1.x is supported");
+    r->http_minor = p->http_minor;
+    r->method_token.ptr = c->data + c->req_start;
+    r->method_token.len = strlen(http_method_str((enum http_method)p->method));
+    r->method = sl_http_method_parse(r->method_token);
+    if (p->method == HTTP_CONNECT || r->method == SL_HTTP_OTHER)
+        return fail(c, 501, "method not implemented");
+    if (r->target.len == 0 || r->target.ptr[0] != '/')
+        return fail(c, 400, "request target must be an absolute path");
+    const char *q = memchr(r->target.ptr, '?', r->target.len);
+    r->path = (sl_slice){r->target.ptr, q ? (size_t)(q - r->target.ptr) : r->target.len};
+    r->query = q ? (sl_slice){q + 1, r->target.len - r->path.len - 1} : (sl_slice){q, 0};
+    r->headers = c->headers;
+    r->nheaders = c->nheaders;
+
+    int te_chunked = 0;
+    for (size_t i = 0; i < c->nheaders; i++) {
+        sl_http_header *h = &c->headers[i];
+        h->value = trim_ows(h->value);
+        if (sl_slice_case_eq(h->name, "transfer-encoding")) {
+            c->te_count++;
+            te_chunked = sl_slice_case_eq(h->value, "chunked");
+        } else if (sl_slice_case_eq(h->name, "host")) {
+            c->host_count++;
+        } else if (sl_slice_case_eq(h->name, "expect")) {
+            if (!sl_slice_case_eq(h->value, "100-continue"))
+                return fail(c, 417, "unsupported expectation");
+            c->expect_continue = 1;
+        }
+    }
+    /* RFC 9112 §6.1: only "chunked" is supported; anything else is 501. */
+    if (c->te_count > 1)
+        return fail(c, 400, "repeated Transfer-Encoding");
+    if (c->te_count == 1 && !te_chunked)
+        return fail(c, 501, "unsupported transfer coding");
+    if (c->te_count == 1 && p->http_minor == 0)
+        return fail(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    /* RFC 9112 §3.2: a 1.1 request has exactly one Host. */
+    if (p->http_minor >= 1 && c->host_count != 1)
+        return fail(c, 400, c->host_count ? "more than one Host header" : "missing Host header");
+
+    r->body_max_bytes = s->lim.body_max_bytes;
+    if (s->cbs.on_headers) {
+        int st = s->cbs.on_headers(r, s->cbs.data);
+        if (st)
+            return fail(c, st, NULL);
+    }
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->body_max_bytes)
+        return fail(c, 413, "request body too large");
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0) {
+        if (grow(&c->body, &c->body_cap, (size_t)p->content_length, r->body_max_bytes))
+            return fail(c, 500, "out of memory");
+    }
+    c->state = ST_BODY;
+    tl_set(c, TL_BODY);
+    if (c->expect_continue && (te_chunked || p->content_length > 0)) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (grow(&c->out, &c->out_cap, c->out_len + sizeof cont, SIZE_MAX) == 0) {
+            memcpy(c->out + c->out_len, cont, sizeof cont - 1);
+            c->out_len += sizeof cont - 1;
+        }
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (c->body_len + len > c->req.body_max_bytes)
+        return fail(c, 413, "request body too large");
+    if (grow(&c->body, &c->body_cap, c->body_len + len, c->req.body_max_bytes))
+        return fail(c, 500, "out of memory");
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    conn *c = p->data;
+    c->message_done = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+static const char *date_header(sl_http_server *s)
+{
+    time_t now = time(NULL);
+    if (now != s->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(s->date, sizeof s->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        s->date_sec = now;
+    }
+    return s->date;
+}
+
+static int out_append(conn *c, const void *p, size_t n)
+{
+    if (grow(&c->out, &c->out_cap, c->out_len + n, SIZE_MAX))
+        return SL_ENOMEM;
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+    return 0;
+}
+
+static int valid_header_value(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
+            return 0;
+    return 1;
+}
+
+/* Serialises one response into c->out. */
+static int write_response(conn *c, int status, const sl_http_header *hs, size_t nh,
+                          const void *body, size_t body_len, int head_only)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n",
+                     status, sl_http_reason(status), date_header(c->srv), body_len);
+    int rc = out_append(c, line, (size_t)n);
+    for (size_t i = 0; rc == 0 && i < nh; i++) {
+        rc = out_append(c, hs[i].name.ptr, hs[i].name.len);
+        rc = rc ? rc : out_append(c, ": ", 2);
+        rc = rc ? rc : out_append(c, hs[i].value.ptr, hs[i].value.len);
+        rc = rc ? rc : out_append(c, "\r\n", 2);
+    }
+    if (rc == 0 && c->req.request_id[0]) {
+        n = snprintf(line, sizeof line, "x-request-id: %s\r\n", c->req.request_id);
+        rc = out_append(c, line, (size_t)n);
+    }
+    if (rc == 0 && c->req.traceparent[0]) {
+        n = snprintf(line, sizeof line, "traceparent: %s\r\n", c->req.traceparent);
+        rc = out_append(c, line, (size_t)n);
+    }
+    if (rc == 0 && !c->keep_alive)
+        rc = out_append(c, "Connection: close\r\n", 19);
+    else if (rc == 0 && c->req.http_minor == 0)
+        rc = out_append(c, "Connection: keep-alive\r\n", 24);
+    rc = rc ? rc : out_append(c, "\r\n", 2);
+    if (rc == 0 && !head_only && body_len)
+        rc = out_append(c, body, body_len);
+    return rc;
+}
+
+/* Minimal JSON string escaping for problem details written by the server itself. */
+static size_t json_escape(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int problem_body(int status, const char *detail, char *out, size_t cap)
+{
+    char esc[512];
+    if (detail) {
+        json_escape(detail, esc, sizeof esc);
+        return snprintf(out, cap,
+                        "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
+                        sl_http_reason(status), status, esc);
+    }
+    return snprintf(out, cap, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d}",
+                    sl_http_reason(status), status);
+}
+
+static void reset_request(conn *c)
+{
+    memset(&c->req, 0, sizeof c->req);
+    c->nheaders = 0;
+    c->req.method = SL_HTTP_OTHER;
+    c->last_end = NULL;
+    c->last_cb = 0;
+    c->message_done = 0;
+    c->expect_continue = 0;
+    c->te_count = c->host_count = 0;
+    c->body_len = 0;
+    c->hdr_end = 0;
+    c->req._conn = c;
+    if (c->body_cap > 64 * 1024) {
+        free(c->body);
+        c->body = NULL;
+        c->body_cap = 0;
+    }
+}
+
+/* Answers a protocol error and closes after it (the framing can no longer be trusted). */
+static void send_error(conn *c, int status, const char *detail)
+{
+    char body[768];
+    int n = problem_body(status, detail, body, sizeof body);
+    static const sl_http_header ct = {{"Content-Type", 12}, {"application/problem+json", 24}};
+    c->keep_alive = 0;
+    c->req.http_minor = 1;
+    write_response(c, status, &ct, 1, body, (size_t)n, 0);
+    if (c->srv->cbs.on_response && c->state != ST_IDLE)
+        c->srv->cbs.on_response(&c->req, status, (size_t)n, c->srv->cbs.data);
+    c->close_after_write = 1;
+    c->state = ST_LINGER;
+    tl_set(c, TL_LINGER);
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+int sl_http_respond(sl_http_req *req, int status, const sl_http_header *headers, size_t nheaders,
+                    const void *body, size_t body_len)
+{
+    conn *c = req->_conn;
+    assert(c && c->handler_pending);
+    c->handler_pending = 0;
+    if (c->closing) {
+        /* The connection closed while the handler worked; it waited for us to free it. */
+        sl_http_server *srv = c->srv;
+        if (srv->cbs.on_response)
+            srv->cbs.on_response(req, 499, 0, srv->cbs.data);
+        if (c->handle_closed)
+            conn_free(c);
+        return SL_ECANCELED;
+    }
+    for (size_t i = 0; i < nheaders; i++) {
+        if (!valid_header_value(headers[i].value.ptr, headers[i].value.len) ||
+            !valid_header_value(headers[i].name.ptr, headers[i].name.len)) {
+            c->handler_pending = 1;
+            sl_http_respond_problem(req, 500, "handler produced an invalid header");
+            return SL_EINVAL;
+        }
+    }
+    sl_http_server *s = c->srv;
+    if (s->draining || c->parser.upgrade)
+        c->keep_alive = 0;
+    int rc = write_response(c, status, headers, nheaders, body, body_len,
+                            req->method == SL_HTTP_HEAD);
+    if (s->cbs.on_response)
+        s->cbs.on_response(req, status, body_len, s->cbs.data);
+    if (rc != 0) {
+        c->close_after_write = 1;
+        c->keep_alive = 0;
+    }
+    if (!c->keep_alive)
+        c->close_after_write = 1;
+    c->state = c->close_after_write ? ST_LINGER : ST_IDLE;
+    reset_request(c);
+    if (c->state == ST_LINGER) {
+        tl_set(c, TL_LINGER);
+        conn_flush(c);
+        conn_update_reading(c);
+        return 0;
+    }
+    /* Inside conn_process (a synchronous answer) its loop goes on; otherwise resume
+     * parsing any pipelined bytes now. */
+    if (!c->in_process)
+        conn_process(c);
+    return 0;
+}
+
+int sl_http_respond_body(sl_http_req *req, int status, const char *content_type, const void *body,
+                         size_t body_len)
+{
+    sl_http_header h = {{"Content-Type", 12}, {content_type, strlen(content_type)}};
+    return sl_http_respond(req, status, &h, content_type ? 1 : 0, body, body_len);
+}
+
+int sl_http_respond_problem(sl_http_req *req, int status, const char *detail)
+{
+    char body[768];
+    int n = problem_body(status, detail, body, sizeof body);
+    return sl_http_respond_body(req, status, "application/problem+json", body, (size_t)n);
+}
+
+int sl_http_req_cancelled(const sl_http_req *req)
+{
+    return req->_cancelled;
+}
+
+int sl_http_req_header(const sl_http_req *req, const char *name, sl_slice *value)
+{
+    return sl_http_header_find(req->headers, req->nheaders, name, value);
+}
+
+/* ---- dispatch and the parse loop ------------------------------------- */
+
+static void dispatch(conn *c)
+{
+    sl_http_server *s = c->srv;
+    c->req.body = (sl_slice){c->body, c->body_len};
+    c->keep_alive = http_should_keep_alive(&c->parser) && !s->draining;
+    c->state = ST_DISPATCHED;
+    c->handler_pending = 1;
+    tl_remove(c);
+    s->cbs.on_request(&c->req, s->cbs.data);
+}
+
+static int map_parser_error(conn *c, enum http_errno e)
+{
+    switch (e) {
+    case HPE_HEADER_OVERFLOW:
+        return 431;
+    case HPE_INVALID_TRANSFER_ENCODING:
+        return 501;
+    case HPE_INVALID_METHOD: {
+        /* RFC 9110 §9.1: an unknown but well-formed method is 501, garbage is 400. */
+        const char *p = c->data + c->req_start;
+        size_t n = c->data_len - c->req_start, i = 0;
+        while (i < n && sl_http_is_tchar((unsigned char)p[i]))
+            i++;
+        return (i > 0 && i < n && p[i] == ' ') ? 501 : 400;
+    }
+    case HPE_INVALID_VERSION:
+        return 400;
+    default:
+        return 400;
+    }
+}
+
+static void conn_process_loop(conn *c);
+
+static void conn_process(conn *c)
+{
+    c->in_process = 1;
+    conn_process_loop(c);
+    c->in_process = 0;
+}
+
+static void conn_process_loop(conn *c)
+{
+    sl_http_server *s = c->srv;
+    while (!c->closing && c->state != ST_DISPATCHED && c->state != ST_LINGER &&
+           c->parse_off < c->data_len) {
+        if (c->state == ST_IDLE) {
+            reset_request(c);
+            http_parser_init(&c->parser, HTTP_REQUEST);
+            c->parser.data = c;
+            c->req_start = c->parse_off;
+            c->req.start_ns = (int64_t)uv_hrtime();
+            c->state = ST_HEADERS;
+            tl_set(c, TL_HEADERS);
+        }
+        size_t avail = c->data_len - c->parse_off;
+        size_t n = http_parser_execute(&c->parser, &s->settings, c->data + c->parse_off, avail);
+        c->parse_off += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (c->error_status) {
+            int st = c->error_status;
+            c->error_status = 0;
+            send_error(c, st, c->error_detail);
+            return;
+        }
+        if (e == HPE_PAUSED && c->message_done) {
+            http_parser_pause(&c->parser, 0);
+            dispatch(c);
+            continue;
+        }
+        if (e != HPE_OK) {
+            send_error(c, map_parser_error(c, e), http_errno_description(e));
+            return;
+        }
+        if (c->parser.upgrade && c->message_done) {
+            /* http-parser stops at an Upgrade; we serve the request and close. */
+            dispatch(c);
+            continue;
+        }
+        if (c->state == ST_HEADERS &&
+            c->data_len - c->req_start > s->lim.max_header_bytes + 4) {
+            send_error(c, 431, "request header block too large");
+            return;
+        }
+        if (n < avail && c->state != ST_DISPATCHED) {
+            send_error(c, 400, "malformed request");
+            return;
+        }
+    }
+    if (c->closing || c->state == ST_LINGER)
+        return;
+    if (conn_keep(c) != 0) {
+        send_error(c, 500, "out of memory");
+        return;
+    }
+    if (c->state == ST_IDLE && c->data_len == 0)
+        tl_set(c, TL_IDLE);
+    conn_flush(c);
+    conn_update_reading(c);
+    if (s->draining && c->state == ST_IDLE && c->data_len == 0 && !c->writing && c->out_len == 0)
+        conn_close(c);
+}
+
+/* ---- socket I/O ------------------------------------------------------- */
+
+static void conn_free(conn *c)
+{
+    sl_http_server *s = c->srv;
+    free(c->buf);
+    free(c->body);
+    free(c->out);
+    free(c->wbuf);
+    free(c->headers);
+    free(c);
+    s->open_handles--;
+    server_maybe_drained(s);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    conn *c = h->data;
+    c->handle_closed = 1;
+    /* A handler still holding the request frees the memory when it answers. */
+    if (!c->handler_pending)
+        conn_free(c);
+}
+
+static void conn_close(conn *c)
+{
+    if (c->closing)
+        return;
+    tl_remove(c);
+    if (c->handler_pending)
+        c->req._cancelled = 1;
+    c->closing = 1;
+    sl_http_server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    if (c->data == s->rbuf)
+        c->data = NULL;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    conn *c = req->data;
+    c->shutting_down = 0;
+    /* Lingering close: keep reading (and discarding) until EOF or the linger deadline,
+     * so the peer sees our response rather than a reset. */
+    if (c->handler_pending || c->closing)
+        return;
+    if (!c->reading)
+        conn_close(c);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    conn *c = w->data;
+    c->writing = 0;
+    c->wbuf_len = 0;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_flush(c);
+    conn_update_reading(c);
+    if (c->srv->draining && c->state == ST_IDLE && c->data_len == 0 && !c->writing &&
+        c->out_len == 0)
+        conn_close(c);
+}
+
+static void after_output_drained(conn *c)
+{
+    if (c->close_after_write && !c->shutting_down && !c->closing) {
+        c->shutting_down = 1;
+        c->sreq.data = c;
+        if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+            c->shutting_down = 0;
+            conn_close(c);
+        }
+    }
+}
+
+static void conn_flush(conn *c)
+{
+    if (c->writing || c->closing)
+        return;
+    if (c->out_len == 0) {
+        after_output_drained(c);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(c->out, (unsigned)c->out_len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)c->out_len) {
+        c->out_len = 0;
+        after_output_drained(c);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        c->out_len = 0;
+        conn_close(c);
+        return;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    /* Swap: the unsent rest goes to wbuf for uv_write; out starts empty. */
+    char *tmp = c->wbuf;
+    size_t tcap = c->wbuf_cap;
+    c->wbuf = c->out;
+    c->wbuf_cap = c->out_cap;
+    c->out = tmp;
+    c->out_cap = tcap;
+    c->wbuf_len = c->out_len - done;
+    memmove(c->wbuf, c->wbuf + done, c->wbuf_len);
+    c->out_len = 0;
+    uv_buf_t wb = uv_buf_init(c->wbuf, (unsigned)c->wbuf_len);
+    c->wreq.data = c;
+    c->writing = 1;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write) != 0) {
+        c->writing = 0;
+        conn_close(c);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)suggested;
+    conn *c = h->data;
+    sl_http_server *s = c->srv;
+    if (c->buf && c->buf_len > 0 && c->state != ST_LINGER) {
+        *b = uv_buf_init(c->buf + c->buf_len, (unsigned)(c->buf_cap - c->buf_len));
+        return;
+    }
+    s->rbuf_busy = 1;
+    *b = uv_buf_init(s->rbuf, READ_BUF_SIZE);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+    conn *c = st->data;
+    sl_http_server *s = c->srv;
+    if (nread < 0) {
+        s->rbuf_busy = 0;
+        if (c->state == ST_HEADERS && nread == UV_EOF && c->data_len > c->req_start &&
+            !c->close_after_write) {
+            /* The client half-closed mid-request: nothing sensible can follow. */
+            conn_close(c);
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    if (nread == 0) {
+        s->rbuf_busy = 0;
+        return;
+    }
+    if (c->state == ST_LINGER) {
+        s->rbuf_busy = 0;
+        return; /* discard */
+    }
+    if (b->base == s->rbuf) {
+        c->data = s->rbuf;
+        c->data_len = (size_t)nread;
+        c->parse_off = 0;
+        c->req_start = 0;
+    } else {
+        c->data = c->buf;
+        c->buf_len += (size_t)nread;
+        c->data_len = c->buf_len;
+    }
+    conn_process(c);
+    s->rbuf_busy = 0;
+    if (!c->closing && c->data == s->rbuf) {
+        /* Everything parsed from the shared buffer was consumed or kept. */
+        c->data = NULL;
+        c->data_len = c->parse_off = 0;
+    }
+}
+
+static void conn_update_reading(conn *c)
+{
+    if (c->closing)
+        return;
+    int want = c->state != ST_DISPATCHED && !(c->close_after_write && c->state != ST_LINGER) &&
+               c->out_len + c->wbuf_len <= c->srv->lim.max_output_bytes;
+    if (c->state == ST_LINGER)
+        want = !c->handler_pending;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void reject_close_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    sl_http_server *s = ls->data;
+    if (status < 0)
+        return;
+    if (s->nconns >= s->lim.max_connections) {
+        /* Refuse politely: a short 503 written without waiting, then close. */
+        uv_tcp_t *t = malloc(sizeof *t);
+        if (!t || uv_tcp_init(s->loop, t) != 0) {
+            free(t);
+            return;
+        }
+        t->data = s;
+        if (uv_accept(ls, (uv_stream_t *)t) == 0) {
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                                       "Content-Length: 0\r\nConnection: close\r\n\r\n";
+            uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+            (void)uv_try_write((uv_stream_t *)t, &b, 1);
+        }
+        uv_close((uv_handle_t *)t, reject_close_cb);
+        return;
+    }
+    conn *c = calloc(1, sizeof *c);
+    size_t nh = s->lim.max_headers < MAX_HEADERS_CAP ? s->lim.max_headers : MAX_HEADERS_CAP;
+    if (c)
+        c->headers = calloc(nh, sizeof(sl_http_header));
+    if (!c || !c->headers || uv_tcp_init(s->loop, &c->tcp) != 0) {
+        if (c)
+            free(c->headers);
+        free(c);
+        return;
+    }
+    c->srv = s;
+    c->tcp.data = c;
+    c->tlist = TL_NONE;
+    c->state = ST_IDLE;
+    c->req._conn = c;
+    s->open_handles++;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    /* A new connection must send its first request within the header timeout. */
+    tl_set(c, TL_HEADERS);
+    conn_update_reading(c);
+}
+
+/* ---- server lifecycle ------------------------------------------------- */
+
+int sl_http_server_new(uv_loop_t *loop, const sl_http_limits *lim, const sl_http_callbacks *cbs,
+                       sl_http_server **out)
+{
+    sl_http_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return SL_ENOMEM;
+    s->rbuf = malloc(READ_BUF_SIZE);
+    if (!s->rbuf) {
+        free(s);
+        return SL_ENOMEM;
+    }
+    s->loop = loop;
+    s->lim = *lim;
+    if (s->lim.max_headers > MAX_HEADERS_CAP)
+        s->lim.max_headers = MAX_HEADERS_CAP;
+    s->cbs = *cbs;
+    s->tl_ms[TL_IDLE] = lim->idle_timeout_ms;
+    s->tl_ms[TL_HEADERS] = lim->header_timeout_ms;
+    s->tl_ms[TL_BODY] = lim->body_timeout_ms;
+    s->tl_ms[TL_LINGER] = lim->linger_ms;
+    uint32_t min = UINT32_MAX;
+    for (int i = 0; i < TL_COUNT; i++)
+        if (s->tl_ms[i] < min)
+            min = s->tl_ms[i];
+    s->sweep_ms = min / 4 < 5 ? 5 : (min / 4 > 1000 ? 1000 : min / 4);
+    s->settings.on_message_begin = on_message_begin;
+    s->settings.on_url = on_url;
+    s->settings.on_header_field = on_header_field;
+    s->settings.on_header_value = on_header_value;
+    s->settings.on_headers_complete = on_headers_complete;
+    s->settings.on_body = on_body;
+    s->settings.on_message_complete = on_message_complete;
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, sweep_cb, s->sweep_ms, s->sweep_ms);
+    uv_unref((uv_handle_t *)&s->sweep);
+    s->open_handles = 1;
+    *out = s;
+    return 0;
+}
+
+int sl_http_server_listen_fd(sl_http_server *s, int fd)
+{
+    int rc = uv_tcp_init(s->loop, &s->listener);
+    if (rc != 0)
+        return rc;
+    s->listener.data = s;
+    s->open_handles++;
+    rc = uv_tcp_open(&s->listener, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    s->listening = 1;
+    return rc;
+}
+
+size_t sl_http_server_connections(const sl_http_server *s)
+{
+    return s->nconns;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    sl_http_server *s = h->data;
+    s->open_handles--;
+    server_maybe_drained(s);
+}
+
+static void server_maybe_drained(sl_http_server *s)
+{
+    if (s->draining && s->nconns == 0 && s->drain_cb) {
+        void (*cb)(void *) = s->drain_cb;
+        s->drain_cb = NULL;
+        cb(s->drain_data);
+    }
+    if (s->closing && s->open_handles == 0) {
+        void (*cb)(void *) = s->close_cb;
+        void *data = s->close_data;
+        free(s->rbuf);
+        free(s);
+        if (cb)
+            cb(data);
+    }
+}
+
+static void stop_listening(sl_http_server *s)
+{
+    if (s->listening) {
+        s->listening = 0;
+        uv_close((uv_handle_t *)&s->listener, handle_closed);
+    }
+}
+
+void sl_http_server_drain(sl_http_server *s, void (*done)(void *), void *data)
+{
+    s->draining = 1;
+    s->drain_cb = done;
+    s->drain_data = data;
+    stop_listening(s);
+    conn *next;
+    for (conn *c = s->conns; c; c = next) {
+        next = c->next;
+        if (c->state == ST_IDLE && c->data_len == 0 && !c->writing && c->out_len == 0)
+            conn_close(c);
+        else if (c->state == ST_HEADERS || c->state == ST_BODY)
+            c->keep_alive = 0;
+    }
+    server_maybe_drained(s);
+}
+
+void sl_http_server_close(sl_http_server *s, void (*done)(void *), void *data)
+{
+    s->closing = 1;
+    s->close_cb = done;
+    s->close_data = data;
+    s->drain_cb = NULL;
+    stop_listening(s);
+    conn *next;
+    for (conn *c = s->conns; c; c = next) {
+        next = c->next;
+        conn_close(c); /* a handler's later answer finds a cancelled request */
+    }
+    uv_timer_stop(&s->sweep);
+    uv_close((uv_handle_t *)&s->sweep, handle_closed);
+}
