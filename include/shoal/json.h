@@ -20,8 +20,9 @@
 
 /* ---- Error collection ---------------------------------------------------------------------- */
 
-#define SL_JSON_ERRORS_MAX  16  /* entries kept; further errors only bump `dropped` */
-#define SL_JSON_FIELD_MAX   128 /* bytes of a field path, NUL included (truncated on a UTF-8 boundary) */
+#define SL_JSON_ERRORS_MAX 16 /* entries kept; further errors only bump `dropped` */
+#define SL_JSON_FIELD_MAX                                                                          \
+    128 /* bytes of a field path, NUL included (truncated on a UTF-8 boundary) */
 #define SL_JSON_MESSAGE_MAX 256 /* bytes of a message, NUL included (truncated the same way) */
 
 /* One invalid field. `field` is a path ("shipping_address.city", "items[2].qty"); "" means the
@@ -180,7 +181,8 @@ SL_API char *sl_problem_body(int status, const char *title, const char *detail,
  * for a code it does not know. */
 SL_API const char *sl_problem_title(int status);
 
-/* ---- Writing ---------------------------------------------------------------------------------- */
+/* ---- Writing ----------------------------------------------------------------------------------
+ */
 
 /*
  * Serialises `v` (borrows it; any type) compactly, keys in insertion order. Returns owned

@@ -31,8 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     sl_json_errors errs;
     sl_json_errors_init(&errs);
-    int r1 = sl_config_read(cfg, "http", fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN,
-                            &errs);
+    int r1 =
+        sl_config_read(cfg, "http", fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs);
     int r2 = sl_config_read(cfg, "listeners[0]", fields, 1, 0, &errs);
     if ((r1 == 0 && r2 == 0) != (sl_json_errors_total(&errs) == 0)) abort();
     char loc[256];

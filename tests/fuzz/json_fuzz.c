@@ -25,8 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         double price = 0;
         json_t *addr = NULL, *items = NULL;
         sl_json_field fields[] = {
-            {.name = "name", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .min = 1,
-             .max = 10, .max_bytes = 20, .out = &name},
+            {.name = "name",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = 10,
+             .max_bytes = 20,
+             .out = &name},
             {.name = "kind", .kind = SL_JSON_STRING, .allowed = kinds, .out = &kind},
             {.name = "qty", .kind = SL_JSON_INT, .min = 1, .max = 1000, .out = &qty},
             {.name = "gift", .kind = SL_JSON_BOOL, .flags = SL_JSON_NULLABLE, .out = &gift},

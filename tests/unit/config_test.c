@@ -67,15 +67,15 @@ static void test_scalar_types(void **state)
     assert_string_equal(err, "t.yaml:1:4: strings must not contain NUL characters");
 }
 
-static const char sample[] = "http:\n"            /* 1 */
-                             "  port: 70000\n"    /* 2 */
+static const char sample[] = "http:\n"               /* 1 */
+                             "  port: 70000\n"       /* 2 */
                              "  host: \"0.0.0.0\"\n" /* 3 */
-                             "  maxConns: 10\n"   /* 4 */
-                             "listeners:\n"       /* 5 */
-                             "  - name: public\n" /* 6 */
-                             "    port: 8080\n"   /* 7 */
-                             "  - name: admin\n"  /* 8 */
-                             "    port: 99999\n"; /* 9 */
+                             "  maxConns: 10\n"      /* 4 */
+                             "listeners:\n"          /* 5 */
+                             "  - name: public\n"    /* 6 */
+                             "    port: 8080\n"      /* 7 */
+                             "  - name: admin\n"     /* 8 */
+                             "    port: 99999\n";    /* 9 */
 
 static void test_located_errors(void **state)
 {
@@ -90,9 +90,9 @@ static void test_located_errors(void **state)
     };
     sl_json_errors errs;
     sl_json_errors_init(&errs);
-    assert_int_equal(sl_config_read(cfg, "http", http, SL_ARRAY_LEN(http), SL_JSON_REJECT_UNKNOWN,
-                                    &errs),
-                     SL_EINVAL);
+    assert_int_equal(
+        sl_config_read(cfg, "http", http, SL_ARRAY_LEN(http), SL_JSON_REJECT_UNKNOWN, &errs),
+        SL_EINVAL);
     assert_int_equal(errs.count, 3);
     assert_string_equal(errs.items[0].field, "http.port");
     assert_string_equal(errs.items[0].message, "t.yaml:2:9: http.port: must be at most 65535");
@@ -197,11 +197,11 @@ static void test_rejected(void **state)
 
     /* Depth: the root mapping is level 1, so 31 brackets make 32 levels (accepted). */
     char text[200];
-    snprintf(text, sizeof text, "a: %.*s%.*s\n", 31, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
-             31, "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    snprintf(text, sizeof text, "a: %.*s%.*s\n", 31, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 31,
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
     sl_config_free(load_ok(text));
-    snprintf(text, sizeof text, "a: %.*s%.*s\n", 32, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
-             32, "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    snprintf(text, sizeof text, "a: %.*s%.*s\n", 32, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 32,
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
     load_fail(text, SL_ELIMIT, err);
     assert_string_equal(err, "t.yaml:1:35: nesting deeper than 32 levels");
     /* 100,000 open brackets: stops at level 33, no recursion anywhere. */
@@ -216,8 +216,8 @@ static void test_rejected(void **state)
     char *big = malloc(SL_CONFIG_MAX_BYTES + 1);
     memset(big, ' ', SL_CONFIG_MAX_BYTES + 1);
     sl_config *cfg = NULL;
-    assert_int_equal(
-        sl_config_load_string("big.yaml", big, SL_CONFIG_MAX_BYTES + 1, &cfg, err), SL_ELIMIT);
+    assert_int_equal(sl_config_load_string("big.yaml", big, SL_CONFIG_MAX_BYTES + 1, &cfg, err),
+                     SL_ELIMIT);
     free(big);
 
     /* Empty inputs are empty configurations. */
@@ -358,10 +358,10 @@ static void test_files_and_args(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalar_types),  cmocka_unit_test(test_located_errors),
-        cmocka_unit_test(test_getters),       cmocka_unit_test(test_syntax_errors),
-        cmocka_unit_test(test_rejected),      cmocka_unit_test(test_env_overrides),
-        cmocka_unit_test(test_env_errors),    cmocka_unit_test(test_files_and_args),
+        cmocka_unit_test(test_scalar_types), cmocka_unit_test(test_located_errors),
+        cmocka_unit_test(test_getters),      cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_rejected),     cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_env_errors),   cmocka_unit_test(test_files_and_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -120,7 +120,11 @@ static void test_read_ok(void **state)
     double price = 0;
     json_t *address = NULL, *tags = NULL;
     sl_json_field fields[] = {
-        {.name = "name", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .min = 1, .max = 3,
+        {.name = "name",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 3,
          .out = &name},
         {.name = "qty", .kind = SL_JSON_INT, .flags = SL_JSON_REQUIRED, .out = &qty},
         {.name = "gift", .kind = SL_JSON_BOOL, .out = &gift},
@@ -170,8 +174,8 @@ static void test_read_errors(void **state)
     };
     sl_json_errors errs;
     sl_json_errors_init(&errs);
-    assert_int_equal(
-        sl_json_read(v, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs), SL_EINVAL);
+    assert_int_equal(sl_json_read(v, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs),
+                     SL_EINVAL);
     assert_int_equal(errs.count, 13);
     assert_string_equal(msg_for(&errs, "id"), "is required");
     assert_string_equal(msg_for(&errs, "qty"), "must be at most 1000");
@@ -223,10 +227,9 @@ static void test_nested_paths(void **state)
     sl_json_field item[] = {{.name = "qty", .kind = SL_JSON_INT, .flags = SL_JSON_REQUIRED}};
     sl_json_errors errs;
     sl_json_errors_init(&errs);
-    assert_int_equal(
-        sl_json_read_at(json_object_get(v, "shipping_address"), "shipping_address", addr, 1, 0,
-                        &errs),
-        SL_EINVAL);
+    assert_int_equal(sl_json_read_at(json_object_get(v, "shipping_address"), "shipping_address",
+                                     addr, 1, 0, &errs),
+                     SL_EINVAL);
     json_t *items = json_object_get(v, "items");
     for (size_t i = 0; i < json_array_size(items); i++) {
         char p[64];
@@ -346,10 +349,10 @@ static void test_dump_and_escape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_depth_limit),    cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_read_ok),        cmocka_unit_test(test_read_errors),
-        cmocka_unit_test(test_min_lengths),    cmocka_unit_test(test_nested_paths),
-        cmocka_unit_test(test_errors_bounded), cmocka_unit_test(test_problem_body),
+        cmocka_unit_test(test_depth_limit),     cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_read_ok),         cmocka_unit_test(test_read_errors),
+        cmocka_unit_test(test_min_lengths),     cmocka_unit_test(test_nested_paths),
+        cmocka_unit_test(test_errors_bounded),  cmocka_unit_test(test_problem_body),
         cmocka_unit_test(test_dump_and_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

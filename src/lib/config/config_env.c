@@ -128,8 +128,8 @@ static int set_child(env_apply *A, json_t *cur, int32_t *node, const cfg_seg *s,
         A->cfg->nodes[child].col = 0;
         A->cfg->nodes[child].source = A->source;
     } else {
-        child = cfg_node_add(A->cfg, *node, s->is_index ? NULL : s->key, s->key_len, s->index, 0,
-                             0, A->source);
+        child = cfg_node_add(A->cfg, *node, s->is_index ? NULL : s->key, s->key_len, s->index, 0, 0,
+                             A->source);
         if (child < 0) return SL_ENOMEM;
     }
     *node = child;
@@ -147,8 +147,8 @@ static int apply_one(env_apply *A, const env_seg *segs, int n, const char *value
         int rc = resolve(A, cur, segs[i], &s, key, sizeof key);
         if (rc != 0) return rc;
         path_add(A, s.is_index ? NULL : s.key, s.key_len, s.index);
-        json_t *next = s.is_index ? json_array_get(cur, s.index)
-                                  : json_object_getn(cur, s.key, s.key_len);
+        json_t *next =
+            s.is_index ? json_array_get(cur, s.index) : json_object_getn(cur, s.key, s.key_len);
         if (!next || json_is_null(next)) {
             next = json_object();
             if (!next) return SL_ENOMEM;

@@ -60,8 +60,8 @@ sl_config *cfg_new(const char *name);
 int64_t cfg_source_add(sl_config *cfg, const char *name);
 
 /* Appends a node. `key` NULL means an array element at `index`. Returns its index or -1. */
-int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len,
-                     size_t index, uint32_t line, uint32_t col, uint32_t source);
+int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len, size_t index,
+                     uint32_t line, uint32_t col, uint32_t source);
 
 /* Returns the child of node `parent` named by `s`, or -1. */
 int32_t cfg_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s);

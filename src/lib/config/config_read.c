@@ -28,8 +28,7 @@ int sl_config_locate(const sl_config *cfg, const char *path, char *buf, size_t c
 }
 
 /* Writes "location: path: message" (or "location: message" for the root) into `out`. */
-static void located(const sl_config *cfg, const char *path, const char *msg, char *out,
-                    size_t cap)
+static void located(const sl_config *cfg, const char *path, const char *msg, char *out, size_t cap)
 {
     char loc[SL_CONFIG_ERR_MAX / 2]; /* a long file name is cut, the message is kept */
     (void)sl_config_locate(cfg, path, loc, sizeof loc);
@@ -72,8 +71,8 @@ static int bad(const sl_config *cfg, const char *path, char *err, const char *ms
     return SL_EINVAL;
 }
 
-int sl_config_get_int(const sl_config *cfg, const char *path, int64_t def, int64_t min,
-                      int64_t max, int64_t *out, char *err)
+int sl_config_get_int(const sl_config *cfg, const char *path, int64_t def, int64_t min, int64_t max,
+                      int64_t *out, char *err)
 {
     json_t *v;
     char msg[64];
@@ -103,8 +102,8 @@ int sl_config_get_bool(const sl_config *cfg, const char *path, bool def, bool *o
     return 0;
 }
 
-int sl_config_get_string(const sl_config *cfg, const char *path, const char *def,
-                         const char **out, char *err)
+int sl_config_get_string(const sl_config *cfg, const char *path, const char *def, const char **out,
+                         char *err)
 {
     json_t *v;
     *out = def;
@@ -114,8 +113,7 @@ int sl_config_get_string(const sl_config *cfg, const char *path, const char *def
     return 0;
 }
 
-int sl_config_get_number(const sl_config *cfg, const char *path, double def, double *out,
-                         char *err)
+int sl_config_get_number(const sl_config *cfg, const char *path, double def, double *out, char *err)
 {
     json_t *v;
     *out = def;

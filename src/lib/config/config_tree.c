@@ -64,8 +64,8 @@ int64_t cfg_source_add(sl_config *cfg, const char *name)
     return (int64_t)cfg->n_sources++;
 }
 
-int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len,
-                     size_t index, uint32_t line, uint32_t col, uint32_t source)
+int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len, size_t index,
+                     uint32_t line, uint32_t col, uint32_t source)
 {
     /* Inputs are at most SL_CONFIG_MAX_BYTES, so these bounds are never reached by a file. */
     if (cfg->n_nodes >= INT32_MAX || cfg->keys_len + key_len >= UINT32_MAX || index >= UINT32_MAX)
@@ -78,8 +78,12 @@ int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key
         cfg->cap_nodes = cap;
     }
     cfg_node *n = &cfg->nodes[cfg->n_nodes];
-    *n = (cfg_node){.parent = parent, .key_off = CFG_NO_KEY, .index = (uint32_t)index,
-                    .line = line, .col = col, .source = source};
+    *n = (cfg_node){.parent = parent,
+                    .key_off = CFG_NO_KEY,
+                    .index = (uint32_t)index,
+                    .line = line,
+                    .col = col,
+                    .source = source};
     if (key) {
         if (cfg->keys_len + key_len > cfg->keys_cap) {
             size_t cap = cfg->keys_cap ? cfg->keys_cap : 256;

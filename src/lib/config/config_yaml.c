@@ -15,11 +15,11 @@
 
 /* An open mapping or sequence. */
 typedef struct frame {
-    json_t *c;        /* borrowed: owned by its parent, or the root */
-    int32_t node;     /* its side-table node */
-    bool is_map;      /* mapping (expects key, value, key, ...) or sequence */
-    char *key;        /* mapping only: the pending key (owned), NULL when a key is expected */
-    size_t key_len;   /* length of `key` */
+    json_t *c;         /* borrowed: owned by its parent, or the root */
+    int32_t node;      /* its side-table node */
+    bool is_map;       /* mapping (expects key, value, key, ...) or sequence */
+    char *key;         /* mapping only: the pending key (owned), NULL when a key is expected */
+    size_t key_len;    /* length of `key` */
     size_t next_index; /* sequence only: index of the next element */
 } frame;
 

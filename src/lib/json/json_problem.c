@@ -95,8 +95,8 @@ out:
     return body;
 }
 
-char *sl_problem_body(int status, const char *title, const char *detail,
-                      const sl_json_errors *errs, size_t *len)
+char *sl_problem_body(int status, const char *title, const char *detail, const sl_json_errors *errs,
+                      size_t *len)
 {
     sl_problem p = {.status = status, .title = title, .detail = detail, .errs = errs};
     return sl_problem_body_ex(&p, len);

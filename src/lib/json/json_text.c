@@ -92,8 +92,12 @@ size_t sl_json_escape(const char *s, size_t len, char *out, size_t cap)
             esc[1] = (char)c;
             put(out, cap, &pos, esc, 2);
         } else if (c < 0x20) {
-            const char *named = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                                : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+            const char *named = c == '\n'   ? "\\n"
+                                : c == '\r' ? "\\r"
+                                : c == '\t' ? "\\t"
+                                : c == '\b' ? "\\b"
+                                : c == '\f' ? "\\f"
+                                            : NULL;
             if (named) {
                 put(out, cap, &pos, named, 2);
             } else {
