@@ -23,6 +23,8 @@
  * and the parser is paused there so a connection handles one request at a
  * time and pipelined responses keep their order.
  */
+#include "http_int.h"
+
 #include <shoal/http.h>
 
 #include <assert.h>
@@ -1018,6 +1020,40 @@ static void reject_close_cb(uv_handle_t *h)
     free(h);
 }
 
+static conn *conn_new(sl_http_server *s)
+{
+    conn *c = calloc(1, sizeof *c);
+    size_t nh = s->lim.max_headers < MAX_HEADERS_CAP ? s->lim.max_headers : MAX_HEADERS_CAP;
+    if (c)
+        c->headers = calloc(nh, sizeof(sl_http_header));
+    if (!c || !c->headers || uv_tcp_init(s->loop, &c->tcp) != 0) {
+        if (c)
+            free(c->headers);
+        free(c);
+        return NULL;
+    }
+    c->srv = s;
+    c->tcp.data = c;
+    c->tlist = TL_NONE;
+    c->state = ST_IDLE;
+    c->req._conn = c;
+    s->open_handles++;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    return c;
+}
+
+static void conn_start(conn *c)
+{
+    uv_tcp_nodelay(&c->tcp, 1);
+    /* A new connection must send its first request within the header timeout. */
+    tl_set(c, TL_HEADERS);
+    conn_update_reading(c);
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     sl_http_server *s = ls->data;
@@ -1040,35 +1076,28 @@ static void on_connection(uv_stream_t *ls, int status)
         uv_close((uv_handle_t *)t, reject_close_cb);
         return;
     }
-    conn *c = calloc(1, sizeof *c);
-    size_t nh = s->lim.max_headers < MAX_HEADERS_CAP ? s->lim.max_headers : MAX_HEADERS_CAP;
-    if (c)
-        c->headers = calloc(nh, sizeof(sl_http_header));
-    if (!c || !c->headers || uv_tcp_init(s->loop, &c->tcp) != 0) {
-        if (c)
-            free(c->headers);
-        free(c);
+    conn *c = conn_new(s);
+    if (!c)
         return;
-    }
-    c->srv = s;
-    c->tcp.data = c;
-    c->tlist = TL_NONE;
-    c->state = ST_IDLE;
-    c->req._conn = c;
-    s->open_handles++;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    /* A new connection must send its first request within the header timeout. */
-    tl_set(c, TL_HEADERS);
-    conn_update_reading(c);
+    conn_start(c);
+}
+
+int sl__http_server_adopt(sl_http_server *s, int fd)
+{
+    conn *c = conn_new(s);
+    if (!c)
+        return SL_ENOMEM;
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        conn_close(c);
+        return rc;
+    }
+    conn_start(c);
+    return 0;
 }
 
 /* ---- server lifecycle ------------------------------------------------- */
