@@ -40,11 +40,11 @@ typedef struct sl_idgen {
     const sl_clock *_clock;
     sl_idgen_random_fn _random;
     void *_random_data;
-    uint64_t _last_ms;  /* timestamp of the last id */
-    uint64_t _rand_hi;  /* last rand_a (12 bits) */
-    uint64_t _rand_lo;  /* last rand_b (62 bits) */
+    uint64_t _last_ms; /* timestamp of the last id */
+    uint64_t _rand_hi; /* last rand_a (12 bits) */
+    uint64_t _rand_lo; /* last rand_b (62 bits) */
     int _have_last;
-    size_t _pool_pos;   /* next unused byte of _pool */
+    size_t _pool_pos; /* next unused byte of _pool */
     uint8_t _pool[SL_IDGEN_POOL_BYTES];
 } sl_idgen;
 

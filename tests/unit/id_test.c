@@ -50,8 +50,8 @@ static void test_format_and_bits(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", s[i]));
     }
-    assert_int_equal(s[14], '7');                 /* version nibble */
-    assert_non_null(strchr("89ab", s[19]));       /* variant 10xx */
+    assert_int_equal(s[14], '7');                /* version nibble */
+    assert_non_null(strchr("89ab", s[19]));      /* variant 10xx */
     assert_memory_equal(s, "01a22226-c895", 13); /* 48-bit ms timestamp 0x01a22226c895 */
 
     uint8_t b[16];
@@ -186,9 +186,9 @@ static void test_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format_and_bits),  cmocka_unit_test(test_monotonic_frozen_clock),
-        cmocka_unit_test(test_clock_backwards),  cmocka_unit_test(test_random_failure),
-        cmocka_unit_test(test_system_source),    cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_format_and_bits), cmocka_unit_test(test_monotonic_frozen_clock),
+        cmocka_unit_test(test_clock_backwards), cmocka_unit_test(test_random_failure),
+        cmocka_unit_test(test_system_source),   cmocka_unit_test(test_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
