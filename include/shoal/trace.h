@@ -130,8 +130,8 @@ typedef enum sl_span_attr_type {
 typedef struct sl_span_attr {
     char key[SL_SPAN_ATTR_KEY_MAX + 1];
     sl_span_attr_type type;
-    int64_t i;                           /* SL_SPAN_ATTR_INT */
-    char s[SL_SPAN_ATTR_STR_MAX + 1];    /* SL_SPAN_ATTR_STR, NUL-terminated */
+    int64_t i;                        /* SL_SPAN_ATTR_INT */
+    char s[SL_SPAN_ATTR_STR_MAX + 1]; /* SL_SPAN_ATTR_STR, NUL-terminated */
 } sl_span_attr;
 
 /* A finished span as handed to the exporter. Read-only for the callback. */
@@ -154,11 +154,11 @@ typedef struct sl_tracer sl_tracer;
 typedef struct sl_span sl_span;
 
 typedef struct sl_tracer_config {
-    const char *service;  /* copied (truncated to 63 bytes) */
+    const char *service;   /* copied (truncated to 63 bytes) */
     const sl_clock *clock; /* borrowed; must outlive the tracer */
-    sl_rand *rand;        /* borrowed; used only on the tracer's thread */
-    double sample_ratio;  /* probability a new root trace is sampled, [0, 1] */
-    uint32_t max_active;  /* spans open at once before new ones are non-recording */
+    sl_rand *rand;         /* borrowed; used only on the tracer's thread */
+    double sample_ratio;   /* probability a new root trace is sampled, [0, 1] */
+    uint32_t max_active;   /* spans open at once before new ones are non-recording */
     uint32_t buffer_spans; /* finished spans waiting for the exporter (rounded up to 2^k) */
 } sl_tracer_config;
 
@@ -240,11 +240,11 @@ SL_API size_t sl_tracer_drain(sl_tracer *tracer, sl_span_export_cb cb, void *dat
 
 /* Counters since creation. Readable from any thread (relaxed, may lag slightly). */
 typedef struct sl_tracer_stats {
-    uint64_t started;         /* every sl_span_start */
-    uint64_t recorded;        /* recording spans ended and queued for export */
-    uint64_t unsampled;       /* non-recording because not sampled */
-    uint64_t pool_exhausted;  /* non-recording because max_active spans were open */
-    uint64_t dropped_full;    /* ended recording spans dropped because the buffer was full */
+    uint64_t started;        /* every sl_span_start */
+    uint64_t recorded;       /* recording spans ended and queued for export */
+    uint64_t unsampled;      /* non-recording because not sampled */
+    uint64_t pool_exhausted; /* non-recording because max_active spans were open */
+    uint64_t dropped_full;   /* ended recording spans dropped because the buffer was full */
 } sl_tracer_stats;
 
 SL_API void sl_tracer_stats_get(const sl_tracer *tracer, sl_tracer_stats *out);

@@ -104,8 +104,9 @@ static void test_traceparent_future_versions(void **state)
     sl_trace_ctx c;
     /* §3.2.4: a higher version is parsed by its first four fields, the rest ignored. */
     assert_int_equal(
-        parse("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be-like",
-              &c),
+        parse(
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be-like",
+            &c),
         0);
     assert_int_equal(c.flags, 1);
     assert_int_equal(parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", &c), 0);
@@ -131,27 +132,27 @@ static void test_tracestate(void **state)
     assert_true(ts_ok("rojo=00f067aa0ba902b7"));
     assert_true(ts_ok("congo=ucfJifl5GOE,rojo=00f067aa0ba902b7"));
     assert_true(ts_ok("fw529a3039@dt=ZGY2NzY5MTM2NDg1,rojo=00f067aa0ba902b7"));
-    assert_true(ts_ok(""));                            /* empty header is accepted */
-    assert_true(ts_ok("a=1 , b=2\t,\t c=3"));          /* OWS around commas */
-    assert_true(ts_ok("a=1,,b=2, ,"));                 /* empty members are allowed */
-    assert_true(ts_ok("a=b c"));                       /* inner space in a value */
-    assert_true(ts_ok("k*/_-9=~!\"#$%&'()*+-./:;<>?"));  /* every key and value class */
-    assert_true(ts_ok("0tenant@sys=1"));               /* tenant may start with a digit */
+    assert_true(ts_ok(""));                             /* empty header is accepted */
+    assert_true(ts_ok("a=1 , b=2\t,\t c=3"));           /* OWS around commas */
+    assert_true(ts_ok("a=1,,b=2, ,"));                  /* empty members are allowed */
+    assert_true(ts_ok("a=b c"));                        /* inner space in a value */
+    assert_true(ts_ok("k*/_-9=~!\"#$%&'()*+-./:;<>?")); /* every key and value class */
+    assert_true(ts_ok("0tenant@sys=1"));                /* tenant may start with a digit */
 
-    assert_false(ts_ok("Congo=t61rcWkgMzE"));  /* uppercase key */
-    assert_false(ts_ok("1abc=x"));             /* simple key must start with lcalpha */
-    assert_false(ts_ok("a=b=c"));              /* '=' in value */
-    assert_false(ts_ok("a="));                 /* empty value */
-    assert_false(ts_ok("=x"));                 /* empty key */
-    assert_false(ts_ok("novalue"));            /* no '=' */
-    assert_false(ts_ok("a=1,a=2"));            /* duplicate key */
-    assert_false(ts_ok("t@1sys=x"));           /* system-id must start with lcalpha */
-    assert_false(ts_ok("@sys=x"));             /* empty tenant */
-    assert_false(ts_ok("t@=x"));               /* empty system */
-    assert_false(ts_ok("a@b@c=x"));            /* two '@' */
+    assert_false(ts_ok("Congo=t61rcWkgMzE"));   /* uppercase key */
+    assert_false(ts_ok("1abc=x"));              /* simple key must start with lcalpha */
+    assert_false(ts_ok("a=b=c"));               /* '=' in value */
+    assert_false(ts_ok("a="));                  /* empty value */
+    assert_false(ts_ok("=x"));                  /* empty key */
+    assert_false(ts_ok("novalue"));             /* no '=' */
+    assert_false(ts_ok("a=1,a=2"));             /* duplicate key */
+    assert_false(ts_ok("t@1sys=x"));            /* system-id must start with lcalpha */
+    assert_false(ts_ok("@sys=x"));              /* empty tenant */
+    assert_false(ts_ok("t@=x"));                /* empty system */
+    assert_false(ts_ok("a@b@c=x"));             /* two '@' */
     assert_false(ts_ok("t@abcdefghijklmno=x")); /* system-id of 15 chars */
-    assert_false(ts_ok("a=x\x01y"));           /* control char */
-    assert_false(ts_ok("a=caf\xc3\xa9"));      /* non-ASCII */
+    assert_false(ts_ok("a=x\x01y"));            /* control char */
+    assert_false(ts_ok("a=caf\xc3\xa9"));       /* non-ASCII */
 
     /* Limits: 32 members OK, 33 not; values of 256 OK, 257 not; 512 bytes total. */
     char buf[1024];
@@ -245,8 +246,8 @@ static void test_span_lifecycle(void **state)
     sl_span_start(t, "GET /orders/{id}", SL_SPAN_SERVER, &remote, &srv);
     assert_true(sl_span_is_recording(srv));
     const sl_trace_ctx *sc = sl_span_context(srv);
-    assert_memory_equal(sc->trace_id, remote.trace_id, 16);        /* joins the trace */
-    assert_memory_not_equal(sc->span_id, remote.span_id, 8);       /* new span id */
+    assert_memory_equal(sc->trace_id, remote.trace_id, 16);  /* joins the trace */
+    assert_memory_not_equal(sc->span_id, remote.span_id, 8); /* new span id */
     assert_int_equal(sc->flags, SL_TRACE_FLAG_SAMPLED);
     sl_span_set_attr_str(srv, "http.method", "GET");
     sl_span_set_attr_int(srv, "http.status_code", 200);

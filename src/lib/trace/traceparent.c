@@ -174,8 +174,7 @@ int sl_tracestate_validate(const char *s, size_t len)
             const char *eq = memchr(s + b, '=', e - b);
             if (eq == NULL) return SL_EPARSE;
             size_t klen = (size_t)(eq - (s + b));
-            if (!valid_key(s + b, klen) || !valid_value(eq + 1, e - b - klen - 1))
-                return SL_EPARSE;
+            if (!valid_key(s + b, klen) || !valid_value(eq + 1, e - b - klen - 1)) return SL_EPARSE;
             if (members == SL_TRACESTATE_MAX_MEMBERS) return SL_EPARSE; /* §3.3.1.1: max 32 */
             for (size_t i = 0; i < members; i++) /* §3.3.1.1: keys are unique */
                 if (key_lens[i] == klen && memcmp(keys[i], s + b, klen) == 0) return SL_EPARSE;

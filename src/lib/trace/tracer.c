@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CACHE_LINE 64
+#define CACHE_LINE  64
 #define SERVICE_MAX 63
 #define RING_MAX    65536u
 
@@ -301,8 +301,7 @@ void sl_span_end(sl_span *span)
     sl_tracer *t = span->tracer;
     if (!span->pooled) return; /* the shared overflow span */
     if (span->recording) {
-        span->d.end_ns =
-            span->d.start_ns + (sl_clock_mono_ns(t->clock) - span->start_mono_ns);
+        span->d.end_ns = span->d.start_ns + (sl_clock_mono_ns(t->clock) - span->start_mono_ns);
         if (ring_push(&t->done, span)) {
             stat_inc(&t->recorded);
             return;
