@@ -114,7 +114,11 @@ static void test_escapes(void **state)
     sl_logger *lg = make_logger(&cap, &fc, SL_LOG_LEVEL_DEBUG);
     SL_LOG_ERROR(lg, NULL, "a \"quoted\" \\ line\nnext\ttab\x01\x1f\x7f end",
                  SL_LOG_STR("utf8", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
-                 SL_LOG_STR("bad", "a\xff" "b\xc0\xaf" "c\xed\xa0\x80" "d\xf4\x90\x80\x80" "e\xe2\x82"),
+                 SL_LOG_STR("bad", "a\xff"
+                                   "b\xc0\xaf"
+                                   "c\xed\xa0\x80"
+                                   "d\xf4\x90\x80\x80"
+                                   "e\xe2\x82"),
                  SL_LOG_STR("key \"q\"", "v"));
     json_t *j = parse_line(&cap, 0);
     assert_string_equal(str_member(j, "msg"), "a \"quoted\" \\ line\nnext\ttab\x01\x1f\x7f end");
@@ -137,8 +141,7 @@ static void test_escapes(void **state)
     memset(svc, 's', sizeof svc);
     svc[0] = '"';
     svc[99] = '\0';
-    assert_int_equal(sl_logger_new(svc, SL_LOG_LEVEL_INFO, capture_sink, &cap, &fc.clock, &lg2),
-                     0);
+    assert_int_equal(sl_logger_new(svc, SL_LOG_LEVEL_INFO, capture_sink, &cap, &fc.clock, &lg2), 0);
     SL_LOG_INFO(lg2, NULL, "x");
     j = parse_line(&cap, 1);
     assert_int_equal(strlen(str_member(j, "service")), SL_LOG_SERVICE_MAX);
@@ -297,9 +300,9 @@ static void test_stderr_sink(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_basic_line),       cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_truncation),       cmocka_unit_test(test_truncation_sweep),
-        cmocka_unit_test(test_level_filtering),  cmocka_unit_test(test_stderr_sink),
+        cmocka_unit_test(test_basic_line),      cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_truncation),      cmocka_unit_test(test_truncation_sweep),
+        cmocka_unit_test(test_level_filtering), cmocka_unit_test(test_stderr_sink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
