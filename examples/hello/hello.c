@@ -26,11 +26,13 @@ static void echo(sl_http_req *req, sl_svc_worker *w)
 {
     (void)w;
     json_t *doc;
-    if (sl_req_json_body(req, &doc) != 0)
-        return; /* already answered with a problem */
+    if (sl_req_json_body(req, &doc) != 0) return; /* already answered with a problem */
     const char *text = NULL;
     const sl_json_field fields[] = {
-        {.name = "text", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .max = 1000,
+        {.name = "text",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .max = 1000,
          .out = &text},
     };
     sl_json_errors errs;

@@ -26,9 +26,9 @@ typedef struct sl_http_req sl_http_req;
 
 /* Limits of a server. Every field has a bounded default (sl_http_limits_default). */
 typedef struct sl_http_limits {
-    size_t max_header_bytes;   /* request line + headers; over → 431 (16 KiB) */
-    size_t max_headers;        /* number of header fields; over → 431 (100) */
-    size_t body_max_bytes;     /* default per-request body limit; over → 413 (1 MiB) */
+    size_t max_header_bytes;    /* request line + headers; over → 431 (16 KiB) */
+    size_t max_headers;         /* number of header fields; over → 431 (100) */
+    size_t body_max_bytes;      /* default per-request body limit; over → 413 (1 MiB) */
     uint32_t header_timeout_ms; /* from a request's first byte to its end of headers → 408 (10 s) */
     uint32_t body_timeout_ms;   /* from end of headers to end of body → 408 (30 s) */
     uint32_t idle_timeout_ms;   /* keep-alive connection with no request → closed (60 s) */

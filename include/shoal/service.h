@@ -30,7 +30,7 @@ typedef void (*sl_handler_cb)(sl_http_req *req, sl_svc_worker *w);
 
 typedef struct sl_route_def {
     sl_http_method method;
-    const char *path;      /* template, "/orders/{id}" */
+    const char *path; /* template, "/orders/{id}" */
     sl_handler_cb handler;
     size_t body_max_bytes; /* 0 = the server default (http.body_max_bytes, 1 MiB) */
 } sl_route_def;

@@ -42,8 +42,7 @@ static void later_fire(uv_timer_t *t)
 static int on_headers(sl_http_req *req, void *data)
 {
     (void)data;
-    if (req->path.len >= 6 && memcmp(req->path.ptr, "/small", 6) == 0)
-        req->body_max_bytes = 16;
+    if (req->path.len >= 6 && memcmp(req->path.ptr, "/small", 6) == 0) req->body_max_bytes = 16;
     return 0;
 }
 
@@ -54,9 +53,9 @@ static void on_request(sl_http_req *req, void *data)
     size_t sum = 0;
     for (size_t i = 0; i < req->nheaders; i++)
         for (size_t k = 0; k < req->headers[i].name.len; k++)
-            sum += (unsigned char)req->headers[i].name.ptr[k] +
-                   (k < req->headers[i].value.len ? (unsigned char)req->headers[i].value.ptr[k]
-                                                  : 0);
+            sum +=
+                (unsigned char)req->headers[i].name.ptr[k] +
+                (k < req->headers[i].value.len ? (unsigned char)req->headers[i].value.ptr[k] : 0);
     for (size_t k = 0; k < req->target.len; k++)
         sum += (unsigned char)req->target.ptr[k];
     (void)sum;
@@ -80,18 +79,15 @@ static void init(void)
     lim.max_headers = 16;
     lim.body_max_bytes = 4096;
     sl_http_callbacks cbs = {.on_headers = on_headers, .on_request = on_request};
-    if (sl_http_server_new(&loop, &lim, &cbs, &srv) != 0)
-        abort();
+    if (sl_http_server_new(&loop, &lim, &cbs, &srv) != 0) abort();
     initialised = 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!initialised)
-        init();
+    if (!initialised) init();
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
-        return 0;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0) return 0;
     if (sl__http_server_adopt(srv, sv[0]) != 0) {
         close(sv[0]);
         close(sv[1]);
@@ -103,10 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The first byte of each piece picks the size of the next write (1..256). */
         size_t piece = (size_t)data[off] + 1;
         off++;
-        if (piece > size - off)
-            piece = size - off;
-        if (piece > 0 && send(sv[1], data + off, piece, MSG_NOSIGNAL) < 0)
-            break;
+        if (piece > size - off) piece = size - off;
+        if (piece > 0 && send(sv[1], data + off, piece, MSG_NOSIGNAL) < 0) break;
         off += piece;
         for (int i = 0; i < 4; i++)
             uv_run(&loop, UV_RUN_NOWAIT);

@@ -140,8 +140,7 @@ static void test_keepalive_and_pipelining(void **state)
         th_response r;
         assert_int_equal(th_read_response(&rb, &r, 5000), 0);
         assert_int_equal(r.status, expect[i]);
-        if (bodies[i])
-            assert_string_equal(r.body, bodies[i]);
+        if (bodies[i]) assert_string_equal(r.body, bodies[i]);
         assert_true(r.keep_alive);
         th_response_free(&r);
     }
@@ -283,7 +282,8 @@ static void test_limits(void **state)
     /* Chunked over the limit: 413 once the total passes it. */
     size_t chunk = 8192;
     char *body = malloc(4 * (chunk + 16) + 256);
-    off = (size_t)sprintf(body, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    off = (size_t)sprintf(body,
+                          "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 3; i++) {
         off += (size_t)sprintf(body + off, "%zx\r\n", chunk);
         memset(body + off, 'x', chunk);
@@ -357,19 +357,16 @@ static void test_slow_headers_get_408(void **state)
     /* Trickling bytes does not extend the deadline. */
     fd = th_connect(port);
     th_reader_init(&rb, fd);
-    int got408 = 0;
-    for (int i = 0; i < 100 && !got408; i++) {
-        if (th_send(fd, "X", 1) != 0)
-            break;
-        usleep(50000);
-        struct timeval tv = {0, 0};
-        (void)tv;
-        if (th_read_response(&rb, &r, 1) == 0) {
-            got408 = r.status == 408;
+    th_send(fd, part, sizeof part - 1);
+    int status = 0;
+    for (int i = 0; i < 200 && status == 0; i++) {
+        if (th_send(fd, "a", 1) != 0) break;
+        if (th_read_response(&rb, &r, 50) == 0) {
+            status = r.status;
             th_response_free(&r);
         }
     }
-    assert_true(got408);
+    assert_int_equal(status, 408);
     close(fd);
     assert_still_serving();
 }
@@ -437,19 +434,18 @@ static void test_routing_errors(void **state)
     int fd = th_connect(port);
     th_reader rb;
     th_reader_init(&rb, fd);
-    const char head[] = "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+    const char head[] =
+        "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
     th_send(fd, head, sizeof head - 1);
     /* http-parser cannot know a response answers HEAD; read the raw bytes instead. */
     char buf[4096];
     size_t have = 0;
     while (have < sizeof buf - 1) {
         ssize_t k = recv(fd, buf + have, sizeof buf - 1 - have, 0);
-        if (k <= 0)
-            break;
+        if (k <= 0) break;
         have += (size_t)k;
         buf[have] = 0;
-        if (strstr(buf, "{\"message\":\"hello\"}"))
-            break;
+        if (strstr(buf, "{\"message\":\"hello\"}")) break;
     }
     assert_memory_equal(buf, "HTTP/1.1 200 OK\r\n", 17);
     assert_non_null(strstr(buf, "Content-Length: 19\r\n"));
@@ -499,12 +495,12 @@ static void test_echo_validation(void **state)
     /* 1000 characters (code points) are fine; 1001 are not. */
     char text[4096];
     for (int len = 1000; len <= 1001; len++) {
-        char body[4096];
+        char body[4200];
         memset(text, 0, sizeof text);
         for (int k = 0; k < len; k++)
             strcat(text, "\xc3\xa9"); /* é: two bytes, one character */
         snprintf(body, sizeof body, "{\"text\":\"%s\"}", text);
-        char req[8192];
+        char req[8400];
         int n = snprintf(req, sizeof req,
                          "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
                          strlen(body), body);

@@ -82,10 +82,10 @@ pid_t th_spawn(char *const argv[], char *const env[], const char *log_path)
 int th_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close(fd);
         return -1;
@@ -122,8 +122,7 @@ int th_stop(pid_t pid, int sig, int timeout_ms)
     while (now_ms() < end) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
+        if (r == pid) return st;
         usleep(10000);
     }
     kill(pid, SIGKILL);
@@ -137,8 +136,7 @@ int th_send(int fd, const void *buf, size_t len)
     while (len > 0) {
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         p += n;
@@ -173,8 +171,7 @@ static int r_field(http_parser *p, const char *at, size_t len)
     pstate *s = p->data;
     th_response *r = s->res;
     if (s->in_value || r->nheaders == 0) {
-        if (r->nheaders == TH_MAX_HEADERS)
-            return 0;
+        if (r->nheaders == TH_MAX_HEADERS) return 0;
         r->nheaders++;
         r->headers[r->nheaders - 1][0][0] = r->headers[r->nheaders - 1][1][0] = 0;
     }
@@ -191,8 +188,7 @@ static int r_value(http_parser *p, const char *at, size_t len)
     if (r->nheaders > 0) {
         char *v = r->headers[r->nheaders - 1][1];
         size_t have = strlen(v);
-        if (have + len < 255)
-            strncat(v, at, len);
+        if (have + len < 255) strncat(v, at, len);
     }
     return 0;
 }
@@ -252,8 +248,7 @@ static int read_response(th_reader *rb, th_response *res, int timeout_ms)
                 rb->len -= off;
                 return 0;
             }
-            if (HTTP_PARSER_ERRNO(&p) != HPE_OK)
-                return -1;
+            if (HTTP_PARSER_ERRNO(&p) != HPE_OK) return -1;
         }
         if (rb->eof) {
             /* A response delimited by close. */
@@ -262,13 +257,10 @@ static int read_response(th_reader *rb, th_response *res, int timeout_ms)
             return res->complete ? 0 : -1;
         }
         long left = end - now_ms();
-        if (left <= 0)
-            return -1;
+        if (left <= 0) return -1;
         struct pollfd pfd = {.fd = rb->fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)left) <= 0)
-            continue;
-        if (rb->len == sizeof rb->buf)
-            return -1;
+        if (poll(&pfd, 1, (int)left) <= 0) continue;
+        if (rb->len == sizeof rb->buf) return -1;
         ssize_t n = recv(rb->fd, rb->buf + rb->len, sizeof rb->buf - rb->len, 0);
         if (n <= 0) {
             rb->eof = 1;
@@ -287,8 +279,7 @@ void th_response_free(th_response *res)
 const char *th_header(const th_response *res, const char *name)
 {
     for (int i = 0; i < res->nheaders; i++)
-        if (strcasecmp(res->headers[i][0], name) == 0)
-            return res->headers[i][1];
+        if (strcasecmp(res->headers[i][0], name) == 0) return res->headers[i][1];
     return NULL;
 }
 
@@ -298,27 +289,22 @@ int th_wait_closed(int fd, int timeout_ms)
     char buf[4096];
     for (;;) {
         long left = end - now_ms();
-        if (left <= 0)
-            return 0;
+        if (left <= 0) return 0;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)left) <= 0)
-            continue;
+        if (poll(&pfd, 1, (int)left) <= 0) continue;
         ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            return 1;
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) return 1;
     }
 }
 
 int th_roundtrip(int port, const char *raw, size_t len, th_response *res, int timeout_ms)
 {
     int fd = th_connect(port);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     static th_reader rb;
     th_reader_init(&rb, fd);
     int rc = -1;
-    if (th_send(fd, raw, len) == 0 && th_read_response(&rb, res, timeout_ms) == 0)
-        rc = res->status;
+    if (th_send(fd, raw, len) == 0 && th_read_response(&rb, res, timeout_ms) == 0) rc = res->status;
     close(fd);
     return rc;
 }
@@ -326,7 +312,6 @@ int th_roundtrip(int port, const char *raw, size_t len, th_response *res, int ti
 int th_read_response(th_reader *rb, th_response *res, int timeout_ms)
 {
     int rc = read_response(rb, res, timeout_ms);
-    if (rc != 0)
-        th_response_free(res);
+    if (rc != 0) th_response_free(res);
     return rc;
 }

@@ -42,8 +42,8 @@ int th_send(int fd, const void *buf, size_t len);
 
 typedef struct th_response {
     int status;
-    int complete;  /* a whole response was parsed */
-    int closed;    /* the server closed the connection (EOF) */
+    int complete; /* a whole response was parsed */
+    int closed;   /* the server closed the connection (EOF) */
     int keep_alive;
     char headers[TH_MAX_HEADERS][2][256];
     int nheaders;

@@ -41,8 +41,7 @@ static void test_counter_sums_shards(void **state)
     assert_int_equal(sl_metrics_new(4, &reg), 0);
     sl_metric_family *f;
     const char *labels[] = {"method"};
-    assert_int_equal(sl_metrics_counter(reg, "http_requests_total", "Requests.", labels, 1, &f),
-                     0);
+    assert_int_equal(sl_metrics_counter(reg, "http_requests_total", "Requests.", labels, 1, &f), 0);
     sl_series *get = sl_metric_series(f, (const char *[]){"GET"});
     sl_series *post = sl_metric_series(f, (const char *[]){"POST"});
     assert_ptr_equal(get, sl_metric_series(f, (const char *[]){"GET"})); /* same handle */
@@ -93,8 +92,8 @@ static void test_histogram_cumulative(void **state)
 
     /* Default buckets, with labels. */
     const char *labels[] = {"route"};
-    assert_int_equal(
-        sl_metrics_histogram(reg, "req_seconds", "Latency.", labels, 1, NULL, 0, &f), 0);
+    assert_int_equal(sl_metrics_histogram(reg, "req_seconds", "Latency.", labels, 1, NULL, 0, &f),
+                     0);
     s = sl_metric_series(f, (const char *[]){"/orders"});
     sl_histogram_observe(s, 0, 0.02);
     text = render(reg);
@@ -235,20 +234,18 @@ static void test_promtool(void **state)
     assert_int_equal(sl_metrics_new(2, &reg), 0);
     sl_metric_family *req, *dur, *inflight, *backlog;
     const char *rl[] = {"service", "method", "status"};
-    assert_int_equal(sl_metrics_counter(reg, "service_requests_total", "HTTP requests served.", rl,
-                                        3, &req),
-                     0);
+    assert_int_equal(
+        sl_metrics_counter(reg, "service_requests_total", "HTTP requests served.", rl, 3, &req), 0);
     const char *dl[] = {"service"};
     assert_int_equal(sl_metrics_histogram(reg, "service_request_duration_seconds",
                                           "HTTP request latency in seconds.", dl, 1, NULL, 0, &dur),
                      0);
-    assert_int_equal(sl_metrics_gauge(reg, "service_requests_in_flight",
-                                      "Requests being handled.", dl, 1, &inflight),
+    assert_int_equal(sl_metrics_gauge(reg, "service_requests_in_flight", "Requests being handled.",
+                                      dl, 1, &inflight),
                      0);
-    assert_int_equal(
-        sl_metrics_gauge(reg, "outbox_backlog_events", "Events waiting in the outbox.", NULL, 0,
-                         &backlog),
-        0);
+    assert_int_equal(sl_metrics_gauge(reg, "outbox_backlog_events", "Events waiting in the outbox.",
+                                      NULL, 0, &backlog),
+                     0);
     int pending = 42;
     sl_gauge_set_fn(sl_metric_series(backlog, NULL), backlog_fn, &pending);
     sl_counter_add(sl_metric_series(req, (const char *[]){"order", "GET", "200"}), 0, 5);

@@ -46,9 +46,8 @@ static void test_match_and_params(void **state)
     sl_slice id = sl_route_param(&p, "id");
     assert_true(sl_slice_eq(id, "abc"));
     assert_null(sl_route_param(&p, "nope").ptr);
-    assert_int_equal(
-        sl_router_match(r, SL_HTTP_PUT, S("/carts/c1/items/p%2F9"), &v, &p, &allowed),
-        SL_ROUTE_FOUND);
+    assert_int_equal(sl_router_match(r, SL_HTTP_PUT, S("/carts/c1/items/p%2F9"), &v, &p, &allowed),
+                     SL_ROUTE_FOUND);
     assert_ptr_equal(v, &R_ITEM);
     assert_true(sl_slice_eq(sl_route_param(&p, "cart"), "c1"));
     assert_true(sl_slice_eq(sl_route_param(&p, "item"), "p%2F9"));
@@ -159,7 +158,7 @@ static void test_http_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_match_and_params), cmocka_unit_test(test_literal_beats_param),
+        cmocka_unit_test(test_match_and_params),  cmocka_unit_test(test_literal_beats_param),
         cmocka_unit_test(test_not_found_and_405), cmocka_unit_test(test_head_uses_get),
         cmocka_unit_test(test_bad_templates),     cmocka_unit_test(test_http_helpers),
     };

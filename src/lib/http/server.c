@@ -154,8 +154,7 @@ void sl_http_limits_default(sl_http_limits *lim)
 
 static void tl_remove(conn *c)
 {
-    if (c->tlist == TL_NONE)
-        return;
+    if (c->tlist == TL_NONE) return;
     sl_http_server *s = c->srv;
     if (c->tprev)
         c->tprev->tnext = c->tnext;
@@ -197,8 +196,9 @@ static void sweep_cb(uv_timer_t *t)
             tl_remove(c);
             if ((l == TL_HEADERS && c->state == ST_HEADERS) || l == TL_BODY) {
                 /* RFC 9110 §15.5.9: 408 then close; the client was too slow. */
-                send_error(c, 408, l == TL_HEADERS ? "request headers not received in time"
-                                                   : "request body not received in time");
+                send_error(c, 408,
+                           l == TL_HEADERS ? "request headers not received in time"
+                                           : "request body not received in time");
             } else {
                 conn_close(c);
             }
@@ -210,18 +210,14 @@ static void sweep_cb(uv_timer_t *t)
 
 static int grow(char **p, size_t *cap, size_t need, size_t max)
 {
-    if (need <= *cap)
-        return 0;
-    if (need > max)
-        return SL_ELIMIT;
+    if (need <= *cap) return 0;
+    if (need > max) return SL_ELIMIT;
     size_t ncap = *cap ? *cap : 1024;
     while (ncap < need)
         ncap *= 2;
-    if (ncap > max)
-        ncap = max;
+    if (ncap > max) ncap = max;
     char *n = realloc(*p, ncap);
-    if (!n)
-        return SL_ENOMEM;
+    if (!n) return SL_ENOMEM;
     *p = n;
     *cap = ncap;
     return 0;
@@ -229,8 +225,7 @@ static int grow(char **p, size_t *cap, size_t need, size_t max)
 
 static void rebase_slice(sl_slice *s, const char *old_base, size_t old_len, ptrdiff_t delta)
 {
-    if (s->ptr >= old_base && s->ptr <= old_base + old_len)
-        s->ptr += delta;
+    if (s->ptr >= old_base && s->ptr <= old_base + old_len) s->ptr += delta;
 }
 
 /*
@@ -241,8 +236,7 @@ static void rebase_slice(sl_slice *s, const char *old_base, size_t old_len, ptrd
 static int conn_keep(conn *c)
 {
     size_t keep_end = c->state == ST_HEADERS ? c->parse_off : c->hdr_end;
-    if (c->state == ST_IDLE)
-        keep_end = c->req_start = c->parse_off;
+    if (c->state == ST_IDLE) keep_end = c->req_start = c->parse_off;
     size_t head = keep_end - c->req_start;
     size_t tail = c->data_len - c->parse_off;
     if (head + tail == 0) {
@@ -257,8 +251,7 @@ static int conn_keep(conn *c)
     }
     /* The unparsed tail of a read can exceed the usual size when a handler answers later. */
     size_t cap = c->srv->lim.max_header_bytes + CONN_BUF_SLACK;
-    if (head + tail > cap)
-        cap = head + tail;
+    if (head + tail > cap) cap = head + tail;
     if (!c->buf || c->buf_cap < cap) {
         assert(c->data != c->buf || c->buf == NULL);
         free(c->buf);
@@ -287,14 +280,12 @@ static int conn_keep(conn *c)
     }
     for (size_t i = 0; i < r->params.n; i++)
         rebase_slice(&r->params.p[i].value, old, old_len, delta);
-    if (c->last_end && c->last_end >= old && c->last_end <= old + old_len)
-        c->last_end += delta;
+    if (c->last_end && c->last_end >= old && c->last_end <= old + old_len) c->last_end += delta;
 
     c->data = c->buf;
     c->data_len = c->buf_len = head + tail;
     c->parse_off = head;
-    if (c->state != ST_HEADERS)
-        c->hdr_end = head;
+    if (c->state != ST_HEADERS) c->hdr_end = head;
     c->req_start = 0;
     return 0;
 }
@@ -320,8 +311,7 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    if (c->req.target.len == 0)
-        c->req.target.ptr = at;
+    if (c->req.target.len == 0) c->req.target.ptr = at;
     c->req.target.len += len;
     c->last_end = at + len;
     return 0;
@@ -338,8 +328,7 @@ static int check_line_start(conn *c, const char *at)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    if (c->state != ST_HEADERS)
-        return 0; /* trailer fields are read and ignored */
+    if (c->state != ST_HEADERS) return 0; /* trailer fields are read and ignored */
     for (size_t i = 0; i < len; i++)
         if (!sl_http_is_tchar((unsigned char)at[i]))
             /* RFC 9112 §5.1: no whitespace between field name and colon; names are tokens. */
@@ -347,10 +336,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     if (c->last_cb == 1 && at == c->last_end) {
         c->headers[c->nheaders - 1].name.len += len; /* split across reads */
     } else {
-        if (check_line_start(c, at))
-            return -1;
-        if (c->nheaders == c->srv->lim.max_headers)
-            return fail(c, 431, "too many header fields");
+        if (check_line_start(c, at)) return -1;
+        if (c->nheaders == c->srv->lim.max_headers) return fail(c, 431, "too many header fields");
         sl_http_header *h = &c->headers[c->nheaders++];
         h->name = (sl_slice){at, len};
         h->value = (sl_slice){at + len, 0};
@@ -363,14 +350,12 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    if (c->state != ST_HEADERS)
-        return 0;
+    if (c->state != ST_HEADERS) return 0;
     sl_http_header *h = &c->headers[c->nheaders - 1];
     if (c->last_cb == 2) {
         /* A second value piece that does not continue the first is an obs-fold
          * (RFC 9112 §5.2: a server must reject it or replace it; we reject). */
-        if (at != c->last_end)
-            return fail(c, 400, "obsolete line folding is not accepted");
+        if (at != c->last_end) return fail(c, 400, "obsolete line folding is not accepted");
         h->value.len += len;
     } else {
         h->value = (sl_slice){at, len};
@@ -413,12 +398,10 @@ static int on_headers_complete(http_parser *p)
     conn *c = p->data;
     sl_http_server *s = c->srv;
     sl_http_req *r = &c->req;
-    if (find_header_end(c))
-        return -1;
+    if (find_header_end(c)) return -1;
     if (c->hdr_end - c->req_start > s->lim.max_header_bytes)
         return fail(c, 431, "request header block too large");
-    if (p->http_major != 1)
-        return fail(c, 505, "only HTTP/1.x is supported");
+    if (p->http_major != 1) return fail(c, 505, "only HTTP/1.x is supported");
     r->http_minor = p->http_minor;
     r->method_token.ptr = c->data + c->req_start;
     r->method_token.len = strlen(http_method_str((enum http_method)p->method));
@@ -449,10 +432,8 @@ static int on_headers_complete(http_parser *p)
         }
     }
     /* RFC 9112 §6.1: only "chunked" is supported; anything else is 501. */
-    if (c->te_count > 1)
-        return fail(c, 400, "repeated Transfer-Encoding");
-    if (c->te_count == 1 && !te_chunked)
-        return fail(c, 501, "unsupported transfer coding");
+    if (c->te_count > 1) return fail(c, 400, "repeated Transfer-Encoding");
+    if (c->te_count == 1 && !te_chunked) return fail(c, 501, "unsupported transfer coding");
     if (c->te_count == 1 && p->http_minor == 0)
         return fail(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
     /* RFC 9112 §3.2: a 1.1 request has exactly one Host. */
@@ -462,8 +443,7 @@ static int on_headers_complete(http_parser *p)
     r->body_max_bytes = s->lim.body_max_bytes;
     if (s->cbs.on_headers) {
         int st = s->cbs.on_headers(r, s->cbs.data);
-        if (st)
-            return fail(c, st, NULL);
+        if (st) return fail(c, st, NULL);
     }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->body_max_bytes)
         return fail(c, 413, "request body too large");
@@ -486,8 +466,7 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    if (c->body_len + len > c->req.body_max_bytes)
-        return fail(c, 413, "request body too large");
+    if (c->body_len + len > c->req.body_max_bytes) return fail(c, 413, "request body too large");
     if (grow(&c->body, &c->body_cap, c->body_len + len, c->req.body_max_bytes))
         return fail(c, 500, "out of memory");
     memcpy(c->body + c->body_len, at, len);
@@ -519,8 +498,7 @@ static const char *date_header(sl_http_server *s)
 
 static int out_append(conn *c, const void *p, size_t n)
 {
-    if (grow(&c->out, &c->out_cap, c->out_len + n, SIZE_MAX))
-        return SL_ENOMEM;
+    if (grow(&c->out, &c->out_cap, c->out_len + n, SIZE_MAX)) return SL_ENOMEM;
     memcpy(c->out + c->out_len, p, n);
     c->out_len += n;
     return 0;
@@ -529,8 +507,7 @@ static int out_append(conn *c, const void *p, size_t n)
 static int valid_header_value(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
-            return 0;
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0') return 0;
     return 1;
 }
 
@@ -561,8 +538,7 @@ static int write_response(conn *c, int status, const sl_http_header *hs, size_t 
     else if (rc == 0 && c->req.http_minor == 0)
         rc = out_append(c, "Connection: keep-alive\r\n", 24);
     rc = rc ? rc : out_append(c, "\r\n", 2);
-    if (rc == 0 && !head_only && body_len)
-        rc = out_append(c, body, body_len);
+    if (rc == 0 && !head_only && body_len) rc = out_append(c, body, body_len);
     return rc;
 }
 
@@ -590,9 +566,9 @@ static int problem_body(int status, const char *detail, char *out, size_t cap)
     char esc[512];
     if (detail) {
         json_escape(detail, esc, sizeof esc);
-        return snprintf(out, cap,
-                        "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
-                        sl_http_reason(status), status, esc);
+        return snprintf(
+            out, cap, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
+            sl_http_reason(status), status, esc);
     }
     return snprintf(out, cap, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d}",
                     sl_http_reason(status), status);
@@ -645,10 +621,8 @@ int sl_http_respond(sl_http_req *req, int status, const sl_http_header *headers,
     if (c->closing) {
         /* The connection closed while the handler worked; it waited for us to free it. */
         sl_http_server *srv = c->srv;
-        if (srv->cbs.on_response)
-            srv->cbs.on_response(req, 499, 0, srv->cbs.data);
-        if (c->handle_closed)
-            conn_free(c);
+        if (srv->cbs.on_response) srv->cbs.on_response(req, 499, 0, srv->cbs.data);
+        if (c->handle_closed) conn_free(c);
         return SL_ECANCELED;
     }
     for (size_t i = 0; i < nheaders; i++) {
@@ -660,18 +634,15 @@ int sl_http_respond(sl_http_req *req, int status, const sl_http_header *headers,
         }
     }
     sl_http_server *s = c->srv;
-    if (s->draining || c->parser.upgrade)
-        c->keep_alive = 0;
-    int rc = write_response(c, status, headers, nheaders, body, body_len,
-                            req->method == SL_HTTP_HEAD);
-    if (s->cbs.on_response)
-        s->cbs.on_response(req, status, body_len, s->cbs.data);
+    if (s->draining || c->parser.upgrade) c->keep_alive = 0;
+    int rc =
+        write_response(c, status, headers, nheaders, body, body_len, req->method == SL_HTTP_HEAD);
+    if (s->cbs.on_response) s->cbs.on_response(req, status, body_len, s->cbs.data);
     if (rc != 0) {
         c->close_after_write = 1;
         c->keep_alive = 0;
     }
-    if (!c->keep_alive)
-        c->close_after_write = 1;
+    if (!c->keep_alive) c->close_after_write = 1;
     c->state = c->close_after_write ? ST_LINGER : ST_IDLE;
     reset_request(c);
     if (c->state == ST_LINGER) {
@@ -682,8 +653,7 @@ int sl_http_respond(sl_http_req *req, int status, const sl_http_header *headers,
     }
     /* Inside conn_process (a synchronous answer) its loop goes on; otherwise resume
      * parsing any pipelined bytes now. */
-    if (!c->in_process)
-        conn_process(c);
+    if (!c->in_process) conn_process(c);
     return 0;
 }
 
@@ -793,8 +763,7 @@ static void conn_process_loop(conn *c)
             dispatch(c);
             continue;
         }
-        if (c->state == ST_HEADERS &&
-            c->data_len - c->req_start > s->lim.max_header_bytes + 4) {
+        if (c->state == ST_HEADERS && c->data_len - c->req_start > s->lim.max_header_bytes + 4) {
             send_error(c, 431, "request header block too large");
             return;
         }
@@ -803,14 +772,12 @@ static void conn_process_loop(conn *c)
             return;
         }
     }
-    if (c->closing || c->state == ST_LINGER)
-        return;
+    if (c->closing || c->state == ST_LINGER) return;
     if (conn_keep(c) != 0) {
         send_error(c, 500, "out of memory");
         return;
     }
-    if (c->state == ST_IDLE && c->data_len == 0)
-        tl_set(c, TL_IDLE);
+    if (c->state == ST_IDLE && c->data_len == 0) tl_set(c, TL_IDLE);
     conn_flush(c);
     conn_update_reading(c);
     if (s->draining && c->state == ST_IDLE && c->data_len == 0 && !c->writing && c->out_len == 0)
@@ -837,28 +804,23 @@ static void on_close(uv_handle_t *h)
     conn *c = h->data;
     c->handle_closed = 1;
     /* A handler still holding the request frees the memory when it answers. */
-    if (!c->handler_pending)
-        conn_free(c);
+    if (!c->handler_pending) conn_free(c);
 }
 
 static void conn_close(conn *c)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     tl_remove(c);
-    if (c->handler_pending)
-        c->req._cancelled = 1;
+    if (c->handler_pending) c->req._cancelled = 1;
     c->closing = 1;
     sl_http_server *s = c->srv;
     if (c->prev)
         c->prev->next = c->next;
     else
         s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     s->nconns--;
-    if (c->data == s->rbuf)
-        c->data = NULL;
+    if (c->data == s->rbuf) c->data = NULL;
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -869,10 +831,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     c->shutting_down = 0;
     /* Lingering close: keep reading (and discarding) until EOF or the linger deadline,
      * so the peer sees our response rather than a reset. */
-    if (c->handler_pending || c->closing)
-        return;
-    if (!c->reading)
-        conn_close(c);
+    if (c->handler_pending || c->closing) return;
+    if (!c->reading) conn_close(c);
 }
 
 static void on_write(uv_write_t *w, int status)
@@ -905,8 +865,7 @@ static void after_output_drained(conn *c)
 
 static void conn_flush(conn *c)
 {
-    if (c->writing || c->closing)
-        return;
+    if (c->writing || c->closing) return;
     if (c->out_len == 0) {
         after_output_drained(c);
         return;
@@ -1000,15 +959,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 
 static void conn_update_reading(conn *c)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     int want = c->state != ST_DISPATCHED && !(c->close_after_write && c->state != ST_LINGER) &&
                c->out_len + c->wbuf_len <= c->srv->lim.max_output_bytes;
-    if (c->state == ST_LINGER)
-        want = !c->handler_pending;
+    if (c->state == ST_LINGER) want = !c->handler_pending;
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-            c->reading = 1;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
@@ -1024,11 +980,9 @@ static conn *conn_new(sl_http_server *s)
 {
     conn *c = calloc(1, sizeof *c);
     size_t nh = s->lim.max_headers < MAX_HEADERS_CAP ? s->lim.max_headers : MAX_HEADERS_CAP;
-    if (c)
-        c->headers = calloc(nh, sizeof(sl_http_header));
+    if (c) c->headers = calloc(nh, sizeof(sl_http_header));
     if (!c || !c->headers || uv_tcp_init(s->loop, &c->tcp) != 0) {
-        if (c)
-            free(c->headers);
+        if (c) free(c->headers);
         free(c);
         return NULL;
     }
@@ -1039,8 +993,7 @@ static conn *conn_new(sl_http_server *s)
     c->req._conn = c;
     s->open_handles++;
     c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
+    if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->nconns++;
     return c;
@@ -1057,8 +1010,7 @@ static void conn_start(conn *c)
 static void on_connection(uv_stream_t *ls, int status)
 {
     sl_http_server *s = ls->data;
-    if (status < 0)
-        return;
+    if (status < 0) return;
     if (s->nconns >= s->lim.max_connections) {
         /* Refuse politely: a short 503 written without waiting, then close. */
         uv_tcp_t *t = malloc(sizeof *t);
@@ -1077,8 +1029,7 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     conn *c = conn_new(s);
-    if (!c)
-        return;
+    if (!c) return;
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
@@ -1089,8 +1040,7 @@ static void on_connection(uv_stream_t *ls, int status)
 int sl__http_server_adopt(sl_http_server *s, int fd)
 {
     conn *c = conn_new(s);
-    if (!c)
-        return SL_ENOMEM;
+    if (!c) return SL_ENOMEM;
     int rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
         conn_close(c);
@@ -1106,8 +1056,7 @@ int sl_http_server_new(uv_loop_t *loop, const sl_http_limits *lim, const sl_http
                        sl_http_server **out)
 {
     sl_http_server *s = calloc(1, sizeof *s);
-    if (!s)
-        return SL_ENOMEM;
+    if (!s) return SL_ENOMEM;
     s->rbuf = malloc(READ_BUF_SIZE);
     if (!s->rbuf) {
         free(s);
@@ -1115,8 +1064,7 @@ int sl_http_server_new(uv_loop_t *loop, const sl_http_limits *lim, const sl_http
     }
     s->loop = loop;
     s->lim = *lim;
-    if (s->lim.max_headers > MAX_HEADERS_CAP)
-        s->lim.max_headers = MAX_HEADERS_CAP;
+    if (s->lim.max_headers > MAX_HEADERS_CAP) s->lim.max_headers = MAX_HEADERS_CAP;
     s->cbs = *cbs;
     s->tl_ms[TL_IDLE] = lim->idle_timeout_ms;
     s->tl_ms[TL_HEADERS] = lim->header_timeout_ms;
@@ -1124,8 +1072,7 @@ int sl_http_server_new(uv_loop_t *loop, const sl_http_limits *lim, const sl_http
     s->tl_ms[TL_LINGER] = lim->linger_ms;
     uint32_t min = UINT32_MAX;
     for (int i = 0; i < TL_COUNT; i++)
-        if (s->tl_ms[i] < min)
-            min = s->tl_ms[i];
+        if (s->tl_ms[i] < min) min = s->tl_ms[i];
     s->sweep_ms = min / 4 < 5 ? 5 : (min / 4 > 1000 ? 1000 : min / 4);
     s->settings.on_message_begin = on_message_begin;
     s->settings.on_url = on_url;
@@ -1146,13 +1093,11 @@ int sl_http_server_new(uv_loop_t *loop, const sl_http_limits *lim, const sl_http
 int sl_http_server_listen_fd(sl_http_server *s, int fd)
 {
     int rc = uv_tcp_init(s->loop, &s->listener);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     s->listener.data = s;
     s->open_handles++;
     rc = uv_tcp_open(&s->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
     s->listening = 1;
     return rc;
 }
@@ -1181,8 +1126,7 @@ static void server_maybe_drained(sl_http_server *s)
         void *data = s->close_data;
         free(s->rbuf);
         free(s);
-        if (cb)
-            cb(data);
+        if (cb) cb(data);
     }
 }
 

@@ -14,55 +14,86 @@ static const char *const method_names[] = {
 
 const char *sl_http_method_name(sl_http_method m)
 {
-    if ((unsigned)m < SL_ARRAY_LEN(method_names))
-        return method_names[m];
+    if ((unsigned)m < SL_ARRAY_LEN(method_names)) return method_names[m];
     return "OTHER";
 }
 
 sl_http_method sl_http_method_parse(sl_slice token)
 {
     for (size_t i = 0; i < SL_ARRAY_LEN(method_names); i++)
-        if (sl_slice_eq(token, method_names[i]))
-            return (sl_http_method)i;
+        if (sl_slice_eq(token, method_names[i])) return (sl_http_method)i;
     return SL_HTTP_OTHER;
 }
 
 const char *sl_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -81,19 +112,15 @@ int sl_http_is_tchar(unsigned char c)
 {
     /* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
      * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 static int hexval(unsigned char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -102,14 +129,12 @@ int sl_http_pct_decode(sl_slice in, int plus_as_space, char *out, size_t cap)
     size_t o = 0;
     for (size_t i = 0; i < in.len; i++) {
         unsigned char c = (unsigned char)in.ptr[i];
-        if (o >= cap)
-            return SL_ELIMIT;
+        if (o >= cap) return SL_ELIMIT;
         if (c == '%') {
-            if (i + 2 >= in.len)
-                return SL_EPARSE;
-            int hi = hexval((unsigned char)in.ptr[i + 1]), lo = hexval((unsigned char)in.ptr[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return SL_EPARSE;
+            if (i + 2 >= in.len) return SL_EPARSE;
+            int hi = hexval((unsigned char)in.ptr[i + 1]),
+                lo = hexval((unsigned char)in.ptr[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return SL_EPARSE;
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else if (c == '+' && plus_as_space) {

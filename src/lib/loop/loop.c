@@ -63,11 +63,9 @@ void **sl_worker_slot(sl_worker *w)
 
 static void worker_stop(sl_worker *w)
 {
-    if (w->stopped)
-        return;
+    if (w->stopped) return;
     w->stopped = 1;
-    if (w->rt->hooks->stop)
-        w->rt->hooks->stop(w, w->rt->hooks->data);
+    if (w->rt->hooks->stop) w->rt->hooks->stop(w, w->rt->hooks->data);
     uv_close((uv_handle_t *)&w->async, NULL);
 }
 
@@ -93,8 +91,7 @@ static void worker_async(uv_async_t *a)
 static void walk_close(uv_handle_t *h, void *arg)
 {
     (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 static void worker_main(void *arg)
@@ -102,8 +99,7 @@ static void worker_main(void *arg)
     sl_worker *w = arg;
     runtime *rt = w->rt;
     w->start_rc = rt->hooks->start ? rt->hooks->start(w, w->fd, rt->hooks->data) : 0;
-    if (w->start_rc != 0)
-        worker_stop(w);
+    if (w->start_rc != 0) worker_stop(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* Anything a hook left open is closed so the loop can be freed. */
     uv_walk(&w->loop, walk_close, NULL);
@@ -144,22 +140,19 @@ static void on_hup(uv_signal_t *s, int signum)
 {
     (void)signum;
     runtime *rt = s->data;
-    if (rt->hooks->reload)
-        rt->hooks->reload(rt->hooks->data);
+    if (rt->hooks->reload) rt->hooks->reload(rt->hooks->data);
 }
 
 static void on_worker_done(uv_async_t *a)
 {
     runtime *rt = a->data;
     for (int i = 0; i < rt->n; i++)
-        if (rt->workers[i].start_rc != 0 && rt->rc == 0)
-            rt->rc = rt->workers[i].start_rc;
+        if (rt->workers[i].start_rc != 0 && rt->rc == 0) rt->rc = rt->workers[i].start_rc;
     if (rt->rc != 0 && !rt->draining) {
         rt->draining = 1;
         send_all(rt, CMD_STOP);
     }
-    if (atomic_load(&rt->done_count) == rt->n)
-        uv_walk(&rt->loop, walk_close, NULL);
+    if (atomic_load(&rt->done_count) == rt->n) uv_walk(&rt->loop, walk_close, NULL);
 }
 
 int sl_listen_socket(const char *host, int port, int *fd_out, int *bound_port)
@@ -169,8 +162,7 @@ int sl_listen_socket(const char *host, int port, int *fd_out, int *bound_port)
     memset(&ss, 0, sizeof ss);
     struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    if (port < 0 || port > 65535)
-        return SL_EINVAL;
+    if (port < 0 || port > 65535) return SL_EINVAL;
     if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
         in4->sin_family = AF_INET;
         in4->sin_port = htons((uint16_t)port);
@@ -183,8 +175,7 @@ int sl_listen_socket(const char *host, int port, int *fd_out, int *bound_port)
         return SL_EINVAL;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) return -errno;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
@@ -211,13 +202,11 @@ int sl_runtime_run(const sl_runtime_config *cfg, const sl_worker_hooks *hooks)
     rt.hooks = hooks;
     rt.n = cfg->workers > 0 ? cfg->workers : 1;
     rt.workers = calloc((size_t)rt.n, sizeof(sl_worker));
-    if (!rt.workers)
-        return SL_ENOMEM;
+    if (!rt.workers) return SL_ENOMEM;
     int port = cfg->port, rc = 0, nfds = 0;
     for (int i = 0; i < rt.n; i++) {
         rc = sl_listen_socket(cfg->host ? cfg->host : "127.0.0.1", port, &rt.workers[i].fd, &port);
-        if (rc != 0)
-            break;
+        if (rc != 0) break;
         nfds++;
     }
     if (rc != 0) {
@@ -226,8 +215,7 @@ int sl_runtime_run(const sl_runtime_config *cfg, const sl_worker_hooks *hooks)
         free(rt.workers);
         return rc;
     }
-    if (hooks->bound)
-        hooks->bound(port, hooks->data);
+    if (hooks->bound) hooks->bound(port, hooks->data);
 
     uv_loop_init(&rt.loop);
     uv_signal_init(&rt.loop, &rt.sigterm);

@@ -197,8 +197,8 @@ int sl_metrics_histogram(sl_metrics *reg, const char *name, const char *help,
                          const char *const *label_names, size_t n_labels, const double *bounds,
                          size_t n_bounds, sl_metric_family **out)
 {
-    return family_new(reg, SL_METRIC_HISTOGRAM, name, help, label_names, n_labels, bounds,
-                      n_bounds, out);
+    return family_new(reg, SL_METRIC_HISTOGRAM, name, help, label_names, n_labels, bounds, n_bounds,
+                      out);
 }
 
 /* FNV-1a over the label values, each followed by a 0xff separator (never in UTF-8 text). */

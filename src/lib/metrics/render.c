@@ -94,8 +94,7 @@ static void put_u64(dbuf *b, uint64_t v)
 }
 
 /* `name``suffix`{labels[,le="..."]} — braces omitted when there is nothing inside. */
-static void put_sample_name(dbuf *b, const sl_series *s, const char *suffix,
-                            const double *le)
+static void put_sample_name(dbuf *b, const sl_series *s, const char *suffix, const double *le)
 {
     const sl_metric_family *f = s->fam;
     puts_(b, f->name);

@@ -61,8 +61,8 @@ struct sl_svc_worker {
     sl_tracer *tracer;
     sl_rand rand;
     sl_idgen idgen;
-    sl_metric_series *req_series[SL_HTTP_METHOD_COUNT][MAX_STATUS];
-    sl_metric_series *dur_series[SL_HTTP_METHOD_COUNT];
+    sl_series *req_series[SL_HTTP_METHOD_COUNT][MAX_STATUS];
+    sl_series *dur_series[SL_HTTP_METHOD_COUNT];
     sl_span *spans_unused;
     int started;
     void *data;
@@ -138,8 +138,7 @@ int sl_respond_json_value(sl_http_req *req, int status, const json_t *value)
 {
     size_t len = 0;
     char *body = value ? sl_json_dump(value, &len) : NULL;
-    if (!body)
-        return sl_http_respond_problem(req, 500, "could not serialise the response");
+    if (!body) return sl_http_respond_problem(req, 500, "could not serialise the response");
     int rc = sl_respond_json(req, status, body, len);
     free(body);
     return rc;
@@ -150,8 +149,7 @@ int sl_respond_problem_ex(sl_http_req *req, int status, const char *detail,
 {
     size_t len = 0;
     char *body = sl_problem_body(status, NULL, detail, errs, &len);
-    if (!body)
-        return sl_http_respond_problem(req, status, detail);
+    if (!body) return sl_http_respond_problem(req, status, detail);
     int rc = sl_http_respond_body(req, status, "application/problem+json", body, len);
     free(body);
     return rc;
@@ -167,13 +165,11 @@ static int is_json_type(sl_slice ct)
     /* application/json, optionally with parameters, or any application/<x>+json. */
     size_t n = ct.len;
     const char *semi = memchr(ct.ptr, ';', ct.len);
-    if (semi)
-        n = (size_t)(semi - ct.ptr);
+    if (semi) n = (size_t)(semi - ct.ptr);
     while (n && (ct.ptr[n - 1] == ' ' || ct.ptr[n - 1] == '\t'))
         n--;
     sl_slice base = {ct.ptr, n};
-    if (sl_slice_case_eq(base, "application/json"))
-        return 1;
+    if (sl_slice_case_eq(base, "application/json")) return 1;
     return n > 17 && strncasecmp(base.ptr, "application/", 12) == 0 &&
            strncasecmp(base.ptr + n - 5, "+json", 5) == 0;
 }
@@ -225,12 +221,11 @@ static void op_metrics(sl_http_req *req, sl_svc_worker *w)
 {
     char *text = NULL;
     size_t len = 0;
-    sl_metric_series *conns = sl_metric_series(w->svc->connections, NULL);
+    sl_series *conns = sl_metric_series(w->svc->connections, NULL);
     if (conns) {
         double total = 0;
         for (int i = 0; i < w->svc->workers; i++)
-            if (w->svc->w[i].http)
-                total += (double)sl_http_server_connections(w->svc->w[i].http);
+            if (w->svc->w[i].http) total += (double)sl_http_server_connections(w->svc->w[i].http);
         sl_gauge_set(conns, total);
     }
     if (sl_metrics_render(w->svc->metrics, &text, &len) != 0) {
@@ -259,8 +254,7 @@ typedef struct req_host {
 
 static int valid_request_id(sl_slice v)
 {
-    if (v.len == 0 || v.len > 63)
-        return 0;
+    if (v.len == 0 || v.len > 63) return 0;
     for (size_t i = 0; i < v.len; i++) {
         unsigned char c = (unsigned char)v.ptr[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -275,8 +269,7 @@ static int on_headers(sl_http_req *req, void *data)
     sl_svc_worker *w = data;
     sl_service *svc = w->svc;
     req_host *h = calloc(1, sizeof *h);
-    if (!h)
-        return 503;
+    if (!h) return 503;
     h->w = w;
     req->host = h;
 
@@ -286,8 +279,7 @@ static int on_headers(sl_http_req *req, void *data)
     if (rr == SL_ROUTE_FOUND) {
         h->route = value;
         req->route = value;
-        if (h->route->def->body_max_bytes)
-            req->body_max_bytes = h->route->def->body_max_bytes;
+        if (h->route->def->body_max_bytes) req->body_max_bytes = h->route->def->body_max_bytes;
     } else {
         h->route_status = rr == SL_ROUTE_NOT_FOUND ? 404 : 405;
         req->body_max_bytes = 64 * 1024; /* the body is read and dropped */
@@ -342,10 +334,9 @@ static void on_response(sl_http_req *req, int status, size_t body_len, void *dat
     sl_service *svc = w->svc;
     req_host *h = req->host;
     unsigned m = (unsigned)req->method;
-    if (m >= SL_HTTP_METHOD_COUNT || req->method_token.len == 0)
-        m = SL_HTTP_OTHER;
+    if (m >= SL_HTTP_METHOD_COUNT || req->method_token.len == 0) m = SL_HTTP_OTHER;
     int st = status >= 100 && status < MAX_STATUS ? status : 599;
-    sl_metric_series *cnt = w->req_series[m][st];
+    sl_series *cnt = w->req_series[m][st];
     if (!cnt) {
         char code[8];
         snprintf(code, sizeof code, "%d", st);
@@ -357,19 +348,15 @@ static void on_response(sl_http_req *req, int status, size_t body_len, void *dat
         w->dur_series[m] = sl_metric_series(svc->req_duration, labels);
     }
     double secs = 0;
-    if (req->start_ns)
-        secs = (double)((int64_t)uv_hrtime() - req->start_ns) / 1e9;
-    if (cnt)
-        sl_counter_inc(cnt, (unsigned)w->index);
-    if (w->dur_series[m])
-        sl_histogram_observe(w->dur_series[m], (unsigned)w->index, secs);
+    if (req->start_ns) secs = (double)((int64_t)uv_hrtime() - req->start_ns) / 1e9;
+    if (cnt) sl_counter_inc(cnt, (unsigned)w->index);
+    if (w->dur_series[m]) sl_histogram_observe(w->dur_series[m], (unsigned)w->index, secs);
 
     if (h && h->span) {
         if (sl_span_is_recording(h->span)) {
             sl_span_set_attr_str(h->span, "http.request.method",
                                  sl_http_method_name((sl_http_method)m));
-            if (h->route)
-                sl_span_set_attr_str(h->span, "http.route", h->route->def->path);
+            if (h->route) sl_span_set_attr_str(h->span, "http.route", h->route->def->path);
             sl_span_set_attr_int(h->span, "http.response.status_code", status);
             if (status >= 500)
                 sl_span_set_status(h->span, SL_SPAN_STATUS_ERROR, sl_http_reason(status));
@@ -403,8 +390,7 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     w->rw = rw;
     w->index = idx;
     int rc = sl_rand_seed_os(&w->rand);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     sl_idgen_init(&w->idgen, sl_clock_system(), NULL, NULL);
     sl_tracer_config tc;
     sl_tracer_config_init(&tc);
@@ -413,18 +399,14 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     tc.rand = &w->rand;
     tc.sample_ratio = svc->sample_ratio;
     rc = sl_tracer_new(&tc, &w->tracer);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     sl_http_callbacks cbs = {
         .on_headers = on_headers, .on_request = on_request, .on_response = on_response, .data = w};
     rc = sl_http_server_new(sl_worker_loop(rw), &svc->limits, &cbs, &w->http);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     rc = sl_http_server_listen_fd(w->http, fd);
-    if (rc != 0)
-        return rc;
-    if (svc->def->worker_init && (rc = svc->def->worker_init(w)) != 0)
-        return rc;
+    if (rc != 0) return rc;
+    if (svc->def->worker_init && (rc = svc->def->worker_init(w)) != 0) return rc;
     w->started = 1;
     return 0;
 }
@@ -450,10 +432,8 @@ static void worker_stop(sl_worker *rw, void *data)
 {
     sl_service *svc = data;
     sl_svc_worker *w = &svc->w[sl_worker_index(rw)];
-    if (w->started && svc->def->worker_fini)
-        svc->def->worker_fini(w);
-    if (w->http)
-        sl_http_server_close(w->http, NULL, NULL);
+    if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
+    if (w->http) sl_http_server_close(w->http, NULL, NULL);
     w->http = NULL;
 }
 
@@ -487,15 +467,14 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
 {
     char *end;
     long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) return -1;
     *out = (int)v;
     return 0;
 }
 
 /* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create. */
-static const char *const env_sections[] = {"service", "http", "log", "trace", "db", "bus",
-                                           "upstreams", NULL};
+static const char *const env_sections[] = {"service", "http", "log",       "trace",
+                                           "db",      "bus",  "upstreams", NULL};
 
 /* Reads the sections every service shares; prints located errors. */
 static int load_settings(sl_service *svc, int argc, char **argv)
@@ -504,8 +483,7 @@ static int load_settings(sl_service *svc, int argc, char **argv)
     const char *path = sl_config_path_from_args(argc, argv);
     int rc = path ? sl_config_load_file(path, &svc->cfg, err)
                   : sl_config_load_string("<defaults>", "{}", 2, &svc->cfg, err);
-    if (rc == 0)
-        rc = sl_config_apply_env(svc->cfg, environ, env_sections, err);
+    if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, env_sections, err);
     if (rc != 0) {
         fprintf(stderr, "shoal-%s: configuration: %s\n", svc->def->name, err);
         return -1;
@@ -521,22 +499,22 @@ static int load_settings(sl_service *svc, int argc, char **argv)
     bad |= !bad && sl_config_get_int(svc->cfg, "service.port", svc->def->default_port, 0, 65535,
                                      &port, err);
     bad |= !bad && sl_config_get_int(svc->cfg, "service.workers", 1, 1, 256, &workers, err);
-    bad |= !bad && sl_config_get_int(svc->cfg, "service.drain_timeout_ms", 10000, 0, 600000,
-                                     &drain, err);
+    bad |= !bad &&
+           sl_config_get_int(svc->cfg, "service.drain_timeout_ms", 10000, 0, 600000, &drain, err);
     bad |= !bad && sl_config_get_int(svc->cfg, "http.header_timeout_ms", d.header_timeout_ms, 1,
                                      3600000, &hdr, err);
     bad |= !bad && sl_config_get_int(svc->cfg, "http.body_timeout_ms", d.body_timeout_ms, 1,
                                      3600000, &body, err);
     bad |= !bad && sl_config_get_int(svc->cfg, "http.idle_timeout_ms", d.idle_timeout_ms, 1,
                                      3600000, &idle, err);
-    bad |= !bad && sl_config_get_int(svc->cfg, "http.linger_ms", d.linger_ms, 0, 60000, &linger,
-                                     err);
+    bad |=
+        !bad && sl_config_get_int(svc->cfg, "http.linger_ms", d.linger_ms, 0, 60000, &linger, err);
     bad |= !bad && sl_config_get_int(svc->cfg, "http.max_connections", d.max_connections, 1,
                                      1000000, &maxconn, err);
-    bad |= !bad && sl_config_get_int(svc->cfg, "http.max_header_bytes",
-                                     (int64_t)d.max_header_bytes, 1024, 1 << 20, &maxhdr, err);
-    bad |= !bad && sl_config_get_int(svc->cfg, "http.body_max_bytes", (int64_t)d.body_max_bytes,
-                                     0, 1 << 30, &bodymax, err);
+    bad |= !bad && sl_config_get_int(svc->cfg, "http.max_header_bytes", (int64_t)d.max_header_bytes,
+                                     1024, 1 << 20, &maxhdr, err);
+    bad |= !bad && sl_config_get_int(svc->cfg, "http.body_max_bytes", (int64_t)d.body_max_bytes, 0,
+                                     1 << 30, &bodymax, err);
     bad |= !bad && sl_config_get_string(svc->cfg, "log.level", "info", &level, err);
     bad |= !bad && sl_config_get_number(svc->cfg, "trace.sample_ratio", 1.0, &ratio, err);
     if (!bad && !(ratio >= 0.0 && ratio <= 1.0)) {
@@ -579,8 +557,7 @@ static int load_settings(sl_service *svc, int argc, char **argv)
             }
         } else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
             if (parse_int_arg(argv[++i], 1, 256, &svc->workers) != 0) {
-                fprintf(stderr, "shoal-%s: --workers: must be an integer 1..256\n",
-                        svc->def->name);
+                fprintf(stderr, "shoal-%s: --workers: must be an integer 1..256\n", svc->def->name);
                 return -1;
             }
         } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
@@ -605,8 +582,7 @@ static int build_routes(sl_service *svc)
     size_t n = SL_ARRAY_LEN(builtin_routes) + svc->def->nroutes;
     svc->routes = calloc(n, sizeof(route_entry));
     svc->router = sl_router_new();
-    if (!svc->routes || !svc->router)
-        return SL_ENOMEM;
+    if (!svc->routes || !svc->router) return SL_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const sl_route_def *d = i < SL_ARRAY_LEN(builtin_routes)
                                     ? &builtin_routes[i]
@@ -638,8 +614,8 @@ static int setup_metrics(sl_service *svc)
                                   "Time from the first byte of a request to its response.",
                                   dur_labels, 2, NULL, 0, &svc->req_duration);
     if (rc == 0)
-        rc = sl_metrics_gauge(svc->metrics, "http_server_connections",
-                              "Open client connections.", NULL, 0, &svc->connections);
+        rc = sl_metrics_gauge(svc->metrics, "http_server_connections", "Open client connections.",
+                              NULL, 0, &svc->connections);
     return rc;
 }
 
@@ -669,14 +645,11 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
     memset(&svc, 0, sizeof svc);
     svc.def = def;
     int status = 2;
-    if (load_settings(&svc, argc, argv) != 0)
-        goto out;
+    if (load_settings(&svc, argc, argv) != 0) goto out;
     status = 1;
-    if (build_routes(&svc) != 0 || setup_metrics(&svc) != 0)
-        goto out;
+    if (build_routes(&svc) != 0 || setup_metrics(&svc) != 0) goto out;
     svc.w = calloc((size_t)svc.workers, sizeof(sl_svc_worker));
-    if (!svc.w)
-        goto out;
+    if (!svc.w) goto out;
     if (def->init && def->init(&svc) != 0) {
         SL_LOG_ERROR(svc.log, NULL, "service init failed");
         goto out;
@@ -692,8 +665,7 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
                              .bound = on_bound,
                              .data = &svc};
     int err = sl_runtime_run(&rc, &hooks);
-    if (def->fini)
-        def->fini(&svc);
+    if (def->fini) def->fini(&svc);
     if (err != 0) {
         SL_LOG_ERROR(svc.log, NULL, "stopped with an error", SL_LOG_STR("error", sl_strerror(err)),
                      SL_LOG_INT("port", svc.port));
