@@ -26,6 +26,7 @@
 #include "http_int.h"
 
 #include <shoal/http.h>
+#include <shoal/json.h>
 
 #include <assert.h>
 #include <http_parser.h>
@@ -118,7 +119,8 @@ struct sl_http_server {
     uint32_t tl_ms[TL_COUNT];
     char *rbuf; /* shared read buffer */
     int rbuf_busy;
-    char date[40];
+    char date[64];
+    size_t date_len;
     time_t date_sec;
     int draining;
     void (*drain_cb)(void *);
@@ -133,6 +135,7 @@ struct sl_http_server {
 static void conn_close(conn *c);
 static void conn_free(conn *c);
 static void conn_process(conn *c);
+static int out_append(conn *c, const void *p, size_t n);
 static void conn_flush(conn *c);
 static void conn_update_reading(conn *c);
 static void server_maybe_drained(sl_http_server *srv);
@@ -455,10 +458,7 @@ static int on_headers_complete(http_parser *p)
     tl_set(c, TL_BODY);
     if (c->expect_continue && (te_chunked || p->content_length > 0)) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (grow(&c->out, &c->out_cap, c->out_len + sizeof cont, SIZE_MAX) == 0) {
-            memcpy(c->out + c->out_len, cont, sizeof cont - 1);
-            c->out_len += sizeof cont - 1;
-        }
+        if (out_append(c, cont, sizeof cont - 1) != 0) return fail(c, 500, "out of memory");
     }
     return 0;
 }
@@ -484,15 +484,17 @@ static int on_message_complete(http_parser *p)
 
 /* ---- responses -------------------------------------------------------- */
 
-static const char *date_header(sl_http_server *s)
+/* The Date header line, formatted once per second (RFC 9110 §6.6.1 IMF-fixdate). */
+static const char *date_line(sl_http_server *s, size_t *len)
 {
     time_t now = time(NULL);
     if (now != s->date_sec) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(s->date, sizeof s->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        s->date_len = strftime(s->date, sizeof s->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
         s->date_sec = now;
     }
+    *len = s->date_len;
     return s->date;
 }
 
@@ -511,67 +513,80 @@ static int valid_header_value(const char *p, size_t n)
     return 1;
 }
 
-/* Serialises one response into c->out. */
+static char *put(char *p, const void *src, size_t n)
+{
+    memcpy(p, src, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_uint(char *p, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/*
+ * Serialises one response into c->out: sized first, then copied piece by
+ * piece (this runs once per request; no formatted printing on this path).
+ */
 static int write_response(conn *c, int status, const sl_http_header *hs, size_t nh,
                           const void *body, size_t body_len, int head_only)
 {
-    char line[512];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n",
-                     status, sl_http_reason(status), date_header(c->srv), body_len);
-    int rc = out_append(c, line, (size_t)n);
-    for (size_t i = 0; rc == 0 && i < nh; i++) {
-        rc = out_append(c, hs[i].name.ptr, hs[i].name.len);
-        rc = rc ? rc : out_append(c, ": ", 2);
-        rc = rc ? rc : out_append(c, hs[i].value.ptr, hs[i].value.len);
-        rc = rc ? rc : out_append(c, "\r\n", 2);
+    const char *reason = sl_http_reason(status);
+    size_t reason_len = strlen(reason), date_len;
+    const char *date = date_line(c->srv, &date_len);
+    size_t rid_len = strlen(c->req.request_id), tp_len = strlen(c->req.traceparent);
+    size_t need = 13 + reason_len + 2 + date_len + 16 + 20 + 2 + 24 + 2;
+    for (size_t i = 0; i < nh; i++)
+        need += hs[i].name.len + hs[i].value.len + 4;
+    need += rid_len ? 16 + rid_len : 0;
+    need += tp_len ? 15 + tp_len : 0;
+    if (!head_only) need += body_len;
+    if (grow(&c->out, &c->out_cap, c->out_len + need, SIZE_MAX)) return SL_ENOMEM;
+    char *p = c->out + c->out_len;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_uint(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = PUT_LIT(p, "\r\n");
+    p = put(p, date, date_len);
+    p = PUT_LIT(p, "Content-Length: ");
+    p = put_uint(p, body_len);
+    p = PUT_LIT(p, "\r\n");
+    for (size_t i = 0; i < nh; i++) {
+        p = put(p, hs[i].name.ptr, hs[i].name.len);
+        p = PUT_LIT(p, ": ");
+        p = put(p, hs[i].value.ptr, hs[i].value.len);
+        p = PUT_LIT(p, "\r\n");
     }
-    if (rc == 0 && c->req.request_id[0]) {
-        n = snprintf(line, sizeof line, "x-request-id: %s\r\n", c->req.request_id);
-        rc = out_append(c, line, (size_t)n);
+    if (rid_len) {
+        p = PUT_LIT(p, "x-request-id: ");
+        p = put(p, c->req.request_id, rid_len);
+        p = PUT_LIT(p, "\r\n");
     }
-    if (rc == 0 && c->req.traceparent[0]) {
-        n = snprintf(line, sizeof line, "traceparent: %s\r\n", c->req.traceparent);
-        rc = out_append(c, line, (size_t)n);
+    if (tp_len) {
+        p = PUT_LIT(p, "traceparent: ");
+        p = put(p, c->req.traceparent, tp_len);
+        p = PUT_LIT(p, "\r\n");
     }
-    if (rc == 0 && !c->keep_alive)
-        rc = out_append(c, "Connection: close\r\n", 19);
-    else if (rc == 0 && c->req.http_minor == 0)
-        rc = out_append(c, "Connection: keep-alive\r\n", 24);
-    rc = rc ? rc : out_append(c, "\r\n", 2);
-    if (rc == 0 && !head_only && body_len) rc = out_append(c, body, body_len);
-    return rc;
-}
-
-/* Minimal JSON string escaping for problem details written by the server itself. */
-static size_t json_escape(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (; *s && o + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int problem_body(int status, const char *detail, char *out, size_t cap)
-{
-    char esc[512];
-    if (detail) {
-        json_escape(detail, esc, sizeof esc);
-        return snprintf(
-            out, cap, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}",
-            sl_http_reason(status), status, esc);
-    }
-    return snprintf(out, cap, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d}",
-                    sl_http_reason(status), status);
+    if (!c->keep_alive)
+        p = PUT_LIT(p, "Connection: close\r\n");
+    else if (c->req.http_minor == 0)
+        p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    p = PUT_LIT(p, "\r\n");
+    if (!head_only && body_len) p = put(p, body, body_len);
+    c->out_len = (size_t)(p - c->out);
+    assert(c->out_len <= c->out_cap);
+    return 0;
 }
 
 static void reset_request(conn *c)
@@ -597,14 +612,15 @@ static void reset_request(conn *c)
 /* Answers a protocol error and closes after it (the framing can no longer be trusted). */
 static void send_error(conn *c, int status, const char *detail)
 {
-    char body[768];
-    int n = problem_body(status, detail, body, sizeof body);
+    size_t n = 0;
+    char *body = sl_problem_body(status, NULL, detail, NULL, &n);
     static const sl_http_header ct = {{"Content-Type", 12}, {"application/problem+json", 24}};
     c->keep_alive = 0;
     c->req.http_minor = 1;
-    write_response(c, status, &ct, 1, body, (size_t)n, 0);
+    write_response(c, status, &ct, 1, body ? body : "", body ? n : 0, 0);
+    free(body);
     if (c->srv->cbs.on_response && c->state != ST_IDLE)
-        c->srv->cbs.on_response(&c->req, status, (size_t)n, c->srv->cbs.data);
+        c->srv->cbs.on_response(&c->req, status, n, c->srv->cbs.data);
     c->close_after_write = 1;
     c->state = ST_LINGER;
     tl_set(c, TL_LINGER);
@@ -666,9 +682,12 @@ int sl_http_respond_body(sl_http_req *req, int status, const char *content_type,
 
 int sl_http_respond_problem(sl_http_req *req, int status, const char *detail)
 {
-    char body[768];
-    int n = problem_body(status, detail, body, sizeof body);
-    return sl_http_respond_body(req, status, "application/problem+json", body, (size_t)n);
+    size_t n = 0;
+    char *body = sl_problem_body(status, NULL, detail, NULL, &n);
+    int rc = sl_http_respond_body(req, status, "application/problem+json", body ? body : "",
+                                  body ? n : 0);
+    free(body);
+    return rc;
 }
 
 int sl_http_req_cancelled(const sl_http_req *req)
@@ -812,6 +831,10 @@ static void conn_close(conn *c)
     if (c->closing) return;
     tl_remove(c);
     if (c->handler_pending) c->req._cancelled = 1;
+    /* A request whose headers the host saw, abandoned before it was dispatched:
+     * report it (499, the client closed) so the host can release what it holds. */
+    if (c->state == ST_BODY && c->srv->cbs.on_response)
+        c->srv->cbs.on_response(&c->req, 499, 0, c->srv->cbs.data);
     c->closing = 1;
     sl_http_server *s = c->srv;
     if (c->prev)

@@ -53,6 +53,17 @@ struct sl_service {
     void *data;
 };
 
+typedef struct req_host {
+    sl_svc_worker *w; /* first member: sl_req_worker reads it */
+    sl_span *span;
+    const route_entry *route;
+    int route_status;
+    unsigned allowed;
+    struct req_host *next_free;
+} req_host;
+
+#define HOST_FREE_MAX 1024
+
 struct sl_svc_worker {
     sl_service *svc;
     sl_worker *rw;
@@ -63,7 +74,8 @@ struct sl_svc_worker {
     sl_idgen idgen;
     sl_series *req_series[SL_HTTP_METHOD_COUNT][MAX_STATUS];
     sl_series *dur_series[SL_HTTP_METHOD_COUNT];
-    sl_span *spans_unused;
+    req_host *free_hosts; /* recycled per-request records, at most HOST_FREE_MAX */
+    size_t nfree_hosts;
     int started;
     void *data;
 };
@@ -244,13 +256,6 @@ static const sl_route_def builtin_routes[] = {
 
 /* ---- per-request plumbing -------------------------------------------- */
 
-typedef struct req_host {
-    sl_svc_worker *w; /* first member: sl_req_worker reads it */
-    sl_span *span;
-    const route_entry *route;
-    int route_status;
-    unsigned allowed;
-} req_host;
 
 static int valid_request_id(sl_slice v)
 {
@@ -375,8 +380,14 @@ static void on_response(sl_http_req *req, int status, size_t body_len, void *dat
         sl_span_end(h->span);
         h->span = NULL;
     }
-    free(h);
     req->host = NULL;
+    if (h && w->nfree_hosts < HOST_FREE_MAX) {
+        h->next_free = w->free_hosts;
+        w->free_hosts = h;
+        w->nfree_hosts++;
+    } else {
+        free(h);
+    }
 }
 
 /* ---- workers ---------------------------------------------------------- */
@@ -622,8 +633,14 @@ static int setup_metrics(sl_service *svc)
 static void service_free(sl_service *svc)
 {
     if (svc->w) {
-        for (int i = 0; i < svc->workers; i++)
+        for (int i = 0; i < svc->workers; i++) {
             sl_tracer_free(svc->w[i].tracer);
+            while (svc->w[i].free_hosts) {
+                req_host *h = svc->w[i].free_hosts;
+                svc->w[i].free_hosts = h->next_free;
+                free(h);
+            }
+        }
         free(svc->w);
     }
     sl_router_free(svc->router);

@@ -1,0 +1,136 @@
+/*
+ * The service host as a process: configuration errors stop it with exit 2
+ * and a located message, a port in use is an error, several workers share
+ * one port, SIGHUP does not stop it, and SIGTERM drains it cleanly.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char *slurp(const char *path)
+{
+    static char buf[1 << 20];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int run_to_exit(char *const argv[], char *const env[], const char *log)
+{
+    pid_t pid = th_spawn(argv, env, log);
+    int st = th_stop(pid, 0, 10000);
+    assert_true(st != -1);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void test_config_errors_are_located(void **state)
+{
+    (void)state;
+    FILE *f = fopen("svc_bad.yaml", "w");
+    fputs("service:\n  port: 99999\n", f);
+    fclose(f);
+    char *argv[] = {"shoal-hello", "--config", "svc_bad.yaml", NULL};
+    assert_int_equal(run_to_exit(argv, NULL, "svc_bad.log"), 2);
+    assert_non_null(strstr(slurp("svc_bad.log"), "svc_bad.yaml:2:9: service.port: must be at most 65535"));
+
+    char *argv2[] = {"shoal-hello", NULL};
+    char *env[] = {"SHOAL_HTTP__IDLE_TIMEOUT_MS=soon", NULL};
+    assert_int_equal(run_to_exit(argv2, env, "svc_env.log"), 2);
+    assert_non_null(strstr(slurp("svc_env.log"), "env SHOAL_HTTP__IDLE_TIMEOUT_MS"));
+
+    char *argv3[] = {"shoal-hello", "--config", "does-not-exist.yaml", NULL};
+    assert_int_equal(run_to_exit(argv3, NULL, "svc_missing.log"), 2);
+    char *argv4[] = {"shoal-hello", "--workers", "0", NULL};
+    assert_int_equal(run_to_exit(argv4, NULL, "svc_workers.log"), 2);
+
+    f = fopen("svc_alias.yaml", "w");
+    fputs("base: &b {port: 1}\nservice: *b\n", f);
+    fclose(f);
+    char *argv5[] = {"shoal-hello", "--config", "svc_alias.yaml", NULL};
+    assert_int_equal(run_to_exit(argv5, NULL, "svc_alias.log"), 2);
+}
+
+static void test_port_in_use(void **state)
+{
+    (void)state;
+    /* A plain listener (no SO_REUSEPORT) holds the port: the service cannot bind. */
+    int port = th_free_port();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(0x7f000001)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    char *argv[] = {"shoal-hello", "--port", portbuf, NULL};
+    assert_int_equal(run_to_exit(argv, NULL, "svc_inuse.log"), 1);
+    assert_non_null(strstr(slurp("svc_inuse.log"), "\"level\":\"error\""));
+    close(fd);
+}
+
+static void test_workers_share_port_and_reload(void **state)
+{
+    (void)state;
+    int port = th_free_port();
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    FILE *f = fopen("svc_ok.yaml", "w");
+    fputs("service:\n  workers: 3\nlog:\n  level: debug\n", f);
+    fclose(f);
+    char *argv[] = {"shoal-hello", "--config", "svc_ok.yaml", "--port", portbuf, NULL};
+    pid_t pid = th_spawn(argv, NULL, "svc_ok.log");
+    assert_int_equal(th_wait_port(port, 10000), 0);
+    for (int i = 0; i < 60; i++) {
+        th_response r;
+        const char req[] = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+        assert_int_equal(th_roundtrip(port, req, sizeof req - 1, &r, 5000), 200);
+        th_response_free(&r);
+    }
+    kill(pid, SIGHUP);
+    usleep(200000);
+    assert_true(th_alive(pid));
+    th_response r;
+    const char m[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(th_roundtrip(port, m, sizeof m - 1, &r, 5000), 200);
+    /* The counter sums every worker's shard: 60 answered before this scrape. */
+    assert_non_null(strstr(r.body, "service_requests_total{service=\"hello\",method=\"GET\","
+                                   "status=\"200\"} 60\n"));
+    th_response_free(&r);
+    int st = th_stop(pid, SIGTERM, 10000);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* Debug level logs one JSON line per request with the trace ids. */
+    const char *log = slurp("svc_ok.log");
+    assert_non_null(strstr(log, "\"msg\":\"request\""));
+    assert_non_null(strstr(log, "\"trace_id\":\""));
+    assert_non_null(strstr(log, "\"msg\":\"stopped\""));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_errors_are_located),
+        cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_workers_share_port_and_reload),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
