@@ -52,8 +52,7 @@ static int append(sl_db *db, const char *stream, int64_t *version, size_t n)
     int rc = sl_db_begin(db);
     if (rc) return rc;
     sl_es_result r;
-    rc = sl_es_append(db, stream, *version == 0 ? SL_ES_NO_STREAM : *version, evs, n, 0,
-                      &r);
+    rc = sl_es_append(db, stream, *version == 0 ? SL_ES_NO_STREAM : *version, evs, n, 0, &r);
     if (rc) {
         sl_db_rollback(db);
         return rc;

@@ -40,10 +40,10 @@ enum { SL_DB_DONE = 0, SL_DB_ROW = 1 };
 #define SL_DB_UUID_STR 37
 
 typedef struct sl_db_options {
-    int sqlite_sync_full;     /* 1: synchronous=FULL (power-loss safe); 0: NORMAL (default) */
-    int busy_timeout_ms;      /* SQLite busy_timeout; 0 → 5000 */
-    int connect_timeout_s;    /* PostgreSQL connect_timeout; 0 → 5 */
-    unsigned stmt_cache_max;  /* prepared statements kept per connection; 0 → 64 */
+    int sqlite_sync_full;    /* 1: synchronous=FULL (power-loss safe); 0: NORMAL (default) */
+    int busy_timeout_ms;     /* SQLite busy_timeout; 0 → 5000 */
+    int connect_timeout_s;   /* PostgreSQL connect_timeout; 0 → 5 */
+    unsigned stmt_cache_max; /* prepared statements kept per connection; 0 → 64 */
 } sl_db_options;
 
 /*

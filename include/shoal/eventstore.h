@@ -57,9 +57,8 @@ typedef struct sl_es_result {
  * error the caller rolls back (on PostgreSQL a failed statement aborts the
  * transaction). Borrows everything.
  */
-SL_API int sl_es_append(sl_db *tx, const char *stream, int64_t expected,
-                        const sl_es_event *events, size_t n, int64_t now_wall_ms,
-                        sl_es_result *res) SL_MUST_CHECK;
+SL_API int sl_es_append(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *events,
+                        size_t n, int64_t now_wall_ms, sl_es_result *res) SL_MUST_CHECK;
 
 /* Stores the stream's version (0 when it does not exist) in *version. */
 SL_API int sl_es_stream_version(sl_db *db, const char *stream, int64_t *version) SL_MUST_CHECK;
@@ -95,8 +94,8 @@ SL_API int sl_es_read_stream(sl_db *db, const char *stream, int64_t from, int di
 
 /* Reads at most `max_count` events of every stream with a global position > `after`, in
  * position order. Same returns as sl_es_read_stream. */
-SL_API int sl_es_read_all(sl_db *db, int64_t after, size_t max_count, sl_es_read_cb cb,
-                          void *data, size_t *count) SL_MUST_CHECK;
+SL_API int sl_es_read_all(sl_db *db, int64_t after, size_t max_count, sl_es_read_cb cb, void *data,
+                          size_t *count) SL_MUST_CHECK;
 
 /*
  * Snapshots: save stores `data` as the state of `stream` at `version`
@@ -125,8 +124,7 @@ typedef int (*sl_es_handle_cb)(void *data, sl_db *tx, const sl_es_record *rec);
  * database error. `db` must not be in a transaction.
  */
 SL_API int sl_es_subscription_poll(sl_db *db, const char *subscriber, size_t batch_max,
-                                   sl_es_handle_cb cb, void *data,
-                                   size_t *handled) SL_MUST_CHECK;
+                                   sl_es_handle_cb cb, void *data, size_t *handled) SL_MUST_CHECK;
 
 /* Stores the subscriber's checkpoint (0 if it never ran) in *position. */
 SL_API int sl_es_checkpoint(sl_db *db, const char *subscriber, int64_t *position) SL_MUST_CHECK;

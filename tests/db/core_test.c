@@ -31,16 +31,20 @@ static int insert_row(sl_db *db, int64_t id, const char *name, const void *blob,
                       int64_t parent)
 {
     sl_db_stmt *st;
-    int rc = sl_db_prepare(db, "INSERT INTO t (id, name, n, data, parent) VALUES (?, ?, ?, ?, ?)",
-                           &st);
+    int rc =
+        sl_db_prepare(db, "INSERT INTO t (id, name, n, data, parent) VALUES (?, ?, ?, ?, ?)", &st);
     if (rc) return rc;
     assert_int_equal(sl_db_bind_int64(st, 1, id), 0);
     assert_int_equal(sl_db_bind_text(st, 2, name, SIZE_MAX), 0);
     assert_int_equal(sl_db_bind_null(st, 3), 0);
-    if (blob) assert_int_equal(sl_db_bind_blob(st, 4, blob, blen), 0);
-    else assert_int_equal(sl_db_bind_null(st, 4), 0);
-    if (parent) assert_int_equal(sl_db_bind_int64(st, 5, parent), 0);
-    else assert_int_equal(sl_db_bind_null(st, 5), 0);
+    if (blob)
+        assert_int_equal(sl_db_bind_blob(st, 4, blob, blen), 0);
+    else
+        assert_int_equal(sl_db_bind_null(st, 4), 0);
+    if (parent)
+        assert_int_equal(sl_db_bind_int64(st, 5, parent), 0);
+    else
+        assert_int_equal(sl_db_bind_null(st, 5), 0);
     rc = sl_db_step(st);
     if (rc == SL_DB_DONE) assert_int_equal(sl_db_changes(st), 1);
     sl_db_stmt_done(st);
@@ -56,9 +60,9 @@ static void test_bad_urls(void **state)
     assert_null(db);
     assert_non_null(strstr(err, "sqlite:"));
     assert_int_equal(sl_db_open("sqlite:", NULL, &db, err, sizeof err), SL_EINVAL);
-    assert_int_equal(sl_db_open("postgres://u@h:notaport/db?bogus_option=1", NULL, &db, err,
-                                sizeof err),
-                     SL_EINVAL);
+    assert_int_equal(
+        sl_db_open("postgres://u@h:notaport/db?bogus_option=1", NULL, &db, err, sizeof err),
+        SL_EINVAL);
     assert_non_null(strstr(err, "invalid URL"));
     /* Port 1 on loopback: nothing listens there. */
     assert_int_equal(sl_db_open("postgres://postgres@127.0.0.1:1/x", NULL, &db, err, sizeof err),
@@ -156,8 +160,8 @@ static void test_error_mapping(void **state)
     HARNESS_OK(db, insert_row(db, 1, "a", NULL, 0, 0));
     assert_int_equal(insert_row(db, 1, "b", NULL, 0, 0), SL_ECONFLICT); /* primary key */
     assert_true(strlen(sl_db_errmsg(db)) > 0);
-    assert_int_equal(insert_row(db, 2, "a", NULL, 0, 0), SL_ECONFLICT); /* unique */
-    assert_int_equal(insert_row(db, 3, "c", NULL, 0, 99), SL_ECONFLICT); /* foreign key */
+    assert_int_equal(insert_row(db, 2, "a", NULL, 0, 0), SL_ECONFLICT);           /* unique */
+    assert_int_equal(insert_row(db, 3, "c", NULL, 0, 99), SL_ECONFLICT);          /* foreign key */
     assert_int_equal(sl_db_exec(db, "INSERT INTO t (id) VALUES (5)"), SL_EINVAL); /* not null */
     assert_int_equal(sl_db_exec(db, "SELEKT 1"), SL_EINVAL);
     sl_db_stmt *st;

@@ -82,8 +82,7 @@ static inline void harness_fresh_url(char *url, size_t cap)
     }
     char schema[64], sql[200];
     snprintf(schema, sizeof schema, "t_%ld_%d", (long)getpid(), n);
-    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", schema,
-             schema);
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", schema, schema);
     sl_db *admin;
     harness_open_url(harness_g.base, &admin);
     int rc = sl_db_exec(admin, sql);
@@ -125,10 +124,10 @@ static inline int64_t harness_int(sl_db *db, const char *sql)
     return v;
 }
 
-#define HARNESS_OK(db, expr)                                                                     \
+#define HARNESS_OK(db, expr)                                                                       \
     do {                                                                                           \
         int rc_ = (expr);                                                                          \
-        if (rc_ < 0) fail_msg("%s: %s: %s", #expr, sl_errname(rc_), sl_db_errmsg(db));            \
+        if (rc_ < 0) fail_msg("%s: %s: %s", #expr, sl_errname(rc_), sl_db_errmsg(db));             \
     } while (0)
 
 #endif

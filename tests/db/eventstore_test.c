@@ -379,8 +379,8 @@ static void test_subscription_never_skips_late_commit(void **state)
     sl_db_close(a);
 }
 
-#define WRITERS     2
-#define PER_WRITER  150
+#define WRITERS    2
+#define PER_WRITER 150
 
 static void *writer(void *arg)
 {
@@ -391,13 +391,16 @@ static void *writer(void *arg)
     if (l->rc) return NULL;
     char stream[32];
     snprintf(stream, sizeof stream, "w-%p", arg);
-    sl_es_event evs[3] = {{NULL, "t", "{}", NULL}, {NULL, "t", "{}", NULL}, {NULL, "t", "{}", NULL}};
+    sl_es_event evs[3] = {
+        {NULL, "t", "{}", NULL}, {NULL, "t", "{}", NULL}, {NULL, "t", "{}", NULL}};
     for (int i = 0; i < PER_WRITER / 3 && l->rc == 0; i++) {
         sl_es_result r;
         if ((l->rc = sl_db_begin(db)) != 0) break;
         l->rc = sl_es_append(db, stream, SL_ES_ANY, evs, 3, 0, &r);
-        if (l->rc == 0) l->rc = sl_db_commit(db);
-        else sl_db_rollback(db);
+        if (l->rc == 0)
+            l->rc = sl_db_commit(db);
+        else
+            sl_db_rollback(db);
     }
     sl_db_close(db);
     return NULL;

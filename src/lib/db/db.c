@@ -27,8 +27,7 @@ static void copy_err(char *errbuf, size_t errcap, const char *msg)
     if (errbuf && errcap > 0) snprintf(errbuf, errcap, "%s", msg);
 }
 
-int sl_db_open(const char *url, const sl_db_options *opt, sl_db **out, char *errbuf,
-               size_t errcap)
+int sl_db_open(const char *url, const sl_db_options *opt, sl_db **out, char *errbuf, size_t errcap)
 {
     *out = NULL;
     sl_db_options o = {0};

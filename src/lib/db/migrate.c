@@ -39,8 +39,10 @@ static const sl_migration *pick(const sl_db *db, const sl_migration_set *set, in
     for (size_t i = 0; i < set->count; i++) {
         const sl_migration *m = &set->items[i];
         if (m->version != version) continue;
-        if (m->backend == NULL) generic = m;
-        else if (strcmp(m->backend, mine) == 0) return m;
+        if (m->backend == NULL)
+            generic = m;
+        else if (strcmp(m->backend, mine) == 0)
+            return m;
     }
     return generic;
 }
@@ -67,9 +69,9 @@ static int check_applied(sl_db *db, const sl_migration_set *set, const int *vers
         int64_t v = sl_db_column_int64(st, 0);
         const char *sum = sl_db_column_text(st, 1, NULL);
         if (v <= 0 || v > INT32_MAX || !known_version(set, (int)v)) {
-            rc = sl_db_set_err(db, SL_ESTATE,
-                               "%s: applied migration %lld is unknown to this binary",
-                               set->component, (long long)v);
+            rc =
+                sl_db_set_err(db, SL_ESTATE, "%s: applied migration %lld is unknown to this binary",
+                              set->component, (long long)v);
             break;
         }
         const sl_migration *m = pick(db, set, (int)v);
@@ -146,11 +148,10 @@ static int apply_all(sl_db *db, const sl_migration_set *set, int *versions, unsi
         if (m && m->sql[0] != '\0' && (rc = sl_db_exec(db, m->sql)) != 0) {
             char why[SL_DB_ERRMSG_MAX];
             snprintf(why, sizeof why, "%s", db->errmsg);
-            return sl_db_set_err(db, rc, "%s: migration %s failed: %s", set->component,
-                                 m->name, why);
+            return sl_db_set_err(db, rc, "%s: migration %s failed: %s", set->component, m->name,
+                                 why);
         }
-        rc = record(db, set, versions[i], m ? m->name : "(none for this backend)",
-                    m ? m->sql : "");
+        rc = record(db, set, versions[i], m ? m->name : "(none for this backend)", m ? m->sql : "");
         if (rc) return rc;
         (*applied)++;
     }

@@ -18,12 +18,12 @@
 #define OID_INT8  20
 
 typedef struct pg_stmt {
-    char *sql;      /* with $n placeholders */
-    char **values;  /* owned copies, NULL for SQL NULL */
+    char *sql;     /* with $n placeholders */
+    char **values; /* owned copies, NULL for SQL NULL */
     int *lengths;
     int *formats;
     Oid *types;
-    PGresult *res;  /* result of the current run, NULL before the first step */
+    PGresult *res; /* result of the current run, NULL before the first step */
     int row, nrows;
     int64_t changes;
     unsigned char *blob; /* last decoded bytea column */

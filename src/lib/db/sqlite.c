@@ -61,13 +61,13 @@ static int lite_exec(sl_db *db, const char *sql)
 static int lite_open(sl_db *db, const char *path, const sl_db_options *o)
 {
     sqlite3 *c = NULL;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                SQLITE_OPEN_EXRESCODE;
+    int flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
     int rc = sqlite3_open_v2(path, &c, flags, NULL);
     if (rc != SQLITE_OK) {
         int code = map_rc(rc);
-        sl_db_set_err(db, code == SL_EIO ? SL_EIO : SL_EUNAVAIL, "sqlite: cannot open %s: %s",
-                      path, c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
+        sl_db_set_err(db, code == SL_EIO ? SL_EIO : SL_EUNAVAIL, "sqlite: cannot open %s: %s", path,
+                      c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
         sqlite3_close(c);
         return code == SL_EIO ? SL_EIO : SL_EUNAVAIL;
     }

@@ -51,8 +51,8 @@ static int already_appended(sl_db *tx, const char *stream, const sl_es_event *ev
     for (size_t i = 0; i < n; i++) {
         if (ev[i].id == NULL) return 0;
         sl_db_stmt *st;
-        int rc = sl_db_prepare(tx, "SELECT version, position, stream FROM es_events WHERE id = ?",
-                               &st);
+        int rc =
+            sl_db_prepare(tx, "SELECT version, position, stream FROM es_events WHERE id = ?", &st);
         if (rc) return rc;
         rc = sl_db_bind_text(st, 1, ev[i].id, SIZE_MAX);
         if (rc == 0) rc = sl_db_step(st);
@@ -60,8 +60,7 @@ static int already_appended(sl_db *tx, const char *stream, const sl_es_event *ev
         if (rc == SL_DB_ROW) {
             int64_t v = sl_db_column_int64(st, 0);
             if (i == 0) first = v;
-            match = strcmp(sl_db_column_text(st, 2, NULL), stream) == 0 &&
-                    v == first + (int64_t)i;
+            match = strcmp(sl_db_column_text(st, 2, NULL), stream) == 0 && v == first + (int64_t)i;
             pos = sl_db_column_int64(st, 1);
             rc = 0;
         }
@@ -89,8 +88,8 @@ static int claim_versions(sl_db *tx, const char *stream, int64_t expected, size_
         "UPDATE es_streams SET version = version + ? WHERE stream = ? RETURNING version";
     static const char *const exact = "UPDATE es_streams SET version = version + ? WHERE stream "
                                      "= ? AND version = ? RETURNING version";
-    const char *sql = expected == SL_ES_ANY         ? upsert
-                      : expected == SL_ES_NO_STREAM ? create
+    const char *sql = expected == SL_ES_ANY             ? upsert
+                      : expected == SL_ES_NO_STREAM     ? create
                       : expected == SL_ES_STREAM_EXISTS ? bump
                                                         : exact;
     sl_db_stmt *st;
@@ -230,8 +229,8 @@ static int run_read(sl_db_stmt *st, sl_es_read_cb cb, void *data, size_t *count)
 
 #define ES_COLUMNS "SELECT position, stream, version, id, type, data, metadata, created_ms "
 
-int sl_es_read_stream(sl_db *db, const char *stream, int64_t from, int direction,
-                      size_t max_count, sl_es_read_cb cb, void *data, size_t *count)
+int sl_es_read_stream(sl_db *db, const char *stream, int64_t from, int direction, size_t max_count,
+                      sl_es_read_cb cb, void *data, size_t *count)
 {
     if (count) *count = 0;
     if (!stream || !cb || max_count == 0 || max_count > SL_ES_BATCH_MAX) return SL_EINVAL;
@@ -366,8 +365,8 @@ static int sub_each(void *data, const sl_es_record *rec)
     return rc;
 }
 
-int sl_es_subscription_poll(sl_db *db, const char *subscriber, size_t batch_max,
-                            sl_es_handle_cb cb, void *data, size_t *handled)
+int sl_es_subscription_poll(sl_db *db, const char *subscriber, size_t batch_max, sl_es_handle_cb cb,
+                            void *data, size_t *handled)
 {
     *handled = 0;
     if (!subscriber || !subscriber[0] || !cb) return SL_EINVAL;
@@ -384,8 +383,10 @@ int sl_es_subscription_poll(sl_db *db, const char *subscriber, size_t batch_max,
                         "INSERT INTO es_checkpoints (subscriber, position) VALUES (?, ?) "
                         "ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position",
                         subscriber, c.last, NULL, 0);
-    if (rc == 0) rc = sl_db_commit(db);
-    else sl_db_rollback(db);
+    if (rc == 0)
+        rc = sl_db_commit(db);
+    else
+        sl_db_rollback(db);
     if (rc == 0) *handled = n;
     return rc;
 }

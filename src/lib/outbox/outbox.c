@@ -22,8 +22,8 @@ static int build_envelope(const sl_outbox_event *ev, const char *id, int64_t now
     char time[SL_RFC3339_MAX];
     if (sl_rfc3339_format(now_wall_ns, time, sizeof time) < 0) return SL_EINVAL;
     json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "specversion", "1.0", "id", id,
-                            "source", ev->source, "type", ev->type, "subject", ev->subject,
-                            "time", time, "datacontenttype",
+                            "source", ev->source, "type", ev->type, "subject", ev->subject, "time",
+                            time, "datacontenttype",
                             ev->datacontenttype ? ev->datacontenttype : "application/json");
     if (env == NULL) return SL_ENOMEM;
     int rc = 0;
@@ -47,8 +47,8 @@ int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
                   char id_out[SL_DB_UUID_STR])
 {
     if (!sl_db_in_tx(tx)) return SL_ESTATE;
-    if (ev == NULL || !ev->source || !ev->type || !ev->subject || !ev->source[0] ||
-        !ev->type[0] || !ev->subject[0])
+    if (ev == NULL || !ev->source || !ev->type || !ev->subject || !ev->source[0] || !ev->type[0] ||
+        !ev->subject[0])
         return SL_EINVAL;
     char id[SL_DB_UUID_STR];
     if (ev->id) {
