@@ -47,3 +47,35 @@ foreach(src ${fuzzers})
   target_link_libraries(fuzz_${name} PRIVATE shoal)
   set_target_properties(fuzz_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
 endforeach()
+
+# sl_db conformance suites: every tests/db/<name>_test.c is ONE source run
+# twice, as db.<name>.sqlite (label unit) and db.<name>.pg (label pg), the
+# backend chosen by argv[1]. The pg runs require the `pg` fixture: a
+# throwaway PostgreSQL cluster started by scripts/pg-fixture.sh, whose URL is
+# written to ${SHOAL_PG_DIR}/url (SHOAL_PG_URL_FILE). If it cannot start,
+# the setup test fails and so do the pg tests: they never skip silently.
+file(GLOB db_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/db/*_test.c)
+if(db_tests)
+  set(SHOAL_PG_DIR ${CMAKE_BINARY_DIR}/pg-fixture)
+  add_test(NAME db.pg.fixture.start
+    COMMAND ${CMAKE_SOURCE_DIR}/scripts/pg-fixture.sh start ${SHOAL_PG_DIR})
+  set_tests_properties(db.pg.fixture.start PROPERTIES FIXTURES_SETUP pg LABELS pg TIMEOUT 120)
+  add_test(NAME db.pg.fixture.stop
+    COMMAND ${CMAKE_SOURCE_DIR}/scripts/pg-fixture.sh stop ${SHOAL_PG_DIR})
+  set_tests_properties(db.pg.fixture.stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg TIMEOUT 60)
+  foreach(src ${db_tests})
+    get_filename_component(base ${src} NAME_WE)
+    string(REGEX REPLACE "_test$" "" name ${base})
+    add_executable(db_${name} ${src})
+    target_include_directories(db_${name} PRIVATE ${CMAKE_SOURCE_DIR}/src/lib ${CMAKE_SOURCE_DIR}/tests/db)
+    target_link_libraries(db_${name} PRIVATE shoal PkgConfig::CMOCKA)
+    set_target_properties(db_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    add_test(NAME db.${name}.sqlite COMMAND db_${name} sqlite)
+    set_tests_properties(db.${name}.sqlite PROPERTIES LABELS "unit;db" TIMEOUT 120
+      ENVIRONMENT "${SHOAL_TEST_ENV}")
+    add_test(NAME db.${name}.pg COMMAND db_${name} pg)
+    set_tests_properties(db.${name}.pg PROPERTIES LABELS "pg;db" TIMEOUT 120
+      FIXTURES_REQUIRED pg
+      ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_PG_URL_FILE=${SHOAL_PG_DIR}/url")
+  endforeach()
+endif()

@@ -1,0 +1,326 @@
+/*
+ * The PostgreSQL backend of sl_db, over libpq's blocking API: a statement
+ * is a rewritten SQL text ($1..$n) plus its parameter arrays, run with
+ * PQexecParams (text results, bytea parameters in binary). Blocking is
+ * acceptable for short local queries (DESIGN §4); a nonblocking driver
+ * (PQsendQueryParams + uv_poll, DEPS §3) can come later behind the same
+ * vtable. SQLSTATE classes are mapped onto SL_E* codes.
+ */
+#include "db/db_int.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Type OIDs from pg_type.h (stable across versions). */
+#define OID_BYTEA 17
+#define OID_INT8  20
+
+typedef struct pg_stmt {
+    char *sql;     /* with $n placeholders */
+    char **values; /* owned copies, NULL for SQL NULL */
+    int *lengths;
+    int *formats;
+    Oid *types;
+    PGresult *res; /* result of the current run, NULL before the first step */
+    int row, nrows;
+    int64_t changes;
+    unsigned char *blob; /* last decoded bytea column */
+} pg_stmt;
+
+static PGconn *conn(sl_db *db)
+{
+    return db->impl;
+}
+
+static void notice_ignore(void *arg, const char *message)
+{
+    (void)arg; /* Library code never prints (STYLE); NOTICEs are dropped. */
+    (void)message;
+}
+
+static int map_state(const char *st)
+{
+    if (st == NULL) return SL_EUNAVAIL; /* no SQLSTATE: the connection failed */
+    if (strcmp(st, "23505") == 0 || strcmp(st, "23503") == 0) return SL_ECONFLICT;
+    if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 || strcmp(st, "55P03") == 0)
+        return SL_EBUSY;
+    if (strcmp(st, "25P02") == 0) return SL_ESTATE; /* transaction already aborted */
+    if (strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0) return SL_EUNAVAIL;
+    if (strncmp(st, "23", 2) == 0 || strncmp(st, "42", 2) == 0 || strncmp(st, "22", 2) == 0)
+        return SL_EINVAL;
+    return SL_EIO;
+}
+
+/* Maps a failed result (or NULL) to an SL_E* code and keeps the server's message. */
+static int fail(sl_db *db, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn(db));
+    int code = PQstatus(conn(db)) == CONNECTION_BAD ? SL_EUNAVAIL : map_state(state);
+    sl_db_set_err(db, code, "postgres: %s%s%s", state ? state : "", state ? " " : "",
+                  msg && *msg ? msg : "unknown error");
+    /* Drop libpq's trailing newline. */
+    size_t n = strlen(db->errmsg);
+    if (n > 0 && db->errmsg[n - 1] == '\n') db->errmsg[n - 1] = '\0';
+    return code;
+}
+
+static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
+{
+    char *perr = NULL;
+    PQconninfoOption *parsed = PQconninfoParse(url, &perr);
+    if (parsed == NULL) {
+        int code = sl_db_set_err(db, SL_EINVAL, "postgres: invalid URL: %s",
+                                 perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return code;
+    }
+    PQconninfoFree(parsed);
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%d", o->connect_timeout_s);
+    const char *keys[] = {"dbname", "connect_timeout", NULL};
+    const char *vals[] = {url, timeout, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c == NULL) return sl_db_set_err(db, SL_ENOMEM, "postgres: out of memory");
+    if (PQstatus(c) != CONNECTION_OK) {
+        sl_db_set_err(db, SL_EUNAVAIL, "postgres: cannot connect: %s", PQerrorMessage(c));
+        size_t n = strlen(db->errmsg);
+        if (n > 0 && db->errmsg[n - 1] == '\n') db->errmsg[n - 1] = '\0';
+        PQfinish(c);
+        return SL_EUNAVAIL;
+    }
+    PQsetNoticeProcessor(c, notice_ignore, NULL);
+    db->impl = c;
+    return 0;
+}
+
+static void pg_close(sl_db *db)
+{
+    PQfinish(conn(db));
+}
+
+static int pg_exec(sl_db *db, const char *sql)
+{
+    PGresult *r = PQexec(conn(db), sql);
+    ExecStatusType s = PQresultStatus(r);
+    int rc = (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) ? 0 : fail(db, r);
+    PQclear(r);
+    return rc;
+}
+
+static void free_values(pg_stmt *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(p->values[i]);
+        p->values[i] = NULL;
+        p->lengths[i] = 0;
+        p->formats[i] = 0;
+        p->types[i] = 0;
+    }
+}
+
+static void pg_finalize(sl_db_stmt *st)
+{
+    pg_stmt *p = st->impl;
+    if (p == NULL) return;
+    PQclear(p->res);
+    if (p->values) free_values(p, st->nparams);
+    PQfreemem(p->blob);
+    free(p->values);
+    free(p->lengths);
+    free(p->formats);
+    free(p->types);
+    free(p->sql);
+    free(p);
+}
+
+static int pg_prepare(sl_db *db, sl_db_stmt *st)
+{
+    /* Each `?` becomes at most "$" + 10 digits. */
+    size_t cap = strlen(st->sql) + (size_t)st->nparams * 11 + 1;
+    pg_stmt *p = calloc(1, sizeof *p);
+    if (p == NULL) return SL_ENOMEM;
+    st->impl = p;
+    size_t n = st->nparams > 0 ? (size_t)st->nparams : 1;
+    p->sql = malloc(cap);
+    p->values = calloc(n, sizeof *p->values);
+    p->lengths = calloc(n, sizeof *p->lengths);
+    p->formats = calloc(n, sizeof *p->formats);
+    p->types = calloc(n, sizeof *p->types);
+    if (!p->sql || !p->values || !p->lengths || !p->formats || !p->types) {
+        pg_finalize(st);
+        st->impl = NULL;
+        return sl_db_set_err(db, SL_ENOMEM, "out of memory");
+    }
+    int rc = sl_db_rewrite_params(st->sql, p->sql, cap);
+    if (rc < 0) {
+        pg_finalize(st);
+        st->impl = NULL;
+        return sl_db_set_err(db, rc, "cannot rewrite placeholders");
+    }
+    return 0;
+}
+
+static int set_value(sl_db_stmt *st, int idx, const void *bytes, size_t len, int format, Oid type)
+{
+    pg_stmt *p = st->impl;
+    if (len > INT32_MAX) return sl_db_set_err(st->db, SL_ELIMIT, "parameter too large");
+    char *copy = malloc(len + 1);
+    if (copy == NULL) return SL_ENOMEM;
+    if (len) memcpy(copy, bytes, len);
+    copy[len] = '\0';
+    free(p->values[idx - 1]);
+    p->values[idx - 1] = copy;
+    p->lengths[idx - 1] = (int)len;
+    p->formats[idx - 1] = format;
+    p->types[idx - 1] = type;
+    return 0;
+}
+
+static int pg_bind_int64(sl_db_stmt *st, int idx, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return set_value(st, idx, buf, (size_t)n, 0, OID_INT8);
+}
+
+static int pg_bind_text(sl_db_stmt *st, int idx, const char *s, size_t len)
+{
+    /* Type 0 lets the server infer the parameter's type from its use. */
+    return set_value(st, idx, s, len, 0, 0);
+}
+
+static int pg_bind_blob(sl_db_stmt *st, int idx, const void *b, size_t len)
+{
+    return set_value(st, idx, b, len, 1, OID_BYTEA);
+}
+
+static int pg_bind_null(sl_db_stmt *st, int idx)
+{
+    pg_stmt *p = st->impl;
+    free(p->values[idx - 1]);
+    p->values[idx - 1] = NULL;
+    p->lengths[idx - 1] = 0;
+    p->formats[idx - 1] = 0;
+    p->types[idx - 1] = 0;
+    return 0;
+}
+
+static void pg_reset(sl_db_stmt *st)
+{
+    pg_stmt *p = st->impl;
+    PQclear(p->res);
+    p->res = NULL;
+    p->row = p->nrows = 0;
+}
+
+static int pg_step(sl_db_stmt *st)
+{
+    pg_stmt *p = st->impl;
+    if (p->res == NULL) {
+        PGresult *r = PQexecParams(conn(st->db), p->sql, st->nparams, p->types,
+                                   (const char *const *)p->values, p->lengths, p->formats, 0);
+        ExecStatusType s = PQresultStatus(r);
+        if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+            int rc = fail(st->db, r);
+            PQclear(r);
+            return rc;
+        }
+        p->res = r;
+        p->nrows = PQntuples(r);
+        p->row = -1;
+        const char *ct = PQcmdTuples(r);
+        p->changes = (ct && *ct) ? strtoll(ct, NULL, 10) : 0;
+    }
+    if (p->row < p->nrows) p->row++;
+    return p->row < p->nrows ? SL_DB_ROW : SL_DB_DONE;
+}
+
+static void pg_clear(sl_db_stmt *st)
+{
+    free_values(st->impl, st->nparams);
+}
+
+static int64_t pg_changes(const sl_db_stmt *st)
+{
+    const pg_stmt *p = st->impl;
+    return p->changes;
+}
+
+static int valid_cell(const pg_stmt *p, int col)
+{
+    return p->res && p->row >= 0 && p->row < p->nrows && col >= 0 && col < PQnfields(p->res);
+}
+
+static int pg_column_count(const sl_db_stmt *st)
+{
+    const pg_stmt *p = st->impl;
+    return p->res ? PQnfields(p->res) : 0;
+}
+
+static int pg_column_is_null(const sl_db_stmt *st, int col)
+{
+    const pg_stmt *p = st->impl;
+    return !valid_cell(p, col) || PQgetisnull(p->res, p->row, col);
+}
+
+static int64_t pg_column_int64(const sl_db_stmt *st, int col)
+{
+    const pg_stmt *p = st->impl;
+    if (!valid_cell(p, col)) return 0;
+    const char *v = PQgetvalue(p->res, p->row, col);
+    if (v[0] == 't' && v[1] == '\0') return 1; /* boolean results */
+    return strtoll(v, NULL, 10);
+}
+
+static const char *pg_column_text(const sl_db_stmt *st, int col, size_t *len)
+{
+    const pg_stmt *p = st->impl;
+    if (!valid_cell(p, col)) {
+        if (len) *len = 0;
+        return "";
+    }
+    if (len) *len = (size_t)PQgetlength(p->res, p->row, col);
+    return PQgetvalue(p->res, p->row, col);
+}
+
+static const void *pg_column_blob(const sl_db_stmt *st, int col, size_t *len)
+{
+    pg_stmt *p = st->impl;
+    if (len) *len = 0;
+    if (!valid_cell(p, col) || PQgetisnull(p->res, p->row, col)) return "";
+    size_t n = 0;
+    unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(p->res, p->row, col), &n);
+    if (b == NULL) return "";
+    PQfreemem(p->blob);
+    p->blob = b;
+    if (len) *len = n;
+    return b;
+}
+
+const sl_db_vtable sl_db_postgres_vtable = {
+    .name = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .exec = pg_exec,
+    .prepare = pg_prepare,
+    .finalize = pg_finalize,
+    .bind_int64 = pg_bind_int64,
+    .bind_text = pg_bind_text,
+    .bind_blob = pg_bind_blob,
+    .bind_null = pg_bind_null,
+    .step = pg_step,
+    .reset = pg_reset,
+    .clear = pg_clear,
+    .changes = pg_changes,
+    .column_count = pg_column_count,
+    .column_is_null = pg_column_is_null,
+    .column_int64 = pg_column_int64,
+    .column_text = pg_column_text,
+    .column_blob = pg_column_blob,
+    .begin_sql = "BEGIN",
+    /* Two services starting at once must not race on CREATE TABLE (key: "shoalmig"). */
+    .migrate_lock_sql = "SELECT pg_advisory_xact_lock(7526747457069031783)",
+};

@@ -1,0 +1,415 @@
+/*
+ * Conformance suite for the transactional outbox, the relay and the inbox,
+ * on SQLite and PostgreSQL: envelopes written in the caller's transaction,
+ * ordered publishing with whole-batch retries and backoff, marking only
+ * after confirmation, a relay killed with SIGKILL between publish and mark
+ * (the event is published again, never lost), an idempotent consumer, the
+ * libuv driver woken by the commit hook, and retention.
+ */
+#include "db_harness.h"
+
+#include <shoal/outbox.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#define MAXREC 256
+
+typedef struct recpub {
+    char ids[MAXREC][SL_DB_UUID_STR];
+    char subjects[MAXREC][16];
+    int n, calls, fail_next, async;
+    sl_outbox_done_cb pending;
+    void *pending_data;
+    uv_loop_t *stop_loop_at; /* stop this loop after a successful publish */
+    int write_fd;            /* child: report ids through a pipe */
+} recpub;
+
+static int rec_publish(void *ctx, const sl_outbox_msg *m, size_t n, sl_outbox_done_cb done,
+                       void *dd)
+{
+    recpub *p = ctx;
+    p->calls++;
+    if (p->fail_next > 0) {
+        p->fail_next--;
+        done(dd, SL_EUNAVAIL);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p->write_fd > 0) {
+            char line[64];
+            int k = snprintf(line, sizeof line, "%s\n", m[i].id);
+            if (write(p->write_fd, line, (size_t)k) != k) _exit(3);
+        }
+        if (p->n < MAXREC) {
+            snprintf(p->ids[p->n], SL_DB_UUID_STR, "%s", m[i].id);
+            snprintf(p->subjects[p->n], 16, "%s", m[i].subject);
+            p->n++;
+        }
+    }
+    if (p->async) {
+        p->pending = done;
+        p->pending_data = dd;
+        return 0;
+    }
+    done(dd, 0);
+    if (p->stop_loop_at) uv_stop(p->stop_loop_at);
+    return 0;
+}
+
+static void add_event(sl_db *db, const char *subject, const char *data, char id[SL_DB_UUID_STR])
+{
+    sl_outbox_event ev = {.source = "/shoal/test",
+                          .type = "shop.test.happened.v1",
+                          .subject = subject,
+                          .data_json = data,
+                          .traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"};
+    HARNESS_OK(db, sl_db_begin(db));
+    HARNESS_OK(db, sl_outbox_add(db, &ev, (int64_t)1795869296 * 1000000000, id));
+    HARNESS_OK(db, sl_db_commit(db));
+}
+
+static int64_t backlog(sl_db *db)
+{
+    int64_t n, age;
+    HARNESS_OK(db, sl_outbox_backlog(db, 1795869296000 + 5000, &n, &age));
+    if (n > 0) assert_int_equal(age, 5000);
+    return n;
+}
+
+static void test_add_writes_envelope_in_tx(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    sl_outbox_event ev = {.source = "/shoal/order", .type = "t", .subject = "o-1"};
+    char id[SL_DB_UUID_STR];
+    assert_int_equal(sl_outbox_add(db, &ev, 0, id), SL_ESTATE); /* needs a transaction */
+    HARNESS_OK(db, sl_db_begin(db));
+    HARNESS_OK(db, sl_outbox_add(db, &ev, 0, id));
+    sl_db_rollback(db);
+    assert_int_equal(backlog(db), 0);
+
+    add_event(db, "o-1", "{\"total\":1250,\"currency\":\"EUR\"}", id);
+    assert_int_equal(backlog(db), 1);
+    sl_db_stmt *st;
+    HARNESS_OK(db, sl_db_prepare(db, "SELECT envelope, id, subject FROM outbox", &st));
+    assert_int_equal(sl_db_step(st), SL_DB_ROW);
+    json_error_t err;
+    json_t *env = json_loads(sl_db_column_text(st, 0, NULL), 0, &err);
+    assert_non_null(env);
+    assert_string_equal(sl_db_column_text(st, 1, NULL), id);
+    assert_string_equal(sl_db_column_text(st, 2, NULL), "o-1");
+    sl_db_stmt_done(st);
+    assert_string_equal(json_string_value(json_object_get(env, "specversion")), "1.0");
+    assert_string_equal(json_string_value(json_object_get(env, "id")), id);
+    assert_int_equal(id[14], '7'); /* UUIDv7 */
+    assert_string_equal(json_string_value(json_object_get(env, "source")), "/shoal/test");
+    assert_string_equal(json_string_value(json_object_get(env, "type")), "shop.test.happened.v1");
+    assert_string_equal(json_string_value(json_object_get(env, "subject")), "o-1");
+    assert_string_equal(json_string_value(json_object_get(env, "time")),
+                        "2026-11-28T12:34:56.000Z");
+    assert_string_equal(json_string_value(json_object_get(env, "datacontenttype")),
+                        "application/json");
+    assert_string_equal(json_string_value(json_object_get(env, "traceparent")),
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    json_t *data = json_object_get(env, "data");
+    assert_int_equal(json_integer_value(json_object_get(data, "total")), 1250);
+    json_decref(env);
+
+    /* Bad input. */
+    HARNESS_OK(db, sl_db_begin(db));
+    ev.data_json = "{not json";
+    assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_EINVAL);
+    ev.data_json = NULL;
+    ev.type = "";
+    assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_EINVAL);
+    ev.type = "t";
+    ev.id = id; /* duplicate id */
+    assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_ECONFLICT);
+    sl_db_rollback(db);
+    sl_db_close(db);
+}
+
+static void test_relay_publishes_in_order_and_marks(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    char ids[10][SL_DB_UUID_STR];
+    for (int i = 0; i < 10; i++)
+        add_event(db, i % 2 ? "odd" : "even", "{}", ids[i]);
+    recpub p = {0};
+    sl_outbox_publisher pub = {rec_publish, &p};
+    sl_outbox_relay_options o = {.batch_max = 4};
+    sl_outbox_relay *r;
+    assert_int_equal(sl_outbox_relay_new(db, &pub, &o, &r), 0);
+    int64_t next;
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_int_equal(next, 0);
+    assert_int_equal(backlog(db), 6);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 2);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 0);
+    assert_int_equal(next, -1);
+    assert_int_equal(p.n, 10);
+    for (int i = 0; i < 10; i++)
+        assert_string_equal(p.ids[i], ids[i]);
+    assert_int_equal(backlog(db), 0);
+    sl_outbox_relay_free(r);
+    sl_db_close(db);
+}
+
+static void test_relay_retries_with_backoff_keeping_order(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    char ids[6][SL_DB_UUID_STR];
+    for (int i = 0; i < 6; i++)
+        add_event(db, "same-subject", "{}", ids[i]);
+    sl_fake_clock fc;
+    sl_fake_clock_init(&fc, 1795869296000000000);
+    recpub p = {.fail_next = 3};
+    sl_outbox_publisher pub = {rec_publish, &p};
+    sl_outbox_relay_options o = {.batch_max = 4, .retry_base_ms = 100, .clock = &fc.clock};
+    sl_outbox_relay *r;
+    assert_int_equal(sl_outbox_relay_new(db, &pub, &o, &r), 0);
+    int64_t next, expect[] = {100, 200, 400};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+        assert_int_equal(sl_outbox_relay_failures(r), k + 1);
+        assert_int_equal(next, expect[k]);
+        /* Before the backoff expires nothing is attempted. */
+        assert_int_equal(sl_outbox_relay_pump(r, &next), 0);
+        assert_int_equal(next, expect[k]);
+        sl_fake_clock_advance(&fc, (expect[k] - 1) * 1000000);
+        assert_int_equal(sl_outbox_relay_pump(r, &next), 0);
+        assert_int_equal(next, 1);
+        sl_fake_clock_advance(&fc, 1000000);
+    }
+    assert_int_equal(p.calls, 3);
+    assert_int_equal(backlog(db), 6); /* nothing marked while failing */
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_int_equal(sl_outbox_relay_failures(r), 0);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 2);
+    assert_int_equal(p.n, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(p.ids[i], ids[i]); /* the subject's order survived the retries */
+    sl_outbox_relay_free(r);
+    sl_db_close(db);
+}
+
+static void test_relay_marks_only_after_confirmation(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    char id[SL_DB_UUID_STR];
+    add_event(db, "s", "{}", id);
+    recpub p = {.async = 1};
+    sl_outbox_publisher pub = {rec_publish, &p};
+    sl_outbox_relay *r;
+    assert_int_equal(sl_outbox_relay_new(db, &pub, NULL, &r), 0);
+    int64_t next;
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 1);
+    assert_int_equal(next, -1);
+    assert_true(sl_outbox_relay_busy(r));
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 0); /* one batch in flight at a time */
+    assert_int_equal(backlog(db), 1);
+    p.pending(p.pending_data, 0);
+    assert_false(sl_outbox_relay_busy(r));
+    assert_int_equal(backlog(db), 0);
+    /* A failed asynchronous completion keeps the row. */
+    add_event(db, "s", "{}", id);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 1);
+    p.pending(p.pending_data, SL_ETIMEDOUT);
+    assert_int_equal(backlog(db), 1);
+    assert_int_equal(sl_outbox_relay_failures(r), 1);
+    sl_outbox_relay_free(r);
+    sl_db_close(db);
+}
+
+/* The child: a relay whose publisher reports ids through a pipe and never confirms. */
+static void relay_child(const char *url, int fd)
+{
+    sl_db *db;
+    char err[256];
+    if (sl_db_open(url, NULL, &db, err, sizeof err) != 0) _exit(2);
+    recpub *p = calloc(1, sizeof *p);
+    p->async = 1;
+    p->write_fd = fd;
+    sl_outbox_publisher pub = {rec_publish, p};
+    sl_outbox_relay *r;
+    if (sl_outbox_relay_new(db, &pub, NULL, &r) != 0) _exit(2);
+    int64_t next;
+    if (sl_outbox_relay_pump(r, &next) != 5) _exit(2);
+    for (;;)
+        pause(); /* killed here: published, not marked */
+}
+
+static void test_relay_killed_between_publish_and_mark(void **state)
+{
+    (void)state;
+    char url[600];
+    sl_db *db = harness_fresh_lib(url);
+    char ids[5][SL_DB_UUID_STR];
+    for (int i = 0; i < 5; i++)
+        add_event(db, "k", "{}", ids[i]);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        relay_child(url, fds[1]);
+    }
+    close(fds[1]);
+    char buf[5 * 37 + 1];
+    size_t got = 0;
+    while (got < sizeof buf - 1) {
+        ssize_t k = read(fds[0], buf + got, sizeof buf - 1 - got);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    close(fds[0]);
+    assert_int_equal(got, 5 * 37); /* the child published all five */
+    buf[got] = '\0';
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    for (int i = 0; i < 5; i++)
+        assert_non_null(strstr(buf, ids[i]));
+
+    assert_int_equal(backlog(db), 5); /* never marked */
+    recpub p = {0};
+    sl_outbox_publisher pub = {rec_publish, &p};
+    sl_outbox_relay *r;
+    assert_int_equal(sl_outbox_relay_new(db, &pub, NULL, &r), 0);
+    int64_t next;
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(p.ids[i], ids[i]); /* published again, in order */
+    assert_int_equal(backlog(db), 0);
+    sl_outbox_relay_free(r);
+    sl_db_close(db);
+}
+
+/* An idempotent consumer: claim + effect in one transaction. Returns 1 if applied. */
+static int consume(sl_db *db, const char *event_id, int fail_after_claim)
+{
+    HARNESS_OK(db, sl_db_begin(db));
+    int first = sl_inbox_claim(db, "billing", event_id, 1000);
+    assert_true(first >= 0);
+    if (first) HARNESS_OK(db, sl_db_exec(db, "UPDATE counter SET n = n + 1"));
+    if (fail_after_claim) {
+        sl_db_rollback(db);
+        return 0;
+    }
+    HARNESS_OK(db, sl_db_commit(db));
+    return first;
+}
+
+static void test_inbox_applies_once(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    HARNESS_OK(db, sl_db_exec(db, "CREATE TABLE counter (n BIGINT); INSERT INTO counter VALUES "
+                                  "(0)"));
+    assert_int_equal(sl_inbox_claim(db, "c", "e", 0), SL_ESTATE);
+    assert_int_equal(consume(db, "ev-1", 1), 0); /* crashed consumer: claim rolled back */
+    assert_int_equal(consume(db, "ev-1", 0), 1);
+    assert_int_equal(consume(db, "ev-1", 0), 0); /* redelivery */
+    assert_int_equal(consume(db, "ev-2", 0), 1);
+    assert_int_equal(harness_int(db, "SELECT n FROM counter"), 2);
+    /* Another consumer group has its own inbox. */
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_inbox_claim(db, "shipping", "ev-1", 1000), 1);
+    HARNESS_OK(db, sl_db_commit(db));
+    sl_db_close(db);
+}
+
+static void test_retention(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    char id[SL_DB_UUID_STR];
+    add_event(db, "r", "{}", id);
+    add_event(db, "r", "{}", id);
+    HARNESS_OK(db, sl_db_exec(db, "UPDATE outbox SET published_ms = 500 WHERE seq = (SELECT "
+                                  "min(seq) FROM outbox)"));
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_inbox_claim(db, "c", "old", 100), 1);
+    assert_int_equal(sl_inbox_claim(db, "c", "new", 900), 1);
+    HARNESS_OK(db, sl_db_commit(db));
+    int64_t removed;
+    HARNESS_OK(db, sl_outbox_prune(db, 1000, &removed));
+    assert_int_equal(removed, 1); /* the unpublished row stays, however old */
+    HARNESS_OK(db, sl_inbox_prune(db, 500, &removed));
+    assert_int_equal(removed, 1);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM outbox"), 1);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM inbox"), 1);
+    sl_db_close(db);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    (void)t;
+    fail_msg("the relay was not woken by the commit");
+}
+
+static void on_commit_later(uv_timer_t *t)
+{
+    sl_db *db = t->data;
+    char id[SL_DB_UUID_STR];
+    add_event(db, "uv", "{}", id); /* the commit hook notifies the relay */
+}
+
+static void test_uv_driver_woken_by_commit(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    recpub p = {.stop_loop_at = &loop};
+    sl_outbox_publisher pub = {rec_publish, &p};
+    /* A poll far beyond the guard: only the wake-up can deliver in time. */
+    sl_outbox_relay_options o = {.poll_ms = 3600000};
+    sl_outbox_relay *r;
+    assert_int_equal(sl_outbox_relay_new(db, &pub, &o, &r), 0);
+    assert_int_equal(sl_outbox_relay_start(r, &loop), 0);
+    sl_outbox_relay_watch(r, db);
+    uv_timer_t later, guard;
+    uv_timer_init(&loop, &later);
+    uv_timer_init(&loop, &guard);
+    later.data = db;
+    uv_timer_start(&later, on_commit_later, 20, 0);
+    uv_timer_start(&guard, on_guard, 30000, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(backlog(db), 0);
+    sl_outbox_relay_stop(r);
+    uv_close((uv_handle_t *)&later, NULL);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    sl_db_set_commit_hook(db, NULL, NULL);
+    sl_outbox_relay_free(r);
+    sl_db_close(db);
+}
+
+int main(int argc, char **argv)
+{
+    harness_init(argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_writes_envelope_in_tx),
+        cmocka_unit_test(test_relay_publishes_in_order_and_marks),
+        cmocka_unit_test(test_relay_retries_with_backoff_keeping_order),
+        cmocka_unit_test(test_relay_marks_only_after_confirmation),
+        cmocka_unit_test(test_relay_killed_between_publish_and_mark),
+        cmocka_unit_test(test_inbox_applies_once),
+        cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_uv_driver_woken_by_commit),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    harness_done();
+    return rc;
+}
