@@ -3,6 +3,9 @@
 # (DEPS.md §3). `start DIR` runs initdb in DIR/data (as the postgres user when
 # run as root), starts the server on a free loopback port and writes its
 # connection URL to DIR/url; `stop DIR` shuts it down by PID and removes DIR.
+# The cluster itself lives in a private directory under /tmp (named in
+# DIR/cluster), which the postgres user can always reach, so no permission
+# of the caller's directories is changed.
 # Extra server settings for `start` come from PG_FIXTURE_OPTS (the tests use
 # fsync=off; the bench keeps the defaults). Fails loudly: the pg tests must
 # never skip silently.
@@ -21,11 +24,14 @@ as_pg() {
 }
 
 stop() {
-    if [ -f "$dir/data/postmaster.pid" ]; then
-        pid=$(head -1 "$dir/data/postmaster.pid")
+    local cluster=""
+    [ -f "$dir/cluster" ] && cluster=$(cat "$dir/cluster")
+    if [ -n "$cluster" ] && [ -f "$cluster/data/postmaster.pid" ]; then
+        pid=$(head -1 "$cluster/data/postmaster.pid")
         kill -INT "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
+    case $cluster in /tmp/shoal-pg.*) rm -rf "$cluster" ;; esac
     rm -rf "$dir"
 }
 
@@ -39,30 +45,32 @@ start() {
         exit 1
     fi
     stop
-    mkdir -p "$dir/sock"
+    mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
+    local cluster
+    cluster=$(mktemp -d /tmp/shoal-pg.XXXXXX)
+    echo "$cluster" >"$dir/cluster"
+    mkdir -p "$cluster/sock"
     if [ "$(id -u)" = 0 ]; then
-        chown -R postgres:postgres "$dir"
-        # Every parent must be traversable by postgres.
-        p=$dir
-        while [ "$p" != / ]; do p=$(dirname "$p"); chmod o+x "$p" 2>/dev/null || true; done
+        chmod 0711 "$cluster"
+        chown -R postgres:postgres "$cluster"
     fi
-    if ! as_pg "'$pgbin/initdb' -D '$dir/data' -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync" \
+    if ! as_pg "'$pgbin/initdb' -D '$cluster/data' -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync" \
         >"$dir/initdb.log" 2>&1; then
         echo "pg-fixture: initdb failed:" >&2; cat "$dir/initdb.log" >&2; exit 1
     fi
     for _ in 1 2 3 4 5 6 7 8; do
         port=$((20000 + RANDOM % 30000))
         port_free "$port" || continue
-        if as_pg "'$pgbin/pg_ctl' -D '$dir/data' -l '$dir/server.log' -w -t 30 start \
-                -o \"-p $port -k '$dir/sock' -c listen_addresses=127.0.0.1 $opts\"" >/dev/null 2>&1; then
+        if as_pg "'$pgbin/pg_ctl' -D '$cluster/data' -l '$cluster/server.log' -w -t 30 start \
+                -o \"-p $port -k '$cluster/sock' -c listen_addresses=127.0.0.1 $opts\"" >/dev/null 2>&1; then
             echo "postgresql://postgres@127.0.0.1:$port/postgres" >"$dir/url"
             echo "pg-fixture: PostgreSQL up at $(cat "$dir/url")"
             return 0
         fi
     done
     echo "pg-fixture: PostgreSQL did not start; server log:" >&2
-    cat "$dir/server.log" >&2 2>/dev/null || true
+    cat "$cluster/server.log" >&2 2>/dev/null || true
     exit 1
 }
 

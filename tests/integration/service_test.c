@@ -8,10 +8,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
-#include <stdint.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +25,7 @@ static char *slurp(const char *path)
 {
     static char buf[1 << 20];
     FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = 0;
     fclose(f);
@@ -50,7 +49,8 @@ static void test_config_errors_are_located(void **state)
     fclose(f);
     char *argv[] = {"shoal-hello", "--config", "svc_bad.yaml", NULL};
     assert_int_equal(run_to_exit(argv, NULL, "svc_bad.log"), 2);
-    assert_non_null(strstr(slurp("svc_bad.log"), "svc_bad.yaml:2:9: service.port: must be at most 65535"));
+    assert_non_null(
+        strstr(slurp("svc_bad.log"), "svc_bad.yaml:2:9: service.port: must be at most 65535"));
 
     char *argv2[] = {"shoal-hello", NULL};
     char *env[] = {"SHOAL_HTTP__IDLE_TIMEOUT_MS=soon", NULL};
@@ -75,7 +75,8 @@ static void test_port_in_use(void **state)
     /* A plain listener (no SO_REUSEPORT) holds the port: the service cannot bind. */
     int port = th_free_port();
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(0x7f000001)};
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(listen(fd, 1), 0);
