@@ -32,8 +32,9 @@ struct sl_ratelimit {
     entry *entries;
     char *keys; /* key i at keys + i * key_max_len */
     uint32_t *chains; /* chain heads, nbuckets of them */
-    int64_t *ghosts;  /* nbuckets of them */
+    int64_t *ghosts;  /* nghosts of them: a power of two >= max(2 * max_keys, 1024) */
     uint32_t mask;    /* nbuckets - 1 */
+    uint32_t ghost_mask; /* nghosts - 1 */
     uint32_t used;
     uint32_t lru_head, lru_tail; /* most / least recently used */
     sl_ratelimit_stats stats;
@@ -80,18 +81,23 @@ int sl_ratelimit_new(const sl_ratelimit_config *cfg, const sl_clock *clock, sl_r
     while (nbuckets < cfg->max_keys)
         nbuckets <<= 1;
     rl->mask = nbuckets - 1;
+    /* Ghosts shared by two keys make both stricter: keep them sparse. */
+    uint32_t nghosts = 1024;
+    while (nghosts < 2 * cfg->max_keys)
+        nghosts <<= 1;
+    rl->ghost_mask = nghosts - 1;
     rl->entries = calloc(cfg->max_keys, sizeof *rl->entries);
     rl->keys = malloc((size_t)cfg->max_keys * cfg->key_max_len);
     rl->chains = malloc(sizeof *rl->chains * nbuckets);
-    rl->ghosts = malloc(sizeof *rl->ghosts * nbuckets);
+    rl->ghosts = malloc(sizeof *rl->ghosts * nghosts);
     if (!rl->entries || !rl->keys || !rl->chains || !rl->ghosts) {
         sl_ratelimit_free(rl);
         return SL_ENOMEM;
     }
-    for (uint32_t i = 0; i < nbuckets; i++) {
+    for (uint32_t i = 0; i < nbuckets; i++)
         rl->chains[i] = NIL;
+    for (uint32_t i = 0; i < nghosts; i++)
         rl->ghosts[i] = INT64_MIN;
-    }
     rl->lru_head = rl->lru_tail = NIL;
     *out = rl;
     return 0;
@@ -123,7 +129,7 @@ static uint32_t chain_of(const sl_ratelimit *rl, uint64_t h)
 }
 static uint32_t ghost_of(const sl_ratelimit *rl, uint64_t h)
 {
-    return (uint32_t)(h >> 32) & rl->mask;
+    return (uint32_t)(h >> 32) & rl->ghost_mask;
 }
 
 static void lru_unlink(sl_ratelimit *rl, uint32_t i)
