@@ -56,13 +56,13 @@ typedef enum sl_breaker_state {
 
 /* Why a transition happened, with printable names (for the log line). */
 #define SL_BREAKER_REASON_MAP(X)                                                                   \
-    X(CONSECUTIVE_FAILURES, "consecutive_failures") /* closed → open */                            \
-    X(FAILURE_RATE, "failure_rate")                 /* closed → open */                            \
-    X(SLOW_CALL_RATE, "slow_call_rate")             /* closed → open */                            \
-    X(RECOVERY_TIMEOUT, "recovery_timeout")         /* open → half-open */                         \
-    X(TRIAL_FAILED, "trial_failed")                 /* half-open → open */                         \
-    X(TRIAL_TIMEOUT, "trial_timeout")               /* half-open → open */                         \
-    X(TRIALS_SUCCEEDED, "trials_succeeded")         /* half-open → closed */                       \
+    X(CONSECUTIVE_FAILURES, "consecutive_failures") /* closed → open */                          \
+    X(FAILURE_RATE, "failure_rate")                 /* closed → open */                          \
+    X(SLOW_CALL_RATE, "slow_call_rate")             /* closed → open */                          \
+    X(RECOVERY_TIMEOUT, "recovery_timeout")         /* open → half-open */                       \
+    X(TRIAL_FAILED, "trial_failed")                 /* half-open → open */                       \
+    X(TRIAL_TIMEOUT, "trial_timeout")               /* half-open → open */                       \
+    X(TRIALS_SUCCEEDED, "trials_succeeded")         /* half-open → closed */                     \
     X(RESET, "reset")                               /* any → closed, sl_breaker_reset() */
 
 typedef enum sl_breaker_reason {
@@ -91,7 +91,8 @@ typedef enum sl_breaker_window {
 #define SL_BREAKER_FAIL_5XX     (1u << 3) /* 500-599, and any status outside 100-599 */
 #define SL_BREAKER_FAIL_4XX     (1u << 4) /* 400-499, 429 included */
 #define SL_BREAKER_FAIL_429     (1u << 5) /* 429 only (an overloaded upstream) */
-/* The default: transport errors, timeouts and 5xx; 4xx are the caller's fault, not the upstream's. */
+/* The default: transport errors, timeouts and 5xx; 4xx are the caller's fault, not the upstream's.
+ */
 #define SL_BREAKER_FAIL_DEFAULT                                                                    \
     (SL_BREAKER_FAIL_CONNECT | SL_BREAKER_FAIL_TIMEOUT | SL_BREAKER_FAIL_IO | SL_BREAKER_FAIL_5XX)
 
@@ -101,17 +102,17 @@ typedef enum sl_breaker_window {
 #define SL_BREAKER_HALF_OPEN_MAX    1000u   /* trial calls */
 
 typedef struct sl_breaker_config {
-    uint32_t failure_threshold;    /* consecutive failures that trip; 0 = off. Default 5 */
-    sl_breaker_window window;      /* default SL_BREAKER_WINDOW_COUNT */
-    uint32_t window_size;          /* calls or seconds; default 100 */
-    uint32_t minimum_calls;        /* results needed before rates apply; default 20 */
-    uint32_t failure_rate_pct;     /* trip at >= this % failures; 0 = off. Default 50 */
-    uint32_t slow_call_rate_pct;   /* trip at >= this % slow calls; 0 = off. Default 0 (off) */
-    int64_t slow_call_ms;          /* a call longer than this is slow; default 2000 */
-    int64_t recovery_timeout_ms;   /* time spent open; default 30000 */
-    uint32_t half_open_max_calls;  /* trial calls in half-open; default 3 */
-    int64_t half_open_timeout_ms;  /* a trial without verdict after this → open; default 60000 */
-    uint32_t failure_set;          /* SL_BREAKER_FAIL_* bits; default SL_BREAKER_FAIL_DEFAULT */
+    uint32_t failure_threshold;   /* consecutive failures that trip; 0 = off. Default 5 */
+    sl_breaker_window window;     /* default SL_BREAKER_WINDOW_COUNT */
+    uint32_t window_size;         /* calls or seconds; default 100 */
+    uint32_t minimum_calls;       /* results needed before rates apply; default 20 */
+    uint32_t failure_rate_pct;    /* trip at >= this % failures; 0 = off. Default 50 */
+    uint32_t slow_call_rate_pct;  /* trip at >= this % slow calls; 0 = off. Default 0 (off) */
+    int64_t slow_call_ms;         /* a call longer than this is slow; default 2000 */
+    int64_t recovery_timeout_ms;  /* time spent open; default 30000 */
+    uint32_t half_open_max_calls; /* trial calls in half-open; default 3 */
+    int64_t half_open_timeout_ms; /* a trial without verdict after this → open; default 60000 */
+    uint32_t failure_set;         /* SL_BREAKER_FAIL_* bits; default SL_BREAKER_FAIL_DEFAULT */
 } sl_breaker_config;
 
 /* Fills `cfg` with the defaults above. */

@@ -66,14 +66,14 @@ struct sl_bulkhead_waiter {
 
 /* Counters, monotonically increasing, and the current levels. */
 typedef struct sl_bulkhead_stats {
-    uint32_t in_flight;   /* permits held now */
-    uint32_t queued;      /* waiters now */
-    uint64_t acquired;    /* permits handed out directly by try_acquire */
-    uint64_t granted;     /* permits handed to waiters */
-    uint64_t released;    /* permits given back */
-    uint64_t rejected;    /* enqueue refused: queue full (or no queue) */
-    uint64_t expired;     /* waiters failed with SL_ETIMEDOUT */
-    uint64_t cancelled;   /* waiters cancelled */
+    uint32_t in_flight; /* permits held now */
+    uint32_t queued;    /* waiters now */
+    uint64_t acquired;  /* permits handed out directly by try_acquire */
+    uint64_t granted;   /* permits handed to waiters */
+    uint64_t released;  /* permits given back */
+    uint64_t rejected;  /* enqueue refused: queue full (or no queue) */
+    uint64_t expired;   /* waiters failed with SL_ETIMEDOUT */
+    uint64_t cancelled; /* waiters cancelled */
 } sl_bulkhead_stats;
 
 /*

@@ -68,8 +68,7 @@ SL_API sl_deadline sl_deadline_after(const sl_clock *clock, int64_t timeout_ms);
  * Returns the deadline for a child call: min(parent, now + `timeout_ms`).
  * `timeout_ms` <= 0 means "no per-call timeout": the parent is returned as is.
  */
-SL_API sl_deadline sl_deadline_child(sl_deadline parent, const sl_clock *clock,
-                                     int64_t timeout_ms);
+SL_API sl_deadline sl_deadline_child(sl_deadline parent, const sl_clock *clock, int64_t timeout_ms);
 
 /* Returns the ns left before `d` (0 once passed; INT64_MAX for none). */
 SL_API int64_t sl_deadline_remaining_ns(sl_deadline d, const sl_clock *clock);
@@ -91,8 +90,8 @@ SL_API bool sl_deadline_expired(sl_deadline d, const sl_clock *clock);
  * enough). Returns the length written (without the NUL), or SL_EINVAL when
  * `d` is none (send no header then) or `cap` is too small.
  */
-SL_API int sl_deadline_format_header(sl_deadline d, const sl_clock *clock, char *buf, size_t cap)
-    SL_MUST_CHECK;
+SL_API int sl_deadline_format_header(sl_deadline d, const sl_clock *clock, char *buf,
+                                     size_t cap) SL_MUST_CHECK;
 
 /*
  * Parses an x-shoal-deadline-ms header value of `len` bytes (borrowed):

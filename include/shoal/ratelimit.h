@@ -33,16 +33,16 @@
 #include <stdint.h>
 
 /* Limits enforced by sl_ratelimit_new(). */
-#define SL_RATELIMIT_MAX_KEYS     (1u << 22)
-#define SL_RATELIMIT_MAX_KEY_LEN  1024u
+#define SL_RATELIMIT_MAX_KEYS      (1u << 22)
+#define SL_RATELIMIT_MAX_KEY_LEN   1024u
 #define SL_RATELIMIT_MAX_PERIOD_MS INT64_C(86400000) /* one day */
 
 typedef struct sl_ratelimit_config {
-    uint32_t rate;         /* requests per period; default 10; >= 1 */
-    int64_t period_ms;     /* default 1000; 1 .. one day */
-    uint32_t burst;        /* bucket capacity; default 20; >= 1 */
-    uint32_t max_keys;     /* table capacity; default 10000 */
-    uint32_t key_max_len;  /* longest key in bytes; default 128 */
+    uint32_t rate;        /* requests per period; default 10; >= 1 */
+    int64_t period_ms;    /* default 1000; 1 .. one day */
+    uint32_t burst;       /* bucket capacity; default 20; >= 1 */
+    uint32_t max_keys;    /* table capacity; default 10000 */
+    uint32_t key_max_len; /* longest key in bytes; default 128 */
 } sl_ratelimit_config;
 
 /* Fills `cfg` with the defaults above. */

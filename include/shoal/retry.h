@@ -73,13 +73,13 @@ SL_API int sl_retry_config_valid(const sl_retry_config *cfg) SL_MUST_CHECK;
 
 /* Why sl_retry_next() decided what it did, with printable names (logs, metrics labels). */
 #define SL_RETRY_DECISION_MAP(X)                                                                   \
-    X(RETRY, "retry")                       /* try again after *delay_ms */                        \
-    X(NOT_RETRYABLE, "not_retryable")       /* the outcome is final (e.g. 200, 404, 500) */        \
-    X(NOT_IDEMPOTENT, "not_idempotent")     /* the request is not retry-safe */                    \
-    X(MAX_RETRIES, "max_retries")           /* max_retries already spent */                        \
-    X(DEADLINE, "deadline")                 /* the delay would end at or after the deadline */     \
-    X(RETRY_AFTER, "retry_after_too_long")  /* the server asked for more than we honour */         \
-    X(BUDGET, "budget_exhausted")           /* the upstream's retry budget is empty */
+    X(RETRY, "retry")                      /* try again after *delay_ms */                         \
+    X(NOT_RETRYABLE, "not_retryable")      /* the outcome is final (e.g. 200, 404, 500) */         \
+    X(NOT_IDEMPOTENT, "not_idempotent")    /* the request is not retry-safe */                     \
+    X(MAX_RETRIES, "max_retries")          /* max_retries already spent */                         \
+    X(DEADLINE, "deadline")                /* the delay would end at or after the deadline */      \
+    X(RETRY_AFTER, "retry_after_too_long") /* the server asked for more than we honour */          \
+    X(BUDGET, "budget_exhausted")          /* the upstream's retry budget is empty */
 
 typedef enum sl_retry_decision {
 #define SL_RETRY_DECISION_ENUM_(name, text) SL_RETRY_##name,
@@ -110,8 +110,8 @@ SL_API bool sl_retry_outcome_retryable(sl_outcome outcome);
  * a date in the past gives 0. Returns 0 and stores the delay in ms in
  * *delay_ms, or SL_EPARSE for anything else. Pure; thread-safe.
  */
-SL_API int sl_retry_after_parse(const char *s, size_t len, int64_t now_wall_ns, int64_t *delay_ms)
-    SL_MUST_CHECK;
+SL_API int sl_retry_after_parse(const char *s, size_t len, int64_t now_wall_ns,
+                                int64_t *delay_ms) SL_MUST_CHECK;
 
 /* ---- Retry budget ---- */
 

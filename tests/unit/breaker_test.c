@@ -510,7 +510,7 @@ typedef struct model {
     do {                                                                                           \
         if (!(cond) && !(m)->bad) {                                                                \
             (m)->bad = __LINE__;                                                                   \
-            print_error("seed %llu step %d: %s\n", (unsigned long long)(m)->seed, (m)->step,      \
+            print_error("seed %llu step %d: %s\n", (unsigned long long)(m)->seed, (m)->step,       \
                         #cond);                                                                    \
         }                                                                                          \
     } while (0)

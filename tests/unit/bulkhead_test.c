@@ -166,7 +166,7 @@ static void test_expiry(void **state)
     assert_int_equal(dl, 140 * MS);
     /* A release after s[1]'s deadline fails it rather than grant it a permit too late. */
     assert_int_equal(sl_bulkhead_enqueue(b, &s[2].w, slot_cb, &s[2]), 0); /* until 200 ms */
-    sl_fake_clock_advance(&fc, 50 * MS);                                   /* 150 ms */
+    sl_fake_clock_advance(&fc, 50 * MS);                                  /* 150 ms */
     assert_int_equal(sl_bulkhead_release(b), 0);
     assert_int_equal(s[1].last_status, SL_ETIMEDOUT);
     assert_int_equal(s[2].last_status, 0);

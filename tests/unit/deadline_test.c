@@ -100,9 +100,12 @@ static void test_parse_header(void **state)
         const char *in;
         int64_t want;
     } ok[] = {
-        {"250", 250},         {" 250\t", 250}, {"0", 0},
-        {"007", 7},           {"600000", 600000},
-        {"600001", 600000},   /* capped */
+        {"250", 250},
+        {" 250\t", 250},
+        {"0", 0},
+        {"007", 7},
+        {"600000", 600000},
+        {"600001", 600000}, /* capped */
         {"99999999999999999999999999999999", 600000},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(ok); i++) {
@@ -110,8 +113,8 @@ static void test_parse_header(void **state)
         assert_int_equal(sl_deadline_parse_header(ok[i].in, strlen(ok[i].in), &v), 0);
         assert_int_equal(v, ok[i].want);
     }
-    const char *bad[] = {"", " ", "-1", "+5", "1.5", "1e3", "abc", "1 2", "12a", "0x10", "1,2",
-                         "\x31\x80"};
+    const char *bad[] = {"",    " ",   "-1",  "+5",   "1.5", "1e3",
+                         "abc", "1 2", "12a", "0x10", "1,2", "\x31\x80"};
     for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
         int64_t v = -7;
         assert_int_equal(sl_deadline_parse_header(bad[i], strlen(bad[i]), &v), SL_EPARSE);
@@ -136,7 +139,8 @@ static void test_from_header(void **state)
     assert_true(sl_deadline_expired(sl_deadline_from_header(&fc.clock, 0, 0), &fc.clock));
 }
 
-/* Across hops the budget only shrinks, but for transit time: format at the caller, parse at the callee. */
+/* Across hops the budget only shrinks, but for transit time: format at the caller, parse at the
+ * callee. */
 static void test_random_round_trips(void **state)
 {
     (void)state;
@@ -151,7 +155,7 @@ static void test_random_round_trips(void **state)
             sl_deadline child = sl_deadline_child(d, &fc.clock, (int64_t)sl_rand_below(&r, 5000));
             char buf[SL_DEADLINE_HEADER_BUF];
             int n = sl_deadline_format_header(child, &fc.clock, buf, sizeof buf);
-            int64_t ms;
+            int64_t ms = 0;
             if (n <= 0 || sl_deadline_parse_header(buf, (size_t)n, &ms) != 0)
                 fail_msg("seed %llu hop %d: format/parse failed", (unsigned long long)seed, hop);
             /* Transit time is invisible to a relative budget: the callee's deadline may end
@@ -169,9 +173,9 @@ static void test_random_round_trips(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arithmetic),     cmocka_unit_test(test_child),
-        cmocka_unit_test(test_format_header),  cmocka_unit_test(test_parse_header),
-        cmocka_unit_test(test_from_header),    cmocka_unit_test(test_random_round_trips),
+        cmocka_unit_test(test_arithmetic),    cmocka_unit_test(test_child),
+        cmocka_unit_test(test_format_header), cmocka_unit_test(test_parse_header),
+        cmocka_unit_test(test_from_header),   cmocka_unit_test(test_random_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

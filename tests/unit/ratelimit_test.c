@@ -182,7 +182,8 @@ static void run_ratelimit_sequence(uint64_t seed)
     assert_int_equal(sl_ratelimit_new(&c, &fc.clock, &r, &rl), 0);
     int hot = (int)sl_rand_below(&r, 100); /* share of traffic on key 0 */
     for (int s = 0; s < STEPS; s++) {
-        if (sl_rand_below(&r, 3) == 0) sl_fake_clock_advance(&fc, (int64_t)sl_rand_below(&r, 50) * MS);
+        if (sl_rand_below(&r, 3) == 0)
+            sl_fake_clock_advance(&fc, (int64_t)sl_rand_below(&r, 50) * MS);
         int k = (int)sl_rand_below(&r, 100) < hot ? 0 : (int)sl_rand_below(&r, NKEYS);
         char key[16];
         int n = snprintf(key, sizeof key, "client-%d", k);
@@ -199,7 +200,8 @@ static void run_ratelimit_sequence(uint64_t seed)
             fail_msg("seed %llu step %d: %u keys > capacity %u", (unsigned long long)seed, s,
                      st.keys, c.max_keys);
     }
-    /* For every key and every pair of its admissions i..j:  j - i + 1 <= burst + rate * dt / period. */
+    /* For every key and every pair of its admissions i..j:  j - i + 1 <= burst + rate * dt /
+     * period. */
     int64_t period_ns = c.period_ms * MS;
     for (int k = 0; k < NKEYS; k++)
         for (int i = 0; i < nadmit[k]; i++)

@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#define MS  INT64_C(1000000)
-#define SEC INT64_C(1000000000)
+#define MS   INT64_C(1000000)
+#define SEC  INT64_C(1000000000)
 #define NONE INT64_MAX
 
 /* Sun, 06 Nov 1994 08:49:37 GMT */
@@ -107,8 +107,7 @@ static void test_decisions(void **state)
         assert_in_range(d, 0, 50 << i);
         assert_int_equal(sl_retry_count(&st), i + 1);
     }
-    assert_int_equal(next(&st, sl_outcome_response(502), NULL, &r, NULL, &d),
-                     SL_RETRY_MAX_RETRIES);
+    assert_int_equal(next(&st, sl_outcome_response(502), NULL, &r, NULL, &d), SL_RETRY_MAX_RETRIES);
     assert_int_equal(sl_retry_count(&st), 3);
 }
 
@@ -191,9 +190,9 @@ static void test_retry_after_honoured(void **state)
     assert_int_equal(next(&st, sl_outcome_response(503), "2", &r, NULL, &d), SL_RETRY_RETRY);
     assert_int_equal(d, 2000);
     /* HTTP-date on 429, three seconds from now. */
-    assert_int_equal(next(&st, sl_outcome_response(429), "Sun, 06 Nov 1994 08:49:37 GMT", &r,
-                          NULL, &d),
-                     SL_RETRY_RETRY);
+    assert_int_equal(
+        next(&st, sl_outcome_response(429), "Sun, 06 Nov 1994 08:49:37 GMT", &r, NULL, &d),
+        SL_RETRY_RETRY);
     assert_int_equal(d, 3000);
     /* Asking for more than retry_after_max_ms (5 s): give up instead of retrying early. */
     assert_int_equal(next(&st, sl_outcome_response(503), "6", &r, NULL, &d), SL_RETRY_RETRY_AFTER);
@@ -258,9 +257,9 @@ static void test_retry_after_parse(void **state)
         {"Sun, 06 Nov 1994 08:49:37 GMT", 10000},
         {"Sunday, 06-Nov-94 08:49:37 GMT", 10000},
         {"Sun Nov  6 08:49:37 1994", 10000},
-        {"Sun, 06 Nov 1994 08:49:27 GMT", 0},  /* now */
-        {"Sat, 01 Jan 1994 00:00:00 GMT", 0},  /* past */
-        {"Tue, 01 Jan 2030 00:00:00 GMT", 0},  /* future: checked below */
+        {"Sun, 06 Nov 1994 08:49:27 GMT", 0}, /* now */
+        {"Sat, 01 Jan 1994 00:00:00 GMT", 0}, /* past */
+        {"Tue, 01 Jan 2030 00:00:00 GMT", 0}, /* future: checked below */
         {"Sun, 06 Nov 1994 08:49:37 GMT ", 10000},
         {"Mon, 29 Feb 1996 00:00:00 GMT", 0}, /* leap year (weekday is not checked) */
         {"Mon, 31 Dec 9999 23:59:60 GMT", SL_RETRY_AFTER_PARSE_MAX_MS}, /* leap second, cap */
@@ -298,7 +297,7 @@ static void test_retry_after_parse(void **state)
         "Sun, 06 Nov 1994 08:49:37 GMTX", /* trailing bytes */
         "Sun, 06-Nov-94 08:49:37 GMT",    /* RFC 850 needs the long day name */
         "Sunday, 06 Nov 1994 08:49:37 GMT",
-        "Sun Nov 6 08:49:37 1994",        /* asctime pads the day with a space */
+        "Sun Nov 6 08:49:37 1994", /* asctime pads the day with a space */
         "Sun Nov  6 08:49:37 94",
         "Xyz, 06 Nov 1994 08:49:37 GMT",
         "Sun, 00 Nov 1994 08:49:37 GMT",
@@ -397,8 +396,7 @@ static void test_budget_charged_only_for_real_retries(void **state)
     sl_retry_state st;
     int64_t d;
     sl_retry_state_init(&st, &c, &fc.clock, NONE, false);
-    assert_int_equal(next(&st, sl_outcome_response(503), NULL, &r, b, &d),
-                     SL_RETRY_NOT_IDEMPOTENT);
+    assert_int_equal(next(&st, sl_outcome_response(503), NULL, &r, b, &d), SL_RETRY_NOT_IDEMPOTENT);
     sl_retry_state_init(&st, &c, &fc.clock, 10 * MS, true);
     assert_int_equal(next(&st, sl_outcome_response(503), "1", &r, b, &d), SL_RETRY_DEADLINE);
     assert_int_equal(sl_retry_budget_available(b), 1);
@@ -485,8 +483,9 @@ static void test_random_delays_within_bounds(void **state)
             int ok = 1;
             if (dec == SL_RETRY_RETRY) {
                 /* Within [0, cap], or up to the honoured Retry-After cap when the server asked. */
-                int64_t hi = ra ? (c.cap_ms > c.retry_after_max_ms ? c.cap_ms : c.retry_after_max_ms)
-                                : c.cap_ms;
+                int64_t hi =
+                    ra ? (c.cap_ms > c.retry_after_max_ms ? c.cap_ms : c.retry_after_max_ms)
+                       : c.cap_ms;
                 ok = d >= 0 && d <= hi && sl_retry_count(&st) == before + 1 &&
                      sl_retry_count(&st) <= c.max_retries &&
                      (deadline == NONE || fc.mono_ns + d * MS < deadline);
@@ -494,8 +493,8 @@ static void test_random_delays_within_bounds(void **state)
                 ok = d == -1 && sl_retry_count(&st) == before;
             }
             if (!ok)
-                fail_msg("seed %llu step %d: decision %s delay %lld", (unsigned long long)seed,
-                         i, sl_retry_decision_name(dec), (long long)d);
+                fail_msg("seed %llu step %d: decision %s delay %lld", (unsigned long long)seed, i,
+                         sl_retry_decision_name(dec), (long long)d);
             if (dec == SL_RETRY_RETRY) sl_fake_clock_advance(&fc, d * MS);
         }
     }
@@ -534,7 +533,8 @@ static void test_random_budget_windows(void **state)
             }
             t[i] = fc.mono_ns;
         }
-        /* Over every window of events (i, j]: retries <= saved + ratio * requests + floor * time. */
+        /* Over every window of events (i, j]: retries <= saved + ratio * requests + floor * time.
+         */
         for (int i = 0; i < EVENTS; i++) {
             for (int j = i + 1; j <= EVENTS; j++) {
                 __int128 lhs = (__int128)(ret[j] - ret[i]) * 1000000000;

@@ -43,7 +43,7 @@ struct sl_breaker {
     uint32_t win_calls, win_failures, win_slow;
     uint8_t *ring; /* count window: one byte of RING_* bits per call */
     uint32_t ring_pos, ring_len;
-    bucket *buckets; /* time window: bucket[sec % window_size] */
+    bucket *buckets;  /* time window: bucket[sec % window_size] */
     int64_t head_sec; /* newest second the buckets have been advanced to */
 
     trial *trials; /* half-open trial slots */
@@ -245,8 +245,8 @@ static void tick(sl_breaker *b, int64_t now)
     }
 }
 
-int sl_breaker_new(const sl_breaker_config *cfg, const sl_clock *clock,
-                   sl_breaker_transition_cb cb, void *data, sl_breaker **out)
+int sl_breaker_new(const sl_breaker_config *cfg, const sl_clock *clock, sl_breaker_transition_cb cb,
+                   void *data, sl_breaker **out)
 {
     if (cfg == NULL || clock == NULL || out == NULL || !config_valid(cfg)) return SL_ECONFIG;
     sl_breaker *b = calloc(1, sizeof *b);
@@ -336,8 +336,7 @@ static void trial_result(sl_breaker *b, uint32_t slot, int64_t now, bool failed,
         transition(b, SL_BREAKER_CLOSED, SL_BREAKER_REASON_TRIALS_SUCCEEDED, now);
 }
 
-int sl_breaker_on_result(sl_breaker *b, sl_breaker_permit *permit, bool failed,
-                         int64_t duration_ms)
+int sl_breaker_on_result(sl_breaker *b, sl_breaker_permit *permit, bool failed, int64_t duration_ms)
 {
     assert(!b->in_cb);
     if (!permit->_active) return SL_ESTATE;

@@ -27,13 +27,13 @@ struct sl_ratelimit {
     sl_ratelimit_config cfg;
     const sl_clock *clock;
     unsigned char hash_key[crypto_shorthash_KEYBYTES];
-    int64_t interval_ns; /* T: time one token takes to come back */
+    int64_t interval_ns;  /* T: time one token takes to come back */
     int64_t tolerance_ns; /* tau = (burst - 1) * T */
     entry *entries;
-    char *keys; /* key i at keys + i * key_max_len */
-    uint32_t *chains; /* chain heads, nbuckets of them */
-    int64_t *ghosts;  /* nghosts of them: a power of two >= max(2 * max_keys, 1024) */
-    uint32_t mask;    /* nbuckets - 1 */
+    char *keys;          /* key i at keys + i * key_max_len */
+    uint32_t *chains;    /* chain heads, nbuckets of them */
+    int64_t *ghosts;     /* nghosts of them: a power of two >= max(2 * max_keys, 1024) */
+    uint32_t mask;       /* nbuckets - 1 */
     uint32_t ghost_mask; /* nghosts - 1 */
     uint32_t used;
     uint32_t lru_head, lru_tail; /* most / least recently used */

@@ -13,7 +13,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
-#define TOKEN INT64_C(1000000000) /* one retry, in budget units */
+#define TOKEN             INT64_C(1000000000) /* one retry, in budget units */
 #define BUDGET_MAX_TOKENS 1000000u
 
 void sl_retry_config_default(sl_retry_config *cfg)
@@ -220,12 +220,12 @@ sl_retry_decision sl_retry_next(sl_retry_state *st, sl_outcome outcome, const ch
     if (st->_retries >= c->max_retries) return SL_RETRY_MAX_RETRIES;
 
     int64_t delay = backoff_ms(st, rand);
-    bool asks_wait = outcome.kind == SL_OUTCOME_RESPONSE &&
-                     (outcome.status == 429 || outcome.status == 503);
+    bool asks_wait =
+        outcome.kind == SL_OUTCOME_RESPONSE && (outcome.status == 429 || outcome.status == 503);
     int64_t ra_ms;
     if (asks_wait && retry_after != NULL &&
-        sl_retry_after_parse(retry_after, retry_after_len, sl_clock_wall_ns(st->_clock),
-                             &ra_ms) == 0) {
+        sl_retry_after_parse(retry_after, retry_after_len, sl_clock_wall_ns(st->_clock), &ra_ms) ==
+            0) {
         /* RFC 9110 §10.2.3: never sooner than asked; beyond our cap, do not retry at all. */
         if (ra_ms > c->retry_after_max_ms) return SL_RETRY_RETRY_AFTER;
         if (ra_ms > delay) delay = ra_ms;

@@ -167,7 +167,7 @@ static int parse_http_date(const char *s, size_t len, int64_t now_wall_ns, int64
         }
     } else if (eat_name(&c, day_short, 7) >= 0) {
         ok = (c.pos < c.len && c.s[c.pos] == ',') ? parse_imf_rest(&c, &t)
-                                                    : parse_asctime_rest(&c, &t);
+                                                  : parse_asctime_rest(&c, &t);
     } else {
         return SL_EPARSE;
     }
