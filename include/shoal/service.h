@@ -76,6 +76,15 @@ SL_API void sl_svc_worker_set_data(sl_svc_worker *w, void *data);
 /* The worker a request belongs to. */
 SL_API sl_svc_worker *sl_req_worker(sl_http_req *req);
 
+typedef struct sl_trace_ctx sl_trace_ctx;
+
+/*
+ * The request's server span context (valid until the response): pass it as
+ * `tc` to the log macros and as the parent of client spans, so logs and
+ * downstream calls carry the request's trace.
+ */
+SL_API const sl_trace_ctx *sl_req_trace(sl_http_req *req);
+
 /* Answers `req` with a JSON body (application/json). `body` is borrowed. */
 SL_API int sl_respond_json(sl_http_req *req, int status, const char *body, size_t len);
 

@@ -139,6 +139,12 @@ sl_svc_worker *sl_req_worker(sl_http_req *req)
     return req->host ? *(sl_svc_worker **)req->host : NULL;
 }
 
+const sl_trace_ctx *sl_req_trace(sl_http_req *req)
+{
+    req_host *h = req->host;
+    return h && h->span ? sl_span_context(h->span) : NULL;
+}
+
 /* ---- responses -------------------------------------------------------- */
 
 int sl_respond_json(sl_http_req *req, int status, const char *body, size_t len)
