@@ -24,6 +24,8 @@ typedef struct sl_logger sl_logger;
 typedef struct sl_metrics sl_metrics;
 typedef struct sl_tracer sl_tracer;
 typedef struct sl_config sl_config;
+typedef struct sl_db sl_db;
+typedef struct sl_migration_set sl_migration_set;
 
 /* A route handler: runs on the worker's loop thread; must answer req (now or later). */
 typedef void (*sl_handler_cb)(sl_http_req *req, sl_svc_worker *w);
@@ -47,6 +49,14 @@ typedef struct sl_service_def {
     void (*worker_fini)(sl_svc_worker *w);
     /* /readyz: return 0 when ready to serve. Worker thread. Optional (always ready). */
     int (*ready)(sl_svc_worker *w);
+    /*
+     * The service's own schema. When set, the host opens the database named by
+     * `db.url` (default `sqlite:data/<name>.db`), applies the library's and these
+     * migrations at start (a failure stops the process with status 1 and a clear
+     * message, leaving nothing half-applied), and gives each worker its own
+     * connection (sl_svc_worker_db).
+     */
+    const sl_migration_set *migrations;
 } sl_service_def;
 
 /*
@@ -71,6 +81,8 @@ SL_API sl_logger *sl_svc_worker_log(sl_svc_worker *w);
 SL_API sl_metrics *sl_svc_worker_metrics(sl_svc_worker *w);
 SL_API sl_tracer *sl_svc_worker_tracer(sl_svc_worker *w);
 SL_API void *sl_svc_worker_data(sl_svc_worker *w);
+/* The worker's database connection (NULL when the service has no migrations). */
+SL_API sl_db *sl_svc_worker_db(sl_svc_worker *w);
 SL_API void sl_svc_worker_set_data(sl_svc_worker *w, void *data);
 
 /* The worker a request belongs to. */

@@ -10,6 +10,7 @@
  */
 #include <shoal/clock.h>
 #include <shoal/config.h>
+#include <shoal/db.h>
 #include <shoal/id.h>
 #include <shoal/log.h>
 #include <shoal/loop.h>
@@ -21,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -50,6 +53,8 @@ struct sl_service {
     uint32_t drain_ms;
     double sample_ratio;
     sl_svc_worker *w;
+    char db_url[1024];
+    sl_db_options db_opts;
     void *data;
 };
 
@@ -77,6 +82,7 @@ struct sl_svc_worker {
     req_host *free_hosts; /* recycled per-request records, at most HOST_FREE_MAX */
     size_t nfree_hosts;
     int started;
+    sl_db *db;
     void *data;
 };
 
@@ -133,6 +139,10 @@ void *sl_svc_worker_data(sl_svc_worker *w)
 void sl_svc_worker_set_data(sl_svc_worker *w, void *data)
 {
     w->data = data;
+}
+sl_db *sl_svc_worker_db(sl_svc_worker *w)
+{
+    return w->db;
 }
 sl_svc_worker *sl_req_worker(sl_http_req *req)
 {
@@ -540,6 +550,25 @@ static int load_settings(sl_service *svc, int argc, char **argv)
         snprintf(err, sizeof err, "%s: trace.sample_ratio: must be between 0 and 1", where);
         bad = 1;
     }
+    const char *db_url = NULL, *db_sync = NULL;
+    char def_url[256];
+    snprintf(def_url, sizeof def_url, "sqlite:data/%s.db", svc->def->name);
+    bad |= !bad && sl_config_get_string(svc->cfg, "db.url", def_url, &db_url, err);
+    bad |= !bad && sl_config_get_string(svc->cfg, "db.synchronous", "normal", &db_sync, err);
+    if (!bad && strcmp(db_sync, "normal") != 0 && strcmp(db_sync, "full") != 0) {
+        char where[256];
+        sl_config_locate(svc->cfg, "db.synchronous", where, sizeof where);
+        snprintf(err, sizeof err, "%s: db.synchronous: must be normal or full", where);
+        bad = 1;
+    }
+    if (!bad && strlen(db_url) >= sizeof svc->db_url) {
+        snprintf(err, sizeof err, "db.url: must be shorter than %zu bytes", sizeof svc->db_url);
+        bad = 1;
+    }
+    if (!bad) {
+        snprintf(svc->db_url, sizeof svc->db_url, "%s", db_url);
+        svc->db_opts.sqlite_sync_full = strcmp(db_sync, "full") == 0;
+    }
     sl_log_level lvl = SL_LOG_LEVEL_INFO;
     if (!bad && sl_log_level_parse(level, &lvl) != 0) {
         char where[256];
@@ -636,6 +665,52 @@ static int setup_metrics(sl_service *svc)
     return rc;
 }
 
+/* Creates the directory of a `sqlite:` path (data/ by default) so a first start just works. */
+static void make_sqlite_dir(const char *url)
+{
+    if (strncmp(url, "sqlite:", 7) != 0 || strcmp(url, "sqlite::memory:") == 0) return;
+    const char *path = url + 7;
+    if (strncmp(path, "//", 2) == 0) path += 2;
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        mkdir(dir, 0755);
+        *p = '/';
+    }
+}
+
+/* Applies the library's and the service's migrations; all-or-nothing per set. */
+static int migrate(sl_service *svc)
+{
+    char err[256] = {0};
+    sl_db *db = NULL;
+    make_sqlite_dir(svc->db_url);
+    int rc = sl_db_open(svc->db_url, &svc->db_opts, &db, err, sizeof err);
+    if (rc != 0) {
+        SL_LOG_ERROR(svc->log, NULL, "cannot open the database", SL_LOG_STR("error", err),
+                     SL_LOG_STR("code", sl_errname(rc)));
+        return rc;
+    }
+    const sl_migration_set *sets[] = {sl_db_lib_migrations(), svc->def->migrations};
+    for (size_t i = 0; i < SL_ARRAY_LEN(sets); i++) {
+        int applied = 0;
+        rc = sl_db_migrate(db, sets[i], &applied);
+        if (rc != 0) {
+            SL_LOG_ERROR(svc->log, NULL, "migration failed; nothing of it was applied",
+                         SL_LOG_STR("component", sets[i]->component),
+                         SL_LOG_STR("error", sl_db_errmsg(db)), SL_LOG_STR("code", sl_errname(rc)));
+            break;
+        }
+        if (applied > 0)
+            SL_LOG_INFO(svc->log, NULL, "migrations applied",
+                        SL_LOG_STR("component", sets[i]->component), SL_LOG_INT("count", applied));
+    }
+    sl_db_close(db);
+    return rc;
+}
+
 static void service_free(sl_service *svc)
 {
     if (svc->w) {
@@ -673,6 +748,7 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
     if (build_routes(&svc) != 0 || setup_metrics(&svc) != 0) goto out;
     svc.w = calloc((size_t)svc.workers, sizeof(sl_svc_worker));
     if (!svc.w) goto out;
+    if (def->migrations && migrate(&svc) != 0) goto out;
     if (def->init && def->init(&svc) != 0) {
         SL_LOG_ERROR(svc.log, NULL, "service init failed");
         goto out;
