@@ -24,8 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SL_IDEM_KEY_MAX   200 /* bytes of scope or key */
-#define SL_IDEM_BODY_MAX  (256 * 1024)
+#define SL_IDEM_KEY_MAX  200 /* bytes of scope or key */
+#define SL_IDEM_BODY_MAX (256 * 1024)
 
 typedef enum sl_idem_state {
     SL_IDEM_NEW = 0,      /* first time: do the work */

@@ -135,8 +135,7 @@ static void *race(void *arg)
         if (rc == 0) {
             r->state = res.state;
             r->status = res.state == SL_IDEM_REPLAY ? res.status : 201;
-            if (res.state == SL_IDEM_REPLAY)
-                assert_string_equal(res.body, "first");
+            if (res.state == SL_IDEM_REPLAY) assert_string_equal(res.body, "first");
             sl_idem_result_free(&res);
             break;
         }

@@ -14,11 +14,9 @@
 
 int sl_idem_key_valid(const char *key, size_t len)
 {
-    if (!key || len == 0 || len > SL_IDEM_KEY_MAX)
-        return 0;
+    if (!key || len == 0 || len > SL_IDEM_KEY_MAX) return 0;
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)key[i] < 0x21 || (unsigned char)key[i] > 0x7e)
-            return 0;
+        if ((unsigned char)key[i] < 0x21 || (unsigned char)key[i] > 0x7e) return 0;
     return 1;
 }
 
@@ -45,8 +43,7 @@ int sl_idem_begin(sl_db *tx, const char *scope, const char *key, const void *req
     if (!sl_idem_key_valid(key, key ? strlen(key) : 0) || !scope || !*scope ||
         strlen(scope) > SL_IDEM_KEY_MAX)
         return SL_EINVAL;
-    if (!sl_db_in_tx(tx))
-        return SL_ESTATE;
+    if (!sl_db_in_tx(tx)) return SL_ESTATE;
     char hex[65];
     hash_hex(req ? req : "", req ? req_len : 0, hex);
 
@@ -55,16 +52,14 @@ int sl_idem_begin(sl_db *tx, const char *scope, const char *key, const void *req
                            "INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, "
                            "created_ms) VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
                            &st);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if ((rc = sl_db_bind_text(st, 1, scope, strlen(scope))) == 0 &&
         (rc = sl_db_bind_text(st, 2, key, strlen(key))) == 0 &&
         (rc = sl_db_bind_text(st, 3, hex, 64)) == 0 && (rc = sl_db_bind_int64(st, 4, now_ms)) == 0)
         rc = sl_db_step(st);
     int64_t inserted = rc == SL_DB_DONE ? sl_db_changes(st) : 0;
     sl_db_stmt_done(st);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (inserted == 1) {
         out->state = SL_IDEM_NEW;
         return 0;
@@ -74,8 +69,7 @@ int sl_idem_begin(sl_db *tx, const char *scope, const char *key, const void *req
                        "SELECT request_hash, status, response FROM idempotency_keys "
                        "WHERE scope = ? AND idem_key = ?",
                        &st);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if ((rc = sl_db_bind_text(st, 1, scope, strlen(scope))) == 0 &&
         (rc = sl_db_bind_text(st, 2, key, strlen(key))) == 0)
         rc = sl_db_step(st);
@@ -93,8 +87,7 @@ int sl_idem_begin(sl_db *tx, const char *scope, const char *key, const void *req
             if (!out->body) {
                 rc = SL_ENOMEM;
             } else {
-                if (b && blen)
-                    memcpy(out->body, b, blen);
+                if (b && blen) memcpy(out->body, b, blen);
                 out->body[blen] = '\0';
                 out->body_len = blen;
             }
@@ -110,15 +103,13 @@ int sl_idem_begin(sl_db *tx, const char *scope, const char *key, const void *req
 int sl_idem_finish(sl_db *tx, const char *scope, const char *key, int status, const char *body,
                    size_t body_len)
 {
-    if (body_len > SL_IDEM_BODY_MAX)
-        return SL_ELIMIT;
+    if (body_len > SL_IDEM_BODY_MAX) return SL_ELIMIT;
     sl_db_stmt *st;
     int rc = sl_db_prepare(tx,
                            "UPDATE idempotency_keys SET status = ?, response = ? "
                            "WHERE scope = ? AND idem_key = ? AND status = 0",
                            &st);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if ((rc = sl_db_bind_int64(st, 1, status)) == 0 &&
         (rc = body ? sl_db_bind_text(st, 2, body, body_len) : sl_db_bind_null(st, 2)) == 0 &&
         (rc = sl_db_bind_text(st, 3, scope, strlen(scope))) == 0 &&
@@ -126,8 +117,7 @@ int sl_idem_finish(sl_db *tx, const char *scope, const char *key, int status, co
         rc = sl_db_step(st);
     int64_t n = rc == SL_DB_DONE ? sl_db_changes(st) : 0;
     sl_db_stmt_done(st);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     return n == 1 ? 0 : SL_ENOTFOUND;
 }
 
@@ -135,12 +125,9 @@ int sl_idem_prune(sl_db *db, int64_t cutoff_ms, int64_t *removed)
 {
     sl_db_stmt *st;
     int rc = sl_db_prepare(db, "DELETE FROM idempotency_keys WHERE created_ms < ?", &st);
-    if (rc != 0)
-        return rc;
-    if ((rc = sl_db_bind_int64(st, 1, cutoff_ms)) == 0)
-        rc = sl_db_step(st);
-    if (rc == SL_DB_DONE && removed)
-        *removed = sl_db_changes(st);
+    if (rc != 0) return rc;
+    if ((rc = sl_db_bind_int64(st, 1, cutoff_ms)) == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_DONE && removed) *removed = sl_db_changes(st);
     sl_db_stmt_done(st);
     return rc < 0 ? rc : 0;
 }
