@@ -10,26 +10,20 @@
 int px_route_compile(px_route *r)
 {
     r->nsegs = 0;
-    if (r->kind != PX_MATCH_TEMPLATE)
-        return r->path && r->path[0] == '/' ? 0 : SL_EINVAL;
+    if (r->kind != PX_MATCH_TEMPLATE) return r->path && r->path[0] == '/' ? 0 : SL_EINVAL;
     const char *p = r->path;
-    if (!p || p[0] != '/')
-        return SL_EINVAL;
+    if (!p || p[0] != '/') return SL_EINVAL;
     p++;
     for (;;) {
         const char *end = strchr(p, '/');
         size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (r->nsegs == SL_ROUTER_MAX_SEGMENTS)
-            return SL_EINVAL;
+        if (r->nsegs == SL_ROUTER_MAX_SEGMENTS) return SL_EINVAL;
         int param = len >= 3 && p[0] == '{' && p[len - 1] == '}';
-        if (!param && (memchr(p, '{', len) || memchr(p, '}', len)))
-            return SL_EINVAL;
+        if (!param && (memchr(p, '{', len) || memchr(p, '}', len))) return SL_EINVAL;
         r->segs[r->nsegs] = param ? strndup(p + 1, len - 2) : strndup(p, len);
-        if (!r->segs[r->nsegs])
-            return SL_ENOMEM;
+        if (!r->segs[r->nsegs]) return SL_ENOMEM;
         r->seg_param[r->nsegs++] = param;
-        if (!end)
-            break;
+        if (!end) break;
         p = end + 1;
     }
     return 0;
@@ -59,18 +53,14 @@ static int match_path(const px_route *r, sl_slice path, sl_route_params *params)
     case PX_MATCH_TEMPLATE:
         break;
     }
-    if (path.len == 0 || path.ptr[0] != '/')
-        return 0;
+    if (path.len == 0 || path.ptr[0] != '/') return 0;
     size_t seg = 0, start = 1, np = 0;
     for (size_t i = 1; i <= path.len; i++) {
-        if (i < path.len && path.ptr[i] != '/')
-            continue;
-        if (seg == r->nsegs)
-            return 0;
+        if (i < path.len && path.ptr[i] != '/') continue;
+        if (seg == r->nsegs) return 0;
         sl_slice s = {path.ptr + start, i - start};
         if (r->seg_param[seg]) {
-            if (s.len == 0 || np == SL_ROUTER_MAX_PARAMS)
-                return 0;
+            if (s.len == 0 || np == SL_ROUTER_MAX_PARAMS) return 0;
             if (params) {
                 params->p[np].name = r->segs[seg];
                 params->p[np].value = s;
@@ -82,10 +72,8 @@ static int match_path(const px_route *r, sl_slice path, sl_route_params *params)
         seg++;
         start = i + 1;
     }
-    if (seg != r->nsegs)
-        return 0;
-    if (params)
-        params->n = np;
+    if (seg != r->nsegs) return 0;
+    if (params) params->n = np;
     return 1;
 }
 
@@ -93,10 +81,8 @@ static int match_headers(const px_route *r, const sl_http_header *h, size_t n)
 {
     for (size_t i = 0; i < r->nheaders; i++) {
         sl_slice v;
-        if (!sl_http_header_find(h, n, r->headers[i].name, &v))
-            return 0;
-        if (r->headers[i].value && !sl_slice_eq(v, r->headers[i].value))
-            return 0;
+        if (!sl_http_header_find(h, n, r->headers[i].name, &v)) return 0;
+        if (r->headers[i].value && !sl_slice_eq(v, r->headers[i].value)) return 0;
     }
     return 1;
 }
@@ -109,32 +95,27 @@ const px_route *px_routes_match(const px_routes *t, sl_http_method method, sl_sl
     sl_http_method m = method == SL_HTTP_HEAD ? SL_HTTP_GET : method;
     for (size_t i = 0; i < t->n; i++) {
         const px_route *r = &t->items[i];
-        if (!match_path(r, path, NULL) || !match_headers(r, headers, nheaders))
-            continue;
+        if (!match_path(r, path, NULL) || !match_headers(r, headers, nheaders)) continue;
         if (r->methods && !(r->methods & (1u << method)) && !(r->methods & (1u << m))) {
             mask |= r->methods;
             continue;
         }
         match_path(r, path, params);
-        if (allowed)
-            *allowed = 0;
+        if (allowed) *allowed = 0;
         return r;
     }
-    if (mask & (1u << SL_HTTP_GET))
-        mask |= 1u << SL_HTTP_HEAD;
-    if (allowed)
-        *allowed = mask;
+    if (mask & (1u << SL_HTTP_GET)) mask |= 1u << SL_HTTP_HEAD;
+    if (allowed) *allowed = mask;
     return NULL;
 }
 
-int px_route_target(const px_route *r, sl_slice path, sl_slice query,
-                    const sl_route_params *params, char *out, size_t cap)
+int px_route_target(const px_route *r, sl_slice path, sl_slice query, const sl_route_params *params,
+                    char *out, size_t cap)
 {
     size_t o = 0;
 #define PUT(ptr, len)                                                                              \
     do {                                                                                           \
-        if (o + (len) >= cap)                                                                      \
-            return SL_ELIMIT;                                                                      \
+        if (o + (len) >= cap) return SL_ELIMIT;                                                    \
         memcpy(out + o, (ptr), (len));                                                             \
         o += (len);                                                                                \
     } while (0)
@@ -162,8 +143,7 @@ int px_route_target(const px_route *r, sl_slice path, sl_slice query,
             p = close + 1;
         }
     }
-    if (o == 0 || out[0] != '/')
-        return SL_EINVAL;
+    if (o == 0 || out[0] != '/') return SL_EINVAL;
     if (query.len) {
         PUT("?", 1);
         PUT(query.ptr, query.len);

@@ -41,7 +41,7 @@ typedef struct px_route {
     int cluster;   /* index into the gateway's clusters, or -1 */
     int aggregate; /* index into the gateway's aggregates, or -1 */
     uint32_t timeout_ms;
-    uint32_t rate;  /* per-client requests per second on this route; 0 = none */
+    uint32_t rate; /* per-client requests per second on this route; 0 = none */
     uint32_t burst;
     size_t body_max_bytes;
     void *data; /* for the gateway */
@@ -71,8 +71,8 @@ const px_route *px_routes_match(const px_routes *t, sl_http_method method, sl_sl
  * replaces its prefix) followed by "?" and `query` when not empty. Returns
  * the length, or SL_ELIMIT when it does not fit.
  */
-int px_route_target(const px_route *r, sl_slice path, sl_slice query,
-                    const sl_route_params *params, char *out, size_t cap);
+int px_route_target(const px_route *r, sl_slice path, sl_slice query, const sl_route_params *params,
+                    char *out, size_t cap);
 
 /* Frees the strings a route owns. */
 void px_route_free(px_route *r);
