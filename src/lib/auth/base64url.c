@@ -78,7 +78,7 @@ int sl_b64url_decode(const char *src, size_t len, void *out, size_t cap, size_t 
         }
     }
     /* RFC 4648 §3.5: the left-over bits must be zero for a canonical encoding
-     * (auth_test.c test_b64url_rejects covers "QR" and "QUI"). */
+     * (auth_test.c test_b64url_rejects covers "QR" and "QUF"). */
     if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return SL_EPARSE;
     *out_len = o;
     return 0;
