@@ -46,13 +46,13 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define SL_SAGA_STEPS_MAX   16  /* steps per definition */
-#define SL_SAGA_NAME_MAX    32  /* step and type names, [a-z0-9_-], without NUL */
-#define SL_SAGA_ID_MAX      64  /* saga ids, [A-Za-z0-9_.-], without NUL */
-#define SL_SAGA_REASON_MAX  256 /* refusal / stuck reasons, truncated beyond, with NUL */
-#define SL_SAGA_KEY_MAX     (SL_SAGA_ID_MAX + SL_SAGA_NAME_MAX + 16)
-#define SL_SAGA_COMMANDS_MAX 4 /* commands one transition can emit */
-#define SL_SAGA_HISTORY_MAX  4 /* history entries one transition can append */
+#define SL_SAGA_STEPS_MAX    16  /* steps per definition */
+#define SL_SAGA_NAME_MAX     32  /* step and type names, [a-z0-9_-], without NUL */
+#define SL_SAGA_ID_MAX       64  /* saga ids, [A-Za-z0-9_.-], without NUL */
+#define SL_SAGA_REASON_MAX   256 /* refusal / stuck reasons, truncated beyond, with NUL */
+#define SL_SAGA_KEY_MAX      (SL_SAGA_ID_MAX + SL_SAGA_NAME_MAX + 16)
+#define SL_SAGA_COMMANDS_MAX 4    /* commands one transition can emit */
+#define SL_SAGA_HISTORY_MAX  4    /* history entries one transition can append */
 #define SL_SAGA_DETAIL_MAX   1024 /* bytes of a reply summary kept in the history */
 
 /* ---- Printable enums (one X-macro table each) ---- */
@@ -94,16 +94,16 @@ typedef enum sl_saga_call_kind { SL_SAGA_ACTION = 0, SL_SAGA_COMPENSATION = 1 } 
 
 /* History entry kinds. */
 #define SL_SAGA_HIST_MAP(X)                                                                        \
-    X(CREATED, "created")     /* the instance was stored */                                        \
-    X(SENT, "sent")           /* a call was handed to the executor */                              \
-    X(REPLIED, "replied")     /* the call replied ok (detail: reply summary) */                    \
-    X(REFUSED, "refused")     /* business refusal (detail: reason) */                              \
-    X(FAILED, "failed")       /* transient failure (detail: why) */                                \
-    X(TIMEOUT, "timeout")     /* no reply before the step's timeout */                             \
-    X(RETRY, "retry")         /* a retry is scheduled (detail: delay) */                           \
-    X(RESUMED, "resumed")     /* resumed after a restart (or an admin resume) */                   \
-    X(STUCK, "stuck")         /* parked for an operator (detail: why) */                           \
-    X(COMPLETED, "completed") /* every step done */                                                \
+    X(CREATED, "created")         /* the instance was stored */                                    \
+    X(SENT, "sent")               /* a call was handed to the executor */                          \
+    X(REPLIED, "replied")         /* the call replied ok (detail: reply summary) */                \
+    X(REFUSED, "refused")         /* business refusal (detail: reason) */                          \
+    X(FAILED, "failed")           /* transient failure (detail: why) */                            \
+    X(TIMEOUT, "timeout")         /* no reply before the step's timeout */                         \
+    X(RETRY, "retry")             /* a retry is scheduled (detail: delay) */                       \
+    X(RESUMED, "resumed")         /* resumed after a restart (or an admin resume) */               \
+    X(STUCK, "stuck")             /* parked for an operator (detail: why) */                       \
+    X(COMPLETED, "completed")     /* every step done */                                            \
     X(COMPENSATED, "compensated") /* every done step compensated */
 
 typedef enum sl_saga_hist_kind {
@@ -155,10 +155,10 @@ SL_API int sl_saga_def_valid(const sl_saga_def *def) SL_MUST_CHECK;
 
 /* Where the current call is. */
 typedef enum sl_saga_phase {
-    SL_SAGA_PHASE_IDLE = 0,  /* created, nothing sent yet (a START or RESUME sends) */
-    SL_SAGA_PHASE_INFLIGHT,  /* attempt `attempt` sent; wake_at_ms is its timeout */
-    SL_SAGA_PHASE_WAITING,   /* attempt `attempt` failed; the next one is sent at wake_at_ms */
-    SL_SAGA_PHASE_NONE,      /* final or stuck: nothing pending */
+    SL_SAGA_PHASE_IDLE = 0, /* created, nothing sent yet (a START or RESUME sends) */
+    SL_SAGA_PHASE_INFLIGHT, /* attempt `attempt` sent; wake_at_ms is its timeout */
+    SL_SAGA_PHASE_WAITING,  /* attempt `attempt` failed; the next one is sent at wake_at_ms */
+    SL_SAGA_PHASE_NONE,     /* final or stuck: nothing pending */
 } sl_saga_phase;
 
 /*
@@ -168,22 +168,22 @@ typedef enum sl_saga_phase {
 typedef struct sl_saga_state {
     char id[SL_SAGA_ID_MAX + 1];
     sl_saga_status status;
-    sl_saga_status stuck_from;  /* running or compensating: where an admin resume continues */
-    uint32_t step;              /* the step whose call is current */
-    sl_saga_call_kind call;     /* action while running, compensation while compensating */
+    sl_saga_status stuck_from; /* running or compensating: where an admin resume continues */
+    uint32_t step;             /* the step whose call is current */
+    sl_saga_call_kind call;    /* action while running, compensation while compensating */
     sl_saga_phase phase;
-    uint32_t attempt;           /* number of the current call's last attempt sent (1, 2, …) */
-    uint32_t bound_base;        /* attempts before this run of the call (an admin resume
-                                   restarts the bound without reusing attempt numbers) */
-    int64_t first_attempt_ms;   /* wall ms of the current call's first attempt */
-    int64_t wake_at_ms;         /* timeout or retry time of the current call; 0 = none */
-    int64_t prev_delay_ms;      /* last backoff delay (decorrelated jitter) */
-    uint32_t n_steps;           /* the definition's step count */
+    uint32_t attempt;         /* number of the current call's last attempt sent (1, 2, …) */
+    uint32_t bound_base;      /* attempts before this run of the call (an admin resume
+                                 restarts the bound without reusing attempt numbers) */
+    int64_t first_attempt_ms; /* wall ms of the current call's first attempt */
+    int64_t wake_at_ms;       /* timeout or retry time of the current call; 0 = none */
+    int64_t prev_delay_ms;    /* last backoff delay (decorrelated jitter) */
+    uint32_t n_steps;         /* the definition's step count */
     uint8_t step_status[SL_SAGA_STEPS_MAX]; /* sl_saga_step_status, n_steps used */
-    uint32_t attempts_total;    /* every attempt of every call (history and metrics) */
-    uint32_t history_seq;       /* seq of the last history entry */
-    uint64_t version;           /* store's optimistic-concurrency version (0 before create) */
-    char reason[SL_SAGA_REASON_MAX];       /* the business refusal that caused compensation */
+    uint32_t attempts_total;                /* every attempt of every call (history and metrics) */
+    uint32_t history_seq;                   /* seq of the last history entry */
+    uint64_t version;                /* store's optimistic-concurrency version (0 before create) */
+    char reason[SL_SAGA_REASON_MAX]; /* the business refusal that caused compensation */
     char stuck_reason[SL_SAGA_REASON_MAX]; /* why it is (or last was) stuck */
 } sl_saga_state;
 
@@ -433,8 +433,7 @@ typedef struct sl_saga_metrics {
 SL_API int sl_saga_metrics_init(sl_saga_metrics *m, sl_metrics *reg, unsigned shard) SL_MUST_CHECK;
 /* Moves one instance of `type` from gauge `from` (none when SL_SAGA_STATUS_COUNT) to `to` and
  * counts the transition. `m` is an sl_saga_metrics. */
-SL_API void sl_saga_metrics_hook(void *m, const char *type, sl_saga_status from,
-                                 sl_saga_status to);
+SL_API void sl_saga_metrics_hook(void *m, const char *type, sl_saga_status from, sl_saga_status to);
 /* Sets the gauge of (type, status) to `count`; fits sl_saga_store_count's callback. */
 SL_API void sl_saga_metrics_set(void *m, const char *type, sl_saga_status status, int64_t count);
 
@@ -502,14 +501,14 @@ SL_API int sl_saga_uv_timer_init(sl_saga_uv_timer *t, uv_loop_t *loop,
 SL_API void sl_saga_uv_timer_close(sl_saga_uv_timer *t);
 
 typedef struct sl_saga_driver_options {
-    sl_db *db;                   /* borrowed; the driver's thread's connection */
-    const sl_saga_def *def;      /* borrowed, must be valid; one driver per saga type */
-    sl_saga_executor executor;   /* copied */
-    sl_saga_timer timer;         /* copied */
-    const sl_clock *clock;       /* borrowed; wall time is used (persisted times) */
-    uint64_t seed;               /* backoff jitter seed (0: from the OS) */
-    size_t max_active;           /* sagas tracked at once; 0 → 10000 */
-    int64_t store_retry_ms;      /* delay before retrying a saga whose store call failed; 0 → 1000 */
+    sl_db *db;                 /* borrowed; the driver's thread's connection */
+    const sl_saga_def *def;    /* borrowed, must be valid; one driver per saga type */
+    sl_saga_executor executor; /* copied */
+    sl_saga_timer timer;       /* copied */
+    const sl_clock *clock;     /* borrowed; wall time is used (persisted times) */
+    uint64_t seed;             /* backoff jitter seed (0: from the OS) */
+    size_t max_active;         /* sagas tracked at once; 0 → 10000 */
+    int64_t store_retry_ms; /* delay before retrying a saga whose store call failed; 0 → 1000 */
     sl_saga_metrics_cb metrics_cb; /* may be NULL */
     void *metrics_data;
 } sl_saga_driver_options;

@@ -44,8 +44,7 @@ static void create(sl_db *db, const char *id)
 }
 
 /* Feeds one event through the store; returns sl_saga_store_apply's result. */
-static int feed(sl_db *db, const char *id, sl_saga_event_kind kind, int64_t now,
-                sl_saga_state *st)
+static int feed(sl_db *db, const char *id, sl_saga_event_kind kind, int64_t now, sl_saga_state *st)
 {
     sl_saga_state cur;
     sl_saga_event ev = {.kind = kind, .data = SL_SLICE_LIT("reply")};
@@ -198,7 +197,7 @@ static void test_list_after_restart(void **state)
     HARNESS_OK(db, feed(db, "a5", SL_SAGA_EV_REFUSED, T0, NULL)); /* compensating */
     HARNESS_OK(db, feed(db, "a6", SL_SAGA_EV_START, T0, NULL));
     HARNESS_OK(db, feed(db, "a6", SL_SAGA_EV_REFUSED, T0, NULL)); /* compensated at once */
-    sl_db_close(db); /* "restart" */
+    sl_db_close(db);                                              /* "restart" */
     harness_open_url(url, &db);
     sl_saga_summary out[8];
     size_t n;
@@ -293,8 +292,8 @@ static void test_history_order(void **state)
     HARNESS_OK(db, feed(db, "s1", SL_SAGA_EV_OK, T0 + 3, NULL));
     hist_rows h = {0};
     HARNESS_OK(db, sl_saga_store_history(db, "s1", 0, 0, collect, &h));
-    static const char *const kinds[] = {"created", "sent",    "replied", "sent", "refused",
-                                        "sent",    "replied", "compensated"};
+    static const char *const kinds[] = {"created", "sent", "replied", "sent",
+                                        "refused", "sent", "replied", "compensated"};
     static const char *const stepn[] = {"",       "reserve", "reserve", "charge",
                                         "charge", "reserve", "reserve", ""};
     assert_int_equal(h.n, 8);
@@ -588,8 +587,8 @@ static void test_metrics(void **state)
     assert_non_null(strstr(text, "saga_instances{type=\"checkout\",status=\"stuck\"} 2"));
     assert_non_null(strstr(text, "saga_instances{type=\"checkout\",status=\"running\"} 0"));
     assert_non_null(strstr(text, "saga_instances{type=\"checkout\",status=\"completed\"} 1"));
-    assert_non_null(strstr(
-        text, "saga_transitions_total{type=\"checkout\",from=\"new\",to=\"running\"} 1"));
+    assert_non_null(
+        strstr(text, "saga_transitions_total{type=\"checkout\",from=\"new\",to=\"running\"} 1"));
     assert_non_null(strstr(
         text, "saga_transitions_total{type=\"checkout\",from=\"running\",to=\"completed\"} 1"));
     free(text);

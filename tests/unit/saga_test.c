@@ -452,10 +452,8 @@ static void test_json_round_trip(void **state)
     /* A reason with invalid UTF-8, a NUL and a control byte is sanitised on the way in. */
     static const char bad[] = "d\xc3\xa9"
                               "clin\xff\x00x\x01";
-    sl_saga_event ev = {.kind = SL_SAGA_EV_REFUSED,
-                        .step = 1,
-                        .attempt = 1,
-                        .data = {bad, sizeof bad - 1}};
+    sl_saga_event ev = {
+        .kind = SL_SAGA_EV_REFUSED, .step = 1, .attempt = 1, .data = {bad, sizeof bad - 1}};
     assert_int_equal(sl_saga_apply(&def3, &h.st, &ev, h.now, &h.rand, &h.out), 0);
     assert_string_equal(h.st.reason, "d\xc3\xa9"
                                      "clin??x?");
@@ -471,11 +469,7 @@ static void test_json_round_trip(void **state)
     free(json);
 
     static const char *const broken[] = {
-        "",
-        "[]",
-        "{}",
-        "{\"status\":\"running\"}",
-        "not json",
+        "", "[]", "{}", "{\"status\":\"running\"}", "not json",
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(broken); i++)
         assert_int_equal(sl_saga_state_from_json(&back, &def3, broken[i], strlen(broken[i])),
@@ -483,9 +477,9 @@ static void test_json_round_trip(void **state)
     /* Field by field corruption of a valid document. */
     assert_int_equal(sl_saga_state_to_json(&h.st, &json), 0);
     static const char *const swaps[][2] = {
-        {"\"step\":0", "\"step\":3"},           {"\"step\":0", "\"step\":-1"},
-        {"\"running\"", "\"walking\""},         {"\"compensating\"", "\"done\""},
-        {"\"inflight\"", "\"flying\""},         {"\"action\"", "\"act\""},
+        {"\"step\":0", "\"step\":3"},         {"\"step\":0", "\"step\":-1"},
+        {"\"running\"", "\"walking\""},       {"\"compensating\"", "\"done\""},
+        {"\"inflight\"", "\"flying\""},       {"\"action\"", "\"act\""},
         {"\"compensated\"", "\"compensat\""}, {"\"attempt\":1", "\"attempt\":\"1\""},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(swaps); i++) {
@@ -532,8 +526,8 @@ static void test_json_round_trip(void **state)
 
 typedef struct sim_key {
     char key[SL_SAGA_KEY_MAX];
-    int refused;   /* stored reply: 1 refused, 0 ok */
-    int effects;   /* times this key changed a participant's counters */
+    int refused; /* stored reply: 1 refused, 0 ok */
+    int effects; /* times this key changed a participant's counters */
 } sim_key;
 
 typedef enum { NET_REQUEST, NET_REPLY } net_kind;
@@ -544,9 +538,9 @@ typedef struct net_msg {
     uint32_t step, attempt;
     sl_saga_call_kind call;
     char key[SL_SAGA_KEY_MAX];
-    int epoch;        /* replies of an older orchestrator incarnation are dropped */
-    int deliver;      /* request: 0 lost on the way in; reply kind otherwise */
-    int lose_reply;   /* request: the participant applies it but the reply is lost */
+    int epoch;      /* replies of an older orchestrator incarnation are dropped */
+    int deliver;    /* request: 0 lost on the way in; reply kind otherwise */
+    int lose_reply; /* request: the participant applies it but the reply is lost */
     sl_saga_event_kind reply;
 } net_msg;
 
@@ -669,8 +663,8 @@ static void sim_send(sim *s, const sl_saga_command *c)
         return;
     }
     /* Delivered, possibly late (beyond the timeout: the reply will be stale). */
-    int64_t delay = 1 + (int64_t)sl_rand_below(&s->r, chance(s, s->p_late) ? 2 * (uint64_t)timeout
-                                                                              : 100);
+    int64_t delay =
+        1 + (int64_t)sl_rand_below(&s->r, chance(s, s->p_late) ? 2 * (uint64_t)timeout : 100);
     m.at = s->now + delay;
     m.lose_reply = chance(s, s->p_lose_reply);
     net_push(s, &m);
@@ -845,7 +839,8 @@ static void sim_run(const sl_saga_def *def, uint64_t seed, sim_totals *tot)
         applied[i] = s->pool_b[i] != 0;
     }
     for (int i = 0; i < s->n_keys; i++)
-        assert_true(s->keys[i].effects <= 1); /* each action/compensation took effect at most once */
+        assert_true(s->keys[i].effects <=
+                    1); /* each action/compensation took effect at most once */
     assert_int_equal(s->comp_without_action, 0); /* only completed steps were compensated */
     for (int i = 1; i < s->n_comp; i++)
         assert_true(s->comp_order[i] < s->comp_order[i - 1]); /* in reverse order */

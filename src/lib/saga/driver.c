@@ -32,9 +32,9 @@ typedef struct entry {
 
 /* A call in flight, then (once replied) a queued event; also used for driver-made events. */
 typedef struct pending {
-    struct pending *next;                /* queue link */
+    struct pending *next;                  /* queue link */
     struct pending *prev_live, *next_live; /* in-flight list (orphaned when the driver goes) */
-    sl_saga_driver *drv;                 /* NULL once the driver is freed */
+    sl_saga_driver *drv;                   /* NULL once the driver is freed */
     char id[SL_SAGA_ID_MAX + 1];
     sl_saga_event ev;
     char data[SL_SAGA_DETAIL_MAX];
@@ -45,9 +45,9 @@ struct sl_saga_driver {
     sl_rand rand;
     entry *active;
     size_t n_active;
-    pending *live;              /* calls in flight */
-    pending *q_head, *q_tail;   /* events waiting to be applied */
-    int busy;                   /* inside feed/pump: replies only enqueue */
+    pending *live;            /* calls in flight */
+    pending *q_head, *q_tail; /* events waiting to be applied */
+    int busy;                 /* inside feed/pump: replies only enqueue */
 };
 
 static int64_t now_ms(const sl_saga_driver *d)

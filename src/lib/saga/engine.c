@@ -83,8 +83,8 @@ static sl_saga_command *cmd(sl_saga_output *out, sl_saga_cmd_kind kind)
 /* ---- transitions ---- */
 
 /* Sends attempt `attempt` of the current call (step, call). */
-static void send_attempt(const sl_saga_def *def, sl_saga_state *st, int64_t now,
-                         uint32_t attempt, sl_saga_output *out)
+static void send_attempt(const sl_saga_def *def, sl_saga_state *st, int64_t now, uint32_t attempt,
+                         sl_saga_output *out)
 {
     const sl_saga_step_def *sd = &def->steps[st->step];
     st->phase = SL_SAGA_PHASE_INFLIGHT;
@@ -203,8 +203,8 @@ static void on_failure(const sl_saga_def *def, sl_saga_state *st, int64_t now,
     uint32_t tried = st->attempt - st->bound_base;
     char why[SL_SAGA_REASON_MAX];
     if (sd->max_attempts > 0 && tried >= sd->max_attempts) {
-        snprintf(why, sizeof why, "%s of %s failed %u times", sl_saga_call_name(st->call),
-                 sd->name, tried);
+        snprintf(why, sizeof why, "%s of %s failed %u times", sl_saga_call_name(st->call), sd->name,
+                 tried);
         park(st, now, why, out);
         return;
     }
@@ -218,8 +218,9 @@ static void on_failure(const sl_saga_def *def, sl_saga_state *st, int64_t now,
     st->prev_delay_ms = delay;
     if (retry_after_ms > delay) {
         /* RFC 9110 §10.2.3: not sooner than the participant asked, within what we honour. */
-        int64_t most = sd->retry.retry_after_max_ms > sd->retry.cap_ms ? sd->retry.retry_after_max_ms
-                                                                        : sd->retry.cap_ms;
+        int64_t most = sd->retry.retry_after_max_ms > sd->retry.cap_ms
+                           ? sd->retry.retry_after_max_ms
+                           : sd->retry.cap_ms;
         delay = retry_after_ms < most ? retry_after_ms : most;
     }
     st->phase = SL_SAGA_PHASE_WAITING;
@@ -291,8 +292,7 @@ static int apply_active(const sl_saga_def *def, sl_saga_state *st, const sl_saga
 
 /* An operator resumes a stuck saga: the call it was stuck on starts a fresh run (new bounds,
  * attempt numbers continuing so that replies to the old run stay stale). */
-static int admin_resume(const sl_saga_def *def, sl_saga_state *st, int64_t now,
-                        sl_saga_output *out)
+static int admin_resume(const sl_saga_def *def, sl_saga_state *st, int64_t now, sl_saga_output *out)
 {
     st->status = st->stuck_from;
     st->bound_base = st->attempt;
@@ -324,7 +324,7 @@ int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_saga_event
         break;
     case SL_SAGA_STUCK:
         rc = ev->kind == SL_SAGA_EV_ADMIN_RESUME ? admin_resume(def, &next, now_ms, out)
-                                                  : SL_SAGA_IGNORED;
+                                                 : SL_SAGA_IGNORED;
         break;
     default:
         rc = SL_SAGA_IGNORED;

@@ -20,8 +20,8 @@ int sl_saga_metrics_init(sl_saga_metrics *m, sl_metrics *reg, unsigned shard)
                               inst_labels, 2, &m->_instances);
     if (rc != 0) return rc;
     return sl_metrics_counter(reg, "saga_transitions_total",
-                              "Saga status changes; from=\"new\" for a started saga.",
-                              trans_labels, 3, &m->_transitions);
+                              "Saga status changes; from=\"new\" for a started saga.", trans_labels,
+                              3, &m->_transitions);
 }
 
 void sl_saga_metrics_hook(void *data, const char *type, sl_saga_status from, sl_saga_status to)

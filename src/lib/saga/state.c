@@ -27,12 +27,12 @@ int sl_saga_state_to_json(const sl_saga_state *st, char **out)
      * them; json_pack fails (NULL) only on allocation failure. */
     json_t *o = json_pack(
         "{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:s, s:s}", "status",
-        sl_saga_status_name(st->status), "stuck_from", sl_saga_status_name(st->stuck_from),
-        "step", (json_int_t)st->step, "call", sl_saga_call_name(st->call), "phase",
+        sl_saga_status_name(st->status), "stuck_from", sl_saga_status_name(st->stuck_from), "step",
+        (json_int_t)st->step, "call", sl_saga_call_name(st->call), "phase",
         sl_saga_phase_name(st->phase) ? sl_saga_phase_name(st->phase) : "none", "attempt",
         (json_int_t)st->attempt, "bound_base", (json_int_t)st->bound_base, "first_attempt_ms",
-        (json_int_t)st->first_attempt_ms, "wake_at_ms", (json_int_t)st->wake_at_ms,
-        "prev_delay_ms", (json_int_t)st->prev_delay_ms, "steps", steps, "attempts_total",
+        (json_int_t)st->first_attempt_ms, "wake_at_ms", (json_int_t)st->wake_at_ms, "prev_delay_ms",
+        (json_int_t)st->prev_delay_ms, "steps", steps, "attempts_total",
         (json_int_t)st->attempts_total, "history_seq", (json_int_t)st->history_seq, "reason",
         st->reason, "stuck_reason", st->stuck_reason);
     if (o == NULL) return SL_ENOMEM;
@@ -121,8 +121,7 @@ static int read_state(json_t *o, sl_saga_state *st, const sl_saga_def *def)
     return 0;
 }
 
-int sl_saga_state_from_json(sl_saga_state *st, const sl_saga_def *def, const char *json,
-                            size_t len)
+int sl_saga_state_from_json(sl_saga_state *st, const sl_saga_def *def, const char *json, size_t len)
 {
     char id[SL_SAGA_ID_MAX + 1];
     uint64_t version = st->version;

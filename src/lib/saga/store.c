@@ -50,8 +50,8 @@ out:
     return rc;
 }
 
-int sl_saga_store_create(sl_db *tx, const sl_saga_def *def, const char *id,
-                         const char *input_json, int64_t now_ms)
+int sl_saga_store_create(sl_db *tx, const sl_saga_def *def, const char *id, const char *input_json,
+                         int64_t now_ms)
 {
     static const char sql[] =
         "INSERT INTO saga_instances (id, type, status, input, state, stuck_reason, version, "
@@ -73,8 +73,7 @@ int sl_saga_store_create(sl_db *tx, const sl_saga_def *def, const char *id,
         (rc = bind_str(st, 3, sl_saga_status_name(s.status))) == 0 &&
         (rc = bind_str(st, 4, input_json)) == 0 && (rc = bind_str(st, 5, state)) == 0 &&
         (rc = sl_db_bind_int64(st, 6, now_ms)) == 0 &&
-        (rc = sl_db_bind_int64(st, 7, now_ms)) == 0 &&
-        (rc = sl_db_bind_int64(st, 8, now_ms)) == 0)
+        (rc = sl_db_bind_int64(st, 7, now_ms)) == 0 && (rc = sl_db_bind_int64(st, 8, now_ms)) == 0)
         rc = run(st);
     sl_db_stmt_done(st);
     if (rc == 0) rc = insert_history(tx, def, id, &created);
@@ -191,9 +190,8 @@ out:
     return rc;
 }
 
-int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id,
-                        const sl_saga_event *ev, int64_t now_ms, sl_rand *rand, sl_saga_state *st,
-                        sl_saga_output *out)
+int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id, const sl_saga_event *ev,
+                        int64_t now_ms, sl_rand *rand, sl_saga_state *st, sl_saga_output *out)
 {
     out->n_cmds = 0;
     out->n_hist = 0;

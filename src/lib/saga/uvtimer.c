@@ -19,9 +19,8 @@ static int arm(void *ctx, int64_t delay_ms, sl_saga_timer_cb cb, void *data)
     t->_cb = cb;
     t->_data = data;
     uv_update_time(uv_handle_get_loop((uv_handle_t *)&t->_t));
-    return uv_timer_start(&t->_t, fired, delay_ms < 0 ? 0 : (uint64_t)delay_ms, 0) == 0
-               ? 0
-               : SL_EINVAL;
+    return uv_timer_start(&t->_t, fired, delay_ms < 0 ? 0 : (uint64_t)delay_ms, 0) == 0 ? 0
+                                                                                        : SL_EINVAL;
 }
 
 static void disarm(void *ctx)
