@@ -533,8 +533,12 @@ SL_API void sl_saga_driver_free(sl_saga_driver *d);
  */
 SL_API int sl_saga_driver_recover(sl_saga_driver *d, size_t *resumed) SL_MUST_CHECK;
 
-/* Starts saga `id` (created with sl_saga_store_create and committed). Returns 0, SL_ELIMIT
- * (too many active), or a store error. */
+/*
+ * Starts saga `id` (created with sl_saga_store_create and committed): its first step is sent
+ * before this returns (the executor may even have answered). Returns 0 (also when it was
+ * already started), SL_ELIMIT (too many active), or a store error; after a store error the
+ * saga stays tracked and is re-driven with RESUME after store_retry_ms.
+ */
 SL_API int sl_saga_driver_start(sl_saga_driver *d, const char *id) SL_MUST_CHECK;
 
 /* Resumes stuck saga `id` (admin). Returns 0, SL_ESTATE when it is not stuck, SL_ELIMIT, or a
