@@ -510,6 +510,14 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     if (rc != 0) return rc;
     rc = sl_http_server_listen_fd(w->http, fd);
     if (rc != 0) return rc;
+    if (svc->def->migrations) {
+        char err[256];
+        rc = sl_db_open(svc->db_url, &svc->db_opts, &w->db, err, sizeof err);
+        if (rc != 0) {
+            SL_LOG_ERROR(svc->log, NULL, "cannot open the database", SL_LOG_STR("error", err));
+            return rc;
+        }
+    }
     if (svc->def->worker_init && (rc = svc->def->worker_init(w)) != 0) return rc;
     w->started = 1;
     return 0;
@@ -539,6 +547,8 @@ static void worker_stop(sl_worker *rw, void *data)
     if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
     if (w->http) sl_http_server_close(w->http, NULL, NULL);
     w->http = NULL;
+    sl_db_close(w->db);
+    w->db = NULL;
 }
 
 static void on_bound(int port, void *data)
