@@ -137,7 +137,7 @@ static int header_end_ok(const sl__resp *r)
 static int on_headers_complete(http_parser *p)
 {
     sl__resp *r = p->data;
-    /* RFC 9112 §4: status-line = HTTP-version SP status-code SP [reason-phrase]. */
+    /* on_status (called even for an empty reason) marks where the status line ends. */
     if (!r->status_seen) return fail(r, SL_EPARSE, "malformed status line");
     if (!header_end_ok(r)) return fail(r, SL_EPARSE, "line endings must be CRLF");
     if (p->http_major != 1) return fail(r, SL_EPARSE, "only HTTP/1.x is supported");
