@@ -45,11 +45,11 @@ typedef struct sl_logger sl_logger;
 typedef struct sl_metrics sl_metrics;
 
 /* Limits enforced by sl_upstream_new(). */
-#define SL_UPSTREAM_ENDPOINTS_MAX   64
-#define SL_UPSTREAM_HOST_MAX        253 /* DNS name or address, without the port */
-#define SL_UPSTREAM_NAME_MAX        63
-#define SL_HTTP_CLIENT_HEAD_MAX     (64 * 1024) /* serialised request line + headers */
-#define SL_HTTP_CLIENT_HEADERS_MAX  100         /* header fields in a response */
+#define SL_UPSTREAM_ENDPOINTS_MAX      64
+#define SL_UPSTREAM_HOST_MAX           253 /* DNS name or address, without the port */
+#define SL_UPSTREAM_NAME_MAX           63
+#define SL_HTTP_CLIENT_HEAD_MAX        (64 * 1024) /* serialised request line + headers */
+#define SL_HTTP_CLIENT_HEADERS_MAX     100         /* header fields in a response */
 #define SL_HTTP_CLIENT_CONNECTIONS_MAX 100000u
 
 /*
@@ -120,7 +120,7 @@ typedef struct sl_http_call sl_http_handle; /* a running call */
 /* A request to send. Everything is borrowed for the duration of sl_http_call (copied). */
 typedef struct sl_http_request {
     sl_http_method method; /* not SL_HTTP_OTHER */
-    sl_slice target;        /* origin-form: "/orders/42?x=1"; visible ASCII only */
+    sl_slice target;       /* origin-form: "/orders/42?x=1"; visible ASCII only */
     const sl_http_header *headers;
     size_t nheaders;
     const void *body;
@@ -129,11 +129,11 @@ typedef struct sl_http_request {
 
 /* Per-call options; a zeroed struct (or NULL) means the defaults. */
 typedef struct sl_http_call_opts {
-    int64_t timeout_ms;            /* overall budget; 0 = the upstream's timeout_ms */
-    const sl_deadline *deadline;   /* the caller's deadline (borrowed); NULL = none */
-    const sl_trace_ctx *trace;     /* the caller's span context (borrowed); NULL = none */
-    const char *request_id;        /* x-request-id (copied); NULL = not sent */
-    const char *idempotency_key;   /* idempotency-key (copied); makes any method retry-safe */
+    int64_t timeout_ms;          /* overall budget; 0 = the upstream's timeout_ms */
+    const sl_deadline *deadline; /* the caller's deadline (borrowed); NULL = none */
+    const sl_trace_ctx *trace;   /* the caller's span context (borrowed); NULL = none */
+    const char *request_id;      /* x-request-id (copied); NULL = not sent */
+    const char *idempotency_key; /* idempotency-key (copied); makes any method retry-safe */
 } sl_http_call_opts;
 
 /* A response: valid only until the callback returns (the client owns it). */

@@ -15,6 +15,7 @@
 #ifndef SHOAL_SERVICE_H
 #define SHOAL_SERVICE_H
 
+#include <shoal/deadline.h>
 #include <shoal/http.h>
 #include <shoal/json.h>
 
@@ -75,6 +76,16 @@ SL_API void sl_svc_worker_set_data(sl_svc_worker *w, void *data);
 
 /* The worker a request belongs to. */
 SL_API sl_svc_worker *sl_req_worker(sl_http_req *req);
+
+/*
+ * The request's absolute deadline on the monotonic system clock, from the
+ * caller's `x-shoal-deadline-ms` (measured from the end of the request's
+ * headers), or sl_deadline_none() when the header is absent or malformed.
+ * The host answers 504 without calling the handler when it has already
+ * passed; a handler passes it on to its own calls (sl_http_call_opts) and
+ * may stop early. Worker thread; valid until the response is sent.
+ */
+SL_API sl_deadline sl_req_deadline(const sl_http_req *req);
 
 /* Answers `req` with a JSON body (application/json). `body` is borrowed. */
 SL_API int sl_respond_json(sl_http_req *req, int status, const char *body, size_t len);

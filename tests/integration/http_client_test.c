@@ -50,9 +50,9 @@ struct tsrv {
     int port;
     int accepts;
     int hits;
-    int flaky_left;   /* /flaky answers 503 this many times, then 200 */
-    int healthy;      /* /maybe answers 200 when set, 500 otherwise */
-    char last[8192];  /* bytes of the last complete request */
+    int flaky_left;  /* /flaky answers 503 this many times, then 200 */
+    int healthy;     /* /maybe answers 200 when set, 500 otherwise */
+    char last[8192]; /* bytes of the last complete request */
     size_t last_len;
     tconn *conns;
     int open;
@@ -123,8 +123,7 @@ static void slow_fire(uv_timer_t *t)
 static int path_is(const tconn *c, const char *p)
 {
     size_t n = strlen(p);
-    return c->url_len >= n && memcmp(c->url, p, n) == 0 &&
-           (c->url_len == n || c->url[n] == '?');
+    return c->url_len >= n && memcmp(c->url, p, n) == 0 && (c->url_len == n || c->url[n] == '?');
 }
 
 static void respond(tconn *c)
@@ -140,7 +139,8 @@ static void respond(tconn *c)
     } else if (path_is(c, "/fail")) {
         send_text(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail", 0);
     } else if (path_is(c, "/unavail")) {
-        send_text(c, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n",
+        send_text(c,
+                  "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n",
                   0);
     } else if (path_is(c, "/flaky")) {
         if (s->flaky_left > 0) {
@@ -150,8 +150,9 @@ static void respond(tconn *c)
             send_text(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfixed", 0);
         }
     } else if (path_is(c, "/maybe")) {
-        send_text(c, s->healthy ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                                : "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+        send_text(c,
+                  s->healthy ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                             : "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
                   0);
     } else if (path_is(c, "/slow")) {
         uv_timer_start(&c->timer, slow_fire, 100, 0);
@@ -523,8 +524,8 @@ static void test_propagation(void **state)
 
     /* A header value with CR/LF is refused synchronously: the callback never runs. */
     sl_http_header bad = {{"X-A", 3}, {"a\r\nX-Injected: 1", 17}};
-    sl_http_request breq = {.method = SL_HTTP_GET, .target = {"/ok", 3}, .headers = &bad,
-                            .nheaders = 1};
+    sl_http_request breq = {
+        .method = SL_HTTP_GET, .target = {"/ok", 3}, .headers = &bad, .nheaders = 1};
     box nb = {0};
     assert_int_equal(sl_http_call(f->up, &breq, NULL, on_result, &nb, NULL), SL_EINVAL);
     sl_http_request t2 = {.method = SL_HTTP_GET, .target = {"/a b", 4}};
@@ -578,8 +579,9 @@ static void test_breaker_opens_and_recovers(void **state)
     size_t len = 0;
     assert_int_equal(sl_metrics_render(f->metrics, &text, &len), 0);
     assert_non_null(strstr(text, "circuit_breaker_state{upstream=\"test\",worker=\"0\"} 0"));
-    assert_non_null(strstr(text, "circuit_breaker_transitions_total{upstream=\"test\",from=\"closed\","
-                                 "to=\"open\"} 1"));
+    assert_non_null(strstr(text,
+                           "circuit_breaker_transitions_total{upstream=\"test\",from=\"closed\","
+                           "to=\"open\"} 1"));
     assert_non_null(strstr(text, "circuit_breaker_transitions_total{upstream=\"test\",from="
                                  "\"half_open\",to=\"closed\"} 1"));
     assert_non_null(strstr(text, "http_client_breaker_rejections_total{upstream=\"test\"} 20"));
@@ -777,7 +779,7 @@ static void test_response_too_large(void **state)
     box b = call_wait(f, SL_HTTP_GET, "/big", NULL);
     assert_int_equal(b.kind, SL_HTTP_RESULT_TOO_LARGE);
     assert_int_equal(b.error, SL_ELIMIT);
-    assert_int_equal(f->srv.hits, 1); /* not retried */
+    assert_int_equal(f->srv.hits, 1);           /* not retried */
     b = call_wait(f, SL_HTTP_GET, "/ok", NULL); /* the broken connection was not reused */
     assert_int_equal(b.status, 200);
     assert_int_equal(f->srv.accepts, 2);
@@ -977,8 +979,8 @@ static void test_config_refusals(void **state)
     fx *f = *state;
     sl_upstream_env env = {.loop = &f->loop};
     sl_upstream *up = NULL;
-    const char *bad[] = {"nohost", ":80", "h:", "h:0", "h:65536", "h:8x", "[::1:80", "[nothex]:80",
-                         "a b:80", "h\r\n:80"};
+    const char *bad[] = {"nohost", ":80",     "h:",          "h:0",    "h:65536",
+                         "h:8x",   "[::1:80", "[nothex]:80", "a b:80", "h\r\n:80"};
     for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
         f->eps[0] = bad[i];
         assert_int_equal(sl_upstream_new(&f->cfg, &env, &up), SL_ECONFIG);

@@ -14,12 +14,18 @@
 
 #include <cmocka.h>
 
-#define H(n, v) {{n, sizeof(n) - 1}, {v, sizeof(v) - 1}}
-#define S(s)    ((sl_slice){s, sizeof(s) - 1})
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        {n, sizeof(n) - 1},                                                                        \
+        {                                                                                          \
+            v, sizeof(v) - 1                                                                       \
+        }                                                                                          \
+    }
+#define S(s) ((sl_slice){s, sizeof(s) - 1})
 
 /* Serialises one attempt's head into a static buffer; returns its length or an error. */
-static int serialise(const sl_http_request *req, const char *rid, const char *key,
-                     const char *tp, const char *dl, char *out, size_t cap)
+static int serialise(const sl_http_request *req, const char *rid, const char *key, const char *tp,
+                     const char *dl, char *out, size_t cap)
 {
     size_t size = 0;
     int rc = sl__http_prep_size(req, rid, key, &size);
@@ -38,20 +44,29 @@ static void test_serialise_canonical(void **state)
 {
     (void)state;
     const sl_http_header hs[] = {
-        H("Accept", "application/json"), H("Host", "evil.example"),
-        H("Connection", "x-secret, keep-alive"), H("X-Secret", "hop"),
-        H("Transfer-Encoding", "chunked"), H("Keep-Alive", "timeout=5"), H("TE", "trailers"),
-        H("Upgrade", "h2c"), H("Content-Length", "999"), H("traceparent", "forged"),
-        H("X-Shoal-Deadline-Ms", "999999"), H("x-request-id", "forged"),
-        H("tracestate", "a=b"), H("X-Empty", ""),
+        H("Accept", "application/json"),
+        H("Host", "evil.example"),
+        H("Connection", "x-secret, keep-alive"),
+        H("X-Secret", "hop"),
+        H("Transfer-Encoding", "chunked"),
+        H("Keep-Alive", "timeout=5"),
+        H("TE", "trailers"),
+        H("Upgrade", "h2c"),
+        H("Content-Length", "999"),
+        H("traceparent", "forged"),
+        H("X-Shoal-Deadline-Ms", "999999"),
+        H("x-request-id", "forged"),
+        H("tracestate", "a=b"),
+        H("X-Empty", ""),
     };
     sl_http_request req = {.method = SL_HTTP_GET,
                            .target = S("/orders/42?x=1"),
                            .headers = hs,
                            .nheaders = SL_ARRAY_LEN(hs)};
     char out[1024];
-    int n = serialise(&req, "req-1", NULL, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                      "250", out, sizeof out);
+    int n =
+        serialise(&req, "req-1", NULL, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                  "250", out, sizeof out);
     const char want[] = "GET /orders/42?x=1 HTTP/1.1\r\n"
                         "Host: svc:8080\r\n"
                         "Accept: application/json\r\n"
@@ -113,8 +128,8 @@ static void test_serialise_refusals(void **state)
     req.nheaders = 0;
     assert_int_equal(serialise(&req, "a\r\nb", NULL, NULL, NULL, out, sizeof out), SL_EINVAL);
     assert_int_equal(serialise(&req, NULL, "k\n", NULL, NULL, out, sizeof out), SL_EINVAL);
-    const sl_slice targets[] = {S(""), S("a"), S("http://x/"), S("/a b"), S("/a\r\n"),
-                                {"/\x80", 2}, {"/\0", 2}};
+    const sl_slice targets[] = {S(""),       S("a"),       S("http://x/"), S("/a b"),
+                                S("/a\r\n"), {"/\x80", 2}, {"/\0", 2}};
     for (size_t i = 0; i < SL_ARRAY_LEN(targets); i++) {
         req.target = targets[i];
         assert_int_equal(serialise(&req, NULL, NULL, NULL, NULL, out, sizeof out), SL_EINVAL);
@@ -194,8 +209,7 @@ static void test_response_framings(void **state)
                     "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer-A: x\r\n\r\n",
                     0, false, 200, "hello world", true);
     /* Close-delimited: the body ends at EOF and the connection is not reusable. */
-    check_all_steps("HTTP/1.1 200 OK\r\n\r\nuntil the end", 1, false, 200, "until the end",
-                    false);
+    check_all_steps("HTTP/1.1 200 OK\r\n\r\nuntil the end", 1, false, 200, "until the end", false);
     check_all_steps("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 0, false, 200, "ok", false);
     check_all_steps("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 0,
                     false, 200, "ok", true);
@@ -247,7 +261,8 @@ static void check_error(const char *text, int eof, int want)
         sl__resp_init(&r, 512, 64);
         sl__resp_reset(&r, false);
         parsed p = feed(&r, text, strlen(text), step, eof);
-        if (p.rc != want) fprintf(stderr, "step %zu: rc %d want %d for %s\n", step, p.rc, want, text);
+        if (p.rc != want)
+            fprintf(stderr, "step %zu: rc %d want %d for %s\n", step, p.rc, want, text);
         assert_int_equal(p.rc, want);
         /* Once failed, it stays failed. */
         size_t c;
@@ -269,8 +284,9 @@ static void test_response_rejections(void **state)
     check_error("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, SL_EPARSE);
     check_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 0, SL_EPARSE);
     check_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 0, SL_EPARSE);
-    check_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-                0, SL_EPARSE);
+    check_error(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
+        SL_EPARSE);
     check_error("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, SL_EPARSE);
     check_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, SL_EPARSE);
     check_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", 0,

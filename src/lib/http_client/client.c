@@ -197,8 +197,10 @@ static void call_closed(uv_handle_t *h)
 static void call_free(sl_http_handle *call)
 {
     sl_upstream *up = call->up;
-    if (call->prev) call->prev->next = call->next;
-    else up->calls = call->next;
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        up->calls = call->next;
     if (call->next) call->next->prev = call->prev;
     sl__resp_free(&call->resp);
     free(call->mem);
@@ -348,8 +350,8 @@ void call_send(sl_http_handle *call, conn *c)
     if (need > call->head_cap) {
         char *h = realloc(call->head, need);
         if (!h) {
-            call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR),
-                             SL_HTTP_RESULT_CONNECT, SL_ENOMEM);
+            call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT,
+                             SL_ENOMEM);
             return;
         }
         call->head = h;
@@ -362,9 +364,9 @@ void call_send(sl_http_handle *call, conn *c)
     uv_buf_t bufs[2] = {uv_buf_init(call->head, n > 0 ? (unsigned)n : 0),
                         uv_buf_init((char *)call->body, (unsigned)call->body_len)};
     c->wreq.data = c;
-    int rc = n < 0 ? SL_ELIMIT
-                   : uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, call->body_len ? 2 : 1,
-                              on_write);
+    int rc =
+        n < 0 ? SL_ELIMIT
+              : uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, call->body_len ? 2 : 1, on_write);
     if (rc < 0) {
         call_attempt_end(call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);
         return;
@@ -406,7 +408,8 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
         return;
     }
     sl_slice ra = {NULL, 0};
-    if (kind == SL_HTTP_RESULT_OK) (void)sl_http_response_header(sl__resp_get(&call->resp), "retry-after", &ra);
+    if (kind == SL_HTTP_RESULT_OK)
+        (void)sl_http_response_header(sl__resp_get(&call->resp), "retry-after", &ra);
     int64_t delay = -1;
     sl_retry_decision d =
         sl_retry_next(&call->rs, outcome, ra.ptr, ra.len, up->rand, up->budget, &delay);
@@ -502,8 +505,8 @@ void call_on_timer(uv_timer_t *t)
         return;
     case K_ATTEMPT:
     case K_POOL_WAIT:
-        attempt_done(call, sl_outcome_of(SL_OUTCOME_TIMEOUT), SL_HTTP_RESULT_TIMEOUT,
-                     SL_ETIMEDOUT, false);
+        attempt_done(call, sl_outcome_of(SL_OUTCOME_TIMEOUT), SL_HTTP_RESULT_TIMEOUT, SL_ETIMEDOUT,
+                     false);
         return;
     case K_POOL_READY:
         if (call->try_deadline_ns != INT64_MAX) {
@@ -579,8 +582,7 @@ int sl_http_call(sl_upstream *up, const sl_http_request *req, const sl_http_call
     if (call_out) *call_out = call;
     if (up->cfg.policies) {
         sl_retry_budget_on_request(up->budget);
-        sl_retry_state_init(&call->rs, &up->cfg.retry, up->clock, call->deadline.at_ns,
-                            call->safe);
+        sl_retry_state_init(&call->rs, &up->cfg.retry, up->clock, call->deadline.at_ns, call->safe);
         bulkhead_enter(call);
     } else {
         sl_retry_state_init(&call->rs, &up->no_retry, up->clock, call->deadline.at_ns, false);

@@ -44,7 +44,7 @@ struct conn {
     sl_upstream *up;
     endpoint *ep;
     sl_http_handle *call; /* the attempt this connection serves, if any */
-    conn *prev, *next;  /* idle list or resolve waiters */
+    conn *prev, *next;    /* idle list or resolve waiters */
     enum conn_state state;
     int open_handles;
     bool writing;
@@ -66,7 +66,7 @@ struct sl_http_call {
     sl_upstream *up;
     sl_http_handle *prev, *next;   /* up->calls */
     sl_http_handle *pprev, *pnext; /* up's pool queue */
-    uv_timer_t timer;            /* bulkhead wait, per-try timeout, backoff, delivery */
+    uv_timer_t timer;              /* bulkhead wait, per-try timeout, backoff, delivery */
     enum call_state state;
     sl_http_call_cb cb;
     void *data;
@@ -116,7 +116,7 @@ struct sl_upstream {
     sl_tracer *tracer;
     sl_logger *log;
     char name[SL_UPSTREAM_NAME_MAX + 1];
-    char *host_header; /* owned; NULL = the endpoint's host:port */
+    char *host_header;      /* owned; NULL = the endpoint's host:port */
     sl_upstream_config cfg; /* copy; its pointers are cleared */
     sl_retry_config no_retry;
     endpoint *eps;

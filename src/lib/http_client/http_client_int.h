@@ -22,9 +22,9 @@
  */
 typedef struct sl__http_prep {
     const char *buf;
-    size_t line_len;                /* "GET /x HTTP/1.1\r\n" at buf */
-    size_t fields_off, fields_len;  /* "name: value\r\n"... */
-    size_t tail_off, tail_len;      /* "Content-Length: n\r\n\r\n" or "\r\n" */
+    size_t line_len;               /* "GET /x HTTP/1.1\r\n" at buf */
+    size_t fields_off, fields_len; /* "name: value\r\n"... */
+    size_t tail_off, tail_len;     /* "Content-Length: n\r\n\r\n" or "\r\n" */
 } sl__http_prep;
 
 /*
@@ -47,9 +47,8 @@ SL_API void sl__http_prep_write(const sl_http_request *req, const char *request_
  * Host, fixed fields, traceparent and x-shoal-deadline-ms (each NULL =
  * omitted), tail. Returns the length, or SL_ELIMIT when `cap` is too small.
  */
-SL_API int sl__http_head_write(const sl__http_prep *prep, const char *host,
-                               const char *traceparent, const char *deadline_ms, char *out,
-                               size_t cap) SL_MUST_CHECK;
+SL_API int sl__http_head_write(const sl__http_prep *prep, const char *host, const char *traceparent,
+                               const char *deadline_ms, char *out, size_t cap) SL_MUST_CHECK;
 
 /* Returns 1 when `name` is one the client never forwards from the caller's headers. */
 SL_API int sl__http_header_dropped(sl_slice name);
@@ -64,10 +63,10 @@ typedef struct sl__resp_field {
 typedef struct sl__resp {
     http_parser parser;
     size_t header_max, body_max;
-    bool head;          /* the request was HEAD: no body */
-    char *hbuf;         /* status line + headers (+ interim responses), owned */
+    bool head;  /* the request was HEAD: no body */
+    char *hbuf; /* status line + headers (+ interim responses), owned */
     size_t hlen, hcap;
-    char *body;         /* owned */
+    char *body; /* owned */
     size_t body_len, body_cap;
     sl__resp_field fields[SL_HTTP_CLIENT_HEADERS_MAX];
     size_t nfields;
@@ -76,11 +75,11 @@ typedef struct sl__resp {
     const char *last_end; /* end of the last status/field/value piece (in hbuf) */
     int last_cb;          /* 0 none, 1 field, 2 value */
     int te_count, te_chunked, status_seen;
-    bool in_headers;   /* the final response's headers are not complete yet */
-    bool done;         /* a final response was parsed */
-    bool keep_alive;   /* the connection may carry another request */
-    bool got_bytes;    /* any byte arrived */
-    int error;         /* 0, SL_EPARSE, SL_ELIMIT, SL_EIO, SL_ENOMEM */
+    bool in_headers; /* the final response's headers are not complete yet */
+    bool done;       /* a final response was parsed */
+    bool keep_alive; /* the connection may carry another request */
+    bool got_bytes;  /* any byte arrived */
+    int error;       /* 0, SL_EPARSE, SL_ELIMIT, SL_EIO, SL_ENOMEM */
     const char *error_detail;
 } sl__resp;
 

@@ -69,8 +69,8 @@ int metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard)
         m->requests[k] = sl_metric_series(f, v);
     }
     static const char *const out_labels[] = {"upstream", "outcome"};
-    rc = family(reg, FAM_COUNTER, "http_client_attempts_total",
-                "HTTP client attempts by outcome.", out_labels, 2, &f);
+    rc = family(reg, FAM_COUNTER, "http_client_attempts_total", "HTTP client attempts by outcome.",
+                out_labels, 2, &f);
     if (rc != 0) return rc;
     for (int k = 0; k < SL_OUTCOME_KIND_COUNT; k++) {
         const char *v[] = {up->name, sl_outcome_kind_name((sl_outcome_kind)k)};
@@ -88,8 +88,7 @@ int metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard)
         (rc = simple(reg, FAM_GAUGE, "http_client_bulkhead_in_flight",
                      "Bulkhead permits held, all workers.", up->name, &m->in_flight)) ||
         (rc = simple(reg, FAM_HISTOGRAM, "http_client_request_duration_seconds",
-                     "Duration of HTTP client calls, retries included.", up->name,
-                     &m->duration)))
+                     "Duration of HTTP client calls, retries included.", up->name, &m->duration)))
         return rc;
     static const char *const st_labels[] = {"upstream", "worker"};
     rc = family(reg, FAM_GAUGE, "circuit_breaker_state",
@@ -123,8 +122,8 @@ void breaker_transition(sl_breaker_state from, sl_breaker_state to, sl_breaker_r
         metrics_inc(up->m.transitions[from][to], &up->m);
     if (!up->log) return;
     sl_log_level level = to == SL_BREAKER_OPEN ? SL_LOG_LEVEL_WARN : SL_LOG_LEVEL_INFO;
-    SL_LOG_AT(up->log, level, NULL, "circuit breaker state change", SL_LOG_STR("upstream", up->name),
-              SL_LOG_STR("from", sl_breaker_state_name(from)),
+    SL_LOG_AT(up->log, level, NULL, "circuit breaker state change",
+              SL_LOG_STR("upstream", up->name), SL_LOG_STR("from", sl_breaker_state_name(from)),
               SL_LOG_STR("to", sl_breaker_state_name(to)),
               SL_LOG_STR("reason", sl_breaker_reason_name(reason)));
 }

@@ -26,8 +26,8 @@
 
 static int host_char_ok(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_' || c == ':' || c == '%';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_' || c == ':' || c == '%';
 }
 
 /* Parses "host:port" or "[v6]:port". Returns 0 or SL_ECONFIG. */
@@ -113,8 +113,10 @@ void conn_close(conn *c)
     sl_upstream *up = c->up;
     endpoint *ep = c->ep;
     if (c->state == C_IDLE) {
-        if (c->prev) c->prev->next = c->next;
-        else ep->idle = c->next;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            ep->idle = c->next;
         if (c->next) c->next->prev = c->prev;
         up->nidle--;
     } else if (c->state == C_RESOLVING) {
@@ -202,8 +204,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_fail(c, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);
     } else if (rc < 0) {
         /* A malformed or oversized response: the upstream is at fault, not the path to it. */
-        sl_http_result_kind kind = rc == SL_ELIMIT ? SL_HTTP_RESULT_TOO_LARGE
-                                                   : SL_HTTP_RESULT_PROTOCOL;
+        sl_http_result_kind kind =
+            rc == SL_ELIMIT ? SL_HTTP_RESULT_TOO_LARGE : SL_HTTP_RESULT_PROTOCOL;
         sl_outcome o = call->resp.in_headers ? sl_outcome_of(SL_OUTCOME_IO_ERROR)
                                              : sl_outcome_response(call->resp.parser.status_code);
         conn_fail(c, o, kind, rc);
@@ -334,10 +336,14 @@ void pool_unqueue(sl_http_handle *call)
 {
     sl_upstream *up = call->up;
     if (!call->in_pool_queue) return;
-    if (call->pprev) call->pprev->pnext = call->pnext;
-    else up->pool_head = call->pnext;
-    if (call->pnext) call->pnext->pprev = call->pprev;
-    else up->pool_tail = call->pprev;
+    if (call->pprev)
+        call->pprev->pnext = call->pnext;
+    else
+        up->pool_head = call->pnext;
+    if (call->pnext)
+        call->pnext->pprev = call->pprev;
+    else
+        up->pool_tail = call->pprev;
     call->pprev = call->pnext = NULL;
     call->in_pool_queue = false;
     up->npool--;
@@ -348,13 +354,17 @@ static void enqueue(sl_http_handle *call, bool front)
     sl_upstream *up = call->up;
     if (front) {
         call->pnext = up->pool_head;
-        if (up->pool_head) up->pool_head->pprev = call;
-        else up->pool_tail = call;
+        if (up->pool_head)
+            up->pool_head->pprev = call;
+        else
+            up->pool_tail = call;
         up->pool_head = call;
     } else {
         call->pprev = up->pool_tail;
-        if (up->pool_tail) up->pool_tail->pnext = call;
-        else up->pool_head = call;
+        if (up->pool_tail)
+            up->pool_tail->pnext = call;
+        else
+            up->pool_head = call;
         up->pool_tail = call;
     }
     call->in_pool_queue = true;

@@ -44,9 +44,19 @@ static void put_field(wr *w, const char *name, const char *value, size_t value_l
 
 /* Fields the client sets itself, and hop-by-hop fields (RFC 9110 §7.6.1). */
 static const char *const dropped[] = {
-    "host",    "content-length",    "connection", "keep-alive",       "proxy-connection",
-    "te",      "transfer-encoding", "trailer",    "upgrade",          "traceparent",
-    "x-shoal-deadline-ms", "x-request-id", "idempotency-key",
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "trailer",
+    "upgrade",
+    "traceparent",
+    "x-shoal-deadline-ms",
+    "x-request-id",
+    "idempotency-key",
 };
 
 int sl__http_header_dropped(sl_slice name)
@@ -82,9 +92,11 @@ static int named_by_connection(const sl_http_request *req, sl_slice name)
         sl_slice v = req->headers[i].value;
         size_t k = 0;
         while (k < v.len) {
-            while (k < v.len && (v.ptr[k] == ' ' || v.ptr[k] == '\t' || v.ptr[k] == ',')) k++;
+            while (k < v.len && (v.ptr[k] == ' ' || v.ptr[k] == '\t' || v.ptr[k] == ','))
+                k++;
             size_t start = k;
-            while (k < v.len && v.ptr[k] != ',' && v.ptr[k] != ' ' && v.ptr[k] != '\t') k++;
+            while (k < v.len && v.ptr[k] != ',' && v.ptr[k] != ' ' && v.ptr[k] != '\t')
+                k++;
             sl_slice tok = {v.ptr + start, k - start};
             if (tok.len == name.len && tok.len && strncasecmp(tok.ptr, name.ptr, tok.len) == 0)
                 return 1;

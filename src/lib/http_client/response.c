@@ -150,12 +150,13 @@ static int on_headers_complete(http_parser *p)
         trim(r, f);
         if (sl_slice_case_eq(field_name(r, f), "transfer-encoding")) {
             r->te_count++;
-            r->te_chunked = sl_slice_case_eq((sl_slice){r->hbuf + f->value_off, f->value_len},
-                                             "chunked");
+            r->te_chunked =
+                sl_slice_case_eq((sl_slice){r->hbuf + f->value_off, f->value_len}, "chunked");
         }
     }
     if (r->te_count > 1) return fail(r, SL_EPARSE, "repeated Transfer-Encoding");
-    if (r->te_count == 1 && !r->te_chunked) return fail(r, SL_EPARSE, "unsupported transfer coding");
+    if (r->te_count == 1 && !r->te_chunked)
+        return fail(r, SL_EPARSE, "unsupported transfer coding");
     if (r->te_count == 1 && p->http_minor == 0)
         return fail(r, SL_EPARSE, "Transfer-Encoding in an HTTP/1.0 response");
     int st = p->status_code;
