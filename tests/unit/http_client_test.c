@@ -227,6 +227,9 @@ static void test_response_framings(void **state)
                     "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
                     "HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew",
                     0, false, 201, "new", true);
+    /* Empty field values, with and without whitespace. */
+    check_all_steps("HTTP/1.1 200 OK\r\nX-E:\r\nX-F: \r\nContent-Length: 1\r\nX-G:\r\n\r\nz", 0,
+                    false, 200, "z", true);
     /* An empty reason phrase is fine, with or without its separator. */
     check_all_steps("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", 0, false, 200, "", true);
     check_all_steps("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", 0, false, 200, "", true);
@@ -293,6 +296,10 @@ static void test_response_rejections(void **state)
                 SL_EPARSE);
     /* Syntax the server also refuses. */
     check_error("HTTP/1.1 200 OK\nContent-Length: 0\n\n", 0, SL_EPARSE);
+    /* http-parser takes CR + any byte as a line end; found by the fuzz target (cr_not_crlf). */
+    check_error("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No200 OK\r5\r\n\r\n", 0, SL_EPARSE);
+    check_error("HTTP/1.1 200 OK\r\nX-A: a\r5X-B: b\r\n\r\n", 0, SL_EPARSE);
+    check_error("HTTP/1.1 200 OK\r\nX-A: a\r\nContent-Length: 0\r5\r\n", 0, SL_EPARSE);
     check_error("HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n", 0, SL_EPARSE);
     check_error("HTTP/1.1 200 OK\r\nX A: a\r\n\r\n", 0, SL_EPARSE);
     check_error("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n", 0, SL_EPARSE);

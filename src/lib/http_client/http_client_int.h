@@ -75,6 +75,8 @@ typedef struct sl__resp {
     const char *last_end; /* end of the last status/field/value piece (in hbuf) */
     int last_cb;          /* 0 none, 1 field, 2 value */
     int te_count, te_chunked, status_seen;
+    size_t scan_off, line_start, block_start; /* line scanner over hbuf */
+    bool scan_cr, scan_done;
     bool in_headers; /* the final response's headers are not complete yet */
     bool done;       /* a final response was parsed */
     bool keep_alive; /* the connection may carry another request */

@@ -55,12 +55,6 @@ static int on_status(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static int line_start_ok(const sl__resp *r, const char *at)
-{
-    /* RFC 9112 §2.2: CRLF only; a bare LF before a field is refused. */
-    return at >= r->hbuf + 2 && at[-1] == '\n' && at[-2] == '\r';
-}
-
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     sl__resp *r = p->data;
@@ -71,7 +65,6 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     if (r->last_cb == 1 && at == r->last_end) {
         r->fields[r->nfields - 1].name_len += (uint32_t)len; /* split across feeds */
     } else {
-        if (!line_start_ok(r, at)) return fail(r, SL_EPARSE, "line endings must be CRLF");
         if (r->nfields == SL_HTTP_CLIENT_HEADERS_MAX)
             return fail(r, SL_ELIMIT, "too many header fields");
         sl__resp_field *f = &r->fields[r->nfields++];
@@ -125,21 +118,9 @@ static void trim(const sl__resp *r, sl__resp_field *f)
         f->value_len--;
 }
 
-/* The header block must end in CRLF CRLF right after the last piece. */
-static int header_end_ok(const sl__resp *r)
-{
-    const char *p = r->last_end;
-    const char *end = r->hbuf + r->hlen;
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    return nl && nl > p && nl[-1] == '\r' && nl + 2 < end && nl[1] == '\r' && nl[2] == '\n';
-}
-
 static int on_headers_complete(http_parser *p)
 {
     sl__resp *r = p->data;
-    /* on_status (called even for an empty reason) marks where the status line ends. */
-    if (!r->status_seen) return fail(r, SL_EPARSE, "malformed status line");
-    if (!header_end_ok(r)) return fail(r, SL_EPARSE, "line endings must be CRLF");
     if (p->http_major != 1) return fail(r, SL_EPARSE, "only HTTP/1.x is supported");
     if (p->status_code < 100 || p->status_code > 599)
         return fail(r, SL_EPARSE, "status code out of range");
@@ -233,6 +214,8 @@ void sl__resp_reset(sl__resp *r, bool head)
     r->last_end = NULL;
     r->last_cb = 0;
     r->te_count = r->te_chunked = r->status_seen = 0;
+    r->scan_off = r->line_start = r->block_start = 0;
+    r->scan_cr = r->scan_done = false;
     r->in_headers = true;
     r->done = false;
     r->keep_alive = false;
@@ -247,6 +230,42 @@ void sl__resp_free(sl__resp *r)
     free(r->body);
     r->hbuf = r->body = NULL;
     r->hcap = r->body_cap = 0;
+}
+
+/*
+ * Checks the line structure of the header blocks appended to hbuf before the
+ * parser sees them (RFC 9112 §2.2, §5.2): every line ends in CRLF (a bare CR
+ * or LF is refused: http-parser itself takes CR followed by any byte, or a
+ * bare LF, as a line end), no line of a block but the first starts with
+ * whitespace (obs-fold), and the empty line ends the block. Blocks of interim
+ * 1xx responses are followed by another block; scanning stops after the
+ * final one, where the body begins. Doing this on the bytes, not in the
+ * parser's callbacks, makes the result independent of how reads were split.
+ */
+static int scan(sl__resp *r)
+{
+    for (size_t i = r->scan_off; i < r->hlen && !r->scan_done; i++) {
+        char c = r->hbuf[i];
+        if (r->scan_cr != (c == '\n')) return fail(r, SL_EPARSE, "line endings must be CRLF");
+        r->scan_cr = c == '\r';
+        if (i == r->line_start && i != r->block_start && (c == ' ' || c == '\t'))
+            return fail(r, SL_EPARSE, "obsolete line folding");
+        if (c != '\n') continue;
+        size_t line_len = i - 1 - r->line_start;
+        if (line_len == 0) {
+            if (r->line_start == r->block_start) return fail(r, SL_EPARSE, "empty status line");
+            /* "HTTP/1.1 1xx": an interim block, another block follows. */
+            const char *st = r->hbuf + r->block_start;
+            bool interim = r->line_start - r->block_start >= 12 && st[9] == '1';
+            if (interim)
+                r->block_start = i + 1;
+            else
+                r->scan_done = true;
+        }
+        r->line_start = i + 1;
+    }
+    r->scan_off = r->hlen;
+    return 0;
 }
 
 /* Runs the parser over `len` bytes at `at`; returns the bytes it consumed, or -1. */
@@ -294,6 +313,7 @@ int sl__resp_feed(sl__resp *r, const char *data, size_t len, size_t *consumed)
         memcpy(r->hbuf + r->hlen, data + used, n);
         size_t start = r->hlen;
         r->hlen += n;
+        if (scan(r)) return r->error;
         long k = run(r, r->hbuf + start, n);
         if (k < 0) return r->error;
         used += (size_t)k;
