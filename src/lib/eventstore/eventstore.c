@@ -1,11 +1,12 @@
 /*
  * The event store (include/shoal/eventstore.h) over sl_db. An append is one
- * statement per event, with the expected-version check folded in: on SQLite
- * an INSERT … SELECT whose rowid is the global position (the single writer
- * makes rowid order commit order), on PostgreSQL a call of es_append_one()
- * (migration 0003), which takes the es_head row lock held until commit so
- * positions become visible in commit order (no gaps for catch-up readers).
- * A stream's version is the largest version in the (stream, version) index.
+ * statement per event, with the expected-version check folded in. SQLite: an
+ * INSERT … SELECT whose rowid is the global position (the single writer makes
+ * rowid order commit order). PostgreSQL: an INSERT that only tries the
+ * append lock (a transaction advisory lock held until commit, so positions,
+ * max + 1, become visible in commit order: no gaps for catch-up readers),
+ * else es_append_one() (migration 0003), which waits for it. A stream's
+ * version is the largest version in its (stream, version) index.
  */
 #include <shoal/eventstore.h>
 
@@ -99,26 +100,23 @@ static int already_appended(sl_db *tx, const char *stream, const sl_es_event *ev
 }
 
 /*
- * One event, one statement. `expected` is SL_ES_ANY, SL_ES_STREAM_EXISTS or an exact version
- * (0: no stream); `first_pos` is 0 for the first event of a batch of `n` (which takes the
- * positions) and the event's position for the others. Sets *written and, when 1, the event's
- * version and position. Not written means nothing changed: a version mismatch or an id or
- * (stream, version) already stored (ON CONFLICT DO NOTHING, which also keeps a PostgreSQL
- * transaction usable for the idempotency check that follows).
+ * One event, normally one statement. `expected` is SL_ES_ANY, SL_ES_STREAM_EXISTS or an exact
+ * version (0: no stream). Sets *written and, when 1, the event's version and position. Not
+ * written means nothing changed: a version mismatch, or an id or (stream, version) already
+ * stored (ON CONFLICT DO NOTHING, which also keeps a PostgreSQL transaction usable for the
+ * idempotency check that follows).
  */
-typedef int (*append_one_fn)(sl_db *tx, const char *stream, int64_t expected, size_t n,
-                             int64_t first_pos, const sl_es_event *ev, const char *id,
-                             int64_t now_ms, int *written, int64_t *version, int64_t *position);
+typedef int (*append_one_fn)(sl_db *tx, const char *stream, int64_t expected,
+                             const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
+                             int64_t *version, int64_t *position);
 
 /* SQLite: the rowid is the position (max + 1 under the single writer, so commit order) and
  * the stream's version is the largest of the (stream, version) index: the check rides on the
  * insert. Positions need no argument. */
-static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected, size_t n,
-                             int64_t first_pos, const sl_es_event *ev, const char *id,
-                             int64_t now_ms, int *written, int64_t *version, int64_t *position)
+static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected,
+                             const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
+                             int64_t *version, int64_t *position)
 {
-    (void)n;
-    (void)first_pos;
     sl_db_stmt *st;
     int rc = sl_db_prepare(
         tx,
@@ -150,28 +148,38 @@ static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected, si
     return rc == SL_DB_DONE ? 0 : (rc < 0 ? rc : SL_EIO);
 }
 
-/* PostgreSQL: es_append_one() (migration 0003) takes the es_head lock, reads the version on a
- * fresh snapshot and inserts, in one round trip of a server-side prepared statement. */
-static int append_one_pg(sl_db *tx, const char *stream, int64_t expected, size_t n,
-                         int64_t first_pos, const sl_es_event *ev, const char *id, int64_t now_ms,
-                         int *written, int64_t *version, int64_t *position)
+/* Binds the event columns shared by both PostgreSQL statements at `idx`: id, id_given, type,
+ * data, metadata, created_ms. */
+static int bind_event(sl_db_stmt *st, int idx, const sl_es_event *ev, const char *id,
+                      int64_t now_ms)
+{
+    int rc;
+    if ((rc = sl_db_bind_text(st, idx, id, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_int64(st, idx + 1, ev->id != NULL)) == 0 &&
+        (rc = sl_db_bind_text(st, idx + 2, ev->type, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_text(st, idx + 3, ev->data, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_text(st, idx + 4, ev->metadata, SIZE_MAX)) == 0)
+        rc = sl_db_bind_int64(st, idx + 5, now_ms);
+    return rc;
+}
+
+/*
+ * PostgreSQL slow path: es_append_one() (migration 0003) waits for the append lock and decides
+ * on fresh snapshots. Runs only when the fast path wrote nothing (lock busy, a conflict, a
+ * re-send, or a commit that slipped in between its snapshot and its lock).
+ */
+static int append_one_pg_wait(sl_db *tx, const char *stream, int64_t expected,
+                              const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
+                              int64_t *version, int64_t *position)
 {
     sl_db_stmt *st;
-    int rc = sl_db_prepare(tx,
-                           "SELECT o_status, o_version, o_position FROM es_append_one(?, ?, ?, "
-                           "?, ?, ?, ?, ?, ?, ?)",
-                           &st);
+    int rc = sl_db_prepare(
+        tx, "SELECT o_status, o_version, o_position FROM es_append_one(?, ?, ?, ?, ?, ?, ?, ?)",
+        &st);
     if (rc) return rc;
     if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_int64(st, 2, expected)) == 0 &&
-        (rc = sl_db_bind_int64(st, 3, (int64_t)n)) == 0 &&
-        (rc = first_pos ? sl_db_bind_int64(st, 4, first_pos) : sl_db_bind_null(st, 4)) == 0 &&
-        (rc = sl_db_bind_text(st, 5, id, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_int64(st, 6, ev->id != NULL)) == 0 &&
-        (rc = sl_db_bind_text(st, 7, ev->type, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 8, ev->data, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 9, ev->metadata, SIZE_MAX)) == 0)
-        rc = sl_db_bind_int64(st, 10, now_ms);
+        (rc = sl_db_bind_int64(st, 2, expected)) == 0)
+        rc = bind_event(st, 3, ev, id, now_ms);
     if (rc == 0) rc = sl_db_step(st);
     if (rc == SL_DB_ROW) {
         *written = sl_db_column_int64(st, 0) == 0;
@@ -183,6 +191,49 @@ static int append_one_pg(sl_db *tx, const char *stream, int64_t expected, size_t
     }
     sl_db_stmt_done(st);
     return rc;
+}
+
+/*
+ * PostgreSQL fast path, one round trip of a server-side prepared statement: only TRIES the
+ * append lock (a transaction advisory lock, held to commit: positions become visible in commit
+ * order), then checks and inserts at max(position) + 1 on the statement's snapshot. If the lock
+ * was free but an append committed between that snapshot and the lock, the position taken is
+ * that append's, so the primary key conflicts and nothing is written (ON CONFLICT DO NOTHING
+ * keeps the transaction usable); the slow path then decides.
+ */
+static int append_one_pg(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *ev,
+                         const char *id, int64_t now_ms, int *written, int64_t *version,
+                         int64_t *position)
+{
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(
+        tx,
+        "WITH lk AS (SELECT pg_try_advisory_xact_lock(es_lock_key()) AS got), cur AS (SELECT "
+        "coalesce((SELECT version FROM es_events WHERE stream = ? ORDER BY version DESC LIMIT "
+        "1), 0) AS v, coalesce((SELECT position FROM es_events ORDER BY position DESC LIMIT 1), "
+        "0) AS p) INSERT INTO es_events (position, stream, version, id, id_given, type, data, "
+        "metadata, created_ms) SELECT cur.p + 1, ?, cur.v + 1, ?, ?, ?, ?, ?, ? FROM lk, cur "
+        "WHERE lk.got AND CASE ? WHEN -1 THEN true WHEN -3 THEN cur.v > 0 ELSE cur.v = ? END "
+        "ON CONFLICT DO NOTHING RETURNING version, position",
+        &st);
+    if (rc) return rc;
+    if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_text(st, 2, stream, SIZE_MAX)) == 0 &&
+        (rc = bind_event(st, 3, ev, id, now_ms)) == 0 &&
+        (rc = sl_db_bind_int64(st, 9, expected)) == 0)
+        rc = sl_db_bind_int64(st, 10, expected);
+    if (rc == 0) rc = sl_db_step(st);
+    *written = rc == SL_DB_ROW;
+    if (rc == SL_DB_ROW) {
+        *version = sl_db_column_int64(st, 0);
+        *position = sl_db_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = 0;
+    }
+    sl_db_stmt_done(st);
+    if (rc || *written) return rc;
+    return append_one_pg_wait(tx, stream, expected, ev, id, now_ms, written, version, position);
 }
 
 static int check_args(const char *stream, int64_t expected, const sl_es_event *ev, size_t n)
@@ -229,8 +280,8 @@ int sl_es_append(sl_db *tx, const char *stream, int64_t expected, const sl_es_ev
         }
         /* After the first event the stream is at `version`, so the rest expect exactly that. */
         int written = 0;
-        rc = one(tx, stream, i == 0 ? expected : version, n, i == 0 ? 0 : position + 1,
-                 &events[i], id, now_wall_ms, &written, &version, &position);
+        rc = one(tx, stream, i == 0 ? expected : version, &events[i], id, now_wall_ms, &written,
+                 &version, &position);
         if (rc) return rc;
         if (!written && i == 0) return first_not_written(tx, stream, events, n, res);
         /* Later events can only collide on an id stored before: the caller rolls back. */
