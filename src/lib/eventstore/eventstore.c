@@ -110,45 +110,7 @@ typedef int (*append_one_fn)(sl_db *tx, const char *stream, int64_t expected,
                              const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
                              int64_t *version, int64_t *position);
 
-/* SQLite: the rowid is the position (max + 1 under the single writer, so commit order) and
- * the stream's version is the largest of the (stream, version) index: the check rides on the
- * insert. Positions need no argument. */
-static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected,
-                             const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
-                             int64_t *version, int64_t *position)
-{
-    sl_db_stmt *st;
-    int rc = sl_db_prepare(
-        tx,
-        "INSERT INTO es_events (stream, version, id, id_given, type, data, metadata, "
-        "created_ms) SELECT ?, cur.v + 1, ?, ?, ?, ?, ?, ? FROM (SELECT coalesce((SELECT "
-        "version FROM es_events WHERE stream = ? ORDER BY version DESC LIMIT 1), 0) AS v) AS "
-        "cur WHERE CASE ? WHEN -1 THEN 1 WHEN -3 THEN cur.v > 0 ELSE cur.v = ? END ON CONFLICT "
-        "DO NOTHING RETURNING position, version",
-        &st);
-    if (rc) return rc;
-    if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 2, id, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_int64(st, 3, ev->id != NULL)) == 0 &&
-        (rc = sl_db_bind_text(st, 4, ev->type, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 5, ev->data, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 6, ev->metadata, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_int64(st, 7, now_ms)) == 0 &&
-        (rc = sl_db_bind_text(st, 8, stream, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_int64(st, 9, expected)) == 0)
-        rc = sl_db_bind_int64(st, 10, expected);
-    if (rc == 0) rc = sl_db_step(st);
-    *written = rc == SL_DB_ROW;
-    if (rc == SL_DB_ROW) {
-        *position = sl_db_column_int64(st, 0);
-        *version = sl_db_column_int64(st, 1);
-        rc = sl_db_step(st); /* finish the statement: RETURNING rows come after the write */
-    }
-    sl_db_stmt_done(st);
-    return rc == SL_DB_DONE ? 0 : (rc < 0 ? rc : SL_EIO);
-}
-
-/* Binds the event columns shared by both PostgreSQL statements at `idx`: id, id_given, type,
+/* Binds the event columns shared by the insert statements at `idx`: id, id_given, type,
  * data, metadata, created_ms. */
 static int bind_event(sl_db_stmt *st, int idx, const sl_es_event *ev, const char *id,
                       int64_t now_ms)
@@ -161,6 +123,58 @@ static int bind_event(sl_db_stmt *st, int idx, const sl_es_event *ev, const char
         (rc = sl_db_bind_text(st, idx + 4, ev->metadata, SIZE_MAX)) == 0)
         rc = sl_db_bind_int64(st, idx + 5, now_ms);
     return rc;
+}
+
+/* SQLite: the single writer (BEGIN IMMEDIATE) makes a read inside the transaction exact, so the
+ * check is plain C between two cheap statements: the stream's version (the largest of its
+ * (stream, version) index) with the last position (the largest rowid), then a plain INSERT at
+ * rowid max + 1, which is commit order. No INSERT … SELECT: SQLite would stage its rows in a
+ * temporary table because the SELECT reads the table written. */
+static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected,
+                             const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
+                             int64_t *version, int64_t *position)
+{
+    *written = 0;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(tx,
+                           "SELECT coalesce((SELECT version FROM es_events WHERE stream = ? ORDER "
+                           "BY version DESC LIMIT 1), 0), coalesce((SELECT max(position) FROM "
+                           "es_events), 0)",
+                           &st);
+    if (rc) return rc;
+    int64_t cur = 0, last = 0;
+    if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        cur = sl_db_column_int64(st, 0);
+        last = sl_db_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = SL_EIO; /* a SELECT without FROM returns one row */
+    }
+    sl_db_stmt_done(st);
+    if (rc) return rc;
+    int ok = expected == SL_ES_ANY || (expected == SL_ES_STREAM_EXISTS && cur > 0) ||
+             cur == expected;
+    if (!ok) return 0;
+    rc = sl_db_prepare(tx,
+                       "INSERT INTO es_events (position, stream, version, id, id_given, type, "
+                       "data, metadata, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON "
+                       "CONFLICT DO NOTHING",
+                       &st);
+    if (rc) return rc;
+    if ((rc = sl_db_bind_int64(st, 1, last + 1)) == 0 &&
+        (rc = sl_db_bind_text(st, 2, stream, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_int64(st, 3, cur + 1)) == 0)
+        rc = bind_event(st, 4, ev, id, now_ms);
+    if (rc == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_DONE) {
+        *written = sl_db_changes(st) == 1;
+        *version = cur + 1;
+        *position = last + 1;
+        rc = 0;
+    }
+    sl_db_stmt_done(st);
+    return rc < 0 ? rc : (rc ? SL_EIO : 0);
 }
 
 /*
