@@ -32,8 +32,8 @@ int sl_es_stream_version(sl_db *db, const char *stream, int64_t *version)
 {
     *version = 0;
     sl_db_stmt *st;
-    int rc = sl_db_prepare(
-        db, "SELECT coalesce(max(version), 0) FROM es_events WHERE stream = ?", &st);
+    int rc =
+        sl_db_prepare(db, "SELECT coalesce(max(version), 0) FROM es_events WHERE stream = ?", &st);
     if (rc) return rc;
     if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) != 0) {
         sl_db_stmt_done(st);
@@ -106,9 +106,9 @@ static int already_appended(sl_db *tx, const char *stream, const sl_es_event *ev
  * stored (ON CONFLICT DO NOTHING, which also keeps a PostgreSQL transaction usable for the
  * idempotency check that follows).
  */
-typedef int (*append_one_fn)(sl_db *tx, const char *stream, int64_t expected,
-                             const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
-                             int64_t *version, int64_t *position);
+typedef int (*append_one_fn)(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *ev,
+                             const char *id, int64_t now_ms, int *written, int64_t *version,
+                             int64_t *position);
 
 /* Binds the event columns shared by the insert statements at `idx`: id, id_given, type,
  * data, metadata, created_ms. */
@@ -130,9 +130,9 @@ static int bind_event(sl_db_stmt *st, int idx, const sl_es_event *ev, const char
  * (stream, version) index) with the last position (the largest rowid), then a plain INSERT at
  * rowid max + 1, which is commit order. No INSERT … SELECT: SQLite would stage its rows in a
  * temporary table because the SELECT reads the table written. */
-static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected,
-                             const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
-                             int64_t *version, int64_t *position)
+static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *ev,
+                             const char *id, int64_t now_ms, int *written, int64_t *version,
+                             int64_t *position)
 {
     *written = 0;
     sl_db_stmt *st;
@@ -153,8 +153,8 @@ static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected,
     }
     sl_db_stmt_done(st);
     if (rc) return rc;
-    int ok = expected == SL_ES_ANY || (expected == SL_ES_STREAM_EXISTS && cur > 0) ||
-             cur == expected;
+    int ok =
+        expected == SL_ES_ANY || (expected == SL_ES_STREAM_EXISTS && cur > 0) || cur == expected;
     if (!ok) return 0;
     rc = sl_db_prepare(tx,
                        "INSERT INTO es_events (position, stream, version, id, id_given, type, "
