@@ -38,8 +38,7 @@ static inline void svc_start(svc_proc *p, const char *name, char *const *env, in
     memset(p, 0, sizeof *p);
     harness_fresh_url(p->db_url, sizeof p->db_url);
     snprintf(p->key_path, sizeof p->key_path, "%s_%ld.key", name, (long)getpid());
-    snprintf(p->log_path, sizeof p->log_path, "%s_%ld_%d.log", name, (long)getpid(),
-             harness_g.n);
+    snprintf(p->log_path, sizeof p->log_path, "%s_%ld_%d.log", name, (long)getpid(), harness_g.n);
     char err[256];
     unlink(p->key_path);
     if (sl_identity_key_ensure(p->key_path, &p->key, err) != 0) fail_msg("key: %s", err);
@@ -79,8 +78,8 @@ static inline void svc_stop(svc_proc *p)
  * th_response_free).
  */
 static inline int svc_req_raw(const svc_proc *p, const char *method, const char *path,
-                              const char *user, const char *role, const char *body,
-                              size_t body_len, const char *extra, th_response *res)
+                              const char *user, const char *role, const char *body, size_t body_len,
+                              const char *extra, th_response *res)
 {
     char ident[512] = "";
     if (role) {
@@ -90,8 +89,8 @@ static inline int svc_req_raw(const svc_proc *p, const char *method, const char 
         if (sl_identity_sign(&p->key, user, role, m, ps, sl_clock_wall_ms(sl_clock_system()),
                              proof) != 0)
             fail_msg("sign");
-        snprintf(ident, sizeof ident, "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n",
-                 user, role, proof);
+        snprintf(ident, sizeof ident,
+                 "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", user, role, proof);
     }
     size_t cap = 4096 + body_len;
     char *raw = malloc(cap);
@@ -108,8 +107,7 @@ static inline int svc_req_raw(const svc_proc *p, const char *method, const char 
     if (fd >= 0) {
         th_reader *rb = malloc(sizeof *rb);
         th_reader_init(rb, fd);
-        if (th_send(fd, raw, len) == 0 && th_read_response(rb, res, 15000) == 0)
-            rc = res->status;
+        if (th_send(fd, raw, len) == 0 && th_read_response(rb, res, 15000) == 0) rc = res->status;
         free(rb);
         close(fd);
     }
@@ -117,8 +115,8 @@ static inline int svc_req_raw(const svc_proc *p, const char *method, const char 
     return rc;
 }
 
-static inline int svc_req(const svc_proc *p, const char *method, const char *path,
-                          const char *user, const char *role, const char *body, th_response *res)
+static inline int svc_req(const svc_proc *p, const char *method, const char *path, const char *user,
+                          const char *role, const char *body, th_response *res)
 {
     return svc_req_raw(p, method, path, user, role, body, body ? strlen(body) : 0, NULL, res);
 }
@@ -140,8 +138,8 @@ static inline json_t *svc_call(const svc_proc *p, const char *method, const char
     th_response r;
     int st = svc_req(p, method, path, user, role, body, &r);
     if (st != want_status)
-        fail_msg("%s %s: status %d, want %d: %.*s", method, path, st, want_status,
-                 (int)r.body_len, r.body ? r.body : "");
+        fail_msg("%s %s: status %d, want %d: %.*s", method, path, st, want_status, (int)r.body_len,
+                 r.body ? r.body : "");
     json_t *v = svc_json(&r);
     th_response_free(&r);
     return v;

@@ -35,8 +35,7 @@ json_t *cart_json(const cart_line *lines, size_t n)
     int64_t amount = 0;
     char currency[4];
     int rc = cart_total(lines, n, &amount, currency);
-    if (rc != 0)
-        /* Only reachable when a product's currency changed after it was added. */
+    if (rc != 0) /* Only reachable when a product's currency changed after it was added. */
         return json_pack("{s:o, s:n, s:s}", "items", items, "total", "total_error",
                          rc == SL_ECONFLICT ? "mixed_currencies" : "overflow");
     return json_pack("{s:o, s:{s:I, s:s}}", "items", items, "total", "amount", (json_int_t)amount,
@@ -65,8 +64,8 @@ static void respond_cart(sl_http_req *req, sl_svc_worker *w, const char *user)
 {
     cart_line *lines = calloc(CART_ITEMS_MAX, sizeof *lines);
     size_t n = 0;
-    int rc = lines ? cart_store_lines(sl_svc_worker_db(w), user, lines, CART_ITEMS_MAX, &n)
-                   : SL_ENOMEM;
+    int rc =
+        lines ? cart_store_lines(sl_svc_worker_db(w), user, lines, CART_ITEMS_MAX, &n) : SL_ENOMEM;
     json_t *v = rc == 0 ? cart_json(lines, n) : NULL;
     free(lines);
     if (rc != 0) {
@@ -277,8 +276,7 @@ int cart_apply_product(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason
     return put_replica(tx, pid, name, price, "price", msg, reason, cap);
 }
 
-int cart_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                             size_t cap)
+int cart_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
     (void)svc;
     const char *pid = NULL;
@@ -350,7 +348,10 @@ int cart_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char
              .min = 1,
              .max = CART_ID_MAX,
              .max_bytes = CART_ID_MAX},
-            {.name = "qty", .kind = SL_JSON_INT, .flags = SL_JSON_REQUIRED, .min = 1,
+            {.name = "qty",
+             .kind = SL_JSON_INT,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
              .max = 1000000},
         };
         if (sl_json_path_index(prefix, sizeof prefix, "items", i) != 0 ||

@@ -15,13 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CART_ID_MAX       64                 /* bytes of a product or user id */
-#define CART_QTY_MAX      99                 /* units of one product in a cart */
-#define CART_ITEMS_MAX    100                /* distinct products in one cart */
-#define CART_NAME_MAX     200                /* characters of a product name */
-#define CART_AMOUNT_MAX   1000000000000LL    /* minor units of one unit price */
-#define CART_ORDER_MAX    1000               /* items read from one order.confirmed */
-#define CART_CURRENCY_DEF "JPY"              /* currency of an empty cart's total */
+#define CART_ID_MAX       64              /* bytes of a product or user id */
+#define CART_QTY_MAX      99              /* units of one product in a cart */
+#define CART_ITEMS_MAX    100             /* distinct products in one cart */
+#define CART_NAME_MAX     200             /* characters of a product name */
+#define CART_AMOUNT_MAX   1000000000000LL /* minor units of one unit price */
+#define CART_ORDER_MAX    1000            /* items read from one order.confirmed */
+#define CART_CURRENCY_DEF "JPY"           /* currency of an empty cart's total */
 
 /* ---- domain (pure) ------------------------------------------------------------------------ */
 
@@ -98,8 +98,7 @@ json_t *cart_json(const cart_line *lines, size_t n);
 
 /* Event appliers (sl_event_apply_cb), inside the consumer's transaction. */
 int cart_apply_product(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
-int cart_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                             size_t cap);
+int cart_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
 int cart_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
                                size_t cap);
 

@@ -43,8 +43,7 @@ static void copy_text(char *dst, size_t cap, sl_db_stmt *st, int col)
 int cart_store_price_get(sl_db *db, const char *product_id, cart_price *out)
 {
     sl_db_stmt *st;
-    PREP(db,
-         "SELECT price, currency, price_ms, name_ms FROM product_prices WHERE product_id = ?",
+    PREP(db, "SELECT price, currency, price_ms, name_ms FROM product_prices WHERE product_id = ?",
          st);
     BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
     int rc = sl_db_step(st);

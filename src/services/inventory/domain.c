@@ -93,8 +93,10 @@ static void read_item(const json_t *it, size_t i, inv_item *items, size_t *n, sl
     }
     for (size_t k = 0; k < *n; k++) {
         if (strcmp(items[k].product_id, pid) == 0) {
-            sl_json_errors_add(errs, field, "names the same product as items[%zu]; send one "
-                                            "entry per product", items[k].index);
+            sl_json_errors_add(errs, field,
+                               "names the same product as items[%zu]; send one "
+                               "entry per product",
+                               items[k].index);
             return;
         }
     }

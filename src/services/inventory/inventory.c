@@ -65,8 +65,10 @@ static void respond_refusal(sl_http_req *req, int status, const char *reason, co
         return;
     }
     json_object_set_new(doc, "reason", json_string(reason));
-    if (extra_key && extra) json_object_set_new(doc, extra_key, extra);
-    else json_decref(extra);
+    if (extra_key && extra)
+        json_object_set_new(doc, extra_key, extra);
+    else
+        json_decref(extra);
     char *body = sl_json_dump(doc, &len);
     json_decref(doc);
     if (!body) {
@@ -108,8 +110,7 @@ static int require_service(sl_http_req *req)
 }
 
 /* Copies the path parameter `name` into out when it is a valid id; else answers 404. */
-static int path_id(sl_http_req *req, const char *name, const char *what,
-                   char out[INV_ID_MAX + 1])
+static int path_id(sl_http_req *req, const char *name, const char *what, char out[INV_ID_MAX + 1])
 {
     sl_slice v = sl_route_param(&req->params, name);
     if (!inv_id_valid(v.ptr, v.len)) {
@@ -312,8 +313,8 @@ static int restock_tx(sl_db *db, const char *pid, int64_t qty, const char *tp, i
     }
     if (rc != 0) return rc;
     *status = 200;
-    *body = json_pack("{s:s, s:I}", "product_id", pid, "available",
-                      (json_int_t)(s.stock - s.reserved));
+    *body =
+        json_pack("{s:s, s:I}", "product_id", pid, "available", (json_int_t)(s.stock - s.reserved));
     return *body ? 0 : SL_ENOMEM;
 }
 

@@ -20,18 +20,18 @@
 
 /* ---- limits (docs/services/inventory.md) ------------------------------------------------ */
 
-#define INV_ID_MAX          64                  /* bytes of an order or product id */
-#define INV_ITEMS_MAX       100                 /* items of one reservation */
-#define INV_QTY_MAX         1000000             /* units of one item */
-#define INV_RESTOCK_MAX     1000000             /* units added by one restock */
-#define INV_STOCK_MAX       1000000000000LL     /* units on hand of one product */
-#define INV_TTL_DEFAULT_MS  900000              /* inventory.reservation_ttl_ms */
-#define INV_AUDIT_MAX       100                 /* violations reported by one audit */
-#define INV_SOURCE          "/shoal/inventory"  /* CloudEvents source */
-#define INV_STOCK_CHANGED   "shop.inventory.stock_changed.v1"
-#define INV_RESERVED        "shop.inventory.reserved.v1"
-#define INV_RELEASED        "shop.inventory.released.v1"
-#define INV_COMMITTED       "shop.inventory.committed.v1"
+#define INV_ID_MAX         64                 /* bytes of an order or product id */
+#define INV_ITEMS_MAX      100                /* items of one reservation */
+#define INV_QTY_MAX        1000000            /* units of one item */
+#define INV_RESTOCK_MAX    1000000            /* units added by one restock */
+#define INV_STOCK_MAX      1000000000000LL    /* units on hand of one product */
+#define INV_TTL_DEFAULT_MS 900000             /* inventory.reservation_ttl_ms */
+#define INV_AUDIT_MAX      100                /* violations reported by one audit */
+#define INV_SOURCE         "/shoal/inventory" /* CloudEvents source */
+#define INV_STOCK_CHANGED  "shop.inventory.stock_changed.v1"
+#define INV_RESERVED       "shop.inventory.reserved.v1"
+#define INV_RELEASED       "shop.inventory.released.v1"
+#define INV_COMMITTED      "shop.inventory.committed.v1"
 
 /* ---- domain (pure) ------------------------------------------------------------------------ */
 
@@ -100,8 +100,8 @@ int inv_restock_apply(int64_t stock, int64_t qty, int64_t *out) SL_MUST_CHECK;
 
 /* One audit finding. */
 typedef struct inv_violation {
-    char check[24];                 /* "stock_negative", "reserved_mismatch", ... */
-    char subject[INV_ID_MAX + 1];   /* product or order id */
+    char check[24];               /* "stock_negative", "reserved_mismatch", ... */
+    char subject[INV_ID_MAX + 1]; /* product or order id */
     char detail[160];
 } inv_violation;
 
@@ -162,8 +162,8 @@ typedef struct inv_shortage {
 
 typedef struct inv_reserve_result {
     inv_reserve_outcome outcome;
-    inv_reservation res;     /* CREATED / EXISTING / MISMATCH: the stored reservation */
-    size_t nshort;           /* INSUFFICIENT / UNKNOWN_PRODUCT: the items at fault */
+    inv_reservation res; /* CREATED / EXISTING / MISMATCH: the stored reservation */
+    size_t nshort;       /* INSUFFICIENT / UNKNOWN_PRODUCT: the items at fault */
     inv_shortage short_items[INV_ITEMS_MAX];
 } inv_reserve_result;
 
@@ -173,9 +173,8 @@ typedef struct inv_reserve_result {
  * reserved + stock_changed. Idempotent per order id. Returns 0 with the outcome in *out, or
  * a database error. `traceparent` may be NULL.
  */
-int inv_op_reserve(sl_db *db, const char *order_id, const inv_item *items, size_t n,
-                   int64_t now_ms, int64_t ttl_ms, const char *traceparent,
-                   inv_reserve_result *out) SL_MUST_CHECK;
+int inv_op_reserve(sl_db *db, const char *order_id, const inv_item *items, size_t n, int64_t now_ms,
+                   int64_t ttl_ms, const char *traceparent, inv_reserve_result *out) SL_MUST_CHECK;
 
 /*
  * Release (reason "requested" or "expired") and commit of an order's reservation in one
@@ -184,8 +183,7 @@ int inv_op_reserve(sl_db *db, const char *order_id, const inv_item *items, size_
  * An expiry only applies to a reservation that is still reserved and due at `now_ms`.
  */
 int inv_op_release(sl_db *db, const char *order_id, const char *reason, int64_t now_ms,
-                   const char *traceparent, inv_action *action,
-                   inv_reservation *out) SL_MUST_CHECK;
+                   const char *traceparent, inv_action *action, inv_reservation *out) SL_MUST_CHECK;
 int inv_op_commit(sl_db *db, const char *order_id, int64_t now_ms, const char *traceparent,
                   inv_action *action, inv_reservation *out) SL_MUST_CHECK;
 

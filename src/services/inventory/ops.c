@@ -123,8 +123,8 @@ static int take_units(sl_db *tx, const inv_item *items, size_t n, int64_t now_ms
         inv_stock s;
         rc = inv_store_stock_get(tx, items[i].product_id, &s);
         if (rc != 0 && rc != SL_ENOTFOUND) return rc;
-        inv_shortage *sh = rc == SL_ENOTFOUND ? &unknown[nunknown++]
-                                              : &out->short_items[out->nshort++];
+        inv_shortage *sh =
+            rc == SL_ENOTFOUND ? &unknown[nunknown++] : &out->short_items[out->nshort++];
         sh->index = items[i].index;
         snprintf(sh->product_id, sizeof sh->product_id, "%s", items[i].product_id);
         sh->requested = items[i].qty;
@@ -183,9 +183,8 @@ fail:
     return rc;
 }
 
-int inv_op_reserve(sl_db *db, const char *order_id, const inv_item *items, size_t n,
-                   int64_t now_ms, int64_t ttl_ms, const char *traceparent,
-                   inv_reserve_result *out)
+int inv_op_reserve(sl_db *db, const char *order_id, const inv_item *items, size_t n, int64_t now_ms,
+                   int64_t ttl_ms, const char *traceparent, inv_reserve_result *out)
 {
     if (n == 0 || n > INV_ITEMS_MAX) return SL_EINVAL;
     int rc = SL_EBUSY;
@@ -348,8 +347,7 @@ static int bad_event(char *reason, size_t cap, const char *what, const sl_json_e
     return SL_EPARSE;
 }
 
-int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                              size_t cap)
+int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
     (void)svc;
     const char *pid = NULL;
@@ -362,7 +360,10 @@ int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char 
          .max = INV_ID_MAX,
          .max_bytes = INV_ID_MAX,
          .out = &pid},
-        {.name = "initial_stock", .kind = SL_JSON_INT, .min = 0, .max = INV_STOCK_MAX,
+        {.name = "initial_stock",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = INV_STOCK_MAX,
          .out = &initial},
     };
     sl_json_errors errs;
@@ -382,8 +383,7 @@ int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char 
     return emit(tx, INV_STOCK_CHANGED, pid, inv_stock_json(&s), msg->traceparent, now_ms);
 }
 
-int inv_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                              size_t cap)
+int inv_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
     const char *oid = NULL;
     const sl_json_field f[] = {
@@ -411,9 +411,9 @@ int inv_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char 
     if (rc == 0 && (action == INV_ACT_REFUSE || action == INV_ACT_UNKNOWN)) {
         /* The order was confirmed but its units are no longer (or never were) held: never
          * take them now (stock could go negative); record it for an operator instead. */
-        const char *kind = action == INV_ACT_UNKNOWN            ? "confirmed_without_reservation"
+        const char *kind = action == INV_ACT_UNKNOWN           ? "confirmed_without_reservation"
                            : strcmp(r->reason, "expired") == 0 ? "confirmed_after_expiry"
-                                                                : "confirmed_after_release";
+                                                               : "confirmed_after_release";
         rc = inv_store_anomaly_add(tx, oid, kind, msg->id ? msg->id : oid, now_ms);
         if (rc == 0 && svc)
             SL_LOG_WARN(sl_service_log(svc), NULL, "order confirmed without held stock",

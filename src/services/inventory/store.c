@@ -117,8 +117,7 @@ int inv_store_try_reserve(sl_db *db, const char *product_id, int64_t qty, int64_
     return rc;
 }
 
-int inv_store_unreserve(sl_db *db, const char *product_id, int64_t qty, int consume,
-                        int64_t now_ms)
+int inv_store_unreserve(sl_db *db, const char *product_id, int64_t qty, int consume, int64_t now_ms)
 {
     /* A commit consumes the units (stock and reserved both drop); a release only frees them.
      * The WHERE clause refuses to go negative (reserved <= stock holds by constraint); the
@@ -149,8 +148,7 @@ int inv_store_unreserve(sl_db *db, const char *product_id, int64_t qty, int cons
 int inv_store_res_get(sl_db *db, const char *order_id, inv_reservation *out)
 {
     sl_db_stmt *st;
-    PREP(db,
-         "SELECT status, reason, created_ms, expires_ms FROM reservations WHERE order_id = ?",
+    PREP(db, "SELECT status, reason, created_ms, expires_ms FROM reservations WHERE order_id = ?",
          st);
     BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
     int rc = sl_db_step(st);
@@ -168,8 +166,7 @@ int inv_store_res_get(sl_db *db, const char *order_id, inv_reservation *out)
     sl_db_stmt_done(st);
     if (inv_status_parse(status, &out->status) != 0) return SL_EIO; /* database content */
 
-    PREP(db,
-         "SELECT product_id, qty FROM reservation_items WHERE order_id = ? ORDER BY product_id",
+    PREP(db, "SELECT product_id, qty FROM reservation_items WHERE order_id = ? ORDER BY product_id",
          st);
     BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
     while ((rc = sl_db_step(st)) == SL_DB_ROW) {
@@ -201,8 +198,7 @@ int inv_store_res_insert(sl_db *db, const inv_reservation *r, int64_t now_ms)
     BIND(st, sl_db_bind_int64(st, 6, now_ms));
     int rc = run(st, NULL);
     for (size_t i = 0; rc == 0 && i < r->n; i++) {
-        PREP(db, "INSERT INTO reservation_items (order_id, product_id, qty) VALUES (?, ?, ?)",
-             st);
+        PREP(db, "INSERT INTO reservation_items (order_id, product_id, qty) VALUES (?, ?, ?)", st);
         BIND(st, sl_db_bind_text(st, 1, r->order_id, SIZE_MAX));
         BIND(st, sl_db_bind_text(st, 2, r->items[i].product_id, SIZE_MAX));
         BIND(st, sl_db_bind_int64(st, 3, r->items[i].qty));
@@ -263,8 +259,8 @@ int inv_store_anomaly_add(sl_db *db, const char *order_id, const char *kind, con
 }
 
 /* Appends one finding per row of `sql` (columns: subject, detail) under `check`. */
-static int audit_rows(sl_db *db, const char *sql, const char *check, inv_violation *out,
-                      size_t cap, size_t *n, size_t *dropped)
+static int audit_rows(sl_db *db, const char *sql, const char *check, inv_violation *out, size_t cap,
+                      size_t *n, size_t *dropped)
 {
     sl_db_stmt *st;
     PREP(db, sql, st);

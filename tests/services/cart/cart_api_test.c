@@ -223,8 +223,8 @@ static void expect_bad(const char *method, const char *path, const char *role, c
     th_response res;
     int st = svc_req_raw(&g_svc, method, path, "u7", role, body, len, NULL, &res);
     if (st != status)
-        fail_msg("%s %s %.*s: status %d, want %d: %s", method, path, (int)len, body ? body : "",
-                 st, status, res.body ? res.body : "");
+        fail_msg("%s %s %.*s: status %d, want %d: %s", method, path, (int)len, body ? body : "", st,
+                 status, res.body ? res.body : "");
     assert_non_null(strstr(th_header(&res, "content-type"), "application/problem+json"));
     json_t *v = svc_json(&res);
     if (field && !svc_has_error(v, field))
@@ -239,9 +239,14 @@ static void test_bad_input_everywhere(void **state)
     product("x1", 10, "JPY", NULL);
     json_decref(svc_call(&g_svc, "PUT", "/cart/items/x1", "u7", "customer", "{\"qty\":2}", 200));
     int64_t before = digest();
-    const char *bodies[] = {"{}",          "{\"qty\":-1}",  "{\"qty\":100}",
-                            "{\"qty\":\"2\"}", "{\"qty\":1.5}", "{\"qty\":1e40}",
-                            "{\"qty\":null}", "{\"qty\":1,\"x\":2}"};
+    const char *bodies[] = {"{}",
+                            "{\"qty\":-1}",
+                            "{\"qty\":100}",
+                            "{\"qty\":\"2\"}",
+                            "{\"qty\":1.5}",
+                            "{\"qty\":1e40}",
+                            "{\"qty\":null}",
+                            "{\"qty\":1,\"x\":2}"};
     for (size_t i = 0; i < SL_ARRAY_LEN(bodies); i++)
         expect_bad("PUT", "/cart/items/x1", "customer", bodies[i], strlen(bodies[i]), 400,
                    i == SL_ARRAY_LEN(bodies) - 1 ? "x" : "qty");

@@ -31,8 +31,14 @@ static void test_qty_bounds(void **state)
     assert_int_equal(q, 0);
     assert_int_equal(qty_of("{\"qty\":99}", &q, &errs), 0);
     assert_int_equal(q, 99);
-    const char *bad[] = {"{}", "{\"qty\":100}", "{\"qty\":-1}", "{\"qty\":1.5}", "{\"qty\":\"2\"}",
-                         "{\"qty\":null}", "{\"qty\":1e40}", "{\"qty\":true}"};
+    const char *bad[] = {"{}",
+                         "{\"qty\":100}",
+                         "{\"qty\":-1}",
+                         "{\"qty\":1.5}",
+                         "{\"qty\":\"2\"}",
+                         "{\"qty\":null}",
+                         "{\"qty\":1e40}",
+                         "{\"qty\":true}"};
     for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
         assert_int_equal(qty_of(bad[i], &q, &errs), SL_EINVAL);
         assert_string_equal(errs.items[0].field, "qty");

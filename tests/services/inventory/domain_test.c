@@ -64,8 +64,7 @@ static void test_invalid_requests_name_fields(void **state)
         {"{\"order_id\":\"o o\",\"items\":[{\"product_id\":\"a\",\"qty\":1}]}", "order_id"},
         {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":0}]}", "items[0].qty"},
         {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":-3}]}", "items[0].qty"},
-        {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":1000001}]}",
-         "items[0].qty"},
+        {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":1000001}]}", "items[0].qty"},
         {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":1.5}]}", "items[0].qty"},
         {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":\"1\"}]}", "items[0].qty"},
         {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":1},{\"qty\":1}]}",
@@ -75,8 +74,7 @@ static void test_invalid_requests_name_fields(void **state)
          "items[1].product_id"},
         {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a/b\",\"qty\":1}]}",
          "items[0].product_id"},
-        {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":1,\"x\":1}]}",
-         "items[0].x"},
+        {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":1,\"x\":1}]}", "items[0].x"},
         {"{\"order_id\":\"o\",\"items\":[7]}", "items[0]"},
         {"{\"order_id\":\"o\",\"items\":[{\"product_id\":\"a\",\"qty\":1}],\"extra\":true}",
          "extra"},
@@ -95,8 +93,8 @@ static void test_invalid_requests_name_fields(void **state)
     char body[300], id[INV_ID_MAX + 2];
     memset(id, 'x', sizeof id - 1);
     id[sizeof id - 1] = '\0';
-    snprintf(body, sizeof body, "{\"order_id\":\"%s\",\"items\":[{\"product_id\":\"%s\",\"qty\":1}]}",
-             id, id);
+    snprintf(body, sizeof body,
+             "{\"order_id\":\"%s\",\"items\":[{\"product_id\":\"%s\",\"qty\":1}]}", id, id);
     char order[INV_ID_MAX + 1];
     inv_item items[INV_ITEMS_MAX];
     size_t n = 0;

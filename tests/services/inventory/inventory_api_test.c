@@ -213,10 +213,8 @@ static void test_bad_input_everywhere(void **state)
         {"{\"order_id\":\"x\",\"items\":[{\"product_id\":\"b1\",\"qty\":0}]}", "items[0].qty"},
         {"{\"order_id\":\"x\",\"items\":[{\"product_id\":\"b1\",\"qty\":99999999999999999}]}",
          "items[0].qty"},
-        {"{\"order_id\":\"x\",\"items\":[{\"product_id\":\"b1\",\"qty\":\"2\"}]}",
-         "items[0].qty"},
-        {"{\"order_id\":\"x\",\"items\":[{\"product_id\":null,\"qty\":2}]}",
-         "items[0].product_id"},
+        {"{\"order_id\":\"x\",\"items\":[{\"product_id\":\"b1\",\"qty\":\"2\"}]}", "items[0].qty"},
+        {"{\"order_id\":\"x\",\"items\":[{\"product_id\":null,\"qty\":2}]}", "items[0].product_id"},
         {"{\"order_id\":\"x\",\"items\":[{\"product_id\":\"b1\",\"qty\":1}],\"y\":1}", "y"},
         {"{\"order_id\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
          "\"items\":[{\"product_id\":\"b1\",\"qty\":1}]}",
@@ -225,8 +223,8 @@ static void test_bad_input_everywhere(void **state)
          "order_id"},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(res_cases); i++)
-        expect_bad("POST", "/reservations", "service", res_cases[i].body,
-                   strlen(res_cases[i].body), 400, res_cases[i].field);
+        expect_bad("POST", "/reservations", "service", res_cases[i].body, strlen(res_cases[i].body),
+                   400, res_cases[i].field);
     /* Invalid UTF-8 and malformed JSON: 400 from the parser. */
     const char bad_utf8[] = "{\"order_id\":\"\xff\xfe\",\"items\":[]}";
     expect_bad("POST", "/reservations", "service", bad_utf8, sizeof bad_utf8 - 1, 400, NULL);
@@ -247,10 +245,9 @@ static void test_bad_input_everywhere(void **state)
         {"{\"quantity\":5,\"note\":\"x\"}", "note"},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(rs_cases); i++)
-        expect_bad("POST", "/stock/b1/restock", "admin", rs_cases[i].body,
-                   strlen(rs_cases[i].body), 400, rs_cases[i].field);
-    expect_bad("POST", "/stock/ghost/restock", "admin", "{\"quantity\":1}", 14, 404,
-               "product_id");
+        expect_bad("POST", "/stock/b1/restock", "admin", rs_cases[i].body, strlen(rs_cases[i].body),
+                   400, rs_cases[i].field);
+    expect_bad("POST", "/stock/ghost/restock", "admin", "{\"quantity\":1}", 14, 404, "product_id");
     char longpath[200];
     snprintf(longpath, sizeof longpath, "/stock/%0*d/restock", 65, 1);
     expect_bad("POST", longpath, "admin", "{\"quantity\":1}", 14, 404, "product_id");
@@ -287,8 +284,8 @@ static void test_restock_idempotency(void **state)
 {
     (void)state;
     seed(g_db, "k1", 1);
-    json_t *r = svc_call(&g_svc, "POST", "/stock/k1/restock", "admin1", "admin",
-                         "{\"quantity\":4}", 200);
+    json_t *r =
+        svc_call(&g_svc, "POST", "/stock/k1/restock", "admin1", "admin", "{\"quantity\":4}", 200);
     assert_int_equal(svc_int(r, "available"), 5);
     json_decref(r);
     const char *key = "Idempotency-Key: rk-1\r\n";

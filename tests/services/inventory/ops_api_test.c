@@ -48,8 +48,8 @@ static void seed(sl_db *db, const char *pid, int64_t initial)
 {
     char id[80], data[200];
     snprintf(id, sizeof id, "ev-created-%s", pid);
-    snprintf(data, sizeof data, "{\"product_id\":\"%s\",\"sku\":\"S\",\"initial_stock\":%lld}",
-             pid, (long long)initial);
+    snprintf(data, sizeof data, "{\"product_id\":\"%s\",\"sku\":\"S\",\"initial_stock\":%lld}", pid,
+             (long long)initial);
     assert_int_equal(deliver(db, inv_apply_product_created, id, "shop.product.created.v1", data),
                      1);
 }
@@ -211,7 +211,7 @@ static void *race(void *arg)
         if (e != 0)
             rc->fails++;
         else
-            rc->wins[i] = res->outcome == INV_RES_CREATED ? 1
+            rc->wins[i] = res->outcome == INV_RES_CREATED        ? 1
                           : res->outcome == INV_RES_INSUFFICIENT ? 0
                                                                  : -1;
     }
