@@ -63,7 +63,7 @@ SL_API int sl_identity_sign(const sl_identity_key *key, const char *user_id, con
  * stale proof (constant-time comparison).
  */
 SL_API int sl_identity_verify(const sl_identity_key *key, const sl_http_header *headers,
-                              size_t nheaders, sl_http_method method, sl_slice path, int64_t now_ms,
-                              int64_t max_age_ms, sl_identity *out) SL_MUST_CHECK;
+                              size_t nheaders, sl_http_method method, sl_slice path,
+                              int64_t now_ms, int64_t max_age_ms, sl_identity *out) SL_MUST_CHECK;
 
 #endif /* SHOAL_IDENTITY_H */

@@ -31,8 +31,9 @@ static int setup(void **state)
 static int check(const char *uid, const char *role, const char *proof, sl_http_method m,
                  const char *path, int64_t now, sl_identity *out)
 {
-    sl_http_header h[3] = {
-        {S("X-User-Id"), S(uid)}, {S("x-user-role"), S(role)}, {S("x-shoal-identity"), S(proof)}};
+    sl_http_header h[3] = {{S("X-User-Id"), S(uid)},
+                           {S("x-user-role"), S(role)},
+                           {S("x-shoal-identity"), S(proof)}};
     return sl_identity_verify(&key1, h, 3, m, S(path), now, 60000, out);
 }
 
@@ -73,8 +74,8 @@ static void test_forgeries_rejected(void **state)
     /* A flipped digit of the MAC, a changed time, garbage. */
     proof[strlen(proof) - 1] = proof[strlen(proof) - 1] == '0' ? '1' : '0';
     assert_int_equal(check("u-123", "customer", proof, SL_HTTP_GET, "/cart", NOW, &id), SL_EINVAL);
-    const char *garbage[] = {
-        "", "v1.", "v2.1.abc", "v1.x.0000", "v1.1795869296000.zz", "v1.1795869296000"};
+    const char *garbage[] = {"", "v1.", "v2.1.abc", "v1.x.0000", "v1.1795869296000.zz",
+                             "v1.1795869296000"};
     for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++)
         assert_int_equal(check("u-123", "customer", garbage[i], SL_HTTP_GET, "/cart", NOW, &id),
                          SL_EINVAL);

@@ -23,9 +23,11 @@ static void sodium_ready(void)
 
 static int visible(const char *s, size_t len, size_t max)
 {
-    if (len == 0 || len > max) return 0;
+    if (len == 0 || len > max)
+        return 0;
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return 0;
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return 0;
     return 1;
 }
 
@@ -59,7 +61,8 @@ int sl_identity_key_ensure(const char *path, sl_identity_key *key, char *err)
     sodium_ready();
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
-        if (errno == EEXIST) return sl_identity_key_load(path, key, err);
+        if (errno == EEXIST)
+            return sl_identity_key_load(path, key, err);
         snprintf(err, 256, "%s: %s", path, strerror(errno));
         return SL_EIO;
     }
@@ -125,7 +128,8 @@ int sl_identity_verify(const sl_identity_key *key, const sl_http_header *headers
     int have_u = sl_http_header_find(headers, nheaders, "x-user-id", &uid);
     int have_r = sl_http_header_find(headers, nheaders, "x-user-role", &role);
     int have_p = sl_http_header_find(headers, nheaders, "x-shoal-identity", &proof);
-    if (!have_u && !have_r && !have_p) return SL_ENOTFOUND;
+    if (!have_u && !have_r && !have_p)
+        return SL_ENOTFOUND;
     if (!have_u || !have_r || !have_p || !visible(uid.ptr, uid.len, SL_IDENTITY_ID_MAX) ||
         !visible(role.ptr, role.len, SL_IDENTITY_ROLE_MAX))
         return SL_EINVAL;
@@ -139,10 +143,12 @@ int sl_identity_verify(const sl_identity_key *key, const sl_http_header *headers
         ms = ms * 10 + (proof.ptr[i++] - '0');
     if (i == 3 || i >= proof.len || proof.ptr[i] != '.' || proof.len - i - 1 != 64)
         return SL_EINVAL;
-    if (ms < now_ms - max_age_ms || ms > now_ms + max_age_ms) return SL_EINVAL;
+    if (ms < now_ms - max_age_ms || ms > now_ms + max_age_ms)
+        return SL_EINVAL;
     char mac[2 * crypto_auth_hmacsha256_BYTES + 1];
     mac_hex(key, ms, uid.ptr, uid.len, role.ptr, role.len, method, path, mac);
-    if (sodium_memcmp(mac, proof.ptr + i + 1, 64) != 0) return SL_EINVAL;
+    if (sodium_memcmp(mac, proof.ptr + i + 1, 64) != 0)
+        return SL_EINVAL;
     memcpy(out->user_id, uid.ptr, uid.len);
     out->user_id[uid.len] = '\0';
     memcpy(out->role, role.ptr, role.len);
