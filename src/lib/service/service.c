@@ -532,10 +532,12 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     rc = sl_http_server_listen_fd(w->http, fd);
     if (rc != 0) return rc;
     if (svc->def->migrations) {
-        char err[256];
+        /* DESIGN §4/§6: one connection per worker, opened on its own thread. */
+        char err[256] = {0};
         rc = sl_db_open(svc->db_url, &svc->db_opts, &w->db, err, sizeof err);
         if (rc != 0) {
-            SL_LOG_ERROR(svc->log, NULL, "cannot open the database", SL_LOG_STR("error", err));
+            SL_LOG_ERROR(svc->log, NULL, "worker cannot open the database",
+                         SL_LOG_STR("error", err), SL_LOG_STR("code", sl_errname(rc)));
             return rc;
         }
     }
@@ -607,9 +609,10 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-/* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create. */
-static const char *const env_sections[] = {"service", "http", "log",       "trace",
-                                           "db",      "bus",  "upstreams", NULL};
+/* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create, besides
+ * the service's own section (named after the service, e.g. SHOAL_INVENTORY__...). */
+static const char *const env_sections[] = {"service", "http",      "log",      "trace", "db",
+                                           "bus",     "upstreams", "identity", NULL};
 
 /* Reads the sections every service shares; prints located errors. */
 static int load_settings(sl_service *svc, int argc, char **argv)
@@ -618,7 +621,13 @@ static int load_settings(sl_service *svc, int argc, char **argv)
     const char *path = sl_config_path_from_args(argc, argv);
     int rc = path ? sl_config_load_file(path, &svc->cfg, err)
                   : sl_config_load_string("<defaults>", "{}", 2, &svc->cfg, err);
-    if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, env_sections, err);
+    const char *sections[SL_ARRAY_LEN(env_sections) + 1];
+    size_t ns = 0;
+    for (; env_sections[ns]; ns++)
+        sections[ns] = env_sections[ns];
+    sections[ns++] = svc->def->name;
+    sections[ns] = NULL;
+    if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, sections, err);
     if (rc != 0) {
         fprintf(stderr, "shoal-%s: configuration: %s\n", svc->def->name, err);
         return -1;
