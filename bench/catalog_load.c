@@ -14,17 +14,17 @@
 
 extern const sl_migration_set sl_migrations_product;
 
-static const char *const adjectives[] = {
-    "Classic", "Compact", "Deluxe",  "Everyday", "Folding", "Golden",  "Handmade", "Heavy",
-    "Light",   "Mini",    "Modern",  "Natural",  "Organic", "Pocket",  "Premium",  "Quiet",
-    "Rustic",  "Simple",  "Smart",   "Soft",     "Sturdy",  "Travel",  "Vintage",  "Warm",
-    "Wooden"};
+static const char *const adjectives[] = {"Classic", "Compact",  "Deluxe",  "Everyday", "Folding",
+                                         "Golden",  "Handmade", "Heavy",   "Light",    "Mini",
+                                         "Modern",  "Natural",  "Organic", "Pocket",   "Premium",
+                                         "Quiet",   "Rustic",   "Simple",  "Smart",    "Soft",
+                                         "Sturdy",  "Travel",   "Vintage", "Warm",     "Wooden"};
 static const char *const nouns[] = {
     "Kettle", "Lantern", "Notebook", "Mug",    "Teapot", "Grinder", "Backpack", "Pen",
     "Stove",  "Bottle",  "Blanket",  "Lamp",   "Bowl",   "Knife",   "Jacket",   "Scarf",
     "Tent",   "Candle",  "Basket",   "Pillow", "Tray",   "Clock",   "Cup",      "Whisk"};
-static const char *const categories[] = {"coffee", "tea", "kitchen", "books", "outdoor",
-                                         "stationery"};
+static const char *const categories[] = {"coffee", "tea",     "kitchen",
+                                         "books",  "outdoor", "stationery"};
 
 int main(int argc, char **argv)
 {

@@ -52,8 +52,8 @@ static int record_event(sl_db *tx, const product_cmd_ctx *c, const product *p, c
 }
 
 /* Fills *out from `in` and writes it with its created event inside the open transaction. */
-static int create_in_tx(sl_db *tx, const product_cmd_ctx *c, const product_input *in,
-                        product *out, int64_t ts)
+static int create_in_tx(sl_db *tx, const product_cmd_ctx *c, const product_input *in, product *out,
+                        int64_t ts)
 {
     memset(out, 0, sizeof *out);
     if (sl_db_uuid7(ts / 1000000, out->id) != 0) return SL_EIO;

@@ -121,8 +121,7 @@ static void read_price(const json_t *price, int64_t *amount, const char **curren
 }
 
 /* The table row for `price`: its kind follows the value so both spellings are accepted. */
-static sl_json_field price_row(const json_t *body, unsigned flags, int64_t *amount,
-                               json_t **obj)
+static sl_json_field price_row(const json_t *body, unsigned flags, int64_t *amount, json_t **obj)
 {
     const json_t *v = json_object_get(body, "price");
     if (json_is_integer(v))
@@ -170,7 +169,11 @@ int product_read_create(const json_t *body, product_input *in, sl_json_errors *e
          .max_bytes = PRODUCT_CATEGORY_MAX,
          .out = &in->category},
         price_row(body, SL_JSON_REQUIRED, &in->price_amount, &price_obj),
-        {.name = "stock", .kind = SL_JSON_INT, .min = 0, .max = PRODUCT_STOCK_MAX, .out = &in->stock},
+        {.name = "stock",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = PRODUCT_STOCK_MAX,
+         .out = &in->stock},
     };
     int bad = sl_json_read(body, f, SL_ARRAY_LEN(f), SL_JSON_REJECT_UNKNOWN, errs) != 0;
     (void)bad; /* every error is in `errs`; the total decides below */
@@ -220,8 +223,9 @@ int product_read_patch(const json_t *body, product_patch *p, sl_json_errors *err
     }
     if (sl_json_errors_total(errs) == before && !p->name && !p->description && !p->category &&
         !p->has_price)
-        sl_json_errors_add(errs, "", "at least one of name, description, category, price is "
-                                     "required");
+        sl_json_errors_add(errs, "",
+                           "at least one of name, description, category, price is "
+                           "required");
     return sl_json_errors_total(errs) > before ? SL_EINVAL : 0;
 }
 
@@ -493,8 +497,7 @@ fail:
     return NULL;
 }
 
-json_t *product_event_price_changed(const product *p, int64_t old_amount,
-                                    const char *old_currency)
+json_t *product_event_price_changed(const product *p, int64_t old_amount, const char *old_currency)
 {
     return json_pack("{s:s,s:o,s:o,s:I}", "product_id", p->id, "old_price",
                      money(old_amount, old_currency), "new_price",
@@ -525,20 +528,43 @@ int product_event_decode(const char *type, const json_t *data, product_event_vie
     unsigned text = created || updated ? SL_JSON_REQUIRED : 0;
     json_t *price = NULL;
     const sl_json_field f[] = {
-        {.name = "product_id", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED,
+        {.name = "product_id",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
          .out = &out->product_id},
-        {.name = "version", .kind = SL_JSON_INT, .flags = SL_JSON_REQUIRED, .min = 1,
-         .max = INT64_MAX, .out = &out->version},
-        {.name = "sku", .kind = SL_JSON_STRING, .flags = created ? SL_JSON_REQUIRED : 0,
-         .min = 1, .max = PRODUCT_SKU_MAX, .out = &out->sku},
-        {.name = "name", .kind = SL_JSON_STRING, .flags = text, .min = 1,
-         .max = PRODUCT_NAME_MAX, .out = &out->name},
-        {.name = "description", .kind = SL_JSON_STRING, .flags = text,
-         .max = PRODUCT_DESC_MAX, .out = &out->description},
-        {.name = "category", .kind = SL_JSON_STRING, .flags = text, .min = 1,
-         .max = PRODUCT_CATEGORY_MAX, .out = &out->category},
-        {.name = priced ? "new_price" : "price", .kind = SL_JSON_OBJECT,
-         .flags = created || priced ? SL_JSON_REQUIRED : 0, .out = &price},
+        {.name = "version",
+         .kind = SL_JSON_INT,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = INT64_MAX,
+         .out = &out->version},
+        {.name = "sku",
+         .kind = SL_JSON_STRING,
+         .flags = created ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = PRODUCT_SKU_MAX,
+         .out = &out->sku},
+        {.name = "name",
+         .kind = SL_JSON_STRING,
+         .flags = text,
+         .min = 1,
+         .max = PRODUCT_NAME_MAX,
+         .out = &out->name},
+        {.name = "description",
+         .kind = SL_JSON_STRING,
+         .flags = text,
+         .max = PRODUCT_DESC_MAX,
+         .out = &out->description},
+        {.name = "category",
+         .kind = SL_JSON_STRING,
+         .flags = text,
+         .min = 1,
+         .max = PRODUCT_CATEGORY_MAX,
+         .out = &out->category},
+        {.name = priced ? "new_price" : "price",
+         .kind = SL_JSON_OBJECT,
+         .flags = created || priced ? SL_JSON_REQUIRED : 0,
+         .out = &price},
     };
     sl_json_errors errs;
     sl_json_errors_init(&errs);
@@ -549,10 +575,18 @@ int product_event_decode(const char *type, const json_t *data, product_event_vie
     if (price && !priced && !created) price = NULL;
     if (price) {
         const sl_json_field pf[] = {
-            {.name = "amount", .kind = SL_JSON_INT, .flags = SL_JSON_REQUIRED, .min = 1,
-             .max = PRODUCT_PRICE_MAX, .out = &out->price_amount},
-            {.name = "currency", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .min = 3,
-             .max = 3, .out = &out->currency},
+            {.name = "amount",
+             .kind = SL_JSON_INT,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = PRODUCT_PRICE_MAX,
+             .out = &out->price_amount},
+            {.name = "currency",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 3,
+             .max = 3,
+             .out = &out->currency},
         };
         if (sl_json_read_at(price, f[6].name, pf, SL_ARRAY_LEN(pf), 0, &errs) != 0)
             return reject(reason, reason_cap, "bad price in product event", &errs);
@@ -566,13 +600,22 @@ int product_stock_decode(const json_t *data, stock_event *out, char *reason, siz
     memset(out, 0, sizeof *out);
     out->stock = out->reserved = -1;
     const sl_json_field f[] = {
-        {.name = "product_id", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED,
+        {.name = "product_id",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
          .out = &out->product_id},
         {.name = "stock", .kind = SL_JSON_INT, .min = 0, .max = INT64_MAX, .out = &out->stock},
-        {.name = "reserved", .kind = SL_JSON_INT, .min = 0, .max = INT64_MAX,
+        {.name = "reserved",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = INT64_MAX,
          .out = &out->reserved},
-        {.name = "available", .kind = SL_JSON_INT, .flags = SL_JSON_REQUIRED, .min = 0,
-         .max = INT64_MAX, .out = &out->available},
+        {.name = "available",
+         .kind = SL_JSON_INT,
+         .flags = SL_JSON_REQUIRED,
+         .min = 0,
+         .max = INT64_MAX,
+         .out = &out->available},
     };
     sl_json_errors errs;
     sl_json_errors_init(&errs);

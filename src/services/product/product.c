@@ -271,9 +271,9 @@ static void h_rebuild(sl_http_req *req, sl_svc_worker *w)
     }
     SL_LOG_INFO(sl_svc_worker_log(w), sl_req_trace(req), "read model rebuilt",
                 SL_LOG_INT("events", (int64_t)events), SL_LOG_STR("by", who.user_id));
-    respond_owned(req, 200,
-                  json_pack("{s:I,s:I}", "events", (json_int_t)events, "products",
-                            (json_int_t)products));
+    respond_owned(
+        req, 200,
+        json_pack("{s:I,s:I}", "events", (json_int_t)events, "products", (json_int_t)products));
 }
 
 /* ---- hosting ------------------------------------------------------------------------------- */
@@ -416,8 +416,7 @@ int product_rebuild_main(int argc, char **argv)
         sl_db_close(db);
         return 1;
     }
-    printf("read model rebuilt: %zu events replayed, %lld products\n", events,
-           (long long)products);
+    printf("read model rebuilt: %zu events replayed, %lld products\n", events, (long long)products);
     sl_db_close(db);
     return 0;
 }

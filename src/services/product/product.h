@@ -141,12 +141,12 @@ typedef enum product_sort {
 /* A parsed list query (GET /products). */
 typedef struct product_query {
     int has_q;
-    size_t nterms;                /* 0 with has_q: the text had no searchable term */
-    char fts[PRODUCT_FTS_MAX];    /* FTS5 expression: "t1" "t2" (each term quoted) */
-    char plain[PRODUCT_FTS_MAX];  /* the terms joined by spaces (PostgreSQL plainto_tsquery) */
+    size_t nterms;               /* 0 with has_q: the text had no searchable term */
+    char fts[PRODUCT_FTS_MAX];   /* FTS5 expression: "t1" "t2" (each term quoted) */
+    char plain[PRODUCT_FTS_MAX]; /* the terms joined by spaces (PostgreSQL plainto_tsquery) */
     char category[PRODUCT_CATEGORY_MAX + 1]; /* "" = any */
-    int64_t min_price;            /* -1 = none */
-    int64_t max_price;            /* -1 = none */
+    int64_t min_price;                       /* -1 = none */
+    int64_t max_price;                       /* -1 = none */
     product_sort sort;
     int64_t page, per_page;
     size_t nids; /* > 0: a batch read by id (no other filter allowed) */
@@ -174,8 +174,7 @@ json_t *product_row_json(const product_row *r);            /* the public product
 json_t *product_json(const product *p, int64_t available); /* the same from the write model */
 json_t *product_event_created(const product *p, int64_t initial_stock);
 json_t *product_event_updated(const product *p, unsigned changed);
-json_t *product_event_price_changed(const product *p, int64_t old_amount,
-                                    const char *old_currency);
+json_t *product_event_price_changed(const product *p, int64_t old_amount, const char *old_currency);
 
 /* A product event decoded for the projection; strings borrow from the event data. */
 typedef struct product_event_view {

@@ -161,8 +161,8 @@ int store_view_apply(sl_db *tx, const char *type, const product_event_view *ev, 
                       "VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE((SELECT s.available FROM "
                       "product_stock s WHERE s.product_id = ?), 0), ?) "
                       "ON CONFLICT (product_id) DO NOTHING",
-                      "sssssissi", ev->product_id, ev->sku, ev->name, ev->description,
-                      ev->category, ev->price_amount, ev->currency, ev->product_id, ev->version);
+                      "sssssissi", ev->product_id, ev->sku, ev->name, ev->description, ev->category,
+                      ev->price_amount, ev->currency, ev->product_id, ev->version);
     } else if (strcmp(type, PRODUCT_EV_UPDATED) == 0) {
         rc = exec_sql(tx, &n,
                       "UPDATE catalog_view SET name = ?, description = ?, category = ?, "
@@ -249,8 +249,8 @@ static int run_rows(sl_db *db, const char *sql, const char *arg, product_row_cb 
 int store_view_get(sl_db *db, const char *id, product_row_cb cb, void *data)
 {
     sl_db_stmt *st;
-    int rc = sl_db_prepare(db, "SELECT " VIEW_COLS " FROM catalog_view v WHERE v.product_id = ?",
-                           &st);
+    int rc =
+        sl_db_prepare(db, "SELECT " VIEW_COLS " FROM catalog_view v WHERE v.product_id = ?", &st);
     if (rc != 0) return rc;
     rc = sl_db_bind_text(st, 1, id, SIZE_MAX);
     if (rc == 0) rc = sl_db_step(st);
@@ -279,8 +279,9 @@ static int list_ids(sl_db *db, const product_query *q, product_row_cb cb, void *
     for (size_t i = 0; i < SL_ARRAY_LEN(sizes) && slots < q->nids; i++)
         slots = sizes[i];
     char sql[sizeof(VIEW_COLS) + 80 + PRODUCT_IDS_MAX * 3];
-    int off = snprintf(sql, sizeof sql, "SELECT " VIEW_COLS " FROM catalog_view v WHERE "
-                                        "v.product_id IN (");
+    int off = snprintf(sql, sizeof sql,
+                       "SELECT " VIEW_COLS " FROM catalog_view v WHERE "
+                       "v.product_id IN (");
     for (size_t i = 0; i < slots; i++)
         off += snprintf(sql + off, sizeof sql - (size_t)off, i ? ",?" : "?");
     snprintf(sql + off, sizeof sql - (size_t)off, ")");
@@ -302,12 +303,13 @@ static void list_from(char *sql, size_t cap, const product_query *q, int pg)
 {
     size_t off = strlen(sql);
     const char *from = !q->has_q ? " FROM catalog_view v WHERE 1 = 1"
-                       : pg      ? " FROM catalog_view v WHERE v.tsv @@ plainto_tsquery('simple', ?)"
-                                 : " FROM catalog_fts JOIN catalog_view v ON v.seq = "
-                                   "catalog_fts.rowid WHERE catalog_fts MATCH ?";
+                       : pg ? " FROM catalog_view v WHERE v.tsv @@ plainto_tsquery('simple', ?)"
+                            : " FROM catalog_fts JOIN catalog_view v ON v.seq = "
+                              "catalog_fts.rowid WHERE catalog_fts MATCH ?";
     off += (size_t)snprintf(sql + off, cap - off, "%s", from);
     if (q->category[0]) off += (size_t)snprintf(sql + off, cap - off, " AND v.category = ?");
-    if (q->min_price >= 0) off += (size_t)snprintf(sql + off, cap - off, " AND v.price_amount >= ?");
+    if (q->min_price >= 0)
+        off += (size_t)snprintf(sql + off, cap - off, " AND v.price_amount >= ?");
     if (q->max_price >= 0) snprintf(sql + off, cap - off, " AND v.price_amount <= ?");
 }
 

@@ -88,15 +88,14 @@ static int call_port(int port, const char *method, const char *target, const cha
         char proof[SL_IDENTITY_PROOF_MAX];
         const char *uid = strcmp(role, "admin") == 0 ? "u-admin" : "u-cust";
         assert_int_equal(sl_identity_sign(&g.key, uid, role, m, path, now_ms(), proof), 0);
-        snprintf(ident, sizeof ident, "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n",
-                 uid, role, proof);
+        snprintf(ident, sizeof ident,
+                 "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", uid, role, proof);
     }
     size_t blen = body ? strlen(body) : 0;
     int n = snprintf(raw, sizeof raw,
                      "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s%s"
                      "Content-Length: %zu\r\n\r\n",
-                     method, target, ident, body ? "Content-Type: application/json\r\n" : "",
-                     blen);
+                     method, target, ident, body ? "Content-Type: application/json\r\n" : "", blen);
     assert_true(n > 0 && (size_t)n + blen < sizeof raw);
     if (body) memcpy(raw + n, body, blen);
     th_response tmp;
@@ -121,27 +120,26 @@ static json_t *body_json(const th_response *r)
 }
 
 /* Calls and returns the parsed body, asserting the status. */
-static json_t *call_json(const char *method, const char *target, const char *role,
-                         const char *body, int want)
+static json_t *call_json(const char *method, const char *target, const char *role, const char *body,
+                         int want)
 {
     th_response r;
     int st = call(method, target, role, body, &r);
     if (st != want)
-        fail_msg("%s %s: status %d, want %d: %s", method, target, st, want,
-                 r.body ? r.body : "");
+        fail_msg("%s %s: status %d, want %d: %s", method, target, st, want, r.body ? r.body : "");
     json_t *v = body_json(&r);
     th_response_free(&r);
     return v;
 }
 
 /* Expects a 400 problem naming `field`. */
-static void expect_400(const char *method, const char *target, const char *body,
-                       const char *field)
+static void expect_400(const char *method, const char *target, const char *body, const char *field)
 {
     th_response r;
     int st = call(method, target, "admin", body, &r);
-    if (st != 400) fail_msg("%s %s %s: status %d: %s", method, target, body ? body : "", st,
-                            r.body ? r.body : "");
+    if (st != 400)
+        fail_msg("%s %s %s: status %d: %s", method, target, body ? body : "", st,
+                 r.body ? r.body : "");
     assert_string_equal(th_header(&r, "content-type"), "application/problem+json");
     json_t *v = body_json(&r);
     json_t *errs = json_object_get(v, "errors");
@@ -149,8 +147,8 @@ static void expect_400(const char *method, const char *target, const char *body,
     for (size_t i = 0; i < json_array_size(errs); i++)
         found |= strcmp(json_string_value(json_object_get(json_array_get(errs, i), "field")),
                         field) == 0;
-    if (!found) fail_msg("%s %s %s: no error on '%s': %s", method, target, body ? body : "",
-                         field, r.body);
+    if (!found)
+        fail_msg("%s %s %s: no error on '%s': %s", method, target, body ? body : "", field, r.body);
     json_decref(v);
     th_response_free(&r);
 }
@@ -237,8 +235,8 @@ static void test_create_read_update(void **state)
                           201);
     ids[0] = strdup(json_string_value(json_object_get(v, "product_id")));
     assert_string_equal(json_string_value(json_object_get(v, "sku")), "LAMP-1");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(v, "price"), "amount")), 4200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "price"), "amount")),
+                     4200);
     json_decref(v);
 
     char path[128];
@@ -284,14 +282,14 @@ static void test_create_read_update(void **state)
     json_decref(v);
     v = call_json("PATCH", path, "admin", "{\"price\":{\"amount\":3900,\"currency\":\"JPY\"}}",
                   200);
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(v, "price"), "amount")), 3900);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "price"), "amount")),
+                     3900);
     json_decref(v);
     snprintf(path, sizeof path, "/products/%s", ids[0]);
     v = call_json("GET", path, NULL, NULL, 200);
     assert_string_equal(json_string_value(json_object_get(v, "name")), "Camp Lantern XL");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(v, "price"), "amount")), 3900);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "price"), "amount")),
+                     3900);
     assert_string_equal(json_string_value(json_object_get(v, "description")), "LED, warm light.");
     json_decref(v);
     assert_int_equal(harness_int(g.db, "SELECT COUNT(*) FROM outbox WHERE type = "
@@ -299,12 +297,11 @@ static void test_create_read_update(void **state)
                      1);
 
     /* 404s. */
-    assert_int_equal(call("GET", "/products/01900000-0000-7000-8000-000000000001", NULL, NULL,
-                          NULL),
-                     404);
+    assert_int_equal(
+        call("GET", "/products/01900000-0000-7000-8000-000000000001", NULL, NULL, NULL), 404);
     assert_int_equal(call("GET", "/products/not-an-id", NULL, NULL, NULL), 404);
-    assert_int_equal(call("PATCH", "/admin/products/01900000-0000-7000-8000-000000000001",
-                          "admin", "{\"name\":\"Z\"}", NULL),
+    assert_int_equal(call("PATCH", "/admin/products/01900000-0000-7000-8000-000000000001", "admin",
+                          "{\"name\":\"Z\"}", NULL),
                      404);
 }
 
@@ -441,8 +438,7 @@ static void test_bad_input_changes_nothing(void **state)
     memset(longq + strlen(longq), 'q', 201);
     expect_400("GET", longq, NULL, "q");
     expect_400("GET", "/products?ids=1,2", NULL, "ids");
-    expect_400("GET", "/products?ids=01900000-0000-7000-8000-000000000001&sort=price", NULL,
-               "ids");
+    expect_400("GET", "/products?ids=01900000-0000-7000-8000-000000000001&sort=price", NULL, "ids");
 
     char *after = snapshot();
     assert_string_equal(before, after);
@@ -458,11 +454,10 @@ static void test_bad_input_changes_nothing(void **state)
 /* inventory's stock_changed, applied as the host's bus runner will: inbox claim + apply. */
 static void deliver_stock(const char *ev_id, const char *id, int64_t available)
 {
-    json_t *data = json_pack("{s:s,s:I,s:I,s:I}", "product_id", id, "stock",
-                             (json_int_t)available, "reserved", (json_int_t)0, "available",
-                             (json_int_t)available);
-    sl_bus_msg msg = {.topic = INVENTORY_EV_STOCK, .id = ev_id, .type = INVENTORY_EV_STOCK,
-                      .data = data};
+    json_t *data = json_pack("{s:s,s:I,s:I,s:I}", "product_id", id, "stock", (json_int_t)available,
+                             "reserved", (json_int_t)0, "available", (json_int_t)available);
+    sl_bus_msg msg = {
+        .topic = INVENTORY_EV_STOCK, .id = ev_id, .type = INVENTORY_EV_STOCK, .data = data};
     HARNESS_OK(g.db, sl_db_begin(g.db));
     int claimed = sl_inbox_claim(g.db, "product.shop.inventory.stock_changed.v1", ev_id, 1);
     assert_true(claimed >= 0);
@@ -529,8 +524,7 @@ static void test_demo_catalogue(void **state)
     th_response_free(&r);
     assert_int_equal(json_integer_value(json_object_get(v, "total")), 36);
     json_decref(v);
-    assert_int_equal(call_port(port, "GET", "/products?category=coffee&sort=price", NULL, NULL,
-                               &r),
+    assert_int_equal(call_port(port, "GET", "/products?category=coffee&sort=price", NULL, NULL, &r),
                      200);
     v = body_json(&r);
     th_response_free(&r);

@@ -304,8 +304,8 @@ static void test_event_round_trip(void **state)
                  .version = 1};
     json_t *d = product_event_created(&p, 7);
     assert_int_equal(json_integer_value(json_object_get(d, "initial_stock")), 7);
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(d, "price"), "amount")), 3000);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "price"), "amount")),
+                     3000);
     product_event_view ev;
     char reason[128];
     assert_int_equal(product_event_decode(PRODUCT_EV_CREATED, d, &ev, reason, sizeof reason), 0);
@@ -325,8 +325,8 @@ static void test_event_round_trip(void **state)
     p.version = 3;
     p.price_amount = 3500;
     d = product_event_price_changed(&p, 3000, "JPY");
-    assert_int_equal(
-        product_event_decode(PRODUCT_EV_PRICE_CHANGED, d, &ev, reason, sizeof reason), 0);
+    assert_int_equal(product_event_decode(PRODUCT_EV_PRICE_CHANGED, d, &ev, reason, sizeof reason),
+                     0);
     assert_int_equal(ev.price_amount, 3500);
     assert_int_equal(ev.version, 3);
     json_decref(d);
@@ -380,9 +380,9 @@ static void test_demo_catalogue(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_field_checks),    cmocka_unit_test(test_read_create),
-        cmocka_unit_test(test_read_patch),      cmocka_unit_test(test_search_terms),
-        cmocka_unit_test(test_query_parse),     cmocka_unit_test(test_event_round_trip),
+        cmocka_unit_test(test_field_checks),   cmocka_unit_test(test_read_create),
+        cmocka_unit_test(test_read_patch),     cmocka_unit_test(test_search_terms),
+        cmocka_unit_test(test_query_parse),    cmocka_unit_test(test_event_round_trip),
         cmocka_unit_test(test_demo_catalogue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -118,8 +118,8 @@ static void test_command_side_never_writes_the_view(void **state)
     free((char *)r.name);
 
     /* A patch that changes name and price: two events, versions 2 and 3. */
-    product_patch patch = {.name = "Big Kettle", .has_price = 1, .price_amount = 3500,
-                           .currency = "JPY"};
+    product_patch patch = {
+        .name = "Big Kettle", .has_price = 1, .price_amount = 3500, .currency = "JPY"};
     product out;
     HARNESS_OK(db, product_cmd_update(db, &ctx, id, &patch, &out));
     assert_int_equal(out.version, 3);
@@ -146,8 +146,12 @@ static void test_sku_conflict_writes_nothing(void **state)
     (void)state;
     sl_db *db = fresh_db();
     create(db, "DUP", "One", "misc", 100);
-    product_input in = {.sku = "DUP", .name = "Two", .description = "", .category = "misc",
-                        .price_amount = 200, .currency = "JPY"};
+    product_input in = {.sku = "DUP",
+                        .name = "Two",
+                        .description = "",
+                        .category = "misc",
+                        .price_amount = 200,
+                        .currency = "JPY"};
     product p;
     assert_int_equal(product_cmd_create(db, &ctx, &in, &p), SL_ECONFLICT);
     assert_int_equal(count(db, "products"), 1);
@@ -160,9 +164,14 @@ static void test_bus_events_apply_once(void **state)
 {
     (void)state;
     sl_db *db = fresh_db();
-    product p = {.id = "01900000-0000-7000-8000-0000000000aa", .sku = "B-1", .name = "Bag",
-                 .description = "Canvas", .category = "outdoor", .price_amount = 5000,
-                 .currency = "JPY", .version = 1};
+    product p = {.id = "01900000-0000-7000-8000-0000000000aa",
+                 .sku = "B-1",
+                 .name = "Bag",
+                 .description = "Canvas",
+                 .category = "outdoor",
+                 .price_amount = 5000,
+                 .currency = "JPY",
+                 .version = 1};
     json_t *created = product_event_created(&p, 4);
     assert_int_equal(deliver(db, "ev-1", PRODUCT_EV_CREATED, created), 1);
     assert_int_equal(deliver(db, "ev-1", PRODUCT_EV_CREATED, created), 0); /* redelivery */
@@ -248,8 +257,10 @@ static void test_rebuild_is_identical(void **state)
         assert_int_equal(sl_db_step(st), SL_DB_ROW);
         memcpy(ids[i], sl_db_column_text(st, 0, NULL), SL_DB_UUID_STR);
         sl_db_stmt_done(st);
-        product_patch patch = {.description = "Revised description.", .has_price = i != 1,
-                               .price_amount = 777 + i, .currency = "JPY"};
+        product_patch patch = {.description = "Revised description.",
+                               .has_price = i != 1,
+                               .price_amount = 777 + i,
+                               .currency = "JPY"};
         product out;
         HARNESS_OK(db, product_cmd_update(db, &ctx, ids[i], &patch, &out));
         char ev[16];
