@@ -60,6 +60,13 @@ static int keep_row(void *data, const product_row *r)
     return 0;
 }
 
+static int count_rows(void *data, const product_row *r)
+{
+    (void)r;
+    (*(int *)data)++;
+    return 0;
+}
+
 /* Reads the view row of `id`: returns 0 and its name (caller frees), price, available. */
 static int view_row(sl_db *db, const char *id, product_row *r)
 {
@@ -294,10 +301,10 @@ static void test_rebuild_is_identical(void **state)
     const char *qs = "q=matcha";
     assert_int_equal(product_query_parse((sl_slice){qs, strlen(qs)}, &q, &errs), 0);
     int64_t total = 0;
-    product_row r;
-    HARNESS_OK(db, store_view_list(db, &q, keep_row, &r, &total));
+    int rows = 0;
+    HARNESS_OK(db, store_view_list(db, &q, count_rows, &rows, &total));
     assert_int_equal(total, 3); /* Uji Matcha, Genmaicha with Matcha, Bamboo Matcha Whisk */
-    free((char *)r.name);
+    assert_int_equal(rows, 3);
     /* The projection's later catch-up over the same events changes nothing. */
     catch_up(db);
     free(after);
