@@ -82,8 +82,8 @@ int notif_compose(const char *type, const json_t *data, notif_msg *out, char *re
         money_text(json_object_get(data, "amount"), money, sizeof money);
         snprintf(out->kind, sizeof out->kind, "order_refunded");
         snprintf(out->subject, sizeof out->subject, "Refund for order %s", oid);
-        snprintf(out->body, sizeof out->body, "%s was refunded to your wallet for order %s.",
-                 money, oid);
+        snprintf(out->body, sizeof out->body, "%s was refunded to your wallet for order %s.", money,
+                 oid);
     } else {
         snprintf(reason, cap, "unexpected event type %s", type ? type : "(none)");
         return SL_EPARSE;

@@ -72,9 +72,9 @@ static void on_sent(void *data, int status)
     }
     const notif_msg *m = &p->batch[p->next];
     sl_db *db = sl_svc_worker_db(p->w);
-    int rc = status == 0 ? notif_mark_delivered(db, m->notification_id, wall_ms())
-                         : notif_mark_failed(db, m->notification_id, wall_ms(),
-                                             sl_strerror(status));
+    int rc = status == 0
+                 ? notif_mark_delivered(db, m->notification_id, wall_ms())
+                 : notif_mark_failed(db, m->notification_id, wall_ms(), sl_strerror(status));
     if (status != 0 || rc != 0)
         SL_LOG_WARN(sl_svc_worker_log(p->w), NULL, "notification delivery failed; will retry",
                     SL_LOG_STR("notification_id", m->notification_id),
@@ -167,8 +167,8 @@ static int worker_init(sl_svc_worker *w)
     int64_t poll_ms = POLL_MS_DEFAULT;
     char err[SL_CONFIG_ERR_MAX];
     if (rc == 0 && sl_config_get_int(sl_service_config(sl_svc_worker_service(w)),
-                                     "notification.delivery_poll_ms", POLL_MS_DEFAULT, 10,
-                                     60000, &poll_ms, err) != 0)
+                                     "notification.delivery_poll_ms", POLL_MS_DEFAULT, 10, 60000,
+                                     &poll_ms, err) != 0)
         rc = SL_ECONFIG;
     if (rc != 0) {
         free(p);
@@ -199,10 +199,10 @@ static int list_item(void *data, const notif_msg *m, int64_t delivered_ms)
     char created[SL_RFC3339_MAX], delivered[SL_RFC3339_MAX];
     sl_rfc3339_format(m->created_ms * 1000000, created, sizeof created);
     if (delivered_ms) sl_rfc3339_format(delivered_ms * 1000000, delivered, sizeof delivered);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "notification_id", m->notification_id,
-                          "user_id", m->user_id, "kind", m->kind, "subject", m->subject, "body",
-                          m->body, "created_at", created, "delivered_at",
-                          delivered_ms ? json_string(delivered) : json_null());
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "notification_id", m->notification_id, "user_id",
+                  m->user_id, "kind", m->kind, "subject", m->subject, "body", m->body, "created_at",
+                  created, "delivered_at", delivered_ms ? json_string(delivered) : json_null());
     return o && json_array_append_new(data, o) == 0 ? 0 : SL_ENOMEM;
 }
 

@@ -291,7 +291,7 @@ static int smtp_send(void *ctx, const notif_msg *m, notif_sent_cb done, void *do
     snprintf(port, sizeof port, "%d", s->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     if (uv_getaddrinfo(s->loop, &c->gai, on_resolved, s->host, port, &hints) != 0) {
-        c->open_handles--; /* no lookup pending */
+        c->open_handles--;      /* no lookup pending */
         finish(c, SL_EUNAVAIL); /* done runs from the close callbacks, after we return */
     }
     return 0;

@@ -48,8 +48,7 @@ int notif_record(sl_db *tx, const notif_msg *m, const char *event_id)
 static void read_msg(sl_db_stmt *st, notif_msg *m)
 {
     memset(m, 0, sizeof *m);
-    snprintf(m->notification_id, sizeof m->notification_id, "%s",
-             sl_db_column_text(st, 0, NULL));
+    snprintf(m->notification_id, sizeof m->notification_id, "%s", sl_db_column_text(st, 0, NULL));
     snprintf(m->user_id, sizeof m->user_id, "%s", sl_db_column_text(st, 1, NULL));
     snprintf(m->kind, sizeof m->kind, "%s", sl_db_column_text(st, 2, NULL));
     snprintf(m->subject, sizeof m->subject, "%s", sl_db_column_text(st, 3, NULL));

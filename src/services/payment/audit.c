@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAMES_BATCH 200
+#define NAMES_BATCH       200
 #define AUDIT_STREAMS_MAX 1000000
 
 typedef struct audit {
@@ -119,8 +119,7 @@ static int audit_stream(sl_db *db, audit *au, const char *stream)
     au->accounts++;
     if (c.a.violations > 0)
         issue(au, c.user_id, "%s (%lld rule breaks)", c.a.violation, (long long)c.a.violations);
-    if (c.a.balance < 0)
-        issue(au, c.user_id, "negative balance %lld", (long long)c.a.balance);
+    if (c.a.balance < 0) issue(au, c.user_id, "negative balance %lld", (long long)c.a.balance);
     au->balances += c.a.balance;
     au->deposited += c.a.deposited;
     au->charged += c.a.charged;
@@ -181,9 +180,9 @@ static int count_rows(sl_db *db, int64_t *n)
 
 static json_t *totals(const audit *au)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "balances", (json_int_t)au->balances,
-                     "deposited", (json_int_t)au->deposited, "charged", (json_int_t)au->charged,
-                     "refunded", (json_int_t)au->refunded, "transferred_in", (json_int_t)au->tin,
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "balances", (json_int_t)au->balances, "deposited",
+                     (json_int_t)au->deposited, "charged", (json_int_t)au->charged, "refunded",
+                     (json_int_t)au->refunded, "transferred_in", (json_int_t)au->tin,
                      "transferred_out", (json_int_t)au->tout);
 }
 

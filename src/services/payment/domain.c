@@ -138,13 +138,11 @@ int pay_event_decode(const char *type, const char *data, size_t len, pay_event *
         break;
     case PAY_EV_DEPOSITED:
         if (rc == 0) rc = copy_str(o, "from_user_id", out->peer, sizeof out->peer, 0);
-        if (rc == 0)
-            rc = copy_str(o, "transfer_id", out->transfer_id, sizeof out->transfer_id, 0);
+        if (rc == 0) rc = copy_str(o, "transfer_id", out->transfer_id, sizeof out->transfer_id, 0);
         break;
     case PAY_EV_WITHDRAWN:
         if (rc == 0) rc = copy_str(o, "to_user_id", out->peer, sizeof out->peer, 1);
-        if (rc == 0)
-            rc = copy_str(o, "transfer_id", out->transfer_id, sizeof out->transfer_id, 1);
+        if (rc == 0) rc = copy_str(o, "transfer_id", out->transfer_id, sizeof out->transfer_id, 1);
         break;
     case PAY_EV_CHARGED:
     case PAY_EV_REFUNDED:
@@ -326,7 +324,8 @@ pay_verdict pay_check_debit(const pay_account *a, int64_t amount)
 pay_verdict pay_check_charge(const pay_account *a, const char *order_id, int64_t amount)
 {
     const pay_order *o = pay_find_order(a, order_id);
-    if (o && o->charged > 0) return o->charged == amount ? PAY_ALREADY_CHARGED : PAY_CHARGE_MISMATCH;
+    if (o && o->charged > 0)
+        return o->charged == amount ? PAY_ALREADY_CHARGED : PAY_CHARGE_MISMATCH;
     if (o && o->refund_seen) return PAY_ORDER_REFUNDED;
     if (!o && a->norders >= PAY_ORDERS_MAX) return PAY_TOO_MANY_ORDERS;
     return pay_check_debit(a, amount);
@@ -345,21 +344,20 @@ char *pay_account_encode(const pay_account *a)
     json_t *orders = json_array();
     for (size_t i = 0; orders && i < a->norders; i++) {
         const pay_order *o = &a->orders[i];
-        if (json_array_append_new(orders, json_pack("[s,I,I,b]", o->order_id,
-                                                    (json_int_t)o->charged,
-                                                    (json_int_t)o->refunded, o->refund_seen))) {
+        if (json_array_append_new(orders,
+                                  json_pack("[s,I,I,b]", o->order_id, (json_int_t)o->charged,
+                                            (json_int_t)o->refunded, o->refund_seen))) {
             json_decref(orders);
             return NULL;
         }
     }
-    json_t *s = json_pack("{s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:o}", "v", 1,
-                          "opened", a->opened, "version", (json_int_t)a->version, "at_ms",
+    json_t *s = json_pack("{s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:o}", "v", 1, "opened",
+                          a->opened, "version", (json_int_t)a->version, "at_ms",
                           (json_int_t)a->at_ms, "balance", (json_int_t)a->balance, "deposited",
                           (json_int_t)a->deposited, "transfer_in", (json_int_t)a->transfer_in,
                           "transfer_out", (json_int_t)a->transfer_out, "charged",
-                          (json_int_t)a->charged, "refunded", (json_int_t)a->refunded,
-                          "violations", (json_int_t)a->violations, "violation", a->violation,
-                          "orders", orders);
+                          (json_int_t)a->charged, "refunded", (json_int_t)a->refunded, "violations",
+                          (json_int_t)a->violations, "violation", a->violation, "orders", orders);
     if (!s) return NULL;
     char *text = sl_json_dump(s, NULL);
     json_decref(s);
@@ -374,11 +372,11 @@ int pay_account_decode(const char *text, size_t len, pay_account *a)
     json_int_t ver = 0, at = 0, bal = 0, dep = 0, tin = 0, tout = 0, chg = 0, ref = 0, vio = 0;
     const char *vmsg = NULL;
     json_t *orders = NULL;
-    if (!s || json_unpack(s, "{s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:o}", "v", &v,
-                          "opened", &opened, "version", &ver, "at_ms", &at, "balance", &bal,
-                          "deposited", &dep, "transfer_in", &tin, "transfer_out", &tout,
-                          "charged", &chg, "refunded", &ref, "violations", &vio, "violation",
-                          &vmsg, "orders", &orders) != 0 ||
+    if (!s ||
+        json_unpack(s, "{s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:o}", "v", &v, "opened",
+                    &opened, "version", &ver, "at_ms", &at, "balance", &bal, "deposited", &dep,
+                    "transfer_in", &tin, "transfer_out", &tout, "charged", &chg, "refunded", &ref,
+                    "violations", &vio, "violation", &vmsg, "orders", &orders) != 0 ||
         v != 1 || ver < 0 || !json_is_array(orders) || json_array_size(orders) > PAY_ORDERS_MAX) {
         json_decref(s);
         return SL_EPARSE;

@@ -68,8 +68,7 @@ static int emit(pay_env *env, sl_db *tx, const char *type, const char *subject, 
     return rc;
 }
 
-typedef int (*cmd_fn)(pay_env *env, sl_db *tx, const void *args, int64_t now_ms,
-                      pay_answer *ans);
+typedef int (*cmd_fn)(pay_env *env, sl_db *tx, const void *args, int64_t now_ms, pay_answer *ans);
 
 static int retryable(int rc)
 {
@@ -77,8 +76,7 @@ static int retryable(int rc)
 }
 
 /* One attempt: claim the key, run the command, store its answer, commit. */
-static int attempt(pay_env *env, const pay_idem *idem, cmd_fn fn, const void *args,
-                   pay_answer *ans)
+static int attempt(pay_env *env, const pay_idem *idem, cmd_fn fn, const void *args, pay_answer *ans)
 {
     sl_db *db = env->db;
     int64_t now = env_now(env);
@@ -137,8 +135,7 @@ static int commit_events(pay_env *env, sl_db *tx, const char *user_id, pay_accou
         if (rc) return rc;
     }
     sl_es_result res;
-    int rc = pay_append(tx, user_id, old == 0 ? SL_ES_NO_STREAM : old, evs, n, first_id, now,
-                        &res);
+    int rc = pay_append(tx, user_id, old == 0 ? SL_ES_NO_STREAM : old, evs, n, first_id, now, &res);
     if (rc == 0 && res.version != a->version) rc = SL_ECONFLICT; /* cannot happen; re-run */
     if (rc == 0) rc = pay_snapshot_maybe(tx, user_id, a, old, env->snapshot_every, now);
     return rc;
@@ -248,8 +245,8 @@ static int fn_deposit(pay_env *env, sl_db *tx, const void *p, int64_t now, pay_a
     rc = commit_events(env, tx, m->user_id, &a, evs, n, a.version == 0 ? oid : NULL, now);
     if (rc == 0)
         rc = emit(env, tx, "shop.payment.deposited.v1", m->user_id,
-                  json_pack("{s:s,s:o,s:o}", "user_id", m->user_id, "amount",
-                            pay_money(m->amount), "balance", pay_money(a.balance)));
+                  json_pack("{s:s,s:o,s:o}", "user_id", m->user_id, "amount", pay_money(m->amount),
+                            "balance", pay_money(a.balance)));
     if (rc == 0) rc = answer_json(ans, 200, balance_json(&a));
 out:
     pay_account_free(&a);

@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROJECTION_POLL_MS  100
-#define PROJECTION_BATCH    500
-#define PROJECTION_ROUNDS   20 /* batches per tick at most, so a tick stays short */
-#define CANON_MAX           512
+#define PROJECTION_POLL_MS 100
+#define PROJECTION_BATCH   500
+#define PROJECTION_ROUNDS  20 /* batches per tick at most, so a tick stays short */
+#define CANON_MAX          512
 
 typedef struct pay_service {
     int64_t snapshot_every;
@@ -66,8 +66,8 @@ static void respond_answer(sl_http_req *req, sl_svc_worker *w, int rc, pay_answe
         return;
     }
     sl_http_respond_body(req, ans->status,
-                         ans->problem ? "application/problem+json" : "application/json",
-                         ans->body, ans->len);
+                         ans->problem ? "application/problem+json" : "application/json", ans->body,
+                         ans->len);
     pay_answer_free(ans);
 }
 
@@ -247,8 +247,8 @@ static void h_transfer(sl_http_req *req, sl_svc_worker *w)
         return;
     }
     char canon[CANON_MAX];
-    int n = snprintf(canon, sizeof canon, "POST /wallet/transfers\n%s\n%lld", to,
-                     (long long)amount);
+    int n =
+        snprintf(canon, sizeof canon, "POST /wallet/transfers\n%s\n%lld", to, (long long)amount);
     char scope[SL_IDENTITY_ID_MAX + 8];
     snprintf(scope, sizeof scope, "user:%s", id.user_id);
     pay_idem idem = {scope, keyed ? key : NULL, canon, (size_t)n};
@@ -487,9 +487,9 @@ static void h_audit(sl_http_req *req, sl_svc_worker *w)
 
 static int view_item(void *data, const pay_view_row *r)
 {
-    json_t *o = json_pack("{s:s,s:o,s:I,s:I}", "account_id", r->user_id, "balance",
-                          pay_money(r->balance), "version", (json_int_t)r->version, "position",
-                          (json_int_t)r->position);
+    json_t *o =
+        json_pack("{s:s,s:o,s:I,s:I}", "account_id", r->user_id, "balance", pay_money(r->balance),
+                  "version", (json_int_t)r->version, "position", (json_int_t)r->position);
     return o && json_array_append_new(data, o) == 0 ? 0 : SL_ENOMEM;
 }
 
@@ -505,8 +505,8 @@ static void h_wallets(sl_http_req *req, sl_svc_worker *w)
         return;
     }
     json_t *items = json_array();
-    int rc = items ? pay_view_list(sl_svc_worker_db(w), (page - 1) * per_page, per_page,
-                                   view_item, items, &total)
+    int rc = items ? pay_view_list(sl_svc_worker_db(w), (page - 1) * per_page, per_page, view_item,
+                                   items, &total)
                    : SL_ENOMEM;
     if (rc != 0) {
         json_decref(items);
@@ -520,12 +520,12 @@ static void h_wallets(sl_http_req *req, sl_svc_worker *w)
 
 /* ---- events ------------------------------------------------------------------------------ */
 
-int pay_apply_user_registered(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                              size_t cap)
+int pay_apply_user_registered(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
     (void)svc;
     const json_t *uid = msg->data ? json_object_get(msg->data, "user_id") : NULL;
-    if (!json_is_string(uid) || !pay_user_id_valid(json_string_value(uid), json_string_length(uid))) {
+    if (!json_is_string(uid) ||
+        !pay_user_id_valid(json_string_value(uid), json_string_length(uid))) {
         snprintf(reason, cap, "shop.user.registered.v1 without a valid data.user_id");
         return SL_EPARSE;
     }

@@ -23,17 +23,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PAY_CURRENCY        "JPY"
-#define PAY_AMOUNT_MAX      1000000000LL       /* one deposit, transfer or charge: 1..10^9 */
-#define PAY_BALANCE_MAX     1000000000000000LL /* 10^15: a deposit beyond is refused */
-#define PAY_USER_ID_MAX     64                 /* bytes (SL_IDENTITY_ID_MAX) */
-#define PAY_ORDER_ID_MAX    100                /* bytes */
-#define PAY_ORDERS_MAX      100000             /* orders remembered per account */
-#define PAY_STREAM_MAX      (8 + PAY_USER_ID_MAX + 1)
-#define PAY_VIOLATION_MAX   200
-#define PAY_SNAPSHOT_EVERY  50 /* default payment.snapshot_every */
-#define PAY_RETRIES         8  /* attempts of a command on a version conflict */
-#define PAY_ES_SUBSCRIBER   "payment.balances"
+#define PAY_CURRENCY         "JPY"
+#define PAY_AMOUNT_MAX       1000000000LL       /* one deposit, transfer or charge: 1..10^9 */
+#define PAY_BALANCE_MAX      1000000000000000LL /* 10^15: a deposit beyond is refused */
+#define PAY_USER_ID_MAX      64                 /* bytes (SL_IDENTITY_ID_MAX) */
+#define PAY_ORDER_ID_MAX     100                /* bytes */
+#define PAY_ORDERS_MAX       100000             /* orders remembered per account */
+#define PAY_STREAM_MAX       (8 + PAY_USER_ID_MAX + 1)
+#define PAY_VIOLATION_MAX    200
+#define PAY_SNAPSHOT_EVERY   50 /* default payment.snapshot_every */
+#define PAY_RETRIES          8  /* attempts of a command on a version conflict */
+#define PAY_ES_SUBSCRIBER    "payment.balances"
 #define PAY_AUDIT_ISSUES_MAX 100
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -132,12 +132,12 @@ int pay_account_decode(const char *text, size_t len, pay_account *a) SL_MUST_CHE
 
 typedef enum pay_verdict {
     PAY_OK = 0,
-    PAY_INSUFFICIENT,       /* balance too small */
-    PAY_BALANCE_LIMIT,      /* the balance would pass PAY_BALANCE_MAX */
-    PAY_ALREADY_CHARGED,    /* the same order was charged the same amount: answer with it */
-    PAY_CHARGE_MISMATCH,    /* the order was charged another amount */
-    PAY_ORDER_REFUNDED,     /* the order was refunded (or cancelled) before any charge */
-    PAY_TOO_MANY_ORDERS,    /* PAY_ORDERS_MAX reached */
+    PAY_INSUFFICIENT,    /* balance too small */
+    PAY_BALANCE_LIMIT,   /* the balance would pass PAY_BALANCE_MAX */
+    PAY_ALREADY_CHARGED, /* the same order was charged the same amount: answer with it */
+    PAY_CHARGE_MISMATCH, /* the order was charged another amount */
+    PAY_ORDER_REFUNDED,  /* the order was refunded (or cancelled) before any charge */
+    PAY_TOO_MANY_ORDERS, /* PAY_ORDERS_MAX reached */
 } pay_verdict;
 
 pay_verdict pay_check_deposit(const pay_account *a, int64_t amount);

@@ -131,8 +131,8 @@ int pay_history(sl_db *db, const char *user_id, int64_t lo, int64_t hi, pay_hist
     if (!b.items) return SL_ENOMEM;
     pay_account a;
     pay_account_init(&a);
-    fold_ctx c = {.a = &a, .as_of_ms = INT64_MAX, .lo = lo, .hi = hi, .cb = hist_keep,
-                  .cb_data = &b};
+    fold_ctx c = {
+        .a = &a, .as_of_ms = INT64_MAX, .lo = lo, .hi = hi, .cb = hist_keep, .cb_data = &b};
     int rc = fold_stream(db, stream, &c, hi);
     for (size_t i = b.n; rc == 0 && i > 0; i--)
         rc = cb(data, &b.items[i - 1].it);
@@ -193,9 +193,8 @@ int pay_append(sl_db *tx, const char *user_id, int64_t expected, const pay_event
     for (size_t i = 0; i < n; i++) {
         texts[i] = pay_event_encode(&evs[i]);
         if (!texts[i]) rc = SL_ENOMEM;
-        es[i] = (sl_es_event){.id = i == 0 ? first_id : NULL,
-                              .type = pay_kind_name(evs[i].kind),
-                              .data = texts[i]};
+        es[i] = (sl_es_event){
+            .id = i == 0 ? first_id : NULL, .type = pay_kind_name(evs[i].kind), .data = texts[i]};
     }
     if (rc == 0) rc = sl_es_append(tx, stream, expected, es, n, now_ms, res);
     for (size_t i = 0; i < n; i++)

@@ -52,8 +52,9 @@ static int setup(void **state)
     snprintf(keyenv, sizeof keyenv, "SHOAL_IDENTITY__KEY_FILE=%s", g.key_path);
     snprintf(mailenv, sizeof mailenv, "SHOAL_NOTIFICATION__MAILBOX_DIR=%s", g.mailbox);
     char *argv[] = {"shoal-notification", "--port", portbuf, NULL};
-    char *env[] = {dbenv, keyenv, mailenv, "SHOAL_LOG__LEVEL=warn",
-                   "SHOAL_NOTIFICATION__DELIVERY_POLL_MS=20", NULL};
+    char *env[] = {
+        dbenv, keyenv, mailenv, "SHOAL_LOG__LEVEL=warn", "SHOAL_NOTIFICATION__DELIVERY_POLL_MS=20",
+        NULL};
     g.pid = th_spawn(argv, env, "notification_api_test.server.log");
     if (th_wait_port(g.port, 15000) != 0) fail_msg("shoal-notification did not start");
     harness_open_url(g.url, &g.db);
@@ -200,8 +201,7 @@ static void test_list(void **state)
     assert_int_equal(call("/notifications?user_id=u-1", NULL, NULL, NULL), 401);
     assert_int_equal(call("/notifications", "u-1", "customer", NULL), 400);
     assert_int_equal(call("/notifications?user_id=..%2Fx", "u-1", "customer", NULL), 400);
-    assert_int_equal(call("/notifications?user_id=u-1&per_page=500", "u-1", "customer", NULL),
-                     400);
+    assert_int_equal(call("/notifications?user_id=u-1&per_page=500", "u-1", "customer", NULL), 400);
 }
 
 static void test_poison_event(void **state)

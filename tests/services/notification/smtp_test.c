@@ -228,7 +228,8 @@ static void test_compose_every_kind(void **state)
         {"shop.order.shipped.v1", "{\"order_id\":\"o1\",\"user_id\":\"u1\"}", "order_shipped",
          "on its way"},
         {"shop.payment.refunded.v1",
-         "{\"order_id\":\"o1\",\"user_id\":\"u1\",\"amount\":{\"amount\":300,\"currency\":\"JPY\"}}",
+         "{\"order_id\":\"o1\",\"user_id\":\"u1\",\"amount\":{\"amount\":300,\"currency\":\"JPY\"}"
+         "}",
          "order_refunded", "300 JPY was refunded"},
     };
     char reason[128];
@@ -263,8 +264,8 @@ static void test_compose_every_kind(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_smtp_conversation),   cmocka_unit_test(test_smtp_refused_recipient),
-        cmocka_unit_test(test_smtp_unreachable),    cmocka_unit_test(test_smtp_config_rejected),
+        cmocka_unit_test(test_smtp_conversation),  cmocka_unit_test(test_smtp_refused_recipient),
+        cmocka_unit_test(test_smtp_unreachable),   cmocka_unit_test(test_smtp_config_rejected),
         cmocka_unit_test(test_compose_every_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -112,8 +112,8 @@ static void *race(void *p)
     snprintf(key, sizeof key, "%s:charge:action:%d", r->order ? r->order : "",
              r->kind == RACE_CHARGE_OTHER_KEYS ? r->idx : 0);
     char canon[128];
-    int n = snprintf(canon, sizeof canon, "%s/%lld", r->order ? r->order : "",
-                     (long long)r->amount);
+    int n =
+        snprintf(canon, sizeof canon, "%s/%lld", r->order ? r->order : "", (long long)r->amount);
     pay_idem idem = {"saga", key, canon, (size_t)n};
     if (r->kind == RACE_TRANSFER)
         r->rc = pay_cmd_transfer(&env, NULL, r->from, r->to, r->amount, &ans);
@@ -211,8 +211,8 @@ static void test_concurrent_charges_take_money_once(void **state)
 static void test_registered_applied_once(void **state)
 {
     (void)state;
-    json_t *data = json_pack("{s:s,s:s,s:s,s:s}", "user_id", "newbie", "email", "n@x", "name",
-                             "N", "role", "customer");
+    json_t *data = json_pack("{s:s,s:s,s:s,s:s}", "user_id", "newbie", "email", "n@x", "name", "N",
+                             "role", "customer");
     sl_bus_msg msg = {.id = "evt-42", .type = "shop.user.registered.v1", .data = data};
     for (int i = 0; i < 2; i++) {
         HARNESS_OK(g.db, sl_db_begin(g.db));

@@ -153,7 +153,8 @@ static void test_decisions(void **state)
 static void test_event_codec_round_trip(void **state)
 {
     (void)state;
-    pay_event evs[] = {ev_open(), ev_money(PAY_EV_DEPOSITED, 7, NULL, NULL),
+    pay_event evs[] = {ev_open(),
+                       ev_money(PAY_EV_DEPOSITED, 7, NULL, NULL),
                        ev_money(PAY_EV_DEPOSITED, 8, NULL, "u9"),
                        ev_money(PAY_EV_WITHDRAWN, 9, NULL, "u9"),
                        ev_money(PAY_EV_CHARGED, 10, "ord-1", NULL),

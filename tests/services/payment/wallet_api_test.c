@@ -50,8 +50,7 @@ static int setup(void **state)
     snprintf(dbenv, sizeof dbenv, "SHOAL_DB__URL=%s", g.url);
     snprintf(keyenv, sizeof keyenv, "SHOAL_IDENTITY__KEY_FILE=%s", g.key_path);
     char *argv[] = {"shoal-payment", "--port", portbuf, NULL};
-    char *env[] = {dbenv, keyenv, "SHOAL_LOG__LEVEL=warn", "SHOAL_PAYMENT__SNAPSHOT_EVERY=4",
-                   NULL};
+    char *env[] = {dbenv, keyenv, "SHOAL_LOG__LEVEL=warn", "SHOAL_PAYMENT__SNAPSHOT_EVERY=4", NULL};
     g.pid = th_spawn(argv, env, "wallet_api_test.server.log");
     if (th_wait_port(g.port, 15000) != 0) fail_msg("shoal-payment did not start (see the log)");
     harness_open_url(g.url, &g.db);
@@ -97,8 +96,8 @@ static int call(const char *method, const char *target, const char *uid, const c
     return status;
 }
 
-static json_t *call_json(const char *method, const char *target, const char *uid,
-                         const char *role, const char *hdrs, const char *body, int want)
+static json_t *call_json(const char *method, const char *target, const char *uid, const char *role,
+                         const char *hdrs, const char *body, int want)
 {
     th_response r;
     int st = call(method, target, uid, role, hdrs, body, &r);
@@ -108,8 +107,7 @@ static json_t *call_json(const char *method, const char *target, const char *uid
     json_error_t e;
     json_t *v = json_loads(r.body ? r.body : "", 0, &e);
     if (!v) fail_msg("not JSON: %s", r.body ? r.body : "");
-    if (want >= 400)
-        assert_string_equal(th_header(&r, "content-type"), "application/problem+json");
+    if (want >= 400) assert_string_equal(th_header(&r, "content-type"), "application/problem+json");
     th_response_free(&r);
     return v;
 }
@@ -222,8 +220,7 @@ static void test_deposits_and_bad_input(void **state)
         {"{\"amount\":{\"amount\":5,\"currency\":\"USD\"}}", "amount.currency"},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++)
-        expect_refused("POST", "/wallet/deposits", "alice", "customer", bad[i][0], 400,
-                       bad[i][1]);
+        expect_refused("POST", "/wallet/deposits", "alice", "customer", bad[i][0], 400, bad[i][1]);
     expect_refused("POST", "/wallet/deposits", "alice", "customer", "{\"amount\":", 400, NULL);
     expect_refused("POST", "/wallet/deposits", "alice", "customer", "{\"amount\":\"\xff\"}", 400,
                    NULL);
@@ -280,15 +277,15 @@ static void test_public_idempotency_key(void **state)
 {
     (void)state;
     const char *hdr = "Idempotency-Key: dep-1\r\n";
-    json_t *a = call_json("POST", "/wallet/deposits", "carol", "customer", hdr,
-                          "{\"amount\":300}", 200);
+    json_t *a =
+        call_json("POST", "/wallet/deposits", "carol", "customer", hdr, "{\"amount\":300}", 200);
     int64_t v = stream_version("carol");
-    json_t *b = call_json("POST", "/wallet/deposits", "carol", "customer", hdr,
-                          "{\"amount\":300}", 200);
+    json_t *b =
+        call_json("POST", "/wallet/deposits", "carol", "customer", hdr, "{\"amount\":300}", 200);
     assert_true(json_equal(a, b));
     assert_int_equal(stream_version("carol"), v);
-    json_decref(call_json("POST", "/wallet/deposits", "carol", "customer", hdr,
-                          "{\"amount\":301}", 422));
+    json_decref(
+        call_json("POST", "/wallet/deposits", "carol", "customer", hdr, "{\"amount\":301}", 422));
     assert_int_equal(stream_version("carol"), v);
     json_decref(a);
     json_decref(b);
@@ -300,8 +297,8 @@ static void test_history_pagination(void **state)
     /* dave: opened + 7 deposits of 10..70 → versions 1..8 (snapshots at 4 and 8). */
     for (int i = 1; i <= 7; i++)
         deposit("dave", i * 10);
-    json_t *v = call_json("GET", "/wallet/history?page=1&per_page=3", "dave", "customer", NULL,
-                          NULL, 200);
+    json_t *v =
+        call_json("GET", "/wallet/history?page=1&per_page=3", "dave", "customer", NULL, NULL, 200);
     assert_int_equal(json_integer_value(json_object_get(v, "total")), 8);
     json_t *items = json_object_get(v, "items");
     assert_int_equal(json_array_size(items), 3);
@@ -315,20 +312,18 @@ static void test_history_pagination(void **state)
     assert_true(json_integer_value(json_object_get(first, "position")) >
                 json_integer_value(json_object_get(json_array_get(items, 1), "position")));
     json_decref(v);
-    v = call_json("GET", "/wallet/history?page=3&per_page=3", "dave", "customer", NULL, NULL,
-                  200);
+    v = call_json("GET", "/wallet/history?page=3&per_page=3", "dave", "customer", NULL, NULL, 200);
     items = json_object_get(v, "items");
     assert_int_equal(json_array_size(items), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(items, 1), "type")),
                         "AccountOpened");
     assert_int_equal(amount_of(json_array_get(items, 0), "balance_after"), 10);
     json_decref(v);
-    v = call_json("GET", "/wallet/history?page=4&per_page=3", "dave", "customer", NULL, NULL,
-                  200);
+    v = call_json("GET", "/wallet/history?page=4&per_page=3", "dave", "customer", NULL, NULL, 200);
     assert_int_equal(json_array_size(json_object_get(v, "items")), 0);
     json_decref(v);
-    json_decref(call_json("GET", "/wallet/history?per_page=101", "dave", "customer", NULL, NULL,
-                          400));
+    json_decref(
+        call_json("GET", "/wallet/history?per_page=101", "dave", "customer", NULL, NULL, 400));
     json_decref(call_json("GET", "/wallet/history?page=0", "dave", "customer", NULL, NULL, 400));
 }
 
@@ -348,8 +343,8 @@ static void test_balance_as_of(void **state)
     assert_int_equal(json_integer_value(json_object_get(v, "version")), 2);
     json_decref(v);
     /* Percent-encoded colons, and a time before the wallet existed. */
-    v = call_json("GET", "/wallet/balance?as_of=2001-01-01T00%3A00%3A00Z", "erin", "customer",
-                  NULL, NULL, 200);
+    v = call_json("GET", "/wallet/balance?as_of=2001-01-01T00%3A00%3A00Z", "erin", "customer", NULL,
+                  NULL, 200);
     assert_int_equal(amount_of(v, "balance"), 0);
     assert_int_equal(json_integer_value(json_object_get(v, "version")), 0);
     json_decref(v);
@@ -362,8 +357,7 @@ static void test_balance_as_of(void **state)
         call_json("GET", "/wallet/balance?as_of=yesterday", "erin", "customer", NULL, NULL, 400));
 }
 
-static json_t *charge(const char *key, const char *order, const char *uid, int64_t amount,
-                      int want)
+static json_t *charge(const char *key, const char *order, const char *uid, int64_t amount, int want)
 {
     char hdr[300], body[300];
     snprintf(hdr, sizeof hdr, "idempotency-key: %s\r\n", key);
