@@ -137,7 +137,20 @@ static const char *self_dir(void)
     return dirname(dir);
 }
 
+static int load_topology_checked(const char *path, topology *t);
+
+/* Loads and checks the topology; on failure nothing stays allocated (t->cfg is NULL). */
 static int load_topology(const char *path, topology *t)
+{
+    int rc = load_topology_checked(path, t);
+    if (rc != 0) {
+        sl_config_free(t->cfg);
+        t->cfg = NULL;
+    }
+    return rc;
+}
+
+static int load_topology_checked(const char *path, topology *t)
 {
     char err[SL_CONFIG_ERR_MAX];
     if (sl_config_load_file(path, &t->cfg, err) != 0) {
