@@ -183,6 +183,8 @@ typedef enum sl_bus_verdict {
     SL_BUS_NACK,    /* failed: deliver again after `delay_ms` (0 → backoff from deliveries);
                        after max_deliver attempts it is dead-lettered with `reason` */
     SL_BUS_REJECT,  /* poison: dead-letter now with `reason`, no retry */
+    SL_BUS_DROP,    /* settle nothing: the message comes back after ack_wait, as if this
+                       instance had crashed (tests, hand-offs) */
 } sl_bus_verdict;
 
 typedef struct sl_bus_reply {
