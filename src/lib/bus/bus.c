@@ -620,8 +620,10 @@ static void dead_letter(sl_bus_sub *s, const bus_delivery *d, const char *id, co
     sl_bus *bus = s->bus;
     size_t len = 0;
     char *txt = dead_letter_json(s, d, id, reason, &len);
-    char dedup[SL_BUS_GROUP_MAX + 48];
-    snprintf(dedup, sizeof dedup, "dlq:%s:%llu", s->group, (unsigned long long)d->stream_seq);
+    /* Stable across redeliveries of this message, distinct for every topic and group. */
+    char dedup[SL_BUS_TOPIC_MAX + SL_BUS_GROUP_MAX + 48];
+    snprintf(dedup, sizeof dedup, "dlq:%s:%s:%llu", s->topic, s->group,
+             (unsigned long long)d->stream_seq);
     dead_ctx *c = malloc(sizeof *c);
     bus_pub *p = txt ? pub_alloc(1, strlen(s->dlq) * 2 + strlen(dedup) + len + 8) : NULL;
     if (txt == NULL || c == NULL || p == NULL) goto fail;

@@ -78,7 +78,7 @@ struct nb_bus {
     jsCtx *js;
     uv_async_t async;
     uv_timer_t timer; /* stream set-up retries and lag polls */
-    bool streams_ok, setup_running, closing, conn_closed;
+    bool streams_ok, setup_running, closing, conn_closed, published_any;
     int works;        /* uv_queue_work in flight */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -107,12 +107,14 @@ static void push_locked(nb_bus *nb, nb_item *it)
     nb->tail = it;
 }
 
+/* uv_async_send happens under the mutex: the loop takes the mutex before it closes the async
+ * handle, so no thread can be between its push and its send when the handle goes. */
 static void push(nb_bus *nb, nb_item *it)
 {
     pthread_mutex_lock(&nb->mu);
     push_locked(nb, it);
-    pthread_mutex_unlock(&nb->mu);
     uv_async_send(&nb->async);
+    pthread_mutex_unlock(&nb->mu);
 }
 
 /* ---- publish map ---------------------------------------------------------------------------- */
@@ -171,11 +173,11 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     if (p) {
         *it = (nb_item){.kind = IT_PUB, .pub = p, .status = status};
         push_locked(nb, it);
+        uv_async_send(&nb->async);
         it = NULL;
     }
     pthread_mutex_unlock(&nb->mu);
     free(it);
-    uv_async_send(&nb->async);
     natsMsg_Destroy(msg);
 }
 
@@ -608,9 +610,9 @@ static void *fetcher_main(void *arg)
                 f->held++;
                 n++;
             }
+            if (n) uv_async_send(&nb->async);
             pthread_mutex_unlock(&nb->mu);
             natsMsgList_Destroy(&list);
-            if (n) uv_async_send(&nb->async);
         } else if (s != NATS_TIMEOUT) {
             /* Connection lost, consumer deleted, …: bind again after a pause. */
             natsSubscription_Destroy(sub);
@@ -632,8 +634,8 @@ static void *fetcher_main(void *arg)
         it->f = f;
         push_locked(nb, it);
     }
-    pthread_mutex_unlock(&nb->mu);
     uv_async_send(&nb->async);
+    pthread_mutex_unlock(&nb->mu);
     return NULL;
 }
 
@@ -816,6 +818,7 @@ static int nb_publish(sl_bus *bus, bus_pub *p)
         pm_put(nb, key, p);
         pthread_mutex_unlock(&nb->mu);
         natsStatus s = js_PublishMsgAsync(nb->js, &m, &po);
+        nb->published_any = true;
         if (s != NATS_OK) {
             pthread_mutex_lock(&nb->mu);
             pm_take(nb, key);
@@ -859,6 +862,9 @@ static void maybe_closed(nb_bus *nb)
         drain(nb);
         goto drain_rest;
     }
+    /* Wait out any thread still inside push() (it sends under the mutex). */
+    pthread_mutex_lock(&nb->mu);
+    pthread_mutex_unlock(&nb->mu);
     jsCtx_Destroy(nb->js);
     natsConnection_Destroy(nb->nc);
     natsOptions_Destroy(nb->opts);
@@ -873,7 +879,9 @@ static void nb_close(sl_bus *bus)
     uv_timer_stop(&nb->timer);
     /* Pending async publishes: take them back so their batches complete now. */
     natsMsgList pending = {0};
-    if (js_PublishAsyncGetPendingList(&pending, nb->js) == NATS_OK) {
+    /* nats.c 3.4.1 crashes here when nothing was ever published async (no pending map yet). */
+    if (nb->published_any && bus->pending_msgs > 0 &&
+        js_PublishAsyncGetPendingList(&pending, nb->js) == NATS_OK) {
         for (int i = 0; i < pending.Count; i++) {
             pthread_mutex_lock(&nb->mu);
             bus_pub *p = pm_take(nb, pending.Msgs[i]);
@@ -882,11 +890,9 @@ static void nb_close(sl_bus *bus)
         }
         natsMsgList_Destroy(&pending);
     }
+    /* The closed callback (a library thread) completes the close: wait for it even when the
+     * status already reads CLOSED, or it could run after the loop is gone. */
     natsConnection_Close(nb->nc);
-    if (natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CLOSED) {
-        /* The closed callback may not come for a connection that never connected. */
-        nb->conn_closed = true;
-    }
     maybe_closed(nb);
 }
 
