@@ -85,7 +85,8 @@ endif()
 # nats), chosen by argv[1]. Every tests/nats/<name>_test.c (durability: killed
 # processes and servers, a 3-node cluster) runs as nats.<name>. The nats runs
 # require the `nats` fixture: a nats-server with JetStream on a free port and
-# a temporary store (scripts/nats-fixture.sh), whose URL is in
+# a temporary store (scripts/nats-fixture.sh; the nats.* suites start their
+# own servers the same way, as they kill them), whose URL is in
 # ${SHOAL_NATS_DIR}/url (SHOAL_NATS_DIR). If it cannot start, the setup test
 # fails and so do the nats tests: they never skip silently. The helper
 # programs of tests/nats/helpers/*.c are built into bin/.
@@ -128,7 +129,9 @@ if(bus_tests OR nats_tests)
     target_link_libraries(nats_${name} PRIVATE shoal shoal_testsupport PkgConfig::CMOCKA)
     set_target_properties(nats_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
     add_test(NAME nats.${name} COMMAND nats_${name})
+    # These start their own servers (killing them is the point); the lock keeps two such
+    # heavy suites from running at once on a small machine.
     set_tests_properties(nats.${name} PROPERTIES LABELS "nats" TIMEOUT 600
-      FIXTURES_REQUIRED nats RESOURCE_LOCK nats_server ENVIRONMENT "${SHOAL_NATS_ENV}")
+      RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_NATS_ENV}")
   endforeach()
 endif()

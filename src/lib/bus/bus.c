@@ -425,6 +425,7 @@ static int outbox_publish(void *ctx, const sl_outbox_msg *msgs, size_t n, sl_out
 {
     sl_bus *bus = ctx;
     sl_bus_out out[64];
+
     if (n > SL_ARRAY_LEN(out)) {
         /* Large relay batches go in one publish call built on the heap. */
         sl_bus_out *big = calloc(n, sizeof *big);

@@ -936,6 +936,7 @@ static int nb_open(sl_bus *bus, char *err, size_t errlen)
     natsOptions_SetClosedCB(nb->opts, on_closed, nb);
     natsOptions_SetTimeout(nb->opts, 2000);
     natsOptions_SetReconnectBufSize(nb->opts, 8 * 1024 * 1024);
+    if (getenv("BUS_ASAP")) natsOptions_SetSendAsap(nb->opts, true);
     natsStatus s = natsConnection_Connect(&nb->nc, nb->opts);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
         snprintf(err, errlen, "bus: NATS connect: %s", natsStatus_GetText(s));
