@@ -98,8 +98,11 @@ static void prod_tick(uv_timer_t *t)
         snprintf(subj, sizeof subj, "agg-%ld", i % 1000);
         if (i == 0) c->r->t_first = now_ns();
         snprintf(data, sizeof data, "{\"t\":%lld,\"pad\":\"%040d\"}", (long long)now_ns(), 0);
-        sl_outbox_event ev = {.id = id, .source = "/bench", .type = "shop.bench.event.v1",
-                              .subject = subj, .data_json = data};
+        sl_outbox_event ev = {.id = id,
+                              .source = "/bench",
+                              .type = "shop.bench.event.v1",
+                              .subject = subj,
+                              .data_json = data};
         if (sl_outbox_add(c->db, &ev, now_ns(), NULL) != 0) abort();
     }
     if (sl_db_commit(c->db) != 0) abort();
@@ -178,8 +181,8 @@ static int run_pipeline(const char *url, long n, int unordered, const char *dir)
         uv_run(&cons.loop, UV_RUN_ONCE);
     sl_bus_sub_options so = {.unordered = unordered};
     sl_bus_runner_options ro = {.batch_max = 256};
-    if (sl_bus_runner_new(cons.bus, cons.db, "shop.bench.event.v1", "bench", &so, &ro,
-                          bench_apply, &cons, &cons.runner) != 0)
+    if (sl_bus_runner_new(cons.bus, cons.db, "shop.bench.event.v1", "bench", &so, &ro, bench_apply,
+                          &cons, &cons.runner) != 0)
         return 1;
     pthread_t pt;
     pthread_create(&pt, NULL, producer_main, &prod);
@@ -224,8 +227,8 @@ static void *raw_consumer(void *arg)
         natsMsgList l = {0};
         if (natsSubscription_Fetch(&l, sub, 256, 1000, &je) != NATS_OK) continue;
         for (int i = 0; i < l.Count; i++) {
-            record(c->r, stamp_of(natsMsg_GetData(l.Msgs[i]),
-                                  (size_t)natsMsg_GetDataLength(l.Msgs[i])));
+            record(c->r,
+                   stamp_of(natsMsg_GetData(l.Msgs[i]), (size_t)natsMsg_GetDataLength(l.Msgs[i])));
             natsMsg_Ack(l.Msgs[i], NULL);
         }
         natsMsgList_Destroy(&l);
@@ -380,7 +383,7 @@ static void *redis_consumer(void *arg)
     rbuf rb = {0};
     char cmd[1 << 16];
     while (c->r->got < c->n) {
-        const char *xr[] = {"XREADGROUP", "GROUP", "g",    "c1", "COUNT", "256",
+        const char *xr[] = {"XREADGROUP", "GROUP", "g",       "c1", "COUNT", "256",
                             "BLOCK",      "1000",  "STREAMS", "bs", ">"};
         rsend(fd, cmd, resp_cmd(cmd, sizeof cmd, 11, xr));
         read_replies(fd, &rb, 1);

@@ -198,13 +198,13 @@ typedef struct rec {
     char subject[REC_MAX][16];
     uint64_t at_ms[REC_MAX];
     uint64_t tick[REC_MAX]; /* global handling order across instances */
-    int seen[REC_MAX]; /* per n: times acked */
+    int seen[REC_MAX];      /* per n: times acked */
     /* behaviour */
-    int drop_first;   /* DROP first delivery (ack_wait redelivery) */
-    int nack_first;   /* NACK first delivery with nack_delay */
+    int drop_first; /* DROP first delivery (ack_wait redelivery) */
+    int nack_first; /* NACK first delivery with nack_delay */
     int64_t nack_delay;
     int always_nack;
-    int nack_every;   /* NACK every k-th first delivery (ordering stress) */
+    int nack_every; /* NACK every k-th first delivery (ordering stress) */
     uv_loop_t *loop;
 } rec;
 
@@ -267,11 +267,12 @@ static int all_seen(void *p)
 
 static sl_bus_sub_options fast_opts(void)
 {
-    return (sl_bus_sub_options){.ack_wait_ms = 400, .max_deliver = 5, .backoff_base_ms = 50,
-                                .backoff_max_ms = 400};
+    return (sl_bus_sub_options){
+        .ack_wait_ms = 400, .max_deliver = 5, .backoff_base_ms = 50, .backoff_max_ms = 400};
 }
 
-/* ---- cases ------------------------------------------------------------------------------------ */
+/* ---- cases ------------------------------------------------------------------------------------
+ */
 
 static void test_fanout(void **state)
 {
@@ -627,8 +628,8 @@ static void test_bad_input(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    sl_bus *big = open_bus(&loop, 0);       /* a publisher with the default 1 MiB limit */
-    sl_bus *bus = open_bus(&loop, 4096);    /* the consumer's limit: 4 KiB */
+    sl_bus *big = open_bus(&loop, 0);    /* a publisher with the default 1 MiB limit */
+    sl_bus *bus = open_bus(&loop, 4096); /* the consumer's limit: 4 KiB */
     wait_ready(&loop, big);
     wait_ready(&loop, bus);
     char topic[128];
@@ -789,8 +790,10 @@ int main(int argc, char **argv)
         snprintf(path, sizeof path, "%s/url", dir ? dir : "");
         FILE *f = fopen(path, "r");
         if (f == NULL || fgets(g.url, sizeof g.url, f) == NULL) {
-            fprintf(stderr, "FAIL: no nats-server: %s missing (the ctest fixture "
-                            "bus.nats.fixture.start must run first)\n", path);
+            fprintf(stderr,
+                    "FAIL: no nats-server: %s missing (the ctest fixture "
+                    "bus.nats.fixture.start must run first)\n",
+                    path);
             return 1;
         }
         fclose(f);

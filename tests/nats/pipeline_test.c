@@ -224,9 +224,23 @@ static void test_cluster_node_loss(void **state)
         snprintf(sd, sizeof sd, "%s/n%d", dir, i);
         snprintf(name, sizeof name, "n%d", i);
         snprintf(slog, sizeof slog, "%s/n%d.log", dir, i);
-        char *argv[] = {(char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd,
-                        "--server_name", name, "--cluster_name", "shoal", "--cluster", cl,
-                        "--routes", routes, NULL};
+        char *argv[] = {(char *)nats_server_path(),
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        ps,
+                        "-js",
+                        "-sd",
+                        sd,
+                        "--server_name",
+                        name,
+                        "--cluster_name",
+                        "shoal",
+                        "--cluster",
+                        cl,
+                        "--routes",
+                        routes,
+                        NULL};
         srv[i] = th_spawn(argv, NULL, slog);
         char one[64];
         snprintf(one, sizeof one, "%snats://127.0.0.1:%d", i ? "," : "", port[i]);

@@ -51,17 +51,20 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     const char *ctxs[] = {argv[3]};
     const char *rep = getenv("BUS_REPLICAS");
-    sl_bus_options o = {.url = argv[2], .contexts = ctxs, .n_contexts = 1,
-                        .replicas = rep ? atoi(rep) : 1,
-                        .partitions = getenv("BUS_PARTITIONS") ? (unsigned)atoi(getenv("BUS_PARTITIONS")) : 0};
+    sl_bus_options o = {
+        .url = argv[2],
+        .contexts = ctxs,
+        .n_contexts = 1,
+        .replicas = rep ? atoi(rep) : 1,
+        .partitions = getenv("BUS_PARTITIONS") ? (unsigned)atoi(getenv("BUS_PARTITIONS")) : 0};
     sl_bus *bus;
     if (sl_bus_open(loop, &o, &bus, err, sizeof err) != 0) {
         fprintf(stderr, "consumer: bus: %s\n", err);
         return 1;
     }
     const char *unordered = getenv("BUS_UNORDERED");
-    sl_bus_sub_options so = {.ack_wait_ms = 2000, .backoff_max_ms = 2000,
-                             .unordered = unordered && atoi(unordered)};
+    sl_bus_sub_options so = {
+        .ack_wait_ms = 2000, .backoff_max_ms = 2000, .unordered = unordered && atoi(unordered)};
     sl_bus_runner *r;
     const char *group = getenv("BUS_GROUP") ? getenv("BUS_GROUP") : "pipeline";
     if (sl_bus_runner_new(bus, db, topic, group, &so, NULL, apply, NULL, &r) != 0) {

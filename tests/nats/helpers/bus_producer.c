@@ -42,8 +42,11 @@ static int write_chunk(prod *p)
         snprintf(id, sizeof id, "ev-%ld", i);
         snprintf(subj, sizeof subj, "agg-%ld", i % 100);
         snprintf(data, sizeof data, "{\"n\":%ld,\"pad\":\"%0100d\"}", i, 0);
-        sl_outbox_event ev = {.id = id, .source = "/test/producer", .type = p->topic,
-                              .subject = subj, .data_json = data};
+        sl_outbox_event ev = {.id = id,
+                              .source = "/test/producer",
+                              .type = p->topic,
+                              .subject = subj,
+                              .data_json = data};
         if (sl_outbox_add(p->db, &ev, now, NULL) != 0) {
             sl_db_rollback(p->db);
             return -1;
@@ -61,8 +64,8 @@ static void on_timer(uv_timer_t *t)
         /* Keep the outbox backlog bounded so writing and relaying interleave. */
         int64_t backlog = 0, age = 0;
         if (sl_outbox_backlog(p->db, 0, &backlog, &age) == 0 && backlog < 5000) {
-            if (write_chunk(p) != 0) fprintf(stderr, "producer: write failed: %s\n",
-                                             sl_db_errmsg(p->db));
+            if (write_chunk(p) != 0)
+                fprintf(stderr, "producer: write failed: %s\n", sl_db_errmsg(p->db));
             sl_outbox_notify(p->relay);
         }
         return;
@@ -93,16 +96,20 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     const char *ctxs[] = {argv[3]};
     const char *rep = getenv("BUS_REPLICAS");
-    sl_bus_options o = {.url = argv[2], .contexts = ctxs, .n_contexts = 1,
+    sl_bus_options o = {.url = argv[2],
+                        .contexts = ctxs,
+                        .n_contexts = 1,
                         .replicas = rep ? atoi(rep) : 1,
-                        .partitions = getenv("BUS_PARTITIONS") ? (unsigned)atoi(getenv("BUS_PARTITIONS")) : 0, .publish_timeout_ms = 3000};
+                        .partitions =
+                            getenv("BUS_PARTITIONS") ? (unsigned)atoi(getenv("BUS_PARTITIONS")) : 0,
+                        .publish_timeout_ms = 3000};
     if (sl_bus_open(loop, &o, &p.bus, err, sizeof err) != 0) {
         fprintf(stderr, "producer: bus: %s\n", err);
         return 1;
     }
     sl_outbox_publisher pub = sl_bus_outbox_publisher(p.bus);
-    sl_outbox_relay_options ro = {.batch_max = 512, .retry_base_ms = 50, .retry_max_ms = 1000,
-                                  .poll_ms = 100};
+    sl_outbox_relay_options ro = {
+        .batch_max = 512, .retry_base_ms = 50, .retry_max_ms = 1000, .poll_ms = 100};
     if (sl_outbox_relay_new(p.db, &pub, &ro, &p.relay) != 0 ||
         sl_outbox_relay_start(p.relay, loop) != 0) {
         fprintf(stderr, "producer: relay failed\n");
