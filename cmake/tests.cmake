@@ -135,3 +135,59 @@ foreach(src ${proxy_tests})
   set_tests_properties(proxy.${name} PROPERTIES LABELS "${lbl};proxy" TIMEOUT 300
     ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
+
+# Bus conformance suites: every tests/bus/<name>_test.c is ONE source run on
+# both backends, as bus.<name>.inproc (label unit) and bus.<name>.nats (label
+# nats), chosen by argv[1]. Every tests/nats/<name>_test.c (durability: killed
+# processes and servers, a 3-node cluster) runs as nats.<name>. The nats runs
+# require the `nats` fixture: a nats-server with JetStream on a free port and
+# a temporary store (scripts/nats-fixture.sh; the nats.* suites start their
+# own servers the same way, as they kill them), whose URL is in
+# ${SHOAL_NATS_DIR}/url (SHOAL_NATS_DIR). If it cannot start, the setup test
+# fails and so do the nats tests: they never skip silently. The helper
+# programs of tests/nats/helpers/*.c are built into bin/.
+file(GLOB bus_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/bus/*_test.c)
+file(GLOB nats_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/nats/*_test.c)
+file(GLOB nats_helpers CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/nats/helpers/*.c)
+if(bus_tests OR nats_tests)
+  set(SHOAL_NATS_DIR ${CMAKE_BINARY_DIR}/nats-fixture)
+  add_test(NAME bus.nats.fixture.start
+    COMMAND ${CMAKE_SOURCE_DIR}/scripts/nats-fixture.sh start ${SHOAL_NATS_DIR})
+  set_tests_properties(bus.nats.fixture.start PROPERTIES FIXTURES_SETUP nats LABELS nats TIMEOUT 60)
+  add_test(NAME bus.nats.fixture.stop
+    COMMAND ${CMAKE_SOURCE_DIR}/scripts/nats-fixture.sh stop ${SHOAL_NATS_DIR})
+  set_tests_properties(bus.nats.fixture.stop PROPERTIES FIXTURES_CLEANUP nats LABELS nats TIMEOUT 60)
+  set(SHOAL_NATS_ENV "${SHOAL_TEST_ENV};SHOAL_NATS_DIR=${SHOAL_NATS_DIR}")
+  foreach(src ${nats_helpers})
+    get_filename_component(name ${src} NAME_WE)
+    add_executable(${name} ${src})
+    target_link_libraries(${name} PRIVATE shoal)
+  endforeach()
+  foreach(src ${bus_tests})
+    get_filename_component(base ${src} NAME_WE)
+    string(REGEX REPLACE "_test$" "" name ${base})
+    add_executable(bus_${name} ${src})
+    target_include_directories(bus_${name} PRIVATE ${CMAKE_SOURCE_DIR}/src/lib ${CMAKE_SOURCE_DIR}/tests/bus)
+    target_link_libraries(bus_${name} PRIVATE shoal PkgConfig::CMOCKA)
+    set_target_properties(bus_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    add_test(NAME bus.${name}.inproc COMMAND bus_${name} inproc)
+    set_tests_properties(bus.${name}.inproc PROPERTIES LABELS "unit;bus" TIMEOUT 120
+      ENVIRONMENT "${SHOAL_TEST_ENV}")
+    add_test(NAME bus.${name}.nats COMMAND bus_${name} nats)
+    set_tests_properties(bus.${name}.nats PROPERTIES LABELS "nats;bus" TIMEOUT 180
+      FIXTURES_REQUIRED nats ENVIRONMENT "${SHOAL_NATS_ENV}")
+  endforeach()
+  foreach(src ${nats_tests})
+    get_filename_component(base ${src} NAME_WE)
+    string(REGEX REPLACE "_test$" "" name ${base})
+    add_executable(nats_${name} ${src})
+    target_include_directories(nats_${name} PRIVATE ${CMAKE_SOURCE_DIR}/src/lib)
+    target_link_libraries(nats_${name} PRIVATE shoal shoal_testsupport PkgConfig::CMOCKA)
+    set_target_properties(nats_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    add_test(NAME nats.${name} COMMAND nats_${name})
+    # These start their own servers (killing them is the point); the lock keeps two such
+    # heavy suites from running at once on a small machine.
+    set_tests_properties(nats.${name} PROPERTIES LABELS "nats" TIMEOUT 600
+      RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_NATS_ENV}")
+  endforeach()
+endif()

@@ -183,6 +183,8 @@ typedef enum sl_bus_verdict {
     SL_BUS_NACK,    /* failed: deliver again after `delay_ms` (0 → backoff from deliveries);
                        after max_deliver attempts it is dead-lettered with `reason` */
     SL_BUS_REJECT,  /* poison: dead-letter now with `reason`, no retry */
+    SL_BUS_DROP,    /* settle nothing: the message comes back after ack_wait, as if this
+                       instance had crashed (tests, hand-offs) */
 } sl_bus_verdict;
 
 typedef struct sl_bus_reply {
@@ -213,8 +215,9 @@ typedef struct sl_bus_sub_options {
 
 /*
  * Subscribes `group` to `topic`: every group receives every message of the
- * topic published after the group was first created (the group is durable:
- * it remembers its position across restarts); subscriptions of one group
+ * topic, starting with the oldest one the stream still retains when the
+ * group is first created (the group is durable: it remembers its position
+ * across restarts); subscriptions of one group
  * (in this or other processes) share the messages. Each message is parsed
  * as a CloudEvents envelope first; a malformed envelope, one over
  * max_msg_bytes or of a type not in `types` is dead-lettered with a reason

@@ -123,7 +123,8 @@ static int load_batch(sl_outbox_relay *r)
         m->id = strdup(sl_db_column_text(st, 1, NULL));
         m->subject = strdup(sl_db_column_text(st, 2, NULL));
         m->type = strdup(sl_db_column_text(st, 3, NULL));
-        /* Read the length first: argument evaluation order is unspecified. */
+        /* Fetch first: `strndup(f(&len), len)` would read len before f set it (argument
+         * evaluation order is unspecified), truncating envelopes longer than the previous. */
         const char *env = sl_db_column_text(st, 4, &len);
         m->envelope = strndup(env, len);
         m->envelope_len = len;

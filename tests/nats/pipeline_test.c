@@ -1,0 +1,277 @@
+/*
+ * Durability of the outbox → bus → inbox pipeline (label nats). Each case
+ * starts its own nats-server(s) (scripts/nats-fixture.sh, or a 3-node
+ * cluster on loopback), runs the helper programs bus_producer (outbox +
+ * relay) and bus_consumer (transactional runner) from build/bin, and kills
+ * things with SIGKILL mid-run:
+ *  - test_pipeline_kills: the producer, then the consumer, then
+ *    nats-server are kill -9-ed and restarted;
+ *  - test_cluster_node_loss: replicas 3 on a 3-node cluster, one node
+ *    killed for good.
+ * Then every event must be applied exactly once: `effects` (no unique
+ * constraint; only the inbox claim protects it) holds each number once.
+ * Event counts: SHOAL_PIPELINE_EVENTS (default 100000; 20000 under ASan)
+ * and SHOAL_CLUSTER_EVENTS (default 20000; 5000 under ASan). The consumer
+ * runs unordered (the throughput mode); ordering is covered by the
+ * conformance suite. Waits are liveness bounds, never speed assertions.
+ */
+#include "harness.h"
+
+#include <shoal/db.h>
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN 1
+#endif
+#endif
+#ifndef ASAN
+#define ASAN 0
+#endif
+
+static long env_long(const char *name, long def)
+{
+    const char *v = getenv(name);
+    return v && atol(v) > 0 ? atol(v) : def;
+}
+
+static void sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void read_file(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(out, (int)cap, f));
+    fclose(f);
+    out[strcspn(out, "\r\n")] = '\0';
+}
+
+/* count(*) and count(DISTINCT n) of effects in the consumer's database; 0 before it exists. */
+static void effects(const char *db_url, long *total, long *distinct)
+{
+    *total = *distinct = 0;
+    sl_db *db;
+    if (sl_db_open(db_url, NULL, &db, NULL, 0) != 0) return;
+    sl_db_stmt *st;
+    if (sl_db_prepare(db, "SELECT count(*), count(DISTINCT n) FROM effects", &st) == 0) {
+        if (sl_db_step(st) == SL_DB_ROW) {
+            *total = (long)sl_db_column_int64(st, 0);
+            *distinct = (long)sl_db_column_int64(st, 1);
+        }
+        sl_db_stmt_done(st);
+    }
+    sl_db_close(db);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits until effects reach `n` (or the producer `*prod` exits, which is reaped and cleared);
+ * returns the count reached. Bounded by timeout_s. */
+static long wait_effects(const char *db_url, long n, pid_t *prod, int timeout_s)
+{
+    long t = 0, d = 0;
+    for (int i = 0; i < timeout_s * 10; i++) {
+        effects(db_url, &t, &d);
+        if (t >= n) break;
+        if (prod && *prod > 0) {
+            int st;
+            if (waitpid(*prod, &st, WNOHANG) == *prod) {
+                assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+                *prod = 0;
+            }
+        }
+        sleep_ms(100);
+    }
+    return t;
+}
+
+static pid_t spawn_producer(const char *dir, const char *url, const char *ctx, long n,
+                            const char *log)
+{
+    char db[512], count[32];
+    snprintf(db, sizeof db, "sqlite:%s/producer.db", dir);
+    snprintf(count, sizeof count, "%ld", n);
+    char *argv[] = {"bus_producer", db, (char *)url, (char *)ctx, count, NULL};
+    return th_spawn(argv, NULL, log);
+}
+
+static pid_t spawn_consumer(const char *dir, const char *url, const char *ctx, const char *log)
+{
+    char db[512];
+    snprintf(db, sizeof db, "sqlite:%s/consumer.db", dir);
+    char *argv[] = {"bus_consumer", db, (char *)url, (char *)ctx, NULL};
+    char *env[] = {"BUS_UNORDERED=1", "BUS_REPLICAS=1", NULL};
+    return th_spawn(argv, env, log);
+}
+
+static void finish(const char *cdb, long n, pid_t *prod, pid_t cons)
+{
+    /* The producer exits 0 once everything is written and published. */
+    long t = wait_effects(cdb, n, prod, 240);
+    if (*prod > 0) {
+        int st;
+        for (int i = 0; i < 1200 && waitpid(*prod, &st, WNOHANG) != *prod; i++)
+            sleep_ms(100);
+        *prod = 0;
+    }
+    sleep_ms(1500); /* late redeliveries would show up as duplicates now */
+    long d = 0;
+    effects(cdb, &t, &d);
+    th_stop(cons, SIGTERM, 10000);
+    fprintf(stderr, "pipeline: %ld effects, %ld distinct, of %ld events\n", t, d, n);
+    assert_int_equal(d, n); /* none lost */
+    assert_int_equal(t, n); /* none applied twice */
+}
+
+static void test_pipeline_kills(void **state)
+{
+    (void)state;
+    long n = env_long("SHOAL_PIPELINE_EVENTS", ASAN ? 20000 : 100000);
+    char dir[] = "/tmp/shoal-pipe-XXXXXX", nats[512], url[256], cdb[600], log[600];
+    assert_non_null(mkdtemp(dir));
+    const char *src = getenv("SHOAL_SOURCE_DIR");
+    snprintf(nats, sizeof nats, "%s/nats", dir);
+    sh("%s/scripts/nats-fixture.sh start %s >/dev/null", src, nats);
+    char p[600];
+    snprintf(p, sizeof p, "%s/url", nats);
+    read_file(p, url, sizeof url);
+    snprintf(cdb, sizeof cdb, "sqlite:%s/consumer.db", dir);
+    snprintf(log, sizeof log, "%s/helpers.log", dir);
+
+    pid_t prod = spawn_producer(dir, url, "pipe", n, log);
+    pid_t cons = spawn_consumer(dir, url, "pipe", log);
+    /* (a) the producer dies mid-stream and comes back */
+    assert_true(wait_effects(cdb, n / 10, &prod, 120) >= n / 10);
+    if (prod > 0) {
+        th_stop(prod, SIGKILL, 5000);
+        prod = spawn_producer(dir, url, "pipe", n, log);
+    }
+    /* (b) the consumer dies mid-stream and comes back */
+    assert_true(wait_effects(cdb, 3 * n / 10, &prod, 120) >= 3 * n / 10);
+    th_stop(cons, SIGKILL, 5000);
+    cons = spawn_consumer(dir, url, "pipe", log);
+    /* (c) nats-server dies mid-stream and comes back on the same port and store */
+    assert_true(wait_effects(cdb, n / 2, &prod, 120) >= n / 2);
+    char pid[32];
+    snprintf(p, sizeof p, "%s/pid", nats);
+    read_file(p, pid, sizeof pid);
+    kill((pid_t)atol(pid), SIGKILL);
+    sleep_ms(500);
+    sh("%s/scripts/nats-fixture.sh restart %s >/dev/null", src, nats);
+    finish(cdb, n, &prod, cons);
+    sh("%s/scripts/nats-fixture.sh stop %s >/dev/null; rm -rf %s", src, nats, dir);
+}
+
+/* Finds nats-server on PATH (Debian installs it in /usr/sbin). */
+static const char *nats_server_path(void)
+{
+    static char path[512];
+    const char *env = getenv("PATH");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s:/usr/sbin:/usr/bin", env ? env : "");
+    for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof path, "%s/nats-server", d);
+        if (access(path, X_OK) == 0) return path;
+    }
+    fail_msg("nats-server not found on PATH");
+    return NULL;
+}
+
+static void test_cluster_node_loss(void **state)
+{
+    (void)state;
+    long n = env_long("SHOAL_CLUSTER_EVENTS", ASAN ? 5000 : 20000);
+    char dir[] = "/tmp/shoal-cluster-XXXXXX", url[512] = "", cdb[600], log[600];
+    assert_non_null(mkdtemp(dir));
+    int port[3], cport[3];
+    pid_t srv[3];
+    for (int i = 0; i < 3; i++) {
+        port[i] = th_free_port();
+        cport[i] = th_free_port();
+    }
+    for (int i = 0; i < 3; i++) {
+        char ps[16], cl[64], routes[160], sd[600], name[16], slog[600];
+        snprintf(ps, sizeof ps, "%d", port[i]);
+        snprintf(cl, sizeof cl, "nats://127.0.0.1:%d", cport[i]);
+        snprintf(routes, sizeof routes, "nats://127.0.0.1:%d,nats://127.0.0.1:%d",
+                 cport[(i + 1) % 3], cport[(i + 2) % 3]);
+        snprintf(sd, sizeof sd, "%s/n%d", dir, i);
+        snprintf(name, sizeof name, "n%d", i);
+        snprintf(slog, sizeof slog, "%s/n%d.log", dir, i);
+        char *argv[] = {(char *)nats_server_path(),
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        ps,
+                        "-js",
+                        "-sd",
+                        sd,
+                        "--server_name",
+                        name,
+                        "--cluster_name",
+                        "shoal",
+                        "--cluster",
+                        cl,
+                        "--routes",
+                        routes,
+                        NULL};
+        srv[i] = th_spawn(argv, NULL, slog);
+        char one[64];
+        snprintf(one, sizeof one, "%snats://127.0.0.1:%d", i ? "," : "", port[i]);
+        strcat(url, one);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(th_wait_port(port[i], 10000), 0);
+    snprintf(cdb, sizeof cdb, "sqlite:%s/consumer.db", dir);
+    snprintf(log, sizeof log, "%s/helpers.log", dir);
+    char db[600], count[32];
+    snprintf(db, sizeof db, "sqlite:%s/producer.db", dir);
+    snprintf(count, sizeof count, "%ld", n);
+    char *pargv[] = {"bus_producer", db, url, "clu", count, NULL};
+    char *cargv[] = {"bus_consumer", cdb, url, "clu", NULL};
+    char *env[] = {"BUS_UNORDERED=1", "BUS_REPLICAS=3", NULL};
+    pid_t prod = th_spawn(pargv, env, log);
+    pid_t cons = th_spawn(cargv, env, log);
+    assert_true(wait_effects(cdb, n / 4, &prod, 180) >= n / 4);
+    /* One node dies for good; the other two keep the R3 stream's quorum. */
+    th_stop(srv[1], SIGKILL, 5000);
+    finish(cdb, n, &prod, cons);
+    th_stop(srv[0], SIGTERM, 10000);
+    th_stop(srv[2], SIGTERM, 10000);
+    sh("rm -rf %s", dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pipeline_kills),
+        cmocka_unit_test(test_cluster_node_loss),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
