@@ -1,0 +1,1028 @@
+/*
+ * The `nats://` bus backend: NATS JetStream through nats.c 3.4 and its
+ * libuv adapter, following the threading rules verified in DEPS.md §1.
+ *
+ * - The connection is made on the loop thread (sl_bus_open), with
+ *   retry-on-failed-connect and a capped exponential reconnect delay, so
+ *   an absent server never blocks the loop.
+ * - Publishing is js_PublishMsgAsync on the loop with the event id as
+ *   Nats-Msg-Id and MaxWait as the per-message timeout; a large MaxPending
+ *   and a 1 ms StallWait keep the loop from stalling. The ack handler runs
+ *   on a library thread: it finds the batch of the message in a map and
+ *   queues the result for the loop (uv_async).
+ * - Each subscription has fetch threads (one per ordering partition, each
+ *   with its own durable pull consumer holding at most one unacked
+ *   message; or one thread on one durable when unordered). A fetch thread
+ *   declares its stream and consumer, pulls only while its subscription
+ *   has room (max_inflight), and queues messages for the loop, where the
+ *   core runs handlers and acks with the non-blocking natsMsg_Ack/Nak/Term.
+ * - Admin work (stream set-up, dead letters, lag) runs in uv_queue_work.
+ */
+#include "bus/bus_int.h"
+
+#include <nats/adapters/libuv.h>
+#include <nats/nats.h>
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NB_FETCH_WAIT_MS 500
+
+typedef struct nb_fetcher nb_fetcher;
+typedef struct nb_bus nb_bus;
+
+typedef enum { IT_MSG, IT_PUB, IT_EXIT, IT_CLOSED } nb_kind;
+
+typedef struct nb_item {
+    nb_kind kind;
+    nb_fetcher *f;
+    natsMsg *msg;
+    bus_pub *pub;
+    int status;
+    struct nb_item *next;
+} nb_item;
+
+typedef struct nb_sub {
+    sl_bus_sub *sub;
+    nb_bus *nb;
+    unsigned nf, alive;
+    nb_fetcher *f[SL_BUS_PARTITIONS_MAX];
+} nb_sub;
+
+struct nb_fetcher {
+    nb_sub *ns;
+    int part; /* -1: unordered */
+    char durable[SL_BUS_GROUP_MAX + SL_BUS_TOPIC_MAX + 16];
+    char filter[SL_BUS_TOPIC_MAX + 16];
+    char stream[64];
+    unsigned cap;
+    /* Shared with the thread, under nb->mu. */
+    unsigned held;
+    bool stop, exited;
+    pthread_t thread;
+};
+
+typedef struct pm_entry {
+    natsMsg *key;
+    bus_pub *pub;
+} pm_entry;
+
+struct nb_bus {
+    sl_bus *bus;
+    natsOptions *opts;
+    natsConnection *nc;
+    jsCtx *js;
+    uv_async_t async;
+    uv_timer_t timer; /* stream set-up retries and lag polls */
+    bool streams_ok, setup_running, closing, conn_closed;
+    int works;        /* uv_queue_work in flight */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nb_item *head, *tail;
+    pm_entry *pm; /* open addressing map natsMsg* -> batch, under mu */
+    size_t pm_cap;
+    int64_t lag_next_ms;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- queue to the loop --------------------------------------------------------------------- */
+
+static void push_locked(nb_bus *nb, nb_item *it)
+{
+    it->next = NULL;
+    if (nb->tail)
+        nb->tail->next = it;
+    else
+        nb->head = it;
+    nb->tail = it;
+}
+
+static void push(nb_bus *nb, nb_item *it)
+{
+    pthread_mutex_lock(&nb->mu);
+    push_locked(nb, it);
+    pthread_mutex_unlock(&nb->mu);
+    uv_async_send(&nb->async);
+}
+
+/* ---- publish map ---------------------------------------------------------------------------- */
+
+static size_t pm_slot(const nb_bus *nb, const natsMsg *m)
+{
+    uintptr_t x = (uintptr_t)m;
+    x ^= x >> 17;
+    x *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(x >> 20) & (nb->pm_cap - 1);
+}
+
+static void pm_put(nb_bus *nb, natsMsg *m, bus_pub *p)
+{
+    size_t i = pm_slot(nb, m);
+    while (nb->pm[i].key != NULL)
+        i = (i + 1) & (nb->pm_cap - 1);
+    nb->pm[i] = (pm_entry){m, p};
+}
+
+static bus_pub *pm_take(nb_bus *nb, natsMsg *m)
+{
+    size_t i = pm_slot(nb, m);
+    while (nb->pm[i].key != m) {
+        if (nb->pm[i].key == NULL) return NULL;
+        i = (i + 1) & (nb->pm_cap - 1);
+    }
+    bus_pub *p = nb->pm[i].pub;
+    nb->pm[i].key = NULL;
+    /* Backward-shift deletion keeps probe chains intact. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & (nb->pm_cap - 1);
+        if (nb->pm[j].key == NULL) break;
+        size_t k = pm_slot(nb, nb->pm[j].key);
+        if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+            nb->pm[i] = nb->pm[j];
+            nb->pm[j].key = NULL;
+            i = j;
+        }
+    }
+    return p;
+}
+
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    (void)pa;
+    nb_bus *nb = closure;
+    int status = 0;
+    if (pae != NULL) status = pae->Err == NATS_TIMEOUT ? SL_ETIMEDOUT : SL_EIO;
+    nb_item *it = malloc(sizeof *it);
+    if (it == NULL) abort(); /* a batch would never complete; nothing sane to do */
+    pthread_mutex_lock(&nb->mu);
+    bus_pub *p = pm_take(nb, msg);
+    if (p) {
+        *it = (nb_item){.kind = IT_PUB, .pub = p, .status = status};
+        push_locked(nb, it);
+        it = NULL;
+    }
+    pthread_mutex_unlock(&nb->mu);
+    free(it);
+    uv_async_send(&nb->async);
+    natsMsg_Destroy(msg);
+}
+
+/* ---- connection ---------------------------------------------------------------------------- */
+
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+    (void)nc;
+    nb_bus *nb = closure;
+    int64_t d = nb->bus->opt.reconnect_wait_ms;
+    for (int i = 1; i < attempts && d < 5000; i++)
+        d *= 2;
+    return d > 5000 ? 5000 : d;
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    nb_bus *nb = closure;
+    nb_item *it = calloc(1, sizeof *it);
+    if (it == NULL) return; /* the close path also polls conn status */
+    it->kind = IT_CLOSED;
+    push(nb, it);
+}
+
+static int set_servers(nb_bus *nb, const char *url)
+{
+    char *copy = strdup(url);
+    const char *list[16];
+    int n = 0;
+    if (copy == NULL) return SL_ENOMEM;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok && n < 16;
+         tok = strtok_r(NULL, ",", &save))
+        list[n++] = tok;
+    natsStatus s = natsOptions_SetServers(nb->opts, list, n);
+    free(copy);
+    return s == NATS_OK ? 0 : SL_ECONFIG;
+}
+
+static void stream_setup_kick(nb_bus *nb);
+
+/* ---- admin work (uv threadpool) -------------------------------------------------------------- */
+
+static int ensure_stream(nb_bus *nb, const char *context, char *err, size_t errlen)
+{
+    const sl_bus_options *o = &nb->bus->opt;
+    char name[80], subj[80];
+    snprintf(name, sizeof name, "SHOP_%s", context);
+    for (char *p = name; *p; p++)
+        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+    snprintf(subj, sizeof subj, "shop.%s.>", context);
+    const char *subjects[1] = {subj};
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = name;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Retention = js_LimitsPolicy;
+    sc.Replicas = o->replicas;
+    sc.MaxAge = o->max_age_ms * 1000000;
+    sc.MaxBytes = o->max_bytes;
+    sc.Duplicates = o->duplicate_window_ms * 1000000;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(&si, nb->js, &sc, NULL, &jerr);
+    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+        /* Declared with other limits before: bring it to this configuration. */
+        s = js_UpdateStream(&si, nb->js, &sc, NULL, &jerr);
+    }
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+        if (err) snprintf(err, errlen, "stream %s: %s (%d)", name, natsStatus_GetText(s), jerr);
+        return SL_EUNAVAIL;
+    }
+    return 0;
+}
+
+static int ensure_stream_for(nb_bus *nb, const char *topic)
+{
+    char ctx[64];
+    const char *c = topic + 5, *e = strchr(c, '.');
+    size_t n = (size_t)(e - c);
+    if (n >= sizeof ctx) return SL_ELIMIT;
+    memcpy(ctx, c, n);
+    ctx[n] = '\0';
+    return ensure_stream(nb, ctx, NULL, 0);
+}
+
+typedef struct nb_work {
+    uv_work_t req;
+    nb_bus *nb;
+    int kind; /* 0 streams, 1 list, 2 redrive, 3 lag */
+    char topic[SL_BUS_TOPIC_MAX + 1];
+    char group[SL_BUS_GROUP_MAX + 1];
+    sl_bus_sub *lag_sub; /* lag poll: update this sub's gauge (may be gone: checked on loop) */
+    uint64_t seq;
+    size_t max;
+    int status;
+    size_t count;
+    sl_bus_dead *items;
+    sl_bus_dead_list_cb lcb;
+    sl_bus_admin_cb acb;
+    void *data;
+} nb_work;
+
+static void streams_work(nb_work *w)
+{
+    const sl_bus_options *o = &w->nb->bus->opt;
+    for (size_t i = 0; i < o->n_contexts && w->status == 0; i++)
+        w->status = ensure_stream(w->nb, o->contexts[i], NULL, 0);
+}
+
+/* Reads the dead letters of w->topic with an ephemeral pull consumer (no acks needed). Calls
+ * each(w, meta seq, msg) for every one, in order. */
+static int dlq_scan(nb_work *w, size_t max, int (*each)(nb_work *, uint64_t, natsMsg *))
+{
+    char stream[64], subj[SL_BUS_TOPIC_MAX + 8];
+    int rc = sl_bus_stream_name(w->topic, stream, sizeof stream);
+    if (rc != 0) return rc;
+    snprintf(subj, sizeof subj, "%s.dlq", w->topic);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    natsSubscription *sub = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PullSubscribe(&sub, w->nb->js, subj, NULL, NULL, &so, &jerr);
+    if (s != NATS_OK) return SL_EUNAVAIL;
+    size_t seen = 0;
+    while (seen < max && rc == 0) {
+        natsMsgList list = {0};
+        int want = (int)(max - seen > 256 ? 256 : max - seen);
+        s = natsSubscription_Fetch(&list, sub, want, 300, &jerr);
+        if (s != NATS_OK) break; /* timeout: nothing more */
+        for (int i = 0; i < list.Count && rc == 0; i++) {
+            jsMsgMetaData *meta = NULL;
+            if (natsMsg_GetMetaData(&meta, list.Msgs[i]) == NATS_OK) {
+                rc = each(w, meta->Sequence.Stream, list.Msgs[i]);
+                seen++;
+            }
+            jsMsgMetaData_Destroy(meta);
+        }
+        natsMsgList_Destroy(&list);
+        if (list.Count < want) break;
+    }
+    natsSubscription_Unsubscribe(sub); /* deletes the ephemeral consumer */
+    natsSubscription_Destroy(sub);
+    return rc;
+}
+
+static int list_each(nb_work *w, uint64_t seq, natsMsg *m)
+{
+    char *env = NULL;
+    size_t el = 0;
+    sl_bus_dead *d = &w->items[w->count];
+    if (bus_dead_parse(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), d, &env, &el) != 0)
+        return 0;
+    free(env);
+    d->dlq_seq = seq;
+    w->count++;
+    return 0;
+}
+
+static int redrive_each(nb_work *w, uint64_t seq, natsMsg *m)
+{
+    if (w->seq && w->seq != seq) return 0;
+    sl_bus_dead d;
+    char *env = NULL;
+    size_t el = 0;
+    if (bus_dead_parse(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &d, &env, &el) != 0 ||
+        env == NULL) {
+        free(env);
+        return 0;
+    }
+    json_t *o = json_loadb(env, el, 0, NULL);
+    const char *subj = o ? json_string_value(json_object_get(o, "subject")) : NULL;
+    char wire[SL_BUS_TOPIC_MAX + 16], rid[SL_BUS_ID_MAX + 48], stream[64];
+    int rc = bus_wire_subject(w->nb->bus, w->topic, subj ? subj : d.id, wire, sizeof wire);
+    snprintf(rid, sizeof rid, "%s:redrive:%llu", d.id, (unsigned long long)seq);
+    json_decref(o);
+    if (rc == 0) rc = sl_bus_stream_name(w->topic, stream, sizeof stream);
+    if (rc == 0) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = rid;
+        jsPubAck *pa = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_Publish(&pa, w->nb->js, wire, env, (int)el, &po, &jerr);
+        jsPubAck_Destroy(pa);
+        if (s == NATS_OK) s = js_DeleteMsg(w->nb->js, stream, seq, NULL, &jerr);
+        if (s == NATS_OK)
+            w->count++;
+        else
+            rc = SL_EUNAVAIL;
+    }
+    free(env);
+    return rc;
+}
+
+static void lag_work(nb_work *w)
+{
+    char stream[64], durable[sizeof(((nb_fetcher *)0)->durable)];
+    if (sl_bus_stream_name(w->topic, stream, sizeof stream) != 0) {
+        w->status = SL_EINVAL;
+        return;
+    }
+    unsigned parts = w->nb->bus->opt.partitions;
+    bool found = false;
+    for (int p = -1; p < (int)parts; p++) {
+        if (bus_durable_name(w->group, w->topic, p, durable, sizeof durable) != 0) continue;
+        jsConsumerInfo *ci = NULL;
+        jsErrCode jerr = 0;
+        if (js_GetConsumerInfo(&ci, w->nb->js, stream, durable, NULL, &jerr) == NATS_OK) {
+            found = true;
+            w->count += (size_t)ci->NumPending + (size_t)ci->NumAckPending;
+        }
+        jsConsumerInfo_Destroy(ci);
+    }
+    if (!found) w->status = SL_ENOTFOUND;
+}
+
+static void work_run(uv_work_t *req)
+{
+    nb_work *w = req->data;
+    switch (w->kind) {
+    case 0:
+        streams_work(w);
+        break;
+    case 1:
+        w->status = dlq_scan(w, w->max, list_each);
+        break;
+    case 2:
+        w->status = dlq_scan(w, 1000, redrive_each);
+        break;
+    default:
+        lag_work(w);
+        break;
+    }
+}
+
+static void maybe_closed(nb_bus *nb);
+
+static void work_done(uv_work_t *req, int status)
+{
+    nb_work *w = req->data;
+    nb_bus *nb = w->nb;
+    nb->works--;
+    if (status != 0 && w->status == 0) w->status = SL_ECANCELED;
+    switch (w->kind) {
+    case 0:
+        nb->setup_running = false;
+        nb->streams_ok = w->status == 0;
+        break;
+    case 1:
+        w->lcb(w->data, w->status, w->items, w->count);
+        break;
+    case 2:
+        w->acb(w->data, w->status, w->count);
+        break;
+    default:
+        if (w->acb) {
+            w->acb(w->data, w->status, w->count);
+        } else if (w->status == 0) {
+            /* A lag poll: the sub may have gone meanwhile; look it up. */
+            for (sl_bus_sub *s = nb->bus->subs; s; s = s->next)
+                if (s == w->lag_sub && s->s_lag) sl_gauge_set(s->s_lag, (double)w->count);
+        }
+        break;
+    }
+    free(w->items);
+    free(w);
+    maybe_closed(nb);
+}
+
+static int queue_work(nb_bus *nb, nb_work *w)
+{
+    w->nb = nb;
+    w->req.data = w;
+    int rc = uv_queue_work(nb->bus->loop, &w->req, work_run, work_done);
+    if (rc == 0) nb->works++;
+    return rc;
+}
+
+static void stream_setup_kick(nb_bus *nb)
+{
+    if (nb->streams_ok || nb->setup_running || nb->closing) return;
+    nb_work *w = calloc(1, sizeof *w);
+    if (w == NULL) return;
+    w->kind = 0;
+    if (queue_work(nb, w) != 0) {
+        free(w);
+        return;
+    }
+    nb->setup_running = true;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    nb_bus *nb = t->data;
+    if (nb->closing) return;
+    if (!nb->streams_ok) stream_setup_kick(nb);
+    const sl_bus_options *o = &nb->bus->opt;
+    int64_t now = mono_ms();
+    if (o->lag_poll_ms > 0 && now >= nb->lag_next_ms && nb->bus->has_metrics) {
+        nb->lag_next_ms = now + o->lag_poll_ms;
+        for (sl_bus_sub *s = nb->bus->subs; s; s = s->next) {
+            if (s->stopped || s->s_lag == NULL) continue;
+            nb_work *w = calloc(1, sizeof *w);
+            if (w == NULL) break;
+            w->kind = 3;
+            w->lag_sub = s;
+            snprintf(w->topic, sizeof w->topic, "%s", s->topic);
+            snprintf(w->group, sizeof w->group, "%s", s->group);
+            if (queue_work(nb, w) != 0) free(w);
+        }
+    }
+}
+
+/* ---- fetch threads ---------------------------------------------------------------------------- */
+
+static bool fetcher_wait(nb_fetcher *f, int64_t ms, bool for_room)
+{
+    /* Waits up to `ms` (or, with for_room, until the fetcher may hold more). Returns stop. */
+    nb_bus *nb = f->ns->nb;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&nb->mu);
+    while (!f->stop && (!for_room || f->held >= f->cap))
+        if (pthread_cond_timedwait(&nb->cv, &nb->mu, &ts) != 0) break;
+    bool stop = f->stop;
+    pthread_mutex_unlock(&nb->mu);
+    return stop;
+}
+
+static natsSubscription *fetcher_bind(nb_fetcher *f)
+{
+    nb_bus *nb = f->ns->nb;
+    const sl_bus_sub_options *o = &f->ns->sub->opt;
+    if (ensure_stream_for(nb, f->ns->sub->topic) != 0) return NULL;
+    int64_t backoff[16];
+    unsigned nb_off = o->max_deliver < 16 ? o->max_deliver : 16;
+    for (unsigned i = 0; i < nb_off; i++) {
+        /* ack_wait with backoff: ack_wait, then doubling, capped at backoff_max. */
+        int64_t d = o->ack_wait_ms;
+        int64_t cap = o->backoff_max_ms > d ? o->backoff_max_ms : d;
+        for (unsigned k = 0; k < i && d < cap; k++)
+            d *= 2;
+        backoff[i] = (d > cap ? cap : d) * 1000000;
+    }
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = f->durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.AckWait = o->ack_wait_ms * 1000000;
+    cc.BackOff = backoff;
+    cc.BackOffLen = (int)nb_off;
+    /* The runner dead-letters after max_deliver; the server keeps a margin so a crash during
+     * dead-lettering still gets another delivery. */
+    cc.MaxDeliver = (int64_t)o->max_deliver + 3;
+    cc.MaxAckPending = f->part >= 0 ? 1 : (int64_t)o->max_inflight * 4;
+    cc.FilterSubject = f->filter;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(&ci, nb->js, f->stream, &cc, NULL, &jerr);
+    if (s != NATS_OK && (jerr == JSConsumerNameExistErr || jerr == JSConsumerExistingActiveErr ||
+                         jerr == 10148 /* already exists, other config */))
+        s = js_UpdateConsumer(&ci, nb->js, f->stream, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    ci = NULL;
+    if (s != NATS_OK) {
+        /* Maybe it exists with a config the server refuses to update: bind anyway. */
+        if (js_GetConsumerInfo(&ci, nb->js, f->stream, f->durable, NULL, &jerr) != NATS_OK)
+            return NULL;
+        jsConsumerInfo_Destroy(ci);
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = f->stream;
+    so.Consumer = f->durable; /* bind: Unsubscribe would not delete it */
+    natsSubscription *sub = NULL;
+    s = js_PullSubscribe(&sub, nb->js, f->filter, f->durable, NULL, &so, &jerr);
+    return s == NATS_OK ? sub : NULL;
+}
+
+static void *fetcher_main(void *arg)
+{
+    nb_fetcher *f = arg;
+    nb_bus *nb = f->ns->nb;
+    natsSubscription *sub = NULL;
+    int64_t backoff = 100;
+    for (;;) {
+        if (sub == NULL) {
+            if (natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CONNECTED)
+                sub = fetcher_bind(f);
+            if (sub == NULL) {
+                if (fetcher_wait(f, backoff, false)) break;
+                backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+                continue;
+            }
+            backoff = 100;
+        }
+        if (fetcher_wait(f, NB_FETCH_WAIT_MS, true)) break;
+        pthread_mutex_lock(&nb->mu);
+        unsigned room = f->cap > f->held ? f->cap - f->held : 0;
+        pthread_mutex_unlock(&nb->mu);
+        if (room == 0) continue;
+        unsigned batch = f->part >= 0 ? 1 : f->ns->sub->opt.fetch_batch;
+        if (batch > room) batch = room;
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus s = natsSubscription_Fetch(&list, sub, (int)batch, NB_FETCH_WAIT_MS, &jerr);
+        if (s == NATS_OK) {
+            int n = 0;
+            pthread_mutex_lock(&nb->mu);
+            for (int i = 0; i < list.Count; i++) {
+                nb_item *it = malloc(sizeof *it);
+                if (it == NULL) continue; /* not acked: comes back after ack_wait */
+                *it = (nb_item){.kind = IT_MSG, .f = f, .msg = list.Msgs[i]};
+                list.Msgs[i] = NULL;
+                push_locked(nb, it);
+                f->held++;
+                n++;
+            }
+            pthread_mutex_unlock(&nb->mu);
+            natsMsgList_Destroy(&list);
+            if (n) uv_async_send(&nb->async);
+        } else if (s != NATS_TIMEOUT) {
+            /* Connection lost, consumer deleted, …: bind again after a pause. */
+            natsSubscription_Destroy(sub);
+            sub = NULL;
+            if (fetcher_wait(f, backoff, false)) break;
+        }
+    }
+    /* Messages still held reference the subscription: wait until the loop settled them. */
+    pthread_mutex_lock(&nb->mu);
+    while (f->held > 0)
+        pthread_cond_wait(&nb->cv, &nb->mu);
+    pthread_mutex_unlock(&nb->mu);
+    natsSubscription_Destroy(sub);
+    nb_item *it = calloc(1, sizeof *it);
+    pthread_mutex_lock(&nb->mu);
+    f->exited = true;
+    if (it) {
+        it->kind = IT_EXIT;
+        it->f = f;
+        push_locked(nb, it);
+    }
+    pthread_mutex_unlock(&nb->mu);
+    uv_async_send(&nb->async);
+    return NULL;
+}
+
+/* ---- loop side -------------------------------------------------------------------------------- */
+
+static void fetcher_gone(nb_fetcher *f)
+{
+    nb_sub *ns = f->ns;
+    pthread_join(f->thread, NULL);
+    free(f);
+    if (--ns->alive > 0) return;
+    sl_bus_sub *s = ns->sub;
+    free(ns);
+    bus_sub_released(s);
+}
+
+static void drain(nb_bus *nb)
+{
+    pthread_mutex_lock(&nb->mu);
+    nb_item *it = nb->head;
+    nb->head = nb->tail = NULL;
+    pthread_mutex_unlock(&nb->mu);
+    while (it) {
+        nb_item *next = it->next;
+        switch (it->kind) {
+        case IT_PUB:
+            bus_pub_msg_done(it->pub, it->status);
+            break;
+        case IT_MSG: {
+            /* Deliver runs of messages of one fetcher together (one runner transaction). */
+            enum { RUN = 256 };
+            bus_delivery d[RUN];
+            nb_fetcher *f = it->f;
+            size_t n = 0;
+            nb_item *cur = it;
+            while (cur && cur->kind == IT_MSG && cur->f == f && n < RUN) {
+                jsMsgMetaData *meta = NULL;
+                natsMsg_GetMetaData(&meta, cur->msg);
+                d[n++] = (bus_delivery){natsMsg_GetData(cur->msg),
+                                        (size_t)natsMsg_GetDataLength(cur->msg),
+                                        meta ? meta->Sequence.Stream : 0,
+                                        meta ? (unsigned)meta->NumDelivered : 1,
+                                        meta ? meta->Timestamp / 1000000 : 0, cur};
+                jsMsgMetaData_Destroy(meta);
+                cur = cur->next;
+            }
+            /* The items are the handles: settle frees them, so read the rest of the list
+             * before delivering. */
+            next = cur;
+            bus_deliver(f->ns->sub, d, n);
+            it = next;
+            continue;
+        }
+        case IT_EXIT:
+            fetcher_gone(it->f);
+            break;
+        case IT_CLOSED:
+            nb->conn_closed = true;
+            break;
+        }
+        free(it);
+        it = next;
+    }
+    maybe_closed(nb);
+}
+
+static void on_async(uv_async_t *a)
+{
+    drain(a->data);
+}
+
+static void nb_settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t delay_ms)
+{
+    nb_bus *nb = s->bus->be;
+    nb_item *it = handle;
+    natsMsg *m = it->msg;
+    switch (kind) {
+    case BUS_SETTLE_ACK:
+        natsMsg_Ack(m, NULL);
+        break;
+    case BUS_SETTLE_NAK:
+        natsMsg_NakWithDelay(m, delay_ms, NULL);
+        break;
+    case BUS_SETTLE_TERM:
+        natsMsg_Term(m, NULL);
+        break;
+    case BUS_SETTLE_NONE:
+        break;
+    }
+    natsMsg_Destroy(m);
+    pthread_mutex_lock(&nb->mu);
+    it->f->held--;
+    pthread_cond_broadcast(&nb->cv);
+    pthread_mutex_unlock(&nb->mu);
+    free(it);
+}
+
+static int nb_sub_start(sl_bus_sub *s)
+{
+    nb_bus *nb = s->bus->be;
+    nb_sub *ns = calloc(1, sizeof *ns);
+    if (ns == NULL) return SL_ENOMEM;
+    ns->sub = s;
+    ns->nb = nb;
+    bool ordered = !s->opt.unordered;
+    ns->nf = ordered ? s->bus->opt.partitions : 1;
+    char stream[64];
+    int rc = sl_bus_stream_name(s->topic, stream, sizeof stream);
+    for (unsigned i = 0; i < ns->nf && rc == 0; i++) {
+        nb_fetcher *f = calloc(1, sizeof *f);
+        if (f == NULL) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        f->ns = ns;
+        f->part = ordered ? (int)i : -1;
+        snprintf(f->stream, sizeof f->stream, "%s", stream);
+        if (ordered)
+            snprintf(f->filter, sizeof f->filter, "%s.p.%u", s->topic, i);
+        else
+            snprintf(f->filter, sizeof f->filter, "%s.p.*", s->topic);
+        rc = bus_durable_name(s->group, s->topic, f->part, f->durable, sizeof f->durable);
+        /* Ordered: the partition's consumer holds one unacked message at a time. */
+        f->cap = ordered ? 1 : s->opt.max_inflight;
+        if (rc == 0 && pthread_create(&f->thread, NULL, fetcher_main, f) != 0) rc = SL_ENOMEM;
+        if (rc != 0) {
+            free(f);
+            break;
+        }
+        ns->f[i] = f;
+        ns->alive++;
+    }
+    if (rc != 0) {
+        /* Stop what started; the sub is released when they are gone (never: not linked). */
+        pthread_mutex_lock(&nb->mu);
+        for (unsigned i = 0; i < ns->alive; i++)
+            ns->f[i]->stop = true;
+        pthread_cond_broadcast(&nb->cv);
+        pthread_mutex_unlock(&nb->mu);
+        for (unsigned i = 0; i < ns->alive; i++) {
+            pthread_join(ns->f[i]->thread, NULL);
+            free(ns->f[i]);
+        }
+        free(ns);
+        return rc;
+    }
+    s->be = ns;
+    return 0;
+}
+
+static void nb_sub_stop(sl_bus_sub *s)
+{
+    nb_bus *nb = s->bus->be;
+    nb_sub *ns = s->be;
+    pthread_mutex_lock(&nb->mu);
+    for (unsigned i = 0; i < ns->nf; i++)
+        ns->f[i]->stop = true;
+    pthread_cond_broadcast(&nb->cv);
+    pthread_mutex_unlock(&nb->mu);
+}
+
+static int nb_publish(sl_bus *bus, bus_pub *p)
+{
+    nb_bus *nb = bus->be;
+    int status = 0;
+    size_t i = 0;
+    for (; i < p->n; i++) {
+        const bus_wire *w = &p->msgs[i];
+        natsMsg *m = NULL;
+        if (natsMsg_Create(&m, w->wire, NULL, w->data, (int)w->len) != NATS_OK) {
+            status = SL_ENOMEM;
+            break;
+        }
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = w->id;
+        po.MaxWait = bus->opt.publish_timeout_ms;
+        natsMsg *key = m;
+        pthread_mutex_lock(&nb->mu);
+        pm_put(nb, key, p);
+        pthread_mutex_unlock(&nb->mu);
+        natsStatus s = js_PublishMsgAsync(nb->js, &m, &po);
+        if (s != NATS_OK) {
+            pthread_mutex_lock(&nb->mu);
+            pm_take(nb, key);
+            pthread_mutex_unlock(&nb->mu);
+            natsMsg_Destroy(m);
+            status = s == NATS_TIMEOUT ? SL_EAGAIN : SL_EUNAVAIL;
+            break;
+        }
+    }
+    if (i == 0 && status != 0) return status; /* nothing sent: fail the call */
+    /* Later messages are not sent after a failure (they could overtake the failed one). */
+    for (; i < p->n; i++) {
+        nb_item *it = calloc(1, sizeof *it);
+        if (it == NULL) abort(); /* cannot report: a batch would hang */
+        *it = (nb_item){.kind = IT_PUB, .pub = p, .status = status};
+        push(nb, it);
+    }
+    return 0;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    nb_bus *nb = h->data;
+    if (h != (uv_handle_t *)&nb->timer) return;
+    sl_bus *bus = nb->bus;
+    pthread_mutex_destroy(&nb->mu);
+    pthread_cond_destroy(&nb->cv);
+    free(nb->pm);
+    free(nb);
+    bus->be = NULL;
+    bus_backend_closed(bus);
+}
+
+static void maybe_closed(nb_bus *nb)
+{
+    if (!nb->closing || nb->works > 0 || !nb->conn_closed) return;
+    if (uv_is_closing((uv_handle_t *)&nb->async)) return;
+    /* Every publish has been reported: the library answered or timed out each message. */
+    drain_rest:
+    if (nb->head) {
+        drain(nb);
+        goto drain_rest;
+    }
+    jsCtx_Destroy(nb->js);
+    natsConnection_Destroy(nb->nc);
+    natsOptions_Destroy(nb->opts);
+    uv_close((uv_handle_t *)&nb->async, handle_closed);
+    uv_close((uv_handle_t *)&nb->timer, handle_closed);
+}
+
+static void nb_close(sl_bus *bus)
+{
+    nb_bus *nb = bus->be;
+    nb->closing = true;
+    uv_timer_stop(&nb->timer);
+    /* Pending async publishes: take them back so their batches complete now. */
+    natsMsgList pending = {0};
+    if (js_PublishAsyncGetPendingList(&pending, nb->js) == NATS_OK) {
+        for (int i = 0; i < pending.Count; i++) {
+            pthread_mutex_lock(&nb->mu);
+            bus_pub *p = pm_take(nb, pending.Msgs[i]);
+            pthread_mutex_unlock(&nb->mu);
+            if (p) bus_pub_msg_done(p, SL_ECANCELED);
+        }
+        natsMsgList_Destroy(&pending);
+    }
+    natsConnection_Close(nb->nc);
+    if (natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CLOSED) {
+        /* The closed callback may not come for a connection that never connected. */
+        nb->conn_closed = true;
+    }
+    maybe_closed(nb);
+}
+
+static int nb_ready(const sl_bus *bus)
+{
+    const nb_bus *nb = bus->be;
+    return nb != NULL && !nb->closing && nb->streams_ok &&
+           natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+static int nb_open(sl_bus *bus, char *err, size_t errlen)
+{
+    nb_bus *nb = calloc(1, sizeof *nb);
+    if (nb == NULL) return SL_ENOMEM;
+    nb->bus = bus;
+    nb->pm_cap = 1024;
+    while (nb->pm_cap < 2 * ((size_t)bus->opt.publish_max_pending + 16))
+        nb->pm_cap *= 2;
+    nb->pm = calloc(nb->pm_cap, sizeof *nb->pm);
+    if (nb->pm == NULL) {
+        free(nb);
+        return SL_ENOMEM;
+    }
+    pthread_mutex_init(&nb->mu, NULL);
+    pthread_cond_init(&nb->cv, NULL);
+    int rc = SL_EUNAVAIL;
+    natsLibuv_Init();
+    natsLibuv_SetThreadLocalLoop(bus->loop);
+    if (natsOptions_Create(&nb->opts) != NATS_OK) goto fail;
+    if ((rc = set_servers(nb, bus->opt.url)) != 0) {
+        snprintf(err, errlen, "bus: bad NATS URL '%s'", bus->opt.url);
+        goto fail;
+    }
+    rc = SL_EUNAVAIL;
+    natsOptions_SetName(nb->opts, bus->opt.name);
+    natsOptions_SetEventLoop(nb->opts, bus->loop, natsLibuv_Attach, natsLibuv_Read,
+                             natsLibuv_Write, natsLibuv_Detach);
+    natsOptions_SetMaxReconnect(nb->opts, -1);
+    natsOptions_SetCustomReconnectDelay(nb->opts, reconnect_delay, nb);
+    natsOptions_SetRetryOnFailedConnect(nb->opts, true, NULL, NULL);
+    natsOptions_SetClosedCB(nb->opts, on_closed, nb);
+    natsOptions_SetTimeout(nb->opts, 2000);
+    natsOptions_SetReconnectBufSize(nb->opts, 8 * 1024 * 1024);
+    natsStatus s = natsConnection_Connect(&nb->nc, nb->opts);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        snprintf(err, errlen, "bus: NATS connect: %s", natsStatus_GetText(s));
+        goto fail;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = (int64_t)bus->opt.publish_max_pending + 16;
+    jo.PublishAsync.StallWait = 1;
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = nb;
+    jo.Wait = 5000;
+    if (natsConnection_JetStream(&nb->js, nb->nc, &jo) != NATS_OK) {
+        snprintf(err, errlen, "bus: JetStream context failed");
+        goto fail;
+    }
+    uv_async_init(bus->loop, &nb->async, on_async);
+    uv_timer_init(bus->loop, &nb->timer);
+    nb->async.data = nb->timer.data = nb;
+    uv_timer_start(&nb->timer, on_timer, 200, 200);
+    uv_unref((uv_handle_t *)&nb->timer);
+    bus->be = nb;
+    stream_setup_kick(nb);
+    return 0;
+fail:
+    if (nb->nc) {
+        natsConnection_Close(nb->nc);
+        natsConnection_Destroy(nb->nc);
+    }
+    natsOptions_Destroy(nb->opts);
+    pthread_mutex_destroy(&nb->mu);
+    pthread_cond_destroy(&nb->cv);
+    free(nb->pm);
+    free(nb);
+    return rc;
+}
+
+/* ---- admin entry points -------------------------------------------------------------------------- */
+
+static int admin(sl_bus *bus, int kind, const char *topic, const char *group, uint64_t seq,
+                 size_t max, sl_bus_dead_list_cb lcb, sl_bus_admin_cb acb, void *data)
+{
+    nb_bus *nb = bus->be;
+    nb_work *w = calloc(1, sizeof *w);
+    if (w == NULL) return SL_ENOMEM;
+    w->kind = kind;
+    snprintf(w->topic, sizeof w->topic, "%s", topic);
+    if (group) snprintf(w->group, sizeof w->group, "%s", group);
+    w->seq = seq;
+    w->max = max;
+    w->lcb = lcb;
+    w->acb = acb;
+    w->data = data;
+    if (kind == 1 && (w->items = calloc(max, sizeof *w->items)) == NULL) {
+        free(w);
+        return SL_ENOMEM;
+    }
+    int rc = queue_work(nb, w);
+    if (rc != 0) {
+        free(w->items);
+        free(w);
+    }
+    return rc;
+}
+
+static int nb_dlq_list(sl_bus *bus, const char *topic, size_t max, sl_bus_dead_list_cb cb,
+                       void *data)
+{
+    return admin(bus, 1, topic, NULL, 0, max, cb, NULL, data);
+}
+
+static int nb_dlq_redrive(sl_bus *bus, const char *topic, uint64_t seq, sl_bus_admin_cb cb,
+                          void *data)
+{
+    return admin(bus, 2, topic, NULL, seq, 0, NULL, cb, data);
+}
+
+static int nb_lag(sl_bus *bus, const char *topic, const char *group, sl_bus_admin_cb cb,
+                  void *data)
+{
+    return admin(bus, 3, topic, group, 0, 0, NULL, cb, data);
+}
+
+const bus_backend_vt bus_nats_vt = {
+    .name = "nats",
+    .open = nb_open,
+    .close = nb_close,
+    .ready = nb_ready,
+    .publish = nb_publish,
+    .sub_start = nb_sub_start,
+    .sub_stop = nb_sub_stop,
+    .settle = nb_settle,
+    .dlq_list = nb_dlq_list,
+    .dlq_redrive = nb_dlq_redrive,
+    .lag = nb_lag,
+};
