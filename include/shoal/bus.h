@@ -59,25 +59,25 @@ typedef struct sl_bus_broker sl_bus_broker;
 #define SL_BUS_REASON_MAX     256  /* bytes of a dead-letter reason kept */
 
 typedef struct sl_bus_options {
-    const char *url;             /* "nats://127.0.0.1:4222[,nats://…]" or "inproc:"; required */
-    const char *name;            /* connection name (logs, NATS monitoring); NULL → "shoal" */
-    const char *const *contexts; /* bounded contexts whose streams are declared at open */
-    size_t n_contexts;           /* (others are declared on first subscribe) */
-    int replicas;                /* stream replicas: 0 → 1 (3 in a cluster) */
-    int64_t max_age_ms;          /* stream retention by age: 0 → 7 days */
-    int64_t max_bytes;           /* stream retention by size: 0 → 1 GiB */
-    int64_t duplicate_window_ms; /* Nats-Msg-Id window: 0 → 120000 */
-    size_t max_msg_bytes;        /* largest message published or handled: 0 → 1 MiB */
-    unsigned partitions;         /* ordering partitions per topic: 0 → 8; MUST be equal
-                                    for every publisher and consumer of a topic */
+    const char *url;              /* "nats://127.0.0.1:4222[,nats://…]" or "inproc:"; required */
+    const char *name;             /* connection name (logs, NATS monitoring); NULL → "shoal" */
+    const char *const *contexts;  /* bounded contexts whose streams are declared at open */
+    size_t n_contexts;            /* (others are declared on first subscribe) */
+    int replicas;                 /* stream replicas: 0 → 1 (3 in a cluster) */
+    int64_t max_age_ms;           /* stream retention by age: 0 → 7 days */
+    int64_t max_bytes;            /* stream retention by size: 0 → 1 GiB */
+    int64_t duplicate_window_ms;  /* Nats-Msg-Id window: 0 → 120000 */
+    size_t max_msg_bytes;         /* largest message published or handled: 0 → 1 MiB */
+    unsigned partitions;          /* ordering partitions per topic: 0 → 8; MUST be equal
+                                     for every publisher and consumer of a topic */
     unsigned publish_max_pending; /* messages awaiting a publish ack: 0 → 65536 */
-    int64_t publish_timeout_ms;  /* a batch not acked by then fails: 0 → 10000 */
-    int64_t reconnect_wait_ms;   /* first reconnect backoff: 0 → 100 (doubles to 5 s) */
-    int64_t lag_poll_ms;         /* how often consumer lag is read: 0 → 5000; <0 never */
-    sl_bus_broker *broker;       /* inproc: shared broker (borrowed); NULL → a private one */
-    sl_metrics *metrics;         /* NULL → no metrics (borrowed; must outlive the bus) */
-    unsigned metrics_shard;      /* shard of the loop thread in `metrics` */
-    const sl_clock *clock;       /* NULL → sl_clock_system(); inproc timers still use uv */
+    int64_t publish_timeout_ms;   /* a batch not acked by then fails: 0 → 10000 */
+    int64_t reconnect_wait_ms;    /* first reconnect backoff: 0 → 100 (doubles to 5 s) */
+    int64_t lag_poll_ms;          /* how often consumer lag is read: 0 → 5000; <0 never */
+    sl_bus_broker *broker;        /* inproc: shared broker (borrowed); NULL → a private one */
+    sl_metrics *metrics;          /* NULL → no metrics (borrowed; must outlive the bus) */
+    unsigned metrics_shard;       /* shard of the loop thread in `metrics` */
+    const sl_clock *clock;        /* NULL → sl_clock_system(); inproc timers still use uv */
 } sl_bus_options;
 
 /*
@@ -162,19 +162,19 @@ SL_API sl_outbox_publisher sl_bus_outbox_publisher(sl_bus *bus);
 
 /* A delivered message, valid during the handler call only. */
 typedef struct sl_bus_msg {
-    const char *topic;     /* the topic it was published to */
-    const char *group;     /* the consuming group */
-    sl_slice payload;      /* the raw envelope bytes */
-    const char *id;        /* CloudEvents id (from the parsed envelope) */
-    const char *type;      /* CloudEvents type */
-    const char *source;    /* CloudEvents source */
-    const char *subject;   /* CloudEvents subject (aggregate id) */
-    const char *time;      /* CloudEvents time; may be NULL */
-    const char *traceparent;   /* NULL when absent */
-    const json_t *data;    /* the `data` member (borrowed); NULL when absent */
-    uint64_t stream_seq;   /* broker sequence (NATS stream sequence) */
-    unsigned deliveries;   /* 1 on first delivery */
-    int64_t published_ms;  /* broker timestamp of the publish, wall clock ms */
+    const char *topic;       /* the topic it was published to */
+    const char *group;       /* the consuming group */
+    sl_slice payload;        /* the raw envelope bytes */
+    const char *id;          /* CloudEvents id (from the parsed envelope) */
+    const char *type;        /* CloudEvents type */
+    const char *source;      /* CloudEvents source */
+    const char *subject;     /* CloudEvents subject (aggregate id) */
+    const char *time;        /* CloudEvents time; may be NULL */
+    const char *traceparent; /* NULL when absent */
+    const json_t *data;      /* the `data` member (borrowed); NULL when absent */
+    uint64_t stream_seq;     /* broker sequence (NATS stream sequence) */
+    unsigned deliveries;     /* 1 on first delivery */
+    int64_t published_ms;    /* broker timestamp of the publish, wall clock ms */
 } sl_bus_msg;
 
 /* What a handler decides. */
@@ -189,8 +189,8 @@ typedef enum sl_bus_verdict {
 
 typedef struct sl_bus_reply {
     sl_bus_verdict verdict;
-    int64_t delay_ms;                    /* NACK only */
-    char reason[SL_BUS_REASON_MAX];      /* NACK/REJECT: kept with the dead letter */
+    int64_t delay_ms;               /* NACK only */
+    char reason[SL_BUS_REASON_MAX]; /* NACK/REJECT: kept with the dead letter */
 } sl_bus_reply;
 
 /*
@@ -201,14 +201,14 @@ typedef struct sl_bus_reply {
 typedef void (*sl_bus_handler_cb)(void *data, const sl_bus_msg *msg, sl_bus_reply *reply);
 
 typedef struct sl_bus_sub_options {
-    int64_t ack_wait_ms;    /* unacked messages come back after this: 0 → 30000 */
-    unsigned max_deliver;   /* attempts before dead-lettering: 0 → 5 */
-    int64_t backoff_base_ms; /* NACK without delay / ack_wait expiry backoff: 0 → 1000,
-                               doubling per delivery, capped at backoff_max_ms */
-    int64_t backoff_max_ms; /* 0 → 60000 */
-    unsigned max_inflight;  /* delivered but unsettled messages per instance: 0 → 1024 */
-    unsigned fetch_batch;   /* unordered NATS pulls this many at once: 0 → 256 */
-    int unordered;          /* 1: no per-subject order (one durable; more throughput) */
+    int64_t ack_wait_ms;      /* unacked messages come back after this: 0 → 30000 */
+    unsigned max_deliver;     /* attempts before dead-lettering: 0 → 5 */
+    int64_t backoff_base_ms;  /* NACK without delay / ack_wait expiry backoff: 0 → 1000,
+                                doubling per delivery, capped at backoff_max_ms */
+    int64_t backoff_max_ms;   /* 0 → 60000 */
+    unsigned max_inflight;    /* delivered but unsettled messages per instance: 0 → 1024 */
+    unsigned fetch_batch;     /* unordered NATS pulls this many at once: 0 → 256 */
+    int unordered;            /* 1: no per-subject order (one durable; more throughput) */
     const char *const *types; /* NULL-terminated accepted CloudEvents types; NULL → any.
                                  Others are dead-lettered as "unknown event type" */
 } sl_bus_sub_options;
@@ -251,9 +251,9 @@ typedef int (*sl_bus_apply_cb)(void *data, sl_db *tx, const sl_bus_msg *msg, cha
                                size_t reason_cap);
 
 typedef struct sl_bus_runner_options {
-    const char *consumer;   /* inbox consumer name; NULL → the group */
-    unsigned batch_max;     /* messages per transaction: 0 → 64 (1 disables batching) */
-    const sl_clock *clock;  /* NULL → sl_clock_system() (inbox timestamps) */
+    const char *consumer;  /* inbox consumer name; NULL → the group */
+    unsigned batch_max;    /* messages per transaction: 0 → 64 (1 disables batching) */
+    const sl_clock *clock; /* NULL → sl_clock_system() (inbox timestamps) */
 } sl_bus_runner_options;
 
 /*
@@ -278,11 +278,11 @@ SL_API void sl_bus_runner_free(sl_bus_runner *r);
 
 /* One dead letter, as listed. */
 typedef struct sl_bus_dead {
-    uint64_t dlq_seq;          /* its id in the dead-letter queue (for redrive) */
+    uint64_t dlq_seq; /* its id in the dead-letter queue (for redrive) */
     char topic[SL_BUS_TOPIC_MAX + 1];
     char group[SL_BUS_GROUP_MAX + 1];
     char id[SL_BUS_ID_MAX + 1];
-    unsigned deliveries;       /* delivery count when it was dead-lettered */
+    unsigned deliveries; /* delivery count when it was dead-lettered */
     char reason[SL_BUS_REASON_MAX];
 } sl_bus_dead;
 
@@ -307,8 +307,8 @@ SL_API int sl_bus_dlq_list(sl_bus *bus, const char *topic, size_t max, sl_bus_de
  * on the loop thread with the number redriven. Returns 0, or SL_EINVAL /
  * SL_ECLOSED and then cb is never called. Loop thread.
  */
-SL_API int sl_bus_dlq_redrive(sl_bus *bus, const char *topic, uint64_t dlq_seq,
-                              sl_bus_admin_cb cb, void *data) SL_MUST_CHECK;
+SL_API int sl_bus_dlq_redrive(sl_bus *bus, const char *topic, uint64_t dlq_seq, sl_bus_admin_cb cb,
+                              void *data) SL_MUST_CHECK;
 
 /*
  * Reads the lag of `group` on `topic` (messages not yet delivered plus

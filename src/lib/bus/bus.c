@@ -130,20 +130,20 @@ static void register_metrics(sl_bus *bus)
     int rc = sl_metrics_counter(m, "bus_published_total", "Messages handed to the bus.", t, 1,
                                 &bus->m.published);
     rc = rc ? rc
-            : sl_metrics_counter(m, "bus_acked_total", "Publishes acknowledged by the broker.",
-                                 t, 1, &bus->m.acked);
+            : sl_metrics_counter(m, "bus_acked_total", "Publishes acknowledged by the broker.", t,
+                                 1, &bus->m.acked);
     rc = rc ? rc
-            : sl_metrics_counter(m, "bus_delivered_total", "Messages delivered to a group.", tg,
-                                 2, &bus->m.delivered);
+            : sl_metrics_counter(m, "bus_delivered_total", "Messages delivered to a group.", tg, 2,
+                                 &bus->m.delivered);
     rc = rc ? rc
             : sl_metrics_counter(m, "bus_redelivered_total", "Deliveries after the first.", tg, 2,
                                  &bus->m.redelivered);
     rc = rc ? rc
-            : sl_metrics_counter(m, "bus_dead_lettered_total", "Messages moved to <topic>.dlq.",
-                                 tg, 2, &bus->m.dead);
+            : sl_metrics_counter(m, "bus_dead_lettered_total", "Messages moved to <topic>.dlq.", tg,
+                                 2, &bus->m.dead);
     rc = rc ? rc
-            : sl_metrics_gauge(m, "bus_consumer_lag", "Messages not yet acked by the group.",
-                               tg, 2, &bus->m.lag);
+            : sl_metrics_gauge(m, "bus_consumer_lag", "Messages not yet acked by the group.", tg, 2,
+                               &bus->m.lag);
     rc = rc ? rc
             : sl_metrics_histogram(m, "bus_handler_duration_seconds", "Handler latency.", tg, 2,
                                    NULL, 0, &bus->m.latency);
@@ -344,8 +344,7 @@ static int pub_submit(sl_bus *bus, bus_pub *p)
     return 0;
 }
 
-int sl_bus_publish(sl_bus *bus, const sl_bus_out *msgs, size_t n, sl_bus_publish_cb cb,
-                   void *data)
+int sl_bus_publish(sl_bus *bus, const sl_bus_out *msgs, size_t n, sl_bus_publish_cb cb, void *data)
 {
     if (bus == NULL || msgs == NULL || n == 0 || n > SL_BUS_BATCH_MAX || cb == NULL)
         return SL_EINVAL;
@@ -357,8 +356,8 @@ int sl_bus_publish(sl_bus *bus, const sl_bus_out *msgs, size_t n, sl_bus_publish
             strlen(m->id) > SL_BUS_ID_MAX || m->subject == NULL || m->envelope == NULL)
             return SL_EINVAL;
         if (m->envelope_len > bus->opt.max_msg_bytes) return SL_ELIMIT;
-        bytes += 2 * strlen(m->topic) + 16 + strlen(m->id) + strlen(m->subject) +
-                 m->envelope_len + 4;
+        bytes +=
+            2 * strlen(m->topic) + 16 + strlen(m->id) + strlen(m->subject) + m->envelope_len + 4;
     }
     if (!bus->vt->ready(bus)) return SL_EUNAVAIL;
     bus_pub *p = pub_alloc(n, bytes);
@@ -463,8 +462,8 @@ static int bus_subscribe(sl_bus *bus, const char *topic, const char *group,
                          bus_batch_cb batch, void *data, sl_bus_sub **out)
 {
     *out = NULL;
-    if (!sl_bus_topic_valid(topic) || strlen(topic) + 8 > SL_BUS_TOPIC_MAX ||
-        !group_valid(group) || (handler == NULL && batch == NULL))
+    if (!sl_bus_topic_valid(topic) || strlen(topic) + 8 > SL_BUS_TOPIC_MAX || !group_valid(group) ||
+        (handler == NULL && batch == NULL))
         return SL_EINVAL;
     if (bus->closing) return SL_ECLOSED;
     sl_bus_sub *s = calloc(1, sizeof *s);
@@ -838,8 +837,7 @@ static int admin_check(sl_bus *bus, const char *topic, const void *cb)
     return 0;
 }
 
-int sl_bus_dlq_list(sl_bus *bus, const char *topic, size_t max, sl_bus_dead_list_cb cb,
-                    void *data)
+int sl_bus_dlq_list(sl_bus *bus, const char *topic, size_t max, sl_bus_dead_list_cb cb, void *data)
 {
     int rc = admin_check(bus, topic, (const void *)cb);
     if (rc) return rc;

@@ -69,8 +69,8 @@ typedef struct bus_backend_vt {
     /* Admin: run asynchronously, call back on the loop. */
     int (*dlq_list)(struct sl_bus *bus, const char *topic, size_t max, sl_bus_dead_list_cb cb,
                     void *data);
-    int (*dlq_redrive)(struct sl_bus *bus, const char *topic, uint64_t dlq_seq,
-                       sl_bus_admin_cb cb, void *data);
+    int (*dlq_redrive)(struct sl_bus *bus, const char *topic, uint64_t dlq_seq, sl_bus_admin_cb cb,
+                       void *data);
     int (*lag)(struct sl_bus *bus, const char *topic, const char *group, sl_bus_admin_cb cb,
                void *data);
 } bus_backend_vt;

@@ -48,8 +48,8 @@ typedef struct ip_sub {
 typedef struct ip_group {
     char name[SL_BUS_GROUP_MAX + 1];
     struct ip_topic *t;
-    uint64_t base;    /* seq of state[0] */
-    uint8_t *state;   /* per message since base */
+    uint64_t base;  /* seq of state[0] */
+    uint8_t *state; /* per message since base */
     size_t state_cap;
     uint64_t floor;   /* every seq below is done */
     ip_pending *pend; /* sorted by seq */
@@ -85,7 +85,7 @@ struct sl_bus_broker {
 };
 
 typedef struct ip_done {
-    bus_pub *pub; /* publish completion, or */
+    bus_pub *pub;       /* publish completion, or */
     void (*fn)(void *); /* an admin completion */
     void *arg;
     int status;
@@ -451,7 +451,8 @@ static void broker_run(sl_bus_broker *b, uv_loop_t *loop)
         }
 }
 
-/* ---- the bus side ------------------------------------------------------------------------------ */
+/* ---- the bus side ------------------------------------------------------------------------------
+ */
 
 static void kick(ip_bus *ib)
 {
@@ -678,7 +679,8 @@ static void ip_settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t
     kick(ib);
 }
 
-/* ---- admin ------------------------------------------------------------------------------------ */
+/* ---- admin ------------------------------------------------------------------------------------
+ */
 
 typedef struct ip_list {
     sl_bus_dead_list_cb cb;
@@ -776,8 +778,7 @@ static int ip_dlq_redrive(sl_bus *bus, const char *topic, uint64_t dlq_seq, sl_b
     return rc;
 }
 
-static int ip_lag(sl_bus *bus, const char *topic, const char *group, sl_bus_admin_cb cb,
-                  void *data)
+static int ip_lag(sl_bus *bus, const char *topic, const char *group, sl_bus_admin_cb cb, void *data)
 {
     ip_bus *ib = bus->be;
     ip_list *l = calloc(1, sizeof *l);

@@ -79,7 +79,7 @@ struct nb_bus {
     uv_async_t async;
     uv_timer_t timer; /* stream set-up retries and lag polls */
     bool streams_ok, setup_running, closing, conn_closed;
-    int works;        /* uv_queue_work in flight */
+    int works; /* uv_queue_work in flight */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     nb_item *head, *tail;
@@ -496,7 +496,8 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-/* ---- fetch threads ---------------------------------------------------------------------------- */
+/* ---- fetch threads ----------------------------------------------------------------------------
+ */
 
 static bool fetcher_wait(nb_fetcher *f, int64_t ms, bool for_room)
 {
@@ -577,8 +578,7 @@ static void *fetcher_main(void *arg)
     int64_t backoff = 100;
     for (;;) {
         if (sub == NULL) {
-            if (natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CONNECTED)
-                sub = fetcher_bind(f);
+            if (natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CONNECTED) sub = fetcher_bind(f);
             if (sub == NULL) {
                 if (fetcher_wait(f, backoff, false)) break;
                 backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -637,7 +637,8 @@ static void *fetcher_main(void *arg)
     return NULL;
 }
 
-/* ---- loop side -------------------------------------------------------------------------------- */
+/* ---- loop side --------------------------------------------------------------------------------
+ */
 
 static void fetcher_gone(nb_fetcher *f)
 {
@@ -676,7 +677,8 @@ static void drain(nb_bus *nb)
                                         (size_t)natsMsg_GetDataLength(cur->msg),
                                         meta ? meta->Sequence.Stream : 0,
                                         meta ? (unsigned)meta->NumDelivered : 1,
-                                        meta ? meta->Timestamp / 1000000 : 0, cur};
+                                        meta ? meta->Timestamp / 1000000 : 0,
+                                        cur};
                 jsMsgMetaData_Destroy(meta);
                 cur = cur->next;
             }
@@ -853,8 +855,8 @@ static void maybe_closed(nb_bus *nb)
 {
     if (!nb->closing || nb->works > 0 || !nb->conn_closed) return;
     if (uv_is_closing((uv_handle_t *)&nb->async)) return;
-    /* Every publish has been reported: the library answered or timed out each message. */
-    drain_rest:
+/* Every publish has been reported: the library answered or timed out each message. */
+drain_rest:
     if (nb->head) {
         drain(nb);
         goto drain_rest;
@@ -922,8 +924,8 @@ static int nb_open(sl_bus *bus, char *err, size_t errlen)
     }
     rc = SL_EUNAVAIL;
     natsOptions_SetName(nb->opts, bus->opt.name);
-    natsOptions_SetEventLoop(nb->opts, bus->loop, natsLibuv_Attach, natsLibuv_Read,
-                             natsLibuv_Write, natsLibuv_Detach);
+    natsOptions_SetEventLoop(nb->opts, bus->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
+                             natsLibuv_Detach);
     natsOptions_SetMaxReconnect(nb->opts, -1);
     natsOptions_SetCustomReconnectDelay(nb->opts, reconnect_delay, nb);
     natsOptions_SetRetryOnFailedConnect(nb->opts, true, NULL, NULL);
@@ -967,7 +969,8 @@ fail:
     return rc;
 }
 
-/* ---- admin entry points -------------------------------------------------------------------------- */
+/* ---- admin entry points
+ * -------------------------------------------------------------------------- */
 
 static int admin(sl_bus *bus, int kind, const char *topic, const char *group, uint64_t seq,
                  size_t max, sl_bus_dead_list_cb lcb, sl_bus_admin_cb acb, void *data)
@@ -1007,8 +1010,7 @@ static int nb_dlq_redrive(sl_bus *bus, const char *topic, uint64_t seq, sl_bus_a
     return admin(bus, 2, topic, NULL, seq, 0, NULL, cb, data);
 }
 
-static int nb_lag(sl_bus *bus, const char *topic, const char *group, sl_bus_admin_cb cb,
-                  void *data)
+static int nb_lag(sl_bus *bus, const char *topic, const char *group, sl_bus_admin_cb cb, void *data)
 {
     return admin(bus, 3, topic, group, 0, 0, NULL, cb, data);
 }
