@@ -8,6 +8,8 @@
  * matching, so every worker shares it. Everything mutable per request lives
  * in the sl_svc_worker of the loop thread that owns the connection.
  */
+#include "service_int.h"
+
 #include <shoal/clock.h>
 #include <shoal/config.h>
 #include <shoal/db.h>
@@ -63,6 +65,7 @@ struct sl_service {
     int have_identity_key;
     char identity_note[256]; /* why no key was loaded */
     char source[80];         /* CloudEvents source: "/shoal/<name>" */
+    sl_events *events;       /* outbox relay, bus and subscriptions (events.c) */
     void *data;
 };
 
@@ -540,7 +543,9 @@ static int worker_start(sl_worker *rw, int fd, void *data)
                          SL_LOG_STR("error", err), SL_LOG_STR("code", sl_errname(rc)));
             return rc;
         }
+        sl__events_watch(svc->events, w->db);
     }
+    if (idx == 0 && (rc = sl__events_start(svc->events, sl_worker_loop(rw))) != 0) return rc;
     if (svc->def->worker_init && (rc = svc->def->worker_init(w)) != 0) return rc;
     w->started = 1;
     return 0;
@@ -568,6 +573,7 @@ static void worker_stop(sl_worker *rw, void *data)
     sl_service *svc = data;
     sl_svc_worker *w = &svc->w[sl_worker_index(rw)];
     if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
+    if (w->index == 0) sl__events_stop(svc->events);
     if (w->http) sl_http_server_close(w->http, NULL, NULL);
     w->http = NULL;
     sl_db_close(w->db);
@@ -842,6 +848,7 @@ static int migrate(sl_service *svc)
 
 static void service_free(sl_service *svc)
 {
+    sl__events_free(svc->events);
     sodium_memzero(&svc->identity_key, sizeof svc->identity_key);
     if (svc->w) {
         for (int i = 0; i < svc->workers; i++) {
@@ -883,6 +890,9 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
                     "no identity key: requests that need a caller's identity will be refused",
                     SL_LOG_STR("reason", svc.identity_note));
     if (def->migrations && migrate(&svc) != 0) goto out;
+    if (sl__events_new(&svc, def, svc.cfg, svc.db_url, &svc.db_opts, svc.log, svc.metrics,
+                       &svc.events) != 0)
+        goto out;
     if (def->init && def->init(&svc) != 0) {
         SL_LOG_ERROR(svc.log, NULL, "service init failed");
         goto out;

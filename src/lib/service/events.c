@@ -1,0 +1,257 @@
+/*
+ * Event plumbing of the service host (service_int.h): publishing through the
+ * transactional outbox and consuming through the bus's transactional runner.
+ *
+ * Worker 0 owns it all: the bus connection, the outbox relay (with its own
+ * database connection) and one runner per subscription (sharing a consumer
+ * connection). Commits on every worker's connection wake the relay through
+ * its commit hook. With no `bus.url`, nothing is published: events wait in
+ * the outbox (their backlog shows on /metrics) until a bus is configured.
+ */
+#include "service_int.h"
+
+#include <shoal/bus.h>
+#include <shoal/clock.h>
+#include <shoal/config.h>
+#include <shoal/db.h>
+#include <shoal/log.h>
+#include <shoal/metrics.h>
+#include <shoal/outbox.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CONTEXTS 16
+
+struct apply_ctx;
+
+struct sl_events {
+    sl_service *svc;
+    const sl_service_def *def;
+    sl_logger *log;
+    sl_metrics *metrics;
+    char url[512];
+    sl_db *relay_db;
+    sl_db *consumer_db;
+    sl_outbox_relay *relay;
+    sl_bus *bus;
+    sl_bus_runner **runners;
+    size_t nrunners;
+    int started;
+    char *contexts[MAX_CONTEXTS];
+    size_t ncontexts;
+    sl_series *backlog;
+    sl_series *backlog_age;
+    uv_timer_t backlog_timer;
+    struct apply_ctx *applies;
+};
+
+/* The relay publishes through the bus once worker 0 has opened it. */
+static int relay_publish(void *ctx, const sl_outbox_msg *msgs, size_t n, sl_outbox_done_cb done,
+                         void *done_data)
+{
+    sl_events *ev = ctx;
+    if (!ev->bus || !sl_bus_ready(ev->bus))
+        return SL_EUNAVAIL; /* the relay backs off and tries again */
+    sl_outbox_publisher pub = sl_bus_outbox_publisher(ev->bus);
+    return pub.publish(pub.ctx, msgs, n, done, done_data);
+}
+
+static void relay_hook(void *data, const char *what, int64_t value)
+{
+    sl_events *ev = data;
+    if (strcmp(what, "publish_failed") == 0 && (value == 1 || value % 20 == 0))
+        SL_LOG_WARN(ev->log, NULL, "publishing outbox events failed; retrying",
+                    SL_LOG_INT("consecutive_failures", value));
+}
+
+/* The backlog gauges are refreshed on worker 0, whose thread owns the relay's connection. */
+static void refresh_backlog(uv_timer_t *t)
+{
+    sl_events *ev = t->data;
+    int64_t n = 0, age_ms = 0;
+    if (sl_outbox_backlog(ev->relay_db, sl_clock_wall_ms(sl_clock_system()), &n, &age_ms) != 0)
+        return;
+    if (ev->backlog) sl_gauge_set(ev->backlog, (double)n);
+    if (ev->backlog_age) sl_gauge_set(ev->backlog_age, (double)age_ms / 1000.0);
+}
+
+static void add_context(sl_events *ev, const char *topic_or_context, int is_topic)
+{
+    char ctx[64];
+    if (is_topic) {
+        /* "shop.<context>.<name>..." → "<context>" */
+        const char *a = strchr(topic_or_context, '.');
+        const char *b = a ? strchr(a + 1, '.') : NULL;
+        if (!a || !b || (size_t)(b - a - 1) >= sizeof ctx) return;
+        memcpy(ctx, a + 1, (size_t)(b - a - 1));
+        ctx[b - a - 1] = '\0';
+    } else {
+        snprintf(ctx, sizeof ctx, "%s", topic_or_context);
+    }
+    for (size_t i = 0; i < ev->ncontexts; i++)
+        if (strcmp(ev->contexts[i], ctx) == 0) return;
+    if (ev->ncontexts < MAX_CONTEXTS) ev->contexts[ev->ncontexts++] = strdup(ctx);
+}
+
+int sl__events_new(sl_service *svc, const sl_service_def *def, sl_config *cfg, const char *db_url,
+                   const void *db_opts, sl_logger *log, sl_metrics *metrics, sl_events **out)
+{
+    *out = NULL;
+    if (!def->migrations) return 0; /* no database, no outbox, no events */
+    char err[SL_CONFIG_ERR_MAX] = {0};
+    const char *url = NULL;
+    if (sl_config_get_string(cfg, "bus.url", "", &url, err) != 0) {
+        SL_LOG_ERROR(log, NULL, "configuration", SL_LOG_STR("error", err));
+        return SL_ECONFIG;
+    }
+    sl_events *ev = calloc(1, sizeof *ev);
+    if (!ev) return SL_ENOMEM;
+    ev->svc = svc;
+    ev->def = def;
+    ev->log = log;
+    ev->metrics = metrics;
+    snprintf(ev->url, sizeof ev->url, "%s", url);
+    for (const char *const *p = def->publishes; p && *p; p++)
+        add_context(ev, *p, 0);
+    for (size_t i = 0; i < def->nsubscriptions; i++)
+        add_context(ev, def->subscriptions[i].topic, 1);
+    if (metrics) {
+        static const char *const labels[] = {"service"};
+        const char *values[] = {def->name};
+        sl_metric_family *f1, *f2;
+        if (sl_metrics_gauge(metrics, "outbox_backlog", "Events written but not yet published.",
+                             labels, 1, &f1) == 0)
+            ev->backlog = sl_metric_series(f1, values);
+        if (sl_metrics_gauge(metrics, "outbox_oldest_age_seconds",
+                             "Age of the oldest unpublished event.", labels, 1, &f2) == 0)
+            ev->backlog_age = sl_metric_series(f2, values);
+    }
+
+    char dberr[256];
+    int rc = sl_db_open(db_url, db_opts, &ev->relay_db, dberr, sizeof dberr);
+    if (rc == 0) rc = sl_db_open(db_url, db_opts, &ev->consumer_db, dberr, sizeof dberr);
+    if (rc != 0) {
+        SL_LOG_ERROR(log, NULL, "cannot open the database", SL_LOG_STR("error", dberr));
+        sl__events_free(ev);
+        return rc;
+    }
+    sl_outbox_publisher pub = {.publish = relay_publish, .ctx = ev};
+    sl_outbox_relay_options ro = {
+        .retention_ms = 7LL * 24 * 3600 * 1000, .hook = relay_hook, .hook_data = ev};
+    rc = sl_outbox_relay_new(ev->relay_db, &pub, &ro, &ev->relay);
+    if (rc != 0) {
+        sl__events_free(ev);
+        return rc;
+    }
+    *out = ev;
+    return 0;
+}
+
+void sl__events_watch(sl_events *ev, sl_db *db)
+{
+    if (ev && ev->relay) sl_outbox_relay_watch(ev->relay, db);
+}
+
+typedef struct apply_ctx {
+    sl_events *ev;
+    const sl_subscription_def *sub;
+} apply_ctx;
+
+static int apply_cb(void *data, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
+{
+    apply_ctx *a = data;
+    return a->sub->apply(a->ev->svc, tx, msg, reason, cap);
+}
+
+int sl__events_start(sl_events *ev, uv_loop_t *loop)
+{
+    if (!ev) return 0;
+    int rc = sl_outbox_relay_start(ev->relay, loop);
+    if (rc != 0) return rc;
+    ev->started = 1;
+    uv_timer_init(loop, &ev->backlog_timer);
+    ev->backlog_timer.data = ev;
+    uv_timer_start(&ev->backlog_timer, refresh_backlog, 0, 1000);
+    if (ev->url[0] == '\0') {
+        if (ev->def->nsubscriptions > 0 || ev->def->publishes)
+            SL_LOG_WARN(ev->log, NULL,
+                        "no bus.url: events stay in the outbox and subscriptions are idle");
+        return 0;
+    }
+    sl_bus_options bo = {.url = ev->url,
+                         .name = ev->def->name,
+                         .contexts = (const char *const *)ev->contexts,
+                         .n_contexts = ev->ncontexts,
+                         .metrics = ev->metrics,
+                         .metrics_shard = 0};
+    char err[256] = {0};
+    rc = sl_bus_open(loop, &bo, &ev->bus, err, sizeof err);
+    if (rc != 0) {
+        SL_LOG_ERROR(ev->log, NULL, "cannot open the bus", SL_LOG_STR("url", ev->url),
+                     SL_LOG_STR("error", err));
+        return rc;
+    }
+    if (ev->def->nsubscriptions) {
+        ev->runners = calloc(ev->def->nsubscriptions, sizeof(sl_bus_runner *));
+        ev->applies = calloc(ev->def->nsubscriptions, sizeof(apply_ctx));
+        if (!ev->runners || !ev->applies) return SL_ENOMEM;
+    }
+    for (size_t i = 0; i < ev->def->nsubscriptions; i++) {
+        const sl_subscription_def *sub = &ev->def->subscriptions[i];
+        char group[SL_BUS_GROUP_MAX + 1];
+        if (sub->group) {
+            snprintf(group, sizeof group, "%s", sub->group);
+        } else {
+            /* "<service>-<topic with dots as dashes>", within the group name rules */
+            int n = snprintf(group, sizeof group, "%s-%s", ev->def->name, sub->topic);
+            for (int k = 0; k < n && k < (int)sizeof group; k++)
+                if (group[k] == '.') group[k] = '-';
+        }
+        apply_ctx *a = &ev->applies[i];
+        a->ev = ev;
+        a->sub = sub;
+        sl_bus_sub_options so = {.unordered = sub->unordered};
+        sl_bus_runner_options ro = {.consumer = group};
+        rc = sl_bus_runner_new(ev->bus, ev->consumer_db, sub->topic, group, &so, &ro, apply_cb, a,
+                               &ev->runners[ev->nrunners]);
+        if (rc != 0) {
+            SL_LOG_ERROR(ev->log, NULL, "cannot subscribe", SL_LOG_STR("topic", sub->topic),
+                         SL_LOG_STR("error", sl_strerror(rc)));
+            return rc;
+        }
+        ev->nrunners++;
+        SL_LOG_INFO(ev->log, NULL, "subscribed", SL_LOG_STR("topic", sub->topic),
+                    SL_LOG_STR("group", group));
+    }
+    return 0;
+}
+
+void sl__events_stop(sl_events *ev)
+{
+    if (!ev) return;
+    for (size_t i = 0; i < ev->nrunners; i++)
+        sl_bus_runner_free(ev->runners[i]);
+    ev->nrunners = 0;
+    if (ev->started) {
+        sl_outbox_relay_stop(ev->relay);
+        uv_close((uv_handle_t *)&ev->backlog_timer, NULL);
+        ev->started = 0;
+    }
+    if (ev->bus) sl_bus_close(ev->bus, NULL, NULL);
+    ev->bus = NULL;
+}
+
+void sl__events_free(sl_events *ev)
+{
+    if (!ev) return;
+    sl_outbox_relay_free(ev->relay);
+    sl_db_close(ev->relay_db);
+    sl_db_close(ev->consumer_db);
+    free(ev->runners);
+    free(ev->applies);
+    for (size_t i = 0; i < ev->ncontexts; i++)
+        free(ev->contexts[i]);
+    free(ev);
+}
