@@ -79,7 +79,8 @@ struct nb_bus {
     uv_async_t async;
     uv_timer_t timer; /* stream set-up retries and lag polls */
     bool streams_ok, setup_running, closing, conn_closed, published_any;
-    int works; /* uv_queue_work in flight */
+    int handles_closed; /* close callbacks run so far (async, timer) */
+    int works;          /* uv_queue_work in flight */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     nb_item *head, *tail;
@@ -844,7 +845,9 @@ static int nb_publish(sl_bus *bus, bus_pub *p)
 static void handle_closed(uv_handle_t *h)
 {
     nb_bus *nb = h->data;
-    if (h != (uv_handle_t *)&nb->timer) return;
+    /* Both handles close; libuv runs close callbacks in no promised order (LIFO today),
+     * so the second one to finish frees. */
+    if (++nb->handles_closed < 2) return;
     sl_bus *bus = nb->bus;
     pthread_mutex_destroy(&nb->mu);
     pthread_cond_destroy(&nb->cv);

@@ -45,6 +45,7 @@ struct sl_events {
     sl_series *backlog_age;
     uv_timer_t backlog_timer;
     struct apply_ctx *applies;
+    int64_t ack_wait_ms; /* bus.ack_wait_ms: unacked deliveries come back after this */
 };
 
 /* The relay publishes through the bus once worker 0 has opened it. */
@@ -113,6 +114,13 @@ int sl__events_new(sl_service *svc, const sl_service_def *def, sl_config *cfg, c
     ev->log = log;
     ev->metrics = metrics;
     snprintf(ev->url, sizeof ev->url, "%s", url);
+    int64_t ack_wait = 0;
+    if (sl_config_get_int(cfg, "bus.ack_wait_ms", 30000, 100, 3600000, &ack_wait, err) != 0) {
+        SL_LOG_ERROR(log, NULL, "configuration", SL_LOG_STR("error", err));
+        free(ev);
+        return SL_ECONFIG;
+    }
+    ev->ack_wait_ms = ack_wait;
     for (const char *const *p = def->publishes; p && *p; p++)
         add_context(ev, *p, 0);
     for (size_t i = 0; i < def->nsubscriptions; i++)
@@ -212,7 +220,7 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
         apply_ctx *a = &ev->applies[i];
         a->ev = ev;
         a->sub = sub;
-        sl_bus_sub_options so = {.unordered = sub->unordered};
+        sl_bus_sub_options so = {.unordered = sub->unordered, .ack_wait_ms = ev->ack_wait_ms};
         sl_bus_runner_options ro = {.consumer = group};
         rc = sl_bus_runner_new(ev->bus, ev->consumer_db, sub->topic, group, &so, &ro, apply_cb, a,
                                &ev->runners[ev->nrunners]);
