@@ -79,8 +79,8 @@ struct nb_bus {
     uv_async_t async;
     uv_timer_t timer; /* stream set-up retries and lag polls */
     bool streams_ok, setup_running, closing, conn_closed, published_any;
-    int handles_closed; /* close callbacks run so far (async, timer) */
-    int works;          /* uv_queue_work in flight */
+    int works;        /* uv_queue_work in flight */
+    int open_handles; /* async + timer until both close callbacks ran */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     nb_item *head, *tail;
@@ -845,9 +845,7 @@ static int nb_publish(sl_bus *bus, bus_pub *p)
 static void handle_closed(uv_handle_t *h)
 {
     nb_bus *nb = h->data;
-    /* Both handles close; libuv runs close callbacks in no promised order (LIFO today),
-     * so the second one to finish frees. */
-    if (++nb->handles_closed < 2) return;
+    if (--nb->open_handles > 0) return; /* the async and the timer close in either order */
     sl_bus *bus = nb->bus;
     pthread_mutex_destroy(&nb->mu);
     pthread_cond_destroy(&nb->cv);
@@ -873,6 +871,7 @@ drain_rest:
     jsCtx_Destroy(nb->js);
     natsConnection_Destroy(nb->nc);
     natsOptions_Destroy(nb->opts);
+    nb->open_handles = 2;
     uv_close((uv_handle_t *)&nb->async, handle_closed);
     uv_close((uv_handle_t *)&nb->timer, handle_closed);
 }
