@@ -79,3 +79,37 @@ if(db_tests)
       ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_PG_URL_FILE=${SHOAL_PG_DIR}/url")
   endforeach()
 endif()
+
+# Service suites: tests/services/<svc>/<name>_test.c link svc_<svc>.
+#   *_api_test.c   run twice over real sockets against build/bin/shoal-<svc>:
+#                  services.<svc>.<name>.sqlite (label integration) and
+#                  services.<svc>.<name>.pg (label pg, needs the pg fixture);
+#                  argv[1] names the backend.
+#   other files    unit tests of pure code (label unit).
+file(GLOB svc_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/services/*/*_test.c)
+foreach(src ${svc_tests})
+  get_filename_component(base ${src} NAME_WE)
+  get_filename_component(svcdir ${src} DIRECTORY)
+  get_filename_component(svc ${svcdir} NAME)
+  string(REGEX REPLACE "_test$" "" name ${base})
+  set(target svc_${svc}_${name}_test)
+  add_executable(${target} ${src})
+  target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/src/lib ${CMAKE_SOURCE_DIR}/tests/db)
+  target_link_libraries(${target} PRIVATE svc_${svc} PkgConfig::CMOCKA)
+  if(TARGET shoal_testsupport)
+    target_link_libraries(${target} PRIVATE shoal_testsupport)
+  endif()
+  set_target_properties(${target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  if(name MATCHES "_api$")
+    add_test(NAME services.${svc}.${name}.sqlite COMMAND ${target} sqlite)
+    set_tests_properties(services.${svc}.${name}.sqlite PROPERTIES LABELS "integration;${svc}"
+      TIMEOUT 300 ENVIRONMENT "${SHOAL_TEST_ENV}")
+    add_test(NAME services.${svc}.${name}.pg COMMAND ${target} pg)
+    set_tests_properties(services.${svc}.${name}.pg PROPERTIES LABELS "pg;${svc}" TIMEOUT 300
+      FIXTURES_REQUIRED pg ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_PG_URL_FILE=${CMAKE_BINARY_DIR}/pg-fixture/url")
+  else()
+    add_test(NAME services.${svc}.${name} COMMAND ${target})
+    set_tests_properties(services.${svc}.${name} PROPERTIES LABELS "unit;${svc}" TIMEOUT 120
+      ENVIRONMENT "${SHOAL_TEST_ENV}")
+  endif()
+endforeach()

@@ -24,6 +24,27 @@ typedef struct sl_logger sl_logger;
 typedef struct sl_metrics sl_metrics;
 typedef struct sl_tracer sl_tracer;
 typedef struct sl_config sl_config;
+typedef struct sl_db sl_db;
+typedef struct sl_migration_set sl_migration_set;
+typedef struct sl_identity sl_identity;
+typedef struct sl_bus_msg sl_bus_msg;
+
+/*
+ * An event subscription of a service: the host runs it through the bus's
+ * transactional consumer runner (inbox claim + `apply` in one transaction,
+ * ack after commit) on worker 0's loop and database connection. `apply`
+ * gets the sl_service as `data`; its return codes are sl_bus_apply_cb's:
+ * 0 applied, negative to retry later, SL_EPARSE to dead-letter.
+ */
+typedef int (*sl_event_apply_cb)(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
+                                 size_t reason_cap);
+
+typedef struct sl_subscription_def {
+    const char *topic;       /* "shop.product.price_changed.v1" */
+    const char *group;       /* NULL → "<service>.<topic>" */
+    sl_event_apply_cb apply; /* required */
+    int unordered;           /* 1: no per-subject ordering needed (more throughput) */
+} sl_subscription_def;
 
 /* A route handler: runs on the worker's loop thread; must answer req (now or later). */
 typedef void (*sl_handler_cb)(sl_http_req *req, sl_svc_worker *w);
@@ -47,6 +68,19 @@ typedef struct sl_service_def {
     void (*worker_fini)(sl_svc_worker *w);
     /* /readyz: return 0 when ready to serve. Worker thread. Optional (always ready). */
     int (*ready)(sl_svc_worker *w);
+    /*
+     * The service's own schema. When set, the host opens the database named by
+     * `db.url` (default `sqlite:data/<name>.db`), applies the library's and these
+     * migrations at start (a failure stops the process with status 1 and a clear
+     * message, leaving nothing half-applied), and gives each worker its own
+     * connection (sl_svc_worker_db).
+     */
+    const sl_migration_set *migrations;
+    /* Events this service consumes (needs `migrations`, for the inbox). */
+    const sl_subscription_def *subscriptions;
+    size_t nsubscriptions;
+    /* Bounded contexts whose events this service publishes (streams declared at start). */
+    const char *const *publishes; /* NULL-terminated, e.g. {"order", NULL} */
 } sl_service_def;
 
 /*
@@ -71,10 +105,53 @@ SL_API sl_logger *sl_svc_worker_log(sl_svc_worker *w);
 SL_API sl_metrics *sl_svc_worker_metrics(sl_svc_worker *w);
 SL_API sl_tracer *sl_svc_worker_tracer(sl_svc_worker *w);
 SL_API void *sl_svc_worker_data(sl_svc_worker *w);
+/* The worker's database connection (NULL when the service has no migrations). */
+SL_API sl_db *sl_svc_worker_db(sl_svc_worker *w);
 SL_API void sl_svc_worker_set_data(sl_svc_worker *w, void *data);
 
 /* The worker a request belongs to. */
 SL_API sl_svc_worker *sl_req_worker(sl_http_req *req);
+
+typedef struct sl_trace_ctx sl_trace_ctx;
+
+/*
+ * The request's server span context (valid until the response): pass it as
+ * `tc` to the log macros and as the parent of client spans, so logs and
+ * downstream calls carry the request's trace.
+ */
+SL_API const sl_trace_ctx *sl_req_trace(sl_http_req *req);
+
+/*
+ * The caller's identity, as proven by the gateway (include/shoal/identity.h;
+ * key from `identity.key_file`). Returns 0 and fills *out; SL_ENOTFOUND when
+ * the request carries no identity; SL_EINVAL for a forged or stale proof;
+ * SL_EUNAVAIL when this service has no identity key configured.
+ */
+SL_API int sl_req_identity(sl_http_req *req, sl_identity *out);
+
+/*
+ * Answers 401 (no or invalid identity) and returns non-zero unless the
+ * request carries a valid identity, which it copies into *out. With
+ * `admin_only`, a non-admin identity is answered 403.
+ */
+SL_API int sl_req_require_identity(sl_http_req *req, int admin_only, sl_identity *out);
+
+/*
+ * Reads `page` (default 1, 1..1000000) and `per_page` (default 20, 1..100)
+ * from the query string. On a bad value records a field error in `errs` and
+ * returns SL_EINVAL (the caller answers sl_respond_invalid).
+ */
+SL_API int sl_req_page(const sl_http_req *req, int64_t *page, int64_t *per_page,
+                       sl_json_errors *errs);
+
+/*
+ * Writes an event to the outbox inside the open transaction `tx`
+ * (include/shoal/outbox.h): source "/shoal/<service>", the given type and
+ * subject, `data` serialised (borrowed; may be NULL), and the request's
+ * traceparent when `req` is not NULL. Returns sl_outbox_add's codes.
+ */
+SL_API int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
+                       const char *subject, const json_t *data) SL_MUST_CHECK;
 
 /* Answers `req` with a JSON body (application/json). `body` is borrowed. */
 SL_API int sl_respond_json(sl_http_req *req, int status, const char *body, size_t len);

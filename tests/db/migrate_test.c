@@ -30,13 +30,14 @@ static void test_library_set(void **state)
     assert_true(lib->count >= 4);
     int applied = -1;
     HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
-    assert_int_equal(applied, 2);
+    assert_int_equal(applied, 3);
+    assert_true(table_exists(db, "idempotency_keys"));
     assert_true(table_exists(db, "outbox"));
     assert_true(table_exists(db, "inbox"));
     assert_true(table_exists(db, "es_events"));
     HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
     assert_int_equal(applied, 0);
-    assert_int_equal(harness_int(db, "SELECT count(*) FROM schema_migrations"), 2);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM schema_migrations"), 3);
     sl_db_close(db);
 }
 

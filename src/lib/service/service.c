@@ -10,17 +10,23 @@
  */
 #include <shoal/clock.h>
 #include <shoal/config.h>
+#include <shoal/db.h>
 #include <shoal/id.h>
+#include <shoal/identity.h>
 #include <shoal/log.h>
 #include <shoal/loop.h>
 #include <shoal/metrics.h>
+#include <shoal/outbox.h>
 #include <shoal/rand.h>
 #include <shoal/service.h>
 #include <shoal/trace.h>
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -50,6 +56,12 @@ struct sl_service {
     uint32_t drain_ms;
     double sample_ratio;
     sl_svc_worker *w;
+    char db_url[1024];
+    sl_db_options db_opts;
+    sl_identity_key identity_key;
+    int have_identity_key;
+    char identity_note[256]; /* why no key was loaded */
+    char source[80];         /* CloudEvents source: "/shoal/<name>" */
     void *data;
 };
 
@@ -77,6 +89,7 @@ struct sl_svc_worker {
     req_host *free_hosts; /* recycled per-request records, at most HOST_FREE_MAX */
     size_t nfree_hosts;
     int started;
+    sl_db *db;
     void *data;
 };
 
@@ -134,9 +147,89 @@ void sl_svc_worker_set_data(sl_svc_worker *w, void *data)
 {
     w->data = data;
 }
+sl_db *sl_svc_worker_db(sl_svc_worker *w)
+{
+    return w->db;
+}
 sl_svc_worker *sl_req_worker(sl_http_req *req)
 {
     return req->host ? *(sl_svc_worker **)req->host : NULL;
+}
+
+const sl_trace_ctx *sl_req_trace(sl_http_req *req)
+{
+    req_host *h = req->host;
+    return h && h->span ? sl_span_context(h->span) : NULL;
+}
+
+int sl_req_identity(sl_http_req *req, sl_identity *out)
+{
+    sl_svc_worker *w = sl_req_worker(req);
+    if (!w || !w->svc->have_identity_key) return SL_EUNAVAIL;
+    return sl_identity_verify(&w->svc->identity_key, req->headers, req->nheaders, req->method,
+                              req->path, sl_clock_wall_ms(sl_clock_system()), 60000, out);
+}
+
+int sl_req_require_identity(sl_http_req *req, int admin_only, sl_identity *out)
+{
+    int rc = sl_req_identity(req, out);
+    if (rc != 0) {
+        sl_respond_problem_ex(req, 401,
+                              rc == SL_ENOTFOUND ? "authentication required"
+                                                 : "the caller's identity could not be verified",
+                              NULL);
+        return -1;
+    }
+    if (admin_only && strcmp(out->role, "admin") != 0) {
+        sl_respond_problem_ex(req, 403, "this operation needs the admin role", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int query_int(const sl_http_req *req, const char *name, int64_t def, int64_t lo, int64_t hi,
+                     int64_t *out, sl_json_errors *errs)
+{
+    sl_slice v;
+    *out = def;
+    if (!sl_http_query_param(req->query, name, &v)) return 0;
+    int64_t n = 0;
+    int ok = v.len > 0 && v.len <= 12;
+    for (size_t i = 0; ok && i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            ok = 0;
+        else
+            n = n * 10 + (v.ptr[i] - '0');
+    }
+    if (!ok || n < lo || n > hi) {
+        sl_json_errors_add(errs, name, "must be an integer between %lld and %lld", (long long)lo,
+                           (long long)hi);
+        return SL_EINVAL;
+    }
+    *out = n;
+    return 0;
+}
+
+int sl_req_page(const sl_http_req *req, int64_t *page, int64_t *per_page, sl_json_errors *errs)
+{
+    int a = query_int(req, "page", 1, 1, 1000000, page, errs);
+    int b = query_int(req, "per_page", 20, 1, 100, per_page, errs);
+    return a || b ? SL_EINVAL : 0;
+}
+
+int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
+                const char *subject, const json_t *data)
+{
+    char *json = NULL;
+    if (data && !(json = sl_json_dump(data, NULL))) return SL_ENOMEM;
+    sl_outbox_event ev = {.source = w->svc->source,
+                          .type = type,
+                          .subject = subject,
+                          .data_json = json,
+                          .traceparent = req && req->traceparent[0] ? req->traceparent : NULL};
+    int rc = sl_outbox_add(tx, &ev, sl_clock_wall_ns(sl_clock_system()), NULL);
+    free(json);
+    return rc;
 }
 
 /* ---- responses -------------------------------------------------------- */
@@ -534,6 +627,35 @@ static int load_settings(sl_service *svc, int argc, char **argv)
         snprintf(err, sizeof err, "%s: trace.sample_ratio: must be between 0 and 1", where);
         bad = 1;
     }
+    const char *db_url = NULL, *db_sync = NULL;
+    char def_url[256];
+    snprintf(def_url, sizeof def_url, "sqlite:data/%s.db", svc->def->name);
+    bad |= !bad && sl_config_get_string(svc->cfg, "db.url", def_url, &db_url, err);
+    bad |= !bad && sl_config_get_string(svc->cfg, "db.synchronous", "normal", &db_sync, err);
+    if (!bad && strcmp(db_sync, "normal") != 0 && strcmp(db_sync, "full") != 0) {
+        char where[256];
+        sl_config_locate(svc->cfg, "db.synchronous", where, sizeof where);
+        snprintf(err, sizeof err, "%s: db.synchronous: must be normal or full", where);
+        bad = 1;
+    }
+    if (!bad && strlen(db_url) >= sizeof svc->db_url) {
+        snprintf(err, sizeof err, "db.url: must be shorter than %zu bytes", sizeof svc->db_url);
+        bad = 1;
+    }
+    if (!bad) {
+        snprintf(svc->db_url, sizeof svc->db_url, "%s", db_url);
+        svc->db_opts.sqlite_sync_full = strcmp(db_sync, "full") == 0;
+    }
+    const char *key_file = NULL;
+    bad |= !bad &&
+           sl_config_get_string(svc->cfg, "identity.key_file", "data/identity.key", &key_file, err);
+    if (!bad) {
+        char kerr[256];
+        svc->have_identity_key = sl_identity_key_load(key_file, &svc->identity_key, kerr) == 0;
+        if (!svc->have_identity_key)
+            snprintf(svc->identity_note, sizeof svc->identity_note, "%s", kerr);
+    }
+    snprintf(svc->source, sizeof svc->source, "/shoal/%s", svc->def->name);
     sl_log_level lvl = SL_LOG_LEVEL_INFO;
     if (!bad && sl_log_level_parse(level, &lvl) != 0) {
         char where[256];
@@ -630,8 +752,57 @@ static int setup_metrics(sl_service *svc)
     return rc;
 }
 
+/* Creates the directory of a `sqlite:` path (data/ by default) so a first start just works. */
+static void make_sqlite_dir(const char *url)
+{
+    if (strncmp(url, "sqlite:", 7) != 0 || strcmp(url, "sqlite::memory:") == 0) return;
+    const char *path = url + 7;
+    if (strncmp(path, "//", 2) == 0) path += 2;
+    char dir[1100];
+    size_t n = strlen(path);
+    if (n >= sizeof dir) return;
+    memcpy(dir, path, n + 1);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        mkdir(dir, 0755);
+        *p = '/';
+    }
+}
+
+/* Applies the library's and the service's migrations; all-or-nothing per set. */
+static int migrate(sl_service *svc)
+{
+    char err[256] = {0};
+    sl_db *db = NULL;
+    make_sqlite_dir(svc->db_url);
+    int rc = sl_db_open(svc->db_url, &svc->db_opts, &db, err, sizeof err);
+    if (rc != 0) {
+        SL_LOG_ERROR(svc->log, NULL, "cannot open the database", SL_LOG_STR("error", err),
+                     SL_LOG_STR("code", sl_errname(rc)));
+        return rc;
+    }
+    const sl_migration_set *sets[] = {sl_db_lib_migrations(), svc->def->migrations};
+    for (size_t i = 0; i < SL_ARRAY_LEN(sets); i++) {
+        int applied = 0;
+        rc = sl_db_migrate(db, sets[i], &applied);
+        if (rc != 0) {
+            SL_LOG_ERROR(svc->log, NULL, "migration failed; nothing of it was applied",
+                         SL_LOG_STR("component", sets[i]->component),
+                         SL_LOG_STR("error", sl_db_errmsg(db)), SL_LOG_STR("code", sl_errname(rc)));
+            break;
+        }
+        if (applied > 0)
+            SL_LOG_INFO(svc->log, NULL, "migrations applied",
+                        SL_LOG_STR("component", sets[i]->component), SL_LOG_INT("count", applied));
+    }
+    sl_db_close(db);
+    return rc;
+}
+
 static void service_free(sl_service *svc)
 {
+    sodium_memzero(&svc->identity_key, sizeof svc->identity_key);
     if (svc->w) {
         for (int i = 0; i < svc->workers; i++) {
             sl_tracer_free(svc->w[i].tracer);
@@ -667,6 +838,11 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
     if (build_routes(&svc) != 0 || setup_metrics(&svc) != 0) goto out;
     svc.w = calloc((size_t)svc.workers, sizeof(sl_svc_worker));
     if (!svc.w) goto out;
+    if (!svc.have_identity_key)
+        SL_LOG_INFO(svc.log, NULL,
+                    "no identity key: requests that need a caller's identity will be refused",
+                    SL_LOG_STR("reason", svc.identity_note));
+    if (def->migrations && migrate(&svc) != 0) goto out;
     if (def->init && def->init(&svc) != 0) {
         SL_LOG_ERROR(svc.log, NULL, "service init failed");
         goto out;

@@ -1,0 +1,826 @@
+/*
+ * shoal: runs and checks the whole shop on one machine.
+ *
+ *   shoal up [--config FILE]      start nats-server, every service and the gateway as
+ *                                 children, wait for /readyz, print where everything is,
+ *                                 restart a crashed child with backoff; Ctrl-C or SIGTERM
+ *                                 stops everything (gateway first, nats-server last)
+ *   shoal down [--config FILE]    stop a running `shoal up`
+ *   shoal status [--config FILE]  probe every process's /readyz and print a table
+ *   shoal logs [NAME] [--config]  follow the logs (all, or one process)
+ *
+ * The topology (ports, data directory, backends, extra environment per
+ * process) comes from the configuration (config/local.yaml); the binaries
+ * get theirs through SHOAL_* environment variables, so nothing is
+ * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
+ */
+#include <shoal/config.h>
+#include <shoal/identity.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define MAX_PROCS 32
+#define MAX_ENV   48
+
+typedef enum { P_NATS, P_SERVICE, P_GATEWAY } proc_kind;
+
+typedef struct proc {
+    char name[32];
+    proc_kind kind;
+    char bin[PATH_MAX];
+    char *argv[16];
+    int argc;
+    char *env[MAX_ENV];
+    int nenv;
+    int port;       /* probed for readiness */
+    int http_ready; /* 1: GET /readyz; 0: TCP accept is enough */
+    int missing;    /* binary not built */
+    uv_process_t handle;
+    int running;
+    int ready;
+    int restarts;
+    uint64_t started_ms;
+    uint64_t backoff_ms;
+    uv_timer_t restart_timer;
+    uv_timer_t probe_timer;
+    int probing;
+    int timers_init;
+    struct supervisor *sup;
+} proc;
+
+typedef struct supervisor {
+    uv_loop_t *loop;
+    proc procs[MAX_PROCS];
+    int n;
+    char data_dir[PATH_MAX];
+    char log_dir[PATH_MAX];
+    int stopping;
+    int announced;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t kill_timer;
+    int gateway_port, admin_port;
+} supervisor;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void say(const char *fmt, ...) SL_PRINTF(1, 2);
+static void say(const char *fmt, ...)
+{
+    char ts[16];
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+    printf("[shoal %s] ", ts);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void add_env(proc *p, const char *k, const char *v)
+{
+    if (p->nenv >= MAX_ENV - 1)
+        return;
+    size_t n = strlen(k) + strlen(v) + 2;
+    char *e = malloc(n);
+    if (!e)
+        abort();
+    snprintf(e, n, "%s=%s", k, v);
+    p->env[p->nenv++] = e;
+}
+
+/* ---- configuration ---------------------------------------------------- */
+
+typedef struct topology {
+    sl_config *cfg;
+    const char *data_dir;
+    const char *bin_dir;
+    const char *nats_url;
+    int nats_port;
+    int nats_external;
+} topology;
+
+static const char *self_dir(void)
+{
+    static char dir[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0)
+        return "build/bin";
+    dir[n] = '\0';
+    return dirname(dir);
+}
+
+static int load_topology(const char *path, topology *t)
+{
+    char err[SL_CONFIG_ERR_MAX];
+    if (sl_config_load_file(path, &t->cfg, err) != 0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        return -1;
+    }
+    static const char *const sections[] = {"nats", "gateway", "services", NULL};
+    extern char **environ;
+    int64_t port;
+    int external = 0;
+    bool ext = false;
+    if (sl_config_apply_env(t->cfg, environ, sections, err) != 0 ||
+        sl_config_get_string(t->cfg, "data_dir", "data", &t->data_dir, err) != 0 ||
+        sl_config_get_string(t->cfg, "bin_dir", self_dir(), &t->bin_dir, err) != 0 ||
+        sl_config_get_int(t->cfg, "nats.port", 4222, 1, 65535, &port, err) != 0 ||
+        sl_config_get_bool(t->cfg, "nats.external", false, &ext, err) != 0 ||
+        sl_config_get_string(t->cfg, "nats.url", NULL, &t->nats_url, err) != 0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        return -1;
+    }
+    external = ext;
+    t->nats_port = (int)port;
+    t->nats_external = external;
+    json_t *svcs = json_object_get(sl_config_root(t->cfg), "services");
+    if (!json_is_array(svcs) || json_array_size(svcs) == 0) {
+        char where[256];
+        sl_config_locate(t->cfg, "services", where, sizeof where);
+        fprintf(stderr, "shoal: %s: services: must be a non-empty list\n", where);
+        return -1;
+    }
+    return 0;
+}
+
+static int build_procs(supervisor *s, topology *t)
+{
+    char url[256];
+    if (t->nats_url)
+        snprintf(url, sizeof url, "%s", t->nats_url);
+    else
+        snprintf(url, sizeof url, "nats://127.0.0.1:%d", t->nats_port);
+    char keyfile[PATH_MAX + 16];
+    snprintf(keyfile, sizeof keyfile, "%s/identity.key", s->data_dir);
+
+    if (!t->nats_external) {
+        proc *p = &s->procs[s->n++];
+        snprintf(p->name, sizeof p->name, "nats-server");
+        p->kind = P_NATS;
+        snprintf(p->bin, sizeof p->bin, "nats-server");
+        char sd[PATH_MAX + 8], port[16];
+        snprintf(sd, sizeof sd, "%s/nats", s->data_dir);
+        snprintf(port, sizeof port, "%d", t->nats_port);
+        const char *args[] = {"nats-server", "-a", "127.0.0.1", "-p", port, "-js", "-sd", sd};
+        for (size_t i = 0; i < SL_ARRAY_LEN(args); i++)
+            p->argv[p->argc++] = xstrdup(args[i]);
+        p->port = t->nats_port;
+    }
+
+    json_t *svcs = json_object_get(sl_config_root(t->cfg), "services");
+    size_t i;
+    json_t *item;
+    json_array_foreach(svcs, i, item)
+    {
+        char path[64], err[SL_CONFIG_ERR_MAX];
+        const char *name = NULL, *db = NULL;
+        int64_t port = 0;
+        snprintf(path, sizeof path, "services[%zu]", i);
+        char pname[80], pport[80], pdb[80];
+        snprintf(pname, sizeof pname, "%s.name", path);
+        snprintf(pport, sizeof pport, "%s.port", path);
+        snprintf(pdb, sizeof pdb, "%s.db_url", path);
+        if (sl_config_get_string(t->cfg, pname, NULL, &name, err) != 0 || !name ||
+            sl_config_get_int(t->cfg, pport, 0, 1, 65535, &port, err) != 0 || port == 0 ||
+            sl_config_get_string(t->cfg, pdb, NULL, &db, err) != 0) {
+            char where[256];
+            sl_config_locate(t->cfg, path, where, sizeof where);
+            fprintf(stderr, "shoal: %s: %s: each service needs a name and a port (%s)\n", where,
+                    path, err[0] ? err : "missing");
+            return -1;
+        }
+        if (s->n >= MAX_PROCS - 1) {
+            fprintf(stderr, "shoal: too many services (at most %d)\n", MAX_PROCS - 2);
+            return -1;
+        }
+        proc *p = &s->procs[s->n++];
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->kind = strcmp(name, "gateway") == 0 ? P_GATEWAY : P_SERVICE;
+        snprintf(p->bin, sizeof p->bin, "%s/shoal-%s", t->bin_dir,
+                 p->kind == P_GATEWAY ? "proxy" : name);
+        p->argv[p->argc++] = xstrdup(p->bin);
+        p->port = (int)port;
+        p->http_ready = 1;
+        p->missing = access(p->bin, X_OK) != 0;
+        char v[PATH_MAX + 64];
+        snprintf(v, sizeof v, "%d", p->port);
+        add_env(p, "SHOAL_SERVICE__PORT", v);
+        if (db)
+            snprintf(v, sizeof v, "%s", db);
+        else
+            snprintf(v, sizeof v, "sqlite:%s/%s.db", s->data_dir, name);
+        add_env(p, "SHOAL_DB__URL", v);
+        add_env(p, "SHOAL_BUS__URL", url);
+        add_env(p, "SHOAL_IDENTITY__KEY_FILE", keyfile);
+        add_env(p, "SHOAL_SHOAL__DATA_DIR", s->data_dir);
+        if (p->kind == P_GATEWAY)
+            s->gateway_port = p->port;
+        /* services[i].config: the process's own configuration file. */
+        const char *own = json_string_value(json_object_get(item, "config"));
+        if (own) {
+            p->argv[p->argc++] = xstrdup("--config");
+            p->argv[p->argc++] = xstrdup(own);
+        }
+        /* Extra environment for this process: services[i].env: {KEY: value}. */
+        json_t *env = json_object_get(item, "env");
+        const char *k;
+        json_t *val;
+        json_object_foreach(env, k, val)
+        {
+            char buf[256];
+            if (json_is_string(val))
+                snprintf(buf, sizeof buf, "%s", json_string_value(val));
+            else if (json_is_integer(val))
+                snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(val));
+            else if (json_is_boolean(val))
+                snprintf(buf, sizeof buf, "%s", json_is_true(val) ? "true" : "false");
+            else
+                continue;
+            add_env(p, k, buf);
+        }
+    }
+    return 0;
+}
+
+/* ---- readiness probes --------------------------------------------------- */
+
+typedef struct probe {
+    uv_tcp_t tcp;
+    uv_connect_t conn;
+    uv_write_t wr;
+    proc *p;
+    char buf[64];
+    size_t len;
+    int ok;
+} probe;
+
+static void probe_closed(uv_handle_t *h)
+{
+    probe *pr = h->data;
+    proc *p = pr->p;
+    p->probing = 0;
+    if (pr->ok && !p->ready && p->running) {
+        p->ready = 1;
+        say("%-14s ready (pid %d, port %d)", p->name, p->handle.pid, p->port);
+    }
+    free(pr);
+}
+
+static void probe_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
+{
+    (void)sz;
+    probe *pr = h->data;
+    *b = uv_buf_init(pr->buf + pr->len, (unsigned)(sizeof pr->buf - 1 - pr->len));
+}
+
+static void probe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    probe *pr = st->data;
+    if (n > 0)
+        pr->len += (size_t)n;
+    pr->buf[pr->len] = '\0';
+    if (n < 0 || pr->len >= 12 || pr->len == sizeof pr->buf - 1) {
+        pr->ok = strncmp(pr->buf, "HTTP/1.1 200", 12) == 0;
+        uv_close((uv_handle_t *)&pr->tcp, probe_closed);
+    }
+}
+
+static void probe_written(uv_write_t *w, int status)
+{
+    probe *pr = w->data;
+    if (status < 0 || uv_read_start((uv_stream_t *)&pr->tcp, probe_alloc, probe_read) != 0)
+        uv_close((uv_handle_t *)&pr->tcp, probe_closed);
+}
+
+static void probe_connected(uv_connect_t *c, int status)
+{
+    probe *pr = c->data;
+    if (status < 0) {
+        uv_close((uv_handle_t *)&pr->tcp, probe_closed);
+        return;
+    }
+    if (!pr->p->http_ready) {
+        pr->ok = 1;
+        uv_close((uv_handle_t *)&pr->tcp, probe_closed);
+        return;
+    }
+    static char req[] = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    uv_buf_t b = uv_buf_init(req, sizeof req - 1);
+    pr->wr.data = pr;
+    if (uv_write(&pr->wr, (uv_stream_t *)&pr->tcp, &b, 1, probe_written) != 0)
+        uv_close((uv_handle_t *)&pr->tcp, probe_closed);
+}
+
+static void start_probe(proc *p)
+{
+    if (p->probing || !p->running)
+        return;
+    probe *pr = calloc(1, sizeof *pr);
+    if (!pr)
+        return;
+    pr->p = p;
+    uv_tcp_init(p->sup->loop, &pr->tcp);
+    pr->tcp.data = pr;
+    pr->conn.data = pr;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", p->port, &a);
+    p->probing = 1;
+    if (uv_tcp_connect(&pr->conn, &pr->tcp, (struct sockaddr *)&a, probe_connected) != 0)
+        uv_close((uv_handle_t *)&pr->tcp, probe_closed);
+}
+
+/* ---- processes ---------------------------------------------------------- */
+
+static void spawn_proc(proc *p);
+static void maybe_start_gateway(supervisor *s);
+
+static void restart_cb(uv_timer_t *t)
+{
+    proc *p = t->data;
+    if (!p->sup->stopping)
+        spawn_proc(p);
+}
+static void print_table(supervisor *s);
+
+static void on_exit_cb(uv_process_t *h, int64_t status, int sig)
+{
+    proc *p = h->data;
+    supervisor *s = p->sup;
+    p->running = 0;
+    p->ready = 0;
+    uv_close((uv_handle_t *)h, NULL);
+    if (s->stopping) {
+        say("%-14s stopped", p->name);
+        return;
+    }
+    say("%-14s exited (status %lld, signal %d); restarting in %llu ms", p->name,
+        (long long)status, sig, (unsigned long long)p->backoff_ms);
+    p->restarts++;
+    uv_timer_start(&p->restart_timer, restart_cb, p->backoff_ms, 0);
+}
+
+static void probe_tick(uv_timer_t *t)
+{
+    proc *p = t->data;
+    supervisor *s = p->sup;
+    if (p->running && !p->ready)
+        start_probe(p);
+    if (p->running && p->ready && now_ms() - p->started_ms > 30000)
+        p->backoff_ms = 500; /* stayed up: the next crash restarts quickly again */
+    maybe_start_gateway(s);
+    if (!s->announced) {
+        int all = 1;
+        for (int i = 0; i < s->n; i++)
+            if (!s->procs[i].missing && !s->procs[i].ready)
+                all = 0;
+        if (all) {
+            s->announced = 1;
+            print_table(s);
+        }
+    }
+}
+
+static void spawn_proc(proc *p)
+{
+    supervisor *s = p->sup;
+    char logpath[PATH_MAX + 40];
+    snprintf(logpath, sizeof logpath, "%s/%s.log", s->log_dir, p->name);
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        say("%-14s cannot open %s: %s", p->name, logpath, strerror(errno));
+        return;
+    }
+    /* Children inherit our environment plus their own SHOAL_* settings. */
+    extern char **environ;
+    char *env[512];
+    int ne = 0;
+    for (char **e = environ; *e && ne < 400; e++)
+        env[ne++] = *e;
+    for (int i = 0; i < p->nenv; i++)
+        env[ne++] = p->env[i];
+    env[ne] = NULL;
+    p->argv[p->argc] = NULL;
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                     {.flags = UV_INHERIT_FD, .data.fd = fd},
+                                     {.flags = UV_INHERIT_FD, .data.fd = fd}};
+    uv_process_options_t o = {.exit_cb = on_exit_cb,
+                              .file = p->kind == P_NATS ? p->bin : p->argv[0],
+                              .args = p->argv,
+                              .env = env,
+                              .stdio_count = 3,
+                              .stdio = stdio};
+    p->handle.data = p;
+    int rc = uv_spawn(s->loop, &p->handle, &o);
+    close(fd);
+    if (rc != 0) {
+        say("%-14s cannot start %s: %s", p->name, p->argv[0], uv_strerror(rc));
+        uv_close((uv_handle_t *)&p->handle, NULL);
+        uv_timer_start(&p->restart_timer, restart_cb, p->backoff_ms, 0);
+        p->backoff_ms = p->backoff_ms * 2 > 30000 ? 30000 : p->backoff_ms * 2;
+        return;
+    }
+    p->running = 1;
+    p->ready = 0;
+    p->started_ms = now_ms();
+    say("%-14s started (pid %d), log %s", p->name, p->handle.pid, logpath);
+    p->backoff_ms = p->backoff_ms * 2 > 30000 ? 30000 : p->backoff_ms * 2;
+}
+
+static void maybe_start_gateway(supervisor *s)
+{
+    /* The gateway starts once every service is ready, so its first requests find them. */
+    proc *gw = NULL;
+    for (int i = 0; i < s->n; i++) {
+        proc *p = &s->procs[i];
+        if (p->kind == P_GATEWAY)
+            gw = p;
+        else if (!p->missing && !p->ready)
+            return;
+    }
+    if (gw && !gw->missing && !gw->running && gw->restarts == 0 && gw->started_ms == 0)
+        spawn_proc(gw);
+}
+
+static void print_table(supervisor *s)
+{
+    printf("\n  %-14s %-8s %-6s %s\n", "process", "pid", "port", "state");
+    for (int i = 0; i < s->n; i++) {
+        proc *p = &s->procs[i];
+        printf("  %-14s %-8d %-6d %s\n", p->name, p->running ? p->handle.pid : 0, p->port,
+               p->missing ? "not built yet" : (p->ready ? "ready" : "starting"));
+    }
+    printf("\n");
+    if (s->gateway_port && !s->procs[s->n - 1].missing)
+        printf("  The shop:  http://127.0.0.1:%d/api/v1/products\n", s->gateway_port);
+    for (int i = 0; i < s->n; i++)
+        if (s->procs[i].kind == P_SERVICE && !s->procs[i].missing)
+            printf("  %-10s http://127.0.0.1:%d/healthz  /metrics\n", s->procs[i].name,
+                   s->procs[i].port);
+    printf("  Logs: %s/   Stop: Ctrl-C (or `shoal down`)\n\n", s->log_dir);
+    fflush(stdout);
+}
+
+static void kill_all(uv_timer_t *t)
+{
+    supervisor *s = t->data;
+    for (int i = 0; i < s->n; i++)
+        if (s->procs[i].running) {
+            say("%-14s did not stop in time; killing it", s->procs[i].name);
+            uv_process_kill(&s->procs[i].handle, SIGKILL);
+        }
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop_tick(uv_timer_t *t);
+
+static void on_signal(uv_signal_t *sg, int signum)
+{
+    supervisor *s = sg->data;
+    if (s->stopping) {
+        kill_all(&s->kill_timer);
+        return;
+    }
+    say("signal %d: stopping everything", signum);
+    s->stopping = 1;
+    for (int i = 0; i < s->n; i++) {
+        uv_timer_stop(&s->procs[i].restart_timer);
+        uv_timer_stop(&s->procs[i].probe_timer);
+    }
+    /* Gateway first (no new traffic), then services, nats-server last (relays flush). */
+    for (int i = s->n - 1; i >= 0; i--)
+        if (s->procs[i].running && s->procs[i].kind != P_NATS)
+            uv_process_kill(&s->procs[i].handle, SIGTERM);
+    uv_timer_start(&s->kill_timer, stop_tick, 100, 100);
+}
+
+static void stop_tick(uv_timer_t *t)
+{
+    supervisor *s = t->data;
+    static uint64_t began;
+    if (!began)
+        began = now_ms();
+    int others = 0;
+    for (int i = 0; i < s->n; i++)
+        if (s->procs[i].running && s->procs[i].kind != P_NATS)
+            others++;
+    for (int i = 0; i < s->n; i++) {
+        proc *p = &s->procs[i];
+        if (p->running && p->kind == P_NATS && others == 0 && !p->probing) {
+            uv_process_kill(&p->handle, SIGTERM);
+            p->probing = 1; /* reused as "asked to stop" */
+        }
+    }
+    int any = 0;
+    for (int i = 0; i < s->n; i++)
+        any |= s->procs[i].running;
+    if (!any) {
+        uv_timer_stop(t);
+        uv_walk(s->loop, walk_close, NULL);
+        return;
+    }
+    if (now_ms() - began > 20000)
+        kill_all(t);
+}
+
+static int write_pidfile(supervisor *s)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/shoal.pid", s->data_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int pid = 0;
+        if (fscanf(f, "%d", &pid) == 1 && pid > 0 && kill(pid, 0) == 0) {
+            fclose(f);
+            fprintf(stderr, "shoal: already running (pid %d); `shoal down` stops it\n", pid);
+            return -1;
+        }
+        fclose(f);
+    }
+    f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "shoal: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "%d\n", (int)getpid());
+    fclose(f);
+    return 0;
+}
+
+static void mkdirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    mkdir(tmp, 0755);
+}
+
+static int cmd_up(const char *config_path)
+{
+    topology t = {0};
+    if (load_topology(config_path, &t) != 0)
+        return 2;
+    static supervisor s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
+    snprintf(s.log_dir, sizeof s.log_dir, "%s/logs", t.data_dir);
+    mkdirs(s.log_dir);
+    char nats_dir[PATH_MAX + 8];
+    snprintf(nats_dir, sizeof nats_dir, "%s/nats", t.data_dir);
+    mkdirs(nats_dir);
+    if (build_procs(&s, &t) != 0 || write_pidfile(&s) != 0) {
+        sl_config_free(t.cfg);
+        return 2;
+    }
+    /* One identity key for the gateway and every service (0600, never printed). */
+    char keyfile[PATH_MAX + 16], err[256];
+    snprintf(keyfile, sizeof keyfile, "%s/identity.key", s.data_dir);
+    sl_identity_key key;
+    if (sl_identity_key_ensure(keyfile, &key, err) != 0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        return 1;
+    }
+    memset(&key, 0, sizeof key);
+
+    s.loop = uv_default_loop();
+    uv_signal_init(s.loop, &s.sigint);
+    uv_signal_init(s.loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_timer_init(s.loop, &s.kill_timer);
+    s.kill_timer.data = &s;
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < s.n; i++) {
+        proc *p = &s.procs[i];
+        p->sup = &s;
+        p->backoff_ms = 500;
+        uv_timer_init(s.loop, &p->restart_timer);
+        uv_timer_init(s.loop, &p->probe_timer);
+        p->restart_timer.data = p->probe_timer.data = p;
+        uv_timer_start(&p->probe_timer, probe_tick, 200, 200);
+        if (p->missing) {
+            say("%-14s not built yet (%s): skipped", p->name, p->bin);
+            continue;
+        }
+        if (p->kind != P_GATEWAY)
+            spawn_proc(p);
+    }
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    char pidpath[PATH_MAX + 16];
+    snprintf(pidpath, sizeof pidpath, "%s/shoal.pid", s.data_dir);
+    unlink(pidpath);
+    for (int i = 0; i < s.n; i++) {
+        for (int k = 0; k < s.procs[i].argc; k++)
+            free(s.procs[i].argv[k]);
+        for (int k = 0; k < s.procs[i].nenv; k++)
+            free(s.procs[i].env[k]);
+    }
+    uv_loop_close(s.loop);
+    sl_config_free(t.cfg);
+    say("all stopped");
+    return 0;
+}
+
+/* A blocking GET /readyz for `shoal status`: returns the status code or 0. */
+static int get_status(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", port, &a);
+    struct timeval tv = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int code = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        const char req[] = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        char buf[64] = {0};
+        if (write(fd, req, sizeof req - 1) == (ssize_t)sizeof req - 1 &&
+            read(fd, buf, sizeof buf - 1) >= 12)
+            sscanf(buf, "HTTP/1.%*d %d", &code);
+    }
+    close(fd);
+    return code;
+}
+
+static int cmd_status(const char *config_path)
+{
+    topology t = {0};
+    if (load_topology(config_path, &t) != 0)
+        return 2;
+    static supervisor s;
+    snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
+    if (build_procs(&s, &t) != 0)
+        return 2;
+    int bad = 0;
+    printf("  %-14s %-6s %s\n", "process", "port", "state");
+    for (int i = 0; i < s.n; i++) {
+        proc *p = &s.procs[i];
+        const char *state;
+        if (p->missing) {
+            state = "not built";
+        } else if (p->kind == P_NATS) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a;
+            uv_ip4_addr("127.0.0.1", p->port, &a);
+            state = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 ? "up" : "down";
+            close(fd);
+        } else {
+            int code = get_status(p->port);
+            state = code == 200 ? "ready" : code ? "not ready" : "down";
+        }
+        bad |= strcmp(state, "ready") != 0 && strcmp(state, "up") != 0 &&
+               strcmp(state, "not built") != 0;
+        printf("  %-14s %-6d %s\n", p->name, p->port, state);
+    }
+    sl_config_free(t.cfg);
+    return bad ? 1 : 0;
+}
+
+static int cmd_down(const char *config_path)
+{
+    topology t = {0};
+    if (load_topology(config_path, &t) != 0)
+        return 2;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/shoal.pid", t.data_dir);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || kill(pid, 0) != 0) {
+        printf("shoal: not running\n");
+        if (f)
+            fclose(f);
+        sl_config_free(t.cfg);
+        return 0;
+    }
+    fclose(f);
+    kill(pid, SIGTERM);
+    /* `shoal up` removes its pid file as its last act (its parent may not have reaped it). */
+    for (int i = 0; i < 300 && kill(pid, 0) == 0 && access(path, F_OK) == 0; i++)
+        usleep(100000);
+    sl_config_free(t.cfg);
+    if (access(path, F_OK) == 0 && kill(pid, 0) == 0) {
+        fprintf(stderr, "shoal: pid %d is still running after 30 s\n", pid);
+        return 1;
+    }
+    printf("shoal: stopped\n");
+    return 0;
+}
+
+static int cmd_logs(const char *config_path, const char *name)
+{
+    topology t = {0};
+    if (load_topology(config_path, &t) != 0)
+        return 2;
+    char pattern[PATH_MAX + 64];
+    char *argv[64];
+    int n = 0;
+    argv[n++] = "tail";
+    argv[n++] = "-n";
+    argv[n++] = "20";
+    argv[n++] = "-F";
+    if (name) {
+        snprintf(pattern, sizeof pattern, "%s/logs/%s.log", t.data_dir, name);
+        argv[n++] = pattern;
+    } else {
+        static char paths[MAX_PROCS][PATH_MAX + 64];
+        static supervisor s;
+        snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
+        if (build_procs(&s, &t) != 0)
+            return 2;
+        for (int i = 0; i < s.n && n < 60; i++) {
+            snprintf(paths[i], sizeof paths[i], "%s/logs/%s.log", t.data_dir, s.procs[i].name);
+            argv[n++] = paths[i];
+        }
+    }
+    argv[n] = NULL;
+    execvp("tail", argv);
+    perror("shoal: tail");
+    return 1;
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: shoal up|down|status|logs [NAME] [--config FILE]\n"
+                "  default configuration: config/local.yaml\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = "config/local.yaml";
+    const char *cmd = NULL, *arg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            config = argv[i] + 9;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (!cmd)
+            cmd = argv[i];
+        else if (!arg)
+            arg = argv[i];
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!cmd) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "up") == 0)
+        return cmd_up(config);
+    if (strcmp(cmd, "down") == 0)
+        return cmd_down(config);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(config);
+    if (strcmp(cmd, "logs") == 0)
+        return cmd_logs(config, arg);
+    usage(stderr);
+    return 2;
+}
