@@ -510,6 +510,16 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     if (rc != 0) return rc;
     rc = sl_http_server_listen_fd(w->http, fd);
     if (rc != 0) return rc;
+    /* service.h: each worker gets its own connection (DESIGN §4); migrations ran at start. */
+    if (svc->def->migrations) {
+        char err[256] = {0};
+        rc = sl_db_open(svc->db_url, &svc->db_opts, &w->db, err, sizeof err);
+        if (rc != 0) {
+            SL_LOG_ERROR(svc->log, NULL, "worker cannot open the database",
+                         SL_LOG_STR("error", err), SL_LOG_STR("code", sl_errname(rc)));
+            return rc;
+        }
+    }
     if (svc->def->worker_init && (rc = svc->def->worker_init(w)) != 0) return rc;
     w->started = 1;
     return 0;
@@ -539,6 +549,8 @@ static void worker_stop(sl_worker *rw, void *data)
     if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
     if (w->http) sl_http_server_close(w->http, NULL, NULL);
     w->http = NULL;
+    sl_db_close(w->db);
+    w->db = NULL;
 }
 
 static void on_bound(int port, void *data)
@@ -577,8 +589,8 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
 }
 
 /* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create. */
-static const char *const env_sections[] = {"service", "http", "log",       "trace",
-                                           "db",      "bus",  "upstreams", NULL};
+static const char *const env_sections[] = {"service", "http",      "log",      "trace", "db",
+                                           "bus",     "upstreams", "identity", NULL};
 
 /* Reads the sections every service shares; prints located errors. */
 static int load_settings(sl_service *svc, int argc, char **argv)
@@ -587,7 +599,12 @@ static int load_settings(sl_service *svc, int argc, char **argv)
     const char *path = sl_config_path_from_args(argc, argv);
     int rc = path ? sl_config_load_file(path, &svc->cfg, err)
                   : sl_config_load_string("<defaults>", "{}", 2, &svc->cfg, err);
-    if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, env_sections, err);
+    /* The shared sections plus the service's own (SHOAL_PRODUCT__DEMO for "product"). */
+    const char *sections[SL_ARRAY_LEN(env_sections) + 1];
+    memcpy(sections, env_sections, sizeof env_sections);
+    sections[SL_ARRAY_LEN(env_sections) - 1] = svc->def->name;
+    sections[SL_ARRAY_LEN(env_sections)] = NULL;
+    if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, sections, err);
     if (rc != 0) {
         fprintf(stderr, "shoal-%s: configuration: %s\n", svc->def->name, err);
         return -1;
