@@ -81,11 +81,9 @@ static int check_domain(const char *s, size_t n, const char **why)
     return 0;
 }
 
-int user_email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX + 1],
-                         const char **why)
+static int email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX + 1],
+                           const char **why)
 {
-    static const char *unused;
-    if (!why) why = &unused;
     trim(&in, &len);
     if (len == 0) return *why = "must not be empty", SL_EINVAL;
     if (len > USER_EMAIL_MAX) return *why = "must be at most 254 characters", SL_EINVAL;
@@ -105,7 +103,15 @@ int user_email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX + 1
     if (at == len) return *why = "must contain exactly one @", SL_EINVAL;
     int rc = check_local(out, at, why);
     if (rc == 0) rc = check_domain(out + at + 1, len - at - 1, why);
-    if (rc != 0) out[0] = '\0';
+    return rc;
+}
+
+int user_email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX + 1],
+                         const char **why)
+{
+    static const char *unused;
+    int rc = email_normalize(in, len, out, why ? why : &unused);
+    if (rc != 0) out[0] = '\0'; /* never half an address */
     return rc;
 }
 

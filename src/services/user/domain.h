@@ -44,7 +44,7 @@
  * characters [a-z0-9-], not starting or ending with '-'; at most 254 bytes in
  * all. Non-ASCII is refused (internationalised domains must come as
  * punycode). Returns 0 with the result in `out`; SL_EINVAL with a static
- * message in *why (never containing the input).
+ * message in *why (never containing the input) and `out` empty.
  */
 int user_email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX + 1],
                          const char **why) SL_MUST_CHECK;
