@@ -106,8 +106,7 @@ static int email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX +
     return rc;
 }
 
-int user_email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX + 1],
-                         const char **why)
+int user_email_normalize(const char *in, size_t len, char out[USER_EMAIL_MAX + 1], const char **why)
 {
     static const char *unused;
     int rc = email_normalize(in, len, out, why ? why : &unused);
@@ -124,8 +123,7 @@ static size_t utf8_chars(const char *s, size_t len)
     return n;
 }
 
-int user_name_check(const char *in, size_t len, char out[USER_NAME_MAX_BYTES + 1],
-                    const char **why)
+int user_name_check(const char *in, size_t len, char out[USER_NAME_MAX_BYTES + 1], const char **why)
 {
     static const char *unused;
     if (!why) why = &unused;
@@ -209,8 +207,8 @@ int64_t user_retry_after_s(int64_t wait_ms)
 json_t *user_event_data(const user_state *u)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "user_id", u->id, "email", u->email,
-                     "name", u->name, "role", u->role, "created_at", u->created_at,
-                     "updated_at", u->updated_at, "position", (json_int_t)u->position);
+                     "name", u->name, "role", u->role, "created_at", u->created_at, "updated_at",
+                     u->updated_at, "position", (json_int_t)u->position);
 }
 
 static int copy_str(const json_t *data, const char *key, char *out, size_t cap, char *reason,

@@ -43,8 +43,7 @@ static void respond_retry(sl_http_req *req, int status, const char *detail, int6
 
 static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc, const char *what)
 {
-    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), what,
-                 SL_LOG_STR("error", sl_errname(rc)),
+    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), what, SL_LOG_STR("error", sl_errname(rc)),
                  SL_LOG_STR("db", sl_svc_worker_db(w) ? sl_db_errmsg(sl_svc_worker_db(w)) : ""));
     if (rc == SL_EBUSY || rc == SL_EUNAVAIL)
         respond_retry(req, 503, "the database is busy", 1);
@@ -98,7 +97,8 @@ static void reg_hashed(int status, const char *hash, void *data)
     }
     user_new u = {.email = op->email, .name = op->name, .role = "customer", .password_hash = hash};
     user_state st;
-    int rc = user_store_create(sl_svc_worker_db(uw->w), &u, req->traceparent[0] ? req->traceparent : NULL,
+    int rc = user_store_create(sl_svc_worker_db(uw->w), &u,
+                               req->traceparent[0] ? req->traceparent : NULL,
                                sl_clock_wall_ns(sl_clock_system()), &st);
     if (rc == SL_ECONFLICT) {
         sl_json_errors errs;
@@ -109,7 +109,8 @@ static void reg_hashed(int status, const char *hash, void *data)
         respond_db_error(req, uw->w, rc, "register failed");
     } else {
         user_project_now(uw);
-        SL_LOG_INFO(sl_svc_worker_log(uw->w), NULL, "user registered", SL_LOG_STR("user_id", st.id));
+        SL_LOG_INFO(sl_svc_worker_log(uw->w), NULL, "user registered",
+                    SL_LOG_STR("user_id", st.id));
         respond_user(req, 201, &st);
     }
 out:
@@ -205,8 +206,7 @@ typedef struct login_op {
     char role[USER_ROLE_MAX + 1];
 } login_op;
 
-static void respond_token(sl_http_req *req, user_worker *uw, const char *user_id,
-                          const char *role)
+static void respond_token(sl_http_req *req, user_worker *uw, const char *user_id, const char *role)
 {
     const user_svc *us = uw->svc;
     sl_jwt_claims claims;
@@ -284,8 +284,8 @@ static void login_submit(sl_http_req *req, user_worker *uw, const char *email, i
         /* A stored hash that is not Argon2: nobody can log in with it. */
         SL_LOG_ERROR(sl_svc_worker_log(uw->w), sl_req_trace(req), "stored password hash is invalid",
                      SL_LOG_STR("user_id", op->user_id));
-        rc = sl_password_verify_async(sl_svc_worker_loop(uw->w), &uw->lim, uw->svc->dummy_hash,
-                                      pw, pwlen, login_verified, op);
+        rc = sl_password_verify_async(sl_svc_worker_loop(uw->w), &uw->lim, uw->svc->dummy_hash, pw,
+                                      pwlen, login_verified, op);
         op->known = 0;
     }
     if (rc != 0) {
@@ -477,8 +477,7 @@ static void read_start(const read_wait *tmpl)
 }
 
 /* Reads ?min_position= (0 when absent): at most the last position handed out. */
-static int read_min_position(sl_http_req *req, sl_svc_worker *w, int64_t *out,
-                             sl_json_errors *errs)
+static int read_min_position(sl_http_req *req, sl_svc_worker *w, int64_t *out, sl_json_errors *errs)
 {
     sl_slice v;
     *out = 0;
@@ -546,7 +545,8 @@ void user_h_get(sl_http_req *req, sl_svc_worker *w)
     sl_json_errors errs;
     sl_json_errors_init(&errs);
     sl_slice p = sl_route_param(&req->params, "id");
-    if (!p.ptr || !user_id_valid(p.ptr, p.len)) sl_json_errors_add(&errs, "user_id", "must be a user id (a UUID)");
+    if (!p.ptr || !user_id_valid(p.ptr, p.len))
+        sl_json_errors_add(&errs, "user_id", "must be a user id (a UUID)");
     read_wait rw;
     int rc = read_prepare(req, w, &rw, &errs);
     if (rc == 0 && errs.count) rc = SL_EINVAL;

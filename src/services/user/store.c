@@ -112,7 +112,7 @@ int user_store_create(sl_db *db, const user_new *u, const char *traceparent, int
     if (rc == 0) {
         char pos[24];
         snprintf(pos, sizeof pos, "%lld", (long long)out->position);
-        const char *v[] = {out->id,         out->email,      out->name, out->role,
+        const char *v[] = {out->id,          out->email,      out->name,       out->role,
                            u->password_hash, out->created_at, out->updated_at, pos};
         rc = exec_texts(db,
                         "INSERT INTO users (id, email, name, role, password_hash, created_at, "
@@ -153,7 +153,7 @@ static int read_row(sl_db *db, const char *sql, const char *arg, user_row *out)
 }
 
 #define ROW_COLUMNS                                                                                \
-    "SELECT id, email, name, role, password_hash, created_at, updated_at, version, position "   \
+    "SELECT id, email, name, role, password_hash, created_at, updated_at, version, position "      \
     "FROM users "
 
 int user_store_by_email(sl_db *db, const char *email, user_row *out)
@@ -177,7 +177,8 @@ int user_store_update(sl_db *db, const char *id, const char *email, const char *
     rc = next_position(db, &pos);
     if (rc == 0) rc = user_store_by_id(db, id, &row);
     if (rc != 0) goto fail;
-    int same = (!email || strcmp(email, row.s.email) == 0) && (!name || strcmp(name, row.s.name) == 0);
+    int same =
+        (!email || strcmp(email, row.s.email) == 0) && (!name || strcmp(name, row.s.name) == 0);
     if (same) {
         /* Nothing to write: the rollback also returns the position taken above. */
         sl_db_rollback(db);
@@ -230,7 +231,8 @@ static void view_row(sl_db_stmt *st, user_state *u)
     u->position = sl_db_column_int64(st, 6);
 }
 
-#define VIEW_COLUMNS "SELECT id, email, name, role, created_at, updated_at, position FROM user_view "
+#define VIEW_COLUMNS                                                                               \
+    "SELECT id, email, name, role, created_at, updated_at, position FROM user_view "
 
 int user_view_get(sl_db *db, const char *id, user_state *out)
 {
@@ -304,8 +306,9 @@ static int advance_watermark(sl_db *tx, int64_t pos)
     int rc = user_view_watermark(tx, &wm);
     if (rc != 0 || pos <= wm) return rc;
     sl_db_stmt *st;
-    rc = sl_db_prepare(tx, "INSERT INTO user_view_pending (position) VALUES (?) "
-                           "ON CONFLICT (position) DO NOTHING",
+    rc = sl_db_prepare(tx,
+                       "INSERT INTO user_view_pending (position) VALUES (?) "
+                       "ON CONFLICT (position) DO NOTHING",
                        &st);
     if (rc != 0) return rc;
     rc = sl_db_bind_int64(st, 1, pos);
@@ -337,7 +340,8 @@ int user_apply_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, 
 {
     (void)svc;
     const char *type = msg->type ? msg->type : msg->topic;
-    if (!type || (strcmp(type, USER_EVENT_REGISTERED) != 0 && strcmp(type, USER_EVENT_UPDATED) != 0)) {
+    if (!type ||
+        (strcmp(type, USER_EVENT_REGISTERED) != 0 && strcmp(type, USER_EVENT_UPDATED) != 0)) {
         snprintf(reason, cap, "type: not a user event");
         return SL_EPARSE;
     }
@@ -388,8 +392,7 @@ static int project_one(sl_db *tx, const char *envelope, size_t len, int *skipped
         (*skipped)++;
         goto out;
     }
-    rc = sl_inbox_claim(tx, USER_PROJECTOR_CONSUMER, msg.id,
-                        sl_clock_wall_ms(sl_clock_system()));
+    rc = sl_inbox_claim(tx, USER_PROJECTOR_CONSUMER, msg.id, sl_clock_wall_ms(sl_clock_system()));
     if (rc != 1) goto out; /* 0: already applied; < 0: error */
     char reason[SL_BUS_REASON_MAX];
     rc = user_apply_event(NULL, tx, &msg, reason, sizeof reason);

@@ -27,8 +27,7 @@ static const char *const feed_names[] = {"outbox", "bus", NULL};
 
 /* ---- configuration ------------------------------------------------------------------------- */
 
-static int read_config(sl_service *svc, user_svc *us, const char **key_file,
-                       const char **prev_file)
+static int read_config(sl_service *svc, user_svc *us, const char **key_file, const char **prev_file)
 {
     sl_config *cfg = sl_service_config(svc);
     char err[SL_CONFIG_ERR_MAX] = {0};
@@ -38,8 +37,8 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file,
     unsigned cores = uv_available_parallelism();
     int64_t def_conc = cores < 3 ? (cores ? cores : 1) : 3; /* below the 4 threadpool threads */
     int bad = 0;
-    bad |= sl_config_get_string(cfg, "user.signing_key_file", "data/user-signing.pem", key_file,
-                                err);
+    bad |=
+        sl_config_get_string(cfg, "user.signing_key_file", "data/user-signing.pem", key_file, err);
     bad |= !bad && sl_config_get_string(cfg, "user.previous_key_file", NULL, prev_file, err);
     bad |= !bad && sl_config_get_string(cfg, "user.issuer", "shoal", &issuer, err);
     bad |= !bad && sl_config_get_int(cfg, "user.token_ttl_s", 3600, 60, 7 * 86400, &ttl, err);
@@ -209,13 +208,12 @@ static int create_admin(user_worker *uw, const char *file, char *pw, char *hash)
     /* The file first: if the commit then fails, the next start makes a new password. */
     if (rc == 0) rc = write_credentials(file, us->admin_email, pw);
     user_state st;
-    user_new u = {.email = us->admin_email, .name = "Administrator", .role = "admin",
-                  .password_hash = hash};
+    user_new u = {
+        .email = us->admin_email, .name = "Administrator", .role = "admin", .password_hash = hash};
     if (rc == 0)
         rc = user_store_create(sl_svc_worker_db(uw->w), &u, NULL,
                                sl_clock_wall_ns(sl_clock_system()), &st);
-    if (rc == 0)
-        /* By design the ONE place a secret is printed: once, on the start that made it. */
+    if (rc == 0) /* By design the ONE place a secret is printed: once, on the start that made it. */
         SL_LOG_WARN(sl_svc_worker_log(uw->w), NULL,
                     "admin account created; its password is shown only this once and kept in "
                     "the credentials file (mode 0600)",

@@ -38,8 +38,14 @@ static int deliver(sl_db *db, const char *event_id, const char *type, const user
                    json_t *data_override)
 {
     json_t *data = data_override ? json_incref(data_override) : user_event_data(u);
-    sl_bus_msg msg = {.topic = type, .group = "test", .id = event_id, .type = type,
-                      .source = "/shoal/user", .subject = u->id, .data = data, .deliveries = 1};
+    sl_bus_msg msg = {.topic = type,
+                      .group = "test",
+                      .id = event_id,
+                      .type = type,
+                      .source = "/shoal/user",
+                      .subject = u->id,
+                      .data = data,
+                      .deliveries = 1};
     HARNESS_OK(db, sl_db_begin(db));
     int rc = sl_inbox_claim(db, "test", event_id, 1);
     char reason[256] = {0};
@@ -69,7 +75,9 @@ static void test_create_writes_model_and_event(void **state)
                      1);
     assert_int_equal(harness_int(db, "SELECT COUNT(*) FROM user_view"), 0); /* not projected */
     /* Duplicate email: nothing written, no position taken. */
-    user_new dup = {.email = "ann@example.com", .name = "X", .role = "customer",
+    user_new dup = {.email = "ann@example.com",
+                    .name = "X",
+                    .role = "customer",
                     .password_hash = "$argon2id$y"};
     user_state b;
     assert_int_equal(user_store_create(db, &dup, NULL, T0, &b), SL_ECONFLICT);
@@ -104,9 +112,9 @@ static void test_update_rules(void **state)
     /* No change: no write, no event, the current position. */
     HARNESS_OK(db, user_store_update(db, a.id, "ann@example.com", "Ann Lee", NULL, T0, &out));
     assert_int_equal(out.position, 3);
-    assert_int_equal(user_store_update(db, "01a22234-d416-7a29-8db6-000000000000", NULL, "x",
-                                       NULL, T0, &out),
-                     SL_ENOTFOUND);
+    assert_int_equal(
+        user_store_update(db, "01a22234-d416-7a29-8db6-000000000000", NULL, "x", NULL, T0, &out),
+        SL_ENOTFOUND);
     assert_int_equal(harness_int(db, "SELECT COUNT(*) FROM outbox"), 3);
     assert_int_equal(harness_int(db, "SELECT position FROM user_position"), 3);
     assert_int_equal(harness_int(db, "SELECT version FROM users WHERE email = 'ann@example.com'"),
@@ -178,7 +186,9 @@ static void test_projector_feeds_view_and_skips_poison(void **state)
     HARNESS_OK(db, user_store_update(db, a.id, "ann@example.org", NULL, NULL, T0, &out));
     /* A poison row of our type in the outbox (written by hand). */
     HARNESS_OK(db, sl_db_begin(db));
-    sl_outbox_event ev = {.source = "/shoal/user", .type = USER_EVENT_UPDATED, .subject = "x",
+    sl_outbox_event ev = {.source = "/shoal/user",
+                          .type = USER_EVENT_UPDATED,
+                          .subject = "x",
                           .data_json = "{\"user_id\":\"x\"}"};
     HARNESS_OK(db, sl_outbox_add(db, &ev, T0, NULL));
     HARNESS_OK(db, sl_db_commit(db));

@@ -85,7 +85,8 @@ static void test_email_lengths(void **state)
     assert_int_equal(norm(in, out), SL_EINVAL);
     /* Whole address: 254 accepted, 255 refused (labels of 63). */
     char dom[300];
-    snprintf(dom, sizeof dom, "%.63s.%.63s.%.63s.%.50s", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+    snprintf(dom, sizeof dom, "%.63s.%.63s.%.63s.%.50s",
+             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
              "ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
              "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",
              "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee");
@@ -140,12 +141,13 @@ static void test_password_policy(void **state)
     assert_int_equal(user_password_check("12345678", 8, &why), 0);
     assert_int_equal(user_password_check("        ", 8, &why), 0); /* length is the rule */
     /* Characters, not bytes: 7 two-byte characters are too short, 8 are fine. */
-    assert_int_equal(user_password_check("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
-                                         14, &why),
-                     SL_EINVAL);
-    assert_int_equal(user_password_check(
-                         "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 16, &why),
-                     0);
+    assert_int_equal(
+        user_password_check("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 14, &why),
+        SL_EINVAL);
+    assert_int_equal(
+        user_password_check("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 16,
+                            &why),
+        0);
     char big[600];
     memset(big, 'p', sizeof big);
     assert_int_equal(user_password_check(big, 128, &why), 0);
@@ -225,7 +227,7 @@ static void test_position_and_retry_after(void **state)
     assert_true(user_position_reached(0, 0, -1));
     assert_true(user_position_reached(5, 5, -1));
     assert_false(user_position_reached(6, 5, -1));
-    assert_true(user_position_reached(6, 5, 6));  /* the row already holds that write */
+    assert_true(user_position_reached(6, 5, 6)); /* the row already holds that write */
     assert_false(user_position_reached(7, 5, 6));
     assert_int_equal(user_retry_after_s(1), 1);
     assert_int_equal(user_retry_after_s(1000), 1);
@@ -254,9 +256,9 @@ static void test_event_data_round_trip(void **state)
     assert_int_equal(user_event_parse(d, u.id, &back, reason, sizeof reason), 0);
     assert_memory_equal(&back, &u, sizeof u);
     /* Wrong subject, bad role, bad position, missing field, not an object. */
-    assert_int_equal(user_event_parse(d, "01a22234-d416-7a29-8db6-000000000000", &back, reason,
-                                      sizeof reason),
-                     SL_EPARSE);
+    assert_int_equal(
+        user_event_parse(d, "01a22234-d416-7a29-8db6-000000000000", &back, reason, sizeof reason),
+        SL_EPARSE);
     json_object_set_new(d, "role", json_string("root"));
     assert_int_equal(user_event_parse(d, NULL, &back, reason, sizeof reason), SL_EPARSE);
     assert_non_null(strstr(reason, "role"));

@@ -10,6 +10,7 @@
  */
 #include "db_harness.h"
 #include "harness.h"
+#include "store.h"
 
 #include <shoal/auth.h>
 #include <shoal/clock.h>
@@ -59,8 +60,8 @@ static int http(const char *method, const char *target, const char *body, const 
         assert_int_equal(sl_identity_sign(&g.key, who, role, sl_http_method_parse(mt), path,
                                           sl_clock_wall_ms(sl_clock_system()), proof),
                          0);
-        snprintf(ident, sizeof ident, "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n",
-                 who, role, proof);
+        snprintf(ident, sizeof ident,
+                 "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", who, role, proof);
     }
     static char raw[70000];
     size_t blen = body ? strlen(body) : 0;
@@ -94,7 +95,8 @@ static const char *str(json_t *j, const char *k)
 /* Asserts a problem answer with `status` whose errors[] names `field` (NULL: no check). */
 static void expect_problem(int got, th_response *res, int status, const char *field)
 {
-    if (got != status) fail_msg("status %d, want %d: %.*s", got, status, (int)res->body_len, res->body);
+    if (got != status)
+        fail_msg("status %d, want %d: %.*s", got, status, (int)res->body_len, res->body);
     assert_string_equal(th_header(res, "content-type"), "application/problem+json");
     json_t *j = body_of(res);
     assert_int_equal(json_integer_value(json_object_get(j, "status")), status);
@@ -128,8 +130,8 @@ static void db_fingerprint(char *out, size_t cap)
 static void register_user(const char *email, const char *pw, const char *name, char id[64])
 {
     char body[512];
-    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"%s\"}", email,
-             pw, name);
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"%s\"}", email, pw,
+             name);
     th_response res;
     int st = http("POST", "/register", body, NULL, NULL, &res);
     if (st != 201) fail_msg("register %s: %d %.*s", email, st, (int)res.body_len, res.body);
@@ -211,8 +213,8 @@ static void test_register_rejects_without_writing(void **state)
     db_fingerprint(before, sizeof before);
     th_response res;
     int st = http("POST", "/register",
-                  "{\"email\":\"DUP@Example.com\",\"password\":\"password2\",\"name\":\"D\"}",
-                  NULL, NULL, &res);
+                  "{\"email\":\"DUP@Example.com\",\"password\":\"password2\",\"name\":\"D\"}", NULL,
+                  NULL, &res);
     expect_problem(st, &res, 409, "email");
     th_response_free(&res);
     static const struct {
@@ -246,12 +248,16 @@ static void test_register_rejects_without_writing(void **state)
     char body[2000], longs[700];
     memset(longs, 'x', 600);
     longs[600] = '\0';
-    snprintf(body, sizeof body, "{\"email\":\"new@example.com\",\"password\":\"password1\","
-                                "\"name\":\"%.101s\"}", longs);
+    snprintf(body, sizeof body,
+             "{\"email\":\"new@example.com\",\"password\":\"password1\","
+             "\"name\":\"%.101s\"}",
+             longs);
     expect_problem(http("POST", "/register", body, NULL, NULL, &res), &res, 400, "name");
     th_response_free(&res);
-    snprintf(body, sizeof body, "{\"email\":\"new@example.com\",\"password\":\"%.129s\","
-                                "\"name\":\"A\"}", longs);
+    snprintf(body, sizeof body,
+             "{\"email\":\"new@example.com\",\"password\":\"%.129s\","
+             "\"name\":\"A\"}",
+             longs);
     expect_problem(http("POST", "/register", body, NULL, NULL, &res), &res, 400, "password");
     th_response_free(&res);
     expect_problem(http("POST", "/register", NULL, NULL, NULL, &res), &res, 400, "");
@@ -316,12 +322,12 @@ static void test_login_failures_uniform_and_rate_limited(void **state)
     assert_string_equal(before, after);
 }
 
-static void get_user(const char *target, const char *who, const char *role, int want,
-                     json_t **out)
+static void get_user(const char *target, const char *who, const char *role, int want, json_t **out)
 {
     th_response res;
     int st = http("GET", target, NULL, who, role, &res);
-    if (st != want) fail_msg("GET %s: %d, want %d: %.*s", target, st, want, (int)res.body_len, res.body);
+    if (st != want)
+        fail_msg("GET %s: %d, want %d: %.*s", target, st, want, (int)res.body_len, res.body);
     if (out) *out = body_of(&res);
     th_response_free(&res);
 }
@@ -349,16 +355,19 @@ static void test_profile_read_update(void **state)
     assert_int_equal(sl_identity_sign(&g.key, ann, "customer", SL_HTTP_GET, (sl_slice){"/users", 6},
                                       sl_clock_wall_ms(sl_clock_system()), proof),
                      0);
-    int n = snprintf(raw, sizeof raw, "GET /users/me HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                                      "x-user-id: %s\r\nx-user-role: customer\r\n"
-                                      "x-shoal-identity: %s\r\n\r\n", ann, proof);
+    int n = snprintf(raw, sizeof raw,
+                     "GET /users/me HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                     "x-user-id: %s\r\nx-user-role: customer\r\n"
+                     "x-shoal-identity: %s\r\n\r\n",
+                     ann, proof);
     memset(&res, 0, sizeof res);
     expect_problem(th_roundtrip(g.port, raw, (size_t)n, &res, 5000), &res, 401, NULL);
     th_response_free(&res);
 
     /* PATCH, then read our own write. */
-    int st = http("PATCH", "/users/me", "{\"name\":\"  Pat Smith \",\"email\":\"Pat.S@Example.com\"}",
-                  ann, "customer", &res);
+    int st =
+        http("PATCH", "/users/me", "{\"name\":\"  Pat Smith \",\"email\":\"Pat.S@Example.com\"}",
+             ann, "customer", &res);
     assert_int_equal(st, 200);
     j = body_of(&res);
     assert_string_equal(str(j, "name"), "Pat Smith");
@@ -421,8 +430,8 @@ static void test_profile_read_update(void **state)
     expect_problem(http("GET", "/users/me?min_position=999999999", NULL, ann, "customer", &res),
                    &res, 400, "min_position");
     th_response_free(&res);
-    expect_problem(http("GET", "/users/me?min_position=-1", NULL, ann, "customer", &res), &res,
-                   400, "min_position");
+    expect_problem(http("GET", "/users/me?min_position=-1", NULL, ann, "customer", &res), &res, 400,
+                   "min_position");
     th_response_free(&res);
 }
 
@@ -463,6 +472,133 @@ static void test_list_admin_only(void **state)
     expect_problem(http("GET", "/users?page=x", NULL, g.admin_id, "admin", &res), &res, 400,
                    "page");
     th_response_free(&res);
+}
+
+/* Starts a second server with the read model fed only by the bus (so nothing projects it
+ * here), real Argon2id cost and one password operation at a time. */
+static void start_bus_mode_server(const char *name, int *port, pid_t *pid, char *log, size_t cap)
+{
+    char cfg[400];
+    snprintf(cfg, sizeof cfg, "%s/%s.yaml", g.dir, name);
+    snprintf(log, cap, "%s/%s.log", g.dir, name);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "db: {url: \"%s\"}\n"
+            "identity: {key_file: \"%s/identity.key\"}\n"
+            "user:\n"
+            "  password_cost: interactive\n"
+            "  password_concurrency: 1\n"
+            "  read_model_feed: bus\n"
+            "  read_wait_ms: 1500\n"
+            "  signing_key_file: \"%s/keys/user-signing.pem\"\n",
+            g.url, g.dir, g.dir);
+    fclose(f);
+    *port = th_free_port();
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", *port);
+    char *argv[] = {"shoal-user", "--config", cfg, "--port", ps, NULL};
+    *pid = th_spawn(argv, NULL, log);
+    if (th_wait_port(*port, 10000) != 0) fail_msg("second shoal-user did not start");
+}
+
+static void test_read_your_writes_and_password_limit(void **state)
+{
+    (void)state;
+    int port0 = g.port, port;
+    pid_t pid;
+    char log[400];
+    /* The first server stops: its local projector would feed the view. */
+    stop_server();
+    start_bus_mode_server("busmode", &port, &pid, log, sizeof log);
+    g.port = port;
+
+    /* Two registrations at once: with one Argon2id operation allowed (~100 ms or more each),
+     * the second is refused with 503 + Retry-After. */
+    const char *body1 =
+        "{\"email\":\"ryw1@example.com\",\"password\":\"password1\",\"name\":\"R\"}";
+    const char *body2 =
+        "{\"email\":\"ryw2@example.com\",\"password\":\"password1\",\"name\":\"R\"}";
+    char raw1[512], raw2[512];
+    int n1 = snprintf(raw1, sizeof raw1,
+                      "POST /register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n%s",
+                      strlen(body1), body1);
+    int n2 = snprintf(raw2, sizeof raw2,
+                      "POST /register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n%s",
+                      strlen(body2), body2);
+    int fd1 = th_connect(port), fd2 = th_connect(port);
+    assert_true(fd1 >= 0 && fd2 >= 0);
+    assert_int_equal(th_send(fd1, raw1, (size_t)n1), 0);
+    usleep(20000); /* so the first is surely admitted first */
+    assert_int_equal(th_send(fd2, raw2, (size_t)n2), 0);
+    static th_reader r1, r2;
+    th_reader_init(&r1, fd1);
+    th_reader_init(&r2, fd2);
+    th_response a, b;
+    assert_int_equal(th_read_response(&r2, &b, 10000), 0);
+    expect_problem(b.status, &b, 503, NULL);
+    assert_string_equal(th_header(&b, "retry-after"), "1");
+    th_response_free(&b);
+    assert_int_equal(th_read_response(&r1, &a, 10000), 0);
+    assert_int_equal(a.status, 201);
+    json_t *j = body_of(&a);
+    char id[64];
+    snprintf(id, sizeof id, "%s", str(j, "user_id"));
+    int64_t pos = json_integer_value(json_object_get(j, "position"));
+    json_decref(j);
+    th_response_free(&a);
+    close(fd1);
+    close(fd2);
+
+    /* Nothing feeds the view: a read at that position waits, then answers 503. */
+    char target[200];
+    snprintf(target, sizeof target, "/users/me?min_position=%lld", (long long)pos);
+    th_response res;
+    expect_problem(http("GET", target, NULL, id, "customer", &res), &res, 503, NULL);
+    assert_non_null(th_header(&res, "retry-after"));
+    th_response_free(&res);
+    snprintf(target, sizeof target, "/users?min_position=%lld", (long long)pos);
+    expect_problem(http("GET", target, NULL, g.admin_id, "admin", &res), &res, 503, NULL);
+    th_response_free(&res);
+    /* Without min_position the read answers at once from the (stale) view: not there yet. */
+    get_user("/users/me", id, "customer", 404, NULL);
+
+    /* A waiting read completes once the events are applied (here by this test, in place of
+     * the bus consumer). */
+    snprintf(target, sizeof target, "/users/me?min_position=%lld", (long long)pos);
+    char raw[800], proof[SL_IDENTITY_PROOF_MAX];
+    assert_int_equal(sl_identity_sign(&g.key, id, "customer", SL_HTTP_GET,
+                                      (sl_slice){"/users/me", 9},
+                                      sl_clock_wall_ms(sl_clock_system()), proof),
+                     0);
+    int n = snprintf(raw, sizeof raw,
+                     "GET %s HTTP/1.1\r\nHost: t\r\nx-user-id: %s\r\nx-user-role: customer\r\n"
+                     "x-shoal-identity: %s\r\n\r\n",
+                     target, id, proof);
+    int fd = th_connect(port);
+    assert_int_equal(th_send(fd, raw, (size_t)n), 0);
+    usleep(50000);
+    sl_db *db;
+    harness_open_url(g.url, &db);
+    int applied = 0;
+    HARNESS_OK(db, user_project_outbox(db, 10, &applied, NULL));
+    assert_true(applied >= 1);
+    sl_db_close(db);
+    static th_reader rr;
+    th_reader_init(&rr, fd);
+    assert_int_equal(th_read_response(&rr, &res, 10000), 0);
+    assert_int_equal(res.status, 200);
+    j = body_of(&res);
+    assert_string_equal(str(j, "email"), "ryw1@example.com");
+    json_decref(j);
+    th_response_free(&res);
+    close(fd);
+
+    assert_true(th_stop(pid, SIGTERM, 10000) != -1);
+    g.port = port0;
+    start_server();
 }
 
 static char *slurp(const char *path)
@@ -591,12 +727,13 @@ int main(int argc, char **argv)
 {
     harness_init(argc, argv);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_admin_bootstrap), /* first: it reads the first start's log */
         cmocka_unit_test(test_register_login_jwks),
         cmocka_unit_test(test_register_rejects_without_writing),
         cmocka_unit_test(test_login_failures_uniform_and_rate_limited),
         cmocka_unit_test(test_profile_read_update),
         cmocka_unit_test(test_list_admin_only),
-        cmocka_unit_test(test_admin_bootstrap),
+        cmocka_unit_test(test_read_your_writes_and_password_limit),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     harness_done();
