@@ -105,7 +105,7 @@ static void test_email_lengths(void **state)
     memset(in, 'x', 64);
     strcpy(in + 64, ".com");
     char addr[100];
-    snprintf(addr, sizeof addr, "a@%s", in);
+    snprintf(addr, sizeof addr, "a@%.68s", in);
     assert_int_equal(norm(addr, out), SL_EINVAL);
 }
 
