@@ -38,8 +38,8 @@
  * Returns 0, or SL_ELIMIT when `cap` < SL_B64URL_ENCODED_LEN(len) + 1 (nothing is written).
  * Borrows everything; thread-safe.
  */
-SL_API int sl_b64url_encode(const void *src, size_t len, char *out, size_t cap, size_t *out_len)
-    SL_MUST_CHECK;
+SL_API int sl_b64url_encode(const void *src, size_t len, char *out, size_t cap,
+                            size_t *out_len) SL_MUST_CHECK;
 
 /*
  * Decodes `len` characters of unpadded base64url into `out` (capacity `cap`), storing the
@@ -49,8 +49,8 @@ SL_API int sl_b64url_encode(const void *src, size_t len, char *out, size_t cap, 
  * Returns 0; SL_EPARSE for malformed input; SL_ELIMIT when the result does not fit in `cap`.
  * On failure `out` may hold garbage. Borrows everything; thread-safe.
  */
-SL_API int sl_b64url_decode(const char *src, size_t len, void *out, size_t cap, size_t *out_len)
-    SL_MUST_CHECK;
+SL_API int sl_b64url_decode(const char *src, size_t len, void *out, size_t cap,
+                            size_t *out_len) SL_MUST_CHECK;
 
 /* ---- Ed25519 keys ------------------------------------------------------------------------ */
 
@@ -78,8 +78,8 @@ SL_API int sl_auth_key_generate(sl_auth_key **out) SL_MUST_CHECK;
 /* Builds a private key from a 32-byte RFC 8032 seed (borrowed; the caller wipes it). Meant for
  * tests and known-answer vectors. Returns 0 and *out (returns owned: free with
  * sl_auth_key_free()), SL_ENOMEM or SL_EIO. */
-SL_API int sl_auth_key_from_seed(const uint8_t seed[SL_AUTH_SEED_BYTES], sl_auth_key **out)
-    SL_MUST_CHECK;
+SL_API int sl_auth_key_from_seed(const uint8_t seed[SL_AUTH_SEED_BYTES],
+                                 sl_auth_key **out) SL_MUST_CHECK;
 
 /* Builds a public-only key from 32 raw bytes with the thumbprint as kid (or `kid`, when not
  * NULL: at most SL_AUTH_KID_MAX bytes, else SL_EINVAL). Returns 0 and *out (returns owned:
@@ -179,15 +179,15 @@ SL_API int sl_jwks_dump(const sl_keyset *ks, char **out, size_t *out_len) SL_MUS
  * is too large or "keys" has more than SL_JWKS_MAX_KEY_ITEMS entries; SL_EPARSE for
  * malformed JSON; SL_EINVAL for a malformed document or key; SL_ENOMEM. Thread-safe.
  */
-SL_API int sl_jwks_parse(const char *buf, size_t len, sl_keyset **out, sl_json_errors *errs)
-    SL_MUST_CHECK;
+SL_API int sl_jwks_parse(const char *buf, size_t len, sl_keyset **out,
+                         sl_json_errors *errs) SL_MUST_CHECK;
 
 /* ---- JSON Web Tokens (EdDSA only) ---------------------------------------------------------- */
 
 #define SL_JWT_MAX_BYTES          8192 /* longest token issued or accepted */
 #define SL_JWT_DEFAULT_LEEWAY_S   30
 #define SL_JWT_MAX_LEEWAY_S       300
-#define SL_JWT_HEADER_MAX_BYTES   1024 /* decoded header */
+#define SL_JWT_HEADER_MAX_BYTES   1024               /* decoded header */
 #define SL_JWT_MAX_NUMERIC_DATE_S ((int64_t)1 << 40) /* larger exp/iat/nbf are malformed claims */
 
 /*
@@ -197,7 +197,7 @@ SL_API int sl_jwks_parse(const char *buf, size_t len, sl_keyset **out, sl_json_e
 #define SL_JWT_REASON_MAP(X)                                                                       \
     X(OK, "ok")                       /* valid */                                                  \
     X(MALFORMED, "malformed")         /* shape, size, base64url, JSON, crit */                     \
-    X(BAD_ALG, "bad_alg")             /* alg is not exactly "EdDSA" (none, HS256, …) */            \
+    X(BAD_ALG, "bad_alg")             /* alg is not exactly "EdDSA" (none, HS256...) */            \
     X(UNKNOWN_KID, "unknown_kid")     /* kid missing or not in the key set */                      \
     X(BAD_SIGNATURE, "bad_signature") /* EVP_DigestVerify != 1 */                                  \
     X(EXPIRED, "expired")             /* now >= exp + leeway */                                    \
@@ -246,8 +246,8 @@ SL_API int sl_jwt_sign(const sl_auth_key *key, const sl_jwt_claims *claims, char
  * about the header. Same returns and ownership as sl_jwt_sign().
  */
 SL_API int sl_jws_sign(const sl_auth_key *key, const char *header_json, size_t header_len,
-                       const void *payload, size_t payload_len, char **token, size_t *token_len)
-    SL_MUST_CHECK;
+                       const void *payload, size_t payload_len, char **token,
+                       size_t *token_len) SL_MUST_CHECK;
 
 /* Verification options. Initialise with sl_jwt_verify_opts_init(), then override. */
 typedef struct sl_jwt_verify_opts {
@@ -383,8 +383,8 @@ typedef void (*sl_password_verify_cb)(int status, void *data);
  * limiter's `max` below it.
  */
 SL_API int sl_password_hash_async(uv_loop_t *loop, sl_password_limiter *lim, const char *pw,
-                                  size_t len, const sl_password_cost *cost,
-                                  sl_password_hash_cb cb, void *data) SL_MUST_CHECK;
+                                  size_t len, const sl_password_cost *cost, sl_password_hash_cb cb,
+                                  void *data) SL_MUST_CHECK;
 
 /*
  * Runs sl_password_verify() on the threadpool, like sl_password_hash_async(): `stored` and

@@ -5,7 +5,8 @@
  * global position, snapshots, and catch-up subscriptions with checkpoints
  * kept in the subscriber's own transaction.
  *
- * Positions are assigned under a lock held until commit (es_head), so they
+ * Positions are assigned under a lock held until commit (SQLite's single
+ * writer; on PostgreSQL a transaction advisory lock per schema), so they
  * become visible strictly in order on both backends and a catch-up
  * subscriber can never pass over a position that commits later (the gap
  * PostgreSQL sequences would leave). docs/data.md explains the trade-off.
@@ -50,7 +51,10 @@ typedef struct sl_es_result {
  * SL_ES_NO_STREAM, SL_ES_STREAM_EXISTS or an exact version). All or nothing.
  * Re-sending a batch whose event ids were all already appended, in the same
  * order to the same stream, succeeds again without writing (idempotent),
- * with the original version and position in *res.
+ * with the original version and position in *res, whatever `expected` says.
+ * Caller-supplied ids are unique across the store (a partial unique index);
+ * generated ids (id NULL) are UUIDv7 and skip that index, which makes such
+ * appends cheaper (docs/data.md).
  * Returns 0; SL_ECONFLICT on a version mismatch (res->actual_version holds
  * the stream's version) or for ids already used otherwise; SL_EINVAL for bad
  * arguments; SL_ESTATE outside a transaction; or a database error. After an

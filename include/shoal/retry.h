@@ -199,6 +199,17 @@ SL_API sl_retry_decision sl_retry_next(sl_retry_state *st, sl_outcome outcome,
                                        const char *retry_after, size_t retry_after_len,
                                        sl_rand *rand, sl_retry_budget *budget, int64_t *delay_ms);
 
+/*
+ * The jittered backoff delay alone, for callers that keep their own attempt
+ * counters (the saga engine): for retry number `retry` (0 for the first
+ * retry) returns a delay in [0, cfg->cap_ms] drawn from `rand` with
+ * cfg->jitter (full: uniform [0, min(cap, base * 2^retry)]; decorrelated:
+ * min(cap, uniform [base, 3 * prev_delay_ms]), prev_delay_ms below base
+ * counting as base). `cfg` must be valid (sl_retry_config_valid). Pure.
+ */
+SL_API int64_t sl_retry_backoff_ms(const sl_retry_config *cfg, uint32_t retry,
+                                   int64_t prev_delay_ms, sl_rand *rand);
+
 /* Returns the number of retries granted so far. */
 static inline uint32_t sl_retry_count(const sl_retry_state *st)
 {

@@ -103,19 +103,16 @@ static void say(const char *fmt, ...)
 static char *xstrdup(const char *s)
 {
     char *p = strdup(s);
-    if (!p)
-        abort();
+    if (!p) abort();
     return p;
 }
 
 static void add_env(proc *p, const char *k, const char *v)
 {
-    if (p->nenv >= MAX_ENV - 1)
-        return;
+    if (p->nenv >= MAX_ENV - 1) return;
     size_t n = strlen(k) + strlen(v) + 2;
     char *e = malloc(n);
-    if (!e)
-        abort();
+    if (!e) abort();
     snprintf(e, n, "%s=%s", k, v);
     p->env[p->nenv++] = e;
 }
@@ -135,8 +132,7 @@ static const char *self_dir(void)
 {
     static char dir[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0)
-        return "build/bin";
+    if (n <= 0) return "build/bin";
     dir[n] = '\0';
     return dirname(dir);
 }
@@ -245,8 +241,7 @@ static int build_procs(supervisor *s, topology *t)
         add_env(p, "SHOAL_BUS__URL", url);
         add_env(p, "SHOAL_IDENTITY__KEY_FILE", keyfile);
         add_env(p, "SHOAL_SHOAL__DATA_DIR", s->data_dir);
-        if (p->kind == P_GATEWAY)
-            s->gateway_port = p->port;
+        if (p->kind == P_GATEWAY) s->gateway_port = p->port;
         /* services[i].config: the process's own configuration file. */
         const char *own = json_string_value(json_object_get(item, "config"));
         if (own) {
@@ -309,8 +304,7 @@ static void probe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     (void)b;
     probe *pr = st->data;
-    if (n > 0)
-        pr->len += (size_t)n;
+    if (n > 0) pr->len += (size_t)n;
     pr->buf[pr->len] = '\0';
     if (n < 0 || pr->len >= 12 || pr->len == sizeof pr->buf - 1) {
         pr->ok = strncmp(pr->buf, "HTTP/1.1 200", 12) == 0;
@@ -346,11 +340,9 @@ static void probe_connected(uv_connect_t *c, int status)
 
 static void start_probe(proc *p)
 {
-    if (p->probing || !p->running)
-        return;
+    if (p->probing || !p->running) return;
     probe *pr = calloc(1, sizeof *pr);
-    if (!pr)
-        return;
+    if (!pr) return;
     pr->p = p;
     uv_tcp_init(p->sup->loop, &pr->tcp);
     pr->tcp.data = pr;
@@ -370,8 +362,7 @@ static void maybe_start_gateway(supervisor *s);
 static void restart_cb(uv_timer_t *t)
 {
     proc *p = t->data;
-    if (!p->sup->stopping)
-        spawn_proc(p);
+    if (!p->sup->stopping) spawn_proc(p);
 }
 static void print_table(supervisor *s);
 
@@ -386,8 +377,8 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int sig)
         say("%-14s stopped", p->name);
         return;
     }
-    say("%-14s exited (status %lld, signal %d); restarting in %llu ms", p->name,
-        (long long)status, sig, (unsigned long long)p->backoff_ms);
+    say("%-14s exited (status %lld, signal %d); restarting in %llu ms", p->name, (long long)status,
+        sig, (unsigned long long)p->backoff_ms);
     p->restarts++;
     uv_timer_start(&p->restart_timer, restart_cb, p->backoff_ms, 0);
 }
@@ -396,16 +387,14 @@ static void probe_tick(uv_timer_t *t)
 {
     proc *p = t->data;
     supervisor *s = p->sup;
-    if (p->running && !p->ready)
-        start_probe(p);
+    if (p->running && !p->ready) start_probe(p);
     if (p->running && p->ready && now_ms() - p->started_ms > 30000)
         p->backoff_ms = 500; /* stayed up: the next crash restarts quickly again */
     maybe_start_gateway(s);
     if (!s->announced) {
         int all = 1;
         for (int i = 0; i < s->n; i++)
-            if (!s->procs[i].missing && !s->procs[i].ready)
-                all = 0;
+            if (!s->procs[i].missing && !s->procs[i].ready) all = 0;
         if (all) {
             s->announced = 1;
             print_table(s);
@@ -506,8 +495,7 @@ static void kill_all(uv_timer_t *t)
 static void walk_close(uv_handle_t *h, void *arg)
 {
     (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 static void stop_tick(uv_timer_t *t);
@@ -536,12 +524,10 @@ static void stop_tick(uv_timer_t *t)
 {
     supervisor *s = t->data;
     static uint64_t began;
-    if (!began)
-        began = now_ms();
+    if (!began) began = now_ms();
     int others = 0;
     for (int i = 0; i < s->n; i++)
-        if (s->procs[i].running && s->procs[i].kind != P_NATS)
-            others++;
+        if (s->procs[i].running && s->procs[i].kind != P_NATS) others++;
     for (int i = 0; i < s->n; i++) {
         proc *p = &s->procs[i];
         if (p->running && p->kind == P_NATS && others == 0 && !p->probing) {
@@ -557,8 +543,7 @@ static void stop_tick(uv_timer_t *t)
         uv_walk(s->loop, walk_close, NULL);
         return;
     }
-    if (now_ms() - began > 20000)
-        kill_all(t);
+    if (now_ms() - began > 20000) kill_all(t);
 }
 
 static int write_pidfile(supervisor *s)
@@ -601,8 +586,7 @@ static void mkdirs(const char *path)
 static int cmd_up(const char *config_path)
 {
     topology t = {0};
-    if (load_topology(config_path, &t) != 0)
-        return 2;
+    if (load_topology(config_path, &t) != 0) return 2;
     static supervisor s;
     memset(&s, 0, sizeof s);
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
@@ -646,8 +630,7 @@ static int cmd_up(const char *config_path)
             say("%-14s not built yet (%s): skipped", p->name, p->bin);
             continue;
         }
-        if (p->kind != P_GATEWAY)
-            spawn_proc(p);
+        if (p->kind != P_GATEWAY) spawn_proc(p);
     }
     uv_run(s.loop, UV_RUN_DEFAULT);
     char pidpath[PATH_MAX + 16];
@@ -689,12 +672,10 @@ static int get_status(int port)
 static int cmd_status(const char *config_path)
 {
     topology t = {0};
-    if (load_topology(config_path, &t) != 0)
-        return 2;
+    if (load_topology(config_path, &t) != 0) return 2;
     static supervisor s;
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
-    if (build_procs(&s, &t) != 0)
-        return 2;
+    if (build_procs(&s, &t) != 0) return 2;
     int bad = 0;
     printf("  %-14s %-6s %s\n", "process", "port", "state");
     for (int i = 0; i < s.n; i++) {
@@ -723,16 +704,14 @@ static int cmd_status(const char *config_path)
 static int cmd_down(const char *config_path)
 {
     topology t = {0};
-    if (load_topology(config_path, &t) != 0)
-        return 2;
+    if (load_topology(config_path, &t) != 0) return 2;
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/shoal.pid", t.data_dir);
     FILE *f = fopen(path, "r");
     int pid = 0;
     if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || kill(pid, 0) != 0) {
         printf("shoal: not running\n");
-        if (f)
-            fclose(f);
+        if (f) fclose(f);
         sl_config_free(t.cfg);
         return 0;
     }
@@ -753,8 +732,7 @@ static int cmd_down(const char *config_path)
 static int cmd_logs(const char *config_path, const char *name)
 {
     topology t = {0};
-    if (load_topology(config_path, &t) != 0)
-        return 2;
+    if (load_topology(config_path, &t) != 0) return 2;
     char pattern[PATH_MAX + 64];
     char *argv[64];
     int n = 0;
@@ -769,8 +747,7 @@ static int cmd_logs(const char *config_path, const char *name)
         static char paths[MAX_PROCS][PATH_MAX + 64];
         static supervisor s;
         snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
-        if (build_procs(&s, &t) != 0)
-            return 2;
+        if (build_procs(&s, &t) != 0) return 2;
         for (int i = 0; i < s.n && n < 60; i++) {
             snprintf(paths[i], sizeof paths[i], "%s/logs/%s.log", t.data_dir, s.procs[i].name);
             argv[n++] = paths[i];
@@ -813,14 +790,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(cmd, "up") == 0)
-        return cmd_up(config);
-    if (strcmp(cmd, "down") == 0)
-        return cmd_down(config);
-    if (strcmp(cmd, "status") == 0)
-        return cmd_status(config);
-    if (strcmp(cmd, "logs") == 0)
-        return cmd_logs(config, arg);
+    if (strcmp(cmd, "up") == 0) return cmd_up(config);
+    if (strcmp(cmd, "down") == 0) return cmd_down(config);
+    if (strcmp(cmd, "status") == 0) return cmd_status(config);
+    if (strcmp(cmd, "logs") == 0) return cmd_logs(config, arg);
     usage(stderr);
     return 2;
 }

@@ -105,6 +105,58 @@ static void test_batch_all_or_nothing_and_idempotent(void **state)
     sl_db_close(db);
 }
 
+/* Idempotency is decided by comparing ids after an insert wrote nothing (no pre-check): every
+ * expectation mode, a stream that moved on, reordered ids, and ids used by another stream. */
+static void test_resend_compares_ids(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    sl_es_event evs[2] = {{"k-1", "opened", "{}", NULL}, {"k-2", "credited", "{}", NULL}};
+    sl_es_result r;
+    HARNESS_OK(db, append1(db, "acc", SL_ES_NO_STREAM, "k-0", &r));
+    HARNESS_OK(db, sl_db_begin(db));
+    HARNESS_OK(db, sl_es_append(db, "acc", 1, evs, 2, 0, &r));
+    HARNESS_OK(db, sl_db_commit(db));
+    assert_int_equal(r.version, 3);
+    assert_int_equal(r.position, 3);
+    HARNESS_OK(db, append1(db, "acc", SL_ES_ANY, NULL, &r)); /* the stream moves on: v4 */
+    /* The same batch again, under each expectation, even a stale exact one: same answer. */
+    int64_t modes[] = {1, SL_ES_ANY, SL_ES_STREAM_EXISTS, SL_ES_NO_STREAM, 4};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        sl_es_result again;
+        HARNESS_OK(db, sl_db_begin(db));
+        HARNESS_OK(db, sl_es_append(db, "acc", modes[i], evs, 2, 0, &again));
+        HARNESS_OK(db, sl_db_commit(db));
+        assert_int_equal(again.version, 3);
+        assert_int_equal(again.position, 3);
+    }
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM es_events"), 4);
+    /* Reordered ids are not a re-send: a conflict that reports the stream's version. */
+    sl_es_event swapped[2] = {evs[1], evs[0]};
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_es_append(db, "acc", 4, swapped, 2, 0, &r), SL_ECONFLICT);
+    sl_db_rollback(db);
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_es_append(db, "acc", 1, swapped, 2, 0, &r), SL_ECONFLICT);
+    assert_int_equal(r.actual_version, 4);
+    sl_db_rollback(db);
+    /* An id of "acc" sent to another stream, first or later in a batch: a conflict. */
+    assert_int_equal(append1(db, "other", SL_ES_NO_STREAM, "k-1", &r), SL_ECONFLICT);
+    assert_int_equal(r.actual_version, 0);
+    assert_int_equal(append1(db, "other", SL_ES_ANY, "k-2", &r), SL_ECONFLICT);
+    /* A new id at a taken version is a plain conflict, not a re-send. */
+    assert_int_equal(append1(db, "acc", 2, "k-9", &r), SL_ECONFLICT);
+    assert_int_equal(r.actual_version, 4);
+    /* Generated ids are stored (and returned by reads) but skip the caller-id index. */
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM es_events WHERE id_given = 0"), 1);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM es_events WHERE length(id) = 36"), 1);
+    int64_t v;
+    HARNESS_OK(db, sl_es_stream_version(db, "other", &v));
+    assert_int_equal(v, 0);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM es_events"), 4);
+    sl_db_close(db);
+}
+
 typedef struct collected {
     int n;
     int64_t versions[64], positions[64];
@@ -269,6 +321,93 @@ static void test_concurrent_appenders_one_wins(void **state)
     assert_int_equal(v, ROUNDS);
     assert_int_equal(harness_int(db, "SELECT count(*) FROM es_events"), ROUNDS);
     print_message("concurrent appenders: %d rounds, wins %d / %d\n", ROUNDS, wins_a, wins_b);
+    sl_db_close(db);
+}
+
+/* ANY never conflicts, even when two connections append to one stream at once (on PostgreSQL
+ * the loser of the fast path's lock takes the waiting path); versions and positions stay
+ * dense. */
+#define ANY_ROUNDS 60
+
+typedef struct any_writer {
+    const char *url;
+    int rc;
+} any_writer;
+
+static void *append_any(void *arg)
+{
+    any_writer *w = arg;
+    sl_db *db;
+    char err[256];
+    if ((w->rc = sl_db_open(w->url, NULL, &db, err, sizeof err)) != 0) return NULL;
+    for (int i = 0; i < ANY_ROUNDS && w->rc == 0; i++) {
+        sl_es_result r;
+        w->rc = append1(db, "shared", SL_ES_ANY, NULL, &r);
+    }
+    sl_db_close(db);
+    return NULL;
+}
+
+static void test_concurrent_any_appenders_all_win(void **state)
+{
+    (void)state;
+    char url[600];
+    sl_db *db = harness_fresh_lib(url);
+    any_writer a = {.url = url}, b = a;
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, append_any, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, append_any, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, 0);
+    int64_t v;
+    HARNESS_OK(db, sl_es_stream_version(db, "shared", &v));
+    assert_int_equal(v, 2 * ANY_ROUNDS);
+    assert_int_equal(harness_int(db, "SELECT count(DISTINCT version) FROM es_events"),
+                     2 * ANY_ROUNDS);
+    assert_int_equal(harness_int(db, "SELECT max(position) FROM es_events"), 2 * ANY_ROUNDS);
+    sl_db_close(db);
+}
+
+/* Databases written by the first layout (migration 0002: es_streams, es_head) keep their
+ * events, ids and positions through 0004, and appends continue after them. */
+static void test_upgrade_from_first_layout(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh(NULL);
+    const sl_migration_set *lib = sl_db_lib_migrations();
+    sl_migration old[8];
+    size_t n = 0;
+    for (size_t i = 0; i < lib->count && n < 8; i++)
+        if (lib->items[i].version <= 2) old[n++] = lib->items[i];
+    sl_migration_set first = {lib->component, old, n};
+    HARNESS_OK(db, sl_db_migrate(db, &first, NULL));
+    HARNESS_OK(db, sl_db_exec(db, "UPDATE es_head SET position = 2"));
+    HARNESS_OK(db, sl_db_exec(db, "INSERT INTO es_streams (stream, version) VALUES ('acc', 2)"));
+    HARNESS_OK(db, sl_db_exec(db, "INSERT INTO es_events (position, stream, version, id, type, "
+                                  "data, created_ms) VALUES (1, 'acc', 1, 'o-1', 't', '{}', 0), "
+                                  "(2, 'acc', 2, 'o-2', 't', '{}', 0)"));
+    int applied = 0;
+    HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
+    size_t later = 0; /* every library migration after the first layout */
+    for (size_t i = 0; i < lib->count; i++)
+        if (lib->items[i].version > 2 &&
+            (!lib->items[i].backend ||
+             strcmp(lib->items[i].backend, harness_g.pg ? "postgres" : "sqlite") == 0))
+            later++;
+    assert_int_equal(applied, (int)later);
+    sl_es_event evs[2] = {{"o-1", "t", "{}", NULL}, {"o-2", "t", "{}", NULL}};
+    sl_es_result r;
+    HARNESS_OK(db, sl_db_begin(db));
+    HARNESS_OK(db, sl_es_append(db, "acc", SL_ES_ANY, evs, 2, 0, &r)); /* a re-send */
+    HARNESS_OK(db, sl_db_commit(db));
+    assert_int_equal(r.version, 2);
+    assert_int_equal(r.position, 2);
+    assert_int_equal(append1(db, "elsewhere", SL_ES_ANY, "o-1", &r), SL_ECONFLICT);
+    HARNESS_OK(db, append1(db, "acc", 2, NULL, &r));
+    assert_int_equal(r.version, 3);
+    assert_int_equal(r.position, 3);
     sl_db_close(db);
 }
 
@@ -443,7 +582,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reads),
         cmocka_unit_test(test_snapshots),
         cmocka_unit_test(test_several_streams_one_transaction),
+        cmocka_unit_test(test_resend_compares_ids),
         cmocka_unit_test(test_concurrent_appenders_one_wins),
+        cmocka_unit_test(test_concurrent_any_appenders_all_win),
+        cmocka_unit_test(test_upgrade_from_first_layout),
         cmocka_unit_test(test_subscription_checkpoint_in_own_tx),
         cmocka_unit_test(test_subscription_never_skips_late_commit),
         cmocka_unit_test(test_subscription_under_concurrent_writers),

@@ -27,17 +27,19 @@ static void test_library_set(void **state)
     sl_db *db = harness_fresh(NULL);
     const sl_migration_set *lib = sl_db_lib_migrations();
     assert_string_equal(lib->component, "shoal");
-    assert_true(lib->count >= 4);
+    assert_true(lib->count >= 7);
     int applied = -1;
     HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
-    assert_int_equal(applied, 3);
+    assert_int_equal(applied, 5);
     assert_true(table_exists(db, "idempotency_keys"));
     assert_true(table_exists(db, "outbox"));
     assert_true(table_exists(db, "inbox"));
     assert_true(table_exists(db, "es_events"));
+    assert_true(table_exists(db, "saga_instances"));
+    assert_true(table_exists(db, "saga_history"));
     HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
     assert_int_equal(applied, 0);
-    assert_int_equal(harness_int(db, "SELECT count(*) FROM schema_migrations"), 3);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM schema_migrations"), 5);
     sl_db_close(db);
 }
 

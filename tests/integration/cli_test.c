@@ -28,11 +28,9 @@ static int hello_pid(const char *dir)
     while (f && fgets(line, sizeof line, f)) {
         char *p = strstr(line, "hello");
         char *q = p ? strstr(p, "started (pid ") : NULL;
-        if (q)
-            pid = atoi(q + 13);
+        if (q) pid = atoi(q + 13);
     }
-    if (f)
-        fclose(f);
+    if (f) fclose(f);
     return pid;
 }
 
@@ -82,8 +80,7 @@ static void test_up_status_restart_down(void **state)
     int second = 0;
     for (int i = 0; i < 200; i++, usleep(50000)) {
         second = hello_pid(dir);
-        if (second != first && second > 0)
-            break;
+        if (second != first && second > 0) break;
     }
     assert_true(second > 0 && second != first);
     assert_int_equal(th_wait_port(hello, 15000), 0);

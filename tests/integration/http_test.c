@@ -236,6 +236,11 @@ static void test_bad_header_bytes(void **state)
     EXPECT("GET /hello HTTP/1.1\r\nHost: t\r\nX-A: a\x01\r\n\r\n", 400);
     EXPECT("GET /hello HTTP/1.1\r\nHost: t\r\nX\x7f: a\r\n\r\n", 400);
     EXPECT("GET /hello HTTP/1.1\r\nHost: t\r\nX A: a\r\n\r\n", 400);
+    /* A CR that is not followed by LF, in a value or ending a line (http-parser alone
+     * would take some of these as line ends). */
+    EXPECT("GET /hello HTTP/1.1\r\nHost: a\r5\r\n\r\n", 400);
+    EXPECT("GET /hello HTTP/1.1\r\nHost: a\r\nX: b\rc: d\r\n\r\n", 400);
+    EXPECT("GET /hello HTTP/1.1\rHost: a\r\n\r\n", 400);
     /* Bare LF line endings. */
     EXPECT("GET /hello HTTP/1.1\nHost: t\n\n", 400);
     EXPECT("GET /hello HTTP/1.1\r\nHost: t\n\r\n", 400);

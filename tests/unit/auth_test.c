@@ -88,17 +88,16 @@ static void test_b64url_rejects(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "Zg==", "Zm8=", "Zg=",   /* padding */
-        "Z",    "Zm9vY",         /* 1 modulo 4 */
-        "Zh",   "Zm9",   "QR",   /* non-zero unused bits: canonical are Zg, Zm8, QQ */
-        "QUF",  "Zm+v",  "Zm/v", /* standard base64 alphabet */
-        "Zm9v\n", " Zm9", "Zm.v", "Zm\x80v", "Zm9\xc3\xa9",
+        "Zg==",   "Zm8=",  "Zg=",  /* padding */
+        "Z",      "Zm9vY",         /* 1 modulo 4 */
+        "Zh",     "Zm9",   "QR",   /* non-zero unused bits: canonical are Zg, Zm8, QQ */
+        "QUF",    "Zm+v",  "Zm/v", /* standard base64 alphabet */
+        "Zm9v\n", " Zm9",  "Zm.v", "Zm\x80v", "Zm9\xc3\xa9",
     };
     uint8_t out[16];
     for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
         size_t n = 99;
-        assert_int_equal(sl_b64url_decode(bad[i], strlen(bad[i]), out, sizeof out, &n),
-                         SL_EPARSE);
+        assert_int_equal(sl_b64url_decode(bad[i], strlen(bad[i]), out, sizeof out, &n), SL_EPARSE);
         assert_int_equal(n, 0);
     }
     size_t n;
@@ -134,8 +133,8 @@ static void test_rfc8037_signature(void **state)
     static const char payload[] = "Example of Ed25519 signing";
     char *tok = NULL;
     size_t len = 0;
-    assert_int_equal(sl_jws_sign(k, "{\"alg\":\"EdDSA\"}", 15, payload, strlen(payload), &tok, &len),
-                     0);
+    assert_int_equal(
+        sl_jws_sign(k, "{\"alg\":\"EdDSA\"}", 15, payload, strlen(payload), &tok, &len), 0);
     /* RFC 8037 A.4, byte for byte (Ed25519 is deterministic). */
     assert_string_equal(tok, "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc."
                              "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsP"
@@ -288,9 +287,9 @@ static void test_pem_load_rejects(void **state)
     /* An encrypted key is refused without prompting for a passphrase. */
     EVP_PKEY *priv = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     f = fopen(path, "w");
-    assert_int_equal(PEM_write_PKCS8PrivateKey(f, priv, EVP_aes_256_cbc(), NULL, 0, NULL,
-                                               (void *)"secret-pass"),
-                     1);
+    assert_int_equal(
+        PEM_write_PKCS8PrivateKey(f, priv, EVP_aes_256_cbc(), NULL, 0, NULL, (void *)"secret-pass"),
+        1);
     fclose(f);
     EVP_PKEY_free(priv);
     assert_int_equal(sl_auth_key_load_pem(path, &k), SL_EPARSE);
@@ -400,7 +399,8 @@ static void test_jwks_ignores_foreign_keys(void **state)
         "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"AA\"},"
         "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"use\":\"enc\",\"x\":\"AA\"},"
         "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"alg\":\"Ed448\",\"x\":\"AA\"},"
-        "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"},"
+        "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_"
+        "7TyWQHOg7hcvPapiMlrwIaaPcHURo\"},"
         "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"named\",\"use\":\"sig\",\"alg\":\"EdDSA\","
         "\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\",\"extra\":[1,2]}"
         "],\"other\":true}";
@@ -418,7 +418,7 @@ static void test_jwks_ignores_foreign_keys(void **state)
 }
 
 #define JWK_X "\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\""
-#define ED   "\"kty\":\"OKP\",\"crv\":\"Ed25519\""
+#define ED    "\"kty\":\"OKP\",\"crv\":\"Ed25519\""
 
 static void test_jwks_rejects(void **state)
 {
@@ -448,8 +448,8 @@ static void test_jwks_rejects(void **state)
          SL_EINVAL, "keys[0]"},
         {"{\"keys\":[{" ED "," JWK_X ",\"kid\":3}]}", SL_EINVAL, "keys[0]"},
         {"{\"keys\":[{" ED "," JWK_X ",\"kid\":\"\"}]}", SL_EINVAL, "keys[0]"},
-        {"{\"keys\":[{" ED "," JWK_X ",\"kid\":\"a\"},{" ED "," JWK_X ",\"kid\":\"a\"}]}", SL_EINVAL,
-         "keys[1]"},
+        {"{\"keys\":[{" ED "," JWK_X ",\"kid\":\"a\"},{" ED "," JWK_X ",\"kid\":\"a\"}]}",
+         SL_EINVAL, "keys[1]"},
         {"{\"keys\":[{" ED "," JWK_X ",\"use\":false}]}", SL_EINVAL, "keys[0]"},
         {"{\"keys\":[{" ED "," JWK_X "}],\"keys\":[]}", SL_EPARSE, ""}, /* duplicate key */
         {"{\"keys\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}", SL_ELIMIT, "keys"},

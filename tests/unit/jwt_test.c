@@ -105,7 +105,8 @@ static sl_jwt_reason check_str(fixture *f, const char *tok)
     return check(f, tok, strlen(tok));
 }
 
-#define HDR_OK "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}"
+#define HDR_OK                                                                                     \
+    "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}"
 #define CLAIMS_OK                                                                                  \
     "{\"iss\":\"shoal-user\",\"sub\":\"user-1\",\"iat\":1795869296,\"exp\":1795870196}"
 
@@ -269,8 +270,10 @@ static void test_bad_alg(void **state)
 {
     fixture *f = *state;
     static const char *const headers[] = {
-        "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
-        "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
+        "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"kPrK_"
+        "qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
+        "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"kPrK_"
+        "qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
         "{\"alg\":\"eddsa\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
         "{\"alg\":\"EdDSA \",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
         "{\"alg\":\"ES256\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
@@ -309,16 +312,19 @@ static void test_header_rules(void **state)
         const char *hdr;
         sl_jwt_reason r;
     } cases[] = {
-        {"{\"alg\":\"EdDSA\",\"typ\":\"jwt\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
+        {"{\"alg\":\"EdDSA\",\"typ\":\"jwt\",\"kid\":\"kPrK_"
+         "qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
          SL_JWT_OK},
         {"{\"alg\":\"EdDSA\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}", SL_JWT_OK},
-        {"{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
+        {"{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"kPrK_"
+         "qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
          SL_JWT_MALFORMED},
         {"{\"alg\":\"EdDSA\",\"crit\":[\"exp\"],\"exp\":1,"
          "\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
          SL_JWT_MALFORMED},
         /* Duplicate names: the JSON parser refuses them, so "last one wins" cannot smuggle. */
-        {"{\"alg\":\"EdDSA\",\"alg\":\"none\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
+        {"{\"alg\":\"EdDSA\",\"alg\":\"none\",\"kid\":\"kPrK_"
+         "qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\"}",
          SL_JWT_MALFORMED},
         {"[\"EdDSA\"]", SL_JWT_MALFORMED},
         {"{\"alg\":\"EdDSA\"", SL_JWT_MALFORMED},
@@ -344,8 +350,14 @@ static void test_shape(void **state)
     char *good = sign(f->key, &c);
     char buf[4096];
     static const char *const bad[] = {
-        "", ".", "..", "...", "a.b", "abc", "a.b.c.d",
-        "eyJ!.eyJ.AAAA",    /* garbage base64url */
+        "",
+        ".",
+        "..",
+        "...",
+        "a.b",
+        "abc",
+        "a.b.c.d",
+        "eyJ!.eyJ.AAAA",              /* garbage base64url */
         "eyJhbGciOiJFZERTQSJ9..AAAA", /* empty payload */
         ".eyJ.AAAA",                  /* empty header */
         "eyJhbGciOiJFZERTQSJ9=.eyJ.AAAA",
@@ -375,8 +387,9 @@ static void test_shape(void **state)
     assert_int_equal(check_str(f, good), SL_JWT_OK);
     /* A header over SL_JWT_HEADER_MAX_BYTES. */
     char *hdr = malloc(1200);
-    snprintf(hdr, 1200, "{\"alg\":\"EdDSA\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\","
-                        "\"pad\":\"%01050d\"}",
+    snprintf(hdr, 1200,
+             "{\"alg\":\"EdDSA\",\"kid\":\"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k\","
+             "\"pad\":\"%01050d\"}",
              0);
     char *tok = craft(f->key, hdr, CLAIMS_OK);
     assert_int_equal(check_str(f, tok), SL_JWT_MALFORMED);
@@ -461,8 +474,9 @@ static void test_times(void **state)
 
     /* nbf (not issued by us, but honoured). */
     sl_fake_clock_init(&f->fc, NOW_S * SEC);
-    char *t2 = craft(f->key, HDR_OK,
-                     "{\"iss\":\"shoal-user\",\"sub\":\"u\",\"exp\":1795870196,\"nbf\":1795869400}");
+    char *t2 =
+        craft(f->key, HDR_OK,
+              "{\"iss\":\"shoal-user\",\"sub\":\"u\",\"exp\":1795870196,\"nbf\":1795869400}");
     assert_int_equal(check_str(f, t2), SL_JWT_NOT_YET_VALID);
     sl_fake_clock_advance(&f->fc, 100 * SEC);
     assert_int_equal(check_str(f, t2), SL_JWT_OK);
@@ -549,10 +563,9 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_fixed_token), T(test_round_trip),  T(test_sign_rejects),
-        T(test_tampering),   T(test_bad_alg),     T(test_header_rules),
-        T(test_shape),       T(test_payload_and_claims), T(test_times),
-        T(test_rotation),    T(test_reason_names),
+        T(test_fixed_token), T(test_round_trip),   T(test_sign_rejects), T(test_tampering),
+        T(test_bad_alg),     T(test_header_rules), T(test_shape),        T(test_payload_and_claims),
+        T(test_times),       T(test_rotation),     T(test_reason_names),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,8 +9,7 @@
 #include <assert.h>
 #include <stdint.h>
 
-static const char alphabet[64] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char alphabet[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Returns the 6-bit value of `c`, or -1 for a character outside the alphabet. */
 static int sextet(unsigned char c)

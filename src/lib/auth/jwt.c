@@ -97,7 +97,8 @@ static int build_claims(const sl_jwt_claims *c, json_t **out)
         if (!json_is_object(c->extra)) return SL_EINVAL;
         const char *k;
         json_t *v;
-        json_object_foreach(c->extra, k, v) {
+        json_object_foreach(c->extra, k, v)
+        {
             if (is_reserved_claim(k)) return SL_EINVAL;
         }
     }
@@ -182,8 +183,8 @@ static int split_token(const char *token, size_t len, jws_parts *p)
  * Checks the protected header and finds the key. Returns SL_JWT_OK with *key set, or the
  * reason. The order matters: "alg" is judged before "kid" selects any key.
  */
-static sl_jwt_reason check_header(const jws_parts *p, const sl_keyset *ks,
-                                  const sl_auth_key **key, int *rc)
+static sl_jwt_reason check_header(const jws_parts *p, const sl_keyset *ks, const sl_auth_key **key,
+                                  int *rc)
 {
     json_t *hdr = NULL;
     sl_json_limits lim = {.max_bytes = SL_JWT_HEADER_MAX_BYTES, .max_depth = 4};
@@ -197,8 +198,7 @@ static sl_jwt_reason check_header(const jws_parts *p, const sl_keyset *ks,
     const json_t *typ = json_object_get(hdr, "typ");
     const json_t *kid = json_object_get(hdr, "kid");
     /* RFC 8725 §3.1: a fixed algorithm, compared exactly ("none", "HS256", "eddsa" fail). */
-    if (!json_is_string(alg) || strcmp(json_string_value(alg), "EdDSA") != 0)
-        r = SL_JWT_BAD_ALG;
+    if (!json_is_string(alg) || strcmp(json_string_value(alg), "EdDSA") != 0) r = SL_JWT_BAD_ALG;
     /* RFC 7515 §4.1.11: we understand no extension, so any "crit" must be refused. */
     else if (json_object_get(hdr, "crit"))
         r = SL_JWT_MALFORMED;
@@ -239,8 +239,7 @@ static sl_jwt_reason check_claims(const json_t *claims, const sl_jwt_verify_opts
     const json_t *role = json_object_get(claims, "role");
     const json_t *iss = json_object_get(claims, "iss");
     if (!json_is_string(sub) || json_string_length(sub) == 0) return SL_JWT_BAD_CLAIMS;
-    if ((role && !json_is_string(role)) || (iss && !json_is_string(iss)))
-        return SL_JWT_BAD_CLAIMS;
+    if ((role && !json_is_string(role)) || (iss && !json_is_string(iss))) return SL_JWT_BAD_CLAIMS;
 
     int64_t now = sl_clock_wall_ns(opts->clock) / 1000000000;
     /* RFC 7519 §4.1.4: the token is valid only before exp (plus our leeway). */

@@ -83,8 +83,7 @@ int sl_auth_key_from_seed(const uint8_t seed[SL_AUTH_SEED_BYTES], sl_auth_key **
 {
     assert(seed != NULL && out != NULL);
     *out = NULL;
-    EVP_PKEY *pkey =
-        EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, SL_AUTH_SEED_BYTES);
+    EVP_PKEY *pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, SL_AUTH_SEED_BYTES);
     if (!pkey) {
         ERR_clear_error();
         return SL_EIO;
@@ -294,8 +293,7 @@ int sl_auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
     int rc = 0;
     /* DEPS.md §6: digest must be NULL for Ed25519, and only the one-shot call works. */
     if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) != 1 ||
-        EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 ||
-        sig_len != SL_AUTH_SIGNATURE_BYTES) {
+        EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != SL_AUTH_SIGNATURE_BYTES) {
         ERR_clear_error();
         rc = SL_EIO;
     }

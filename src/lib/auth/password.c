@@ -36,10 +36,10 @@ static int check_cost(const sl_password_cost *c)
 static bool looks_like_hash(const char *s)
 {
     if (strnlen(s, SL_PASSWORD_HASH_MAX) >= SL_PASSWORD_HASH_MAX) return false;
-    return strncmp(s, crypto_pwhash_argon2id_STRPREFIX,
-                   strlen(crypto_pwhash_argon2id_STRPREFIX)) == 0 ||
-           strncmp(s, crypto_pwhash_argon2i_STRPREFIX,
-                   strlen(crypto_pwhash_argon2i_STRPREFIX)) == 0;
+    return strncmp(s, crypto_pwhash_argon2id_STRPREFIX, strlen(crypto_pwhash_argon2id_STRPREFIX)) ==
+               0 ||
+           strncmp(s, crypto_pwhash_argon2i_STRPREFIX, strlen(crypto_pwhash_argon2i_STRPREFIX)) ==
+               0;
 }
 
 int sl_password_hash(const char *pw, size_t len, const sl_password_cost *cost,

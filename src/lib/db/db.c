@@ -90,6 +90,7 @@ void sl_db_close(sl_db *db)
 {
     if (db == NULL) return;
     if (db->in_tx) sl_db_rollback(db);
+    db->closing = 1;
     for (unsigned i = 0; i < db->cache_len; i++)
         stmt_free(db->cache[i]);
     db->vt->close(db);

@@ -56,6 +56,8 @@ struct sl_db {
     sl_db_stmt **cache;
     unsigned cache_len, cache_max;
     uint64_t tick;
+    uint64_t stmt_serial; /* names server-side prepared statements (PostgreSQL) */
+    int closing;          /* sl_db_close is finalizing: the connection is about to go */
     int in_tx;
     unsigned tx_flags;
     sl_db_commit_cb commit_cb;

@@ -1,7 +1,9 @@
 /*
  * The PostgreSQL backend of sl_db, over libpq's blocking API: a statement
- * is a rewritten SQL text ($1..$n) plus its parameter arrays, run with
- * PQexecParams (text results, bytea parameters in binary). Blocking is
+ * is a rewritten SQL text ($1..$n) plus its parameter arrays, prepared on
+ * the server (PQprepare, named sl_<serial>) at its first run and then run
+ * with PQexecPrepared (text results, bytea parameters in binary), so the
+ * server parses and plans it once per connection. Blocking is
  * acceptable for short local queries (DESIGN §4); a nonblocking driver
  * (PQsendQueryParams + uv_poll, DEPS §3) can come later behind the same
  * vtable. SQLSTATE classes are mapped onto SL_E* codes.
@@ -27,6 +29,8 @@ typedef struct pg_stmt {
     int row, nrows;
     int64_t changes;
     unsigned char *blob; /* last decoded bytea column */
+    char name[32];       /* server-side prepared statement, "" until prepared */
+    Oid *prepared_types; /* parameter types it was prepared with (0: inferred by the server) */
 } pg_stmt;
 
 static PGconn *conn(sl_db *db)
@@ -121,10 +125,26 @@ static void free_values(pg_stmt *p, int n)
     }
 }
 
+/* Drops the server-side statement. Best effort: inside an aborted transaction the server
+ * refuses, and the statement then lives until the connection ends (bounded by evictions). */
+static void deallocate(sl_db_stmt *st)
+{
+    pg_stmt *p = st->impl;
+    if (p->name[0] == '\0') return;
+    if (!st->db->closing) {
+        char sql[48];
+        snprintf(sql, sizeof sql, "DEALLOCATE %s", p->name);
+        PQclear(PQexec(conn(st->db), sql));
+    }
+    p->name[0] = '\0';
+}
+
 static void pg_finalize(sl_db_stmt *st)
 {
     pg_stmt *p = st->impl;
     if (p == NULL) return;
+    deallocate(st);
+    free(p->prepared_types);
     PQclear(p->res);
     if (p->values) free_values(p, st->nparams);
     PQfreemem(p->blob);
@@ -149,7 +169,8 @@ static int pg_prepare(sl_db *db, sl_db_stmt *st)
     p->lengths = calloc(n, sizeof *p->lengths);
     p->formats = calloc(n, sizeof *p->formats);
     p->types = calloc(n, sizeof *p->types);
-    if (!p->sql || !p->values || !p->lengths || !p->formats || !p->types) {
+    p->prepared_types = calloc(n, sizeof *p->prepared_types);
+    if (!p->sql || !p->values || !p->lengths || !p->formats || !p->types || !p->prepared_types) {
         pg_finalize(st);
         st->impl = NULL;
         return sl_db_set_err(db, SL_ENOMEM, "out of memory");
@@ -216,15 +237,41 @@ static void pg_reset(sl_db_stmt *st)
     p->row = p->nrows = 0;
 }
 
+/*
+ * Prepares the statement on the server before a run, or again when this run binds a typed
+ * parameter (int8, bytea) where it was prepared with another type. Untyped parameters (text,
+ * NULL) fit any prepared type, so a statement settles after at most a few runs.
+ */
+static int ensure_prepared(sl_db_stmt *st)
+{
+    pg_stmt *p = st->impl;
+    int fits = p->name[0] != '\0';
+    for (int i = 0; fits && i < st->nparams; i++)
+        if (p->types[i] != 0 && p->types[i] != p->prepared_types[i]) fits = 0;
+    if (fits) return 0;
+    deallocate(st);
+    for (int i = 0; i < st->nparams; i++)
+        if (p->types[i] != 0) p->prepared_types[i] = p->types[i];
+    char name[sizeof p->name];
+    snprintf(name, sizeof name, "sl_%llu", (unsigned long long)++st->db->stmt_serial);
+    PGresult *r = PQprepare(conn(st->db), name, p->sql, st->nparams, p->prepared_types);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail(st->db, r);
+    PQclear(r);
+    if (rc == 0) memcpy(p->name, name, sizeof name);
+    return rc;
+}
+
 static int pg_step(sl_db_stmt *st)
 {
     pg_stmt *p = st->impl;
     if (p->res == NULL) {
-        PGresult *r = PQexecParams(conn(st->db), p->sql, st->nparams, p->types,
-                                   (const char *const *)p->values, p->lengths, p->formats, 0);
+        int rc = ensure_prepared(st);
+        if (rc) return rc;
+        PGresult *r = PQexecPrepared(conn(st->db), p->name, st->nparams,
+                                     (const char *const *)p->values, p->lengths, p->formats, 0);
         ExecStatusType s = PQresultStatus(r);
         if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
-            int rc = fail(st->db, r);
+            rc = fail(st->db, r);
             PQclear(r);
             return rc;
         }

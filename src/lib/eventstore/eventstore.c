@@ -1,9 +1,12 @@
 /*
- * The event store (include/shoal/eventstore.h) over plain sl_db SQL that
- * runs unchanged on SQLite and PostgreSQL. Optimistic concurrency is one
- * conditional UPDATE/INSERT of es_streams; global positions come from the
- * single es_head row, updated by every append and so locked until commit,
- * which makes positions commit in order (no gaps for catch-up readers).
+ * The event store (include/shoal/eventstore.h) over sl_db. An append is one
+ * statement per event, with the expected-version check folded in. SQLite: an
+ * INSERT … SELECT whose rowid is the global position (the single writer makes
+ * rowid order commit order). PostgreSQL: an INSERT that only tries the
+ * append lock (a transaction advisory lock held until commit, so positions,
+ * max + 1, become visible in commit order: no gaps for catch-up readers),
+ * else es_append_one() (migration 0004), which waits for it. A stream's
+ * version is the largest version in its (stream, version) index.
  */
 #include <shoal/eventstore.h>
 
@@ -29,7 +32,8 @@ int sl_es_stream_version(sl_db *db, const char *stream, int64_t *version)
 {
     *version = 0;
     sl_db_stmt *st;
-    int rc = sl_db_prepare(db, "SELECT version FROM es_streams WHERE stream = ?", &st);
+    int rc =
+        sl_db_prepare(db, "SELECT coalesce(max(version), 0) FROM es_events WHERE stream = ?", &st);
     if (rc) return rc;
     if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) != 0) {
         sl_db_stmt_done(st);
@@ -40,119 +44,210 @@ int sl_es_stream_version(sl_db *db, const char *stream, int64_t *version)
 }
 
 /*
- * Idempotency: were events[] all appended, in order, to `stream`? Sets *same and, if so,
- * res. A partial match or ids used elsewhere is a conflict (the caller reports it).
+ * Idempotency, checked only after an insert wrote nothing: were events[] all appended, in
+ * order, to `stream`? The first id is found through the partial unique index on caller ids,
+ * then the ids stored at the following versions of the stream are compared with ours. Sets
+ * *same and, if so, res. Generated ids (NULL) never match: no idempotency without ids.
  */
 static int already_appended(sl_db *tx, const char *stream, const sl_es_event *ev, size_t n,
                             int *same, sl_es_result *res)
 {
     *same = 0;
-    int64_t first = 0, pos = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (ev[i].id == NULL) return 0;
-        sl_db_stmt *st;
-        int rc =
-            sl_db_prepare(tx, "SELECT version, position, stream FROM es_events WHERE id = ?", &st);
-        if (rc) return rc;
-        rc = sl_db_bind_text(st, 1, ev[i].id, SIZE_MAX);
-        if (rc == 0) rc = sl_db_step(st);
-        int match = 0;
-        if (rc == SL_DB_ROW) {
-            int64_t v = sl_db_column_int64(st, 0);
-            if (i == 0) first = v;
-            match = strcmp(sl_db_column_text(st, 2, NULL), stream) == 0 && v == first + (int64_t)i;
-            pos = sl_db_column_int64(st, 1);
-            rc = 0;
-        }
-        sl_db_stmt_done(st);
-        if (rc < 0) return rc;
-        if (!match) return 0;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(
+        tx, "SELECT stream, version FROM es_events WHERE id = ? AND id_given = 1", &st);
+    if (rc) return rc;
+    int64_t first = 0;
+    int found = 0;
+    if ((rc = sl_db_bind_text(st, 1, ev[0].id, SIZE_MAX)) == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        found = strcmp(sl_db_column_text(st, 0, NULL), stream) == 0;
+        first = sl_db_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = 0;
     }
-    *same = 1;
-    res->version = first + (int64_t)n - 1;
-    res->position = pos;
+    sl_db_stmt_done(st);
+    if (rc || !found) return rc;
+    rc = sl_db_prepare(tx,
+                       "SELECT id, id_given, position FROM es_events WHERE stream = ? AND "
+                       "version >= ? ORDER BY version LIMIT ?",
+                       &st);
+    if (rc) return rc;
+    if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_int64(st, 2, first)) == 0)
+        rc = sl_db_bind_int64(st, 3, (int64_t)n);
+    size_t k = 0;
+    int64_t pos = 0;
+    /* Versions are dense (each insert checks its predecessor), so row k is version first+k. */
+    while (rc == 0 && (rc = sl_db_step(st)) == SL_DB_ROW) {
+        if (sl_db_column_int64(st, 1) != 1 || strcmp(sl_db_column_text(st, 0, NULL), ev[k].id))
+            break;
+        pos = sl_db_column_int64(st, 2);
+        k++;
+        rc = 0;
+    }
+    sl_db_stmt_done(st);
+    if (rc < 0) return rc;
+    if (k == n) {
+        *same = 1;
+        res->version = first + (int64_t)n - 1;
+        res->position = pos;
+    }
     return 0;
 }
 
-/* Moves the stream's version per `expected`; sets *base to the version before the append, or
- * *ok = 0 on a mismatch. */
-static int claim_versions(sl_db *tx, const char *stream, int64_t expected, size_t n, int *ok,
-                          int64_t *base)
+/*
+ * One event, normally one statement. `expected` is SL_ES_ANY, SL_ES_STREAM_EXISTS or an exact
+ * version (0: no stream). Sets *written and, when 1, the event's version and position. Not
+ * written means nothing changed: a version mismatch, or an id or (stream, version) already
+ * stored (ON CONFLICT DO NOTHING, which also keeps a PostgreSQL transaction usable for the
+ * idempotency check that follows).
+ */
+typedef int (*append_one_fn)(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *ev,
+                             const char *id, int64_t now_ms, int *written, int64_t *version,
+                             int64_t *position);
+
+/* Binds the event columns shared by the insert statements at `idx`: id, id_given, type,
+ * data, metadata, created_ms. */
+static int bind_event(sl_db_stmt *st, int idx, const sl_es_event *ev, const char *id,
+                      int64_t now_ms)
 {
-    static const char *const upsert =
-        "INSERT INTO es_streams (stream, version) VALUES (?, ?) ON CONFLICT (stream) DO "
-        "UPDATE SET version = es_streams.version + excluded.version RETURNING version";
-    static const char *const create = "INSERT INTO es_streams (stream, version) VALUES (?, ?) "
-                                      "ON CONFLICT (stream) DO NOTHING RETURNING version";
-    static const char *const bump =
-        "UPDATE es_streams SET version = version + ? WHERE stream = ? RETURNING version";
-    static const char *const exact = "UPDATE es_streams SET version = version + ? WHERE stream "
-                                     "= ? AND version = ? RETURNING version";
-    const char *sql = expected == SL_ES_ANY             ? upsert
-                      : expected == SL_ES_NO_STREAM     ? create
-                      : expected == SL_ES_STREAM_EXISTS ? bump
-                                                        : exact;
-    sl_db_stmt *st;
-    int rc = sl_db_prepare(tx, sql, &st);
-    if (rc) return rc;
-    int64_t k = (int64_t)n, after = 0;
-    if (sql == upsert || sql == create) {
-        if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0) rc = sl_db_bind_int64(st, 2, k);
-    } else {
-        if ((rc = sl_db_bind_int64(st, 1, k)) == 0) rc = sl_db_bind_text(st, 2, stream, SIZE_MAX);
-        if (rc == 0 && sql == exact) rc = sl_db_bind_int64(st, 3, expected);
-    }
-    if (rc) {
-        sl_db_stmt_done(st);
-        return rc;
-    }
-    rc = one_int(st, &after, ok);
-    *base = after - k;
+    int rc;
+    if ((rc = sl_db_bind_text(st, idx, id, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_int64(st, idx + 1, ev->id != NULL)) == 0 &&
+        (rc = sl_db_bind_text(st, idx + 2, ev->type, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_text(st, idx + 3, ev->data, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_text(st, idx + 4, ev->metadata, SIZE_MAX)) == 0)
+        rc = sl_db_bind_int64(st, idx + 5, now_ms);
     return rc;
 }
 
-static int next_positions(sl_db *tx, size_t n, int64_t *last)
+/* SQLite: the single writer (BEGIN IMMEDIATE) makes a read inside the transaction exact, so the
+ * check is plain C between two cheap statements: the stream's version (the largest of its
+ * (stream, version) index) with the last position (the largest rowid), then a plain INSERT at
+ * rowid max + 1, which is commit order. No INSERT … SELECT: SQLite would stage its rows in a
+ * temporary table because the SELECT reads the table written. */
+static int append_one_sqlite(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *ev,
+                             const char *id, int64_t now_ms, int *written, int64_t *version,
+                             int64_t *position)
+{
+    *written = 0;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(tx,
+                           "SELECT coalesce((SELECT version FROM es_events WHERE stream = ? ORDER "
+                           "BY version DESC LIMIT 1), 0), coalesce((SELECT max(position) FROM "
+                           "es_events), 0)",
+                           &st);
+    if (rc) return rc;
+    int64_t cur = 0, last = 0;
+    if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        cur = sl_db_column_int64(st, 0);
+        last = sl_db_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = SL_EIO; /* a SELECT without FROM returns one row */
+    }
+    sl_db_stmt_done(st);
+    if (rc) return rc;
+    int ok =
+        expected == SL_ES_ANY || (expected == SL_ES_STREAM_EXISTS && cur > 0) || cur == expected;
+    if (!ok) return 0;
+    rc = sl_db_prepare(tx,
+                       "INSERT INTO es_events (position, stream, version, id, id_given, type, "
+                       "data, metadata, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON "
+                       "CONFLICT DO NOTHING",
+                       &st);
+    if (rc) return rc;
+    if ((rc = sl_db_bind_int64(st, 1, last + 1)) == 0 &&
+        (rc = sl_db_bind_text(st, 2, stream, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_int64(st, 3, cur + 1)) == 0)
+        rc = bind_event(st, 4, ev, id, now_ms);
+    if (rc == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_DONE) {
+        *written = sl_db_changes(st) == 1;
+        *version = cur + 1;
+        *position = last + 1;
+        rc = 0;
+    }
+    sl_db_stmt_done(st);
+    return rc < 0 ? rc : (rc ? SL_EIO : 0);
+}
+
+/*
+ * PostgreSQL slow path: es_append_one() (migration 0004) waits for the append lock and decides
+ * on fresh snapshots. Runs only when the fast path wrote nothing (lock busy, a conflict, a
+ * re-send, or a commit that slipped in between its snapshot and its lock).
+ */
+static int append_one_pg_wait(sl_db *tx, const char *stream, int64_t expected,
+                              const sl_es_event *ev, const char *id, int64_t now_ms, int *written,
+                              int64_t *version, int64_t *position)
 {
     sl_db_stmt *st;
     int rc = sl_db_prepare(
-        tx, "UPDATE es_head SET position = position + ? WHERE one = 1 RETURNING position", &st);
+        tx, "SELECT o_status, o_version, o_position FROM es_append_one(?, ?, ?, ?, ?, ?, ?, ?)",
+        &st);
     if (rc) return rc;
-    if ((rc = sl_db_bind_int64(st, 1, (int64_t)n)) != 0) {
-        sl_db_stmt_done(st);
-        return rc;
+    if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0 &&
+        (rc = sl_db_bind_int64(st, 2, expected)) == 0)
+        rc = bind_event(st, 3, ev, id, now_ms);
+    if (rc == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        *written = sl_db_column_int64(st, 0) == 0;
+        *version = sl_db_column_int64(st, 1);
+        *position = sl_db_column_int64(st, 2);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = SL_EIO; /* the function always returns one row */
     }
-    int found;
-    rc = one_int(st, last, &found);
-    return rc ? rc : (found ? 0 : SL_EIO); /* es_head is seeded by the migration */
+    sl_db_stmt_done(st);
+    return rc;
 }
 
-static int insert_event(sl_db *tx, const char *stream, const sl_es_event *ev, int64_t version,
-                        int64_t position, int64_t now_ms)
+/*
+ * PostgreSQL fast path, one round trip of a server-side prepared statement: only TRIES the
+ * append lock (a transaction advisory lock, held to commit: positions become visible in commit
+ * order), then checks and inserts at max(position) + 1 on the statement's snapshot. If the lock
+ * was free but an append committed between that snapshot and the lock, the position taken is
+ * that append's, so the primary key conflicts and nothing is written (ON CONFLICT DO NOTHING
+ * keeps the transaction usable); the slow path then decides.
+ */
+static int append_one_pg(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *ev,
+                         const char *id, int64_t now_ms, int *written, int64_t *version,
+                         int64_t *position)
 {
-    char gen[SL_DB_UUID_STR];
-    const char *id = ev->id;
-    if (id == NULL) {
-        int rc = sl_db_uuid7(now_ms, gen);
-        if (rc) return rc;
-        id = gen;
-    }
     sl_db_stmt *st;
-    int rc = sl_db_prepare(tx,
-                           "INSERT INTO es_events (position, stream, version, id, type, data, "
-                           "metadata, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           &st);
+    int rc = sl_db_prepare(
+        tx,
+        "WITH lk AS (SELECT pg_try_advisory_xact_lock(es_lock_key()) AS got), cur AS (SELECT "
+        "coalesce((SELECT version FROM es_events WHERE stream = ? ORDER BY version DESC LIMIT "
+        "1), 0) AS v, coalesce((SELECT position FROM es_events ORDER BY position DESC LIMIT 1), "
+        "0) AS p) INSERT INTO es_events (position, stream, version, id, id_given, type, data, "
+        "metadata, created_ms) SELECT cur.p + 1, ?, cur.v + 1, ?, ?, ?, ?, ?, ? FROM lk, cur "
+        "WHERE lk.got AND CASE ? WHEN -1 THEN true WHEN -3 THEN cur.v > 0 ELSE cur.v = ? END "
+        "ON CONFLICT DO NOTHING RETURNING version, position",
+        &st);
     if (rc) return rc;
-    if ((rc = sl_db_bind_int64(st, 1, position)) == 0 &&
+    if ((rc = sl_db_bind_text(st, 1, stream, SIZE_MAX)) == 0 &&
         (rc = sl_db_bind_text(st, 2, stream, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_int64(st, 3, version)) == 0 &&
-        (rc = sl_db_bind_text(st, 4, id, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 5, ev->type, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 6, ev->data, SIZE_MAX)) == 0 &&
-        (rc = sl_db_bind_text(st, 7, ev->metadata, SIZE_MAX)) == 0)
-        rc = sl_db_bind_int64(st, 8, now_ms);
+        (rc = bind_event(st, 3, ev, id, now_ms)) == 0 &&
+        (rc = sl_db_bind_int64(st, 9, expected)) == 0)
+        rc = sl_db_bind_int64(st, 10, expected);
     if (rc == 0) rc = sl_db_step(st);
+    *written = rc == SL_DB_ROW;
+    if (rc == SL_DB_ROW) {
+        *version = sl_db_column_int64(st, 0);
+        *position = sl_db_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = 0;
+    }
     sl_db_stmt_done(st);
-    return rc == SL_DB_DONE ? 0 : (rc < 0 ? rc : SL_EIO);
+    if (rc || *written) return rc;
+    return append_one_pg_wait(tx, stream, expected, ev, id, now_ms, written, version, position);
 }
 
 static int check_args(const char *stream, int64_t expected, const sl_es_event *ev, size_t n)
@@ -165,6 +260,21 @@ static int check_args(const char *stream, int64_t expected, const sl_es_event *e
     return 0;
 }
 
+/* The first event wrote nothing: a re-send of this very batch (success, nothing written), or a
+ * conflict with the stream's actual version. */
+static int first_not_written(sl_db *tx, const char *stream, const sl_es_event *events, size_t n,
+                             sl_es_result *res)
+{
+    int same = 0;
+    int rc = already_appended(tx, stream, events, n, &same, res);
+    if (rc || same) return rc;
+    int64_t actual;
+    if ((rc = sl_es_stream_version(tx, stream, &actual)) != 0) return rc;
+    memset(res, 0, sizeof *res);
+    res->actual_version = actual;
+    return SL_ECONFLICT;
+}
+
 int sl_es_append(sl_db *tx, const char *stream, int64_t expected, const sl_es_event *events,
                  size_t n, int64_t now_wall_ms, sl_es_result *res)
 {
@@ -172,36 +282,28 @@ int sl_es_append(sl_db *tx, const char *stream, int64_t expected, const sl_es_ev
     if (!sl_db_in_tx(tx)) return SL_ESTATE;
     int rc = check_args(stream, expected, events, n);
     if (rc) return rc;
-    if (expected == 0) expected = SL_ES_NO_STREAM;
-    int same = 0;
-    /* With ANY the version cannot reveal a re-send, so look the ids up first. */
-    if (expected == SL_ES_ANY && (rc = already_appended(tx, stream, events, n, &same, res)) != 0)
-        return rc;
-    if (same) return 0;
-    int ok = 0;
-    int64_t base = 0;
-    if ((rc = claim_versions(tx, stream, expected, n, &ok, &base)) != 0) return rc;
-    if (!ok) {
-        /* A mismatch may be our own earlier append of this very batch. */
-        if ((rc = already_appended(tx, stream, events, n, &same, res)) != 0) return rc;
-        if (same) return 0;
-        int64_t actual;
-        if ((rc = sl_es_stream_version(tx, stream, &actual)) != 0) return rc;
-        memset(res, 0, sizeof *res);
-        res->actual_version = actual;
-        return SL_ECONFLICT;
-    }
-    int64_t last_pos;
-    if ((rc = next_positions(tx, n, &last_pos)) != 0) return rc;
-    int64_t first_pos = last_pos - (int64_t)n + 1;
+    if (expected == SL_ES_NO_STREAM) expected = 0;
+    append_one_fn one = sl_db_kind(tx) == SL_DB_POSTGRES ? append_one_pg : append_one_sqlite;
+    int64_t version = 0, position = 0;
     for (size_t i = 0; i < n; i++) {
-        rc = insert_event(tx, stream, &events[i], base + 1 + (int64_t)i, first_pos + (int64_t)i,
-                          now_wall_ms);
-        if (rc) return rc; /* e.g. SL_ECONFLICT: an id used by another stream */
+        char gen[SL_DB_UUID_STR];
+        const char *id = events[i].id;
+        if (id == NULL) {
+            if ((rc = sl_db_uuid7(now_wall_ms, gen)) != 0) return rc;
+            id = gen;
+        }
+        /* After the first event the stream is at `version`, so the rest expect exactly that. */
+        int written = 0;
+        rc = one(tx, stream, i == 0 ? expected : version, &events[i], id, now_wall_ms, &written,
+                 &version, &position);
+        if (rc) return rc;
+        if (!written && i == 0) return first_not_written(tx, stream, events, n, res);
+        /* Later events can only collide on an id stored before: the caller rolls back. */
+        if (!written) return SL_ECONFLICT;
     }
     sl_db_tx_mark(tx, SL_DB_TXF_EVENTS);
-    res->version = base + (int64_t)n;
-    res->position = last_pos;
+    res->version = version;
+    res->position = position;
     return 0;
 }
 

@@ -123,7 +123,9 @@ static int load_batch(sl_outbox_relay *r)
         m->id = strdup(sl_db_column_text(st, 1, NULL));
         m->subject = strdup(sl_db_column_text(st, 2, NULL));
         m->type = strdup(sl_db_column_text(st, 3, NULL));
-        m->envelope = strndup(sl_db_column_text(st, 4, &len), len);
+        /* Read the length first: argument evaluation order is unspecified. */
+        const char *env = sl_db_column_text(st, 4, &len);
+        m->envelope = strndup(env, len);
         m->envelope_len = len;
         rc = (m->id && m->subject && m->type && m->envelope) ? 0 : SL_ENOMEM;
     }

@@ -189,24 +189,31 @@ int64_t sl_retry_try_timeout_ms(const sl_retry_state *st)
     return t;
 }
 
-/* The jittered backoff delay for the next retry, always within [0, cap_ms]. */
-static int64_t backoff_ms(sl_retry_state *st, sl_rand *rand)
+int64_t sl_retry_backoff_ms(const sl_retry_config *c, uint32_t retry, int64_t prev_delay_ms,
+                            sl_rand *rand)
 {
-    const sl_retry_config *c = st->_cfg;
     if (c->jitter == SL_RETRY_JITTER_DECORRELATED) {
         /* uniform [base, 3 * previous], then capped; previous starts at base. */
-        int64_t hi = st->_prev_delay_ms * 3;
+        int64_t prev = prev_delay_ms < c->base_ms ? c->base_ms : prev_delay_ms;
+        if (prev > c->cap_ms) prev = c->cap_ms;
+        int64_t hi = prev * 3;
         int64_t d = c->base_ms + (int64_t)sl_rand_below(rand, (uint64_t)(hi - c->base_ms + 1));
-        if (d > c->cap_ms) d = c->cap_ms;
-        st->_prev_delay_ms = d;
-        return d;
+        return d > c->cap_ms ? c->cap_ms : d;
     }
     /* Full jitter: uniform [0, min(cap, base * 2^n)]; double step by step so nothing overflows. */
     int64_t ceiling = c->base_ms;
-    for (uint32_t i = 0; i < st->_retries && ceiling < c->cap_ms; i++)
+    for (uint32_t i = 0; i < retry && ceiling < c->cap_ms; i++)
         ceiling *= 2;
     if (ceiling > c->cap_ms) ceiling = c->cap_ms;
     return (int64_t)sl_rand_below(rand, (uint64_t)ceiling + 1);
+}
+
+/* The jittered backoff delay for the next retry, always within [0, cap_ms]. */
+static int64_t backoff_ms(sl_retry_state *st, sl_rand *rand)
+{
+    int64_t d = sl_retry_backoff_ms(st->_cfg, st->_retries, st->_prev_delay_ms, rand);
+    st->_prev_delay_ms = d;
+    return d;
 }
 
 sl_retry_decision sl_retry_next(sl_retry_state *st, sl_outcome outcome, const char *retry_after,

@@ -11,6 +11,7 @@
 #include <shoal/clock.h>
 #include <shoal/config.h>
 #include <shoal/db.h>
+#include <shoal/deadline.h>
 #include <shoal/id.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
@@ -71,6 +72,7 @@ typedef struct req_host {
     const route_entry *route;
     int route_status;
     unsigned allowed;
+    sl_deadline deadline; /* from x-shoal-deadline-ms; none when absent or malformed */
     struct req_host *next_free;
 } req_host;
 
@@ -230,6 +232,12 @@ int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
     int rc = sl_outbox_add(tx, &ev, sl_clock_wall_ns(sl_clock_system()), NULL);
     free(json);
     return rc;
+}
+
+sl_deadline sl_req_deadline(const sl_http_req *req)
+{
+    const req_host *h = req->host;
+    return h ? h->deadline : sl_deadline_none();
 }
 
 /* ---- responses -------------------------------------------------------- */
@@ -394,6 +402,14 @@ static int on_headers(sl_http_req *req, void *data)
                   &h->span);
     sl_traceparent_format(sl_span_context(h->span), req->traceparent);
 
+    /* The caller's remaining budget (docs/resilience.md); a malformed value is ignored. */
+    sl_slice dv;
+    int64_t ms;
+    h->deadline = sl_deadline_none();
+    if (sl_http_req_header(req, SL_DEADLINE_HEADER, &dv) &&
+        sl_deadline_parse_header(dv.ptr, dv.len, &ms) == 0)
+        h->deadline = sl_deadline_from_header(sl_clock_system(), ms, 0);
+
     sl_slice rid;
     if (sl_http_req_header(req, "x-request-id", &rid) && valid_request_id(rid)) {
         memcpy(req->request_id, rid.ptr, rid.len);
@@ -408,6 +424,11 @@ static void on_request(sl_http_req *req, void *data)
 {
     sl_svc_worker *w = data;
     req_host *h = req->host;
+    /* Nobody waits for this answer any more: do not run the handler. */
+    if (sl_deadline_expired(h->deadline, sl_clock_system())) {
+        sl_respond_problem_ex(req, 504, "the caller's deadline has passed", NULL);
+        return;
+    }
     if (h->route) {
         h->route->def->handler(req, w);
         return;
@@ -510,8 +531,8 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     if (rc != 0) return rc;
     rc = sl_http_server_listen_fd(w->http, fd);
     if (rc != 0) return rc;
-    /* service.h: each worker gets its own connection (DESIGN §4); migrations ran at start. */
     if (svc->def->migrations) {
+        /* DESIGN §4/§6: one connection per worker, opened on its own thread. */
         char err[256] = {0};
         rc = sl_db_open(svc->db_url, &svc->db_opts, &w->db, err, sizeof err);
         if (rc != 0) {
@@ -588,7 +609,8 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-/* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create. */
+/* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create, besides
+ * the service's own section (named after the service, e.g. SHOAL_INVENTORY__...). */
 static const char *const env_sections[] = {"service", "http",      "log",      "trace", "db",
                                            "bus",     "upstreams", "identity", NULL};
 
@@ -599,11 +621,12 @@ static int load_settings(sl_service *svc, int argc, char **argv)
     const char *path = sl_config_path_from_args(argc, argv);
     int rc = path ? sl_config_load_file(path, &svc->cfg, err)
                   : sl_config_load_string("<defaults>", "{}", 2, &svc->cfg, err);
-    /* The shared sections plus the service's own (SHOAL_PRODUCT__DEMO for "product"). */
     const char *sections[SL_ARRAY_LEN(env_sections) + 1];
-    memcpy(sections, env_sections, sizeof env_sections);
-    sections[SL_ARRAY_LEN(env_sections) - 1] = svc->def->name;
-    sections[SL_ARRAY_LEN(env_sections)] = NULL;
+    size_t ns = 0;
+    for (; env_sections[ns]; ns++)
+        sections[ns] = env_sections[ns];
+    sections[ns++] = svc->def->name;
+    sections[ns] = NULL;
     if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, sections, err);
     if (rc != 0) {
         fprintf(stderr, "shoal-%s: configuration: %s\n", svc->def->name, err);

@@ -1,0 +1,33 @@
+/*
+ * Internals shared by the saga engine, its JSON state codec and its store
+ * (src/lib/saga): name tables and the text sanitiser that keeps reasons and
+ * history details valid UTF-8 without NUL bytes (PostgreSQL TEXT and jansson
+ * both reject anything else). Not part of the public API.
+ */
+#ifndef SHOAL_SAGA_INT_H
+#define SHOAL_SAGA_INT_H
+
+#include <shoal/saga.h>
+
+#include <stddef.h>
+
+/*
+ * Copies at most cap - 1 bytes of src[0..len) into dst (cap >= 1) and NUL-terminates it.
+ * Invalid UTF-8 sequences, NUL and other C0 controls except tab become '?', and the copy is
+ * cut at a character boundary. Returns the bytes written (without the NUL).
+ */
+size_t sl_saga_text_copy(char *dst, size_t cap, const char *src, size_t len);
+
+/* Name parsers (0 or SL_EPARSE). */
+int sl_saga_step_status_parse(const char *s, sl_saga_step_status *out);
+int sl_saga_hist_kind_parse(const char *s, sl_saga_hist_kind *out);
+
+/* Phase names: "idle", "inflight", "waiting", "none"; NULL when out of range. */
+const char *sl_saga_phase_name(sl_saga_phase p);
+int sl_saga_phase_parse(const char *s, sl_saga_phase *out);
+
+/* True when `s` is a valid saga id / name. */
+bool sl_saga_id_valid(const char *s);
+bool sl_saga_name_valid(const char *s);
+
+#endif /* SHOAL_SAGA_INT_H */

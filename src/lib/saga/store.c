@@ -1,0 +1,318 @@
+/*
+ * The saga store: instances and their history in the orchestrator's database
+ * through sl_db (tables saga_instances and saga_history, library migration
+ * 0003_saga.sql, the same SQL on SQLite and PostgreSQL). Every write is one
+ * transaction guarded by the row's version (optimistic concurrency), so the
+ * state that is durable always precedes what the driver sends.
+ * tests/db/saga_test.c runs this on both backends.
+ */
+#include "saga/saga_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HISTORY_LIMIT_DEFAULT 1000
+
+static int bind_str(sl_db_stmt *st, int idx, const char *s)
+{
+    return sl_db_bind_text(st, idx, s, SIZE_MAX);
+}
+
+/* Runs a prepared write to completion; returns 0 or the error. */
+static int run(sl_db_stmt *st)
+{
+    int rc = sl_db_step(st);
+    return rc == SL_DB_DONE ? 0 : (rc == SL_DB_ROW ? SL_ESTATE : rc);
+}
+
+static int insert_history(sl_db *db, const sl_saga_def *def, const char *id,
+                          const sl_saga_history_entry *h)
+{
+    static const char sql[] = "INSERT INTO saga_history (saga_id, seq, at_ms, kind, step, "
+                              "call_kind, attempt, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    char detail[SL_SAGA_DETAIL_MAX + 1];
+    sl_saga_text_copy(detail, sizeof detail, h->detail.ptr, h->detail.ptr ? h->detail.len : 0);
+    bool step_level = h->step >= 0 && (size_t)h->step < def->n_steps;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, id)) != 0 || (rc = sl_db_bind_int64(st, 2, h->seq)) != 0 ||
+        (rc = sl_db_bind_int64(st, 3, h->at_ms)) != 0 ||
+        (rc = bind_str(st, 4, sl_saga_hist_kind_name(h->kind))) != 0 ||
+        (rc = bind_str(st, 5, step_level ? def->steps[h->step].name : "")) != 0 ||
+        (rc = bind_str(st, 6, step_level ? sl_saga_call_name(h->call) : "")) != 0 ||
+        (rc = sl_db_bind_int64(st, 7, h->attempt)) != 0 || (rc = bind_str(st, 8, detail)) != 0)
+        goto out;
+    rc = run(st);
+out:
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_create(sl_db *tx, const sl_saga_def *def, const char *id, const char *input_json,
+                         int64_t now_ms)
+{
+    static const char sql[] =
+        "INSERT INTO saga_instances (id, type, status, input, state, stuck_reason, version, "
+        "created_ms, updated_ms, next_wake_ms) VALUES (?, ?, ?, ?, ?, '', 1, ?, ?, ?)";
+    if (!sl_db_in_tx(tx)) return SL_ESTATE;
+    if (input_json == NULL) return SL_EINVAL;
+    sl_saga_state s;
+    int rc = sl_saga_state_init(&s, def, id);
+    if (rc != 0) return rc;
+    sl_saga_history_entry created = {.at_ms = now_ms, .kind = SL_SAGA_HIST_CREATED, .step = -1};
+    created.seq = ++s.history_seq;
+    char *state = NULL;
+    if ((rc = sl_saga_state_to_json(&s, &state)) != 0) return rc;
+    sl_db_stmt *st;
+    if ((rc = sl_db_prepare(tx, sql, &st)) != 0) goto out;
+    /* next_wake_ms = now: a created saga is due at once (the driver starts it after commit; a
+     * restart resumes it if that never happened). */
+    if ((rc = bind_str(st, 1, id)) == 0 && (rc = bind_str(st, 2, def->type)) == 0 &&
+        (rc = bind_str(st, 3, sl_saga_status_name(s.status))) == 0 &&
+        (rc = bind_str(st, 4, input_json)) == 0 && (rc = bind_str(st, 5, state)) == 0 &&
+        (rc = sl_db_bind_int64(st, 6, now_ms)) == 0 &&
+        (rc = sl_db_bind_int64(st, 7, now_ms)) == 0 && (rc = sl_db_bind_int64(st, 8, now_ms)) == 0)
+        rc = run(st);
+    sl_db_stmt_done(st);
+    if (rc == 0) rc = insert_history(tx, def, id, &created);
+out:
+    free(state);
+    return rc;
+}
+
+int sl_saga_store_load(sl_db *db, const sl_saga_def *def, const char *id, sl_saga_state *out)
+{
+    static const char sql[] = "SELECT type, state, version FROM saga_instances WHERE id = ?";
+    if (!sl_saga_id_valid(id)) return SL_ENOTFOUND;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, id)) != 0) goto out;
+    rc = sl_db_step(st);
+    if (rc == SL_DB_DONE) {
+        rc = SL_ENOTFOUND;
+        goto out;
+    }
+    if (rc != SL_DB_ROW) goto out;
+    const char *type = sl_db_column_text(st, 0, NULL);
+    size_t len;
+    const char *json = sl_db_column_text(st, 1, &len);
+    int64_t version = sl_db_column_int64(st, 2);
+    if (strcmp(type, def->type) != 0 || version < 1) {
+        rc = SL_EPARSE;
+        goto out;
+    }
+    sl_saga_state s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.id, sizeof s.id, "%s", id);
+    s.version = (uint64_t)version;
+    rc = sl_saga_state_from_json(&s, def, json, len);
+    if (rc == 0) *out = s;
+out:
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_input(sl_db *db, const char *id, char **out)
+{
+    static const char sql[] = "SELECT input FROM saga_instances WHERE id = ?";
+    *out = NULL;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, id)) != 0) goto out;
+    rc = sl_db_step(st);
+    if (rc == SL_DB_DONE) rc = SL_ENOTFOUND;
+    if (rc != SL_DB_ROW) goto out;
+    size_t len;
+    const char *text = sl_db_column_text(st, 0, &len);
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    *out = copy;
+    rc = 0;
+out:
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+static int update_row(sl_db *db, const sl_saga_state *s, const char *state, int64_t now_ms)
+{
+    static const char sql[] =
+        "UPDATE saga_instances SET status = ?, state = ?, stuck_reason = ?, version = ?, "
+        "updated_ms = ?, next_wake_ms = ? WHERE id = ? AND version = ?";
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, sl_saga_status_name(s->status))) != 0 ||
+        (rc = bind_str(st, 2, state)) != 0 || (rc = bind_str(st, 3, s->stuck_reason)) != 0 ||
+        (rc = sl_db_bind_int64(st, 4, (int64_t)s->version + 1)) != 0 ||
+        (rc = sl_db_bind_int64(st, 5, now_ms)) != 0)
+        goto out;
+    rc = s->wake_at_ms > 0 ? sl_db_bind_int64(st, 6, s->wake_at_ms) : sl_db_bind_null(st, 6);
+    if (rc != 0 || (rc = bind_str(st, 7, s->id)) != 0 ||
+        (rc = sl_db_bind_int64(st, 8, (int64_t)s->version)) != 0)
+        goto out;
+    rc = run(st);
+    /* No row at that version: another writer saved first (or the row is gone). */
+    if (rc == 0 && sl_db_changes(st) != 1) rc = SL_ECONFLICT;
+out:
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_save(sl_db *db, const sl_saga_def *def, sl_saga_state *s,
+                       const sl_saga_history_entry *hist, size_t n_hist, int64_t now_ms)
+{
+    char *state = NULL;
+    int rc = sl_saga_state_to_json(s, &state);
+    if (rc != 0) return rc;
+    bool own = !sl_db_in_tx(db);
+    if (own && (rc = sl_db_begin(db)) != 0) goto out;
+    rc = update_row(db, s, state, now_ms);
+    for (size_t i = 0; rc == 0 && i < n_hist; i++)
+        rc = insert_history(db, def, s->id, &hist[i]);
+    if (own) {
+        if (rc == 0)
+            rc = sl_db_commit(db);
+        else
+            sl_db_rollback(db);
+    }
+    if (rc == 0) s->version++;
+out:
+    free(state);
+    return rc;
+}
+
+int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id, const sl_saga_event *ev,
+                        int64_t now_ms, sl_rand *rand, sl_saga_state *st, sl_saga_output *out)
+{
+    out->n_cmds = 0;
+    out->n_hist = 0;
+    if (sl_db_in_tx(db)) return SL_ESTATE;
+    int rc = sl_db_begin(db);
+    if (rc != 0) return rc;
+    sl_saga_state s;
+    rc = sl_saga_store_load(db, def, id, &s);
+    if (rc == 0) rc = sl_saga_apply(def, &s, ev, now_ms, rand, out);
+    if (rc == 0) rc = sl_saga_store_save(db, def, &s, out->hist, out->n_hist, now_ms);
+    if (rc == 0) rc = sl_db_commit(db);
+    if (rc != 0) {
+        sl_db_rollback(db);
+        if (rc != SL_SAGA_IGNORED) {
+            out->n_cmds = 0;
+            out->n_hist = 0;
+        }
+        return rc;
+    }
+    *st = s;
+    return 0;
+}
+
+static void read_summary(sl_db_stmt *st, sl_saga_summary *o)
+{
+    memset(o, 0, sizeof *o);
+    size_t len;
+    const char *t = sl_db_column_text(st, 0, &len);
+    sl_saga_text_copy(o->id, sizeof o->id, t, len);
+    t = sl_db_column_text(st, 1, &len);
+    sl_saga_text_copy(o->type, sizeof o->type, t, len);
+    if (sl_saga_status_parse(sl_db_column_text(st, 2, NULL), &o->status) != 0)
+        o->status = SL_SAGA_STUCK; /* unreadable status: show it to the operator as stuck */
+    o->created_ms = sl_db_column_int64(st, 3);
+    o->updated_ms = sl_db_column_int64(st, 4);
+    o->next_wake_ms = sl_db_column_is_null(st, 5) ? 0 : sl_db_column_int64(st, 5);
+    t = sl_db_column_text(st, 6, &len);
+    sl_saga_text_copy(o->stuck_reason, sizeof o->stuck_reason, t, len);
+}
+
+int sl_saga_store_list(sl_db *db, const char *type, sl_saga_filter filter, const char *after_id,
+                       sl_saga_summary *out, size_t cap, size_t *n)
+{
+    static const char sql_all[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
+        "FROM saga_instances WHERE (status = ? OR status = ?) AND id > ? ORDER BY id LIMIT ?";
+    static const char sql_type[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
+        "FROM saga_instances WHERE (status = ? OR status = ?) AND id > ? AND type = ? "
+        "ORDER BY id LIMIT ?";
+    *n = 0;
+    if (cap == 0) return 0;
+    const char *s1 = sl_saga_status_name(SL_SAGA_RUNNING);
+    const char *s2 = sl_saga_status_name(SL_SAGA_COMPENSATING);
+    if (filter == SL_SAGA_LIST_STUCK) s1 = s2 = sl_saga_status_name(SL_SAGA_STUCK);
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, type ? sql_type : sql_all, &st);
+    if (rc != 0) return rc;
+    int idx = 4;
+    if ((rc = bind_str(st, 1, s1)) != 0 || (rc = bind_str(st, 2, s2)) != 0 ||
+        (rc = bind_str(st, 3, after_id ? after_id : "")) != 0)
+        goto out;
+    if (type != NULL && (rc = bind_str(st, idx++, type)) != 0) goto out;
+    if ((rc = sl_db_bind_int64(st, idx, (int64_t)(cap > INT64_MAX ? INT64_MAX : cap))) != 0)
+        goto out;
+    while ((rc = sl_db_step(st)) == SL_DB_ROW && *n < cap)
+        read_summary(st, &out[(*n)++]);
+    if (rc == SL_DB_ROW || rc == SL_DB_DONE) rc = 0;
+out:
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_history(sl_db *db, const char *id, uint32_t after_seq, size_t limit,
+                          sl_saga_history_cb cb, void *data)
+{
+    static const char sql[] = "SELECT seq, at_ms, kind, step, call_kind, attempt, detail "
+                              "FROM saga_history WHERE saga_id = ? AND seq > ? ORDER BY seq "
+                              "LIMIT ?";
+    if (limit == 0) limit = HISTORY_LIMIT_DEFAULT;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, id)) != 0 || (rc = sl_db_bind_int64(st, 2, after_seq)) != 0 ||
+        (rc = sl_db_bind_int64(st, 3, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit))) != 0)
+        goto out;
+    while ((rc = sl_db_step(st)) == SL_DB_ROW) {
+        sl_saga_history_row row = {
+            .seq = (uint32_t)sl_db_column_int64(st, 0),
+            .at_ms = sl_db_column_int64(st, 1),
+            .kind = sl_db_column_text(st, 2, NULL),
+            .step = sl_db_column_text(st, 3, NULL),
+            .call = sl_db_column_text(st, 4, NULL),
+            .attempt = (uint32_t)sl_db_column_int64(st, 5),
+            .detail = sl_db_column_text(st, 6, NULL),
+        };
+        rc = cb(data, &row);
+        if (rc != 0) goto out;
+    }
+    if (rc == SL_DB_DONE) rc = 0;
+out:
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_count(sl_db *db,
+                        void (*cb)(void *data, const char *type, sl_saga_status status,
+                                   int64_t count),
+                        void *data)
+{
+    static const char sql[] =
+        "SELECT type, status, count(*) FROM saga_instances GROUP BY type, status";
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    while ((rc = sl_db_step(st)) == SL_DB_ROW) {
+        sl_saga_status s;
+        if (sl_saga_status_parse(sl_db_column_text(st, 1, NULL), &s) != 0) continue;
+        cb(data, sl_db_column_text(st, 0, NULL), s, sl_db_column_int64(st, 2));
+    }
+    if (rc == SL_DB_DONE) rc = 0;
+    sl_db_stmt_done(st);
+    return rc;
+}

@@ -1,0 +1,93 @@
+/* Header filtering for forwarding (headers.h). */
+#include "headers.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const hop[] = {
+    "connection", "keep-alive",         "proxy-connection",   "te", "trailer", "transfer-encoding",
+    "upgrade",    "proxy-authenticate", "proxy-authorization"};
+
+static int listed_in(sl_slice name, sl_slice list)
+{
+    size_t i = 0;
+    while (i < list.len) {
+        while (i < list.len && (list.ptr[i] == ' ' || list.ptr[i] == '\t' || list.ptr[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < list.len && list.ptr[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (list.ptr[end - 1] == ' ' || list.ptr[end - 1] == '\t'))
+            end--;
+        if (end > start && end - start == name.len) {
+            char tmp[64];
+            if (name.len < sizeof tmp) {
+                memcpy(tmp, list.ptr + start, name.len);
+                tmp[name.len] = '\0';
+                if (sl_slice_case_eq(name, tmp)) return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int px_is_hop_by_hop(sl_slice name, sl_slice connection)
+{
+    for (size_t i = 0; i < SL_ARRAY_LEN(hop); i++)
+        if (sl_slice_case_eq(name, hop[i])) return 1;
+    return connection.len > 0 && listed_in(name, connection);
+}
+
+static int starts_with_ci(sl_slice s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return s.len >= n && sl_slice_case_eq((sl_slice){s.ptr, n}, prefix);
+}
+
+void px_filter_request_headers(const sl_http_header *in, size_t n, const char *client_ip,
+                               px_fwd_headers *out)
+{
+    sl_slice conn = {NULL, 0}, xff = {NULL, 0};
+    sl_http_header_find(in, n, "connection", &conn);
+    sl_http_header_find(in, n, "x-forwarded-for", &xff);
+    out->n = 0;
+    for (size_t i = 0; i < n && out->n < PX_FWD_HEADERS_MAX - 3; i++) {
+        sl_slice name = in[i].name;
+        if (px_is_hop_by_hop(name, conn) || sl_slice_case_eq(name, "host") ||
+            sl_slice_case_eq(name, "content-length") || starts_with_ci(name, "x-user-") ||
+            sl_slice_case_eq(name, "x-shoal-identity") || sl_slice_case_eq(name, "via") ||
+            starts_with_ci(name, "x-forwarded-") || sl_slice_case_eq(name, "forwarded") ||
+            sl_slice_case_eq(name, "traceparent") || sl_slice_case_eq(name, "tracestate") ||
+            sl_slice_case_eq(name, "x-request-id") || sl_slice_case_eq(name, "idempotency-key") ||
+            sl_slice_case_eq(name, "x-shoal-deadline-ms"))
+            continue; /* the client call sets these itself, from verified values */
+        out->h[out->n++] = in[i];
+    }
+    out->h[out->n++] = (sl_http_header){SL_SLICE_LIT("Via"), SL_SLICE_LIT("1.1 shoal")};
+    int k;
+    if (xff.len > 0 && xff.len < sizeof out->xff - 64)
+        k = snprintf(out->xff, sizeof out->xff, "%.*s, %s", (int)xff.len, xff.ptr, client_ip);
+    else
+        k = snprintf(out->xff, sizeof out->xff, "%s", client_ip);
+    out->h[out->n++] =
+        (sl_http_header){SL_SLICE_LIT("X-Forwarded-For"), {out->xff, (size_t)(k > 0 ? k : 0)}};
+    out->h[out->n++] = (sl_http_header){SL_SLICE_LIT("X-Forwarded-Proto"), SL_SLICE_LIT("http")};
+}
+
+size_t px_filter_response_headers(const sl_http_header *in, size_t n, sl_http_header *out,
+                                  size_t cap)
+{
+    sl_slice conn = {NULL, 0};
+    sl_http_header_find(in, n, "connection", &conn);
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < cap; i++) {
+        sl_slice name = in[i].name;
+        if (px_is_hop_by_hop(name, conn) || sl_slice_case_eq(name, "content-length") ||
+            sl_slice_case_eq(name, "date") || sl_slice_case_eq(name, "x-request-id") ||
+            sl_slice_case_eq(name, "traceparent"))
+            continue;
+        out[k++] = in[i];
+    }
+    return k;
+}

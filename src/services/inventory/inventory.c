@@ -1,0 +1,557 @@
+/*
+ * shoal-inventory's definition: the internal HTTP API used by the order
+ * saga and the gateway (reservations, stock, restock, audit), the events it
+ * consumes, its migrations, and the reservation expiry sweep, a timer on
+ * worker 0's loop that releases reservations whose time-to-live ran out
+ * (config `inventory.reservation_ttl_ms`, default 15 min), the safety net
+ * for an orchestrator that is gone for good. docs/services/inventory.md
+ * documents the API; the rules live in domain.c, the transactions in ops.c.
+ */
+#include "inventory.h"
+
+#include <shoal/clock.h>
+#include <shoal/config.h>
+#include <shoal/idempotency.h>
+#include <shoal/identity.h>
+#include <shoal/log.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Process-wide settings, read in init (main thread), read-only afterwards. */
+typedef struct inv_config {
+    int64_t ttl_ms;
+    int64_t sweep_ms;
+} inv_config;
+
+/* Worker 0's sweep timer. Loop thread. */
+typedef struct inv_sweeper {
+    uv_timer_t timer;
+    sl_svc_worker *w;
+} inv_sweeper;
+
+static const inv_config *config_of(sl_svc_worker *w)
+{
+    return sl_service_data(sl_svc_worker_service(w));
+}
+
+static int64_t now_ms(void)
+{
+    return sl_clock_wall_ms(sl_clock_system());
+}
+
+static const char *traceparent_of(const sl_http_req *req)
+{
+    return req->traceparent[0] ? req->traceparent : NULL;
+}
+
+/* ---- answers -------------------------------------------------------------------------------- */
+
+/*
+ * A problem+json answer with a machine-readable `reason` (the saga branches on it) and an
+ * optional extra member (`extra` is stolen).
+ */
+static void respond_refusal(sl_http_req *req, int status, const char *reason, const char *detail,
+                            const sl_json_errors *errs, const char *extra_key, json_t *extra)
+{
+    size_t len = 0;
+    char *text = sl_problem_body(status, NULL, detail, errs, &len);
+    json_t *doc = text ? json_loadb(text, len, 0, NULL) : NULL;
+    free(text);
+    if (!doc) {
+        json_decref(extra);
+        sl_http_respond_problem(req, status, detail);
+        return;
+    }
+    json_object_set_new(doc, "reason", json_string(reason));
+    if (extra_key && extra)
+        json_object_set_new(doc, extra_key, extra);
+    else
+        json_decref(extra);
+    char *body = sl_json_dump(doc, &len);
+    json_decref(doc);
+    if (!body) {
+        sl_http_respond_problem(req, status, detail);
+        return;
+    }
+    sl_http_respond_body(req, status, "application/problem+json", body, len);
+    free(body);
+}
+
+static void respond_owned(sl_http_req *req, int status, json_t *v)
+{
+    if (!v) {
+        sl_respond_problem_ex(req, 500, "could not build the response", NULL);
+        return;
+    }
+    sl_respond_json_value(req, status, v);
+    json_decref(v);
+}
+
+static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc)
+{
+    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "database error",
+                 SL_LOG_STR("code", sl_errname(rc)),
+                 SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
+    sl_respond_problem_ex(req, 503, "the inventory database is unavailable; retry later", NULL);
+}
+
+/* 401/403 unless the caller is a service (the saga) or an admin. */
+static int require_service(sl_http_req *req)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return -1;
+    if (strcmp(id.role, "service") != 0 && strcmp(id.role, "admin") != 0) {
+        sl_respond_problem_ex(req, 403, "this operation needs the service or admin role", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Copies the path parameter `name` into out when it is a valid id; else answers 404. */
+static int path_id(sl_http_req *req, const char *name, const char *what, char out[INV_ID_MAX + 1])
+{
+    sl_slice v = sl_route_param(&req->params, name);
+    if (!inv_id_valid(v.ptr, v.len)) {
+        sl_json_errors errs;
+        sl_json_errors_init(&errs);
+        sl_json_errors_add(&errs, name, "no such %s", what);
+        sl_respond_problem_ex(req, 404, "no such resource", &errs);
+        return -1;
+    }
+    memcpy(out, v.ptr, v.len);
+    out[v.len] = '\0';
+    return 0;
+}
+
+static void respond_not_found(sl_http_req *req, const char *field, const char *what)
+{
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    sl_json_errors_add(&errs, field, "no such %s", what);
+    sl_respond_problem_ex(req, 404, "no such resource", &errs);
+}
+
+/* ---- reservations --------------------------------------------------------------------------- */
+
+static void answer_reserve(sl_http_req *req, inv_reserve_result *res)
+{
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    switch (res->outcome) {
+    case INV_RES_CREATED:
+    case INV_RES_EXISTING:
+        respond_owned(req, res->outcome == INV_RES_CREATED ? 201 : 200,
+                      inv_reservation_json(&res->res));
+        return;
+    case INV_RES_MISMATCH:
+        respond_refusal(req, 409, "reservation_mismatch",
+                        "this order already holds a reservation with other items", NULL,
+                        "reservation", inv_reservation_json(&res->res));
+        return;
+    case INV_RES_ALREADY_RELEASED:
+        respond_refusal(req, 409, "already_released",
+                        "this order's reservation was released before it was made", NULL,
+                        "reservation", inv_reservation_json(&res->res));
+        return;
+    case INV_RES_UNKNOWN_PRODUCT:
+        for (size_t i = 0; i < res->nshort; i++) {
+            char f[48];
+            snprintf(f, sizeof f, "items[%zu].product_id", res->short_items[i].index);
+            sl_json_errors_add(&errs, f, "no such product");
+        }
+        sl_respond_problem_ex(req, 422, "an item names an unknown product", &errs);
+        return;
+    case INV_RES_INSUFFICIENT: {
+        json_t *items = json_array();
+        for (size_t i = 0; i < res->nshort; i++) {
+            const inv_shortage *s = &res->short_items[i];
+            char f[48];
+            snprintf(f, sizeof f, "items[%zu].qty", s->index);
+            sl_json_errors_add(&errs, f, "only %lld available", (long long)s->available);
+            json_array_append_new(items, json_pack("{s:s, s:I, s:I}", "product_id", s->product_id,
+                                                   "requested", (json_int_t)s->requested,
+                                                   "available", (json_int_t)s->available));
+        }
+        respond_refusal(req, 409, "insufficient_stock", "not enough stock for every item", &errs,
+                        "items", items);
+        return;
+    }
+    }
+}
+
+static void h_reserve(sl_http_req *req, sl_svc_worker *w)
+{
+    if (require_service(req) != 0) return;
+    json_t *body;
+    if (sl_req_json_body(req, &body) != 0) return;
+    char order_id[INV_ID_MAX + 1];
+    inv_item items[INV_ITEMS_MAX];
+    size_t n = 0;
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    int rc = inv_read_reservation(body, order_id, items, &n, &errs);
+    json_decref(body);
+    if (rc != 0) {
+        sl_respond_invalid(req, &errs);
+        return;
+    }
+    inv_reserve_result *res = malloc(sizeof *res);
+    if (!res) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        return;
+    }
+    rc = inv_op_reserve(sl_svc_worker_db(w), order_id, items, n, now_ms(), config_of(w)->ttl_ms,
+                        traceparent_of(req), res);
+    if (rc != 0)
+        respond_db_error(req, w, rc);
+    else
+        answer_reserve(req, res);
+    free(res);
+}
+
+static void h_release(sl_http_req *req, sl_svc_worker *w)
+{
+    char oid[INV_ID_MAX + 1];
+    if (require_service(req) != 0 || path_id(req, "order_id", "order", oid) != 0) return;
+    inv_reservation *r = malloc(sizeof *r);
+    if (!r) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        return;
+    }
+    inv_action action;
+    int rc = inv_op_release(sl_svc_worker_db(w), oid, "requested", now_ms(), traceparent_of(req),
+                            &action, r);
+    if (rc != 0)
+        respond_db_error(req, w, rc);
+    else if (action == INV_ACT_REFUSE)
+        respond_refusal(req, 409, "already_committed",
+                        "this order's reservation is committed and cannot be released", NULL,
+                        "reservation", inv_reservation_json(r));
+    else
+        respond_owned(req, 200, inv_reservation_json(r));
+    free(r);
+}
+
+static void h_commit(sl_http_req *req, sl_svc_worker *w)
+{
+    char oid[INV_ID_MAX + 1];
+    if (require_service(req) != 0 || path_id(req, "order_id", "order", oid) != 0) return;
+    inv_reservation *r = malloc(sizeof *r);
+    if (!r) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        return;
+    }
+    inv_action action;
+    int rc = inv_op_commit(sl_svc_worker_db(w), oid, now_ms(), traceparent_of(req), &action, r);
+    if (rc != 0)
+        respond_db_error(req, w, rc);
+    else if (action == INV_ACT_UNKNOWN)
+        respond_not_found(req, "order_id", "reservation for this order");
+    else if (action == INV_ACT_REFUSE)
+        respond_refusal(req, 409, "already_released",
+                        strcmp(r->reason, "expired") == 0
+                            ? "this order's reservation expired and its units were released"
+                            : "this order's reservation was released",
+                        NULL, "reservation", inv_reservation_json(r));
+    else
+        respond_owned(req, 200, inv_reservation_json(r));
+    free(r);
+}
+
+static void h_get_reservation(sl_http_req *req, sl_svc_worker *w)
+{
+    char oid[INV_ID_MAX + 1];
+    if (require_service(req) != 0 || path_id(req, "order_id", "order", oid) != 0) return;
+    inv_reservation *r = malloc(sizeof *r);
+    if (!r) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        return;
+    }
+    int rc = inv_store_res_get(sl_svc_worker_db(w), oid, r);
+    if (rc == SL_ENOTFOUND)
+        respond_not_found(req, "order_id", "reservation for this order");
+    else if (rc != 0)
+        respond_db_error(req, w, rc);
+    else
+        respond_owned(req, 200, inv_reservation_json(r));
+    free(r);
+}
+
+/* ---- stock ---------------------------------------------------------------------------------- */
+
+static void h_get_stock(sl_http_req *req, sl_svc_worker *w)
+{
+    char pid[INV_ID_MAX + 1];
+    if (require_service(req) != 0 || path_id(req, "product_id", "product", pid) != 0) return;
+    inv_stock s;
+    int rc = inv_store_stock_get(sl_svc_worker_db(w), pid, &s);
+    if (rc == SL_ENOTFOUND)
+        respond_not_found(req, "product_id", "product");
+    else if (rc != 0)
+        respond_db_error(req, w, rc);
+    else
+        respond_owned(req, 200, inv_stock_json(&s));
+}
+
+/* Restock inside an open transaction; fills the status and body to answer with. */
+static int restock_tx(sl_db *db, const char *pid, int64_t qty, const char *tp, int *status,
+                      json_t **body)
+{
+    inv_stock s;
+    int rc = inv_op_restock_tx(db, pid, qty, now_ms(), tp, &s);
+    if (rc == SL_ENOTFOUND) {
+        *status = 404;
+        *body = NULL;
+        return 0;
+    }
+    if (rc == SL_ELIMIT) {
+        *status = 409;
+        *body = NULL;
+        return 0;
+    }
+    if (rc != 0) return rc;
+    *status = 200;
+    *body =
+        json_pack("{s:s, s:I}", "product_id", pid, "available", (json_int_t)(s.stock - s.reserved));
+    return *body ? 0 : SL_ENOMEM;
+}
+
+static void answer_restock(sl_http_req *req, int status, json_t *body)
+{
+    if (status == 404)
+        respond_not_found(req, "product_id", "product");
+    else if (status == 409)
+        respond_refusal(req, 409, "stock_limit", "the stock would exceed its maximum", NULL, NULL,
+                        NULL);
+    else
+        sl_respond_json_value(req, status, body);
+}
+
+static void h_restock(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    char pid[INV_ID_MAX + 1];
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    if (path_id(req, "product_id", "product", pid) != 0) return;
+    json_t *doc;
+    if (sl_req_json_body(req, &doc) != 0) return;
+    int64_t qty = 0;
+    const sl_json_field f[] = {{.name = "quantity",
+                                .kind = SL_JSON_INT,
+                                .flags = SL_JSON_REQUIRED,
+                                .min = 1,
+                                .max = INV_RESTOCK_MAX,
+                                .out = &qty}};
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    int rc = sl_json_read(doc, f, 1, SL_JSON_REJECT_UNKNOWN, &errs);
+    json_decref(doc);
+    if (rc != 0) {
+        sl_respond_invalid(req, &errs);
+        return;
+    }
+    /* Idempotency-Key (API.md): same key and body → the first answer, no second effect. */
+    sl_slice key = {0};
+    int has_key = sl_http_req_header(req, "idempotency-key", &key);
+    char keybuf[SL_IDEM_KEY_MAX + 1];
+    if (has_key) {
+        if (!sl_idem_key_valid(key.ptr, key.len)) {
+            sl_json_errors_add(&errs, "Idempotency-Key", "must be 1..200 visible ASCII bytes");
+            sl_respond_problem_ex(req, 400, "invalid Idempotency-Key header", &errs);
+            return;
+        }
+        memcpy(keybuf, key.ptr, key.len);
+        keybuf[key.len] = '\0';
+    }
+    char scope[SL_IDENTITY_ID_MAX + 8];
+    snprintf(scope, sizeof scope, "user:%s", id.user_id);
+    sl_db *db = sl_svc_worker_db(w);
+    int status = 0;
+    json_t *body = NULL;
+    sl_idem_result idem = {0};
+    if ((rc = sl_db_begin(db)) != 0) goto fail;
+    if (has_key) {
+        /* The canonical request: path and the validated quantity. */
+        char canon[160];
+        int cl = snprintf(canon, sizeof canon, "restock %s %lld", pid, (long long)qty);
+        rc = sl_idem_begin(db, scope, keybuf, canon, (size_t)cl, now_ms(), &idem);
+        if (rc != 0) goto fail;
+        if (idem.state == SL_IDEM_MISMATCH) {
+            sl_db_rollback(db);
+            sl_respond_problem_ex(req, 422, "this Idempotency-Key was used with another request",
+                                  NULL);
+            return;
+        }
+        if (idem.state == SL_IDEM_REPLAY) {
+            sl_db_rollback(db);
+            sl_http_respond_body(req, idem.status,
+                                 idem.status == 200 ? "application/json"
+                                                    : "application/problem+json",
+                                 idem.body, idem.body_len);
+            sl_idem_result_free(&idem);
+            return;
+        }
+    }
+    if ((rc = restock_tx(db, pid, qty, traceparent_of(req), &status, &body)) != 0) goto fail;
+    if (status != 200) {
+        /* A refusal changes nothing and is not remembered: the same key may be retried. */
+        sl_db_rollback(db);
+        answer_restock(req, status, NULL);
+        return;
+    }
+    if (has_key) {
+        char *text = sl_json_dump(body, NULL);
+        rc = text ? sl_idem_finish(db, scope, keybuf, 200, text, strlen(text)) : SL_ENOMEM;
+        free(text);
+        if (rc != 0) goto fail;
+    }
+    if ((rc = sl_db_commit(db)) != 0) goto fail;
+    answer_restock(req, 200, body);
+    json_decref(body);
+    return;
+fail:
+    sl_db_rollback(db);
+    json_decref(body);
+    respond_db_error(req, w, rc);
+}
+
+static void h_audit(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    inv_violation *v = calloc(INV_AUDIT_MAX, sizeof *v);
+    if (!v) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        return;
+    }
+    size_t n = 0, dropped = 0;
+    int rc = inv_store_audit(sl_svc_worker_db(w), v, INV_AUDIT_MAX, &n, &dropped);
+    if (rc != 0) {
+        free(v);
+        respond_db_error(req, w, rc);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "check", v[i].check, "subject",
+                                             v[i].subject, "detail", v[i].detail));
+    free(v);
+    respond_owned(req, 200,
+                  arr ? json_pack("{s:b, s:o, s:I}", "ok", n == 0 && dropped == 0, "violations",
+                                  arr, "violations_dropped", (json_int_t)dropped)
+                      : NULL);
+}
+
+/* ---- expiry sweep --------------------------------------------------------------------------- */
+
+static void log_expired(void *data, const inv_reservation *r)
+{
+    sl_svc_worker *w = data;
+    SL_LOG_WARN(sl_svc_worker_log(w), NULL, "reservation expired; its units were released",
+                SL_LOG_STR("order_id", r->order_id), SL_LOG_INT("items", (int64_t)r->n));
+}
+
+static void sweep(uv_timer_t *t)
+{
+    inv_sweeper *s = t->data;
+    size_t released = 0;
+    int rc = inv_op_expire_due(sl_svc_worker_db(s->w), now_ms(), 64, &released, log_expired, s->w);
+    if (rc != 0)
+        SL_LOG_ERROR(sl_svc_worker_log(s->w), NULL, "reservation sweep failed",
+                     SL_LOG_STR("code", sl_errname(rc)),
+                     SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(s->w))));
+}
+
+static int worker_init(sl_svc_worker *w)
+{
+    /* One sweeper per process is enough: worker 0 (DESIGN §4, one loop per worker). */
+    if (sl_svc_worker_index(w) != 0) return 0;
+    inv_sweeper *s = calloc(1, sizeof *s);
+    if (!s) return SL_ENOMEM;
+    s->w = w;
+    uv_timer_init(sl_svc_worker_loop(w), &s->timer);
+    s->timer.data = s;
+    uint64_t every = (uint64_t)config_of(w)->sweep_ms;
+    uv_timer_start(&s->timer, sweep, every, every);
+    sl_svc_worker_set_data(w, s);
+    return 0;
+}
+
+static void sweeper_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void worker_fini(sl_svc_worker *w)
+{
+    inv_sweeper *s = sl_svc_worker_data(w);
+    if (!s) return;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, sweeper_closed);
+    sl_svc_worker_set_data(w, NULL);
+}
+
+static int init(sl_service *svc)
+{
+    inv_config *c = calloc(1, sizeof *c);
+    if (!c) return SL_ENOMEM;
+    char err[SL_CONFIG_ERR_MAX];
+    sl_config *cfg = sl_service_config(svc);
+    int rc = sl_config_get_int(cfg, "inventory.reservation_ttl_ms", INV_TTL_DEFAULT_MS, 100,
+                               7LL * 24 * 3600 * 1000, &c->ttl_ms, err);
+    int64_t def_sweep = c->ttl_ms / 4 < 50 ? 50 : c->ttl_ms / 4 > 30000 ? 30000 : c->ttl_ms / 4;
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "inventory.sweep_interval_ms", def_sweep, 10, 3600000,
+                               &c->sweep_ms, err);
+    if (rc != 0) {
+        SL_LOG_ERROR(sl_service_log(svc), NULL, "configuration", SL_LOG_STR("error", err));
+        free(c);
+        return rc;
+    }
+    SL_LOG_INFO(sl_service_log(svc), NULL, "reservations", SL_LOG_INT("ttl_ms", c->ttl_ms),
+                SL_LOG_INT("sweep_interval_ms", c->sweep_ms));
+    sl_service_set_data(svc, c);
+    return 0;
+}
+
+static void fini(sl_service *svc)
+{
+    free(sl_service_data(svc));
+    sl_service_set_data(svc, NULL);
+}
+
+/* ---- definition ----------------------------------------------------------------------------- */
+
+static const sl_route_def routes[] = {
+    {SL_HTTP_POST, "/reservations", h_reserve, 64 * 1024},
+    {SL_HTTP_GET, "/reservations/{order_id}", h_get_reservation, 0},
+    {SL_HTTP_POST, "/reservations/{order_id}/release", h_release, 4096},
+    {SL_HTTP_POST, "/reservations/{order_id}/commit", h_commit, 4096},
+    {SL_HTTP_GET, "/stock/{product_id}", h_get_stock, 0},
+    {SL_HTTP_POST, "/stock/{product_id}/restock", h_restock, 4096},
+    {SL_HTTP_GET, "/admin/audit", h_audit, 0},
+};
+
+static const sl_subscription_def subscriptions[] = {
+    {.topic = "shop.product.created.v1", .apply = inv_apply_product_created},
+    {.topic = "shop.order.confirmed.v1", .apply = inv_apply_order_confirmed},
+};
+
+static const char *const publishes[] = {"inventory", NULL};
+
+const sl_service_def inventory_service = {
+    .name = "inventory",
+    .default_port = 8085,
+    .routes = routes,
+    .nroutes = SL_ARRAY_LEN(routes),
+    .init = init,
+    .fini = fini,
+    .worker_init = worker_init,
+    .worker_fini = worker_fini,
+    .migrations = &sl_migrations_inventory,
+    .subscriptions = subscriptions,
+    .nsubscriptions = SL_ARRAY_LEN(subscriptions),
+    .publishes = publishes,
+};
