@@ -169,7 +169,7 @@ static int load_topology_checked(const char *path, topology *t)
         sl_config_get_bool(t->cfg, "nats.external", false, &ext, err) != 0 ||
         sl_config_get_string(t->cfg, "nats.url", NULL, &t->nats_url, err) != 0) {
         fprintf(stderr, "shoal: %s\n", err);
-        return -1;
+        goto fail;
     }
     external = ext;
     t->nats_port = (int)port;
@@ -179,9 +179,14 @@ static int load_topology_checked(const char *path, topology *t)
         char where[256];
         sl_config_locate(t->cfg, "services", where, sizeof where);
         fprintf(stderr, "shoal: %s: services: must be a non-empty list\n", where);
-        return -1;
+        goto fail;
     }
     return 0;
+fail:
+    /* Callers return at once on failure: the tree is released here (ASan: integration.cli). */
+    sl_config_free(t->cfg);
+    t->cfg = NULL;
+    return -1;
 }
 
 static int build_procs(supervisor *s, topology *t)

@@ -1,0 +1,370 @@
+/*
+ * shoal-user's definition (routes, subscriptions, migrations) and lifecycle:
+ * configuration (`user.*`), the token signing key and the JWKS, the dummy
+ * hash that keeps unknown-email logins as slow as wrong passwords, the
+ * per-worker state (password limiter, login rate limiter, the local
+ * projector's poll), and the bootstrap of the local admin account.
+ */
+#include "user_int.h"
+
+#include <shoal/config.h>
+#include <shoal/log.h>
+#include <shoal/rand.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define POLL_MS 1000 /* worker 0's safety poll of the outbox (writes also project at once) */
+
+static const char *const cost_names[] = {"interactive", "min", NULL};
+static const char *const feed_names[] = {"outbox", "bus", NULL};
+
+/* ---- configuration ------------------------------------------------------------------------- */
+
+static int read_config(sl_service *svc, user_svc *us, const char **key_file, const char **prev_file)
+{
+    sl_config *cfg = sl_service_config(svc);
+    char err[SL_CONFIG_ERR_MAX] = {0};
+    const char *issuer = NULL, *cost = NULL, *feed = NULL, *admin = NULL, *dir = NULL;
+    int64_t ttl, conc, rate, period, wait, poll;
+    bool boot = false;
+    unsigned cores = uv_available_parallelism();
+    int64_t def_conc = cores < 3 ? (cores ? cores : 1) : 3; /* below the 4 threadpool threads */
+    int bad = 0;
+    bad |=
+        sl_config_get_string(cfg, "user.signing_key_file", "data/user-signing.pem", key_file, err);
+    bad |= !bad && sl_config_get_string(cfg, "user.previous_key_file", NULL, prev_file, err);
+    bad |= !bad && sl_config_get_string(cfg, "user.issuer", "shoal", &issuer, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.token_ttl_s", 3600, 60, 7 * 86400, &ttl, err);
+    bad |= !bad && sl_config_get_string(cfg, "user.password_cost", "interactive", &cost, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.password_concurrency", def_conc, 1, 64, &conc, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.login_rate", 5, 1, 100000, &rate, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.login_period_s", 60, 1, 86400, &period, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.read_wait_ms", 2000, 0, 30000, &wait, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.read_poll_ms", 5, 1, 1000, &poll, err);
+    bad |= !bad && sl_config_get_string(cfg, "user.read_model_feed", "outbox", &feed, err);
+    bad |= !bad && sl_config_get_bool(cfg, "user.bootstrap_admin", false, &boot, err);
+    bad |= !bad && sl_config_get_string(cfg, "user.admin_email", "admin@shoal.local", &admin, err);
+    bad |= !bad && sl_config_get_string(cfg, "user.data_dir", "data", &dir, err);
+    if (!bad && strcmp(cost, cost_names[0]) != 0 && strcmp(cost, cost_names[1]) != 0)
+        bad = snprintf(err, sizeof err, "user.password_cost: must be interactive or min") > 0;
+    if (!bad && strcmp(feed, feed_names[0]) != 0 && strcmp(feed, feed_names[1]) != 0)
+        bad = snprintf(err, sizeof err, "user.read_model_feed: must be outbox or bus") > 0;
+    if (!bad && (strlen(issuer) == 0 || strlen(issuer) >= sizeof us->issuer))
+        bad = snprintf(err, sizeof err, "user.issuer: must be 1 to 127 bytes") > 0;
+    if (!bad && strlen(dir) + 32 >= sizeof us->data_dir)
+        bad = snprintf(err, sizeof err, "user.data_dir: too long") > 0;
+    const char *why = NULL;
+    if (!bad && user_email_normalize(admin, strlen(admin), us->admin_email, &why) != 0)
+        bad = snprintf(err, sizeof err, "user.admin_email: %s", why) > 0;
+    if (bad) {
+        SL_LOG_ERROR(sl_service_log(svc), NULL, "configuration", SL_LOG_STR("error", err));
+        return SL_ECONFIG;
+    }
+    snprintf(us->issuer, sizeof us->issuer, "%s", issuer);
+    snprintf(us->data_dir, sizeof us->data_dir, "%s", dir);
+    us->token_ttl_s = ttl;
+    us->cost = strcmp(cost, "min") == 0 ? sl_password_cost_min() : sl_password_cost_interactive();
+    us->pw_concurrency = (uint32_t)conc;
+    us->login_rate = (uint32_t)rate;
+    us->login_period_ms = period * 1000;
+    us->read_wait_ms = wait;
+    us->read_poll_ms = poll;
+    us->local_projector = strcmp(feed, "outbox") == 0;
+    us->bootstrap_admin = boot;
+    return 0;
+}
+
+/* ---- keys ---------------------------------------------------------------------------------- */
+
+/* mkdir -p for the parent directories of `path` (mode 0700: they hold secrets). */
+static void make_parent_dirs(const char *path)
+{
+    char dir[1024];
+    size_t n = strlen(path);
+    if (n >= sizeof dir) return;
+    memcpy(dir, path, n + 1);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        mkdir(dir, 0700);
+        *p = '/';
+    }
+}
+
+/* Loads the signing key, creating it (mode 0600) on first start. */
+static int ensure_signing_key(sl_service *svc, const char *path, sl_auth_key **out)
+{
+    sl_logger *log = sl_service_log(svc);
+    int rc = sl_auth_key_load_pem(path, out);
+    if (rc == -ENOENT) {
+        make_parent_dirs(path);
+        rc = sl_auth_key_generate(out);
+        if (rc == 0) rc = sl_auth_key_save_pem(*out, path);
+        if (rc == 0)
+            SL_LOG_INFO(log, NULL, "token signing key created", SL_LOG_STR("file", path),
+                        SL_LOG_STR("kid", sl_auth_key_kid(*out)));
+    }
+    if (rc != 0) {
+        sl_auth_key_free(*out);
+        *out = NULL;
+        SL_LOG_ERROR(log, NULL, "cannot load or create the token signing key",
+                     SL_LOG_STR("file", path), SL_LOG_STR("error", sl_errname(rc)));
+        return rc;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
+        SL_LOG_WARN(log, NULL, "the token signing key is readable by others; chmod 600 it",
+                    SL_LOG_STR("file", path));
+    return 0;
+}
+
+/* The JWKS: the current key, plus the previous one (rotation) when configured. */
+static int build_jwks(sl_service *svc, user_svc *us, const char *prev_file)
+{
+    sl_keyset *ks = NULL;
+    sl_auth_key *prev = NULL;
+    int rc = sl_keyset_new(&ks);
+    if (rc == 0) rc = sl_keyset_add(ks, us->signing);
+    if (rc == 0 && prev_file && *prev_file) {
+        rc = sl_auth_key_load_pem(prev_file, &prev);
+        if (rc == 0) rc = sl_keyset_add(ks, prev);
+        if (rc == SL_EEXIST) rc = 0; /* the same key as the current one */
+        if (rc != 0)
+            SL_LOG_ERROR(sl_service_log(svc), NULL, "cannot load the previous signing key",
+                         SL_LOG_STR("file", prev_file), SL_LOG_STR("error", sl_errname(rc)));
+    }
+    if (rc == 0) rc = sl_jwks_dump(ks, &us->jwks, &us->jwks_len);
+    sl_auth_key_free(prev);
+    sl_keyset_free(ks);
+    return rc;
+}
+
+static int svc_init(sl_service *svc)
+{
+    user_svc *us = calloc(1, sizeof *us);
+    if (!us) return SL_ENOMEM;
+    sl_service_set_data(svc, us);
+    const char *key_file = NULL, *prev_file = NULL;
+    int rc = read_config(svc, us, &key_file, &prev_file);
+    if (rc == 0) rc = ensure_signing_key(svc, key_file, &us->signing);
+    if (rc == 0) rc = build_jwks(svc, us, prev_file);
+    if (rc == 0) {
+        /* A hash of a random password nobody knows, at the configured cost: an unknown email
+         * costs the same verification as a wrong password (no user enumeration by timing). */
+        unsigned char pw[24];
+        rc = sl_rand_secure_bytes(pw, sizeof pw);
+        if (rc == 0) rc = sl_password_hash((const char *)pw, sizeof pw, &us->cost, us->dummy_hash);
+        sodium_memzero(pw, sizeof pw);
+    }
+    return rc;
+}
+
+static void svc_fini(sl_service *svc)
+{
+    user_svc *us = sl_service_data(svc);
+    if (!us) return;
+    sl_auth_key_free(us->signing);
+    free(us->jwks);
+    free(us);
+    sl_service_set_data(svc, NULL);
+}
+
+/* ---- admin bootstrap ----------------------------------------------------------------------- */
+
+/* Writes the credentials file atomically with mode 0600 (mkstemp creates it so). */
+static int write_credentials(const char *path, const char *email, const char *password)
+{
+    char tmp[700];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= sizeof tmp) return SL_ELIMIT;
+    int fd = mkstemp(tmp);
+    if (fd < 0) return -errno;
+    char body[512];
+    int n = snprintf(body, sizeof body, "email: %s\npassword: %s\n", email, password);
+    int rc = 0;
+    if (fchmod(fd, 0600) != 0 || write(fd, body, (size_t)n) != n || fsync(fd) != 0) rc = -errno;
+    sodium_memzero(body, sizeof body);
+    if (close(fd) != 0 && rc == 0) rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0) rc = -errno;
+    if (rc != 0) unlink(tmp);
+    return rc;
+}
+
+static int create_admin(user_worker *uw, const char *file, char *pw, char *hash)
+{
+    const user_svc *us = uw->svc;
+    unsigned char raw[24];
+    size_t pwlen = 0;
+    int rc = sl_rand_secure_bytes(raw, sizeof raw);
+    if (rc == 0) rc = sl_b64url_encode(raw, sizeof raw, pw, 64, &pwlen);
+    sodium_memzero(raw, sizeof raw);
+    if (rc == 0) rc = sl_password_hash(pw, pwlen, &us->cost, hash);
+    /* The file first: if the commit then fails, the next start makes a new password. */
+    if (rc == 0) rc = write_credentials(file, us->admin_email, pw);
+    user_state st;
+    user_new u = {
+        .email = us->admin_email, .name = "Administrator", .role = "admin", .password_hash = hash};
+    if (rc == 0)
+        rc = user_store_create(sl_svc_worker_db(uw->w), &u, NULL,
+                               sl_clock_wall_ns(sl_clock_system()), &st);
+    if (rc == 0) /* By design the ONE place a secret is printed: once, on the start that made it. */
+        SL_LOG_WARN(sl_svc_worker_log(uw->w), NULL,
+                    "admin account created; its password is shown only this once and kept in "
+                    "the credentials file (mode 0600)",
+                    SL_LOG_STR("email", us->admin_email), SL_LOG_STR("password", pw),
+                    SL_LOG_STR("file", file), SL_LOG_STR("user_id", st.id));
+    return rc;
+}
+
+static int bootstrap_admin(user_worker *uw)
+{
+    const user_svc *us = uw->svc;
+    int64_t admins = 0;
+    int rc = user_store_count_admins(sl_svc_worker_db(uw->w), &admins);
+    if (rc != 0 || admins > 0) return rc;
+    char file[600];
+    snprintf(file, sizeof file, "%s/admin-credentials", us->data_dir);
+    make_parent_dirs(file);
+    char pw[64] = {0}, hash[SL_PASSWORD_HASH_MAX] = {0};
+    rc = create_admin(uw, file, pw, hash);
+    sodium_memzero(pw, sizeof pw);
+    sodium_memzero(hash, sizeof hash);
+    if (rc == SL_ECONFLICT)
+        SL_LOG_ERROR(sl_svc_worker_log(uw->w), NULL,
+                     "cannot create the admin account: its email belongs to a customer",
+                     SL_LOG_STR("email", us->admin_email));
+    else if (rc != 0)
+        SL_LOG_ERROR(sl_svc_worker_log(uw->w), NULL, "cannot create the admin account",
+                     SL_LOG_STR("error", sl_errname(rc)));
+    return rc;
+}
+
+/* ---- workers ------------------------------------------------------------------------------- */
+
+void user_project_now(user_worker *uw)
+{
+    if (!uw->svc->local_projector || uw->closing) return;
+    int applied = 0, skipped = 0;
+    int rc = user_project_outbox(sl_svc_worker_db(uw->w), 100, &applied, &skipped);
+    if (rc != 0)
+        SL_LOG_ERROR(sl_svc_worker_log(uw->w), NULL, "read model projection failed",
+                     SL_LOG_STR("error", sl_errname(rc)));
+    if (skipped > 0)
+        SL_LOG_ERROR(sl_svc_worker_log(uw->w), NULL, "read model: outbox events skipped as invalid",
+                     SL_LOG_INT("count", skipped));
+}
+
+static void poll_tick(uv_timer_t *t)
+{
+    user_project_now(t->data);
+}
+
+static void worker_free(user_worker *uw)
+{
+    sl_ratelimit_free(uw->rl);
+    free(uw);
+}
+
+void user_worker_unref(user_worker *uw)
+{
+    if (--uw->refs == 0 && uw->closing) worker_free(uw);
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+    user_worker *uw = h->data;
+    uw->poll_open = 0;
+    user_worker_unref(uw);
+}
+
+static int worker_init(sl_svc_worker *w)
+{
+    const user_svc *us = sl_service_data(sl_svc_worker_service(w));
+    user_worker *uw = calloc(1, sizeof *uw);
+    if (!uw) return SL_ENOMEM;
+    uw->w = w;
+    uw->svc = us;
+    sl_password_limiter_init(&uw->lim, us->pw_concurrency);
+    sl_ratelimit_config rc_cfg;
+    sl_ratelimit_config_default(&rc_cfg);
+    rc_cfg.rate = us->login_rate;
+    rc_cfg.burst = us->login_rate;
+    rc_cfg.period_ms = us->login_period_ms;
+    rc_cfg.key_max_len = USER_EMAIL_MAX;
+    sl_rand r;
+    int rc = sl_rand_seed_os(&r);
+    if (rc == 0) rc = sl_ratelimit_new(&rc_cfg, sl_clock_system(), &r, &uw->rl);
+    if (rc != 0) {
+        worker_free(uw);
+        return rc;
+    }
+    sl_svc_worker_set_data(w, uw);
+    if (sl_svc_worker_index(w) != 0) return 0;
+    /* Worker 0: catch the read model up, create the admin, keep polling the outbox. */
+    user_project_now(uw);
+    if (us->bootstrap_admin && (rc = bootstrap_admin(uw)) != 0) return rc;
+    user_project_now(uw);
+    if (us->local_projector) {
+        uv_timer_init(sl_svc_worker_loop(w), &uw->poll);
+        uw->poll.data = uw;
+        uw->poll_open = 1;
+        uw->refs++;
+        uv_timer_start(&uw->poll, poll_tick, POLL_MS, POLL_MS);
+    }
+    return 0;
+}
+
+static void worker_fini(sl_svc_worker *w)
+{
+    user_worker *uw = sl_svc_worker_data(w);
+    if (!uw) return;
+    sl_svc_worker_set_data(w, NULL);
+    uw->closing = 1;
+    user_waits_abort(uw);
+    if (uw->poll_open) {
+        uv_timer_stop(&uw->poll);
+        uv_close((uv_handle_t *)&uw->poll, poll_closed);
+    } else if (uw->refs == 0) {
+        worker_free(uw);
+    }
+}
+
+/* ---- the definition ------------------------------------------------------------------------ */
+
+static const sl_route_def routes[] = {
+    {SL_HTTP_POST, "/register", user_h_register, 16 * 1024},
+    {SL_HTTP_POST, "/login", user_h_login, 16 * 1024},
+    {SL_HTTP_GET, "/.well-known/jwks.json", user_h_jwks, 0},
+    {SL_HTTP_GET, "/users/me", user_h_me_get, 0},
+    {SL_HTTP_PATCH, "/users/me", user_h_me_patch, 16 * 1024},
+    {SL_HTTP_GET, "/users/{id}", user_h_get, 0},
+    {SL_HTTP_GET, "/users", user_h_list, 0},
+};
+
+static const sl_subscription_def subscriptions[] = {
+    {.topic = USER_EVENT_REGISTERED, .apply = user_apply_event},
+    {.topic = USER_EVENT_UPDATED, .apply = user_apply_event},
+};
+
+static const char *const publishes[] = {"user", NULL};
+
+const sl_service_def user_service = {
+    .name = "user",
+    .default_port = 8101,
+    .routes = routes,
+    .nroutes = SL_ARRAY_LEN(routes),
+    .init = svc_init,
+    .fini = svc_fini,
+    .worker_init = worker_init,
+    .worker_fini = worker_fini,
+    .migrations = &sl_migrations_user,
+    .subscriptions = subscriptions,
+    .nsubscriptions = SL_ARRAY_LEN(subscriptions),
+    .publishes = publishes,
+};
