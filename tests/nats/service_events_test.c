@@ -74,8 +74,7 @@ static long long wait_total(int port, const char *counter, long long want, long 
     long long total = -1;
     for (int i = 0; i < 600; i++) {
         total = view(port, counter, events);
-        if (total == want)
-            break;
+        if (total == want) break;
         usleep(50000);
     }
     return total;
@@ -138,8 +137,7 @@ static void test_bad_input_is_refused(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (!mkdtemp(dir))
-        return -1;
+    if (!mkdtemp(dir)) return -1;
     nats_port = th_free_port();
     char p[16], sd[600];
     snprintf(p, sizeof p, "%d", nats_port);
