@@ -176,8 +176,10 @@ int order_store_get(sl_db *db, const char *order_id, order_row *out)
     BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
     int rc = sl_db_step(st);
     if (rc == SL_DB_ROW) {
+        char id[ORDER_ID_MAX + 1]; /* order_id may point into *out */
+        snprintf(id, sizeof id, "%s", order_id);
         memset(out, 0, sizeof *out);
-        snprintf(out->order_id, sizeof out->order_id, "%s", order_id);
+        memcpy(out->order_id, id, sizeof id);
         copy_text(out->user_id, sizeof out->user_id, st, 0);
         size_t len = 0;
         const char *s = sl_db_column_text(st, 1, &len);
