@@ -192,8 +192,8 @@ static int read_items(const json_t *items, order_request *out, sl_json_errors *e
              .out = &qty},
         };
         if (sl_json_path_index(prefix, sizeof prefix, "items", i) != 0) return SL_EINVAL;
-        if (sl_json_read_at(json_array_get(items, i), prefix, f, 2, SL_JSON_REJECT_UNKNOWN,
-                            errs) != 0) {
+        if (sl_json_read_at(json_array_get(items, i), prefix, f, 2, SL_JSON_REJECT_UNKNOWN, errs) !=
+            0) {
             bad = 1;
             continue;
         }

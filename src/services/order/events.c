@@ -153,7 +153,10 @@ static int named_items(sl_db *tx, const json_t *items, json_t **out, sl_json_err
              .min = 1,
              .max = ORDER_QTY_MAX,
              .out = &qty},
-            {.name = "unit_price", .kind = SL_JSON_OBJECT, .flags = SL_JSON_REQUIRED, .out = &price},
+            {.name = "unit_price",
+             .kind = SL_JSON_OBJECT,
+             .flags = SL_JSON_REQUIRED,
+             .out = &price},
         };
         if (sl_json_path_index(prefix, sizeof prefix, "items", i) != 0 ||
             sl_json_read_at(json_array_get(items, i), prefix, f, 3, 0, errs) != 0 ||
@@ -328,8 +331,7 @@ int order_apply_product(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reaso
     return put_replica(tx, pid, name, price, "price", msg, reason, cap);
 }
 
-int order_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                              size_t cap)
+int order_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
     (void)svc;
     const char *pid = NULL;

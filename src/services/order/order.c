@@ -194,9 +194,9 @@ static int price_items(sl_db *db, order_row *o, sl_json_errors *errs)
     if (rc != 0) {
         char f[48];
         snprintf(f, sizeof f, "items[%zu].product_id", at);
-        sl_json_errors_add(errs, f, rc == SL_ECONFLICT
-                                        ? "is priced in another currency than items[0]"
-                                        : "makes the total exceed the largest amount");
+        sl_json_errors_add(errs, f,
+                           rc == SL_ECONFLICT ? "is priced in another currency than items[0]"
+                                              : "makes the total exceed the largest amount");
         return SL_ENOTFOUND;
     }
     return 0;
@@ -286,7 +286,8 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
     char sid[SL_SAGA_ID_MAX + 1];
     rc = order_saga_id(sid, ORDER_SAGA_CHECKOUT, o->order_id);
     order_worker *ow = sl_svc_worker_data(w);
-    if (rc == 0) rc = sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.checkout), sid);
+    if (rc == 0)
+        rc = sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.checkout), sid);
     if (rc != 0)
         SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
                      "checkout saga not started now; the next start of the service resumes it",
@@ -338,15 +339,14 @@ static json_t *hist_json(const order_hist_row *r)
     char c[40], u[40];
     if (sl_rfc3339_format(r->created_ms * 1000000, c, sizeof c) < 0) c[0] = '\0';
     if (sl_rfc3339_format(r->updated_ms * 1000000, u, sizeof u) < 0) u[0] = '\0';
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:s}", "order_id", r->order_id,
-                     "user_id", r->user_id, "status", r->status, "items",
-                     items ? items : json_array(), "total_amount",
-                     r->currency[0] ? json_pack("{s:I, s:s}", "amount", (json_int_t)r->total,
-                                                "currency", r->currency)
-                                    : json_null(),
-                     "cancel_reason",
-                     r->cancel_reason[0] ? json_string(r->cancel_reason) : json_null(),
-                     "created_at", c, "updated_at", u);
+    return json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:s}", "order_id", r->order_id, "user_id", r->user_id,
+        "status", r->status, "items", items ? items : json_array(), "total_amount",
+        r->currency[0]
+            ? json_pack("{s:I, s:s}", "amount", (json_int_t)r->total, "currency", r->currency)
+            : json_null(),
+        "cancel_reason", r->cancel_reason[0] ? json_string(r->cancel_reason) : json_null(),
+        "created_at", c, "updated_at", u);
 }
 
 /* Reads ?user_id= and ?status=; answers and returns -1 on a bad value. */
@@ -414,10 +414,10 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     order_hist_rows_free(rows, n);
     free(rows);
     respond_owned(req, 200,
-                  items ? json_pack("{s:o, s:I, s:I, s:I}", "items", items, "page",
-                                    (json_int_t)page, "per_page", (json_int_t)per_page, "total",
-                                    (json_int_t)total)
-                        : NULL);
+                  items
+                      ? json_pack("{s:o, s:I, s:I, s:I}", "items", items, "page", (json_int_t)page,
+                                  "per_page", (json_int_t)per_page, "total", (json_int_t)total)
+                      : NULL);
 }
 
 /* ---- state changes: cancel, ship, deliver --------------------------------------------------- */
@@ -467,8 +467,8 @@ static int change_tx(sl_http_req *req, sl_svc_worker *w, order_row *o, const cha
     }
     int changed = 0;
     int64_t now = now_ms();
-    rc = order_store_set_status(db, o->order_id, o->status, next, c->reason, c->note, now,
-                                &changed);
+    rc =
+        order_store_set_status(db, o->order_id, o->status, next, c->reason, c->note, now, &changed);
     if (rc == 0 && !changed) rc = SL_EBUSY; /* cannot happen inside the transaction */
     if (rc != 0) goto out;
     o->status = next;
@@ -478,8 +478,9 @@ static int change_tx(sl_http_req *req, sl_svc_worker *w, order_row *o, const cha
     if (c->saga) {
         char sid[SL_SAGA_ID_MAX + 1], *input = order_saga_input(o);
         rc = order_saga_id(sid, ORDER_SAGA_CANCEL, o->order_id);
-        if (rc == 0) rc = input ? sl_saga_store_create(db, &config_of(w)->sagas.cancel, sid, input, now)
-                   : SL_ENOMEM;
+        if (rc == 0)
+            rc = input ? sl_saga_store_create(db, &config_of(w)->sagas.cancel, sid, input, now)
+                       : SL_ENOMEM;
         free(input);
         if (rc != 0) goto out;
     }
@@ -515,7 +516,9 @@ static void run_change(sl_http_req *req, sl_svc_worker *w, const sl_identity *id
             char sid[SL_SAGA_ID_MAX + 1];
             rc = order_saga_id(sid, ORDER_SAGA_CANCEL, o->order_id);
             order_worker *ow = sl_svc_worker_data(w);
-            if (rc == 0) rc = sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.cancel), sid);
+            if (rc == 0)
+                rc =
+                    sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.cancel), sid);
             if (rc != 0)
                 SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
                              "cancel saga not started now; the next start resumes it",
@@ -586,9 +589,9 @@ static json_t *ms_json(int64_t ms)
 static json_t *summary_json(const sl_saga_summary *s)
 {
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "saga_id", s->id, "type", s->type,
-                     "status", sl_saga_status_name(s->status), "created_at",
-                     ms_json(s->created_ms), "updated_at", ms_json(s->updated_ms),
-                     "next_wake_at", ms_json(s->next_wake_ms), "stuck_reason",
+                     "status", sl_saga_status_name(s->status), "created_at", ms_json(s->created_ms),
+                     "updated_at", ms_json(s->updated_ms), "next_wake_at", ms_json(s->next_wake_ms),
+                     "stuck_reason",
                      s->stuck_reason[0] ? json_string(s->stuck_reason) : json_null());
 }
 
@@ -632,18 +635,18 @@ static void h_sagas(sl_http_req *req, sl_svc_worker *w)
         json_array_append_new(items, summary_json(&rows[i]));
     json_t *next = n == PAGE ? json_string(rows[n - 1].id) : json_null();
     free(rows);
-    respond_owned(req, 200, items ? json_pack("{s:o, s:o}", "items", items, "next_after", next)
-                                  : NULL);
+    respond_owned(req, 200,
+                  items ? json_pack("{s:o, s:o}", "items", items, "next_after", next) : NULL);
 }
 
 static int hist_row(void *data, const sl_saga_history_row *r)
 {
     json_t *a = data;
-    return json_array_append_new(
-               a, json_pack("{s:I, s:o, s:s, s:s, s:s, s:I, s:s}", "seq", (json_int_t)r->seq,
-                            "at", ms_json(r->at_ms), "kind", r->kind, "step", r->step, "call",
-                            r->call, "attempt", (json_int_t)r->attempt, "detail",
-                            r->detail ? r->detail : "")) == 0
+    return json_array_append_new(a, json_pack("{s:I, s:o, s:s, s:s, s:s, s:I, s:s}", "seq",
+                                              (json_int_t)r->seq, "at", ms_json(r->at_ms), "kind",
+                                              r->kind, "step", r->step, "call", r->call, "attempt",
+                                              (json_int_t)r->attempt, "detail",
+                                              r->detail ? r->detail : "")) == 0
                ? 0
                : SL_ENOMEM;
 }
@@ -707,7 +710,8 @@ static void h_saga(sl_http_req *req, sl_svc_worker *w)
         memcpy(b, v.ptr, v.len);
         after = (uint32_t)strtoul(b, NULL, 10);
     }
-    if (rc == 0) rc = hist ? sl_saga_store_history(db, st.id, after, 1000, hist_row, hist) : SL_ENOMEM;
+    if (rc == 0)
+        rc = hist ? sl_saga_store_history(db, st.id, after, 1000, hist_row, hist) : SL_ENOMEM;
     if (rc != 0) {
         free(input);
         json_decref(hist);
@@ -716,8 +720,10 @@ static void h_saga(sl_http_req *req, sl_svc_worker *w)
     }
     json_t *doc = state_json(def, &st, input);
     free(input);
-    if (doc) json_object_set_new(doc, "history", hist);
-    else json_decref(hist);
+    if (doc)
+        json_object_set_new(doc, "history", hist);
+    else
+        json_decref(hist);
     respond_owned(req, 200, doc);
 }
 
@@ -766,11 +772,10 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
 {
     const char *inv = NULL, *pay = NULL, *key_file = NULL;
     int64_t v[6];
-    int rc = sl_config_get_string(cfg, "upstreams.inventory.url", "http://127.0.0.1:8104", &inv,
-                                  err);
+    int rc =
+        sl_config_get_string(cfg, "upstreams.inventory.url", "http://127.0.0.1:8104", &inv, err);
     if (rc == 0)
-        rc = sl_config_get_string(cfg, "upstreams.payment.url", "http://127.0.0.1:8106", &pay,
-                                  err);
+        rc = sl_config_get_string(cfg, "upstreams.payment.url", "http://127.0.0.1:8106", &pay, err);
     if (rc == 0)
         rc = sl_config_get_int(cfg, "order.saga.step_timeout_ms", 5000, 10, 600000, &v[0], err);
     if (rc == 0)
@@ -778,10 +783,9 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
     if (rc == 0)
         rc = sl_config_get_int(cfg, "order.saga.backoff_cap_ms", 10000, 1, 600000, &v[2], err);
     if (rc == 0)
-        rc = sl_config_get_int(cfg, "order.saga.stuck_after_ms", 600000, 0, 7LL * 86400000,
-                               &v[3], err);
-    if (rc == 0)
-        rc = sl_config_get_int(cfg, "order.saga.max_attempts", 0, 0, 1000000, &v[4], err);
+        rc = sl_config_get_int(cfg, "order.saga.stuck_after_ms", 600000, 0, 7LL * 86400000, &v[3],
+                               err);
+    if (rc == 0) rc = sl_config_get_int(cfg, "order.saga.max_attempts", 0, 0, 1000000, &v[4], err);
     if (rc == 0)
         rc = sl_config_get_int(cfg, "order.breaker_recovery_ms", 5000, 10, 600000, &v[5], err);
     if (rc == 0)
@@ -819,8 +823,8 @@ static int init(sl_service *svc)
     if (!c->have_key)
         SL_LOG_WARN(sl_service_log(svc), NULL,
                     "no identity key: saga calls go unsigned and participants will refuse them");
-    SL_LOG_INFO(sl_service_log(svc), NULL, "participants", SL_LOG_STR("inventory", c->inventory_url),
-                SL_LOG_STR("payment", c->payment_url),
+    SL_LOG_INFO(sl_service_log(svc), NULL, "participants",
+                SL_LOG_STR("inventory", c->inventory_url), SL_LOG_STR("payment", c->payment_url),
                 SL_LOG_INT("step_timeout_ms", c->saga.step_timeout_ms),
                 SL_LOG_INT("stuck_after_ms", c->saga.stuck_after_ms));
     sl_service_set_data(svc, c);

@@ -43,10 +43,10 @@
 #define ORDER_SAGA_CANCEL   "cancel."
 
 /* Shipping address field bounds, in characters. */
-#define ORDER_ADDR_NAME_MAX   200
-#define ORDER_ADDR_LINE_MAX   200
-#define ORDER_ADDR_CITY_MAX   100
-#define ORDER_ADDR_POSTAL_MAX 20
+#define ORDER_ADDR_NAME_MAX    200
+#define ORDER_ADDR_LINE_MAX    200
+#define ORDER_ADDR_CITY_MAX    100
+#define ORDER_ADDR_POSTAL_MAX  20
 #define ORDER_ADDR_COUNTRY_MAX 64
 
 /* ---- domain: the order state machine (pure) ---------------------------------------------- */
@@ -67,9 +67,9 @@ typedef enum order_status {
 
 /* What happens to an order. */
 #define ORDER_ACTION_MAP(X)                                                                        \
-    X(CONFIRM, "confirm")                 /* the checkout saga took the payment */                \
-    X(CHECKOUT_FAIL, "checkout_fail")     /* the checkout saga was refused and compensated */     \
-    X(CUSTOMER_CANCEL, "customer_cancel") /* the customer (or an admin) cancels */                \
+    X(CONFIRM, "confirm")                 /* the checkout saga took the payment */                 \
+    X(CHECKOUT_FAIL, "checkout_fail")     /* the checkout saga was refused and compensated */      \
+    X(CUSTOMER_CANCEL, "customer_cancel") /* the customer (or an admin) cancels */                 \
     X(SHIP, "ship")                                                                                \
     X(DELIVER, "deliver")
 
@@ -237,8 +237,8 @@ typedef struct order_hist_row {
  * `reason`) only when `rank` is higher than the stored one. Idempotent.
  */
 int order_store_hist_put(sl_db *tx, const char *order_id, const char *user_id, order_status st,
-                         const char *items_json, int has_total, int64_t total,
-                         const char *currency, const char *reason, int64_t at_ms) SL_MUST_CHECK;
+                         const char *items_json, int has_total, int64_t total, const char *currency,
+                         const char *reason, int64_t at_ms) SL_MUST_CHECK;
 /* A page of a user's history, newest first; status NULL for all. */
 int order_store_hist_list(sl_db *db, const char *user_id, const char *status, int64_t page,
                           int64_t per_page, order_hist_row *rows, size_t *n,
@@ -258,16 +258,15 @@ int order_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
                const order_row *o) SL_MUST_CHECK;
 
 /* Applies an order event's data to the read model (product names from the replica). */
-int order_hist_apply(sl_db *tx, const char *type, const json_t *data, int64_t at_ms,
-                     char *reason, size_t cap) SL_MUST_CHECK;
+int order_hist_apply(sl_db *tx, const char *type, const json_t *data, int64_t at_ms, char *reason,
+                     size_t cap) SL_MUST_CHECK;
 
 /* sl_event_apply_cb appliers: the price replica, and the read model from the order's own
  * events. SL_EPARSE (dead letter) for data that can never apply. */
 int order_apply_product(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
 int order_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
                               size_t cap);
-int order_apply_order_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                            size_t cap);
+int order_apply_order_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
 

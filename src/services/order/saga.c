@@ -75,8 +75,8 @@ int order_sagas_init(order_sagas *s, const order_saga_config *c)
     s->checkout_steps[1] = step("reserve", c);
     s->checkout_steps[2] = step("charge", c);
     s->checkout_steps[3] = step("confirm", c);
-    s->checkout = (sl_saga_def){
-        .type = "checkout", .steps = s->checkout_steps, .n_steps = 4, .pivot = 2};
+    s->checkout =
+        (sl_saga_def){.type = "checkout", .steps = s->checkout_steps, .n_steps = 4, .pivot = 2};
     s->cancel_steps[0] = step("cancelled", c);
     s->cancel_steps[1] = step("refund", c);
     s->cancel_steps[2] = step("release", c);
@@ -328,12 +328,12 @@ static int send_http(order_worker *ow, sl_upstream *up, order_call kind, const c
 /* Builds the body of a reserve or charge from the saga input (returns owned text). */
 static char *call_body(const json_t *in, order_call kind)
 {
-    json_t *v = kind == ORDER_CALL_RESERVE
-                    ? json_pack("{s:O, s:O}", "order_id", json_object_get(in, "order_id"), "items",
-                                json_object_get(in, "items"))
-                    : json_pack("{s:O, s:O, s:O}", "order_id", json_object_get(in, "order_id"),
-                                "user_id", json_object_get(in, "user_id"), "amount",
-                                json_object_get(in, "amount"));
+    json_t *v =
+        kind == ORDER_CALL_RESERVE
+            ? json_pack("{s:O, s:O}", "order_id", json_object_get(in, "order_id"), "items",
+                        json_object_get(in, "items"))
+            : json_pack("{s:O, s:O, s:O}", "order_id", json_object_get(in, "order_id"), "user_id",
+                        json_object_get(in, "user_id"), "amount", json_object_get(in, "amount"));
     char *text = v ? sl_json_dump(v, NULL) : NULL;
     json_decref(v);
     return text;

@@ -250,8 +250,8 @@ static int hist_insert(sl_db *tx, const char *order_id, const char *user_id, ord
 }
 
 int order_store_hist_put(sl_db *tx, const char *order_id, const char *user_id, order_status s,
-                         const char *items_json, int has_total, int64_t total,
-                         const char *currency, const char *reason, int64_t at_ms)
+                         const char *items_json, int has_total, int64_t total, const char *currency,
+                         const char *reason, int64_t at_ms)
 {
     sl_db_stmt *st;
     PREP(tx, "SELECT status_rank FROM order_history WHERE order_id = ?", st);
@@ -261,8 +261,8 @@ int order_store_hist_put(sl_db *tx, const char *order_id, const char *user_id, o
     sl_db_stmt_done(st);
     if (rc < 0) return rc;
     if (rc == SL_DB_DONE)
-        return hist_insert(tx, order_id, user_id, s, items_json, has_total, total, currency,
-                           reason, at_ms);
+        return hist_insert(tx, order_id, user_id, s, items_json, has_total, total, currency, reason,
+                           at_ms);
     if (items_json) {
         /* Events of one order carry the same items; fill them in when a later event created
          * the row first (events from the bus may arrive in any order across topics). */

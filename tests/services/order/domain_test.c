@@ -19,7 +19,7 @@ static void test_every_transition(void **state)
     (void)state;
     /* expected[status][action]: the next status, or -1 illegal (409), or -2 retry later. */
     static const int expected[ORDER_STATUS_COUNT][ORDER_ACTION_COUNT] = {
-        /*                 confirm          checkout_fail    customer_cancel  ship           deliver */
+        /*                 confirm          checkout_fail    customer_cancel  ship deliver */
         [ORDER_PENDING] = {ORDER_CONFIRMED, ORDER_CANCELLED, -2, -1, -1},
         [ORDER_CONFIRMED] = {-1, -1, ORDER_CANCELLED, ORDER_SHIPPED, -1},
         [ORDER_SHIPPED] = {-1, -1, -1, -1, ORDER_DELIVERED},
@@ -89,7 +89,7 @@ static int has_error(const sl_json_errors *errs, const char *field)
 }
 
 #define ADDR                                                                                       \
-    "\"shipping_address\":{\"name\":\"Ann\",\"line1\":\"1 Main St\",\"city\":\"Kyoto\","          \
+    "\"shipping_address\":{\"name\":\"Ann\",\"line1\":\"1 Main St\",\"city\":\"Kyoto\","           \
     "\"postal_code\":\"600-8216\",\"country\":\"JP\"}"
 
 static void test_request_validation(void **state)
@@ -147,8 +147,8 @@ static void test_request_validation(void **state)
     /* 51 items: too many. */
     char big[8192] = "{\"items\":[";
     for (int i = 0; i < 51; i++)
-        snprintf(big + strlen(big), sizeof big - strlen(big), "%s{\"product_id\":\"p%d\",\"qty\":1}",
-                 i ? "," : "", i);
+        snprintf(big + strlen(big), sizeof big - strlen(big),
+                 "%s{\"product_id\":\"p%d\",\"qty\":1}", i ? "," : "", i);
     snprintf(big + strlen(big), sizeof big - strlen(big), "]," ADDR "}");
     assert_int_equal(read_req(big, rq, &errs), SL_EINVAL);
     assert_true(has_error(&errs, "items"));
@@ -157,7 +157,8 @@ static void test_request_validation(void **state)
                          "{\"name\":\"";
     for (int i = 0; i < 201; i++)
         strcat(longname, "x");
-    strcat(longname, "\",\"line1\":\"l\",\"city\":\"c\",\"postal_code\":\"1\",\"country\":\"JP\"}}");
+    strcat(longname,
+           "\",\"line1\":\"l\",\"city\":\"c\",\"postal_code\":\"1\",\"country\":\"JP\"}}");
     assert_int_equal(read_req(longname, rq, &errs), SL_EINVAL);
     assert_true(has_error(&errs, "shipping_address.name"));
     free(rq);
@@ -257,9 +258,9 @@ static void test_saga_definitions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_transition),  cmocka_unit_test(test_names_and_ranks),
+        cmocka_unit_test(test_every_transition),   cmocka_unit_test(test_names_and_ranks),
         cmocka_unit_test(test_request_validation), cmocka_unit_test(test_totals),
-        cmocka_unit_test(test_classify),          cmocka_unit_test(test_saga_definitions),
+        cmocka_unit_test(test_classify),           cmocka_unit_test(test_saga_definitions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,8 +162,7 @@ static inline const char *fk_find(const char *hay, const char *needle)
     size_t n = strlen(needle);
     for (; *hay; hay++) {
         size_t i = 0;
-        while (i < n && hay[i] &&
-               (hay[i] | 0x20) == (needle[i] | 0x20) &&
+        while (i < n && hay[i] && (hay[i] | 0x20) == (needle[i] | 0x20) &&
                ((hay[i] >= 'A' && hay[i] <= 'Z') || (hay[i] >= 'a' && hay[i] <= 'z') ||
                 hay[i] == needle[i]))
             i++;
@@ -254,9 +253,8 @@ static inline int fk_identity_ok(fake *f, const char *head, size_t head_len, con
     sl_identity_key k = f->key;
     int have = f->have_key;
     pthread_mutex_unlock(&f->mu);
-    if (!have ||
-        sl_identity_verify(&k, h, 3, SL_HTTP_POST, (sl_slice){path, strlen(path)},
-                           sl_clock_wall_ms(sl_clock_system()), 60000, &id) != 0)
+    if (!have || sl_identity_verify(&k, h, 3, SL_HTTP_POST, (sl_slice){path, strlen(path)},
+                                    sl_clock_wall_ms(sl_clock_system()), 60000, &id) != 0)
         return 0;
     return strcmp(id.role, "service") == 0 && strcmp(id.user_id, "svc:order") == 0;
 }
@@ -290,8 +288,8 @@ static inline int fk_route(const char *path, const char *body, fk_op *op, char *
     return 0;
 }
 
-static inline void fk_body_for(fk_op op, int status, const char *oid, const char *reason,
-                               char *out, size_t cap)
+static inline void fk_body_for(fk_op op, int status, const char *oid, const char *reason, char *out,
+                               size_t cap)
 {
     if (status >= 400)
         snprintf(out, cap, "{\"type\":\"about:blank\",\"status\":%d,\"reason\":\"%s\"}", status,
@@ -358,7 +356,7 @@ static inline void fk_serve(fake *f, int fd)
         pthread_mutex_unlock(&f->mu);
         return; /* closed without an answer */
     }
-    int status = m == FK_REFUSE ? f->refuse_status[op]
+    int status = m == FK_REFUSE                        ? f->refuse_status[op]
                  : op == FK_RESERVE || op == FK_CHARGE ? 201
                                                        : 200;
     if (f->neff < FK_KEYS_MAX) {

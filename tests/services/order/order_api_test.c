@@ -28,7 +28,7 @@ static fake g_inv, g_pay;
 static char g_env[8][200];
 
 #define ADDR                                                                                       \
-    "\"shipping_address\":{\"name\":\"Ann Lee\",\"line1\":\"1 Main St\",\"city\":\"Kyoto\","      \
+    "\"shipping_address\":{\"name\":\"Ann Lee\",\"line1\":\"1 Main St\",\"city\":\"Kyoto\","       \
     "\"postal_code\":\"600-8216\",\"country\":\"JP\"}"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -399,7 +399,8 @@ static void test_payment_silent_then_stuck_and_resumed(void **state)
     assert_int_equal(svc_req(&g_svc, "GET", "/admin/sagas?status=weird", "root", "admin", NULL, &r),
                      400);
     th_response_free(&r);
-    json_t *run = svc_call(&g_svc, "GET", "/admin/sagas?status=running", "root", "admin", NULL, 200);
+    json_t *run =
+        svc_call(&g_svc, "GET", "/admin/sagas?status=running", "root", "admin", NULL, 200);
     assert_true(json_is_array(json_object_get(run, "items")));
     json_decref(run);
 }
@@ -471,8 +472,8 @@ static void test_cancel_ship_deliver(void **state)
     snprintf(path, sizeof path, "/orders/%s/cancel", a);
     assert_int_equal(svc_req(&g_svc, "POST", path, "intruder", "customer", "{}", &r), 404);
     th_response_free(&r);
-    json_t *o = svc_call(&g_svc, "POST", path, "u8", "customer", "{\"reason\":\"changed my mind\"}",
-                         200);
+    json_t *o =
+        svc_call(&g_svc, "POST", path, "u8", "customer", "{\"reason\":\"changed my mind\"}", 200);
     assert_string_equal(svc_str(o, "status"), "cancelled");
     assert_string_equal(svc_str(o, "cancel_reason"), "customer_request");
     json_decref(o);
@@ -523,15 +524,16 @@ static void test_cancel_ship_deliver(void **state)
     json_t *l = svc_call(&g_svc, "GET", "/orders?status=delivered", "u8", "customer", NULL, 200);
     assert_int_equal(svc_int(l, "total"), 1);
     json_decref(l);
-    l = svc_call(&g_svc, "GET", "/orders?user_id=u8&status=cancelled&per_page=100", "root",
-                 "admin", NULL, 200);
+    l = svc_call(&g_svc, "GET", "/orders?user_id=u8&status=cancelled&per_page=100", "root", "admin",
+                 NULL, 200);
     assert_int_equal(svc_int(l, "total"), 1);
     assert_string_equal(svc_str(json_array_get(json_object_get(l, "items"), 0), "cancel_reason"),
                         "customer_request");
     json_decref(l);
     assert_int_equal(svc_req(&g_svc, "GET", "/orders?user_id=u1", "u8", "customer", NULL, &r), 403);
     th_response_free(&r);
-    assert_int_equal(svc_req(&g_svc, "GET", "/orders?status=lost", "u8", "customer", NULL, &r), 400);
+    assert_int_equal(svc_req(&g_svc, "GET", "/orders?status=lost", "u8", "customer", NULL, &r),
+                     400);
     th_response_free(&r);
 }
 
@@ -672,15 +674,16 @@ static void test_bad_input(void **state)
         int st = svc_req(&g_svc, "POST", "/orders", "u12", "customer", bad[i].body, &r);
         if (st != bad[i].status) fail_msg("case %zu: status %d", i, st);
         json_t *v = svc_json(&r);
-        if (bad[i].field && !svc_has_error(v, bad[i].field)) fail_msg("case %zu: no error for %s", i, bad[i].field);
+        if (bad[i].field && !svc_has_error(v, bad[i].field))
+            fail_msg("case %zu: no error for %s", i, bad[i].field);
         json_decref(v);
         th_response_free(&r);
     }
     /* Too many items (51). */
     char big[8192] = "{\"items\":[";
     for (int i = 0; i < 51; i++)
-        snprintf(big + strlen(big), sizeof big - strlen(big), "%s{\"product_id\":\"q%d\",\"qty\":1}",
-                 i ? "," : "", i);
+        snprintf(big + strlen(big), sizeof big - strlen(big),
+                 "%s{\"product_id\":\"q%d\",\"qty\":1}", i ? "," : "", i);
     snprintf(big + strlen(big), sizeof big - strlen(big), "]," ADDR "}");
     assert_int_equal(svc_req(&g_svc, "POST", "/orders", "u12", "customer", big, &r), 400);
     json_t *v = svc_json(&r);
@@ -693,8 +696,7 @@ static void test_bad_input(void **state)
                         "\"1\",\"country\":\"JP\"}}";
     assert_int_equal(svc_req(&g_svc, "POST", "/orders", "u12", "customer", utf8, &r), 400);
     th_response_free(&r);
-    assert_int_equal(svc_req(&g_svc, "POST", "/orders", "u12", "customer", "{\"items\":", &r),
-                     400);
+    assert_int_equal(svc_req(&g_svc, "POST", "/orders", "u12", "customer", "{\"items\":", &r), 400);
     th_response_free(&r);
     /* No identity: 401. */
     assert_int_equal(svc_req(&g_svc, "POST", "/orders", NULL, NULL, bad[0].body, &r), 401);
@@ -708,9 +710,8 @@ static void test_bad_input(void **state)
     assert_int_equal(svc_req(&g_svc, "GET", "/orders?per_page=1000", "u12", "customer", NULL, &r),
                      400);
     th_response_free(&r);
-    assert_int_equal(svc_req(&g_svc, "POST", "/orders/x/cancel", "u12", "customer",
-                             "{\"reason\":5}", &r),
-                     400);
+    assert_int_equal(
+        svc_req(&g_svc, "POST", "/orders/x/cancel", "u12", "customer", "{\"reason\":5}", &r), 400);
     th_response_free(&r);
     assert_int_equal(svc_req(&g_svc, "GET", "/admin/sagas", "u12", "customer", NULL, &r), 403);
     th_response_free(&r);
@@ -739,16 +740,16 @@ static void test_appliers(void **state)
                      1);
     assert_int_equal(harness_int(g_db, "SELECT price FROM product_prices WHERE product_id='r1'"),
                      700);
-    assert_int_equal(
-        harness_int(g_db, "SELECT COUNT(*) FROM product_prices WHERE name='Old' AND "
-                          "product_id='r1'"),
-        1);
+    assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM product_prices WHERE name='Old' AND "
+                                       "product_id='r1'"),
+                     1);
     assert_int_equal(deliver(order_apply_product, "bad-1", "shop.product.created.v1", NULL,
                              "{\"product_id\":\"a b\"}"),
                      -1);
     assert_int_equal(deliver(order_apply_price_changed, "bad-2", "shop.product.price_changed.v1",
-                             NULL, "{\"product_id\":\"r1\",\"new_price\":{\"amount\":-5,"
-                                   "\"currency\":\"JPY\"}}"),
+                             NULL,
+                             "{\"product_id\":\"r1\",\"new_price\":{\"amount\":-5,"
+                             "\"currency\":\"JPY\"}}"),
                      -1);
     /* Read model: events in any order converge; duplicates are no-ops. */
     const char *items = "\"items\":[{\"product_id\":\"r1\",\"qty\":2,\"unit_price\":{\"amount\":"
@@ -762,10 +763,9 @@ static void test_appliers(void **state)
     assert_int_equal(deliver(order_apply_order_event, "h1-created", "shop.order.created.v1",
                              "2030-01-01T00:00:04Z", data),
                      1);
-    assert_int_equal(
-        harness_int(g_db, "SELECT COUNT(*) FROM order_history WHERE order_id='h1' AND "
-                          "status='confirmed' AND total_amount=1400"),
-        1);
+    assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM order_history WHERE order_id='h1' AND "
+                                       "status='confirmed' AND total_amount=1400"),
+                     1);
     assert_int_equal(deliver(order_apply_order_event, "h1-ship", "shop.order.shipped.v1",
                              "2030-01-01T00:00:06Z", "{\"order_id\":\"h1\",\"user_id\":\"hu\"}"),
                      1);
@@ -784,9 +784,8 @@ static void test_appliers(void **state)
                      1);
     json_t *l = svc_call(&g_svc, "GET", "/orders", "hu", "customer", NULL, 200);
     assert_int_equal(svc_int(l, "total"), 1);
-    json_t *it = json_array_get(json_object_get(json_array_get(json_object_get(l, "items"), 0),
-                                                "items"),
-                                0);
+    json_t *it =
+        json_array_get(json_object_get(json_array_get(json_object_get(l, "items"), 0), "items"), 0);
     assert_string_equal(svc_str(it, "name"), "Old");
     json_decref(l);
     assert_int_equal(deliver(order_apply_order_event, "h-bad", "shop.order.cancelled.v1", NULL,
