@@ -32,8 +32,7 @@ static json_t *poll_until(const svc_proc *p, const char *path, const char *user,
         json_decref(last);
         last = st == 200 ? svc_json(&r) : NULL;
         th_response_free(&r);
-        if (last && ok(last, arg))
-            return last;
+        if (last && ok(last, arg)) return last;
         usleep(50000);
     }
     fail_msg("GET %s never reached the expected state: %s", path,
@@ -109,16 +108,14 @@ static void test_price_and_stock_flow(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (!mkdtemp(dir))
-        return -1;
+    if (!mkdtemp(dir)) return -1;
     int port = th_free_port();
     char p[16], sd[600];
     snprintf(p, sizeof p, "%d", port);
     snprintf(sd, sizeof sd, "%s/js", dir);
     char *argv[] = {"/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", p, "-js", "-sd", sd, NULL};
     nats = th_spawn(argv, NULL, "shop_events.nats.log");
-    if (th_wait_port(port, 15000) != 0)
-        return -1;
+    if (th_wait_port(port, 15000) != 0) return -1;
     snprintf(bus_env, sizeof bus_env, "SHOAL_BUS__URL=nats://127.0.0.1:%d", port);
     char *env[] = {bus_env, "SHOAL_BUS__ACK_WAIT_MS=2000", "SHOAL_LOG__LEVEL=warn", NULL};
     svc_start(&inventory, "inventory", env, 1);

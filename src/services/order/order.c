@@ -1,0 +1,896 @@
+/*
+ * shoal-order's definition: the internal HTTP API (orders for customers,
+ * ship/deliver and saga inspection for admins), the events it consumes (the
+ * product price replica, its own order events for the history read model),
+ * its configuration (participants' URLs, saga timing) and the per-worker saga
+ * machinery (saga.c). A new order is stored `pending` with its checkout saga
+ * in one transaction, answered 202 at once, and the saga started right after
+ * the answer. docs/services/order.md documents the API and the decisions.
+ */
+#include "order.h"
+
+#include <shoal/bus.h>
+#include <shoal/clock.h>
+#include <shoal/config.h>
+#include <shoal/idempotency.h>
+#include <shoal/identity.h>
+#include <shoal/log.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const order_config *config_of(sl_svc_worker *w)
+{
+    return sl_service_data(sl_svc_worker_service(w));
+}
+
+static int64_t now_ms(void)
+{
+    return sl_clock_wall_ms(sl_clock_system());
+}
+
+/* ---- answers -------------------------------------------------------------------------------- */
+
+/* A problem+json answer with a machine-readable `reason`; `retry_after` > 0 adds Retry-After. */
+static void respond_reason(sl_http_req *req, int status, const char *reason, const char *detail,
+                           const sl_json_errors *errs, int retry_after)
+{
+    size_t len = 0;
+    char *text = sl_problem_body(status, NULL, detail, errs, &len);
+    json_t *doc = text ? json_loadb(text, len, 0, NULL) : NULL;
+    free(text);
+    if (doc) json_object_set_new(doc, "reason", json_string(reason));
+    char *body = doc ? sl_json_dump(doc, &len) : NULL;
+    json_decref(doc);
+    if (!body) {
+        sl_http_respond_problem(req, status, detail);
+        return;
+    }
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry_after);
+    sl_http_header h[2] = {
+        {SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/problem+json")},
+        {SL_SLICE_LIT("retry-after"), {ra, strlen(ra)}},
+    };
+    sl_http_respond(req, status, h, retry_after > 0 ? 2 : 1, body, len);
+    free(body);
+}
+
+static void respond_owned(sl_http_req *req, int status, json_t *v)
+{
+    if (!v) {
+        sl_respond_problem_ex(req, 500, "could not build the response", NULL);
+        return;
+    }
+    sl_respond_json_value(req, status, v);
+    json_decref(v);
+}
+
+static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc)
+{
+    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "database error",
+                 SL_LOG_STR("code", sl_errname(rc)),
+                 SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
+    sl_respond_problem_ex(req, 503, "the order database is unavailable; retry later", NULL);
+}
+
+static void respond_field(sl_http_req *req, int status, const char *field, const char *msg,
+                          const char *detail)
+{
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    sl_json_errors_add(&errs, field, "%s", msg);
+    sl_respond_problem_ex(req, status, detail, &errs);
+}
+
+/* Copies path parameter `name` into out when it is a valid id; else answers 404. */
+static int path_id(sl_http_req *req, const char *name, char out[ORDER_ID_MAX + 1])
+{
+    sl_slice v = sl_route_param(&req->params, name);
+    if (!order_id_valid(v.ptr, v.len)) {
+        respond_field(req, 404, name, "no such resource", "no such resource");
+        return -1;
+    }
+    memcpy(out, v.ptr, v.len);
+    out[v.len] = '\0';
+    return 0;
+}
+
+static int is_admin(const sl_identity *id)
+{
+    return strcmp(id->role, "admin") == 0;
+}
+
+/* ---- Idempotency-Key ------------------------------------------------------------------------ */
+
+typedef struct idem {
+    int has;
+    char key[SL_IDEM_KEY_MAX + 1];
+    char scope[SL_IDENTITY_ID_MAX + 8];
+} idem;
+
+/* Reads the header; answers 400 and returns -1 for an invalid key. */
+static int idem_read(sl_http_req *req, const sl_identity *id, idem *k)
+{
+    sl_slice v;
+    k->has = sl_http_req_header(req, "idempotency-key", &v);
+    if (!k->has) return 0;
+    if (!sl_idem_key_valid(v.ptr, v.len)) {
+        respond_field(req, 400, "Idempotency-Key", "must be 1..200 visible ASCII bytes",
+                      "invalid Idempotency-Key header");
+        return -1;
+    }
+    memcpy(k->key, v.ptr, v.len);
+    k->key[v.len] = '\0';
+    snprintf(k->scope, sizeof k->scope, "user:%s", id->user_id);
+    return 0;
+}
+
+/*
+ * Claims the key inside the open transaction. Returns 0 to go on (NEW or no key), 1 when the
+ * request was answered (replay or mismatch; the transaction was rolled back), or an error.
+ */
+static int idem_claim(sl_http_req *req, sl_db *db, const idem *k, const char *canon)
+{
+    if (!k->has) return 0;
+    sl_idem_result r = {0};
+    int rc = sl_idem_begin(db, k->scope, k->key, canon, strlen(canon), now_ms(), &r);
+    if (rc != 0) return rc;
+    if (r.state == SL_IDEM_NEW) return 0;
+    sl_db_rollback(db);
+    if (r.state == SL_IDEM_MISMATCH) {
+        respond_reason(req, 422, "idempotency_key_reused",
+                       "this Idempotency-Key was used with another request", NULL, 0);
+        return 1;
+    }
+    /* Replay the first answer; a created order also gets its Location again. */
+    char loc[128] = "";
+    json_t *v = json_loadb(r.body ? r.body : "", r.body_len, 0, NULL);
+    const char *oid = json_string_value(json_object_get(v, "order_id"));
+    if (oid && r.status == 202) snprintf(loc, sizeof loc, "/api/v1/orders/%s", oid);
+    json_decref(v);
+    sl_http_header h[2] = {
+        {SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")},
+        {SL_SLICE_LIT("location"), {loc, strlen(loc)}},
+    };
+    sl_http_respond(req, r.status, h, loc[0] ? 2 : 1, r.body, r.body_len);
+    sl_idem_result_free(&r);
+    return 1;
+}
+
+static int idem_finish(sl_db *db, const idem *k, int status, const json_t *body)
+{
+    if (!k->has) return 0;
+    char *text = sl_json_dump(body, NULL);
+    int rc = text ? sl_idem_finish(db, k->scope, k->key, status, text, strlen(text)) : SL_ENOMEM;
+    free(text);
+    return rc;
+}
+
+/* ---- POST /orders --------------------------------------------------------------------------- */
+
+/* Prices every item from the replica; on unknown products or mixed currencies fills errs. */
+static int price_items(sl_db *db, order_row *o, sl_json_errors *errs)
+{
+    int bad = 0;
+    for (size_t i = 0; i < o->n; i++) {
+        order_price p;
+        int rc = order_store_price_get(db, o->items[i].product_id, &p);
+        if (rc != 0 && rc != SL_ENOTFOUND) return rc;
+        char f[48];
+        snprintf(f, sizeof f, "items[%zu].product_id", i);
+        if (rc == SL_ENOTFOUND || !p.has_price) {
+            sl_json_errors_add(errs, f, "no such product");
+            bad = 1;
+            continue;
+        }
+        o->items[i].unit_price = p.amount;
+        memcpy(o->items[i].currency, p.currency, 4);
+    }
+    if (bad) return SL_ENOTFOUND;
+    size_t at = 0;
+    int rc = order_total(o->items, o->n, &o->total, o->currency, &at);
+    if (rc != 0) {
+        char f[48];
+        snprintf(f, sizeof f, "items[%zu].product_id", at);
+        sl_json_errors_add(errs, f,
+                           rc == SL_ECONFLICT ? "is priced in another currency than items[0]"
+                                              : "makes the total exceed the largest amount");
+        return SL_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* The transaction of a new order: order row, created event, saga, idempotency answer. */
+static int create_tx(sl_http_req *req, sl_svc_worker *w, order_row *o, const idem *k,
+                     const char *canon, json_t **answer, sl_json_errors *errs)
+{
+    sl_db *db = sl_svc_worker_db(w);
+    int rc = sl_db_begin(db);
+    if (rc != 0) return rc;
+    if ((rc = idem_claim(req, db, k, canon)) != 0) return rc; /* 1: answered */
+    if ((rc = price_items(db, o, errs)) != 0) goto out;
+    char sid[SL_SAGA_ID_MAX + 1];
+    if ((rc = order_saga_id(sid, ORDER_SAGA_CHECKOUT, o->order_id)) != 0) goto out;
+    char *input = order_saga_input(o);
+    rc = input ? order_store_insert(db, o) : SL_ENOMEM;
+    if (rc == 0) rc = order_emit(w, req, db, ORDER_EV_CREATED, o);
+    if (rc == 0)
+        rc = sl_saga_store_create(db, &config_of(w)->sagas.checkout, sid, input, o->created_ms);
+    free(input);
+    if (rc != 0) goto out;
+    *answer = json_pack("{s:s, s:s}", "order_id", o->order_id, "status", "pending");
+    if (!*answer) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
+    if ((rc = idem_finish(db, k, 202, *answer)) != 0) goto out;
+    rc = sl_db_commit(db);
+out:
+    if (rc != 0) sl_db_rollback(db);
+    return rc;
+}
+
+static void h_create(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    idem k;
+    if (sl_req_require_identity(req, 0, &id) != 0 || idem_read(req, &id, &k) != 0) return;
+    json_t *body;
+    if (sl_req_json_body(req, &body) != 0) return;
+    order_request *rq = malloc(sizeof *rq);
+    order_row *o = calloc(1, sizeof *o);
+    char *canon_body = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    json_t *answer = NULL;
+    int rc = rq && o && canon_body ? order_read_request(body, rq, &errs) : SL_ENOMEM;
+    json_decref(body);
+    char *canon = NULL;
+    if (rc == SL_EINVAL) {
+        sl_respond_invalid(req, &errs);
+        goto done;
+    }
+    if (rc == 0 && (canon = malloc(strlen(canon_body) + 16)) == NULL) rc = SL_ENOMEM;
+    if (rc == 0) sprintf(canon, "POST /orders %s", canon_body);
+    if (rc == 0) rc = sl_db_uuid7(now_ms(), o->order_id) == 0 ? 0 : SL_EIO;
+    if (rc != 0) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        goto done;
+    }
+    snprintf(o->user_id, sizeof o->user_id, "%s", id.user_id);
+    o->status = ORDER_PENDING;
+    o->created_ms = o->updated_ms = now_ms();
+    o->addr = rq->addr;
+    o->n = rq->n;
+    memcpy(o->items, rq->items, rq->n * sizeof rq->items[0]);
+    rc = create_tx(req, w, o, &k, canon, &answer, &errs);
+    if (rc == 1) goto done; /* answered from the idempotency record */
+    if (rc == SL_ENOTFOUND) {
+        sl_respond_problem_ex(req, 422, "an item cannot be ordered", &errs);
+        goto done;
+    }
+    if (rc != 0) {
+        respond_db_error(req, w, rc);
+        goto done;
+    }
+    char loc[128];
+    snprintf(loc, sizeof loc, "/api/v1/orders/%s", o->order_id);
+    char *text = sl_json_dump(answer, NULL);
+    sl_http_header h[2] = {{SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")},
+                           {SL_SLICE_LIT("location"), {loc, strlen(loc)}}};
+    sl_http_respond(req, 202, h, 2, text, text ? strlen(text) : 0);
+    free(text);
+    /* Answered: now the checkout. Its first step runs here; the rest follows on the loop. */
+    char sid[SL_SAGA_ID_MAX + 1];
+    rc = order_saga_id(sid, ORDER_SAGA_CHECKOUT, o->order_id);
+    order_worker *ow = sl_svc_worker_data(w);
+    if (rc == 0)
+        rc = sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.checkout), sid);
+    if (rc != 0)
+        SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
+                     "checkout saga not started now; the next start of the service resumes it",
+                     SL_LOG_STR("saga_id", sid), SL_LOG_STR("code", sl_errname(rc)));
+done:
+    json_decref(answer);
+    free(canon);
+    free(canon_body);
+    free(rq);
+    free(o);
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+/* Loads the order the caller may see (owner or admin; others get 404). Answers on failure. */
+static int load_visible(sl_http_req *req, sl_svc_worker *w, const sl_identity *id, order_row *o)
+{
+    char oid[ORDER_ID_MAX + 1];
+    if (path_id(req, "order_id", oid) != 0) return -1;
+    int rc = order_store_get(sl_svc_worker_db(w), oid, o);
+    if (rc == 0 && !is_admin(id) && strcmp(o->user_id, id->user_id) != 0) rc = SL_ENOTFOUND;
+    if (rc == SL_ENOTFOUND) {
+        respond_field(req, 404, "order_id", "no such order", "no such resource");
+        return -1;
+    }
+    if (rc != 0) {
+        respond_db_error(req, w, rc);
+        return -1;
+    }
+    return 0;
+}
+
+static void h_get(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    order_row *o = malloc(sizeof *o);
+    if (!o) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        return;
+    }
+    if (load_visible(req, w, &id, o) == 0) respond_owned(req, 200, order_json(o));
+    free(o);
+}
+
+static json_t *hist_json(const order_hist_row *r)
+{
+    json_t *items = r->items_json ? json_loads(r->items_json, 0, NULL) : NULL;
+    char c[40], u[40];
+    if (sl_rfc3339_format(r->created_ms * 1000000, c, sizeof c) < 0) c[0] = '\0';
+    if (sl_rfc3339_format(r->updated_ms * 1000000, u, sizeof u) < 0) u[0] = '\0';
+    return json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:s}", "order_id", r->order_id, "user_id", r->user_id,
+        "status", r->status, "items", items ? items : json_array(), "total_amount",
+        r->currency[0]
+            ? json_pack("{s:I, s:s}", "amount", (json_int_t)r->total, "currency", r->currency)
+            : json_null(),
+        "cancel_reason", r->cancel_reason[0] ? json_string(r->cancel_reason) : json_null(),
+        "created_at", c, "updated_at", u);
+}
+
+/* Reads ?user_id= and ?status=; answers and returns -1 on a bad value. */
+static int list_params(sl_http_req *req, const sl_identity *id, char *user, char *status)
+{
+    sl_slice v;
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    snprintf(user, ORDER_ID_MAX + 1, "%s", id->user_id);
+    status[0] = '\0';
+    if (sl_http_query_param(req->query, "user_id", &v)) {
+        if (!order_id_valid(v.ptr, v.len)) {
+            sl_json_errors_add(&errs, "user_id", "must be 1..64 characters of [A-Za-z0-9._:-]");
+        } else {
+            memcpy(user, v.ptr, v.len);
+            user[v.len] = '\0';
+        }
+    }
+    order_status st;
+    if (sl_http_query_param(req->query, "status", &v) && v.len > 0) {
+        if (order_status_parse(v.ptr, v.len, &st) != 0)
+            sl_json_errors_add(&errs, "status",
+                               "must be pending, confirmed, shipped, delivered or cancelled");
+        else
+            snprintf(status, 16, "%s", order_status_name(st));
+    }
+    if (errs.count > 0) {
+        sl_respond_invalid(req, &errs);
+        return -1;
+    }
+    if (!is_admin(id) && strcmp(user, id->user_id) != 0) {
+        sl_respond_problem_ex(req, 403, "a customer may only list their own orders", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void h_list(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    char user[ORDER_ID_MAX + 1], status[16];
+    int64_t page = 1, per_page = 20;
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    if (sl_req_page(req, &page, &per_page, &errs) != 0) {
+        sl_respond_invalid(req, &errs);
+        return;
+    }
+    if (list_params(req, &id, user, status) != 0) return;
+    order_hist_row *rows = calloc((size_t)per_page, sizeof *rows);
+    size_t n = 0;
+    int64_t total = 0;
+    int rc = rows ? order_store_hist_list(sl_svc_worker_db(w), user, status[0] ? status : NULL,
+                                          page, per_page, rows, &n, &total)
+                  : SL_ENOMEM;
+    if (rc != 0) {
+        free(rows);
+        respond_db_error(req, w, rc);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < n; i++)
+        json_array_append_new(items, hist_json(&rows[i]));
+    order_hist_rows_free(rows, n);
+    free(rows);
+    respond_owned(req, 200,
+                  items
+                      ? json_pack("{s:o, s:I, s:I, s:I}", "items", items, "page", (json_int_t)page,
+                                  "per_page", (json_int_t)per_page, "total", (json_int_t)total)
+                      : NULL);
+}
+
+/* ---- state changes: cancel, ship, deliver --------------------------------------------------- */
+
+/* Answers the refusal of `a` on an order in `from`. */
+static void respond_illegal(sl_http_req *req, order_status from, order_action a, int rc)
+{
+    char detail[160];
+    if (rc == SL_EAGAIN) {
+        respond_reason(req, 409, "checkout_in_progress",
+                       "the order's checkout is still running; retry once it is confirmed or "
+                       "cancelled",
+                       NULL, 1);
+        return;
+    }
+    snprintf(detail, sizeof detail, "an order that is %s cannot be %s", order_status_name(from),
+             a == ORDER_ACT_SHIP      ? "shipped"
+             : a == ORDER_ACT_DELIVER ? "delivered"
+                                      : "cancelled");
+    respond_reason(req, 409, "invalid_transition", detail, NULL, 0);
+}
+
+typedef struct change {
+    order_action action;
+    const char *event;
+    const char *reason; /* cancel_reason, or NULL */
+    const char *note;   /* the customer's text, or NULL */
+    int saga;           /* start the cancel saga */
+} change;
+
+/* Applies `c` to the order in one transaction; returns 0, 1 (answered), or an error. */
+static int change_tx(sl_http_req *req, sl_svc_worker *w, order_row *o, const change *c,
+                     const idem *k, const char *canon)
+{
+    sl_db *db = sl_svc_worker_db(w);
+    int rc = sl_db_begin(db);
+    if (rc != 0) return rc;
+    if ((rc = idem_claim(req, db, k, canon)) != 0) return rc;
+    /* Re-read inside the transaction: the status decides. */
+    if ((rc = order_store_get(db, o->order_id, o)) != 0) goto out;
+    order_status next;
+    int legal = order_transition(o->status, c->action, &next);
+    if (legal != 0) {
+        sl_db_rollback(db);
+        respond_illegal(req, o->status, c->action, legal);
+        return 1;
+    }
+    int changed = 0;
+    int64_t now = now_ms();
+    rc =
+        order_store_set_status(db, o->order_id, o->status, next, c->reason, c->note, now, &changed);
+    if (rc == 0 && !changed) rc = SL_EBUSY; /* cannot happen inside the transaction */
+    if (rc != 0) goto out;
+    o->status = next;
+    o->updated_ms = now;
+    if (c->reason) snprintf(o->cancel_reason, sizeof o->cancel_reason, "%s", c->reason);
+    if ((rc = order_emit(w, req, db, c->event, o)) != 0) goto out;
+    if (c->saga) {
+        char sid[SL_SAGA_ID_MAX + 1], *input = order_saga_input(o);
+        rc = order_saga_id(sid, ORDER_SAGA_CANCEL, o->order_id);
+        if (rc == 0)
+            rc = input ? sl_saga_store_create(db, &config_of(w)->sagas.cancel, sid, input, now)
+                       : SL_ENOMEM;
+        free(input);
+        if (rc != 0) goto out;
+    }
+    json_t *v = order_json(o);
+    rc = v ? idem_finish(db, k, 200, v) : SL_ENOMEM;
+    json_decref(v);
+    if (rc == 0) rc = sl_db_commit(db);
+out:
+    if (rc != 0) sl_db_rollback(db);
+    return rc;
+}
+
+static void run_change(sl_http_req *req, sl_svc_worker *w, const sl_identity *id, change *c)
+{
+    idem k;
+    if (idem_read(req, id, &k) != 0) return;
+    order_row *o = malloc(sizeof *o);
+    if (!o) {
+        sl_respond_problem_ex(req, 503, "out of memory", NULL);
+        return;
+    }
+    if (load_visible(req, w, id, o) != 0) {
+        free(o);
+        return;
+    }
+    char canon[256];
+    snprintf(canon, sizeof canon, "POST %s %s %s", order_action_name(c->action), o->order_id,
+             c->note ? c->note : "");
+    int rc = change_tx(req, w, o, c, &k, canon);
+    if (rc == 0) {
+        respond_owned(req, 200, order_json(o));
+        if (c->saga) {
+            char sid[SL_SAGA_ID_MAX + 1];
+            rc = order_saga_id(sid, ORDER_SAGA_CANCEL, o->order_id);
+            order_worker *ow = sl_svc_worker_data(w);
+            if (rc == 0)
+                rc =
+                    sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.cancel), sid);
+            if (rc != 0)
+                SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
+                             "cancel saga not started now; the next start resumes it",
+                             SL_LOG_STR("saga_id", sid), SL_LOG_STR("code", sl_errname(rc)));
+        }
+    } else if (rc != 1) {
+        respond_db_error(req, w, rc);
+    }
+    free(o);
+}
+
+static void h_cancel(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    const char *note = NULL;
+    json_t *body = NULL;
+    if (req->body.len > 0) {
+        if (sl_req_json_body(req, &body) != 0) return;
+        const sl_json_field f[] = {{.name = "reason",
+                                    .kind = SL_JSON_STRING,
+                                    .flags = SL_JSON_NULLABLE,
+                                    .max = ORDER_NOTE_MAX,
+                                    .max_bytes = ORDER_NOTE_MAX * 4,
+                                    .out = &note}};
+        sl_json_errors errs;
+        sl_json_errors_init(&errs);
+        if (sl_json_read(body, f, 1, SL_JSON_REJECT_UNKNOWN, &errs) != 0) {
+            sl_respond_invalid(req, &errs);
+            json_decref(body);
+            return;
+        }
+    }
+    change c = {.action = ORDER_ACT_CUSTOMER_CANCEL,
+                .event = ORDER_EV_CANCELLED,
+                .reason = "customer_request",
+                .note = note ? note : "",
+                .saga = 1};
+    run_change(req, w, &id, &c);
+    json_decref(body);
+}
+
+static void h_ship(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    change c = {.action = ORDER_ACT_SHIP, .event = ORDER_EV_SHIPPED};
+    run_change(req, w, &id, &c);
+}
+
+static void h_deliver(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    change c = {.action = ORDER_ACT_DELIVER, .event = ORDER_EV_DELIVERED};
+    run_change(req, w, &id, &c);
+}
+
+/* ---- admin: sagas --------------------------------------------------------------------------- */
+
+static json_t *ms_json(int64_t ms)
+{
+    char buf[40];
+    if (ms <= 0 || sl_rfc3339_format(ms * 1000000, buf, sizeof buf) < 0) return json_null();
+    return json_string(buf);
+}
+
+static json_t *summary_json(const sl_saga_summary *s)
+{
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "saga_id", s->id, "type", s->type,
+                     "status", sl_saga_status_name(s->status), "created_at", ms_json(s->created_ms),
+                     "updated_at", ms_json(s->updated_ms), "next_wake_at", ms_json(s->next_wake_ms),
+                     "stuck_reason",
+                     s->stuck_reason[0] ? json_string(s->stuck_reason) : json_null());
+}
+
+static void h_sagas(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    sl_slice v;
+    sl_saga_filter filter = SL_SAGA_LIST_STUCK;
+    char after[SL_SAGA_ID_MAX + 1] = "";
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    if (sl_http_query_param(req->query, "status", &v)) {
+        if (v.len == 7 && memcmp(v.ptr, "running", 7) == 0)
+            filter = SL_SAGA_LIST_UNFINISHED;
+        else if (!(v.len == 5 && memcmp(v.ptr, "stuck", 5) == 0))
+            sl_json_errors_add(&errs, "status", "must be stuck or running");
+    }
+    if (sl_http_query_param(req->query, "after", &v)) {
+        if (v.len == 0 || v.len > SL_SAGA_ID_MAX || !order_id_valid(v.ptr, v.len))
+            sl_json_errors_add(&errs, "after", "must be a saga id");
+        else
+            memcpy(after, v.ptr, v.len);
+    }
+    if (errs.count) {
+        sl_respond_invalid(req, &errs);
+        return;
+    }
+    enum { PAGE = 100 };
+    sl_saga_summary *rows = calloc(PAGE, sizeof *rows);
+    size_t n = 0;
+    int rc = rows ? sl_saga_store_list(sl_svc_worker_db(w), NULL, filter, after, rows, PAGE, &n)
+                  : SL_ENOMEM;
+    if (rc != 0) {
+        free(rows);
+        respond_db_error(req, w, rc);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < n; i++)
+        json_array_append_new(items, summary_json(&rows[i]));
+    json_t *next = n == PAGE ? json_string(rows[n - 1].id) : json_null();
+    free(rows);
+    respond_owned(req, 200,
+                  items ? json_pack("{s:o, s:o}", "items", items, "next_after", next) : NULL);
+}
+
+static int hist_row(void *data, const sl_saga_history_row *r)
+{
+    json_t *a = data;
+    return json_array_append_new(a, json_pack("{s:I, s:o, s:s, s:s, s:s, s:I, s:s}", "seq",
+                                              (json_int_t)r->seq, "at", ms_json(r->at_ms), "kind",
+                                              r->kind, "step", r->step, "call", r->call, "attempt",
+                                              (json_int_t)r->attempt, "detail",
+                                              r->detail ? r->detail : "")) == 0
+               ? 0
+               : SL_ENOMEM;
+}
+
+static json_t *state_json(const sl_saga_def *def, const sl_saga_state *st, const char *input)
+{
+    json_t *steps = json_array();
+    for (uint32_t i = 0; steps && i < st->n_steps; i++)
+        json_array_append_new(
+            steps, json_pack("{s:s, s:s}", "name", def->steps[i].name, "status",
+                             sl_saga_step_status_name((sl_saga_step_status)st->step_status[i])));
+    json_t *in = input ? json_loads(input, 0, NULL) : NULL;
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:o, s:o}", "saga_id", st->id,
+                     "type", def->type, "status", sl_saga_status_name(st->status), "step",
+                     st->step < def->n_steps ? def->steps[st->step].name : "", "call",
+                     sl_saga_call_name(st->call), "attempt", (json_int_t)st->attempt, "steps",
+                     steps ? steps : json_array(), "reason", st->reason, "stuck_reason",
+                     st->stuck_reason, "next_wake_at", ms_json(st->wake_at_ms), "input",
+                     in ? in : json_null());
+}
+
+/* Loads saga {saga_id} for an admin endpoint; answers 404 itself. */
+static const sl_saga_def *load_saga(sl_http_req *req, sl_svc_worker *w, sl_saga_state *st)
+{
+    sl_slice v = sl_route_param(&req->params, "saga_id");
+    char sid[SL_SAGA_ID_MAX + 1];
+    const sl_saga_def *def = NULL;
+    if (v.len > 0 && v.len <= SL_SAGA_ID_MAX) {
+        memcpy(sid, v.ptr, v.len);
+        sid[v.len] = '\0';
+        def = order_saga_def_of(&config_of(w)->sagas, sid);
+    }
+    int rc = def ? sl_saga_store_load(sl_svc_worker_db(w), def, sid, st) : SL_ENOTFOUND;
+    if (rc == SL_ENOTFOUND || rc == SL_EINVAL) {
+        respond_field(req, 404, "saga_id", "no such saga", "no such resource");
+        return NULL;
+    }
+    if (rc != 0) {
+        respond_db_error(req, w, rc);
+        return NULL;
+    }
+    return def;
+}
+
+static void h_saga(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    sl_saga_state st;
+    const sl_saga_def *def = load_saga(req, w, &st);
+    if (!def) return;
+    sl_db *db = sl_svc_worker_db(w);
+    char *input = NULL;
+    json_t *hist = json_array();
+    int rc = sl_saga_store_input(db, st.id, &input);
+    /* Up to 1000 entries per request; ?after_seq= pages further. */
+    sl_slice v;
+    uint32_t after = 0;
+    if (sl_http_query_param(req->query, "after_seq", &v) && v.len > 0 && v.len < 10) {
+        char b[12] = {0};
+        memcpy(b, v.ptr, v.len);
+        after = (uint32_t)strtoul(b, NULL, 10);
+    }
+    if (rc == 0)
+        rc = hist ? sl_saga_store_history(db, st.id, after, 1000, hist_row, hist) : SL_ENOMEM;
+    if (rc != 0) {
+        free(input);
+        json_decref(hist);
+        respond_db_error(req, w, rc);
+        return;
+    }
+    json_t *doc = state_json(def, &st, input);
+    free(input);
+    if (doc)
+        json_object_set_new(doc, "history", hist);
+    else
+        json_decref(hist);
+    respond_owned(req, 200, doc);
+}
+
+static void h_saga_resume(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    sl_saga_state st;
+    const sl_saga_def *def = load_saga(req, w, &st);
+    if (!def) return;
+    if (st.status != SL_SAGA_STUCK) {
+        respond_reason(req, 409, "not_stuck", "only a stuck saga can be resumed", NULL, 0);
+        return;
+    }
+    int rc = sl_saga_driver_resume_stuck(order_worker_driver(sl_svc_worker_data(w), def), st.id);
+    if (rc == SL_ESTATE) {
+        respond_reason(req, 409, "not_stuck", "only a stuck saga can be resumed", NULL, 0);
+        return;
+    }
+    if (rc != 0) {
+        respond_db_error(req, w, rc);
+        return;
+    }
+    if (sl_saga_store_load(sl_svc_worker_db(w), def, st.id, &st) != 0) {
+        respond_db_error(req, w, SL_EIO);
+        return;
+    }
+    respond_owned(req, 200, state_json(def, &st, NULL));
+}
+
+/* ---- configuration and lifecycle ------------------------------------------------------------ */
+
+/* "http://host:port" → "host:port" in out. */
+static int endpoint_of(const char *url, char *out, size_t cap)
+{
+    if (strncmp(url, "http://", 7) != 0) return SL_ECONFIG;
+    const char *hp = url + 7;
+    size_t n = strcspn(hp, "/");
+    if (n == 0 || n >= cap || strchr(hp, ':') == NULL) return SL_ECONFIG;
+    memcpy(out, hp, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int read_config(sl_config *cfg, order_config *c, char *err)
+{
+    const char *inv = NULL, *pay = NULL, *key_file = NULL;
+    int64_t v[6];
+    int rc =
+        sl_config_get_string(cfg, "upstreams.inventory.url", "http://127.0.0.1:8104", &inv, err);
+    if (rc == 0)
+        rc = sl_config_get_string(cfg, "upstreams.payment.url", "http://127.0.0.1:8106", &pay, err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.saga.step_timeout_ms", 5000, 10, 600000, &v[0], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.saga.backoff_base_ms", 200, 1, 60000, &v[1], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.saga.backoff_cap_ms", 10000, 1, 600000, &v[2], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.saga.stuck_after_ms", 600000, 0, 7LL * 86400000, &v[3],
+                               err);
+    if (rc == 0) rc = sl_config_get_int(cfg, "order.saga.max_attempts", 0, 0, 1000000, &v[4], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.breaker_recovery_ms", 5000, 10, 600000, &v[5], err);
+    if (rc == 0)
+        rc = sl_config_get_string(cfg, "identity.key_file", "data/identity.key", &key_file, err);
+    if (rc != 0) return rc;
+    if (endpoint_of(inv, c->inventory_url, sizeof c->inventory_url) != 0 ||
+        endpoint_of(pay, c->payment_url, sizeof c->payment_url) != 0) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "upstreams.*.url: must be http://host:port");
+        return SL_ECONFIG;
+    }
+    if (v[2] < v[1]) v[2] = v[1];
+    c->saga = (order_saga_config){.step_timeout_ms = v[0],
+                                  .backoff_base_ms = v[1],
+                                  .backoff_cap_ms = v[2],
+                                  .stuck_after_ms = v[3],
+                                  .max_attempts = (uint32_t)v[4]};
+    c->breaker_recovery_ms = v[5];
+    char kerr[256];
+    c->have_key = sl_identity_key_load(key_file, &c->key, kerr) == 0;
+    return order_sagas_init(&c->sagas, &c->saga);
+}
+
+static int init(sl_service *svc)
+{
+    order_config *c = calloc(1, sizeof *c);
+    if (!c) return SL_ENOMEM;
+    char err[SL_CONFIG_ERR_MAX] = "";
+    int rc = read_config(sl_service_config(svc), c, err);
+    if (rc != 0) {
+        SL_LOG_ERROR(sl_service_log(svc), NULL, "configuration", SL_LOG_STR("error", err),
+                     SL_LOG_STR("code", sl_errname(rc)));
+        free(c);
+        return rc;
+    }
+    if (!c->have_key)
+        SL_LOG_WARN(sl_service_log(svc), NULL,
+                    "no identity key: saga calls go unsigned and participants will refuse them");
+    SL_LOG_INFO(sl_service_log(svc), NULL, "participants",
+                SL_LOG_STR("inventory", c->inventory_url), SL_LOG_STR("payment", c->payment_url),
+                SL_LOG_INT("step_timeout_ms", c->saga.step_timeout_ms),
+                SL_LOG_INT("stuck_after_ms", c->saga.stuck_after_ms));
+    sl_service_set_data(svc, c);
+    return 0;
+}
+
+static void fini(sl_service *svc)
+{
+    order_config *c = sl_service_data(svc);
+    if (c) memset(&c->key, 0, sizeof c->key);
+    free(c);
+    sl_service_set_data(svc, NULL);
+}
+
+static int worker_init(sl_svc_worker *w)
+{
+    order_worker *ow = NULL;
+    int rc = order_worker_new(w, &ow);
+    sl_svc_worker_set_data(w, ow);
+    return rc;
+}
+
+static void worker_fini(sl_svc_worker *w)
+{
+    order_worker_close(sl_svc_worker_data(w));
+    sl_svc_worker_set_data(w, NULL);
+}
+
+/* ---- definition ----------------------------------------------------------------------------- */
+
+static const sl_route_def routes[] = {
+    {SL_HTTP_POST, "/orders", h_create, 64 * 1024},
+    {SL_HTTP_GET, "/orders", h_list, 0},
+    {SL_HTTP_GET, "/orders/{order_id}", h_get, 0},
+    {SL_HTTP_POST, "/orders/{order_id}/cancel", h_cancel, 8192},
+    {SL_HTTP_POST, "/admin/orders/{order_id}/ship", h_ship, 4096},
+    {SL_HTTP_POST, "/admin/orders/{order_id}/deliver", h_deliver, 4096},
+    {SL_HTTP_GET, "/admin/sagas", h_sagas, 0},
+    {SL_HTTP_GET, "/admin/sagas/{saga_id}", h_saga, 0},
+    {SL_HTTP_POST, "/admin/sagas/{saga_id}/resume", h_saga_resume, 4096},
+};
+
+static const sl_subscription_def subscriptions[] = {
+    {.topic = "shop.product.created.v1", .apply = order_apply_product},
+    {.topic = "shop.product.updated.v1", .apply = order_apply_product},
+    {.topic = "shop.product.price_changed.v1", .apply = order_apply_price_changed},
+    {.topic = ORDER_EV_CREATED, .apply = order_apply_order_event},
+    {.topic = ORDER_EV_CONFIRMED, .apply = order_apply_order_event},
+    {.topic = ORDER_EV_CANCELLED, .apply = order_apply_order_event},
+    {.topic = ORDER_EV_SHIPPED, .apply = order_apply_order_event},
+    {.topic = ORDER_EV_DELIVERED, .apply = order_apply_order_event},
+};
+
+static const char *const publishes[] = {"order", NULL};
+
+const sl_service_def order_service = {
+    .name = "order",
+    .default_port = 8105,
+    .routes = routes,
+    .nroutes = SL_ARRAY_LEN(routes),
+    .init = init,
+    .fini = fini,
+    .worker_init = worker_init,
+    .worker_fini = worker_fini,
+    .migrations = &sl_migrations_order,
+    .subscriptions = subscriptions,
+    .nsubscriptions = SL_ARRAY_LEN(subscriptions),
+    .publishes = publishes,
+};

@@ -1,0 +1,569 @@
+/*
+ * shoal-order's sagas and their executor (docs/services/order.md, "Sagas").
+ *
+ * checkout: open (local; compensation: cancel the order with the refusal's
+ *           reason and emit order.cancelled) → reserve (inventory; compensation:
+ *           release) → charge (payment; the pivot) → confirm (local: the order
+ *           becomes confirmed and order.confirmed is emitted in one
+ *           transaction). The order row itself is the first step: that is how a
+ *           refused checkout ends with a cancelled order after every other
+ *           compensation, with no hook outside the engine.
+ * cancel:   cancelled (local pivot: checks the customer's cancel was recorded)
+ *           → refund (payment) → release (inventory). Both calls come after the
+ *           pivot, so they are retried until they succeed; a refusal parks the
+ *           saga as stuck for an operator.
+ *
+ * The executor sends participant calls through the worker's HTTP client
+ * (one upstream per participant, no client-side retries: the engine retries,
+ * so each attempt is one history entry), each signed with the service
+ * identity (role `service`, user `svc:order`, per method and path) and
+ * carrying the engine's idempotency key. Local steps run their transaction
+ * inside send() and answer at once. Everything here runs on one worker's
+ * loop thread.
+ */
+#include "order.h"
+
+#include <shoal/clock.h>
+#include <shoal/http_client.h>
+#include <shoal/identity.h>
+#include <shoal/log.h>
+#include <shoal/metrics.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { SAGA_CHECKOUT = 0, SAGA_CANCEL = 1, SAGA_TYPES = 2 };
+
+/* A re-armable libuv timer for one driver (closed with a callback, unlike sl_saga_uv_timer, so
+ * the worker knows when its memory may go). */
+typedef struct ow_timer {
+    uv_timer_t t;
+    sl_saga_timer_cb cb;
+    void *data;
+    order_worker *ow;
+} ow_timer;
+
+struct order_worker {
+    sl_svc_worker *w;
+    const order_config *cfg;
+    sl_upstream *inv, *pay;
+    ow_timer timers[SAGA_TYPES];
+    sl_saga_driver *drv[SAGA_TYPES];
+    sl_saga_metrics metrics;
+    int closes; /* handles and upstreams still closing */
+};
+
+/* ---- definitions ---------------------------------------------------------------------------- */
+
+static sl_saga_step_def step(const char *name, const order_saga_config *c)
+{
+    sl_saga_step_def s = {.name = name};
+    sl_retry_config_default(&s.retry);
+    s.retry.base_ms = c->backoff_base_ms;
+    s.retry.cap_ms = c->backoff_cap_ms;
+    s.retry.jitter = SL_RETRY_JITTER_FULL;
+    s.timeout_ms = c->step_timeout_ms;
+    s.max_attempts = c->max_attempts;
+    s.stuck_after_ms = c->stuck_after_ms;
+    return s;
+}
+
+int order_sagas_init(order_sagas *s, const order_saga_config *c)
+{
+    s->checkout_steps[0] = step("open", c);
+    s->checkout_steps[1] = step("reserve", c);
+    s->checkout_steps[2] = step("charge", c);
+    s->checkout_steps[3] = step("confirm", c);
+    s->checkout =
+        (sl_saga_def){.type = "checkout", .steps = s->checkout_steps, .n_steps = 4, .pivot = 2};
+    s->cancel_steps[0] = step("cancelled", c);
+    s->cancel_steps[1] = step("refund", c);
+    s->cancel_steps[2] = step("release", c);
+    s->cancel = (sl_saga_def){.type = "cancel", .steps = s->cancel_steps, .n_steps = 3, .pivot = 0};
+    if (sl_saga_def_valid(&s->checkout) != 0 || sl_saga_def_valid(&s->cancel) != 0)
+        return SL_ECONFIG;
+    return 0;
+}
+
+int order_saga_id(char out[SL_SAGA_ID_MAX + 1], const char *prefix, const char *order_id)
+{
+    size_t a = strlen(prefix), b = strlen(order_id);
+    if (a + b > SL_SAGA_ID_MAX) return SL_ELIMIT;
+    memcpy(out, prefix, a);
+    memcpy(out + a, order_id, b + 1);
+    return 0;
+}
+
+const sl_saga_def *order_saga_def_of(const order_sagas *s, const char *saga_id)
+{
+    if (strncmp(saga_id, ORDER_SAGA_CHECKOUT, strlen(ORDER_SAGA_CHECKOUT)) == 0)
+        return &s->checkout;
+    if (strncmp(saga_id, ORDER_SAGA_CANCEL, strlen(ORDER_SAGA_CANCEL)) == 0) return &s->cancel;
+    return NULL;
+}
+
+char *order_saga_input(const order_row *o)
+{
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < o->n; i++)
+        json_array_append_new(items, json_pack("{s:s, s:I}", "product_id", o->items[i].product_id,
+                                               "qty", (json_int_t)o->items[i].qty));
+    if (!items) return NULL;
+    json_t *v = json_pack("{s:s, s:s, s:o, s:{s:I, s:s}}", "order_id", o->order_id, "user_id",
+                          o->user_id, "items", items, "amount", "amount", (json_int_t)o->total,
+                          "currency", o->currency);
+    char *text = v ? sl_json_dump(v, NULL) : NULL;
+    json_decref(v);
+    return text;
+}
+
+/* ---- local steps ---------------------------------------------------------------------------- */
+
+static void reply(sl_saga_reply_cb done, void *done_data, sl_saga_reply_kind kind, const char *msg)
+{
+    sl_saga_reply r = {.kind = kind, .data = msg, .len = strlen(msg)};
+    done(done_data, &r);
+}
+
+static int64_t now_ms(void)
+{
+    return sl_clock_wall_ms(sl_clock_system());
+}
+
+/*
+ * Moves the order `oid` from pending to `to` (with `reason` for a cancel) and emits `event`
+ * in one transaction. Idempotent: an order already in `to` is done. Writes the reply.
+ */
+static void local_settle(order_worker *ow, const char *oid, order_status to, const char *reason,
+                         const char *event, sl_saga_reply_cb done, void *done_data)
+{
+    sl_db *db = sl_svc_worker_db(ow->w);
+    order_row *o = malloc(sizeof *o);
+    char msg[160];
+    int changed = 0;
+    int rc = o ? sl_db_begin(db) : SL_ENOMEM;
+    if (rc == 0) rc = order_store_get(db, oid, o);
+    if (rc == 0) {
+        int64_t now = now_ms();
+        rc = order_store_set_status(db, oid, ORDER_PENDING, to, reason, NULL, now, &changed);
+        if (rc == 0 && changed) {
+            o->status = to;
+            o->updated_ms = now;
+            if (reason) snprintf(o->cancel_reason, sizeof o->cancel_reason, "%s", reason);
+            rc = order_emit(ow->w, NULL, db, event, o);
+        }
+    }
+    if (rc == 0) rc = sl_db_commit(db);
+    if (rc != 0) sl_db_rollback(db);
+    if (rc == SL_ENOTFOUND) {
+        reply(done, done_data, SL_SAGA_REPLY_REFUSED, "order_missing: no such order");
+    } else if (rc != 0) {
+        snprintf(msg, sizeof msg, "database: %s", sl_errname(rc));
+        reply(done, done_data, SL_SAGA_REPLY_FAILED, msg);
+    } else if (changed || o->status == to) {
+        snprintf(msg, sizeof msg, "order %s", order_status_name(to));
+        reply(done, done_data, SL_SAGA_REPLY_OK, msg);
+    } else {
+        /* The order moved elsewhere (an operator's doing): this saga cannot settle it. */
+        snprintf(msg, sizeof msg, "order_state: the order is %s", order_status_name(o->status));
+        reply(done, done_data, SL_SAGA_REPLY_REFUSED, msg);
+    }
+    free(o);
+}
+
+/* The checkout's first step: the order exists (it was stored with the saga). */
+static void local_open(order_worker *ow, const char *oid, sl_saga_reply_cb done, void *done_data)
+{
+    order_row *o = malloc(sizeof *o);
+    int rc = o ? order_store_get(sl_svc_worker_db(ow->w), oid, o) : SL_ENOMEM;
+    char msg[96];
+    if (rc == 0) {
+        snprintf(msg, sizeof msg, "order %s", order_status_name(o->status));
+        reply(done, done_data, SL_SAGA_REPLY_OK, msg);
+    } else if (rc == SL_ENOTFOUND) {
+        reply(done, done_data, SL_SAGA_REPLY_REFUSED, "order_missing: no such order");
+    } else {
+        snprintf(msg, sizeof msg, "database: %s", sl_errname(rc));
+        reply(done, done_data, SL_SAGA_REPLY_FAILED, msg);
+    }
+    free(o);
+}
+
+/* The checkout's last compensation: cancel the order with the reason of the refusal. */
+static void local_cancel(order_worker *ow, const char *saga_id, const char *oid,
+                         sl_saga_reply_cb done, void *done_data)
+{
+    sl_saga_state st;
+    int rc = sl_saga_store_load(sl_svc_worker_db(ow->w), &ow->cfg->sagas.checkout, saga_id, &st);
+    if (rc != 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "saga state: %s", sl_errname(rc));
+        reply(done, done_data, SL_SAGA_REPLY_FAILED, msg);
+        return;
+    }
+    char why[ORDER_REASON_MAX];
+    order_cancel_reason(st.reason, why);
+    local_settle(ow, oid, ORDER_CANCELLED, why, ORDER_EV_CANCELLED, done, done_data);
+}
+
+/* The cancel saga's pivot: the customer's cancel is recorded (it was, with the saga). */
+static void local_cancelled(order_worker *ow, const char *oid, sl_saga_reply_cb done,
+                            void *done_data)
+{
+    order_row *o = malloc(sizeof *o);
+    int rc = o ? order_store_get(sl_svc_worker_db(ow->w), oid, o) : SL_ENOMEM;
+    char msg[96];
+    if (rc == 0 && o->status == ORDER_CANCELLED) {
+        reply(done, done_data, SL_SAGA_REPLY_OK, "order cancelled");
+    } else if (rc == 0 || rc == SL_ENOTFOUND) {
+        snprintf(msg, sizeof msg, "order_state: the order is %s",
+                 rc == 0 ? order_status_name(o->status) : "missing");
+        reply(done, done_data, SL_SAGA_REPLY_REFUSED, msg);
+    } else {
+        snprintf(msg, sizeof msg, "database: %s", sl_errname(rc));
+        reply(done, done_data, SL_SAGA_REPLY_FAILED, msg);
+    }
+    free(o);
+}
+
+/* ---- participant calls ---------------------------------------------------------------------- */
+
+typedef struct hcall {
+    order_worker *ow;
+    order_call kind;
+    sl_saga_reply_cb done;
+    void *done_data;
+    char saga_id[SL_SAGA_ID_MAX + 1];
+} hcall;
+
+/* The problem's `reason` and a reservation's `status`, from a JSON body (either may be NULL). */
+static void body_fields(sl_slice body, char *reason, size_t rcap, char *status, size_t scap)
+{
+    reason[0] = status[0] = '\0';
+    json_t *v = body.len ? json_loadb(body.ptr, body.len, 0, NULL) : NULL;
+    const char *r = json_string_value(json_object_get(v, "reason"));
+    const char *s = json_string_value(json_object_get(v, "status"));
+    if (r) snprintf(reason, rcap, "%s", r);
+    if (s) snprintf(status, scap, "%s", s);
+    json_decref(v);
+}
+
+static int64_t retry_after_ms(const sl_http_response *res)
+{
+    sl_slice v;
+    if (!sl_http_response_header(res, "retry-after", &v) || v.len == 0 || v.len > 6) return 0;
+    int64_t secs = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9') return 0;
+        secs = secs * 10 + (v.ptr[i] - '0');
+    }
+    return secs * 1000;
+}
+
+static void on_http(sl_http_handle *call, const sl_http_result *res, void *data)
+{
+    (void)call;
+    hcall *hc = data;
+    char msg[600];
+    sl_saga_reply r = {.kind = SL_SAGA_REPLY_FAILED, .data = msg};
+    if (res->error != 0 || res->response == NULL) {
+        snprintf(msg, sizeof msg, "transport: %s", sl_http_result_kind_name(res->kind));
+        r.retry_after_ms = res->retry_after_ms;
+    } else {
+        const sl_http_response *resp = res->response;
+        char reason[64], status[32], cancel[ORDER_REASON_MAX];
+        body_fields(resp->body, reason, sizeof reason, status, sizeof status);
+        r.kind = order_classify(hc->kind, resp->status, reason[0] ? reason : NULL,
+                                status[0] ? status : NULL, cancel);
+        int snip = resp->body.len > 400 ? 400 : (int)resp->body.len;
+        if (r.kind == SL_SAGA_REPLY_REFUSED)
+            snprintf(msg, sizeof msg, "%s: HTTP %d %.*s", cancel, resp->status, snip,
+                     resp->body.ptr ? resp->body.ptr : "");
+        else
+            snprintf(msg, sizeof msg, "HTTP %d %.*s", resp->status, snip,
+                     resp->body.ptr ? resp->body.ptr : "");
+        if (r.kind == SL_SAGA_REPLY_FAILED) r.retry_after_ms = retry_after_ms(resp);
+        if (r.kind == SL_SAGA_REPLY_OK && strcmp(cancel, "already_committed") == 0)
+            SL_LOG_WARN(sl_svc_worker_log(hc->ow->w), NULL,
+                        "release found the reservation committed; its units stay taken",
+                        SL_LOG_STR("saga_id", hc->saga_id));
+    }
+    r.len = strlen(msg);
+    hc->done(hc->done_data, &r);
+    free(hc);
+}
+
+static int send_http(order_worker *ow, sl_upstream *up, order_call kind, const char *path,
+                     const char *body, const sl_saga_call *call, sl_saga_reply_cb done,
+                     void *done_data)
+{
+    char proof[SL_IDENTITY_PROOF_MAX];
+    sl_http_header h[4] = {{SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")}};
+    size_t nh = 1;
+    if (ow->cfg->have_key &&
+        sl_identity_sign(&ow->cfg->key, "svc:order", "service", SL_HTTP_POST,
+                         (sl_slice){path, strlen(path)}, now_ms(), proof) == 0) {
+        h[nh++] = (sl_http_header){SL_SLICE_LIT("x-user-id"), SL_SLICE_LIT("svc:order")};
+        h[nh++] = (sl_http_header){SL_SLICE_LIT("x-user-role"), SL_SLICE_LIT("service")};
+        h[nh++] = (sl_http_header){SL_SLICE_LIT("x-shoal-identity"), {proof, strlen(proof)}};
+    }
+    hcall *hc = calloc(1, sizeof *hc);
+    if (!hc) return SL_ENOMEM;
+    *hc = (hcall){.ow = ow, .kind = kind, .done = done, .done_data = done_data};
+    snprintf(hc->saga_id, sizeof hc->saga_id, "%s", call->saga_id);
+    sl_http_request req = {.method = SL_HTTP_POST,
+                           .target = {path, strlen(path)},
+                           .headers = h,
+                           .nheaders = nh,
+                           .body = body,
+                           .body_len = body ? strlen(body) : 0};
+    sl_http_call_opts opts = {.timeout_ms = call->timeout_ms,
+                              .idempotency_key = call->idempotency_key};
+    int rc = sl_http_call(up, &req, &opts, on_http, hc, NULL);
+    if (rc != 0) free(hc);
+    return rc;
+}
+
+/* Builds the body of a reserve or charge from the saga input (returns owned text). */
+static char *call_body(const json_t *in, order_call kind)
+{
+    json_t *v =
+        kind == ORDER_CALL_RESERVE
+            ? json_pack("{s:O, s:O}", "order_id", json_object_get(in, "order_id"), "items",
+                        json_object_get(in, "items"))
+            : json_pack("{s:O, s:O, s:O}", "order_id", json_object_get(in, "order_id"), "user_id",
+                        json_object_get(in, "user_id"), "amount", json_object_get(in, "amount"));
+    char *text = v ? sl_json_dump(v, NULL) : NULL;
+    json_decref(v);
+    return text;
+}
+
+static int send_participant(order_worker *ow, order_call kind, const json_t *in, const char *oid,
+                            const sl_saga_call *call, sl_saga_reply_cb done, void *done_data)
+{
+    char path[160];
+    char *body = NULL;
+    sl_upstream *up = kind == ORDER_CALL_RESERVE || kind == ORDER_CALL_RELEASE ? ow->inv : ow->pay;
+    switch (kind) {
+    case ORDER_CALL_RESERVE:
+        snprintf(path, sizeof path, "/reservations");
+        break;
+    case ORDER_CALL_RELEASE:
+        snprintf(path, sizeof path, "/reservations/%s/release", oid);
+        break;
+    case ORDER_CALL_CHARGE:
+        snprintf(path, sizeof path, "/charges");
+        break;
+    case ORDER_CALL_REFUND:
+        snprintf(path, sizeof path, "/charges/%s/refund", oid);
+        break;
+    }
+    if (kind == ORDER_CALL_RESERVE || kind == ORDER_CALL_CHARGE) {
+        body = call_body(in, kind);
+        if (!body) return SL_ENOMEM;
+    }
+    int rc = send_http(ow, up, kind, path, body, call, done, done_data);
+    free(body);
+    return rc;
+}
+
+/* The executor: routes each (saga type, step, call kind) to a local step or a participant. */
+static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done, void *done_data)
+{
+    order_worker *ow = ctx;
+    json_t *in = json_loads(call->input_json, 0, NULL);
+    const char *oid = json_string_value(json_object_get(in, "order_id"));
+    if (!oid || !order_id_valid(oid, strlen(oid))) {
+        json_decref(in);
+        return SL_EPARSE; /* the driver records a failed attempt; the history shows it */
+    }
+    int checkout = strcmp(call->saga_type, "checkout") == 0;
+    int comp = call->call == SL_SAGA_COMPENSATION;
+    const char *s = call->step_name;
+    int rc = 0;
+    if (checkout && strcmp(s, "open") == 0 && !comp)
+        local_open(ow, oid, done, done_data);
+    else if (checkout && strcmp(s, "open") == 0)
+        local_cancel(ow, call->saga_id, oid, done, done_data);
+    else if (checkout && strcmp(s, "reserve") == 0)
+        rc = send_participant(ow, comp ? ORDER_CALL_RELEASE : ORDER_CALL_RESERVE, in, oid, call,
+                              done, done_data);
+    else if (checkout && strcmp(s, "charge") == 0 && !comp)
+        rc = send_participant(ow, ORDER_CALL_CHARGE, in, oid, call, done, done_data);
+    else if (checkout && strcmp(s, "confirm") == 0 && !comp)
+        local_settle(ow, oid, ORDER_CONFIRMED, NULL, ORDER_EV_CONFIRMED, done, done_data);
+    else if (!checkout && strcmp(s, "cancelled") == 0 && !comp)
+        local_cancelled(ow, oid, done, done_data);
+    else if (!checkout && strcmp(s, "refund") == 0 && !comp)
+        rc = send_participant(ow, ORDER_CALL_REFUND, in, oid, call, done, done_data);
+    else if (!checkout && strcmp(s, "release") == 0 && !comp)
+        rc = send_participant(ow, ORDER_CALL_RELEASE, in, oid, call, done, done_data);
+    else
+        rc = SL_EINVAL; /* a step the engine never asks for with these definitions */
+    json_decref(in);
+    return rc;
+}
+
+/* ---- timers --------------------------------------------------------------------------------- */
+
+static void timer_fired(uv_timer_t *h)
+{
+    ow_timer *t = h->data;
+    if (t->cb) t->cb(t->data);
+}
+
+static int timer_arm(void *ctx, int64_t delay_ms, sl_saga_timer_cb cb, void *data)
+{
+    ow_timer *t = ctx;
+    t->cb = cb;
+    t->data = data;
+    uv_update_time(uv_handle_get_loop((uv_handle_t *)&t->t));
+    return uv_timer_start(&t->t, timer_fired, delay_ms < 0 ? 0 : (uint64_t)delay_ms, 0) == 0
+               ? 0
+               : SL_EINVAL;
+}
+
+static void timer_disarm(void *ctx)
+{
+    ow_timer *t = ctx;
+    uv_timer_stop(&t->t);
+}
+
+/* ---- worker --------------------------------------------------------------------------------- */
+
+static void released(order_worker *ow)
+{
+    if (--ow->closes == 0) free(ow);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    ow_timer *t = h->data;
+    released(t->ow);
+}
+
+static void upstream_closed(void *data)
+{
+    released(data);
+}
+
+static int make_upstream(order_worker *ow, const char *name, const char *endpoint,
+                         sl_upstream **out)
+{
+    sl_upstream_config c;
+    sl_upstream_config_default(&c);
+    const char *eps[] = {endpoint};
+    c.name = name;
+    c.endpoints = eps;
+    c.nendpoints = 1;
+    c.retry.max_retries = 0; /* the saga engine retries: one history entry per attempt */
+    c.retry.per_try_timeout_ms = 0;
+    c.breaker.recovery_timeout_ms = ow->cfg->breaker_recovery_ms;
+    sl_upstream_env env = {.loop = sl_svc_worker_loop(ow->w),
+                           .metrics = sl_svc_worker_metrics(ow->w),
+                           .shard = (unsigned)sl_svc_worker_index(ow->w),
+                           .log = sl_svc_worker_log(ow->w),
+                           .tracer = sl_svc_worker_tracer(ow->w)};
+    return sl_upstream_new(&c, &env, out);
+}
+
+static void metrics_setup(order_worker *ow)
+{
+    sl_metrics *reg = sl_svc_worker_metrics(ow->w);
+    unsigned shard = (unsigned)sl_svc_worker_index(ow->w);
+    if (sl_saga_metrics_init(&ow->metrics, reg, shard) == SL_EEXIST) {
+        /* Another worker registered the shared families first (one registry, a shard per
+         * worker): look them up, as sl_metrics_family_find's contract suggests. */
+        if (sl_metrics_family_find(reg, "saga_instances", &ow->metrics._instances) != 0 ||
+            sl_metrics_family_find(reg, "saga_transitions_total", &ow->metrics._transitions) != 0)
+            ow->metrics._instances = ow->metrics._transitions = NULL;
+    }
+}
+
+static int drivers_setup(order_worker *ow)
+{
+    const sl_saga_def *defs[SAGA_TYPES] = {&ow->cfg->sagas.checkout, &ow->cfg->sagas.cancel};
+    for (int i = 0; i < SAGA_TYPES; i++) {
+        ow_timer *t = &ow->timers[i];
+        if (uv_timer_init(sl_svc_worker_loop(ow->w), &t->t) != 0) return SL_EINVAL;
+        t->t.data = t;
+        t->ow = ow;
+        ow->closes++;
+        sl_saga_driver_options o = {
+            .db = sl_svc_worker_db(ow->w),
+            .def = defs[i],
+            .executor = {.ctx = ow, .send = exec_send},
+            .timer = {.ctx = t, .arm = timer_arm, .disarm = timer_disarm},
+            .clock = sl_clock_system(),
+            .metrics_cb = sl_saga_metrics_hook,
+            .metrics_data = &ow->metrics,
+        };
+        int rc = sl_saga_driver_new(&o, &ow->drv[i]);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static void recover(order_worker *ow)
+{
+    sl_db *db = sl_svc_worker_db(ow->w);
+    sl_logger *log = sl_svc_worker_log(ow->w);
+    if (sl_saga_store_count(db, sl_saga_metrics_set, &ow->metrics) != 0)
+        SL_LOG_WARN(log, NULL, "could not count sagas for the gauge");
+    for (int i = 0; i < SAGA_TYPES; i++) {
+        size_t n = 0;
+        int rc = sl_saga_driver_recover(ow->drv[i], &n);
+        if (rc != 0)
+            SL_LOG_ERROR(log, NULL, "saga recovery incomplete", SL_LOG_STR("code", sl_errname(rc)));
+        SL_LOG_INFO(log, NULL, "sagas resumed",
+                    SL_LOG_STR("type", i == SAGA_CHECKOUT ? "checkout" : "cancel"),
+                    SL_LOG_INT("count", (int64_t)n));
+    }
+}
+
+int order_worker_new(sl_svc_worker *w, order_worker **out)
+{
+    order_worker *ow = calloc(1, sizeof *ow);
+    if (!ow) return SL_ENOMEM;
+    ow->w = w;
+    ow->cfg = sl_service_data(sl_svc_worker_service(w));
+    metrics_setup(ow);
+    int rc = make_upstream(ow, "inventory", ow->cfg->inventory_url, &ow->inv);
+    if (rc == 0) {
+        ow->closes++;
+        rc = make_upstream(ow, "payment", ow->cfg->payment_url, &ow->pay);
+    }
+    if (rc == 0) {
+        ow->closes++;
+        rc = drivers_setup(ow);
+    }
+    *out = ow; /* even on failure: order_worker_close releases what was made */
+    if (rc != 0) return rc;
+    /* One resumer per process: worker 0, before its loop serves anything. */
+    if (sl_svc_worker_index(w) == 0) recover(ow);
+    return 0;
+}
+
+void order_worker_close(order_worker *ow)
+{
+    if (!ow) return;
+    for (int i = 0; i < SAGA_TYPES; i++) {
+        sl_saga_driver_free(ow->drv[i]); /* late replies of its calls are dropped */
+        ow->drv[i] = NULL;
+    }
+    ow->closes++; /* hold it while starting the closes below */
+    for (int i = 0; i < SAGA_TYPES; i++)
+        if (ow->timers[i].ow != NULL) uv_close((uv_handle_t *)&ow->timers[i].t, timer_closed);
+    if (ow->inv) sl_upstream_close(ow->inv, upstream_closed, ow);
+    if (ow->pay) sl_upstream_close(ow->pay, upstream_closed, ow);
+    released(ow);
+}
+
+sl_saga_driver *order_worker_driver(order_worker *ow, const sl_saga_def *def)
+{
+    if (!ow) return NULL;
+    if (def == &ow->cfg->sagas.checkout) return ow->drv[SAGA_CHECKOUT];
+    if (def == &ow->cfg->sagas.cancel) return ow->drv[SAGA_CANCEL];
+    return NULL;
+}
