@@ -192,3 +192,17 @@ if(bus_tests OR nats_tests)
       RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_NATS_ENV}")
   endforeach()
 endif()
+
+# End-to-end suites: tests/e2e/<name>_test.c run `shoal up` (every service, nats-server and
+# the gateway as real processes) and drive the public API through the gateway.
+file(GLOB e2e_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/*_test.c)
+foreach(src ${e2e_tests})
+  get_filename_component(base ${src} NAME_WE)
+  string(REGEX REPLACE "_test$" "" name ${base})
+  add_executable(e2e_${name} ${src})
+  target_link_libraries(e2e_${name} PRIVATE shoal shoal_testsupport PkgConfig::CMOCKA)
+  set_target_properties(e2e_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  add_test(NAME e2e.${name} COMMAND e2e_${name})
+  set_tests_properties(e2e.${name} PROPERTIES LABELS "e2e" TIMEOUT 900
+    RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV}")
+endforeach()

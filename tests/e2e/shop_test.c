@@ -1,0 +1,675 @@
+/*
+ * The whole shop, end to end: `shoal up` starts nats-server, every service
+ * and the gateway (on free ports, in a temporary data directory), and this
+ * suite drives the public API exactly as API.md states it, through the
+ * gateway only: register and log in, browse, fill the cart, pay into the
+ * wallet, check out (the saga confirms the order: stock down, wallet
+ * charged, cart cleared, notification written), read the order history
+ * through the aggregation route, cancel (refund), refusals (insufficient
+ * funds), the error shapes (401/403/404/405/413/422/429), idempotent order
+ * creation, and a stopped service: its breaker opens, the gateway answers
+ * 503 with Retry-After fast, other routes are unaffected, and it recovers.
+ */
+#include "harness.h"
+
+#include <jansson.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char dir[] = "/tmp/shoal-e2e-XXXXXX";
+static int gw;         /* gateway port */
+static pid_t up;       /* shoal up */
+static char uplog[600];
+
+static const char *const names[] = {"user", "product", "cart", "inventory",
+                                    "order", "payment", "notification"};
+static int ports[7];
+
+/* ---- HTTP through the gateway ----------------------------------------- */
+
+typedef struct resp {
+    int status;
+    json_t *json;
+    char retry_after[32];
+    char location[256];
+    int has_request_id, has_traceparent;
+} resp;
+
+static void resp_free(resp *r)
+{
+    json_decref(r->json);
+    r->json = NULL;
+}
+
+static int call(const char *method, const char *path, const char *token, const char *body,
+                const char *extra, resp *out)
+{
+    char req[65536];
+    size_t blen = body ? strlen(body) : 0;
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s%s"
+                     "Content-Length: %zu\r\n\r\n",
+                     method, path, token ? "Authorization: Bearer " : "", token ? token : "",
+                     token ? "\r\n" : "", extra ? extra : "", blen);
+    if (body && (size_t)n + blen < sizeof req) {
+        memcpy(req + n, body, blen);
+        n += (int)blen;
+    }
+    th_response r;
+    memset(out, 0, sizeof *out);
+    out->status = th_roundtrip(gw, req, (size_t)n, &r, 20000);
+    if (out->status > 0) {
+        out->json = r.body_len ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
+        const char *ra = th_header(&r, "retry-after");
+        if (ra)
+            snprintf(out->retry_after, sizeof out->retry_after, "%s", ra);
+        const char *loc = th_header(&r, "location");
+        if (loc)
+            snprintf(out->location, sizeof out->location, "%s", loc);
+        out->has_request_id = th_header(&r, "x-request-id") != NULL;
+        out->has_traceparent = th_header(&r, "traceparent") != NULL;
+        th_response_free(&r);
+    }
+    return out->status;
+}
+
+static const char *jstr(const json_t *v, const char *k)
+{
+    const char *s = json_string_value(json_object_get(v, k));
+    return s ? s : "";
+}
+
+static long long jint(const json_t *v, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(v, k));
+}
+
+static long long money(const json_t *v, const char *k)
+{
+    json_t *m = json_object_get(v, k);
+    return json_is_integer(m) ? (long long)json_integer_value(m)
+                              : (long long)json_integer_value(json_object_get(m, "amount"));
+}
+
+/* Expects `status`; prints the body otherwise. */
+static void expect(const char *what, resp *r, int status)
+{
+    if (r->status != status) {
+        char *b = r->json ? json_dumps(r->json, JSON_COMPACT) : NULL;
+        fprintf(stderr, "%s: status %d, want %d: %s\n", what, r->status, status, b ? b : "");
+        free(b);
+    }
+    assert_int_equal(r->status, status);
+    assert_true(r->has_request_id);
+    assert_true(r->has_traceparent);
+}
+
+static void register_user(const char *email, const char *name, char *id_out)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"correct horse\",\"name\":\"%s\"}",
+             email, name);
+    resp r;
+    call("POST", "/api/v1/auth/register", NULL, body, NULL, &r);
+    expect("register", &r, 201);
+    assert_string_equal(jstr(r.json, "role"), "customer");
+    snprintf(id_out, 64, "%s", jstr(r.json, "user_id"));
+    resp_free(&r);
+}
+
+static void login(const char *email, const char *password, char *token)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    resp r;
+    call("POST", "/api/v1/auth/login", NULL, body, NULL, &r);
+    expect("login", &r, 200);
+    assert_string_equal(jstr(r.json, "token_type"), "Bearer");
+    assert_true(jint(r.json, "expires_in") > 0);
+    snprintf(token, 2048, "%s", jstr(r.json, "access_token"));
+    resp_free(&r);
+}
+
+/* Polls GET path until member `key` equals `want` (bounded: 40 s). */
+static int wait_str(const char *path, const char *token, const char *key, const char *want)
+{
+    for (int i = 0; i < 400; i++) {
+        resp r;
+        if (call("GET", path, token, NULL, NULL, &r) == 200 &&
+            strcmp(jstr(r.json, key), want) == 0) {
+            resp_free(&r);
+            return 1;
+        }
+        resp_free(&r);
+        usleep(100000);
+    }
+    return 0;
+}
+
+static long long wallet_balance(const char *token)
+{
+    resp r;
+    call("GET", "/api/v1/wallet", token, NULL, NULL, &r);
+    expect("wallet", &r, 200);
+    long long b = money(r.json, "balance");
+    resp_free(&r);
+    return b;
+}
+
+/* ---- the suite ---------------------------------------------------------- */
+
+static char alice_id[64], bob_id[64];
+static char alice[2048], bob[2048], admin[2048];
+static char product_id[64];
+static long long price, initial_available;
+
+static void test_auth_and_users(void **state)
+{
+    (void)state;
+    register_user("alice@example.com", "Alice", alice_id);
+    register_user("bob@example.com", "Bob", bob_id);
+    resp r;
+    call("POST", "/api/v1/auth/register", NULL,
+         "{\"email\":\"ALICE@example.com\",\"password\":\"another one\",\"name\":\"A\"}", NULL, &r);
+    expect("duplicate email", &r, 409);
+    resp_free(&r);
+    call("POST", "/api/v1/auth/register", NULL,
+         "{\"email\":\"carol@example.com\",\"password\":\"short\",\"name\":\"C\"}", NULL, &r);
+    expect("short password", &r, 400);
+    assert_non_null(json_object_get(r.json, "errors"));
+    resp_free(&r);
+    call("POST", "/api/v1/auth/register", NULL, "{\"email\":", NULL, &r);
+    expect("malformed JSON", &r, 400);
+    resp_free(&r);
+
+    login("alice@example.com", "correct horse", alice);
+    login("bob@example.com", "correct horse", bob);
+    call("POST", "/api/v1/auth/login", NULL,
+         "{\"email\":\"alice@example.com\",\"password\":\"wrong horse\"}", NULL, &r);
+    expect("wrong password", &r, 401);
+    resp_free(&r);
+
+    /* The admin account made on first start; its password is in data/admin-credentials. */
+    char path[700], line[256], email[128] = "", password[128] = "";
+    snprintf(path, sizeof path, "%s/data/admin-credentials", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        sscanf(line, "email: %127s", email);
+        sscanf(line, "password: %127s", password);
+    }
+    fclose(f);
+    login(email, password, admin);
+
+    call("GET", "/api/v1/users/me", NULL, NULL, NULL, &r);
+    expect("me without token", &r, 401);
+    resp_free(&r);
+    call("GET", "/api/v1/users/me", "not.a.token", NULL, NULL, &r);
+    expect("me with a bad token", &r, 401);
+    resp_free(&r);
+    call("GET", "/api/v1/users/me", alice, NULL, NULL, &r);
+    expect("me", &r, 200);
+    assert_string_equal(jstr(r.json, "email"), "alice@example.com");
+    assert_string_equal(jstr(r.json, "user_id"), alice_id);
+    resp_free(&r);
+    /* A client cannot claim an identity with x-user-* headers. */
+    call("GET", "/api/v1/users/me", NULL, NULL, "x-user-id: admin\r\nx-user-role: admin\r\n", &r);
+    expect("forged identity headers", &r, 401);
+    resp_free(&r);
+    call("PATCH", "/api/v1/users/me", alice, "{\"name\":\"Alice A.\"}", NULL, &r);
+    expect("patch me", &r, 200);
+    assert_string_equal(jstr(r.json, "name"), "Alice A.");
+    resp_free(&r);
+
+    call("GET", "/api/v1/users?role=customer", alice, NULL, NULL, &r);
+    expect("list users as a customer", &r, 403);
+    resp_free(&r);
+    call("GET", "/api/v1/users?role=customer&per_page=10", admin, NULL, NULL, &r);
+    expect("list users as admin", &r, 200);
+    assert_true(jint(r.json, "total") >= 2);
+    resp_free(&r);
+    char p[128];
+    snprintf(p, sizeof p, "/api/v1/users/%s", alice_id);
+    call("GET", p, bob, NULL, NULL, &r);
+    assert_true(r.status == 403 || r.status == 404);
+    resp_free(&r);
+}
+
+static void test_catalogue(void **state)
+{
+    (void)state;
+    resp r;
+    /* The demo catalogue reaches the read model (with stock) through the bus. */
+    int found = 0;
+    for (int i = 0; i < 300 && !found; i++, usleep(100000)) {
+        call("GET", "/api/v1/products?per_page=100&sort=price", NULL, NULL, NULL, &r);
+        expect("list products", &r, 200);
+        json_t *items = json_object_get(r.json, "items");
+        for (size_t k = 0; k < json_array_size(items); k++) {
+            json_t *it = json_array_get(items, k);
+            if (jint(it, "available") >= 5 && money(it, "price") > 0) {
+                snprintf(product_id, sizeof product_id, "%s", jstr(it, "product_id"));
+                price = money(it, "price");
+                initial_available = jint(it, "available");
+                found = 1;
+                break;
+            }
+        }
+        resp_free(&r);
+    }
+    assert_true(found);
+    char p[128];
+    snprintf(p, sizeof p, "/api/v1/products/%s", product_id);
+    call("GET", p, NULL, NULL, NULL, &r);
+    expect("product", &r, 200);
+    assert_int_equal(money(r.json, "price"), price);
+    resp_free(&r);
+    call("GET", "/api/v1/products/01a22200-0000-7000-8000-000000000000", NULL, NULL, NULL, &r);
+    expect("unknown product", &r, 404);
+    resp_free(&r);
+    call("GET", "/api/v1/products?q=tea&per_page=5", NULL, NULL, NULL, &r);
+    expect("search", &r, 200);
+    assert_true(json_is_array(json_object_get(r.json, "items")));
+    resp_free(&r);
+    call("GET", "/api/v1/products?sort=sideways", NULL, NULL, NULL, &r);
+    expect("bad sort", &r, 400);
+    resp_free(&r);
+}
+
+static void test_wallet_cart_checkout(void **state)
+{
+    (void)state;
+    resp r;
+    /* A wallet exists from registration on. */
+    assert_int_equal(wallet_balance(alice), 0);
+    call("POST", "/api/v1/wallet/deposits", alice, "{\"amount\":100000}", NULL, &r);
+    expect("deposit", &r, 200);
+    assert_int_equal(money(r.json, "balance"), 100000);
+    resp_free(&r);
+    call("POST", "/api/v1/wallet/deposits", alice, "{\"amount\":0}", NULL, &r);
+    expect("zero deposit", &r, 400);
+    resp_free(&r);
+
+    char p[256], body[512];
+    snprintf(p, sizeof p, "/api/v1/cart/items/%s", product_id);
+    call("PUT", p, alice, "{\"qty\":2}", NULL, &r);
+    expect("cart put", &r, 200);
+    resp_free(&r);
+    call("GET", "/api/v1/cart", alice, NULL, NULL, &r);
+    expect("cart", &r, 200);
+    assert_int_equal(money(r.json, "total"), 2 * price);
+    resp_free(&r);
+    call("GET", "/api/v1/cart", bob, NULL, NULL, &r);
+    expect("bob's cart", &r, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    resp_free(&r);
+
+    /* Checkout, idempotent by key. */
+    snprintf(body, sizeof body,
+             "{\"items\":[{\"product_id\":\"%s\",\"qty\":2}],\"shipping_address\":{\"name\":"
+             "\"Alice\",\"line1\":\"1-2-3 Shibuya\",\"city\":\"Tokyo\",\"postal_code\":"
+             "\"150-0002\",\"country\":\"JP\"}}",
+             product_id);
+    call("POST", "/api/v1/orders", alice, body, "Idempotency-Key: order-key-1\r\n", &r);
+    expect("create order", &r, 202);
+    char order_id[64];
+    snprintf(order_id, sizeof order_id, "%s", jstr(r.json, "order_id"));
+    assert_string_equal(jstr(r.json, "status"), "pending");
+    assert_non_null(strstr(r.location, order_id));
+    resp_free(&r);
+    call("POST", "/api/v1/orders", alice, body, "Idempotency-Key: order-key-1\r\n", &r);
+    expect("replayed order", &r, 202);
+    assert_string_equal(jstr(r.json, "order_id"), order_id);
+    resp_free(&r);
+    call("POST", "/api/v1/orders", alice, "{\"items\":[],\"shipping_address\":{}}",
+         "Idempotency-Key: order-key-1\r\n", &r);
+    expect("same key, other body", &r, 422);
+    resp_free(&r);
+
+    snprintf(p, sizeof p, "/api/v1/orders/%s", order_id);
+    assert_true(wait_str(p, alice, "status", "confirmed"));
+    call("GET", p, alice, NULL, NULL, &r);
+    expect("order", &r, 200);
+    assert_int_equal(money(r.json, "total_amount"), 2 * price);
+    resp_free(&r);
+    call("GET", p, bob, NULL, NULL, &r);
+    assert_true(r.status == 403 || r.status == 404);
+    resp_free(&r);
+    assert_int_equal(wallet_balance(alice), 100000 - 2 * price);
+
+    /* Choreography: stock down in the catalogue, the cart emptied, a notification. */
+    int stock_ok = 0, cart_ok = 0;
+    for (int i = 0; i < 300 && !(stock_ok && cart_ok); i++, usleep(100000)) {
+        snprintf(p, sizeof p, "/api/v1/products/%s", product_id);
+        call("GET", p, NULL, NULL, NULL, &r);
+        stock_ok = r.status == 200 && jint(r.json, "available") == initial_available - 2;
+        resp_free(&r);
+        call("GET", "/api/v1/cart", alice, NULL, NULL, &r);
+        cart_ok = r.status == 200 && json_array_size(json_object_get(r.json, "items")) == 0;
+        resp_free(&r);
+    }
+    assert_true(stock_ok);
+    assert_true(cart_ok);
+    char mailbox[800];
+    snprintf(mailbox, sizeof mailbox, "ls %s/data/mailboxes/%s/ 2>/dev/null | grep -q .", dir,
+             alice_id);
+    int mailed = 0;
+    for (int i = 0; i < 100 && !mailed; i++, usleep(100000))
+        mailed = system(mailbox) == 0;
+    assert_true(mailed);
+
+    /* The aggregation route: user, orders, product details per item. */
+    snprintf(p, sizeof p, "/api/v1/users/%s/orders", alice_id);
+    call("GET", p, alice, NULL, NULL, &r);
+    expect("user orders", &r, 200);
+    assert_string_equal(jstr(json_object_get(r.json, "user"), "user_id"), alice_id);
+    json_t *orders = json_object_get(r.json, "orders");
+    assert_true(json_array_size(orders) >= 1);
+    json_t *details = json_object_get(json_array_get(orders, 0), "product_details");
+    assert_int_equal(json_array_size(details), 1);
+    assert_string_equal(jstr(json_array_get(details, 0), "product_id"), product_id);
+    resp_free(&r);
+    call("GET", p, bob, NULL, NULL, &r);
+    assert_true(r.status == 403 || r.status == 404);
+    resp_free(&r);
+
+    /* Cancel before shipping: refunded. */
+    snprintf(p, sizeof p, "/api/v1/orders/%s/cancel", order_id);
+    call("POST", p, alice, "{\"reason\":\"changed my mind\"}", NULL, &r);
+    expect("cancel", &r, 200);
+    assert_string_equal(jstr(r.json, "status"), "cancelled");
+    resp_free(&r);
+    int refunded = 0;
+    for (int i = 0; i < 300 && !refunded; i++, usleep(100000))
+        refunded = wallet_balance(alice) == 100000;
+    assert_true(refunded);
+}
+
+static void test_refusals_and_shipping(void **state)
+{
+    (void)state;
+    resp r;
+    char body[512], p[256];
+    snprintf(body, sizeof body,
+             "{\"items\":[{\"product_id\":\"%s\",\"qty\":1}],\"shipping_address\":{\"name\":"
+             "\"Bob\",\"line1\":\"1 Main St\",\"city\":\"Osaka\",\"postal_code\":\"530-0001\","
+             "\"country\":\"JP\"}}",
+             product_id);
+    /* Bob has no money: the saga releases the stock and cancels. */
+    call("POST", "/api/v1/orders", bob, body, NULL, &r);
+    expect("bob's order", &r, 202);
+    snprintf(p, sizeof p, "/api/v1/orders/%s", jstr(r.json, "order_id"));
+    resp_free(&r);
+    assert_true(wait_str(p, bob, "status", "cancelled"));
+    assert_true(wait_str(p, bob, "cancel_reason", "insufficient_funds"));
+
+    /* An unknown product is 422 naming the item. */
+    call("POST", "/api/v1/orders", alice,
+         "{\"items\":[{\"product_id\":\"01a22200-0000-7000-8000-000000000001\",\"qty\":1}],"
+         "\"shipping_address\":{\"name\":\"A\",\"line1\":\"x\",\"city\":\"y\",\"postal_code\":"
+         "\"1\",\"country\":\"JP\"}}",
+         NULL, &r);
+    expect("unknown product in an order", &r, 422);
+    resp_free(&r);
+
+    /* Alice orders again; the admin ships; a shipped order cannot be cancelled. */
+    snprintf(body, sizeof body,
+             "{\"items\":[{\"product_id\":\"%s\",\"qty\":1}],\"shipping_address\":{\"name\":"
+             "\"Alice\",\"line1\":\"1-2-3 Shibuya\",\"city\":\"Tokyo\",\"postal_code\":"
+             "\"150-0002\",\"country\":\"JP\"}}",
+             product_id);
+    call("POST", "/api/v1/orders", alice, body, NULL, &r);
+    expect("second order", &r, 202);
+    char order_id[64];
+    snprintf(order_id, sizeof order_id, "%s", jstr(r.json, "order_id"));
+    resp_free(&r);
+    snprintf(p, sizeof p, "/api/v1/orders/%s", order_id);
+    assert_true(wait_str(p, alice, "status", "confirmed"));
+    snprintf(p, sizeof p, "/api/v1/admin/orders/%s/ship", order_id);
+    call("POST", p, alice, NULL, NULL, &r);
+    expect("ship as a customer", &r, 403);
+    resp_free(&r);
+    call("POST", p, admin, NULL, NULL, &r);
+    expect("ship", &r, 200);
+    assert_string_equal(jstr(r.json, "status"), "shipped");
+    resp_free(&r);
+    snprintf(p, sizeof p, "/api/v1/orders/%s/cancel", order_id);
+    call("POST", p, alice, "{\"reason\":\"too late\"}", NULL, &r);
+    expect("cancel after shipping", &r, 409);
+    resp_free(&r);
+    call("GET", "/api/v1/orders?status=shipped", alice, NULL, NULL, &r);
+    expect("list my orders", &r, 200);
+    assert_int_equal(jint(r.json, "total"), 1);
+    resp_free(&r);
+}
+
+static void test_error_shapes(void **state)
+{
+    (void)state;
+    resp r;
+    call("GET", "/api/v1/nothing-here", NULL, NULL, NULL, &r);
+    expect("unknown route", &r, 404);
+    resp_free(&r);
+    call("DELETE", "/api/v1/products", NULL, NULL, NULL, &r);
+    expect("wrong method", &r, 405);
+    resp_free(&r);
+    /* 413: a body over the route's limit. */
+    char *big = malloc(40000);
+    memset(big, 'a', 39999);
+    big[0] = '"';
+    big[39998] = '"';
+    big[39999] = '\0';
+    call("POST", "/api/v1/auth/register", NULL, big, NULL, &r);
+    expect("body too large", &r, 413);
+    resp_free(&r);
+    free(big);
+    /* 429: login is rate limited per client. */
+    int limited = 0;
+    for (int i = 0; i < 40 && !limited; i++) {
+        call("POST", "/api/v1/auth/login", NULL,
+             "{\"email\":\"nobody@example.com\",\"password\":\"whatever1\"}", NULL, &r);
+        if (r.status == 429) {
+            limited = 1;
+            assert_true(atoi(r.retry_after) >= 1);
+        }
+        resp_free(&r);
+    }
+    assert_true(limited);
+}
+
+static pid_t child_pid(const char *name)
+{
+    char line[512], pat[64];
+    snprintf(pat, sizeof pat, "%s ", name);
+    FILE *f = fopen(uplog, "r");
+    pid_t pid = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        char *q = strstr(line, "started (pid ");
+        if (q && strstr(line, pat))
+            pid = atoi(q + 13);
+    }
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+static void test_stopped_service(void **state)
+{
+    (void)state;
+    pid_t pay = child_pid("payment");
+    assert_true(pay > 0);
+    /* Freeze the payment service: calls time out, its breaker opens, then 503 comes fast. */
+    kill(pay, SIGSTOP);
+    resp r;
+    int fast503 = 0;
+    for (int i = 0; i < 40 && !fast503; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        call("GET", "/api/v1/wallet", alice, NULL, NULL, &r);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+        if (r.status == 503 && r.retry_after[0] && ms < 1000)
+            fast503 = 1;
+        resp_free(&r);
+        /* Another route is unaffected meanwhile (bulkheads per cluster). */
+        call("GET", "/api/v1/products?per_page=1", NULL, NULL, NULL, &r);
+        expect("products while payment is down", &r, 200);
+        resp_free(&r);
+    }
+    kill(pay, SIGCONT);
+    assert_true(fast503);
+    /* Recovery through half-open once the service answers again. */
+    int back = 0;
+    for (int i = 0; i < 300 && !back; i++, usleep(100000)) {
+        call("GET", "/api/v1/wallet", alice, NULL, NULL, &r);
+        back = r.status == 200;
+        resp_free(&r);
+    }
+    assert_true(back);
+}
+
+/* ---- set-up: configuration with free ports, then `shoal up` ------------- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *buf = calloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static void replace_all(char *s, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to);
+    if (fl != tl) /* ports keep their width */
+        abort();
+    for (char *p = strstr(s, from); p; p = strstr(p + tl, from))
+        memcpy(p, to, tl);
+}
+
+static int free_port5(void)
+{
+    for (;;) {
+        int p = th_free_port();
+        if (p >= 10000 && p <= 65535)
+            return p;
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir))
+        return -1;
+    const char *src = getenv("SHOAL_SOURCE_DIR");
+    char path[800];
+    snprintf(path, sizeof path, "%s/config/gateway.yaml", src ? src : ".");
+    char *gwcfg = slurp(path);
+    if (!gwcfg)
+        return -1;
+    for (int i = 0; i < 7; i++) {
+        ports[i] = free_port5();
+        char from[32], to[32];
+        snprintf(from, sizeof from, "127.0.0.1:%d", 8101 + i);
+        snprintf(to, sizeof to, "127.0.0.1:%d", ports[i]);
+        replace_all(gwcfg, from, to);
+    }
+    int admin_port = free_port5();
+    char from[32], to[32];
+    snprintf(to, sizeof to, "port: %d", admin_port);
+    replace_all(gwcfg, "port: 9901", to);
+    /* Quick recovery for the stopped-service test. */
+    replace_all(gwcfg, "recovery_timeout_ms: 30000", "recovery_timeout_ms: 02000");
+    snprintf(path, sizeof path, "%s/gateway.yaml", dir);
+    FILE *f = fopen(path, "w");
+    fputs(gwcfg, f);
+    fclose(f);
+    free(gwcfg);
+    (void)from;
+
+    gw = free_port5();
+    int nats = free_port5();
+    char local[800];
+    snprintf(local, sizeof local, "%s/local.yaml", dir);
+    f = fopen(local, "w");
+    fprintf(f, "data_dir: %s/data\nnats:\n  port: %d\nservices:\n", dir, nats);
+    const char *common = "SHOAL_BUS__ACK_WAIT_MS: \"3000\", SHOAL_LOG__LEVEL: warn";
+    for (int i = 0; i < 7; i++) {
+        const char *extra = "";
+        if (strcmp(names[i], "user") == 0)
+            extra = ", SHOAL_USER__BOOTSTRAP_ADMIN: \"true\", SHOAL_USER__PASSWORD_COST: min";
+        if (strcmp(names[i], "product") == 0)
+            extra = ", SHOAL_PRODUCT__DEMO: \"true\"";
+        if (strcmp(names[i], "notification") == 0)
+            extra = "";
+        if (strcmp(names[i], "order") == 0)
+            extra = "";
+        fprintf(f, "  - {name: %s, port: %d, env: {%s%s}}\n", names[i], ports[i], common, extra);
+    }
+    fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {SHOAL_LOG__LEVEL: warn}}\n", gw,
+            path);
+    fclose(f);
+    /* The order service finds its participants through upstreams.* (defaults: 8104, 8106). */
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd,
+             "sed -i 's|  - {name: order, port: \\([0-9]*\\), env: {|  - {name: order, port: "
+             "\\1, env: {SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:%d\", "
+             "SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:%d\", |' %s",
+             ports[3], ports[5], local);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(uplog, sizeof uplog, "%s/up.log", dir);
+    snprintf(cmd, sizeof cmd, "exec %s up --config %s > %s 2>&1", th_bin("shoal"), local, uplog);
+    char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+    up = th_spawn(sh, NULL, NULL);
+    /* Ready when the gateway answers /readyz (it starts after every service is ready). */
+    for (int i = 0; i < 600; i++) {
+        th_response r;
+        const char rq[] = "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n";
+        int st = th_connect(gw) >= 0 ? th_roundtrip(gw, rq, sizeof rq - 1, &r, 2000) : -1;
+        if (st > 0)
+            th_response_free(&r);
+        if (st == 200)
+            return 0;
+        usleep(100000);
+    }
+    fprintf(stderr, "the shop did not come up; see %s\n", uplog);
+    return -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int st = th_stop(up, SIGTERM, 60000);
+    char cmd[800];
+    if (getenv("SHOAL_E2E_KEEP") == NULL) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth_and_users),       cmocka_unit_test(test_catalogue),
+        cmocka_unit_test(test_wallet_cart_checkout), cmocka_unit_test(test_refusals_and_shipping),
+        cmocka_unit_test(test_error_shapes),         cmocka_unit_test(test_stopped_service),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
