@@ -3,7 +3,7 @@
  * example. It shows a synchronous handler (GET /hello), a validated JSON body
  * (POST /echo), and an asynchronous handler that answers from a timer
  * (GET /slow?ms=N), which also shows how a handler notices that the client
- * has gone.
+ * has gone, and how it stops at the caller's deadline (sl_req_deadline).
  *
  *   build/bin/shoal-hello --port 8081
  *   curl localhost:8081/hello
@@ -52,6 +52,7 @@ static void echo(sl_http_req *req, sl_svc_worker *w)
 typedef struct slow_call {
     uv_timer_t timer;
     sl_http_req *req;
+    int status;
 } slow_call;
 
 static void slow_closed(uv_handle_t *h)
@@ -64,7 +65,10 @@ static void slow_fire(uv_timer_t *t)
     slow_call *sc = t->data;
     static const char body[] = "{\"message\":\"slept\"}";
     /* A cancelled request (client gone) is only released by this call. */
-    sl_respond_json(sc->req, 200, body, sizeof body - 1);
+    if (sc->status == 504)
+        sl_respond_problem_ex(sc->req, 504, "the caller's deadline passed first", NULL);
+    else
+        sl_respond_json(sc->req, 200, body, sizeof body - 1);
     uv_close((uv_handle_t *)&sc->timer, slow_closed);
 }
 
@@ -89,6 +93,13 @@ static void slow(sl_http_req *req, sl_svc_worker *w)
     if (!sc) {
         sl_http_respond_problem(req, 503, "out of memory");
         return;
+    }
+    /* Never sleep past the caller's deadline: answer 504 when it comes first. */
+    int64_t left = sl_deadline_remaining_ms(sl_req_deadline(req), sl_clock_system());
+    sc->status = 200;
+    if (left < ms) {
+        ms = (long)left;
+        sc->status = 504;
     }
     sc->req = req;
     uv_timer_init(sl_svc_worker_loop(w), &sc->timer);

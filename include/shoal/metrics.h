@@ -78,6 +78,16 @@ SL_API int sl_metrics_histogram(sl_metrics *reg, const char *name, const char *h
                                 sl_metric_family **out) SL_MUST_CHECK;
 
 /*
+ * Finds the family registered as `name` (borrowed). Returns 0 and *out (valid
+ * until sl_metrics_free), or SL_ENOTFOUND. For modules that keep one instance
+ * per worker thread over a shared registry: register the family, and on
+ * SL_EEXIST look it up (the caller owns the name, so its type and labels are
+ * the ones it registered). Thread-safe (takes the registry mutex).
+ */
+SL_API int sl_metrics_family_find(sl_metrics *reg, const char *name,
+                                  sl_metric_family **out) SL_MUST_CHECK;
+
+/*
  * Returns the series of `fam` for `label_values` (one per label name, in the
  * same order; NULL stands for ""; copied, truncated to
  * SL_METRICS_LABEL_VALUE_MAX bytes). Creates it on first use. Never NULL:

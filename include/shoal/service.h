@@ -15,6 +15,7 @@
 #ifndef SHOAL_SERVICE_H
 #define SHOAL_SERVICE_H
 
+#include <shoal/deadline.h>
 #include <shoal/http.h>
 #include <shoal/json.h>
 
@@ -152,6 +153,16 @@ SL_API int sl_req_page(const sl_http_req *req, int64_t *page, int64_t *per_page,
  */
 SL_API int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
                        const char *subject, const json_t *data) SL_MUST_CHECK;
+
+/*
+ * The request's absolute deadline on the monotonic system clock, from the
+ * caller's `x-shoal-deadline-ms` (measured from the end of the request's
+ * headers), or sl_deadline_none() when the header is absent or malformed.
+ * The host answers 504 without calling the handler when it has already
+ * passed; a handler passes it on to its own calls (sl_http_call_opts) and
+ * may stop early. Worker thread; valid until the response is sent.
+ */
+SL_API sl_deadline sl_req_deadline(const sl_http_req *req);
 
 /* Answers `req` with a JSON body (application/json). `body` is borrowed. */
 SL_API int sl_respond_json(sl_http_req *req, int status, const char *body, size_t len);

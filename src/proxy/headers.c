@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                  "te",         "trailer",    "transfer-encoding",
-                                  "upgrade",    "proxy-authenticate", "proxy-authorization"};
+static const char *const hop[] = {
+    "connection", "keep-alive",         "proxy-connection",   "te", "trailer", "transfer-encoding",
+    "upgrade",    "proxy-authenticate", "proxy-authorization"};
 
 static int listed_in(sl_slice name, sl_slice list)
 {
@@ -25,8 +25,7 @@ static int listed_in(sl_slice name, sl_slice list)
             if (name.len < sizeof tmp) {
                 memcpy(tmp, list.ptr + start, name.len);
                 tmp[name.len] = '\0';
-                if (sl_slice_case_eq(name, tmp))
-                    return 1;
+                if (sl_slice_case_eq(name, tmp)) return 1;
             }
         }
     }
@@ -36,8 +35,7 @@ static int listed_in(sl_slice name, sl_slice list)
 int px_is_hop_by_hop(sl_slice name, sl_slice connection)
 {
     for (size_t i = 0; i < SL_ARRAY_LEN(hop); i++)
-        if (sl_slice_case_eq(name, hop[i]))
-            return 1;
+        if (sl_slice_case_eq(name, hop[i])) return 1;
     return connection.len > 0 && listed_in(name, connection);
 }
 
@@ -74,8 +72,7 @@ void px_filter_request_headers(const sl_http_header *in, size_t n, const char *c
         k = snprintf(out->xff, sizeof out->xff, "%s", client_ip);
     out->h[out->n++] =
         (sl_http_header){SL_SLICE_LIT("X-Forwarded-For"), {out->xff, (size_t)(k > 0 ? k : 0)}};
-    out->h[out->n++] =
-        (sl_http_header){SL_SLICE_LIT("X-Forwarded-Proto"), SL_SLICE_LIT("http")};
+    out->h[out->n++] = (sl_http_header){SL_SLICE_LIT("X-Forwarded-Proto"), SL_SLICE_LIT("http")};
 }
 
 size_t px_filter_response_headers(const sl_http_header *in, size_t n, sl_http_header *out,

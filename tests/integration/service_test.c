@@ -1,7 +1,8 @@
 /*
  * The service host as a process: configuration errors stop it with exit 2
  * and a located message, a port in use is an error, several workers share
- * one port, SIGHUP does not stop it, and SIGTERM drains it cleanly.
+ * one port, SIGHUP does not stop it, SIGTERM drains it cleanly, and a
+ * caller's exhausted x-shoal-deadline-ms gets a 504 without the handler.
  */
 #include "harness.h"
 
@@ -126,12 +127,76 @@ static void test_workers_share_port_and_reload(void **state)
     assert_non_null(strstr(log, "\"msg\":\"stopped\""));
 }
 
+/* Sends `raw` on the open connection `fd` and returns the status (the body is checked by callers).
+ */
+static int exchange(th_reader *rb, const char *raw, th_response *r)
+{
+    assert_int_equal(th_send(rb->fd, raw, strlen(raw)), 0);
+    assert_int_equal(th_read_response(rb, r, 5000), 0);
+    return r->status;
+}
+
+static void test_caller_deadline(void **state)
+{
+    (void)state;
+    int port = th_free_port();
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    char *argv[] = {"shoal-hello", "--port", portbuf, NULL};
+    pid_t pid = th_spawn(argv, NULL, "svc_deadline.log");
+    assert_int_equal(th_wait_port(port, 10000), 0);
+    int fd = th_connect(port);
+    assert_true(fd >= 0);
+    th_reader rb;
+    th_reader_init(&rb, fd);
+    th_response r;
+    /* An exhausted budget: 504 without running the handler (which would answer 400 here). */
+    assert_int_equal(exchange(&rb,
+                              "POST /echo HTTP/1.1\r\nHost: t\r\nx-shoal-deadline-ms: 0\r\n"
+                              "Content-Length: 2\r\n\r\n{]",
+                              &r),
+                     504);
+    assert_string_equal(th_header(&r, "content-type"), "application/problem+json");
+    assert_true(r.keep_alive); /* the same connection serves the next request */
+    th_response_free(&r);
+    assert_int_equal(
+        exchange(&rb, "GET /hello HTTP/1.1\r\nHost: t\r\nx-shoal-deadline-ms: 0\r\n\r\n", &r), 504);
+    th_response_free(&r);
+    /* Budget left, or a malformed value (ignored): served. */
+    assert_int_equal(
+        exchange(&rb, "GET /hello HTTP/1.1\r\nHost: t\r\nx-shoal-deadline-ms: 5000\r\n\r\n", &r),
+        200);
+    th_response_free(&r);
+    assert_int_equal(
+        exchange(&rb, "GET /hello HTTP/1.1\r\nHost: t\r\nx-shoal-deadline-ms: -1\r\n\r\n", &r),
+        200);
+    th_response_free(&r);
+    /* The handler sees the deadline (sl_req_deadline) and stops sleeping at it. */
+    assert_int_equal(exchange(&rb,
+                              "GET /slow?ms=20000 HTTP/1.1\r\nHost: t\r\n"
+                              "x-shoal-deadline-ms: 100\r\n\r\n",
+                              &r),
+                     504);
+    th_response_free(&r);
+    assert_int_equal(exchange(&rb,
+                              "GET /slow?ms=1 HTTP/1.1\r\nHost: t\r\n"
+                              "x-shoal-deadline-ms: 10000\r\n\r\n",
+                              &r),
+                     200);
+    th_response_free(&r);
+    close(fd);
+    int st = th_stop(pid, SIGTERM, 10000);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_errors_are_located),
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_workers_share_port_and_reload),
+        cmocka_unit_test(test_caller_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

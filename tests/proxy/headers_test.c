@@ -44,9 +44,17 @@ static void test_request_filter(void **state)
     };
     px_fwd_headers out;
     px_filter_request_headers(in, sizeof in / sizeof in[0], "127.0.0.1", &out);
-    const char *dropped[] = {"host",        "connection", "x-secret-hop",      "keep-alive",
-                             "transfer-encoding", "content-length", "upgrade", "te",
-                             "x-user-id",   "x-user-role", "x-shoal-identity"};
+    const char *dropped[] = {"host",
+                             "connection",
+                             "x-secret-hop",
+                             "keep-alive",
+                             "transfer-encoding",
+                             "content-length",
+                             "upgrade",
+                             "te",
+                             "x-user-id",
+                             "x-user-role",
+                             "x-shoal-identity"};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
         assert_false(has(out.h, out.n, dropped[i], NULL));
     assert_true(has(out.h, out.n, "accept", "application/json"));

@@ -201,6 +201,21 @@ int sl_metrics_histogram(sl_metrics *reg, const char *name, const char *help,
                       out);
 }
 
+int sl_metrics_family_find(sl_metrics *reg, const char *name, sl_metric_family **out)
+{
+    int rc = SL_ENOTFOUND;
+    pthread_mutex_lock(&reg->mu);
+    for (size_t i = 0; i < reg->n_families; i++) {
+        if (strcmp(reg->families[i]->name, name) == 0) {
+            *out = reg->families[i];
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return rc;
+}
+
 /* FNV-1a over the label values, each followed by a 0xff separator (never in UTF-8 text). */
 static uint64_t hash_values(const sl_metric_family *f, const char *const *values)
 {

@@ -11,6 +11,7 @@
 #include <shoal/clock.h>
 #include <shoal/config.h>
 #include <shoal/db.h>
+#include <shoal/deadline.h>
 #include <shoal/id.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
@@ -71,6 +72,7 @@ typedef struct req_host {
     const route_entry *route;
     int route_status;
     unsigned allowed;
+    sl_deadline deadline; /* from x-shoal-deadline-ms; none when absent or malformed */
     struct req_host *next_free;
 } req_host;
 
@@ -230,6 +232,12 @@ int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
     int rc = sl_outbox_add(tx, &ev, sl_clock_wall_ns(sl_clock_system()), NULL);
     free(json);
     return rc;
+}
+
+sl_deadline sl_req_deadline(const sl_http_req *req)
+{
+    const req_host *h = req->host;
+    return h ? h->deadline : sl_deadline_none();
 }
 
 /* ---- responses -------------------------------------------------------- */
@@ -394,6 +402,14 @@ static int on_headers(sl_http_req *req, void *data)
                   &h->span);
     sl_traceparent_format(sl_span_context(h->span), req->traceparent);
 
+    /* The caller's remaining budget (docs/resilience.md); a malformed value is ignored. */
+    sl_slice dv;
+    int64_t ms;
+    h->deadline = sl_deadline_none();
+    if (sl_http_req_header(req, SL_DEADLINE_HEADER, &dv) &&
+        sl_deadline_parse_header(dv.ptr, dv.len, &ms) == 0)
+        h->deadline = sl_deadline_from_header(sl_clock_system(), ms, 0);
+
     sl_slice rid;
     if (sl_http_req_header(req, "x-request-id", &rid) && valid_request_id(rid)) {
         memcpy(req->request_id, rid.ptr, rid.len);
@@ -408,6 +424,11 @@ static void on_request(sl_http_req *req, void *data)
 {
     sl_svc_worker *w = data;
     req_host *h = req->host;
+    /* Nobody waits for this answer any more: do not run the handler. */
+    if (sl_deadline_expired(h->deadline, sl_clock_system())) {
+        sl_respond_problem_ex(req, 504, "the caller's deadline has passed", NULL);
+        return;
+    }
     if (h->route) {
         h->route->def->handler(req, w);
         return;

@@ -1,0 +1,164 @@
+/*
+ * Structures of the HTTP client shared by client.c (calls and policies),
+ * pool.c (endpoints, resolution, connections) and metrics.c. Everything
+ * here belongs to one loop thread.
+ */
+#ifndef SHOAL_HTTP_CLIENT_CLIENT_INT_H
+#define SHOAL_HTTP_CLIENT_CLIENT_INT_H
+
+#include "http_client_int.h"
+
+#include <shoal/log.h>
+#include <shoal/metrics.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#define READ_BUF_SIZE (64 * 1024)
+
+typedef struct endpoint endpoint;
+typedef struct conn conn;
+
+struct endpoint {
+    sl_upstream *up;
+    char host[SL_UPSTREAM_HOST_MAX + 1]; /* without brackets, NUL-terminated */
+    char hostport[SL_UPSTREAM_HOST_MAX + 10];
+    int port;
+    struct sockaddr_storage addr;
+    bool literal;   /* an IP address: never resolved */
+    bool have_addr; /* addr is usable until addr_expiry_ms (loop time) */
+    uint64_t addr_expiry_ms;
+    bool resolving;
+    uv_getaddrinfo_t gai;
+    conn *waiters; /* connections waiting for the resolution (linked by next) */
+    conn *idle;    /* idle keep-alive connections, most recent first */
+};
+
+enum conn_state { C_RESOLVING, C_CONNECTING, C_ACTIVE, C_IDLE, C_CLOSING };
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* connect timeout, then idle timeout */
+    uv_connect_t creq;
+    uv_write_t wreq;
+    sl_upstream *up;
+    endpoint *ep;
+    sl_http_handle *call; /* the attempt this connection serves, if any */
+    conn *prev, *next;    /* idle list or resolve waiters */
+    enum conn_state state;
+    int open_handles;
+    bool writing;
+    bool reused; /* the current request is not the connection's first */
+    bool used;   /* has carried a request */
+};
+
+enum call_state {
+    K_BULKHEAD,   /* queued for a bulkhead permit */
+    K_ATTEMPT,    /* an attempt is running (resolve, connect, write, read) */
+    K_POOL_WAIT,  /* an attempt waits for a connection slot */
+    K_POOL_READY, /* woken from the pool queue; acquires on the next timer tick */
+    K_BACKOFF,    /* waiting before the next attempt */
+    K_DONE,       /* result ready; the callback runs on the next timer tick */
+    K_DELIVERING, /* inside the callback */
+};
+
+struct sl_http_call {
+    sl_upstream *up;
+    sl_http_handle *prev, *next;   /* up->calls */
+    sl_http_handle *pprev, *pnext; /* up's pool queue */
+    uv_timer_t timer;              /* bulkhead wait, per-try timeout, backoff, delivery */
+    enum call_state state;
+    sl_http_call_cb cb;
+    void *data;
+    sl_http_method method;
+    bool safe;
+    bool holds_permit; /* a bulkhead permit */
+    bool redispatched; /* a stale pooled connection was already retried once */
+    bool in_pool_queue;
+    sl_deadline deadline;
+    int64_t start_ns;
+    int64_t try_start_ns;
+    int64_t try_deadline_ns; /* INT64_MAX: no per-try timer */
+    bool has_parent;
+    sl_trace_ctx parent;
+    sl_retry_state rs;
+    sl_bulkhead_waiter waiter;
+    sl_breaker_permit permit;
+    sl_span *span;
+    uint32_t attempts;
+    endpoint *ep;
+    conn *conn;
+    char *head;
+    size_t head_cap;
+    sl__http_prep prep;
+    const char *body;
+    size_t body_len;
+    sl__resp resp;
+    sl_http_result result;
+    char *mem; /* prep buffer then body copy */
+};
+
+/* Metric series of one upstream on one worker (NULL when there is no registry). */
+typedef struct up_metrics {
+    unsigned shard;
+    sl_series *requests[SL_HTTP_RESULT_COUNT];
+    sl_series *attempts[SL_OUTCOME_KIND_COUNT];
+    sl_series *retries, *budget_exhausted, *breaker_rejections, *bulkhead_rejections;
+    sl_series *in_flight, *duration, *breaker_state;
+    sl_series *transitions[SL_BREAKER_STATE_COUNT][SL_BREAKER_STATE_COUNT];
+} up_metrics;
+
+struct sl_upstream {
+    uv_loop_t *loop;
+    const sl_clock *clock;
+    sl_rand *rand;
+    sl_rand own_rand;
+    sl_tracer *tracer;
+    sl_logger *log;
+    char name[SL_UPSTREAM_NAME_MAX + 1];
+    char *host_header;      /* owned; NULL = the endpoint's host:port */
+    sl_upstream_config cfg; /* copy; its pointers are cleared */
+    sl_retry_config no_retry;
+    endpoint *eps;
+    size_t neps, rr;
+    sl_breaker *breaker;
+    sl_retry_budget *budget;
+    sl_bulkhead *bulkhead;
+    char *rbuf;
+    uint32_t nconns; /* connections not closing */
+    uint32_t nidle;
+    sl_http_handle *calls; /* every live call */
+    sl_http_handle *pool_head, *pool_tail;
+    uint32_t npool;
+    uv_timer_t close_timer; /* a handle whose close callback finishes sl_upstream_close */
+    size_t refs;            /* live calls, connections, lookups, close_timer */
+    bool closing;
+    void (*done)(void *data);
+    void *done_data;
+    sl_upstream_stats stats;
+    sl_metrics *metrics;
+    up_metrics m;
+};
+
+/* pool.c */
+int pool_parse_endpoint(const char *spec, endpoint *ep);
+void pool_acquire(sl_http_handle *call);
+void pool_release(conn *c, bool reusable);
+void conn_close(conn *c);
+void pool_close_idle(sl_upstream *up);
+void pool_unqueue(sl_http_handle *call);
+void upstream_unref(sl_upstream *up);
+
+/* client.c, called by pool.c */
+void call_send(sl_http_handle *call, conn *c);
+void call_attempt_end(sl_http_handle *call, sl_outcome outcome, sl_http_result_kind kind, int code);
+void call_on_response(sl_http_handle *call, bool reusable);
+void call_on_timer(uv_timer_t *t);
+
+/* metrics.c */
+int metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard);
+void metrics_inc(sl_series *s, const up_metrics *m);
+void breaker_transition(sl_breaker_state from, sl_breaker_state to, sl_breaker_reason reason,
+                        void *data);
+
+#endif

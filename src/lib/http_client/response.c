@@ -1,0 +1,339 @@
+/*
+ * Strict, incremental HTTP/1.1 response parsing for the client (pure, no
+ * I/O): http-parser in HTTP_RESPONSE mode plus the checks it leaves to its
+ * user (DEPS.md §2), the same ones the server applies to requests.
+ *
+ * Bytes are fed as they arrive. Until the final response's headers are
+ * complete they are appended to `hbuf` (at most header_max bytes, interim
+ * 1xx responses included) and parsed there, so every header is a contiguous
+ * range of one buffer and the CRLF and obs-fold checks can look at the
+ * bytes around it; fields are kept as offsets because hbuf may move when it
+ * grows. Body bytes are copied into `body` (at most body_max bytes). The
+ * parser is paused at the end of the final response, so bytes sent after it
+ * are reported (the connection is then not reused).
+ *
+ * Framing (RFC 9112 §6.3): a response to HEAD, any 1xx, 204 and 304 have no
+ * body whatever their headers say; otherwise chunked, Content-Length, or
+ * close-delimited (the body ends at EOF, see sl__resp_eof). Content-Length
+ * with Transfer-Encoding is refused (http-parser's strict default), as are a
+ * transfer coding other than exactly "chunked", a repeated
+ * Transfer-Encoding, bad chunk sizes, and a 101 (we never ask to upgrade).
+ */
+#include "http_client_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HBUF_INITIAL 2048
+#define BODY_INITIAL 4096
+
+static int fail(sl__resp *r, int code, const char *detail)
+{
+    if (!r->error) {
+        r->error = code;
+        r->error_detail = detail;
+    }
+    return -1;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    sl__resp *r = p->data;
+    r->nfields = 0;
+    r->last_cb = 0;
+    r->last_end = NULL;
+    r->te_count = r->te_chunked = r->status_seen = 0;
+    return 0;
+}
+
+static int on_status(http_parser *p, const char *at, size_t len)
+{
+    sl__resp *r = p->data;
+    if (!r->in_headers) return 0;
+    r->status_seen = 1;
+    r->last_end = at + len;
+    return 0;
+}
+
+static int line_start_ok(const sl__resp *r, const char *at)
+{
+    /* RFC 9112 §2.2: CRLF only; a bare LF before a field is refused. */
+    return at >= r->hbuf + 2 && at[-1] == '\n' && at[-2] == '\r';
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    sl__resp *r = p->data;
+    if (!r->in_headers) return 0; /* trailer fields are read and ignored */
+    for (size_t i = 0; i < len; i++)
+        if (!sl_http_is_tchar((unsigned char)at[i]))
+            return fail(r, SL_EPARSE, "invalid character in header name");
+    if (r->last_cb == 1 && at == r->last_end) {
+        r->fields[r->nfields - 1].name_len += (uint32_t)len; /* split across feeds */
+    } else {
+        if (!line_start_ok(r, at)) return fail(r, SL_EPARSE, "line endings must be CRLF");
+        if (r->nfields == SL_HTTP_CLIENT_HEADERS_MAX)
+            return fail(r, SL_ELIMIT, "too many header fields");
+        sl__resp_field *f = &r->fields[r->nfields++];
+        f->name_off = (uint32_t)(at - r->hbuf);
+        f->name_len = (uint32_t)len;
+        f->value_off = (uint32_t)(at + len - r->hbuf);
+        f->value_len = 0;
+    }
+    r->last_cb = 1;
+    r->last_end = at + len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    sl__resp *r = p->data;
+    if (!r->in_headers) return 0;
+    sl__resp_field *f = &r->fields[r->nfields - 1];
+    if (r->last_cb == 2) {
+        /* RFC 9112 §5.2: a piece that does not continue the value is an obs-fold. */
+        if (at != r->last_end) return fail(r, SL_EPARSE, "obsolete line folding");
+        f->value_len += (uint32_t)len;
+    } else {
+        f->value_off = (uint32_t)(at - r->hbuf);
+        f->value_len = (uint32_t)len;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return fail(r, SL_EPARSE, "invalid character in header value");
+    }
+    r->last_cb = 2;
+    r->last_end = at + len;
+    return 0;
+}
+
+static sl_slice field_name(const sl__resp *r, const sl__resp_field *f)
+{
+    return (sl_slice){r->hbuf + f->name_off, f->name_len};
+}
+
+static void trim(const sl__resp *r, sl__resp_field *f)
+{
+    const char *v = r->hbuf + f->value_off;
+    while (f->value_len && (v[0] == ' ' || v[0] == '\t')) {
+        v++;
+        f->value_off++;
+        f->value_len--;
+    }
+    while (f->value_len && (v[f->value_len - 1] == ' ' || v[f->value_len - 1] == '\t'))
+        f->value_len--;
+}
+
+/* The header block must end in CRLF CRLF right after the last piece. */
+static int header_end_ok(const sl__resp *r)
+{
+    const char *p = r->last_end;
+    const char *end = r->hbuf + r->hlen;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    return nl && nl > p && nl[-1] == '\r' && nl + 2 < end && nl[1] == '\r' && nl[2] == '\n';
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    sl__resp *r = p->data;
+    /* on_status (called even for an empty reason) marks where the status line ends. */
+    if (!r->status_seen) return fail(r, SL_EPARSE, "malformed status line");
+    if (!header_end_ok(r)) return fail(r, SL_EPARSE, "line endings must be CRLF");
+    if (p->http_major != 1) return fail(r, SL_EPARSE, "only HTTP/1.x is supported");
+    if (p->status_code < 100 || p->status_code > 599)
+        return fail(r, SL_EPARSE, "status code out of range");
+    if (p->status_code == 101 || p->upgrade)
+        return fail(r, SL_EPARSE, "unexpected protocol switch");
+    for (size_t i = 0; i < r->nfields; i++) {
+        sl__resp_field *f = &r->fields[i];
+        trim(r, f);
+        if (sl_slice_case_eq(field_name(r, f), "transfer-encoding")) {
+            r->te_count++;
+            r->te_chunked =
+                sl_slice_case_eq((sl_slice){r->hbuf + f->value_off, f->value_len}, "chunked");
+        }
+    }
+    if (r->te_count > 1) return fail(r, SL_EPARSE, "repeated Transfer-Encoding");
+    if (r->te_count == 1 && !r->te_chunked)
+        return fail(r, SL_EPARSE, "unsupported transfer coding");
+    if (r->te_count == 1 && p->http_minor == 0)
+        return fail(r, SL_EPARSE, "Transfer-Encoding in an HTTP/1.0 response");
+    int st = p->status_code;
+    if (st < 200) return 1; /* interim: no body; the final response follows */
+    r->in_headers = false;
+    /* RFC 9112 §6.3 rules 1 and 2: these have no content, whatever the fields say. */
+    if (r->head || st == 204 || st == 304) return 1;
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->body_max)
+        return fail(r, SL_ELIMIT, "response body too large");
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0 && r->body_cap < p->content_length) {
+        char *b = realloc(r->body, (size_t)p->content_length);
+        if (!b) return fail(r, SL_ENOMEM, "out of memory");
+        r->body = b;
+        r->body_cap = (size_t)p->content_length;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    sl__resp *r = p->data;
+    if (len > r->body_max - r->body_len) return fail(r, SL_ELIMIT, "response body too large");
+    if (r->body_len + len > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : BODY_INITIAL;
+        while (cap < r->body_len + len)
+            cap *= 2;
+        if (cap > r->body_max) cap = r->body_max;
+        char *b = realloc(r->body, cap);
+        if (!b) return fail(r, SL_ENOMEM, "out of memory");
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, at, len);
+    r->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    sl__resp *r = p->data;
+    if (r->in_headers) return 0; /* an interim 1xx response ended */
+    r->done = true;
+    r->keep_alive = http_should_keep_alive(p) != 0;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void sl__resp_init(sl__resp *r, size_t header_max, size_t body_max)
+{
+    memset(r, 0, sizeof *r);
+    r->header_max = header_max;
+    r->body_max = body_max;
+    sl__resp_reset(r, false);
+}
+
+void sl__resp_reset(sl__resp *r, bool head)
+{
+    http_parser_init(&r->parser, HTTP_RESPONSE);
+    r->parser.data = r;
+    r->head = head;
+    r->hlen = 0;
+    r->body_len = 0;
+    r->nfields = 0;
+    r->last_end = NULL;
+    r->last_cb = 0;
+    r->te_count = r->te_chunked = r->status_seen = 0;
+    r->in_headers = true;
+    r->done = false;
+    r->keep_alive = false;
+    r->got_bytes = false;
+    r->error = 0;
+    r->error_detail = NULL;
+}
+
+void sl__resp_free(sl__resp *r)
+{
+    free(r->hbuf);
+    free(r->body);
+    r->hbuf = r->body = NULL;
+    r->hcap = r->body_cap = 0;
+}
+
+/* Runs the parser over `len` bytes at `at`; returns the bytes it consumed, or -1. */
+static long run(sl__resp *r, const char *at, size_t len)
+{
+    size_t n = http_parser_execute(&r->parser, &settings, at, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+    if (e == HPE_OK || (e == HPE_PAUSED && r->done)) return (long)n;
+    if (!r->error) {
+        int code = e == HPE_HEADER_OVERFLOW ? SL_ELIMIT : SL_EPARSE;
+        fail(r, code, http_errno_description(e));
+    }
+    return -1;
+}
+
+static int grow_hbuf(sl__resp *r, size_t need)
+{
+    if (need <= r->hcap) return 0;
+    size_t cap = r->hcap ? r->hcap : HBUF_INITIAL;
+    while (cap < need)
+        cap *= 2;
+    if (cap > r->header_max) cap = r->header_max;
+    char *b = realloc(r->hbuf, cap);
+    if (!b) return fail(r, SL_ENOMEM, "out of memory");
+    r->hbuf = b;
+    r->hcap = cap;
+    return 0;
+}
+
+int sl__resp_feed(sl__resp *r, const char *data, size_t len, size_t *consumed)
+{
+    *consumed = 0;
+    if (r->error) return r->error;
+    if (r->done) return 1;
+    if (len) r->got_bytes = true;
+    size_t used = 0;
+    while (used < len && r->in_headers) {
+        size_t room = r->header_max - r->hlen;
+        if (room == 0) {
+            fail(r, SL_ELIMIT, "response header block too large");
+            return r->error;
+        }
+        size_t n = len - used < room ? len - used : room;
+        if (grow_hbuf(r, r->hlen + n)) return r->error;
+        memcpy(r->hbuf + r->hlen, data + used, n);
+        size_t start = r->hlen;
+        r->hlen += n;
+        long k = run(r, r->hbuf + start, n);
+        if (k < 0) return r->error;
+        used += (size_t)k;
+        if (r->done) {
+            *consumed = used;
+            return 1;
+        }
+    }
+    if (used < len) {
+        long k = run(r, data + used, len - used);
+        if (k < 0) return r->error;
+        used += (size_t)k;
+    }
+    *consumed = used;
+    return r->done ? 1 : 0;
+}
+
+int sl__resp_eof(sl__resp *r)
+{
+    if (r->done) return 1;
+    if (r->error) return r->error;
+    /* http-parser ends a close-delimited body on a zero-length execute. */
+    http_parser_execute(&r->parser, &settings, NULL, 0);
+    if (r->done) return 1;
+    fail(r, SL_EIO, r->got_bytes ? "connection closed mid-response" : "connection closed");
+    return SL_EIO;
+}
+
+const sl_http_response *sl__resp_get(sl__resp *r)
+{
+    sl__resp *m = r;
+    for (size_t i = 0; i < r->nfields; i++) {
+        const sl__resp_field *f = &r->fields[i];
+        m->headers[i].name = (sl_slice){r->hbuf + f->name_off, f->name_len};
+        m->headers[i].value = (sl_slice){r->hbuf + f->value_off, f->value_len};
+    }
+    m->res.status = r->parser.status_code;
+    m->res.http_minor = r->parser.http_minor;
+    m->res.headers = m->headers;
+    m->res.nheaders = r->nfields;
+    m->res.body = (sl_slice){r->body_len ? r->body : "", r->body_len};
+    return &m->res;
+}
