@@ -695,6 +695,20 @@ int sl_http_req_cancelled(const sl_http_req *req)
     return req->_cancelled;
 }
 
+int sl_http_req_peer(const sl_http_req *req, char *out, size_t cap)
+{
+    const conn *c = req->_conn;
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    if (cap) out[0] = '\0';
+    if (!c || c->closing || uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return SL_ENOTFOUND;
+    int rc = ss.ss_family == AF_INET6
+                 ? uv_ip6_name((const struct sockaddr_in6 *)&ss, out, cap)
+                 : uv_ip4_name((const struct sockaddr_in *)&ss, out, cap);
+    return rc == 0 ? 0 : SL_ELIMIT;
+}
+
 int sl_http_req_header(const sl_http_req *req, const char *name, sl_slice *value)
 {
     return sl_http_header_find(req->headers, req->nheaders, name, value);
