@@ -455,14 +455,18 @@ static void respond_405(px_req *r)
 
 static int rate_limited(px_req *r)
 {
-    px_wgen *wg = r->wg;
-    sl_ratelimit *lims[2] = {wg->client_rl, wg->route_rl ? wg->route_rl[r->route_idx] : NULL};
+    px_gen *g = r->wg->gen;
+    sl_ratelimit *lims[2] = {g->client_rl, g->route_rl ? g->route_rl[r->route_idx] : NULL};
     if (!lims[0] && !lims[1]) return 0;
     char ip[64] = "";
     if (sl_http_req_peer(r->req, ip, sizeof ip) != 0) snprintf(ip, sizeof ip, "unknown");
     for (int i = 0; i < 2; i++) {
         int64_t ra = 0;
-        if (!lims[i] || sl_ratelimit_take(lims[i], ip, strlen(ip), &ra) != SL_ELIMIT) continue;
+        if (!lims[i]) continue;
+        pthread_mutex_lock(&g->rl_mu);
+        int rc = sl_ratelimit_take(lims[i], ip, strlen(ip), &ra);
+        pthread_mutex_unlock(&g->rl_mu);
+        if (rc != SL_ELIMIT) continue;
         const char *labels[] = {i == 0 ? "client" : "route"};
         sl_series *s = sl_metric_series(r->w->gw->rejected, labels);
         if (s) sl_counter_inc(s, (unsigned)r->w->index);

@@ -22,6 +22,19 @@
 
 /* ---- generations ------------------------------------------------------------------------------ */
 
+static int limiter(sl_rand *rnd, uint32_t rate, uint32_t burst, uint32_t max_keys,
+                   sl_ratelimit **out)
+{
+    sl_ratelimit_config rc;
+    sl_ratelimit_config_default(&rc);
+    rc.rate = rate;
+    rc.period_ms = 1000;
+    rc.burst = burst ? burst : rate;
+    rc.max_keys = max_keys;
+    rc.key_max_len = 64;
+    return sl_ratelimit_new(&rc, sl_clock_system(), rnd, out);
+}
+
 px_gen *px_gen_new(px_config *cfg, int nworkers, uint64_t id)
 {
     px_gen *g = calloc(1, sizeof *g);
@@ -41,7 +54,22 @@ px_gen *px_gen_new(px_config *cfg, int nworkers, uint64_t id)
     if (!g->healthy || !g->pub || !g->pub_ep) goto fail;
     for (size_t i = 0; i < g->total_eps; i++)
         atomic_init(&g->healthy[i], 1);
+    pthread_mutex_init(&g->rl_mu, NULL);
+    g->route_rl = calloc(cfg->routes.n ? cfg->routes.n : 1, sizeof *g->route_rl);
+    sl_rand rnd;
+    if (!g->route_rl || sl_rand_seed_os(&rnd) != 0) goto fail_rl;
+    if (cfg->client_rate &&
+        limiter(&rnd, cfg->client_rate, cfg->client_burst, cfg->rl_max_keys, &g->client_rl) != 0)
+        goto fail_rl;
+    for (size_t i = 0; i < cfg->routes.n; i++)
+        if (cfg->routes.items[i].rate &&
+            limiter(&rnd, cfg->routes.items[i].rate, cfg->routes.items[i].burst, cfg->rl_max_keys,
+                    &g->route_rl[i]) != 0)
+            goto fail_rl;
     return g;
+fail_rl:
+    px_gen_unref(g); /* refs is 1: frees the limiters made so far and cfg */
+    return NULL;
 fail:
     if (g) {
         free(g->healthy);
@@ -61,6 +89,11 @@ void px_gen_ref(px_gen *g)
 void px_gen_unref(px_gen *g)
 {
     if (!g || atomic_fetch_sub(&g->refs, 1) != 1) return;
+    sl_ratelimit_free(g->client_rl);
+    for (size_t i = 0; g->route_rl && g->cfg && i < g->cfg->routes.n; i++)
+        sl_ratelimit_free(g->route_rl[i]);
+    free(g->route_rl);
+    pthread_mutex_destroy(&g->rl_mu);
     px_config_free(g->cfg);
     free(g->healthy);
     free(g->pub);
@@ -75,10 +108,6 @@ static void wgen_free(px_wgen *wg)
     for (size_t i = 0; wg->clusters && i < wg->gen->cfg->nclusters; i++)
         px_wcluster_free_arrays(&wg->clusters[i]);
     free(wg->clusters);
-    sl_ratelimit_free(wg->client_rl);
-    for (size_t i = 0; wg->route_rl && i < wg->gen->cfg->routes.n; i++)
-        sl_ratelimit_free(wg->route_rl[i]);
-    free(wg->route_rl);
     px_gen_unref(wg->gen);
     free(wg);
 }
@@ -109,19 +138,6 @@ void px_wgen_unref(px_wgen *wg)
     if (--wg->refs == 0) wgen_close(wg);
 }
 
-static int limiter(px_worker *w, uint32_t rate, uint32_t burst, uint32_t max_keys,
-                   sl_ratelimit **out)
-{
-    sl_ratelimit_config rc;
-    sl_ratelimit_config_default(&rc);
-    rc.rate = rate;
-    rc.period_ms = 1000;
-    rc.burst = burst ? burst : rate;
-    rc.max_keys = max_keys;
-    rc.key_max_len = 64;
-    return sl_ratelimit_new(&rc, sl_clock_system(), &w->rand, out);
-}
-
 /* Builds worker `w`'s instance of `g` (takes ownership of one reference of g). */
 static int wgen_new(px_worker *w, px_gen *g, px_wgen **out)
 {
@@ -136,16 +152,9 @@ static int wgen_new(px_worker *w, px_gen *g, px_wgen **out)
     wg->refs = 1;
     int rc = 0;
     wg->clusters = calloc(cfg->nclusters ? cfg->nclusters : 1, sizeof *wg->clusters);
-    wg->route_rl = calloc(cfg->routes.n ? cfg->routes.n : 1, sizeof *wg->route_rl);
-    if (!wg->clusters || !wg->route_rl) rc = SL_ENOMEM;
+    if (!wg->clusters) rc = SL_ENOMEM;
     for (size_t i = 0; rc == 0 && i < cfg->nclusters; i++)
         rc = px_wcluster_init(&wg->clusters[i], wg, (int)i);
-    if (rc == 0 && cfg->client_rate)
-        rc = limiter(w, cfg->client_rate, cfg->client_burst, cfg->rl_max_keys, &wg->client_rl);
-    for (size_t i = 0; rc == 0 && i < cfg->routes.n; i++)
-        if (cfg->routes.items[i].rate)
-            rc = limiter(w, cfg->routes.items[i].rate, cfg->routes.items[i].burst,
-                         cfg->rl_max_keys, &wg->route_rl[i]);
     if (rc != 0) {
         wg->refs = 0;
         wgen_close(wg);

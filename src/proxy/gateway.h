@@ -68,6 +68,11 @@ struct px_gen {
     _Atomic unsigned char *healthy; /* [ep_off[c] + e]: 1 healthy (active checks, worker 0) */
     px_pub_cluster *pub;            /* [c * nworkers + w] */
     px_pub_ep *pub_ep;              /* [w * total_eps + ep_off[c] + e] */
+    /* Rate limiters are per generation, shared by the workers under rl_mu, so a client's
+     * limit holds whichever worker its connections land on. */
+    pthread_mutex_t rl_mu;
+    sl_ratelimit *client_rl;
+    sl_ratelimit **route_rl; /* [route index], NULL when the route has no limit */
 };
 
 /* Creates a generation owning `cfg` (refs = 1). Returns NULL without memory (cfg is freed). */
@@ -102,8 +107,6 @@ struct px_wgen {
     px_worker *w;
     px_gen *gen;
     px_wcluster *clusters;
-    sl_ratelimit *client_rl;
-    sl_ratelimit **route_rl; /* [route index], NULL when the route has no limit */
     size_t refs;             /* requests + 1 while current */
     int closing;
     size_t closing_pending;  /* upstreams and handles still closing */
