@@ -80,8 +80,8 @@ static void warn(px_agg *g, const char *part, const char *reason)
 
 static int unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~' || c == '%';
 }
 
 /* Appends `v` percent-encoding anything outside unreserved (escapes already present stay). */
@@ -386,13 +386,12 @@ static void start_phase2(px_agg *g)
         sl_slice path = {targets[b], q ? (size_t)(q - targets[b]) : (size_t)len};
         px_build_headers(r, SL_HTTP_GET, path, 0, &hdrs[b]);
         px_call_opts(r, part_timeout(r, p), &opts[b]);
-        items[b] = (sl_http_fanout_item){
-            .upstream = r->wg->clusters[p->cluster].up,
-            .request = {.method = SL_HTTP_GET,
-                        .target = {targets[b], (size_t)len},
-                        .headers = hdrs[b].fwd.h,
-                        .nheaders = hdrs[b].fwd.n},
-            .opts = &opts[b]};
+        items[b] = (sl_http_fanout_item){.upstream = r->wg->clusters[p->cluster].up,
+                                         .request = {.method = SL_HTTP_GET,
+                                                     .target = {targets[b], (size_t)len},
+                                                     .headers = hdrs[b].fwd.h,
+                                                     .nheaders = hdrs[b].fwd.n},
+                                         .opts = &opts[b]};
     }
     if (rc == 0) rc = sl_http_fanout_start(items, n, on_phase2, g, &g->fo2);
     free(items);

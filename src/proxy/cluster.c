@@ -297,12 +297,12 @@ static json_t *cluster_doc(const px_gen *g, size_t ci)
         if (st == SL_BREAKER_OPEN || (st == SL_BREAKER_HALF_OPEN && strcmp(worst, "open") != 0))
             worst = name;
         json_array_append_new(
-            workers, json_pack("{s:i,s:s,s:I,s:I,s:I,s:I}", "worker", w, "breaker", name,
-                               "requests", (json_int_t)atomic_load(&pc->requests), "retries",
-                               (json_int_t)atomic_load(&pc->retries), "breaker_rejections",
-                               (json_int_t)atomic_load(&pc->breaker_rejections),
-                               "bulkhead_rejections",
-                               (json_int_t)atomic_load(&pc->bulkhead_rejections)));
+            workers,
+            json_pack("{s:i,s:s,s:I,s:I,s:I,s:I}", "worker", w, "breaker", name, "requests",
+                      (json_int_t)atomic_load(&pc->requests), "retries",
+                      (json_int_t)atomic_load(&pc->retries), "breaker_rejections",
+                      (json_int_t)atomic_load(&pc->breaker_rejections), "bulkhead_rejections",
+                      (json_int_t)atomic_load(&pc->bulkhead_rejections)));
     }
     for (size_t i = 0; i < cc->nendpoints; i++) {
         unsigned long long req = 0, fail = 0;
@@ -316,16 +316,18 @@ static json_t *cluster_doc(const px_gen *g, size_t ci)
             ejected += atomic_load(&pe->ejected);
         }
         int healthy = atomic_load(&g->healthy[g->ep_off[ci] + i]);
-        json_array_append_new(
-            eps, json_pack("{s:s,s:s,s:b,s:i,s:i,s:I,s:I}", "address", cc->endpoints[i], "health",
-                           !healthy ? "unhealthy" : ejected ? "ejected" : "healthy",
-                           "active_check_healthy", healthy, "ejected_on_workers", ejected,
-                           "in_flight", (int)inflight, "requests", (json_int_t)req, "failures",
-                           (json_int_t)fail));
+        json_array_append_new(eps, json_pack("{s:s,s:s,s:b,s:i,s:i,s:I,s:I}", "address",
+                                             cc->endpoints[i], "health",
+                                             !healthy  ? "unhealthy"
+                                             : ejected ? "ejected"
+                                                       : "healthy",
+                                             "active_check_healthy", healthy, "ejected_on_workers",
+                                             ejected, "in_flight", (int)inflight, "requests",
+                                             (json_int_t)req, "failures", (json_int_t)fail));
     }
     json_object_set_new(o, "name", json_string(cc->name));
-    json_object_set_new(o, "lb", json_string(cc->lb == PX_LB_LEAST_REQUEST ? "least_request"
-                                                                           : "round_robin"));
+    json_object_set_new(
+        o, "lb", json_string(cc->lb == PX_LB_LEAST_REQUEST ? "least_request" : "round_robin"));
     json_object_set_new(o, "breaker", json_string(worst));
     json_object_set_new(o, "workers", workers);
     json_object_set_new(o, "endpoints", eps);

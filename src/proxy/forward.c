@@ -67,7 +67,8 @@ static void respond_problem(px_req *r, int status, const char *detail, const sl_
     char *body = sl_problem_body(status, NULL, detail, NULL, &len);
     sl_http_header h[16];
     size_t n = 0;
-    h[n++] = (sl_http_header){SL_SLICE_LIT("Content-Type"), SL_SLICE_LIT("application/problem+json")};
+    h[n++] =
+        (sl_http_header){SL_SLICE_LIT("Content-Type"), SL_SLICE_LIT("application/problem+json")};
     for (size_t i = 0; i < nextra && n < 10; i++)
         h[n++] = extra[i];
     n = cors_headers(r, h, n, SL_ARRAY_LEN(h));
@@ -89,8 +90,8 @@ void px_respond_upstream_error(px_req *r, const sl_http_result *res, const char 
     char detail[160];
     const char *kind = sl_http_result_kind_name(res->kind);
     if (part)
-        snprintf(detail, sizeof detail, "upstream %s (%s): %s", r->upstream_name ? r->upstream_name : "",
-                 part, kind);
+        snprintf(detail, sizeof detail, "upstream %s (%s): %s",
+                 r->upstream_name ? r->upstream_name : "", part, kind);
     else
         snprintf(detail, sizeof detail, "upstream %s: %s", r->upstream_name ? r->upstream_name : "",
                  kind);
@@ -134,8 +135,8 @@ void px_build_headers(px_req *r, sl_http_method method, sl_slice path, int forwa
                          out->proof) != 0)
         return;
     sl_http_header *h = out->fwd.h;
-    h[out->fwd.n++] = (sl_http_header){SL_SLICE_LIT("x-user-id"),
-                                       {r->id.user_id, strlen(r->id.user_id)}};
+    h[out->fwd.n++] =
+        (sl_http_header){SL_SLICE_LIT("x-user-id"), {r->id.user_id, strlen(r->id.user_id)}};
     h[out->fwd.n++] =
         (sl_http_header){SL_SLICE_LIT("x-user-role"), {r->id.role, strlen(r->id.role)}};
     h[out->fwd.n++] =
@@ -209,7 +210,8 @@ static void forward(px_req *r)
     }
 }
 
-/* ---- authentication ---------------------------------------------------------------------------- */
+/* ---- authentication ----------------------------------------------------------------------------
+ */
 
 static int visible_ascii(const char *s, size_t max)
 {
@@ -268,7 +270,8 @@ static int authenticate(px_req *r)
     sl_jwt_reason reason = SL_JWT_MALFORMED;
     int rc = sl_jwt_verify(w->jwks.ks, tok.ptr, tok.len, &opts, &v, &reason);
     if (rc == SL_EINVAL && reason == SL_JWT_UNKNOWN_KID && !r->kid_retried) {
-        /* Rotation: a kid we do not know may be a new key. Refetch (rate-limited) and retry once. */
+        /* Rotation: a kid we do not know may be a new key. Refetch (rate-limited) and retry once.
+         */
         r->kid_retried = 1;
         px_jwks_fetch(w, 0);
         if (w->jwks.fetching && px_jwks_wait(w, r) == 0) return 1;
@@ -314,7 +317,8 @@ static int authenticate(px_req *r)
     return 0;
 }
 
-/* ---- operations and CORS ---------------------------------------------------------------------- */
+/* ---- operations and CORS ----------------------------------------------------------------------
+ */
 
 static void ops(px_req *r)
 {
@@ -370,7 +374,8 @@ static void ops(px_req *r)
     }
 }
 
-/* ---- server callbacks -------------------------------------------------------------------------- */
+/* ---- server callbacks --------------------------------------------------------------------------
+ */
 
 static int valid_request_id(sl_slice v)
 {
@@ -470,9 +475,9 @@ static int rate_limited(px_req *r)
         const char *labels[] = {i == 0 ? "client" : "route"};
         sl_series *s = sl_metric_series(r->w->gw->rejected, labels);
         if (s) sl_counter_inc(s, (unsigned)r->w->index);
-        respond_retry_after(r, 429, i == 0 ? "too many requests from this client"
-                                           : "too many requests to this route",
-                            ra);
+        respond_retry_after(
+            r, 429,
+            i == 0 ? "too many requests from this client" : "too many requests to this route", ra);
         return 1;
     }
     return 0;

@@ -20,7 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- generations ------------------------------------------------------------------------------ */
+/* ---- generations ------------------------------------------------------------------------------
+ */
 
 static int limiter(sl_rand *rnd, uint32_t rate, uint32_t burst, uint32_t max_keys,
                    sl_ratelimit **out)
@@ -101,7 +102,8 @@ void px_gen_unref(px_gen *g)
     free(g);
 }
 
-/* ---- per-worker generations ------------------------------------------------------------------- */
+/* ---- per-worker generations -------------------------------------------------------------------
+ */
 
 static void wgen_free(px_wgen *wg)
 {
@@ -164,7 +166,8 @@ static int wgen_new(px_worker *w, px_gen *g, px_wgen **out)
     return 0;
 }
 
-/* ---- worker side ------------------------------------------------------------------------------ */
+/* ---- worker side ------------------------------------------------------------------------------
+ */
 
 /* Adopts the generation waiting in the mailbox, if any. */
 static int adopt(px_worker *w)
@@ -175,7 +178,8 @@ static int adopt(px_worker *w)
     uint64_t id = g->id;
     int rc = wgen_new(w, g, &wg);
     if (rc != 0) {
-        SL_LOG_ERROR(w->gw->log, NULL, "could not apply the configuration on a worker; it keeps the previous one",
+        SL_LOG_ERROR(w->gw->log, NULL,
+                     "could not apply the configuration on a worker; it keeps the previous one",
                      SL_LOG_INT("worker", w->index), SL_LOG_INT("generation", (int64_t)id),
                      SL_LOG_STR("error", sl_strerror(rc)));
         return rc;
@@ -222,8 +226,8 @@ static void admin_request(sl_http_req *req, void *data)
     } else if (sl_slice_eq(req->path, "/admin/config")) {
         const px_config *cfg = w->cur->gen->cfg;
         char head[128];
-        int n = snprintf(head, sizeof head, "{\"generation\":%llu,\"source\":",
-                         (unsigned long long)w->cur->gen->id);
+        int n = snprintf(head, sizeof head,
+                         "{\"generation\":%llu,\"source\":", (unsigned long long)w->cur->gen->id);
         json_t *src = json_string(cfg->source);
         char *s = sl_json_dump(src, NULL);
         json_decref(src);
@@ -355,7 +359,8 @@ static void worker_stop(sl_worker *rw, void *data)
     w->cur = NULL;
 }
 
-/* ---- main thread ------------------------------------------------------------------------------ */
+/* ---- main thread ------------------------------------------------------------------------------
+ */
 
 static void count_reload(px_gateway *gw, const char *result)
 {
@@ -395,8 +400,9 @@ static void on_reload(void *data)
     const px_config *b = gw->boot;
     if (cfg->port != gw->port || strcmp(cfg->host, b->host) != 0 || cfg->workers != b->workers ||
         cfg->admin_port != b->admin_port || strcmp(cfg->admin_host, b->admin_host) != 0)
-        SL_LOG_WARN(gw->log, NULL,
-                    "listener, workers and admin settings change only on restart; kept as they were");
+        SL_LOG_WARN(
+            gw->log, NULL,
+            "listener, workers and admin settings change only on restart; kept as they were");
     uint64_t id = atomic_fetch_add(&gw->next_id, 1);
     px_gen *g = px_gen_new(cfg, gw->nworkers, id);
     if (!g) {
@@ -488,8 +494,8 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
         int rc = sl_listen_socket(cfg->admin_host, cfg->admin_port, &gw.admin_fd, &gw.admin_port);
         if (rc != 0) {
             SL_LOG_ERROR(gw.log, NULL, "cannot bind the admin listener",
-                         SL_LOG_STR("host", cfg->admin_host),
-                         SL_LOG_INT("port", cfg->admin_port), SL_LOG_STR("error", sl_strerror(rc)));
+                         SL_LOG_STR("host", cfg->admin_host), SL_LOG_INT("port", cfg->admin_port),
+                         SL_LOG_STR("error", sl_strerror(rc)));
             goto out;
         }
     }

@@ -107,14 +107,14 @@ struct px_wgen {
     px_worker *w;
     px_gen *gen;
     px_wcluster *clusters;
-    size_t refs;             /* requests + 1 while current */
+    size_t refs; /* requests + 1 while current */
     int closing;
-    size_t closing_pending;  /* upstreams and handles still closing */
+    size_t closing_pending; /* upstreams and handles still closing */
 };
 
 /* The JWKS cache of one worker. */
 typedef struct px_jwks {
-    sl_keyset *ks;         /* NULL until the first successful fetch */
+    sl_keyset *ks; /* NULL until the first successful fetch */
     int fetching;
     int64_t last_fetch_ms; /* monotonic, start of the last fetch */
     int64_t last_ok_ms;
@@ -173,9 +173,9 @@ struct px_req {
     sl_http_req *req;
     const px_route *route;
     int route_idx;
-    int status;  /* answer this at on_request (404/405/...), 0 = route */
+    int status; /* answer this at on_request (404/405/...), 0 = route */
     unsigned allowed;
-    int ops;     /* 1 healthz, 2 readyz, 3 metrics, 4 CORS preflight */
+    int ops; /* 1 healthz, 2 readyz, 3 metrics, 4 CORS preflight */
     sl_span *span;
     sl_route_params params;
     sl_identity id;
@@ -187,7 +187,7 @@ struct px_req {
     int upstream_status;
     int kid_retried; /* the JWKS was refetched for this request once already */
     char idem[256];  /* the client's Idempotency-Key, NUL-terminated */
-    px_req *next; /* free list, JWKS waiters */
+    px_req *next;    /* free list, JWKS waiters */
 };
 
 /* ---- gateway.c ---- */

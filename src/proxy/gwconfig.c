@@ -8,8 +8,8 @@
 
 #include <shoal/auth.h>
 #include <shoal/config.h>
-#include <shoal/ratelimit.h>
 #include <shoal/log.h>
+#include <shoal/ratelimit.h>
 
 #include <sodium.h>
 #include <stdio.h>
@@ -123,7 +123,11 @@ static void read_http(loader *l)
         {.name = "idle_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &idle},
         {.name = "linger_ms", .kind = SL_JSON_INT, .min = 0, .max = 60000, .out = &linger},
         {.name = "max_connections", .kind = SL_JSON_INT, .min = 1, .max = 1000000, .out = &maxconn},
-        {.name = "max_header_bytes", .kind = SL_JSON_INT, .min = 1024, .max = 1 << 20, .out = &maxhdr},
+        {.name = "max_header_bytes",
+         .kind = SL_JSON_INT,
+         .min = 1024,
+         .max = 1 << 20,
+         .out = &maxhdr},
         {.name = "body_max_bytes", .kind = SL_JSON_INT, .min = 0, .max = 1 << 30, .out = &bodymax},
     };
     if (read_obj(l, "http", f, SL_ARRAY_LEN(f)) != 0) return;
@@ -141,7 +145,11 @@ static void read_misc(loader *l)
     px_config *cfg = l->cfg;
     int64_t pending = 4096, timeout = 15000;
     const sl_json_field g[] = {
-        {.name = "max_pending_requests", .kind = SL_JSON_INT, .min = 1, .max = 1000000, .out = &pending},
+        {.name = "max_pending_requests",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = 1000000,
+         .out = &pending},
         {.name = "route_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
     };
     if (read_obj(l, "gateway", g, SL_ARRAY_LEN(g)) != 0) return;
@@ -172,7 +180,9 @@ static void read_misc(loader *l)
     bool access = true;
     double ratio = 1.0;
     const sl_json_field lg[] = {
-        {.name = "level", .kind = SL_JSON_STRING, .out = &level,
+        {.name = "level",
+         .kind = SL_JSON_STRING,
+         .out = &level,
          .allowed = (const char *const[]){"debug", "info", "warn", "error", NULL}},
         {.name = "access_log", .kind = SL_JSON_BOOL, .out = &access},
     };
@@ -197,7 +207,11 @@ static void read_auth(loader *l, const char **jwks_cluster)
     const sl_json_field f[] = {
         {.name = "jwks", .kind = SL_JSON_OBJECT, .out = &jwks},
         {.name = "issuer", .kind = SL_JSON_STRING, .min = 1, .max = 256, .out = &issuer},
-        {.name = "leeway_s", .kind = SL_JSON_INT, .min = 0, .max = SL_JWT_MAX_LEEWAY_S, .out = &leeway},
+        {.name = "leeway_s",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = SL_JWT_MAX_LEEWAY_S,
+         .out = &leeway},
     };
     if (read_obj(l, "auth", f, SL_ARRAY_LEN(f)) != 0) return;
     cfg->issuer = dup_or_null(issuer);
@@ -226,7 +240,11 @@ static void read_limits_cors(loader *l)
     int64_t max_keys = 10000;
     const sl_json_field f[] = {
         {.name = "per_client", .kind = SL_JSON_OBJECT, .out = &pc},
-        {.name = "max_keys", .kind = SL_JSON_INT, .min = 1, .max = SL_RATELIMIT_MAX_KEYS, .out = &max_keys},
+        {.name = "max_keys",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_RATELIMIT_MAX_KEYS,
+         .out = &max_keys},
     };
     if (read_obj(l, "rate_limit", f, SL_ARRAY_LEN(f)) != 0) return;
     cfg->rl_max_keys = (uint32_t)max_keys;
@@ -246,7 +264,10 @@ static void read_limits_cors(loader *l)
     int64_t max_age = 600;
     bool creds = false;
     const sl_json_field c[] = {
-        {.name = "allow_origins", .kind = SL_JSON_ARRAY, .max = PX_CORS_ORIGINS_MAX, .out = &origins},
+        {.name = "allow_origins",
+         .kind = SL_JSON_ARRAY,
+         .max = PX_CORS_ORIGINS_MAX,
+         .out = &origins},
         {.name = "allow_methods", .kind = SL_JSON_STRING, .min = 1, .max = 512, .out = &methods},
         {.name = "allow_headers", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &headers},
         {.name = "expose_headers", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &expose},
@@ -299,9 +320,15 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
             maxidle = u->max_idle, idle = u->idle_timeout_ms, pend = u->max_pending,
             resp = (int64_t)u->response_max_bytes;
     const sl_json_field f[] = {
-        {.name = "endpoints", .kind = SL_JSON_ARRAY, .flags = SL_JSON_REQUIRED, .min = 1,
-         .max = SL_UPSTREAM_ENDPOINTS_MAX, .out = &eps},
-        {.name = "lb", .kind = SL_JSON_STRING, .out = &lb,
+        {.name = "endpoints",
+         .kind = SL_JSON_ARRAY,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = SL_UPSTREAM_ENDPOINTS_MAX,
+         .out = &eps},
+        {.name = "lb",
+         .kind = SL_JSON_STRING,
+         .out = &lb,
          .allowed = (const char *const[]){"round_robin", "least_request", NULL}},
         {.name = "host_header", .kind = SL_JSON_STRING, .min = 1, .max = 255, .out = &host},
         {.name = "timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
@@ -350,7 +377,11 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
     int64_t mr = u->retry.max_retries, base = u->retry.base_ms, cap = u->retry.cap_ms,
             ptt = u->retry.per_try_timeout_ms, ram = u->retry.retry_after_max_ms;
     const sl_json_field r[] = {
-        {.name = "max_retries", .kind = SL_JSON_INT, .min = 0, .max = SL_RETRY_LIMIT_RETRIES, .out = &mr},
+        {.name = "max_retries",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = SL_RETRY_LIMIT_RETRIES,
+         .out = &mr},
         {.name = "base_ms", .kind = SL_JSON_INT, .min = 1, .max = 60000, .out = &base},
         {.name = "cap_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &cap},
         {.name = "per_try_timeout_ms", .kind = SL_JSON_INT, .min = 0, .max = 600000, .out = &ptt},
@@ -382,10 +413,22 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
     const sl_json_field br[] = {
         {.name = "failure_threshold", .kind = SL_JSON_INT, .min = 0, .max = 100000, .out = &ft},
         {.name = "failure_rate_pct", .kind = SL_JSON_INT, .min = 0, .max = 100, .out = &frp},
-        {.name = "window_size", .kind = SL_JSON_INT, .min = 1, .max = SL_BREAKER_WINDOW_COUNT_MAX, .out = &ws},
-        {.name = "minimum_calls", .kind = SL_JSON_INT, .min = 1, .max = SL_BREAKER_WINDOW_COUNT_MAX, .out = &mc},
+        {.name = "window_size",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BREAKER_WINDOW_COUNT_MAX,
+         .out = &ws},
+        {.name = "minimum_calls",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BREAKER_WINDOW_COUNT_MAX,
+         .out = &mc},
         {.name = "recovery_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &rt},
-        {.name = "half_open_max_calls", .kind = SL_JSON_INT, .min = 1, .max = SL_BREAKER_HALF_OPEN_MAX, .out = &ho},
+        {.name = "half_open_max_calls",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BREAKER_HALF_OPEN_MAX,
+         .out = &ho},
     };
     join(sub, path, ".breaker");
     if (breaker && read_obj(l, sub, br, SL_ARRAY_LEN(br)) != 0) return;
@@ -395,13 +438,22 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
     bk->minimum_calls = (uint32_t)mc;
     bk->recovery_timeout_ms = rt;
     bk->half_open_max_calls = (uint32_t)ho;
-    if (bk->minimum_calls > bk->window_size) fail(l, sub, "minimum_calls must not exceed window_size");
+    if (bk->minimum_calls > bk->window_size)
+        fail(l, sub, "minimum_calls must not exceed window_size");
 
     int64_t bmc = u->bulkhead.max_concurrent, bmq = u->bulkhead.max_queue,
             bmw = u->bulkhead.max_wait_ms;
     const sl_json_field bh[] = {
-        {.name = "max_concurrent", .kind = SL_JSON_INT, .min = 1, .max = SL_BULKHEAD_MAX_CONCURRENT, .out = &bmc},
-        {.name = "max_queue", .kind = SL_JSON_INT, .min = 0, .max = SL_BULKHEAD_MAX_QUEUE, .out = &bmq},
+        {.name = "max_concurrent",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BULKHEAD_MAX_CONCURRENT,
+         .out = &bmc},
+        {.name = "max_queue",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = SL_BULKHEAD_MAX_QUEUE,
+         .out = &bmq},
         {.name = "max_wait_ms", .kind = SL_JSON_INT, .min = 1, .max = 60000, .out = &bmw},
     };
     join(sub, path, ".bulkhead");
@@ -431,7 +483,11 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
     int64_t o5 = 5, oc = 3, ob = 10000, op = 50;
     const sl_json_field ol[] = {
         {.name = "consecutive_5xx", .kind = SL_JSON_INT, .min = 0, .max = 10000, .out = &o5},
-        {.name = "consecutive_connect_failures", .kind = SL_JSON_INT, .min = 0, .max = 10000, .out = &oc},
+        {.name = "consecutive_connect_failures",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = 10000,
+         .out = &oc},
         {.name = "base_ejection_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &ob},
         {.name = "max_ejection_pct", .kind = SL_JSON_INT, .min = 0, .max = 100, .out = &op},
     };
@@ -473,19 +529,66 @@ static void read_part(loader *l, const char *path, px_part_cfg *p, int enrich)
     double share = enrich ? 0.4 : 0.6;
     int64_t batch = 100, batches = 8;
     const sl_json_field f[] = {
-        {.name = "name", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .min = 1, .max = 63, .out = &name},
-        {.name = "cluster", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .min = 1, .max = 63, .out = &cluster},
-        {.name = "path", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .min = 1, .max = 1024, .out = &tpath},
+        {.name = "name",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 63,
+         .out = &name},
+        {.name = "cluster",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 63,
+         .out = &cluster},
+        {.name = "path",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 1024,
+         .out = &tpath},
         {.name = "select", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &select},
         {.name = "share", .kind = SL_JSON_NUMBER, .out = &share},
-        {.name = "on_error", .kind = SL_JSON_STRING, .out = &on_error,
+        {.name = "on_error",
+         .kind = SL_JSON_STRING,
+         .out = &on_error,
          .allowed = (const char *const[]){"fail", "degrade", NULL}},
-        {.name = "target", .kind = SL_JSON_STRING, .flags = enrich ? SL_JSON_REQUIRED : 0, .min = 1, .max = 63, .out = &target},
-        {.name = "list", .kind = SL_JSON_STRING, .flags = enrich ? SL_JSON_REQUIRED : 0, .min = 1, .max = 63, .out = &list},
-        {.name = "id", .kind = SL_JSON_STRING, .flags = enrich ? SL_JSON_REQUIRED : 0, .min = 1, .max = 63, .out = &id},
-        {.name = "set", .kind = SL_JSON_STRING, .flags = enrich ? SL_JSON_REQUIRED : 0, .min = 1, .max = 63, .out = &set},
-        {.name = "result", .kind = SL_JSON_STRING, .flags = enrich ? SL_JSON_REQUIRED : 0, .min = 1, .max = 63, .out = &result},
-        {.name = "key", .kind = SL_JSON_STRING, .flags = enrich ? SL_JSON_REQUIRED : 0, .min = 1, .max = 63, .out = &key},
+        {.name = "target",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &target},
+        {.name = "list",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &list},
+        {.name = "id",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &id},
+        {.name = "set",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &set},
+        {.name = "result",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &result},
+        {.name = "key",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &key},
         {.name = "batch_max", .kind = SL_JSON_INT, .min = 1, .max = 1000, .out = &batch},
         {.name = "batches_max", .kind = SL_JSON_INT, .min = 1, .max = 64, .out = &batches},
     };
@@ -547,7 +650,12 @@ static void read_aggregates(loader *l)
         snprintf(path, sizeof path, "aggregates.%s", name);
         json_t *parts = NULL, *enrich = NULL;
         const sl_json_field f[] = {
-            {.name = "parts", .kind = SL_JSON_ARRAY, .flags = SL_JSON_REQUIRED, .min = 1, .max = PX_PARTS_MAX, .out = &parts},
+            {.name = "parts",
+             .kind = SL_JSON_ARRAY,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = PX_PARTS_MAX,
+             .out = &parts},
             {.name = "enrich", .kind = SL_JSON_ARRAY, .max = PX_PARTS_MAX, .out = &enrich},
         };
         if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
@@ -609,7 +717,9 @@ static void read_route(loader *l, size_t idx, px_route *r)
         {.name = "rewrite", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &rewrite},
         {.name = "cluster", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &cluster},
         {.name = "aggregate", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &aggregate},
-        {.name = "auth", .kind = SL_JSON_STRING, .out = &auth,
+        {.name = "auth",
+         .kind = SL_JSON_STRING,
+         .out = &auth,
          .allowed = (const char *const[]){"public", "authenticated", "admin", NULL}},
         {.name = "owner_param", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &owner},
         {.name = "timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
@@ -621,8 +731,16 @@ static void read_route(loader *l, size_t idx, px_route *r)
     json_t *methods = NULL, *headers = NULL;
     const sl_json_field m[] = {
         {.name = "path", .kind = SL_JSON_STRING, .min = 1, .max = PX_PATH_MAX - 1, .out = &exact},
-        {.name = "prefix", .kind = SL_JSON_STRING, .min = 1, .max = PX_PATH_MAX - 1, .out = &prefix},
-        {.name = "template", .kind = SL_JSON_STRING, .min = 1, .max = PX_PATH_MAX - 1, .out = &tmpl},
+        {.name = "prefix",
+         .kind = SL_JSON_STRING,
+         .min = 1,
+         .max = PX_PATH_MAX - 1,
+         .out = &prefix},
+        {.name = "template",
+         .kind = SL_JSON_STRING,
+         .min = 1,
+         .max = PX_PATH_MAX - 1,
+         .out = &tmpl},
         {.name = "methods", .kind = SL_JSON_ARRAY, .min = 1, .max = 8, .out = &methods},
         {.name = "headers", .kind = SL_JSON_OBJECT, .out = &headers},
     };
@@ -661,7 +779,8 @@ static void read_route(loader *l, size_t idx, px_route *r)
               : strcmp(auth, "authenticated") == 0 ? PX_AUTH_AUTHENTICATED
                                                    : PX_AUTH_PUBLIC;
     r->owner_param = dup_or_null(owner);
-    if (owner && r->auth == PX_AUTH_PUBLIC) fail(l, path, "owner_param needs auth other than public");
+    if (owner && r->auth == PX_AUTH_PUBLIC)
+        fail(l, path, "owner_param needs auth other than public");
     r->timeout_ms = (uint32_t)timeout;
     r->body_max_bytes = (size_t)body;
     r->cluster = r->aggregate = -1;
@@ -681,7 +800,12 @@ static void read_route(loader *l, size_t idx, px_route *r)
     }
     int64_t rate = 0, burst = 0;
     const sl_json_field q[] = {
-        {.name = "rate", .kind = SL_JSON_INT, .flags = SL_JSON_REQUIRED, .min = 1, .max = 1000000, .out = &rate},
+        {.name = "rate",
+         .kind = SL_JSON_INT,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 1000000,
+         .out = &rate},
         {.name = "burst", .kind = SL_JSON_INT, .min = 1, .max = 1000000, .out = &burst},
     };
     join(sub, path, ".rate_limit");
@@ -707,9 +831,9 @@ static void read_routes(loader *l)
 
 static void check_top(loader *l)
 {
-    static const char *const known[] = {"service", "http", "gateway", "admin", "identity",
-                                        "auth",    "rate_limit", "cors", "log", "trace",
-                                        "clusters", "routes", "aggregates", NULL};
+    static const char *const known[] = {"service",  "http",       "gateway",    "admin", "identity",
+                                        "auth",     "rate_limit", "cors",       "log",   "trace",
+                                        "clusters", "routes",     "aggregates", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(sl_config_root(l->c), k, v)
@@ -757,9 +881,9 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     return 0;
 }
 
-static const char *const env_sections[] = {"service", "http", "gateway", "admin", "identity",
-                                           "auth", "rate_limit", "cors", "log", "trace",
-                                           "clusters", NULL};
+static const char *const env_sections[] = {"service",  "http",  "gateway",    "admin",
+                                           "identity", "auth",  "rate_limit", "cors",
+                                           "log",      "trace", "clusters",   NULL};
 
 int px_config_load_string(const char *name, const char *yaml, char *const *envp, px_config **out,
                           char *err)

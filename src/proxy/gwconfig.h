@@ -19,12 +19,12 @@
 
 #include <stdbool.h>
 
-#define PX_CLUSTERS_MAX    64
-#define PX_ROUTES_MAX      512
-#define PX_AGGREGATES_MAX  32
-#define PX_PARTS_MAX       8
+#define PX_CLUSTERS_MAX     64
+#define PX_ROUTES_MAX       512
+#define PX_AGGREGATES_MAX   32
+#define PX_PARTS_MAX        8
 #define PX_CORS_ORIGINS_MAX 16
-#define PX_ERR_MAX         512
+#define PX_ERR_MAX          512
 
 typedef enum px_lb_kind { PX_LB_ROUND_ROBIN, PX_LB_LEAST_REQUEST } px_lb_kind;
 typedef enum px_on_error { PX_ON_ERROR_FAIL, PX_ON_ERROR_DEGRADE } px_on_error;
@@ -44,19 +44,19 @@ typedef struct px_cluster_cfg {
 
 /* One upstream call of an aggregate. With `target` set it is an enrichment step. */
 typedef struct px_part_cfg {
-    char *name;     /* member of the output document (or the warning's part name) */
-    int cluster;    /* index into clusters */
-    char *path;     /* target template: "/users/{user_id}", "/products?ids={ids}" */
-    char *select;   /* member of the response to keep; NULL = the whole document */
-    double share;   /* of the route's deadline */
+    char *name;   /* member of the output document (or the warning's part name) */
+    int cluster;  /* index into clusters */
+    char *path;   /* target template: "/users/{user_id}", "/products?ids={ids}" */
+    char *select; /* member of the response to keep; NULL = the whole document */
+    double share; /* of the route's deadline */
     px_on_error on_error;
-    char *target;   /* enrichment: the part whose array is enriched */
+    char *target; /* enrichment: the part whose array is enriched */
     int target_idx;
-    char *list;     /* member of each target element: an array of objects */
-    char *id;       /* member of each list element: the id to look up */
-    char *set;      /* member added to each target element */
-    char *result;   /* member of the batch response: the array of found objects */
-    char *key;      /* member of each found object that matches an id */
+    char *list;   /* member of each target element: an array of objects */
+    char *id;     /* member of each list element: the id to look up */
+    char *set;    /* member added to each target element */
+    char *result; /* member of the batch response: the array of found objects */
+    char *key;    /* member of each found object that matches an id */
     uint32_t batch_max;
     uint32_t batches_max;
 } px_part_cfg;

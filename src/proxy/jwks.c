@@ -56,7 +56,8 @@ static void on_jwks(sl_http_handle *call, const sl_http_result *res, void *data)
             w->jwks.ks = ks;
             w->jwks.last_ok_ms = (int64_t)uv_now(w->loop);
             ok = 1;
-            SL_LOG_DEBUG(w->gw->log, NULL, "jwks loaded", SL_LOG_INT("keys", (int64_t)sl_keyset_count(ks)),
+            SL_LOG_DEBUG(w->gw->log, NULL, "jwks loaded",
+                         SL_LOG_INT("keys", (int64_t)sl_keyset_count(ks)),
                          SL_LOG_INT("worker", w->index));
         } else {
             SL_LOG_WARN(w->gw->log, NULL, "jwks rejected; keeping the previous key set",

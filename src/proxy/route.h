@@ -39,8 +39,8 @@ typedef struct px_route {
     char *rewrite; /* exact/template: new path, may use {param}; prefix: replaces the prefix */
     px_auth auth;
     char *owner_param; /* template parameter that must equal the caller (or admin) */
-    int cluster;   /* index into the gateway's clusters, or -1 */
-    int aggregate; /* index into the gateway's aggregates, or -1 */
+    int cluster;       /* index into the gateway's clusters, or -1 */
+    int aggregate;     /* index into the gateway's aggregates, or -1 */
     uint32_t timeout_ms;
     uint32_t rate; /* per-client requests per second on this route; 0 = none */
     uint32_t burst;

@@ -207,18 +207,24 @@ static long up_count(int port)
     return n;
 }
 
-/* ---- routing, rewriting, hygiene, shapes -------------------------------------------------------- */
+/* ---- routing, rewriting, hygiene, shapes --------------------------------------------------------
+ */
 
-static const char *routing_yaml = "gateway: {route_timeout_ms: 2000}\n"
-                                  "clusters:\n"
-                                  "  a: {endpoints: [127.0.0.1:%d]}\n"
-                                  "  b: {endpoints: [127.0.0.1:%d]}\n"
-                                  "routes:\n"
-                                  "  - {name: canary, match: {prefix: /api/things, headers: {x-canary: \"1\"}}, rewrite: /canary, cluster: b}\n"
-                                  "  - {name: thing, match: {template: \"/api/things/{id}/parts/{part}\", methods: [GET]}, rewrite: \"/t/{part}/{id}\", cluster: a}\n"
-                                  "  - {name: things, match: {prefix: /api/things}, rewrite: /things, cluster: a}\n"
-                                  "  - {name: exact, match: {path: /api/exact, methods: [POST, PUT]}, rewrite: /e, cluster: a, body_max_bytes: 100}\n"
-                                  "  - {name: limited, match: {path: /api/limited}, cluster: a, rate_limit: {rate: 1, burst: 2}}\n";
+static const char *routing_yaml =
+    "gateway: {route_timeout_ms: 2000}\n"
+    "clusters:\n"
+    "  a: {endpoints: [127.0.0.1:%d]}\n"
+    "  b: {endpoints: [127.0.0.1:%d]}\n"
+    "routes:\n"
+    "  - {name: canary, match: {prefix: /api/things, headers: {x-canary: \"1\"}}, rewrite: "
+    "/canary, cluster: b}\n"
+    "  - {name: thing, match: {template: \"/api/things/{id}/parts/{part}\", methods: [GET]}, "
+    "rewrite: \"/t/{part}/{id}\", cluster: a}\n"
+    "  - {name: things, match: {prefix: /api/things}, rewrite: /things, cluster: a}\n"
+    "  - {name: exact, match: {path: /api/exact, methods: [POST, PUT]}, rewrite: /e, cluster: a, "
+    "body_max_bytes: 100}\n"
+    "  - {name: limited, match: {path: /api/limited}, cluster: a, rate_limit: {rate: 1, burst: "
+    "2}}\n";
 
 static void start_routing(env *e)
 {
@@ -268,10 +274,15 @@ static void test_routing_and_rewrite(void **state)
     char big[300];
     memset(big, 'x', 200);
     big[200] = '\0';
-    assert_int_equal(req(e->port, &r, "POST /api/exact HTTP/1.1\r\nHost: t\r\nContent-Length: 200\r\n\r\n%s", big), 413);
+    assert_int_equal(req(e->port, &r,
+                         "POST /api/exact HTTP/1.1\r\nHost: t\r\nContent-Length: 200\r\n\r\n%s",
+                         big),
+                     413);
     assert_non_null(th_header(&r, "x-request-id"));
     th_response_free(&r);
-    assert_int_equal(req(e->port, &r, "POST /api/exact HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"), 200);
+    assert_int_equal(
+        req(e->port, &r, "POST /api/exact HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"),
+        200);
     j = body_json(&r);
     assert_int_equal(json_integer_value(json_object_get(j, "body_len")), 5);
     json_decref(j);
@@ -336,7 +347,8 @@ static void test_rate_limit(void **state)
     env_fini(e);
 }
 
-/* ---- smuggling ---------------------------------------------------------------------------------- */
+/* ---- smuggling ----------------------------------------------------------------------------------
+ */
 
 static void refused(env *e, int up_port, const char *raw)
 {
@@ -356,37 +368,47 @@ static void test_smuggling(void **state)
     start_routing(e);
     int up = e->up_ports[0];
     /* CL.TE */
-    refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n"
-                    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG");
+    refused(e, up,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG");
     /* TE.CL */
-    refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-                    "Content-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n");
+    refused(e, up,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n");
     /* TE.TE, obfuscated */
-    refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-                    "Transfer-Encoding: x\r\n\r\n0\r\n\r\n");
-    refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n"
-                    "0\r\n\r\n");
-    refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n"
-                    "0\r\n\r\n");
-    refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\tchunked\r\n"
-                    " , identity\r\n\r\n0\r\n\r\n");
+    refused(e, up,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            "Transfer-Encoding: x\r\n\r\n0\r\n\r\n");
+    refused(e, up,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n"
+            "0\r\n\r\n");
+    refused(e, up,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n"
+            "0\r\n\r\n");
+    refused(e, up,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\tchunked\r\n"
+            " , identity\r\n\r\n0\r\n\r\n");
     /* duplicate Content-Length */
-    refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                    "Content-Length: 6\r\n\r\nhello!");
+    refused(e, up,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+            "Content-Length: 6\r\n\r\nhello!");
     refused(e, up, "POST /api/things HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\nhello");
 
     /* A body that looks like a request is a body: one request upstream, never two. */
     long before = up_count(up);
     const char *inner = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
     th_response r;
-    assert_int_equal(req(e->port, &r, "POST /api/things HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
+    assert_int_equal(req(e->port, &r,
+                         "POST /api/things HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
                          strlen(inner), inner),
                      200);
     th_response_free(&r);
     /* Chunked from the client becomes Content-Length upstream (re-serialised). */
-    assert_int_equal(req(e->port, &r, "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                     "5\r\nhello\r\n0\r\n\r\n"),
-                     200);
+    assert_int_equal(
+        req(e->port, &r,
+            "POST /api/things HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5\r\nhello\r\n0\r\n\r\n"),
+        200);
     json_t *j = body_json(&r);
     assert_int_equal(json_integer_value(json_object_get(j, "body_len")), 5);
     json_decref(j);
@@ -399,16 +421,18 @@ static void test_smuggling(void **state)
     env_fini(e);
 }
 
-/* ---- auth --------------------------------------------------------------------------------------- */
+/* ---- auth ---------------------------------------------------------------------------------------
+ */
 
-static const char *auth_yaml = "auth: {jwks: {cluster: users, path: /.well-known/jwks.json, min_refetch_ms: 1000}}\n"
-                               "clusters:\n"
-                               "  users: {endpoints: [127.0.0.1:%d]}\n"
-                               "  a: {endpoints: [127.0.0.1:%d]}\n"
-                               "routes:\n"
-                               "  - {name: pub, match: {prefix: /api/pub}, rewrite: /pub, cluster: a}\n"
-                               "  - {name: me, match: {prefix: /api/me}, rewrite: /me, cluster: a, auth: authenticated}\n"
-                               "  - {name: adm, match: {prefix: /api/admin}, rewrite: /admin, cluster: a, auth: admin}\n";
+static const char *auth_yaml =
+    "auth: {jwks: {cluster: users, path: /.well-known/jwks.json, min_refetch_ms: 1000}}\n"
+    "clusters:\n"
+    "  users: {endpoints: [127.0.0.1:%d]}\n"
+    "  a: {endpoints: [127.0.0.1:%d]}\n"
+    "routes:\n"
+    "  - {name: pub, match: {prefix: /api/pub}, rewrite: /pub, cluster: a}\n"
+    "  - {name: me, match: {prefix: /api/me}, rewrite: /me, cluster: a, auth: authenticated}\n"
+    "  - {name: adm, match: {prefix: /api/admin}, rewrite: /admin, cluster: a, auth: admin}\n";
 
 static int jwks_fetches(int up)
 {
@@ -440,12 +464,13 @@ static void test_auth_and_identity(void **state)
     th_response_free(&r);
 
     char *cust = token(e->key, "user-1", "customer");
-    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\nx-user-id: admin-0\r\nx-user-role: admin\r\n", cust);
+    snprintf(hdr, sizeof hdr,
+             "Authorization: Bearer %s\r\nx-user-id: admin-0\r\nx-user-role: admin\r\n", cust);
     assert_int_equal(get(e->port, "/api/me/profile", hdr, &r), 200);
     json_t *j = body_json(&r);
-    assert_string_equal(jstr(j, "user_id"), "user-1");  /* the token's, not the client's */
+    assert_string_equal(jstr(j, "user_id"), "user-1"); /* the token's, not the client's */
     assert_string_equal(jstr(j, "role"), "customer");
-    assert_string_equal(jstr(j, "identity"), "ok");     /* verified with sl_identity_verify */
+    assert_string_equal(jstr(j, "identity"), "ok"); /* verified with sl_identity_verify */
     json_t *names = json_object_get(j, "headers");
     size_t i;
     json_t *n;
@@ -495,18 +520,20 @@ static void test_auth_and_identity(void **state)
     env_fini(e);
 }
 
-/* ---- breaker, bulkhead, recovery, admin --------------------------------------------------------- */
+/* ---- breaker, bulkhead, recovery, admin ---------------------------------------------------------
+ */
 
-static const char *breaker_yaml = "service: {workers: 1}\n"
-                                  "clusters:\n"
-                                  "  a:\n"
-                                  "    endpoints: [127.0.0.1:%d]\n"
-                                  "    retry: {max_retries: 0}\n"
-                                  "    breaker: {failure_threshold: 3, recovery_timeout_ms: 1500, half_open_max_calls: 1}\n"
-                                  "  b: {endpoints: [127.0.0.1:%d]}\n"
-                                  "routes:\n"
-                                  "  - {name: a, match: {prefix: /a}, cluster: a}\n"
-                                  "  - {name: b, match: {prefix: /b}, cluster: b}\n";
+static const char *breaker_yaml =
+    "service: {workers: 1}\n"
+    "clusters:\n"
+    "  a:\n"
+    "    endpoints: [127.0.0.1:%d]\n"
+    "    retry: {max_retries: 0}\n"
+    "    breaker: {failure_threshold: 3, recovery_timeout_ms: 1500, half_open_max_calls: 1}\n"
+    "  b: {endpoints: [127.0.0.1:%d]}\n"
+    "routes:\n"
+    "  - {name: a, match: {prefix: /a}, cluster: a}\n"
+    "  - {name: b, match: {prefix: /b}, cluster: b}\n";
 
 static const char *cluster_breaker(int admin, const char *name)
 {
@@ -573,7 +600,8 @@ static void test_breaker_isolation_recovery(void **state)
     env_fini(e);
 }
 
-/* ---- aggregation -------------------------------------------------------------------------------- */
+/* ---- aggregation --------------------------------------------------------------------------------
+ */
 
 static const char *agg_yaml =
     "service: {workers: 1}\n"
@@ -587,13 +615,17 @@ static const char *agg_yaml =
     "  user_orders:\n"
     "    parts:\n"
     "      - {name: user, cluster: user, path: \"/users/{user_id}\", share: 0.5}\n"
-    "      - {name: orders, cluster: order, path: \"/orders?user_id={user_id}&per_page=100\", select: items, share: 0.5}\n"
+    "      - {name: orders, cluster: order, path: \"/orders?user_id={user_id}&per_page=100\", "
+    "select: items, share: 0.5}\n"
     "    enrich:\n"
-    "      - {name: product_details, cluster: product, target: orders, list: items, id: product_id,\n"
-    "         set: product_details, path: \"/products?ids={ids}\", result: items, key: product_id,\n"
+    "      - {name: product_details, cluster: product, target: orders, list: items, id: "
+    "product_id,\n"
+    "         set: product_details, path: \"/products?ids={ids}\", result: items, key: "
+    "product_id,\n"
     "         share: 0.4, on_error: degrade}\n"
     "routes:\n"
-    "  - {name: user-orders, match: {template: \"/api/v1/users/{user_id}/orders\", methods: [GET]},\n"
+    "  - {name: user-orders, match: {template: \"/api/v1/users/{user_id}/orders\", methods: "
+    "[GET]},\n"
     "     aggregate: user_orders, auth: authenticated, owner_param: user_id, timeout_ms: 1000}\n";
 
 static json_t *agg_get(env *e, const char *tok, const char *uid, int want)
@@ -622,7 +654,8 @@ static void test_aggregation(void **state)
 
     json_t *j = agg_get(e, tok, "u1", 200);
     char *s = json_dumps(j, JSON_COMPACT);
-    /* Declared order, product_details aligned with items (unknown p9 → null), identity forwarded. */
+    /* Declared order, product_details aligned with items (unknown p9 → null), identity forwarded.
+     */
     assert_non_null(strstr(s, "{\"user\":{"));
     assert_non_null(strstr(s, "\"orders\":[{\"order_id\":\"o1\""));
     assert_null(json_object_get(j, "warnings"));
@@ -633,7 +666,8 @@ static void test_aggregation(void **state)
     assert_int_equal(json_array_size(pd), 2);
     assert_string_equal(jstr(json_array_get(pd, 0), "product_id"), "p1");
     assert_true(json_is_null(json_array_get(pd, 1)));
-    json_t *pd2 = json_object_get(json_array_get(json_object_get(j, "orders"), 1), "product_details");
+    json_t *pd2 =
+        json_object_get(json_array_get(json_object_get(j, "orders"), 1), "product_details");
     assert_string_equal(jstr(json_array_get(pd2, 0), "product_id"), "p2");
     assert_string_equal(jstr(json_array_get(pd2, 1), "product_id"), "p1");
     free(s);
@@ -696,14 +730,16 @@ static void test_aggregation_slow_part(void **state)
     env_fini(e);
 }
 
-/* ---- reload ------------------------------------------------------------------------------------- */
+/* ---- reload -------------------------------------------------------------------------------------
+ */
 
-static const char *reload_yaml = "service: {workers: 2}\n"
-                                 "clusters:\n"
-                                 "  a: {endpoints: [127.0.0.1:%d], retry: {per_try_timeout_ms: 5000}}\n"
-                                 "routes:\n"
-                                 "  - {name: slow, match: {path: /slow}, cluster: a, timeout_ms: 5000}\n"
-                                 "  - {name: %s, match: {prefix: /api}, rewrite: %s, cluster: a}\n";
+static const char *reload_yaml =
+    "service: {workers: 2}\n"
+    "clusters:\n"
+    "  a: {endpoints: [127.0.0.1:%d], retry: {per_try_timeout_ms: 5000}}\n"
+    "routes:\n"
+    "  - {name: slow, match: {path: /slow}, cluster: a, timeout_ms: 5000}\n"
+    "  - {name: %s, match: {prefix: /api}, rewrite: %s, cluster: a}\n";
 
 static void test_reload(void **state)
 {
@@ -760,7 +796,8 @@ static void test_reload(void **state)
     env_fini(e);
 }
 
-/* ---- CORS ----------------------------------------------------------------------------------------- */
+/* ---- CORS
+ * ----------------------------------------------------------------------------------------- */
 
 static void test_cors(void **state)
 {
@@ -778,14 +815,16 @@ static void test_cors(void **state)
     gw_start(e);
     th_response r;
     long before = up_count(a);
-    assert_int_equal(req(e->port, &r, "OPTIONS /api/x HTTP/1.1\r\nHost: t\r\nOrigin: http://shop.test\r\n"
-                                     "Access-Control-Request-Method: POST\r\n\r\n"),
+    assert_int_equal(req(e->port, &r,
+                         "OPTIONS /api/x HTTP/1.1\r\nHost: t\r\nOrigin: http://shop.test\r\n"
+                         "Access-Control-Request-Method: POST\r\n\r\n"),
                      204);
     assert_string_equal(th_header(&r, "access-control-allow-origin"), "http://shop.test");
     assert_non_null(th_header(&r, "access-control-allow-methods"));
     th_response_free(&r);
-    assert_int_equal(req(e->port, &r, "OPTIONS /api/x HTTP/1.1\r\nHost: t\r\nOrigin: http://evil.test\r\n"
-                                     "Access-Control-Request-Method: POST\r\n\r\n"),
+    assert_int_equal(req(e->port, &r,
+                         "OPTIONS /api/x HTTP/1.1\r\nHost: t\r\nOrigin: http://evil.test\r\n"
+                         "Access-Control-Request-Method: POST\r\n\r\n"),
                      403);
     th_response_free(&r);
     assert_int_equal(up_count(a), before); /* preflights are answered at the edge */

@@ -45,7 +45,8 @@ static void test_cluster_and_route(void **state)
                        "    bulkhead: {max_concurrent: 7}\n"
                        "    outlier: {consecutive_5xx: 2}\n"
                        "routes:\n"
-                       "  - {name: r, match: {template: \"/x/{id}\", methods: [GET, POST]}, rewrite: \"/y/{id}\",\n"
+                       "  - {name: r, match: {template: \"/x/{id}\", methods: [GET, POST]}, "
+                       "rewrite: \"/y/{id}\",\n"
                        "     cluster: a, auth: admin, rate_limit: {rate: 3}}\n";
     px_config *cfg = NULL;
     char err[PX_ERR_MAX] = "";
@@ -87,19 +88,24 @@ static void test_refusals(void **state)
     (void)state;
     expect_error("clusters: {a: {endpoints: [nohost]}}\n", "t.yaml:1:28: clusters.a.endpoints[0]");
     expect_error("clusters: {a: {endpoints: [h:1], retyr: {}}}\n", "retyr");
-    expect_error("routes: [{match: {prefix: /x}, cluster: nope}]\n", "routes[0].cluster: names no cluster");
-    expect_error("routes: [{match: {prefix: /x, path: /y}, cluster: a}]\nclusters: {a: {endpoints: [h:1]}}\n",
+    expect_error("routes: [{match: {prefix: /x}, cluster: nope}]\n",
+                 "routes[0].cluster: names no cluster");
+    expect_error("routes: [{match: {prefix: /x, path: /y}, cluster: a}]\nclusters: {a: {endpoints: "
+                 "[h:1]}}\n",
                  "exactly one of path, prefix, template");
     expect_error("routes: [{match: {prefix: x}, cluster: a}]\nclusters: {a: {endpoints: [h:1]}}\n",
                  "invalid path");
     expect_error("bogus: 1\n", "unknown section");
     expect_error("service: {port: 70000}\n", "service.port");
     expect_error("auth: {jwks: {cluster: none}}\n", "auth.jwks.cluster");
-    expect_error("clusters: {a: {endpoints: [h:1]}}\naggregates: {x: {parts: [{name: p, cluster: a, path: /p}],"
-                 " enrich: [{name: e, cluster: a, target: q, list: l, id: i, set: s, result: r, key: k,"
-                 " path: \"/e?ids={ids}\"}]}}\n",
-                 "target names no part");
-    expect_error("clusters: {a: {endpoints: [h:1]}}\naggregates: {x: {parts: [{name: p, cluster: a, path: /p,"
+    expect_error(
+        "clusters: {a: {endpoints: [h:1]}}\naggregates: {x: {parts: [{name: p, cluster: a, path: "
+        "/p}],"
+        " enrich: [{name: e, cluster: a, target: q, list: l, id: i, set: s, result: r, key: k,"
+        " path: \"/e?ids={ids}\"}]}}\n",
+        "target names no part");
+    expect_error("clusters: {a: {endpoints: [h:1]}}\naggregates: {x: {parts: [{name: p, cluster: "
+                 "a, path: /p,"
                  " share: 1.5}]}}\n",
                  "share");
 }

@@ -105,8 +105,9 @@ static char *up_response(int status, const char *ctype, const char *body, size_t
 {
     size_t bl = strlen(body);
     char *r = malloc(bl + 512);
-    int n = snprintf(r, bl + 512, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                     status, ctype, bl, extra ? extra : "");
+    int n =
+        snprintf(r, bl + 512, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
+                 status, ctype, bl, extra ? extra : "");
     memcpy(r + n, body, bl);
     *len = (size_t)n + bl;
     return r;
@@ -201,9 +202,9 @@ static int up_answer(up_srv *s, const char *method, const char *target, sl_http_
         sl_identity_key key;
         sl_identity id;
         if (sl_identity_key_load(kpath, &key, kerr) == 0) {
-            int rc = sl_identity_verify(&key, h, nh, sl_http_method_parse((sl_slice){method, strlen(method)}),
-                                        (sl_slice){path, strlen(path)},
-                                        sl_clock_wall_ms(sl_clock_system()), 60000, &id);
+            int rc = sl_identity_verify(
+                &key, h, nh, sl_http_method_parse((sl_slice){method, strlen(method)}),
+                (sl_slice){path, strlen(path)}, sl_clock_wall_ms(sl_clock_system()), 60000, &id);
             identity = rc == 0 ? "ok" : rc == SL_ENOTFOUND ? "none" : "forged";
         }
     }
@@ -224,7 +225,8 @@ static int up_answer(up_srv *s, const char *method, const char *target, sl_http_
         int forbidden = strcmp(identity, "ok") != 0 ||
                         (strcmp(uid, path + 7) != 0 && strcmp(role, "admin") != 0);
         if (forbidden)
-            *resp = up_response(403, "application/problem+json", "{\"status\":403,\"title\":\"Forbidden\"}", rlen, NULL);
+            *resp = up_response(403, "application/problem+json",
+                                "{\"status\":403,\"title\":\"Forbidden\"}", rlen, NULL);
         else
             *resp = up_response(200, "application/json", b, rlen, NULL);
         free(b);
@@ -232,13 +234,15 @@ static int up_answer(up_srv *s, const char *method, const char *target, sl_http_
     }
     if (strcmp(path, "/orders") == 0) {
         char b[1024];
-        snprintf(b, sizeof b,
-                 "{\"items\":[{\"order_id\":\"o1\",\"identity\":\"%s\",\"items\":[{\"product_id\":\"p1\",\"qty\":1,"
-                 "\"unit_price\":100},{\"product_id\":\"p9\",\"qty\":2,\"unit_price\":5}]},"
-                 "{\"order_id\":\"o2\",\"items\":[{\"product_id\":\"p2\",\"qty\":1,\"unit_price\":7},"
-                 "{\"product_id\":\"p1\",\"qty\":3,\"unit_price\":100}]}],\"page\":1,\"per_page\":100,"
-                 "\"total\":2,\"query\":\"%s\"}",
-                 identity, query);
+        snprintf(
+            b, sizeof b,
+            "{\"items\":[{\"order_id\":\"o1\",\"identity\":\"%s\",\"items\":[{\"product_id\":"
+            "\"p1\",\"qty\":1,"
+            "\"unit_price\":100},{\"product_id\":\"p9\",\"qty\":2,\"unit_price\":5}]},"
+            "{\"order_id\":\"o2\",\"items\":[{\"product_id\":\"p2\",\"qty\":1,\"unit_price\":7},"
+            "{\"product_id\":\"p1\",\"qty\":3,\"unit_price\":100}]}],\"page\":1,\"per_page\":100,"
+            "\"total\":2,\"query\":\"%s\"}",
+            identity, query);
         *resp = up_response(200, "application/json", b, rlen, NULL);
         return delay;
     }
@@ -249,7 +253,8 @@ static int up_answer(up_srv *s, const char *method, const char *target, sl_http_
         if (ids) snprintf(list, sizeof list, "%s", ids + 4);
         for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
             if (strcmp(tok, "p9") != 0)
-                json_array_append_new(items, json_pack("{s:s,s:s}", "product_id", tok, "name", tok));
+                json_array_append_new(items,
+                                      json_pack("{s:s,s:s}", "product_id", tok, "name", tok));
         json_t *o = json_pack("{s:o,s:s}", "items", items, "identity", identity);
         char *b = json_dumps(o, JSON_COMPACT);
         json_decref(o);

@@ -312,7 +312,8 @@ static void next_attempt(sl_http_handle *call)
         uv_timer_start(&call->timer, call_on_timer, (uint64_t)t, 0);
     }
     int pick = up->lb.pick ? up->lb.pick(up->lb.data, call->attempts) : -1;
-    call->ep = pick >= 0 && (size_t)pick < up->neps ? &up->eps[pick] : &up->eps[up->rr++ % up->neps];
+    call->ep =
+        pick >= 0 && (size_t)pick < up->neps ? &up->eps[pick] : &up->eps[up->rr++ % up->neps];
     call->lb_active = up->lb.pick != NULL;
     if (up->tracer) {
         char name[32];
@@ -398,8 +399,8 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
     uv_timer_stop(&call->timer);
     int64_t dur_ms = (now_ns(up) - call->try_start_ns) / 1000000;
     span_finish(call, outcome, kind);
-    bool no_verdict = (stale && call->safe && !call->redispatched) ||
-                      kind == SL_HTTP_RESULT_POOL_FULL;
+    bool no_verdict =
+        (stale && call->safe && !call->redispatched) || kind == SL_HTTP_RESULT_POOL_FULL;
     lb_report(call, no_verdict ? NULL : &outcome);
     if (stale && call->safe && !call->redispatched) {
         call->redispatched = true; /* re-sent once on a fresh connection, no verdict */
