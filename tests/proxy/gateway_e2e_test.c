@@ -424,7 +424,9 @@ static void test_smuggling(void **state)
 /* ---- auth ---------------------------------------------------------------------------------------
  */
 
+/* One worker: each worker keeps its own JWKS cache and refetch interval. */
 static const char *auth_yaml =
+    "service: {workers: 1}\n"
     "auth: {jwks: {cluster: users, path: /.well-known/jwks.json, min_refetch_ms: 1000}}\n"
     "clusters:\n"
     "  users: {endpoints: [127.0.0.1:%d]}\n"
