@@ -156,6 +156,8 @@ static int load_topology(const char *path, topology *t)
         sl_config_get_bool(t->cfg, "nats.external", false, &ext, err) != 0 ||
         sl_config_get_string(t->cfg, "nats.url", NULL, &t->nats_url, err) != 0) {
         fprintf(stderr, "shoal: %s\n", err);
+        sl_config_free(t->cfg);
+        t->cfg = NULL;
         return -1;
     }
     external = ext;
@@ -166,6 +168,8 @@ static int load_topology(const char *path, topology *t)
         char where[256];
         sl_config_locate(t->cfg, "services", where, sizeof where);
         fprintf(stderr, "shoal: %s: services: must be a non-empty list\n", where);
+        sl_config_free(t->cfg);
+        t->cfg = NULL;
         return -1;
     }
     return 0;
