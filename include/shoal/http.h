@@ -150,6 +150,13 @@ SL_API int sl_http_respond_problem(sl_http_req *req, int status, const char *det
 /* Returns 1 when the client closed the connection while the request was being handled. */
 SL_API int sl_http_req_cancelled(const sl_http_req *req);
 
+/*
+ * Writes the client's IP address (numeric, no port) into `out` (`cap` bytes,
+ * 46 suffice). Returns 0, SL_ENOTFOUND when the connection is gone, or
+ * SL_ELIMIT when `out` is too small.
+ */
+SL_API int sl_http_req_peer(const sl_http_req *req, char *out, size_t cap);
+
 /* Finds a request header (case-insensitive). Returns 1 and its value, or 0. */
 SL_API int sl_http_req_header(const sl_http_req *req, const char *name, sl_slice *value);
 

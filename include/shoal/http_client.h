@@ -232,6 +232,31 @@ SL_API void sl_http_call_cancel(sl_http_handle *call);
 /* Finds a response header (case-insensitive). Returns 1 and its value, or 0. */
 SL_API int sl_http_response_header(const sl_http_response *res, const char *name, sl_slice *value);
 
+/* ---- Endpoint choice ---------------------------------------------------------------------- */
+
+/*
+ * An optional balancer replaces the round robin over an upstream's endpoints
+ * (the gateway's least-request choice, health checks and outlier ejection).
+ * `pick` returns the endpoint index (into the configured endpoints, in order)
+ * for the next attempt of a call (`attempt` counts from 1); an index out of
+ * range falls back to round robin. `report` runs exactly once for every
+ * attempt that `pick` chose, when it ends: with its outcome, or with NULL when
+ * the attempt ended without a verdict (cancelled, closed, a stale pooled
+ * connection re-sent, local pool congestion). Both run on the loop thread,
+ * from inside the client: they must not call into this upstream.
+ */
+typedef struct sl_upstream_balancer {
+    int (*pick)(void *data, uint32_t attempt);
+    void (*report)(void *data, size_t index, const sl_outcome *outcome);
+    void *data;
+} sl_upstream_balancer;
+
+/*
+ * Installs `b` (copied; NULL restores round robin). Call before the first
+ * sl_http_call. Loop thread only.
+ */
+SL_API void sl_upstream_set_balancer(sl_upstream *up, const sl_upstream_balancer *b);
+
 /* ---- Fan-out ---------------------------------------------------------------------------- */
 
 typedef struct sl_http_fanout sl_http_fanout;

@@ -52,7 +52,7 @@ void px_filter_request_headers(const sl_http_header *in, size_t n, const char *c
     sl_http_header_find(in, n, "connection", &conn);
     sl_http_header_find(in, n, "x-forwarded-for", &xff);
     out->n = 0;
-    for (size_t i = 0; i < n && out->n < PX_FWD_HEADERS_MAX - 3; i++) {
+    for (size_t i = 0; i < n && out->n < PX_FWD_HEADERS_MAX - 8; i++) {
         sl_slice name = in[i].name;
         if (px_is_hop_by_hop(name, conn) || sl_slice_case_eq(name, "host") ||
             sl_slice_case_eq(name, "content-length") || starts_with_ci(name, "x-user-") ||

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#define PX_FWD_HEADERS_MAX 96
+#define PX_FWD_HEADERS_MAX 110 /* the server accepts at most 100, plus what the gateway adds */
 
 /* Headers kept for forwarding, plus storage for the ones the gateway adds. */
 typedef struct px_fwd_headers {

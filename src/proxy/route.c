@@ -34,6 +34,7 @@ void px_route_free(px_route *r)
     free(r->name);
     free(r->path);
     free(r->rewrite);
+    free(r->owner_param);
     for (size_t i = 0; i < r->nsegs; i++)
         free(r->segs[i]);
     for (size_t i = 0; i < r->nheaders; i++) {

@@ -38,8 +38,9 @@ typedef struct px_route {
     size_t nheaders;
     char *rewrite; /* exact/template: new path, may use {param}; prefix: replaces the prefix */
     px_auth auth;
-    int cluster;   /* index into the gateway's clusters, or -1 */
-    int aggregate; /* index into the gateway's aggregates, or -1 */
+    char *owner_param; /* template parameter that must equal the caller (or admin) */
+    int cluster;       /* index into the gateway's clusters, or -1 */
+    int aggregate;     /* index into the gateway's aggregates, or -1 */
     uint32_t timeout_ms;
     uint32_t rate; /* per-client requests per second on this route; 0 = none */
     uint32_t burst;

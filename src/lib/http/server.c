@@ -81,6 +81,7 @@ struct conn {
     int message_done;
     int expect_continue;
     int te_count, host_count;
+    char peer[48]; /* the client's address, filled on first sl_http_req_peer */
 
     char *body;
     size_t body_len, body_cap;
@@ -693,6 +694,29 @@ int sl_http_respond_problem(sl_http_req *req, int status, const char *detail)
 int sl_http_req_cancelled(const sl_http_req *req)
 {
     return req->_cancelled;
+}
+
+int sl_http_req_peer(const sl_http_req *req, char *out, size_t cap)
+{
+    conn *c = req->_conn;
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    if (cap) out[0] = '\0';
+    if (!c || c->closing) return SL_ENOTFOUND;
+    if (!c->peer[0]) {
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return SL_ENOTFOUND;
+        int rc = ss.ss_family == AF_INET6
+                     ? uv_ip6_name((const struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer)
+                     : uv_ip4_name((const struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+        if (rc != 0) {
+            c->peer[0] = '\0';
+            return SL_ENOTFOUND;
+        }
+    }
+    size_t n = strlen(c->peer);
+    if (n >= cap) return SL_ELIMIT;
+    memcpy(out, c->peer, n + 1);
+    return 0;
 }
 
 int sl_http_req_header(const sl_http_req *req, const char *name, sl_slice *value)

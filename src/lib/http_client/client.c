@@ -223,10 +223,20 @@ static void span_finish(sl_http_handle *call, sl_outcome outcome, sl_http_result
     call->span = NULL;
 }
 
+/* Tells the balancer how the attempt it chose ended (NULL: no verdict); once per attempt. */
+static void lb_report(sl_http_handle *call, const sl_outcome *outcome)
+{
+    if (!call->lb_active) return;
+    call->lb_active = false;
+    sl_upstream *up = call->up;
+    if (up->lb.report) up->lb.report(up->lb.data, (size_t)(call->ep - up->eps), outcome);
+}
+
 /* Stops whatever the call is doing, without a verdict and without its bulkhead permit. */
 static void abandon(sl_http_handle *call)
 {
     sl_upstream *up = call->up;
+    lb_report(call, NULL);
     if (call->state == K_BULKHEAD) (void)sl_bulkhead_cancel(up->bulkhead, &call->waiter);
     pool_unqueue(call);
     uv_timer_stop(&call->timer);
@@ -301,7 +311,10 @@ static void next_attempt(sl_http_handle *call)
         call->try_deadline_ns = call->try_start_ns + t * 1000000;
         uv_timer_start(&call->timer, call_on_timer, (uint64_t)t, 0);
     }
-    call->ep = &up->eps[up->rr++ % up->neps];
+    int pick = up->lb.pick ? up->lb.pick(up->lb.data, call->attempts) : -1;
+    call->ep =
+        pick >= 0 && (size_t)pick < up->neps ? &up->eps[pick] : &up->eps[up->rr++ % up->neps];
+    call->lb_active = up->lb.pick != NULL;
     if (up->tracer) {
         char name[32];
         snprintf(name, sizeof name, "HTTP %s", sl_http_method_name(call->method));
@@ -386,6 +399,9 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
     uv_timer_stop(&call->timer);
     int64_t dur_ms = (now_ns(up) - call->try_start_ns) / 1000000;
     span_finish(call, outcome, kind);
+    bool no_verdict =
+        (stale && call->safe && !call->redispatched) || kind == SL_HTTP_RESULT_POOL_FULL;
+    lb_report(call, no_verdict ? NULL : &outcome);
     if (stale && call->safe && !call->redispatched) {
         call->redispatched = true; /* re-sent once on a fresh connection, no verdict */
         (void)sl_breaker_release(up->breaker, &call->permit);
@@ -622,6 +638,14 @@ void sl_upstream_close(sl_upstream *up, void (*done)(void *data), void *data)
     for (size_t i = 0; i < up->neps; i++)
         if (up->eps[i].resolving) uv_cancel((uv_req_t *)&up->eps[i].gai);
     uv_close((uv_handle_t *)&up->close_timer, close_timer_closed);
+}
+
+void sl_upstream_set_balancer(sl_upstream *up, const sl_upstream_balancer *b)
+{
+    if (b)
+        up->lb = *b;
+    else
+        memset(&up->lb, 0, sizeof up->lb);
 }
 
 int sl_http_response_header(const sl_http_response *res, const char *name, sl_slice *value)

@@ -87,6 +87,7 @@ struct sl_http_call {
     sl_span *span;
     uint32_t attempts;
     endpoint *ep;
+    bool lb_active; /* the balancer picked ep and awaits its report */
     conn *conn;
     char *head;
     size_t head_cap;
@@ -138,6 +139,7 @@ struct sl_upstream {
     sl_upstream_stats stats;
     sl_metrics *metrics;
     up_metrics m;
+    sl_upstream_balancer lb; /* pick == NULL: round robin */
 };
 
 /* pool.c */

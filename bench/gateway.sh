@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Gateway overhead: shoal-proxy vs nginx (proxy_pass, upstream keepalive) vs
+# haproxy, one worker each, in front of the same upstream (shoal-hello GET
+# /hello, one worker), measured with wrk in the same run, plus the upstream
+# hit directly; then resident memory, and the memory of 10,000 idle client
+# connections per proxy (a python3 client opens them; ulimit -n is raised).
+#   bench/gateway.sh [BUILD_DIR]   env: DURATION (s, default 10), CONNS (default 50),
+#                                       IDLE (default 10000), ROUNDS (default 2)
+# Summary lines: bench gateway.<name>: <value> <unit> (<ratio>x nginx)
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+build=${1:-build}
+bin=$(cd "$build/bin" && pwd)
+duration=${DURATION:-10}
+conns=${CONNS:-50}
+idle=${IDLE:-10000}
+rounds=${ROUNDS:-2}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" # the hard limit when 65536 is refused
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+up=$(bench_free_port); gw=$(bench_free_port); ng=$(bench_free_port); ha=$(bench_free_port)
+SHOAL_LOG__LEVEL=error "$bin/shoal-hello" --port "$up" --workers 1 2>"$work/hello.log" &
+pids+=($!)
+
+cat >"$work/gw.yaml" <<YAML
+service: {port: $gw, workers: 1}
+http: {max_connections: 20000}
+log: {level: error, access_log: false}
+trace: {sample_ratio: 0}
+clusters:
+  hello: {endpoints: [127.0.0.1:$up], max_connections: 256, max_idle: 256}
+routes:
+  - {name: hello, match: {path: /hello}, cluster: hello}
+YAML
+SHOAL_IDENTITY__KEY_FILE=/nonexistent "$bin/shoal-proxy" --config "$work/gw.yaml" 2>"$work/gw.log" &
+gw_pid=$!; pids+=($gw_pid)
+
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/nginx.err error;
+pid $work/nginx.pid;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  upstream hello { server 127.0.0.1:$up; keepalive 256; }
+  server {
+    listen 127.0.0.1:$ng;
+    location /hello { proxy_pass http://hello; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx.err" &
+ng_pid=$!; pids+=($ng_pid)
+
+# haproxy reserves two descriptors per connection (client + server side) out of `ulimit -n`.
+ha_max=$(( ($(ulimit -n) - 100) / 2 ))
+cat >"$work/haproxy.cfg" <<HAP
+global
+  nbthread 1
+  fd-hard-limit $(ulimit -n)
+  maxconn $ha_max
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$ha
+  default_backend b
+backend b
+  server s1 127.0.0.1:$up maxconn 256
+HAP
+haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" &
+ha_pid=$!; pids+=($ha_pid)
+for p in $up $gw $ng $ha; do bench_wait_port "$p"; done
+for p in $up $gw $ng $ha; do curl -sf "http://127.0.0.1:$p/hello" >/dev/null; done
+
+# The nginx worker is a child of the master; measure the worker's memory.
+ng_worker=$(pgrep -P "$ng_pid" | head -1); ng_worker=${ng_worker:-$ng_pid}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+declare -A rps p50 p99
+names=(direct shoal nginx haproxy)
+declare -A ports=([direct]=$up [shoal]=$gw [nginx]=$ng [haproxy]=$ha)
+for n in "${names[@]}"; do rps[$n]=0; p50[$n]=0; p99[$n]=0; done
+for n in "${names[@]}"; do wrk -t1 -c"$conns" -d2s "http://127.0.0.1:${ports[$n]}/hello" >/dev/null; done
+# Alternate the targets over several rounds and keep each one's best round (a 2-core box is noisy).
+for r in $(seq 1 "$rounds"); do
+    for n in "${names[@]}"; do
+        read -r a b c < <(wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:${ports[$n]}/hello" | bench_wrk_parse)
+        if awk -v a="$a" -v b="${rps[$n]}" 'BEGIN{exit !(a > b)}'; then rps[$n]=$a; p50[$n]=$b; p99[$n]=$c; fi
+    done
+done
+declare -A rss=([shoal]=$(rss_kb $gw_pid) [nginx]=$(rss_kb "$ng_worker") [haproxy]=$(rss_kb $ha_pid))
+
+# Idle connections: open $idle keep-alive connections (no request), measure the RSS growth.
+cat >"$work/idle.py" <<'PY'
+import socket, sys, time, os
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = []
+for i in range(n):
+    s = socket.socket(); s.connect(("127.0.0.1", port)); socks.append(s)
+open(ready, "w").close()
+time.sleep(float(sys.argv[4]))
+PY
+declare -A per_conn
+for n in shoal nginx haproxy; do
+    case $n in shoal) pid=$gw_pid;; nginx) pid=$ng_worker;; haproxy) pid=$ha_pid;; esac
+    count=$idle
+    [ "$n" = haproxy ] && [ "$count" -gt "$ha_max" ] && count=$ha_max
+    before=$(rss_kb "$pid")
+    rm -f "$work/ready"
+    python3 "$work/idle.py" "${ports[$n]}" "$count" "$work/ready" 4 &
+    cl=$!
+    for i in $(seq 1 600); do [ -f "$work/ready" ] && break; sleep 0.05; done
+    sleep 1
+    after=$(rss_kb "$pid")
+    wait $cl 2>/dev/null || true
+    per_conn[$n]=$(awk -v a="$after" -v b="$before" -v n="$count" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+done
+
+echo "upstream shoal-hello GET /hello (1 worker); proxies 1 worker each; wrk 1 thread, $conns connections, ${duration}s, best of $rounds"
+printf '%-10s %10s %9s %9s %12s %10s %14s\n' target req/s p50_ms p99_ms overhead_us rss_kb idle_B/conn
+for n in "${names[@]}"; do
+    ov=$(awk -v p="${rps[$n]}" -v d="${rps[direct]}" -v c="$conns" 'BEGIN { if (p > 0 && d > 0) printf "%.1f", (c / p - c / d) * 1e6; else print "-" }')
+    printf '%-10s %10s %9s %9s %12s %10s %14s\n' "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "$ov" "${rss[$n]:--}" "${per_conn[$n]:--}"
+done
+bench_line gateway.rps "${rps[shoal]}" req/s "${rps[nginx]}" nginx
+bench_line gateway.p50 "${p50[shoal]}" ms "${p50[nginx]}" nginx
+bench_line gateway.p99 "${p99[shoal]}" ms "${p99[nginx]}" nginx
+bench_line gateway.haproxy_rps "${rps[haproxy]}" req/s "${rps[nginx]}" nginx
+bench_line gateway.direct_rps "${rps[direct]}" req/s "${rps[nginx]}" nginx
+bench_line gateway.rss "${rss[shoal]}" KB "${rss[nginx]}" nginx
+bench_line gateway.idle_conn "${per_conn[shoal]}" B/conn "${per_conn[nginx]}" nginx
+bench_line gateway.haproxy_idle_conn "${per_conn[haproxy]}" B/conn "${per_conn[nginx]}" nginx

@@ -1,0 +1,347 @@
+/*
+ * Clusters on one worker: the upstream (pool + resilience policies from the
+ * HTTP client) plus the gateway's endpoint choice installed as the client's
+ * balancer — round robin or least request with two random choices, over the
+ * endpoints that are healthy (active checks) and not ejected (passive
+ * outlier detection: consecutive 5xx/timeouts or connect failures eject an
+ * endpoint for base_ejection_ms × its ejection count, at most
+ * max_ejection_pct of the cluster at once). When no endpoint qualifies, all
+ * are used ("panic"), so a wrong health signal cannot take a cluster down.
+ *
+ * Active health checks run on worker 0 only and publish one shared healthy
+ * flag per endpoint in the generation (atomics); each worker publishes its
+ * breaker state and counters for /admin/clusters the same way.
+ */
+#include "gateway.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t now_ms(const px_wcluster *c)
+{
+    return (int64_t)uv_now(c->wg->w->loop);
+}
+
+static int ep_usable(const px_wcluster *c, size_t i, int64_t now)
+{
+    const px_gen *g = c->wg->gen;
+    if (!atomic_load_explicit(&g->healthy[g->ep_off[c->idx] + i], memory_order_relaxed)) return 0;
+    return c->eps[i].ejected_until_ms <= now;
+}
+
+static int lb_pick(void *data, uint32_t attempt)
+{
+    (void)attempt;
+    px_wcluster *c = data;
+    size_t n = c->cfg->nendpoints;
+    int64_t now = now_ms(c);
+    size_t cand[SL_UPSTREAM_ENDPOINTS_MAX], nc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ep_usable(c, i, now)) cand[nc++] = i;
+    if (nc == 0) /* panic: every endpoint is suspect, so none is preferred */
+        for (size_t i = 0; i < n; i++)
+            cand[nc++] = i;
+    size_t pick;
+    if (c->cfg->lb == PX_LB_LEAST_REQUEST && nc > 1) {
+        /* Power of two choices: two distinct random candidates, the less loaded wins. */
+        size_t a = (size_t)sl_rand_below(&c->wg->w->rand, nc);
+        size_t b = (size_t)sl_rand_below(&c->wg->w->rand, nc - 1);
+        if (b >= a) b++;
+        pick = c->eps[cand[b]].in_flight < c->eps[cand[a]].in_flight ? cand[b] : cand[a];
+    } else {
+        pick = cand[c->rr++ % nc];
+    }
+    c->eps[pick].in_flight++;
+    c->eps[pick].requests++;
+    return (int)pick;
+}
+
+static void eject(px_wcluster *c, size_t i, const char *why)
+{
+    size_t n = c->cfg->nendpoints, ejected = 0;
+    int64_t now = now_ms(c);
+    for (size_t k = 0; k < n; k++)
+        ejected += c->eps[k].ejected_until_ms > now;
+    size_t max = n * c->cfg->out_max_pct / 100;
+    if (max == 0 && c->cfg->out_max_pct > 0) max = 1;
+    if (ejected >= max) return;
+    px_ep_state *e = &c->eps[i];
+    uint32_t mult = e->ejections < 10 ? e->ejections + 1 : 10;
+    e->ejections++;
+    e->ejected_until_ms = now + (int64_t)c->cfg->out_base_ms * mult;
+    e->c5xx = e->cconn = 0;
+    SL_LOG_WARN(c->wg->w->gw->log, NULL, "endpoint ejected", SL_LOG_STR("cluster", c->cfg->name),
+                SL_LOG_STR("endpoint", c->cfg->endpoints[i]), SL_LOG_STR("reason", why),
+                SL_LOG_INT("for_ms", (int64_t)c->cfg->out_base_ms * mult),
+                SL_LOG_INT("worker", c->wg->w->index));
+}
+
+static void lb_report(void *data, size_t index, const sl_outcome *o)
+{
+    px_wcluster *c = data;
+    if (index >= c->cfg->nendpoints) return;
+    px_ep_state *e = &c->eps[index];
+    if (e->in_flight) e->in_flight--;
+    if (!o) return;
+    if (o->kind == SL_OUTCOME_CONNECT_ERROR) {
+        e->failures++;
+        e->cconn++;
+        if (c->cfg->out_connect && e->cconn >= c->cfg->out_connect)
+            eject(c, index, "consecutive connect failures");
+    } else if (o->kind != SL_OUTCOME_RESPONSE || o->status >= 500) {
+        e->failures++;
+        e->c5xx++;
+        if (c->cfg->out_5xx && e->c5xx >= c->cfg->out_5xx)
+            eject(c, index, "consecutive 5xx or timeouts");
+    } else {
+        e->c5xx = e->cconn = 0;
+        if (e->ejected_until_ms && e->ejected_until_ms <= now_ms(c)) {
+            e->ejected_until_ms = 0;
+            e->ejections = 0;
+        }
+    }
+}
+
+/* ---- active health checks ------------------------------------------------------------------ */
+
+static void hc_result(sl_http_handle *call, const sl_http_result *res, void *data);
+
+typedef struct hc_ctx {
+    px_wcluster *c;
+    size_t i;
+} hc_ctx;
+
+static void hc_tick(uv_timer_t *t)
+{
+    px_wcluster *c = t->data;
+    for (size_t i = 0; i < c->cfg->nendpoints; i++) {
+        if (c->hc_busy[i] || !c->hc[i]) continue;
+        hc_ctx *ctx = malloc(sizeof *ctx);
+        if (!ctx) return;
+        *ctx = (hc_ctx){c, i};
+        sl_http_request rq = {.method = SL_HTTP_GET,
+                              .target = {c->cfg->hc_path, strlen(c->cfg->hc_path)}};
+        sl_http_call_opts o = {.timeout_ms = c->cfg->hc_timeout_ms};
+        if (sl_http_call(c->hc[i], &rq, &o, hc_result, ctx, NULL) != 0) {
+            free(ctx);
+            continue;
+        }
+        c->hc_busy[i] = 1;
+    }
+}
+
+static void hc_result(sl_http_handle *call, const sl_http_result *res, void *data)
+{
+    (void)call;
+    hc_ctx *ctx = data;
+    px_wcluster *c = ctx->c;
+    size_t i = ctx->i;
+    free(ctx);
+    c->hc_busy[i] = 0;
+    if (res->kind == SL_HTTP_RESULT_CANCELED) return;
+    px_gen *g = c->wg->gen;
+    _Atomic unsigned char *flag = &g->healthy[g->ep_off[c->idx] + i];
+    int ok = res->kind == SL_HTTP_RESULT_OK && res->response->status >= 200 &&
+             res->response->status < 300;
+    if (ok) {
+        c->hc_fail[i] = 0;
+        if (++c->hc_ok[i] >= c->cfg->hc_healthy && !atomic_load(flag)) {
+            atomic_store(flag, 1);
+            SL_LOG_INFO(c->wg->w->gw->log, NULL, "endpoint healthy",
+                        SL_LOG_STR("cluster", c->cfg->name),
+                        SL_LOG_STR("endpoint", c->cfg->endpoints[i]));
+        }
+    } else {
+        c->hc_ok[i] = 0;
+        if (++c->hc_fail[i] >= c->cfg->hc_unhealthy && atomic_load(flag)) {
+            atomic_store(flag, 0);
+            SL_LOG_WARN(c->wg->w->gw->log, NULL, "endpoint unhealthy",
+                        SL_LOG_STR("cluster", c->cfg->name),
+                        SL_LOG_STR("endpoint", c->cfg->endpoints[i]),
+                        SL_LOG_STR("result", sl_http_result_kind_name(res->kind)));
+        }
+    }
+}
+
+static int hc_init(px_wcluster *c)
+{
+    size_t n = c->cfg->nendpoints;
+    c->hc = calloc(n, sizeof *c->hc);
+    c->hc_ok = calloc(n, sizeof *c->hc_ok);
+    c->hc_fail = calloc(n, sizeof *c->hc_fail);
+    c->hc_busy = calloc(n, 1);
+    c->hc_timer = malloc(sizeof *c->hc_timer);
+    if (!c->hc || !c->hc_ok || !c->hc_fail || !c->hc_busy || !c->hc_timer) return SL_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        sl_upstream_config u;
+        sl_upstream_config_default(&u);
+        char name[SL_UPSTREAM_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%.50s-health", c->cfg->name);
+        u.name = name;
+        u.endpoints = (const char *const *)&c->cfg->endpoints[i];
+        u.nendpoints = 1;
+        u.policies = false;
+        u.max_connections = 1;
+        u.max_idle = 1;
+        u.connect_timeout_ms = c->cfg->hc_timeout_ms;
+        u.timeout_ms = c->cfg->hc_timeout_ms;
+        u.retry.per_try_timeout_ms = 0;
+        sl_upstream_env env = {.loop = c->wg->w->loop, .rand = &c->wg->w->rand};
+        int rc = sl_upstream_new(&u, &env, &c->hc[i]);
+        if (rc != 0) return rc;
+    }
+    uv_timer_init(c->wg->w->loop, c->hc_timer);
+    c->hc_timer->data = c;
+    uv_timer_start(c->hc_timer, hc_tick, 0, c->cfg->hc_interval_ms);
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+int px_wcluster_init(px_wcluster *c, px_wgen *wg, int idx)
+{
+    px_worker *w = wg->w;
+    c->wg = wg;
+    c->idx = idx;
+    c->cfg = &wg->gen->cfg->clusters[idx];
+    sl_upstream_env env = {.loop = w->loop,
+                           .rand = &w->rand,
+                           .metrics = w->gw->metrics,
+                           .shard = (unsigned)w->index,
+                           .log = w->gw->log,
+                           .tracer = w->tracer};
+    int rc = sl_upstream_new(&c->cfg->up, &env, &c->up);
+    if (rc != 0) return rc;
+    sl_upstream_balancer b = {.pick = lb_pick, .report = lb_report, .data = c};
+    sl_upstream_set_balancer(c->up, &b);
+    if (c->cfg->hc_path && w->index == 0) return hc_init(c);
+    return 0;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    px_wcluster *c = h->data;
+    free(h);
+    px_wgen_closed_one(c->wg);
+}
+
+void px_wcluster_close(px_wcluster *c)
+{
+    px_wgen *wg = c->wg;
+    if (c->up) {
+        wg->closing_pending++;
+        sl_upstream_close(c->up, px_wgen_closed_one, wg);
+        c->up = NULL;
+    }
+    for (size_t i = 0; c->hc && i < c->cfg->nendpoints; i++) {
+        if (!c->hc[i]) continue;
+        wg->closing_pending++;
+        sl_upstream_close(c->hc[i], px_wgen_closed_one, wg);
+        c->hc[i] = NULL;
+    }
+    if (c->hc_timer) {
+        if (uv_is_active((uv_handle_t *)c->hc_timer) || c->hc_timer->loop) {
+            wg->closing_pending++;
+            uv_close((uv_handle_t *)c->hc_timer, timer_closed);
+        } else {
+            free(c->hc_timer);
+        }
+        c->hc_timer = NULL;
+    }
+}
+
+void px_wcluster_free_arrays(px_wcluster *c)
+{
+    free(c->hc);
+    free(c->hc_ok);
+    free(c->hc_fail);
+    free(c->hc_busy);
+    c->hc = NULL;
+}
+
+void px_wcluster_publish(px_wcluster *c)
+{
+    if (!c->up) return;
+    px_gen *g = c->wg->gen;
+    int w = c->wg->w->index;
+    px_pub_cluster *pc = &g->pub[(size_t)c->idx * (size_t)g->nworkers + (size_t)w];
+    sl_upstream_stats st;
+    sl_upstream_stats_get(c->up, &st);
+    atomic_store(&pc->breaker, (int)sl_breaker_state_peek(sl_upstream_breaker(c->up)));
+    atomic_store(&pc->requests, st.requests);
+    atomic_store(&pc->retries, st.retries);
+    atomic_store(&pc->breaker_rejections, st.breaker_rejections);
+    atomic_store(&pc->bulkhead_rejections, st.bulkhead_rejections);
+    int64_t now = now_ms(c);
+    for (size_t i = 0; i < c->cfg->nendpoints; i++) {
+        px_pub_ep *pe = &g->pub_ep[(size_t)w * g->total_eps + g->ep_off[c->idx] + i];
+        atomic_store(&pe->ejected, c->eps[i].ejected_until_ms > now);
+        atomic_store(&pe->in_flight, c->eps[i].in_flight);
+        atomic_store(&pe->requests, c->eps[i].requests);
+        atomic_store(&pe->failures, c->eps[i].failures);
+    }
+}
+
+/* ---- /admin/clusters ------------------------------------------------------------------------ */
+
+static json_t *cluster_doc(const px_gen *g, size_t ci)
+{
+    const px_cluster_cfg *cc = &g->cfg->clusters[ci];
+    json_t *o = json_object(), *workers = json_array(), *eps = json_array();
+    const char *worst = "closed";
+    for (int w = 0; w < g->nworkers; w++) {
+        px_pub_cluster *pc = &g->pub[ci * (size_t)g->nworkers + (size_t)w];
+        int st = atomic_load(&pc->breaker);
+        const char *name = sl_breaker_state_name((sl_breaker_state)st);
+        if (st == SL_BREAKER_OPEN || (st == SL_BREAKER_HALF_OPEN && strcmp(worst, "open") != 0))
+            worst = name;
+        json_array_append_new(
+            workers,
+            json_pack("{s:i,s:s,s:I,s:I,s:I,s:I}", "worker", w, "breaker", name, "requests",
+                      (json_int_t)atomic_load(&pc->requests), "retries",
+                      (json_int_t)atomic_load(&pc->retries), "breaker_rejections",
+                      (json_int_t)atomic_load(&pc->breaker_rejections), "bulkhead_rejections",
+                      (json_int_t)atomic_load(&pc->bulkhead_rejections)));
+    }
+    for (size_t i = 0; i < cc->nendpoints; i++) {
+        unsigned long long req = 0, fail = 0;
+        unsigned inflight = 0;
+        int ejected = 0;
+        for (int w = 0; w < g->nworkers; w++) {
+            px_pub_ep *pe = &g->pub_ep[(size_t)w * g->total_eps + g->ep_off[ci] + i];
+            req += atomic_load(&pe->requests);
+            fail += atomic_load(&pe->failures);
+            inflight += atomic_load(&pe->in_flight);
+            ejected += atomic_load(&pe->ejected);
+        }
+        int healthy = atomic_load(&g->healthy[g->ep_off[ci] + i]);
+        json_array_append_new(eps, json_pack("{s:s,s:s,s:b,s:i,s:i,s:I,s:I}", "address",
+                                             cc->endpoints[i], "health",
+                                             !healthy  ? "unhealthy"
+                                             : ejected ? "ejected"
+                                                       : "healthy",
+                                             "active_check_healthy", healthy, "ejected_on_workers",
+                                             ejected, "in_flight", (int)inflight, "requests",
+                                             (json_int_t)req, "failures", (json_int_t)fail));
+    }
+    json_object_set_new(o, "name", json_string(cc->name));
+    json_object_set_new(
+        o, "lb", json_string(cc->lb == PX_LB_LEAST_REQUEST ? "least_request" : "round_robin"));
+    json_object_set_new(o, "breaker", json_string(worst));
+    json_object_set_new(o, "workers", workers);
+    json_object_set_new(o, "endpoints", eps);
+    return o;
+}
+
+char *px_admin_clusters_doc(const px_gen *g, size_t *len)
+{
+    json_t *root = json_object(), *arr = json_array();
+    for (size_t i = 0; i < g->cfg->nclusters; i++)
+        json_array_append_new(arr, cluster_doc(g, i));
+    json_object_set_new(root, "generation", json_integer((json_int_t)g->id));
+    json_object_set_new(root, "clusters", arr);
+    char *s = sl_json_dump(root, len);
+    json_decref(root);
+    return s;
+}

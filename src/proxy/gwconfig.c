@@ -1,0 +1,970 @@
+/*
+ * Gateway configuration loading and validation (gwconfig.h). Sections are
+ * read with table-driven validation (sl_config_read, unknown keys rejected),
+ * then cross-references (route → cluster/aggregate, part → cluster/target)
+ * are resolved. The first error found is returned with its location.
+ */
+#include "gwconfig.h"
+
+#include <shoal/auth.h>
+#include <shoal/config.h>
+#include <shoal/log.h>
+#include <shoal/ratelimit.h>
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct loader {
+    sl_config *c;
+    px_config *cfg;
+    sl_json_errors errs;
+    char *err;
+    int failed;
+} loader;
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* sub = a + b, truncated to SL_CONFIG_PATH_MAX (paths are only used in messages). */
+static void join(char *sub, const char *a, const char *b)
+{
+    size_t la = strnlen(a, SL_CONFIG_PATH_MAX - 1), lb = strlen(b);
+    if (la + lb > SL_CONFIG_PATH_MAX - 1) lb = SL_CONFIG_PATH_MAX - 1 - la;
+    memmove(sub, a, la);
+    memcpy(sub + la, b, lb);
+    sub[la + lb] = '\0';
+}
+
+/* Records a located error unless one is already recorded. */
+static void fail(loader *l, const char *path, const char *msg)
+{
+    if (l->failed) return;
+    l->failed = 1;
+    char where[256] = "";
+    sl_config_locate(l->c, path, where, sizeof where);
+    if (snprintf(l->err, PX_ERR_MAX, "%s: %s: %s", where, path, msg) >= PX_ERR_MAX)
+        l->err[PX_ERR_MAX - 2] = '.'; /* cut; still one readable line */
+}
+
+/* Reads `n` fields at `path`; moves the first validation error into l->err. */
+static int read_obj(loader *l, const char *path, const sl_json_field *f, size_t n)
+{
+    if (l->failed) return -1;
+    sl_json_errors_init(&l->errs);
+    if (sl_config_read(l->c, path, f, n, SL_JSON_REJECT_UNKNOWN, &l->errs) == 0) return 0;
+    l->failed = 1;
+    snprintf(l->err, PX_ERR_MAX, "%s", l->errs.items[0].message);
+    return -1;
+}
+
+static json_t *node(loader *l, const char *path)
+{
+    /* sl_config has no public lookup by path: walk the tree here (paths are a.b or a[i]). */
+    json_t *cur = sl_config_root(l->c);
+    char buf[SL_CONFIG_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf; cur && *p;) {
+        if (*p == '.') p++;
+        if (*p == '[') {
+            size_t i = strtoul(p + 1, &p, 10);
+            if (*p == ']') p++;
+            cur = json_is_array(cur) ? json_array_get(cur, i) : NULL;
+            continue;
+        }
+        size_t len = strcspn(p, ".[");
+        char save = p[len];
+        p[len] = '\0';
+        cur = json_is_object(cur) ? json_object_get(cur, p) : NULL;
+        p[len] = save;
+        p += len;
+    }
+    return cur;
+}
+
+/* ---- sections ---------------------------------------------------------------------------- */
+
+static void read_service(loader *l)
+{
+    px_config *cfg = l->cfg;
+    const char *host = "127.0.0.1";
+    int64_t port = 8080, workers = 0, drain = 10000;
+    const sl_json_field f[] = {
+        {.name = "host", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &host},
+        {.name = "port", .kind = SL_JSON_INT, .min = 0, .max = 65535, .out = &port},
+        {.name = "workers", .kind = SL_JSON_INT, .min = 0, .max = 256, .out = &workers},
+        {.name = "drain_timeout_ms", .kind = SL_JSON_INT, .min = 0, .max = 600000, .out = &drain},
+    };
+    if (read_obj(l, "service", f, SL_ARRAY_LEN(f)) != 0) return;
+    snprintf(cfg->host, sizeof cfg->host, "%s", host);
+    cfg->port = (int)port;
+    if (workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = n > 0 ? (n > 64 ? 64 : n) : 1;
+    }
+    cfg->workers = (int)workers;
+    cfg->drain_ms = (uint32_t)drain;
+}
+
+static void read_http(loader *l)
+{
+    sl_http_limits *d = &l->cfg->limits;
+    sl_http_limits_default(d);
+    int64_t hdr = d->header_timeout_ms, body = d->body_timeout_ms, idle = d->idle_timeout_ms,
+            linger = d->linger_ms, maxconn = d->max_connections,
+            maxhdr = (int64_t)d->max_header_bytes, bodymax = (int64_t)d->body_max_bytes;
+    const sl_json_field f[] = {
+        {.name = "header_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &hdr},
+        {.name = "body_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &body},
+        {.name = "idle_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &idle},
+        {.name = "linger_ms", .kind = SL_JSON_INT, .min = 0, .max = 60000, .out = &linger},
+        {.name = "max_connections", .kind = SL_JSON_INT, .min = 1, .max = 1000000, .out = &maxconn},
+        {.name = "max_header_bytes",
+         .kind = SL_JSON_INT,
+         .min = 1024,
+         .max = 1 << 20,
+         .out = &maxhdr},
+        {.name = "body_max_bytes", .kind = SL_JSON_INT, .min = 0, .max = 1 << 30, .out = &bodymax},
+    };
+    if (read_obj(l, "http", f, SL_ARRAY_LEN(f)) != 0) return;
+    d->header_timeout_ms = (uint32_t)hdr;
+    d->body_timeout_ms = (uint32_t)body;
+    d->idle_timeout_ms = (uint32_t)idle;
+    d->linger_ms = (uint32_t)linger;
+    d->max_connections = (uint32_t)maxconn;
+    d->max_header_bytes = (size_t)maxhdr;
+    d->body_max_bytes = (size_t)bodymax;
+}
+
+static void read_misc(loader *l)
+{
+    px_config *cfg = l->cfg;
+    int64_t pending = 4096, timeout = 15000;
+    const sl_json_field g[] = {
+        {.name = "max_pending_requests",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = 1000000,
+         .out = &pending},
+        {.name = "route_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
+    };
+    if (read_obj(l, "gateway", g, SL_ARRAY_LEN(g)) != 0) return;
+    cfg->max_pending = (uint32_t)pending;
+    cfg->default_timeout_ms = (uint32_t)timeout;
+
+    const char *ahost = "127.0.0.1";
+    int64_t aport = 0;
+    const sl_json_field a[] = {
+        {.name = "host", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &ahost},
+        {.name = "port", .kind = SL_JSON_INT, .min = 0, .max = 65535, .out = &aport},
+    };
+    if (read_obj(l, "admin", a, SL_ARRAY_LEN(a)) != 0) return;
+    snprintf(cfg->admin_host, sizeof cfg->admin_host, "%s", ahost);
+    cfg->admin_port = (int)aport;
+
+    const char *key_file = "data/identity.key";
+    const sl_json_field id[] = {
+        {.name = "key_file", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &key_file},
+    };
+    if (read_obj(l, "identity", id, SL_ARRAY_LEN(id)) != 0) return;
+    char kerr[256] = "";
+    cfg->have_identity_key = sl_identity_key_load(key_file, &cfg->identity_key, kerr) == 0;
+    if (!cfg->have_identity_key)
+        snprintf(cfg->identity_note, sizeof cfg->identity_note, "%s", kerr);
+
+    const char *level = "info";
+    bool access = true;
+    double ratio = 1.0;
+    const sl_json_field lg[] = {
+        {.name = "level",
+         .kind = SL_JSON_STRING,
+         .out = &level,
+         .allowed = (const char *const[]){"debug", "info", "warn", "error", NULL}},
+        {.name = "access_log", .kind = SL_JSON_BOOL, .out = &access},
+    };
+    const sl_json_field tr[] = {
+        {.name = "sample_ratio", .kind = SL_JSON_NUMBER, .min = 0, .max = 1, .out = &ratio},
+    };
+    if (read_obj(l, "log", lg, SL_ARRAY_LEN(lg)) != 0) return;
+    if (read_obj(l, "trace", tr, SL_ARRAY_LEN(tr)) != 0) return;
+    sl_log_level lvl = SL_LOG_LEVEL_INFO;
+    if (sl_log_level_parse(level, &lvl) != 0) lvl = SL_LOG_LEVEL_INFO; /* `allowed` checked it */
+    cfg->log_level = (int)lvl;
+    cfg->access_log = access;
+    cfg->sample_ratio = ratio;
+}
+
+static void read_auth(loader *l, const char **jwks_cluster)
+{
+    px_config *cfg = l->cfg;
+    json_t *jwks = NULL;
+    const char *issuer = NULL;
+    int64_t leeway = SL_JWT_DEFAULT_LEEWAY_S;
+    const sl_json_field f[] = {
+        {.name = "jwks", .kind = SL_JSON_OBJECT, .out = &jwks},
+        {.name = "issuer", .kind = SL_JSON_STRING, .min = 1, .max = 256, .out = &issuer},
+        {.name = "leeway_s",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = SL_JWT_MAX_LEEWAY_S,
+         .out = &leeway},
+    };
+    if (read_obj(l, "auth", f, SL_ARRAY_LEN(f)) != 0) return;
+    cfg->issuer = dup_or_null(issuer);
+    cfg->leeway_s = leeway;
+    const char *path = "/.well-known/jwks.json";
+    int64_t refresh = 300000, refetch = 5000, waiters = 1024;
+    const sl_json_field j[] = {
+        {.name = "cluster", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = jwks_cluster},
+        {.name = "path", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &path},
+        {.name = "refresh_ms", .kind = SL_JSON_INT, .min = 1000, .max = 86400000, .out = &refresh},
+        {.name = "min_refetch_ms", .kind = SL_JSON_INT, .min = 0, .max = 3600000, .out = &refetch},
+        {.name = "max_waiting", .kind = SL_JSON_INT, .min = 0, .max = 100000, .out = &waiters},
+    };
+    if (jwks && read_obj(l, "auth.jwks", j, SL_ARRAY_LEN(j)) != 0) return;
+    if (path[0] != '/') fail(l, "auth.jwks.path", "must start with /");
+    cfg->jwks_path = strdup(path);
+    cfg->jwks_refresh_ms = (uint32_t)refresh;
+    cfg->jwks_min_refetch_ms = (uint32_t)refetch;
+    cfg->jwks_waiters_max = (uint32_t)waiters;
+}
+
+static void read_limits_cors(loader *l)
+{
+    px_config *cfg = l->cfg;
+    json_t *pc = NULL;
+    int64_t max_keys = 10000;
+    const sl_json_field f[] = {
+        {.name = "per_client", .kind = SL_JSON_OBJECT, .out = &pc},
+        {.name = "max_keys",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_RATELIMIT_MAX_KEYS,
+         .out = &max_keys},
+    };
+    if (read_obj(l, "rate_limit", f, SL_ARRAY_LEN(f)) != 0) return;
+    cfg->rl_max_keys = (uint32_t)max_keys;
+    int64_t rate = 0, burst = 0;
+    const sl_json_field p[] = {
+        {.name = "rate", .kind = SL_JSON_INT, .min = 0, .max = 1000000, .out = &rate},
+        {.name = "burst", .kind = SL_JSON_INT, .min = 0, .max = 1000000, .out = &burst},
+    };
+    if (pc && read_obj(l, "rate_limit.per_client", p, SL_ARRAY_LEN(p)) != 0) return;
+    cfg->client_rate = (uint32_t)rate;
+    cfg->client_burst = (uint32_t)(burst ? burst : rate * 2);
+
+    json_t *origins = NULL;
+    const char *methods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+    const char *headers = "Authorization, Content-Type, Idempotency-Key, X-Request-Id, traceparent";
+    const char *expose = "x-request-id, traceparent, Retry-After, Location";
+    int64_t max_age = 600;
+    bool creds = false;
+    const sl_json_field c[] = {
+        {.name = "allow_origins",
+         .kind = SL_JSON_ARRAY,
+         .max = PX_CORS_ORIGINS_MAX,
+         .out = &origins},
+        {.name = "allow_methods", .kind = SL_JSON_STRING, .min = 1, .max = 512, .out = &methods},
+        {.name = "allow_headers", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &headers},
+        {.name = "expose_headers", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &expose},
+        {.name = "max_age_s", .kind = SL_JSON_INT, .min = 0, .max = 86400, .out = &max_age},
+        {.name = "allow_credentials", .kind = SL_JSON_BOOL, .out = &creds},
+    };
+    if (read_obj(l, "cors", c, SL_ARRAY_LEN(c)) != 0) return;
+    size_t i;
+    json_t *o;
+    json_array_foreach(origins, i, o)
+    {
+        if (!json_is_string(o) || json_string_length(o) == 0 || json_string_length(o) > 256) {
+            fail(l, "cors.allow_origins", "must be a list of origins (\"*\" allows any)");
+            return;
+        }
+        cfg->cors_origins[cfg->ncors_origins++] = strdup(json_string_value(o));
+    }
+    cfg->cors_methods = strdup(methods);
+    cfg->cors_headers = strdup(headers);
+    cfg->cors_expose = strdup(expose);
+    cfg->cors_max_age_s = (uint32_t)max_age;
+    cfg->cors_credentials = creds;
+}
+
+/* ---- clusters ---------------------------------------------------------------------------- */
+
+static int endpoint_ok(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || !colon[1]) return 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port > 0 && port < 65536 && (size_t)(colon - s) <= SL_UPSTREAM_HOST_MAX;
+}
+
+static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
+{
+    char path[SL_CONFIG_PATH_MAX], sub[SL_CONFIG_PATH_MAX];
+    snprintf(path, sizeof path, "clusters.%s", name);
+    c->name = strdup(name);
+    sl_upstream_config *u = &c->up;
+    sl_upstream_config_default(u);
+    u->bulkhead.max_concurrent = 100;
+    u->bulkhead.max_queue = 100;
+    u->bulkhead.max_wait_ms = 100;
+    json_t *eps = NULL, *retry = NULL, *budget = NULL, *breaker = NULL, *bulk = NULL, *hc = NULL,
+           *out = NULL;
+    const char *lb = "round_robin", *host = NULL;
+    int64_t timeout = u->timeout_ms, ct = u->connect_timeout_ms, maxc = u->max_connections,
+            maxidle = u->max_idle, idle = u->idle_timeout_ms, pend = u->max_pending,
+            resp = (int64_t)u->response_max_bytes;
+    const sl_json_field f[] = {
+        {.name = "endpoints",
+         .kind = SL_JSON_ARRAY,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = SL_UPSTREAM_ENDPOINTS_MAX,
+         .out = &eps},
+        {.name = "lb",
+         .kind = SL_JSON_STRING,
+         .out = &lb,
+         .allowed = (const char *const[]){"round_robin", "least_request", NULL}},
+        {.name = "host_header", .kind = SL_JSON_STRING, .min = 1, .max = 255, .out = &host},
+        {.name = "timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
+        {.name = "connect_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 60000, .out = &ct},
+        {.name = "max_connections", .kind = SL_JSON_INT, .min = 1, .max = 100000, .out = &maxc},
+        {.name = "max_idle", .kind = SL_JSON_INT, .min = 0, .max = 100000, .out = &maxidle},
+        {.name = "idle_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &idle},
+        {.name = "max_pending", .kind = SL_JSON_INT, .min = 1, .max = 1000000, .out = &pend},
+        {.name = "response_max_bytes", .kind = SL_JSON_INT, .min = 1, .max = 1 << 30, .out = &resp},
+        {.name = "retry", .kind = SL_JSON_OBJECT, .out = &retry},
+        {.name = "retry_budget", .kind = SL_JSON_OBJECT, .out = &budget},
+        {.name = "breaker", .kind = SL_JSON_OBJECT, .out = &breaker},
+        {.name = "bulkhead", .kind = SL_JSON_OBJECT, .out = &bulk},
+        {.name = "health_check", .kind = SL_JSON_OBJECT, .out = &hc},
+        {.name = "outlier", .kind = SL_JSON_OBJECT, .out = &out},
+    };
+    if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+    c->lb = strcmp(lb, "least_request") == 0 ? PX_LB_LEAST_REQUEST : PX_LB_ROUND_ROBIN;
+    c->endpoints = calloc(json_array_size(eps), sizeof(char *));
+    size_t i;
+    json_t *e;
+    json_array_foreach(eps, i, e)
+    {
+        char idx[48];
+        snprintf(idx, sizeof idx, ".endpoints[%zu]", i);
+        join(sub, path, idx);
+        if (!json_is_string(e) || !endpoint_ok(json_string_value(e))) {
+            fail(l, sub, "must be \"host:port\"");
+            return;
+        }
+        c->endpoints[c->nendpoints++] = strdup(json_string_value(e));
+    }
+    u->name = c->name;
+    u->endpoints = (const char *const *)c->endpoints;
+    u->nendpoints = c->nendpoints;
+    u->host_header = NULL;
+    (void)host; /* kept for the dump; the client sends the endpoint's host:port when NULL */
+    u->timeout_ms = timeout;
+    u->connect_timeout_ms = (uint32_t)ct;
+    u->max_connections = (uint32_t)maxc;
+    u->max_idle = (uint32_t)maxidle;
+    u->idle_timeout_ms = (uint32_t)idle;
+    u->max_pending = (uint32_t)pend;
+    u->response_max_bytes = (size_t)resp;
+
+    int64_t mr = u->retry.max_retries, base = u->retry.base_ms, cap = u->retry.cap_ms,
+            ptt = u->retry.per_try_timeout_ms, ram = u->retry.retry_after_max_ms;
+    const sl_json_field r[] = {
+        {.name = "max_retries",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = SL_RETRY_LIMIT_RETRIES,
+         .out = &mr},
+        {.name = "base_ms", .kind = SL_JSON_INT, .min = 1, .max = 60000, .out = &base},
+        {.name = "cap_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &cap},
+        {.name = "per_try_timeout_ms", .kind = SL_JSON_INT, .min = 0, .max = 600000, .out = &ptt},
+        {.name = "retry_after_max_ms", .kind = SL_JSON_INT, .min = 0, .max = 600000, .out = &ram},
+    };
+    join(sub, path, ".retry");
+    if (retry && read_obj(l, sub, r, SL_ARRAY_LEN(r)) != 0) return;
+    u->retry.max_retries = (uint32_t)mr;
+    u->retry.base_ms = base;
+    u->retry.cap_ms = cap;
+    u->retry.per_try_timeout_ms = ptt;
+    u->retry.retry_after_max_ms = ram;
+
+    int64_t ratio = u->budget.ratio_pct, minps = u->budget.min_per_sec, tok = u->budget.max_tokens;
+    const sl_json_field b[] = {
+        {.name = "ratio_pct", .kind = SL_JSON_INT, .min = 0, .max = 100, .out = &ratio},
+        {.name = "min_per_sec", .kind = SL_JSON_INT, .min = 0, .max = 100000, .out = &minps},
+        {.name = "max_tokens", .kind = SL_JSON_INT, .min = 1, .max = 1000000, .out = &tok},
+    };
+    join(sub, path, ".retry_budget");
+    if (budget && read_obj(l, sub, b, SL_ARRAY_LEN(b)) != 0) return;
+    u->budget.ratio_pct = (uint32_t)ratio;
+    u->budget.min_per_sec = (uint32_t)minps;
+    u->budget.max_tokens = (uint32_t)tok;
+
+    sl_breaker_config *bk = &u->breaker;
+    int64_t ft = bk->failure_threshold, frp = bk->failure_rate_pct, ws = bk->window_size,
+            mc = bk->minimum_calls, rt = bk->recovery_timeout_ms, ho = bk->half_open_max_calls;
+    const sl_json_field br[] = {
+        {.name = "failure_threshold", .kind = SL_JSON_INT, .min = 0, .max = 100000, .out = &ft},
+        {.name = "failure_rate_pct", .kind = SL_JSON_INT, .min = 0, .max = 100, .out = &frp},
+        {.name = "window_size",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BREAKER_WINDOW_COUNT_MAX,
+         .out = &ws},
+        {.name = "minimum_calls",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BREAKER_WINDOW_COUNT_MAX,
+         .out = &mc},
+        {.name = "recovery_timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &rt},
+        {.name = "half_open_max_calls",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BREAKER_HALF_OPEN_MAX,
+         .out = &ho},
+    };
+    join(sub, path, ".breaker");
+    if (breaker && read_obj(l, sub, br, SL_ARRAY_LEN(br)) != 0) return;
+    bk->failure_threshold = (uint32_t)ft;
+    bk->failure_rate_pct = (uint32_t)frp;
+    bk->window_size = (uint32_t)ws;
+    bk->minimum_calls = (uint32_t)mc;
+    bk->recovery_timeout_ms = rt;
+    bk->half_open_max_calls = (uint32_t)ho;
+    if (bk->minimum_calls > bk->window_size)
+        fail(l, sub, "minimum_calls must not exceed window_size");
+
+    int64_t bmc = u->bulkhead.max_concurrent, bmq = u->bulkhead.max_queue,
+            bmw = u->bulkhead.max_wait_ms;
+    const sl_json_field bh[] = {
+        {.name = "max_concurrent",
+         .kind = SL_JSON_INT,
+         .min = 1,
+         .max = SL_BULKHEAD_MAX_CONCURRENT,
+         .out = &bmc},
+        {.name = "max_queue",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = SL_BULKHEAD_MAX_QUEUE,
+         .out = &bmq},
+        {.name = "max_wait_ms", .kind = SL_JSON_INT, .min = 1, .max = 60000, .out = &bmw},
+    };
+    join(sub, path, ".bulkhead");
+    if (bulk && read_obj(l, sub, bh, SL_ARRAY_LEN(bh)) != 0) return;
+    u->bulkhead.max_concurrent = (uint32_t)bmc;
+    u->bulkhead.max_queue = (uint32_t)bmq;
+    u->bulkhead.max_wait_ms = bmw;
+
+    const char *hpath = NULL;
+    int64_t hi = 5000, hto = 1000, hu = 2, hh = 1;
+    const sl_json_field h[] = {
+        {.name = "path", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &hpath},
+        {.name = "interval_ms", .kind = SL_JSON_INT, .min = 100, .max = 3600000, .out = &hi},
+        {.name = "timeout_ms", .kind = SL_JSON_INT, .min = 10, .max = 60000, .out = &hto},
+        {.name = "unhealthy_threshold", .kind = SL_JSON_INT, .min = 1, .max = 100, .out = &hu},
+        {.name = "healthy_threshold", .kind = SL_JSON_INT, .min = 1, .max = 100, .out = &hh},
+    };
+    join(sub, path, ".health_check");
+    if (hc && read_obj(l, sub, h, SL_ARRAY_LEN(h)) != 0) return;
+    if (hc && (!hpath || hpath[0] != '/')) fail(l, sub, "path is required and must start with /");
+    c->hc_path = dup_or_null(hpath);
+    c->hc_interval_ms = (uint32_t)hi;
+    c->hc_timeout_ms = (uint32_t)hto;
+    c->hc_unhealthy = (uint32_t)hu;
+    c->hc_healthy = (uint32_t)hh;
+
+    int64_t o5 = 5, oc = 3, ob = 10000, op = 50;
+    const sl_json_field ol[] = {
+        {.name = "consecutive_5xx", .kind = SL_JSON_INT, .min = 0, .max = 10000, .out = &o5},
+        {.name = "consecutive_connect_failures",
+         .kind = SL_JSON_INT,
+         .min = 0,
+         .max = 10000,
+         .out = &oc},
+        {.name = "base_ejection_ms", .kind = SL_JSON_INT, .min = 1, .max = 3600000, .out = &ob},
+        {.name = "max_ejection_pct", .kind = SL_JSON_INT, .min = 0, .max = 100, .out = &op},
+    };
+    join(sub, path, ".outlier");
+    if (out && read_obj(l, sub, ol, SL_ARRAY_LEN(ol)) != 0) return;
+    c->out_5xx = (uint32_t)o5;
+    c->out_connect = (uint32_t)oc;
+    c->out_base_ms = (uint32_t)ob;
+    c->out_max_pct = (uint32_t)op;
+}
+
+static void read_clusters(loader *l)
+{
+    json_t *cl = node(l, "clusters");
+    if (!cl) return;
+    if (!json_is_object(cl)) {
+        fail(l, "clusters", "must be a mapping of cluster name to cluster");
+        return;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(cl, name, v)
+    {
+        if (l->failed) return;
+        if (l->cfg->nclusters == PX_CLUSTERS_MAX) {
+            fail(l, "clusters", "too many clusters");
+            return;
+        }
+        read_cluster(l, name, &l->cfg->clusters[l->cfg->nclusters++]);
+    }
+}
+
+/* ---- aggregates -------------------------------------------------------------------------- */
+
+static void read_part(loader *l, const char *path, px_part_cfg *p, int enrich)
+{
+    const char *name = NULL, *cluster = NULL, *tpath = NULL, *select = NULL, *on_error = "fail";
+    const char *target = NULL, *list = NULL, *id = NULL, *set = NULL, *result = NULL, *key = NULL;
+    double share = enrich ? 0.4 : 0.6;
+    int64_t batch = 100, batches = 8;
+    const sl_json_field f[] = {
+        {.name = "name",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 63,
+         .out = &name},
+        {.name = "cluster",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 63,
+         .out = &cluster},
+        {.name = "path",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 1024,
+         .out = &tpath},
+        {.name = "select", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &select},
+        {.name = "share", .kind = SL_JSON_NUMBER, .out = &share},
+        {.name = "on_error",
+         .kind = SL_JSON_STRING,
+         .out = &on_error,
+         .allowed = (const char *const[]){"fail", "degrade", NULL}},
+        {.name = "target",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &target},
+        {.name = "list",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &list},
+        {.name = "id",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &id},
+        {.name = "set",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &set},
+        {.name = "result",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &result},
+        {.name = "key",
+         .kind = SL_JSON_STRING,
+         .flags = enrich ? SL_JSON_REQUIRED : 0,
+         .min = 1,
+         .max = 63,
+         .out = &key},
+        {.name = "batch_max", .kind = SL_JSON_INT, .min = 1, .max = 1000, .out = &batch},
+        {.name = "batches_max", .kind = SL_JSON_INT, .min = 1, .max = 64, .out = &batches},
+    };
+    if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+    char sub[SL_CONFIG_PATH_MAX];
+    if (!(share > 0 && share <= 1)) {
+        join(sub, path, ".share");
+        fail(l, sub, "must be in (0, 1]");
+    }
+    if (tpath[0] != '/') {
+        join(sub, path, ".path");
+        fail(l, sub, "must start with /");
+    }
+    if (enrich && !strstr(tpath, "{ids}")) {
+        join(sub, path, ".path");
+        fail(l, sub, "an enrichment path must contain {ids}");
+    }
+    p->name = strdup(name);
+    p->cluster = px_config_cluster(l->cfg, cluster);
+    if (p->cluster < 0) {
+        join(sub, path, ".cluster");
+        fail(l, sub, "names no cluster");
+    }
+    p->path = strdup(tpath);
+    p->select = dup_or_null(select);
+    p->share = share;
+    p->on_error = strcmp(on_error, "degrade") == 0 ? PX_ON_ERROR_DEGRADE : PX_ON_ERROR_FAIL;
+    p->target = dup_or_null(target);
+    p->list = dup_or_null(list);
+    p->id = dup_or_null(id);
+    p->set = dup_or_null(set);
+    p->result = dup_or_null(result);
+    p->key = dup_or_null(key);
+    p->batch_max = (uint32_t)batch;
+    p->batches_max = (uint32_t)batches;
+    p->target_idx = -1;
+}
+
+static void read_aggregates(loader *l)
+{
+    json_t *ag = node(l, "aggregates");
+    if (!ag) return;
+    if (!json_is_object(ag)) {
+        fail(l, "aggregates", "must be a mapping of aggregate name to aggregate");
+        return;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(ag, name, v)
+    {
+        if (l->failed) return;
+        if (l->cfg->naggregates == PX_AGGREGATES_MAX) {
+            fail(l, "aggregates", "too many aggregates");
+            return;
+        }
+        px_aggregate_cfg *a = &l->cfg->aggregates[l->cfg->naggregates++];
+        a->name = strdup(name);
+        char path[SL_CONFIG_PATH_MAX];
+        snprintf(path, sizeof path, "aggregates.%s", name);
+        json_t *parts = NULL, *enrich = NULL;
+        const sl_json_field f[] = {
+            {.name = "parts",
+             .kind = SL_JSON_ARRAY,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = PX_PARTS_MAX,
+             .out = &parts},
+            {.name = "enrich", .kind = SL_JSON_ARRAY, .max = PX_PARTS_MAX, .out = &enrich},
+        };
+        if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+        size_t np = json_array_size(parts), ne = json_array_size(enrich);
+        if (np + ne > PX_PARTS_MAX) {
+            fail(l, path, "too many parts");
+            return;
+        }
+        for (size_t i = 0; i < np + ne && !l->failed; i++) {
+            char sub[SL_CONFIG_PATH_MAX];
+            char idx[48];
+            snprintf(idx, sizeof idx, ".%s[%zu]", i < np ? "parts" : "enrich", i < np ? i : i - np);
+            join(sub, path, idx);
+            px_part_cfg *p = &a->parts[a->nparts++];
+            read_part(l, sub, p, i >= np);
+            if (l->failed) return;
+            for (size_t k = 0; k + 1 < a->nparts; k++)
+                if (strcmp(a->parts[k].name, p->name) == 0) fail(l, sub, "duplicate part name");
+            if (i >= np) {
+                for (size_t k = 0; k < np; k++)
+                    if (strcmp(a->parts[k].name, p->target) == 0) p->target_idx = (int)k;
+                if (p->target_idx < 0) fail(l, sub, "target names no part of this aggregate");
+            }
+        }
+    }
+}
+
+/* ---- routes ------------------------------------------------------------------------------ */
+
+static unsigned parse_methods(json_t *arr, int *bad)
+{
+    unsigned mask = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(arr, i, m)
+    {
+        sl_http_method meth = SL_HTTP_OTHER;
+        if (json_is_string(m)) {
+            const char *s = json_string_value(m);
+            meth = sl_http_method_parse((sl_slice){s, strlen(s)});
+        }
+        if (meth == SL_HTTP_OTHER) *bad = 1;
+        mask |= 1u << meth;
+    }
+    return mask;
+}
+
+static void read_route(loader *l, size_t idx, px_route *r)
+{
+    char path[SL_CONFIG_PATH_MAX], sub[SL_CONFIG_PATH_MAX];
+    snprintf(path, sizeof path, "routes[%zu]", idx);
+    const char *name = NULL, *rewrite = NULL, *cluster = NULL, *aggregate = NULL, *auth = "public";
+    const char *owner = NULL;
+    json_t *match = NULL, *rl = NULL;
+    int64_t timeout = l->cfg->default_timeout_ms, body = (int64_t)l->cfg->limits.body_max_bytes;
+    const sl_json_field f[] = {
+        {.name = "name", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &name},
+        {.name = "match", .kind = SL_JSON_OBJECT, .flags = SL_JSON_REQUIRED, .out = &match},
+        {.name = "rewrite", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &rewrite},
+        {.name = "cluster", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &cluster},
+        {.name = "aggregate", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &aggregate},
+        {.name = "auth",
+         .kind = SL_JSON_STRING,
+         .out = &auth,
+         .allowed = (const char *const[]){"public", "authenticated", "admin", NULL}},
+        {.name = "owner_param", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &owner},
+        {.name = "timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
+        {.name = "body_max_bytes", .kind = SL_JSON_INT, .min = 0, .max = 1 << 30, .out = &body},
+        {.name = "rate_limit", .kind = SL_JSON_OBJECT, .out = &rl},
+    };
+    if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+    const char *exact = NULL, *prefix = NULL, *tmpl = NULL;
+    json_t *methods = NULL, *headers = NULL;
+    const sl_json_field m[] = {
+        {.name = "path", .kind = SL_JSON_STRING, .min = 1, .max = PX_PATH_MAX - 1, .out = &exact},
+        {.name = "prefix",
+         .kind = SL_JSON_STRING,
+         .min = 1,
+         .max = PX_PATH_MAX - 1,
+         .out = &prefix},
+        {.name = "template",
+         .kind = SL_JSON_STRING,
+         .min = 1,
+         .max = PX_PATH_MAX - 1,
+         .out = &tmpl},
+        {.name = "methods", .kind = SL_JSON_ARRAY, .min = 1, .max = 8, .out = &methods},
+        {.name = "headers", .kind = SL_JSON_OBJECT, .out = &headers},
+    };
+    join(sub, path, ".match");
+    if (read_obj(l, sub, m, SL_ARRAY_LEN(m)) != 0) return;
+    if (!!exact + !!prefix + !!tmpl != 1) {
+        fail(l, sub, "needs exactly one of path, prefix, template");
+        return;
+    }
+    r->kind = exact ? PX_MATCH_EXACT : prefix ? PX_MATCH_PREFIX : PX_MATCH_TEMPLATE;
+    r->path = strdup(exact ? exact : prefix ? prefix : tmpl);
+    char nm[64];
+    snprintf(nm, sizeof nm, "route-%zu", idx);
+    r->name = strdup(name ? name : nm);
+    int bad = 0;
+    r->methods = methods ? parse_methods(methods, &bad) : 0;
+    if (bad) fail(l, sub, "methods: each must be one of GET HEAD POST PUT PATCH DELETE OPTIONS");
+    const char *hn;
+    json_t *hv;
+    json_object_foreach(headers, hn, hv)
+    {
+        if (r->nheaders == PX_ROUTE_HEADERS_MAX || !(json_is_string(hv) || json_is_true(hv))) {
+            fail(l, sub, "headers: at most 4, each a value or true (present)");
+            return;
+        }
+        r->headers[r->nheaders].name = strdup(hn);
+        r->headers[r->nheaders++].value = json_is_string(hv) ? strdup(json_string_value(hv)) : NULL;
+    }
+    if (px_route_compile(r) != 0) fail(l, sub, "invalid path or template");
+    if (rewrite && rewrite[0] != '/') {
+        join(sub, path, ".rewrite");
+        fail(l, sub, "must start with /");
+    }
+    r->rewrite = dup_or_null(rewrite);
+    r->auth = strcmp(auth, "admin") == 0           ? PX_AUTH_ADMIN
+              : strcmp(auth, "authenticated") == 0 ? PX_AUTH_AUTHENTICATED
+                                                   : PX_AUTH_PUBLIC;
+    r->owner_param = dup_or_null(owner);
+    if (owner && r->auth == PX_AUTH_PUBLIC)
+        fail(l, path, "owner_param needs auth other than public");
+    r->timeout_ms = (uint32_t)timeout;
+    r->body_max_bytes = (size_t)body;
+    r->cluster = r->aggregate = -1;
+    if (!!cluster + !!aggregate != 1) {
+        fail(l, path, "needs exactly one of cluster, aggregate");
+        return;
+    }
+    if (cluster && (r->cluster = px_config_cluster(l->cfg, cluster)) < 0) {
+        join(sub, path, ".cluster");
+        fail(l, sub, "names no cluster");
+    }
+    for (size_t i = 0; aggregate && i < l->cfg->naggregates; i++)
+        if (strcmp(l->cfg->aggregates[i].name, aggregate) == 0) r->aggregate = (int)i;
+    if (aggregate && r->aggregate < 0) {
+        join(sub, path, ".aggregate");
+        fail(l, sub, "names no aggregate");
+    }
+    int64_t rate = 0, burst = 0;
+    const sl_json_field q[] = {
+        {.name = "rate",
+         .kind = SL_JSON_INT,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 1000000,
+         .out = &rate},
+        {.name = "burst", .kind = SL_JSON_INT, .min = 1, .max = 1000000, .out = &burst},
+    };
+    join(sub, path, ".rate_limit");
+    if (rl && read_obj(l, sub, q, SL_ARRAY_LEN(q)) != 0) return;
+    r->rate = (uint32_t)rate;
+    r->burst = (uint32_t)(burst ? burst : rate);
+}
+
+static void read_routes(loader *l)
+{
+    json_t *rs = node(l, "routes");
+    if (!rs) return;
+    if (!json_is_array(rs) || json_array_size(rs) > PX_ROUTES_MAX) {
+        fail(l, "routes", "must be a list of at most 512 routes");
+        return;
+    }
+    px_routes *t = &l->cfg->routes;
+    t->cap = json_array_size(rs);
+    t->items = calloc(t->cap ? t->cap : 1, sizeof(px_route));
+    for (size_t i = 0; i < t->cap && !l->failed; i++)
+        read_route(l, i, &t->items[t->n++]);
+}
+
+static void check_top(loader *l)
+{
+    static const char *const known[] = {"service",  "http",       "gateway",    "admin", "identity",
+                                        "auth",     "rate_limit", "cors",       "log",   "trace",
+                                        "clusters", "routes",     "aggregates", NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(sl_config_root(l->c), k, v)
+    {
+        int ok = 0;
+        for (size_t i = 0; known[i]; i++)
+            ok |= strcmp(known[i], k) == 0;
+        if (!ok) {
+            fail(l, k, "unknown section");
+            return;
+        }
+    }
+}
+
+static int finish_load(sl_config *c, px_config **out, char *err, const char *name)
+{
+    px_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        sl_config_free(c);
+        snprintf(err, PX_ERR_MAX, "out of memory");
+        return SL_ENOMEM;
+    }
+    cfg->jwks_cluster = -1;
+    cfg->source = strdup(name);
+    loader l = {.c = c, .cfg = cfg, .err = err};
+    const char *jwks_cluster = NULL;
+    check_top(&l);
+    read_service(&l);
+    read_http(&l);
+    read_misc(&l);
+    read_auth(&l, &jwks_cluster);
+    read_limits_cors(&l);
+    read_clusters(&l);
+    read_aggregates(&l);
+    read_routes(&l);
+    if (!l.failed && jwks_cluster && (cfg->jwks_cluster = px_config_cluster(cfg, jwks_cluster)) < 0)
+        fail(&l, "auth.jwks.cluster", "names no cluster");
+    if (!l.failed) cfg->json = sl_json_dump(sl_config_root(c), NULL);
+    sl_config_free(c);
+    if (l.failed) {
+        px_config_free(cfg);
+        return SL_ECONFIG;
+    }
+    *out = cfg;
+    return 0;
+}
+
+static const char *const env_sections[] = {"service",  "http",  "gateway",    "admin",
+                                           "identity", "auth",  "rate_limit", "cors",
+                                           "log",      "trace", "clusters",   NULL};
+
+int px_config_load_string(const char *name, const char *yaml, char *const *envp, px_config **out,
+                          char *err)
+{
+    sl_config *c = NULL;
+    char cerr[SL_CONFIG_ERR_MAX] = "";
+    *out = NULL;
+    int rc = sl_config_load_string(name, yaml, strlen(yaml), &c, cerr);
+    if (rc == 0 && envp) rc = sl_config_apply_env(c, envp, env_sections, cerr);
+    if (rc != 0) {
+        sl_config_free(c);
+        snprintf(err, PX_ERR_MAX, "%s", cerr);
+        return rc;
+    }
+    return finish_load(c, out, err, name);
+}
+
+int px_config_load(const char *path, char *const *envp, px_config **out, char *err)
+{
+    sl_config *c = NULL;
+    char cerr[SL_CONFIG_ERR_MAX] = "";
+    *out = NULL;
+    int rc = path ? sl_config_load_file(path, &c, cerr)
+                  : sl_config_load_string("<defaults>", "{}", 2, &c, cerr);
+    if (rc == 0 && envp) rc = sl_config_apply_env(c, envp, env_sections, cerr);
+    if (rc != 0) {
+        sl_config_free(c);
+        snprintf(err, PX_ERR_MAX, "%s", cerr);
+        return rc;
+    }
+    return finish_load(c, out, err, path ? path : "<defaults>");
+}
+
+int px_config_cluster(const px_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nclusters; i++)
+        if (cfg->clusters[i].name && strcmp(cfg->clusters[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+static void part_free(px_part_cfg *p)
+{
+    free(p->name);
+    free(p->path);
+    free(p->select);
+    free(p->target);
+    free(p->list);
+    free(p->id);
+    free(p->set);
+    free(p->result);
+    free(p->key);
+}
+
+void px_config_free(px_config *cfg)
+{
+    if (!cfg) return;
+    for (size_t i = 0; i < cfg->nclusters; i++) {
+        px_cluster_cfg *c = &cfg->clusters[i];
+        free(c->name);
+        for (size_t k = 0; k < c->nendpoints; k++)
+            free(c->endpoints[k]);
+        free(c->endpoints);
+        free(c->hc_path);
+    }
+    for (size_t i = 0; i < cfg->routes.n; i++)
+        px_route_free(&cfg->routes.items[i]);
+    free(cfg->routes.items);
+    for (size_t i = 0; i < cfg->naggregates; i++) {
+        free(cfg->aggregates[i].name);
+        for (size_t k = 0; k < cfg->aggregates[i].nparts; k++)
+            part_free(&cfg->aggregates[i].parts[k]);
+    }
+    for (size_t i = 0; i < cfg->ncors_origins; i++)
+        free(cfg->cors_origins[i]);
+    free(cfg->cors_methods);
+    free(cfg->cors_headers);
+    free(cfg->cors_expose);
+    free(cfg->jwks_path);
+    free(cfg->issuer);
+    free(cfg->source);
+    free(cfg->json);
+    sodium_memzero(&cfg->identity_key, sizeof cfg->identity_key);
+    free(cfg);
+}

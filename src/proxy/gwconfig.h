@@ -1,0 +1,133 @@
+/*
+ * The gateway's configuration: a YAML file (sl_config) turned into plain
+ * structures and validated as a whole, so a reload either yields a complete,
+ * consistent configuration or a located message and nothing. Every key has a
+ * bounded default (docs/gateway.md lists them); unknown keys are errors, so a
+ * typo never silently falls back to a default.
+ *
+ * A px_config is immutable once loaded and shared read-only by every worker
+ * through its generation (gateway.h).
+ */
+#ifndef SHOAL_PROXY_GWCONFIG_H
+#define SHOAL_PROXY_GWCONFIG_H
+
+#include "route.h"
+
+#include <shoal/http.h>
+#include <shoal/http_client.h>
+#include <shoal/identity.h>
+
+#include <stdbool.h>
+
+#define PX_CLUSTERS_MAX     64
+#define PX_ROUTES_MAX       512
+#define PX_AGGREGATES_MAX   32
+#define PX_PARTS_MAX        8
+#define PX_CORS_ORIGINS_MAX 16
+#define PX_ERR_MAX          512
+
+typedef enum px_lb_kind { PX_LB_ROUND_ROBIN, PX_LB_LEAST_REQUEST } px_lb_kind;
+typedef enum px_on_error { PX_ON_ERROR_FAIL, PX_ON_ERROR_DEGRADE } px_on_error;
+
+typedef struct px_cluster_cfg {
+    char *name;
+    char **endpoints;
+    size_t nendpoints;
+    px_lb_kind lb;
+    sl_upstream_config up; /* name/endpoints point into this struct */
+    /* active health checks (hc_path NULL: off) */
+    char *hc_path;
+    uint32_t hc_interval_ms, hc_timeout_ms, hc_unhealthy, hc_healthy;
+    /* passive outlier ejection (0: that trigger is off) */
+    uint32_t out_5xx, out_connect, out_base_ms, out_max_pct;
+} px_cluster_cfg;
+
+/* One upstream call of an aggregate. With `target` set it is an enrichment step. */
+typedef struct px_part_cfg {
+    char *name;   /* member of the output document (or the warning's part name) */
+    int cluster;  /* index into clusters */
+    char *path;   /* target template: "/users/{user_id}", "/products?ids={ids}" */
+    char *select; /* member of the response to keep; NULL = the whole document */
+    double share; /* of the route's deadline */
+    px_on_error on_error;
+    char *target; /* enrichment: the part whose array is enriched */
+    int target_idx;
+    char *list;   /* member of each target element: an array of objects */
+    char *id;     /* member of each list element: the id to look up */
+    char *set;    /* member added to each target element */
+    char *result; /* member of the batch response: the array of found objects */
+    char *key;    /* member of each found object that matches an id */
+    uint32_t batch_max;
+    uint32_t batches_max;
+} px_part_cfg;
+
+typedef struct px_aggregate_cfg {
+    char *name;
+    px_part_cfg parts[PX_PARTS_MAX];
+    size_t nparts;
+} px_aggregate_cfg;
+
+typedef struct px_config {
+    char *source; /* file path */
+    char *json;   /* the effective configuration as JSON (for /admin/config) */
+    /* listener */
+    char host[64];
+    int port, workers;
+    uint32_t drain_ms;
+    sl_http_limits limits;
+    uint32_t max_pending; /* requests in flight per worker; beyond → 503 */
+    uint32_t default_timeout_ms;
+    /* admin */
+    char admin_host[64];
+    int admin_port; /* 0: no admin listener */
+    /* identity */
+    sl_identity_key identity_key;
+    bool have_identity_key;
+    char identity_note[256];
+    /* auth */
+    int jwks_cluster; /* -1: no JWKS (every protected route answers 401) */
+    char *jwks_path;
+    char *issuer;
+    int64_t leeway_s;
+    uint32_t jwks_refresh_ms, jwks_min_refetch_ms, jwks_waiters_max;
+    /* rate limits */
+    uint32_t client_rate, client_burst; /* per second; 0: off */
+    uint32_t rl_max_keys;
+    /* CORS */
+    char *cors_origins[PX_CORS_ORIGINS_MAX];
+    size_t ncors_origins; /* 0: CORS off */
+    char *cors_methods, *cors_headers, *cors_expose;
+    uint32_t cors_max_age_s;
+    bool cors_credentials;
+    /* observability */
+    int log_level; /* sl_log_level */
+    bool access_log;
+    double sample_ratio;
+    /* tables */
+    px_cluster_cfg clusters[PX_CLUSTERS_MAX];
+    size_t nclusters;
+    px_routes routes;
+    px_aggregate_cfg aggregates[PX_AGGREGATES_MAX];
+    size_t naggregates;
+} px_config;
+
+/*
+ * Loads `path` (or the built-in defaults when NULL), applies `envp`
+ * overrides (SHOAL_LISTENER__PORT, SHOAL_SERVICE__PORT as its alias, SHOAL_IDENTITY__KEY_FILE,
+ * ...) and validates everything. Returns 0 and *out (free with
+ * px_config_free), or an SL_E* code with one located message in `err`
+ * (PX_ERR_MAX bytes).
+ */
+int px_config_load(const char *path, char *const *envp, px_config **out, char *err);
+
+/* Same, from YAML text (tests). */
+int px_config_load_string(const char *name, const char *yaml, char *const *envp, px_config **out,
+                          char *err);
+
+/* Frees `cfg` (NULL is fine). */
+void px_config_free(px_config *cfg);
+
+/* Returns the index of the cluster named `name`, or -1. */
+int px_config_cluster(const px_config *cfg, const char *name);
+
+#endif
