@@ -258,7 +258,21 @@ static int build_procs(supervisor *s, topology *t)
         add_env(p, "SHOAL_DB__URL", v);
         add_env(p, "SHOAL_BUS__URL", url);
         add_env(p, "SHOAL_IDENTITY__KEY_FILE", keyfile);
-        add_env(p, "SHOAL_SHOAL__DATA_DIR", s->data_dir);
+        /* Files a service keeps besides its database live in the data directory too. */
+        char key[96], upper[40];
+        size_t u = 0;
+        for (; name[u] && u < sizeof upper - 1; u++)
+            upper[u] = (char)(name[u] >= 'a' && name[u] <= 'z' ? name[u] - 32 : name[u]);
+        upper[u] = '\0';
+        snprintf(key, sizeof key, "SHOAL_%s__DATA_DIR", upper);
+        if (p->kind == P_SERVICE) add_env(p, key, s->data_dir);
+        if (strcmp(name, "user") == 0) {
+            snprintf(v, sizeof v, "%s/user-signing.pem", s->data_dir);
+            add_env(p, "SHOAL_USER__SIGNING_KEY_FILE", v);
+        } else if (strcmp(name, "notification") == 0) {
+            snprintf(v, sizeof v, "%s/mailboxes", s->data_dir);
+            add_env(p, "SHOAL_NOTIFICATION__MAILBOX_DIR", v);
+        }
         if (p->kind == P_GATEWAY) s->gateway_port = p->port;
         /* services[i].config: the process's own configuration file. */
         const char *own = json_string_value(json_object_get(item, "config"));
