@@ -32,6 +32,7 @@ shoal_add_tests(integration integration 300)
 # libFuzzer; otherwise each is built with a small driver that replays its
 # corpus, so the parsers' corpora run in every `make test`.
 file(GLOB fuzzers CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/fuzz/*_fuzz.c)
+add_custom_target(fuzz_all) # `make fuzz` builds only these
 foreach(src ${fuzzers})
   get_filename_component(base ${src} NAME_WE)
   string(REGEX REPLACE "_fuzz$" "" name ${base})
@@ -45,6 +46,7 @@ foreach(src ${fuzzers})
   endif()
   target_include_directories(fuzz_${name} PRIVATE ${CMAKE_SOURCE_DIR}/src/lib ${HTTP_PARSER_INCLUDE})
   target_link_libraries(fuzz_${name} PRIVATE shoal)
+  add_dependencies(fuzz_all fuzz_${name})
   set_target_properties(fuzz_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
 endforeach()
 

@@ -46,6 +46,7 @@ struct sl_events {
     uv_timer_t backlog_timer;
     struct apply_ctx *applies;
     int64_t ack_wait_ms; /* bus.ack_wait_ms: unacked deliveries come back after this */
+    int replicas;        /* bus.replicas: stream replicas (1 locally, 3 in a NATS cluster) */
 };
 
 /* The relay publishes through the bus once worker 0 has opened it. */
@@ -121,6 +122,13 @@ int sl__events_new(sl_service *svc, const sl_service_def *def, sl_config *cfg, c
         return SL_ECONFIG;
     }
     ev->ack_wait_ms = ack_wait;
+    int64_t replicas = 1;
+    if (sl_config_get_int(cfg, "bus.replicas", 1, 1, 5, &replicas, err) != 0) {
+        SL_LOG_ERROR(log, NULL, "configuration", SL_LOG_STR("error", err));
+        free(ev);
+        return SL_ECONFIG;
+    }
+    ev->replicas = (int)replicas;
     for (const char *const *p = def->publishes; p && *p; p++)
         add_context(ev, *p, 0);
     for (size_t i = 0; i < def->nsubscriptions; i++)
@@ -192,6 +200,7 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
                          .name = ev->def->name,
                          .contexts = (const char *const *)ev->contexts,
                          .n_contexts = ev->ncontexts,
+                         .replicas = ev->replicas,
                          .metrics = ev->metrics,
                          .metrics_shard = 0};
     char err[256] = {0};
