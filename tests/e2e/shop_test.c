@@ -395,6 +395,15 @@ static void test_wallet_cart_checkout(void **state)
     for (int i = 0; i < 300 && !refunded; i++, usleep(100000))
         refunded = wallet_balance(alice) == 100000;
     assert_true(refunded);
+    /* ... and the units went back to stock: the catalogue shows them again. */
+    int restocked = 0;
+    for (int i = 0; i < 300 && !restocked; i++, usleep(100000)) {
+        snprintf(p, sizeof p, "/api/v1/products/%s", product_id);
+        call("GET", p, NULL, NULL, NULL, &r);
+        restocked = r.status == 200 && jint(r.json, "available") == initial_available;
+        resp_free(&r);
+    }
+    assert_true(restocked);
 }
 
 static void test_refusals_and_shipping(void **state)

@@ -155,7 +155,8 @@ inv_action inv_release_decide(int exists, inv_status st)
     case INV_ST_RELEASED:
         return INV_ACT_NOOP;
     case INV_ST_COMMITTED:
-        return INV_ACT_REFUSE;
+        /* The order was confirmed, then cancelled before shipping: return the units. */
+        return INV_ACT_RETURN;
     }
     return INV_ACT_REFUSE;
 }

@@ -60,6 +60,8 @@ typedef enum inv_action {
     INV_ACT_REFUSE,    /* 409: the other outcome already happened */
     INV_ACT_TOMBSTONE, /* release of an unknown order: remember it as released */
     INV_ACT_UNKNOWN,   /* commit of an unknown order: 404 */
+    INV_ACT_RETURN,    /* release of a committed order (cancelled before shipping): the
+                          units go back to stock */
 } inv_action;
 
 /* Returns 1 when `len` bytes of `s` form an id: 1..INV_ID_MAX bytes of [A-Za-z0-9._:-]. */

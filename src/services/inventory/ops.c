@@ -215,6 +215,22 @@ static int release_in_tx(sl_db *tx, const char *order_id, const char *reason, in
         r->created_ms = r->expires_ms = now_ms;
         return inv_store_res_insert(tx, r, now_ms);
     }
+    if (*action == INV_ACT_RETURN) {
+        /* Committed units leave stock; a release after the commit puts them back. */
+        int changed = 0, ok = 0;
+        rc = inv_store_res_set_status(tx, order_id, INV_ST_COMMITTED, INV_ST_RELEASED, "returned",
+                                      now_ms, &changed);
+        if (rc == 0 && !changed) rc = SL_EBUSY;
+        for (size_t i = 0; rc == 0 && i < r->n; i++) {
+            rc = inv_store_stock_add(tx, r->items[i].product_id, r->items[i].qty, now_ms, &ok);
+            if (rc == 0 && !ok) rc = SL_ELIMIT;
+        }
+        r->status = INV_ST_RELEASED;
+        snprintf(r->reason, sizeof r->reason, "%s", "returned");
+        if (rc == 0) rc = emit(tx, INV_RELEASED, order_id, order_event(r, "returned"), tp, now_ms);
+        if (rc == 0) rc = emit_stock_changes(tx, r->items, r->n, tp, now_ms);
+        return rc;
+    }
     if (*action != INV_ACT_APPLY) return 0;
     int changed = 0;
     rc = inv_store_res_set_status(tx, order_id, INV_ST_RESERVED, INV_ST_RELEASED, reason, now_ms,

@@ -140,7 +140,7 @@ static void test_decisions(void **state)
     assert_int_equal(inv_release_decide(0, INV_ST_RESERVED), INV_ACT_TOMBSTONE);
     assert_int_equal(inv_release_decide(1, INV_ST_RESERVED), INV_ACT_APPLY);
     assert_int_equal(inv_release_decide(1, INV_ST_RELEASED), INV_ACT_NOOP);
-    assert_int_equal(inv_release_decide(1, INV_ST_COMMITTED), INV_ACT_REFUSE);
+    assert_int_equal(inv_release_decide(1, INV_ST_COMMITTED), INV_ACT_RETURN);
     assert_int_equal(inv_commit_decide(0, INV_ST_RESERVED), INV_ACT_UNKNOWN);
     assert_int_equal(inv_commit_decide(1, INV_ST_RESERVED), INV_ACT_APPLY);
     assert_int_equal(inv_commit_decide(1, INV_ST_COMMITTED), INV_ACT_NOOP);
