@@ -464,6 +464,70 @@ static void test_refusals_and_shipping(void **state)
     resp_free(&r);
 }
 
+static pid_t child_pid(const char *name);
+
+static void order_one(const char *token, const char *product, int qty, char *order_id)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"items\":[{\"product_id\":\"%s\",\"qty\":%d}],\"shipping_address\":{\"name\":"
+             "\"Alice\",\"line1\":\"1-2-3 Shibuya\",\"city\":\"Tokyo\",\"postal_code\":"
+             "\"150-0002\",\"country\":\"JP\"}}",
+             product, qty);
+    resp r;
+    call("POST", "/api/v1/orders", token, body, NULL, &r);
+    expect("order", &r, 202);
+    snprintf(order_id, 64, "%s", jstr(r.json, "order_id"));
+    resp_free(&r);
+}
+
+static void test_saga_failure_paths(void **state)
+{
+    (void)state;
+    char id[64], p[256];
+    /* Not enough stock: inventory refuses, nothing is charged. */
+    long long before = wallet_balance(alice);
+    order_one(alice, product_id, 99, id);
+    snprintf(p, sizeof p, "/api/v1/orders/%s", id);
+    assert_true(wait_str(p, alice, "status", "cancelled"));
+    assert_true(wait_str(p, alice, "cancel_reason", "insufficient_stock"));
+    assert_int_equal(wallet_balance(alice), before);
+
+    /* Payment down, then back: the saga retries the charge and completes. */
+    pid_t pay = child_pid("payment");
+    assert_true(pay > 0);
+    kill(pay, SIGSTOP);
+    order_one(alice, product_id, 1, id);
+    snprintf(p, sizeof p, "/api/v1/orders/%s", id);
+    usleep(1500000);
+    resp r;
+    call("GET", p, alice, NULL, NULL, &r);
+    expect("order while payment is down", &r, 200);
+    assert_string_equal(jstr(r.json, "status"), "pending");
+    resp_free(&r);
+    kill(pay, SIGCONT);
+    assert_true(wait_str(p, alice, "status", "confirmed"));
+    assert_int_equal(wallet_balance(alice), before - price);
+
+    /* The order service killed mid-saga and restarted by the supervisor: it resumes and
+     * finishes, charging once. */
+    before = wallet_balance(alice);
+    pay = child_pid("payment");
+    kill(pay, SIGSTOP);
+    order_one(alice, product_id, 1, id);
+    snprintf(p, sizeof p, "/api/v1/orders/%s", id);
+    usleep(1000000);
+    pid_t order = child_pid("order");
+    assert_true(order > 0);
+    kill(order, SIGKILL);
+    usleep(500000);
+    kill(pay, SIGCONT);
+    assert_true(wait_str(p, alice, "status", "confirmed"));
+    assert_true(child_pid("order") != order);
+    usleep(500000);
+    assert_int_equal(wallet_balance(alice), before - price);
+}
+
 static void test_error_shapes(void **state)
 {
     (void)state;
@@ -669,7 +733,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth_and_users),       cmocka_unit_test(test_catalogue),
         cmocka_unit_test(test_wallet_cart_checkout), cmocka_unit_test(test_refusals_and_shipping),
-        cmocka_unit_test(test_error_shapes),         cmocka_unit_test(test_stopped_service),
+        cmocka_unit_test(test_saga_failure_paths),   cmocka_unit_test(test_error_shapes),
+        cmocka_unit_test(test_stopped_service),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
