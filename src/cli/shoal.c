@@ -203,7 +203,10 @@ static int build_procs(supervisor *s, topology *t)
         proc *p = &s->procs[s->n++];
         snprintf(p->name, sizeof p->name, "nats-server");
         p->kind = P_NATS;
-        snprintf(p->bin, sizeof p->bin, "nats-server");
+        /* Debian installs it in /usr/sbin, which is not on an ordinary user's PATH. */
+        snprintf(p->bin, sizeof p->bin, "%s",
+                 access("/usr/sbin/nats-server", X_OK) == 0 ? "/usr/sbin/nats-server"
+                                                            : "nats-server");
         char sd[PATH_MAX + 8], port[16];
         snprintf(sd, sizeof sd, "%s/nats", s->data_dir);
         snprintf(port, sizeof port, "%d", t->nats_port);
