@@ -191,6 +191,36 @@ typedef struct sl_migration_set {
  */
 SL_API int sl_db_migrate(sl_db *db, const sl_migration_set *set, int *applied) SL_MUST_CHECK;
 
+/*
+ * Runs a statement that returns no row and releases it (sl_db_stmt_done),
+ * whatever the outcome. Stores the changed row count in *changes when not
+ * NULL. Returns 0 or the statement's error.
+ */
+SL_API int sl_db_run(sl_db_stmt *st, int64_t *changes) SL_MUST_CHECK;
+
+/*
+ * Copies text column `col` of the current row into dst (`cap` > 0 bytes),
+ * truncated to fit and NUL-terminated; NULL reads as "".
+ */
+SL_API void sl_db_column_copy(const sl_db_stmt *st, int col, char *dst, size_t cap);
+
+/* In a function returning int: prepares `sql` into `st`, or returns the error. */
+#define SL_DB_PREP(db, sql, st)                                                                    \
+    do {                                                                                           \
+        int sl_prc_ = sl_db_prepare((db), (sql), &(st));                                           \
+        if (sl_prc_ != 0) return sl_prc_;                                                          \
+    } while (0)
+
+/* In a function returning int: evaluates a bind; on failure releases `st` and returns. */
+#define SL_DB_BIND(st, expr)                                                                       \
+    do {                                                                                           \
+        int sl_brc_ = (expr);                                                                      \
+        if (sl_brc_ != 0) {                                                                        \
+            sl_db_stmt_done(st);                                                                   \
+            return sl_brc_;                                                                        \
+        }                                                                                          \
+    } while (0)
+
 /* Returns the library's own migrations (outbox, inbox, event store). Static storage. */
 SL_API const sl_migration_set *sl_db_lib_migrations(void);
 

@@ -421,3 +421,21 @@ int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR])
     assert(o == SL_DB_UUID_STR - 1);
     return 0;
 }
+
+int sl_db_run(sl_db_stmt *st, int64_t *changes)
+{
+    int rc = sl_db_step(st);
+    if (rc == SL_DB_DONE && changes) *changes = sl_db_changes(st);
+    sl_db_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
+void sl_db_column_copy(const sl_db_stmt *st, int col, char *dst, size_t cap)
+{
+    size_t len = 0;
+    const char *s = sl_db_column_text(st, col, &len);
+    if (!s) len = 0;
+    if (len >= cap) len = cap - 1;
+    if (len) memcpy(dst, s, len);
+    dst[len] = '\0';
+}

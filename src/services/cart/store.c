@@ -8,49 +8,18 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PREP(db, sql, st)                                                                          \
-    do {                                                                                           \
-        int prc_ = sl_db_prepare((db), (sql), &(st));                                              \
-        if (prc_ != 0) return prc_;                                                                \
-    } while (0)
-
-#define BIND(st, expr)                                                                             \
-    do {                                                                                           \
-        int brc_ = (expr);                                                                         \
-        if (brc_ != 0) {                                                                           \
-            sl_db_stmt_done(st);                                                                   \
-            return brc_;                                                                           \
-        }                                                                                          \
-    } while (0)
-
-static int run(sl_db_stmt *st, int64_t *changes)
-{
-    int rc = sl_db_step(st);
-    if (rc == SL_DB_DONE && changes) *changes = sl_db_changes(st);
-    sl_db_stmt_done(st);
-    return rc < 0 ? rc : 0;
-}
-
-static void copy_text(char *dst, size_t cap, sl_db_stmt *st, int col)
-{
-    size_t len = 0;
-    const char *s = sl_db_column_text(st, col, &len);
-    if (len >= cap) len = cap - 1;
-    memcpy(dst, s, len);
-    dst[len] = '\0';
-}
-
 int cart_store_price_get(sl_db *db, const char *product_id, cart_price *out)
 {
     sl_db_stmt *st;
-    PREP(db, "SELECT price, currency, price_ms, name_ms FROM product_prices WHERE product_id = ?",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
+    SL_DB_PREP(db,
+               "SELECT price, currency, price_ms, name_ms FROM product_prices WHERE product_id = ?",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
     int rc = sl_db_step(st);
     if (rc == SL_DB_ROW) {
         out->has_price = !sl_db_column_is_null(st, 0);
         out->amount = sl_db_column_int64(st, 0);
-        copy_text(out->currency, sizeof out->currency, st, 1);
+        sl_db_column_copy(st, 1, out->currency, sizeof out->currency);
         out->price_ms = sl_db_column_int64(st, 2);
         out->name_ms = sl_db_column_int64(st, 3);
         rc = 0;
@@ -68,27 +37,27 @@ int cart_store_price_put(sl_db *db, const char *product_id, int exists, const ch
     sl_db_stmt *st;
     int rc = 0;
     if (!exists) {
-        PREP(db, "INSERT INTO product_prices (product_id) VALUES (?)", st);
-        BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
-        if ((rc = run(st, NULL)) != 0) return rc;
+        SL_DB_PREP(db, "INSERT INTO product_prices (product_id) VALUES (?)", st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
+        if ((rc = sl_db_run(st, NULL)) != 0) return rc;
     }
     if (name) {
-        PREP(db, "UPDATE product_prices SET name = ?, name_ms = ? WHERE product_id = ?", st);
-        BIND(st, sl_db_bind_text(st, 1, name, SIZE_MAX));
-        BIND(st, sl_db_bind_int64(st, 2, name_ms));
-        BIND(st, sl_db_bind_text(st, 3, product_id, SIZE_MAX));
-        if ((rc = run(st, NULL)) != 0) return rc;
+        SL_DB_PREP(db, "UPDATE product_prices SET name = ?, name_ms = ? WHERE product_id = ?", st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 1, name, SIZE_MAX));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 2, name_ms));
+        SL_DB_BIND(st, sl_db_bind_text(st, 3, product_id, SIZE_MAX));
+        if ((rc = sl_db_run(st, NULL)) != 0) return rc;
     }
     if (has_price) {
-        PREP(db,
-             "UPDATE product_prices SET price = ?, currency = ?, price_ms = ? "
-             "WHERE product_id = ?",
-             st);
-        BIND(st, sl_db_bind_int64(st, 1, amount));
-        BIND(st, sl_db_bind_text(st, 2, currency, SIZE_MAX));
-        BIND(st, sl_db_bind_int64(st, 3, price_ms));
-        BIND(st, sl_db_bind_text(st, 4, product_id, SIZE_MAX));
-        rc = run(st, NULL);
+        SL_DB_PREP(db,
+                   "UPDATE product_prices SET price = ?, currency = ?, price_ms = ? "
+                   "WHERE product_id = ?",
+                   st);
+        SL_DB_BIND(st, sl_db_bind_int64(st, 1, amount));
+        SL_DB_BIND(st, sl_db_bind_text(st, 2, currency, SIZE_MAX));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 3, price_ms));
+        SL_DB_BIND(st, sl_db_bind_text(st, 4, product_id, SIZE_MAX));
+        rc = sl_db_run(st, NULL);
     }
     return rc;
 }
@@ -97,25 +66,25 @@ int cart_store_item_set(sl_db *db, const char *user_id, const char *product_id, 
                         int64_t now_ms)
 {
     sl_db_stmt *st;
-    PREP(db,
-         "INSERT INTO cart_items (user_id, product_id, qty, added_ms) VALUES (?, ?, ?, ?) "
-         "ON CONFLICT (user_id, product_id) DO UPDATE SET qty = excluded.qty",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 2, product_id, SIZE_MAX));
-    BIND(st, sl_db_bind_int64(st, 3, qty));
-    BIND(st, sl_db_bind_int64(st, 4, now_ms));
-    return run(st, NULL);
+    SL_DB_PREP(db,
+               "INSERT INTO cart_items (user_id, product_id, qty, added_ms) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (user_id, product_id) DO UPDATE SET qty = excluded.qty",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 2, product_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 3, qty));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 4, now_ms));
+    return sl_db_run(st, NULL);
 }
 
 int cart_store_item_delete(sl_db *db, const char *user_id, const char *product_id, int *deleted)
 {
     sl_db_stmt *st;
-    PREP(db, "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?", st);
-    BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 2, product_id, SIZE_MAX));
+    SL_DB_PREP(db, "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?", st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 2, product_id, SIZE_MAX));
     int64_t ch = 0;
-    int rc = run(st, &ch);
+    int rc = sl_db_run(st, &ch);
     if (rc == 0 && deleted) *deleted = ch > 0;
     return rc;
 }
@@ -123,9 +92,9 @@ int cart_store_item_delete(sl_db *db, const char *user_id, const char *product_i
 int cart_store_item_qty(sl_db *db, const char *user_id, const char *product_id, int64_t *qty)
 {
     sl_db_stmt *st;
-    PREP(db, "SELECT qty FROM cart_items WHERE user_id = ? AND product_id = ?", st);
-    BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 2, product_id, SIZE_MAX));
+    SL_DB_PREP(db, "SELECT qty FROM cart_items WHERE user_id = ? AND product_id = ?", st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 2, product_id, SIZE_MAX));
     int rc = sl_db_step(st);
     if (rc == SL_DB_ROW) {
         *qty = sl_db_column_int64(st, 0);
@@ -140,12 +109,12 @@ int cart_store_item_qty(sl_db *db, const char *user_id, const char *product_id, 
 int cart_store_lines(sl_db *db, const char *user_id, cart_line *lines, size_t cap, size_t *n)
 {
     sl_db_stmt *st;
-    PREP(db,
-         "SELECT c.product_id, c.qty, p.price, p.currency FROM cart_items c "
-         "JOIN product_prices p ON p.product_id = c.product_id "
-         "WHERE c.user_id = ? AND p.price IS NOT NULL ORDER BY c.product_id",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
+    SL_DB_PREP(db,
+               "SELECT c.product_id, c.qty, p.price, p.currency FROM cart_items c "
+               "JOIN product_prices p ON p.product_id = c.product_id "
+               "WHERE c.user_id = ? AND p.price IS NOT NULL ORDER BY c.product_id",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
     int rc;
     *n = 0;
     while ((rc = sl_db_step(st)) == SL_DB_ROW) {
@@ -154,10 +123,10 @@ int cart_store_lines(sl_db *db, const char *user_id, cart_line *lines, size_t ca
             break;
         }
         cart_line *l = &lines[(*n)++];
-        copy_text(l->product_id, sizeof l->product_id, st, 0);
+        sl_db_column_copy(st, 0, l->product_id, sizeof l->product_id);
         l->qty = sl_db_column_int64(st, 1);
         l->amount = sl_db_column_int64(st, 2);
-        copy_text(l->currency, sizeof l->currency, st, 3);
+        sl_db_column_copy(st, 3, l->currency, sizeof l->currency);
     }
     sl_db_stmt_done(st);
     return rc < 0 ? rc : 0;

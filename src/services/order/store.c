@@ -10,56 +10,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PREP(db, sql, st)                                                                          \
-    do {                                                                                           \
-        int prc_ = sl_db_prepare((db), (sql), &(st));                                              \
-        if (prc_ != 0) return prc_;                                                                \
-    } while (0)
-
-#define BIND(st, expr)                                                                             \
-    do {                                                                                           \
-        int brc_ = (expr);                                                                         \
-        if (brc_ != 0) {                                                                           \
-            sl_db_stmt_done(st);                                                                   \
-            return brc_;                                                                           \
-        }                                                                                          \
-    } while (0)
-
-static int run(sl_db_stmt *st, int64_t *changes)
-{
-    int rc = sl_db_step(st);
-    if (rc == SL_DB_DONE && changes) *changes = sl_db_changes(st);
-    sl_db_stmt_done(st);
-    return rc < 0 ? rc : 0;
-}
-
-static void copy_text(char *dst, size_t cap, sl_db_stmt *st, int col)
-{
-    size_t len = 0;
-    const char *s = sl_db_column_text(st, col, &len);
-    if (len >= cap) len = cap - 1;
-    memcpy(dst, s, len);
-    dst[len] = '\0';
-}
-
 /* ---- replica -------------------------------------------------------------------------------- */
 
 int order_store_price_get(sl_db *db, const char *product_id, order_price *out)
 {
     sl_db_stmt *st;
-    PREP(db,
-         "SELECT price, currency, price_ms, name_ms, name FROM product_prices "
-         "WHERE product_id = ?",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
+    SL_DB_PREP(db,
+               "SELECT price, currency, price_ms, name_ms, name FROM product_prices "
+               "WHERE product_id = ?",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
     int rc = sl_db_step(st);
     if (rc == SL_DB_ROW) {
         out->has_price = !sl_db_column_is_null(st, 0);
         out->amount = sl_db_column_int64(st, 0);
-        copy_text(out->currency, sizeof out->currency, st, 1);
+        sl_db_column_copy(st, 1, out->currency, sizeof out->currency);
         out->price_ms = sl_db_column_int64(st, 2);
         out->name_ms = sl_db_column_int64(st, 3);
-        copy_text(out->name, sizeof out->name, st, 4);
+        sl_db_column_copy(st, 4, out->name, sizeof out->name);
         rc = 0;
     } else if (rc == SL_DB_DONE) {
         rc = SL_ENOTFOUND;
@@ -75,27 +43,27 @@ int order_store_price_put(sl_db *db, const char *product_id, int exists, const c
     sl_db_stmt *st;
     int rc = 0;
     if (!exists) {
-        PREP(db, "INSERT INTO product_prices (product_id) VALUES (?)", st);
-        BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
-        if ((rc = run(st, NULL)) != 0) return rc;
+        SL_DB_PREP(db, "INSERT INTO product_prices (product_id) VALUES (?)", st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
+        if ((rc = sl_db_run(st, NULL)) != 0) return rc;
     }
     if (name) {
-        PREP(db, "UPDATE product_prices SET name = ?, name_ms = ? WHERE product_id = ?", st);
-        BIND(st, sl_db_bind_text(st, 1, name, SIZE_MAX));
-        BIND(st, sl_db_bind_int64(st, 2, name_ms));
-        BIND(st, sl_db_bind_text(st, 3, product_id, SIZE_MAX));
-        if ((rc = run(st, NULL)) != 0) return rc;
+        SL_DB_PREP(db, "UPDATE product_prices SET name = ?, name_ms = ? WHERE product_id = ?", st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 1, name, SIZE_MAX));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 2, name_ms));
+        SL_DB_BIND(st, sl_db_bind_text(st, 3, product_id, SIZE_MAX));
+        if ((rc = sl_db_run(st, NULL)) != 0) return rc;
     }
     if (has_price) {
-        PREP(db,
-             "UPDATE product_prices SET price = ?, currency = ?, price_ms = ? "
-             "WHERE product_id = ?",
-             st);
-        BIND(st, sl_db_bind_int64(st, 1, amount));
-        BIND(st, sl_db_bind_text(st, 2, currency, SIZE_MAX));
-        BIND(st, sl_db_bind_int64(st, 3, price_ms));
-        BIND(st, sl_db_bind_text(st, 4, product_id, SIZE_MAX));
-        rc = run(st, NULL);
+        SL_DB_PREP(db,
+                   "UPDATE product_prices SET price = ?, currency = ?, price_ms = ? "
+                   "WHERE product_id = ?",
+                   st);
+        SL_DB_BIND(st, sl_db_bind_int64(st, 1, amount));
+        SL_DB_BIND(st, sl_db_bind_text(st, 2, currency, SIZE_MAX));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 3, price_ms));
+        SL_DB_BIND(st, sl_db_bind_text(st, 4, product_id, SIZE_MAX));
+        rc = sl_db_run(st, NULL);
     }
     return rc;
 }
@@ -105,37 +73,38 @@ int order_store_price_put(sl_db *db, const char *product_id, int exists, const c
 int order_store_insert(sl_db *tx, const order_row *o)
 {
     sl_db_stmt *st;
-    PREP(tx,
-         "INSERT INTO orders (order_id, user_id, status, total_amount, currency, ship_name, "
-         "ship_line1, ship_city, ship_postal_code, ship_country, created_ms, updated_ms) "
-         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, o->order_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 2, o->user_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 3, order_status_name(o->status), SIZE_MAX));
-    BIND(st, sl_db_bind_int64(st, 4, o->total));
-    BIND(st, sl_db_bind_text(st, 5, o->currency, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 6, o->addr.name, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 7, o->addr.line1, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 8, o->addr.city, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 9, o->addr.postal_code, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 10, o->addr.country, SIZE_MAX));
-    BIND(st, sl_db_bind_int64(st, 11, o->created_ms));
-    BIND(st, sl_db_bind_int64(st, 12, o->updated_ms));
-    int rc = run(st, NULL);
+    SL_DB_PREP(tx,
+               "INSERT INTO orders (order_id, user_id, status, total_amount, currency, ship_name, "
+               "ship_line1, ship_city, ship_postal_code, ship_country, created_ms, updated_ms) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, o->order_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 2, o->user_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 3, order_status_name(o->status), SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 4, o->total));
+    SL_DB_BIND(st, sl_db_bind_text(st, 5, o->currency, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 6, o->addr.name, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 7, o->addr.line1, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 8, o->addr.city, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 9, o->addr.postal_code, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 10, o->addr.country, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 11, o->created_ms));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 12, o->updated_ms));
+    int rc = sl_db_run(st, NULL);
     for (size_t i = 0; rc == 0 && i < o->n; i++) {
         const order_item *it = &o->items[i];
-        PREP(tx,
-             "INSERT INTO order_items (order_id, line, product_id, qty, unit_price, currency) "
-             "VALUES (?, ?, ?, ?, ?, ?)",
-             st);
-        BIND(st, sl_db_bind_text(st, 1, o->order_id, SIZE_MAX));
-        BIND(st, sl_db_bind_int64(st, 2, (int64_t)i));
-        BIND(st, sl_db_bind_text(st, 3, it->product_id, SIZE_MAX));
-        BIND(st, sl_db_bind_int64(st, 4, it->qty));
-        BIND(st, sl_db_bind_int64(st, 5, it->unit_price));
-        BIND(st, sl_db_bind_text(st, 6, it->currency, SIZE_MAX));
-        rc = run(st, NULL);
+        SL_DB_PREP(
+            tx,
+            "INSERT INTO order_items (order_id, line, product_id, qty, unit_price, currency) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 1, o->order_id, SIZE_MAX));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 2, (int64_t)i));
+        SL_DB_BIND(st, sl_db_bind_text(st, 3, it->product_id, SIZE_MAX));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 4, it->qty));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 5, it->unit_price));
+        SL_DB_BIND(st, sl_db_bind_text(st, 6, it->currency, SIZE_MAX));
+        rc = sl_db_run(st, NULL);
     }
     return rc;
 }
@@ -143,11 +112,11 @@ int order_store_insert(sl_db *tx, const order_row *o)
 static int load_items(sl_db *db, order_row *o)
 {
     sl_db_stmt *st;
-    PREP(db,
-         "SELECT product_id, qty, unit_price, currency FROM order_items WHERE order_id = ? "
-         "ORDER BY line",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, o->order_id, SIZE_MAX));
+    SL_DB_PREP(db,
+               "SELECT product_id, qty, unit_price, currency FROM order_items WHERE order_id = ? "
+               "ORDER BY line",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, o->order_id, SIZE_MAX));
     int rc;
     o->n = 0;
     while ((rc = sl_db_step(st)) == SL_DB_ROW) {
@@ -156,10 +125,10 @@ static int load_items(sl_db *db, order_row *o)
             break;
         }
         order_item *it = &o->items[o->n++];
-        copy_text(it->product_id, sizeof it->product_id, st, 0);
+        sl_db_column_copy(st, 0, it->product_id, sizeof it->product_id);
         it->qty = sl_db_column_int64(st, 1);
         it->unit_price = sl_db_column_int64(st, 2);
-        copy_text(it->currency, sizeof it->currency, st, 3);
+        sl_db_column_copy(st, 3, it->currency, sizeof it->currency);
     }
     sl_db_stmt_done(st);
     return rc < 0 ? rc : 0;
@@ -168,30 +137,30 @@ static int load_items(sl_db *db, order_row *o)
 int order_store_get(sl_db *db, const char *order_id, order_row *out)
 {
     sl_db_stmt *st;
-    PREP(db,
-         "SELECT user_id, status, total_amount, currency, ship_name, ship_line1, ship_city, "
-         "ship_postal_code, ship_country, cancel_reason, created_ms, updated_ms "
-         "FROM orders WHERE order_id = ?",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
+    SL_DB_PREP(db,
+               "SELECT user_id, status, total_amount, currency, ship_name, ship_line1, ship_city, "
+               "ship_postal_code, ship_country, cancel_reason, created_ms, updated_ms "
+               "FROM orders WHERE order_id = ?",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
     int rc = sl_db_step(st);
     if (rc == SL_DB_ROW) {
         char id[ORDER_ID_MAX + 1]; /* order_id may point into *out */
         snprintf(id, sizeof id, "%s", order_id);
         memset(out, 0, sizeof *out);
         memcpy(out->order_id, id, sizeof id);
-        copy_text(out->user_id, sizeof out->user_id, st, 0);
+        sl_db_column_copy(st, 0, out->user_id, sizeof out->user_id);
         size_t len = 0;
         const char *s = sl_db_column_text(st, 1, &len);
         if (order_status_parse(s, len, &out->status) != 0) rc = SL_EPARSE;
         out->total = sl_db_column_int64(st, 2);
-        copy_text(out->currency, sizeof out->currency, st, 3);
-        copy_text(out->addr.name, sizeof out->addr.name, st, 4);
-        copy_text(out->addr.line1, sizeof out->addr.line1, st, 5);
-        copy_text(out->addr.city, sizeof out->addr.city, st, 6);
-        copy_text(out->addr.postal_code, sizeof out->addr.postal_code, st, 7);
-        copy_text(out->addr.country, sizeof out->addr.country, st, 8);
-        copy_text(out->cancel_reason, sizeof out->cancel_reason, st, 9);
+        sl_db_column_copy(st, 3, out->currency, sizeof out->currency);
+        sl_db_column_copy(st, 4, out->addr.name, sizeof out->addr.name);
+        sl_db_column_copy(st, 5, out->addr.line1, sizeof out->addr.line1);
+        sl_db_column_copy(st, 6, out->addr.city, sizeof out->addr.city);
+        sl_db_column_copy(st, 7, out->addr.postal_code, sizeof out->addr.postal_code);
+        sl_db_column_copy(st, 8, out->addr.country, sizeof out->addr.country);
+        sl_db_column_copy(st, 9, out->cancel_reason, sizeof out->cancel_reason);
         out->created_ms = sl_db_column_int64(st, 10);
         out->updated_ms = sl_db_column_int64(st, 11);
         if (rc == SL_DB_ROW) rc = 0;
@@ -207,19 +176,19 @@ int order_store_set_status(sl_db *tx, const char *order_id, order_status from, o
                            const char *reason, const char *note, int64_t now_ms, int *changed)
 {
     sl_db_stmt *st;
-    PREP(tx,
-         "UPDATE orders SET status = ?, cancel_reason = COALESCE(?, cancel_reason), "
-         "cancel_note = COALESCE(?, cancel_note), updated_ms = ? "
-         "WHERE order_id = ? AND status = ?",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, order_status_name(to), SIZE_MAX));
-    BIND(st, reason ? sl_db_bind_text(st, 2, reason, SIZE_MAX) : sl_db_bind_null(st, 2));
-    BIND(st, note ? sl_db_bind_text(st, 3, note, SIZE_MAX) : sl_db_bind_null(st, 3));
-    BIND(st, sl_db_bind_int64(st, 4, now_ms));
-    BIND(st, sl_db_bind_text(st, 5, order_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 6, order_status_name(from), SIZE_MAX));
+    SL_DB_PREP(tx,
+               "UPDATE orders SET status = ?, cancel_reason = COALESCE(?, cancel_reason), "
+               "cancel_note = COALESCE(?, cancel_note), updated_ms = ? "
+               "WHERE order_id = ? AND status = ?",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, order_status_name(to), SIZE_MAX));
+    SL_DB_BIND(st, reason ? sl_db_bind_text(st, 2, reason, SIZE_MAX) : sl_db_bind_null(st, 2));
+    SL_DB_BIND(st, note ? sl_db_bind_text(st, 3, note, SIZE_MAX) : sl_db_bind_null(st, 3));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 4, now_ms));
+    SL_DB_BIND(st, sl_db_bind_text(st, 5, order_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 6, order_status_name(from), SIZE_MAX));
     int64_t ch = 0;
-    int rc = run(st, &ch);
+    int rc = sl_db_run(st, &ch);
     if (rc == 0) *changed = ch > 0;
     return rc;
 }
@@ -231,22 +200,23 @@ static int hist_insert(sl_db *tx, const char *order_id, const char *user_id, ord
                        const char *reason, int64_t at_ms)
 {
     sl_db_stmt *st;
-    PREP(tx,
-         "INSERT INTO order_history (order_id, user_id, status, status_rank, items, "
-         "total_amount, currency, cancel_reason, created_ms, updated_ms) "
-         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 2, user_id, SIZE_MAX));
-    BIND(st, sl_db_bind_text(st, 3, order_status_name(s), SIZE_MAX));
-    BIND(st, sl_db_bind_int64(st, 4, order_status_rank(s)));
-    BIND(st, items_json ? sl_db_bind_text(st, 5, items_json, SIZE_MAX) : sl_db_bind_null(st, 5));
-    BIND(st, has_total ? sl_db_bind_int64(st, 6, total) : sl_db_bind_null(st, 6));
-    BIND(st, has_total ? sl_db_bind_text(st, 7, currency, SIZE_MAX) : sl_db_bind_null(st, 7));
-    BIND(st, reason ? sl_db_bind_text(st, 8, reason, SIZE_MAX) : sl_db_bind_null(st, 8));
-    BIND(st, sl_db_bind_int64(st, 9, at_ms));
-    BIND(st, sl_db_bind_int64(st, 10, at_ms));
-    return run(st, NULL);
+    SL_DB_PREP(tx,
+               "INSERT INTO order_history (order_id, user_id, status, status_rank, items, "
+               "total_amount, currency, cancel_reason, created_ms, updated_ms) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 2, user_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 3, order_status_name(s), SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 4, order_status_rank(s)));
+    SL_DB_BIND(st,
+               items_json ? sl_db_bind_text(st, 5, items_json, SIZE_MAX) : sl_db_bind_null(st, 5));
+    SL_DB_BIND(st, has_total ? sl_db_bind_int64(st, 6, total) : sl_db_bind_null(st, 6));
+    SL_DB_BIND(st, has_total ? sl_db_bind_text(st, 7, currency, SIZE_MAX) : sl_db_bind_null(st, 7));
+    SL_DB_BIND(st, reason ? sl_db_bind_text(st, 8, reason, SIZE_MAX) : sl_db_bind_null(st, 8));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 9, at_ms));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 10, at_ms));
+    return sl_db_run(st, NULL);
 }
 
 int order_store_hist_put(sl_db *tx, const char *order_id, const char *user_id, order_status s,
@@ -254,8 +224,8 @@ int order_store_hist_put(sl_db *tx, const char *order_id, const char *user_id, o
                          const char *reason, int64_t at_ms)
 {
     sl_db_stmt *st;
-    PREP(tx, "SELECT status_rank FROM order_history WHERE order_id = ?", st);
-    BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
+    SL_DB_PREP(tx, "SELECT status_rank FROM order_history WHERE order_id = ?", st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, order_id, SIZE_MAX));
     int rc = sl_db_step(st);
     int64_t rank = rc == SL_DB_ROW ? sl_db_column_int64(st, 0) : -1;
     sl_db_stmt_done(st);
@@ -266,39 +236,40 @@ int order_store_hist_put(sl_db *tx, const char *order_id, const char *user_id, o
     if (items_json) {
         /* Events of one order carry the same items; fill them in when a later event created
          * the row first (events from the bus may arrive in any order across topics). */
-        PREP(tx,
-             "UPDATE order_history SET items = ?, total_amount = ?, currency = ? "
-             "WHERE order_id = ? AND items IS NULL",
-             st);
-        BIND(st, sl_db_bind_text(st, 1, items_json, SIZE_MAX));
-        BIND(st, has_total ? sl_db_bind_int64(st, 2, total) : sl_db_bind_null(st, 2));
-        BIND(st, has_total ? sl_db_bind_text(st, 3, currency, SIZE_MAX) : sl_db_bind_null(st, 3));
-        BIND(st, sl_db_bind_text(st, 4, order_id, SIZE_MAX));
-        if ((rc = run(st, NULL)) != 0) return rc;
+        SL_DB_PREP(tx,
+                   "UPDATE order_history SET items = ?, total_amount = ?, currency = ? "
+                   "WHERE order_id = ? AND items IS NULL",
+                   st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 1, items_json, SIZE_MAX));
+        SL_DB_BIND(st, has_total ? sl_db_bind_int64(st, 2, total) : sl_db_bind_null(st, 2));
+        SL_DB_BIND(st,
+                   has_total ? sl_db_bind_text(st, 3, currency, SIZE_MAX) : sl_db_bind_null(st, 3));
+        SL_DB_BIND(st, sl_db_bind_text(st, 4, order_id, SIZE_MAX));
+        if ((rc = sl_db_run(st, NULL)) != 0) return rc;
     }
     if (order_status_rank(s) <= rank) return 0;
-    PREP(tx,
-         "UPDATE order_history SET status = ?, status_rank = ?, "
-         "cancel_reason = COALESCE(?, cancel_reason), updated_ms = ? WHERE order_id = ?",
-         st);
-    BIND(st, sl_db_bind_text(st, 1, order_status_name(s), SIZE_MAX));
-    BIND(st, sl_db_bind_int64(st, 2, order_status_rank(s)));
-    BIND(st, reason ? sl_db_bind_text(st, 3, reason, SIZE_MAX) : sl_db_bind_null(st, 3));
-    BIND(st, sl_db_bind_int64(st, 4, at_ms));
-    BIND(st, sl_db_bind_text(st, 5, order_id, SIZE_MAX));
-    return run(st, NULL);
+    SL_DB_PREP(tx,
+               "UPDATE order_history SET status = ?, status_rank = ?, "
+               "cancel_reason = COALESCE(?, cancel_reason), updated_ms = ? WHERE order_id = ?",
+               st);
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, order_status_name(s), SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 2, order_status_rank(s)));
+    SL_DB_BIND(st, reason ? sl_db_bind_text(st, 3, reason, SIZE_MAX) : sl_db_bind_null(st, 3));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 4, at_ms));
+    SL_DB_BIND(st, sl_db_bind_text(st, 5, order_id, SIZE_MAX));
+    return sl_db_run(st, NULL);
 }
 
 static int hist_count(sl_db *db, const char *user_id, const char *status, int64_t *total)
 {
     sl_db_stmt *st;
     if (status) {
-        PREP(db, "SELECT COUNT(*) FROM order_history WHERE user_id = ? AND status = ?", st);
-        BIND(st, sl_db_bind_text(st, 2, status, SIZE_MAX));
+        SL_DB_PREP(db, "SELECT COUNT(*) FROM order_history WHERE user_id = ? AND status = ?", st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 2, status, SIZE_MAX));
     } else {
-        PREP(db, "SELECT COUNT(*) FROM order_history WHERE user_id = ?", st);
+        SL_DB_PREP(db, "SELECT COUNT(*) FROM order_history WHERE user_id = ?", st);
     }
-    BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
     int rc = sl_db_step(st);
     if (rc == SL_DB_ROW) *total = sl_db_column_int64(st, 0);
     sl_db_stmt_done(st);
@@ -321,32 +292,32 @@ int order_store_hist_list(sl_db *db, const char *user_id, const char *status, in
                                   "ORDER BY created_ms DESC, order_id DESC LIMIT ? OFFSET ?";
         char q[sizeof cols + sizeof sql];
         snprintf(q, sizeof q, "%s%s", cols, sql);
-        PREP(db, q, st);
-        BIND(st, sl_db_bind_text(st, 2, status, SIZE_MAX));
-        BIND(st, sl_db_bind_int64(st, 3, per_page));
-        BIND(st, sl_db_bind_int64(st, 4, (page - 1) * per_page));
+        SL_DB_PREP(db, q, st);
+        SL_DB_BIND(st, sl_db_bind_text(st, 2, status, SIZE_MAX));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 3, per_page));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 4, (page - 1) * per_page));
     } else {
         static const char sql[] =
             "WHERE user_id = ? ORDER BY created_ms DESC, order_id DESC LIMIT ? OFFSET ?";
         char q[sizeof cols + sizeof sql];
         snprintf(q, sizeof q, "%s%s", cols, sql);
-        PREP(db, q, st);
-        BIND(st, sl_db_bind_int64(st, 2, per_page));
-        BIND(st, sl_db_bind_int64(st, 3, (page - 1) * per_page));
+        SL_DB_PREP(db, q, st);
+        SL_DB_BIND(st, sl_db_bind_int64(st, 2, per_page));
+        SL_DB_BIND(st, sl_db_bind_int64(st, 3, (page - 1) * per_page));
     }
-    BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
     while ((rc = sl_db_step(st)) == SL_DB_ROW && *n < (size_t)per_page) {
         order_hist_row *r = &rows[*n];
         memset(r, 0, sizeof *r);
-        copy_text(r->order_id, sizeof r->order_id, st, 0);
-        copy_text(r->user_id, sizeof r->user_id, st, 1);
-        copy_text(r->status, sizeof r->status, st, 2);
+        sl_db_column_copy(st, 0, r->order_id, sizeof r->order_id);
+        sl_db_column_copy(st, 1, r->user_id, sizeof r->user_id);
+        sl_db_column_copy(st, 2, r->status, sizeof r->status);
         size_t len = 0;
         const char *items = sl_db_column_text(st, 3, &len);
         r->items_json = sl_db_column_is_null(st, 3) ? NULL : strndup(items, len);
         r->total = sl_db_column_int64(st, 4);
-        copy_text(r->currency, sizeof r->currency, st, 5);
-        copy_text(r->cancel_reason, sizeof r->cancel_reason, st, 6);
+        sl_db_column_copy(st, 5, r->currency, sizeof r->currency);
+        sl_db_column_copy(st, 6, r->cancel_reason, sizeof r->cancel_reason);
         r->created_ms = sl_db_column_int64(st, 7);
         r->updated_ms = sl_db_column_int64(st, 8);
         (*n)++;
