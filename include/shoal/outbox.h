@@ -103,6 +103,7 @@ typedef void (*sl_outbox_hook_cb)(void *data, const char *what, int64_t value);
 
 typedef struct sl_outbox_relay_options {
     unsigned batch_max;    /* rows per publish; 0 → 64, at most 1024 */
+    unsigned max_inflight; /* batches with the publisher at once: 0 → 4, at most 64 */
     int64_t retry_base_ms; /* first backoff; 0 → 100 */
     int64_t retry_max_ms;  /* backoff cap; 0 → 30000 */
     int64_t poll_ms;       /* uv driver: safety poll when idle; 0 → 1000 */
@@ -132,16 +133,22 @@ SL_API int sl_outbox_relay_new(sl_db *db, const sl_outbox_publisher *pub,
 SL_API void sl_outbox_relay_free(sl_outbox_relay *r);
 
 /*
- * Does one step of work: when no batch is in flight and no backoff is
- * pending, reads the oldest unpublished rows (at most batch_max, in `seq`
- * order) and publishes them; prunes when retention is due. Stores in
- * *next_ms when to pump again: 0 now, > 0 after that many ms, -1 when idle
- * (until notified or the publisher completes). Returns the number of events
- * handed to the publisher, or a database error (the relay retries later).
+ * Does one step of work: when fewer than max_inflight batches are with the
+ * publisher and no backoff is pending, reads the next unpublished rows (at
+ * most batch_max, in `seq` order, after those already in flight; rows that
+ * became visible below them, which PostgreSQL's concurrent commits allow,
+ * go first) and publishes them; prunes when retention is due. Batches
+ * complete in any order and each is marked published on its own. When one
+ * fails, no new batch starts until every batch in flight has completed;
+ * then, after the backoff, the relay starts again from the oldest
+ * unpublished row. Stores in *next_ms when to pump again: 0 now, > 0 after
+ * that many ms, -1 when idle (until notified or a batch completes).
+ * Returns the number of events handed to the publisher, or a database
+ * error (the relay retries later).
  */
 SL_API int sl_outbox_relay_pump(sl_outbox_relay *r, int64_t *next_ms) SL_MUST_CHECK;
 
-/* Returns 1 while a batch is with the publisher. */
+/* Returns the number of batches with the publisher (0 when none). */
 SL_API int sl_outbox_relay_busy(const sl_outbox_relay *r);
 
 /* Consecutive failed publishes (0 after a success); drives the backoff. */

@@ -22,6 +22,10 @@ typedef struct recpub {
     int n, calls, fail_next, async;
     sl_outbox_done_cb pending;
     void *pending_data;
+    int npend; /* async: every completion not yet called, in publish order */
+    sl_outbox_done_cb pend_cb[16];
+    void *pend_data[16];
+    size_t pend_n[16];
     uv_loop_t *stop_loop_at; /* stop this loop after a successful publish */
     int write_fd;            /* child: report ids through a pipe */
 } recpub;
@@ -51,6 +55,11 @@ static int rec_publish(void *ctx, const sl_outbox_msg *m, size_t n, sl_outbox_do
     if (p->async) {
         p->pending = done;
         p->pending_data = dd;
+        if (p->npend < 16) {
+            p->pend_cb[p->npend] = done;
+            p->pend_data[p->npend] = dd;
+            p->pend_n[p->npend++] = n;
+        }
         return 0;
     }
     done(dd, 0);
@@ -127,6 +136,46 @@ static void test_add_writes_envelope_in_tx(void **state)
     ev.type = "t";
     ev.id = id; /* duplicate id */
     assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_ECONFLICT);
+    sl_db_rollback(db);
+    sl_db_close(db);
+}
+
+/* Attributes are escaped, data is kept as given (checked, not rewritten), and what the
+ * consumers' parser would refuse is refused here. */
+static void test_add_escapes_and_checks(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    sl_outbox_event ev = {.source = "/shoal/t\\x",
+                          .type = "shop.test.happened.v1",
+                          .subject = "caf\xc3\xa9 \"q\"\n\x01",
+                          .data_json = " [1, {\"k\": \"v\\u00e9\"}] "};
+    char id[SL_DB_UUID_STR];
+    HARNESS_OK(db, sl_db_begin(db));
+    HARNESS_OK(db, sl_outbox_add(db, &ev, 0, id));
+    HARNESS_OK(db, sl_db_commit(db));
+    sl_db_stmt *st;
+    HARNESS_OK(db, sl_db_prepare(db, "SELECT envelope FROM outbox", &st));
+    assert_int_equal(sl_db_step(st), SL_DB_ROW);
+    json_t *env = json_loads(sl_db_column_text(st, 0, NULL), JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(strstr(sl_db_column_text(st, 0, NULL), "\\u0001"));
+    sl_db_stmt_done(st);
+    assert_non_null(env);
+    assert_string_equal(json_string_value(json_object_get(env, "subject")), ev.subject);
+    assert_string_equal(json_string_value(json_object_get(env, "source")), ev.source);
+    json_t *want = json_loads(ev.data_json, 0, NULL);
+    assert_true(json_equal(json_object_get(env, "data"), want));
+    json_decref(want);
+    json_decref(env);
+
+    HARNESS_OK(db, sl_db_begin(db));
+    ev.subject = "bad \xc3";
+    assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_EINVAL); /* not UTF-8 */
+    ev.subject = "s";
+    ev.data_json = "{\"a\":1,\"a\":2}";
+    assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_EINVAL); /* duplicate key */
+    ev.data_json = "{\"a\":1} x";
+    assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_EINVAL); /* trailing bytes */
     sl_db_rollback(db);
     sl_db_close(db);
 }
@@ -223,6 +272,69 @@ static void test_relay_marks_only_after_confirmation(void **state)
     p.pending(p.pending_data, SL_ETIMEDOUT);
     assert_int_equal(backlog(db), 1);
     assert_int_equal(sl_outbox_relay_failures(r), 1);
+    sl_outbox_relay_free(r);
+    sl_db_close(db);
+}
+
+/* Several batches are with the publisher at once; each is marked when it completes, in any
+ * order; a failure stops new batches until the pipeline is empty, then the relay resends from
+ * the oldest unpublished row. */
+static void test_relay_pipelines_batches(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    char ids[20][SL_DB_UUID_STR];
+    for (int i = 0; i < 20; i++)
+        add_event(db, i % 2 ? "odd" : "even", "{}", ids[i]);
+    recpub p = {.async = 1};
+    sl_outbox_publisher pub = {rec_publish, &p};
+    sl_fake_clock fc;
+    sl_fake_clock_init(&fc, 1795869296000000000);
+    sl_outbox_relay_options o = {
+        .batch_max = 4, .max_inflight = 3, .retry_base_ms = 100, .clock = &fc.clock};
+    sl_outbox_relay *r;
+    assert_int_equal(sl_outbox_relay_new(db, &pub, &o, &r), 0);
+    int64_t next;
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_int_equal(next, 0); /* full batch and room: more now */
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_int_equal(next, -1); /* the pipeline is full */
+    assert_int_equal(sl_outbox_relay_busy(r), 3);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 0);
+    for (int i = 0; i < 12; i++)
+        assert_string_equal(p.ids[i], ids[i]); /* each batch follows the previous one */
+    /* The second completes first: only its rows are marked. */
+    p.pend_cb[1](p.pend_data[1], 0);
+    assert_int_equal(backlog(db), 16);
+    assert_int_equal(sl_outbox_relay_busy(r), 2);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4); /* rows 12..15 */
+    assert_string_equal(p.ids[12], ids[12]);
+    /* The first fails: nothing new starts while the others are out. */
+    p.pend_cb[0](p.pend_data[0], SL_ETIMEDOUT);
+    assert_int_equal(sl_outbox_relay_failures(r), 1);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 0);
+    p.pend_cb[2](p.pend_data[2], 0); /* a success while draining keeps the failure count */
+    assert_int_equal(sl_outbox_relay_failures(r), 1);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 0);
+    p.pend_cb[3](p.pend_data[3], 0);
+    assert_int_equal(sl_outbox_relay_busy(r), 0);
+    assert_int_equal(backlog(db), 8); /* rows 0..3 and 16..19 */
+    /* After the backoff the relay starts again at the oldest row: the failed batch first. */
+    int calls = p.calls;
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 0);
+    assert_int_equal(next, 100);
+    sl_fake_clock_advance(&fc, 100 * 1000000);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_int_equal(p.calls, calls + 1);
+    assert_string_equal(p.ids[16], ids[0]);
+    assert_string_equal(p.ids[19], ids[3]);
+    assert_int_equal(sl_outbox_relay_pump(r, &next), 4);
+    assert_string_equal(p.ids[20], ids[16]);
+    p.pend_cb[4](p.pend_data[4], 0);
+    p.pend_cb[5](p.pend_data[5], 0);
+    assert_int_equal(backlog(db), 0);
+    assert_int_equal(sl_outbox_relay_failures(r), 0);
     sl_outbox_relay_free(r);
     sl_db_close(db);
 }
@@ -401,9 +513,11 @@ int main(int argc, char **argv)
     harness_init(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_writes_envelope_in_tx),
+        cmocka_unit_test(test_add_escapes_and_checks),
         cmocka_unit_test(test_relay_publishes_in_order_and_marks),
         cmocka_unit_test(test_relay_retries_with_backoff_keeping_order),
         cmocka_unit_test(test_relay_marks_only_after_confirmation),
+        cmocka_unit_test(test_relay_pipelines_batches),
         cmocka_unit_test(test_relay_killed_between_publish_and_mark),
         cmocka_unit_test(test_inbox_applies_once),
         cmocka_unit_test(test_retention),

@@ -449,8 +449,20 @@ sl_outbox_publisher sl_bus_outbox_publisher(sl_bus *bus)
 
 /* ---- subscriptions ------------------------------------------------------------------------ */
 
+/* Messages handed to a handler (or a runner transaction) at once. */
+#define BUS_DELIVER_CHUNK 256
+
+typedef struct bus_scratch {
+    sl_bus_msg msgs[BUS_DELIVER_CHUNK];
+    const sl_bus_msg *ptrs[BUS_DELIVER_CHUNK];
+    json_t *roots[BUS_DELIVER_CHUNK];
+    const bus_delivery *ds[BUS_DELIVER_CHUNK];
+    sl_bus_reply replies[BUS_DELIVER_CHUNK];
+} bus_scratch;
+
 static void free_sub(sl_bus_sub *s)
 {
+    free(s->scratch);
     if (s->types)
         for (char **t = s->types; *t; t++)
             free(*t);
@@ -502,6 +514,10 @@ static int bus_subscribe(sl_bus *bus, const char *topic, const char *group,
     s->handler = handler;
     s->batch = batch;
     s->data = data;
+    if ((s->scratch = malloc(sizeof *s->scratch)) == NULL) {
+        free_sub(s);
+        return SL_ENOMEM;
+    }
     s->s_delivered = series2(bus, bus->m.delivered, topic, group);
     s->s_redelivered = series2(bus, bus->m.redelivered, topic, group);
     s->s_dead = series2(bus, bus->m.dead, topic, group);
@@ -754,12 +770,14 @@ static void apply_reply(sl_bus_sub *s, const bus_delivery *d, const sl_bus_msg *
 void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
 {
     sl_bus *bus = s->bus;
-    enum { CHUNK = 64 };
-    sl_bus_msg msgs[CHUNK];
-    const sl_bus_msg *ptrs[CHUNK];
-    json_t *roots[CHUNK];
-    const bus_delivery *ds[CHUNK];
-    sl_bus_reply replies[CHUNK];
+    enum { CHUNK = BUS_DELIVER_CHUNK };
+    /* Backends deliver from loop callbacks, never from inside a handler: one scratch per
+     * subscription is enough. */
+    sl_bus_msg *msgs = s->scratch->msgs;
+    const sl_bus_msg **ptrs = s->scratch->ptrs;
+    json_t **roots = s->scratch->roots;
+    const bus_delivery **ds = s->scratch->ds;
+    sl_bus_reply *replies = s->scratch->replies;
     s->inflight += (unsigned)n;
     size_t i = 0;
     while (i < n) {

@@ -35,6 +35,10 @@ typedef struct bus_pub {
     void *cb_data;
     struct bus_pub *next; /* core: list of pending publishes */
     struct bus_pub *prev;
+    /* Backend scratch (nats: acks counted on the ack thread under its mutex, reported to the
+     * loop once per batch). */
+    size_t be_left, be_acked, be_failed;
+    int be_status;
     bus_wire msgs[];
 } bus_pub;
 
@@ -121,6 +125,7 @@ struct sl_bus_sub {
     sl_bus_sub *next;
     void *be;
     sl_series *s_delivered, *s_redelivered, *s_dead, *s_latency, *s_lag;
+    struct bus_scratch *scratch; /* bus_deliver's per-chunk arrays (loop only) */
 };
 
 /* Core entry points for backends (loop thread). */

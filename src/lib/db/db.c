@@ -252,10 +252,23 @@ const void *sl_db_column_blob(const sl_db_stmt *st, int col, size_t *len)
     return st->db->vt->column_blob(st, col, len);
 }
 
+/* Transaction control. On SQLite it goes through the statement cache: parsing BEGIN, COMMIT
+ * and SAVEPOINT text on every call cost more than running them. */
+static int ctl(sl_db *db, const char *sql)
+{
+    if (db->kind != SL_DB_SQLITE) return db->vt->exec(db, sql);
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc) return rc;
+    rc = sl_db_step(st);
+    sl_db_stmt_done(st);
+    return rc == SL_DB_DONE ? 0 : (rc < 0 ? rc : SL_EIO);
+}
+
 int sl_db_begin(sl_db *db)
 {
     if (db->in_tx) return sl_db_set_err(db, SL_ESTATE, "transaction already open");
-    int rc = db->vt->exec(db, db->vt->begin_sql);
+    int rc = ctl(db, db->vt->begin_sql);
     if (rc != 0) return rc;
     db->in_tx = 1;
     db->tx_flags = 0;
@@ -265,7 +278,7 @@ int sl_db_begin(sl_db *db)
 int sl_db_commit(sl_db *db)
 {
     if (!db->in_tx) return sl_db_set_err(db, SL_ESTATE, "commit without a transaction");
-    int rc = db->vt->exec(db, "COMMIT");
+    int rc = ctl(db, "COMMIT");
     if (rc != 0) {
         /* A failed COMMIT may leave SQLite's transaction open (BUSY); end it either way. */
         char keep[SL_DB_ERRMSG_MAX];
@@ -311,7 +324,7 @@ static int savepoint_sql(sl_db *db, const char *verb, const char *name)
     }
     char sql[96];
     snprintf(sql, sizeof sql, "%s %s", verb, name);
-    return db->vt->exec(db, sql);
+    return ctl(db, sql);
 }
 
 int sl_db_savepoint(sl_db *db, const char *name)

@@ -3,7 +3,9 @@
  * transaction, claiming consumed event ids, backlog and retention queries.
  * The relay that drains the outbox is in relay.c.
  */
-#include <shoal/outbox.h>
+#include "outbox/envelope.h"
+
+#include <shoal/json.h>
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -15,32 +17,97 @@ static int step_done(sl_db_stmt *st, int rc)
     return rc == SL_DB_DONE ? 0 : (rc == SL_DB_ROW ? SL_EINVAL : rc);
 }
 
-/* Builds the CloudEvents 1.0 structured envelope (DESIGN §7). Returns owned JSON text (free). */
-static int build_envelope(const sl_outbox_event *ev, const char *id, int64_t now_wall_ns,
-                          char **out)
+/* A growing text buffer for the envelope; `oom` latches an allocation failure. */
+typedef struct env_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} env_buf;
+
+static void env_put(env_buf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* Appends `,"key":"value"` with the value escaped as JSON (RFC 8259: quote, backslash and
+ * control characters). Returns SL_EINVAL for a value that is not valid UTF-8. */
+static int env_member(env_buf *b, const char *key, const char *v, int first)
+{
+    size_t n = strlen(v);
+    if (!sl_utf8_valid(v, n)) return SL_EINVAL;
+    env_put(b, first ? "{\"" : ",\"", 2);
+    env_put(b, key, strlen(key));
+    env_put(b, "\":\"", 3);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        env_put(b, v + run, i - run);
+        char esc[8];
+        int k = c == '"'    ? snprintf(esc, sizeof esc, "\\\"")
+                : c == '\\' ? snprintf(esc, sizeof esc, "\\\\")
+                : c == '\n' ? snprintf(esc, sizeof esc, "\\n")
+                : c == '\r' ? snprintf(esc, sizeof esc, "\\r")
+                : c == '\t' ? snprintf(esc, sizeof esc, "\\t")
+                            : snprintf(esc, sizeof esc, "\\u%04x", c);
+        env_put(b, esc, (size_t)k);
+        run = i + 1;
+    }
+    env_put(b, v + run, n - run);
+    env_put(b, "\"", 1);
+    return 0;
+}
+
+int sl_outbox_envelope(const sl_outbox_event *ev, const char *id, int64_t now_wall_ns, char **out,
+                       size_t *out_len)
 {
     char time[SL_RFC3339_MAX];
     if (sl_rfc3339_format(now_wall_ns, time, sizeof time) < 0) return SL_EINVAL;
-    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "specversion", "1.0", "id", id,
-                            "source", ev->source, "type", ev->type, "subject", ev->subject, "time",
-                            time, "datacontenttype",
-                            ev->datacontenttype ? ev->datacontenttype : "application/json");
-    if (env == NULL) return SL_ENOMEM;
-    int rc = 0;
-    if (ev->traceparent &&
-        json_object_set_new(env, "traceparent", json_string(ev->traceparent)) != 0)
-        rc = SL_EINVAL;
-    if (rc == 0 && ev->data_json) {
+    if (ev->data_json) {
         json_error_t err;
         json_t *data = json_loads(ev->data_json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-        if (data == NULL || json_object_set_new(env, "data", data) != 0) rc = SL_EINVAL;
+        if (data == NULL) return SL_EINVAL;
+        json_decref(data);
     }
-    if (rc == 0) {
-        *out = json_dumps(env, JSON_COMPACT);
-        if (*out == NULL) rc = SL_ENOMEM;
+    env_buf b = {0};
+    int rc = env_member(&b, "specversion", "1.0", 1);
+    if (rc == 0) rc = env_member(&b, "id", id, 0);
+    if (rc == 0) rc = env_member(&b, "source", ev->source, 0);
+    if (rc == 0) rc = env_member(&b, "type", ev->type, 0);
+    if (rc == 0) rc = env_member(&b, "subject", ev->subject, 0);
+    if (rc == 0) rc = env_member(&b, "time", time, 0);
+    if (rc == 0)
+        rc = env_member(&b, "datacontenttype",
+                        ev->datacontenttype ? ev->datacontenttype : "application/json", 0);
+    if (rc == 0 && ev->traceparent) rc = env_member(&b, "traceparent", ev->traceparent, 0);
+    if (rc == 0 && ev->data_json) {
+        env_put(&b, ",\"data\":", 8);
+        env_put(&b, ev->data_json, strlen(ev->data_json));
     }
-    json_decref(env);
-    return rc;
+    env_put(&b, "}", 1);
+    if (rc == 0 && b.oom) rc = SL_ENOMEM;
+    if (rc != 0) {
+        free(b.p);
+        return rc;
+    }
+    *out = b.p;
+    *out_len = b.len;
+    return 0;
 }
 
 int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
@@ -60,9 +127,10 @@ int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
         if (rc) return rc;
     }
     char *env = NULL;
-    int rc = build_envelope(ev, id, now_wall_ns, &env);
+    size_t env_len = 0;
+    int rc = sl_outbox_envelope(ev, id, now_wall_ns, &env, &env_len);
     if (rc) return rc;
-    if (strlen(env) > SL_OUTBOX_ENVELOPE_MAX) {
+    if (env_len > SL_OUTBOX_ENVELOPE_MAX) {
         free(env);
         return SL_ELIMIT;
     }
@@ -75,7 +143,7 @@ int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
         if ((rc = sl_db_bind_text(st, 1, id, SIZE_MAX)) == 0 &&
             (rc = sl_db_bind_text(st, 2, ev->subject, SIZE_MAX)) == 0 &&
             (rc = sl_db_bind_text(st, 3, ev->type, SIZE_MAX)) == 0 &&
-            (rc = sl_db_bind_text(st, 4, env, SIZE_MAX)) == 0)
+            (rc = sl_db_bind_text(st, 4, env, env_len)) == 0)
             rc = sl_db_bind_int64(st, 5, now_wall_ns / 1000000);
         rc = step_done(st, rc);
         sl_db_stmt_done(st);

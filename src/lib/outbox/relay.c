@@ -1,25 +1,38 @@
 /*
- * The outbox relay: a pump that reads the oldest unpublished outbox rows in
- * `seq` order, hands them to a publisher as one batch, and marks them
- * published only when the publisher confirmed the whole batch. A failed
- * batch is retried whole after an exponential backoff, so nothing of a
- * subject overtakes an earlier event of the same subject, and a crash
- * between publish and mark republishes (at least once; the bus and the
- * consumers' inbox drop the duplicate). Plus a thin libuv driver.
+ * The outbox relay: a pump that reads unpublished outbox rows in `seq`
+ * order, hands them to a publisher in batches, and marks each batch
+ * published only when the publisher confirmed all of it. Up to
+ * max_inflight batches are with the publisher at once (the publish acks of
+ * one overlap the sending of the next), each the rows after the previous
+ * one. A failed batch stops new batches until the pipeline is empty; then,
+ * after an exponential backoff, the relay starts again from the oldest
+ * unpublished row, so a retry resends the failed rows before anything
+ * newer. A crash between publish and mark republishes (at least once; the
+ * bus and the consumers' inbox drop the duplicate). Plus a thin libuv
+ * driver.
  */
 #include <shoal/outbox.h>
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+typedef struct relay_batch {
+    sl_outbox_relay *r;
+    sl_outbox_msg *msgs; /* batch_max slots; each row's strings in one block at msgs[i].id */
+    size_t n;
+    bool busy; /* with the publisher */
+} relay_batch;
 
 struct sl_outbox_relay {
     sl_db *db;
     sl_outbox_publisher pub;
     sl_outbox_relay_options o;
-    sl_outbox_msg *batch; /* batch_max slots; strings owned */
-    size_t n;
-    int inflight;
+    relay_batch *slots; /* max_inflight */
+    unsigned inflight;
+    int64_t cursor; /* highest seq handed out while batches are in flight */
+    bool draining;  /* a batch failed: start nothing until the pipeline is empty */
     int failures;
     int64_t retry_at_ms;   /* monotonic */
     int64_t next_prune_ms; /* monotonic */
@@ -30,6 +43,27 @@ struct sl_outbox_relay {
     int started;
     int open_handles;
 };
+
+static void free_batch(relay_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free((char *)b->msgs[i].id);
+    memset(b->msgs, 0, b->n * sizeof *b->msgs);
+    b->n = 0;
+}
+
+void sl_outbox_relay_free(sl_outbox_relay *r)
+{
+    if (r == NULL) return;
+    assert(r->open_handles == 0 && "sl_outbox_relay_stop, then run the loop, then free");
+    assert(r->inflight == 0 && "the publisher still holds a batch");
+    for (unsigned i = 0; i < r->o.max_inflight; i++) {
+        if (r->slots[i].msgs) free_batch(&r->slots[i]);
+        free(r->slots[i].msgs);
+    }
+    free(r->slots);
+    free(r);
+}
 
 int sl_outbox_relay_new(sl_db *db, const sl_outbox_publisher *pub,
                         const sl_outbox_relay_options *opt, sl_outbox_relay **out)
@@ -43,43 +77,29 @@ int sl_outbox_relay_new(sl_db *db, const sl_outbox_publisher *pub,
     if (opt) r->o = *opt;
     if (r->o.batch_max == 0) r->o.batch_max = 64;
     if (r->o.batch_max > 1024) r->o.batch_max = 1024;
+    if (r->o.max_inflight == 0) r->o.max_inflight = 4;
+    if (r->o.max_inflight > 64) r->o.max_inflight = 64;
     if (r->o.retry_base_ms <= 0) r->o.retry_base_ms = 100;
     if (r->o.retry_max_ms <= 0) r->o.retry_max_ms = 30000;
     if (r->o.poll_ms <= 0) r->o.poll_ms = 1000;
     if (r->o.clock == NULL) r->o.clock = sl_clock_system();
-    r->batch = calloc(r->o.batch_max, sizeof *r->batch);
-    if (r->batch == NULL) {
-        free(r);
+    r->slots = calloc(r->o.max_inflight, sizeof *r->slots);
+    for (unsigned i = 0; r->slots && i < r->o.max_inflight; i++) {
+        r->slots[i].r = r;
+        if ((r->slots[i].msgs = calloc(r->o.batch_max, sizeof(sl_outbox_msg))) == NULL) break;
+    }
+    if (r->slots == NULL || r->slots[r->o.max_inflight - 1].msgs == NULL) {
+        if (r->slots == NULL) r->o.max_inflight = 0;
+        sl_outbox_relay_free(r);
         return SL_ENOMEM;
     }
     *out = r;
     return 0;
 }
 
-static void free_batch(sl_outbox_relay *r)
-{
-    for (size_t i = 0; i < r->n; i++) {
-        free((char *)r->batch[i].id);
-        free((char *)r->batch[i].subject);
-        free((char *)r->batch[i].type);
-        free((char *)r->batch[i].envelope);
-    }
-    memset(r->batch, 0, r->n * sizeof *r->batch);
-    r->n = 0;
-}
-
-void sl_outbox_relay_free(sl_outbox_relay *r)
-{
-    if (r == NULL) return;
-    assert(r->open_handles == 0 && "sl_outbox_relay_stop, then run the loop, then free");
-    free_batch(r);
-    free(r->batch);
-    free(r);
-}
-
 int sl_outbox_relay_busy(const sl_outbox_relay *r)
 {
-    return r->inflight;
+    return (int)r->inflight;
 }
 
 int sl_outbox_relay_failures(const sl_outbox_relay *r)
@@ -104,52 +124,94 @@ static void failed(sl_outbox_relay *r)
 {
     r->failures++;
     r->retry_at_ms = sl_clock_mono_ms(r->o.clock) + backoff_ms(r);
+    r->draining = r->inflight > 0;
     hook(r, "publish_failed", r->failures);
 }
 
-static int load_batch(sl_outbox_relay *r)
+#define ROW_COLUMNS "SELECT seq, id, subject, type, envelope FROM outbox WHERE published_ms IS NULL"
+
+/* Runs one of the row queries (`arg` bound first when >= 0, then the limit) into b. */
+static int load_rows(sl_outbox_relay *r, relay_batch *b, const char *sql, int64_t arg)
 {
     sl_db_stmt *st;
-    int rc = sl_db_prepare(r->db,
-                           "SELECT seq, id, subject, type, envelope FROM outbox "
-                           "WHERE published_ms IS NULL ORDER BY seq LIMIT ?",
-                           &st);
+    int rc = sl_db_prepare(r->db, sql, &st);
     if (rc) return rc;
-    rc = sl_db_bind_int64(st, 1, r->o.batch_max);
-    while (rc == 0 && r->n < r->o.batch_max && (rc = sl_db_step(st)) == SL_DB_ROW) {
-        sl_outbox_msg *m = &r->batch[r->n++];
-        size_t len;
+    int p = 1;
+    if (arg >= 0) rc = sl_db_bind_int64(st, p++, arg);
+    if (rc == 0) rc = sl_db_bind_int64(st, p, r->o.batch_max);
+    while (rc == 0 && b->n < r->o.batch_max && (rc = sl_db_step(st)) == SL_DB_ROW) {
+        sl_outbox_msg *m = &b->msgs[b->n];
+        size_t li, ls, lt, le;
+        /* The column pointers stay valid until the next step. */
+        const char *id = sl_db_column_text(st, 1, &li);
+        const char *subj = sl_db_column_text(st, 2, &ls);
+        const char *type = sl_db_column_text(st, 3, &lt);
+        const char *env = sl_db_column_text(st, 4, &le);
+        char *blk = malloc(li + ls + lt + le + 4);
+        if (blk == NULL) {
+            rc = SL_ENOMEM;
+            break;
+        }
         m->seq = sl_db_column_int64(st, 0);
-        m->id = strdup(sl_db_column_text(st, 1, NULL));
-        m->subject = strdup(sl_db_column_text(st, 2, NULL));
-        m->type = strdup(sl_db_column_text(st, 3, NULL));
-        /* Fetch first: `strndup(f(&len), len)` would read len before f set it (argument
-         * evaluation order is unspecified), truncating envelopes longer than the previous. */
-        const char *env = sl_db_column_text(st, 4, &len);
-        m->envelope = strndup(env, len);
-        m->envelope_len = len;
-        rc = (m->id && m->subject && m->type && m->envelope) ? 0 : SL_ENOMEM;
+        m->id = memcpy(blk, id, li);
+        blk[li] = '\0';
+        m->subject = memcpy(blk + li + 1, subj, ls);
+        blk[li + 1 + ls] = '\0';
+        m->type = memcpy(blk + li + ls + 2, type, lt);
+        blk[li + ls + 2 + lt] = '\0';
+        m->envelope = memcpy(blk + li + ls + lt + 3, env, le);
+        blk[li + ls + lt + 3 + le] = '\0';
+        m->envelope_len = le;
+        b->n++;
+        rc = 0;
     }
     sl_db_stmt_done(st);
-    if (rc < 0) free_batch(r);
+    if (rc < 0) free_batch(b);
     return rc < 0 ? rc : 0;
 }
 
-static int mark_published(sl_outbox_relay *r)
+/* Fills b with the next rows: from the oldest when nothing is in flight; else rows that
+ * became visible below everything in flight (a PostgreSQL transaction that took its seq
+ * before, but committed after, the rows around it), then the rows after the cursor. */
+static int load_batch(sl_outbox_relay *r, relay_batch *b)
 {
-    int rc = sl_db_begin(r->db);
+    if (r->inflight == 0) return load_rows(r, b, ROW_COLUMNS " ORDER BY seq LIMIT ?", -1);
+    int64_t low = INT64_MAX;
+    for (unsigned i = 0; i < r->o.max_inflight; i++)
+        if (r->slots[i].busy && r->slots[i].msgs[0].seq < low) low = r->slots[i].msgs[0].seq;
+    int rc = load_rows(r, b, ROW_COLUMNS " AND seq < ? ORDER BY seq LIMIT ?", low);
+    if (rc == 0 && b->n == 0)
+        rc = load_rows(r, b, ROW_COLUMNS " AND seq > ? ORDER BY seq LIMIT ?", r->cursor);
+    return rc;
+}
+
+static int step_update(sl_db *db, const char *sql, int64_t a, int64_t b, int64_t c, int nargs)
+{
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
     if (rc) return rc;
+    if ((rc = sl_db_bind_int64(st, 1, a)) == 0 && (rc = sl_db_bind_int64(st, 2, b)) == 0 &&
+        (nargs < 3 || (rc = sl_db_bind_int64(st, 3, c)) == 0))
+        rc = sl_db_step(st);
+    sl_db_stmt_done(st);
+    return rc == SL_DB_DONE ? 0 : (rc < 0 ? rc : SL_EIO);
+}
+
+static int mark_published(sl_outbox_relay *r, const relay_batch *b)
+{
+    if (sl_db_in_tx(r->db)) return SL_ESTATE; /* not inside the owner's transaction */
     int64_t now = sl_clock_wall_ms(r->o.clock);
-    for (size_t i = 0; i < r->n && rc == 0; i++) {
-        sl_db_stmt *st;
-        rc = sl_db_prepare(r->db, "UPDATE outbox SET published_ms = ? WHERE seq = ?", &st);
-        if (rc) break;
-        if ((rc = sl_db_bind_int64(st, 1, now)) == 0 &&
-            (rc = sl_db_bind_int64(st, 2, r->batch[i].seq)) == 0)
-            rc = sl_db_step(st);
-        rc = rc == SL_DB_DONE ? 0 : (rc < 0 ? rc : SL_EIO);
-        sl_db_stmt_done(st);
-    }
+    int64_t first = b->msgs[0].seq, last = b->msgs[b->n - 1].seq;
+    /* Every seq of the range is in the batch: one statement marks exactly these rows. */
+    if (last - first + 1 == (int64_t)b->n)
+        return step_update(r->db,
+                           "UPDATE outbox SET published_ms = ? WHERE seq BETWEEN ? AND ? "
+                           "AND published_ms IS NULL",
+                           now, first, last, 3);
+    int rc = sl_db_begin(r->db);
+    for (size_t i = 0; i < b->n && rc == 0; i++)
+        rc = step_update(r->db, "UPDATE outbox SET published_ms = ? WHERE seq = ?", now,
+                         b->msgs[i].seq, 0, 2);
     if (rc == 0) return sl_db_commit(r->db);
     sl_db_rollback(r->db);
     return rc;
@@ -159,18 +221,28 @@ static void schedule(sl_outbox_relay *r, int64_t delay_ms);
 
 static void on_done(void *data, int status)
 {
-    sl_outbox_relay *r = data;
-    assert(r->inflight);
-    r->inflight = 0;
-    /* Not marked (status or database failure) → the same rows come back on the next pump. */
-    if (status == 0 && mark_published(r) == 0) {
-        hook(r, "published", (int64_t)r->n);
-        r->failures = 0;
+    relay_batch *b = data;
+    sl_outbox_relay *r = b->r;
+    assert(b->busy && r->inflight > 0);
+    /* Not marked (status or database failure) → the rows come back once the pipeline is
+     * empty. */
+    if (status == 0 && mark_published(r, b) == 0) {
+        hook(r, "published", (int64_t)b->n);
+        if (!r->draining) r->failures = 0;
+        b->busy = false;
+        r->inflight--;
     } else {
+        b->busy = false;
+        r->inflight--;
         failed(r);
     }
-    free_batch(r);
-    schedule(r, r->failures ? backoff_ms(r) : 0);
+    free_batch(b);
+    if (r->inflight == 0) {
+        r->draining = false;
+        r->cursor = 0;
+    }
+    int64_t now = sl_clock_mono_ms(r->o.clock);
+    schedule(r, r->failures && r->retry_at_ms > now ? r->retry_at_ms - now : 0);
 }
 
 static void maybe_prune(sl_outbox_relay *r, int64_t now_mono)
@@ -187,33 +259,51 @@ static void maybe_prune(sl_outbox_relay *r, int64_t now_mono)
 int sl_outbox_relay_pump(sl_outbox_relay *r, int64_t *next_ms)
 {
     *next_ms = -1;
-    if (r->inflight) return 0;
+    if (r->draining || r->inflight == r->o.max_inflight) return 0;
     int64_t now = sl_clock_mono_ms(r->o.clock);
     if (r->failures && now < r->retry_at_ms) {
-        *next_ms = r->retry_at_ms - now;
+        if (r->inflight == 0) *next_ms = r->retry_at_ms - now;
         return 0;
     }
     if (sl_db_in_tx(r->db)) { /* the connection's owner is mid-transaction: come back */
         *next_ms = 1;
         return 0;
     }
-    maybe_prune(r, now);
-    int rc = load_batch(r);
+    if (r->inflight == 0) maybe_prune(r, now);
+    relay_batch *b = NULL;
+    for (unsigned i = 0; i < r->o.max_inflight && b == NULL; i++)
+        if (!r->slots[i].busy) b = &r->slots[i];
+    assert(b != NULL);
+    int rc = load_batch(r, b);
     if (rc) {
         failed(r);
-        *next_ms = backoff_ms(r);
+        if (r->inflight == 0) *next_ms = backoff_ms(r);
         return rc;
     }
-    if (r->n == 0) return 0;
-    size_t n = r->n;
-    r->inflight = 1;
-    rc = r->pub.publish(r->pub.ctx, r->batch, n, on_done, r);
+    size_t n = b->n;
+    if (n == 0) return 0;
+    if (b->msgs[n - 1].seq > r->cursor) r->cursor = b->msgs[n - 1].seq;
+    b->busy = true;
+    r->inflight++;
+    /* done may run inside publish (and free b): read nothing of b after the call. */
+    rc = r->pub.publish(r->pub.ctx, b->msgs, n, on_done, b);
     if (rc != 0) { /* done will not be called */
-        r->inflight = 0;
-        free_batch(r);
+        b->busy = false;
+        r->inflight--;
+        free_batch(b);
         failed(r);
+        if (r->inflight == 0) {
+            r->draining = false;
+            r->cursor = 0;
+        }
     }
-    if (!r->inflight) *next_ms = r->failures ? backoff_ms(r) : 0;
+    if (r->failures) {
+        if (r->inflight == 0) *next_ms = backoff_ms(r);
+    } else if (n == r->o.batch_max && r->inflight < r->o.max_inflight) {
+        *next_ms = 0; /* more may be waiting, and there is room */
+    } else if (r->inflight == 0) {
+        *next_ms = n == r->o.batch_max ? 0 : -1;
+    }
     return (int)n;
 }
 
