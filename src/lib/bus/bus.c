@@ -9,6 +9,7 @@
  * Loop thread only.
  */
 #include "bus/bus_int.h"
+#include "bus/envelope.h"
 
 #include <shoal/json.h>
 
@@ -455,7 +456,7 @@ sl_outbox_publisher sl_bus_outbox_publisher(sl_bus *bus)
 typedef struct bus_scratch {
     sl_bus_msg msgs[BUS_DELIVER_CHUNK];
     const sl_bus_msg *ptrs[BUS_DELIVER_CHUNK];
-    json_t *roots[BUS_DELIVER_CHUNK];
+    bus_envelope envs[BUS_DELIVER_CHUNK];
     const bus_delivery *ds[BUS_DELIVER_CHUNK];
     sl_bus_reply replies[BUS_DELIVER_CHUNK];
 } bus_scratch;
@@ -671,31 +672,28 @@ static const char *jstr(const json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* Parses and screens one delivery. Returns 0 with *msg filled (root in *root), or 1 when the
- * message was dead-lettered. */
-static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, json_t **root)
+/* Parses and screens one delivery. Returns 0 with *msg filled (its strings in *env), or 1
+ * when the message was dead-lettered. */
+static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_envelope *env)
 {
     char reason[SL_BUS_REASON_MAX];
     const char *id = NULL;
-    *root = NULL;
+    memset(env, 0, sizeof *env);
     if (d->len > s->bus->opt.max_msg_bytes) {
         snprintf(reason, sizeof reason, "oversized message: %zu bytes > %zu", d->len,
                  s->bus->opt.max_msg_bytes);
         goto dead;
     }
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    sl_json_limits lim = {.max_bytes = s->bus->opt.max_msg_bytes};
-    if (sl_json_parse(d->data, d->len, &lim, root, &errs) != 0) {
-        snprintf(reason, sizeof reason, "malformed envelope: %.200s",
-                 errs.count ? errs.items[0].message : "not a JSON object");
+    char why[200];
+    if (bus_envelope_read(d->data, d->len, 0, env, why, sizeof why) != 0) {
+        snprintf(reason, sizeof reason, "malformed envelope: %s", why);
         goto dead;
     }
     memset(msg, 0, sizeof *msg);
-    id = msg->id = jstr(*root, "id");
-    msg->type = jstr(*root, "type");
-    msg->source = jstr(*root, "source");
-    msg->subject = jstr(*root, "subject");
+    id = msg->id = env->id;
+    msg->type = env->type;
+    msg->source = env->source;
+    msg->subject = env->subject;
     const char *missing = !msg->id        ? "id"
                           : !msg->type    ? "type"
                           : !msg->source  ? "source"
@@ -724,17 +722,16 @@ static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, json_t 
     msg->topic = s->topic;
     msg->group = s->group;
     msg->payload = (sl_slice){d->data, d->len};
-    msg->time = jstr(*root, "time");
-    msg->traceparent = jstr(*root, "traceparent");
-    msg->data = json_object_get(*root, "data");
+    msg->time = env->time;
+    msg->traceparent = env->traceparent;
+    msg->data = env->data;
     msg->stream_seq = d->stream_seq;
     msg->deliveries = d->deliveries;
     msg->published_ms = d->published_ms;
     return 0;
 dead:
     dead_letter(s, d, id, reason);
-    json_decref(*root);
-    *root = NULL;
+    bus_envelope_free(env);
     return 1;
 }
 
@@ -775,7 +772,7 @@ void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
      * subscription is enough. */
     sl_bus_msg *msgs = s->scratch->msgs;
     const sl_bus_msg **ptrs = s->scratch->ptrs;
-    json_t **roots = s->scratch->roots;
+    bus_envelope *envs = s->scratch->envs;
     const bus_delivery **ds = s->scratch->ds;
     sl_bus_reply *replies = s->scratch->replies;
     s->inflight += (unsigned)n;
@@ -794,7 +791,7 @@ void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
                 bus->stats.redelivered++;
                 count(bus, s->s_redelivered, 1);
             }
-            if (screen(s, di, &msgs[k], &roots[k]) != 0) continue;
+            if (screen(s, di, &msgs[k], &envs[k]) != 0) continue;
             ds[k] = di;
             ptrs[k] = &msgs[k];
             memset(&replies[k], 0, sizeof replies[k]);
@@ -816,7 +813,7 @@ void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
                 settle(s, ds[j]->handle, BUS_SETTLE_NONE, 0);
             else
                 apply_reply(s, ds[j], &msgs[j], &replies[j]);
-            json_decref(roots[j]);
+            bus_envelope_free(&envs[j]);
         }
     }
 }
