@@ -390,12 +390,14 @@ static void test_upgrade_from_first_layout(void **state)
                                   "(2, 'acc', 2, 'o-2', 't', '{}', 0)"));
     int applied = 0;
     HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
-    size_t later = 0; /* every library migration after the first layout */
-    for (size_t i = 0; i < lib->count; i++)
-        if (lib->items[i].version > 2 &&
-            (!lib->items[i].backend ||
-             strcmp(lib->items[i].backend, harness_g.pg ? "postgres" : "sqlite") == 0))
-            later++;
+    size_t later = 0; /* every library version after the first layout (one without a script
+                         for this backend is recorded too) */
+    for (size_t i = 0; i < lib->count; i++) {
+        int dup = 0;
+        for (size_t j = 0; j < i; j++)
+            dup |= lib->items[j].version == lib->items[i].version;
+        if (lib->items[i].version > 2 && !dup) later++;
+    }
     assert_int_equal(applied, (int)later);
     sl_es_event evs[2] = {{"o-1", "t", "{}", NULL}, {"o-2", "t", "{}", NULL}};
     sl_es_result r;

@@ -30,7 +30,8 @@ static void test_library_set(void **state)
     assert_true(lib->count >= 7);
     int applied = -1;
     HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
-    assert_int_equal(applied, 5);
+    /* Every version counts on every backend (one without a script for it is recorded). */
+    assert_int_equal(applied, 6);
     assert_true(table_exists(db, "idempotency_keys"));
     assert_true(table_exists(db, "outbox"));
     assert_true(table_exists(db, "inbox"));
@@ -39,7 +40,7 @@ static void test_library_set(void **state)
     assert_true(table_exists(db, "saga_history"));
     HARNESS_OK(db, sl_db_migrate(db, lib, &applied));
     assert_int_equal(applied, 0);
-    assert_int_equal(harness_int(db, "SELECT count(*) FROM schema_migrations"), 5);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM schema_migrations"), 6);
     sl_db_close(db);
 }
 

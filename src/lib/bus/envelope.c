@@ -73,8 +73,7 @@ static const char *value_end(const char *p, const char *end, unsigned depth_left
         return NULL;
     }
     const char *q = p;
-    while (q < end && *q != ',' && *q != '}' && *q != ' ' && *q != '\t' && *q != '\n' &&
-           *q != '\r')
+    while (q < end && *q != ',' && *q != '}' && *q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
         q++;
     return q > p ? q : NULL;
 }
@@ -160,8 +159,8 @@ static int scan(const char *buf, size_t len, unsigned max_depth, bus_envelope *e
         json_decref(data);
         return SL_ENOMEM;
     }
-    const char **dst[K_DATA] = {&e->id,   &e->type, &e->source,     &e->subject,
-                                &e->time, &e->traceparent};
+    const char **dst[K_DATA] = {&e->id,      &e->type, &e->source,
+                                &e->subject, &e->time, &e->traceparent};
     char *cur = mem;
     for (int i = 0; i < K_DATA; i++) {
         if (!is_str[i]) continue;
@@ -182,8 +181,8 @@ static const char *jstr(const json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-int bus_envelope_read(const char *buf, size_t len, unsigned max_depth, bus_envelope *e,
-                      char *why, size_t why_len)
+int bus_envelope_read(const char *buf, size_t len, unsigned max_depth, bus_envelope *e, char *why,
+                      size_t why_len)
 {
     memset(e, 0, sizeof *e);
     if (max_depth == 0) max_depth = SL_JSON_DEFAULT_MAX_DEPTH;

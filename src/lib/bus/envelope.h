@@ -27,8 +27,8 @@ typedef struct bus_envelope {
  * with bus_envelope_free), or SL_EPARSE / SL_ELIMIT / SL_EINVAL (not an
  * object) / SL_ENOMEM with a message in `why`; *out is then empty.
  */
-int bus_envelope_read(const char *buf, size_t len, unsigned max_depth, bus_envelope *out,
-                      char *why, size_t why_len);
+int bus_envelope_read(const char *buf, size_t len, unsigned max_depth, bus_envelope *out, char *why,
+                      size_t why_len);
 
 void bus_envelope_free(bus_envelope *e);
 
