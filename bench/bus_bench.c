@@ -99,16 +99,13 @@ static void prod_tick(uv_timer_t *t)
     if (sl_db_begin(c->db) != 0) return;
     long end = c->written + 200 < c->n ? c->written + 200 : c->n;
     for (long i = c->written; i < end; i++) {
-        char id[32], subj[32], data[200];
-        snprintf(id, sizeof id, "b-%ld", i);
+        char subj[32], data[200];
         snprintf(subj, sizeof subj, "agg-%ld", i % 1000);
         if (i == 0) c->r->t_first = now_ns();
         snprintf(data, sizeof data, "{\"t\":%lld,\"pad\":\"%040d\"}", (long long)now_ns(), 0);
-        sl_outbox_event ev = {.id = id,
-                              .source = "/bench",
-                              .type = "shop.bench.event.v1",
-                              .subject = subj,
-                              .data_json = data};
+        /* The id is generated (UUIDv7), as the services' are. */
+        sl_outbox_event ev = {
+            .source = "/bench", .type = "shop.bench.event.v1", .subject = subj, .data_json = data};
         if (sl_outbox_add(c->db, &ev, now_ns(), NULL) != 0) abort();
     }
     if (sl_db_commit(c->db) != 0) abort();

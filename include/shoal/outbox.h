@@ -45,8 +45,9 @@ typedef struct sl_outbox_event {
  * commit). `now_wall_ns` is the event time. When `id_out` is not NULL the
  * event id is copied there. Returns 0, SL_ESTATE outside a transaction,
  * SL_EINVAL for a missing field or data that is not JSON, SL_ELIMIT for an
- * envelope over SL_OUTBOX_ENVELOPE_MAX, SL_ECONFLICT for a duplicate id, or
- * a database error. Caller's thread; borrows everything.
+ * envelope over SL_OUTBOX_ENVELOPE_MAX, SL_ECONFLICT for a caller-given id
+ * given before (generated UUIDv7 ids are unique by construction and are
+ * not checked), or a database error. Caller's thread; borrows everything.
  */
 SL_API int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
                          char id_out[SL_DB_UUID_STR]) SL_MUST_CHECK;

@@ -118,6 +118,7 @@ int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
         !ev->subject[0])
         return SL_EINVAL;
     char id[SL_DB_UUID_STR];
+    int given = ev->id != NULL;
     if (ev->id) {
         size_t n = strlen(ev->id);
         if (n == 0 || n >= sizeof id) return SL_EINVAL;
@@ -136,15 +137,16 @@ int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
     }
     sl_db_stmt *st;
     rc = sl_db_prepare(tx,
-                       "INSERT INTO outbox (id, subject, type, envelope, created_ms) "
-                       "VALUES (?, ?, ?, ?, ?)",
+                       "INSERT INTO outbox (id, id_given, subject, type, envelope, created_ms) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
                        &st);
     if (rc == 0) {
         if ((rc = sl_db_bind_text(st, 1, id, SIZE_MAX)) == 0 &&
-            (rc = sl_db_bind_text(st, 2, ev->subject, SIZE_MAX)) == 0 &&
-            (rc = sl_db_bind_text(st, 3, ev->type, SIZE_MAX)) == 0 &&
-            (rc = sl_db_bind_text(st, 4, env, env_len)) == 0)
-            rc = sl_db_bind_int64(st, 5, now_wall_ns / 1000000);
+            (rc = sl_db_bind_int64(st, 2, given)) == 0 &&
+            (rc = sl_db_bind_text(st, 3, ev->subject, SIZE_MAX)) == 0 &&
+            (rc = sl_db_bind_text(st, 4, ev->type, SIZE_MAX)) == 0 &&
+            (rc = sl_db_bind_text(st, 5, env, env_len)) == 0)
+            rc = sl_db_bind_int64(st, 6, now_wall_ns / 1000000);
         rc = step_done(st, rc);
         sl_db_stmt_done(st);
     }
@@ -211,7 +213,12 @@ static int prune(sl_db *db, const char *sql, int64_t cutoff, int64_t *removed)
 
 int sl_outbox_prune(sl_db *db, int64_t cutoff_wall_ms, int64_t *removed)
 {
-    return prune(db, "DELETE FROM outbox WHERE published_ms IS NOT NULL AND published_ms < ?",
+    /* The published prefix: every row below the first one to keep (unpublished, or
+     * published since the cutoff) goes. A row published early but behind a kept one stays
+     * a little longer; retention is a minimum. */
+    return prune(db,
+                 "DELETE FROM outbox WHERE seq < (SELECT coalesce(min(seq), 9223372036854775807) "
+                 "FROM outbox WHERE published_ms IS NULL OR published_ms >= ?)",
                  cutoff_wall_ms, removed);
 }
 
