@@ -1007,12 +1007,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 static void conn_update_reading(conn *c)
 {
     if (c->closing) return;
-    /* While a handler holds a request, keep reading into the connection's buffer as long as it
-     * has room: pipelined bytes wait there unparsed, and an EOF tells us the client has gone
-     * (the request is marked cancelled). Stopping and restarting reads instead would cost two
-     * epoll_ctl calls for every asynchronous answer. */
-    int dispatched_room =
-        c->state == ST_DISPATCHED && c->buf && c->buf_len > 0 && c->buf_len < c->buf_cap;
+    /* While a handler holds a request, keep reading as long as the connection's buffer has
+     * room: pipelined bytes wait there unparsed, and an EOF tells us the client has gone (the
+     * request is marked cancelled). Stopping and restarting reads instead cost an epoll_ctl
+     * for every asynchronous answer (every proxied request). */
+    int dispatched_room = c->state == ST_DISPATCHED && (!c->buf || c->buf_len < c->buf_cap);
     int want = (c->state != ST_DISPATCHED || dispatched_room) &&
                !(c->close_after_write && c->state != ST_LINGER) &&
                c->out_len + c->wbuf_len <= c->srv->lim.max_output_bytes;

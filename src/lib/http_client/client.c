@@ -377,9 +377,28 @@ void call_send(sl_http_handle *call, conn *c)
     uv_buf_t bufs[2] = {uv_buf_init(call->head, n > 0 ? (unsigned)n : 0),
                         uv_buf_init((char *)call->body, (unsigned)call->body_len)};
     c->wreq.data = c;
-    int rc =
-        n < 0 ? SL_ELIMIT
-              : uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, call->body_len ? 2 : 1, on_write);
+    unsigned nbufs = call->body_len ? 2 : 1;
+    if (n < 0) {
+        call_attempt_end(call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);
+        return;
+    }
+    /* Write now what the socket takes: a uv_write request, even one that completes at once,
+     * costs an epoll_ctl when it finishes (libuv drops POLLOUT), i.e. one per proxied request. */
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    if (rc == UV_EAGAIN) rc = 0;
+    if (rc >= 0) {
+        size_t done = (size_t)rc;
+        uv_buf_t *b = bufs;
+        while (nbufs > 0 && done >= b->len) {
+            done -= b->len;
+            b++;
+            nbufs--;
+        }
+        if (nbufs == 0) return; /* all written */
+        b->base += done;
+        b->len -= done;
+        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nbufs, on_write);
+    }
     if (rc < 0) {
         call_attempt_end(call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);
         return;
