@@ -153,6 +153,14 @@ static void test_http_helpers(void **state)
     assert_false(sl_http_is_tchar(' '));
     assert_false(sl_http_is_tchar(':'));
     assert_false(sl_http_is_tchar(0));
+    /* Case-insensitive slice compare: equal, prefix either way, empty, embedded NUL. */
+    assert_true(sl_slice_case_eq(S("Content-Length"), "content-length"));
+    assert_false(sl_slice_case_eq(S("Content-Len"), "content-length"));
+    assert_false(sl_slice_case_eq(S("Content-Lengths"), "content-length"));
+    assert_true(sl_slice_case_eq(S(""), ""));
+    assert_false(sl_slice_case_eq(S(""), "via"));
+    assert_false(sl_slice_case_eq((sl_slice){"via\0", 4}, "via"));
+    assert_false(sl_slice_case_eq(S("vib"), "via"));
 }
 
 int main(void)

@@ -62,13 +62,14 @@ int sl_slice_eq(sl_slice a, const char *s)
 
 int sl_slice_case_eq(sl_slice a, const char *s)
 {
-    size_t n = strlen(s);
-    if (a.len != n) return 0;
-    for (size_t i = 0; i < n; i++) {
+    /* No strlen first: most calls compare a header name against a list and differ early. */
+    size_t i = 0;
+    for (; i < a.len; i++) {
         unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)s[i];
+        if (y == '\0') return 0; /* a is longer */
         if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
         if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
         if (x != y) return 0;
     }
-    return 1;
+    return s[i] == '\0';
 }
