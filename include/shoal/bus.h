@@ -247,6 +247,10 @@ SL_API void sl_bus_unsubscribe(sl_bus_sub *sub);
  * `tx`. Return 0 to apply (the runner commits, then acks), a negative code
  * to roll back and retry later (the runner NACKs with `reason`, if set), or
  * SL_EPARSE for an event that can never apply (the runner dead-letters it).
+ * It may run more than once for one delivery when the transaction did not
+ * commit (a failed commit, or another event of the batch failed and the
+ * batch is run again with a savepoint per event): only effects made
+ * through `tx` may count.
  */
 typedef int (*sl_bus_apply_cb)(void *data, sl_db *tx, const sl_bus_msg *msg, char *reason,
                                size_t reason_cap);
@@ -263,10 +267,10 @@ typedef struct sl_bus_runner_options {
  * a caller's transaction) together with sl_inbox_claim(consumer, event id):
  * an event already claimed is acked without calling `apply`; an applied
  * event is acked only after the commit. Messages that arrive together are
- * applied in one transaction, each under a savepoint, so one failure rolls
- * back only its own effect. A failed commit NACKs the whole batch. Returns
- * 0 and *out (returns owned, free with sl_bus_runner_free), or the errors
- * of sl_bus_subscribe. Loop thread.
+ * applied in one transaction; when one fails, the batch runs again with a
+ * savepoint per message, so one failure rolls back only its own effect. A failed commit NACKs the
+ * whole batch. Returns 0 and *out (returns owned, free with sl_bus_runner_free), or the errors of
+ * sl_bus_subscribe. Loop thread.
  */
 SL_API int sl_bus_runner_new(sl_bus *bus, sl_db *db, const char *topic, const char *group,
                              const sl_bus_sub_options *sub_opt, const sl_bus_runner_options *opt,

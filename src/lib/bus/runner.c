@@ -3,8 +3,10 @@
  * database transaction together with its inbox claim (sl_inbox_claim), so
  * an event's effect happens once even when the bus delivers it again, and
  * acks only after the commit. The messages of one delivery batch share a
- * transaction (up to batch_max), each under its own savepoint, so a failing
- * event rolls back alone. Loop thread.
+ * transaction (up to batch_max). They run without savepoints first; when
+ * one fails, the transaction is rolled back and the batch runs again with
+ * a savepoint per message, so a failing event rolls back alone. Loop
+ * thread.
  */
 #include "bus/bus_int.h"
 
@@ -54,11 +56,43 @@ static int apply_one(sl_bus_runner *r, const sl_bus_msg *m, sl_bus_reply *rep, i
     return rc;
 }
 
+/* The fast pass: every message of the chunk without savepoints (two statements fewer per
+ * message). Returns 0 when all applied (or were duplicates) and the commit is up to the
+ * caller, 1 when one failed (the caller rolls back and runs the careful pass), or a
+ * database error. */
+static int fast_pass(sl_bus_runner *r, const sl_bus_msg *const *msgs, sl_bus_reply *replies,
+                     size_t n, int64_t now)
+{
+    for (size_t i = 0; i < n; i++) {
+        int claim = sl_inbox_claim(r->db, r->consumer, msgs[i]->id, now);
+        if (claim == 0) continue; /* already applied */
+        if (claim < 0) return 1;
+        if (r->apply(r->data, r->db, msgs[i], replies[i].reason, sizeof replies[i].reason) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 static void run_chunk(sl_bus_runner *r, const sl_bus_msg *const *msgs, sl_bus_reply *replies,
                       size_t n)
 {
     int64_t now = sl_clock_wall_ms(r->o.clock);
     int rc = sl_db_begin(r->db);
+    if (rc != 0) {
+        nack_all(replies, n, "begin failed");
+        return;
+    }
+    rc = fast_pass(r, msgs, replies, n, now);
+    if (rc == 0) {
+        if (sl_db_commit(r->db) != 0) nack_all(replies, n, "transaction failed");
+        return;
+    }
+    /* One message failed: run the chunk again, each message under its own savepoint, so
+     * only the failing ones roll back (apply runs again for the others: its effects are in
+     * the transaction only). */
+    sl_db_rollback(r->db);
+    memset(replies, 0, n * sizeof *replies);
+    rc = sl_db_begin(r->db);
     if (rc != 0) {
         nack_all(replies, n, "begin failed");
         return;
