@@ -9,6 +9,8 @@
  *   pipeline URL N UNORDERED DIR  outbox (SQLite) → relay → JetStream → runner + inbox (SQLite)
  *   raw URL N                     js_PublishMsgAsync + pull Fetch(256) + Ack, same client
  *   redis PORT N                  XADD (pipelined) + XREADGROUP COUNT 256 + XACK over RESP
+ * With BUS_SEQ=1 the pipeline mode first writes and relays everything, then times the
+ * consumer alone (to see which side limits the concurrent run).
  */
 #include <shoal/bus.h>
 
