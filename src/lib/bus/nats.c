@@ -755,13 +755,15 @@ static void drain(nb_bus *nb)
             pub_report(it->pub);
             break;
         case IT_MSG: {
-            /* Deliver runs of messages of one fetcher together (one runner transaction). */
+            /* Deliver runs of messages of one subscription together (one runner
+             * transaction), across its partitions: an ordered partition holds one message at a
+             * time, so this keeps each partition's order and commits once for all of them. */
             enum { RUN = 256 };
             bus_delivery d[RUN];
             nb_fetcher *f = it->f;
             size_t n = 0;
             nb_item *cur = it;
-            while (cur && cur->kind == IT_MSG && cur->f == f && n < RUN) {
+            while (cur && cur->kind == IT_MSG && cur->f->ns == f->ns && n < RUN) {
                 jsMsgMetaData *meta = NULL;
                 natsMsg_GetMetaData(&meta, cur->msg);
                 d[n++] = (bus_delivery){natsMsg_GetData(cur->msg),
