@@ -1,26 +1,34 @@
 /*
- * The `nats://` bus backend: NATS JetStream through nats.c 3.4 and its
- * libuv adapter, following the threading rules verified in DEPS.md §1.
+ * The `nats://` bus backend: NATS JetStream through nats.c 3.4, following
+ * the threading rules verified in DEPS.md §1.
  *
- * - The connection is made on the loop thread (sl_bus_open), with
- *   retry-on-failed-connect and a capped exponential reconnect delay, so
- *   an absent server never blocks the loop.
+ * - nats.c does its socket I/O on its own threads, not through its libuv
+ *   adapter: the 3.4.1 adapter keeps the protocol parser across reconnects
+ *   (nats.c issue #1007), so a server killed while a message was half read
+ *   left the connection redialling forever (seen here: nats.pipeline timed
+ *   out; each redial got INFO and PONG, then closed on a parse error). It
+ *   also made a fetch wait for the loop to go idle. Everything the library
+ *   delivers reaches the loop through one mutex queue and a uv_async, so
+ *   handlers and completions still run on the loop thread.
+ * - Connections are made on the loop thread (sl_bus_open, first subscribe)
+ *   with retry-on-failed-connect and a capped exponential reconnect delay,
+ *   so an absent server never blocks the loop.
  * - Publishing is js_PublishMsgAsync on the loop with the event id as
  *   Nats-Msg-Id and MaxWait as the per-message timeout; a large MaxPending
  *   and a 1 ms StallWait keep the loop from stalling. The ack handler runs
- *   on a library thread: it finds the batch of the message in a map and
- *   queues the result for the loop (uv_async).
+ *   on a library thread: it counts the message against its batch (a map
+ *   finds the batch) and queues the batch for the loop once all are in.
  * - Each subscription has fetch threads (one per ordering partition, each
  *   with its own durable pull consumer holding at most one unacked
- *   message; or one thread on one durable when unordered). A fetch thread
- *   declares its stream and consumer, pulls only while its subscription
- *   has room (max_inflight), and queues messages for the loop, where the
- *   core runs handlers and acks with the non-blocking natsMsg_Ack/Nak/Term.
+ *   message; or one thread on one durable when unordered) on a second
+ *   connection. A fetch thread declares its stream and consumer, pulls only
+ *   while its subscription has room (max_inflight), and queues messages
+ *   for the loop, where the core runs handlers and acks with the
+ *   non-blocking natsMsg_Ack/Nak/Term; the fetch thread frees them.
  * - Admin work (stream set-up, dead letters, lag) runs in uv_queue_work.
  */
 #include "bus/bus_int.h"
 
-#include <nats/adapters/libuv.h>
 #include <nats/nats.h>
 
 #include <assert.h>
@@ -61,6 +69,7 @@ struct nb_fetcher {
     char stream[64];
     unsigned cap;
     /* Shared with the thread, under nb->mu. */
+    pthread_cond_t cv; /* its own: one settle wakes only this fetcher, not all of them */
     unsigned held;
     natsMsg **dead; /* settled messages, freed by the fetch thread (natsMsg_Destroy wakes the */
     size_t ndead;   /* library's collector thread: too dear for the loop, once per message) */
@@ -77,12 +86,10 @@ typedef struct pm_entry {
 struct nb_bus {
     sl_bus *bus;
     natsOptions *opts;
-    natsConnection *nc; /* on the loop (libuv adapter): publishes, admin */
+    natsConnection *nc; /* publishes, admin */
     jsCtx *js;
-    /* The fetchers' connection, made at the first subscribe. nats.c reads its socket on its
-     * own thread, so the next batch arrives while the loop is still busy with handlers and
-     * transactions; over the loop's connection a fetch waited for the loop to be idle
-     * (Fetch(256) took 11.7 ms: 22k msg/s at most). Handlers and acks still run on the loop. */
+    /* The fetchers' connection, made at the first subscribe, so a fetch never queues behind
+     * publish traffic. */
     natsOptions *copts;
     natsConnection *cnc;
     jsCtx *cjs;
@@ -92,7 +99,6 @@ struct nb_bus {
     int works;        /* uv_queue_work in flight */
     int open_handles; /* async + timer until both close callbacks ran */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     nb_item *head, *tail;
     pm_entry *pm; /* open addressing map natsMsg* -> batch, under mu */
     size_t pm_cap;
@@ -250,10 +256,8 @@ static int set_servers(natsOptions *opts, const char *url)
 }
 
 /* What both connections share: retry and reconnect forever with a capped backoff, and PINGs
- * every 2 s, so a connection that stops answering is dropped and reconnected after about
- * 6 s (the library default is 2 minutes; after a kill -9 of the server with many publishes
- * in flight, nats.c 3.4.1 over the libuv adapter was once seen reporting CONNECTED on a
- * socket it no longer polled, and only the PINGs got it out). */
+ * every 2 s, so a connection that stops answering is dropped and redialled after about 6 s
+ * (the library default is 2 minutes). */
 static void set_common_options(nb_bus *nb, natsOptions *o)
 {
     natsOptions_SetName(o, nb->bus->opt.name);
@@ -587,7 +591,7 @@ static bool fetcher_wait(nb_fetcher *f, int64_t ms, bool for_room)
     }
     pthread_mutex_lock(&nb->mu);
     while (!f->stop && (!for_room || f->held >= f->cap))
-        if (pthread_cond_timedwait(&nb->cv, &nb->mu, &ts) != 0) break;
+        if (pthread_cond_timedwait(&f->cv, &nb->mu, &ts) != 0) break;
     bool stop = f->stop;
     pthread_mutex_unlock(&nb->mu);
     return stop;
@@ -711,7 +715,7 @@ static void *fetcher_main(void *arg)
     /* Messages still held reference the subscription: wait until the loop settled them. */
     pthread_mutex_lock(&nb->mu);
     while (f->held > 0)
-        pthread_cond_wait(&nb->cv, &nb->mu);
+        pthread_cond_wait(&f->cv, &nb->mu);
     pthread_mutex_unlock(&nb->mu);
     free_dead(f);
     natsSubscription_Destroy(sub);
@@ -735,6 +739,7 @@ static void fetcher_gone(nb_fetcher *f)
 {
     nb_sub *ns = f->ns;
     pthread_join(f->thread, NULL);
+    pthread_cond_destroy(&f->cv);
     free(f);
     if (--ns->alive > 0) return;
     sl_bus_sub *s = ns->sub;
@@ -833,7 +838,7 @@ static void nb_settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t
         m = NULL;
     }
     /* Wake the fetch thread only when it may be waiting: for room, or (stopping) for 0. */
-    if (f->held-- >= f->cap || f->held == 0) pthread_cond_broadcast(&nb->cv);
+    if (f->held-- >= f->cap || f->held == 0) pthread_cond_signal(&f->cv);
     pthread_mutex_unlock(&nb->mu);
     if (m) natsMsg_Destroy(m); /* no room in the list: free it here */
     free(it);
@@ -858,6 +863,7 @@ static int nb_sub_start(sl_bus_sub *s)
             break;
         }
         f->ns = ns;
+        pthread_cond_init(&f->cv, NULL);
         f->part = ordered ? (int)i : -1;
         snprintf(f->stream, sizeof f->stream, "%s", stream);
         if (ordered)
@@ -869,6 +875,7 @@ static int nb_sub_start(sl_bus_sub *s)
         f->cap = ordered ? 1 : s->opt.max_inflight;
         if (rc == 0 && pthread_create(&f->thread, NULL, fetcher_main, f) != 0) rc = SL_ENOMEM;
         if (rc != 0) {
+            pthread_cond_destroy(&f->cv);
             free(f);
             break;
         }
@@ -878,12 +885,14 @@ static int nb_sub_start(sl_bus_sub *s)
     if (rc != 0) {
         /* Stop what started; the sub is released when they are gone (never: not linked). */
         pthread_mutex_lock(&nb->mu);
-        for (unsigned i = 0; i < ns->alive; i++)
+        for (unsigned i = 0; i < ns->alive; i++) {
             ns->f[i]->stop = true;
-        pthread_cond_broadcast(&nb->cv);
+            pthread_cond_signal(&ns->f[i]->cv);
+        }
         pthread_mutex_unlock(&nb->mu);
         for (unsigned i = 0; i < ns->alive; i++) {
             pthread_join(ns->f[i]->thread, NULL);
+            pthread_cond_destroy(&ns->f[i]->cv);
             free(ns->f[i]);
         }
         free(ns);
@@ -898,9 +907,10 @@ static void nb_sub_stop(sl_bus_sub *s)
     nb_bus *nb = s->bus->be;
     nb_sub *ns = s->be;
     pthread_mutex_lock(&nb->mu);
-    for (unsigned i = 0; i < ns->nf; i++)
+    for (unsigned i = 0; i < ns->nf; i++) {
         ns->f[i]->stop = true;
-    pthread_cond_broadcast(&nb->cv);
+        pthread_cond_signal(&ns->f[i]->cv);
+    }
     pthread_mutex_unlock(&nb->mu);
 }
 
@@ -975,7 +985,6 @@ static void handle_closed(uv_handle_t *h)
     if (--nb->open_handles > 0) return; /* the async and the timer close in either order */
     sl_bus *bus = nb->bus;
     pthread_mutex_destroy(&nb->mu);
-    pthread_cond_destroy(&nb->cv);
     free(nb->pm);
     free(nb);
     bus->be = NULL;
@@ -1060,10 +1069,7 @@ static int nb_open(sl_bus *bus, char *err, size_t errlen)
         return SL_ENOMEM;
     }
     pthread_mutex_init(&nb->mu, NULL);
-    pthread_cond_init(&nb->cv, NULL);
     int rc = SL_EUNAVAIL;
-    natsLibuv_Init();
-    natsLibuv_SetThreadLocalLoop(bus->loop);
     if (natsOptions_Create(&nb->opts) != NATS_OK) goto fail;
     if ((rc = set_servers(nb->opts, bus->opt.url)) != 0) {
         snprintf(err, errlen, "bus: bad NATS URL '%s'", bus->opt.url);
@@ -1071,8 +1077,6 @@ static int nb_open(sl_bus *bus, char *err, size_t errlen)
     }
     rc = SL_EUNAVAIL;
     set_common_options(nb, nb->opts);
-    natsOptions_SetEventLoop(nb->opts, bus->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
-                             natsLibuv_Detach);
     natsOptions_SetClosedCB(nb->opts, on_closed, nb);
     natsOptions_SetReconnectBufSize(nb->opts, 8 * 1024 * 1024);
     natsStatus s = natsConnection_Connect(&nb->nc, nb->opts);
@@ -1106,7 +1110,6 @@ fail:
     }
     natsOptions_Destroy(nb->opts);
     pthread_mutex_destroy(&nb->mu);
-    pthread_cond_destroy(&nb->cv);
     free(nb->pm);
     free(nb);
     return rc;
