@@ -18,6 +18,7 @@
 enum { K_ID, K_TYPE, K_SOURCE, K_SUBJECT, K_TIME, K_TRACEPARENT, K_DATA, K_N };
 static const char *const known[K_N] = {"id",   "type",        "source", "subject",
                                        "time", "traceparent", "data"};
+static const size_t known_len[K_N] = {2, 4, 6, 7, 4, 11, 4};
 #define OTHER_MAX 16 /* distinct other members the scanner tracks for duplicates */
 
 typedef struct span {
@@ -37,15 +38,18 @@ static const char *skip_ws(const char *p, const char *end)
 static const char *plain_string(const char *p, const char *end, span *s)
 {
     const char *q = p + 1;
+    unsigned char high = 0;
     while (q < end && *q != '"') {
         unsigned char c = (unsigned char)*q;
         if (c == '\\' || c < 0x20) return NULL;
+        high |= c;
         q++;
     }
     if (q >= end) return NULL;
     s->p = p + 1;
     s->n = (size_t)(q - p - 1);
-    return sl_utf8_valid(s->p, s->n) ? q + 1 : NULL;
+    /* ASCII needs no UTF-8 check. */
+    return !(high & 0x80) || sl_utf8_valid(s->p, s->n) ? q + 1 : NULL;
 }
 
 /* The end of the (non-string) value at p: a container's closing bracket, nesting at most
@@ -81,7 +85,7 @@ static const char *value_end(const char *p, const char *end, unsigned depth_left
 static int key_index(span k)
 {
     for (int i = 0; i < K_N; i++)
-        if (strlen(known[i]) == k.n && memcmp(known[i], k.p, k.n) == 0) return i;
+        if (known_len[i] == k.n && memcmp(known[i], k.p, k.n) == 0) return i;
     return K_N;
 }
 
