@@ -135,9 +135,15 @@ static void finish(const char *cdb, long n, pid_t *prod, pid_t cons)
     /* The producer exits 0 once everything is written and published. */
     long t = wait_effects(cdb, n, prod, 240);
     if (*prod > 0) {
-        int st;
-        for (int i = 0; i < 1200 && waitpid(*prod, &st, WNOHANG) != *prod; i++)
+        int st, gone = 0;
+        for (int i = 0; i < 1200 && !(gone = waitpid(*prod, &st, WNOHANG) == *prod); i++)
             sleep_ms(100);
+        if (!gone) {
+            /* Never leave it running (it would load the rest of the suite). */
+            th_stop(*prod, SIGKILL, 5000);
+            th_stop(cons, SIGKILL, 5000);
+            fail_msg("the producer did not publish everything within the bound");
+        }
         *prod = 0;
     }
     sleep_ms(1500); /* late redeliveries would show up as duplicates now */
