@@ -49,8 +49,10 @@ typedef struct nb_item {
     nb_kind kind;
     nb_fetcher *f;
     natsMsg *msg;
+    uint64_t stream_seq; /* IT_MSG: its JetStream metadata, read on the fetch thread */
+    unsigned deliveries;
+    int64_t published_ms;
     bus_pub *pub;
-    int status;
     struct nb_item *next;
 } nb_item;
 
@@ -691,19 +693,38 @@ static void *fetcher_main(void *arg)
         jsErrCode jerr = 0;
         natsStatus s = natsSubscription_Fetch(&list, sub, (int)batch, NB_FETCH_WAIT_MS, &jerr);
         if (s == NATS_OK) {
-            int n = 0;
-            pthread_mutex_lock(&nb->mu);
+            /* Items and metadata are made here, off the loop and outside the lock. */
+            nb_item *head = NULL, **tail = &head, *last = NULL;
+            unsigned n = 0;
             for (int i = 0; i < list.Count; i++) {
                 nb_item *it = malloc(sizeof *it);
                 if (it == NULL) continue; /* not acked: comes back after ack_wait */
-                *it = (nb_item){.kind = IT_MSG, .f = f, .msg = list.Msgs[i]};
+                jsMsgMetaData *meta = NULL;
+                natsMsg_GetMetaData(&meta, list.Msgs[i]);
+                *it = (nb_item){.kind = IT_MSG,
+                                .f = f,
+                                .msg = list.Msgs[i],
+                                .stream_seq = meta ? meta->Sequence.Stream : 0,
+                                .deliveries = meta ? (unsigned)meta->NumDelivered : 1,
+                                .published_ms = meta ? meta->Timestamp / 1000000 : 0};
+                jsMsgMetaData_Destroy(meta);
                 list.Msgs[i] = NULL;
-                push_locked(nb, it);
-                f->held++;
+                *tail = last = it;
+                tail = &it->next;
                 n++;
             }
-            if (n) uv_async_send(&nb->async);
-            pthread_mutex_unlock(&nb->mu);
+            if (n) {
+                pthread_mutex_lock(&nb->mu);
+                if (nb->tail)
+                    nb->tail->next = head;
+                else
+                    nb->head = head;
+                nb->tail = last;
+                last->next = NULL;
+                f->held += n;
+                uv_async_send(&nb->async);
+                pthread_mutex_unlock(&nb->mu);
+            }
             natsMsgList_Destroy(&list);
         } else if (s != NATS_TIMEOUT) {
             /* Connection lost, consumer deleted, …: bind again after a pause. */
@@ -769,15 +790,10 @@ static void drain(nb_bus *nb)
             size_t n = 0;
             nb_item *cur = it;
             while (cur && cur->kind == IT_MSG && cur->f->ns == f->ns && n < RUN) {
-                jsMsgMetaData *meta = NULL;
-                natsMsg_GetMetaData(&meta, cur->msg);
-                d[n++] = (bus_delivery){natsMsg_GetData(cur->msg),
-                                        (size_t)natsMsg_GetDataLength(cur->msg),
-                                        meta ? meta->Sequence.Stream : 0,
-                                        meta ? (unsigned)meta->NumDelivered : 1,
-                                        meta ? meta->Timestamp / 1000000 : 0,
-                                        cur};
-                jsMsgMetaData_Destroy(meta);
+                d[n++] = (bus_delivery){
+                    natsMsg_GetData(cur->msg), (size_t)natsMsg_GetDataLength(cur->msg),
+                    cur->stream_seq,           cur->deliveries,
+                    cur->published_ms,         cur};
                 cur = cur->next;
             }
             /* The items are the handles: settle frees them, so read the rest of the list
