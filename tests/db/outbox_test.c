@@ -463,6 +463,39 @@ static void test_retention(void **state)
     sl_db_close(db);
 }
 
+/* Retention removes the published prefix by seq: a row published before the cutoff but behind
+ * an unpublished one (or one published since the cutoff) waits until the prefix reaches it. */
+static void test_retention_prefix(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    char id[SL_DB_UUID_STR];
+    for (int i = 0; i < 4; i++)
+        add_event(db, "p", "{}", id);
+    int64_t first = harness_int(db, "SELECT min(seq) FROM outbox");
+    char sql[160];
+    /* seq first: old; first+1: unpublished; first+2: old; first+3: recent */
+    snprintf(sql, sizeof sql,
+             "UPDATE outbox SET published_ms = CASE seq - %lld WHEN 0 THEN 500 WHEN 2 THEN 500 "
+             "WHEN 3 THEN 2000 END WHERE seq - %lld IN (0, 2, 3)",
+             (long long)first, (long long)first);
+    HARNESS_OK(db, sl_db_exec(db, sql));
+    int64_t removed = -1;
+    HARNESS_OK(db, sl_outbox_prune(db, 1000, &removed));
+    assert_int_equal(removed, 1); /* only the prefix before the unpublished row */
+    snprintf(sql, sizeof sql, "UPDATE outbox SET published_ms = 600 WHERE seq = %lld",
+             (long long)first + 1);
+    HARNESS_OK(db, sl_db_exec(db, sql));
+    HARNESS_OK(db, sl_outbox_prune(db, 1000, &removed));
+    assert_int_equal(removed, 2); /* up to the row published after the cutoff */
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM outbox"), 1);
+    HARNESS_OK(db, sl_outbox_prune(db, 3000, &removed));
+    assert_int_equal(removed, 1);
+    HARNESS_OK(db, sl_outbox_prune(db, 3000, &removed));
+    assert_int_equal(removed, 0); /* an empty table */
+    sl_db_close(db);
+}
+
 static void on_guard(uv_timer_t *t)
 {
     (void)t;
@@ -519,6 +552,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_relay_retries_with_backoff_keeping_order),
         cmocka_unit_test(test_relay_marks_only_after_confirmation),
         cmocka_unit_test(test_relay_pipelines_batches),
+        cmocka_unit_test(test_retention_prefix),
         cmocka_unit_test(test_relay_killed_between_publish_and_mark),
         cmocka_unit_test(test_inbox_applies_once),
         cmocka_unit_test(test_retention),
