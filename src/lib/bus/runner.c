@@ -58,8 +58,8 @@ static int apply_one(sl_bus_runner *r, const sl_bus_msg *m, sl_bus_reply *rep, i
 
 /* The fast pass: every message of the chunk without savepoints (two statements fewer per
  * message). Returns 0 when all applied (or were duplicates) and the commit is up to the
- * caller, 1 when one failed (the caller rolls back and runs the careful pass), or a
- * database error. */
+ * caller, or 1 when an apply or a claim failed (the caller rolls back and runs the careful
+ * pass, which finds out which message it was and why). */
 static int fast_pass(sl_bus_runner *r, const sl_bus_msg *const *msgs, sl_bus_reply *replies,
                      size_t n, int64_t now)
 {
