@@ -6,6 +6,7 @@
  */
 #include "db/db_int.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,8 +59,21 @@ static int lite_exec(sl_db *db, const char *sql)
     return rc == SQLITE_OK ? 0 : fail(db, sqlite3_extended_errcode(conn(db)));
 }
 
+/* Process-wide settings, before SQLite's first use. Memory statistics off: with them on,
+ * every allocation of every connection takes one global mutex, which threads with their
+ * own connections (workers, the bus's producer and consumer) then fight over. Connections
+ * are opened NOMUTEX (one thread each), so multi-thread mode is all they need. Both calls
+ * fail harmlessly when the application initialised SQLite first. */
+static void lite_configure(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+}
+
 static int lite_open(sl_db *db, const char *path, const sl_db_options *o)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, lite_configure);
     sqlite3 *c = NULL;
     int flags =
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
