@@ -346,6 +346,89 @@ static void test_dump_and_escape(void **state)
     assert_false(sl_utf8_valid("\xE2\x82", 2));         /* truncated */
 }
 
+/* The quick check proves plain JSON valid, and says "cannot tell" (0) for everything it does not
+ * decide exactly as jansson would: every 1 must be a jansson accept. */
+static void test_quick_valid(void **state)
+{
+    (void)state;
+    static const char *const sure[] = {"{}",
+                                       "[]",
+                                       "0",
+                                       "-0",
+                                       "-12.5",
+                                       "true",
+                                       "false",
+                                       "null",
+                                       "\"\"",
+                                       " \t\r\n{ } ",
+                                       "{\"t\":1764345600000000000,\"pad\":\"0000000000\"}",
+                                       "[1,[2,[3,{\"a\":{\"b\":[true,null]}}]]]",
+                                       "\"caf\xc3\xa9 \xf0\x9f\x90\x9f\"",
+                                       "{\"a\":\"x\\n\\t\\\"\\\\\\/\\b\\f\\r\"}",
+                                       "{\"a\":1,\"b\":{\"a\":2},\"c\":[{\"a\":3}]}",
+                                       "123456789012345678",
+                                       "{\"a\":{},\"b\":{}}",
+                                       "9223372036854775807",
+                                       "-9223372036854775808",
+                                       "0.1234567890123456789012345"};
+    static const char *const unsure[] = {
+        "",
+        " ",
+        "{",
+        "}",
+        "[1,]",
+        "{\"a\":1,}",
+        "{\"a\" 1}",
+        "{a:1}",
+        "01",
+        "1.",
+        ".5",
+        "-",
+        "+1",
+        "1e5",
+        "1E-2",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "12345678901234567890",
+        "tru",
+        "nul",
+        "True",
+        "[1 2]",
+        "{} {}",
+        "\"\\u0041\"",
+        "\"\\x\"",
+        "\"a\nb\"",
+        "\"\xc3\"",
+        "\"\xed\xa0\x80\"",
+        "\"\xc0\xaf\"",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\\u0062\":1}",
+        "{\"a\":1,\"b\":{\"c\":1,\"c\":2}}",
+        "\"abc",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"};
+    for (size_t i = 0; i < sizeof sure / sizeof *sure; i++) {
+        assert_int_equal(sl_json_quick_valid(sure[i], strlen(sure[i])), 1);
+        json_error_t err;
+        json_t *v = json_loads(sure[i], JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+        assert_non_null(v);
+        json_decref(v);
+    }
+    for (size_t i = 0; i < sizeof unsure / sizeof *unsure; i++)
+        assert_int_equal(sl_json_quick_valid(unsure[i], strlen(unsure[i])), 0);
+    /* Length is honoured: a NUL inside, and bytes past `len`, are not read as the value. */
+    assert_int_equal(sl_json_quick_valid("{}\0{", 4), 0);
+    assert_int_equal(sl_json_quick_valid("[1]]", 3), 1);
+    assert_int_equal(sl_json_quick_valid(NULL, 0), 0);
+    /* 65 keys in one object: more than the check remembers, so it cannot tell. */
+    char many[1024];
+    size_t o = 0;
+    many[o++] = '{';
+    for (int i = 0; i < 65; i++)
+        o += (size_t)snprintf(many + o, sizeof many - o, "%s\"k%d\":%d", i ? "," : "", i, i);
+    many[o++] = '}';
+    assert_int_equal(sl_json_quick_valid(many, o), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,7 +436,7 @@ int main(void)
         cmocka_unit_test(test_read_ok),         cmocka_unit_test(test_read_errors),
         cmocka_unit_test(test_min_lengths),     cmocka_unit_test(test_nested_paths),
         cmocka_unit_test(test_errors_bounded),  cmocka_unit_test(test_problem_body),
-        cmocka_unit_test(test_dump_and_escape),
+        cmocka_unit_test(test_dump_and_escape), cmocka_unit_test(test_quick_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

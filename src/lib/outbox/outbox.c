@@ -78,7 +78,8 @@ int sl_outbox_envelope(const sl_outbox_event *ev, const char *id, int64_t now_wa
 {
     char time[SL_RFC3339_MAX];
     if (sl_rfc3339_format(now_wall_ns, time, sizeof time) < 0) return SL_EINVAL;
-    if (ev->data_json) {
+    /* Most data is plain JSON the quick check proves; jansson judges the rest. */
+    if (ev->data_json && !sl_json_quick_valid(ev->data_json, strlen(ev->data_json))) {
         json_error_t err;
         json_t *data = json_loads(ev->data_json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
         if (data == NULL) return SL_EINVAL;
