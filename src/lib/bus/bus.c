@@ -678,14 +678,20 @@ static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_env
 {
     char reason[SL_BUS_REASON_MAX];
     const char *id = NULL;
-    memset(env, 0, sizeof *env);
+    int have = d->env != NULL;
+    if (have) {
+        *env = *d->env; /* taken: freed with the others, or below */
+        memset(d->env, 0, sizeof *d->env);
+    } else {
+        memset(env, 0, sizeof *env);
+    }
     if (d->len > s->bus->opt.max_msg_bytes) {
         snprintf(reason, sizeof reason, "oversized message: %zu bytes > %zu", d->len,
                  s->bus->opt.max_msg_bytes);
         goto dead;
     }
     char why[200];
-    if (bus_envelope_read(d->data, d->len, 0, env, why, sizeof why) != 0) {
+    if (!have && bus_envelope_read(d->data, d->len, 0, env, why, sizeof why) != 0) {
         snprintf(reason, sizeof reason, "malformed envelope: %s", why);
         goto dead;
     }
@@ -782,6 +788,7 @@ void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
         for (; i < n && k < CHUNK; i++) {
             const bus_delivery *di = &d[i];
             if (s->stopped) {
+                if (di->env) bus_envelope_free(di->env);
                 settle(s, di->handle, BUS_SETTLE_NONE, 0);
                 continue;
             }

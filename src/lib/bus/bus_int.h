@@ -9,6 +9,8 @@
 #ifndef SHOAL_BUS_INT_H
 #define SHOAL_BUS_INT_H
 
+#include "bus/envelope.h"
+
 #include <shoal/bus.h>
 
 #include <stdbool.h>
@@ -50,6 +52,10 @@ typedef struct bus_delivery {
     unsigned deliveries;
     int64_t published_ms;
     void *handle;
+    /* The envelope already read by the backend off the loop (bus_envelope_read with depth 0),
+     * or NULL: bus_deliver then reads it. bus_deliver always takes its contents (uses or frees
+     * them), whatever happens to the message. */
+    bus_envelope *env;
 } bus_delivery;
 
 enum bus_settle { BUS_SETTLE_ACK, BUS_SETTLE_NAK, BUS_SETTLE_TERM, BUS_SETTLE_NONE };

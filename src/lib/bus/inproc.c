@@ -385,7 +385,7 @@ static int emit(ip_batch *bs, size_t nb, ip_group *g, ip_sub *is, ip_pending *p,
     p->inflight = true;
     p->due_ms = INT64_MAX; /* set when the sub releases it without settling */
     *h = (ip_handle){g, is, p->seq, p->deliveries};
-    b->d[b->n++] = (bus_delivery){m->data, m->len, p->seq, p->deliveries, m->ts_ms, h};
+    b->d[b->n++] = (bus_delivery){m->data, m->len, p->seq, p->deliveries, m->ts_ms, h, NULL};
     is->held++;
     return 0;
 }

@@ -52,6 +52,8 @@ typedef struct nb_item {
     uint64_t stream_seq; /* IT_MSG: its JetStream metadata, read on the fetch thread */
     unsigned deliveries;
     int64_t published_ms;
+    bool env_ok;      /* IT_MSG: `env` was read on the fetch thread (the loop takes it) */
+    bus_envelope env; /* parsing off the loop leaves the loop the database work */
     bus_pub *pub;
     struct nb_item *next;
 } nb_item;
@@ -669,6 +671,7 @@ static void *fetcher_main(void *arg)
 {
     nb_fetcher *f = arg;
     nb_bus *nb = f->ns->nb;
+    const size_t max_bytes = nb->bus->opt.max_msg_bytes; /* set before any thread starts */
     natsSubscription *sub = NULL;
     int64_t backoff = 100;
     for (;;) {
@@ -708,6 +711,12 @@ static void *fetcher_main(void *arg)
                                 .deliveries = meta ? (unsigned)meta->NumDelivered : 1,
                                 .published_ms = meta ? meta->Timestamp / 1000000 : 0};
                 jsMsgMetaData_Destroy(meta);
+                /* A message that fails here is read again on the loop, which dead-letters it
+                 * with the reason. */
+                size_t len = (size_t)natsMsg_GetDataLength(it->msg);
+                char why[8];
+                it->env_ok = len <= max_bytes && bus_envelope_read(natsMsg_GetData(it->msg), len, 0,
+                                                                   &it->env, why, sizeof why) == 0;
                 list.Msgs[i] = NULL;
                 *tail = last = it;
                 tail = &it->next;
@@ -790,10 +799,13 @@ static void drain(nb_bus *nb)
             size_t n = 0;
             nb_item *cur = it;
             while (cur && cur->kind == IT_MSG && cur->f->ns == f->ns && n < RUN) {
-                d[n++] = (bus_delivery){
-                    natsMsg_GetData(cur->msg), (size_t)natsMsg_GetDataLength(cur->msg),
-                    cur->stream_seq,           cur->deliveries,
-                    cur->published_ms,         cur};
+                d[n++] = (bus_delivery){natsMsg_GetData(cur->msg),
+                                        (size_t)natsMsg_GetDataLength(cur->msg),
+                                        cur->stream_seq,
+                                        cur->deliveries,
+                                        cur->published_ms,
+                                        cur,
+                                        cur->env_ok ? &cur->env : NULL};
                 cur = cur->next;
             }
             /* The items are the handles: settle frees them, so read the rest of the list

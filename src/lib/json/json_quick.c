@@ -181,13 +181,20 @@ static int value(quick *q)
     if (q->s >= q->end) return UNSURE;
     int plain;
     switch (*q->s) {
-    case '{': return object(q);
-    case '[': return array(q);
-    case '"': return string(q, &plain);
-    case 't': return literal(q, "true", 4);
-    case 'f': return literal(q, "false", 5);
-    case 'n': return literal(q, "null", 4);
-    default: return number(q);
+    case '{':
+        return object(q);
+    case '[':
+        return array(q);
+    case '"':
+        return string(q, &plain);
+    case 't':
+        return literal(q, "true", 4);
+    case 'f':
+        return literal(q, "false", 5);
+    case 'n':
+        return literal(q, "null", 4);
+    default:
+        return number(q);
     }
 }
 
