@@ -344,6 +344,21 @@ static void test_dump_and_escape(void **state)
     assert_false(sl_utf8_valid("\xED\xA0\x80", 3));     /* surrogate */
     assert_false(sl_utf8_valid("\xF4\x90\x80\x80", 4)); /* > U+10FFFF */
     assert_false(sl_utf8_valid("\xE2\x82", 2));         /* truncated */
+    /* ASCII is skipped eight bytes at a time: a bad or good sequence at every offset of a long
+     * ASCII run, and one cut short by the end, is still judged. */
+    char buf[40];
+    for (size_t at = 0; at + 3 <= sizeof buf; at++) {
+        memset(buf, 'a', sizeof buf);
+        memcpy(buf + at, "\xE2\x82\xAC", 3); /* € */
+        assert_true(sl_utf8_valid(buf, sizeof buf));
+        buf[at + 2] = 'a'; /* truncated in the middle of the run */
+        assert_false(sl_utf8_valid(buf, sizeof buf));
+        memset(buf, 'a', sizeof buf);
+        buf[at] = (char)0xFF;
+        assert_false(sl_utf8_valid(buf, sizeof buf));
+        assert_false(sl_utf8_valid(buf, at + 1));
+        assert_true(sl_utf8_valid(buf, at)); /* the run before it alone is fine */
+    }
 }
 
 /* The quick check proves plain JSON valid, and says "cannot tell" (0) for everything it does not

@@ -41,6 +41,13 @@ int sl_utf8_valid(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
+        /* ASCII runs, eight bytes at a time: most text is all ASCII. */
+        uint64_t w;
+        while (len - i >= 8 && (memcpy(&w, p + i, 8), (w & 0x8080808080808080ull) == 0))
+            i += 8;
+        while (i < len && p[i] < 0x80)
+            i++;
+        if (i == len) break;
         uint32_t cp;
         size_t n = sl_utf8_decode(p + i, len - i, &cp);
         if (n == 0) return 0;

@@ -48,13 +48,17 @@ static void env_put(env_buf *b, const char *s, size_t n)
  * control characters). Returns SL_EINVAL for a value that is not valid UTF-8. */
 static int env_member(env_buf *b, const char *key, const char *v, int first)
 {
-    size_t n = strlen(v);
-    if (!sl_utf8_valid(v, n)) return SL_EINVAL;
+    /* Plain printable ASCII, the usual value, needs neither check nor escape. */
+    size_t n = 0;
+    int plain = 1;
+    for (unsigned char c; (c = (unsigned char)v[n]) != '\0'; n++)
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') plain = 0;
+    if (!plain && !sl_utf8_valid(v, n)) return SL_EINVAL;
     env_put(b, first ? "{\"" : ",\"", 2);
     env_put(b, key, strlen(key));
     env_put(b, "\":\"", 3);
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; !plain && i < n; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         env_put(b, v + run, i - run);
