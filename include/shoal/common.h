@@ -79,4 +79,21 @@ SL_API int sl_slice_eq(sl_slice a, const char *s);
 /* Returns 1 when `a` equals `s` ignoring ASCII case, 0 otherwise. */
 SL_API int sl_slice_case_eq(sl_slice a, const char *s);
 
+/* Like sl_slice_case_eq for `b`, whose length is known, so that names of another length cost
+ * one comparison (header filters test every field against lists of names). */
+static inline int sl_slice_case_eq_slice(sl_slice a, sl_slice b)
+{
+    if (a.len != b.len) return 0;
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)b.ptr[i];
+        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
+        if (x != y) return 0;
+    }
+    return 1;
+}
+
+/* sl_slice_case_eq_slice against a string literal. */
+#define SL_SLICE_CASE_EQ_LIT(a, lit) sl_slice_case_eq_slice((a), SL_SLICE_LIT(lit))
+
 #endif /* SHOAL_COMMON_H */

@@ -4,9 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const hop[] = {
-    "connection", "keep-alive",         "proxy-connection",   "te", "trailer", "transfer-encoding",
-    "upgrade",    "proxy-authenticate", "proxy-authorization"};
+static const sl_slice hop[] = {SL_SLICE_LIT("connection"),
+                               SL_SLICE_LIT("keep-alive"),
+                               SL_SLICE_LIT("proxy-connection"),
+                               SL_SLICE_LIT("te"),
+                               SL_SLICE_LIT("trailer"),
+                               SL_SLICE_LIT("transfer-encoding"),
+                               SL_SLICE_LIT("upgrade"),
+                               SL_SLICE_LIT("proxy-authenticate"),
+                               SL_SLICE_LIT("proxy-authorization")};
 
 static int listed_in(sl_slice name, sl_slice list)
 {
@@ -35,7 +41,7 @@ static int listed_in(sl_slice name, sl_slice list)
 int px_is_hop_by_hop(sl_slice name, sl_slice connection)
 {
     for (size_t i = 0; i < SL_ARRAY_LEN(hop); i++)
-        if (sl_slice_case_eq(name, hop[i])) return 1;
+        if (sl_slice_case_eq_slice(name, hop[i])) return 1;
     return connection.len > 0 && listed_in(name, connection);
 }
 
@@ -54,13 +60,14 @@ void px_filter_request_headers(const sl_http_header *in, size_t n, const char *c
     out->n = 0;
     for (size_t i = 0; i < n && out->n < PX_FWD_HEADERS_MAX - 8; i++) {
         sl_slice name = in[i].name;
-        if (px_is_hop_by_hop(name, conn) || sl_slice_case_eq(name, "host") ||
-            sl_slice_case_eq(name, "content-length") || starts_with_ci(name, "x-user-") ||
-            sl_slice_case_eq(name, "x-shoal-identity") || sl_slice_case_eq(name, "via") ||
-            starts_with_ci(name, "x-forwarded-") || sl_slice_case_eq(name, "forwarded") ||
-            sl_slice_case_eq(name, "traceparent") || sl_slice_case_eq(name, "tracestate") ||
-            sl_slice_case_eq(name, "x-request-id") || sl_slice_case_eq(name, "idempotency-key") ||
-            sl_slice_case_eq(name, "x-shoal-deadline-ms"))
+        if (px_is_hop_by_hop(name, conn) || SL_SLICE_CASE_EQ_LIT(name, "host") ||
+            SL_SLICE_CASE_EQ_LIT(name, "content-length") || starts_with_ci(name, "x-user-") ||
+            SL_SLICE_CASE_EQ_LIT(name, "x-shoal-identity") || SL_SLICE_CASE_EQ_LIT(name, "via") ||
+            starts_with_ci(name, "x-forwarded-") || SL_SLICE_CASE_EQ_LIT(name, "forwarded") ||
+            SL_SLICE_CASE_EQ_LIT(name, "traceparent") || SL_SLICE_CASE_EQ_LIT(name, "tracestate") ||
+            SL_SLICE_CASE_EQ_LIT(name, "x-request-id") ||
+            SL_SLICE_CASE_EQ_LIT(name, "idempotency-key") ||
+            SL_SLICE_CASE_EQ_LIT(name, "x-shoal-deadline-ms"))
             continue; /* the client call sets these itself, from verified values */
         out->h[out->n++] = in[i];
     }
@@ -83,9 +90,9 @@ size_t px_filter_response_headers(const sl_http_header *in, size_t n, sl_http_he
     size_t k = 0;
     for (size_t i = 0; i < n && k < cap; i++) {
         sl_slice name = in[i].name;
-        if (px_is_hop_by_hop(name, conn) || sl_slice_case_eq(name, "content-length") ||
-            sl_slice_case_eq(name, "date") || sl_slice_case_eq(name, "x-request-id") ||
-            sl_slice_case_eq(name, "traceparent"))
+        if (px_is_hop_by_hop(name, conn) || SL_SLICE_CASE_EQ_LIT(name, "content-length") ||
+            SL_SLICE_CASE_EQ_LIT(name, "date") || SL_SLICE_CASE_EQ_LIT(name, "x-request-id") ||
+            SL_SLICE_CASE_EQ_LIT(name, "traceparent"))
             continue;
         out[k++] = in[i];
     }

@@ -159,6 +159,12 @@ static void test_http_helpers(void **state)
     assert_false(sl_slice_case_eq(S("Content-Lengths"), "content-length"));
     assert_true(sl_slice_case_eq(S(""), ""));
     assert_false(sl_slice_case_eq(S(""), "via"));
+    assert_true(SL_SLICE_CASE_EQ_LIT(S("X-Request-ID"), "x-request-id"));
+    assert_false(SL_SLICE_CASE_EQ_LIT(S("X-Request-IE"), "x-request-id"));
+    assert_false(SL_SLICE_CASE_EQ_LIT(S("X-Request-I"), "x-request-id"));
+    assert_false(SL_SLICE_CASE_EQ_LIT(S("X-Request-IDs"), "x-request-id"));
+    assert_true(sl_slice_case_eq_slice(S(""), SL_SLICE_LIT("")));
+    assert_false(sl_slice_case_eq_slice(S("te"), SL_SLICE_LIT("tE ")));
     assert_false(sl_slice_case_eq((sl_slice){"via\0", 4}, "via"));
     assert_false(sl_slice_case_eq(S("vib"), "via"));
 }

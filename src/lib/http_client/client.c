@@ -8,18 +8,20 @@
  * life (queueing if allowed), then loops: ask the breaker, run an attempt
  * bounded by sl_retry_try_timeout_ms (per-try timeout and deadline), report
  * the verdict to the breaker, and let the retry policy decide whether and
- * when to try again. The final result is delivered from the call's timer on
- * a later loop turn, so the callback never runs inside sl_http_call or
- * inside another call's bookkeeping.
+ * when to try again. The final result is delivered from the upstream's
+ * check handle, after the loop's I/O callbacks of the same turn, so the
+ * callback never runs inside sl_http_call or inside another call's
+ * bookkeeping, and a response costs no loop turn of its own.
  *
  * One uv_timer per call serves, in turn, the bulkhead wait, the per-try
- * timeout, the pool queue wake-up, the backoff delay and the delivery; the
- * call's state says which (call_on_timer).
+ * timeout, the pool queue wake-up and the backoff delay; the call's state
+ * says which (call_on_timer).
  */
 #include "client_int.h"
 
 #include <shoal/trace.h>
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +166,12 @@ int sl_upstream_new(const sl_upstream_config *cfg, const sl_upstream_env *env, s
     if (env->metrics && (rc = metrics_setup(up, env->metrics, env->shard)) != 0) goto fail;
     uv_timer_init(up->loop, &up->close_timer);
     up->close_timer.data = up;
-    up->refs = 1;
+    uv_check_init(up->loop, &up->deliver_check);
+    up->deliver_check.data = up;
+    uv_idle_init(up->loop, &up->deliver_idle);
+    up->deliver_idle.data = up;
+    up->dq_tail = &up->dq_head;
+    up->refs = 3;
     *out = up;
     return 0;
 fail:
@@ -254,7 +261,74 @@ static void permit_return(sl_http_handle *call)
     if (call->up->m.in_flight) sl_gauge_add(call->up->m.in_flight, -1);
 }
 
-/* Records the result and schedules the callback for the next loop turn. */
+static void check_closed(uv_handle_t *h)
+{
+    upstream_unref(h->data); /* the check's, then the idle's reference */
+}
+
+static void deliver(sl_http_handle *call);
+
+/* The check phase: runs the callbacks of the calls finished during this loop turn (those
+ * queued while it runs wait for the next turn). Once the upstream is closing and nothing is
+ * left, the handle closes. */
+static void on_deliver_check(uv_check_t *h)
+{
+    sl_upstream *up = h->data;
+    for (size_t n = up->dq_len; n > 0 && up->dq_head; n--) {
+        sl_http_handle *call = up->dq_head;
+        up->dq_head = call->dnext;
+        if (up->dq_head == NULL) up->dq_tail = &up->dq_head;
+        up->dq_len--;
+        call->queued = false;
+        deliver(call);
+    }
+    if (up->dq_head) return;
+    uv_check_stop(h);
+    uv_idle_stop(&up->deliver_idle);
+    if (up->closing && !up->check_closed) {
+        up->check_closed = true;
+        uv_close((uv_handle_t *)h, check_closed);
+        uv_close((uv_handle_t *)&up->deliver_idle, check_closed);
+    }
+}
+
+static void on_deliver_idle(uv_idle_t *h)
+{
+    (void)h; /* only there so that the poll does not block while calls wait */
+}
+
+static void delivery_wanted(sl_upstream *up)
+{
+    uv_check_start(&up->deliver_check, on_deliver_check);
+    uv_idle_start(&up->deliver_idle, on_deliver_idle);
+}
+
+static void enqueue_delivery(sl_http_handle *call)
+{
+    sl_upstream *up = call->up;
+    call->dnext = NULL;
+    call->queued = true;
+    *up->dq_tail = call;
+    up->dq_tail = &call->dnext;
+    up->dq_len++;
+    delivery_wanted(up);
+}
+
+static void dequeue_delivery(sl_http_handle *call)
+{
+    sl_upstream *up = call->up;
+    if (!call->queued) return;
+    for (sl_http_handle **pp = &up->dq_head; *pp; pp = &(*pp)->dnext) {
+        if (*pp != call) continue;
+        *pp = call->dnext;
+        if (up->dq_tail == &call->dnext) up->dq_tail = pp;
+        up->dq_len--;
+        call->queued = false;
+        return;
+    }
+}
+
+/* Records the result and queues the callback for the check phase of this loop turn. */
 static void finish(sl_http_handle *call, sl_http_result_kind kind, int code, int64_t retry_after_ms)
 {
     sl_upstream *up = call->up;
@@ -270,7 +344,7 @@ static void finish(sl_http_handle *call, sl_http_result_kind kind, int code, int
         sl_histogram_observe(up->m.duration, up->m.shard,
                              (double)(now_ns(up) - call->start_ns) / 1e9);
     call->state = K_DONE;
-    uv_timer_start(&call->timer, call_on_timer, 0, 0);
+    enqueue_delivery(call);
     permit_return(call); /* last: it may start queued calls */
 }
 
@@ -558,9 +632,7 @@ void call_on_timer(uv_timer_t *t)
     case K_BACKOFF:
         next_attempt(call);
         return;
-    case K_DONE:
-        deliver(call);
-        return;
+    case K_DONE: /* delivered by the check */
     case K_DELIVERING:
         return;
     }
@@ -579,13 +651,15 @@ int sl_http_call(sl_upstream *up, const sl_http_request *req, const sl_http_call
     size_t psize = 0;
     int rc = sl__http_prep_size(req, opts->request_id, opts->idempotency_key, &psize);
     if (rc != 0) return rc;
-    sl_http_handle *call = calloc(1, sizeof *call);
+    /* Not calloc: the response parser's header arrays (most of the 5 KiB) need no clearing. */
+    sl_http_handle *call = malloc(sizeof *call);
     char *mem = malloc(psize + req->body_len);
     if (!call || !mem) {
         free(call);
         free(mem);
         return SL_ENOMEM;
     }
+    memset(call, 0, offsetof(sl_http_handle, resp));
     call->mem = mem;
     sl__http_prep_write(req, opts->request_id, opts->idempotency_key, mem, &call->prep);
     if (req->body_len) memcpy(mem + psize, req->body, req->body_len);
@@ -635,6 +709,7 @@ void sl_http_call_cancel(sl_http_handle *call)
         call->up->stats.in_flight--;
         permit_return(call);
     }
+    dequeue_delivery(call);
     call->state = K_DELIVERING; /* never delivered */
     call_free(call);
 }
@@ -654,6 +729,8 @@ void sl_upstream_close(sl_upstream *up, void (*done)(void *data), void *data)
         if (call->state != K_DONE && call->state != K_DELIVERING)
             finish(call, SL_HTTP_RESULT_CANCELED, SL_ECANCELED, 0);
     pool_close_idle(up);
+    /* The check runs at least once more: it delivers what close finished, then closes. */
+    delivery_wanted(up);
     for (size_t i = 0; i < up->neps; i++)
         if (up->eps[i].resolving) uv_cancel((uv_req_t *)&up->eps[i].gai);
     uv_close((uv_handle_t *)&up->close_timer, close_timer_closed);

@@ -58,7 +58,7 @@ enum call_state {
     K_POOL_WAIT,  /* an attempt waits for a connection slot */
     K_POOL_READY, /* woken from the pool queue; acquires on the next timer tick */
     K_BACKOFF,    /* waiting before the next attempt */
-    K_DONE,       /* result ready; the callback runs on the next timer tick */
+    K_DONE,       /* result ready; queued for the upstream's delivery check */
     K_DELIVERING, /* inside the callback */
 };
 
@@ -66,7 +66,9 @@ struct sl_http_call {
     sl_upstream *up;
     sl_http_handle *prev, *next;   /* up->calls */
     sl_http_handle *pprev, *pnext; /* up's pool queue */
-    uv_timer_t timer;              /* bulkhead wait, per-try timeout, backoff, delivery */
+    uv_timer_t timer;              /* bulkhead wait, per-try timeout, backoff */
+    sl_http_handle *dnext;         /* up's delivery queue */
+    bool queued;                   /* in up's delivery queue */
     enum call_state state;
     sl_http_call_cb cb;
     void *data;
@@ -94,9 +96,9 @@ struct sl_http_call {
     sl__http_prep prep;
     const char *body;
     size_t body_len;
-    sl__resp resp;
     sl_http_result result;
-    char *mem; /* prep buffer then body copy */
+    char *mem;     /* prep buffer then body copy */
+    sl__resp resp; /* last: sl_http_call clears what comes before, sl__resp_init the rest */
 };
 
 /* Metric series of one upstream on one worker (NULL when there is no registry). */
@@ -132,7 +134,16 @@ struct sl_upstream {
     sl_http_handle *pool_head, *pool_tail;
     uint32_t npool;
     uv_timer_t close_timer; /* a handle whose close callback finishes sl_upstream_close */
-    size_t refs;            /* live calls, connections, lookups, close_timer */
+    /* Finished calls wait here for their callback, which runs in the check phase of the same
+     * loop turn: never inside the call that finished them, and without a turn of its own. The
+     * idle handle, active while calls wait, keeps the poll from blocking when they were
+     * queued after this turn's poll (in a timer, or in a check that already ran). */
+    uv_check_t deliver_check;
+    uv_idle_t deliver_idle;
+    sl_http_handle *dq_head, **dq_tail;
+    size_t dq_len;
+    bool check_closed;
+    size_t refs; /* live calls, connections, lookups, close_timer, deliver_check, deliver_idle */
     bool closing;
     void (*done)(void *data);
     void *done_data;

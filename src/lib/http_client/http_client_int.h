@@ -68,9 +68,7 @@ typedef struct sl__resp {
     size_t hlen, hcap;
     char *body; /* owned */
     size_t body_len, body_cap;
-    sl__resp_field fields[SL_HTTP_CLIENT_HEADERS_MAX];
     size_t nfields;
-    sl_http_header headers[SL_HTTP_CLIENT_HEADERS_MAX];
     sl_http_response res;
     const char *last_end; /* end of the last status/field/value piece (in hbuf) */
     int last_cb;          /* 0 none, 1 field, 2 value */
@@ -83,6 +81,9 @@ typedef struct sl__resp {
     bool got_bytes;  /* any byte arrived */
     int error;       /* 0, SL_EPARSE, SL_ELIMIT, SL_EIO, SL_ENOMEM */
     const char *error_detail;
+    /* Last, and not cleared by sl__resp_init (4 KiB): only the first nfields are ever read. */
+    sl__resp_field fields[SL_HTTP_CLIENT_HEADERS_MAX];
+    sl_http_header headers[SL_HTTP_CLIENT_HEADERS_MAX];
 } sl__resp;
 
 /* Initialises `r` with its limits (no allocation yet). */

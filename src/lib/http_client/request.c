@@ -43,26 +43,26 @@ static void put_field(wr *w, const char *name, const char *value, size_t value_l
 }
 
 /* Fields the client sets itself, and hop-by-hop fields (RFC 9110 §7.6.1). */
-static const char *const dropped[] = {
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "trailer",
-    "upgrade",
-    "traceparent",
-    "x-shoal-deadline-ms",
-    "x-request-id",
-    "idempotency-key",
+static const sl_slice dropped[] = {
+    SL_SLICE_LIT("host"),
+    SL_SLICE_LIT("content-length"),
+    SL_SLICE_LIT("connection"),
+    SL_SLICE_LIT("keep-alive"),
+    SL_SLICE_LIT("proxy-connection"),
+    SL_SLICE_LIT("te"),
+    SL_SLICE_LIT("transfer-encoding"),
+    SL_SLICE_LIT("trailer"),
+    SL_SLICE_LIT("upgrade"),
+    SL_SLICE_LIT("traceparent"),
+    SL_SLICE_LIT("x-shoal-deadline-ms"),
+    SL_SLICE_LIT("x-request-id"),
+    SL_SLICE_LIT("idempotency-key"),
 };
 
 int sl__http_header_dropped(sl_slice name)
 {
     for (size_t i = 0; i < SL_ARRAY_LEN(dropped); i++)
-        if (sl_slice_case_eq(name, dropped[i])) return 1;
+        if (sl_slice_case_eq_slice(name, dropped[i])) return 1;
     return 0;
 }
 

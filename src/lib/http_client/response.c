@@ -21,6 +21,7 @@
  */
 #include "http_client_int.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,7 +198,7 @@ static const http_parser_settings settings = {
 
 void sl__resp_init(sl__resp *r, size_t header_max, size_t body_max)
 {
-    memset(r, 0, sizeof *r);
+    memset(r, 0, offsetof(sl__resp, fields));
     r->header_max = header_max;
     r->body_max = body_max;
     sl__resp_reset(r, false);
