@@ -424,12 +424,12 @@ static int on_headers_complete(http_parser *p)
     for (size_t i = 0; i < c->nheaders; i++) {
         sl_http_header *h = &c->headers[i];
         h->value = trim_ows(h->value);
-        if (sl_slice_case_eq(h->name, "transfer-encoding")) {
+        if (SL_SLICE_CASE_EQ_LIT(h->name, "transfer-encoding")) {
             c->te_count++;
             te_chunked = sl_slice_case_eq(h->value, "chunked");
-        } else if (sl_slice_case_eq(h->name, "host")) {
+        } else if (SL_SLICE_CASE_EQ_LIT(h->name, "host")) {
             c->host_count++;
-        } else if (sl_slice_case_eq(h->name, "expect")) {
+        } else if (SL_SLICE_CASE_EQ_LIT(h->name, "expect")) {
             if (!sl_slice_case_eq(h->value, "100-continue"))
                 return fail(c, 417, "unsupported expectation");
             c->expect_continue = 1;

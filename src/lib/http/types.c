@@ -99,8 +99,9 @@ const char *sl_http_reason(int status)
 
 int sl_http_header_find(const sl_http_header *h, size_t n, const char *name, sl_slice *value)
 {
+    sl_slice want = {name, strlen(name)};
     for (size_t i = 0; i < n; i++) {
-        if (sl_slice_case_eq(h[i].name, name)) {
+        if (sl_slice_case_eq_slice(h[i].name, want)) {
             *value = h[i].value;
             return 1;
         }
