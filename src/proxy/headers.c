@@ -1,7 +1,6 @@
 /* Header filtering for forwarding (headers.h). */
 #include "headers.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static const sl_slice hop[] = {SL_SLICE_LIT("connection"),
@@ -72,13 +71,18 @@ void px_filter_request_headers(const sl_http_header *in, size_t n, const char *c
         out->h[out->n++] = in[i];
     }
     out->h[out->n++] = (sl_http_header){SL_SLICE_LIT("Via"), SL_SLICE_LIT("1.1 shoal")};
-    int k;
-    if (xff.len > 0 && xff.len < sizeof out->xff - 64)
-        k = snprintf(out->xff, sizeof out->xff, "%.*s, %s", (int)xff.len, xff.ptr, client_ip);
-    else
-        k = snprintf(out->xff, sizeof out->xff, "%s", client_ip);
-    out->h[out->n++] =
-        (sl_http_header){SL_SLICE_LIT("X-Forwarded-For"), {out->xff, (size_t)(k > 0 ? k : 0)}};
+    /* The incoming list, when it leaves room, then the client's address (cut to fit). */
+    size_t k = 0, ip = strlen(client_ip);
+    if (xff.len > 0 && xff.len < sizeof out->xff - 64) {
+        memcpy(out->xff, xff.ptr, xff.len);
+        memcpy(out->xff + xff.len, ", ", 2);
+        k = xff.len + 2;
+    }
+    if (ip > sizeof out->xff - 1 - k) ip = sizeof out->xff - 1 - k;
+    memcpy(out->xff + k, client_ip, ip);
+    k += ip;
+    out->xff[k] = '\0';
+    out->h[out->n++] = (sl_http_header){SL_SLICE_LIT("X-Forwarded-For"), {out->xff, k}};
     out->h[out->n++] = (sl_http_header){SL_SLICE_LIT("X-Forwarded-Proto"), SL_SLICE_LIT("http")};
 }
 

@@ -65,6 +65,25 @@ static void test_request_filter(void **state)
     assert_true(has(out.h, out.n, "x-forwarded-proto", "http"));
 }
 
+/* X-Forwarded-For: no incoming list → the client alone; a list too long to extend → the client
+ * alone, never a cut list. */
+static void test_forwarded_for(void **state)
+{
+    (void)state;
+    px_fwd_headers out;
+    sl_http_header none[] = {{S("Accept"), S("*/*")}};
+    px_filter_request_headers(none, 1, "192.0.2.7", &out);
+    assert_true(has(out.h, out.n, "x-forwarded-for", "192.0.2.7"));
+    char big[250];
+    memset(big, '1', sizeof big);
+    sl_http_header longer[] = {{S("X-Forwarded-For"), {big, sizeof big}}};
+    px_filter_request_headers(longer, 1, "192.0.2.7", &out);
+    assert_true(has(out.h, out.n, "x-forwarded-for", "192.0.2.7"));
+    sl_http_header two[] = {{S("X-Forwarded-For"), S("10.0.0.1, 10.0.0.2")}};
+    px_filter_request_headers(two, 1, "::1", &out);
+    assert_true(has(out.h, out.n, "x-forwarded-for", "10.0.0.1, 10.0.0.2, ::1"));
+}
+
 static void test_response_filter(void **state)
 {
     (void)state;
@@ -98,6 +117,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_filter),
         cmocka_unit_test(test_response_filter),
+        cmocka_unit_test(test_forwarded_for),
         cmocka_unit_test(test_hop_by_hop_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

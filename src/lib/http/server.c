@@ -37,6 +37,7 @@
 
 #define READ_BUF_SIZE   (64 * 1024)
 #define CONN_BUF_SLACK  (16 * 1024)
+#define SPARE_BUFS      16
 #define MAX_HEADERS_CAP 256
 
 enum conn_state {
@@ -120,6 +121,11 @@ struct sl_http_server {
     uint32_t tl_ms[TL_COUNT];
     char *rbuf; /* shared read buffer */
     int rbuf_busy;
+    /* Request buffers of the usual size (conn_keep) that connections gave back: a proxied
+     * request takes one while it waits for its answer, so reuse spares a malloc and a free
+     * of max_header_bytes + CONN_BUF_SLACK per request, and idle connections keep none. */
+    char *spare[SPARE_BUFS];
+    size_t nspare;
     char date[64];
     size_t date_len;
     time_t date_sec;
@@ -237,6 +243,25 @@ static void rebase_slice(sl_slice *s, const char *old_base, size_t old_len, ptrd
  * region [req_start, keep_end) and the unparsed tail [parse_off, data_len) —
  * to the start of c->buf, and rebases every slice into them.
  */
+static size_t buf_std(const sl_http_server *s)
+{
+    return s->lim.max_header_bytes + CONN_BUF_SLACK;
+}
+
+static char *buf_take(sl_http_server *s, size_t cap)
+{
+    if (cap == buf_std(s) && s->nspare > 0) return s->spare[--s->nspare];
+    return malloc(cap);
+}
+
+static void buf_give(sl_http_server *s, char *b, size_t cap)
+{
+    if (b && cap == buf_std(s) && s->nspare < SPARE_BUFS && !s->closing)
+        s->spare[s->nspare++] = b;
+    else
+        free(b);
+}
+
 static int conn_keep(conn *c)
 {
     size_t keep_end = c->state == ST_HEADERS ? c->parse_off : c->hdr_end;
@@ -244,7 +269,7 @@ static int conn_keep(conn *c)
     size_t head = keep_end - c->req_start;
     size_t tail = c->data_len - c->parse_off;
     if (head + tail == 0) {
-        free(c->buf);
+        buf_give(c->srv, c->buf, c->buf_cap);
         c->buf = NULL;
         c->buf_len = c->buf_cap = 0;
         if (c->data != c->srv->rbuf) {
@@ -254,12 +279,12 @@ static int conn_keep(conn *c)
         return 0;
     }
     /* The unparsed tail of a read can exceed the usual size when a handler answers later. */
-    size_t cap = c->srv->lim.max_header_bytes + CONN_BUF_SLACK;
+    size_t cap = buf_std(c->srv);
     if (head + tail > cap) cap = head + tail;
     if (!c->buf || c->buf_cap < cap) {
         assert(c->data != c->buf || c->buf == NULL);
-        free(c->buf);
-        c->buf = malloc(cap);
+        buf_give(c->srv, c->buf, c->buf_cap);
+        c->buf = buf_take(c->srv, cap);
         if (!c->buf) {
             c->buf_cap = c->buf_len = 0;
             return SL_ENOMEM;
@@ -832,7 +857,7 @@ static void conn_process_loop(conn *c)
 static void conn_free(conn *c)
 {
     sl_http_server *s = c->srv;
-    free(c->buf);
+    buf_give(s, c->buf, c->buf_cap);
     free(c->body);
     free(c->out);
     free(c->wbuf);
@@ -1178,6 +1203,8 @@ static void server_maybe_drained(sl_http_server *s)
         void (*cb)(void *) = s->close_cb;
         void *data = s->close_data;
         free(s->rbuf);
+        while (s->nspare > 0)
+            free(s->spare[--s->nspare]);
         free(s);
         if (cb) cb(data);
     }

@@ -210,7 +210,6 @@ static void call_free(sl_http_handle *call)
         up->calls = call->next;
     if (call->next) call->next->prev = call->prev;
     sl__resp_free(&call->resp);
-    free(call->mem);
     free(call->head);
     uv_close((uv_handle_t *)&call->timer, call_closed);
 }
@@ -651,16 +650,12 @@ int sl_http_call(sl_upstream *up, const sl_http_request *req, const sl_http_call
     size_t psize = 0;
     int rc = sl__http_prep_size(req, opts->request_id, opts->idempotency_key, &psize);
     if (rc != 0) return rc;
-    /* Not calloc: the response parser's header arrays (most of the 5 KiB) need no clearing. */
-    sl_http_handle *call = malloc(sizeof *call);
-    char *mem = malloc(psize + req->body_len);
-    if (!call || !mem) {
-        free(call);
-        free(mem);
-        return SL_ENOMEM;
-    }
+    /* One block: the call, then its prepared head and body copy. Not calloc: the response
+     * parser's header arrays (most of the 5 KiB) need no clearing. */
+    sl_http_handle *call = malloc(sizeof *call + psize + req->body_len);
+    if (!call) return SL_ENOMEM;
     memset(call, 0, offsetof(sl_http_handle, resp));
-    call->mem = mem;
+    char *mem = (char *)(call + 1);
     sl__http_prep_write(req, opts->request_id, opts->idempotency_key, mem, &call->prep);
     if (req->body_len) memcpy(mem + psize, req->body, req->body_len);
     call->body = mem + psize;

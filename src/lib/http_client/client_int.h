@@ -97,8 +97,8 @@ struct sl_http_call {
     const char *body;
     size_t body_len;
     sl_http_result result;
-    char *mem;     /* prep buffer then body copy */
     sl__resp resp; /* last: sl_http_call clears what comes before, sl__resp_init the rest */
+    /* followed, in the same block, by the prepared head and the body copy */
 };
 
 /* Metric series of one upstream on one worker (NULL when there is no registry). */
