@@ -37,7 +37,7 @@
 
 #define READ_BUF_SIZE   (64 * 1024)
 #define CONN_BUF_SLACK  (16 * 1024)
-#define SPARE_BUFS      16
+#define SPARE_BUFS      64
 #define MAX_HEADERS_CAP 256
 
 enum conn_state {

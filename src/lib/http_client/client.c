@@ -210,7 +210,7 @@ static void call_free(sl_http_handle *call)
         up->calls = call->next;
     if (call->next) call->next->prev = call->prev;
     sl__resp_free(&call->resp);
-    free(call->head);
+    if (!call->head_inline) free(call->head);
     uv_close((uv_handle_t *)&call->timer, call_closed);
 }
 
@@ -434,7 +434,8 @@ void call_send(sl_http_handle *call, conn *c)
     if (sl_deadline_format_header(call->deadline, up->clock, dl, sizeof dl) > 0) dlv = dl;
     size_t need = call->prep.tail_off + call->prep.tail_len + strlen(host) + 256;
     if (need > call->head_cap) {
-        char *h = realloc(call->head, need);
+        /* Past the room reserved in the call's block (a longer endpoint name): the heap. */
+        char *h = realloc(call->head_inline ? NULL : call->head, need);
         if (!h) {
             call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT,
                              SL_ENOMEM);
@@ -442,6 +443,7 @@ void call_send(sl_http_handle *call, conn *c)
         }
         call->head = h;
         call->head_cap = need;
+        call->head_inline = false;
     }
     int n = sl__http_head_write(&call->prep, host, tpv, dlv, call->head, call->head_cap);
     sl__resp_reset(&call->resp, call->method == SL_HTTP_HEAD);
@@ -650,12 +652,19 @@ int sl_http_call(sl_upstream *up, const sl_http_request *req, const sl_http_call
     size_t psize = 0;
     int rc = sl__http_prep_size(req, opts->request_id, opts->idempotency_key, &psize);
     if (rc != 0) return rc;
-    /* One block: the call, then its prepared head and body copy. Not calloc: the response
-     * parser's header arrays (most of the 5 KiB) need no clearing. */
-    sl_http_handle *call = malloc(sizeof *call + psize + req->body_len);
+    /* One block: the call, its prepared request, the body copy, then room for the head each
+     * attempt writes (call_send: the prepared parts, the host and up to 256 bytes of trace and
+     * deadline fields). Not calloc: the response parser's header arrays (most of the 5 KiB)
+     * need no clearing. */
+    size_t head_room =
+        psize + (up->host_header ? strlen(up->host_header) : sizeof up->eps->hostport) + 256;
+    sl_http_handle *call = malloc(sizeof *call + psize + req->body_len + head_room);
     if (!call) return SL_ENOMEM;
     memset(call, 0, offsetof(sl_http_handle, resp));
     char *mem = (char *)(call + 1);
+    call->head = mem + psize + req->body_len;
+    call->head_cap = head_room;
+    call->head_inline = true;
     sl__http_prep_write(req, opts->request_id, opts->idempotency_key, mem, &call->prep);
     if (req->body_len) memcpy(mem + psize, req->body, req->body_len);
     call->body = mem + psize;

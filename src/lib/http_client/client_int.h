@@ -91,8 +91,9 @@ struct sl_http_call {
     endpoint *ep;
     bool lb_active; /* the balancer picked ep and awaits its report */
     conn *conn;
-    char *head;
+    char *head; /* in the call's block (head_inline), else on the heap */
     size_t head_cap;
+    bool head_inline;
     sl__http_prep prep;
     const char *body;
     size_t body_len;
