@@ -4,6 +4,7 @@
  */
 #include <shoal/http_types.h>
 
+#include <stdint.h>
 #include <string.h>
 
 static const char *const method_names[] = {
@@ -113,8 +114,8 @@ int sl_http_is_tchar(unsigned char c)
 {
     /* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
      * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    static const uint64_t map[4] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull, 0, 0};
+    return (int)(map[c >> 6] >> (c & 63)) & 1;
 }
 
 static int hexval(unsigned char c)

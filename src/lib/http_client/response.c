@@ -92,11 +92,13 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         f->value_off = (uint32_t)(at - r->hbuf);
         f->value_len = (uint32_t)len;
     }
+    /* No early exit: the loop runs branch-free (and vectorised) over the usual valid value. */
+    unsigned bad = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)at[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return fail(r, SL_EPARSE, "invalid character in header value");
+        bad |= (unsigned)((ch < 0x20 && ch != '\t') | (ch == 0x7f));
     }
+    if (bad) return fail(r, SL_EPARSE, "invalid character in header value");
     r->last_cb = 2;
     r->last_end = at + len;
     return 0;
@@ -245,27 +247,44 @@ void sl__resp_free(sl__resp *r)
  */
 static int scan(sl__resp *r)
 {
-    for (size_t i = r->scan_off; i < r->hlen && !r->scan_done; i++) {
-        char c = r->hbuf[i];
-        if (r->scan_cr != (c == '\n')) return fail(r, SL_EPARSE, "line endings must be CRLF");
-        r->scan_cr = c == '\r';
-        if (i == r->line_start && i != r->block_start && (c == ' ' || c == '\t'))
-            return fail(r, SL_EPARSE, "obsolete line folding");
-        if (c != '\n') continue;
-        size_t line_len = i - 1 - r->line_start;
-        if (line_len == 0) {
-            if (r->line_start == r->block_start) return fail(r, SL_EPARSE, "empty status line");
-            /* "HTTP/1.1 1xx": an interim block, another block follows. */
-            const char *st = r->hbuf + r->block_start;
-            bool interim = r->line_start - r->block_start >= 12 && st[9] == '1';
-            if (interim)
-                r->block_start = i + 1;
-            else
-                r->scan_done = true;
+    /* The state lives in locals while the bytes go by (stores through r would be redone for
+     * every byte: hbuf is a char buffer and may alias r). */
+    const char *h = r->hbuf;
+    size_t i = r->scan_off, end = r->hlen, ls = r->line_start, bs = r->block_start;
+    bool cr = r->scan_cr, done = r->scan_done;
+    while (i < end && !done) {
+        char c = h[i];
+        if (cr) {
+            if (c != '\n') return fail(r, SL_EPARSE, "line endings must be CRLF");
+            cr = false;
+            if (i - 1 == ls) { /* an empty line ends a block */
+                if (ls == bs) return fail(r, SL_EPARSE, "empty status line");
+                /* "HTTP/1.1 1xx": an interim block, another block follows. */
+                bool interim = ls - bs >= 12 && h[bs + 9] == '1';
+                if (interim)
+                    bs = i + 1;
+                else
+                    done = true;
+            }
+            ls = ++i;
+            continue;
         }
-        r->line_start = i + 1;
+        if (i == ls && i != bs && (c == ' ' || c == '\t'))
+            return fail(r, SL_EPARSE, "obsolete line folding");
+        if (c == '\n') return fail(r, SL_EPARSE, "line endings must be CRLF");
+        i++;
+        if (c == '\r') {
+            cr = true;
+            continue;
+        }
+        while (i < end && h[i] != '\r' && h[i] != '\n')
+            i++;
     }
-    r->scan_off = r->hlen;
+    r->scan_cr = cr;
+    r->scan_done = done;
+    r->line_start = ls;
+    r->block_start = bs;
+    r->scan_off = end;
     return 0;
 }
 
