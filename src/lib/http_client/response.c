@@ -92,13 +92,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         f->value_off = (uint32_t)(at - r->hbuf);
         f->value_len = (uint32_t)len;
     }
-    /* No early exit: the loop runs branch-free (and vectorised) over the usual valid value. */
-    unsigned bad = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)at[i];
-        bad |= (unsigned)((ch < 0x20 && ch != '\t') | (ch == 0x7f));
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return fail(r, SL_EPARSE, "invalid character in header value");
     }
-    if (bad) return fail(r, SL_EPARSE, "invalid character in header value");
     r->last_cb = 2;
     r->last_end = at + len;
     return 0;
@@ -271,14 +269,18 @@ static int scan(sl__resp *r)
         }
         if (i == ls && i != bs && (c == ' ' || c == '\t'))
             return fail(r, SL_EPARSE, "obsolete line folding");
-        if (c == '\n') return fail(r, SL_EPARSE, "line endings must be CRLF");
-        i++;
-        if (c == '\r') {
-            cr = true;
+        /* To the line's end: its first CR must come right before its LF, which the next turn
+         * checks; an LF with no CR before it is a bare LF. */
+        const char *lf = memchr(h + i, '\n', end - i);
+        size_t stop = lf ? (size_t)(lf - h) : end;
+        const char *crp = memchr(h + i, '\r', stop - i);
+        if (crp == NULL) {
+            if (lf) return fail(r, SL_EPARSE, "line endings must be CRLF");
+            i = end;
             continue;
         }
-        while (i < end && h[i] != '\r' && h[i] != '\n')
-            i++;
+        i = (size_t)(crp - h) + 1;
+        cr = true;
     }
     r->scan_cr = cr;
     r->scan_done = done;
