@@ -7,6 +7,8 @@
 
 #include <shoal/common.h>
 
+#include <stdint.h>
+
 /* Methods Shoal routes. Anything else is SL_HTTP_OTHER (and usually 405 or 501). */
 #define SL_HTTP_METHOD_MAP(X)                                                                      \
     X(GET, "GET")                                                                                  \
@@ -47,8 +49,14 @@ SL_API const char *sl_http_reason(int status);
 SL_API int sl_http_header_find(const sl_http_header *h, size_t n, const char *name,
                                sl_slice *value);
 
-/* Returns 1 when `c` is an RFC 9110 tchar (allowed in a header name or method token). */
-SL_API int sl_http_is_tchar(unsigned char c);
+/* Returns 1 when `c` is an RFC 9110 tchar (allowed in a header name or method token): "!" /
+ * "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT /
+ * ALPHA (§5.6.2). Inline: parsers call it for every byte of every field name. */
+static inline int sl_http_is_tchar(unsigned char c)
+{
+    static const uint64_t map[4] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull, 0, 0};
+    return (int)(map[c >> 6] >> (c & 63)) & 1;
+}
 
 /*
  * Decodes RFC 3986 percent-escapes of `in` into `out` (capacity `cap`, at

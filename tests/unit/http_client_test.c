@@ -328,6 +328,35 @@ static void test_response_rejections(void **state)
     check_error("", 1, SL_EIO);
 }
 
+/* Header values are checked eight bytes at a time: a control character or DEL anywhere in a long
+ * value is still refused, and a tab or UTF-8 anywhere is still accepted. */
+static void test_header_value_bytes(void **state)
+{
+    (void)state;
+    for (size_t at = 0; at < 24; at++) {
+        char value[25], text[128];
+        memset(value, 'v', 24);
+        value[24] = '\0';
+        const char bad[] = {'\x01', '\x1f', '\x7f', '\0'};
+        for (const char *b = bad; *b; b++) {
+            value[at] = *b;
+            snprintf(text, sizeof text, "HTTP/1.1 200 OK\r\nX-V: %s\r\nContent-Length: 0\r\n\r\n",
+                     value);
+            check_error(text, 0, SL_EPARSE);
+        }
+        value[at] = '\t';
+        snprintf(text, sizeof text, "HTTP/1.1 200 OK\r\nX-V: x%sx\r\nContent-Length: 0\r\n\r\n",
+                 value);
+        check_ok(text, 0, 0, false, 200, "", true);
+        if (at + 1 < 24) {
+            memcpy(value + at, "\xc3\xa9", 2);
+            snprintf(text, sizeof text, "HTTP/1.1 200 OK\r\nX-V: %s\r\nContent-Length: 0\r\n\r\n",
+                     value);
+            check_ok(text, 0, 0, false, 200, "", true);
+        }
+    }
+}
+
 static void test_too_many_headers(void **state)
 {
     (void)state;
@@ -388,7 +417,8 @@ int main(void)
         cmocka_unit_test(test_serialise_canonical), cmocka_unit_test(test_serialise_lengths),
         cmocka_unit_test(test_serialise_refusals),  cmocka_unit_test(test_response_framings),
         cmocka_unit_test(test_response_rejections), cmocka_unit_test(test_too_many_headers),
-        cmocka_unit_test(test_every_split),         cmocka_unit_test(test_result_names),
+        cmocka_unit_test(test_header_value_bytes),  cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_result_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,6 +152,12 @@ static void test_http_helpers(void **state)
     assert_true(sl_http_is_tchar('~'));
     assert_false(sl_http_is_tchar(' '));
     assert_false(sl_http_is_tchar(':'));
+    /* Every byte against the RFC 9110 §5.6.2 definition. */
+    for (int c = 0; c < 256; c++) {
+        int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        assert_int_equal(sl_http_is_tchar((unsigned char)c), want);
+    }
     assert_false(sl_http_is_tchar(0));
     /* Case-insensitive slice compare: equal, prefix either way, empty, embedded NUL. */
     assert_true(sl_slice_case_eq(S("Content-Length"), "content-length"));

@@ -110,13 +110,6 @@ int sl_http_header_find(const sl_http_header *h, size_t n, const char *name, sl_
     return 0;
 }
 
-int sl_http_is_tchar(unsigned char c)
-{
-    /* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
-     * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
-    static const uint64_t map[4] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull, 0, 0};
-    return (int)(map[c >> 6] >> (c & 63)) & 1;
-}
 
 static int hexval(unsigned char c)
 {
