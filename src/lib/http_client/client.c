@@ -389,8 +389,13 @@ static void next_attempt(sl_http_handle *call)
         pick >= 0 && (size_t)pick < up->neps ? &up->eps[pick] : &up->eps[up->rr++ % up->neps];
     call->lb_active = up->lb.pick != NULL;
     if (up->tracer) {
-        char name[32];
-        snprintf(name, sizeof name, "HTTP %s", sl_http_method_name(call->method));
+        static const char *const span_names[] = {
+#define SL_SPAN_NAME_(name, text) "HTTP " text,
+            SL_HTTP_METHOD_MAP(SL_SPAN_NAME_)
+#undef SL_SPAN_NAME_
+                "HTTP OTHER"};
+        unsigned m = (unsigned)call->method;
+        const char *name = span_names[m < SL_ARRAY_LEN(span_names) ? m : SL_HTTP_OTHER];
         sl_span_start(up->tracer, name, SL_SPAN_CLIENT, call->has_parent ? &call->parent : NULL,
                       &call->span);
         if (sl_span_is_recording(call->span)) {

@@ -7,7 +7,6 @@
 
 #include "resilience_int.h"
 
-#include <stdio.h>
 
 sl_deadline sl_deadline_after(const sl_clock *clock, int64_t timeout_ms)
 {
@@ -50,12 +49,23 @@ int sl_deadline_format_header(sl_deadline d, const sl_clock *clock, char *buf, s
     if (sl_deadline_is_none(d) || buf == NULL) return SL_EINVAL;
     int64_t ms = sl_deadline_remaining_ms(d, clock);
     if (ms > SL_DEADLINE_HEADER_MAX_MS) ms = SL_DEADLINE_HEADER_MAX_MS;
-    int n = snprintf(buf, cap, "%lld", (long long)ms);
-    if (n < 0 || (size_t)n >= cap) {
+    /* By hand: this runs for every outgoing call. */
+    char tmp[24];
+    size_t n = 0;
+    uint64_t v = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (ms < 0) tmp[n++] = '-';
+    if (n >= cap) {
         if (cap > 0) buf[0] = '\0';
         return SL_EINVAL;
     }
-    return n;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return (int)n;
 }
 
 int sl_deadline_parse_header(const char *s, size_t len, int64_t *remaining_ms)
