@@ -537,6 +537,58 @@ static void test_propagation(void **state)
     assert_int_equal(f->srv.hits, 1);
 }
 
+static void keep_span(const sl_span_data *span, void *data)
+{
+    sl_span_data *out = data;
+    if (out[0].name[0] == '\0')
+        out[0] = *span;
+    else
+        out[1] = *span;
+}
+
+/* With a tracer, each attempt is a CLIENT span named "HTTP <method>", child of the caller's
+ * span, and the traceparent sent upstream carries that span's id. */
+static void test_client_spans(void **state)
+{
+    fx *f = *state;
+    sl_tracer_config tc;
+    sl_tracer_config_init(&tc);
+    tc.service = "caller";
+    tc.clock = sl_clock_system();
+    tc.rand = &f->rand;
+    sl_tracer *t = NULL;
+    assert_int_equal(sl_tracer_new(&tc, &t), 0);
+    sl_upstream_env env = {.loop = &f->loop, .rand = &f->rand, .tracer = t};
+    assert_int_equal(sl_upstream_new(&f->cfg, &env, &f->up), 0);
+    sl_trace_ctx parent;
+    assert_int_equal(sl_traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                          55, &parent),
+                     0);
+    sl_http_call_opts o = {.trace = &parent};
+    box b = call_wait(f, SL_HTTP_POST, "/ok", &o);
+    assert_int_equal(b.status, 200);
+    f->srv.last[f->srv.last_len] = '\0';
+    const char *tp = strstr(f->srv.last, "\r\ntraceparent: ");
+    assert_non_null(tp);
+    sl_trace_ctx sent;
+    assert_int_equal(sl_traceparent_parse(tp + strlen("\r\ntraceparent: "), 55, &sent), 0);
+    b = call_wait(f, SL_HTTP_GET, "/ok", &o);
+    assert_int_equal(b.status, 200);
+    sl_span_data spans[2];
+    memset(spans, 0, sizeof spans);
+    assert_int_equal(sl_tracer_drain(t, keep_span, spans, 10), 2);
+    assert_string_equal(spans[0].name, "HTTP POST");
+    assert_string_equal(spans[1].name, "HTTP GET");
+    assert_int_equal(spans[0].kind, SL_SPAN_CLIENT);
+    assert_memory_equal(spans[0].ctx.trace_id, parent.trace_id, SL_TRACE_ID_LEN);
+    assert_memory_equal(spans[0].parent_span_id, parent.span_id, SL_SPAN_ID_LEN);
+    assert_memory_equal(sent.span_id, spans[0].ctx.span_id, SL_SPAN_ID_LEN);
+    sl_upstream_close(f->up, up_done, f); /* before the tracer it borrows */
+    run_until(f, &f->up_closed, 1);
+    f->up = NULL;
+    sl_tracer_free(t);
+}
+
 static void test_breaker_opens_and_recovers(void **state)
 {
     fx *f = *state;
@@ -996,6 +1048,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reuse_and_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_close_honoured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_spans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_propagation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_breaker_opens_and_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_breaker_reopens_on_failed_trial, setup, teardown),
