@@ -49,6 +49,10 @@ SL_API const char *sl_http_reason(int status);
 SL_API int sl_http_header_find(const sl_http_header *h, size_t n, const char *name,
                                sl_slice *value);
 
+/* Returns 1 when `len` bytes at `at` may appear in a field value: no control character but HTAB,
+ * no DEL (RFC 9110 §5.5; obs-text is allowed). */
+SL_API int sl_http_value_ok(const char *at, size_t len);
+
 /* Returns 1 when `c` is an RFC 9110 tchar (allowed in a header name or method token): "!" /
  * "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT /
  * ALPHA (§5.6.2). Inline: parsers call it for every byte of every field name. */

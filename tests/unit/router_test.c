@@ -152,6 +152,17 @@ static void test_http_helpers(void **state)
     assert_true(sl_http_is_tchar('~'));
     assert_false(sl_http_is_tchar(' '));
     assert_false(sl_http_is_tchar(':'));
+    /* Field values: every byte value at every offset of a value longer than one 8-byte word. */
+    for (int c = 0; c < 256; c++) {
+        int ok = !((c < 0x20 && c != '\t') || c == 0x7f);
+        for (size_t at = 0; at < 21; at++) {
+            char val[21];
+            memset(val, 'v', sizeof val);
+            val[at] = (char)c;
+            assert_int_equal(sl_http_value_ok(val, sizeof val), ok);
+            assert_int_equal(sl_http_value_ok(val, at), 1); /* the bytes before it alone */
+        }
+    }
     /* Every byte against the RFC 9110 §5.6.2 definition. */
     for (int c = 0; c < 256; c++) {
         int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -389,11 +389,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     } else {
         h->value = (sl_slice){at, len};
     }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)at[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return fail(c, 400, "invalid character in header value");
-    }
+    if (!sl_http_value_ok(at, len)) return fail(c, 400, "invalid character in header value");
     c->last_cb = 2;
     c->last_end = at + len;
     return 0;
