@@ -9,23 +9,23 @@
 
 static const char hex_digits[] = "0123456789abcdef";
 
-/* Lowercase hex digit value, or -1: the specification allows lowercase only (§3.2.2). */
-static int lhex(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
+/* Lowercase hex digit value plus one, 0 for any other byte: the specification allows lowercase
+ * only (§3.2.2). */
+static const uint8_t lhex1[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
 
 /* Decodes 2*n lowercase hex chars into n bytes; returns 0, or -1 on any other char. */
 static int decode_hex(const char *s, uint8_t *out, size_t n)
 {
+    unsigned bad = 0;
     for (size_t i = 0; i < n; i++) {
-        int h = lhex(s[2 * i]), l = lhex(s[2 * i + 1]);
-        if (h < 0 || l < 0) return -1;
-        out[i] = (uint8_t)(h << 4 | l);
+        unsigned h = lhex1[(unsigned char)s[2 * i]], l = lhex1[(unsigned char)s[2 * i + 1]];
+        bad |= (h == 0) | (l == 0);
+        out[i] = (uint8_t)((h - 1) << 4 | ((l - 1) & 15));
     }
-    return 0;
+    return bad ? -1 : 0;
 }
 
 static int all_zero(const uint8_t *p, size_t n)
