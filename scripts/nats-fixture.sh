@@ -24,17 +24,23 @@ stop() {
     rm -rf "$dir"
 }
 
+# Up means: this launch's server says it is ready and is still running. A port that merely
+# answers is not enough: after a kill, another process may have taken the port, and a restart
+# would then hand the test somebody else's server.
 launch() {
-    local port=$1
+    local port=$1 pid ready_before
+    ready_before=$(grep -c "Server is ready" "$dir/server.log" 2>/dev/null || true)
     nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/store" >>"$dir/server.log" 2>&1 &
-    echo $! >"$dir/pid"
-    for _ in $(seq 1 100); do
-        if ! port_free "$port"; then
+    pid=$!
+    echo "$pid" >"$dir/pid"
+    for _ in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if [ "$(grep -c "Server is ready" "$dir/server.log" 2>/dev/null || true)" -gt "${ready_before:-0}" ] &&
+            ! port_free "$port"; then
             echo "nats://127.0.0.1:$port" >"$dir/url"
             echo "$port" >"$dir/port"
             return 0
         fi
-        kill -0 "$(cat "$dir/pid")" 2>/dev/null || return 1
         sleep 0.05
     done
     return 1
@@ -64,6 +70,12 @@ start() {
 case $cmd in
 start) start ;;
 stop) stop ;;
-restart) launch "$(cat "$dir/port")" ;;
+restart)
+    launch "$(cat "$dir/port")" || {
+        echo "nats-fixture: nats-server did not come back on port $(cat "$dir/port"); log:" >&2
+        tail -20 "$dir/server.log" >&2 2>/dev/null || true
+        exit 1
+    }
+    ;;
 *) echo "usage: nats-fixture.sh start|stop|restart DIR" >&2; exit 2 ;;
 esac
