@@ -62,6 +62,15 @@ SL_API int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_
 SL_API int sl_inbox_claim(sl_db *tx, const char *consumer, const char *event_id,
                           int64_t now_wall_ms) SL_MUST_CHECK;
 
+/*
+ * sl_inbox_claim for `n` events at once, in fewer statements: claimed[i] is set to 1 when
+ * event_ids[i] is claimed now (apply it), 0 when it was claimed before or earlier in this same
+ * list (skip it). Returns 0, SL_ESTATE outside a transaction, SL_EINVAL for an empty consumer or
+ * id, or a database error (the transaction must then be rolled back).
+ */
+SL_API int sl_inbox_claim_many(sl_db *tx, const char *consumer, const char *const *event_ids,
+                               size_t n, int64_t now_wall_ms, unsigned char *claimed) SL_MUST_CHECK;
+
 /* Counts unpublished outbox rows into *count and the age of the oldest (0 if none) into
  * *oldest_age_ms, relative to `now_wall_ms`. Returns 0 or a database error. */
 SL_API int sl_outbox_backlog(sl_db *db, int64_t now_wall_ms, int64_t *count,

@@ -440,6 +440,53 @@ static void test_inbox_applies_once(void **state)
     sl_db_close(db);
 }
 
+/* Claims in batches: 150 ids cross every statement size (64, 16, 4, 1); ids claimed before and
+ * an id repeated within the batch are 0, each new id exactly once is 1, and a rollback forgets
+ * them all. */
+static void test_inbox_claim_many(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    enum { N = 150 };
+    char buf[N][16];
+    const char *ids[N];
+    unsigned char claimed[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(buf[i], sizeof buf[i], "ev-%d", i % 140); /* the last 10 repeat the first 10 */
+        ids[i] = buf[i];
+    }
+    assert_int_equal(sl_inbox_claim_many(db, "c", ids, N, 0, claimed), SL_ESTATE);
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_inbox_claim(db, "c", "ev-7", 5), 1); /* claimed before */
+    assert_int_equal(sl_inbox_claim(db, "c", "ev-100", 5), 1);
+    HARNESS_OK(db, sl_db_commit(db));
+
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_inbox_claim_many(db, "c", ids, N, 9, claimed), 0);
+    sl_db_rollback(db);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM inbox"), 2);
+
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_inbox_claim_many(db, "c", ids, N, 9, claimed), 0);
+    HARNESS_OK(db, sl_db_commit(db));
+    for (int i = 0; i < N; i++) {
+        int want = i < 140 && i != 7 && i != 100;
+        assert_int_equal(claimed[i], want);
+    }
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM inbox"), 140);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM inbox WHERE received_ms = 9"), 138);
+    /* Everything again: nothing new. Another consumer: everything new. */
+    HARNESS_OK(db, sl_db_begin(db));
+    assert_int_equal(sl_inbox_claim_many(db, "c", ids, 3, 10, claimed), 0);
+    assert_int_equal(claimed[0] + claimed[1] + claimed[2], 0);
+    assert_int_equal(sl_inbox_claim_many(db, "d", ids, 3, 10, claimed), 0);
+    assert_int_equal(claimed[0] + claimed[1] + claimed[2], 3);
+    const char *bad[] = {"ev-1", ""};
+    assert_int_equal(sl_inbox_claim_many(db, "c", bad, 2, 10, claimed), SL_EINVAL);
+    HARNESS_OK(db, sl_db_commit(db));
+    sl_db_close(db);
+}
+
 static void test_retention(void **state)
 {
     (void)state;
@@ -555,6 +602,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_retention_prefix),
         cmocka_unit_test(test_relay_killed_between_publish_and_mark),
         cmocka_unit_test(test_inbox_applies_once),
+        cmocka_unit_test(test_inbox_claim_many),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_uv_driver_woken_by_commit),
     };

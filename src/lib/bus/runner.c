@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Messages per transaction at most (batch_max is capped to it). */
+#define BUS_RUNNER_CHUNK_MAX 256
+
 struct sl_bus_runner {
     sl_bus_sub *sub;
     sl_db *db;
@@ -63,10 +66,14 @@ static int apply_one(sl_bus_runner *r, const sl_bus_msg *m, sl_bus_reply *rep, i
 static int fast_pass(sl_bus_runner *r, const sl_bus_msg *const *msgs, sl_bus_reply *replies,
                      size_t n, int64_t now)
 {
+    /* The whole chunk's claims in a few statements (sl_inbox_claim_many), then the effects. */
+    const char *ids[BUS_RUNNER_CHUNK_MAX] = {0};
+    unsigned char claimed[BUS_RUNNER_CHUNK_MAX];
+    for (size_t i = 0; i < n; i++)
+        ids[i] = msgs[i]->id;
+    if (sl_inbox_claim_many(r->db, r->consumer, ids, n, now, claimed) != 0) return 1;
     for (size_t i = 0; i < n; i++) {
-        int claim = sl_inbox_claim(r->db, r->consumer, msgs[i]->id, now);
-        if (claim == 0) continue; /* already applied */
-        if (claim < 0) return 1;
+        if (!claimed[i]) continue; /* already applied */
         if (r->apply(r->data, r->db, msgs[i], replies[i].reason, sizeof replies[i].reason) != 0)
             return 1;
     }
@@ -134,6 +141,7 @@ int sl_bus_runner_new(sl_bus *bus, sl_db *db, const char *topic, const char *gro
     snprintf(r->consumer, sizeof r->consumer, "%s", consumer);
     r->o.consumer = r->consumer;
     if (r->o.batch_max == 0) r->o.batch_max = 64;
+    if (r->o.batch_max > BUS_RUNNER_CHUNK_MAX) r->o.batch_max = BUS_RUNNER_CHUNK_MAX;
     if (r->o.clock == NULL) r->o.clock = sl_clock_system();
     r->db = db;
     r->apply = apply;

@@ -8,6 +8,7 @@
 #include <shoal/json.h>
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,76 @@ int sl_inbox_claim(sl_db *tx, const char *consumer, const char *event_id, int64_
     sl_db_stmt_done(st);
     if (rc) return rc;
     return changed == 1 ? 1 : 0;
+}
+
+/* Statement sizes for sl_inbox_claim_many: a batch is cut into these, largest first, so that a
+ * connection caches at most four claim statements whatever the batch sizes. */
+static const size_t claim_sizes[] = {64, 16, 4, 1};
+
+static int claim_chunk(sl_db *tx, const char *consumer, const char *const *ids, size_t k,
+                       int64_t now, unsigned char *claimed)
+{
+    static const char head[] = "INSERT INTO inbox (consumer, event_id, received_ms) VALUES ",
+                      row[] = ", (?, ?, ?)",
+                      tail[] = " ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id";
+    char sql[sizeof head + 64 * (sizeof row - 1) + sizeof tail];
+    size_t o = sizeof head - 1;
+    memcpy(sql, head, o);
+    for (size_t i = 0; i < k; i++) {
+        size_t skip = i ? 0 : 2; /* no comma before the first row */
+        memcpy(sql + o, row + skip, sizeof row - 1 - skip);
+        o += sizeof row - 1 - skip;
+    }
+    memcpy(sql + o, tail, sizeof tail);
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(tx, sql, &st);
+    if (rc) return rc;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        if ((rc = sl_db_bind_text(st, (int)(3 * i + 1), consumer, SIZE_MAX)) == 0 &&
+            (rc = sl_db_bind_text(st, (int)(3 * i + 2), ids[i], SIZE_MAX)) == 0)
+            rc = sl_db_bind_int64(st, (int)(3 * i + 3), now);
+    }
+    /* The inserted ids come back, usually in order: look from the last match on. A duplicate
+     * within the batch is inserted once, so only its first place is marked. */
+    size_t from = 0;
+    while (rc == 0 && (rc = sl_db_step(st)) == SL_DB_ROW) {
+        size_t len;
+        const char *id = sl_db_column_text(st, 0, &len);
+        rc = 0;
+        for (size_t n = 0; n < k && id; n++) {
+            size_t j = (from + n) % k;
+            if (!claimed[j] && strlen(ids[j]) == len && memcmp(ids[j], id, len) == 0) {
+                claimed[j] = 1;
+                from = j + 1;
+                break;
+            }
+        }
+    }
+    sl_db_stmt_done(st);
+    return rc == SL_DB_DONE ? 0 : rc;
+}
+
+int sl_inbox_claim_many(sl_db *tx, const char *consumer, const char *const *event_ids, size_t n,
+                        int64_t now_wall_ms, unsigned char *claimed)
+{
+    if (!sl_db_in_tx(tx)) return SL_ESTATE;
+    if (!consumer || !consumer[0] || (n && (!event_ids || !claimed))) return SL_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!event_ids[i] || !event_ids[i][0]) return SL_EINVAL;
+    memset(claimed, 0, n);
+    size_t i = 0;
+    while (i < n) {
+        size_t k = 1;
+        for (size_t c = 0; c < sizeof claim_sizes / sizeof *claim_sizes; c++)
+            if (claim_sizes[c] <= n - i) {
+                k = claim_sizes[c];
+                break;
+            }
+        int rc = claim_chunk(tx, consumer, event_ids + i, k, now_wall_ms, claimed + i);
+        if (rc) return rc;
+        i += k;
+    }
+    return 0;
 }
 
 int sl_outbox_backlog(sl_db *db, int64_t now_wall_ms, int64_t *count, int64_t *oldest_age_ms)
