@@ -238,11 +238,6 @@ static void rebase_slice(sl_slice *s, const char *old_base, size_t old_len, ptrd
     if (s->ptr >= old_base && s->ptr <= old_base + old_len) s->ptr += delta;
 }
 
-/*
- * Moves the bytes that must outlive this read — the current request's header
- * region [req_start, keep_end) and the unparsed tail [parse_off, data_len) —
- * to the start of c->buf, and rebases every slice into them.
- */
 static size_t buf_std(const sl_http_server *s)
 {
     return s->lim.max_header_bytes + CONN_BUF_SLACK;
@@ -262,6 +257,11 @@ static void buf_give(sl_http_server *s, char *b, size_t cap)
         free(b);
 }
 
+/*
+ * Moves the bytes that must outlive this read — the current request's header
+ * region [req_start, keep_end) and the unparsed tail [parse_off, data_len) —
+ * to the start of c->buf, and rebases every slice into them.
+ */
 static int conn_keep(conn *c)
 {
     size_t keep_end = c->state == ST_HEADERS ? c->parse_off : c->hdr_end;
