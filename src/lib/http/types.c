@@ -163,9 +163,9 @@ int sl_http_query_param(sl_slice query, const char *name, sl_slice *value)
     return 0;
 }
 
-/* No control characters but HTAB, and no DEL (RFC 9110 §5.5). Eight bytes at a time: a word
- * with no byte below 0x20 and none equal to 0x7f is fine as a whole; one that has is looked at
- * byte by byte (a tab is allowed). */
+/* No control characters but HTAB, and no DEL (RFC 9110 §5.5). Eight bytes at a time while no
+ * byte is below 0x20 or equal to 0x7f; from the first word that has one (a tab, maybe), byte by
+ * byte. */
 int sl_http_value_ok(const char *at, size_t len)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
@@ -176,11 +176,7 @@ int sl_http_value_ok(const char *at, size_t len)
         uint64_t below = (w - ones * 0x20) & ~w & highs; /* some byte < 0x20 */
         uint64_t x = w ^ (ones * 0x7f);
         uint64_t del = (x - ones) & ~x & highs; /* some byte == 0x7f */
-        if ((below | del) == 0) continue;
-        for (size_t k = i; k < i + 8; k++) {
-            unsigned char ch = (unsigned char)at[k];
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return 0;
-        }
+        if ((below | del) != 0) break;
     }
     for (; i < len; i++) {
         unsigned char ch = (unsigned char)at[i];
