@@ -70,8 +70,9 @@ typedef struct sl__resp {
     size_t body_len, body_cap;
     size_t nfields;
     sl_http_response res;
-    const char *last_end; /* end of the last status/field/value piece (in hbuf) */
-    int last_cb;          /* 0 none, 1 field, 2 value */
+    size_t last_end; /* offset in hbuf of the end of the last status/field/value
+                      * piece (an offset: hbuf moves when it grows) */
+    int last_cb;     /* 0 none, 1 field, 2 value */
     int te_count, te_chunked, status_seen;
     size_t scan_off, line_start, block_start; /* line scanner over hbuf */
     bool scan_cr, scan_done;

@@ -43,7 +43,7 @@ static int on_message_begin(http_parser *p)
     sl__resp *r = p->data;
     r->nfields = 0;
     r->last_cb = 0;
-    r->last_end = NULL;
+    r->last_end = 0;
     r->te_count = r->te_chunked = r->status_seen = 0;
     return 0;
 }
@@ -53,7 +53,7 @@ static int on_status(http_parser *p, const char *at, size_t len)
     sl__resp *r = p->data;
     if (!r->in_headers) return 0;
     r->status_seen = 1;
-    r->last_end = at + len;
+    r->last_end = (size_t)(at + len - r->hbuf);
     return 0;
 }
 
@@ -64,19 +64,20 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     for (size_t i = 0; i < len; i++)
         if (!sl_http_is_tchar((unsigned char)at[i]))
             return fail(r, SL_EPARSE, "invalid character in header name");
-    if (r->last_cb == 1 && at == r->last_end) {
+    size_t off = (size_t)(at - r->hbuf);
+    if (r->last_cb == 1 && off == r->last_end) {
         r->fields[r->nfields - 1].name_len += (uint32_t)len; /* split across feeds */
     } else {
         if (r->nfields == SL_HTTP_CLIENT_HEADERS_MAX)
             return fail(r, SL_ELIMIT, "too many header fields");
         sl__resp_field *f = &r->fields[r->nfields++];
-        f->name_off = (uint32_t)(at - r->hbuf);
+        f->name_off = (uint32_t)off;
         f->name_len = (uint32_t)len;
-        f->value_off = (uint32_t)(at + len - r->hbuf);
+        f->value_off = (uint32_t)(off + len);
         f->value_len = 0;
     }
     r->last_cb = 1;
-    r->last_end = at + len;
+    r->last_end = off + len;
     return 0;
 }
 
@@ -85,17 +86,18 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     sl__resp *r = p->data;
     if (!r->in_headers) return 0;
     sl__resp_field *f = &r->fields[r->nfields - 1];
+    size_t off = (size_t)(at - r->hbuf);
     if (r->last_cb == 2) {
         /* RFC 9112 §5.2: a piece that does not continue the value is an obs-fold. */
-        if (at != r->last_end) return fail(r, SL_EPARSE, "obsolete line folding");
+        if (off != r->last_end) return fail(r, SL_EPARSE, "obsolete line folding");
         f->value_len += (uint32_t)len;
     } else {
-        f->value_off = (uint32_t)(at - r->hbuf);
+        f->value_off = (uint32_t)off;
         f->value_len = (uint32_t)len;
     }
     if (!sl_http_value_ok(at, len)) return fail(r, SL_EPARSE, "invalid character in header value");
     r->last_cb = 2;
-    r->last_end = at + len;
+    r->last_end = off + len;
     return 0;
 }
 
@@ -209,7 +211,7 @@ void sl__resp_reset(sl__resp *r, bool head)
     r->hlen = 0;
     r->body_len = 0;
     r->nfields = 0;
-    r->last_end = NULL;
+    r->last_end = 0;
     r->last_cb = 0;
     r->te_count = r->te_chunked = r->status_seen = 0;
     r->scan_off = r->line_start = r->block_start = 0;
