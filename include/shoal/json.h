@@ -86,11 +86,16 @@ SL_API SL_MUST_CHECK int sl_json_parse(const char *buf, size_t len, const sl_jso
  * A cheap check for hot paths that only need to know that bytes are JSON: returns 1 when it
  * proves that `len` bytes of `buf` are one JSON value (any type) that jansson accepts with
  * JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, and 0 when it cannot tell. It proves the plain
- * cases only (no unicode escapes, no exponents, integers within 64 bits, nesting up to 32, up to 64
- * keys open at once, no escapes in keys): on 0 ask jansson, whose verdict stands.
- * No allocation; never reads past `len`.
+ * cases only (no unicode escapes, no exponents, integers within 64 bits, nesting up to
+ * SL_JSON_QUICK_MAX_DEPTH, up to 64 keys open at once, no escapes in keys): on 0 ask jansson,
+ * whose verdict stands. No allocation; never reads past `len`.
  */
 SL_API int sl_json_quick_valid(const char *buf, size_t len);
+
+/* The nesting sl_json_quick_valid proves: one level below SL_JSON_DEFAULT_MAX_DEPTH, so that a
+ * value it proves still parses under the default limit when it sits one level inside another
+ * document (as an event's data inside its envelope). */
+#define SL_JSON_QUICK_MAX_DEPTH (SL_JSON_DEFAULT_MAX_DEPTH - 1)
 
 /* ---- Table-driven validation ---------------------------------------------------------------- */
 

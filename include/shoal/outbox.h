@@ -44,7 +44,8 @@ typedef struct sl_outbox_event {
  * transaction with SL_DB_TXF_OUTBOX (so a watching relay wakes after the
  * commit). `now_wall_ns` is the event time. When `id_out` is not NULL the
  * event id is copied there. Returns 0, SL_ESTATE outside a transaction,
- * SL_EINVAL for a missing field or data that is not JSON, SL_ELIMIT for an
+ * SL_EINVAL for a missing field or data that is not JSON (or nests deeper than
+ * SL_JSON_DEFAULT_MAX_DEPTH - 1, so that consumers can read the envelope), SL_ELIMIT for an
  * envelope over SL_OUTBOX_ENVELOPE_MAX, SL_ECONFLICT for a caller-given id
  * given before (generated UUIDv7 ids are unique by construction and are
  * not checked), or a database error. Caller's thread; borrows everything.

@@ -8,6 +8,7 @@
  */
 #include "db_harness.h"
 
+#include <shoal/json.h>
 #include <shoal/outbox.h>
 
 #include <jansson.h>
@@ -178,6 +179,58 @@ static void test_add_escapes_and_checks(void **state)
     ev.data_json = "{\"a\":1} x";
     assert_int_equal(sl_outbox_add(db, &ev, 0, NULL), SL_EINVAL); /* trailing bytes */
     sl_db_rollback(db);
+    sl_db_close(db);
+}
+
+/* Writes data nested `depth` arrays deep around `leaf`. */
+static char *nested(int depth, const char *leaf)
+{
+    size_t n = strlen(leaf);
+    char *b = malloc((size_t)depth * 2 + n + 1);
+    memset(b, '[', (size_t)depth);
+    memcpy(b + depth, leaf, n);
+    memset(b + depth + n, ']', (size_t)depth);
+    b[depth * 2 + n] = '\0';
+    return b;
+}
+
+/* Every envelope the outbox writes is one consumers can read under the default depth limit:
+ * data sits one level inside the envelope, so it may nest one level less. Both the quick proof
+ * (plain data) and the full parse (a \u escape) hold that line. */
+static void test_add_bounds_data_depth(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    const char *leaves[] = {"1", "\"\\u00e9\""};
+    for (size_t k = 0; k < 2; k++) {
+        for (int depth = (int)SL_JSON_DEFAULT_MAX_DEPTH - 2;
+             depth <= (int)SL_JSON_DEFAULT_MAX_DEPTH; depth++) {
+            char *data = nested(depth, leaves[k]);
+            sl_outbox_event ev = {
+                .source = "/t", .type = "shop.test.deep.v1", .subject = "s", .data_json = data};
+            HARNESS_OK(db, sl_db_begin(db));
+            int rc = sl_outbox_add(db, &ev, 0, NULL);
+            if (depth < (int)SL_JSON_DEFAULT_MAX_DEPTH) {
+                assert_int_equal(rc, 0);
+                sl_db_stmt *st;
+                HARNESS_OK(db, sl_db_prepare(db,
+                                             "SELECT envelope FROM outbox ORDER BY seq DESC "
+                                             "LIMIT 1",
+                                             &st));
+                assert_int_equal(sl_db_step(st), SL_DB_ROW);
+                size_t len = 0;
+                const char *env = sl_db_column_text(st, 0, &len);
+                json_t *root = NULL;
+                assert_int_equal(sl_json_parse(env, len, NULL, &root, NULL), 0);
+                json_decref(root);
+                sl_db_stmt_done(st);
+            } else {
+                assert_int_equal(rc, SL_EINVAL);
+            }
+            sl_db_rollback(db);
+            free(data);
+        }
+    }
     sl_db_close(db);
 }
 
@@ -595,6 +648,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_writes_envelope_in_tx),
         cmocka_unit_test(test_add_escapes_and_checks),
+        cmocka_unit_test(test_add_bounds_data_depth),
         cmocka_unit_test(test_relay_publishes_in_order_and_marks),
         cmocka_unit_test(test_relay_retries_with_backoff_keeping_order),
         cmocka_unit_test(test_relay_marks_only_after_confirmation),

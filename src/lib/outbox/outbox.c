@@ -78,16 +78,25 @@ static int env_member(env_buf *b, const char *key, const char *v, int first)
     return 0;
 }
 
+#define DATA_MAX_DEPTH (SL_JSON_DEFAULT_MAX_DEPTH - 1)
+_Static_assert(SL_JSON_QUICK_MAX_DEPTH <= DATA_MAX_DEPTH, "the quick check proves too deep");
+
 int sl_outbox_envelope(const sl_outbox_event *ev, const char *id, int64_t now_wall_ns, char **out,
                        size_t *out_len)
 {
     char time[SL_RFC3339_MAX];
     if (sl_rfc3339_format(now_wall_ns, time, sizeof time) < 0) return SL_EINVAL;
-    /* Most data is plain JSON the quick check proves; jansson judges the rest. */
+    /* Most data is plain JSON the quick check proves; sl_json_parse judges the rest. Consumers
+     * read an envelope under the default depth limit and data sits one level inside it, so
+     * data may nest one level less (the quick check proves no deeper than that). */
     if (ev->data_json && !sl_json_quick_valid(ev->data_json, strlen(ev->data_json))) {
-        json_error_t err;
-        json_t *data = json_loads(ev->data_json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-        if (data == NULL) return SL_EINVAL;
+        size_t n = strlen(ev->data_json);
+        sl_json_limits lim = {
+            .max_bytes = n ? n : 1, .max_depth = DATA_MAX_DEPTH, .allow_any_top = true};
+        json_t *data = NULL;
+        int rc = sl_json_parse(ev->data_json, n, &lim, &data, NULL);
+        if (rc == SL_ENOMEM) return rc;
+        if (rc) return SL_EINVAL;
         json_decref(data);
     }
     env_buf b = {0};
