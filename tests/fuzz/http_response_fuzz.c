@@ -4,7 +4,9 @@
  * feed step); the rest is the response. Besides memory safety, checks the
  * contract: the result does not depend on how the bytes were split, a parsed
  * response respects its limits, and every header slice lies inside the
- * parser's buffer.
+ * parser's buffer. Differential: a response fed whole may take the fast path;
+ * the same bytes with the fast path off (http-parser's path) must give exactly
+ * the same result, field by field.
  */
 #include "http_client/http_client_int.h"
 
@@ -42,12 +44,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int eof = (opt >> 1) & 1;
     size_t step = (size_t)(opt >> 2) + 1;
 
-    sl__resp whole, split;
+    sl__resp whole, split, slow;
     size_t c1 = 0, c2 = 0;
     sl__resp_init(&whole, HEADER_MAX, BODY_MAX);
     sl__resp_reset(&whole, head);
     int rc1 = sl__resp_feed(&whole, in, len, &c1);
     if (rc1 == 0 && eof) rc1 = sl__resp_eof(&whole);
+
+    sl__resp_init(&slow, HEADER_MAX, BODY_MAX);
+    slow.no_fast = true;
+    sl__resp_reset(&slow, head);
+    size_t c3 = 0;
+    int rc3 = sl__resp_feed(&slow, in, len, &c3);
+    if (rc3 == 0 && eof) rc3 = sl__resp_eof(&slow);
 
     sl__resp_init(&split, HEADER_MAX, BODY_MAX);
     sl__resp_reset(&split, head);
@@ -75,7 +84,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             whole.keep_alive != split.keep_alive)
             abort();
     }
+    /* The fast path gives what http-parser's path gives, or steps aside. */
+    if (rc1 != rc3) abort();
+    if (rc1 == 1) {
+        const sl_http_response *a = sl__resp_get(&whole), *b = sl__resp_get(&slow);
+        if (c1 != c3 || a->status != b->status || a->http_minor != b->http_minor ||
+            a->nheaders != b->nheaders || a->body.len != b->body.len ||
+            memcmp(a->body.ptr, b->body.ptr, a->body.len) != 0 ||
+            whole.keep_alive != slow.keep_alive)
+            abort();
+        for (size_t i = 0; i < a->nheaders; i++) {
+            const sl_http_header *x = &a->headers[i], *y = &b->headers[i];
+            if (x->name.len != y->name.len || x->value.len != y->value.len ||
+                memcmp(x->name.ptr, y->name.ptr, x->name.len) != 0 ||
+                memcmp(x->value.ptr, y->value.ptr, x->value.len) != 0)
+                abort();
+        }
+    }
     sl__resp_free(&whole);
     sl__resp_free(&split);
+    sl__resp_free(&slow);
     return 0;
 }

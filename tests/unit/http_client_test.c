@@ -442,6 +442,103 @@ static void test_split_across_growth(void **state)
     }
 }
 
+/* Parses `text` (fed in two pieces at `cut`, 0 = whole) with the fast path allowed or not. */
+static int parse_with(sl__resp *r, const char *text, size_t cut, bool head, bool no_fast,
+                      size_t *consumed)
+{
+    size_t len = strlen(text), c1 = 0, c2 = 0;
+    sl__resp_init(r, 4096, 1024);
+    r->no_fast = no_fast;
+    sl__resp_reset(r, head);
+    int rc = sl__resp_feed(r, text, cut ? cut : len, &c1);
+    if (rc == 0 && cut) {
+        rc = sl__resp_feed(r, text + cut, len - cut, &c2);
+        c1 = cut + c2;
+    }
+    *consumed = c1;
+    return rc;
+}
+
+/* The fast path takes the plain heads, steps aside for the rest, and gives http-parser's answer. */
+static void test_fast_path(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        bool head, fast;
+        size_t cut;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok", false, true,
+         0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false, true, 40}, /* body split */
+        {"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false, true,
+         0},
+        {"HTTP/1.0 200 OK\r\nConnection: Keep-Alive \r\nContent-Length: 1\r\n\r\nx", false, true,
+         0},
+        {"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nxEXTRA", false, true, 0},
+        {"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", false, true, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true, true, 0},
+        {"HTTP/1.1 503\r\nRetry-After: 1\r\nX-E:\r\nContent-Length: 0\r\n\r\n", false, true, 0},
+        /* declined: the general path decides */
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false, false,
+         0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encodingx: 1\r\n\r\nok", false, false,
+         0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\t\r\n\r\nok", false, false, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", false, false, 0},
+        {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, false,
+         0},
+        {"HTTP/1.1 200 OK\r\nConnection: close, x\r\n\r\nto the end", false, false, 0},
+        {"HTTP/1.1 200 OK\r\nX: 1\r\n folded\r\nContent-Length: 0\r\n\r\n", false, false, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r", false, false, 0}, /* head incomplete */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sl__resp a, b;
+        size_t ca, cb;
+        int ra = parse_with(&a, cases[i].text, cases[i].cut, cases[i].head, false, &ca);
+        int rb = parse_with(&b, cases[i].text, cases[i].cut, cases[i].head, true, &cb);
+        if (a.fast != cases[i].fast || ra != rb) fprintf(stderr, "case %zu\n", i);
+        assert_int_equal(a.fast, cases[i].fast);
+        assert_false(b.fast);
+        assert_int_equal(ra, rb);
+        if (ra == 1) {
+            const sl_http_response *x = sl__resp_get(&a), *y = sl__resp_get(&b);
+            assert_int_equal(ca, cb);
+            assert_int_equal(x->status, y->status);
+            assert_int_equal(x->http_minor, y->http_minor);
+            assert_int_equal(a.keep_alive, b.keep_alive);
+            assert_int_equal(x->nheaders, y->nheaders);
+            for (size_t k = 0; k < x->nheaders; k++) {
+                assert_int_equal(x->headers[k].name.len, y->headers[k].name.len);
+                assert_memory_equal(x->headers[k].name.ptr, y->headers[k].name.ptr,
+                                    x->headers[k].name.len);
+                assert_int_equal(x->headers[k].value.len, y->headers[k].value.len);
+                assert_memory_equal(x->headers[k].value.ptr, y->headers[k].value.ptr,
+                                    x->headers[k].value.len);
+            }
+            assert_int_equal(x->body.len, y->body.len);
+            assert_memory_equal(x->body.ptr, y->body.ptr, x->body.len);
+        }
+        sl__resp_free(&a);
+        sl__resp_free(&b);
+    }
+    /* Spot checks of what both agree on. */
+    sl__resp r;
+    size_t c;
+    assert_int_equal(
+        parse_with(&r, "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nxEXTRA", 0, false, false, &c),
+        1);
+    assert_true(r.fast);
+    assert_int_equal(c, 39);    /* EXTRA is not part of the response */
+    assert_false(r.keep_alive); /* HTTP/1.0 without keep-alive */
+    sl__resp_free(&r);
+    assert_int_equal(
+        parse_with(&r, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 0, false, false, &c), 0);
+    assert_true(r.fast);
+    assert_int_equal(sl__resp_eof(&r), SL_EIO); /* closed mid-body */
+    sl__resp_free(&r);
+}
+
 static void test_result_names(void **state)
 {
     (void)state;
@@ -459,7 +556,8 @@ int main(void)
         cmocka_unit_test(test_serialise_refusals),  cmocka_unit_test(test_response_framings),
         cmocka_unit_test(test_response_rejections), cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_header_value_bytes),  cmocka_unit_test(test_every_split),
-        cmocka_unit_test(test_split_across_growth), cmocka_unit_test(test_result_names),
+        cmocka_unit_test(test_split_across_growth), cmocka_unit_test(test_fast_path),
+        cmocka_unit_test(test_result_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,11 +76,14 @@ typedef struct sl__resp {
     int te_count, te_chunked, status_seen;
     size_t scan_off, line_start, block_start; /* line scanner over hbuf */
     bool scan_cr, scan_done;
-    bool in_headers; /* the final response's headers are not complete yet */
-    bool done;       /* a final response was parsed */
-    bool keep_alive; /* the connection may carry another request */
-    bool got_bytes;  /* any byte arrived */
-    int error;       /* 0, SL_EPARSE, SL_ELIMIT, SL_EIO, SL_ENOMEM */
+    bool in_headers;  /* the final response's headers are not complete yet */
+    bool done;        /* a final response was parsed */
+    bool keep_alive;  /* the connection may carry another request */
+    bool got_bytes;   /* any byte arrived */
+    bool no_fast;     /* tests only: always take http-parser's path (kept by reset) */
+    bool fast;        /* the head took the fast path (response.c) */
+    size_t body_left; /* fast path: Content-Length bytes still to come (0 = not in use) */
+    int error;        /* 0, SL_EPARSE, SL_ELIMIT, SL_EIO, SL_ENOMEM */
     const char *error_detail;
     /* Last, and not cleared by sl__resp_init (4 KiB): only the first nfields are ever read. */
     sl__resp_field fields[SL_HTTP_CLIENT_HEADERS_MAX];

@@ -18,6 +18,16 @@
  * with Transfer-Encoding is refused (http-parser's strict default), as are a
  * transfer coding other than exactly "chunked", a repeated
  * Transfer-Encoding, bad chunk sizes, and a 101 (we never ask to upgrade).
+ *
+ * Fast path: when the first read holds a whole final head of the plain kind
+ * (HTTP/1.0 or 1.1, a 2xx-5xx status, token names, no Transfer-Encoding,
+ * Upgrade or Proxy-Connection, Connection only "close" or "keep-alive", at
+ * most one Content-Length of digits, and a body that is either empty or of
+ * that length), fast_head parses it in one pass over its lines instead of
+ * through http-parser's per-byte state machine. It accepts only heads that
+ * http-parser and the checks above accept with the same result, and declines
+ * everything else to the general path; the differential fuzz target
+ * (http_response_fuzz) holds it to that.
  */
 #include "http_client_int.h"
 
@@ -26,8 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HBUF_INITIAL 2048
-#define BODY_INITIAL 4096
+#define HBUF_INITIAL  2048
+#define BODY_INITIAL  4096
+#define FAST_HEAD_MAX (64 * 1024) /* below http-parser's HTTP_MAX_HEADER_SIZE */
 
 static int fail(sl__resp *r, int code, const char *detail)
 {
@@ -220,6 +231,8 @@ void sl__resp_reset(sl__resp *r, bool head)
     r->done = false;
     r->keep_alive = false;
     r->got_bytes = false;
+    r->body_left = 0;
+    r->fast = false;
     r->error = 0;
     r->error_detail = NULL;
 }
@@ -316,12 +329,154 @@ static int grow_hbuf(sl__resp *r, size_t need)
     return 0;
 }
 
+/* ---- fast path (see the top of the file) ---- */
+
+enum { FAST_DECLINE = 2 };
+
+static bool case_eq_lit(const char *a, size_t alen, const char *lit, size_t llen)
+{
+    return alen == llen && sl_slice_case_eq_slice((sl_slice){a, alen}, (sl_slice){lit, llen});
+}
+#define CASE_EQ(a, alen, lit) case_eq_lit((a), (alen), lit, sizeof(lit) - 1)
+/* `a` starts with `lit`, ignoring case. */
+#define HAS_PREFIX(a, alen, lit)                                                                   \
+    ((alen) >= sizeof(lit) - 1 && case_eq_lit((a), sizeof(lit) - 1, lit, sizeof(lit) - 1))
+
+/*
+ * Parses the head at the start of `data` when it is of the plain kind, copies it to hbuf and
+ * starts the body. Returns FAST_DECLINE (nothing changed but scratch entries of `fields`), or
+ * what sl__resp_feed returns.
+ */
+static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed)
+{
+    size_t lim = len < r->header_max ? len : r->header_max;
+    if (lim > FAST_HEAD_MAX) lim = FAST_HEAD_MAX;
+    /* Status line: "HTTP/1.x ddd" then CRLF or SP reason CRLF. */
+    if (lim < 14 || memcmp(data, "HTTP/1.", 7) != 0 || (data[7] != '0' && data[7] != '1') ||
+        data[8] != ' ')
+        return FAST_DECLINE;
+    unsigned d0 = (unsigned char)data[9] - '0', d1 = (unsigned char)data[10] - '0',
+             d2 = (unsigned char)data[11] - '0';
+    if (d0 < 2 || d0 > 5 || d1 > 9 || d2 > 9) return FAST_DECLINE;
+    if (data[12] != ' ' && data[12] != '\r') return FAST_DECLINE;
+    const char *lf = memchr(data, '\n', lim);
+    if (!lf || lf[-1] != '\r' || memchr(data, '\r', (size_t)(lf - data)) != lf - 1)
+        return FAST_DECLINE;
+    unsigned status = d0 * 100 + d1 * 10 + d2;
+    bool minor1 = data[7] == '1';
+
+    size_t nf = 0, pos = (size_t)(lf - data) + 1, cl = 0;
+    bool has_cl = false, close = false, keep = false;
+    for (;;) {
+        if (pos + 2 > lim) return FAST_DECLINE;
+        const char *line = data + pos;
+        if (line[0] == '\r') {
+            if (line[1] != '\n') return FAST_DECLINE;
+            pos += 2;
+            break;
+        }
+        const char *end = memchr(line, '\n', lim - pos);
+        if (!end || end == line || end[-1] != '\r') return FAST_DECLINE;
+        size_t ll = (size_t)(end - line) - 1; /* without CRLF */
+        size_t nl = 0;
+        while (nl < ll && sl_http_is_tchar((unsigned char)line[nl]))
+            nl++;
+        if (nl == 0 || nl == ll || line[nl] != ':') return FAST_DECLINE;
+        size_t vs = nl + 1, ve = ll;
+        while (vs < ve && (line[vs] == ' ' || line[vs] == '\t'))
+            vs++;
+        while (ve > vs && (line[ve - 1] == ' ' || line[ve - 1] == '\t'))
+            ve--;
+        /* No CR, LF or other control byte in the value (nor a bare CR before the line's end). */
+        if (!sl_http_value_ok(line + nl + 1, ll - nl - 1)) return FAST_DECLINE;
+        const char *v = line + vs;
+        size_t vl = ve - vs;
+        /* http-parser ends a Connection token or a Content-Length at a space, not at a tab. */
+        bool sp_tail = memchr(line + ve, '\t', ll - ve) == NULL;
+        /* The names http-parser treats specially. It also takes some longer names that start
+         * with one of them for it, so any name with such a prefix but the two handled here is
+         * left to it. */
+        if (HAS_PREFIX(line, nl, "connection")) {
+            if (nl != 10 || !sp_tail) return FAST_DECLINE;
+            if (CASE_EQ(v, vl, "close"))
+                close = true;
+            else if (CASE_EQ(v, vl, "keep-alive"))
+                keep = true;
+            else
+                return FAST_DECLINE;
+        } else if (HAS_PREFIX(line, nl, "content-length")) {
+            if (nl != 14 || has_cl || vl == 0 || vl > 15 || !sp_tail) return FAST_DECLINE;
+            for (size_t i = 0; i < vl; i++) {
+                unsigned dd = (unsigned char)v[i] - '0';
+                if (dd > 9) return FAST_DECLINE;
+                cl = cl * 10 + dd;
+            }
+            has_cl = true;
+        } else if (HAS_PREFIX(line, nl, "transfer-encoding") || HAS_PREFIX(line, nl, "upgrade") ||
+                   HAS_PREFIX(line, nl, "proxy-connection")) {
+            return FAST_DECLINE;
+        }
+        if (nf == SL_HTTP_CLIENT_HEADERS_MAX) return FAST_DECLINE;
+        r->fields[nf++] =
+            (sl__resp_field){(uint32_t)pos, (uint32_t)nl, (uint32_t)(pos + vs), (uint32_t)vl};
+        pos += ll + 2;
+    }
+    bool no_body = r->head || status == 204 || status == 304;
+    if (!no_body && (!has_cl || cl > r->body_max)) return FAST_DECLINE;
+
+    /* Accepted: the head goes to hbuf (the fields are offsets into it), the body to body. */
+    if (grow_hbuf(r, pos)) return r->error;
+    memcpy(r->hbuf, data, pos);
+    r->hlen = pos;
+    r->nfields = nf;
+    r->parser.http_major = 1;
+    r->parser.http_minor = minor1 ? 1 : 0;
+    r->parser.status_code = status;
+    r->in_headers = false;
+    r->fast = true;
+    r->keep_alive = minor1 ? !close : keep;
+    size_t want = no_body ? 0 : cl;
+    if (want > r->body_cap) {
+        char *b = realloc(r->body, want);
+        if (!b) return fail(r, SL_ENOMEM, "out of memory");
+        r->body = b;
+        r->body_cap = want;
+    }
+    size_t have = len - pos < want ? len - pos : want;
+    if (have) memcpy(r->body, data + pos, have);
+    r->body_len = have;
+    r->body_left = want - have;
+    *consumed = pos + have;
+    if (r->body_left) return 0;
+    r->done = true;
+    return 1;
+}
+
+/* The rest of a fast-path body. */
+static int fast_body(sl__resp *r, const char *data, size_t len, size_t *consumed)
+{
+    size_t n = len < r->body_left ? len : r->body_left;
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body_left -= n;
+    *consumed = n;
+    if (r->body_left) return 0;
+    r->done = true;
+    return 1;
+}
+
 int sl__resp_feed(sl__resp *r, const char *data, size_t len, size_t *consumed)
 {
     *consumed = 0;
     if (r->error) return r->error;
     if (r->done) return 1;
-    if (len) r->got_bytes = true;
+    if (len == 0) return 0;
+    r->got_bytes = true;
+    if (r->body_left) return fast_body(r, data, len, consumed);
+    if (r->hlen == 0 && !r->no_fast) {
+        int rc = fast_head(r, data, len, consumed);
+        if (rc != FAST_DECLINE) return rc;
+    }
     size_t used = 0;
     while (used < len && r->in_headers) {
         size_t room = r->header_max - r->hlen;
@@ -356,6 +511,10 @@ int sl__resp_eof(sl__resp *r)
 {
     if (r->done) return 1;
     if (r->error) return r->error;
+    if (r->body_left) {
+        fail(r, SL_EIO, "connection closed mid-response");
+        return SL_EIO;
+    }
     /* http-parser ends a close-delimited body on a zero-length execute. */
     http_parser_execute(&r->parser, &settings, NULL, 0);
     if (r->done) return 1;
