@@ -12,9 +12,9 @@
 
 #include <string.h>
 
-#define QUICK_DEPTH SL_JSON_QUICK_MAX_DEPTH /* nesting proven here; deeper is jansson's to judge   \
-                                             */
-#define QUICK_KEYS 64 /* keys of all open objects remembered for the duplicate check */
+/* Nesting proven here; deeper is jansson's to judge. */
+#define QUICK_DEPTH SL_JSON_QUICK_MAX_DEPTH
+#define QUICK_KEYS  64 /* keys of all open objects remembered for the duplicate check */
 
 typedef struct span {
     const char *p;
