@@ -28,8 +28,11 @@
 #include <shoal/http.h>
 #include <shoal/json.h>
 
+#include "http/fast_head.h"
+
 #include <assert.h>
 #include <http_parser.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +140,8 @@ struct sl_http_server {
     void (*close_cb)(void *);
     void *close_data;
     http_parser_settings settings;
+    bool no_fast;      /* tests: every request through http-parser */
+    size_t fast_taken; /* requests the fast path read */
 };
 
 static void conn_close(conn *c);
@@ -411,6 +416,9 @@ static int find_header_end(conn *c)
 {
     const char *p = c->last_end;
     const char *end = c->data + c->data_len;
+    /* http-parser reports an empty value where the next line starts: for the last field, at
+     * the empty line. Look from the CRLF that ended the field's line. */
+    if (c->last_cb == 2 && p[-1] == '\n') p -= 2;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl || nl == p || nl[-1] != '\r' || nl + 2 >= end || nl[1] != '\r' || nl[2] != '\n')
         return fail(c, 400, "line endings must be CRLF");
@@ -780,6 +788,59 @@ static int map_parser_error(conn *c, enum http_errno e)
     }
 }
 
+/* The http-parser method of each method Shoal routes. */
+static const unsigned char parser_method[] = {
+#define SL_PARSER_METHOD_(name, text) [SL_HTTP_##name] = HTTP_##name,
+    SL_HTTP_METHOD_MAP(SL_PARSER_METHOD_)
+#undef SL_PARSER_METHOD_
+};
+
+/*
+ * Fast path (http/fast_head.h): when a whole plain request, head and body, is waiting at
+ * parse_off, reads it without http-parser and leaves the parser in the state http-parser would
+ * have left (method, version, flags, length) for the same on_headers_complete and dispatch.
+ * Returns 1 when the request was taken (dispatch it, or answer c->error_status), 0 to run
+ * http-parser.
+ */
+static int try_fast(conn *c)
+{
+    sl_http_server *s = c->srv;
+    const char *p = c->data + c->parse_off;
+    size_t avail = c->data_len - c->parse_off;
+    size_t lim = avail < s->lim.max_header_bytes ? avail : s->lim.max_header_bytes;
+    sl__fast_request fr;
+    if (!sl__http_fast_request(p, lim, c->headers, s->lim.max_headers, &fr)) return 0;
+    uint64_t cl = fr.f.has_cl ? fr.f.content_length : 0;
+    if (cl > avail - fr.f.end) return 0; /* the body is still on its way */
+    http_parser *hp = &c->parser;
+    hp->method = parser_method[fr.method];
+    hp->http_major = 1;
+    hp->http_minor = (unsigned short)fr.http_minor;
+    hp->flags = (fr.f.has_cl ? F_CONTENTLENGTH : 0) | (fr.f.conn_close ? F_CONNECTION_CLOSE : 0) |
+                (fr.f.conn_keep ? F_CONNECTION_KEEP_ALIVE : 0);
+    hp->content_length = fr.f.has_cl ? cl : ULLONG_MAX;
+    c->req.target = fr.target;
+    c->nheaders = fr.f.nfields;
+    c->last_end = p + fr.f.end - 4; /* the last line's CRLF, then the empty line */
+    if (on_headers_complete(hp) != 0) return 1;
+    if (cl) memcpy(c->body, p + fr.f.end, (size_t)cl);
+    c->body_len = (size_t)cl;
+    c->parse_off += fr.f.end + (size_t)cl;
+    c->message_done = 1;
+    s->fast_taken++;
+    return 1;
+}
+
+/* Answers the error a callback set, if any (and closes after it). */
+static bool answer_error(conn *c)
+{
+    if (!c->error_status) return false;
+    int st = c->error_status;
+    c->error_status = 0;
+    send_error(c, st, c->error_detail);
+    return true;
+}
+
 static void conn_process_loop(conn *c);
 
 static void conn_process(conn *c)
@@ -803,16 +864,16 @@ static void conn_process_loop(conn *c)
             c->state = ST_HEADERS;
             tl_set(c, TL_HEADERS);
         }
+        if (c->parse_off == c->req_start && !s->no_fast && try_fast(c)) {
+            if (answer_error(c)) return;
+            dispatch(c);
+            continue;
+        }
         size_t avail = c->data_len - c->parse_off;
         size_t n = http_parser_execute(&c->parser, &s->settings, c->data + c->parse_off, avail);
         c->parse_off += n;
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (c->error_status) {
-            int st = c->error_status;
-            c->error_status = 0;
-            send_error(c, st, c->error_detail);
-            return;
-        }
+        if (answer_error(c)) return;
         if (e == HPE_PAUSED && c->message_done) {
             http_parser_pause(&c->parser, 0);
             dispatch(c);
@@ -1109,6 +1170,16 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     conn_start(c);
+}
+
+void sl__http_server_set_fast(sl_http_server *s, bool on)
+{
+    s->no_fast = !on;
+}
+
+size_t sl__http_server_fast_taken(const sl_http_server *s)
+{
+    return s->fast_taken;
 }
 
 int sl__http_server_adopt(sl_http_server *s, int fd)

@@ -31,14 +31,15 @@
  */
 #include "http_client_int.h"
 
+#include "http/fast_head.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HBUF_INITIAL  2048
-#define BODY_INITIAL  4096
-#define FAST_HEAD_MAX (64 * 1024) /* below http-parser's HTTP_MAX_HEADER_SIZE */
+#define HBUF_INITIAL 2048
+#define BODY_INITIAL 4096
 
 static int fail(sl__resp *r, int code, const char *detail)
 {
@@ -329,28 +330,18 @@ static int grow_hbuf(sl__resp *r, size_t need)
     return 0;
 }
 
-/* ---- fast path (see the top of the file) ---- */
+/* ---- fast path (see the top of the file and http/fast_head.h) ---- */
 
 enum { FAST_DECLINE = 2 };
 
-static bool case_eq_lit(const char *a, size_t alen, const char *lit, size_t llen)
-{
-    return alen == llen && sl_slice_case_eq_slice((sl_slice){a, alen}, (sl_slice){lit, llen});
-}
-#define CASE_EQ(a, alen, lit) case_eq_lit((a), (alen), lit, sizeof(lit) - 1)
-/* `a` starts with `lit`, ignoring case. */
-#define HAS_PREFIX(a, alen, lit)                                                                   \
-    ((alen) >= sizeof(lit) - 1 && case_eq_lit((a), sizeof(lit) - 1, lit, sizeof(lit) - 1))
-
 /*
  * Parses the head at the start of `data` when it is of the plain kind, copies it to hbuf and
- * starts the body. Returns FAST_DECLINE (nothing changed but scratch entries of `fields`), or
- * what sl__resp_feed returns.
+ * starts the body. Returns FAST_DECLINE (nothing changed but the scratch `headers`), or what
+ * sl__resp_feed returns.
  */
 static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed)
 {
     size_t lim = len < r->header_max ? len : r->header_max;
-    if (lim > FAST_HEAD_MAX) lim = FAST_HEAD_MAX;
     /* Status line: "HTTP/1.x ddd" then CRLF or SP reason CRLF. */
     if (lim < 14 || memcmp(data, "HTTP/1.", 7) != 0 || (data[7] != '0' && data[7] != '1') ||
         data[8] != ' ')
@@ -364,63 +355,13 @@ static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed
         return FAST_DECLINE;
     unsigned status = d0 * 100 + d1 * 10 + d2;
     bool minor1 = data[7] == '1';
-
-    size_t nf = 0, pos = (size_t)(lf - data) + 1, cl = 0;
-    bool has_cl = false, close = false, keep = false;
-    for (;;) {
-        if (pos + 2 > lim) return FAST_DECLINE;
-        const char *line = data + pos;
-        if (line[0] == '\r') {
-            if (line[1] != '\n') return FAST_DECLINE;
-            pos += 2;
-            break;
-        }
-        const char *end = memchr(line, '\n', lim - pos);
-        if (!end || end == line || end[-1] != '\r') return FAST_DECLINE;
-        size_t ll = (size_t)(end - line) - 1; /* without CRLF */
-        size_t nl = 0;
-        while (nl < ll && sl_http_is_tchar((unsigned char)line[nl]))
-            nl++;
-        if (nl == 0 || nl == ll || line[nl] != ':') return FAST_DECLINE;
-        size_t vs = nl + 1, ve = ll;
-        while (vs < ve && (line[vs] == ' ' || line[vs] == '\t'))
-            vs++;
-        while (ve > vs && (line[ve - 1] == ' ' || line[ve - 1] == '\t'))
-            ve--;
-        /* No CR, LF or other control byte in the value (nor a bare CR before the line's end). */
-        if (!sl_http_value_ok(line + nl + 1, ll - nl - 1)) return FAST_DECLINE;
-        const char *v = line + vs;
-        size_t vl = ve - vs;
-        /* http-parser ends a Connection token or a Content-Length at a space, not at a tab. */
-        bool sp_tail = memchr(line + ve, '\t', ll - ve) == NULL;
-        /* The names http-parser treats specially. It also takes some longer names that start
-         * with one of them for it, so any name with such a prefix but the two handled here is
-         * left to it. */
-        if (HAS_PREFIX(line, nl, "connection")) {
-            if (nl != 10 || !sp_tail) return FAST_DECLINE;
-            if (CASE_EQ(v, vl, "close"))
-                close = true;
-            else if (CASE_EQ(v, vl, "keep-alive"))
-                keep = true;
-            else
-                return FAST_DECLINE;
-        } else if (HAS_PREFIX(line, nl, "content-length")) {
-            if (nl != 14 || has_cl || vl == 0 || vl > 15 || !sp_tail) return FAST_DECLINE;
-            for (size_t i = 0; i < vl; i++) {
-                unsigned dd = (unsigned char)v[i] - '0';
-                if (dd > 9) return FAST_DECLINE;
-                cl = cl * 10 + dd;
-            }
-            has_cl = true;
-        } else if (HAS_PREFIX(line, nl, "transfer-encoding") || HAS_PREFIX(line, nl, "upgrade") ||
-                   HAS_PREFIX(line, nl, "proxy-connection")) {
-            return FAST_DECLINE;
-        }
-        if (nf == SL_HTTP_CLIENT_HEADERS_MAX) return FAST_DECLINE;
-        r->fields[nf++] =
-            (sl__resp_field){(uint32_t)pos, (uint32_t)nl, (uint32_t)(pos + vs), (uint32_t)vl};
-        pos += ll + 2;
-    }
+    sl__fast_fields ff;
+    if (!sl__http_fast_fields(data, lim, (size_t)(lf - data) + 1, r->headers,
+                              SL_HTTP_CLIENT_HEADERS_MAX, &ff))
+        return FAST_DECLINE;
+    size_t pos = ff.end, nf = ff.nfields;
+    bool has_cl = ff.has_cl, close = ff.conn_close, keep = ff.conn_keep;
+    uint64_t cl = ff.content_length;
     bool no_body = r->head || status == 204 || status == 304;
     if (!no_body && (!has_cl || cl > r->body_max)) return FAST_DECLINE;
 
@@ -429,6 +370,11 @@ static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed
     memcpy(r->hbuf, data, pos);
     r->hlen = pos;
     r->nfields = nf;
+    for (size_t i = 0; i < nf; i++) {
+        const sl_http_header *h = &r->headers[i];
+        r->fields[i] = (sl__resp_field){(uint32_t)(h->name.ptr - data), (uint32_t)h->name.len,
+                                        (uint32_t)(h->value.ptr - data), (uint32_t)h->value.len};
+    }
     r->parser.http_major = 1;
     r->parser.http_minor = minor1 ? 1 : 0;
     r->parser.status_code = status;
