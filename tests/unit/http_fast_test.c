@@ -31,8 +31,8 @@ static void on_request(sl_http_req *req, void *data)
         n += snprintf(out + n, sizeof out - (size_t)n, "[%.*s]=[%.*s]\n",
                       (int)req->headers[i].name.len, req->headers[i].name.ptr,
                       (int)req->headers[i].value.len, req->headers[i].value.ptr);
-    n += snprintf(out + n, sizeof out - (size_t)n, "body=[%.*s]", (int)req->body.len,
-                  req->body.ptr);
+    n +=
+        snprintf(out + n, sizeof out - (size_t)n, "body=[%.*s]", (int)req->body.len, req->body.ptr);
     sl_http_respond_body(req, 200, "text/plain", out, (size_t)n);
 }
 
@@ -100,16 +100,20 @@ static void test_same_answers(void **state)
         {"DELETE /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\nHost: "
          "a\r\n\r\n",
          1, false},
-        {"POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", 1, false},
+        {"POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", 1,
+         false},
         {"PUT /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nshort", 0, true},
         /* refused by the server's own checks after the fast path read them */
         {"GET /h HTTP/1.1\r\nUser-Agent: t\r\n\r\n", 0, false},
         {"GET /h HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0, false},
         {"GET /h HTTP/1.1\r\nHost: a\r\nExpect: nothing\r\n\r\n", 0, false},
         /* declined: http-parser's path answers */
-        {"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 0, false},
-        {"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 0, false},
-        {"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: x\r\n\r\nx", 0, false},
+        {"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         0, false},
+        {"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 0,
+         false},
+        {"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: x\r\n\r\nx", 0,
+         false},
         {"GET /h HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n", 0, false},
         {"GET /h HTTP/1.1\nHost: a\n\n", 0, false},
         {"GET /h HTTP/1.1\r\nHost : a\r\n\r\n", 0, false},
