@@ -47,27 +47,41 @@ int sl__http_fast_fields(const char *data, size_t lim, size_t pos, sl_http_heade
             ve--;
         const char *v = line + vs;
         size_t vl = ve - vs;
-        /* http-parser ends a Connection token or a Content-Length at a space, not at a tab. */
-        bool sp_tail = memchr(line + ve, '\t', ll - ve) == NULL;
-        if (HAS_PREFIX(line, nl, "connection")) {
-            if (nl != 10 || !sp_tail) return 0;
-            if (CASE_EQ(v, vl, "close"))
-                close = true;
-            else if (CASE_EQ(v, vl, "keep-alive"))
-                keep = true;
-            else
-                return 0;
-        } else if (HAS_PREFIX(line, nl, "content-length")) {
-            if (nl != 14 || has_cl || vl == 0 || vl > 15 || !sp_tail) return 0;
-            for (size_t i = 0; i < vl; i++) {
-                unsigned d = (unsigned char)v[i] - '0';
-                if (d > 9) return 0;
-                cl = cl * 10 + d;
+        /* The names http-parser treats specially, found by their first letter. */
+        switch (line[0] | 0x20) {
+        case 'c': {
+            /* http-parser ends a Connection token or a Content-Length at a space, not a tab. */
+            bool sp_tail = memchr(line + ve, '\t', ll - ve) == NULL;
+            if (HAS_PREFIX(line, nl, "connection")) {
+                if (nl != 10 || !sp_tail) return 0;
+                if (CASE_EQ(v, vl, "close"))
+                    close = true;
+                else if (CASE_EQ(v, vl, "keep-alive"))
+                    keep = true;
+                else
+                    return 0;
+            } else if (HAS_PREFIX(line, nl, "content-length")) {
+                if (nl != 14 || has_cl || vl == 0 || vl > 15 || !sp_tail) return 0;
+                for (size_t i = 0; i < vl; i++) {
+                    unsigned d = (unsigned char)v[i] - '0';
+                    if (d > 9) return 0;
+                    cl = cl * 10 + d;
+                }
+                has_cl = true;
             }
-            has_cl = true;
-        } else if (HAS_PREFIX(line, nl, "transfer-encoding") || HAS_PREFIX(line, nl, "upgrade") ||
-                   HAS_PREFIX(line, nl, "proxy-connection")) {
-            return 0;
+            break;
+        }
+        case 't':
+            if (HAS_PREFIX(line, nl, "transfer-encoding")) return 0;
+            break;
+        case 'u':
+            if (HAS_PREFIX(line, nl, "upgrade")) return 0;
+            break;
+        case 'p':
+            if (HAS_PREFIX(line, nl, "proxy-connection")) return 0;
+            break;
+        default:
+            break;
         }
         if (nf == max) return 0;
         hs[nf++] = (sl_http_header){{line, nl}, {v, vl}};
