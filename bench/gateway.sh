@@ -4,17 +4,17 @@
 # /hello, one worker), measured with wrk in the same run, plus the upstream
 # hit directly; then resident memory, and the memory of 10,000 idle client
 # connections per proxy (a python3 client opens them; ulimit -n is raised).
-#   bench/gateway.sh [BUILD_DIR]   env: DURATION (s, default 10), CONNS (default 50),
-#                                       IDLE (default 10000), ROUNDS (default 2)
+#   bench/gateway.sh [BUILD_DIR]   env: DURATION (s per run, default 5), CONNS (default 50),
+#                                       IDLE (default 10000), ROUNDS (default 6)
 # Summary lines: bench gateway.<name>: <value> <unit> (<ratio>x nginx)
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 build=${1:-build}
 bin=$(cd "$build/bin" && pwd)
-duration=${DURATION:-10}
+duration=${DURATION:-5}
 conns=${CONNS:-50}
 idle=${IDLE:-10000}
-rounds=${ROUNDS:-2}
+rounds=${ROUNDS:-6}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" # the hard limit when 65536 is refused
 work=$(mktemp -d)
 pids=()
@@ -87,14 +87,30 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 declare -A rps p50 p99
 names=(direct shoal nginx haproxy)
 declare -A ports=([direct]=$up [shoal]=$gw [nginx]=$ng [haproxy]=$ha)
-for n in "${names[@]}"; do rps[$n]=0; p50[$n]=0; p99[$n]=0; done
 for n in "${names[@]}"; do wrk -t1 -c"$conns" -d2s "http://127.0.0.1:${ports[$n]}/hello" >/dev/null; done
-# Alternate the targets over several rounds and keep each one's best round (a 2-core box is noisy).
+# A 2-core box drifts by ±15% from minute to minute, so one run per target proves little, and
+# each target's best round flatters whichever got the fast minutes. Instead: several rounds,
+# each running every target back to back (the order rotating), then per target the median
+# round, and against nginx the median of the per-round ratios (paired, so drift cancels).
+: >"$work/rounds"
 for r in $(seq 1 "$rounds"); do
-    for n in "${names[@]}"; do
+    order=("${names[@]:$((r % 4))}" "${names[@]:0:$((r % 4))}")
+    for n in "${order[@]}"; do
         read -r a b c < <(wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:${ports[$n]}/hello" | bench_wrk_parse)
-        if awk -v a="$a" -v b="${rps[$n]}" 'BEGIN{exit !(a > b)}'; then rps[$n]=$a; p50[$n]=$b; p99[$n]=$c; fi
+        echo "$r $n $a $b $c" >>"$work/rounds"
     done
+done
+median() { sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v n="$1" -v k="$2" '$2 == n {print $k}' "$work/rounds"; }
+# median over rounds of column k of target a divided by target b in the same round
+paired() {
+    awk -v a="$1" -v b="$2" -v k="$3" '$2 == a {x[$1] = $k} $2 == b {y[$1] = $k}
+        END { for (r in x) if (y[r] > 0) printf "%.4f\n", x[r] / y[r] }' "$work/rounds" | median
+}
+for n in "${names[@]}"; do
+    rps[$n]=$(col "$n" 3 | median | xargs printf '%.0f')
+    p50[$n]=$(col "$n" 4 | median | xargs printf '%.3f')
+    p99[$n]=$(col "$n" 5 | median | xargs printf '%.3f')
 done
 declare -A rss=([shoal]=$(rss_kb $gw_pid) [nginx]=$(rss_kb "$ng_worker") [haproxy]=$(rss_kb $ha_pid))
 
@@ -124,17 +140,21 @@ for n in shoal nginx haproxy; do
     per_conn[$n]=$(awk -v a="$after" -v b="$before" -v n="$count" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
 done
 
-echo "upstream shoal-hello GET /hello (1 worker); proxies 1 worker each; wrk 1 thread, $conns connections, ${duration}s, best of $rounds"
+echo "upstream shoal-hello GET /hello (1 worker); proxies 1 worker each; wrk 1 thread, $conns connections, ${duration}s per run; medians of $rounds rounds"
 printf '%-10s %10s %9s %9s %12s %10s %14s\n' target req/s p50_ms p99_ms overhead_us rss_kb idle_B/conn
 for n in "${names[@]}"; do
     ov=$(awk -v p="${rps[$n]}" -v d="${rps[direct]}" -v c="$conns" 'BEGIN { if (p > 0 && d > 0) printf "%.1f", (c / p - c / d) * 1e6; else print "-" }')
     printf '%-10s %10s %9s %9s %12s %10s %14s\n' "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "$ov" "${rss[$n]:--}" "${per_conn[$n]:--}"
 done
-bench_line gateway.rps "${rps[shoal]}" req/s "${rps[nginx]}" nginx
-bench_line gateway.p50 "${p50[shoal]}" ms "${p50[nginx]}" nginx
-bench_line gateway.p99 "${p99[shoal]}" ms "${p99[nginx]}" nginx
-bench_line gateway.haproxy_rps "${rps[haproxy]}" req/s "${rps[nginx]}" nginx
-bench_line gateway.direct_rps "${rps[direct]}" req/s "${rps[nginx]}" nginx
+echo "per round, shoal/nginx req/s: $(awk '$2 == "shoal" {x[$1] = $3} $2 == "nginx" {y[$1] = $3}
+    END { for (r = 1; r in x; r++) printf "%.2f ", x[r] / y[r] }' "$work/rounds")"
+echo "per round, shoal/nginx p99:   $(awk '$2 == "shoal" {x[$1] = $5} $2 == "nginx" {y[$1] = $5}
+    END { for (r = 1; r in x; r++) printf "%.2f ", x[r] / y[r] }' "$work/rounds")"
+bench_line_ratio gateway.rps "${rps[shoal]}" req/s "$(paired shoal nginx 3)" nginx
+bench_line_ratio gateway.p50 "${p50[shoal]}" ms "$(paired shoal nginx 4)" nginx
+bench_line_ratio gateway.p99 "${p99[shoal]}" ms "$(paired shoal nginx 5)" nginx
+bench_line_ratio gateway.haproxy_rps "${rps[haproxy]}" req/s "$(paired haproxy nginx 3)" nginx
+bench_line_ratio gateway.direct_rps "${rps[direct]}" req/s "$(paired direct nginx 3)" nginx
 bench_line gateway.rss "${rss[shoal]}" KB "${rss[nginx]}" nginx
 bench_line gateway.idle_conn "${per_conn[shoal]}" B/conn "${per_conn[nginx]}" nginx
 bench_line gateway.haproxy_idle_conn "${per_conn[haproxy]}" B/conn "${per_conn[nginx]}" nginx

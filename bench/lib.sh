@@ -36,3 +36,8 @@ bench_line() {
     ratio=$(awk -v a="$2" -v b="$4" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }')
     echo "bench $1: $2 $3 (${ratio}x $5)"
 }
+
+# bench_line_ratio NAME VALUE UNIT RATIO PEER_NAME → the same line with a ratio computed elsewhere
+bench_line_ratio() {
+    echo "bench $1: $2 $3 ($(awk -v r="$4" 'BEGIN { printf "%.2f", r }')x $5)"
+}
