@@ -26,7 +26,7 @@ typedef struct echo_buf {
 static void echo_put(echo_buf *b, const char *s, size_t n)
 {
     if (n > sizeof b->p - b->n) n = sizeof b->p - b->n;
-    memcpy(b->p + b->n, s, n);
+    if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
 }
 
