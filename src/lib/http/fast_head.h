@@ -9,8 +9,8 @@
  * the client add to it (DEPS.md §2), accept with the same result. Anything
  * else is declined, nothing is decided, and the caller runs http-parser as
  * before; so an unusual head costs one extra look, never a different answer.
- * The differential fuzz targets http_fast and http_response hold them to
- * that.
+ * The differential fuzz targets http_fast, http_server and http_response
+ * hold them to that.
  */
 #ifndef SHOAL_HTTP_FAST_HEAD_H
 #define SHOAL_HTTP_FAST_HEAD_H
