@@ -5,8 +5,9 @@
 # JetStream publish/consume through the same client (nats.c) and against
 # Redis 7 Streams (XADD + XREADGROUP + XACK, appendonly yes, appendfsync
 # everysec). Each gets a fresh server. ~200-byte payloads, N events
-# (BENCH_EVENTS, default 100000), best of ROUNDS (default 3) alternating
-# rounds. Usage: bench/bus.sh [BUILD]
+# (BENCH_EVENTS, default 100000), ROUNDS (default 3) rounds that run every
+# target back to back; each figure is a target's median round, each ratio the
+# median of the per-round ratios. Usage: bench/bus.sh [BUILD]
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,16 +31,6 @@ fresh_nats() {
     cat "$tmp/nats/url"
 }
 
-# keep_best NAME LINE: keeps the line with the highest events/s (field 2) in $best_<prefix>.
-keep_best() {
-    local var=best_$1 line=$2
-    local cur=${!var:-"- 0 0 0"}
-    if awk -v a="$(echo "$line" | cut -d' ' -f2)" -v b="$(echo "$cur" | cut -d' ' -f2)" \
-        'BEGIN { exit !(a > b) }'; then
-        printf -v "$var" '%s' "$line"
-    fi
-}
-
 rport=$(bench_free_port)
 mkdir -p "$tmp/redis"
 redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp/redis" --appendonly yes \
@@ -47,34 +38,40 @@ redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp/redis" --appendonly ye
 redis_pid=$!
 bench_wait_port "$rport"
 
-# The targets alternate over ROUNDS rounds and each keeps its best round: a 2-core machine's
-# speed drifts from minute to minute, and alternating puts every target in the same weather.
+# A 2-core machine's speed drifts from minute to minute: every round runs all targets back to
+# back (the order rotating), and the ratios are taken within a round, so drift cancels.
+R=$tmp/rounds
+: >"$R"
+run_target() {
+    local url
+    case $1 in
+    raw) url=$(fresh_nats); "$bin" raw "$url" "$n" ;;
+    pipe) url=$(fresh_nats); rm -rf "$tmp/p1" && mkdir -p "$tmp/p1"; "$bin" pipeline "$url" "$n" 1 "$tmp/p1" ;;
+    ord) url=$(fresh_nats); rm -rf "$tmp/p2" && mkdir -p "$tmp/p2"; "$bin" pipeline "$url" "$n" 0 "$tmp/p2" ;;
+    red) "$bin" redis "$rport" "$n" ;;
+    esac
+}
+targets=(raw pipe ord red)
 for r in $(seq 1 "$rounds"); do
-    url=$(fresh_nats)
-    keep_best raw "$("$bin" raw "$url" "$n")"
-    url=$(fresh_nats)
-    rm -rf "$tmp/p1" && mkdir -p "$tmp/p1"
-    keep_best pipe "$("$bin" pipeline "$url" "$n" 1 "$tmp/p1")"
-    url=$(fresh_nats)
-    rm -rf "$tmp/p2" && mkdir -p "$tmp/p2"
-    keep_best ord "$("$bin" pipeline "$url" "$n" 0 "$tmp/p2")"
-    keep_best red "$("$bin" redis "$rport" "$n")"
+    for t in "${targets[@]:$((r % 4))}" "${targets[@]:0:$((r % 4))}"; do
+        read -r _ eps p50 p99 < <(run_target "$t")
+        echo "$r $t $eps $p50 $p99" >>"$R"
+    done
 done
-read -r _ raw_eps raw_p50 raw_p99 <<<"$best_raw"
-read -r _ pipe_eps pipe_p50 pipe_p99 <<<"$best_pipe"
-read -r _ ord_eps ord_p50 ord_p99 <<<"$best_ord"
-read -r _ red_eps red_p50 red_p99 <<<"$best_red"
+med() { bench_col "$R" "$1" "$2" | bench_median; }
+line() { bench_line_ratio "$1" "$(med "$2" "$3")" "$4" "$(bench_paired "$R" "$2" "$5" "$3")" "$6"; }
 
-echo "events: $n, payload ~200 B, best of $rounds alternating rounds; lines: value (ratio x peer)"
-bench_line bus_pipeline_events_per_s "$pipe_eps" events/s "$raw_eps" raw_jetstream
-bench_line bus_pipeline_ordered_events_per_s "$ord_eps" events/s "$raw_eps" raw_jetstream
-bench_line raw_jetstream_events_per_s "$raw_eps" events/s "$red_eps" redis_streams
-bench_line redis_streams_events_per_s "$red_eps" events/s "$raw_eps" raw_jetstream
-bench_line bus_pipeline_p50 "$pipe_p50" ms "$raw_p50" raw_jetstream
-bench_line bus_pipeline_p99 "$pipe_p99" ms "$raw_p99" raw_jetstream
-bench_line bus_pipeline_ordered_p50 "$ord_p50" ms "$raw_p50" raw_jetstream
-bench_line bus_pipeline_ordered_p99 "$ord_p99" ms "$raw_p99" raw_jetstream
-bench_line raw_jetstream_p50 "$raw_p50" ms "$red_p50" redis_streams
-bench_line raw_jetstream_p99 "$raw_p99" ms "$red_p99" redis_streams
-bench_line redis_streams_p50 "$red_p50" ms "$raw_p50" raw_jetstream
-bench_line redis_streams_p99 "$red_p99" ms "$raw_p99" raw_jetstream
+echo "events: $n, payload ~200 B, medians of $rounds rounds; lines: value (ratio x peer)"
+echo "per round, pipeline/raw events/s: $(bench_ratios "$R" pipe raw 3)"
+line bus_pipeline_events_per_s pipe 3 events/s raw raw_jetstream
+line bus_pipeline_ordered_events_per_s ord 3 events/s raw raw_jetstream
+line raw_jetstream_events_per_s raw 3 events/s red redis_streams
+line redis_streams_events_per_s red 3 events/s raw raw_jetstream
+line bus_pipeline_p50 pipe 4 ms raw raw_jetstream
+line bus_pipeline_p99 pipe 5 ms raw raw_jetstream
+line bus_pipeline_ordered_p50 ord 4 ms raw raw_jetstream
+line bus_pipeline_ordered_p99 ord 5 ms raw raw_jetstream
+line raw_jetstream_p50 raw 4 ms red redis_streams
+line raw_jetstream_p99 raw 5 ms red redis_streams
+line redis_streams_p50 red 4 ms raw raw_jetstream
+line redis_streams_p99 red 5 ms raw raw_jetstream

@@ -100,17 +100,12 @@ for r in $(seq 1 "$rounds"); do
         echo "$r $n $a $b $c" >>"$work/rounds"
     done
 done
-median() { sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col() { awk -v n="$1" -v k="$2" '$2 == n {print $k}' "$work/rounds"; }
-# median over rounds of column k of target a divided by target b in the same round
-paired() {
-    awk -v a="$1" -v b="$2" -v k="$3" '$2 == a {x[$1] = $k} $2 == b {y[$1] = $k}
-        END { for (r in x) if (y[r] > 0) printf "%.4f\n", x[r] / y[r] }' "$work/rounds" | median
-}
+R=$work/rounds
+paired() { bench_paired "$R" "$1" "$2" "$3"; }
 for n in "${names[@]}"; do
-    rps[$n]=$(col "$n" 3 | median | xargs printf '%.0f')
-    p50[$n]=$(col "$n" 4 | median | xargs printf '%.3f')
-    p99[$n]=$(col "$n" 5 | median | xargs printf '%.3f')
+    rps[$n]=$(bench_col "$R" "$n" 3 | bench_median | xargs printf '%.0f')
+    p50[$n]=$(bench_col "$R" "$n" 4 | bench_median | xargs printf '%.3f')
+    p99[$n]=$(bench_col "$R" "$n" 5 | bench_median | xargs printf '%.3f')
 done
 declare -A rss=([shoal]=$(rss_kb $gw_pid) [nginx]=$(rss_kb "$ng_worker") [haproxy]=$(rss_kb $ha_pid))
 
@@ -146,10 +141,8 @@ for n in "${names[@]}"; do
     ov=$(awk -v p="${rps[$n]}" -v d="${rps[direct]}" -v c="$conns" 'BEGIN { if (p > 0 && d > 0) printf "%.1f", (c / p - c / d) * 1e6; else print "-" }')
     printf '%-10s %10s %9s %9s %12s %10s %14s\n' "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "$ov" "${rss[$n]:--}" "${per_conn[$n]:--}"
 done
-echo "per round, shoal/nginx req/s: $(awk '$2 == "shoal" {x[$1] = $3} $2 == "nginx" {y[$1] = $3}
-    END { for (r = 1; r in x; r++) printf "%.2f ", x[r] / y[r] }' "$work/rounds")"
-echo "per round, shoal/nginx p99:   $(awk '$2 == "shoal" {x[$1] = $5} $2 == "nginx" {y[$1] = $5}
-    END { for (r = 1; r in x; r++) printf "%.2f ", x[r] / y[r] }' "$work/rounds")"
+echo "per round, shoal/nginx req/s: $(bench_ratios "$R" shoal nginx 3)"
+echo "per round, shoal/nginx p99:   $(bench_ratios "$R" shoal nginx 5)"
 bench_line_ratio gateway.rps "${rps[shoal]}" req/s "$(paired shoal nginx 3)" nginx
 bench_line_ratio gateway.p50 "${p50[shoal]}" ms "$(paired shoal nginx 4)" nginx
 bench_line_ratio gateway.p99 "${p99[shoal]}" ms "$(paired shoal nginx 5)" nginx

@@ -41,3 +41,21 @@ bench_line() {
 bench_line_ratio() {
     echo "bench $1: $2 $3 ($(awk -v r="$4" 'BEGIN { printf "%.2f", r }')x $5)"
 }
+
+# Rounds files hold one line per run: "ROUND TARGET VALUE...". Helpers for medians over them.
+# bench_median: the median of the numbers on stdin
+bench_median() {
+    sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# bench_col FILE TARGET K: column K of TARGET's lines
+bench_col() { awk -v n="$2" -v k="$3" '$2 == n {print $k}' "$1"; }
+# bench_paired FILE A B K: the median over rounds of A's column K divided by B's in the same round
+bench_paired() {
+    awk -v a="$2" -v b="$3" -v k="$4" '$2 == a {x[$1] = $k} $2 == b {y[$1] = $k}
+        END { for (r in x) if (y[r] > 0) printf "%.4f\n", x[r] / y[r] }' "$1" | bench_median
+}
+# bench_ratios FILE A B K: the per-round ratios, in round order
+bench_ratios() {
+    awk -v a="$2" -v b="$3" -v k="$4" '$2 == a {x[$1] = $k} $2 == b {y[$1] = $k}
+        END { for (r = 1; r in x; r++) if (y[r] > 0) printf "%.2f ", x[r] / y[r] }' "$1"
+}
