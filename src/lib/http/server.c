@@ -386,6 +386,9 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     conn *c = p->data;
     if (c->state != ST_HEADERS) return 0;
     sl_http_header *h = &c->headers[c->nheaders - 1];
+    /* http-parser reports an empty value where the next line starts (for the last field, at
+     * the empty line); place it at the end of its own line, before that line's CRLF. */
+    if (len == 0 && c->last_cb != 2 && at[-1] == '\n') at -= 2;
     if (c->last_cb == 2) {
         /* A second value piece that does not continue the first is an obs-fold
          * (RFC 9112 §5.2: a server must reject it or replace it; we reject). */
@@ -416,9 +419,6 @@ static int find_header_end(conn *c)
 {
     const char *p = c->last_end;
     const char *end = c->data + c->data_len;
-    /* http-parser reports an empty value where the next line starts: for the last field, at
-     * the empty line. Look from the CRLF that ended the field's line. */
-    if (c->last_cb == 2 && p[-1] == '\n') p -= 2;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl || nl == p || nl[-1] != '\r' || nl + 2 >= end || nl[1] != '\r' || nl[2] != '\n')
         return fail(c, 400, "line endings must be CRLF");

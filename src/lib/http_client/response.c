@@ -359,18 +359,16 @@ static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed
     if (!sl__http_fast_fields(data, lim, (size_t)(lf - data) + 1, r->headers,
                               SL_HTTP_CLIENT_HEADERS_MAX, &ff))
         return FAST_DECLINE;
-    size_t pos = ff.end, nf = ff.nfields;
-    bool has_cl = ff.has_cl, close = ff.conn_close, keep = ff.conn_keep;
-    uint64_t cl = ff.content_length;
+    size_t pos = ff.end;
     bool no_body = r->head || status == 204 || status == 304;
-    if (!no_body && (!has_cl || cl > r->body_max)) return FAST_DECLINE;
+    if (!no_body && (!ff.has_cl || ff.content_length > r->body_max)) return FAST_DECLINE;
 
     /* Accepted: the head goes to hbuf (the fields are offsets into it), the body to body. */
     if (grow_hbuf(r, pos)) return r->error;
     memcpy(r->hbuf, data, pos);
     r->hlen = pos;
-    r->nfields = nf;
-    for (size_t i = 0; i < nf; i++) {
+    r->nfields = ff.nfields;
+    for (size_t i = 0; i < ff.nfields; i++) {
         const sl_http_header *h = &r->headers[i];
         r->fields[i] = (sl__resp_field){(uint32_t)(h->name.ptr - data), (uint32_t)h->name.len,
                                         (uint32_t)(h->value.ptr - data), (uint32_t)h->value.len};
@@ -380,8 +378,8 @@ static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed
     r->parser.status_code = status;
     r->in_headers = false;
     r->fast = true;
-    r->keep_alive = minor1 ? !close : keep;
-    size_t want = no_body ? 0 : cl;
+    r->keep_alive = minor1 ? !ff.conn_close : ff.conn_keep;
+    size_t want = no_body ? 0 : (size_t)ff.content_length;
     if (want > r->body_cap) {
         char *b = realloc(r->body, want);
         if (!b) return fail(r, SL_ENOMEM, "out of memory");
