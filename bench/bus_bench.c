@@ -14,6 +14,8 @@
  */
 #include <shoal/bus.h>
 
+#include "outbox/envelope.h"
+
 #include <nats/nats.h>
 
 #include <arpa/inet.h>
@@ -65,6 +67,28 @@ static int64_t stamp_of(const char *p, size_t len)
     return t ? strtoll(t + 4, NULL, 10) : 0;
 }
 
+/* Event i's payload as the pipeline's producer writes it, and the envelope the outbox stores
+ * and the relay publishes for it: the raw and Redis peers carry these exact bytes (a UUIDv7
+ * id, time, datacontenttype), so every path moves the same bytes per event. */
+static void bench_data(long i, char data[200], char subj[32])
+{
+    (void)i;
+    snprintf(subj, 32, "agg-%ld", i % 1000);
+    snprintf(data, 200, "{\"t\":%lld,\"pad\":\"%040d\"}", (long long)now_ns(), 0);
+}
+
+static char *bench_envelope(long i, const char *type, char id[SL_DB_UUID_STR], size_t *len)
+{
+    char subj[32], data[200];
+    bench_data(i, data, subj);
+    int64_t now = now_ns();
+    char *env = NULL;
+    sl_outbox_event ev = {.source = "/bench", .type = type, .subject = subj, .data_json = data};
+    if (sl_db_uuid7(now / 1000000, id) != 0 || sl_outbox_envelope(&ev, id, now, &env, len) != 0)
+        abort();
+    return env;
+}
+
 /* ---- pipeline ------------------------------------------------------------------------ */
 
 typedef struct pipe_ctx {
@@ -102,9 +126,8 @@ static void prod_tick(uv_timer_t *t)
     long end = c->written + 200 < c->n ? c->written + 200 : c->n;
     for (long i = c->written; i < end; i++) {
         char subj[32], data[200];
-        snprintf(subj, sizeof subj, "agg-%ld", i % 1000);
         if (i == 0) c->r->t_first = now_ns();
-        snprintf(data, sizeof data, "{\"t\":%lld,\"pad\":\"%040d\"}", (long long)now_ns(), 0);
+        bench_data(i, data, subj);
         /* The id is generated (UUIDv7), as the services' are. */
         sl_outbox_event ev = {
             .source = "/bench", .type = "shop.bench.event.v1", .subject = subj, .data_json = data};
@@ -276,16 +299,12 @@ static int run_raw(const char *url, long n)
     usleep(200000);
     r.t_first = now_ns();
     for (long i = 0; i < n; i++) {
-        char data[300], id[32];
-        /* The same envelope shape and size as the pipeline's. */
-        int len = snprintf(data, sizeof data,
-                           "{\"specversion\":\"1.0\",\"id\":\"r-%ld\",\"source\":\"/bench\","
-                           "\"type\":\"shop.braw.event.v1\",\"subject\":\"agg-%ld\","
-                           "\"data\":{\"t\":%lld,\"pad\":\"%040d\"}}",
-                           i, i % 1000, (long long)now_ns(), 0);
-        snprintf(id, sizeof id, "r-%ld", i);
+        char id[SL_DB_UUID_STR];
+        size_t len;
+        char *data = bench_envelope(i, "shop.braw.event.v1", id, &len);
         natsMsg *m;
-        natsMsg_Create(&m, "shop.braw.event.v1", NULL, data, len);
+        natsMsg_Create(&m, "shop.braw.event.v1", NULL, data, (int)len);
+        free(data);
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = id;
@@ -447,14 +466,12 @@ static int run_redis(int port, long n)
         size_t o = 0;
         int k = 0;
         for (; k < 100 && i + k < n; k++) {
-            char data[300];
-            snprintf(data, sizeof data,
-                     "{\"specversion\":\"1.0\",\"id\":\"x-%ld\",\"source\":\"/bench\","
-                     "\"type\":\"shop.bench.event.v1\",\"subject\":\"agg-%ld\","
-                     "\"data\":{\"t\":%lld,\"pad\":\"%040d\"}}",
-                     i + k, (i + k) % 1000, (long long)now_ns(), 0);
+            char id[SL_DB_UUID_STR];
+            size_t len;
+            char *data = bench_envelope(i + k, "shop.bench.event.v1", id, &len);
             const char *xa[] = {"XADD", "bs", "*", "e", data};
             o += resp_cmd(cmd + o, sizeof cmd - o, 5, xa);
+            free(data);
         }
         rsend(fd, cmd, o);
         read_replies(fd, &rb, k);
