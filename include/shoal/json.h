@@ -92,6 +92,15 @@ SL_API SL_MUST_CHECK int sl_json_parse(const char *buf, size_t len, const sl_jso
  */
 SL_API int sl_json_quick_valid(const char *buf, size_t len);
 
+/*
+ * The same proof, making the value on the way: returns 1 with `*out` a new reference equal
+ * (json_equal, same types) to what json_loadb(buf, len, JSON_REJECT_DUPLICATES |
+ * JSON_DECODE_ANY) returns, or 0 with `*out` NULL when it cannot tell or memory ran out: then
+ * ask jansson. It also proves the simple escapes (\" \\ \/ \b \f \n \r \t) in string values,
+ * and reads decimals only where the locale's decimal point is '.'.
+ */
+SL_API int sl_json_quick_load(const char *buf, size_t len, json_t **out) SL_MUST_CHECK;
+
 /* The nesting sl_json_quick_valid proves: one level below SL_JSON_DEFAULT_MAX_DEPTH, so that a
  * value it proves still parses under the default limit when it sits one level inside another
  * document (as an event's data inside its envelope). */

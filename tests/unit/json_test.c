@@ -426,10 +426,52 @@ static void test_quick_valid(void **state)
         json_error_t err;
         json_t *v = json_loads(sure[i], JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
         assert_non_null(v);
+        /* The loader makes the value jansson makes: equal, same types, same key order. */
+        json_t *q = NULL;
+        assert_int_equal(sl_json_quick_load(sure[i], strlen(sure[i]), &q), 1);
+        assert_true(json_equal(v, q));
+        char *a = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY),
+             *b = json_dumps(q, JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+        json_decref(q);
         json_decref(v);
     }
-    for (size_t i = 0; i < sizeof unsure / sizeof *unsure; i++)
+    for (size_t i = 0; i < sizeof unsure / sizeof *unsure; i++) {
         assert_int_equal(sl_json_quick_valid(unsure[i], strlen(unsure[i])), 0);
+        json_t *q = (json_t *)1;
+        assert_int_equal(sl_json_quick_load(unsure[i], strlen(unsure[i]), &q), 0);
+        assert_null(q);
+    }
+    /* Values the loader makes, checked by value rather than against jansson. */
+    json_t *q = NULL;
+    const char *doc = "{\"n\":-9223372036854775808,\"s\":\"a\\\"b\\nc\",\"r\":-12.5,\"z\":[]}";
+    assert_int_equal(sl_json_quick_load(doc, strlen(doc), &q), 1);
+    assert_true(json_integer_value(json_object_get(q, "n")) == INT64_MIN);
+    assert_string_equal(json_string_value(json_object_get(q, "s")), "a\"b\nc");
+    assert_true(json_is_real(json_object_get(q, "r")));
+    assert_true(json_real_value(json_object_get(q, "r")) == -12.5);
+    assert_int_equal(json_array_size(json_object_get(q, "z")), 0);
+    assert_string_equal(json_object_iter_key(json_object_iter(q)), "n");
+    json_decref(q);
+    /* An escaped string longer than the loader's stack buffer. */
+    char longs[700];
+    size_t lo = 0;
+    longs[lo++] = '"';
+    for (int i = 0; i < 300; i++) {
+        longs[lo++] = '\\';
+        longs[lo++] = 'n';
+    }
+    longs[lo++] = '"';
+    assert_int_equal(sl_json_quick_load(longs, lo, &q), 1);
+    assert_int_equal(json_string_length(q), 300);
+    assert_int_equal(json_string_value(q)[299], '\n');
+    json_decref(q);
+    /* A failure deep inside frees what was made (ASan checks) and leaves *out NULL. */
+    const char *late = "{\"a\":[1,{\"b\":\"x\"},[true]],\"c\":{\"d\":[1,2,}}";
+    assert_int_equal(sl_json_quick_load(late, strlen(late), &q), 0);
+    assert_null(q);
     /* Length is honoured: a NUL inside, and bytes past `len`, are not read as the value. */
     assert_int_equal(sl_json_quick_valid("{}\0{", 4), 0);
     assert_int_equal(sl_json_quick_valid("[1]]", 3), 1);

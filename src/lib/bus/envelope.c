@@ -150,9 +150,11 @@ static int scan(const char *buf, size_t len, unsigned max_depth, bus_envelope *e
     json_t *data = NULL;
     if (seen & (1u << K_DATA)) {
         /* A string `data` was read without its quotes. */
-        data = is_str[K_DATA] ? json_stringn(val[K_DATA].p, val[K_DATA].n)
-                              : json_loadb(val[K_DATA].p, val[K_DATA].n,
-                                           JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+        if (is_str[K_DATA])
+            data = json_stringn(val[K_DATA].p, val[K_DATA].n);
+        else if (!sl_json_quick_load(val[K_DATA].p, val[K_DATA].n, &data))
+            data = json_loadb(val[K_DATA].p, val[K_DATA].n,
+                              JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
         if (data == NULL) return 0;
     }
     size_t total = 0;
