@@ -5,7 +5,10 @@
 # hit directly; then resident memory, and the memory of 10,000 idle client
 # connections per proxy (a python3 client opens them; ulimit -n is raised).
 #   bench/gateway.sh [BUILD_DIR]   env: DURATION (s per run, default 5), CONNS (default 50),
-#                                       IDLE (default 10000), ROUNDS (default 6)
+#                                       IDLE (default 10000), ROUNDS (default 6), PIN (default 1)
+# With PIN=1 (and 2 CPUs or more) the proxy under test runs alone on the last CPU, and wrk and
+# the upstream on the others (taskset): each proxy then gets one whole core of its own, the same
+# for all three, instead of whatever the scheduler leaves it next to wrk and the upstream.
 # Summary lines: bench gateway.<name>: <value> <unit> (<ratio>x nginx)
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -21,8 +24,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+ncpu=$(nproc)
+pin_proxy=() pin_rest=()
+if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
+    pin_proxy=(taskset -c $((ncpu - 1)))
+    pin_rest=(taskset -c 0-$((ncpu - 2)))
+fi
 up=$(bench_free_port); gw=$(bench_free_port); ng=$(bench_free_port); ha=$(bench_free_port)
-SHOAL_LOG__LEVEL=error "$bin/shoal-hello" --port "$up" --workers 1 2>"$work/hello.log" &
+SHOAL_LOG__LEVEL=error "${pin_rest[@]}" "$bin/shoal-hello" --port "$up" --workers 1 2>"$work/hello.log" &
 pids+=($!)
 
 cat >"$work/gw.yaml" <<YAML
@@ -35,7 +44,7 @@ clusters:
 routes:
   - {name: hello, match: {path: /hello}, cluster: hello}
 YAML
-SHOAL_IDENTITY__KEY_FILE=/nonexistent "$bin/shoal-proxy" --config "$work/gw.yaml" 2>"$work/gw.log" &
+SHOAL_IDENTITY__KEY_FILE=/nonexistent "${pin_proxy[@]}" "$bin/shoal-proxy" --config "$work/gw.yaml" 2>"$work/gw.log" &
 gw_pid=$!; pids+=($gw_pid)
 
 cat >"$work/nginx.conf" <<NGINX
@@ -53,7 +62,7 @@ http {
   }
 }
 NGINX
-nginx -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx.err" &
+"${pin_proxy[@]}" nginx -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx.err" &
 ng_pid=$!; pids+=($ng_pid)
 
 # haproxy reserves two descriptors per connection (client + server side) out of `ulimit -n`.
@@ -75,7 +84,7 @@ frontend f
 backend b
   server s1 127.0.0.1:$up maxconn 256
 HAP
-haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" &
+"${pin_proxy[@]}" haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" &
 ha_pid=$!; pids+=($ha_pid)
 for p in $up $gw $ng $ha; do bench_wait_port "$p"; done
 for p in $up $gw $ng $ha; do curl -sf "http://127.0.0.1:$p/hello" >/dev/null; done
@@ -87,7 +96,7 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 declare -A rps p50 p99
 names=(direct shoal nginx haproxy)
 declare -A ports=([direct]=$up [shoal]=$gw [nginx]=$ng [haproxy]=$ha)
-for n in "${names[@]}"; do wrk -t1 -c"$conns" -d2s "http://127.0.0.1:${ports[$n]}/hello" >/dev/null; done
+for n in "${names[@]}"; do "${pin_rest[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:${ports[$n]}/hello" >/dev/null; done
 # A 2-core box drifts by ±15% from minute to minute, so one run per target proves little, and
 # each target's best round flatters whichever got the fast minutes. Instead: several rounds,
 # each running every target back to back (the order rotating), then per target the median
@@ -96,7 +105,7 @@ for n in "${names[@]}"; do wrk -t1 -c"$conns" -d2s "http://127.0.0.1:${ports[$n]
 for r in $(seq 1 "$rounds"); do
     order=("${names[@]:$((r % 4))}" "${names[@]:0:$((r % 4))}")
     for n in "${order[@]}"; do
-        read -r a b c < <(wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:${ports[$n]}/hello" | bench_wrk_parse)
+        read -r a b c < <("${pin_rest[@]}" wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:${ports[$n]}/hello" | bench_wrk_parse)
         echo "$r $n $a $b $c" >>"$work/rounds"
     done
 done
@@ -135,7 +144,9 @@ for n in shoal nginx haproxy; do
     per_conn[$n]=$(awk -v a="$after" -v b="$before" -v n="$count" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
 done
 
-echo "upstream shoal-hello GET /hello (1 worker); proxies 1 worker each; wrk 1 thread, $conns connections, ${duration}s per run; medians of $rounds rounds"
+pinned="not pinned"
+[ ${#pin_proxy[@]} -gt 0 ] && pinned="proxies pinned to CPU $((ncpu - 1)), wrk and upstream to CPUs 0-$((ncpu - 2))"
+echo "upstream shoal-hello GET /hello (1 worker); proxies 1 worker each; wrk 1 thread, $conns connections, ${duration}s per run; medians of $rounds rounds; $pinned"
 printf '%-10s %10s %9s %9s %12s %10s %14s\n' target req/s p50_ms p99_ms overhead_us rss_kb idle_B/conn
 for n in "${names[@]}"; do
     ov=$(awk -v p="${rps[$n]}" -v d="${rps[direct]}" -v c="$conns" 'BEGIN { if (p > 0 && d > 0) printf "%.1f", (c / p - c / d) * 1e6; else print "-" }')
