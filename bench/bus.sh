@@ -4,7 +4,10 @@
 # (SQLite) path, unordered and ordered (per-subject partitions), against raw
 # JetStream publish/consume through the same client (nats.c) and against
 # Redis 7 Streams (XADD + XREADGROUP + XACK, appendonly yes, appendfsync
-# everysec). Each gets a fresh server. ~200-byte payloads, N events
+# everysec). Each gets a fresh server. Every path carries the same bytes per
+# event: the ~290-byte CloudEvents envelope the outbox writes around ~75 bytes
+# of data (bench/bus_bench.c builds the peers' payloads with the outbox's own
+# envelope writer). N events
 # (BENCH_EVENTS, default 100000), ROUNDS (default 3) rounds that run every
 # target back to back; each figure is a target's median round, each ratio the
 # median of the per-round ratios. Usage: bench/bus.sh [BUILD]
@@ -61,7 +64,7 @@ done
 med() { bench_col "$R" "$1" "$2" | bench_median; }
 line() { bench_line_ratio "$1" "$(med "$2" "$3")" "$4" "$(bench_paired "$R" "$2" "$5" "$3")" "$6"; }
 
-echo "events: $n, payload ~200 B, medians of $rounds rounds; lines: value (ratio x peer)"
+echo "events: $n, ~290-byte envelopes (the outbox's, on every path), medians of $rounds rounds; lines: value (ratio x peer)"
 echo "per round, pipeline/raw events/s: $(bench_ratios "$R" pipe raw 3)"
 line bus_pipeline_events_per_s pipe 3 events/s raw raw_jetstream
 line bus_pipeline_ordered_events_per_s ord 3 events/s raw raw_jetstream
