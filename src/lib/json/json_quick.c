@@ -2,7 +2,7 @@
  * A cheap proof that bytes are JSON jansson accepts, for hot paths (the
  * outbox checks every event's `data` before it writes it), and the same
  * pass building the jansson value (a consumer reads every delivered
- * event's `data`; json_loadb costs about ten times more on small
+ * event's `data`; json_loadb costs about five times more on small
  * documents). One pass, bounded stack; the proof allocates nothing. It
  * proves only the plain cases: anything it cannot decide exactly as
  * jansson would (escapes in keys, \u escapes, exponents, long numbers,
