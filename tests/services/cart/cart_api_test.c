@@ -26,7 +26,7 @@ static int deliver(sl_event_apply_cb apply, const char *id, const char *type, co
     sl_bus_msg msg = {.topic = type, .id = id, .type = type, .time = time, .data = data};
     char reason[200] = "";
     HARNESS_OK(g_db, sl_db_begin(g_db));
-    int rc = sl_inbox_claim(g_db, "cart.test", id, 1);
+    int rc = sl_inbox_claim(g_db, "cart.test", id, sl_clock_wall_ms(sl_clock_system()));
     assert_true(rc >= 0);
     if (rc == 1) rc = apply(NULL, g_db, &msg, reason, sizeof reason) == 0 ? 1 : -1;
     if (rc >= 0)

@@ -33,7 +33,7 @@ static int deliver(sl_db *db, sl_event_apply_cb apply, const char *id, const cha
     sl_bus_msg msg = {.topic = type, .id = id, .type = type, .subject = "s", .data = data};
     char reason[200] = "";
     HARNESS_OK(db, sl_db_begin(db));
-    int rc = sl_inbox_claim(db, "inventory.test", id, 1);
+    int rc = sl_inbox_claim(db, "inventory.test", id, sl_clock_wall_ms(sl_clock_system()));
     assert_true(rc >= 0);
     if (rc == 1) rc = apply(NULL, db, &msg, reason, sizeof reason) == 0 ? 1 : -1;
     if (rc >= 0)

@@ -216,7 +216,8 @@ static void test_registered_applied_once(void **state)
     sl_bus_msg msg = {.id = "evt-42", .type = "shop.user.registered.v1", .data = data};
     for (int i = 0; i < 2; i++) {
         HARNESS_OK(g.db, sl_db_begin(g.db));
-        int claimed = sl_inbox_claim(g.db, "payment.shop.user.registered.v1", msg.id, 1);
+        int claimed = sl_inbox_claim(g.db, "payment.shop.user.registered.v1", msg.id,
+                                     sl_clock_wall_ms(sl_clock_system()));
         assert_int_equal(claimed, i == 0 ? 1 : 0);
         char reason[128];
         if (claimed) HARNESS_OK(g.db, pay_apply_user_registered(NULL, g.db, &msg, reason, 128));

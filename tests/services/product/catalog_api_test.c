@@ -459,7 +459,8 @@ static void deliver_stock(const char *ev_id, const char *id, int64_t available)
     sl_bus_msg msg = {
         .topic = INVENTORY_EV_STOCK, .id = ev_id, .type = INVENTORY_EV_STOCK, .data = data};
     HARNESS_OK(g.db, sl_db_begin(g.db));
-    int claimed = sl_inbox_claim(g.db, "product.shop.inventory.stock_changed.v1", ev_id, 1);
+    int claimed = sl_inbox_claim(g.db, "product.shop.inventory.stock_changed.v1", ev_id,
+                                 sl_clock_wall_ms(sl_clock_system()));
     assert_true(claimed >= 0);
     char reason[128];
     if (claimed) HARNESS_OK(g.db, product_apply_event(NULL, g.db, &msg, reason, sizeof reason));

@@ -80,7 +80,7 @@ static int deliver(sl_db *db, const char *ev_id, const char *type, json_t *data)
 {
     sl_bus_msg msg = {.topic = type, .id = ev_id, .type = type, .data = data};
     HARNESS_OK(db, sl_db_begin(db));
-    int claimed = sl_inbox_claim(db, "product.test", ev_id, 1);
+    int claimed = sl_inbox_claim(db, "product.test", ev_id, sl_clock_wall_ms(sl_clock_system()));
     assert_true(claimed >= 0);
     char reason[128] = "";
     if (claimed) {

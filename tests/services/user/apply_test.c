@@ -47,7 +47,7 @@ static int deliver(sl_db *db, const char *event_id, const char *type, const user
                       .data = data,
                       .deliveries = 1};
     HARNESS_OK(db, sl_db_begin(db));
-    int rc = sl_inbox_claim(db, "test", event_id, 1);
+    int rc = sl_inbox_claim(db, "test", event_id, sl_clock_wall_ms(sl_clock_system()));
     char reason[256] = {0};
     if (rc == 1) {
         int a = user_apply_event(NULL, db, &msg, reason, sizeof reason);
