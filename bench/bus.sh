@@ -7,7 +7,10 @@
 # everysec). Each gets a fresh server. Every path carries the same bytes per
 # event: the ~290-byte CloudEvents envelope the outbox writes around ~75 bytes
 # of data (bench/bus_bench.c builds the peers' payloads with the outbox's own
-# envelope writer). N events
+# envelope writer). Raw JetStream runs twice: on one subject (the issue's peer)
+# and on the bus's subject layout (8 partition subjects per topic, consumer
+# filter T.p.*), which costs nats-server 2.9 about a third more CPU to
+# consume; the pipeline's ratio to the second is its own overhead. N events
 # (BENCH_EVENTS, default 100000), ROUNDS (default 3) rounds that run every
 # target back to back; each figure is a target's median round, each ratio the
 # median of the per-round ratios. Usage: bench/bus.sh [BUILD]
@@ -49,14 +52,17 @@ run_target() {
     local url
     case $1 in
     raw) url=$(fresh_nats); "$bin" raw "$url" "$n" ;;
+    # Raw JetStream on the bus's subject layout: 8 partition subjects per topic (the bus's
+    # default) and a T.p.* consumer, as the pipeline's unordered subscription uses.
+    rawp) url=$(fresh_nats); "$bin" raw "$url" "$n" 8 ;;
     pipe) url=$(fresh_nats); rm -rf "$tmp/p1" && mkdir -p "$tmp/p1"; "$bin" pipeline "$url" "$n" 1 "$tmp/p1" ;;
     ord) url=$(fresh_nats); rm -rf "$tmp/p2" && mkdir -p "$tmp/p2"; "$bin" pipeline "$url" "$n" 0 "$tmp/p2" ;;
     red) "$bin" redis "$rport" "$n" ;;
     esac
 }
-targets=(raw pipe ord red)
+targets=(raw pipe ord red rawp)
 for r in $(seq 1 "$rounds"); do
-    for t in "${targets[@]:$((r % 4))}" "${targets[@]:0:$((r % 4))}"; do
+    for t in "${targets[@]:$((r % 5))}" "${targets[@]:0:$((r % 5))}"; do
         read -r _ eps p50 p99 < <(run_target "$t")
         echo "$r $t $eps $p50 $p99" >>"$R"
     done
@@ -66,7 +72,10 @@ line() { bench_line_ratio "$1" "$(med "$2" "$3")" "$4" "$(bench_paired "$R" "$2"
 
 echo "events: $n, ~290-byte envelopes (the outbox's, on every path), medians of $rounds rounds; lines: value (ratio x peer)"
 echo "per round, pipeline/raw events/s: $(bench_ratios "$R" pipe raw 3)"
+echo "per round, pipeline/raw on the bus's subject layout: $(bench_ratios "$R" pipe rawp 3)"
 line bus_pipeline_events_per_s pipe 3 events/s raw raw_jetstream
+line bus_pipeline_vs_partitioned_events_per_s pipe 3 events/s rawp raw_jetstream_partitioned
+line raw_jetstream_partitioned_events_per_s rawp 3 events/s raw raw_jetstream
 line bus_pipeline_ordered_events_per_s ord 3 events/s raw raw_jetstream
 line raw_jetstream_events_per_s raw 3 events/s red redis_streams
 line redis_streams_events_per_s red 3 events/s raw raw_jetstream

@@ -8,7 +8,9 @@
  * handled event, and latency is publish (or outbox commit) → handled,
  * from a CLOCK_REALTIME stamp carried in the payload.
  *   pipeline URL N UNORDERED DIR  outbox (SQLite) → relay → JetStream → runner + inbox (SQLite)
- *   raw URL N                     js_PublishMsgAsync + pull Fetch(256) + Ack, same client
+ *   raw URL N [PARTS]             js_PublishMsgAsync + pull Fetch(256) + Ack, same client; with
+ *                                 PARTS > 1 on the bus's subject layout (T.p.<k>, k the bus's
+ *                                 partition of the event's subject, consumer filter T.p.*)
  *   redis PORT N                  XADD (pipelined) + XREADGROUP COUNT 256 + XACK over RESP
  * With BUS_SEQ=1 the pipeline mode first writes and relays everything, then times the
  * consumer alone (to see which side limits the concurrent run).
@@ -236,6 +238,7 @@ typedef struct raw_ctx {
     jsCtx *js;
     long n;
     result *r;
+    const char *filter;
 } raw_ctx;
 
 static void raw_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *c)
@@ -256,8 +259,7 @@ static void *raw_consumer(void *arg)
     so.Config.AckPolicy = js_AckExplicit;
     so.Config.MaxAckPending = 20000;
     jsErrCode je;
-    if (js_PullSubscribe(&sub, c->js, "shop.braw.>", "rawbench", NULL, &so, &je) != NATS_OK)
-        exit(1);
+    if (js_PullSubscribe(&sub, c->js, c->filter, "rawbench", NULL, &so, &je) != NATS_OK) exit(1);
     while (c->r->got < c->n) {
         natsMsgList l = {0};
         if (natsSubscription_Fetch(&l, sub, 256, 1000, &je) != NATS_OK) continue;
@@ -272,7 +274,7 @@ static void *raw_consumer(void *arg)
     return NULL;
 }
 
-static int run_raw(const char *url, long n)
+static int run_raw(const char *url, long n, unsigned parts)
 {
     natsConnection *nc;
     jsCtx *js;
@@ -293,7 +295,7 @@ static int run_raw(const char *url, long n)
     jsErrCode je;
     if (js_AddStream(NULL, js, &sc, NULL, &je) != NATS_OK) return 1;
     result r = {.n = n, .lat_ms = calloc((size_t)n, sizeof(double))};
-    raw_ctx c = {js, n, &r};
+    raw_ctx c = {js, n, &r, parts > 1 ? "shop.braw.event.v1.p.*" : "shop.braw.>"};
     pthread_t ct;
     pthread_create(&ct, NULL, raw_consumer, &c);
     usleep(200000);
@@ -302,8 +304,13 @@ static int run_raw(const char *url, long n)
         char id[SL_DB_UUID_STR];
         size_t len;
         char *data = bench_envelope(i, "shop.braw.event.v1", id, &len);
+        char wire[64] = "shop.braw.event.v1", agg[32];
+        if (parts > 1) {
+            snprintf(agg, sizeof agg, "agg-%ld", i % 1000); /* bench_data's subject */
+            snprintf(wire, sizeof wire, "shop.braw.event.v1.p.%u", sl_bus_partition(agg, parts));
+        }
         natsMsg *m;
-        natsMsg_Create(&m, "shop.braw.event.v1", NULL, data, (int)len);
+        natsMsg_Create(&m, wire, NULL, data, (int)len);
         free(data);
         jsPubOptions po;
         jsPubOptions_Init(&po);
@@ -312,7 +319,7 @@ static int run_raw(const char *url, long n)
             ;
     }
     pthread_join(ct, NULL);
-    report("raw_jetstream", &r);
+    report(parts > 1 ? "raw_jetstream_partitioned" : "raw_jetstream", &r);
     js_DeleteStream(js, "SHOP_BRAW", NULL, &je);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
@@ -488,8 +495,10 @@ int main(int argc, char **argv)
 {
     if (argc >= 6 && strcmp(argv[1], "pipeline") == 0)
         return run_pipeline(argv[2], atol(argv[3]), atoi(argv[4]), argv[5]);
-    if (argc >= 4 && strcmp(argv[1], "raw") == 0) return run_raw(argv[2], atol(argv[3]));
+    if (argc >= 4 && strcmp(argv[1], "raw") == 0)
+        return run_raw(argv[2], atol(argv[3]), argc >= 5 ? (unsigned)atoi(argv[4]) : 1);
     if (argc >= 4 && strcmp(argv[1], "redis") == 0) return run_redis(atoi(argv[2]), atol(argv[3]));
-    fprintf(stderr, "usage: bus_bench pipeline URL N UNORDERED DIR | raw URL N | redis PORT N\n");
+    fprintf(stderr,
+            "usage: bus_bench pipeline URL N UNORDERED DIR | raw URL N [PARTS] | redis PORT N\n");
     return 2;
 }
