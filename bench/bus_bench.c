@@ -79,9 +79,10 @@ static void bench_data(long i, char data[200], char subj[32])
     snprintf(data, 200, "{\"t\":%lld,\"pad\":\"%040d\"}", (long long)now_ns(), 0);
 }
 
-static char *bench_envelope(long i, const char *type, char id[SL_DB_UUID_STR], size_t *len)
+static char *bench_envelope(long i, const char *type, char id[SL_DB_UUID_STR], char subj[32],
+                            size_t *len)
 {
-    char subj[32], data[200];
+    char data[200];
     bench_data(i, data, subj);
     int64_t now = now_ns();
     char *env = NULL;
@@ -301,14 +302,11 @@ static int run_raw(const char *url, long n, unsigned parts)
     usleep(200000);
     r.t_first = now_ns();
     for (long i = 0; i < n; i++) {
-        char id[SL_DB_UUID_STR];
+        char id[SL_DB_UUID_STR], agg[32], wire[64] = "shop.braw.event.v1";
         size_t len;
-        char *data = bench_envelope(i, "shop.braw.event.v1", id, &len);
-        char wire[64] = "shop.braw.event.v1", agg[32];
-        if (parts > 1) {
-            snprintf(agg, sizeof agg, "agg-%ld", i % 1000); /* bench_data's subject */
+        char *data = bench_envelope(i, "shop.braw.event.v1", id, agg, &len);
+        if (parts > 1)
             snprintf(wire, sizeof wire, "shop.braw.event.v1.p.%u", sl_bus_partition(agg, parts));
-        }
         natsMsg *m;
         natsMsg_Create(&m, wire, NULL, data, (int)len);
         free(data);
@@ -473,9 +471,9 @@ static int run_redis(int port, long n)
         size_t o = 0;
         int k = 0;
         for (; k < 100 && i + k < n; k++) {
-            char id[SL_DB_UUID_STR];
+            char id[SL_DB_UUID_STR], agg[32];
             size_t len;
-            char *data = bench_envelope(i + k, "shop.bench.event.v1", id, &len);
+            char *data = bench_envelope(i + k, "shop.bench.event.v1", id, agg, &len);
             const char *xa[] = {"XADD", "bs", "*", "e", data};
             o += resp_cmd(cmd + o, sizeof cmd - o, 5, xa);
             free(data);
