@@ -138,8 +138,8 @@ static int number(quick *q, json_t **out)
             /* strtod as jansson calls it, on a terminated copy; only where '.' is the decimal
              * point (jansson rewrites it for other locales). */
             char text[304];
-            if (localeconv()->decimal_point[0] != '.' || localeconv()->decimal_point[1] != '\0')
-                return UNSURE;
+            const char *point = localeconv()->decimal_point;
+            if (point[0] != '.' || point[1] != '\0') return UNSURE;
             memcpy(text, start, (size_t)(p - start));
             text[p - start] = '\0';
             *out = json_real(strtod(text, NULL));
