@@ -9,6 +9,9 @@
 # With PIN=1 (and 2 CPUs or more) the proxy under test runs alone on the last CPU, and wrk and
 # the upstream on the others (taskset): each proxy then gets one whole core of its own, the same
 # for all three, instead of whatever the scheduler leaves it next to wrk and the upstream.
+# Each proxy's CPU time (user + system, from /proc) over each wrk run, divided by the requests
+# it served, is its CPU cost per request: 1 s divided by it is what one worker can serve when
+# it has its core to itself, a figure the load generator's own limits cannot cap.
 # Summary lines: bench gateway.<name>: <value> <unit> (<ratio>x nginx)
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -32,7 +35,7 @@ if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
 fi
 up=$(bench_free_port); gw=$(bench_free_port); ng=$(bench_free_port); ha=$(bench_free_port)
 SHOAL_LOG__LEVEL=error "${pin_rest[@]}" "$bin/shoal-hello" --port "$up" --workers 1 2>"$work/hello.log" &
-pids+=($!)
+up_pid=$!; pids+=($up_pid)
 
 cat >"$work/gw.yaml" <<YAML
 service: {port: $gw, workers: 1}
@@ -93,9 +96,12 @@ for p in $up $gw $ng $ha; do curl -sf "http://127.0.0.1:$p/hello" >/dev/null; do
 ng_worker=$(pgrep -P "$ng_pid" | head -1); ng_worker=${ng_worker:-$ng_pid}
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-declare -A rps p50 p99
+declare -A rps p50 p99 cpu
 names=(direct shoal nginx haproxy)
 declare -A ports=([direct]=$up [shoal]=$gw [nginx]=$ng [haproxy]=$ha)
+# Whose CPU each run charges: the proxy's (nginx: its worker); direct: the upstream's.
+declare -A cpu_pid=([direct]=$up_pid [shoal]=$gw_pid [nginx]=$ng_worker [haproxy]=$ha_pid)
+hz=$(getconf CLK_TCK)
 for n in "${names[@]}"; do "${pin_rest[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:${ports[$n]}/hello" >/dev/null; done
 # A 2-core box drifts by ±15% from minute to minute, so one run per target proves little, and
 # each target's best round flatters whichever got the fast minutes. Instead: several rounds,
@@ -105,8 +111,12 @@ for n in "${names[@]}"; do "${pin_rest[@]}" wrk -t1 -c"$conns" -d2s "http://127.
 for r in $(seq 1 "$rounds"); do
     order=("${names[@]:$((r % 4))}" "${names[@]:0:$((r % 4))}")
     for n in "${order[@]}"; do
-        read -r a b c < <("${pin_rest[@]}" wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:${ports[$n]}/hello" | bench_wrk_parse)
-        echo "$r $n $a $b $c" >>"$work/rounds"
+        t0=$(bench_cpu_ticks "${cpu_pid[$n]}")
+        read -r a b c < <("${pin_rest[@]}" wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:${ports[$n]}/hello" | tee "$work/wrk.out" | bench_wrk_parse)
+        t1=$(bench_cpu_ticks "${cpu_pid[$n]}")
+        reqs=$(awk '/ requests in / { print $1 }' "$work/wrk.out")
+        us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v q="${reqs:-0}" 'BEGIN { if (q > 0) printf "%.3f", t * 1e6 / hz / q; else print 0 }')
+        echo "$r $n $a $b $c $us" >>"$work/rounds"
     done
 done
 R=$work/rounds
@@ -115,6 +125,7 @@ for n in "${names[@]}"; do
     rps[$n]=$(bench_col "$R" "$n" 3 | bench_median | xargs printf '%.0f')
     p50[$n]=$(bench_col "$R" "$n" 4 | bench_median | xargs printf '%.3f')
     p99[$n]=$(bench_col "$R" "$n" 5 | bench_median | xargs printf '%.3f')
+    cpu[$n]=$(bench_col "$R" "$n" 6 | bench_median | xargs printf '%.2f')
 done
 declare -A rss=([shoal]=$(rss_kb $gw_pid) [nginx]=$(rss_kb "$ng_worker") [haproxy]=$(rss_kb $ha_pid))
 
@@ -147,16 +158,23 @@ done
 pinned="not pinned"
 [ ${#pin_proxy[@]} -gt 0 ] && pinned="proxies pinned to CPU $((ncpu - 1)), wrk and upstream to CPUs 0-$((ncpu - 2))"
 echo "upstream shoal-hello GET /hello (1 worker); proxies 1 worker each; wrk 1 thread, $conns connections, ${duration}s per run; medians of $rounds rounds; $pinned"
-printf '%-10s %10s %9s %9s %12s %10s %14s\n' target req/s p50_ms p99_ms overhead_us rss_kb idle_B/conn
+printf '%-10s %10s %9s %9s %12s %12s %10s %14s\n' target req/s p50_ms p99_ms overhead_us cpu_us/req rss_kb idle_B/conn
 for n in "${names[@]}"; do
     ov=$(awk -v p="${rps[$n]}" -v d="${rps[direct]}" -v c="$conns" 'BEGIN { if (p > 0 && d > 0) printf "%.1f", (c / p - c / d) * 1e6; else print "-" }')
-    printf '%-10s %10s %9s %9s %12s %10s %14s\n' "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "$ov" "${rss[$n]:--}" "${per_conn[$n]:--}"
+    printf '%-10s %10s %9s %9s %12s %12s %10s %14s\n' "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "$ov" "${cpu[$n]}" "${rss[$n]:--}" "${per_conn[$n]:--}"
 done
-echo "per round, shoal/nginx req/s: $(bench_ratios "$R" shoal nginx 3)"
-echo "per round, shoal/nginx p99:   $(bench_ratios "$R" shoal nginx 5)"
+echo "(cpu_us/req: the proxy's CPU per request; direct: the upstream's)"
+echo "per round, shoal/nginx req/s:      $(bench_ratios "$R" shoal nginx 3)"
+echo "per round, shoal/nginx p99:        $(bench_ratios "$R" shoal nginx 5)"
+echo "per round, shoal/nginx CPU per req: $(bench_ratios "$R" shoal nginx 6)"
 bench_line_ratio gateway.rps "${rps[shoal]}" req/s "$(paired shoal nginx 3)" nginx
 bench_line_ratio gateway.p50 "${p50[shoal]}" ms "$(paired shoal nginx 4)" nginx
 bench_line_ratio gateway.p99 "${p99[shoal]}" ms "$(paired shoal nginx 5)" nginx
+bench_line_ratio gateway.cpu_per_req "${cpu[shoal]}" us "$(paired shoal nginx 6)" nginx
+# One worker with a core to itself: 1 s of CPU divided by the CPU per request.
+cap() { awk -v u="$1" 'BEGIN { if (u > 0) printf "%.0f", 1e6 / u; else print 0 }'; }
+bench_line_ratio gateway.worker_capacity "$(cap "${cpu[shoal]}")" req/s "$(paired nginx shoal 6)" nginx
+bench_line_ratio gateway.haproxy_cpu_per_req "${cpu[haproxy]}" us "$(paired haproxy nginx 6)" nginx
 bench_line_ratio gateway.haproxy_rps "${rps[haproxy]}" req/s "$(paired haproxy nginx 3)" nginx
 bench_line_ratio gateway.direct_rps "${rps[direct]}" req/s "$(paired direct nginx 3)" nginx
 bench_line gateway.rss "${rss[shoal]}" KB "${rss[nginx]}" nginx

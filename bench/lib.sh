@@ -30,6 +30,10 @@ bench_wrk_parse() {
     END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
 }
 
+# bench_cpu_ticks PID → the CPU time (user + system, all threads) a process has used so far, in
+# clock ticks (getconf CLK_TCK per second)
+bench_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # bench_line NAME VALUE UNIT PEER_VALUE PEER_NAME → the summary line format
 bench_line() {
     local ratio
