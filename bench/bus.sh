@@ -13,7 +13,11 @@
 # consume; the pipeline's ratio to the second is its own overhead. N events
 # (BENCH_EVENTS, default 100000), ROUNDS (default 3) rounds that run every
 # target back to back; each figure is a target's median round, each ratio the
-# median of the per-round ratios. Usage: bench/bus.sh [BUILD]
+# median of the per-round ratios. Each target's CPU time per event (the bench
+# process's, every thread, from getrusage; the broker's, from /proc over the
+# run) says what an event costs the machine, which the 2 cores' drift from
+# minute to minute moves far less than it moves events/s.
+# Usage: bench/bus.sh [BUILD]
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,24 +51,37 @@ bench_wait_port "$rport"
 # A 2-core machine's speed drifts from minute to minute: every round runs all targets back to
 # back (the order rotating), and the ratios are taken within a round, so drift cancels.
 R=$tmp/rounds
+hz=$(getconf CLK_TCK)
 : >"$R"
+# Prints the bench's line plus the broker's CPU time per event (us; from /proc, over the run).
 run_target() {
-    local url
+    local url="" spid s0 out
     case $1 in
-    raw) url=$(fresh_nats); "$bin" raw "$url" "$n" ;;
+    red) spid=$redis_pid ;;
+    *) url=$(fresh_nats); spid=$(cat "$tmp/nats/pid") ;;
+    esac
+    s0=$(bench_cpu_ticks "$spid")
+    out=$(run_bench "$1" "$url")
+    echo "$out $(awk -v t=$(($(bench_cpu_ticks "$spid") - s0)) -v hz="$hz" -v n="$n" \
+        'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
+}
+run_bench() {
+    local url=$2
+    case $1 in
+    raw) "$bin" raw "$url" "$n" ;;
     # Raw JetStream on the bus's subject layout: 8 partition subjects per topic (the bus's
     # default) and a T.p.* consumer, as the pipeline's unordered subscription uses.
-    rawp) url=$(fresh_nats); "$bin" raw "$url" "$n" 8 ;;
-    pipe) url=$(fresh_nats); rm -rf "$tmp/p1" && mkdir -p "$tmp/p1"; "$bin" pipeline "$url" "$n" 1 "$tmp/p1" ;;
-    ord) url=$(fresh_nats); rm -rf "$tmp/p2" && mkdir -p "$tmp/p2"; "$bin" pipeline "$url" "$n" 0 "$tmp/p2" ;;
+    rawp) "$bin" raw "$url" "$n" 8 ;;
+    pipe) rm -rf "$tmp/p1" && mkdir -p "$tmp/p1"; "$bin" pipeline "$url" "$n" 1 "$tmp/p1" ;;
+    ord) rm -rf "$tmp/p2" && mkdir -p "$tmp/p2"; "$bin" pipeline "$url" "$n" 0 "$tmp/p2" ;;
     red) "$bin" redis "$rport" "$n" ;;
     esac
 }
 targets=(raw pipe ord red rawp)
 for r in $(seq 1 "$rounds"); do
     for t in "${targets[@]:$((r % 5))}" "${targets[@]:0:$((r % 5))}"; do
-        read -r _ eps p50 p99 < <(run_target "$t")
-        echo "$r $t $eps $p50 $p99" >>"$R"
+        read -r _ eps p50 p99 cli srv < <(run_target "$t")
+        echo "$r $t $eps $p50 $p99 $cli $srv $(awk -v a="$cli" -v b="$srv" 'BEGIN { printf "%.2f", a + b }')" >>"$R"
     done
 done
 med() { bench_col "$R" "$1" "$2" | bench_median; }
@@ -73,6 +90,13 @@ line() { bench_line_ratio "$1" "$(med "$2" "$3")" "$4" "$(bench_paired "$R" "$2"
 echo "events: $n, ~290-byte envelopes (the outbox's, on every path), medians of $rounds rounds; lines: value (ratio x peer)"
 echo "per round, pipeline/raw events/s: $(bench_ratios "$R" pipe raw 3)"
 echo "per round, pipeline/raw on the bus's subject layout: $(bench_ratios "$R" pipe rawp 3)"
+echo "CPU time per event, us (medians; client: the bench process, every thread; broker: nats-server or redis-server):"
+printf '  %-28s %8s %8s %8s\n' target client broker total
+for t in raw rawp pipe ord red; do
+    case $t in raw) d=raw_jetstream ;; rawp) d=raw_jetstream_partitioned ;; pipe) d=pipeline ;;
+    ord) d=pipeline_ordered ;; red) d=redis_streams ;; esac
+    printf '  %-28s %8s %8s %8s\n' "$d" "$(med "$t" 6)" "$(med "$t" 7)" "$(med "$t" 8)"
+done
 line bus_pipeline_events_per_s pipe 3 events/s raw raw_jetstream
 line bus_pipeline_vs_partitioned_events_per_s pipe 3 events/s rawp raw_jetstream_partitioned
 line raw_jetstream_partitioned_events_per_s rawp 3 events/s raw raw_jetstream
@@ -87,3 +111,7 @@ line raw_jetstream_p50 raw 4 ms red redis_streams
 line raw_jetstream_p99 raw 5 ms red redis_streams
 line redis_streams_p50 red 4 ms raw raw_jetstream
 line redis_streams_p99 red 5 ms raw raw_jetstream
+line bus_pipeline_cpu_per_event pipe 8 us raw raw_jetstream
+line bus_pipeline_vs_partitioned_cpu_per_event pipe 8 us rawp raw_jetstream_partitioned
+line bus_pipeline_ordered_cpu_per_event ord 8 us raw raw_jetstream
+line raw_jetstream_cpu_per_event raw 8 us red redis_streams

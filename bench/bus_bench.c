@@ -3,10 +3,11 @@
  * the same ~290-byte CloudEvents envelope the outbox writes, from a producer
  * to a consumer running at the same time, each on its own thread, and
  * prints one line
- *   "<mode> <events/s> <p50 ms> <p99 ms>"
+ *   "<mode> <events/s> <p50 ms> <p99 ms> <CPU us/event>"
  * where events/s is N over the time from the first publish to the last
- * handled event, and latency is publish (or outbox commit) → handled,
- * from a CLOCK_REALTIME stamp carried in the payload.
+ * handled event, latency is publish (or outbox commit) → handled, from a
+ * CLOCK_REALTIME stamp carried in the payload, and the CPU time is this
+ * process's (every thread; the broker's is bench/bus.sh's to measure).
  *   pipeline URL N UNORDERED DIR  outbox (SQLite) → relay → JetStream → runner + inbox (SQLite)
  *   raw URL N [PARTS]             js_PublishMsgAsync + pull Fetch(256) + Ack, same client; with
  *                                 PARTS > 1 on the bus's subject layout (T.p.<k>, k the bus's
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,12 +52,18 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Prints: mode, events/s, latency p50 and p99 (ms), and this process's CPU time (user + system,
+ * every thread, set-up included) per event in microseconds. */
 static void report(const char *mode, result *r)
 {
     qsort(r->lat_ms, (size_t)r->got, sizeof(double), cmp_d);
     double secs = (double)(r->t_last - r->t_first) / 1e9;
-    printf("%s %.0f %.3f %.3f\n", mode, (double)r->got / secs, r->lat_ms[r->got / 2],
-           r->lat_ms[(long)((double)r->got * 0.99)]);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_us = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+                    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    printf("%s %.0f %.3f %.3f %.2f\n", mode, (double)r->got / secs, r->lat_ms[r->got / 2],
+           r->lat_ms[(long)((double)r->got * 0.99)], r->got ? cpu_us / (double)r->got : 0.0);
 }
 
 static void record(result *r, int64_t stamp)
