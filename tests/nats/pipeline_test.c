@@ -7,7 +7,9 @@
  *  - test_pipeline_kills: the producer, then the consumer, then
  *    nats-server are kill -9-ed and restarted;
  *  - test_cluster_node_loss: replicas 3 on a 3-node cluster, one node
- *    killed for good.
+ *    killed for good;
+ *  - test_open_before_server: a bus opened while no server listens at its
+ *    address returns at once and connects once one does.
  * Then every event must be applied exactly once: `effects` (no unique
  * constraint; only the inbox claim protects it) holds each number once.
  * Event counts: SHOAL_PIPELINE_EVENTS (default 100000; 20000 under ASan)
@@ -17,6 +19,7 @@
  */
 #include "harness.h"
 
+#include <shoal/bus.h>
 #include <shoal/db.h>
 
 #include <setjmp.h>
@@ -273,11 +276,66 @@ static void test_cluster_node_loss(void **state)
     sh("rm -rf %s", dir);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* No server at the bus's address when it opens (the broker restarting, or started after the
+ * service): sl_bus_open must return at once, as the bus being down may not keep a service
+ * from starting and serving, and the bus connects and declares its streams in the background
+ * once a server listens there. nats.c's Connect with retry-on-failed-connect blocks until it
+ * connects unless it has a connected callback; without one this case never got past open. */
+static void test_open_before_server(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/shoal-late-XXXXXX", url[64], ps[16], sd[600], slog[600], err[256] = "";
+    assert_non_null(mkdtemp(dir));
+    int port = th_free_port();
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    const char *ctx[] = {"late"};
+    sl_bus_options o = {.url = url, .contexts = ctx, .n_contexts = 1, .reconnect_wait_ms = 50};
+    sl_bus *bus = NULL;
+    alarm(60); /* a liveness bound: a blocked open or close ends the test (SIGALRM) */
+    /* A bus that never reached its server closes all the same. */
+    assert_int_equal(sl_bus_open(&loop, &o, &bus, err, sizeof err), 0);
+    sl_bus_close(bus, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(sl_bus_open(&loop, &o, &bus, err, sizeof err), 0);
+    alarm(0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_false(sl_bus_ready(bus));
+
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(sd, sizeof sd, "%s/store", dir);
+    snprintf(slog, sizeof slog, "%s/server.log", dir);
+    char *argv[] = {
+        (char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd, NULL};
+    pid_t srv = th_spawn(argv, NULL, slog);
+    assert_int_equal(th_wait_port(port, 10000), 0);
+    for (int64_t until = mono_ms() + 30000; !sl_bus_ready(bus) && mono_ms() < until;) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        sleep_ms(20);
+    }
+    assert_true(sl_bus_ready(bus)); /* connected, and the context's stream declared */
+
+    sl_bus_close(bus, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    th_stop(srv, SIGTERM, 10000);
+    sh("rm -rf %s", dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipeline_kills),
         cmocka_unit_test(test_cluster_node_loss),
+        cmocka_unit_test(test_open_before_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -259,6 +259,17 @@ static int set_servers(natsOptions *opts, const char *url)
     return s == NATS_OK ? 0 : SL_ECONFIG;
 }
 
+/* Runs on a library thread when a connection that failed its first attempt comes up. Nothing
+ * to do there (the loop's timer declares the streams, the fetchers bind once connected), but
+ * nats.c only retries a failed first connect in the background when this callback is set:
+ * without it natsConnection_Connect retries in the caller, for ever with MaxReconnect -1, and
+ * a service started while its broker was down never got past sl_bus_open. */
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+}
+
 /* What both connections share: retry and reconnect forever with a capped backoff, and PINGs
  * every 2 s, so a connection that stops answering is dropped and redialled after about 6 s
  * (the library default is 2 minutes). */
@@ -267,7 +278,7 @@ static void set_common_options(nb_bus *nb, natsOptions *o)
     natsOptions_SetName(o, nb->bus->opt.name);
     natsOptions_SetMaxReconnect(o, -1);
     natsOptions_SetCustomReconnectDelay(o, reconnect_delay, nb);
-    natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
     natsOptions_SetTimeout(o, 2000);
     natsOptions_SetPingInterval(o, 2000);
     natsOptions_SetMaxPingsOut(o, 2);
