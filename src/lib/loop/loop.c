@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -155,7 +156,8 @@ static void on_worker_done(uv_async_t *a)
     if (atomic_load(&rt->done_count) == rt->n) uv_walk(&rt->loop, walk_close, NULL);
 }
 
-int sl_listen_socket(const char *host, int port, int *fd_out, int *bound_port)
+/* A TCP socket bound to host:port with SO_REUSEADDR, and SO_REUSEPORT when `share`. */
+static int bind_socket(const char *host, int port, bool share, int *fd_out, int *bound_port)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -178,7 +180,7 @@ int sl_listen_socket(const char *host, int port, int *fd_out, int *bound_port)
     if (fd < 0) return -errno;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        (share && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
         bind(fd, (struct sockaddr *)&ss, len) != 0) {
         int e = -errno;
         close(fd);
@@ -194,6 +196,25 @@ int sl_listen_socket(const char *host, int port, int *fd_out, int *bound_port)
     return 0;
 }
 
+int sl_listen_socket(const char *host, int port, int *fd_out, int *bound_port)
+{
+    return bind_socket(host, port, true, fd_out, bound_port);
+}
+
+/* Refuses a port something already listens on. The workers' sockets share their port through
+ * SO_REUSEPORT, which any process of the same user may join: without this check a second
+ * service configured with a port in use started without an error and took a share of the
+ * first one's connections. A socket without SO_REUSEPORT cannot bind next to a listening one
+ * (EADDRINUSE); SO_REUSEADDR keeps a previous run's TIME_WAIT connections from counting. */
+static int check_port_free(const char *host, int port)
+{
+    int fd, bound;
+    if (port == 0) return 0; /* the kernel picks an unused one */
+    int rc = bind_socket(host, port, false, &fd, &bound);
+    if (rc == 0) close(fd);
+    return rc;
+}
+
 int sl_runtime_run(const sl_runtime_config *cfg, const sl_worker_hooks *hooks)
 {
     runtime rt;
@@ -203,8 +224,8 @@ int sl_runtime_run(const sl_runtime_config *cfg, const sl_worker_hooks *hooks)
     rt.n = cfg->workers > 0 ? cfg->workers : 1;
     rt.workers = calloc((size_t)rt.n, sizeof(sl_worker));
     if (!rt.workers) return SL_ENOMEM;
-    int port = cfg->port, rc = 0, nfds = 0;
-    for (int i = 0; i < rt.n; i++) {
+    int port = cfg->port, rc = check_port_free(cfg->host ? cfg->host : "127.0.0.1", port), nfds = 0;
+    for (int i = 0; i < rt.n && rc == 0; i++) {
         rc = sl_listen_socket(cfg->host ? cfg->host : "127.0.0.1", port, &rt.workers[i].fd, &port);
         if (rc != 0) break;
         nfds++;

@@ -1,0 +1,74 @@
+/* Unit tests for the runtime's listening port: a port another process listens on is refused,
+ * even when that process, like every shoal service, shares its port through SO_REUSEPORT. */
+#include <shoal/loop.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* A listener on a free loopback port, set up as a shoal worker's is (SO_REUSEPORT). */
+static int other_listener(int *port)
+{
+    int fd;
+    assert_int_equal(sl_listen_socket("127.0.0.1", 0, &fd, port), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+static int never_start(sl_worker *w, int listen_fd, void *data)
+{
+    (void)w;
+    (void)listen_fd;
+    (void)data;
+    fail_msg("a worker started on a port another process listens on");
+    return -1;
+}
+
+static void test_port_in_use_is_refused(void **state)
+{
+    (void)state;
+    int port;
+    int fd = other_listener(&port);
+    sl_worker_hooks hooks = {.start = never_start};
+    sl_runtime_config rc = {.workers = 2, .host = "127.0.0.1", .port = port};
+    assert_int_equal(sl_runtime_run(&rc, &hooks), -EADDRINUSE);
+    /* Still the other process's alone: a connection reaches its queue. */
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    int got = accept(fd, NULL, NULL);
+    assert_true(got >= 0);
+    close(got);
+    close(c);
+    close(fd);
+}
+
+/* The workers of one runtime do share their port: the check is made once, before the first. */
+static void test_workers_share_a_port(void **state)
+{
+    (void)state;
+    int a, b, pa, pb;
+    assert_int_equal(sl_listen_socket("127.0.0.1", 0, &a, &pa), 0);
+    assert_int_equal(sl_listen_socket("127.0.0.1", pa, &b, &pb), 0);
+    assert_int_equal(pa, pb);
+    close(a);
+    close(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_port_in_use_is_refused),
+        cmocka_unit_test(test_workers_share_a_port),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
