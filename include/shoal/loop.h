@@ -46,7 +46,9 @@ typedef struct sl_worker_hooks {
 /*
  * Binds the listening sockets, starts the workers and blocks until they have
  * all stopped. Returns 0 after a clean shutdown, or a negative error (bind
- * failure, a worker's start hook failing), after stopping the others.
+ * failure, a worker's start hook failing), after stopping the others. A port
+ * another socket already listens on is refused with -EADDRINUSE before any
+ * worker starts, even if that socket has SO_REUSEPORT too.
  */
 SL_API int sl_runtime_run(const sl_runtime_config *cfg, const sl_worker_hooks *hooks);
 
