@@ -276,13 +276,6 @@ static void test_cluster_node_loss(void **state)
     sh("rm -rf %s", dir);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* No server at the bus's address when it opens (the broker restarting, or started after the
  * service): sl_bus_open must return at once, as the bus being down may not keep a service
  * from starting and serving, and the bus connects and declares its streams in the background
@@ -317,9 +310,11 @@ static void test_open_before_server(void **state)
         (char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd, NULL};
     pid_t srv = th_spawn(argv, NULL, slog);
     assert_int_equal(th_wait_port(port, 10000), 0);
-    for (int64_t until = mono_ms() + 30000; !sl_bus_ready(bus) && mono_ms() < until;) {
+    uv_update_time(&loop);
+    for (uint64_t until = uv_now(&loop) + 30000; !sl_bus_ready(bus) && uv_now(&loop) < until;) {
         uv_run(&loop, UV_RUN_NOWAIT);
         sleep_ms(20);
+        uv_update_time(&loop);
     }
     assert_true(sl_bus_ready(bus)); /* connected, and the context's stream declared */
 

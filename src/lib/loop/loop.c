@@ -224,9 +224,10 @@ int sl_runtime_run(const sl_runtime_config *cfg, const sl_worker_hooks *hooks)
     rt.n = cfg->workers > 0 ? cfg->workers : 1;
     rt.workers = calloc((size_t)rt.n, sizeof(sl_worker));
     if (!rt.workers) return SL_ENOMEM;
-    int port = cfg->port, rc = check_port_free(cfg->host ? cfg->host : "127.0.0.1", port), nfds = 0;
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    int port = cfg->port, rc = check_port_free(host, port), nfds = 0;
     for (int i = 0; i < rt.n && rc == 0; i++) {
-        rc = sl_listen_socket(cfg->host ? cfg->host : "127.0.0.1", port, &rt.workers[i].fd, &port);
+        rc = sl_listen_socket(host, port, &rt.workers[i].fd, &port);
         if (rc != 0) break;
         nfds++;
     }
