@@ -206,8 +206,8 @@ typedef struct sl_bus_sub_options {
     int64_t backoff_base_ms;  /* NACK without delay / ack_wait expiry backoff: 0 → 1000,
                                 doubling per delivery, capped at backoff_max_ms */
     int64_t backoff_max_ms;   /* 0 → 60000 */
-    unsigned max_inflight;    /* delivered but unsettled messages per instance: 0 → 1024 */
-    unsigned fetch_batch;     /* unordered NATS pulls this many at once: 0 → 256 */
+    unsigned max_inflight;    /* delivered but unsettled messages per instance: 0 → 2048 */
+    unsigned fetch_batch;     /* unordered NATS pulls this many at once: 0 → 512 */
     int unordered;            /* 1: no per-subject order (one durable; more throughput) */
     const char *const *types; /* NULL-terminated accepted CloudEvents types; NULL → any.
                                  Others are dead-lettered as "unknown event type" */

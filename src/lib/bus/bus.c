@@ -493,8 +493,8 @@ static int bus_subscribe(sl_bus *bus, const char *topic, const char *group,
     if (o->backoff_base_ms <= 0) o->backoff_base_ms = 1000;
     if (o->backoff_max_ms <= 0) o->backoff_max_ms = 60000;
     if (o->backoff_max_ms < o->backoff_base_ms) o->backoff_max_ms = o->backoff_base_ms;
-    if (o->max_inflight == 0) o->max_inflight = 1024;
-    if (o->fetch_batch == 0) o->fetch_batch = 256;
+    if (o->max_inflight == 0) o->max_inflight = 2048;
+    if (o->fetch_batch == 0) o->fetch_batch = 512;
     if (o->fetch_batch > o->max_inflight) o->fetch_batch = o->max_inflight;
     if (o->types) {
         size_t nt = 0;

@@ -20,9 +20,11 @@
  *   finds the batch) and queues the batch for the loop once all are in.
  * - Each subscription has fetch threads (one per ordering partition, each
  *   with its own durable pull consumer holding at most one unacked
- *   message; or one thread on one durable when unordered) on a second
- *   connection. A fetch thread declares its stream and consumer, pulls only
- *   while its subscription has room (max_inflight), and queues messages
+ *   message; or, unordered, two threads on one durable, each with half of
+ *   max_inflight, so one pull is out while the other thread queues its
+ *   batch) on a second connection. A fetch thread declares its stream and
+ *   consumer, pulls only while its subscription has room (max_inflight),
+ *   and queues messages
  *   for the loop, where the core runs handlers and acks with the
  *   non-blocking natsMsg_Ack/Nak/Term; the fetch thread frees them.
  * - Admin work (stream set-up, dead letters, lag) runs in uv_queue_work.
@@ -38,7 +40,8 @@
 #include <string.h>
 #include <time.h>
 
-#define NB_FETCH_WAIT_MS 500
+#define NB_FETCH_WAIT_MS      500
+#define NB_UNORDERED_FETCHERS 2
 
 typedef struct nb_fetcher nb_fetcher;
 typedef struct nb_bus nb_bus;
@@ -892,7 +895,10 @@ static int nb_sub_start(sl_bus_sub *s)
     ns->sub = s;
     ns->nb = nb;
     bool ordered = !s->opt.unordered;
-    ns->nf = ordered ? s->bus->opt.partitions : 1;
+    /* Unordered: two fetch threads on the one durable, so a pull is with the server while the
+     * other thread hands its batch to the loop (one alone leaves the consumer idle for that). */
+    unsigned uf = s->opt.max_inflight >= NB_UNORDERED_FETCHERS ? NB_UNORDERED_FETCHERS : 1;
+    ns->nf = ordered ? s->bus->opt.partitions : uf;
     char stream[64];
     int rc = sl_bus_stream_name(s->topic, stream, sizeof stream);
     for (unsigned i = 0; i < ns->nf && rc == 0; i++) {
@@ -910,8 +916,9 @@ static int nb_sub_start(sl_bus_sub *s)
         else
             snprintf(f->filter, sizeof f->filter, "%s.p.*", s->topic);
         rc = bus_durable_name(s->group, s->topic, f->part, f->durable, sizeof f->durable);
-        /* Ordered: the partition's consumer holds one unacked message at a time. */
-        f->cap = ordered ? 1 : s->opt.max_inflight;
+        /* Ordered: the partition's consumer holds one unacked message at a time. Unordered:
+         * the threads split max_inflight. */
+        f->cap = ordered ? 1 : (s->opt.max_inflight + uf - 1 - i) / uf;
         if (rc == 0 && pthread_create(&f->thread, NULL, fetcher_main, f) != 0) rc = SL_ENOMEM;
         if (rc != 0) {
             pthread_cond_destroy(&f->cv);
