@@ -721,7 +721,14 @@ static int setup(void **state)
         if (st == 200) return 0;
         usleep(100000);
     }
-    fprintf(stderr, "the shop did not come up; see %s\n", uplog);
+    /* The directory goes with the teardown: put what it says in the test's output. */
+    fprintf(stderr, "the shop did not come up; the end of %s and of every log:\n", uplog);
+    char cmd2[1400];
+    snprintf(cmd2, sizeof cmd2,
+             "tail -n 40 %s >&2; for f in %s/data/logs/*.log; do echo \"== $f\" >&2; "
+             "tail -n 15 \"$f\" >&2; done",
+             uplog, dir);
+    if (system(cmd2) != 0) fprintf(stderr, "(could not show the logs)\n");
     return -1;
 }
 

@@ -9,7 +9,11 @@
  *  - test_cluster_node_loss: replicas 3 on a 3-node cluster, one node
  *    killed for good;
  *  - test_open_before_server: a bus opened while no server listens at its
- *    address returns at once and connects once one does.
+ *    address returns at once and connects once one does;
+ *  - test_inflight_bound: while its loop is busy, an unordered instance
+ *    holds exactly max_inflight unacknowledged messages (the server's own
+ *    count of the consumer's pending acks), however its fetch threads
+ *    split that window.
  * Then every event must be applied exactly once: `effects` (no unique
  * constraint; only the inbox claim protects it) holds each number once.
  * Event counts: SHOAL_PIPELINE_EVENTS (default 100000; 20000 under ASan)
@@ -19,8 +23,13 @@
  */
 #include "harness.h"
 
+#include "bus/bus_int.h"
+#include "outbox/envelope.h"
+
 #include <shoal/bus.h>
 #include <shoal/db.h>
+
+#include <nats/nats.h>
 
 #include <setjmp.h>
 #include <signal.h>
@@ -325,12 +334,132 @@ static void test_open_before_server(void **state)
     sh("rm -rf %s", dir);
 }
 
+/* ---- back-pressure ----------------------------------------------------------------------------
+ */
+
+static void count_handler(void *data, const sl_bus_msg *m, sl_bus_reply *r)
+{
+    (void)m;
+    (void)r;
+    ++*(int *)data;
+}
+
+static void on_published(void *data, int status)
+{
+    *(int *)data = status == 0 ? 1 : -1;
+}
+
+/* Runs the loop until *flag is nonzero or `ms` (a liveness bound) passed. */
+static void run_until_set(uv_loop_t *loop, const int *flag, int want, uint64_t ms)
+{
+    uv_update_time(loop);
+    for (uint64_t until = uv_now(loop) + ms; *flag < want && uv_now(loop) < until;) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        sleep_ms(5);
+        uv_update_time(loop);
+    }
+}
+
+static void test_inflight_bound(void **state)
+{
+    (void)state;
+    enum { N = 60, MAX_INFLIGHT = 6 };
+    char dir[] = "/tmp/shoal-infl-XXXXXX", url[64], ps[16], sd[600], slog[600], err[256] = "";
+    assert_non_null(mkdtemp(dir));
+    int port = th_free_port();
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(sd, sizeof sd, "%s/store", dir);
+    snprintf(slog, sizeof slog, "%s/server.log", dir);
+    char *argv[] = {
+        (char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd, NULL};
+    pid_t srv = th_spawn(argv, NULL, slog);
+    assert_int_equal(th_wait_port(port, 10000), 0);
+
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    const char *ctx[] = {"infl"}, *topic = "shop.infl.thing.v1";
+    sl_bus_options o = {.url = url, .contexts = ctx, .n_contexts = 1};
+    sl_bus *bus = NULL;
+    assert_int_equal(sl_bus_open(&loop, &o, &bus, err, sizeof err), 0);
+    uv_update_time(&loop);
+    for (uint64_t until = uv_now(&loop) + 30000; !sl_bus_ready(bus) && uv_now(&loop) < until;) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        sleep_ms(20);
+        uv_update_time(&loop);
+    }
+    assert_true(sl_bus_ready(bus));
+
+    sl_bus_out out[N];
+    char ids[N][40], subj[N][16], *envs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "infl-%d", i);
+        snprintf(subj[i], sizeof subj[i], "s%d", i);
+        sl_outbox_event ev = {
+            .source = "/test", .type = topic, .subject = subj[i], .data_json = "{\"n\":1}"};
+        size_t len;
+        assert_int_equal(sl_outbox_envelope(&ev, ids[i], 0, &envs[i], &len), 0);
+        out[i] = (sl_bus_out){topic, ids[i], subj[i], envs[i], len};
+    }
+    int published = 0;
+    assert_int_equal(sl_bus_publish(bus, out, N, on_published, &published), 0);
+    for (int i = 0; i < N; i++)
+        free(envs[i]);
+    run_until_set(&loop, &published, 1, 30000);
+    assert_int_equal(published, 1);
+
+    /* A small batch, so the window fills over several pulls of both threads. */
+    sl_bus_sub_options so = {.unordered = 1, .max_inflight = MAX_INFLIGHT, .fetch_batch = 2};
+    int handled = 0;
+    sl_bus_sub *sub = NULL;
+    assert_int_equal(sl_bus_subscribe(bus, topic, "g", &so, count_handler, &handled, &sub), 0);
+    run_until_set(&loop, &handled, 1, 30000);
+    assert_true(handled >= 1);
+
+    /* The loop now stands still: the fetch threads fill the window and must stop there. The
+     * server counts what it delivered to this instance and has no ack for. */
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    char stream[64], durable[128];
+    assert_int_equal(sl_bus_stream_name(topic, stream, sizeof stream), 0);
+    assert_int_equal(bus_durable_name("g", topic, -1, durable, sizeof durable), 0);
+    int64_t most = 0;
+    int at_most = 0;                                /* polls that saw the full window */
+    for (int i = 0; i < 100 && at_most < 10; i++) { /* up to 5 s; 0.5 s once full */
+        jsConsumerInfo *ci = NULL;
+        jsErrCode jerr = 0;
+        assert_int_equal(js_GetConsumerInfo(&ci, js, stream, durable, NULL, &jerr), NATS_OK);
+        int64_t pending = ci->NumAckPending;
+        jsConsumerInfo_Destroy(ci);
+        if (pending > most) most = pending;
+        at_most += pending == MAX_INFLIGHT;
+        sleep_ms(50);
+    }
+    assert_int_equal(most, MAX_INFLIGHT);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+
+    /* And the rest still flows once the loop runs. */
+    run_until_set(&loop, &handled, N, 30000);
+    assert_int_equal(handled, N);
+
+    sl_bus_unsubscribe(sub);
+    sl_bus_close(bus, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    th_stop(srv, SIGTERM, 10000);
+    sh("rm -rf %s", dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipeline_kills),
         cmocka_unit_test(test_cluster_node_loss),
         cmocka_unit_test(test_open_before_server),
+        cmocka_unit_test(test_inflight_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

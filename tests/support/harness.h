@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Returns a TCP port on 127.0.0.1 that was free a moment ago. */
+/* Returns a TCP port on 127.0.0.1 that was free a moment ago and that this process has not
+ * been given before. */
 int th_free_port(void);
 
 /* Path of a built binary: $SHOAL_BIN_DIR/<name> (static buffer). */
@@ -18,8 +19,9 @@ const char *th_bin(const char *name);
 
 /*
  * Starts `argv` (argv[0] resolved with th_bin) with extra environment
- * entries `env` (NULL-terminated "K=V" list, may be NULL). Its stderr goes
- * to `log_path` when given. Returns the pid; aborts the test on failure.
+ * entries `env` (NULL-terminated "K=V" list, may be NULL). Its stderr and
+ * stdout go to `log_path` when given. Returns the pid; aborts the test on
+ * failure.
  */
 pid_t th_spawn(char *const argv[], char *const env[], const char *log_path);
 
