@@ -7,11 +7,11 @@
 # everysec). Each gets a fresh server. Every path carries the same bytes per
 # event: the ~290-byte CloudEvents envelope the outbox writes around ~75 bytes
 # of data (bench/bus_bench.c builds the peers' payloads with the outbox's own
-# envelope writer). Raw JetStream runs twice: on one subject (the issue's peer)
+# envelope writer). Raw JetStream runs twice: on one subject (the reference peer)
 # and on the bus's subject layout (8 partition subjects per topic, consumer
 # filter T.p.*), which costs nats-server 2.9 about a third more CPU to
 # consume; the pipeline's ratio to the second is its own overhead. N events
-# (BENCH_EVENTS, default 100000), ROUNDS (default 3) rounds that run every
+# (BENCH_EVENTS, default 100000), ROUNDS (default 5) rounds that run every
 # target back to back; each figure is a target's median round, each ratio the
 # median of the per-round ratios. Each target's CPU time per event (the bench
 # process's, every thread, from getrusage; the broker's, from /proc over the
@@ -25,7 +25,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=$build/bin/bench_bus
 [ -x "$bin" ] || { echo "bus.sh: $bin not built (make build)" >&2; exit 1; }
 n=${BENCH_EVENTS:-100000}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 tmp=$(mktemp -d /tmp/shoal-bench-bus-XXXXXX)
 redis_pid=""
 cleanup() {
