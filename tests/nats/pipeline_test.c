@@ -290,10 +290,36 @@ static void test_cluster_node_loss(void **state)
  * from starting and serving, and the bus connects and declares its streams in the background
  * once a server listens there. nats.c's Connect with retry-on-failed-connect blocks until it
  * connects unless it has a connected callback; without one this case never got past open. */
+/* Starts one nats-server with JetStream on `port`, its store and log under `dir`. */
+static pid_t start_server(const char *dir, int port)
+{
+    char ps[16], sd[600], slog[600];
+    snprintf(ps, sizeof ps, "%d", port);
+    snprintf(sd, sizeof sd, "%s/store", dir);
+    snprintf(slog, sizeof slog, "%s/server.log", dir);
+    char *argv[] = {
+        (char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd, NULL};
+    pid_t srv = th_spawn(argv, NULL, slog);
+    assert_int_equal(th_wait_port(port, 10000), 0);
+    return srv;
+}
+
+/* Runs the loop until the bus is ready (connected, its streams declared): 30 s liveness bound. */
+static void wait_bus_ready(uv_loop_t *loop, sl_bus *bus)
+{
+    uv_update_time(loop);
+    for (uint64_t until = uv_now(loop) + 30000; !sl_bus_ready(bus) && uv_now(loop) < until;) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        sleep_ms(20);
+        uv_update_time(loop);
+    }
+    assert_true(sl_bus_ready(bus));
+}
+
 static void test_open_before_server(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/shoal-late-XXXXXX", url[64], ps[16], sd[600], slog[600], err[256] = "";
+    char dir[] = "/tmp/shoal-late-XXXXXX", url[64], err[256] = "";
     assert_non_null(mkdtemp(dir));
     int port = th_free_port();
     snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
@@ -312,20 +338,8 @@ static void test_open_before_server(void **state)
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_false(sl_bus_ready(bus));
 
-    snprintf(ps, sizeof ps, "%d", port);
-    snprintf(sd, sizeof sd, "%s/store", dir);
-    snprintf(slog, sizeof slog, "%s/server.log", dir);
-    char *argv[] = {
-        (char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd, NULL};
-    pid_t srv = th_spawn(argv, NULL, slog);
-    assert_int_equal(th_wait_port(port, 10000), 0);
-    uv_update_time(&loop);
-    for (uint64_t until = uv_now(&loop) + 30000; !sl_bus_ready(bus) && uv_now(&loop) < until;) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        sleep_ms(20);
-        uv_update_time(&loop);
-    }
-    assert_true(sl_bus_ready(bus)); /* connected, and the context's stream declared */
+    pid_t srv = start_server(dir, port);
+    wait_bus_ready(&loop, bus); /* connected, and the context's stream declared */
 
     sl_bus_close(bus, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -364,17 +378,11 @@ static void test_inflight_bound(void **state)
 {
     (void)state;
     enum { N = 60, MAX_INFLIGHT = 6 };
-    char dir[] = "/tmp/shoal-infl-XXXXXX", url[64], ps[16], sd[600], slog[600], err[256] = "";
+    char dir[] = "/tmp/shoal-infl-XXXXXX", url[64], err[256] = "";
     assert_non_null(mkdtemp(dir));
     int port = th_free_port();
     snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
-    snprintf(ps, sizeof ps, "%d", port);
-    snprintf(sd, sizeof sd, "%s/store", dir);
-    snprintf(slog, sizeof slog, "%s/server.log", dir);
-    char *argv[] = {
-        (char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd, NULL};
-    pid_t srv = th_spawn(argv, NULL, slog);
-    assert_int_equal(th_wait_port(port, 10000), 0);
+    pid_t srv = start_server(dir, port);
 
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
@@ -382,13 +390,7 @@ static void test_inflight_bound(void **state)
     sl_bus_options o = {.url = url, .contexts = ctx, .n_contexts = 1};
     sl_bus *bus = NULL;
     assert_int_equal(sl_bus_open(&loop, &o, &bus, err, sizeof err), 0);
-    uv_update_time(&loop);
-    for (uint64_t until = uv_now(&loop) + 30000; !sl_bus_ready(bus) && uv_now(&loop) < until;) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        sleep_ms(20);
-        uv_update_time(&loop);
-    }
-    assert_true(sl_bus_ready(bus));
+    wait_bus_ready(&loop, bus);
 
     sl_bus_out out[N];
     char ids[N][40], subj[N][16], *envs[N];
