@@ -18,14 +18,15 @@
  *   and a 1 ms StallWait keep the loop from stalling. The ack handler runs
  *   on a library thread: it counts the message against its batch (a map
  *   finds the batch) and queues the batch for the loop once all are in.
- * - Each subscription has fetch threads (one per ordering partition, each
- *   with its own durable pull consumer holding at most one unacked
- *   message; or, unordered, two threads on one durable, each with half of
- *   max_inflight, so one pull is out while the other thread queues its
- *   batch) on a second connection. A fetch thread declares its stream and
- *   consumer, pulls only while its subscription has room (max_inflight),
- *   and queues messages
- *   for the loop, where the core runs handlers and acks with the
+ * - Each subscription has fetch threads: one per ordering partition, each
+ *   with its own durable pull consumer holding at most one unacked message
+ *   and its next pull request already with the server; or, unordered, two
+ *   threads on one durable, each with half of max_inflight, so one pull is
+ *   out while the other thread queues its batch. They use a connection of
+ *   their own, one for unordered and one for ordered subscriptions (which
+ *   writes at once: see consumer_conn). A fetch thread declares its stream
+ *   and consumer, pulls only while its subscription has room, and queues
+ *   messages for the loop, where the core runs handlers and acks with the
  *   non-blocking natsMsg_Ack/Nak/Term; the fetch thread frees them.
  * - Admin work (stream set-up, dead letters, lag) runs in uv_queue_work.
  */
@@ -68,6 +69,13 @@ typedef struct nb_sub {
     nb_fetcher *f[SL_BUS_PARTITIONS_MAX];
 } nb_sub;
 
+/* A fetchers' connection. */
+typedef struct nb_fconn {
+    natsOptions *opts;
+    natsConnection *nc;
+    jsCtx *js;
+} nb_fconn;
+
 struct nb_fetcher {
     nb_sub *ns;
     int part; /* -1: unordered */
@@ -75,6 +83,7 @@ struct nb_fetcher {
     char filter[SL_BUS_TOPIC_MAX + 16];
     char stream[64];
     unsigned cap;
+    nb_fconn *fc; /* its connection: the unordered or the ordered one */
     /* Shared with the thread, under nb->mu. */
     pthread_cond_t cv; /* its own: one settle wakes only this fetcher, not all of them */
     unsigned held;
@@ -95,11 +104,9 @@ struct nb_bus {
     natsOptions *opts;
     natsConnection *nc; /* publishes, admin */
     jsCtx *js;
-    /* The fetchers' connection, made at the first subscribe, so a fetch never queues behind
-     * publish traffic. */
-    natsOptions *copts;
-    natsConnection *cnc;
-    jsCtx *cjs;
+    /* The fetchers' connections, each made at the first subscribe of its kind, so a fetch
+     * never queues behind publish traffic: [0] unordered, [1] ordered (see consumer_conn). */
+    nb_fconn fc[2];
     uv_async_t async;
     uv_timer_t timer; /* stream set-up retries and lag polls */
     bool streams_ok, setup_running, closing, conn_closed, published_any;
@@ -287,26 +294,34 @@ static void set_common_options(nb_bus *nb, natsOptions *o)
     natsOptions_SetMaxPingsOut(o, 2);
 }
 
-/* Makes the fetchers' connection (loop thread, first subscribe). Returns 0 or SL_EUNAVAIL. */
-static int consumer_conn(nb_bus *nb)
+/*
+ * Makes the fetchers' connection of one kind (loop thread, first subscribe of that kind).
+ * nats.c sends what a connection writes from a flusher thread that first waits 1 ms to gather
+ * more. An unordered batch's acks gain from that. An ordered partition waits for each of its
+ * messages' ack before the server sends the next, so on the ordered connection every ack and
+ * pull request goes out at once (SendAsap). Returns 0 or SL_EUNAVAIL.
+ */
+static int consumer_conn(nb_bus *nb, bool ordered)
 {
-    if (nb->cjs != NULL) return 0;
-    if (natsOptions_Create(&nb->copts) != NATS_OK) return SL_EUNAVAIL;
-    int rc = set_servers(nb->copts, nb->bus->opt.url);
+    nb_fconn *c = &nb->fc[ordered];
+    if (c->js != NULL) return 0;
+    if (natsOptions_Create(&c->opts) != NATS_OK) return SL_EUNAVAIL;
+    int rc = set_servers(c->opts, nb->bus->opt.url);
     if (rc == 0) {
-        set_common_options(nb, nb->copts);
-        natsStatus s = natsConnection_Connect(&nb->cnc, nb->copts);
+        set_common_options(nb, c->opts);
+        if (ordered) natsOptions_SetSendAsap(c->opts, true);
+        natsStatus s = natsConnection_Connect(&c->nc, c->opts);
         if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) rc = SL_EUNAVAIL;
     }
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
-    if (rc == 0 && natsConnection_JetStream(&nb->cjs, nb->cnc, &jo) != NATS_OK) rc = SL_EUNAVAIL;
+    if (rc == 0 && natsConnection_JetStream(&c->js, c->nc, &jo) != NATS_OK) rc = SL_EUNAVAIL;
     if (rc != 0) {
-        natsConnection_Destroy(nb->cnc);
-        natsOptions_Destroy(nb->copts);
-        nb->cnc = NULL;
-        nb->copts = NULL;
+        natsConnection_Destroy(c->nc);
+        natsOptions_Destroy(c->opts);
+        c->nc = NULL;
+        c->opts = NULL;
     }
     return rc;
 }
@@ -350,7 +365,7 @@ static int ensure_stream(nb_bus *nb, jsCtx *js, const char *context, char *err, 
     return 0;
 }
 
-static int ensure_stream_for(nb_bus *nb, const char *topic)
+static int ensure_stream_for(nb_bus *nb, jsCtx *js, const char *topic)
 {
     char ctx[64];
     const char *c = topic + 5, *e = strchr(c, '.');
@@ -358,7 +373,7 @@ static int ensure_stream_for(nb_bus *nb, const char *topic)
     if (n >= sizeof ctx) return SL_ELIMIT;
     memcpy(ctx, c, n);
     ctx[n] = '\0';
-    return ensure_stream(nb, nb->cjs, ctx, NULL, 0);
+    return ensure_stream(nb, js, ctx, NULL, 0);
 }
 
 typedef struct nb_work {
@@ -619,7 +634,8 @@ static natsSubscription *fetcher_bind(nb_fetcher *f)
 {
     nb_bus *nb = f->ns->nb;
     const sl_bus_sub_options *o = &f->ns->sub->opt;
-    if (ensure_stream_for(nb, f->ns->sub->topic) != 0) return NULL;
+    jsCtx *js = f->fc->js;
+    if (ensure_stream_for(nb, js, f->ns->sub->topic) != 0) return NULL;
     int64_t backoff[16];
     unsigned nb_off = o->max_deliver < 16 ? o->max_deliver : 16;
     for (unsigned i = 0; i < nb_off; i++) {
@@ -645,16 +661,15 @@ static natsSubscription *fetcher_bind(nb_fetcher *f)
     cc.FilterSubject = f->filter;
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_AddConsumer(&ci, nb->cjs, f->stream, &cc, NULL, &jerr);
+    natsStatus s = js_AddConsumer(&ci, js, f->stream, &cc, NULL, &jerr);
     if (s != NATS_OK && (jerr == JSConsumerNameExistErr || jerr == JSConsumerExistingActiveErr ||
                          jerr == 10148 /* already exists, other config */))
-        s = js_UpdateConsumer(&ci, nb->cjs, f->stream, &cc, NULL, &jerr);
+        s = js_UpdateConsumer(&ci, js, f->stream, &cc, NULL, &jerr);
     jsConsumerInfo_Destroy(ci);
     ci = NULL;
     if (s != NATS_OK) {
         /* Maybe it exists with a config the server refuses to update: bind anyway. */
-        if (js_GetConsumerInfo(&ci, nb->cjs, f->stream, f->durable, NULL, &jerr) != NATS_OK)
-            return NULL;
+        if (js_GetConsumerInfo(&ci, js, f->stream, f->durable, NULL, &jerr) != NATS_OK) return NULL;
         jsConsumerInfo_Destroy(ci);
     }
     jsSubOptions so;
@@ -662,7 +677,7 @@ static natsSubscription *fetcher_bind(nb_fetcher *f)
     so.Stream = f->stream;
     so.Consumer = f->durable; /* bind: Unsubscribe would not delete it */
     natsSubscription *sub = NULL;
-    s = js_PullSubscribe(&sub, nb->cjs, f->filter, f->durable, NULL, &so, &jerr);
+    s = js_PullSubscribe(&sub, js, f->filter, f->durable, NULL, &so, &jerr);
     return s == NATS_OK ? sub : NULL;
 }
 
@@ -690,7 +705,8 @@ static void *fetcher_main(void *arg)
     int64_t backoff = 100;
     for (;;) {
         if (sub == NULL) {
-            if (natsConnection_Status(nb->cnc) == NATS_CONN_STATUS_CONNECTED) sub = fetcher_bind(f);
+            if (natsConnection_Status(f->fc->nc) == NATS_CONN_STATUS_CONNECTED)
+                sub = fetcher_bind(f);
             if (sub == NULL) {
                 if (fetcher_wait(f, backoff, false)) break;
                 backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -889,12 +905,12 @@ static void nb_settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t
 static int nb_sub_start(sl_bus_sub *s)
 {
     nb_bus *nb = s->bus->be;
-    if (consumer_conn(nb) != 0) return SL_EUNAVAIL;
+    bool ordered = !s->opt.unordered;
+    if (consumer_conn(nb, ordered) != 0) return SL_EUNAVAIL;
     nb_sub *ns = calloc(1, sizeof *ns);
     if (ns == NULL) return SL_ENOMEM;
     ns->sub = s;
     ns->nb = nb;
-    bool ordered = !s->opt.unordered;
     /* Unordered: two fetch threads on the one durable, so a pull is with the server while the
      * other thread hands its batch to the loop (one alone leaves the consumer idle for that). */
     unsigned uf = s->opt.max_inflight >= NB_UNORDERED_FETCHERS ? NB_UNORDERED_FETCHERS : 1;
@@ -916,9 +932,12 @@ static int nb_sub_start(sl_bus_sub *s)
         else
             snprintf(f->filter, sizeof f->filter, "%s.p.*", s->topic);
         rc = bus_durable_name(s->group, s->topic, f->part, f->durable, sizeof f->durable);
-        /* Ordered: the partition's consumer holds one unacked message at a time. Unordered:
-         * the threads split max_inflight. */
-        f->cap = ordered ? 1 : (s->opt.max_inflight + uf - 1 - i) / uf;
+        /* Ordered: the partition's consumer holds one unacked message at a time
+         * (MaxAckPending 1); a cap of 2 lets the thread send its next pull while the loop
+         * handles the message, so the server sends the next one as soon as the ack arrives.
+         * Unordered: the threads split max_inflight. */
+        f->cap = ordered ? 2 : (s->opt.max_inflight + uf - 1 - i) / uf;
+        f->fc = &nb->fc[ordered];
         if (rc == 0 && pthread_create(&f->thread, NULL, fetcher_main, f) != 0) rc = SL_ENOMEM;
         if (rc != 0) {
             pthread_cond_destroy(&f->cv);
@@ -1079,14 +1098,14 @@ static void nb_close(sl_bus *bus)
     }
     /* Every fetcher has exited (the core closes the backend once each subscription is
      * released): the fetchers' connection goes now; Close flushes the last acks. */
-    if (nb->cnc) {
-        natsConnection_Close(nb->cnc);
-        jsCtx_Destroy(nb->cjs);
-        natsConnection_Destroy(nb->cnc);
-        natsOptions_Destroy(nb->copts);
-        nb->cnc = NULL;
-        nb->cjs = NULL;
-        nb->copts = NULL;
+    for (int i = 0; i < 2; i++) {
+        nb_fconn *c = &nb->fc[i];
+        if (c->nc == NULL) continue;
+        natsConnection_Close(c->nc);
+        jsCtx_Destroy(c->js);
+        natsConnection_Destroy(c->nc);
+        natsOptions_Destroy(c->opts);
+        *c = (nb_fconn){0};
     }
     /* The closed callback (a library thread) completes the close: wait for it even when the
      * status already reads CLOSED, or it could run after the loop is gone. */
