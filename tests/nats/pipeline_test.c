@@ -285,11 +285,6 @@ static void test_cluster_node_loss(void **state)
     sh("rm -rf %s", dir);
 }
 
-/* No server at the bus's address when it opens (the broker restarting, or started after the
- * service): sl_bus_open must return at once, as the bus being down may not keep a service
- * from starting and serving, and the bus connects and declares its streams in the background
- * once a server listens there. nats.c's Connect with retry-on-failed-connect blocks until it
- * connects unless it has a connected callback; without one this case never got past open. */
 /* Starts one nats-server with JetStream on `port`, its store and log under `dir`. */
 static pid_t start_server(const char *dir, int port)
 {
@@ -316,6 +311,11 @@ static void wait_bus_ready(uv_loop_t *loop, sl_bus *bus)
     assert_true(sl_bus_ready(bus));
 }
 
+/* No server at the bus's address when it opens (the broker restarting, or started after the
+ * service): sl_bus_open must return at once, as the bus being down may not keep a service
+ * from starting and serving, and the bus connects and declares its streams in the background
+ * once a server listens there. nats.c's Connect with retry-on-failed-connect blocks until it
+ * connects unless it has a connected callback; without one this case never got past open. */
 static void test_open_before_server(void **state)
 {
     (void)state;
@@ -363,7 +363,7 @@ static void on_published(void *data, int status)
     *(int *)data = status == 0 ? 1 : -1;
 }
 
-/* Runs the loop until *flag is nonzero or `ms` (a liveness bound) passed. */
+/* Runs the loop until *flag reaches `want` or `ms` (a liveness bound) passed. */
 static void run_until_set(uv_loop_t *loop, const int *flag, int want, uint64_t ms)
 {
     uv_update_time(loop);

@@ -1097,7 +1097,7 @@ static void nb_close(sl_bus *bus)
         natsMsgList_Destroy(&pending);
     }
     /* Every fetcher has exited (the core closes the backend once each subscription is
-     * released): the fetchers' connection goes now; Close flushes the last acks. */
+     * released): the fetchers' connections go now; Close flushes the last acks. */
     for (int i = 0; i < 2; i++) {
         nb_fconn *c = &nb->fc[i];
         if (c->nc == NULL) continue;
