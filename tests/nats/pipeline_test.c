@@ -13,7 +13,7 @@
  *  - test_inflight_bound: while its loop is busy, an unordered instance
  *    holds exactly max_inflight unacknowledged messages (the server's own
  *    count of the consumer's pending acks), however its fetch threads
- *    split that window.
+ *    split that window, and an ordered one exactly one per partition.
  * Then every event must be applied exactly once: `effects` (no unique
  * constraint; only the inbox claim protects it) holds each number once.
  * Event counts: SHOAL_PIPELINE_EVENTS (default 100000; 20000 under ASan)
@@ -410,13 +410,18 @@ static void test_inflight_bound(void **state)
     run_until_set(&loop, &published, 1, 30000);
     assert_int_equal(published, 1);
 
-    /* A small batch, so the window fills over several pulls of both threads. */
+    /* A small batch, so the window fills over several pulls of both threads. And an ordered
+     * group, whose partition consumers must each hold one message at most, though each
+     * partition's thread sends its next pull before the loop settles the message it has. */
     sl_bus_sub_options so = {.unordered = 1, .max_inflight = MAX_INFLIGHT, .fetch_batch = 2};
-    int handled = 0;
-    sl_bus_sub *sub = NULL;
+    sl_bus_sub_options oo = {.unordered = 0};
+    int handled = 0, handled_o = 0;
+    sl_bus_sub *sub = NULL, *osub = NULL;
     assert_int_equal(sl_bus_subscribe(bus, topic, "g", &so, count_handler, &handled, &sub), 0);
+    assert_int_equal(sl_bus_subscribe(bus, topic, "o", &oo, count_handler, &handled_o, &osub), 0);
     run_until_set(&loop, &handled, 1, 30000);
-    assert_true(handled >= 1);
+    run_until_set(&loop, &handled_o, 1, 30000);
+    assert_true(handled >= 1 && handled_o >= 1);
 
     /* The loop now stands still: the fetch threads fill the window and must stop there. The
      * server counts what it delivered to this instance and has no ack for. */
@@ -427,27 +432,42 @@ static void test_inflight_bound(void **state)
     char stream[64], durable[128];
     assert_int_equal(sl_bus_stream_name(topic, stream, sizeof stream), 0);
     assert_int_equal(bus_durable_name("g", topic, -1, durable, sizeof durable), 0);
-    int64_t most = 0;
-    int at_most = 0;                                /* polls that saw the full window */
+    unsigned parts = 8; /* the bus's default */
+    int64_t most = 0, most_part = 0, most_all_parts = 0;
+    int at_most = 0;                                /* polls that saw both windows full */
     for (int i = 0; i < 100 && at_most < 10; i++) { /* up to 5 s; 0.5 s once full */
         jsConsumerInfo *ci = NULL;
         jsErrCode jerr = 0;
         assert_int_equal(js_GetConsumerInfo(&ci, js, stream, durable, NULL, &jerr), NATS_OK);
-        int64_t pending = ci->NumAckPending;
+        int64_t pending = ci->NumAckPending, all_parts = 0;
         jsConsumerInfo_Destroy(ci);
+        for (unsigned p = 0; p < parts; p++) {
+            char pd[128];
+            assert_int_equal(bus_durable_name("o", topic, (int)p, pd, sizeof pd), 0);
+            assert_int_equal(js_GetConsumerInfo(&ci, js, stream, pd, NULL, &jerr), NATS_OK);
+            if (ci->NumAckPending > most_part) most_part = ci->NumAckPending;
+            all_parts += ci->NumAckPending;
+            jsConsumerInfo_Destroy(ci);
+        }
         if (pending > most) most = pending;
-        at_most += pending == MAX_INFLIGHT;
+        if (all_parts > most_all_parts) most_all_parts = all_parts;
+        at_most += pending == MAX_INFLIGHT && all_parts == parts;
         sleep_ms(50);
     }
     assert_int_equal(most, MAX_INFLIGHT);
+    assert_int_equal(most_part, 1);
+    assert_int_equal(most_all_parts, parts); /* every partition has messages (s0 … s59) */
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
 
     /* And the rest still flows once the loop runs. */
     run_until_set(&loop, &handled, N, 30000);
+    run_until_set(&loop, &handled_o, N, 30000);
     assert_int_equal(handled, N);
+    assert_int_equal(handled_o, N);
 
     sl_bus_unsubscribe(sub);
+    sl_bus_unsubscribe(osub);
     sl_bus_close(bus, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
