@@ -377,7 +377,7 @@ static void run_until_set(uv_loop_t *loop, const int *flag, int want, uint64_t m
 static void test_inflight_bound(void **state)
 {
     (void)state;
-    enum { N = 60, MAX_INFLIGHT = 6 };
+    enum { N = 60, MAX_INFLIGHT = 6, PARTS = 8 };
     char dir[] = "/tmp/shoal-infl-XXXXXX", url[64], err[256] = "";
     assert_non_null(mkdtemp(dir));
     int port = th_free_port();
@@ -387,7 +387,7 @@ static void test_inflight_bound(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     const char *ctx[] = {"infl"}, *topic = "shop.infl.thing.v1";
-    sl_bus_options o = {.url = url, .contexts = ctx, .n_contexts = 1};
+    sl_bus_options o = {.url = url, .contexts = ctx, .n_contexts = 1, .partitions = PARTS};
     sl_bus *bus = NULL;
     assert_int_equal(sl_bus_open(&loop, &o, &bus, err, sizeof err), 0);
     wait_bus_ready(&loop, bus);
@@ -432,7 +432,6 @@ static void test_inflight_bound(void **state)
     char stream[64], durable[128];
     assert_int_equal(sl_bus_stream_name(topic, stream, sizeof stream), 0);
     assert_int_equal(bus_durable_name("g", topic, -1, durable, sizeof durable), 0);
-    unsigned parts = 8; /* the bus's default */
     int64_t most = 0, most_part = 0, most_all_parts = 0;
     int at_most = 0;                                /* polls that saw both windows full */
     for (int i = 0; i < 100 && at_most < 10; i++) { /* up to 5 s; 0.5 s once full */
@@ -441,7 +440,7 @@ static void test_inflight_bound(void **state)
         assert_int_equal(js_GetConsumerInfo(&ci, js, stream, durable, NULL, &jerr), NATS_OK);
         int64_t pending = ci->NumAckPending, all_parts = 0;
         jsConsumerInfo_Destroy(ci);
-        for (unsigned p = 0; p < parts; p++) {
+        for (unsigned p = 0; p < PARTS; p++) {
             char pd[128];
             assert_int_equal(bus_durable_name("o", topic, (int)p, pd, sizeof pd), 0);
             assert_int_equal(js_GetConsumerInfo(&ci, js, stream, pd, NULL, &jerr), NATS_OK);
@@ -451,12 +450,12 @@ static void test_inflight_bound(void **state)
         }
         if (pending > most) most = pending;
         if (all_parts > most_all_parts) most_all_parts = all_parts;
-        at_most += pending == MAX_INFLIGHT && all_parts == parts;
+        at_most += pending == MAX_INFLIGHT && all_parts == PARTS;
         sleep_ms(50);
     }
     assert_int_equal(most, MAX_INFLIGHT);
     assert_int_equal(most_part, 1);
-    assert_int_equal(most_all_parts, parts); /* every partition has messages (s0 … s59) */
+    assert_int_equal(most_all_parts, PARTS); /* every partition has messages (s0 … s59) */
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
 
