@@ -28,6 +28,15 @@
 #define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
+ * SL_ASSERT(cond): a precondition or invariant that holds unless the program
+ * itself is wrong. Unlike assert(3) it stays on in every build type (the
+ * release build defines NDEBUG): a broken invariant aborts with the file,
+ * line and condition rather than corrupting state. Never use it for outside
+ * input, which gets an error code. Cost: one predicted branch.
+ */
+#define SL_ASSERT(cond) ((cond) ? (void)0 : sl_assert_fail(#cond, __FILE__, __LINE__, __func__))
+
+/*
  * The error table. One X-macro so that sl_strerror() and sl_errname() can
  * never drift from the codes. Values live below -1000 so they never collide
  * with negated errno values.
@@ -55,6 +64,10 @@ enum {
     SL_ERRNO_MAP(SL_ERR_ENUM_)
 #undef SL_ERR_ENUM_
 };
+
+/* Prints "assertion failed" with the condition and its place to stderr, then abort()s. */
+SL_API void sl_assert_fail(const char *cond, const char *file, int line, const char *func)
+    __attribute__((noreturn, cold));
 
 /* Returns a static description of `code` (an SL_E* value or a negated errno). Thread-safe. */
 SL_API const char *sl_strerror(int code);

@@ -5,6 +5,8 @@
 #include <shoal/common.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *sl_strerror(int code)
@@ -72,4 +74,11 @@ int sl_slice_case_eq(sl_slice a, const char *s)
         if (x != y) return 0;
     }
     return s[i] == '\0';
+}
+
+void sl_assert_fail(const char *cond, const char *file, int line, const char *func)
+{
+    fprintf(stderr, "%s:%d: %s: assertion failed: %s\n", file, line, func, cond);
+    fflush(stderr);
+    abort();
 }
