@@ -40,6 +40,15 @@ typedef struct sl_bus_msg sl_bus_msg;
 typedef int (*sl_event_apply_cb)(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
                                  size_t reason_cap);
 
+/*
+ * The one way to refuse an event an applier cannot use (missing or invalid
+ * data): writes "<what>: <field> <message>" from the first of errs (or
+ * "<what>: data is missing or invalid" when errs is NULL or empty) into
+ * reason (cap bytes, always NUL-terminated when cap > 0; reason may be NULL)
+ * and returns SL_EPARSE, which dead-letters the message.
+ */
+SL_API int sl_event_refuse(char *reason, size_t cap, const char *what, const sl_json_errors *errs);
+
 typedef struct sl_subscription_def {
     const char *topic;       /* "shop.product.price_changed.v1" */
     const char *group;       /* NULL → "<service>.<topic>" */

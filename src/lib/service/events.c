@@ -272,3 +272,14 @@ void sl__events_free(sl_events *ev)
         free(ev->contexts[i]);
     free(ev);
 }
+
+int sl_event_refuse(char *reason, size_t cap, const char *what, const sl_json_errors *errs)
+{
+    if (reason && cap) {
+        if (errs && errs->count)
+            snprintf(reason, cap, "%s: %s %s", what, errs->items[0].field, errs->items[0].message);
+        else
+            snprintf(reason, cap, "%s: data is missing or invalid", what);
+    }
+    return SL_EPARSE;
+}
