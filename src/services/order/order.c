@@ -12,7 +12,6 @@
 #include <shoal/bus.h>
 #include <shoal/clock.h>
 #include <shoal/config.h>
-#include <shoal/idempotency.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
 
@@ -20,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const order_config *config_of(sl_svc_worker *w)
+const order_config *order_config_of(sl_svc_worker *w)
 {
     return sl_service_data(sl_svc_worker_service(w));
 }
@@ -30,213 +29,31 @@ static int64_t now_ms(void)
     return sl_clock_wall_ms(sl_clock_system());
 }
 
-/* ---- answers -------------------------------------------------------------------------------- */
-
-/* A problem+json answer with a machine-readable `reason`; `retry_after` > 0 adds Retry-After. */
-static void respond_reason(sl_http_req *req, int status, const char *reason, const char *detail,
-                           const sl_json_errors *errs, int retry_after)
-{
-    size_t len = 0;
-    char *text = sl_problem_body(status, NULL, detail, errs, &len);
-    json_t *doc = text ? json_loadb(text, len, 0, NULL) : NULL;
-    free(text);
-    if (doc) json_object_set_new(doc, "reason", json_string(reason));
-    char *body = doc ? sl_json_dump(doc, &len) : NULL;
-    json_decref(doc);
-    if (!body) {
-        sl_http_respond_problem(req, status, detail);
-        return;
-    }
-    char ra[16];
-    snprintf(ra, sizeof ra, "%d", retry_after);
-    sl_http_header h[2] = {
-        {SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/problem+json")},
-        {SL_SLICE_LIT("retry-after"), {ra, strlen(ra)}},
-    };
-    sl_http_respond(req, status, h, retry_after > 0 ? 2 : 1, body, len);
-    free(body);
-}
-
-static void respond_owned(sl_http_req *req, int status, json_t *v)
-{
-    if (!v) {
-        sl_respond_problem_ex(req, 500, "could not build the response", NULL);
-        return;
-    }
-    sl_respond_json_value(req, status, v);
-    json_decref(v);
-}
-
-static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc)
-{
-    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "database error",
-                 SL_LOG_STR("code", sl_errname(rc)),
-                 SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
-    sl_respond_problem_ex(req, 503, "the order database is unavailable; retry later", NULL);
-}
-
-static void respond_field(sl_http_req *req, int status, const char *field, const char *msg,
-                          const char *detail)
-{
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    sl_json_errors_add(&errs, field, "%s", msg);
-    sl_respond_problem_ex(req, status, detail, &errs);
-}
-
-/* Copies path parameter `name` into out when it is a valid id; else answers 404. */
-static int path_id(sl_http_req *req, const char *name, char out[ORDER_ID_MAX + 1])
-{
-    sl_slice v = sl_route_param(&req->params, name);
-    if (!order_id_valid(v.ptr, v.len)) {
-        respond_field(req, 404, name, "no such resource", "no such resource");
-        return -1;
-    }
-    memcpy(out, v.ptr, v.len);
-    out[v.len] = '\0';
-    return 0;
-}
-
 static int is_admin(const sl_identity *id)
 {
     return strcmp(id->role, "admin") == 0;
 }
 
-/* ---- Idempotency-Key ------------------------------------------------------------------------ */
-
-typedef struct idem {
-    int has;
-    char key[SL_IDEM_KEY_MAX + 1];
-    char scope[SL_IDENTITY_ID_MAX + 8];
-} idem;
-
-/* Reads the header; answers 400 and returns -1 for an invalid key. */
-static int idem_read(sl_http_req *req, const sl_identity *id, idem *k)
+void order_replay(sl_http_req *req, int status, const char *body, size_t len)
 {
-    sl_slice v;
-    k->has = sl_http_req_header(req, "idempotency-key", &v);
-    if (!k->has) return 0;
-    if (!sl_idem_key_valid(v.ptr, v.len)) {
-        respond_field(req, 400, "Idempotency-Key", "must be 1..200 visible ASCII bytes",
-                      "invalid Idempotency-Key header");
-        return -1;
-    }
-    memcpy(k->key, v.ptr, v.len);
-    k->key[v.len] = '\0';
-    snprintf(k->scope, sizeof k->scope, "user:%s", id->user_id);
-    return 0;
-}
-
-/*
- * Claims the key inside the open transaction. Returns 0 to go on (NEW or no key), 1 when the
- * request was answered (replay or mismatch; the transaction was rolled back), or an error.
- */
-static int idem_claim(sl_http_req *req, sl_db *db, const idem *k, const char *canon)
-{
-    if (!k->has) return 0;
-    sl_idem_result r = {0};
-    int rc = sl_idem_begin(db, k->scope, k->key, canon, strlen(canon), now_ms(), &r);
-    if (rc != 0) return rc;
-    if (r.state == SL_IDEM_NEW) return 0;
-    sl_db_rollback(db);
-    if (r.state == SL_IDEM_MISMATCH) {
-        respond_reason(req, 422, "idempotency_key_reused",
-                       "this Idempotency-Key was used with another request", NULL, 0);
-        return 1;
-    }
-    /* Replay the first answer; a created order also gets its Location again. */
     char loc[128] = "";
-    json_t *v = json_loadb(r.body ? r.body : "", r.body_len, 0, NULL);
+    json_t *v = status == 202 ? json_loadb(body ? body : "", len, 0, NULL) : NULL;
     const char *oid = json_string_value(json_object_get(v, "order_id"));
-    if (oid && r.status == 202) snprintf(loc, sizeof loc, "/api/v1/orders/%s", oid);
+    if (oid) snprintf(loc, sizeof loc, "/api/v1/orders/%s", oid);
     json_decref(v);
-    sl_http_header h[2] = {
-        {SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")},
-        {SL_SLICE_LIT("location"), {loc, strlen(loc)}},
-    };
-    sl_http_respond(req, r.status, h, loc[0] ? 2 : 1, r.body, r.body_len);
-    sl_idem_result_free(&r);
-    return 1;
-}
-
-static int idem_finish(sl_db *db, const idem *k, int status, const json_t *body)
-{
-    if (!k->has) return 0;
-    char *text = sl_json_dump(body, NULL);
-    int rc = text ? sl_idem_finish(db, k->scope, k->key, status, text, strlen(text)) : SL_ENOMEM;
-    free(text);
-    return rc;
+    sl_http_header h = {SL_SLICE_LIT("location"), {loc, strlen(loc)}};
+    sl_respond_stored(req, status, body, len, &h, loc[0] ? 1 : 0);
 }
 
 /* ---- POST /orders --------------------------------------------------------------------------- */
 
-/* Prices every item from the replica; on unknown products or mixed currencies fills errs. */
-static int price_items(sl_db *db, order_row *o, sl_json_errors *errs)
-{
-    int bad = 0;
-    for (size_t i = 0; i < o->n; i++) {
-        order_price p;
-        int rc = order_store_price_get(db, o->items[i].product_id, &p);
-        if (rc != 0 && rc != SL_ENOTFOUND) return rc;
-        char f[48];
-        snprintf(f, sizeof f, "items[%zu].product_id", i);
-        if (rc == SL_ENOTFOUND || !p.has_price) {
-            sl_json_errors_add(errs, f, "no such product");
-            bad = 1;
-            continue;
-        }
-        o->items[i].unit_price = p.amount;
-        memcpy(o->items[i].currency, p.currency, 4);
-    }
-    if (bad) return SL_ENOTFOUND;
-    size_t at = 0;
-    int rc = order_total(o->items, o->n, &o->total, o->currency, &at);
-    if (rc != 0) {
-        char f[48];
-        snprintf(f, sizeof f, "items[%zu].product_id", at);
-        sl_json_errors_add(errs, f,
-                           rc == SL_ECONFLICT ? "is priced in another currency than items[0]"
-                                              : "makes the total exceed the largest amount");
-        return SL_ENOTFOUND;
-    }
-    return 0;
-}
-
-/* The transaction of a new order: order row, created event, saga, idempotency answer. */
-static int create_tx(sl_http_req *req, sl_svc_worker *w, order_row *o, const idem *k,
-                     const char *canon, json_t **answer, sl_json_errors *errs)
-{
-    sl_db *db = sl_svc_worker_db(w);
-    int rc = sl_db_begin(db);
-    if (rc != 0) return rc;
-    if ((rc = idem_claim(req, db, k, canon)) != 0) return rc; /* 1: answered */
-    if ((rc = price_items(db, o, errs)) != 0) goto out;
-    char sid[SL_SAGA_ID_MAX + 1];
-    if ((rc = order_saga_id(sid, ORDER_SAGA_CHECKOUT, o->order_id)) != 0) goto out;
-    char *input = order_saga_input(o);
-    rc = input ? order_store_insert(db, o) : SL_ENOMEM;
-    if (rc == 0) rc = order_emit(w, req, db, ORDER_EV_CREATED, o);
-    if (rc == 0)
-        rc = sl_saga_store_create(db, &config_of(w)->sagas.checkout, sid, input, o->created_ms);
-    free(input);
-    if (rc != 0) goto out;
-    *answer = json_pack("{s:s, s:s}", "order_id", o->order_id, "status", "pending");
-    if (!*answer) {
-        rc = SL_ENOMEM;
-        goto out;
-    }
-    if ((rc = idem_finish(db, k, 202, *answer)) != 0) goto out;
-    rc = sl_db_commit(db);
-out:
-    if (rc != 0) sl_db_rollback(db);
-    return rc;
-}
-
 static void h_create(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
-    idem k;
-    if (sl_req_require_identity(req, 0, &id) != 0 || idem_read(req, &id, &k) != 0) return;
+    sl_req_idem k;
+    if (sl_req_require_identity(req, 0, &id) != 0 ||
+        sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0)
+        return;
     json_t *body;
     if (sl_req_json_body(req, &body) != 0) return;
     order_request *rq = malloc(sizeof *rq);
@@ -265,14 +82,14 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
     o->addr = rq->addr;
     o->n = rq->n;
     memcpy(o->items, rq->items, rq->n * sizeof rq->items[0]);
-    rc = create_tx(req, w, o, &k, canon, &answer, &errs);
-    if (rc == 1) goto done; /* answered from the idempotency record */
+    rc = order_cmd_create(w, req, o, &k, canon, &answer, &errs);
+    if (rc == ORDER_CMD_ANSWERED) goto done;
     if (rc == SL_ENOTFOUND) {
         sl_respond_problem_ex(req, 422, "an item cannot be ordered", &errs);
         goto done;
     }
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         goto done;
     }
     char loc[128];
@@ -287,7 +104,8 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
     rc = order_saga_id(sid, ORDER_SAGA_CHECKOUT, o->order_id);
     order_worker *ow = sl_svc_worker_data(w);
     if (rc == 0)
-        rc = sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.checkout), sid);
+        rc =
+            sl_saga_driver_start(order_worker_driver(ow, &order_config_of(w)->sagas.checkout), sid);
     if (rc != 0)
         SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
                      "checkout saga not started now; the next start of the service resumes it",
@@ -306,18 +124,16 @@ done:
 static int load_visible(sl_http_req *req, sl_svc_worker *w, const sl_identity *id, order_row *o)
 {
     char oid[ORDER_ID_MAX + 1];
-    if (path_id(req, "order_id", oid) != 0) return -1;
+    if (sl_req_path_id(req, "order_id", "order", order_id_valid, oid, sizeof oid) != 0)
+        return SL_ENOTFOUND;
     int rc = order_store_get(sl_svc_worker_db(w), oid, o);
     if (rc == 0 && !is_admin(id) && strcmp(o->user_id, id->user_id) != 0) rc = SL_ENOTFOUND;
     if (rc == SL_ENOTFOUND) {
-        respond_field(req, 404, "order_id", "no such order", "no such resource");
-        return -1;
+        sl_respond_field(req, 404, "order_id", "no such order", "no such resource");
+        return rc;
     }
-    if (rc != 0) {
-        respond_db_error(req, w, rc);
-        return -1;
-    }
-    return 0;
+    if (rc != 0) sl_respond_db_error(req, rc, NULL);
+    return rc;
 }
 
 static void h_get(sl_http_req *req, sl_svc_worker *w)
@@ -329,7 +145,7 @@ static void h_get(sl_http_req *req, sl_svc_worker *w)
         sl_respond_problem_ex(req, 503, "out of memory", NULL);
         return;
     }
-    if (load_visible(req, w, &id, o) == 0) respond_owned(req, 200, order_json(o));
+    if (load_visible(req, w, &id, o) == 0) sl_respond_owned(req, 200, order_json(o));
     free(o);
 }
 
@@ -349,7 +165,7 @@ static json_t *hist_json(const order_hist_row *r)
         "created_at", c, "updated_at", u);
 }
 
-/* Reads ?user_id= and ?status=; answers and returns -1 on a bad value. */
+/* Reads ?user_id= and ?status=; answers and returns SL_EINVAL on a bad value. */
 static int list_params(sl_http_req *req, const sl_identity *id, char *user, char *status)
 {
     sl_slice v;
@@ -375,11 +191,11 @@ static int list_params(sl_http_req *req, const sl_identity *id, char *user, char
     }
     if (errs.count > 0) {
         sl_respond_invalid(req, &errs);
-        return -1;
+        return SL_EINVAL;
     }
     if (!is_admin(id) && strcmp(user, id->user_id) != 0) {
         sl_respond_problem_ex(req, 403, "a customer may only list their own orders", NULL);
-        return -1;
+        return SL_EINVAL;
     }
     return 0;
 }
@@ -405,7 +221,7 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
                   : SL_ENOMEM;
     if (rc != 0) {
         free(rows);
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     json_t *items = json_array();
@@ -413,11 +229,11 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
         json_array_append_new(items, hist_json(&rows[i]));
     order_hist_rows_free(rows, n);
     free(rows);
-    respond_owned(req, 200,
-                  items
-                      ? json_pack("{s:o, s:I, s:I, s:I}", "items", items, "page", (json_int_t)page,
-                                  "per_page", (json_int_t)per_page, "total", (json_int_t)total)
-                      : NULL);
+    sl_respond_owned(req, 200,
+                     items ? json_pack("{s:o, s:I, s:I, s:I}", "items", items, "page",
+                                       (json_int_t)page, "per_page", (json_int_t)per_page, "total",
+                                       (json_int_t)total)
+                           : NULL);
 }
 
 /* ---- state changes: cancel, ship, deliver --------------------------------------------------- */
@@ -427,76 +243,25 @@ static void respond_illegal(sl_http_req *req, order_status from, order_action a,
 {
     char detail[160];
     if (rc == SL_EAGAIN) {
-        respond_reason(req, 409, "checkout_in_progress",
-                       "the order's checkout is still running; retry once it is confirmed or "
-                       "cancelled",
-                       NULL, 1);
+        sl_respond_problem_reason(
+            req, 409, "checkout_in_progress",
+            "the order's checkout is still running; retry once it is confirmed or "
+            "cancelled",
+            NULL, 1);
         return;
     }
     snprintf(detail, sizeof detail, "an order that is %s cannot be %s", order_status_name(from),
              a == ORDER_ACT_SHIP      ? "shipped"
              : a == ORDER_ACT_DELIVER ? "delivered"
                                       : "cancelled");
-    respond_reason(req, 409, "invalid_transition", detail, NULL, 0);
+    sl_respond_problem_reason(req, 409, "invalid_transition", detail, NULL, 0);
 }
 
-typedef struct change {
-    order_action action;
-    const char *event;
-    const char *reason; /* cancel_reason, or NULL */
-    const char *note;   /* the customer's text, or NULL */
-    int saga;           /* start the cancel saga */
-} change;
-
-/* Applies `c` to the order in one transaction; returns 0, 1 (answered), or an error. */
-static int change_tx(sl_http_req *req, sl_svc_worker *w, order_row *o, const change *c,
-                     const idem *k, const char *canon)
+static void run_change(sl_http_req *req, sl_svc_worker *w, const sl_identity *id,
+                       const order_change *c)
 {
-    sl_db *db = sl_svc_worker_db(w);
-    int rc = sl_db_begin(db);
-    if (rc != 0) return rc;
-    if ((rc = idem_claim(req, db, k, canon)) != 0) return rc;
-    /* Re-read inside the transaction: the status decides. */
-    if ((rc = order_store_get(db, o->order_id, o)) != 0) goto out;
-    order_status next;
-    int legal = order_transition(o->status, c->action, &next);
-    if (legal != 0) {
-        sl_db_rollback(db);
-        respond_illegal(req, o->status, c->action, legal);
-        return 1;
-    }
-    int changed = 0;
-    int64_t now = now_ms();
-    rc =
-        order_store_set_status(db, o->order_id, o->status, next, c->reason, c->note, now, &changed);
-    if (rc == 0 && !changed) rc = SL_EBUSY; /* cannot happen inside the transaction */
-    if (rc != 0) goto out;
-    o->status = next;
-    o->updated_ms = now;
-    if (c->reason) snprintf(o->cancel_reason, sizeof o->cancel_reason, "%s", c->reason);
-    if ((rc = order_emit(w, req, db, c->event, o)) != 0) goto out;
-    if (c->saga) {
-        char sid[SL_SAGA_ID_MAX + 1], *input = order_saga_input(o);
-        rc = order_saga_id(sid, ORDER_SAGA_CANCEL, o->order_id);
-        if (rc == 0)
-            rc = input ? sl_saga_store_create(db, &config_of(w)->sagas.cancel, sid, input, now)
-                       : SL_ENOMEM;
-        free(input);
-        if (rc != 0) goto out;
-    }
-    json_t *v = order_json(o);
-    rc = v ? idem_finish(db, k, 200, v) : SL_ENOMEM;
-    json_decref(v);
-    if (rc == 0) rc = sl_db_commit(db);
-out:
-    if (rc != 0) sl_db_rollback(db);
-    return rc;
-}
-
-static void run_change(sl_http_req *req, sl_svc_worker *w, const sl_identity *id, change *c)
-{
-    idem k;
-    if (idem_read(req, id, &k) != 0) return;
+    sl_req_idem k;
+    if (sl_req_idem_read(req, &k, "user:%s", id->user_id) != 0) return;
     order_row *o = malloc(sizeof *o);
     if (!o) {
         sl_respond_problem_ex(req, 503, "out of memory", NULL);
@@ -509,23 +274,26 @@ static void run_change(sl_http_req *req, sl_svc_worker *w, const sl_identity *id
     char canon[256];
     snprintf(canon, sizeof canon, "POST %s %s %s", order_action_name(c->action), o->order_id,
              c->note ? c->note : "");
-    int rc = change_tx(req, w, o, c, &k, canon);
-    if (rc == 0) {
-        respond_owned(req, 200, order_json(o));
+    int refusal = 0;
+    int rc = order_cmd_change(w, req, o, c, &k, canon, &refusal);
+    if (rc == ORDER_CMD_REFUSED) {
+        respond_illegal(req, o->status, c->action, refusal);
+    } else if (rc == 0) {
+        sl_respond_owned(req, 200, order_json(o));
         if (c->saga) {
             char sid[SL_SAGA_ID_MAX + 1];
             rc = order_saga_id(sid, ORDER_SAGA_CANCEL, o->order_id);
             order_worker *ow = sl_svc_worker_data(w);
             if (rc == 0)
-                rc =
-                    sl_saga_driver_start(order_worker_driver(ow, &config_of(w)->sagas.cancel), sid);
+                rc = sl_saga_driver_start(
+                    order_worker_driver(ow, &order_config_of(w)->sagas.cancel), sid);
             if (rc != 0)
                 SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
                              "cancel saga not started now; the next start resumes it",
                              SL_LOG_STR("saga_id", sid), SL_LOG_STR("code", sl_errname(rc)));
         }
-    } else if (rc != 1) {
-        respond_db_error(req, w, rc);
+    } else if (rc != ORDER_CMD_ANSWERED) {
+        sl_respond_db_error(req, rc, NULL);
     }
     free(o);
 }
@@ -552,11 +320,11 @@ static void h_cancel(sl_http_req *req, sl_svc_worker *w)
             return;
         }
     }
-    change c = {.action = ORDER_ACT_CUSTOMER_CANCEL,
-                .event = ORDER_EV_CANCELLED,
-                .reason = "customer_request",
-                .note = note ? note : "",
-                .saga = 1};
+    order_change c = {.action = ORDER_ACT_CUSTOMER_CANCEL,
+                      .event = ORDER_EV_CANCELLED,
+                      .reason = "customer_request",
+                      .note = note ? note : "",
+                      .saga = 1};
     run_change(req, w, &id, &c);
     json_decref(body);
 }
@@ -565,7 +333,7 @@ static void h_ship(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
     if (sl_req_require_identity(req, 1, &id) != 0) return;
-    change c = {.action = ORDER_ACT_SHIP, .event = ORDER_EV_SHIPPED};
+    order_change c = {.action = ORDER_ACT_SHIP, .event = ORDER_EV_SHIPPED};
     run_change(req, w, &id, &c);
 }
 
@@ -573,7 +341,7 @@ static void h_deliver(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
     if (sl_req_require_identity(req, 1, &id) != 0) return;
-    change c = {.action = ORDER_ACT_DELIVER, .event = ORDER_EV_DELIVERED};
+    order_change c = {.action = ORDER_ACT_DELIVER, .event = ORDER_EV_DELIVERED};
     run_change(req, w, &id, &c);
 }
 
@@ -627,7 +395,7 @@ static void h_sagas(sl_http_req *req, sl_svc_worker *w)
                   : SL_ENOMEM;
     if (rc != 0) {
         free(rows);
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     json_t *items = json_array();
@@ -635,8 +403,8 @@ static void h_sagas(sl_http_req *req, sl_svc_worker *w)
         json_array_append_new(items, summary_json(&rows[i]));
     json_t *next = n == PAGE ? json_string(rows[n - 1].id) : json_null();
     free(rows);
-    respond_owned(req, 200,
-                  items ? json_pack("{s:o, s:o}", "items", items, "next_after", next) : NULL);
+    sl_respond_owned(req, 200,
+                     items ? json_pack("{s:o, s:o}", "items", items, "next_after", next) : NULL);
 }
 
 static int hist_row(void *data, const sl_saga_history_row *r)
@@ -677,15 +445,15 @@ static const sl_saga_def *load_saga(sl_http_req *req, sl_svc_worker *w, sl_saga_
     if (v.len > 0 && v.len <= SL_SAGA_ID_MAX) {
         memcpy(sid, v.ptr, v.len);
         sid[v.len] = '\0';
-        def = order_saga_def_of(&config_of(w)->sagas, sid);
+        def = order_saga_def_of(&order_config_of(w)->sagas, sid);
     }
     int rc = def ? sl_saga_store_load(sl_svc_worker_db(w), def, sid, st) : SL_ENOTFOUND;
     if (rc == SL_ENOTFOUND || rc == SL_EINVAL) {
-        respond_field(req, 404, "saga_id", "no such saga", "no such resource");
+        sl_respond_field(req, 404, "saga_id", "no such saga", "no such resource");
         return NULL;
     }
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return NULL;
     }
     return def;
@@ -715,7 +483,7 @@ static void h_saga(sl_http_req *req, sl_svc_worker *w)
     if (rc != 0) {
         free(input);
         json_decref(hist);
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     json_t *doc = state_json(def, &st, input);
@@ -724,7 +492,7 @@ static void h_saga(sl_http_req *req, sl_svc_worker *w)
         json_object_set_new(doc, "history", hist);
     else
         json_decref(hist);
-    respond_owned(req, 200, doc);
+    sl_respond_owned(req, 200, doc);
 }
 
 static void h_saga_resume(sl_http_req *req, sl_svc_worker *w)
@@ -735,23 +503,25 @@ static void h_saga_resume(sl_http_req *req, sl_svc_worker *w)
     const sl_saga_def *def = load_saga(req, w, &st);
     if (!def) return;
     if (st.status != SL_SAGA_STUCK) {
-        respond_reason(req, 409, "not_stuck", "only a stuck saga can be resumed", NULL, 0);
+        sl_respond_problem_reason(req, 409, "not_stuck", "only a stuck saga can be resumed", NULL,
+                                  0);
         return;
     }
     int rc = sl_saga_driver_resume_stuck(order_worker_driver(sl_svc_worker_data(w), def), st.id);
     if (rc == SL_ESTATE) {
-        respond_reason(req, 409, "not_stuck", "only a stuck saga can be resumed", NULL, 0);
+        sl_respond_problem_reason(req, 409, "not_stuck", "only a stuck saga can be resumed", NULL,
+                                  0);
         return;
     }
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     if (sl_saga_store_load(sl_svc_worker_db(w), def, st.id, &st) != 0) {
-        respond_db_error(req, w, SL_EIO);
+        sl_respond_db_error(req, SL_EIO, NULL);
         return;
     }
-    respond_owned(req, 200, state_json(def, &st, NULL));
+    sl_respond_owned(req, 200, state_json(def, &st, NULL));
 }
 
 /* ---- configuration and lifecycle ------------------------------------------------------------ */

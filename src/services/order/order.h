@@ -331,4 +331,46 @@ typedef struct order_config {
 extern const sl_service_def order_service;
 extern const sl_migration_set sl_migrations_order;
 
+/* The process-wide settings of the service `w` belongs to (order.c). */
+const order_config *order_config_of(sl_svc_worker *w);
+
+/* Answers an idempotent replay; a created order (202) gets its Location again (order.c). */
+void order_replay(sl_http_req *req, int status, const char *body, size_t len);
+
+/* ---- commands (commands.c): the transactions of the HTTP API ----------------------------- */
+
+enum {
+    ORDER_CMD_ANSWERED = 1, /* the Idempotency-Key's record answered the request; rolled back */
+    ORDER_CMD_REFUSED = 2,  /* the state machine refused the change; rolled back */
+};
+
+/*
+ * The transaction of a new order `o` (id, owner, status pending, items and address set):
+ * prices the items from the replica, stores the order with its created event and its
+ * checkout saga, and the answer {order_id, status} (*answer, returns owned) under the
+ * Idempotency-Key `k`. Returns 0 (committed), ORDER_CMD_ANSWERED, SL_ENOTFOUND with
+ * `errs` naming the items that cannot be ordered, or a database error (rolled back).
+ */
+int order_cmd_create(sl_svc_worker *w, sl_http_req *req, order_row *o, const sl_req_idem *k,
+                     const char *canon, json_t **answer, sl_json_errors *errs) SL_MUST_CHECK;
+
+/* A change of an order's status requested over the API. */
+typedef struct order_change {
+    order_action action;
+    const char *event;  /* the event emitted with the change */
+    const char *reason; /* cancel_reason, or NULL */
+    const char *note;   /* the customer's text, or NULL */
+    int saga;           /* 1: start the cancel saga */
+} order_change;
+
+/*
+ * Applies `c` to the order o->order_id in one transaction: re-reads it into *o, runs the
+ * state machine, writes the status, the event and (c->saga) the cancel saga, and the answer
+ * (the order after the change) under `k`. Returns 0 (committed; *o is the changed order),
+ * ORDER_CMD_ANSWERED, ORDER_CMD_REFUSED with order_transition's code in *refusal and *o as
+ * stored, SL_ENOTFOUND, or a database error (rolled back).
+ */
+int order_cmd_change(sl_svc_worker *w, sl_http_req *req, order_row *o, const order_change *c,
+                     const sl_req_idem *k, const char *canon, int *refusal) SL_MUST_CHECK;
+
 #endif /* SHOAL_SVC_ORDER_H */

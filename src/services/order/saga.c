@@ -28,6 +28,7 @@
 #include <shoal/identity.h>
 #include <shoal/log.h>
 #include <shoal/metrics.h>
+#include <shoal/retry.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,18 +70,58 @@ static sl_saga_step_def step(const char *name, const order_saga_config *c)
     return s;
 }
 
+/* What the executor does for a step, forward or as its compensation. */
+typedef enum step_action {
+    ACT_NONE = 0,     /* the engine never asks for it with these definitions */
+    ACT_OPEN,         /* local: the order exists */
+    ACT_CANCEL_ORDER, /* local: cancel the order with the refusal's reason */
+    ACT_CONFIRM,      /* local: the order becomes confirmed */
+    ACT_CANCELLED,    /* local: the customer's cancel is recorded */
+    ACT_RESERVE,      /* inventory */
+    ACT_RELEASE,      /* inventory */
+    ACT_CHARGE,       /* payment */
+    ACT_REFUND,       /* payment */
+} step_action;
+
+typedef struct step_entry {
+    const char *name;
+    step_action forward;
+    step_action compensate;
+} step_entry;
+
+/* The steps of both sagas, in order: the one place their names are written. */
+static const step_entry checkout_table[] = {
+    {"open", ACT_OPEN, ACT_CANCEL_ORDER},
+    {"reserve", ACT_RESERVE, ACT_RELEASE},
+    {"charge", ACT_CHARGE, ACT_NONE}, /* the pivot */
+    {"confirm", ACT_CONFIRM, ACT_NONE},
+};
+static const step_entry cancel_table[] = {
+    {"cancelled", ACT_CANCELLED, ACT_NONE}, /* the pivot */
+    {"refund", ACT_REFUND, ACT_NONE},
+    {"release", ACT_RELEASE, ACT_NONE},
+};
+
+_Static_assert(SL_ARRAY_LEN(checkout_table) == SL_ARRAY_LEN(((order_sagas *)0)->checkout_steps),
+               "one entry per checkout step");
+_Static_assert(SL_ARRAY_LEN(cancel_table) == SL_ARRAY_LEN(((order_sagas *)0)->cancel_steps),
+               "one entry per cancel step");
+
 int order_sagas_init(order_sagas *s, const order_saga_config *c)
 {
-    s->checkout_steps[0] = step("open", c);
-    s->checkout_steps[1] = step("reserve", c);
-    s->checkout_steps[2] = step("charge", c);
-    s->checkout_steps[3] = step("confirm", c);
-    s->checkout =
-        (sl_saga_def){.type = "checkout", .steps = s->checkout_steps, .n_steps = 4, .pivot = 2};
-    s->cancel_steps[0] = step("cancelled", c);
-    s->cancel_steps[1] = step("refund", c);
-    s->cancel_steps[2] = step("release", c);
-    s->cancel = (sl_saga_def){.type = "cancel", .steps = s->cancel_steps, .n_steps = 3, .pivot = 0};
+    SL_ASSERT(s && c);
+    for (size_t i = 0; i < SL_ARRAY_LEN(checkout_table); i++)
+        s->checkout_steps[i] = step(checkout_table[i].name, c);
+    for (size_t i = 0; i < SL_ARRAY_LEN(cancel_table); i++)
+        s->cancel_steps[i] = step(cancel_table[i].name, c);
+    s->checkout = (sl_saga_def){.type = "checkout",
+                                .steps = s->checkout_steps,
+                                .n_steps = SL_ARRAY_LEN(checkout_table),
+                                .pivot = 2};
+    s->cancel = (sl_saga_def){.type = "cancel",
+                              .steps = s->cancel_steps,
+                              .n_steps = SL_ARRAY_LEN(cancel_table),
+                              .pivot = 0};
     if (sl_saga_def_valid(&s->checkout) != 0 || sl_saga_def_valid(&s->cancel) != 0)
         return SL_ECONFIG;
     return 0;
@@ -249,16 +290,15 @@ static void body_fields(sl_slice body, char *reason, size_t rcap, char *status, 
     json_decref(v);
 }
 
+/* The participant's Retry-After in ms, 0 when absent or malformed. */
 static int64_t retry_after_ms(const sl_http_response *res)
 {
     sl_slice v;
-    if (!sl_http_response_header(res, "retry-after", &v) || v.len == 0 || v.len > 6) return 0;
-    int64_t secs = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.ptr[i] < '0' || v.ptr[i] > '9') return 0;
-        secs = secs * 10 + (v.ptr[i] - '0');
-    }
-    return secs * 1000;
+    int64_t ms = 0;
+    if (!sl_http_response_header(res, "retry-after", &v) ||
+        sl_retry_after_parse(v.ptr, v.len, sl_clock_wall_ns(sl_clock_system()), &ms) != 0)
+        return 0;
+    return ms;
 }
 
 static void on_http(sl_http_handle *call, const sl_http_result *res, void *data)
@@ -299,15 +339,13 @@ static int send_http(order_worker *ow, sl_upstream *up, order_call kind, const c
                      void *done_data)
 {
     char proof[SL_IDENTITY_PROOF_MAX];
-    sl_http_header h[4] = {{SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")}};
+    sl_http_header h[1 + SL_IDENTITY_NHEADERS] = {
+        {SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")}};
     size_t nh = 1;
     if (ow->cfg->have_key &&
-        sl_identity_sign(&ow->cfg->key, "svc:order", "service", SL_HTTP_POST,
-                         (sl_slice){path, strlen(path)}, now_ms(), proof) == 0) {
-        h[nh++] = (sl_http_header){SL_SLICE_LIT("x-user-id"), SL_SLICE_LIT("svc:order")};
-        h[nh++] = (sl_http_header){SL_SLICE_LIT("x-user-role"), SL_SLICE_LIT("service")};
-        h[nh++] = (sl_http_header){SL_SLICE_LIT("x-shoal-identity"), {proof, strlen(proof)}};
-    }
+        sl_identity_headers(&ow->cfg->key, "svc:order", "service", SL_HTTP_POST,
+                            (sl_slice){path, strlen(path)}, now_ms(), proof, &h[1]) == 0)
+        nh += SL_IDENTITY_NHEADERS;
     hcall *hc = calloc(1, sizeof *hc);
     if (!hc) return SL_ENOMEM;
     *hc = (hcall){.ow = ow, .kind = kind, .done = done, .done_data = done_data};
@@ -368,6 +406,19 @@ static int send_participant(order_worker *ow, order_call kind, const json_t *in,
     return rc;
 }
 
+/* The action of a call: its saga's table, the step by name, forward or compensation. */
+static step_action step_action_of(const sl_saga_call *call)
+{
+    int checkout = strcmp(call->saga_type, "checkout") == 0;
+    const step_entry *t = checkout ? checkout_table : cancel_table;
+    size_t n = checkout ? SL_ARRAY_LEN(checkout_table) : SL_ARRAY_LEN(cancel_table);
+    if (!checkout && strcmp(call->saga_type, "cancel") != 0) return ACT_NONE;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(call->step_name, t[i].name) == 0)
+            return call->call == SL_SAGA_COMPENSATION ? t[i].compensate : t[i].forward;
+    return ACT_NONE;
+}
+
 /* The executor: routes each (saga type, step, call kind) to a local step or a participant. */
 static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done, void *done_data)
 {
@@ -378,29 +429,36 @@ static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done,
         json_decref(in);
         return SL_EPARSE; /* the driver records a failed attempt; the history shows it */
     }
-    int checkout = strcmp(call->saga_type, "checkout") == 0;
-    int comp = call->call == SL_SAGA_COMPENSATION;
-    const char *s = call->step_name;
     int rc = 0;
-    if (checkout && strcmp(s, "open") == 0 && !comp)
+    switch (step_action_of(call)) {
+    case ACT_OPEN:
         local_open(ow, oid, done, done_data);
-    else if (checkout && strcmp(s, "open") == 0)
+        break;
+    case ACT_CANCEL_ORDER:
         local_cancel(ow, call->saga_id, oid, done, done_data);
-    else if (checkout && strcmp(s, "reserve") == 0)
-        rc = send_participant(ow, comp ? ORDER_CALL_RELEASE : ORDER_CALL_RESERVE, in, oid, call,
-                              done, done_data);
-    else if (checkout && strcmp(s, "charge") == 0 && !comp)
-        rc = send_participant(ow, ORDER_CALL_CHARGE, in, oid, call, done, done_data);
-    else if (checkout && strcmp(s, "confirm") == 0 && !comp)
+        break;
+    case ACT_CONFIRM:
         local_settle(ow, oid, ORDER_CONFIRMED, NULL, ORDER_EV_CONFIRMED, done, done_data);
-    else if (!checkout && strcmp(s, "cancelled") == 0 && !comp)
+        break;
+    case ACT_CANCELLED:
         local_cancelled(ow, oid, done, done_data);
-    else if (!checkout && strcmp(s, "refund") == 0 && !comp)
-        rc = send_participant(ow, ORDER_CALL_REFUND, in, oid, call, done, done_data);
-    else if (!checkout && strcmp(s, "release") == 0 && !comp)
+        break;
+    case ACT_RESERVE:
+        rc = send_participant(ow, ORDER_CALL_RESERVE, in, oid, call, done, done_data);
+        break;
+    case ACT_RELEASE:
         rc = send_participant(ow, ORDER_CALL_RELEASE, in, oid, call, done, done_data);
-    else
+        break;
+    case ACT_CHARGE:
+        rc = send_participant(ow, ORDER_CALL_CHARGE, in, oid, call, done, done_data);
+        break;
+    case ACT_REFUND:
+        rc = send_participant(ow, ORDER_CALL_REFUND, in, oid, call, done, done_data);
+        break;
+    case ACT_NONE:
         rc = SL_EINVAL; /* a step the engine never asks for with these definitions */
+        break;
+    }
     json_decref(in);
     return rc;
 }
