@@ -5,13 +5,13 @@
  * worker 0's loop that releases reservations whose time-to-live ran out
  * (config `inventory.reservation_ttl_ms`, default 15 min), the safety net
  * for an orchestrator that is gone for good. docs/services/inventory.md
- * documents the API; the rules live in domain.c, the transactions in ops.c.
+ * documents the API; the rules live in domain.c, the transactions in commands.c,
+ * the event appliers in events.c.
  */
 #include "inventory.h"
 
 #include <shoal/clock.h>
 #include <shoal/config.h>
-#include <shoal/idempotency.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
 
@@ -49,88 +49,31 @@ static const char *traceparent_of(const sl_http_req *req)
 /* ---- answers -------------------------------------------------------------------------------- */
 
 /*
- * A problem+json answer with a machine-readable `reason` (the saga branches on it) and an
- * optional extra member (`extra` is stolen).
+ * A refusal the saga branches on: a problem with its `reason` and, when `extra_key` is set,
+ * one more member (`extra`, stolen; e.g. the reservation as it stands).
  */
 static void respond_refusal(sl_http_req *req, int status, const char *reason, const char *detail,
                             const sl_json_errors *errs, const char *extra_key, json_t *extra)
 {
-    size_t len = 0;
-    char *text = sl_problem_body(status, NULL, detail, errs, &len);
-    json_t *doc = text ? json_loadb(text, len, 0, NULL) : NULL;
-    free(text);
-    if (!doc) {
-        json_decref(extra);
-        sl_http_respond_problem(req, status, detail);
-        return;
-    }
-    json_object_set_new(doc, "reason", json_string(reason));
-    if (extra_key && extra)
+    json_t *doc = sl_svc_problem(status, reason, detail, errs);
+    if (doc && extra_key && extra)
         json_object_set_new(doc, extra_key, extra);
     else
         json_decref(extra);
-    char *body = sl_json_dump(doc, &len);
-    json_decref(doc);
-    if (!body) {
-        sl_http_respond_problem(req, status, detail);
-        return;
-    }
-    sl_http_respond_body(req, status, "application/problem+json", body, len);
-    free(body);
-}
-
-static void respond_owned(sl_http_req *req, int status, json_t *v)
-{
-    if (!v) {
-        sl_respond_problem_ex(req, 500, "could not build the response", NULL);
-        return;
-    }
-    sl_respond_json_value(req, status, v);
-    json_decref(v);
-}
-
-static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc)
-{
-    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "database error",
-                 SL_LOG_STR("code", sl_errname(rc)),
-                 SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
-    sl_respond_problem_ex(req, 503, "the inventory database is unavailable; retry later", NULL);
+    sl_respond_problem_owned(req, status, doc, 0);
 }
 
 /* 401/403 unless the caller is a service (the saga) or an admin. */
 static int require_service(sl_http_req *req)
 {
     sl_identity id;
-    if (sl_req_require_identity(req, 0, &id) != 0) return -1;
+    int rc = sl_req_require_identity(req, 0, &id);
+    if (rc != 0) return rc;
     if (strcmp(id.role, "service") != 0 && strcmp(id.role, "admin") != 0) {
         sl_respond_problem_ex(req, 403, "this operation needs the service or admin role", NULL);
-        return -1;
+        return SL_EINVAL;
     }
     return 0;
-}
-
-/* Copies the path parameter `name` into out when it is a valid id; else answers 404. */
-static int path_id(sl_http_req *req, const char *name, const char *what, char out[INV_ID_MAX + 1])
-{
-    sl_slice v = sl_route_param(&req->params, name);
-    if (!inv_id_valid(v.ptr, v.len)) {
-        sl_json_errors errs;
-        sl_json_errors_init(&errs);
-        sl_json_errors_add(&errs, name, "no such %s", what);
-        sl_respond_problem_ex(req, 404, "no such resource", &errs);
-        return -1;
-    }
-    memcpy(out, v.ptr, v.len);
-    out[v.len] = '\0';
-    return 0;
-}
-
-static void respond_not_found(sl_http_req *req, const char *field, const char *what)
-{
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    sl_json_errors_add(&errs, field, "no such %s", what);
-    sl_respond_problem_ex(req, 404, "no such resource", &errs);
 }
 
 /* ---- reservations --------------------------------------------------------------------------- */
@@ -142,8 +85,8 @@ static void answer_reserve(sl_http_req *req, inv_reserve_result *res)
     switch (res->outcome) {
     case INV_RES_CREATED:
     case INV_RES_EXISTING:
-        respond_owned(req, res->outcome == INV_RES_CREATED ? 201 : 200,
-                      inv_reservation_json(&res->res));
+        sl_respond_owned(req, res->outcome == INV_RES_CREATED ? 201 : 200,
+                         inv_reservation_json(&res->res));
         return;
     case INV_RES_MISMATCH:
         respond_refusal(req, 409, "reservation_mismatch",
@@ -205,7 +148,7 @@ static void h_reserve(sl_http_req *req, sl_svc_worker *w)
     rc = inv_op_reserve(sl_svc_worker_db(w), order_id, items, n, now_ms(), config_of(w)->ttl_ms,
                         traceparent_of(req), res);
     if (rc != 0)
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
     else
         answer_reserve(req, res);
     free(res);
@@ -214,7 +157,9 @@ static void h_reserve(sl_http_req *req, sl_svc_worker *w)
 static void h_release(sl_http_req *req, sl_svc_worker *w)
 {
     char oid[INV_ID_MAX + 1];
-    if (require_service(req) != 0 || path_id(req, "order_id", "order", oid) != 0) return;
+    if (require_service(req) != 0 ||
+        sl_req_path_id(req, "order_id", "order", inv_id_valid, oid, sizeof oid) != 0)
+        return;
     inv_reservation *r = malloc(sizeof *r);
     if (!r) {
         sl_respond_problem_ex(req, 503, "out of memory", NULL);
@@ -224,20 +169,22 @@ static void h_release(sl_http_req *req, sl_svc_worker *w)
     int rc = inv_op_release(sl_svc_worker_db(w), oid, "requested", now_ms(), traceparent_of(req),
                             &action, r);
     if (rc != 0)
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
     else if (action == INV_ACT_REFUSE)
         respond_refusal(req, 409, "already_committed",
                         "this order's reservation is committed and cannot be released", NULL,
                         "reservation", inv_reservation_json(r));
     else
-        respond_owned(req, 200, inv_reservation_json(r));
+        sl_respond_owned(req, 200, inv_reservation_json(r));
     free(r);
 }
 
 static void h_commit(sl_http_req *req, sl_svc_worker *w)
 {
     char oid[INV_ID_MAX + 1];
-    if (require_service(req) != 0 || path_id(req, "order_id", "order", oid) != 0) return;
+    if (require_service(req) != 0 ||
+        sl_req_path_id(req, "order_id", "order", inv_id_valid, oid, sizeof oid) != 0)
+        return;
     inv_reservation *r = malloc(sizeof *r);
     if (!r) {
         sl_respond_problem_ex(req, 503, "out of memory", NULL);
@@ -246,9 +193,10 @@ static void h_commit(sl_http_req *req, sl_svc_worker *w)
     inv_action action;
     int rc = inv_op_commit(sl_svc_worker_db(w), oid, now_ms(), traceparent_of(req), &action, r);
     if (rc != 0)
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
     else if (action == INV_ACT_UNKNOWN)
-        respond_not_found(req, "order_id", "reservation for this order");
+        sl_respond_field(req, 404, "order_id", "no such reservation for this order",
+                         "no such resource");
     else if (action == INV_ACT_REFUSE)
         respond_refusal(req, 409, "already_released",
                         strcmp(r->reason, "expired") == 0
@@ -256,14 +204,16 @@ static void h_commit(sl_http_req *req, sl_svc_worker *w)
                             : "this order's reservation was released",
                         NULL, "reservation", inv_reservation_json(r));
     else
-        respond_owned(req, 200, inv_reservation_json(r));
+        sl_respond_owned(req, 200, inv_reservation_json(r));
     free(r);
 }
 
 static void h_get_reservation(sl_http_req *req, sl_svc_worker *w)
 {
     char oid[INV_ID_MAX + 1];
-    if (require_service(req) != 0 || path_id(req, "order_id", "order", oid) != 0) return;
+    if (require_service(req) != 0 ||
+        sl_req_path_id(req, "order_id", "order", inv_id_valid, oid, sizeof oid) != 0)
+        return;
     inv_reservation *r = malloc(sizeof *r);
     if (!r) {
         sl_respond_problem_ex(req, 503, "out of memory", NULL);
@@ -271,11 +221,12 @@ static void h_get_reservation(sl_http_req *req, sl_svc_worker *w)
     }
     int rc = inv_store_res_get(sl_svc_worker_db(w), oid, r);
     if (rc == SL_ENOTFOUND)
-        respond_not_found(req, "order_id", "reservation for this order");
+        sl_respond_field(req, 404, "order_id", "no such reservation for this order",
+                         "no such resource");
     else if (rc != 0)
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
     else
-        respond_owned(req, 200, inv_reservation_json(r));
+        sl_respond_owned(req, 200, inv_reservation_json(r));
     free(r);
 }
 
@@ -284,15 +235,17 @@ static void h_get_reservation(sl_http_req *req, sl_svc_worker *w)
 static void h_get_stock(sl_http_req *req, sl_svc_worker *w)
 {
     char pid[INV_ID_MAX + 1];
-    if (require_service(req) != 0 || path_id(req, "product_id", "product", pid) != 0) return;
+    if (require_service(req) != 0 ||
+        sl_req_path_id(req, "product_id", "product", inv_id_valid, pid, sizeof pid) != 0)
+        return;
     inv_stock s;
     int rc = inv_store_stock_get(sl_svc_worker_db(w), pid, &s);
     if (rc == SL_ENOTFOUND)
-        respond_not_found(req, "product_id", "product");
+        sl_respond_field(req, 404, "product_id", "no such product", "no such resource");
     else if (rc != 0)
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
     else
-        respond_owned(req, 200, inv_stock_json(&s));
+        sl_respond_owned(req, 200, inv_stock_json(&s));
 }
 
 /* Restock inside an open transaction; fills the status and body to answer with. */
@@ -321,7 +274,7 @@ static int restock_tx(sl_db *db, const char *pid, int64_t qty, const char *tp, i
 static void answer_restock(sl_http_req *req, int status, json_t *body)
 {
     if (status == 404)
-        respond_not_found(req, "product_id", "product");
+        sl_respond_field(req, 404, "product_id", "no such product", "no such resource");
     else if (status == 409)
         respond_refusal(req, 409, "stock_limit", "the stock would exceed its maximum", NULL, NULL,
                         NULL);
@@ -334,7 +287,7 @@ static void h_restock(sl_http_req *req, sl_svc_worker *w)
     sl_identity id;
     char pid[INV_ID_MAX + 1];
     if (sl_req_require_identity(req, 1, &id) != 0) return;
-    if (path_id(req, "product_id", "product", pid) != 0) return;
+    if (sl_req_path_id(req, "product_id", "product", inv_id_valid, pid, sizeof pid) != 0) return;
     json_t *doc;
     if (sl_req_json_body(req, &doc) != 0) return;
     int64_t qty = 0;
@@ -352,48 +305,18 @@ static void h_restock(sl_http_req *req, sl_svc_worker *w)
         sl_respond_invalid(req, &errs);
         return;
     }
-    /* Idempotency-Key (API.md): same key and body → the first answer, no second effect. */
-    sl_slice key = {0};
-    int has_key = sl_http_req_header(req, "idempotency-key", &key);
-    char keybuf[SL_IDEM_KEY_MAX + 1];
-    if (has_key) {
-        if (!sl_idem_key_valid(key.ptr, key.len)) {
-            sl_json_errors_add(&errs, "Idempotency-Key", "must be 1..200 visible ASCII bytes");
-            sl_respond_problem_ex(req, 400, "invalid Idempotency-Key header", &errs);
-            return;
-        }
-        memcpy(keybuf, key.ptr, key.len);
-        keybuf[key.len] = '\0';
-    }
-    char scope[SL_IDENTITY_ID_MAX + 8];
-    snprintf(scope, sizeof scope, "user:%s", id.user_id);
+    /* Idempotency-Key: same key and request → the first answer, no second effect. */
+    sl_req_idem k;
+    if (sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0) return;
     sl_db *db = sl_svc_worker_db(w);
     int status = 0;
     json_t *body = NULL;
-    sl_idem_result idem = {0};
     if ((rc = sl_db_begin(db)) != 0) goto fail;
-    if (has_key) {
-        /* The canonical request: path and the validated quantity. */
-        char canon[160];
-        int cl = snprintf(canon, sizeof canon, "restock %s %lld", pid, (long long)qty);
-        rc = sl_idem_begin(db, scope, keybuf, canon, (size_t)cl, now_ms(), &idem);
-        if (rc != 0) goto fail;
-        if (idem.state == SL_IDEM_MISMATCH) {
-            sl_db_rollback(db);
-            sl_respond_problem_ex(req, 422, "this Idempotency-Key was used with another request",
-                                  NULL);
-            return;
-        }
-        if (idem.state == SL_IDEM_REPLAY) {
-            sl_db_rollback(db);
-            sl_http_respond_body(req, idem.status,
-                                 idem.status == 200 ? "application/json"
-                                                    : "application/problem+json",
-                                 idem.body, idem.body_len);
-            sl_idem_result_free(&idem);
-            return;
-        }
-    }
+    /* The canonical request: path and the validated quantity. */
+    char canon[160];
+    int cl = snprintf(canon, sizeof canon, "restock %s %lld", pid, (long long)qty);
+    if ((rc = sl_req_idem_claim(req, db, &k, canon, (size_t)cl, NULL)) == 1) return;
+    if (rc != 0) goto fail;
     if ((rc = restock_tx(db, pid, qty, traceparent_of(req), &status, &body)) != 0) goto fail;
     if (status != 200) {
         /* A refusal changes nothing and is not remembered: the same key may be retried. */
@@ -401,12 +324,7 @@ static void h_restock(sl_http_req *req, sl_svc_worker *w)
         answer_restock(req, status, NULL);
         return;
     }
-    if (has_key) {
-        char *text = sl_json_dump(body, NULL);
-        rc = text ? sl_idem_finish(db, scope, keybuf, 200, text, strlen(text)) : SL_ENOMEM;
-        free(text);
-        if (rc != 0) goto fail;
-    }
+    if ((rc = sl_req_idem_finish(db, &k, 200, body)) != 0) goto fail;
     if ((rc = sl_db_commit(db)) != 0) goto fail;
     answer_restock(req, 200, body);
     json_decref(body);
@@ -414,7 +332,7 @@ static void h_restock(sl_http_req *req, sl_svc_worker *w)
 fail:
     sl_db_rollback(db);
     json_decref(body);
-    respond_db_error(req, w, rc);
+    sl_respond_db_error(req, rc, NULL);
 }
 
 static void h_audit(sl_http_req *req, sl_svc_worker *w)
@@ -430,7 +348,7 @@ static void h_audit(sl_http_req *req, sl_svc_worker *w)
     int rc = inv_store_audit(sl_svc_worker_db(w), v, INV_AUDIT_MAX, &n, &dropped);
     if (rc != 0) {
         free(v);
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     json_t *arr = json_array();
@@ -438,10 +356,10 @@ static void h_audit(sl_http_req *req, sl_svc_worker *w)
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "check", v[i].check, "subject",
                                              v[i].subject, "detail", v[i].detail));
     free(v);
-    respond_owned(req, 200,
-                  arr ? json_pack("{s:b, s:o, s:I}", "ok", n == 0 && dropped == 0, "violations",
-                                  arr, "violations_dropped", (json_int_t)dropped)
-                      : NULL);
+    sl_respond_owned(req, 200,
+                     arr ? json_pack("{s:b, s:o, s:I}", "ok", n == 0 && dropped == 0, "violations",
+                                     arr, "violations_dropped", (json_int_t)dropped)
+                         : NULL);
 }
 
 /* ---- expiry sweep --------------------------------------------------------------------------- */

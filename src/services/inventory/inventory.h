@@ -1,7 +1,7 @@
 /*
  * shoal-inventory's internal interface: the pure rules (domain.c), the SQL
  * (store.c), the transactional operations that combine them with the outbox
- * (ops.c) and the service definition (inventory.c). Tests link all of it
+ * (commands.c) and the service definition (inventory.c). Tests link all of it
  * through the svc_inventory library; nothing here is part of libshoal.
  *
  * Threading: every function that takes an sl_db runs on the thread owning
@@ -208,13 +208,23 @@ int inv_op_expire_due(sl_db *db, int64_t now_ms, size_t max, size_t *released,
                       void (*on_expired)(void *data, const inv_reservation *r),
                       void *data) SL_MUST_CHECK;
 
+/* The commit of inv_op_commit inside the caller's open transaction `tx` (an event applier's). */
+int inv_op_commit_tx(sl_db *tx, const char *order_id, int64_t now_ms, const char *traceparent,
+                     inv_action *action, inv_reservation *out) SL_MUST_CHECK;
+
+/* Writes one event (source INV_SOURCE) into the outbox of the open transaction `tx`; takes
+ * ownership of `data` (NULL: SL_ENOMEM). `traceparent` may be NULL. Returns sl_outbox_add's
+ * codes. */
+int inv_emit(sl_db *tx, const char *type, const char *subject, json_t *data,
+             const char *traceparent, int64_t now_ms) SL_MUST_CHECK;
+
 /* Builds {order_id, status, items, expires_at, reason} (returns owned, json_decref). */
 json_t *inv_reservation_json(const inv_reservation *r);
 
 /* Builds {product_id, stock, reserved, available} (returns owned, json_decref). */
 json_t *inv_stock_json(const inv_stock *s);
 
-/* Event appliers (sl_event_apply_cb): run inside the consumer's transaction. */
+/* Event appliers (events.c; sl_event_apply_cb): run inside the consumer's transaction. */
 int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
                               size_t cap);
 int inv_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,

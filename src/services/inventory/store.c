@@ -1,6 +1,6 @@
 /*
  * Inventory's SQL, through sl_db prepared statements only. Each function is
- * one small query; the transactions that combine them live in ops.c. The
+ * one small query; the transactions that combine them live in commands.c. The
  * conditional UPDATE in inv_store_try_reserve is what makes two concurrent
  * reservations of the last unit safe on both backends: SQLite serialises
  * writers at BEGIN IMMEDIATE, and PostgreSQL re-checks the WHERE clause on

@@ -1,9 +1,10 @@
 /*
- * Inventory's operations: each one is a database transaction that changes
+ * Inventory's commands: each one is a database transaction that changes
  * reservations and stock (store.c) under the rules of domain.c and writes
- * its events into the outbox in the same transaction (DESIGN §7). HTTP
- * handlers (inventory.c), the expiry sweep and the event appliers all go
- * through here, so every path emits the same events.
+ * its events into the outbox in the same transaction (the transactional
+ * outbox, include/shoal/outbox.h). HTTP handlers (inventory.c), the expiry
+ * sweep and the event appliers (events.c) all go through here, so every
+ * path emits the same events.
  *
  * Transactions that fail with SL_EBUSY (SQLite busy, PostgreSQL
  * serialization failure or deadlock) or SL_ECONFLICT (two first
@@ -65,9 +66,8 @@ json_t *inv_stock_json(const inv_stock *s)
 
 /* ---- events --------------------------------------------------------------------------------- */
 
-/* Writes one event into the outbox of the open transaction; takes ownership of `data`. */
-static int emit(sl_db *tx, const char *type, const char *subject, json_t *data,
-                const char *traceparent, int64_t now_ms)
+int inv_emit(sl_db *tx, const char *type, const char *subject, json_t *data,
+             const char *traceparent, int64_t now_ms)
 {
     if (!data) return SL_ENOMEM;
     char *json = sl_json_dump(data, NULL);
@@ -90,7 +90,8 @@ static int emit_stock_changes(sl_db *tx, const inv_item *items, size_t n, const 
     for (size_t i = 0; i < n; i++) {
         inv_stock s;
         int rc = inv_store_stock_get(tx, items[i].product_id, &s);
-        if (rc == 0) rc = emit(tx, INV_STOCK_CHANGED, s.product_id, inv_stock_json(&s), tp, now_ms);
+        if (rc == 0)
+            rc = inv_emit(tx, INV_STOCK_CHANGED, s.product_id, inv_stock_json(&s), tp, now_ms);
         if (rc != 0) return rc;
     }
     return 0;
@@ -175,7 +176,8 @@ static int reserve_once(sl_db *db, const char *order_id, const inv_item *items, 
         sl_db_rollback(db); /* all-or-nothing: no unit stays taken */
         return 0;
     }
-    if ((rc = emit(db, INV_RESERVED, order_id, order_event(r, NULL), tp, now_ms)) != 0) goto fail;
+    if ((rc = inv_emit(db, INV_RESERVED, order_id, order_event(r, NULL), tp, now_ms)) != 0)
+        goto fail;
     if ((rc = emit_stock_changes(db, items, n, tp, now_ms)) != 0) goto fail;
     return sl_db_commit(db);
 fail:
@@ -227,7 +229,8 @@ static int release_in_tx(sl_db *tx, const char *order_id, const char *reason, in
         }
         r->status = INV_ST_RELEASED;
         snprintf(r->reason, sizeof r->reason, "%s", "returned");
-        if (rc == 0) rc = emit(tx, INV_RELEASED, order_id, order_event(r, "returned"), tp, now_ms);
+        if (rc == 0)
+            rc = inv_emit(tx, INV_RELEASED, order_id, order_event(r, "returned"), tp, now_ms);
         if (rc == 0) rc = emit_stock_changes(tx, r->items, r->n, tp, now_ms);
         return rc;
     }
@@ -240,13 +243,13 @@ static int release_in_tx(sl_db *tx, const char *order_id, const char *reason, in
         rc = inv_store_unreserve(tx, r->items[i].product_id, r->items[i].qty, 0, now_ms);
     r->status = INV_ST_RELEASED;
     snprintf(r->reason, sizeof r->reason, "%s", reason);
-    if (rc == 0) rc = emit(tx, INV_RELEASED, order_id, order_event(r, reason), tp, now_ms);
+    if (rc == 0) rc = inv_emit(tx, INV_RELEASED, order_id, order_event(r, reason), tp, now_ms);
     if (rc == 0) rc = emit_stock_changes(tx, r->items, r->n, tp, now_ms);
     return rc;
 }
 
-static int commit_in_tx(sl_db *tx, const char *order_id, int64_t now_ms, const char *tp,
-                        inv_action *action, inv_reservation *r)
+int inv_op_commit_tx(sl_db *tx, const char *order_id, int64_t now_ms, const char *tp,
+                     inv_action *action, inv_reservation *r)
 {
     int rc = inv_store_res_get(tx, order_id, r);
     if (rc != 0 && rc != SL_ENOTFOUND) return rc;
@@ -264,7 +267,7 @@ static int commit_in_tx(sl_db *tx, const char *order_id, int64_t now_ms, const c
     for (size_t i = 0; rc == 0 && i < r->n; i++)
         rc = inv_store_unreserve(tx, r->items[i].product_id, r->items[i].qty, 1, now_ms);
     r->status = INV_ST_COMMITTED;
-    if (rc == 0) rc = emit(tx, INV_COMMITTED, order_id, order_event(r, NULL), tp, now_ms);
+    if (rc == 0) rc = inv_emit(tx, INV_COMMITTED, order_id, order_event(r, NULL), tp, now_ms);
     if (rc == 0) rc = emit_stock_changes(tx, r->items, r->n, tp, now_ms);
     return rc;
 }
@@ -291,7 +294,7 @@ int inv_op_commit(sl_db *db, const char *order_id, int64_t now_ms, const char *t
     int rc = SL_EBUSY;
     for (int i = 0; i < TX_TRIES && retryable(rc); i++) {
         if ((rc = sl_db_begin(db)) != 0) continue;
-        rc = commit_in_tx(db, order_id, now_ms, traceparent, action, out);
+        rc = inv_op_commit_tx(db, order_id, now_ms, traceparent, action, out);
         if (rc == 0)
             rc = sl_db_commit(db);
         else
@@ -312,7 +315,7 @@ int inv_op_restock_tx(sl_db *tx, const char *product_id, int64_t qty, int64_t no
     if (rc == 0) rc = inv_store_stock_get(tx, product_id, out);
     if (rc == 0 && !ok) rc = SL_ELIMIT; /* the row exists: the cap refused the change */
     if (rc == 0)
-        rc = emit(tx, INV_STOCK_CHANGED, product_id, inv_stock_json(out), traceparent, now_ms);
+        rc = inv_emit(tx, INV_STOCK_CHANGED, product_id, inv_stock_json(out), traceparent, now_ms);
     return rc;
 }
 
@@ -348,92 +351,6 @@ int inv_op_expire_due(sl_db *db, int64_t now_ms, size_t max, size_t *released,
             (*released)++;
             if (on_expired) on_expired(data, r);
         }
-    }
-    free(r);
-    return rc;
-}
-
-/* ---- consumed events ------------------------------------------------------------------------ */
-
-static int bad_event(char *reason, size_t cap, const char *what, const sl_json_errors *errs)
-{
-    if (reason && cap)
-        snprintf(reason, cap, "%s: %s %s", what, errs->count ? errs->items[0].field : "data",
-                 errs->count ? errs->items[0].message : "is missing");
-    return SL_EPARSE;
-}
-
-int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
-{
-    (void)svc;
-    const char *pid = NULL;
-    int64_t initial = 0;
-    const sl_json_field f[] = {
-        {.name = "product_id",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = INV_ID_MAX,
-         .max_bytes = INV_ID_MAX,
-         .out = &pid},
-        {.name = "initial_stock",
-         .kind = SL_JSON_INT,
-         .min = 0,
-         .max = INV_STOCK_MAX,
-         .out = &initial},
-    };
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    if (!msg->data || sl_json_read(msg->data, f, SL_ARRAY_LEN(f), 0, &errs) != 0)
-        return bad_event(reason, cap, "product.created", &errs);
-    if (!inv_id_valid(pid, strlen(pid))) {
-        sl_json_errors_add(&errs, "product_id", "is not a valid id");
-        return bad_event(reason, cap, "product.created", &errs);
-    }
-    int64_t now_ms = sl_clock_wall_ms(sl_clock_system());
-    int created = 0;
-    int rc = inv_store_stock_create(tx, pid, initial, now_ms, &created);
-    if (rc != 0 || !created) return rc; /* already known: applied once (idempotent by id) */
-    inv_stock s = {.stock = initial, .reserved = 0};
-    snprintf(s.product_id, sizeof s.product_id, "%s", pid);
-    return emit(tx, INV_STOCK_CHANGED, pid, inv_stock_json(&s), msg->traceparent, now_ms);
-}
-
-int inv_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
-{
-    const char *oid = NULL;
-    const sl_json_field f[] = {
-        {.name = "order_id",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = INV_ID_MAX,
-         .max_bytes = INV_ID_MAX,
-         .out = &oid},
-    };
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    if (!msg->data || sl_json_read(msg->data, f, SL_ARRAY_LEN(f), 0, &errs) != 0)
-        return bad_event(reason, cap, "order.confirmed", &errs);
-    if (!inv_id_valid(oid, strlen(oid))) {
-        sl_json_errors_add(&errs, "order_id", "is not a valid id");
-        return bad_event(reason, cap, "order.confirmed", &errs);
-    }
-    int64_t now_ms = sl_clock_wall_ms(sl_clock_system());
-    inv_reservation *r = malloc(sizeof *r);
-    if (!r) return SL_ENOMEM;
-    inv_action action;
-    int rc = commit_in_tx(tx, oid, now_ms, msg->traceparent, &action, r);
-    if (rc == 0 && (action == INV_ACT_REFUSE || action == INV_ACT_UNKNOWN)) {
-        /* The order was confirmed but its units are no longer (or never were) held: never
-         * take them now (stock could go negative); record it for an operator instead. */
-        const char *kind = action == INV_ACT_UNKNOWN           ? "confirmed_without_reservation"
-                           : strcmp(r->reason, "expired") == 0 ? "confirmed_after_expiry"
-                                                               : "confirmed_after_release";
-        rc = inv_store_anomaly_add(tx, oid, kind, msg->id ? msg->id : oid, now_ms);
-        if (rc == 0 && svc)
-            SL_LOG_WARN(sl_service_log(svc), NULL, "order confirmed without held stock",
-                        SL_LOG_STR("order_id", oid), SL_LOG_STR("anomaly", kind));
     }
     free(r);
     return rc;
