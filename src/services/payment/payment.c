@@ -4,14 +4,13 @@
  * refund endpoints of the checkout saga, the admin audit and balances list,
  * the shop.user.registered.v1 consumer that opens wallets, and the balances
  * projection driven by a timer on worker 0. Handlers validate input, then
- * call the commands of ops.c; they never touch SQL themselves.
+ * call the commands of commands.c; they never touch SQL themselves.
  */
 #include "payment.h"
 
 #include <shoal/bus.h>
 #include <shoal/clock.h>
 #include <shoal/config.h>
-#include <shoal/idempotency.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
 
@@ -51,18 +50,10 @@ static void make_env(sl_http_req *req, sl_svc_worker *w, pay_env *env)
                      .emit_data = req};
 }
 
-static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc)
-{
-    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "wallet database error",
-                 SL_LOG_STR("code", sl_errname(rc)),
-                 SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
-    sl_respond_problem_ex(req, 503, "the wallet store is unavailable; try again", NULL);
-}
-
-static void respond_answer(sl_http_req *req, sl_svc_worker *w, int rc, pay_answer *ans)
+static void respond_answer(sl_http_req *req, int rc, pay_answer *ans)
 {
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     sl_http_respond_body(req, ans->status,
@@ -71,48 +62,20 @@ static void respond_answer(sl_http_req *req, sl_svc_worker *w, int rc, pay_answe
     pay_answer_free(ans);
 }
 
-static void respond_owned(sl_http_req *req, int status, json_t *v)
-{
-    if (!v) {
-        sl_respond_problem_ex(req, 500, "out of memory", NULL);
-        return;
-    }
-    sl_respond_json_value(req, status, v);
-    json_decref(v);
-}
-
 /* Answers 403 unless the caller is a service or an admin (internal saga endpoints). */
 static int require_service(sl_http_req *req, sl_identity *id)
 {
-    if (sl_req_require_identity(req, 0, id) != 0) return -1;
+    int rc = sl_req_require_identity(req, 0, id);
+    if (rc != 0) return rc;
     if (strcmp(id->role, "service") != 0 && strcmp(id->role, "admin") != 0) {
         sl_respond_problem_ex(req, 403, "this endpoint is for services and admins", NULL);
-        return -1;
+        return SL_EINVAL;
     }
     return 0;
 }
 
-/* Reads the optional Idempotency-Key header into key (SL_IDEM_KEY_MAX + 1 bytes); answers 400
- * and returns -1 when it is malformed. */
-static int read_idem_key(sl_http_req *req, char *key, int *present)
-{
-    sl_slice v;
-    *present = 0;
-    if (!sl_http_req_header(req, "idempotency-key", &v)) return 0;
-    if (!sl_idem_key_valid(v.ptr, v.len)) {
-        sl_json_errors errs;
-        sl_json_errors_init(&errs);
-        sl_json_errors_add(&errs, "Idempotency-Key", "must be 1 to 200 visible ASCII characters");
-        sl_respond_invalid(req, &errs);
-        return -1;
-    }
-    memcpy(key, v.ptr, v.len);
-    key[v.len] = '\0';
-    *present = 1;
-    return 0;
-}
-
-/* Decodes %XX escapes of a query value into out (cap bytes). Returns 0 or -1. */
+/* Decodes %XX escapes of a query value into out (cap bytes). Returns 0, 1 when the parameter
+ * is absent, or SL_EINVAL for a malformed or too long value. */
 static int query_value(const sl_http_req *req, const char *name, char *out, size_t cap)
 {
     sl_slice v;
@@ -121,17 +84,17 @@ static int query_value(const sl_http_req *req, const char *name, char *out, size
     for (size_t i = 0; i < v.len; i++) {
         char c = v.ptr[i];
         if (c == '%') {
-            if (i + 2 >= v.len) return -1;
+            if (i + 2 >= v.len) return SL_EINVAL;
             char hex[3] = {v.ptr[i + 1], v.ptr[i + 2], 0};
             char *end;
             long x = strtol(hex, &end, 16);
-            if (*end != '\0' || x == 0) return -1;
+            if (*end != '\0' || x == 0) return SL_EINVAL;
             c = (char)x;
             i += 2;
         } else if (c == '+') {
             c = ' ';
         }
-        if (n + 1 >= cap) return -1;
+        if (n + 1 >= cap) return SL_EINVAL;
         out[n++] = c;
     }
     out[n] = '\0';
@@ -150,29 +113,30 @@ static void h_wallet(sl_http_req *req, sl_svc_worker *w)
     pay_account_init(&a);
     int rc = pay_load(env.db, id.user_id, INT64_MAX, 1, &a);
     if (rc == 0 && a.version > 0) {
-        respond_owned(req, 200,
-                      json_pack("{s:s,s:o,s:I}", "account_id", id.user_id, "balance",
-                                pay_money(a.balance), "version", (json_int_t)a.version));
+        sl_respond_owned(req, 200,
+                         json_pack("{s:s,s:o,s:I}", "account_id", id.user_id, "balance",
+                                   pay_money(a.balance), "version", (json_int_t)a.version));
         pay_account_free(&a);
         return;
     }
     pay_account_free(&a);
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     /* No wallet yet: the registration event is still on its way; open it now. */
     pay_answer ans;
     rc = pay_cmd_open(&env, id.user_id, &ans);
-    respond_answer(req, w, rc, &ans);
+    respond_answer(req, rc, &ans);
 }
 
 static void h_deposit(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
-    char key[SL_IDEM_KEY_MAX + 1];
-    int keyed;
-    if (sl_req_require_identity(req, 0, &id) != 0 || read_idem_key(req, key, &keyed) != 0) return;
+    sl_req_idem k;
+    if (sl_req_require_identity(req, 0, &id) != 0 ||
+        sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0)
+        return;
     json_t *doc;
     if (sl_req_json_body(req, &doc) != 0) return;
     sl_json_errors errs;
@@ -180,12 +144,12 @@ static void h_deposit(sl_http_req *req, sl_svc_worker *w)
     int64_t amount = 0;
     int bad = pay_read_money(doc, "amount", PAY_AMOUNT_MAX, &amount, &errs) != 0;
     /* `amount` has two accepted shapes, so unknown keys are checked by hand. */
-    const char *k;
+    const char *name;
     json_t *v;
-    json_object_foreach(doc, k, v)
+    json_object_foreach(doc, name, v)
     {
-        if (strcmp(k, "amount") != 0) {
-            sl_json_errors_add(&errs, k, "is not allowed");
+        if (strcmp(name, "amount") != 0) {
+            sl_json_errors_add(&errs, name, "is not allowed");
             bad = 1;
         }
     }
@@ -196,22 +160,21 @@ static void h_deposit(sl_http_req *req, sl_svc_worker *w)
     }
     char canon[CANON_MAX];
     int n = snprintf(canon, sizeof canon, "POST /wallet/deposits\n%lld", (long long)amount);
-    char scope[SL_IDENTITY_ID_MAX + 8];
-    snprintf(scope, sizeof scope, "user:%s", id.user_id);
-    pay_idem idem = {scope, keyed ? key : NULL, canon, (size_t)n};
+    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
     pay_env env;
     make_env(req, w, &env);
     pay_answer ans;
     int rc = pay_cmd_deposit(&env, &idem, id.user_id, amount, &ans);
-    respond_answer(req, w, rc, &ans);
+    respond_answer(req, rc, &ans);
 }
 
 static void h_transfer(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
-    char key[SL_IDEM_KEY_MAX + 1];
-    int keyed;
-    if (sl_req_require_identity(req, 0, &id) != 0 || read_idem_key(req, key, &keyed) != 0) return;
+    sl_req_idem k;
+    if (sl_req_require_identity(req, 0, &id) != 0 ||
+        sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0)
+        return;
     json_t *doc;
     if (sl_req_json_body(req, &doc) != 0) return;
     sl_json_errors errs;
@@ -249,15 +212,13 @@ static void h_transfer(sl_http_req *req, sl_svc_worker *w)
     char canon[CANON_MAX];
     int n =
         snprintf(canon, sizeof canon, "POST /wallet/transfers\n%s\n%lld", to, (long long)amount);
-    char scope[SL_IDENTITY_ID_MAX + 8];
-    snprintf(scope, sizeof scope, "user:%s", id.user_id);
-    pay_idem idem = {scope, keyed ? key : NULL, canon, (size_t)n};
+    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
     pay_env env;
     make_env(req, w, &env);
     pay_answer ans;
     int rc = pay_cmd_transfer(&env, &idem, id.user_id, to, amount, &ans);
     json_decref(doc);
-    respond_answer(req, w, rc, &ans);
+    respond_answer(req, rc, &ans);
 }
 
 typedef struct hist_out {
@@ -304,12 +265,12 @@ static void h_history(sl_http_req *req, sl_svc_worker *w)
     if (rc == 0 && hi >= 1) rc = pay_history(db, id.user_id, lo, hi, hist_item, &h);
     if (rc != 0) {
         json_decref(h.items);
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
-    respond_owned(req, 200,
-                  json_pack("{s:o,s:I,s:I,s:I}", "items", h.items, "page", (json_int_t)page,
-                            "per_page", (json_int_t)per_page, "total", (json_int_t)total));
+    sl_respond_owned(req, 200,
+                     json_pack("{s:o,s:I,s:I,s:I}", "items", h.items, "page", (json_int_t)page,
+                               "per_page", (json_int_t)per_page, "total", (json_int_t)total));
 }
 
 static void h_balance_as_of(sl_http_req *req, sl_svc_worker *w)
@@ -334,14 +295,14 @@ static void h_balance_as_of(sl_http_req *req, sl_svc_worker *w)
     int rc = pay_load(sl_svc_worker_db(w), id.user_id, as_of_ms, 1, &a);
     if (rc != 0) {
         pay_account_free(&a);
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     char at[SL_RFC3339_MAX] = "";
     sl_rfc3339_format(as_of_ms * 1000000, at, sizeof at);
-    respond_owned(req, 200,
-                  json_pack("{s:o,s:I,s:s}", "balance", pay_money(a.balance), "version",
-                            (json_int_t)a.version, "as_of", at));
+    sl_respond_owned(req, 200,
+                     json_pack("{s:o,s:I,s:s}", "balance", pay_money(a.balance), "version",
+                               (json_int_t)a.version, "as_of", at));
     pay_account_free(&a);
 }
 
@@ -350,9 +311,8 @@ static void h_balance_as_of(sl_http_req *req, sl_svc_worker *w)
 static void h_charge(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
-    char key[SL_IDEM_KEY_MAX + 1];
-    int keyed;
-    if (require_service(req, &id) != 0 || read_idem_key(req, key, &keyed) != 0) return;
+    sl_req_idem k;
+    if (require_service(req, &id) != 0 || sl_req_idem_read(req, &k, "saga") != 0) return;
     json_t *doc;
     if (sl_req_json_body(req, &doc) != 0) return;
     sl_json_errors errs;
@@ -396,21 +356,20 @@ static void h_charge(sl_http_req *req, sl_svc_worker *w)
     char canon[CANON_MAX];
     int n = snprintf(canon, sizeof canon, "POST /charges\n%s\n%s\n%lld", order_id, user_id,
                      (long long)amount);
-    pay_idem idem = {"saga", keyed ? key : NULL, canon, (size_t)n};
+    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
     pay_env env;
     make_env(req, w, &env);
     pay_answer ans;
     int rc = pay_cmd_charge(&env, &idem, order_id, user_id, amount, &ans);
     json_decref(doc);
-    respond_answer(req, w, rc, &ans);
+    respond_answer(req, rc, &ans);
 }
 
 static void h_refund(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
-    char key[SL_IDEM_KEY_MAX + 1];
-    int keyed;
-    if (require_service(req, &id) != 0 || read_idem_key(req, key, &keyed) != 0) return;
+    sl_req_idem k;
+    if (require_service(req, &id) != 0 || sl_req_idem_read(req, &k, "saga") != 0) return;
     sl_slice p = sl_route_param(&req->params, "order_id");
     char order_id[PAY_ORDER_ID_MAX + 1];
     sl_json_errors errs;
@@ -447,13 +406,13 @@ static void h_refund(sl_http_req *req, sl_svc_worker *w)
     char canon[CANON_MAX];
     int n = snprintf(canon, sizeof canon, "POST /charges/%s/refund\n%s", order_id,
                      user_id ? user_id : "");
-    pay_idem idem = {"saga", keyed ? key : NULL, canon, (size_t)n};
+    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
     pay_env env;
     make_env(req, w, &env);
     pay_answer ans;
     int rc = pay_cmd_refund(&env, &idem, order_id, user_id, &ans);
     json_decref(doc);
-    respond_answer(req, w, rc, &ans);
+    respond_answer(req, rc, &ans);
 }
 
 /* ---- admin ------------------------------------------------------------------------------- */
@@ -479,10 +438,10 @@ static void h_audit(sl_http_req *req, sl_svc_worker *w)
     json_t *report = NULL;
     if (rc == 0) rc = pay_audit(sl_svc_worker_db(w), &report);
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
-    respond_owned(req, 200, report);
+    sl_respond_owned(req, 200, report);
 }
 
 static int view_item(void *data, const pay_view_row *r)
@@ -510,12 +469,12 @@ static void h_wallets(sl_http_req *req, sl_svc_worker *w)
                    : SL_ENOMEM;
     if (rc != 0) {
         json_decref(items);
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
-    respond_owned(req, 200,
-                  json_pack("{s:o,s:I,s:I,s:I}", "items", items, "page", (json_int_t)page,
-                            "per_page", (json_int_t)per_page, "total", (json_int_t)total));
+    sl_respond_owned(req, 200,
+                     json_pack("{s:o,s:I,s:I,s:I}", "items", items, "page", (json_int_t)page,
+                               "per_page", (json_int_t)per_page, "total", (json_int_t)total));
 }
 
 /* ---- events ------------------------------------------------------------------------------ */

@@ -2,7 +2,7 @@
  * The payment service's internal interface (docs/services/payment.md): the
  * wallet aggregate and its pure rules (domain.c), its event-store access,
  * read model and audit (store.c), the commands with their transactions,
- * retries and idempotency (ops.c), and the service definition (payment.c).
+ * retries and idempotency (commands.c), and the service definition (payment.c).
  *
  * A wallet is the event stream `account-<user_id>` in the library event
  * store; its state (pay_account) is only ever the fold of its events,
@@ -233,7 +233,7 @@ int pay_view_list(sl_db *db, int64_t offset, int64_t limit, pay_view_cb cb, void
  */
 int pay_audit(sl_db *db, json_t **report) SL_MUST_CHECK;
 
-/* ---- commands (ops.c) ------------------------------------------------------------------- */
+/* ---- commands (commands.c) ------------------------------------------------------------------- */
 
 /* Writes one event to the outbox inside tx (sl_svc_emit in the service; a stub in tests). */
 typedef int (*pay_emit_cb)(void *data, sl_db *tx, const char *type, const char *subject,

@@ -50,12 +50,7 @@ static int answer_problem(pay_answer *ans, int status, const char *detail, const
     sl_json_errors errs;
     sl_json_errors_init(&errs);
     if (field) sl_json_errors_add(&errs, field, "%s", detail);
-    char *text = sl_problem_body(status, NULL, detail, field ? &errs : NULL, NULL);
-    json_error_t e;
-    json_t *v = text ? json_loads(text, 0, &e) : NULL;
-    free(text);
-    if (v && reason) json_object_set_new(v, "reason", json_string(reason));
-    int rc = answer_json(ans, status, v);
+    int rc = answer_json(ans, status, sl_svc_problem(status, reason, detail, &errs));
     ans->problem = 1;
     return rc;
 }
@@ -97,9 +92,9 @@ static int attempt(pay_env *env, const pay_idem *idem, cmd_fn fn, const void *ar
         if (rc == 0 && r.state == SL_IDEM_MISMATCH) {
             sl_db_rollback(db);
             sl_idem_result_free(&r);
-            return answer_problem(ans, 422,
-                                  "this idempotency key was used with a different request",
-                                  "idempotency_key_reused", NULL);
+            int rc2 = answer_json(ans, 422, sl_svc_idem_mismatch());
+            ans->problem = 1;
+            return rc2;
         }
         sl_idem_result_free(&r);
     }
