@@ -81,6 +81,7 @@ static int finish(sl_db *db, int rc)
 
 int product_cmd_create(sl_db *db, const product_cmd_ctx *c, const product_input *in, product *out)
 {
+    SL_ASSERT(db && c && in && out);
     int rc = sl_db_begin(db);
     if (rc != 0) return rc;
     return finish(db, create_in_tx(db, c, in, out, now_ns(c)));
@@ -136,6 +137,7 @@ done:
 int product_cmd_update(sl_db *db, const product_cmd_ctx *c, const char *id,
                        const product_patch *patch, product *out)
 {
+    SL_ASSERT(db && c && id && patch && out);
     int rc = SL_ECONFLICT;
     /* Optimistic concurrency: a lost race re-reads and re-applies, a few times at most. */
     for (int attempt = 0; attempt < 3 && rc == SL_ECONFLICT; attempt++)
@@ -145,6 +147,7 @@ int product_cmd_update(sl_db *db, const product_cmd_ctx *c, const char *id,
 
 int product_demo_load(sl_db *db, const product_cmd_ctx *c, size_t *created)
 {
+    SL_ASSERT(db && c && created);
     *created = 0;
     int64_t n = 0;
     int rc = store_product_count(db, &n);

@@ -39,40 +39,10 @@ typedef struct product_worker {
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc, const char *what)
-{
-    sl_db *db = sl_svc_worker_db(w);
-    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), what, SL_LOG_STR("code", sl_errname(rc)),
-                 SL_LOG_STR("error", db ? sl_db_errmsg(db) : ""));
-    if (rc == SL_EBUSY || rc == SL_EUNAVAIL)
-        sl_respond_problem_ex(req, 503, "the catalogue database is unavailable", NULL);
-    else
-        sl_respond_problem_ex(req, 500, "the catalogue database failed", NULL);
-}
-
+/* 404 for an id that is malformed or names no product: the same answer either way. */
 static void respond_not_found(sl_http_req *req)
 {
-    sl_respond_problem_ex(req, 404, "no such product", NULL);
-}
-
-static void respond_owned(sl_http_req *req, int status, json_t *v)
-{
-    if (!v) {
-        sl_respond_problem_ex(req, 500, "out of memory", NULL);
-        return;
-    }
-    sl_respond_json_value(req, status, v);
-    json_decref(v);
-}
-
-/* The {id} path parameter as a NUL-terminated id; 0 when it is not a product id. */
-static int path_id(sl_http_req *req, char id[SL_DB_UUID_STR])
-{
-    sl_slice v = sl_route_param(&req->params, "id");
-    if (!v.ptr || !product_id_valid(v.ptr, v.len)) return 0;
-    memcpy(id, v.ptr, v.len);
-    id[v.len] = '\0';
-    return 1;
+    sl_respond_field(req, 404, "id", "no such product", "no such resource");
 }
 
 /* Runs the projection after a command so the change shows in reads at once. A failure is only
@@ -135,7 +105,7 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     int rc = store_view_list(sl_svc_worker_db(w), q, q->nids ? add_keyed : add_item,
                              q->nids ? (void *)found : (void *)items, &total);
     if (rc != 0) {
-        respond_db_error(req, w, rc, "listing products failed");
+        sl_respond_db_error(req, rc, "listing products failed");
         goto out;
     }
     /* A batch answers in the order asked, each id once, unknown ids left out. */
@@ -147,9 +117,9 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
         q->page = 1;
         q->per_page = (int64_t)q->nids;
     }
-    respond_owned(req, 200,
-                  json_pack("{s:O,s:I,s:I,s:I}", "items", items, "page", (json_int_t)q->page,
-                            "per_page", (json_int_t)q->per_page, "total", (json_int_t)total));
+    sl_respond_owned(req, 200,
+                     json_pack("{s:O,s:I,s:I,s:I}", "items", items, "page", (json_int_t)q->page,
+                               "per_page", (json_int_t)q->per_page, "total", (json_int_t)total));
 out:
     json_decref(items);
     json_decref(found);
@@ -166,18 +136,15 @@ static int keep_one(void *data, const product_row *r)
 static void h_get(sl_http_req *req, sl_svc_worker *w)
 {
     char id[SL_DB_UUID_STR];
-    if (!path_id(req, id)) {
-        respond_not_found(req);
-        return;
-    }
+    if (sl_req_path_id(req, "id", "product", product_id_valid, id, sizeof id) != 0) return;
     json_t *item = NULL;
     int rc = store_view_get(sl_svc_worker_db(w), id, keep_one, &item);
     if (rc == SL_ENOTFOUND)
         respond_not_found(req);
     else if (rc != 0)
-        respond_db_error(req, w, rc, "reading a product failed");
+        sl_respond_db_error(req, rc, "reading a product failed");
     else
-        respond_owned(req, 200, item);
+        sl_respond_owned(req, 200, item);
     if (rc != 0) json_decref(item);
 }
 
@@ -205,13 +172,13 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
             sl_json_errors_add(&errs, "sku", "is already taken");
             sl_respond_problem_ex(req, 409, "a product with this sku exists", &errs);
         } else if (rc != 0) {
-            respond_db_error(req, w, rc, "creating a product failed");
+            sl_respond_db_error(req, rc, "creating a product failed");
         } else {
             SL_LOG_INFO(sl_svc_worker_log(w), sl_req_trace(req), "product created",
                         SL_LOG_STR("product_id", p->id), SL_LOG_STR("sku", p->sku),
                         SL_LOG_STR("by", who.user_id));
             project_now(w, req);
-            respond_owned(req, 201, product_json(p, local_available(db, p->id)));
+            sl_respond_owned(req, 201, product_json(p, local_available(db, p->id)));
         }
     }
     free(p);
@@ -223,10 +190,7 @@ static void h_update(sl_http_req *req, sl_svc_worker *w)
     sl_identity who;
     if (sl_req_require_identity(req, 1, &who) != 0) return;
     char id[SL_DB_UUID_STR];
-    if (!path_id(req, id)) {
-        respond_not_found(req);
-        return;
-    }
+    if (sl_req_path_id(req, "id", "product", product_id_valid, id, sizeof id) != 0) return;
     json_t *body;
     if (sl_req_json_body(req, &body) != 0) return;
     product *p = malloc(sizeof *p);
@@ -246,10 +210,10 @@ static void h_update(sl_http_req *req, sl_svc_worker *w)
         } else if (rc == SL_ECONFLICT) {
             sl_respond_problem_ex(req, 409, "the product changed concurrently; retry", NULL);
         } else if (rc != 0) {
-            respond_db_error(req, w, rc, "updating a product failed");
+            sl_respond_db_error(req, rc, "updating a product failed");
         } else {
             project_now(w, req);
-            respond_owned(req, 200, product_json(p, local_available(db, p->id)));
+            sl_respond_owned(req, 200, product_json(p, local_available(db, p->id)));
         }
     }
     free(p);
@@ -266,12 +230,12 @@ static void h_rebuild(sl_http_req *req, sl_svc_worker *w)
     int64_t products = 0;
     if (rc == 0) rc = store_product_count(db, &products);
     if (rc != 0) {
-        respond_db_error(req, w, rc, "rebuilding the read model failed");
+        sl_respond_db_error(req, rc, "rebuilding the read model failed");
         return;
     }
     SL_LOG_INFO(sl_svc_worker_log(w), sl_req_trace(req), "read model rebuilt",
                 SL_LOG_INT("events", (int64_t)events), SL_LOG_STR("by", who.user_id));
-    respond_owned(
+    sl_respond_owned(
         req, 200,
         json_pack("{s:I,s:I}", "events", (json_int_t)events, "products", (json_int_t)products));
 }
