@@ -1,5 +1,8 @@
 /*
- * shoal-user's definition (routes, subscriptions, migrations) and lifecycle:
+ * shoal-user's definition (routes, subscriptions, migrations), its thin HTTP
+ * handlers (POST /register and /login, GET /.well-known/jwks.json, GET and
+ * PATCH /users/me, GET /users/{id}, GET /users; they validate the input and
+ * hand over to commands.c and reads.c), and its lifecycle:
  * configuration (`user.*`), the token signing key and the JWKS, the dummy
  * hash that keeps unknown-email logins as slow as wrong passwords, the
  * per-worker state (password limiter, login rate limiter, the local
@@ -8,6 +11,7 @@
 #include "user_int.h"
 
 #include <shoal/config.h>
+#include <shoal/identity.h>
 #include <shoal/log.h>
 #include <shoal/rand.h>
 
@@ -335,16 +339,244 @@ static void worker_fini(sl_svc_worker *w)
     }
 }
 
+/* ---- HTTP handlers (internal paths; the gateway maps /api/v1/...) -------------------------- */
+
+static user_worker *worker_of(sl_svc_worker *w)
+{
+    return sl_svc_worker_data(w);
+}
+
+/* Wipes a password in the parsed document and in the request body. The jansson string and
+ * the body bytes are owned by this request and never read again, so the const is cast away
+ * only to zero them. */
+static void wipe_password(sl_http_req *req, json_t *doc)
+{
+    json_t *p = json_object_get(doc, "password");
+    if (json_is_string(p)) sodium_memzero((char *)json_string_value(p), json_string_length(p));
+    if (req->body.len) sodium_memzero((char *)req->body.ptr, req->body.len);
+}
+
+static void field_error(sl_json_errors *errs, const char *field, int rc, const char *why)
+{
+    if (rc != 0) sl_json_errors_add(errs, field, "%s", why);
+}
+
+static void h_register(sl_http_req *req, sl_svc_worker *w)
+{
+    user_worker *uw = worker_of(w);
+    json_t *doc;
+    if (sl_req_json_body(req, &doc) != 0) return;
+    const char *email = NULL, *pw = NULL, *name = NULL;
+    const sl_json_field fields[] = {
+        {.name = "email", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .out = &email},
+        {.name = "password", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .out = &pw},
+        {.name = "name", .kind = SL_JSON_STRING, .flags = SL_JSON_REQUIRED, .out = &name},
+    };
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    int bad = sl_json_read(doc, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs) != 0;
+    char nemail[USER_EMAIL_MAX + 1], nname[USER_NAME_MAX_BYTES + 1];
+    const char *why = NULL;
+    int rc;
+    if (email) {
+        rc = user_email_normalize(email, strlen(email), nemail, &why);
+        field_error(&errs, "email", rc, why);
+        bad |= rc != 0;
+    }
+    if (pw) {
+        rc = user_password_check(pw, strlen(pw), &why);
+        field_error(&errs, "password", rc, why);
+        bad |= rc != 0;
+    }
+    if (name) {
+        rc = user_name_check(name, strlen(name), nname, &why);
+        field_error(&errs, "name", rc, why);
+        bad |= rc != 0;
+    }
+    if (bad)
+        sl_respond_invalid(req, &errs);
+    else
+        user_cmd_register(req, uw, nemail, nname, pw, strlen(pw));
+    wipe_password(req, doc);
+    json_decref(doc);
+}
+
+static void h_login(sl_http_req *req, sl_svc_worker *w)
+{
+    user_worker *uw = worker_of(w);
+    json_t *doc;
+    if (sl_req_json_body(req, &doc) != 0) return;
+    const char *email = NULL, *pw = NULL;
+    const sl_json_field fields[] = {
+        {.name = "email",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .max = USER_EMAIL_INPUT_MAX,
+         .out = &email},
+        {.name = "password",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .max = USER_PASSWORD_MAX_CHARS,
+         .max_bytes = USER_PASSWORD_MAX_BYTES,
+         .out = &pw},
+    };
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    if (sl_json_read(doc, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs) != 0) {
+        sl_respond_invalid(req, &errs);
+        goto out;
+    }
+    char nemail[USER_EMAIL_MAX + 1];
+    int email_ok = user_email_normalize(email, strlen(email), nemail, NULL) == 0;
+    int64_t wait_ms = 0;
+    /* Per account (the normalised email), per worker. A malformed email names no account. */
+    if (email_ok && sl_ratelimit_take(uw->rl, nemail, strlen(nemail), &wait_ms) == SL_ELIMIT) {
+        SL_LOG_INFO(sl_svc_worker_log(w), sl_req_trace(req), "login rate limited");
+        sl_respond_problem_reason(req, 429, NULL,
+                                  "too many login attempts for this account; try again later", NULL,
+                                  user_retry_after_s(wait_ms));
+        goto out;
+    }
+    user_cmd_login(req, uw, nemail, email_ok, pw, strlen(pw));
+out:
+    wipe_password(req, doc);
+    json_decref(doc);
+}
+
+/* ---- GET /.well-known/jwks.json ------------------------------------------------------------- */
+
+static void h_jwks(sl_http_req *req, sl_svc_worker *w)
+{
+    const user_svc *us = worker_of(w)->svc;
+    sl_http_header hs[2] = {{{"Content-Type", 12}, {"application/json", 16}},
+                            {{"Cache-Control", 13}, {"public, max-age=300", 19}}};
+    sl_http_respond(req, 200, hs, 2, us->jwks, us->jwks_len);
+}
+
+static void h_me_get(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    read_wait rw;
+    int rc = user_read_prepare(req, w, &rw, &errs);
+    if (rc == SL_EINVAL) sl_respond_problem_ex(req, 400, "invalid query parameter", &errs);
+    if (rc != 0) return;
+    size_t n = strlen(id.user_id);
+    if (!user_id_valid(id.user_id, n)) { /* a service identity, say: it has no profile */
+        sl_respond_problem_ex(req, 404, "no such user", NULL);
+        return;
+    }
+    rw.kind = READ_ONE;
+    memcpy(rw.id, id.user_id, n + 1);
+    user_read_start(&rw);
+}
+
+static void h_get(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    sl_slice p = sl_route_param(&req->params, "id");
+    if (!p.ptr || !user_id_valid(p.ptr, p.len))
+        sl_json_errors_add(&errs, "user_id", "must be a user id (a UUID)");
+    read_wait rw;
+    int rc = user_read_prepare(req, w, &rw, &errs);
+    if (rc == 0 && errs.count) rc = SL_EINVAL;
+    if (rc == SL_EINVAL) sl_respond_problem_ex(req, 400, "invalid request", &errs);
+    if (rc != 0) return;
+    rw.kind = READ_ONE;
+    memcpy(rw.id, p.ptr, p.len);
+    rw.id[p.len] = '\0';
+    /* Another customer's id: 404 whether it exists or not (API.md: no existence leak). */
+    if (!user_may_read(id.user_id, id.role, rw.id)) {
+        sl_respond_problem_ex(req, 404, "no such user", NULL);
+        return;
+    }
+    user_read_start(&rw);
+}
+
+static void h_list(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    read_wait rw;
+    int rc = user_read_prepare(req, w, &rw, &errs);
+    if (rc != 0 && rc != SL_EINVAL) return;
+    int bad = rc != 0;
+    bad |= sl_req_page(req, &rw.page, &rw.per_page, &errs) != 0;
+    sl_slice role;
+    if (sl_http_query_param(req->query, "role", &role) && role.len > 0) {
+        if (sl_slice_eq(role, "customer") || sl_slice_eq(role, "admin")) {
+            memcpy(rw.role, role.ptr, role.len);
+            rw.role[role.len] = '\0';
+        } else {
+            sl_json_errors_add(&errs, "role", "must be customer or admin");
+            bad = 1;
+        }
+    }
+    if (bad) {
+        sl_respond_problem_ex(req, 400, "invalid query parameter", &errs);
+        return;
+    }
+    rw.kind = READ_LIST;
+    user_read_start(&rw);
+}
+
+static void h_me_patch(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    json_t *doc;
+    if (sl_req_json_body(req, &doc) != 0) return;
+    const char *email = NULL, *name = NULL;
+    const sl_json_field fields[] = {
+        {.name = "name", .kind = SL_JSON_STRING, .out = &name},
+        {.name = "email", .kind = SL_JSON_STRING, .out = &email},
+    };
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    int bad = sl_json_read(doc, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs) != 0;
+    char nemail[USER_EMAIL_MAX + 1], nname[USER_NAME_MAX_BYTES + 1];
+    const char *why = NULL;
+    int rc;
+    if (email) {
+        rc = user_email_normalize(email, strlen(email), nemail, &why);
+        field_error(&errs, "email", rc, why);
+        bad |= rc != 0;
+    }
+    if (name) {
+        rc = user_name_check(name, strlen(name), nname, &why);
+        field_error(&errs, "name", rc, why);
+        bad |= rc != 0;
+    }
+    if (!bad && !email && !name) {
+        sl_json_errors_add(&errs, "", "must contain name or email");
+        bad = 1;
+    }
+    json_decref(doc);
+    if (bad) {
+        sl_respond_invalid(req, &errs);
+        return;
+    }
+    user_cmd_update(req, worker_of(w), id.user_id, email ? nemail : NULL, name ? nname : NULL);
+}
+
+
 /* ---- the definition ------------------------------------------------------------------------ */
 
 static const sl_route_def routes[] = {
-    {SL_HTTP_POST, "/register", user_h_register, 16 * 1024},
-    {SL_HTTP_POST, "/login", user_h_login, 16 * 1024},
-    {SL_HTTP_GET, "/.well-known/jwks.json", user_h_jwks, 0},
-    {SL_HTTP_GET, "/users/me", user_h_me_get, 0},
-    {SL_HTTP_PATCH, "/users/me", user_h_me_patch, 16 * 1024},
-    {SL_HTTP_GET, "/users/{id}", user_h_get, 0},
-    {SL_HTTP_GET, "/users", user_h_list, 0},
+    {SL_HTTP_POST, "/register", h_register, 16 * 1024},
+    {SL_HTTP_POST, "/login", h_login, 16 * 1024},
+    {SL_HTTP_GET, "/.well-known/jwks.json", h_jwks, 0},
+    {SL_HTTP_GET, "/users/me", h_me_get, 0},
+    {SL_HTTP_PATCH, "/users/me", h_me_patch, 16 * 1024},
+    {SL_HTTP_GET, "/users/{id}", h_get, 0},
+    {SL_HTTP_GET, "/users", h_list, 0},
 };
 
 static const sl_subscription_def subscriptions[] = {

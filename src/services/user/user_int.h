@@ -1,6 +1,7 @@
 /*
- * Internals shared by user.c (definition, configuration, keys, admin
- * bootstrap, worker lifecycle) and handlers.c (the HTTP handlers).
+ * Internals shared by user.c (definition, thin HTTP handlers, configuration,
+ * keys, admin bootstrap, worker lifecycle), commands.c (register, login,
+ * profile changes) and reads.c (reads with read-your-writes).
  */
 #ifndef SHOAL_SVC_USER_INT_H
 #define SHOAL_SVC_USER_INT_H
@@ -50,16 +51,50 @@ typedef struct user_worker {
     read_wait *waits; /* read-your-writes waits in progress */
 } user_worker;
 
-/* Handlers (handlers.c). */
-void user_h_register(sl_http_req *req, sl_svc_worker *w);
-void user_h_login(sl_http_req *req, sl_svc_worker *w);
-void user_h_jwks(sl_http_req *req, sl_svc_worker *w);
-void user_h_me_get(sl_http_req *req, sl_svc_worker *w);
-void user_h_me_patch(sl_http_req *req, sl_svc_worker *w);
-void user_h_get(sl_http_req *req, sl_svc_worker *w);
-void user_h_list(sl_http_req *req, sl_svc_worker *w);
+/* ---- commands (commands.c): each answers the request, now or when its work is done ------- */
 
-/* Answers every read wait of `uw` with 503 (worker stopping). */
+/* Registers (email, name) with the password's hash; 201 with the user, 409 for a taken email. */
+void user_cmd_register(sl_http_req *req, user_worker *uw, const char *email, const char *name,
+                       const char *pw, size_t pwlen);
+
+/* Verifies the password of `email` (email_ok 0: malformed, names no account); 200 with a
+ * token, or 401 whether the email is unknown or the password wrong. */
+void user_cmd_login(sl_http_req *req, user_worker *uw, const char *email, int email_ok,
+                    const char *pw, size_t pwlen);
+
+/* Changes the email and/or name (NULL: keep) of `user_id`; 200 with the user. */
+void user_cmd_update(sl_http_req *req, user_worker *uw, const char *user_id, const char *email,
+                     const char *name);
+
+/* Answers `status` with the user and its write position. */
+void user_respond_user(sl_http_req *req, int status, const user_state *u);
+
+/* ---- reads with read-your-writes (reads.c) ------------------------------------------------- */
+
+typedef enum { READ_ONE, READ_LIST } read_kind;
+
+struct read_wait {
+    uv_timer_t timer;
+    sl_http_req *req;
+    user_worker *uw;
+    read_kind kind;
+    char id[USER_ID_MAX + 1];
+    char role[USER_ROLE_MAX + 1]; /* "" = every role */
+    int64_t page, per_page, min_position;
+    uint64_t deadline; /* uv_now() ms */
+    read_wait *next;
+};
+
+/*
+ * Fills the common part of a read (request, worker, ?min_position=). Returns 0; SL_EINVAL
+ * with the problem in errs (the caller answers 400); or a database error, answered.
+ */
+int user_read_prepare(sl_http_req *req, sl_svc_worker *w, read_wait *rw, sl_json_errors *errs);
+
+/* Serves the read now, or waits for the read model on a timer (a copy of `tmpl`). */
+void user_read_start(const read_wait *tmpl);
+
+/* Answers every read wait of `uw` with 503 (worker stopping; reads.c). */
 void user_waits_abort(user_worker *uw);
 
 /* Drops one reference; frees `uw` when it is closing and the last one is gone. */
