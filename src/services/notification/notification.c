@@ -44,21 +44,6 @@ static int64_t wall_ms(void)
     return sl_clock_wall_ms(sl_clock_system());
 }
 
-/* ---- events ------------------------------------------------------------------------------ */
-
-int notif_apply(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
-{
-    (void)svc;
-    notif_msg m;
-    int rc = notif_compose(msg->type ? msg->type : msg->topic, msg->data, &m, reason, cap);
-    if (rc) return rc;
-    int seen;
-    if ((rc = notif_seen(tx, msg->id, &seen)) != 0 || seen) return rc; /* once per event */
-    m.created_ms = wall_ms();
-    if ((rc = sl_db_uuid7(m.created_ms, m.notification_id)) != 0) return rc;
-    return notif_record(tx, &m, msg->id);
-}
-
 /* ---- delivery pump ----------------------------------------------------------------------- */
 
 static void pump_run(pump *p);
@@ -240,15 +225,12 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
                    : SL_ENOMEM;
     if (rc != 0) {
         json_decref(items);
-        SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "notification list failed",
-                     SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
-        sl_respond_problem_ex(req, 503, "the notification store is unavailable", NULL);
+        sl_respond_db_error(req, rc, "notification list failed");
         return;
     }
-    json_t *out = json_pack("{s:o,s:I,s:I,s:I}", "items", items, "page", (json_int_t)page,
-                            "per_page", (json_int_t)per_page, "total", (json_int_t)total);
-    sl_respond_json_value(req, 200, out);
-    json_decref(out);
+    sl_respond_owned(req, 200,
+                     json_pack("{s:o,s:I,s:I,s:I}", "items", items, "page", (json_int_t)page,
+                               "per_page", (json_int_t)per_page, "total", (json_int_t)total));
 }
 
 static const sl_route_def routes[] = {

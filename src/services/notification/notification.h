@@ -3,7 +3,8 @@
  * composing a notification from an order or payment event (domain.c), its
  * tables (store.c), the pluggable senders — a mailbox of files per user
  * (sender_file.c) and a minimal SMTP client over libuv (sender_smtp.c) —
- * and the service definition with its delivery pump (notification.c).
+ * the event applier (events.c) and the service definition with its delivery
+ * pump (notification.c).
  *
  * Threads: a sender and the pump belong to one loop thread (worker 0).
  */
@@ -107,7 +108,7 @@ int notif_smtp_sender_new(uv_loop_t *loop, const notif_smtp_config *cfg,
  * Returns owned text (free with free()) or NULL. Exposed for tests. */
 char *notif_smtp_message(const notif_smtp_config *cfg, const notif_msg *m, size_t *len);
 
-/* ---- events ------------------------------------------------------------------------------ */
+/* ---- events (events.c) ------------------------------------------------------------------ */
 
 /* sl_event_apply_cb for every consumed topic: compose, record once. */
 int notif_apply(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
