@@ -69,6 +69,7 @@ json_t *inv_stock_json(const inv_stock *s)
 int inv_emit(sl_db *tx, const char *type, const char *subject, json_t *data,
              const char *traceparent, int64_t now_ms)
 {
+    SL_ASSERT(tx && type && subject);
     if (!data) return SL_ENOMEM;
     char *json = sl_json_dump(data, NULL);
     json_decref(data);
@@ -188,6 +189,7 @@ fail:
 int inv_op_reserve(sl_db *db, const char *order_id, const inv_item *items, size_t n, int64_t now_ms,
                    int64_t ttl_ms, const char *traceparent, inv_reserve_result *out)
 {
+    SL_ASSERT(db && order_id && items && n > 0 && n <= INV_ITEMS_MAX && out);
     if (n == 0 || n > INV_ITEMS_MAX) return SL_EINVAL;
     int rc = SL_EBUSY;
     for (int i = 0; i < TX_TRIES && retryable(rc); i++)
@@ -251,6 +253,7 @@ static int release_in_tx(sl_db *tx, const char *order_id, const char *reason, in
 int inv_op_commit_tx(sl_db *tx, const char *order_id, int64_t now_ms, const char *tp,
                      inv_action *action, inv_reservation *r)
 {
+    SL_ASSERT(tx && order_id && action && r);
     int rc = inv_store_res_get(tx, order_id, r);
     if (rc != 0 && rc != SL_ENOTFOUND) return rc;
     int exists = rc == 0;
@@ -275,6 +278,7 @@ int inv_op_commit_tx(sl_db *tx, const char *order_id, int64_t now_ms, const char
 int inv_op_release(sl_db *db, const char *order_id, const char *reason, int64_t now_ms,
                    const char *traceparent, inv_action *action, inv_reservation *out)
 {
+    SL_ASSERT(db && order_id && reason && action && out);
     int expiry = strcmp(reason, "expired") == 0;
     int rc = SL_EBUSY;
     for (int i = 0; i < TX_TRIES && retryable(rc); i++) {
@@ -291,6 +295,7 @@ int inv_op_release(sl_db *db, const char *order_id, const char *reason, int64_t 
 int inv_op_commit(sl_db *db, const char *order_id, int64_t now_ms, const char *traceparent,
                   inv_action *action, inv_reservation *out)
 {
+    SL_ASSERT(db && order_id && action && out);
     int rc = SL_EBUSY;
     for (int i = 0; i < TX_TRIES && retryable(rc); i++) {
         if ((rc = sl_db_begin(db)) != 0) continue;
@@ -308,6 +313,7 @@ int inv_op_commit(sl_db *db, const char *order_id, int64_t now_ms, const char *t
 int inv_op_restock_tx(sl_db *tx, const char *product_id, int64_t qty, int64_t now_ms,
                       const char *traceparent, inv_stock *out)
 {
+    SL_ASSERT(tx && product_id && out);
     int64_t ignored;
     if (inv_restock_apply(0, qty, &ignored) != 0) return SL_EINVAL;
     int ok = 0;
@@ -322,6 +328,7 @@ int inv_op_restock_tx(sl_db *tx, const char *product_id, int64_t qty, int64_t no
 int inv_op_restock(sl_db *db, const char *product_id, int64_t qty, int64_t now_ms,
                    const char *traceparent, inv_stock *out)
 {
+    SL_ASSERT(db && product_id && out);
     int rc = SL_EBUSY;
     for (int i = 0; i < TX_TRIES && retryable(rc); i++) {
         if ((rc = sl_db_begin(db)) != 0) continue;
@@ -337,6 +344,7 @@ int inv_op_restock(sl_db *db, const char *product_id, int64_t qty, int64_t now_m
 int inv_op_expire_due(sl_db *db, int64_t now_ms, size_t max, size_t *released,
                       void (*on_expired)(void *data, const inv_reservation *r), void *data)
 {
+    SL_ASSERT(db && released);
     char ids[64][INV_ID_MAX + 1];
     size_t n = 0;
     *released = 0;

@@ -17,6 +17,7 @@
 
 int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
+    SL_ASSERT(tx && msg);
     (void)svc;
     const char *pid = NULL;
     int64_t initial = 0;
@@ -53,6 +54,7 @@ int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char 
 
 int inv_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
+    SL_ASSERT(tx && msg);
     const char *oid = NULL;
     const sl_json_field f[] = {
         {.name = "order_id",

@@ -129,6 +129,7 @@ int order_sagas_init(order_sagas *s, const order_saga_config *c)
 
 int order_saga_id(char out[SL_SAGA_ID_MAX + 1], const char *prefix, const char *order_id)
 {
+    SL_ASSERT(out && prefix && order_id);
     size_t a = strlen(prefix), b = strlen(order_id);
     if (a + b > SL_SAGA_ID_MAX) return SL_ELIMIT;
     memcpy(out, prefix, a);
@@ -582,6 +583,7 @@ static void recover(order_worker *ow)
 
 int order_worker_new(sl_svc_worker *w, order_worker **out)
 {
+    SL_ASSERT(w && out);
     order_worker *ow = calloc(1, sizeof *ow);
     if (!ow) return SL_ENOMEM;
     ow->w = w;

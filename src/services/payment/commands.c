@@ -170,6 +170,7 @@ static json_t *balance_json(const pay_account *a)
 
 int pay_open_in_tx(sl_db *tx, const char *user_id, int64_t now_ms)
 {
+    SL_ASSERT(tx && user_id);
     const char *ids[] = {user_id};
     int rc = pay_lock_wallets(tx, ids, 1);
     if (rc) return rc;
@@ -200,6 +201,7 @@ static int fn_open(pay_env *env, sl_db *tx, const void *args, int64_t now, pay_a
 
 int pay_cmd_open(pay_env *env, const char *user_id, pay_answer *ans)
 {
+    SL_ASSERT(env && env->db && user_id && ans);
     return run(env, NULL, fn_open, user_id, ans);
 }
 
@@ -251,6 +253,7 @@ out:
 int pay_cmd_deposit(pay_env *env, const pay_idem *idem, const char *user_id, int64_t amount,
                     pay_answer *ans)
 {
+    SL_ASSERT(env && env->db && user_id && ans);
     money_args m = {user_id, NULL, amount};
     return run(env, idem, fn_deposit, &m, ans);
 }
@@ -297,6 +300,7 @@ out:
 int pay_cmd_transfer(pay_env *env, const pay_idem *idem, const char *from, const char *to,
                      int64_t amount, pay_answer *ans)
 {
+    SL_ASSERT(env && env->db && from && to && ans);
     money_args m = {from, to, amount};
     return run(env, idem, fn_transfer, &m, ans);
 }
@@ -382,6 +386,7 @@ out:
 int pay_cmd_charge(pay_env *env, const pay_idem *idem, const char *order_id, const char *user_id,
                    int64_t amount, pay_answer *ans)
 {
+    SL_ASSERT(env && env->db && order_id && user_id && ans);
     money_args m = {user_id, order_id, amount};
     return run(env, idem, fn_charge, &m, ans);
 }
@@ -454,6 +459,7 @@ out:
 int pay_cmd_refund(pay_env *env, const pay_idem *idem, const char *order_id, const char *user_id,
                    pay_answer *ans)
 {
+    SL_ASSERT(env && env->db && order_id && ans);
     money_args m = {user_id, order_id, 0};
     return run(env, idem, fn_refund, &m, ans);
 }
