@@ -356,9 +356,28 @@ static void wipe_password(sl_http_req *req, json_t *doc)
     if (req->body.len) sodium_memzero((char *)req->body.ptr, req->body.len);
 }
 
-static void field_error(sl_json_errors *errs, const char *field, int rc, const char *why)
+/*
+ * Checks and normalises the fields present (NULL: absent), in the order email, password, name,
+ * into nemail and nname; records each failure in errs. Returns 1 when one failed.
+ */
+static int check_fields(sl_json_errors *errs, const char *email, char *nemail, const char *pw,
+                        const char *name, char *nname)
 {
-    if (rc != 0) sl_json_errors_add(errs, field, "%s", why);
+    const char *why = NULL;
+    int bad = 0;
+    if (email && user_email_normalize(email, strlen(email), nemail, &why) != 0) {
+        sl_json_errors_add(errs, "email", "%s", why);
+        bad = 1;
+    }
+    if (pw && user_password_check(pw, strlen(pw), &why) != 0) {
+        sl_json_errors_add(errs, "password", "%s", why);
+        bad = 1;
+    }
+    if (name && user_name_check(name, strlen(name), nname, &why) != 0) {
+        sl_json_errors_add(errs, "name", "%s", why);
+        bad = 1;
+    }
+    return bad;
 }
 
 static void h_register(sl_http_req *req, sl_svc_worker *w)
@@ -376,23 +395,7 @@ static void h_register(sl_http_req *req, sl_svc_worker *w)
     sl_json_errors_init(&errs);
     int bad = sl_json_read(doc, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs) != 0;
     char nemail[USER_EMAIL_MAX + 1], nname[USER_NAME_MAX_BYTES + 1];
-    const char *why = NULL;
-    int rc;
-    if (email) {
-        rc = user_email_normalize(email, strlen(email), nemail, &why);
-        field_error(&errs, "email", rc, why);
-        bad |= rc != 0;
-    }
-    if (pw) {
-        rc = user_password_check(pw, strlen(pw), &why);
-        field_error(&errs, "password", rc, why);
-        bad |= rc != 0;
-    }
-    if (name) {
-        rc = user_name_check(name, strlen(name), nname, &why);
-        field_error(&errs, "name", rc, why);
-        bad |= rc != 0;
-    }
+    bad |= check_fields(&errs, email, nemail, pw, name, nname);
     if (bad)
         sl_respond_invalid(req, &errs);
     else
@@ -542,18 +545,7 @@ static void h_me_patch(sl_http_req *req, sl_svc_worker *w)
     sl_json_errors_init(&errs);
     int bad = sl_json_read(doc, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs) != 0;
     char nemail[USER_EMAIL_MAX + 1], nname[USER_NAME_MAX_BYTES + 1];
-    const char *why = NULL;
-    int rc;
-    if (email) {
-        rc = user_email_normalize(email, strlen(email), nemail, &why);
-        field_error(&errs, "email", rc, why);
-        bad |= rc != 0;
-    }
-    if (name) {
-        rc = user_name_check(name, strlen(name), nname, &why);
-        field_error(&errs, "name", rc, why);
-        bad |= rc != 0;
-    }
+    bad |= check_fields(&errs, email, nemail, NULL, name, nname);
     if (!bad && !email && !name) {
         sl_json_errors_add(&errs, "", "must contain name or email");
         bad = 1;
