@@ -363,3 +363,40 @@ int inv_op_expire_due(sl_db *db, int64_t now_ms, size_t max, size_t *released,
     free(r);
     return rc;
 }
+
+int inv_cmd_restock(sl_http_req *req, sl_db *db, const sl_req_idem *k, const char *product_id,
+                    int64_t qty, int64_t now_ms, int *status, json_t **body)
+{
+    SL_ASSERT(req && db && k && product_id && status && body);
+    *status = 0;
+    *body = NULL;
+    int rc = sl_db_begin(db);
+    if (rc != 0) return rc;
+    /* The canonical request: path and the validated quantity. */
+    char canon[160];
+    int cl = snprintf(canon, sizeof canon, "restock %s %lld", product_id, (long long)qty);
+    if ((rc = sl_req_idem_claim(req, db, k, canon, (size_t)cl, NULL)) == 1) return INV_CMD_ANSWERED;
+    inv_stock s;
+    const char *tp = req->traceparent[0] ? req->traceparent : NULL;
+    if (rc == 0) rc = inv_op_restock_tx(db, product_id, qty, now_ms, tp, &s);
+    if (rc == SL_ENOTFOUND || rc == SL_ELIMIT) {
+        /* A refusal changes nothing and is not remembered: the same key may be retried. */
+        sl_db_rollback(db);
+        *status = rc == SL_ENOTFOUND ? 404 : 409;
+        return 0;
+    }
+    if (rc == 0) {
+        *body = json_pack("{s:s, s:I}", "product_id", product_id, "available",
+                          (json_int_t)(s.stock - s.reserved));
+        rc = *body ? sl_req_idem_finish(db, k, 200, *body) : SL_ENOMEM;
+    }
+    if (rc == 0) rc = sl_db_commit(db);
+    if (rc != 0) {
+        sl_db_rollback(db);
+        json_decref(*body);
+        *body = NULL;
+        return rc;
+    }
+    *status = 200;
+    return 0;
+}

@@ -248,29 +248,6 @@ static void h_get_stock(sl_http_req *req, sl_svc_worker *w)
         sl_respond_owned(req, 200, inv_stock_json(&s));
 }
 
-/* Restock inside an open transaction; fills the status and body to answer with. */
-static int restock_tx(sl_db *db, const char *pid, int64_t qty, const char *tp, int *status,
-                      json_t **body)
-{
-    inv_stock s;
-    int rc = inv_op_restock_tx(db, pid, qty, now_ms(), tp, &s);
-    if (rc == SL_ENOTFOUND) {
-        *status = 404;
-        *body = NULL;
-        return 0;
-    }
-    if (rc == SL_ELIMIT) {
-        *status = 409;
-        *body = NULL;
-        return 0;
-    }
-    if (rc != 0) return rc;
-    *status = 200;
-    *body =
-        json_pack("{s:s, s:I}", "product_id", pid, "available", (json_int_t)(s.stock - s.reserved));
-    return *body ? 0 : SL_ENOMEM;
-}
-
 static void answer_restock(sl_http_req *req, int status, json_t *body)
 {
     if (status == 404)
@@ -308,31 +285,15 @@ static void h_restock(sl_http_req *req, sl_svc_worker *w)
     /* Idempotency-Key: same key and request → the first answer, no second effect. */
     sl_req_idem k;
     if (sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0) return;
-    sl_db *db = sl_svc_worker_db(w);
     int status = 0;
     json_t *body = NULL;
-    if ((rc = sl_db_begin(db)) != 0) goto fail;
-    /* The canonical request: path and the validated quantity. */
-    char canon[160];
-    int cl = snprintf(canon, sizeof canon, "restock %s %lld", pid, (long long)qty);
-    if ((rc = sl_req_idem_claim(req, db, &k, canon, (size_t)cl, NULL)) == 1) return;
-    if (rc != 0) goto fail;
-    if ((rc = restock_tx(db, pid, qty, traceparent_of(req), &status, &body)) != 0) goto fail;
-    if (status != 200) {
-        /* A refusal changes nothing and is not remembered: the same key may be retried. */
-        sl_db_rollback(db);
-        answer_restock(req, status, NULL);
-        return;
-    }
-    if ((rc = sl_req_idem_finish(db, &k, 200, body)) != 0) goto fail;
-    if ((rc = sl_db_commit(db)) != 0) goto fail;
-    answer_restock(req, 200, body);
+    rc = inv_cmd_restock(req, sl_svc_worker_db(w), &k, pid, qty, now_ms(), &status, &body);
+    if (rc == INV_CMD_ANSWERED) return;
+    if (rc != 0)
+        sl_respond_db_error(req, rc, NULL);
+    else
+        answer_restock(req, status, body);
     json_decref(body);
-    return;
-fail:
-    sl_db_rollback(db);
-    json_decref(body);
-    sl_respond_db_error(req, rc, NULL);
 }
 
 static void h_audit(sl_http_req *req, sl_svc_worker *w)

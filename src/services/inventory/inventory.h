@@ -199,6 +199,18 @@ int inv_op_restock(sl_db *db, const char *product_id, int64_t qty, int64_t now_m
 int inv_op_restock_tx(sl_db *tx, const char *product_id, int64_t qty, int64_t now_ms,
                       const char *traceparent, inv_stock *out) SL_MUST_CHECK;
 
+#define INV_CMD_ANSWERED 1 /* the Idempotency-Key's record answered the request; rolled back */
+
+/*
+ * POST /stock/{product_id}/restock in one transaction with its Idempotency-Key `k`: claims
+ * the key, restocks, stores the answer {product_id, available} under the key. Returns 0 with
+ * *status 200 and *body (returns owned) after the commit, or with *status 404 (unknown
+ * product) or 409 (over the stock's maximum) and nothing written or remembered;
+ * INV_CMD_ANSWERED; or a database error (rolled back).
+ */
+int inv_cmd_restock(sl_http_req *req, sl_db *db, const sl_req_idem *k, const char *product_id,
+                    int64_t qty, int64_t now_ms, int *status, json_t **body) SL_MUST_CHECK;
+
 /*
  * Releases every reservation due at `now_ms` (at most `max` per call), each in its own
  * transaction, with reason "expired". Stores the number released in *released. The
