@@ -4,8 +4,8 @@
  * product price replica, its own order events for the history read model),
  * its configuration (participants' URLs, saga timing) and the per-worker saga
  * machinery (saga.c). A new order is stored `pending` with its checkout saga
- * in one transaction, answered 202 at once, and the saga started right after
- * the answer. docs/services/order.md documents the API and the decisions.
+ * in one transaction (commands.c), answered 202 at once, and the saga started
+ * right after the answer. docs/services/order.md documents the API and the decisions.
  */
 #include "order.h"
 

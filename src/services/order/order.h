@@ -2,8 +2,9 @@
  * shoal-order's internal interface: the pure rules (domain.c: the order state
  * machine, request validation, totals, how a participant's answer maps onto a
  * saga reply), the SQL (store.c), the event appliers and emission (events.c),
- * the checkout and cancel sagas with their executor (saga.c) and the service
- * definition (order.c). Tests link all of it through the svc_order library;
+ * the transactions of the HTTP API (commands.c), the checkout and cancel
+ * sagas with their executor (saga.c) and the service definition with its
+ * handlers (order.c). Tests link all of it through the svc_order library;
  * nothing here is part of libshoal. docs/services/order.md documents it.
  *
  * Threading: functions taking an sl_db run on the thread owning that

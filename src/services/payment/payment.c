@@ -2,8 +2,8 @@
  * The payment service definition: HTTP handlers for the wallet (public
  * paths /api/v1/wallet… arrive here as /wallet…), the internal charge and
  * refund endpoints of the checkout saga, the admin audit and balances list,
- * the shop.user.registered.v1 consumer that opens wallets, and the balances
- * projection driven by a timer on worker 0. Handlers validate input, then
+ * the shop.user.registered.v1 subscription (its applier is in events.c) and
+ * the balances projection driven by a timer on worker 0. Handlers validate input, then
  * call the commands of commands.c; they never touch SQL themselves.
  */
 #include "payment.h"
@@ -475,20 +475,6 @@ static void h_wallets(sl_http_req *req, sl_svc_worker *w)
     sl_respond_owned(req, 200,
                      json_pack("{s:o,s:I,s:I,s:I}", "items", items, "page", (json_int_t)page,
                                "per_page", (json_int_t)per_page, "total", (json_int_t)total));
-}
-
-/* ---- events ------------------------------------------------------------------------------ */
-
-int pay_apply_user_registered(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
-{
-    (void)svc;
-    const json_t *uid = msg->data ? json_object_get(msg->data, "user_id") : NULL;
-    if (!json_is_string(uid) ||
-        !pay_user_id_valid(json_string_value(uid), json_string_length(uid))) {
-        snprintf(reason, cap, "shop.user.registered.v1 without a valid data.user_id");
-        return SL_EPARSE;
-    }
-    return pay_open_in_tx(tx, json_string_value(uid), sl_clock_wall_ms(sl_clock_system()));
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */

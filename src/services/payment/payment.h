@@ -2,7 +2,8 @@
  * The payment service's internal interface (docs/services/payment.md): the
  * wallet aggregate and its pure rules (domain.c), its event-store access,
  * read model and audit (store.c), the commands with their transactions,
- * retries and idempotency (commands.c), and the service definition (payment.c).
+ * retries and idempotency (commands.c), the event applier (events.c) and the
+ * service definition (payment.c).
  *
  * A wallet is the event stream `account-<user_id>` in the library event
  * store; its state (pay_account) is only ever the fold of its events,
@@ -281,7 +282,7 @@ int pay_cmd_refund(pay_env *env, const pay_idem *idem, const char *order_id, con
  * shop.user.registered.v1 consumer). Returns 0 or an error. */
 int pay_open_in_tx(sl_db *tx, const char *user_id, int64_t now_ms) SL_MUST_CHECK;
 
-/* Applies one shop.user.registered.v1 event (sl_event_apply_cb). */
+/* Applies one shop.user.registered.v1 event (sl_event_apply_cb; events.c). */
 int pay_apply_user_registered(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
                               size_t cap);
 

@@ -336,32 +336,21 @@ static int advance_watermark(sl_db *tx, int64_t pos)
     return rc < 0 ? rc : 0;
 }
 
-int user_apply_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
+int user_view_put(sl_db *tx, const user_state *u)
 {
-    (void)svc;
-    const char *type = msg->type ? msg->type : msg->topic;
-    if (!type ||
-        (strcmp(type, USER_EVENT_REGISTERED) != 0 && strcmp(type, USER_EVENT_UPDATED) != 0)) {
-        snprintf(reason, cap, "type: not a user event");
-        return SL_EPARSE;
-    }
-    user_state u;
-    int rc = user_event_parse(msg->data, msg->subject, &u, reason, cap);
-    if (rc != 0) return rc;
+    SL_ASSERT(tx && u);
     char pos[24];
-    snprintf(pos, sizeof pos, "%lld", (long long)u.position);
-    const char *v[] = {u.id, u.email, u.name, u.role, u.created_at, u.updated_at, pos};
+    snprintf(pos, sizeof pos, "%lld", (long long)u->position);
+    const char *v[] = {u->id, u->email, u->name, u->role, u->created_at, u->updated_at, pos};
     /* An older state never overwrites a newer one: redelivery and reordering are harmless. */
-    rc = exec_texts(tx,
-                    "INSERT INTO user_view (id, email, name, role, created_at, updated_at, "
-                    "position) VALUES (?, ?, ?, ?, ?, ?, CAST(? AS BIGINT)) "
-                    "ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, "
-                    "role = excluded.role, updated_at = excluded.updated_at, "
-                    "position = excluded.position WHERE excluded.position > user_view.position",
-                    v, 7, NULL);
-    if (rc == 0) rc = advance_watermark(tx, u.position);
-    if (rc != 0 && rc != SL_EPARSE) snprintf(reason, cap, "database: %s", sl_errname(rc));
-    return rc;
+    int rc = exec_texts(tx,
+                        "INSERT INTO user_view (id, email, name, role, created_at, updated_at, "
+                        "position) VALUES (?, ?, ?, ?, ?, ?, CAST(? AS BIGINT)) "
+                        "ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = "
+                        "excluded.name, role = excluded.role, updated_at = excluded.updated_at, "
+                        "position = excluded.position WHERE excluded.position > user_view.position",
+                        v, 7, NULL);
+    return rc == 0 ? advance_watermark(tx, u->position) : rc;
 }
 
 /* ---- local projector ----------------------------------------------------------------------- */

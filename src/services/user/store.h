@@ -88,7 +88,14 @@ int user_view_list(sl_db *db, const char *role, int64_t page, int64_t per_page, 
 json_t *user_json(const user_state *u);
 
 /*
- * The apply function of the read model's subscriptions to shop.user.registered.v1 and
+ * Writes `u` into the read model inside `tx`: an upsert of user_view guarded by position (an
+ * older state never replaces a newer one), then the watermark moves past every contiguous
+ * applied position. Returns 0 or a database error.
+ */
+int user_view_put(sl_db *tx, const user_state *u) SL_MUST_CHECK;
+
+/*
+ * The apply function (events.c) of the read model's subscriptions to shop.user.registered.v1 and
  * shop.user.updated.v1 (sl_event_apply_cb; `svc` is unused). Runs inside the caller's
  * transaction `tx`: an upsert of user_view guarded by position (an older state never
  * replaces a newer one, so redeliveries and reordering are harmless), then the watermark
