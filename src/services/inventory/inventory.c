@@ -345,7 +345,7 @@ static void sweep(uv_timer_t *t)
 
 static int worker_init(sl_svc_worker *w)
 {
-    /* One sweeper per process is enough: worker 0 (DESIGN §4, one loop per worker). */
+    /* One sweeper per process is enough: worker 0 (each worker runs its own loop). */
     if (sl_svc_worker_index(w) != 0) return 0;
     inv_sweeper *s = calloc(1, sizeof *s);
     if (!s) return SL_ENOMEM;

@@ -2,8 +2,8 @@
  * shoal-inventory's internal interface: the pure rules (domain.c), the SQL
  * (store.c), the transactional operations that combine them with the outbox
  * (commands.c), the event appliers (events.c) and the service definition
- * (inventory.c). Tests link all of it
- * through the svc_inventory library; nothing here is part of libshoal.
+ * (inventory.c). Tests link all of it through the svc_inventory library;
+ * nothing here is part of libshoal.
  *
  * Threading: every function that takes an sl_db runs on the thread owning
  * that connection; the pure functions are thread-safe.

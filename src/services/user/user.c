@@ -493,7 +493,7 @@ static void h_get(sl_http_req *req, sl_svc_worker *w)
     rw.kind = READ_ONE;
     memcpy(rw.id, p.ptr, p.len);
     rw.id[p.len] = '\0';
-    /* Another customer's id: 404 whether it exists or not (API.md: no existence leak). */
+    /* Another customer's id: 404 whether it exists or not (no existence leak). */
     if (!user_may_read(id.user_id, id.role, rw.id)) {
         sl_respond_problem_ex(req, 404, "no such user", NULL);
         return;
