@@ -5,7 +5,8 @@
  * its configuration (participants' URLs, saga timing) and the per-worker saga
  * machinery (saga.c). A new order is stored `pending` with its checkout saga
  * in one transaction (commands.c), answered 202 at once, and the saga started
- * right after the answer. docs/services/order.md documents the API and the decisions.
+ * right after the answer. docs/services/order.md documents the API and the
+ * decisions.
  */
 #include "order.h"
 
@@ -34,15 +35,24 @@ static int is_admin(const sl_identity *id)
     return strcmp(id->role, "admin") == 0;
 }
 
+/* Answers 202 for the order `oid` with its Location: a first answer or its replay. */
+static void respond_accepted(sl_http_req *req, const char *oid, const char *body, size_t len)
+{
+    char loc[128];
+    snprintf(loc, sizeof loc, "/api/v1/orders/%s", oid);
+    sl_http_header h = {SL_SLICE_LIT("location"), {loc, strlen(loc)}};
+    sl_respond_stored(req, 202, body, len, &h, 1);
+}
+
 void order_replay(sl_http_req *req, int status, const char *body, size_t len)
 {
-    char loc[128] = "";
     json_t *v = status == 202 ? json_loadb(body ? body : "", len, 0, NULL) : NULL;
     const char *oid = json_string_value(json_object_get(v, "order_id"));
-    if (oid) snprintf(loc, sizeof loc, "/api/v1/orders/%s", oid);
+    if (oid)
+        respond_accepted(req, oid, body, len);
+    else
+        sl_respond_stored(req, status, body, len, NULL, 0);
     json_decref(v);
-    sl_http_header h = {SL_SLICE_LIT("location"), {loc, strlen(loc)}};
-    sl_respond_stored(req, status, body, len, &h, loc[0] ? 1 : 0);
 }
 
 /* ---- POST /orders --------------------------------------------------------------------------- */
@@ -92,12 +102,9 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
         sl_respond_db_error(req, rc, NULL);
         goto done;
     }
-    char loc[128];
-    snprintf(loc, sizeof loc, "/api/v1/orders/%s", o->order_id);
-    char *text = sl_json_dump(answer, NULL);
-    sl_http_header h[2] = {{SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")},
-                           {SL_SLICE_LIT("location"), {loc, strlen(loc)}}};
-    sl_http_respond(req, 202, h, 2, text, text ? strlen(text) : 0);
+    size_t len = 0;
+    char *text = sl_json_dump(answer, &len);
+    respond_accepted(req, o->order_id, text, text ? len : 0);
     free(text);
     /* Answered: now the checkout. Its first step runs here; the rest follows on the loop. */
     char sid[SL_SAGA_ID_MAX + 1];
