@@ -260,7 +260,8 @@ SL_API int sl_respond_problem_reason(sl_http_req *req, int status, const char *r
 /*
  * Answers a stored body (an idempotent replay): `status`, Content-Type
  * application/problem+json when status >= 400 else application/json, plus
- * the `nextra` borrowed headers of `extra` (may be NULL when nextra is 0).
+ * the `nextra` borrowed headers of `extra` (at most 8; may be NULL when
+ * nextra is 0).
  */
 SL_API int sl_respond_stored(sl_http_req *req, int status, const char *body, size_t len,
                              const sl_http_header *extra, size_t nextra);
