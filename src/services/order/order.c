@@ -175,8 +175,8 @@ static int price_items(sl_db *db, order_row *o, sl_json_errors *errs)
 {
     int bad = 0;
     for (size_t i = 0; i < o->n; i++) {
-        order_price p;
-        int rc = order_store_price_get(db, o->items[i].product_id, &p);
+        product_replica_row p;
+        int rc = product_replica_get(db, o->items[i].product_id, &p);
         if (rc != 0 && rc != SL_ENOTFOUND) return rc;
         char f[48];
         snprintf(f, sizeof f, "items[%zu].product_id", i);
@@ -868,9 +868,9 @@ static const sl_route_def routes[] = {
 };
 
 static const sl_subscription_def subscriptions[] = {
-    {.topic = "shop.product.created.v1", .apply = order_apply_product},
-    {.topic = "shop.product.updated.v1", .apply = order_apply_product},
-    {.topic = "shop.product.price_changed.v1", .apply = order_apply_price_changed},
+    {.topic = PRODUCT_EV_CREATED, .apply = product_replica_apply},
+    {.topic = PRODUCT_EV_UPDATED, .apply = product_replica_apply},
+    {.topic = PRODUCT_EV_PRICE_CHANGED, .apply = product_replica_apply},
     {.topic = ORDER_EV_CREATED, .apply = order_apply_order_event},
     {.topic = ORDER_EV_CONFIRMED, .apply = order_apply_order_event},
     {.topic = ORDER_EV_CANCELLED, .apply = order_apply_order_event},
