@@ -9,31 +9,12 @@
 #include "cart.h"
 
 #include <shoal/identity.h>
-#include <shoal/log.h>
 
 #include <stdlib.h>
-#include <string.h>
-
-static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc)
-{
-    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "database error",
-                 SL_LOG_STR("code", sl_errname(rc)),
-                 SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
-    sl_respond_problem_ex(req, 503, "the cart database is unavailable; retry later", NULL);
-}
-
-static void respond_field(sl_http_req *req, int status, const char *field, const char *msg,
-                          const char *detail)
-{
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    sl_json_errors_add(&errs, field, "%s", msg);
-    sl_respond_problem_ex(req, status, detail, &errs);
-}
 
 static void respond_no_product(sl_http_req *req)
 {
-    respond_field(req, 404, "product_id", "no such product", "no such resource");
+    sl_respond_field(req, 404, "product_id", "no such product", "no such resource");
 }
 
 /* Answers 200 with the user's cart as it is now. */
@@ -45,30 +26,17 @@ static void respond_cart(sl_http_req *req, sl_svc_worker *w, const char *user)
         lines ? cart_store_lines(sl_svc_worker_db(w), user, lines, CART_ITEMS_MAX, &n) : SL_ENOMEM;
     json_t *v = rc == 0 ? cart_json(lines, n) : NULL;
     free(lines);
-    if (rc != 0) {
-        respond_db_error(req, w, rc);
-        return;
-    }
-    if (!v) {
-        sl_respond_problem_ex(req, 500, "could not build the response", NULL);
-        return;
-    }
-    sl_respond_json_value(req, 200, v);
-    json_decref(v);
+    if (rc != 0)
+        sl_respond_db_error(req, rc, NULL);
+    else
+        sl_respond_owned(req, 200, v);
 }
 
-/* Copies {product_id} into out when it is a valid id and returns 0; else answers 404 and
- * returns SL_ENOTFOUND. */
+/* Copies the path's {product_id} into out; else answers 404 and returns SL_ENOTFOUND. */
 static int path_product(sl_http_req *req, char out[CART_ID_MAX + 1])
 {
-    sl_slice v = sl_route_param(&req->params, "product_id");
-    if (!product_id_text_valid(v.ptr, v.len)) {
-        respond_no_product(req);
-        return SL_ENOTFOUND;
-    }
-    memcpy(out, v.ptr, v.len);
-    out[v.len] = '\0';
-    return 0;
+    return sl_req_path_id(req, "product_id", "product", product_id_text_valid, out,
+                          CART_ID_MAX + 1);
 }
 
 /* ---- handlers ------------------------------------------------------------------------------- */
@@ -99,7 +67,7 @@ static void h_put(sl_http_req *req, sl_svc_worker *w)
     cart_refusal why = CART_OK;
     rc = cart_cmd_set(sl_svc_worker_db(w), id.user_id, pid, qty, &why);
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     switch (why) {
@@ -110,12 +78,12 @@ static void h_put(sl_http_req *req, sl_svc_worker *w)
         respond_no_product(req);
         break;
     case CART_FULL:
-        respond_field(req, 409, "product_id", "the cart already holds 100 products",
-                      "the cart is full");
+        sl_respond_field(req, 409, "product_id", "the cart already holds 100 products",
+                         "the cart is full");
         break;
     case CART_CURRENCY:
-        respond_field(req, 409, "product_id", "is priced in another currency than the cart",
-                      "a cart holds products of one currency");
+        sl_respond_field(req, 409, "product_id", "is priced in another currency than the cart",
+                         "a cart holds products of one currency");
         break;
     }
 }
@@ -138,7 +106,7 @@ static void h_delete(sl_http_req *req, sl_svc_worker *w)
         }
     }
     if (rc != 0) {
-        respond_db_error(req, w, rc);
+        sl_respond_db_error(req, rc, NULL);
         return;
     }
     respond_cart(req, w, id.user_id);
