@@ -127,12 +127,16 @@ static const sl_subscription_def subscriptions[] = {
     {.topic = ORDER_EV_CONFIRMED, .apply = cart_apply_order_confirmed},
 };
 
+static const sl_migration_set *const contract_migrations[] = {&sl_migrations_product_contract,
+                                                              NULL};
+
 const sl_service_def cart_service = {
     .name = "cart",
     .default_port = 8083,
     .routes = routes,
     .nroutes = SL_ARRAY_LEN(routes),
     .migrations = &sl_migrations_cart,
+    .contract_migrations = contract_migrations,
     .subscriptions = subscriptions,
     .nsubscriptions = SL_ARRAY_LEN(subscriptions),
 };

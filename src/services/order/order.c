@@ -879,6 +879,7 @@ static const sl_subscription_def subscriptions[] = {
 };
 
 static const char *const publishes[] = {"order", NULL};
+static const sl_migration_set *const replicas[] = {&sl_migrations_product_contract, NULL};
 
 const sl_service_def order_service = {
     .name = "order",
@@ -890,6 +891,7 @@ const sl_service_def order_service = {
     .worker_init = worker_init,
     .worker_fini = worker_fini,
     .migrations = &sl_migrations_order,
+    .contract_migrations = replicas,
     .subscriptions = subscriptions,
     .nsubscriptions = SL_ARRAY_LEN(subscriptions),
     .publishes = publishes,

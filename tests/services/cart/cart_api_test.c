@@ -76,6 +76,10 @@ static int teardown(void **state)
 static void test_replica_applies_once_and_in_time_order(void **state)
 {
     (void)state;
+    /* The host applied the product contract's migration after the cart's own. */
+    assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM schema_migrations WHERE "
+                                       "component = 'product_contract' AND version = 1"),
+                     1);
     product("r1", 1000, "JPY", "2026-01-01T00:00:01Z");
     assert_int_equal(harness_int(g_db, "SELECT price FROM product_prices WHERE product_id='r1'"),
                      1000);

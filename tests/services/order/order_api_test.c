@@ -722,6 +722,9 @@ static void test_bad_input(void **state)
 static void test_appliers(void **state)
 {
     (void)state;
+    assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM schema_migrations WHERE "
+                                       "component = 'product_contract' AND version = 1"),
+                     1);
     /* Replica: once per event id; an older price never overwrites a newer one. */
     assert_int_equal(deliver(product_replica_apply, "pc-1", "shop.product.price_changed.v1",
                              "2030-01-01T00:00:02Z",
