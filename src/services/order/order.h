@@ -27,13 +27,13 @@
 
 /* ---- limits (docs/services/order.md) ------------------------------------------------------ */
 
-#define ORDER_ID_MAX     64              /* bytes of an order, product or user id */
-#define ORDER_ITEMS_MAX  50              /* items of one order */
-#define ORDER_QTY_MAX    99              /* units of one item */
-#define ORDER_PRICE_MAX  1000000000000LL /* minor units of one unit price (replica bound) */
-#define ORDER_NOTE_MAX   500             /* characters of a customer's cancel reason */
-#define ORDER_REASON_MAX 32              /* bytes of a cancel_reason, with NUL */
-#define ORDER_SOURCE     ORDER_EV_SOURCE /* the events: contract/order_events.h */
+/* The bounds the order's events carry are the contract's (contract/order_events.h). */
+#define ORDER_ID_MAX     ORDER_EV_ID_MAX     /* bytes of an order, product or user id */
+#define ORDER_ITEMS_MAX  ORDER_EV_ITEMS_MAX  /* items of one order */
+#define ORDER_QTY_MAX    ORDER_EV_QTY_MAX    /* units of one item */
+#define ORDER_NOTE_MAX   500                 /* characters of a customer's cancel reason */
+#define ORDER_REASON_MAX ORDER_EV_REASON_MAX /* bytes of a cancel_reason, with NUL */
+#define ORDER_SOURCE     ORDER_EV_SOURCE     /* the events: contract/order_events.h */
 
 /* Saga ids are "<prefix><order id>" (the engine allows [A-Za-z0-9_.-], 64 bytes). */
 #define ORDER_SAGA_CHECKOUT "checkout."
@@ -102,11 +102,8 @@ int order_status_rank(order_status s);
 
 /* ---- domain: requests (pure) ---------------------------------------------------------------- */
 
-/* 1 when `len` bytes of `s` are 1..ORDER_ID_MAX bytes of [A-Za-z0-9._:-]. */
+/* 1 when `len` bytes of `s` are 1..ORDER_ID_MAX bytes of [A-Za-z0-9._:-] (order_event_id_valid). */
 int order_id_valid(const char *s, size_t len);
-
-/* 1 when `s` is three upper-case ASCII letters. */
-int order_currency_valid(const char *s);
 
 typedef struct order_item {
     char product_id[ORDER_ID_MAX + 1];
@@ -145,10 +142,6 @@ int order_read_request(const json_t *body, order_request *out, sl_json_errors *e
  */
 int order_total(const order_item *items, size_t n, int64_t *total, char currency[4],
                 size_t *bad) SL_MUST_CHECK;
-
-/* Validates a money object {amount, currency} at `field`: amount 0..ORDER_PRICE_MAX. */
-int order_read_money(const json_t *v, const char *field, int64_t *amount, char currency[4],
-                     sl_json_errors *errs) SL_MUST_CHECK;
 
 /* ---- domain: saga replies (pure) ------------------------------------------------------------ */
 

@@ -1,6 +1,6 @@
 /*
  * shoal-product internals: the catalogue's types and the functions its files
- * share. The service is CQRS (DESIGN §9):
+ * share. The service is CQRS, commands and queries on separate models:
  *
  *   command side  commands.c   products table (write model) + one event per
  *                              change, written in the same transaction to the
