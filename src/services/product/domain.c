@@ -43,20 +43,7 @@ int product_category_valid(const char *s, size_t len)
     return 1;
 }
 
-static int is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-}
-
-int product_id_valid(const char *s, size_t len)
-{
-    if (len != SL_DB_UUID_STR - 1) return 0;
-    for (size_t i = 0; i < len; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex(s[i])) return 0;
-    }
-    return 1;
-}
+/* product_id_valid (the UUID form of the ids the service issues): contract/product_events.c. */
 
 /* Control characters are refused in names; descriptions may hold line breaks and tabs. */
 static int text_clean(const char *s, int multiline)

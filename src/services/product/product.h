@@ -99,8 +99,6 @@ typedef struct product_patch {
 int product_sku_valid(const char *s);
 /* 1 when `s` is a 1..50 character lowercase slug: [a-z0-9]+ joined by single '-'. */
 int product_category_valid(const char *s, size_t len);
-/* 1 when `s` of `len` bytes is a canonical lowercase UUID (8-4-4-4-12 hex). */
-int product_id_valid(const char *s, size_t len);
 
 /*
  * Validates a create body ({sku, name, description?, category, price, stock?}); price is

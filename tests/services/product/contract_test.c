@@ -2,7 +2,7 @@
  * The product contract alone (src/services/product/contract/): the event
  * decoder for both readers (the catalogue projection requires what it
  * stores, a price replica only the id and the prices, each refusal naming
- * its field), the ids readers accept, and the replica's last-writer-wins
+ * its field), the ids each reader accepts, and the replica's last-writer-wins
  * rule by event time. The replica's applier against a database is covered
  * by the cart's and the order's API suites.
  */
@@ -148,6 +148,15 @@ static void test_catalog_requires_what_it_stores(void **state)
     assert_false(ev.has_price);
     assert_null(ev.sku);
     assert_string_equal(ev.category, "kitchen");
+    /* The catalogue requires the UUIDs the service issues; a replica takes any plain id. */
+    const char *short_id = "{\"product_id\":\"r1\",\"name\":\"K\",\"description\":\"\","
+                           "\"category\":\"c\",\"version\":3}";
+    assert_int_equal(
+        decode(PRODUCT_EV_UPDATED, short_id, PRODUCT_READ_CATALOG, &ev, reason, sizeof reason),
+        SL_EPARSE);
+    assert_string_equal(reason, "shop.product.updated.v1: product_id is not a valid id");
+    assert_int_equal(
+        decode(PRODUCT_EV_UPDATED, short_id, PRODUCT_READ_REPLICA, &ev, reason, sizeof reason), 0);
     /* A replica reading the same update takes its price. */
     assert_int_equal(
         decode(PRODUCT_EV_UPDATED, full, PRODUCT_READ_REPLICA, &ev, reason, sizeof reason), 0);
@@ -158,6 +167,8 @@ static void test_catalog_requires_what_it_stores(void **state)
 static void test_ids_and_event_order(void **state)
 {
     (void)state;
+    assert_true(product_id_valid("01900000-0000-7000-8000-000000000009", 36));
+    assert_false(product_id_valid("0190a3f2-7c1e", 13));
     assert_true(product_id_text_valid("0190a3f2-7c1e", 13));
     assert_true(product_id_text_valid("01900000-0000-7000-8000-000000000009", 36));
     assert_false(product_id_text_valid("a/b", 3));

@@ -5,10 +5,26 @@
  */
 #include "product_events.h"
 
+#include <shoal/db.h>
 #include <shoal/service.h>
 
 #include <stdio.h>
 #include <string.h>
+
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+int product_id_valid(const char *s, size_t len)
+{
+    if (s == NULL || len != SL_DB_UUID_STR - 1) return 0;
+    for (size_t i = 0; i < len; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !is_hex(s[i])) return 0;
+    }
+    return 1;
+}
 
 int product_id_text_valid(const char *s, size_t len)
 {
@@ -131,7 +147,9 @@ int product_event_decode(const char *type, const json_t *data, product_event_rea
     if (sl_json_read(data, f, n, 0, &errs) != 0 ||
         (price && read_money(price, price_field, out, &errs) != 0))
         return sl_event_refuse(reason, reason_cap, type, &errs);
-    if (!product_id_text_valid(out->product_id, strlen(out->product_id))) {
+    size_t idlen = strlen(out->product_id);
+    if (catalog ? !product_id_valid(out->product_id, idlen)
+                : !product_id_text_valid(out->product_id, idlen)) {
         sl_json_errors_add(&errs, "product_id", "is not a valid id");
         return sl_event_refuse(reason, reason_cap, type, &errs);
     }

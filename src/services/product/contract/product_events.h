@@ -55,15 +55,16 @@
 /* Who reads an event, which decides the members product_event_decode requires. */
 typedef enum product_event_reader {
     /*
-     * The product service's own catalogue projection: `version` is required, and so are
+     * The product service's own catalogue projection: product_id per product_id_valid,
+     * `version` is required, and so are
      * sku, name, description, category and price in created, name, description and
      * category in updated (whose price it ignores), new_price in price_changed.
      */
     PRODUCT_READ_CATALOG,
     /*
-     * A replica of names and prices (product_replica.h): only product_id is required,
-     * besides new_price in price_changed; name and price are read when present, every
-     * other member is ignored.
+     * A replica of names and prices (product_replica.h): only product_id (per
+     * product_id_text_valid) is required, besides new_price in price_changed; name and price are
+     * read when present, every other member is ignored.
      */
     PRODUCT_READ_REPLICA,
 } product_event_reader;
@@ -78,8 +79,12 @@ typedef struct product_event_view {
     char currency[4];
 } product_event_view;
 
-/* 1 when `len` bytes of `s` are 1..PRODUCT_ID_MAX bytes of [A-Za-z0-9._:-]: the product ids
- * readers accept (the product service issues UUIDs, which all are). */
+/* 1 when `s` of `len` bytes is a canonical lowercase UUID (8-4-4-4-12 hex): the ids the product
+ * service issues, as its catalogue reader requires them. */
+int product_id_valid(const char *s, size_t len);
+
+/* 1 when `len` bytes of `s` are 1..PRODUCT_ID_MAX bytes of [A-Za-z0-9._:-]: the product ids a
+ * replica accepts (every id product_id_valid accepts is one). */
 int product_id_text_valid(const char *s, size_t len);
 
 /*
