@@ -139,9 +139,9 @@ static void seed(sl_db *db, const char *pid, int64_t amount)
              "\"currency\":\"JPY\"}}",
              pid, pid, (long long)amount);
     json_t *d = json_loads(data, 0, NULL);
-    sl_bus_msg msg = {.type = "shop.product.created.v1", .id = pid, .data = d};
+    sl_bus_msg msg = {.type = PRODUCT_EV_CREATED, .id = pid, .data = d};
     char reason[128];
-    if (sl_db_begin(db) != 0 || order_apply_product(NULL, db, &msg, reason, sizeof reason) != 0 ||
+    if (sl_db_begin(db) != 0 || product_replica_apply(NULL, db, &msg, reason, sizeof reason) != 0 ||
         sl_db_commit(db) != 0) {
         fprintf(stderr, "seed failed\n");
         exit(1);

@@ -28,6 +28,10 @@ endfunction()
 shoal_add_tests(unit unit 120)
 shoal_add_tests(integration integration 300)
 
+# A service includes another service's files only from its contract/ (src/services/CMakeLists.txt).
+add_test(NAME unit.layout COMMAND ${CMAKE_SOURCE_DIR}/scripts/check-layout.sh ${CMAKE_SOURCE_DIR})
+set_tests_properties(unit.layout PROPERTIES LABELS unit TIMEOUT 120)
+
 # Fuzz targets (tests/fuzz/<name>_fuzz.c). Under SHOAL_FUZZ they link with
 # libFuzzer; otherwise each is built with a small driver that replays its
 # corpus, so the parsers' corpora run in every `make test`.

@@ -87,6 +87,12 @@ typedef struct sl_service_def {
      * connection (sl_svc_worker_db).
      */
     const sl_migration_set *migrations;
+    /*
+     * The migrations of other services' contracts whose tables this service
+     * keeps (a replica of their data), NULL-terminated; applied after
+     * `migrations`, each under its own component. Optional.
+     */
+    const sl_migration_set *const *contract_migrations;
     /* Events this service consumes (needs `migrations`, for the inbox). */
     const sl_subscription_def *subscriptions;
     size_t nsubscriptions;

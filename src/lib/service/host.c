@@ -498,19 +498,23 @@ static int migrate(sl_service *svc)
                      SL_LOG_STR("code", sl_errname(rc)));
         return rc;
     }
+    /* The library's, the service's own, then those of the contracts whose tables it keeps. */
     const sl_migration_set *sets[] = {sl_db_lib_migrations(), svc->def->migrations};
-    for (size_t i = 0; i < SL_ARRAY_LEN(sets); i++) {
+    const sl_migration_set *const *more = svc->def->contract_migrations;
+    for (size_t i = 0; i < SL_ARRAY_LEN(sets) || (more && more[i - SL_ARRAY_LEN(sets)]); i++) {
+        const sl_migration_set *set =
+            i < SL_ARRAY_LEN(sets) ? sets[i] : more[i - SL_ARRAY_LEN(sets)];
         int applied = 0;
-        rc = sl_db_migrate(db, sets[i], &applied);
+        rc = sl_db_migrate(db, set, &applied);
         if (rc != 0) {
             SL_LOG_ERROR(svc->log, NULL, "migration failed; nothing of it was applied",
-                         SL_LOG_STR("component", sets[i]->component),
+                         SL_LOG_STR("component", set->component),
                          SL_LOG_STR("error", sl_db_errmsg(db)), SL_LOG_STR("code", sl_errname(rc)));
             break;
         }
         if (applied > 0)
             SL_LOG_INFO(svc->log, NULL, "migrations applied",
-                        SL_LOG_STR("component", sets[i]->component), SL_LOG_INT("count", applied));
+                        SL_LOG_STR("component", set->component), SL_LOG_INT("count", applied));
     }
     sl_db_close(db);
     return rc;

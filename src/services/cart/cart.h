@@ -1,11 +1,17 @@
 /*
- * shoal-cart's internal interface: pure rules (domain.c), SQL (store.c),
- * the service definition and event appliers (cart.c). Tests link all of it
- * through the svc_cart library. Functions taking an sl_db run on the thread
- * owning that connection; the pure ones are thread-safe.
+ * shoal-cart's internal interface: pure rules (domain.c), SQL (store.c), the
+ * PUT transaction (commands.c), the appliers of the order events it consumes
+ * (events.c) and the service definition with its handlers (cart.c). Product
+ * names and prices come from the product contract's price replica
+ * (product/contract/product_replica.h). Tests link all of it through the
+ * svc_cart library. Functions taking an sl_db run on the thread owning that
+ * connection; the pure ones are thread-safe.
  */
 #ifndef SHOAL_SVC_CART_H
 #define SHOAL_SVC_CART_H
+
+#include "order/contract/order_events.h"
+#include "product/contract/product_replica.h"
 
 #include <shoal/common.h>
 #include <shoal/db.h>
@@ -15,13 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CART_ID_MAX       64              /* bytes of a product or user id */
-#define CART_QTY_MAX      99              /* units of one product in a cart */
-#define CART_ITEMS_MAX    100             /* distinct products in one cart */
-#define CART_NAME_MAX     200             /* characters of a product name */
-#define CART_AMOUNT_MAX   1000000000000LL /* minor units of one unit price */
-#define CART_ORDER_MAX    1000            /* items read from one order.confirmed */
-#define CART_CURRENCY_DEF "JPY"           /* currency of an empty cart's total */
+#define CART_ID_MAX       PRODUCT_ID_MAX /* bytes of a product id */
+#define CART_QTY_MAX      99             /* units of one product in a cart */
+#define CART_ITEMS_MAX    100            /* distinct products in one cart */
+#define CART_CURRENCY_DEF "JPY"          /* currency of an empty cart's total */
 
 /* ---- domain (pure) ------------------------------------------------------------------------ */
 
@@ -32,21 +35,8 @@ typedef struct cart_line {
     char currency[4];
 } cart_line;
 
-/* 1 when `len` bytes of `s` are 1..CART_ID_MAX bytes of [A-Za-z0-9._:-]. */
-int cart_id_valid(const char *s, size_t len);
-
-/* 1 when `s` is an ISO 4217-shaped code: three upper-case ASCII letters. */
-int cart_currency_valid(const char *s);
-
 /* Validates a PUT body {qty} (0..CART_QTY_MAX, unknown keys rejected). 0 or SL_EINVAL. */
 int cart_read_qty(const json_t *body, int64_t *qty, sl_json_errors *errs) SL_MUST_CHECK;
-
-/*
- * Validates a money object {amount, currency} at `field` (borrowed): amount
- * 0..CART_AMOUNT_MAX, currency per cart_currency_valid. 0 or SL_EINVAL (errors in errs).
- */
-int cart_read_money(const json_t *v, const char *field, int64_t *amount, char currency[4],
-                    sl_json_errors *errs) SL_MUST_CHECK;
 
 /*
  * Totals `n` lines: returns 0 with the sum in *amount and the currency (CART_CURRENCY_DEF
@@ -58,28 +48,11 @@ int cart_total(const cart_line *lines, size_t n, int64_t *amount, char currency[
 /* Units left in a cart holding `in_cart` after an order of `ordered` units (never < 0). */
 int64_t cart_after_order(int64_t in_cart, int64_t ordered);
 
-/*
- * Whether an event at `event_ms` (< 0: unknown time) may overwrite a value written by an
- * event at `stored_ms`: yes unless it is known to be older.
- */
-int cart_event_newer(int64_t stored_ms, int64_t event_ms);
+/* {items: [{product_id, qty, unit_price}], total} (returns owned, json_decref). */
+json_t *cart_json(const cart_line *lines, size_t n);
 
 /* ---- store (SQL): 0, SL_ENOTFOUND where stated, or a database error ---------------------- */
 
-typedef struct cart_price {
-    int has_price;
-    int64_t amount;
-    char currency[4];
-    int64_t price_ms;
-    int64_t name_ms;
-} cart_price;
-
-/* The replica row of a product; SL_ENOTFOUND when the cart never heard of it. */
-int cart_store_price_get(sl_db *db, const char *product_id, cart_price *out) SL_MUST_CHECK;
-/* Writes the replica row: `name` NULL keeps the name; has_price 0 keeps the price. */
-int cart_store_price_put(sl_db *db, const char *product_id, int exists, const char *name,
-                         int64_t name_ms, int has_price, int64_t amount, const char *currency,
-                         int64_t price_ms) SL_MUST_CHECK;
 int cart_store_item_set(sl_db *db, const char *user_id, const char *product_id, int64_t qty,
                         int64_t now_ms) SL_MUST_CHECK;
 int cart_store_item_delete(sl_db *db, const char *user_id, const char *product_id,
@@ -91,16 +64,32 @@ int cart_store_item_qty(sl_db *db, const char *user_id, const char *product_id,
 int cart_store_lines(sl_db *db, const char *user_id, cart_line *lines, size_t cap,
                      size_t *n) SL_MUST_CHECK;
 
-/* ---- service ------------------------------------------------------------------------------ */
+/* ---- commands (transactions) ------------------------------------------------------------- */
 
-/* {items: [{product_id, qty, unit_price}], total} (returns owned, json_decref). */
-json_t *cart_json(const cart_line *lines, size_t n);
+/* Why cart_cmd_set refused. */
+typedef enum cart_refusal {
+    CART_OK = 0,
+    CART_NO_PRODUCT, /* the replica has no price for the product */
+    CART_FULL,       /* a new product in a cart of CART_ITEMS_MAX products */
+    CART_CURRENCY,   /* the product is priced in another currency than the cart */
+} cart_refusal;
 
-/* Event appliers (sl_event_apply_cb), inside the consumer's transaction. */
-int cart_apply_product(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
-int cart_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
+/*
+ * Sets the quantity of `product_id` in the cart of `user_id` to `qty` (0 removes it) in one
+ * transaction on `db` (not in a transaction). Returns 0 with *why CART_OK when done or the
+ * refusal in *why (nothing written), or a database error (rolled back).
+ */
+int cart_cmd_set(sl_db *db, const char *user_id, const char *product_id, int64_t qty,
+                 cart_refusal *why) SL_MUST_CHECK;
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+/* Applier (sl_event_apply_cb) of shop.order.confirmed.v1: takes the ordered units out of the
+ * user's cart, inside the consumer's transaction. */
 int cart_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
                                size_t cap);
+
+/* ---- service ------------------------------------------------------------------------------ */
 
 extern const sl_service_def cart_service;
 extern const sl_migration_set sl_migrations_cart;

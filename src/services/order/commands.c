@@ -19,8 +19,8 @@ static int price_items(sl_db *db, order_row *o, sl_json_errors *errs)
 {
     int bad = 0;
     for (size_t i = 0; i < o->n; i++) {
-        order_price p;
-        int rc = order_store_price_get(db, o->items[i].product_id, &p);
+        product_replica_row p;
+        int rc = product_replica_get(db, o->items[i].product_id, &p);
         if (rc != 0 && rc != SL_ENOTFOUND) return rc;
         char f[48];
         snprintf(f, sizeof f, "items[%zu].product_id", i);

@@ -97,22 +97,7 @@ int order_status_rank(order_status s)
 
 int order_id_valid(const char *s, size_t len)
 {
-    if (s == NULL || len == 0 || len > ORDER_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-int order_currency_valid(const char *s)
-{
-    if (s == NULL || strlen(s) != 3) return 0;
-    for (int i = 0; i < 3; i++)
-        if (s[i] < 'A' || s[i] > 'Z') return 0;
-    return 1;
+    return order_event_id_valid(s, len); /* the ids the order's events carry */
 }
 
 /* 1 when the string holds no C0 control character nor DEL (addresses are single lines). */
@@ -259,36 +244,6 @@ int order_total(const order_item *items, size_t n, int64_t *total, char currency
         }
     }
     *total = sum;
-    return 0;
-}
-
-int order_read_money(const json_t *v, const char *field, int64_t *amount, char currency[4],
-                     sl_json_errors *errs)
-{
-    const char *cur = NULL;
-    const sl_json_field f[] = {
-        {.name = "amount",
-         .kind = SL_JSON_INT,
-         .flags = SL_JSON_REQUIRED,
-         .min = 0,
-         .max = ORDER_PRICE_MAX,
-         .out = amount},
-        {.name = "currency",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 3,
-         .max = 3,
-         .max_bytes = 3,
-         .out = &cur},
-    };
-    if (sl_json_read_at(v, field, f, 2, 0, errs) != 0) return SL_EINVAL;
-    if (!order_currency_valid(cur)) {
-        char path[64];
-        snprintf(path, sizeof path, "%s.currency", field);
-        sl_json_errors_add(errs, path, "must be three upper-case letters");
-        return SL_EINVAL;
-    }
-    memcpy(currency, cur, 4);
     return 0;
 }
 

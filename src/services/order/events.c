@@ -1,11 +1,11 @@
 /*
  * shoal-order's events: the order events it emits (outbox, in the
  * transaction of the state change) and the appliers of the events it
- * consumes: product events keep the price replica (new orders are priced
- * from it), and the order's own events feed the order_history read model
- * (with product names from the replica). An emitted event is also applied
- * to the read model in its own transaction, so a customer reads their order
- * history at once; the same event delivered later by the bus applies again
+ * consumes: the order's own events feed the order_history read model (with
+ * product names from the price replica, which product_replica_apply of the
+ * product contract keeps; new orders are priced from it). An emitted event
+ * is also applied to the read model in its own transaction, so a customer
+ * reads their order history at once; the same event delivered later by the bus applies again
  * as a no-op (the upsert is monotonic in status rank), which is also how a
  * rebuild from the stream converges to the same rows.
  */
@@ -101,14 +101,6 @@ int order_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type, 
 
 /* ---- read model ----------------------------------------------------------------------------- */
 
-static int refuse(char *reason, size_t cap, const char *what, const sl_json_errors *errs)
-{
-    if (reason && cap)
-        snprintf(reason, cap, "%s: %s %s", what, errs->count ? errs->items[0].field : "data",
-                 errs->count ? errs->items[0].message : "is missing or invalid");
-    return SL_EPARSE;
-}
-
 static int type_status(const char *type, order_status *out)
 {
     static const struct {
@@ -128,120 +120,49 @@ static int type_status(const char *type, order_status *out)
     return SL_EINVAL;
 }
 
-/* Validates the items of an order event and returns them with product names (owned). */
-static int named_items(sl_db *tx, const json_t *items, json_t **out, sl_json_errors *errs)
+/* The items of an order event with product names from the replica (returns owned text). */
+static int named_items(sl_db *tx, const order_event_view *ev, char **out)
 {
     json_t *a = json_array();
     if (!a) return SL_ENOMEM;
-    for (size_t i = 0; i < json_array_size(items); i++) {
-        const char *pid = NULL;
-        int64_t qty = 0, amount = 0;
-        char currency[4];
-        json_t *price = NULL;
-        char prefix[32];
-        const sl_json_field f[] = {
-            {.name = "product_id",
-             .kind = SL_JSON_STRING,
-             .flags = SL_JSON_REQUIRED,
-             .min = 1,
-             .max = ORDER_ID_MAX,
-             .max_bytes = ORDER_ID_MAX,
-             .out = &pid},
-            {.name = "qty",
-             .kind = SL_JSON_INT,
-             .flags = SL_JSON_REQUIRED,
-             .min = 1,
-             .max = ORDER_QTY_MAX,
-             .out = &qty},
-            {.name = "unit_price",
-             .kind = SL_JSON_OBJECT,
-             .flags = SL_JSON_REQUIRED,
-             .out = &price},
-        };
-        if (sl_json_path_index(prefix, sizeof prefix, "items", i) != 0 ||
-            sl_json_read_at(json_array_get(items, i), prefix, f, 3, 0, errs) != 0 ||
-            order_read_money(price, "unit_price", &amount, currency, errs) != 0) {
-            json_decref(a);
-            return SL_EPARSE;
-        }
-        order_price p;
-        int rc = order_store_price_get(tx, pid, &p);
+    for (size_t i = 0; i < ev->nitems; i++) {
+        const order_event_item *it = &ev->items[i];
+        product_replica_row p;
+        int rc = product_replica_get(tx, it->product_id, &p);
         if (rc != 0 && rc != SL_ENOTFOUND) {
             json_decref(a);
             return rc;
         }
         json_t *name = rc == 0 && p.name[0] ? json_string(p.name) : json_null();
-        json_array_append_new(a, json_pack("{s:s, s:o, s:I, s:o}", "product_id", pid, "name", name,
-                                           "qty", (json_int_t)qty, "unit_price",
-                                           money(amount, currency)));
+        json_array_append_new(a, json_pack("{s:s, s:o, s:I, s:o}", "product_id", it->product_id,
+                                           "name", name, "qty", (json_int_t)it->qty, "unit_price",
+                                           money(it->unit_price, it->currency)));
     }
-    *out = a;
-    return 0;
+    *out = sl_json_dump(a, NULL);
+    json_decref(a);
+    return *out ? 0 : SL_ENOMEM;
 }
 
 int order_hist_apply(sl_db *tx, const char *type, const json_t *data, int64_t at_ms, char *reason,
                      size_t cap)
 {
-    order_status st;
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    if (type_status(type, &st) != 0) {
-        sl_json_errors_add(&errs, "type", "is not an order event");
-        return refuse(reason, cap, type ? type : "event", &errs);
+    SL_ASSERT(tx != NULL);
+    order_status st = ORDER_PENDING;
+    order_event_view *ev = malloc(sizeof *ev);
+    if (!ev) return SL_ENOMEM;
+    int rc = order_event_decode(type, data, ORDER_READ_PRICES, ev, reason, cap);
+    if (rc == 0) {
+        int known = type_status(type, &st) == 0;
+        SL_ASSERT(known); /* the decoder refuses every other type */
     }
-    const char *oid = NULL, *uid = NULL, *why = NULL;
-    json_t *items = NULL, *total = NULL;
-    const sl_json_field f[] = {
-        {.name = "order_id",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = ORDER_ID_MAX,
-         .max_bytes = ORDER_ID_MAX,
-         .out = &oid},
-        {.name = "user_id",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = ORDER_ID_MAX,
-         .max_bytes = ORDER_ID_MAX,
-         .out = &uid},
-        {.name = "items",
-         .kind = SL_JSON_ARRAY,
-         .flags = SL_JSON_NULLABLE,
-         .min = 1,
-         .max = ORDER_ITEMS_MAX,
-         .out = &items},
-        {.name = "total_amount", .kind = SL_JSON_OBJECT, .flags = SL_JSON_NULLABLE, .out = &total},
-        {.name = "reason",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_NULLABLE,
-         .min = 1,
-         .max = ORDER_REASON_MAX - 1,
-         .max_bytes = ORDER_REASON_MAX - 1,
-         .out = &why},
-    };
-    int64_t amount = 0;
-    char currency[4] = "";
-    if (!data || sl_json_read(data, f, SL_ARRAY_LEN(f), 0, &errs) != 0 ||
-        (total && order_read_money(total, "total_amount", &amount, currency, &errs) != 0))
-        return refuse(reason, cap, type, &errs);
-    if (!order_id_valid(oid, strlen(oid))) {
-        sl_json_errors_add(&errs, "order_id", "is not a valid id");
-        return refuse(reason, cap, type, &errs);
-    }
-    json_t *named = NULL;
-    if (items) {
-        int rc = named_items(tx, items, &named, &errs);
-        if (rc == SL_EPARSE) return refuse(reason, cap, type, &errs);
-        if (rc != 0) return rc;
-    }
-    char *text = named ? sl_json_dump(named, NULL) : NULL;
-    json_decref(named);
-    if (named && !text) return SL_ENOMEM;
-    int rc = order_store_hist_put(tx, oid, uid, st, text, total != NULL, amount, currency,
-                                  st == ORDER_CANCELLED ? why : NULL, at_ms);
-    free(text);
+    char *items = NULL;
+    if (rc == 0 && ev->has_items) rc = named_items(tx, ev, &items);
+    if (rc == 0)
+        rc =
+            order_store_hist_put(tx, ev->order_id, ev->user_id, st, items, ev->has_total, ev->total,
+                                 ev->currency, st == ORDER_CANCELLED ? ev->reason : NULL, at_ms);
+    free(items);
+    free(ev);
     return rc;
 }
 
@@ -259,88 +180,4 @@ int order_apply_order_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *r
     int64_t t = event_ms(msg);
     if (t < 0) t = msg->published_ms > 0 ? msg->published_ms : sl_clock_wall_ms(sl_clock_system());
     return order_hist_apply(tx, msg->type, msg->data, t, reason, cap);
-}
-
-/* ---- price replica -------------------------------------------------------------------------- */
-
-/* Whether an event at `event_ms` (< 0: unknown) may overwrite a value from `stored_ms`. */
-static int newer(int64_t stored_ms, int64_t event_ms)
-{
-    return event_ms < 0 || event_ms >= stored_ms;
-}
-
-static int put_replica(sl_db *tx, const char *pid, const char *name, const json_t *price_v,
-                       const char *price_field, const sl_bus_msg *msg, char *reason, size_t cap)
-{
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    int64_t amount = 0;
-    char currency[4] = "";
-    if (price_v && order_read_money(price_v, price_field, &amount, currency, &errs) != 0)
-        return refuse(reason, cap, msg->type, &errs);
-    order_price row;
-    memset(&row, 0, sizeof row);
-    int rc = order_store_price_get(tx, pid, &row);
-    if (rc != 0 && rc != SL_ENOTFOUND) return rc;
-    int exists = rc == 0;
-    int64_t t = event_ms(msg);
-    int set_name = name && (!exists || newer(row.name_ms, t));
-    int set_price = price_v && (!exists || newer(row.price_ms, t));
-    return order_store_price_put(tx, pid, exists, set_name ? name : NULL, t < 0 ? row.name_ms : t,
-                                 set_price, amount, currency, t < 0 ? row.price_ms : t);
-}
-
-static int read_product_id(const sl_bus_msg *msg, const sl_json_field *extra, size_t nextra,
-                           const char **pid, sl_json_errors *errs)
-{
-    sl_json_field f[4] = {{.name = "product_id",
-                           .kind = SL_JSON_STRING,
-                           .flags = SL_JSON_REQUIRED,
-                           .min = 1,
-                           .max = ORDER_ID_MAX,
-                           .max_bytes = ORDER_ID_MAX,
-                           .out = pid}};
-    for (size_t i = 0; i < nextra && i < 3; i++)
-        f[1 + i] = extra[i];
-    if (!msg->data || sl_json_read(msg->data, f, 1 + nextra, 0, errs) != 0) return SL_EPARSE;
-    if (!order_id_valid(*pid, strlen(*pid))) {
-        sl_json_errors_add(errs, "product_id", "is not a valid id");
-        return SL_EPARSE;
-    }
-    return 0;
-}
-
-int order_apply_product(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
-{
-    (void)svc;
-    const char *pid = NULL, *name = NULL;
-    json_t *price = NULL;
-    const sl_json_field f[] = {
-        {.name = "name",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_NULLABLE,
-         .min = 1,
-         .max = ORDER_NAME_MAX,
-         .max_bytes = ORDER_NAME_MAX * 4,
-         .out = &name},
-        {.name = "price", .kind = SL_JSON_OBJECT, .flags = SL_JSON_NULLABLE, .out = &price},
-    };
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    if (read_product_id(msg, f, 2, &pid, &errs) != 0) return refuse(reason, cap, msg->type, &errs);
-    return put_replica(tx, pid, name, price, "price", msg, reason, cap);
-}
-
-int order_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
-{
-    (void)svc;
-    const char *pid = NULL;
-    json_t *price = NULL;
-    const sl_json_field f[] = {
-        {.name = "new_price", .kind = SL_JSON_OBJECT, .flags = SL_JSON_REQUIRED, .out = &price},
-    };
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    if (read_product_id(msg, f, 1, &pid, &errs) != 0) return refuse(reason, cap, msg->type, &errs);
-    return put_replica(tx, pid, NULL, price, "new_price", msg, reason, cap);
 }

@@ -645,9 +645,9 @@ static const sl_route_def routes[] = {
 };
 
 static const sl_subscription_def subscriptions[] = {
-    {.topic = "shop.product.created.v1", .apply = order_apply_product},
-    {.topic = "shop.product.updated.v1", .apply = order_apply_product},
-    {.topic = "shop.product.price_changed.v1", .apply = order_apply_price_changed},
+    {.topic = PRODUCT_EV_CREATED, .apply = product_replica_apply},
+    {.topic = PRODUCT_EV_UPDATED, .apply = product_replica_apply},
+    {.topic = PRODUCT_EV_PRICE_CHANGED, .apply = product_replica_apply},
     {.topic = ORDER_EV_CREATED, .apply = order_apply_order_event},
     {.topic = ORDER_EV_CONFIRMED, .apply = order_apply_order_event},
     {.topic = ORDER_EV_CANCELLED, .apply = order_apply_order_event},
@@ -656,6 +656,7 @@ static const sl_subscription_def subscriptions[] = {
 };
 
 static const char *const publishes[] = {"order", NULL};
+static const sl_migration_set *const replicas[] = {&sl_migrations_product_contract, NULL};
 
 const sl_service_def order_service = {
     .name = "order",
@@ -667,6 +668,7 @@ const sl_service_def order_service = {
     .worker_init = worker_init,
     .worker_fini = worker_fini,
     .migrations = &sl_migrations_order,
+    .contract_migrations = replicas,
     .subscriptions = subscriptions,
     .nsubscriptions = SL_ARRAY_LEN(subscriptions),
     .publishes = publishes,

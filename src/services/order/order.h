@@ -13,6 +13,9 @@
 #ifndef SHOAL_SVC_ORDER_H
 #define SHOAL_SVC_ORDER_H
 
+#include "order/contract/order_events.h"
+#include "product/contract/product_replica.h"
+
 #include <shoal/common.h>
 #include <shoal/db.h>
 #include <shoal/identity.h>
@@ -25,19 +28,13 @@
 
 /* ---- limits (docs/services/order.md) ------------------------------------------------------ */
 
-#define ORDER_ID_MAX       64              /* bytes of an order, product or user id */
-#define ORDER_ITEMS_MAX    50              /* items of one order */
-#define ORDER_QTY_MAX      99              /* units of one item */
-#define ORDER_PRICE_MAX    1000000000000LL /* minor units of one unit price (replica bound) */
-#define ORDER_NAME_MAX     200             /* characters of a product name (replica) */
-#define ORDER_NOTE_MAX     500             /* characters of a customer's cancel reason */
-#define ORDER_REASON_MAX   32              /* bytes of a cancel_reason, with NUL */
-#define ORDER_SOURCE       "/shoal/order"
-#define ORDER_EV_CREATED   "shop.order.created.v1"
-#define ORDER_EV_CONFIRMED "shop.order.confirmed.v1"
-#define ORDER_EV_CANCELLED "shop.order.cancelled.v1"
-#define ORDER_EV_SHIPPED   "shop.order.shipped.v1"
-#define ORDER_EV_DELIVERED "shop.order.delivered.v1"
+/* The bounds the order's events carry are the contract's (contract/order_events.h). */
+#define ORDER_ID_MAX     ORDER_EV_ID_MAX     /* bytes of an order, product or user id */
+#define ORDER_ITEMS_MAX  ORDER_EV_ITEMS_MAX  /* items of one order */
+#define ORDER_QTY_MAX    ORDER_EV_QTY_MAX    /* units of one item */
+#define ORDER_NOTE_MAX   500                 /* characters of a customer's cancel reason */
+#define ORDER_REASON_MAX ORDER_EV_REASON_MAX /* bytes of a cancel_reason, with NUL */
+#define ORDER_SOURCE     ORDER_EV_SOURCE     /* the events: contract/order_events.h */
 
 /* Saga ids are "<prefix><order id>" (the engine allows [A-Za-z0-9_.-], 64 bytes). */
 #define ORDER_SAGA_CHECKOUT "checkout."
@@ -106,11 +103,8 @@ int order_status_rank(order_status s);
 
 /* ---- domain: requests (pure) ---------------------------------------------------------------- */
 
-/* 1 when `len` bytes of `s` are 1..ORDER_ID_MAX bytes of [A-Za-z0-9._:-]. */
+/* 1 when `len` bytes of `s` are 1..ORDER_ID_MAX bytes of [A-Za-z0-9._:-] (order_event_id_valid). */
 int order_id_valid(const char *s, size_t len);
-
-/* 1 when `s` is three upper-case ASCII letters. */
-int order_currency_valid(const char *s);
 
 typedef struct order_item {
     char product_id[ORDER_ID_MAX + 1];
@@ -149,10 +143,6 @@ int order_read_request(const json_t *body, order_request *out, sl_json_errors *e
  */
 int order_total(const order_item *items, size_t n, int64_t *total, char currency[4],
                 size_t *bad) SL_MUST_CHECK;
-
-/* Validates a money object {amount, currency} at `field`: amount 0..ORDER_PRICE_MAX. */
-int order_read_money(const json_t *v, const char *field, int64_t *amount, char currency[4],
-                     sl_json_errors *errs) SL_MUST_CHECK;
 
 /* ---- domain: saga replies (pure) ------------------------------------------------------------ */
 
@@ -198,19 +188,7 @@ typedef struct order_row {
     order_item items[ORDER_ITEMS_MAX];
 } order_row;
 
-typedef struct order_price {
-    int has_price;
-    int64_t amount;
-    char currency[4];
-    char name[ORDER_NAME_MAX * 4 + 1];
-    int64_t price_ms, name_ms;
-} order_price;
-
-int order_store_price_get(sl_db *db, const char *product_id, order_price *out) SL_MUST_CHECK;
-/* Writes the replica row: `name` NULL keeps the name; has_price 0 keeps the price. */
-int order_store_price_put(sl_db *db, const char *product_id, int exists, const char *name,
-                          int64_t name_ms, int has_price, int64_t amount, const char *currency,
-                          int64_t price_ms) SL_MUST_CHECK;
+/* Product names and prices: the price replica of product/contract/product_replica.h. */
 int order_store_insert(sl_db *tx, const order_row *o) SL_MUST_CHECK;
 /* The order with its items; SL_ENOTFOUND. */
 int order_store_get(sl_db *db, const char *order_id, order_row *out) SL_MUST_CHECK;
@@ -262,11 +240,8 @@ int order_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
 int order_hist_apply(sl_db *tx, const char *type, const json_t *data, int64_t at_ms, char *reason,
                      size_t cap) SL_MUST_CHECK;
 
-/* sl_event_apply_cb appliers: the price replica, and the read model from the order's own
- * events. SL_EPARSE (dead letter) for data that can never apply. */
-int order_apply_product(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
-int order_apply_price_changed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason,
-                              size_t cap);
+/* sl_event_apply_cb applier of the read model from the order's own events (the product
+ * events go to product_replica_apply). SL_EPARSE (dead letter) for data that can never apply. */
 int order_apply_order_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
 
 /* ---- JSON ---------------------------------------------------------------------------------- */

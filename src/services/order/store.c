@@ -1,72 +1,14 @@
 /*
  * shoal-order's SQL, through sl_db prepared statements: orders and their
- * items, the product price replica, and the order_history read model.
- * Transactions are opened by the callers (order.c handlers, saga.c local
- * steps, events.c appliers).
+ * items, and the order_history read model (the product price replica's SQL
+ * is the product contract's). Transactions are opened by the callers
+ * (order.c handlers, saga.c local steps, events.c appliers).
  */
 #include "order.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- replica -------------------------------------------------------------------------------- */
-
-int order_store_price_get(sl_db *db, const char *product_id, order_price *out)
-{
-    sl_db_stmt *st;
-    SL_DB_PREP(db,
-               "SELECT price, currency, price_ms, name_ms, name FROM product_prices "
-               "WHERE product_id = ?",
-               st);
-    SL_DB_BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
-    int rc = sl_db_step(st);
-    if (rc == SL_DB_ROW) {
-        out->has_price = !sl_db_column_is_null(st, 0);
-        out->amount = sl_db_column_int64(st, 0);
-        sl_db_column_copy(st, 1, out->currency, sizeof out->currency);
-        out->price_ms = sl_db_column_int64(st, 2);
-        out->name_ms = sl_db_column_int64(st, 3);
-        sl_db_column_copy(st, 4, out->name, sizeof out->name);
-        rc = 0;
-    } else if (rc == SL_DB_DONE) {
-        rc = SL_ENOTFOUND;
-    }
-    sl_db_stmt_done(st);
-    return rc;
-}
-
-int order_store_price_put(sl_db *db, const char *product_id, int exists, const char *name,
-                          int64_t name_ms, int has_price, int64_t amount, const char *currency,
-                          int64_t price_ms)
-{
-    sl_db_stmt *st;
-    int rc = 0;
-    if (!exists) {
-        SL_DB_PREP(db, "INSERT INTO product_prices (product_id) VALUES (?)", st);
-        SL_DB_BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
-        if ((rc = sl_db_run(st, NULL)) != 0) return rc;
-    }
-    if (name) {
-        SL_DB_PREP(db, "UPDATE product_prices SET name = ?, name_ms = ? WHERE product_id = ?", st);
-        SL_DB_BIND(st, sl_db_bind_text(st, 1, name, SIZE_MAX));
-        SL_DB_BIND(st, sl_db_bind_int64(st, 2, name_ms));
-        SL_DB_BIND(st, sl_db_bind_text(st, 3, product_id, SIZE_MAX));
-        if ((rc = sl_db_run(st, NULL)) != 0) return rc;
-    }
-    if (has_price) {
-        SL_DB_PREP(db,
-                   "UPDATE product_prices SET price = ?, currency = ?, price_ms = ? "
-                   "WHERE product_id = ?",
-                   st);
-        SL_DB_BIND(st, sl_db_bind_int64(st, 1, amount));
-        SL_DB_BIND(st, sl_db_bind_text(st, 2, currency, SIZE_MAX));
-        SL_DB_BIND(st, sl_db_bind_int64(st, 3, price_ms));
-        SL_DB_BIND(st, sl_db_bind_text(st, 4, product_id, SIZE_MAX));
-        rc = sl_db_run(st, NULL);
-    }
-    return rc;
-}
 
 /* ---- orders --------------------------------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
 #include "product.h"
 
 #include <shoal/http_types.h>
+#include <shoal/service.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -42,20 +43,7 @@ int product_category_valid(const char *s, size_t len)
     return 1;
 }
 
-static int is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-}
-
-int product_id_valid(const char *s, size_t len)
-{
-    if (len != SL_DB_UUID_STR - 1) return 0;
-    for (size_t i = 0; i < len; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex(s[i])) return 0;
-    }
-    return 1;
-}
+/* product_id_valid (the UUID form of the ids the service issues): contract/product_events.c. */
 
 /* Control characters are refused in names; descriptions may hold line breaks and tabs. */
 static int text_clean(const char *s, int multiline)
@@ -506,94 +494,7 @@ json_t *product_event_price_changed(const product *p, int64_t old_amount, const 
 
 /* ---- decoding events ------------------------------------------------------------------------- */
 
-static int reject(char *reason, size_t cap, const char *why, const sl_json_errors *errs)
-{
-    if (reason && cap)
-        snprintf(reason, cap, "%s%s%s%s", why, errs && errs->count ? ": " : "",
-                 errs && errs->count ? errs->items[0].field : "",
-                 errs && errs->count ? " invalid" : "");
-    return SL_EPARSE;
-}
-
-int product_event_decode(const char *type, const json_t *data, product_event_view *out,
-                         char *reason, size_t reason_cap)
-{
-    memset(out, 0, sizeof *out);
-    if (!json_is_object(data)) return reject(reason, reason_cap, "data is not an object", NULL);
-    int created = strcmp(type, PRODUCT_EV_CREATED) == 0;
-    int updated = strcmp(type, PRODUCT_EV_UPDATED) == 0;
-    int priced = strcmp(type, PRODUCT_EV_PRICE_CHANGED) == 0;
-    if (!created && !updated && !priced)
-        return reject(reason, reason_cap, "not a product event", NULL);
-    unsigned text = created || updated ? SL_JSON_REQUIRED : 0;
-    json_t *price = NULL;
-    const sl_json_field f[] = {
-        {.name = "product_id",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .out = &out->product_id},
-        {.name = "version",
-         .kind = SL_JSON_INT,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = INT64_MAX,
-         .out = &out->version},
-        {.name = "sku",
-         .kind = SL_JSON_STRING,
-         .flags = created ? SL_JSON_REQUIRED : 0,
-         .min = 1,
-         .max = PRODUCT_SKU_MAX,
-         .out = &out->sku},
-        {.name = "name",
-         .kind = SL_JSON_STRING,
-         .flags = text,
-         .min = 1,
-         .max = PRODUCT_NAME_MAX,
-         .out = &out->name},
-        {.name = "description",
-         .kind = SL_JSON_STRING,
-         .flags = text,
-         .max = PRODUCT_DESC_MAX,
-         .out = &out->description},
-        {.name = "category",
-         .kind = SL_JSON_STRING,
-         .flags = text,
-         .min = 1,
-         .max = PRODUCT_CATEGORY_MAX,
-         .out = &out->category},
-        {.name = priced ? "new_price" : "price",
-         .kind = SL_JSON_OBJECT,
-         .flags = created || priced ? SL_JSON_REQUIRED : 0,
-         .out = &price},
-    };
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    if (sl_json_read(data, f, SL_ARRAY_LEN(f), 0, &errs) != 0 ||
-        !product_id_valid(out->product_id, strlen(out->product_id)))
-        return reject(reason, reason_cap, "bad product event data", &errs);
-    if (updated) out->sku = NULL; /* identity fields never change after creation */
-    if (price && !priced && !created) price = NULL;
-    if (price) {
-        const sl_json_field pf[] = {
-            {.name = "amount",
-             .kind = SL_JSON_INT,
-             .flags = SL_JSON_REQUIRED,
-             .min = 1,
-             .max = PRODUCT_PRICE_MAX,
-             .out = &out->price_amount},
-            {.name = "currency",
-             .kind = SL_JSON_STRING,
-             .flags = SL_JSON_REQUIRED,
-             .min = 3,
-             .max = 3,
-             .out = &out->currency},
-        };
-        if (sl_json_read_at(price, f[6].name, pf, SL_ARRAY_LEN(pf), 0, &errs) != 0)
-            return reject(reason, reason_cap, "bad price in product event", &errs);
-        out->has_price = 1;
-    }
-    return 0;
-}
+/* The product's own events are decoded by product_event_decode (contract/product_events.h). */
 
 int product_stock_decode(const json_t *data, stock_event *out, char *reason, size_t reason_cap)
 {
@@ -619,10 +520,13 @@ int product_stock_decode(const json_t *data, stock_event *out, char *reason, siz
     };
     sl_json_errors errs;
     sl_json_errors_init(&errs);
-    if (!json_is_object(data)) return reject(reason, reason_cap, "data is not an object", NULL);
-    if (sl_json_read(data, f, SL_ARRAY_LEN(f), 0, &errs) != 0 ||
-        !product_id_valid(out->product_id, strlen(out->product_id)))
-        return reject(reason, reason_cap, "bad stock_changed data", &errs);
+    if (!json_is_object(data)) return sl_event_refuse(reason, reason_cap, INVENTORY_EV_STOCK, NULL);
+    if (sl_json_read(data, f, SL_ARRAY_LEN(f), 0, &errs) != 0)
+        return sl_event_refuse(reason, reason_cap, INVENTORY_EV_STOCK, &errs);
+    if (!product_id_valid(out->product_id, strlen(out->product_id))) {
+        sl_json_errors_add(&errs, "product_id", "is not a valid id");
+        return sl_event_refuse(reason, reason_cap, INVENTORY_EV_STOCK, &errs);
+    }
     if (out->stock < 0) out->stock = out->available;
     if (out->reserved < 0) out->reserved = out->stock - out->available;
     return 0;

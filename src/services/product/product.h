@@ -1,6 +1,6 @@
 /*
  * shoal-product internals: the catalogue's types and the functions its files
- * share. The service is CQRS (DESIGN §9):
+ * share. The service is CQRS, commands and queries on separate models:
  *
  *   command side  commands.c   products table (write model) + one event per
  *                              change, written in the same transaction to the
@@ -19,6 +19,8 @@
 #ifndef SHOAL_SVC_PRODUCT_H
 #define SHOAL_SVC_PRODUCT_H
 
+#include "product/contract/product_events.h"
+
 #include <shoal/common.h>
 #include <shoal/db.h>
 #include <shoal/json.h>
@@ -31,11 +33,7 @@ typedef struct sl_clock sl_clock;
 
 /* ---- limits (docs/services/product.md "Invariants") ------------------------------------- */
 
-#define PRODUCT_SKU_MAX       64   /* characters (ASCII) */
-#define PRODUCT_NAME_MAX      200  /* code points */
-#define PRODUCT_DESC_MAX      2000 /* code points */
-#define PRODUCT_CATEGORY_MAX  50   /* characters (ASCII slug) */
-#define PRODUCT_PRICE_MAX     1000000000LL
+/* PRODUCT_SKU_MAX, _NAME_MAX, _DESC_MAX, _CATEGORY_MAX, _PRICE_MAX: contract/product_events.h */
 #define PRODUCT_STOCK_MAX     1000000LL
 #define PRODUCT_Q_MAX         200 /* code points of the search text */
 #define PRODUCT_Q_TERMS_MAX   16  /* search terms kept */
@@ -43,11 +41,8 @@ typedef struct sl_clock sl_clock;
 #define PRODUCT_CURRENCY      "JPY"
 #define PRODUCT_STREAM_PREFIX "product-"
 
-/* Event types (= bus topics). */
-#define PRODUCT_EV_CREATED       "shop.product.created.v1"
-#define PRODUCT_EV_UPDATED       "shop.product.updated.v1"
-#define PRODUCT_EV_PRICE_CHANGED "shop.product.price_changed.v1"
-#define INVENTORY_EV_STOCK       "shop.inventory.stock_changed.v1"
+/* Event types (= bus topics): the product's own in contract/product_events.h. */
+#define INVENTORY_EV_STOCK "shop.inventory.stock_changed.v1"
 
 /* The catch-up subscriber name of the catalogue projection. */
 #define PRODUCT_PROJECTION "product.catalog_view"
@@ -104,8 +99,6 @@ typedef struct product_patch {
 int product_sku_valid(const char *s);
 /* 1 when `s` is a 1..50 character lowercase slug: [a-z0-9]+ joined by single '-'. */
 int product_category_valid(const char *s, size_t len);
-/* 1 when `s` of `len` bytes is a canonical lowercase UUID (8-4-4-4-12 hex). */
-int product_id_valid(const char *s, size_t len);
 
 /*
  * Validates a create body ({sku, name, description?, category, price, stock?}); price is
@@ -176,20 +169,7 @@ json_t *product_event_created(const product *p, int64_t initial_stock);
 json_t *product_event_updated(const product *p, unsigned changed);
 json_t *product_event_price_changed(const product *p, int64_t old_amount, const char *old_currency);
 
-/* A product event decoded for the projection; strings borrow from the event data. */
-typedef struct product_event_view {
-    const char *product_id;
-    int64_t version;
-    const char *sku, *name, *description, *category; /* NULL when the event does not set it */
-    int has_price;
-    int64_t price_amount;
-    const char *currency;
-} product_event_view;
-
-/* Decodes and checks the data of a product event of `type`. Returns 0, or SL_EPARSE (with a
- * reason in `reason`) for data that can never apply. */
-int product_event_decode(const char *type, const json_t *data, product_event_view *out,
-                         char *reason, size_t reason_cap);
+/* The product events are decoded by product_event_decode (contract/product_events.h). */
 
 /* inventory's stock_changed data {product_id, stock, reserved, available}. */
 typedef struct stock_event {

@@ -37,7 +37,7 @@ int product_project_event(sl_db *tx, const char *type, const json_t *data, char 
         return rc;
     }
     product_event_view ev;
-    int rc = product_event_decode(type, data, &ev, reason, reason_cap);
+    int rc = product_event_decode(type, data, PRODUCT_READ_CATALOG, &ev, reason, reason_cap);
     int applied = 0;
     if (rc == 0) rc = store_view_apply(tx, type, &ev, &applied);
     return rc;

@@ -46,7 +46,7 @@ static void product(const char *pid, int64_t amount, const char *currency, const
              "\"category\":\"c\",\"price\":{\"amount\":%lld,\"currency\":\"%s\"},"
              "\"initial_stock\":5}",
              pid, pid, pid, (long long)amount, currency);
-    assert_int_equal(deliver(cart_apply_product, id, "shop.product.created.v1", time, data), 1);
+    assert_int_equal(deliver(product_replica_apply, id, "shop.product.created.v1", time, data), 1);
 }
 
 static int64_t digest(void)
@@ -76,15 +76,19 @@ static int teardown(void **state)
 static void test_replica_applies_once_and_in_time_order(void **state)
 {
     (void)state;
+    /* The host applied the product contract's migration after the cart's own. */
+    assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM schema_migrations WHERE "
+                                       "component = 'product_contract' AND version = 1"),
+                     1);
     product("r1", 1000, "JPY", "2026-01-01T00:00:01Z");
     assert_int_equal(harness_int(g_db, "SELECT price FROM product_prices WHERE product_id='r1'"),
                      1000);
     /* The same event again: the inbox drops it. */
-    assert_int_equal(deliver(cart_apply_product, "created-r1", "shop.product.created.v1", NULL,
+    assert_int_equal(deliver(product_replica_apply, "created-r1", "shop.product.created.v1", NULL,
                              "{\"product_id\":\"r1\",\"price\":{\"amount\":5,\"currency\":"
                              "\"JPY\"}}"),
                      0);
-    assert_int_equal(deliver(cart_apply_price_changed, "pc-1", "shop.product.price_changed.v1",
+    assert_int_equal(deliver(product_replica_apply, "pc-1", "shop.product.price_changed.v1",
                              "2026-01-01T00:00:03Z",
                              "{\"product_id\":\"r1\",\"old_price\":{\"amount\":1000,\"currency\":"
                              "\"JPY\"},\"new_price\":{\"amount\":1500,\"currency\":\"JPY\"}}"),
@@ -93,7 +97,7 @@ static void test_replica_applies_once_and_in_time_order(void **state)
                      1500);
     /* An update older than the price change but newer than the name: the price stays, the
      * name (each value is ordered by its own event time) changes. */
-    assert_int_equal(deliver(cart_apply_product, "upd-old", "shop.product.updated.v1",
+    assert_int_equal(deliver(product_replica_apply, "upd-old", "shop.product.updated.v1",
                              "2026-01-01T00:00:02Z",
                              "{\"product_id\":\"r1\",\"name\":\"Old\",\"price\":{\"amount\":"
                              "1200,\"currency\":\"JPY\"}}"),
@@ -104,7 +108,7 @@ static void test_replica_applies_once_and_in_time_order(void **state)
                                        "product_id='r1' AND name = 'Old'"),
                      1);
     /* A newer rename without a price keeps the price. */
-    assert_int_equal(deliver(cart_apply_product, "upd-new", "shop.product.updated.v1",
+    assert_int_equal(deliver(product_replica_apply, "upd-new", "shop.product.updated.v1",
                              "2026-01-01T00:00:04Z", "{\"product_id\":\"r1\",\"name\":\"New\"}"),
                      1);
     assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM product_prices WHERE "
@@ -122,11 +126,11 @@ static void test_replica_applies_once_and_in_time_order(void **state)
     for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
         char id[32];
         snprintf(id, sizeof id, "bad-%zu", i);
-        assert_int_equal(deliver(cart_apply_product, id, "shop.product.created.v1", NULL, bad[i]),
-                         -1);
+        assert_int_equal(
+            deliver(product_replica_apply, id, "shop.product.created.v1", NULL, bad[i]), -1);
     }
-    assert_int_equal(deliver(cart_apply_price_changed, "bad-pc", "shop.product.price_changed.v1",
-                             NULL, "{\"product_id\":\"r1\"}"),
+    assert_int_equal(deliver(product_replica_apply, "bad-pc", "shop.product.price_changed.v1", NULL,
+                             "{\"product_id\":\"r1\"}"),
                      -1);
     assert_int_equal(digest(), before);
 }
@@ -155,8 +159,7 @@ static void test_cart_over_http(void **state)
     assert_int_equal(svc_int(json_object_get(r, "total"), "amount"), 1200 + 900);
     json_decref(r);
     /* Prices come from the replica: a price change shows at once. */
-    assert_int_equal(deliver(cart_apply_price_changed, "pc-c1", "shop.product.price_changed.v1",
-                             NULL,
+    assert_int_equal(deliver(product_replica_apply, "pc-c1", "shop.product.price_changed.v1", NULL,
                              "{\"product_id\":\"c1\",\"old_price\":{\"amount\":1200,\"currency\":"
                              "\"JPY\"},\"new_price\":{\"amount\":1000,\"currency\":\"JPY\"}}"),
                      1);

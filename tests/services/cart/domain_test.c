@@ -1,7 +1,9 @@
 /*
- * The cart's pure rules alone (domain.c): quantity and money validation
- * naming the field, totals in one currency with checked arithmetic, what a
- * confirmed order leaves in the cart, and last-writer-wins by event time.
+ * The cart's pure rules alone (domain.c): quantity validation naming the
+ * field, totals in one currency with checked arithmetic, and what a
+ * confirmed order leaves in the cart. The price replica's rules (money,
+ * ids, last-writer-wins by event time) are tested with the product
+ * contract (tests/services/product/contract_test.c).
  */
 #include "cart.h"
 
@@ -47,39 +49,6 @@ static void test_qty_bounds(void **state)
     assert_string_equal(errs.items[0].field, "note");
 }
 
-static void test_money(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *text;
-        const char *field;
-    } cases[] = {
-        {"{\"amount\":-1,\"currency\":\"JPY\"}", "p.amount"},
-        {"{\"amount\":1000000000001,\"currency\":\"JPY\"}", "p.amount"},
-        {"{\"amount\":1,\"currency\":\"jpy\"}", "p.currency"},
-        {"{\"amount\":1,\"currency\":\"YENS\"}", "p.currency"},
-        {"{\"amount\":1}", "p.currency"},
-        {"7", "p"},
-    };
-    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
-        json_t *v = json_loads(cases[i].text, JSON_DECODE_ANY, NULL);
-        int64_t amount;
-        char cur[4];
-        sl_json_errors errs;
-        sl_json_errors_init(&errs);
-        assert_int_equal(cart_read_money(v, "p", &amount, cur, &errs), SL_EINVAL);
-        assert_string_equal(errs.items[0].field, cases[i].field);
-        json_decref(v);
-    }
-    json_t *v = json_loads("{\"amount\":1200,\"currency\":\"JPY\"}", 0, NULL);
-    int64_t amount = 0;
-    char cur[4];
-    assert_int_equal(cart_read_money(v, "p", &amount, cur, NULL), 0);
-    assert_int_equal(amount, 1200);
-    assert_string_equal(cur, "JPY");
-    json_decref(v);
-}
-
 static void test_totals(void **state)
 {
     (void)state;
@@ -96,31 +65,20 @@ static void test_totals(void **state)
     assert_int_equal(cart_total(big, 2, &amount, cur), SL_ELIMIT);
 }
 
-static void test_order_and_events(void **state)
+static void test_after_order(void **state)
 {
     (void)state;
     assert_int_equal(cart_after_order(3, 1), 2);
     assert_int_equal(cart_after_order(3, 3), 0);
     assert_int_equal(cart_after_order(3, 7), 0);
-    assert_true(cart_event_newer(100, 100));
-    assert_true(cart_event_newer(100, 101));
-    assert_false(cart_event_newer(100, 99));
-    assert_true(cart_event_newer(100, -1)); /* unknown time: applied */
-    assert_true(cart_id_valid("0190a3f2-7c1e", 13));
-    assert_false(cart_id_valid("a/b", 3));
-    assert_false(cart_id_valid("", 0));
-    assert_true(cart_currency_valid("EUR"));
-    assert_false(cart_currency_valid("EU"));
-    assert_false(cart_currency_valid(NULL));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qty_bounds),
-        cmocka_unit_test(test_money),
         cmocka_unit_test(test_totals),
-        cmocka_unit_test(test_order_and_events),
+        cmocka_unit_test(test_after_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,7 +62,7 @@ static void product(const char *pid, int64_t amount, const char *currency)
              "\"category\":\"c\",\"price\":{\"amount\":%lld,\"currency\":\"%s\"},"
              "\"initial_stock\":5}",
              pid, pid, pid, (long long)amount, currency);
-    assert_int_equal(deliver(order_apply_product, id, "shop.product.created.v1", NULL, data), 1);
+    assert_int_equal(deliver(product_replica_apply, id, "shop.product.created.v1", NULL, data), 1);
 }
 
 static void start_service(void)
@@ -722,18 +722,21 @@ static void test_bad_input(void **state)
 static void test_appliers(void **state)
 {
     (void)state;
+    assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM schema_migrations WHERE "
+                                       "component = 'product_contract' AND version = 1"),
+                     1);
     /* Replica: once per event id; an older price never overwrites a newer one. */
-    assert_int_equal(deliver(order_apply_price_changed, "pc-1", "shop.product.price_changed.v1",
+    assert_int_equal(deliver(product_replica_apply, "pc-1", "shop.product.price_changed.v1",
                              "2030-01-01T00:00:02Z",
                              "{\"product_id\":\"r1\",\"old_price\":{\"amount\":1,\"currency\":"
                              "\"JPY\"},\"new_price\":{\"amount\":700,\"currency\":\"JPY\"}}"),
                      1);
-    assert_int_equal(deliver(order_apply_price_changed, "pc-1", "shop.product.price_changed.v1",
+    assert_int_equal(deliver(product_replica_apply, "pc-1", "shop.product.price_changed.v1",
                              "2030-01-01T00:00:02Z",
                              "{\"product_id\":\"r1\",\"new_price\":{\"amount\":1,\"currency\":"
                              "\"JPY\"}}"),
                      0);
-    assert_int_equal(deliver(order_apply_product, "up-old", "shop.product.updated.v1",
+    assert_int_equal(deliver(product_replica_apply, "up-old", "shop.product.updated.v1",
                              "2030-01-01T00:00:01Z",
                              "{\"product_id\":\"r1\",\"name\":\"Old\",\"price\":{\"amount\":5,"
                              "\"currency\":\"JPY\"}}"),
@@ -743,11 +746,10 @@ static void test_appliers(void **state)
     assert_int_equal(harness_int(g_db, "SELECT COUNT(*) FROM product_prices WHERE name='Old' AND "
                                        "product_id='r1'"),
                      1);
-    assert_int_equal(deliver(order_apply_product, "bad-1", "shop.product.created.v1", NULL,
+    assert_int_equal(deliver(product_replica_apply, "bad-1", "shop.product.created.v1", NULL,
                              "{\"product_id\":\"a b\"}"),
                      -1);
-    assert_int_equal(deliver(order_apply_price_changed, "bad-2", "shop.product.price_changed.v1",
-                             NULL,
+    assert_int_equal(deliver(product_replica_apply, "bad-2", "shop.product.price_changed.v1", NULL,
                              "{\"product_id\":\"r1\",\"new_price\":{\"amount\":-5,"
                              "\"currency\":\"JPY\"}}"),
                      -1);

@@ -308,7 +308,9 @@ static void test_event_round_trip(void **state)
                      3000);
     product_event_view ev;
     char reason[128];
-    assert_int_equal(product_event_decode(PRODUCT_EV_CREATED, d, &ev, reason, sizeof reason), 0);
+    assert_int_equal(product_event_decode(PRODUCT_EV_CREATED, d, PRODUCT_READ_CATALOG, &ev, reason,
+                                          sizeof reason),
+                     0);
     assert_string_equal(ev.sku, "K-1");
     assert_int_equal(ev.version, 1);
     assert_int_equal(ev.price_amount, 3000);
@@ -317,7 +319,9 @@ static void test_event_round_trip(void **state)
     p.version = 2;
     d = product_event_updated(&p, PRODUCT_CHANGED_NAME | PRODUCT_CHANGED_CATEGORY);
     assert_int_equal(json_array_size(json_object_get(d, "changed")), 2);
-    assert_int_equal(product_event_decode(PRODUCT_EV_UPDATED, d, &ev, reason, sizeof reason), 0);
+    assert_int_equal(product_event_decode(PRODUCT_EV_UPDATED, d, PRODUCT_READ_CATALOG, &ev, reason,
+                                          sizeof reason),
+                     0);
     assert_string_equal(ev.name, "Kettle");
     assert_false(ev.has_price);
     json_decref(d);
@@ -325,14 +329,16 @@ static void test_event_round_trip(void **state)
     p.version = 3;
     p.price_amount = 3500;
     d = product_event_price_changed(&p, 3000, "JPY");
-    assert_int_equal(product_event_decode(PRODUCT_EV_PRICE_CHANGED, d, &ev, reason, sizeof reason),
+    assert_int_equal(product_event_decode(PRODUCT_EV_PRICE_CHANGED, d, PRODUCT_READ_CATALOG, &ev,
+                                          reason, sizeof reason),
                      0);
     assert_int_equal(ev.price_amount, 3500);
     assert_int_equal(ev.version, 3);
     json_decref(d);
 
     d = parse("{\"product_id\":\"nope\",\"version\":1}");
-    assert_int_equal(product_event_decode(PRODUCT_EV_UPDATED, d, &ev, reason, sizeof reason),
+    assert_int_equal(product_event_decode(PRODUCT_EV_UPDATED, d, PRODUCT_READ_CATALOG, &ev, reason,
+                                          sizeof reason),
                      SL_EPARSE);
     json_decref(d);
 
