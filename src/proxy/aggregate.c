@@ -19,7 +19,7 @@
  * Every part carries the caller's identity, signed for that part's method
  * and path. Loop thread only.
  */
-#include "gateway.h"
+#include "aggregate.h"
 
 #include <shoal/json.h>
 

@@ -4,6 +4,7 @@
  * link it.
  */
 #include "gateway.h"
+#include "gwconfig.h"
 
 #include <shoal/config.h>
 
