@@ -59,6 +59,13 @@ typedef struct sl__resp_field {
     uint32_t name_off, name_len, value_off, value_len; /* offsets into hbuf */
 } sl__resp_field;
 
+/* Which of http-parser's header callbacks ran last (a field or value may arrive in pieces). */
+typedef enum sl__resp_cb {
+    SL__RESP_CB_NONE,
+    SL__RESP_CB_FIELD,
+    SL__RESP_CB_VALUE,
+} sl__resp_cb;
+
 /* Parser state; caller's storage. Not thread-safe. */
 typedef struct sl__resp {
     http_parser parser;
@@ -72,7 +79,7 @@ typedef struct sl__resp {
     sl_http_response res;
     size_t last_end; /* offset in hbuf of the end of the last status/field/value
                       * piece (an offset: hbuf moves when it grows) */
-    int last_cb;     /* 0 none, 1 field, 2 value */
+    sl__resp_cb last_cb;
     int te_count, te_chunked, status_seen;
     size_t scan_off, line_start, block_start; /* line scanner over hbuf */
     bool scan_cr, scan_done;

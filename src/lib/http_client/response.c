@@ -41,6 +41,7 @@
 #define HBUF_INITIAL 2048
 #define BODY_INITIAL 4096
 
+/* Records the first error; returns non-zero, which makes http-parser stop (its callbacks' rule). */
 static int fail(sl__resp *r, int code, const char *detail)
 {
     if (!r->error) {
@@ -54,7 +55,7 @@ static int on_message_begin(http_parser *p)
 {
     sl__resp *r = p->data;
     r->nfields = 0;
-    r->last_cb = 0;
+    r->last_cb = SL__RESP_CB_NONE;
     r->last_end = 0;
     r->te_count = r->te_chunked = r->status_seen = 0;
     return 0;
@@ -77,7 +78,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         if (!sl_http_is_tchar((unsigned char)at[i]))
             return fail(r, SL_EPARSE, "invalid character in header name");
     size_t off = (size_t)(at - r->hbuf);
-    if (r->last_cb == 1 && off == r->last_end) {
+    if (r->last_cb == SL__RESP_CB_FIELD && off == r->last_end) {
         r->fields[r->nfields - 1].name_len += (uint32_t)len; /* split across feeds */
     } else {
         if (r->nfields == SL_HTTP_CLIENT_HEADERS_MAX)
@@ -88,7 +89,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         f->value_off = (uint32_t)(off + len);
         f->value_len = 0;
     }
-    r->last_cb = 1;
+    r->last_cb = SL__RESP_CB_FIELD;
     r->last_end = off + len;
     return 0;
 }
@@ -99,7 +100,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     if (!r->in_headers) return 0;
     sl__resp_field *f = &r->fields[r->nfields - 1];
     size_t off = (size_t)(at - r->hbuf);
-    if (r->last_cb == 2) {
+    if (r->last_cb == SL__RESP_CB_VALUE) {
         /* RFC 9112 §5.2: a piece that does not continue the value is an obs-fold. */
         if (off != r->last_end) return fail(r, SL_EPARSE, "obsolete line folding");
         f->value_len += (uint32_t)len;
@@ -108,7 +109,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         f->value_len = (uint32_t)len;
     }
     if (!sl_http_value_ok(at, len)) return fail(r, SL_EPARSE, "invalid character in header value");
-    r->last_cb = 2;
+    r->last_cb = SL__RESP_CB_VALUE;
     r->last_end = off + len;
     return 0;
 }
@@ -224,7 +225,7 @@ void sl__resp_reset(sl__resp *r, bool head)
     r->body_len = 0;
     r->nfields = 0;
     r->last_end = 0;
-    r->last_cb = 0;
+    r->last_cb = SL__RESP_CB_NONE;
     r->te_count = r->te_chunked = r->status_seen = 0;
     r->scan_off = r->line_start = r->block_start = 0;
     r->scan_cr = r->scan_done = false;
