@@ -28,18 +28,6 @@
 
 #define BULKHEAD_RETRY_AFTER_MS 1000 /* Retry-After has whole seconds: suggest the least */
 
-static const char *const result_names[] = {
-#define SL_HTTP_RESULT_NAME_(name, text) text,
-    SL_HTTP_RESULT_MAP(SL_HTTP_RESULT_NAME_)
-#undef SL_HTTP_RESULT_NAME_
-};
-
-const char *sl_http_result_kind_name(sl_http_result_kind kind)
-{
-    if ((unsigned)kind >= SL_HTTP_RESULT_COUNT) return "unknown";
-    return result_names[kind];
-}
-
 void sl_upstream_config_default(sl_upstream_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);

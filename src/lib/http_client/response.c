@@ -1,7 +1,8 @@
 /*
  * Strict, incremental HTTP/1.1 response parsing for the client (pure, no
  * I/O): http-parser in HTTP_RESPONSE mode plus the checks it leaves to its
- * user (DEPS.md §2), the same ones the server applies to requests.
+ * user (tchar-only field names, CRLF line endings, no obs-fold: it is
+ * lenient there), the same ones the server applies to requests.
  *
  * Bytes are fed as they arrive. Until the final response's headers are
  * complete they are appended to `hbuf` (at most header_max bytes, interim
@@ -37,6 +38,20 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The names of a call's result kinds (http_client.h), here with the other pure parts so the
+ * client and its metrics can both name them. */
+static const char *const result_names[] = {
+#define SL_HTTP_RESULT_NAME_(name, text) text,
+    SL_HTTP_RESULT_MAP(SL_HTTP_RESULT_NAME_)
+#undef SL_HTTP_RESULT_NAME_
+};
+
+const char *sl_http_result_kind_name(sl_http_result_kind kind)
+{
+    if ((unsigned)kind >= SL_HTTP_RESULT_COUNT) return "unknown";
+    return result_names[kind];
+}
 
 #define HBUF_INITIAL 2048
 #define BODY_INITIAL 4096
