@@ -110,18 +110,11 @@ void px_build_headers(px_req *r, sl_http_method method, sl_slice path, int forwa
         if (!sl_slice_case_eq(out->fwd.h[i].name, "authorization")) out->fwd.h[k++] = out->fwd.h[i];
     out->fwd.n = k;
     if (!r->authed || !px_cfg(r)->have_identity_key) return;
+    SL_ASSERT(out->fwd.n + SL_IDENTITY_NHEADERS <= SL_ARRAY_LEN(out->fwd.h));
     int64_t now = sl_clock_wall_ms(sl_clock_system());
-    if (sl_identity_sign(&px_cfg(r)->identity_key, r->id.user_id, r->id.role, method, path, now,
-                         out->proof) != 0)
-        return;
-    SL_ASSERT(out->fwd.n + 3 <= SL_ARRAY_LEN(out->fwd.h));
-    sl_http_header *h = out->fwd.h;
-    h[out->fwd.n++] =
-        (sl_http_header){SL_SLICE_LIT("x-user-id"), {r->id.user_id, strlen(r->id.user_id)}};
-    h[out->fwd.n++] =
-        (sl_http_header){SL_SLICE_LIT("x-user-role"), {r->id.role, strlen(r->id.role)}};
-    h[out->fwd.n++] =
-        (sl_http_header){SL_SLICE_LIT("x-shoal-identity"), {out->proof, strlen(out->proof)}};
+    if (sl_identity_headers(&px_cfg(r)->identity_key, r->id.user_id, r->id.role, method, path, now,
+                            out->proof, &out->fwd.h[out->fwd.n]) == 0)
+        out->fwd.n += SL_IDENTITY_NHEADERS;
 }
 
 void px_call_opts(px_req *r, int64_t timeout_ms, sl_http_call_opts *o)
