@@ -35,6 +35,7 @@ static int ep_usable(const px_wcluster *c, size_t i, int64_t now)
 
 static int lb_pick(void *data, uint32_t attempt)
 {
+    SL_ASSERT(data);
     (void)attempt;
     px_wcluster *c = data;
     size_t n = c->cfg->nendpoints;

@@ -45,6 +45,7 @@ static void on_upstream(sl_http_handle *call, const sl_http_result *res, void *d
 
 static void forward(px_req *r)
 {
+    SL_ASSERT(r->route && r->route->aggregate < 0 && !r->call);
     const px_route *rt = r->route;
     sl_http_req *req = r->req;
     px_wcluster *c = &r->wg->clusters[rt->cluster];
@@ -210,6 +211,7 @@ static int rate_limited(px_req *r)
 /* After authentication: the upstream call or the aggregate. */
 static void dispatch(px_req *r)
 {
+    SL_ASSERT(r->route && r->status == 0);
     r->deadline = sl_deadline_after(sl_clock_system(), r->route->timeout_ms);
     if (r->route->aggregate >= 0)
         px_aggregate_start(r, &px_cfg(r)->aggregates[r->route->aggregate]);
@@ -231,6 +233,7 @@ void px_abandon(px_waiter *wt)
 
 void px_on_request(sl_http_req *req, void *data)
 {
+    SL_ASSERT(req->host && ((px_req *)req->host)->req == req);
     (void)data;
     px_req *r = req->host;
     if (r->status == 503) {

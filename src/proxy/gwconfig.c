@@ -919,6 +919,7 @@ int px_config_load(const char *path, char *const *envp, px_config **out, char *e
 
 int px_config_cluster(const px_config *cfg, const char *name)
 {
+    SL_ASSERT(cfg && name);
     for (size_t i = 0; i < cfg->nclusters; i++)
         if (cfg->clusters[i].name && strcmp(cfg->clusters[i].name, name) == 0) return (int)i;
     return -1;

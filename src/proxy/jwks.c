@@ -23,7 +23,8 @@ static const px_config *cur_cfg(const px_jwks *j)
     return (*j->cur)->gen->cfg;
 }
 
-static void release_waiters(px_jwks *j)
+/* Empties the queue, handing each waiter to `hook` (resume or abandon) in arrival order. */
+static void release_waiters(px_jwks *j, void (*hook)(px_waiter *wt))
 {
     px_waiter *list = j->waiters;
     j->waiters = j->waiters_tail = NULL;
@@ -32,7 +33,7 @@ static void release_waiters(px_jwks *j)
         px_waiter *wt = list;
         list = wt->next;
         wt->next = NULL;
-        j->hooks.resume(wt);
+        hook(wt);
     }
 }
 
@@ -71,7 +72,7 @@ static void on_jwks(sl_http_handle *call, const sl_http_result *res, void *data)
     }
     j->fetches++;
     if (!ok) j->failures++;
-    release_waiters(j);
+    release_waiters(j, j->hooks.resume);
     px_wgen_unref(wg);
 }
 
@@ -146,14 +147,7 @@ void px_jwks_close(px_jwks *j)
     if (!j->open) return;
     j->open = 0;
     uv_close((uv_handle_t *)&j->refresh, NULL);
-    px_waiter *list = j->waiters;
-    j->waiters = j->waiters_tail = NULL;
-    j->nwaiters = 0;
-    while (list) {
-        px_waiter *wt = list;
-        list = wt->next;
-        j->hooks.abandon(wt);
-    }
+    release_waiters(j, j->hooks.abandon);
     sl_keyset_free(j->ks);
     j->ks = NULL;
 }
