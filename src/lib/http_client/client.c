@@ -217,7 +217,7 @@ static void call_free(sl_http_handle *call)
     else
         up->calls = call->next;
     if (call->next) call->next->prev = call->prev;
-    sl__resp_free(&call->resp);
+    sl__http_resp_free(&call->resp);
     if (!call->head_inline) free(call->head);
     uv_close((uv_handle_t *)&call->timer, call_closed);
 }
@@ -358,7 +358,8 @@ static void finish(sl_http_handle *call, sl_http_result_kind kind, int code, int
 static void deliver(sl_http_handle *call)
 {
     call->state = K_DELIVERING;
-    if (call->result.kind == SL_HTTP_RESULT_OK) call->result.response = sl__resp_get(&call->resp);
+    if (call->result.kind == SL_HTTP_RESULT_OK)
+        call->result.response = sl__http_resp_get(&call->resp);
     call->cb(call, &call->result, call->data);
     call_free(call);
 }
@@ -459,7 +460,7 @@ static void call_send(sl_http_handle *call, conn *c)
         call->head_inline = false;
     }
     int n = sl__http_head_write(&call->prep, host, tpv, dlv, call->head, call->head_cap);
-    sl__resp_reset(&call->resp, call->method == SL_HTTP_HEAD);
+    sl__http_resp_reset(&call->resp, call->method == SL_HTTP_HEAD);
     c->reused = c->used;
     c->used = true;
     uv_buf_t bufs[2] = {uv_buf_init(call->head, n > 0 ? (unsigned)n : 0),
@@ -532,7 +533,7 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
     }
     sl_slice ra = {NULL, 0};
     if (kind == SL_HTTP_RESULT_OK)
-        (void)sl_http_response_header(sl__resp_get(&call->resp), "retry-after", &ra);
+        (void)sl_http_response_header(sl__http_resp_get(&call->resp), "retry-after", &ra);
     int64_t delay = -1;
     sl_retry_decision d =
         sl_retry_next(&call->rs, outcome, ra.ptr, ra.len, up->rand, up->budget, &delay);
@@ -704,7 +705,7 @@ int sl_http_call(sl_upstream *up, const sl_http_request *req, const sl_http_call
         call->parent = *opts->trace;
         call->has_parent = true;
     }
-    sl__resp_init(&call->resp, up->cfg.header_max_bytes, up->cfg.response_max_bytes);
+    sl__http_resp_init(&call->resp, up->cfg.header_max_bytes, up->cfg.response_max_bytes);
     uv_timer_init(up->loop, &call->timer);
     call->timer.data = call;
     call->next = up->calls;

@@ -117,7 +117,8 @@ struct sl_http_call {
     const char *body;
     size_t body_len;
     sl_http_result result;
-    sl__resp resp; /* last: sl_http_call clears what comes before, sl__resp_init the rest */
+    sl__http_resp
+        resp; /* last: sl_http_call clears what comes before, sl__http_resp_init the rest */
     /* followed, in the same block, by the prepared head and the body copy */
 };
 

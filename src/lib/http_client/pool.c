@@ -198,9 +198,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     int rc;
     size_t consumed = 0;
     if (nread > 0) {
-        rc = sl__resp_feed(&call->resp, buf->base, (size_t)nread, &consumed);
+        rc = sl__http_resp_feed(&call->resp, buf->base, (size_t)nread, &consumed);
     } else if (nread == UV_EOF) {
-        rc = sl__resp_eof(&call->resp);
+        rc = sl__http_resp_eof(&call->resp);
         consumed = 0;
         nread = 0;
     } else {
