@@ -269,9 +269,10 @@ void px_on_response(sl_http_req *req, int status, size_t body_len, void *data)
     if (!r) return;
     SL_ASSERT(r->w == w && w->in_flight > 0);
     sl_serve_outcome o = {.route = r->route ? r->route->path : NULL};
-    char ip[64] = "";
+    char ip[64]; /* written only when the access log is on: no per-request cost otherwise */
     sl_log_field extra[4];
     if (r->span && px_cfg(r)->access_log && sl_log_enabled(w->proc->log, SL_LOG_LEVEL_INFO)) {
+        ip[0] = '\0';
         (void)sl_http_req_peer(req, ip, sizeof ip);
         extra[0] = SL_LOG_STR("route", r->route ? r->route->name : NULL);
         extra[1] = SL_LOG_STR("upstream", r->upstream_name);
