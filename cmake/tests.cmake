@@ -142,6 +142,10 @@ foreach(src ${proxy_tests})
     ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
 
+# Layering: the .c files of src/proxy and of src/lib/http_client call each other in one direction.
+add_test(NAME check.cycles COMMAND bash ${CMAKE_SOURCE_DIR}/scripts/check-cycles.sh)
+set_tests_properties(check.cycles PROPERTIES LABELS "unit;proxy" TIMEOUT 60)
+
 # Bus conformance suites: every tests/bus/<name>_test.c is ONE source run on
 # both backends, as bus.<name>.inproc (label unit) and bus.<name>.nats (label
 # nats), chosen by argv[1]. Every tests/nats/<name>_test.c (durability: killed

@@ -3,9 +3,9 @@
  *
  * An sl_upstream is one named upstream service as seen from one worker
  * thread: its endpoints (host:port, picked round robin per attempt), a
- * keep-alive connection pool, a DNS cache, and the resilience policies of
- * DESIGN §8 composed as deadline → bulkhead → circuit breaker → retry →
- * attempt (docs/http-client.md says why in that order). sl_http_call() sends
+ * keep-alive connection pool, a DNS cache, and the resilience policies
+ * (docs/resilience.md) composed as deadline → bulkhead → circuit breaker →
+ * retry → attempt (docs/http-client.md says why in that order). sl_http_call() sends
  * one request through that stack and reports the final response or a
  * classified error to a callback.
  *

@@ -19,7 +19,7 @@
  * Every part carries the caller's identity, signed for that part's method
  * and path. Loop thread only.
  */
-#include "gateway.h"
+#include "aggregate.h"
 
 #include <shoal/json.h>
 
@@ -443,6 +443,7 @@ static void on_phase1(sl_http_fanout *fo, void *data)
 
 void px_aggregate_start(px_req *r, const px_aggregate_cfg *a)
 {
+    SL_ASSERT(r && a && !r->agg && a->nparts <= PX_PARTS_MAX);
     px_agg *g = calloc(1, sizeof *g);
     if (!g) {
         sl_http_respond_problem(r->req, 503, "out of memory");

@@ -12,26 +12,30 @@
  * flag per endpoint in the generation (atomics); each worker publishes its
  * breaker state and counters for /admin/clusters the same way.
  */
-#include "gateway.h"
+#include "cluster.h"
+
+#include <shoal/json.h>
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int64_t now_ms(const px_wcluster *c)
 {
-    return (int64_t)uv_now(c->wg->w->loop);
+    return (int64_t)uv_now(c->env.loop);
 }
 
 static int ep_usable(const px_wcluster *c, size_t i, int64_t now)
 {
-    const px_gen *g = c->wg->gen;
+    const px_board *g = c->env.board;
     if (!atomic_load_explicit(&g->healthy[g->ep_off[c->idx] + i], memory_order_relaxed)) return 0;
     return c->eps[i].ejected_until_ms <= now;
 }
 
 static int lb_pick(void *data, uint32_t attempt)
 {
+    SL_ASSERT(data);
     (void)attempt;
     px_wcluster *c = data;
     size_t n = c->cfg->nendpoints;
@@ -45,8 +49,8 @@ static int lb_pick(void *data, uint32_t attempt)
     size_t pick;
     if (c->cfg->lb == PX_LB_LEAST_REQUEST && nc > 1) {
         /* Power of two choices: two distinct random candidates, the less loaded wins. */
-        size_t a = (size_t)sl_rand_below(&c->wg->w->rand, nc);
-        size_t b = (size_t)sl_rand_below(&c->wg->w->rand, nc - 1);
+        size_t a = (size_t)sl_rand_below(c->env.rand, nc);
+        size_t b = (size_t)sl_rand_below(c->env.rand, nc - 1);
         if (b >= a) b++;
         pick = c->eps[cand[b]].in_flight < c->eps[cand[a]].in_flight ? cand[b] : cand[a];
     } else {
@@ -71,10 +75,10 @@ static void eject(px_wcluster *c, size_t i, const char *why)
     e->ejections++;
     e->ejected_until_ms = now + (int64_t)c->cfg->out_base_ms * mult;
     e->c5xx = e->cconn = 0;
-    SL_LOG_WARN(c->wg->w->gw->log, NULL, "endpoint ejected", SL_LOG_STR("cluster", c->cfg->name),
+    SL_LOG_WARN(c->env.log, NULL, "endpoint ejected", SL_LOG_STR("cluster", c->cfg->name),
                 SL_LOG_STR("endpoint", c->cfg->endpoints[i]), SL_LOG_STR("reason", why),
                 SL_LOG_INT("for_ms", (int64_t)c->cfg->out_base_ms * mult),
-                SL_LOG_INT("worker", c->wg->w->index));
+                SL_LOG_INT("worker", c->env.worker));
 }
 
 static void lb_report(void *data, size_t index, const sl_outcome *o)
@@ -140,7 +144,7 @@ static void hc_result(sl_http_handle *call, const sl_http_result *res, void *dat
     free(ctx);
     c->hc_busy[i] = 0;
     if (res->kind == SL_HTTP_RESULT_CANCELED) return;
-    px_gen *g = c->wg->gen;
+    px_board *g = c->env.board;
     _Atomic unsigned char *flag = &g->healthy[g->ep_off[c->idx] + i];
     int ok = res->kind == SL_HTTP_RESULT_OK && res->response->status >= 200 &&
              res->response->status < 300;
@@ -148,16 +152,14 @@ static void hc_result(sl_http_handle *call, const sl_http_result *res, void *dat
         c->hc_fail[i] = 0;
         if (++c->hc_ok[i] >= c->cfg->hc_healthy && !atomic_load(flag)) {
             atomic_store(flag, 1);
-            SL_LOG_INFO(c->wg->w->gw->log, NULL, "endpoint healthy",
-                        SL_LOG_STR("cluster", c->cfg->name),
+            SL_LOG_INFO(c->env.log, NULL, "endpoint healthy", SL_LOG_STR("cluster", c->cfg->name),
                         SL_LOG_STR("endpoint", c->cfg->endpoints[i]));
         }
     } else {
         c->hc_ok[i] = 0;
         if (++c->hc_fail[i] >= c->cfg->hc_unhealthy && atomic_load(flag)) {
             atomic_store(flag, 0);
-            SL_LOG_WARN(c->wg->w->gw->log, NULL, "endpoint unhealthy",
-                        SL_LOG_STR("cluster", c->cfg->name),
+            SL_LOG_WARN(c->env.log, NULL, "endpoint unhealthy", SL_LOG_STR("cluster", c->cfg->name),
                         SL_LOG_STR("endpoint", c->cfg->endpoints[i]),
                         SL_LOG_STR("result", sl_http_result_kind_name(res->kind)));
         }
@@ -187,35 +189,67 @@ static int hc_init(px_wcluster *c)
         u.connect_timeout_ms = c->cfg->hc_timeout_ms;
         u.timeout_ms = c->cfg->hc_timeout_ms;
         u.retry.per_try_timeout_ms = 0;
-        sl_upstream_env env = {.loop = c->wg->w->loop, .rand = &c->wg->w->rand};
+        sl_upstream_env env = {.loop = c->env.loop, .rand = c->env.rand};
         int rc = sl_upstream_new(&u, &env, &c->hc[i]);
         if (rc != 0) return rc;
     }
-    uv_timer_init(c->wg->w->loop, c->hc_timer);
+    uv_timer_init(c->env.loop, c->hc_timer);
     c->hc_timer->data = c;
     uv_timer_start(c->hc_timer, hc_tick, 0, c->cfg->hc_interval_ms);
     return 0;
 }
 
+/* ---- the board ------------------------------------------------------------------------------ */
+
+int px_board_init(px_board *b, const px_config *cfg, int nworkers)
+{
+    SL_ASSERT(b && cfg && nworkers >= 1);
+    memset(b, 0, sizeof *b);
+    b->nworkers = nworkers;
+    for (size_t i = 0; i < cfg->nclusters; i++) {
+        b->ep_off[i] = b->total_eps;
+        b->total_eps += cfg->clusters[i].nendpoints;
+    }
+    size_t eps = b->total_eps ? b->total_eps : 1, ncl = cfg->nclusters ? cfg->nclusters : 1;
+    b->healthy = calloc(eps, sizeof *b->healthy);
+    b->pub = calloc(ncl * (size_t)nworkers, sizeof *b->pub);
+    b->pub_ep = calloc(eps * (size_t)nworkers, sizeof *b->pub_ep);
+    if (!b->healthy || !b->pub || !b->pub_ep) return SL_ENOMEM;
+    for (size_t i = 0; i < b->total_eps; i++)
+        atomic_init(&b->healthy[i], 1);
+    return 0;
+}
+
+void px_board_deinit(px_board *b)
+{
+    free(b->healthy);
+    free(b->pub);
+    free(b->pub_ep);
+    b->healthy = NULL;
+    b->pub = NULL;
+    b->pub_ep = NULL;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
-int px_wcluster_init(px_wcluster *c, px_wgen *wg, int idx)
+int px_wcluster_init(px_wcluster *c, const px_cluster_env *env, const px_config *cfg, int idx)
 {
-    px_worker *w = wg->w;
-    c->wg = wg;
+    SL_ASSERT(c && env && env->board && env->pending && env->closed && cfg);
+    SL_ASSERT(idx >= 0 && (size_t)idx < cfg->nclusters);
+    c->env = *env;
     c->idx = idx;
-    c->cfg = &wg->gen->cfg->clusters[idx];
-    sl_upstream_env env = {.loop = w->loop,
-                           .rand = &w->rand,
-                           .metrics = w->gw->metrics,
-                           .shard = (unsigned)w->index,
-                           .log = w->gw->log,
-                           .tracer = w->tracer};
-    int rc = sl_upstream_new(&c->cfg->up, &env, &c->up);
+    c->cfg = &cfg->clusters[idx];
+    sl_upstream_env ue = {.loop = env->loop,
+                          .rand = env->rand,
+                          .metrics = env->metrics,
+                          .shard = (unsigned)env->worker,
+                          .log = env->log,
+                          .tracer = env->tracer};
+    int rc = sl_upstream_new(&c->cfg->up, &ue, &c->up);
     if (rc != 0) return rc;
     sl_upstream_balancer b = {.pick = lb_pick, .report = lb_report, .data = c};
     sl_upstream_set_balancer(c->up, &b);
-    if (c->cfg->hc_path && w->index == 0) return hc_init(c);
+    if (c->cfg->hc_path && env->worker == 0) return hc_init(c);
     return 0;
 }
 
@@ -223,26 +257,26 @@ static void timer_closed(uv_handle_t *h)
 {
     px_wcluster *c = h->data;
     free(h);
-    px_wgen_closed_one(c->wg);
+    c->env.closed(c->env.closed_data);
 }
 
 void px_wcluster_close(px_wcluster *c)
 {
-    px_wgen *wg = c->wg;
+    const px_cluster_env *env = &c->env;
     if (c->up) {
-        wg->closing_pending++;
-        sl_upstream_close(c->up, px_wgen_closed_one, wg);
+        (*env->pending)++;
+        sl_upstream_close(c->up, env->closed, env->closed_data);
         c->up = NULL;
     }
     for (size_t i = 0; c->hc && i < c->cfg->nendpoints; i++) {
         if (!c->hc[i]) continue;
-        wg->closing_pending++;
-        sl_upstream_close(c->hc[i], px_wgen_closed_one, wg);
+        (*env->pending)++;
+        sl_upstream_close(c->hc[i], env->closed, env->closed_data);
         c->hc[i] = NULL;
     }
     if (c->hc_timer) {
         if (uv_is_active((uv_handle_t *)c->hc_timer) || c->hc_timer->loop) {
-            wg->closing_pending++;
+            (*env->pending)++;
             uv_close((uv_handle_t *)c->hc_timer, timer_closed);
         } else {
             free(c->hc_timer);
@@ -263,8 +297,8 @@ void px_wcluster_free_arrays(px_wcluster *c)
 void px_wcluster_publish(px_wcluster *c)
 {
     if (!c->up) return;
-    px_gen *g = c->wg->gen;
-    int w = c->wg->w->index;
+    px_board *g = c->env.board;
+    int w = c->env.worker;
     px_pub_cluster *pc = &g->pub[(size_t)c->idx * (size_t)g->nworkers + (size_t)w];
     sl_upstream_stats st;
     sl_upstream_stats_get(c->up, &st);
@@ -285,9 +319,9 @@ void px_wcluster_publish(px_wcluster *c)
 
 /* ---- /admin/clusters ------------------------------------------------------------------------ */
 
-static json_t *cluster_doc(const px_gen *g, size_t ci)
+static json_t *cluster_doc(const px_config *cfg, const px_board *g, size_t ci)
 {
-    const px_cluster_cfg *cc = &g->cfg->clusters[ci];
+    const px_cluster_cfg *cc = &cfg->clusters[ci];
     json_t *o = json_object(), *workers = json_array(), *eps = json_array();
     const char *worst = "closed";
     for (int w = 0; w < g->nworkers; w++) {
@@ -334,12 +368,13 @@ static json_t *cluster_doc(const px_gen *g, size_t ci)
     return o;
 }
 
-char *px_admin_clusters_doc(const px_gen *g, size_t *len)
+char *px_admin_clusters_doc(const px_config *cfg, const px_board *b, uint64_t generation,
+                            size_t *len)
 {
     json_t *root = json_object(), *arr = json_array();
-    for (size_t i = 0; i < g->cfg->nclusters; i++)
-        json_array_append_new(arr, cluster_doc(g, i));
-    json_object_set_new(root, "generation", json_integer((json_int_t)g->id));
+    for (size_t i = 0; i < cfg->nclusters; i++)
+        json_array_append_new(arr, cluster_doc(cfg, b, i));
+    json_object_set_new(root, "generation", json_integer((json_int_t)generation));
     json_object_set_new(root, "clusters", arr);
     char *s = sl_json_dump(root, len);
     json_decref(root);

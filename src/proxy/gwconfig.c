@@ -54,12 +54,12 @@ static void fail(loader *l, const char *path, const char *msg)
 /* Reads `n` fields at `path`; moves the first validation error into l->err. */
 static int read_obj(loader *l, const char *path, const sl_json_field *f, size_t n)
 {
-    if (l->failed) return -1;
+    if (l->failed) return SL_ECONFIG;
     sl_json_errors_init(&l->errs);
     if (sl_config_read(l->c, path, f, n, SL_JSON_REJECT_UNKNOWN, &l->errs) == 0) return 0;
     l->failed = 1;
     snprintf(l->err, PX_ERR_MAX, "%s", l->errs.items[0].message);
-    return -1;
+    return SL_ECONFIG;
 }
 
 static json_t *node(loader *l, const char *path)
@@ -919,6 +919,7 @@ int px_config_load(const char *path, char *const *envp, px_config **out, char *e
 
 int px_config_cluster(const px_config *cfg, const char *name)
 {
+    SL_ASSERT(cfg && name);
     for (size_t i = 0; i < cfg->nclusters; i++)
         if (cfg->clusters[i].name && strcmp(cfg->clusters[i].name, name) == 0) return (int)i;
     return -1;

@@ -6,7 +6,7 @@
  * typo never silently falls back to a default.
  *
  * A px_config is immutable once loaded and shared read-only by every worker
- * through its generation (gateway.h).
+ * through its generation (generation.h).
  */
 #ifndef SHOAL_PROXY_GWCONFIG_H
 #define SHOAL_PROXY_GWCONFIG_H

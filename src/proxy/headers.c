@@ -53,6 +53,7 @@ static int starts_with_ci(sl_slice s, const char *prefix)
 void px_filter_request_headers(const sl_http_header *in, size_t n, const char *client_ip,
                                px_fwd_headers *out)
 {
+    SL_ASSERT(out && client_ip && (in || n == 0));
     sl_slice conn = {NULL, 0}, xff = {NULL, 0};
     sl_http_header_find(in, n, "connection", &conn);
     sl_http_header_find(in, n, "x-forwarded-for", &xff);
@@ -89,6 +90,7 @@ void px_filter_request_headers(const sl_http_header *in, size_t n, const char *c
 size_t px_filter_response_headers(const sl_http_header *in, size_t n, sl_http_header *out,
                                   size_t cap)
 {
+    SL_ASSERT((in || n == 0) && (out || cap == 0));
     sl_slice conn = {NULL, 0};
     sl_http_header_find(in, n, "connection", &conn);
     size_t k = 0;

@@ -10,7 +10,7 @@
  * A fetched document that fails to parse keeps the previous set
  * (sl_jwks_parse rejects the whole document). Loop thread only.
  */
-#include "gateway.h"
+#include "jwks.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,32 +18,34 @@
 #define JWKS_TICK_MS    1000
 #define JWKS_TIMEOUT_MS 5000
 
-static const px_config *cur_cfg(px_worker *w)
+static const px_config *cur_cfg(const px_jwks *j)
 {
-    return w->cur->gen->cfg;
+    return (*j->cur)->gen->cfg;
 }
 
-static void release_waiters(px_worker *w)
+/* Empties the queue, handing each waiter to `hook` (resume or abandon) in arrival order. */
+static void release_waiters(px_jwks *j, void (*hook)(px_waiter *wt))
 {
-    px_req *list = w->jwks.waiters;
-    w->jwks.waiters = w->jwks.waiters_tail = NULL;
-    w->jwks.nwaiters = 0;
+    px_waiter *list = j->waiters;
+    j->waiters = j->waiters_tail = NULL;
+    j->nwaiters = 0;
     while (list) {
-        px_req *r = list;
-        list = r->next;
-        r->next = NULL;
-        px_resume(r);
+        px_waiter *wt = list;
+        list = wt->next;
+        wt->next = NULL;
+        hook(wt);
     }
 }
 
 static void on_jwks(sl_http_handle *call, const sl_http_result *res, void *data)
 {
     (void)call;
-    px_wgen *wg = data;
-    px_worker *w = wg->w;
-    w->jwks.fetching = 0;
+    px_jwks *j = data;
+    px_wgen *wg = j->fetch_wg;
+    j->fetch_wg = NULL;
+    j->fetching = 0;
     int ok = 0;
-    if (!w->started) { /* stopped meanwhile: the cache is gone */
+    if (!j->open) { /* closed meanwhile: the cache is gone */
         px_wgen_unref(wg);
         return;
     }
@@ -52,96 +54,100 @@ static void on_jwks(sl_http_handle *call, const sl_http_result *res, void *data)
         sl_json_errors errs;
         sl_json_errors_init(&errs);
         if (sl_jwks_parse(res->response->body.ptr, res->response->body.len, &ks, &errs) == 0) {
-            sl_keyset_free(w->jwks.ks);
-            w->jwks.ks = ks;
-            w->jwks.last_ok_ms = (int64_t)uv_now(w->loop);
+            sl_keyset_free(j->ks);
+            j->ks = ks;
+            j->last_ok_ms = (int64_t)uv_now(j->loop);
             ok = 1;
-            SL_LOG_DEBUG(w->gw->log, NULL, "jwks loaded",
+            SL_LOG_DEBUG(j->log, NULL, "jwks loaded",
                          SL_LOG_INT("keys", (int64_t)sl_keyset_count(ks)),
-                         SL_LOG_INT("worker", w->index));
+                         SL_LOG_INT("worker", j->worker));
         } else {
-            SL_LOG_WARN(w->gw->log, NULL, "jwks rejected; keeping the previous key set",
+            SL_LOG_WARN(j->log, NULL, "jwks rejected; keeping the previous key set",
                         SL_LOG_STR("error", errs.count ? errs.items[0].message : "parse error"));
         }
     } else {
-        SL_LOG_WARN(w->gw->log, NULL, "jwks fetch failed",
+        SL_LOG_WARN(j->log, NULL, "jwks fetch failed",
                     SL_LOG_STR("result", sl_http_result_kind_name(res->kind)),
                     SL_LOG_INT("status", res->response ? res->response->status : 0));
     }
-    w->jwks.fetches++;
-    if (!ok) w->jwks.failures++;
-    release_waiters(w);
+    j->fetches++;
+    if (!ok) j->failures++;
+    release_waiters(j, j->hooks.resume);
     px_wgen_unref(wg);
 }
 
-static void fetch(px_worker *w)
+static void fetch(px_jwks *j)
 {
-    const px_config *cfg = cur_cfg(w);
-    if (w->jwks.fetching || cfg->jwks_cluster < 0) return;
-    px_wgen *wg = px_wgen_current(w);
+    const px_config *cfg = cur_cfg(j);
+    if (j->fetching || cfg->jwks_cluster < 0) return;
+    px_wgen *wg = px_wgen_hold(*j->cur);
     sl_http_request rq = {.method = SL_HTTP_GET,
                           .target = {cfg->jwks_path, strlen(cfg->jwks_path)}};
     sl_http_call_opts o = {.timeout_ms = JWKS_TIMEOUT_MS};
-    w->jwks.last_fetch_ms = (int64_t)uv_now(w->loop);
-    if (sl_http_call(wg->clusters[cfg->jwks_cluster].up, &rq, &o, on_jwks, wg, NULL) != 0) {
+    j->last_fetch_ms = (int64_t)uv_now(j->loop);
+    if (sl_http_call(wg->clusters[cfg->jwks_cluster].up, &rq, &o, on_jwks, j, NULL) != 0) {
         px_wgen_unref(wg);
         return;
     }
-    w->jwks.fetching = 1;
+    j->fetch_wg = wg;
+    j->fetching = 1;
 }
 
-void px_jwks_fetch(px_worker *w, int forced)
+void px_jwks_fetch(px_jwks *j)
 {
-    (void)forced;
-    int64_t now = (int64_t)uv_now(w->loop);
+    SL_ASSERT(j->open);
+    int64_t now = (int64_t)uv_now(j->loop);
     /* Every early fetch is rate-limited; only the periodic timer bypasses the limit. */
-    if (w->jwks.last_fetch_ms && now - w->jwks.last_fetch_ms < cur_cfg(w)->jwks_min_refetch_ms)
-        return;
-    fetch(w);
+    if (j->last_fetch_ms && now - j->last_fetch_ms < cur_cfg(j)->jwks_min_refetch_ms) return;
+    fetch(j);
 }
 
 static void on_tick(uv_timer_t *t)
 {
-    px_worker *w = t->data;
-    const px_config *cfg = cur_cfg(w);
-    int64_t now = (int64_t)uv_now(w->loop);
-    int due = !w->jwks.ks ? now - w->jwks.last_fetch_ms >= 1000 || !w->jwks.last_fetch_ms
-                          : now - w->jwks.last_ok_ms >= cfg->jwks_refresh_ms &&
-                                now - w->jwks.last_fetch_ms >= 1000;
-    if (due) fetch(w);
+    px_jwks *j = t->data;
+    const px_config *cfg = cur_cfg(j);
+    int64_t now = (int64_t)uv_now(j->loop);
+    int due = !j->ks
+                  ? now - j->last_fetch_ms >= 1000 || !j->last_fetch_ms
+                  : now - j->last_ok_ms >= cfg->jwks_refresh_ms && now - j->last_fetch_ms >= 1000;
+    if (due) fetch(j);
 }
 
-void px_jwks_init(px_worker *w)
+void px_jwks_init(px_jwks *j, uv_loop_t *loop, sl_logger *log, int worker, px_wgen *const *cur,
+                  const px_jwks_hooks *hooks)
 {
-    uv_timer_init(w->loop, &w->jwks.refresh);
-    w->jwks.refresh.data = w;
-    uv_timer_start(&w->jwks.refresh, on_tick, 0, JWKS_TICK_MS);
+    SL_ASSERT(j && loop && cur && *cur && hooks && hooks->resume && hooks->abandon);
+    j->loop = loop;
+    j->log = log;
+    j->worker = worker;
+    j->cur = cur;
+    j->hooks = *hooks;
+    j->open = 1;
+    uv_timer_init(loop, &j->refresh);
+    j->refresh.data = j;
+    uv_timer_start(&j->refresh, on_tick, 0, JWKS_TICK_MS);
 }
 
-int px_jwks_wait(px_worker *w, px_req *r)
+int px_jwks_wait(px_jwks *j, px_waiter *wt)
 {
-    if (w->jwks.nwaiters >= cur_cfg(w)->jwks_waiters_max) return SL_ELIMIT;
-    r->next = NULL;
-    if (w->jwks.waiters_tail)
-        w->jwks.waiters_tail->next = r;
+    SL_ASSERT(j->open && j->fetching);
+    if (j->nwaiters >= cur_cfg(j)->jwks_waiters_max) return SL_ELIMIT;
+    wt->next = NULL;
+    if (j->waiters_tail)
+        j->waiters_tail->next = wt;
     else
-        w->jwks.waiters = r;
-    w->jwks.waiters_tail = r;
-    w->jwks.nwaiters++;
+        j->waiters = wt;
+    j->waiters_tail = wt;
+    j->nwaiters++;
     return 0;
 }
 
-void px_jwks_close(px_worker *w)
+void px_jwks_close(px_jwks *j)
 {
-    uv_close((uv_handle_t *)&w->jwks.refresh, NULL);
-    px_req *list = w->jwks.waiters;
-    w->jwks.waiters = w->jwks.waiters_tail = NULL;
-    w->jwks.nwaiters = 0;
-    while (list) {
-        px_req *r = list;
-        list = r->next;
-        sl_http_respond_problem(r->req, 503, "the gateway is stopping");
-    }
-    sl_keyset_free(w->jwks.ks);
-    w->jwks.ks = NULL;
+    if (!j->open) return;
+    j->open = 0;
+    uv_close((uv_handle_t *)&j->refresh, NULL);
+    release_waiters(j, j->hooks.abandon);
+    sl_keyset_free(j->ks);
+    j->ks = NULL;
 }

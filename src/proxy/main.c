@@ -4,6 +4,7 @@
  * link it.
  */
 #include "gateway.h"
+#include "gwconfig.h"
 
 #include <shoal/config.h>
 
@@ -25,7 +26,7 @@ static int int_arg(const char *s, int lo, int hi, int *out)
 {
     char *end;
     long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) return -1;
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) return SL_EINVAL;
     *out = (int)v;
     return 0;
 }

@@ -92,6 +92,7 @@ const px_route *px_routes_match(const px_routes *t, sl_http_method method, sl_sl
                                 const sl_http_header *headers, size_t nheaders,
                                 sl_route_params *params, unsigned *allowed)
 {
+    SL_ASSERT(t && params && (headers || nheaders == 0)); /* allowed: optional */
     unsigned mask = 0;
     sl_http_method m = method == SL_HTTP_HEAD ? SL_HTTP_GET : method;
     for (size_t i = 0; i < t->n; i++) {
@@ -113,6 +114,7 @@ const px_route *px_routes_match(const px_routes *t, sl_http_method method, sl_sl
 int px_route_target(const px_route *r, sl_slice path, sl_slice query, const sl_route_params *params,
                     char *out, size_t cap)
 {
+    SL_ASSERT(r && params && out && cap > 0);
     size_t o = 0;
 #define PUT(ptr, len)                                                                              \
     do {                                                                                           \

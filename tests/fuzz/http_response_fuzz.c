@@ -19,9 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define HEADER_MAX 4096
 #define BODY_MAX   4096
 
-static void check(sl__resp *r)
+static void check(sl__http_resp *r)
 {
-    const sl_http_response *res = sl__resp_get(r);
+    const sl_http_response *res = sl__http_resp_get(r);
     if (res->status < 100 || res->status > 599) abort();
     if (res->body.len > BODY_MAX || res->nheaders > SL_HTTP_CLIENT_HEADERS_MAX) abort();
     for (size_t i = 0; i < res->nheaders; i++) {
@@ -44,33 +44,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int eof = (opt >> 1) & 1;
     size_t step = (size_t)(opt >> 2) + 1;
 
-    sl__resp whole, split, slow;
+    sl__http_resp whole, split, slow;
     size_t c1 = 0, c2 = 0;
-    sl__resp_init(&whole, HEADER_MAX, BODY_MAX);
-    sl__resp_reset(&whole, head);
-    int rc1 = sl__resp_feed(&whole, in, len, &c1);
-    if (rc1 == 0 && eof) rc1 = sl__resp_eof(&whole);
+    sl__http_resp_init(&whole, HEADER_MAX, BODY_MAX);
+    sl__http_resp_reset(&whole, head);
+    int rc1 = sl__http_resp_feed(&whole, in, len, &c1);
+    if (rc1 == 0 && eof) rc1 = sl__http_resp_eof(&whole);
 
-    sl__resp_init(&slow, HEADER_MAX, BODY_MAX);
+    sl__http_resp_init(&slow, HEADER_MAX, BODY_MAX);
     slow.no_fast = true;
-    sl__resp_reset(&slow, head);
+    sl__http_resp_reset(&slow, head);
     size_t c3 = 0;
-    int rc3 = sl__resp_feed(&slow, in, len, &c3);
-    if (rc3 == 0 && eof) rc3 = sl__resp_eof(&slow);
+    int rc3 = sl__http_resp_feed(&slow, in, len, &c3);
+    if (rc3 == 0 && eof) rc3 = sl__http_resp_eof(&slow);
 
-    sl__resp_init(&split, HEADER_MAX, BODY_MAX);
-    sl__resp_reset(&split, head);
+    sl__http_resp_init(&split, HEADER_MAX, BODY_MAX);
+    sl__http_resp_reset(&split, head);
     int rc2 = 0;
     size_t off = 0;
     c2 = 0;
     while (off < len && rc2 == 0) {
         size_t n = step < len - off ? step : len - off;
         size_t c = 0;
-        rc2 = sl__resp_feed(&split, in + off, n, &c);
+        rc2 = sl__http_resp_feed(&split, in + off, n, &c);
         c2 = off + c;
         off += n;
     }
-    if (rc2 == 0 && eof) rc2 = sl__resp_eof(&split);
+    if (rc2 == 0 && eof) rc2 = sl__http_resp_eof(&split);
 
     /* Splitting never changes whether a response parses, nor where it ends. */
     if ((rc1 == 1) != (rc2 == 1)) abort();
@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (c1 != c2) abort();
         check(&whole);
         check(&split);
-        const sl_http_response *a = sl__resp_get(&whole), *b = sl__resp_get(&split);
+        const sl_http_response *a = sl__http_resp_get(&whole), *b = sl__http_resp_get(&split);
         if (a->status != b->status || a->nheaders != b->nheaders || a->body.len != b->body.len ||
             memcmp(a->body.ptr, b->body.ptr, a->body.len) != 0 ||
             whole.keep_alive != split.keep_alive)
@@ -87,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The fast path gives what http-parser's path gives, or steps aside. */
     if (rc1 != rc3) abort();
     if (rc1 == 1) {
-        const sl_http_response *a = sl__resp_get(&whole), *b = sl__resp_get(&slow);
+        const sl_http_response *a = sl__http_resp_get(&whole), *b = sl__http_resp_get(&slow);
         if (c1 != c3 || a->status != b->status || a->http_minor != b->http_minor ||
             a->nheaders != b->nheaders || a->body.len != b->body.len ||
             memcmp(a->body.ptr, b->body.ptr, a->body.len) != 0 ||
@@ -101,8 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         }
     }
-    sl__resp_free(&whole);
-    sl__resp_free(&split);
-    sl__resp_free(&slow);
+    sl__http_resp_free(&whole);
+    sl__http_resp_free(&split);
+    sl__http_resp_free(&slow);
     return 0;
 }

@@ -158,39 +158,39 @@ typedef struct parsed {
 } parsed;
 
 /* Feeds `text` in pieces of `step` bytes (0 = all at once), then EOF if `eof`. */
-static parsed feed(sl__resp *r, const char *text, size_t len, size_t step, int eof)
+static parsed feed(sl__http_resp *r, const char *text, size_t len, size_t step, int eof)
 {
     parsed p = {0, 0};
     size_t off = 0;
     while (off < len) {
         size_t n = step && step < len - off ? step : len - off;
         size_t c = 0;
-        p.rc = sl__resp_feed(r, text + off, n, &c);
+        p.rc = sl__http_resp_feed(r, text + off, n, &c);
         p.consumed = off + c;
         if (p.rc != 0) return p;
         off += n;
     }
-    if (eof) p.rc = sl__resp_eof(r);
+    if (eof) p.rc = sl__http_resp_eof(r);
     return p;
 }
 
 static void check_ok(const char *text, size_t step, int eof, bool head, int status,
                      const char *body, bool keep_alive)
 {
-    sl__resp r;
-    sl__resp_init(&r, 16 * 1024, 1024);
-    sl__resp_reset(&r, head);
+    sl__http_resp r;
+    sl__http_resp_init(&r, 16 * 1024, 1024);
+    sl__http_resp_reset(&r, head);
     parsed p = feed(&r, text, strlen(text), step, eof);
     if (p.rc != 1)
         fprintf(stderr, "step %zu: rc %d (%s) for %s\n", step, p.rc,
                 r.error_detail ? r.error_detail : "", text);
     assert_int_equal(p.rc, 1);
-    const sl_http_response *res = sl__resp_get(&r);
+    const sl_http_response *res = sl__http_resp_get(&r);
     assert_int_equal(res->status, status);
     assert_int_equal(res->body.len, strlen(body));
     assert_memory_equal(res->body.ptr, body, strlen(body));
     assert_int_equal(r.keep_alive, keep_alive);
-    sl__resp_free(&r);
+    sl__http_resp_free(&r);
 }
 
 static void check_all_steps(const char *text, int eof, bool head, int status, const char *body,
@@ -234,15 +234,15 @@ static void test_response_framings(void **state)
     check_all_steps("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", 0, false, 200, "", true);
     check_all_steps("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", 0, false, 200, "", true);
 
-    sl__resp r;
-    sl__resp_init(&r, 16 * 1024, 1024);
-    sl__resp_reset(&r, false);
+    sl__http_resp r;
+    sl__http_resp_init(&r, 16 * 1024, 1024);
+    sl__http_resp_reset(&r, false);
     const char *t = "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 200 OK\r\n"
                     "X-A:  padded \t\r\nContent-Length: 0\r\n\r\nEXTRA";
     parsed p = feed(&r, t, strlen(t), 0, 0);
     assert_int_equal(p.rc, 1);
     assert_int_equal(p.consumed, strlen(t) - 5); /* bytes after the response are reported */
-    const sl_http_response *res = sl__resp_get(&r);
+    const sl_http_response *res = sl__http_resp_get(&r);
     assert_int_equal(res->nheaders, 2);
     sl_slice v;
     assert_int_equal(sl_http_response_header(res, "x-a", &v), 1);
@@ -250,27 +250,27 @@ static void test_response_framings(void **state)
     assert_memory_equal(v.ptr, "padded", 6);
     assert_int_equal(sl_http_response_header(res, "x-interim", &v), 0);
     /* The parser is reusable after a reset. */
-    sl__resp_reset(&r, false);
+    sl__http_resp_reset(&r, false);
     p = feed(&r, "HTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nx", 48, 1, 0);
     assert_int_equal(p.rc, 1);
-    assert_int_equal(sl__resp_get(&r)->status, 404);
-    sl__resp_free(&r);
+    assert_int_equal(sl__http_resp_get(&r)->status, 404);
+    sl__http_resp_free(&r);
 }
 
 static void check_error(const char *text, int eof, int want)
 {
     for (size_t step = 0; step <= 3; step++) {
-        sl__resp r;
-        sl__resp_init(&r, 512, 64);
-        sl__resp_reset(&r, false);
+        sl__http_resp r;
+        sl__http_resp_init(&r, 512, 64);
+        sl__http_resp_reset(&r, false);
         parsed p = feed(&r, text, strlen(text), step, eof);
         if (p.rc != want)
             fprintf(stderr, "step %zu: rc %d want %d for %s\n", step, p.rc, want, text);
         assert_int_equal(p.rc, want);
         /* Once failed, it stays failed. */
         size_t c;
-        assert_int_equal(sl__resp_feed(&r, "x", 1, &c), want);
-        sl__resp_free(&r);
+        assert_int_equal(sl__http_resp_feed(&r, "x", 1, &c), want);
+        sl__http_resp_free(&r);
     }
 }
 
@@ -365,12 +365,12 @@ static void test_too_many_headers(void **state)
     for (int i = 0; i <= SL_HTTP_CLIENT_HEADERS_MAX; i++)
         n += (size_t)sprintf(t + n, "X-%d: v\r\n", i);
     n += (size_t)sprintf(t + n, "\r\n");
-    sl__resp r;
-    sl__resp_init(&r, 16 * 1024, 64);
-    sl__resp_reset(&r, false);
+    sl__http_resp r;
+    sl__http_resp_init(&r, 16 * 1024, 64);
+    sl__http_resp_reset(&r, false);
     size_t c;
-    assert_int_equal(sl__resp_feed(&r, t, n, &c), SL_ELIMIT);
-    sl__resp_free(&r);
+    assert_int_equal(sl__http_resp_feed(&r, t, n, &c), SL_ELIMIT);
+    sl__http_resp_free(&r);
     free(t);
 }
 
@@ -382,14 +382,14 @@ static void test_every_split(void **state)
                     "two\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
     size_t len = strlen(t);
     for (size_t cut = 0; cut <= len; cut++) {
-        sl__resp r;
-        sl__resp_init(&r, 4096, 64);
-        sl__resp_reset(&r, false);
+        sl__http_resp r;
+        sl__http_resp_init(&r, 4096, 64);
+        sl__http_resp_reset(&r, false);
         size_t c1 = 0, c2 = 0;
-        int rc = sl__resp_feed(&r, t, cut, &c1);
-        if (rc == 0) rc = sl__resp_feed(&r, t + cut, len - cut, &c2);
+        int rc = sl__http_resp_feed(&r, t, cut, &c1);
+        if (rc == 0) rc = sl__http_resp_feed(&r, t + cut, len - cut, &c2);
         assert_int_equal(rc, 1);
-        const sl_http_response *res = sl__resp_get(&r);
+        const sl_http_response *res = sl__http_resp_get(&r);
         assert_int_equal(res->nheaders, 3);
         sl_slice v;
         assert_int_equal(sl_http_response_header(res, "x-two", &v), 1);
@@ -397,7 +397,7 @@ static void test_every_split(void **state)
         assert_memory_equal(v.ptr, "two", 3);
         assert_int_equal(res->body.len, 5);
         assert_memory_equal(res->body.ptr, "abcde", 5);
-        sl__resp_free(&r);
+        sl__http_resp_free(&r);
     }
 }
 
@@ -419,40 +419,40 @@ static void test_split_across_growth(void **state)
     n += (size_t)sprintf(t + n, "\r\nContent-Length: 2\r\n\r\nok");
     for (size_t cut = 1990; cut <= 2110; cut++) {
         for (int pass = 0; pass < 2; pass++) {
-            sl__resp r;
-            sl__resp_init(&r, 8192, 64);
-            sl__resp_reset(&r, false);
+            sl__http_resp r;
+            sl__http_resp_init(&r, 8192, 64);
+            sl__http_resp_reset(&r, false);
             size_t c1 = 0, c2 = 0;
             /* pass 0: all bytes up to the cut at once; pass 1: the cut feed is one byte */
             size_t first = pass ? cut - 1 : cut;
-            int rc = sl__resp_feed(&r, t, first, &c1);
-            if (rc == 0 && pass) rc = sl__resp_feed(&r, t + first, 1, &c2);
-            if (rc == 0) rc = sl__resp_feed(&r, t + cut, n - cut, &c2);
+            int rc = sl__http_resp_feed(&r, t, first, &c1);
+            if (rc == 0 && pass) rc = sl__http_resp_feed(&r, t + first, 1, &c2);
+            if (rc == 0) rc = sl__http_resp_feed(&r, t + cut, n - cut, &c2);
             if (rc != 1) fprintf(stderr, "cut %zu: %s\n", cut, r.error_detail);
             assert_int_equal(rc, 1);
-            const sl_http_response *res = sl__resp_get(&r);
+            const sl_http_response *res = sl__http_resp_get(&r);
             assert_int_equal(res->nheaders, 3);
             sl_slice v;
             assert_int_equal(sl_http_response_header(res, "x-long-name", &v), 1);
             assert_int_equal(v.len, vlen);
             assert_memory_equal(v.ptr, t + vstart, vlen);
             assert_int_equal(res->body.len, 2);
-            sl__resp_free(&r);
+            sl__http_resp_free(&r);
         }
     }
 }
 
 /* Parses `text` (fed in two pieces at `cut`, 0 = whole) with the fast path allowed or not. */
-static int parse_with(sl__resp *r, const char *text, size_t cut, bool head, bool no_fast,
+static int parse_with(sl__http_resp *r, const char *text, size_t cut, bool head, bool no_fast,
                       size_t *consumed)
 {
     size_t len = strlen(text), c1 = 0, c2 = 0;
-    sl__resp_init(r, 4096, 1024);
+    sl__http_resp_init(r, 4096, 1024);
     r->no_fast = no_fast;
-    sl__resp_reset(r, head);
-    int rc = sl__resp_feed(r, text, cut ? cut : len, &c1);
+    sl__http_resp_reset(r, head);
+    int rc = sl__http_resp_feed(r, text, cut ? cut : len, &c1);
     if (rc == 0 && cut) {
-        rc = sl__resp_feed(r, text + cut, len - cut, &c2);
+        rc = sl__http_resp_feed(r, text + cut, len - cut, &c2);
         c1 = cut + c2;
     }
     *consumed = c1;
@@ -493,7 +493,7 @@ static void test_fast_path(void **state)
         {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r", false, false, 0}, /* head incomplete */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        sl__resp a, b;
+        sl__http_resp a, b;
         size_t ca, cb;
         int ra = parse_with(&a, cases[i].text, cases[i].cut, cases[i].head, false, &ca);
         int rb = parse_with(&b, cases[i].text, cases[i].cut, cases[i].head, true, &cb);
@@ -502,7 +502,7 @@ static void test_fast_path(void **state)
         assert_false(b.fast);
         assert_int_equal(ra, rb);
         if (ra == 1) {
-            const sl_http_response *x = sl__resp_get(&a), *y = sl__resp_get(&b);
+            const sl_http_response *x = sl__http_resp_get(&a), *y = sl__http_resp_get(&b);
             assert_int_equal(ca, cb);
             assert_int_equal(x->status, y->status);
             assert_int_equal(x->http_minor, y->http_minor);
@@ -519,11 +519,11 @@ static void test_fast_path(void **state)
             assert_int_equal(x->body.len, y->body.len);
             assert_memory_equal(x->body.ptr, y->body.ptr, x->body.len);
         }
-        sl__resp_free(&a);
-        sl__resp_free(&b);
+        sl__http_resp_free(&a);
+        sl__http_resp_free(&b);
     }
     /* Spot checks of what both agree on. */
-    sl__resp r;
+    sl__http_resp r;
     size_t c;
     assert_int_equal(
         parse_with(&r, "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nxEXTRA", 0, false, false, &c),
@@ -531,12 +531,12 @@ static void test_fast_path(void **state)
     assert_true(r.fast);
     assert_int_equal(c, 39);    /* EXTRA is not part of the response */
     assert_false(r.keep_alive); /* HTTP/1.0 without keep-alive */
-    sl__resp_free(&r);
+    sl__http_resp_free(&r);
     assert_int_equal(
         parse_with(&r, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 0, false, false, &c), 0);
     assert_true(r.fast);
-    assert_int_equal(sl__resp_eof(&r), SL_EIO); /* closed mid-body */
-    sl__resp_free(&r);
+    assert_int_equal(sl__http_resp_eof(&r), SL_EIO); /* closed mid-body */
+    sl__http_resp_free(&r);
 }
 
 static void test_result_names(void **state)

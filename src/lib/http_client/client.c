@@ -28,18 +28,6 @@
 
 #define BULKHEAD_RETRY_AFTER_MS 1000 /* Retry-After has whole seconds: suggest the least */
 
-static const char *const result_names[] = {
-#define SL_HTTP_RESULT_NAME_(name, text) text,
-    SL_HTTP_RESULT_MAP(SL_HTTP_RESULT_NAME_)
-#undef SL_HTTP_RESULT_NAME_
-};
-
-const char *sl_http_result_kind_name(sl_http_result_kind kind)
-{
-    if ((unsigned)kind >= SL_HTTP_RESULT_COUNT) return "unknown";
-    return result_names[kind];
-}
-
 void sl_upstream_config_default(sl_upstream_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -73,6 +61,22 @@ static uint64_t ms_until(const sl_upstream *up, int64_t at_ns)
     return (uint64_t)((d + 999999) / 1000000);
 }
 
+/* ---- what the pool calls back (client_int.h) ---------------------------- */
+
+static void call_send(sl_http_handle *call, conn *c);
+static void call_attempt_end(sl_http_handle *call, sl_outcome outcome, sl_http_result_kind kind,
+                             int code);
+static void call_on_response(sl_http_handle *call, bool reusable);
+static void call_on_timer(uv_timer_t *t);
+static void call_wake(sl_http_handle *call);
+static void last_ref(sl_upstream *up);
+
+static const sl__http_pool_hooks pool_hooks = {.send = call_send,
+                                               .attempt_end = call_attempt_end,
+                                               .response = call_on_response,
+                                               .wake = call_wake,
+                                               .last_ref = last_ref};
+
 /* ---- upstream lifecycle ------------------------------------------------ */
 
 static void upstream_free(sl_upstream *up)
@@ -86,9 +90,10 @@ static void upstream_free(sl_upstream *up)
     free(up);
 }
 
-void upstream_unref(sl_upstream *up)
+/* The pool's last_ref hook: the last reference of a closing upstream went away. */
+static void last_ref(sl_upstream *up)
 {
-    if (--up->refs > 0 || !up->closing) return;
+    SL_ASSERT(up->closing && up->refs == 0);
     void (*done)(void *) = up->done;
     void *data = up->done_data;
     upstream_free(up);
@@ -128,6 +133,7 @@ int sl_upstream_new(const sl_upstream_config *cfg, const sl_upstream_env *env, s
     if (rc != 0) return rc;
     sl_upstream *up = calloc(1, sizeof *up);
     if (!up) return SL_ENOMEM;
+    up->hooks = &pool_hooks;
     up->loop = env->loop;
     up->clock = env->clock ? env->clock : sl_clock_system();
     up->tracer = env->tracer;
@@ -154,16 +160,18 @@ int sl_upstream_new(const sl_upstream_config *cfg, const sl_upstream_env *env, s
     up->neps = cfg->nendpoints;
     for (size_t i = 0; i < up->neps; i++) {
         up->eps[i].up = up;
-        if (!cfg->endpoints[i] || (rc = pool_parse_endpoint(cfg->endpoints[i], &up->eps[i])) != 0) {
+        if (!cfg->endpoints[i] ||
+            (rc = sl__http_pool_parse_endpoint(cfg->endpoints[i], &up->eps[i])) != 0) {
             rc = SL_ECONFIG;
             goto fail;
         }
     }
-    if ((rc = sl_breaker_new(&cfg->breaker, up->clock, breaker_transition, up, &up->breaker)) ||
+    if ((rc = sl_breaker_new(&cfg->breaker, up->clock, sl__http_breaker_transition, up,
+                             &up->breaker)) ||
         (rc = sl_retry_budget_new(&cfg->budget, up->clock, &up->budget)) ||
         (rc = sl_bulkhead_new(&cfg->bulkhead, up->clock, &up->bulkhead)))
         goto fail;
-    if (env->metrics && (rc = metrics_setup(up, env->metrics, env->shard)) != 0) goto fail;
+    if (env->metrics && (rc = sl__http_metrics_setup(up, env->metrics, env->shard)) != 0) goto fail;
     uv_timer_init(up->loop, &up->close_timer);
     up->close_timer.data = up;
     uv_check_init(up->loop, &up->deliver_check);
@@ -198,7 +206,7 @@ static void call_closed(uv_handle_t *h)
     sl_http_handle *call = h->data;
     sl_upstream *up = call->up;
     free(call);
-    upstream_unref(up);
+    sl__http_upstream_unref(up);
 }
 
 static void call_free(sl_http_handle *call)
@@ -209,7 +217,7 @@ static void call_free(sl_http_handle *call)
     else
         up->calls = call->next;
     if (call->next) call->next->prev = call->prev;
-    sl__resp_free(&call->resp);
+    sl__http_resp_free(&call->resp);
     if (!call->head_inline) free(call->head);
     uv_close((uv_handle_t *)&call->timer, call_closed);
 }
@@ -244,9 +252,9 @@ static void abandon(sl_http_handle *call)
     sl_upstream *up = call->up;
     lb_report(call, NULL);
     if (call->state == K_BULKHEAD) (void)sl_bulkhead_cancel(up->bulkhead, &call->waiter);
-    pool_unqueue(call);
+    sl__http_pool_unqueue(call);
     uv_timer_stop(&call->timer);
-    if (call->conn) pool_release(call->conn, false);
+    if (call->conn) sl__http_pool_release(call->conn, false);
     (void)sl_breaker_release(up->breaker, &call->permit);
     span_finish(call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_CANCELED);
 }
@@ -262,7 +270,7 @@ static void permit_return(sl_http_handle *call)
 
 static void check_closed(uv_handle_t *h)
 {
-    upstream_unref(h->data); /* the check's, then the idle's reference */
+    sl__http_upstream_unref(h->data); /* the check's, then the idle's reference */
 }
 
 static void deliver(sl_http_handle *call);
@@ -338,7 +346,7 @@ static void finish(sl_http_handle *call, sl_http_result_kind kind, int code, int
     call->result.attempts = call->attempts;
     up->stats.results[kind]++;
     up->stats.in_flight--;
-    metrics_inc(up->m.requests[kind], &up->m);
+    sl__http_metrics_inc(up->m.requests[kind], &up->m);
     if (up->m.duration)
         sl_histogram_observe(up->m.duration, up->m.shard,
                              (double)(now_ns(up) - call->start_ns) / 1e9);
@@ -350,7 +358,8 @@ static void finish(sl_http_handle *call, sl_http_result_kind kind, int code, int
 static void deliver(sl_http_handle *call)
 {
     call->state = K_DELIVERING;
-    if (call->result.kind == SL_HTTP_RESULT_OK) call->result.response = sl__resp_get(&call->resp);
+    if (call->result.kind == SL_HTTP_RESULT_OK)
+        call->result.response = sl__http_resp_get(&call->resp);
     call->cb(call, &call->result, call->data);
     call_free(call);
 }
@@ -366,7 +375,7 @@ static void next_attempt(sl_http_handle *call)
     }
     if (up->cfg.policies && sl_breaker_allow(up->breaker, &call->permit) != 0) {
         up->stats.breaker_rejections++;
-        metrics_inc(up->m.breaker_rejections, &up->m);
+        sl__http_metrics_inc(up->m.breaker_rejections, &up->m);
         int64_t ra = sl_breaker_retry_after_ms(up->breaker);
         finish(call, SL_HTTP_RESULT_BREAKER_OPEN, SL_EUNAVAIL, ra > 0 ? ra : 1);
         return;
@@ -409,7 +418,7 @@ static void next_attempt(sl_http_handle *call)
         }
     }
     call->state = K_ATTEMPT;
-    pool_acquire(call);
+    sl__http_pool_acquire(call);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -421,7 +430,7 @@ static void on_write(uv_write_t *req, int status)
         call_attempt_end(c->call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);
 }
 
-void call_send(sl_http_handle *call, conn *c)
+static void call_send(sl_http_handle *call, conn *c)
 {
     sl_upstream *up = call->up;
     const char *host = up->host_header ? up->host_header : call->ep->hostport;
@@ -451,7 +460,7 @@ void call_send(sl_http_handle *call, conn *c)
         call->head_inline = false;
     }
     int n = sl__http_head_write(&call->prep, host, tpv, dlv, call->head, call->head_cap);
-    sl__resp_reset(&call->resp, call->method == SL_HTTP_HEAD);
+    sl__http_resp_reset(&call->resp, call->method == SL_HTTP_HEAD);
     c->reused = c->used;
     c->used = true;
     uv_buf_t bufs[2] = {uv_buf_init(call->head, n > 0 ? (unsigned)n : 0),
@@ -493,8 +502,8 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
     conn *c = call->conn;
     /* A pooled connection the server had already closed: nothing reached it. */
     bool stale = c && c->reused && !call->resp.got_bytes && kind == SL_HTTP_RESULT_IO;
-    if (c) pool_release(c, reusable);
-    pool_unqueue(call);
+    if (c) sl__http_pool_release(c, reusable);
+    sl__http_pool_unqueue(call);
     uv_timer_stop(&call->timer);
     int64_t dur_ms = (now_ns(up) - call->try_start_ns) / 1000000;
     span_finish(call, outcome, kind);
@@ -508,7 +517,7 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
         uv_timer_start(&call->timer, call_on_timer, 0, 0);
         return;
     }
-    metrics_inc(up->m.attempts[outcome.kind], &up->m);
+    sl__http_metrics_inc(up->m.attempts[outcome.kind], &up->m);
     if (kind == SL_HTTP_RESULT_POOL_FULL) /* local congestion says nothing about the upstream */
         (void)sl_breaker_release(up->breaker, &call->permit);
     else
@@ -524,30 +533,31 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
     }
     sl_slice ra = {NULL, 0};
     if (kind == SL_HTTP_RESULT_OK)
-        (void)sl_http_response_header(sl__resp_get(&call->resp), "retry-after", &ra);
+        (void)sl_http_response_header(sl__http_resp_get(&call->resp), "retry-after", &ra);
     int64_t delay = -1;
     sl_retry_decision d =
         sl_retry_next(&call->rs, outcome, ra.ptr, ra.len, up->rand, up->budget, &delay);
     if (d == SL_RETRY_RETRY) {
         up->stats.retries++;
-        metrics_inc(up->m.retries, &up->m);
+        sl__http_metrics_inc(up->m.retries, &up->m);
         call->state = K_BACKOFF;
         uv_timer_start(&call->timer, call_on_timer, (uint64_t)delay, 0);
         return;
     }
     if (d == SL_RETRY_BUDGET) {
         up->stats.budget_exhausted++;
-        metrics_inc(up->m.budget_exhausted, &up->m);
+        sl__http_metrics_inc(up->m.budget_exhausted, &up->m);
     }
     finish(call, kind, code, 0);
 }
 
-void call_attempt_end(sl_http_handle *call, sl_outcome outcome, sl_http_result_kind kind, int code)
+static void call_attempt_end(sl_http_handle *call, sl_outcome outcome, sl_http_result_kind kind,
+                             int code)
 {
     attempt_done(call, outcome, kind, code, false);
 }
 
-void call_on_response(sl_http_handle *call, bool reusable)
+static void call_on_response(sl_http_handle *call, bool reusable)
 {
     attempt_done(call, sl_outcome_response(call->resp.parser.status_code), SL_HTTP_RESULT_OK, 0,
                  reusable);
@@ -564,7 +574,7 @@ static void got_permit(sl_http_handle *call)
 static void bulkhead_refused(sl_http_handle *call)
 {
     call->up->stats.bulkhead_rejections++;
-    metrics_inc(call->up->m.bulkhead_rejections, &call->up->m);
+    sl__http_metrics_inc(call->up->m.bulkhead_rejections, &call->up->m);
     finish(call, SL_HTTP_RESULT_BULKHEAD_FULL, SL_EUNAVAIL, BULKHEAD_RETRY_AFTER_MS);
 }
 
@@ -605,7 +615,7 @@ static void bulkhead_enter(sl_http_handle *call)
     next_attempt(call);
 }
 
-void call_on_timer(uv_timer_t *t)
+static void call_on_timer(uv_timer_t *t)
 {
     sl_http_handle *call = t->data;
     sl_upstream *up = call->up;
@@ -633,7 +643,7 @@ void call_on_timer(uv_timer_t *t)
             }
             uv_timer_start(&call->timer, call_on_timer, left, 0);
         }
-        pool_acquire(call);
+        sl__http_pool_acquire(call);
         return;
     case K_BACKOFF:
         next_attempt(call);
@@ -642,6 +652,14 @@ void call_on_timer(uv_timer_t *t)
     case K_DELIVERING:
         return;
     }
+}
+
+/* The pool's wake hook: a queued call takes its turn on the next timer tick. */
+static void call_wake(sl_http_handle *call)
+{
+    SL_ASSERT(!call->in_pool_queue);
+    call->state = K_POOL_READY;
+    uv_timer_start(&call->timer, call_on_timer, 0, 0);
 }
 
 /* ---- public call API --------------------------------------------------- */
@@ -687,7 +705,7 @@ int sl_http_call(sl_upstream *up, const sl_http_request *req, const sl_http_call
         call->parent = *opts->trace;
         call->has_parent = true;
     }
-    sl__resp_init(&call->resp, up->cfg.header_max_bytes, up->cfg.response_max_bytes);
+    sl__http_resp_init(&call->resp, up->cfg.header_max_bytes, up->cfg.response_max_bytes);
     uv_timer_init(up->loop, &call->timer);
     call->timer.data = call;
     call->next = up->calls;
@@ -725,7 +743,7 @@ void sl_http_call_cancel(sl_http_handle *call)
 
 static void close_timer_closed(uv_handle_t *h)
 {
-    upstream_unref(h->data);
+    sl__http_upstream_unref(h->data);
 }
 
 void sl_upstream_close(sl_upstream *up, void (*done)(void *data), void *data)
@@ -737,7 +755,7 @@ void sl_upstream_close(sl_upstream *up, void (*done)(void *data), void *data)
     for (sl_http_handle *call = up->calls; call; call = call->next)
         if (call->state != K_DONE && call->state != K_DELIVERING)
             finish(call, SL_HTTP_RESULT_CANCELED, SL_ECANCELED, 0);
-    pool_close_idle(up);
+    sl__http_pool_close_idle(up);
     /* The check runs at least once more: it delivers what close finished, then closes. */
     delivery_wanted(up);
     for (size_t i = 0; i < up->neps; i++)

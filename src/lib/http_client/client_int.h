@@ -19,6 +19,25 @@
 typedef struct endpoint endpoint;
 typedef struct conn conn;
 
+/*
+ * What the pool tells the client about an attempt (client.c installs one
+ * table in every upstream). pool.c calls these and never a client function
+ * by name, so calls go one way: client.c -> pool.c.
+ */
+typedef struct sl__http_pool_hooks {
+    /* `c` is connected (or reused) for `call`: write the request. */
+    void (*send)(sl_http_handle *call, conn *c);
+    /* The attempt failed before a response (closes its connection through the pool). */
+    void (*attempt_end)(sl_http_handle *call, sl_outcome outcome, sl_http_result_kind kind,
+                        int code);
+    /* A final response was parsed into call->resp; `reusable`: the connection may be kept. */
+    void (*response)(sl_http_handle *call, bool reusable);
+    /* `call`, taken off the pool's queue, may now try for a connection again. */
+    void (*wake)(sl_http_handle *call);
+    /* The last reference of a closing upstream went away: free it. */
+    void (*last_ref)(sl_upstream *up);
+} sl__http_pool_hooks;
+
 struct endpoint {
     sl_upstream *up;
     char host[SL_UPSTREAM_HOST_MAX + 1]; /* without brackets, NUL-terminated */
@@ -98,7 +117,8 @@ struct sl_http_call {
     const char *body;
     size_t body_len;
     sl_http_result result;
-    sl__resp resp; /* last: sl_http_call clears what comes before, sl__resp_init the rest */
+    sl__http_resp
+        resp; /* last: sl_http_call clears what comes before, sl__http_resp_init the rest */
     /* followed, in the same block, by the prepared head and the body copy */
 };
 
@@ -152,27 +172,23 @@ struct sl_upstream {
     sl_metrics *metrics;
     up_metrics m;
     sl_upstream_balancer lb; /* pick == NULL: round robin */
+    const sl__http_pool_hooks *hooks;
 };
 
-/* pool.c */
-int pool_parse_endpoint(const char *spec, endpoint *ep);
-void pool_acquire(sl_http_handle *call);
-void pool_release(conn *c, bool reusable);
-void conn_close(conn *c);
-void pool_close_idle(sl_upstream *up);
-void pool_unqueue(sl_http_handle *call);
-void upstream_unref(sl_upstream *up);
-
-/* client.c, called by pool.c */
-void call_send(sl_http_handle *call, conn *c);
-void call_attempt_end(sl_http_handle *call, sl_outcome outcome, sl_http_result_kind kind, int code);
-void call_on_response(sl_http_handle *call, bool reusable);
-void call_on_timer(uv_timer_t *t);
+/* pool.c: endpoints, resolution, connections, the queue for a connection slot */
+int sl__http_pool_parse_endpoint(const char *spec, endpoint *ep);
+void sl__http_pool_acquire(sl_http_handle *call);
+void sl__http_pool_release(conn *c, bool reusable);
+void sl__http_conn_close(conn *c);
+void sl__http_pool_close_idle(sl_upstream *up);
+void sl__http_pool_unqueue(sl_http_handle *call);
+/* Drops one of up->refs; the last of a closing upstream calls up->hooks->last_ref. */
+void sl__http_upstream_unref(sl_upstream *up);
 
 /* metrics.c */
-int metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard);
-void metrics_inc(sl_series *s, const up_metrics *m);
-void breaker_transition(sl_breaker_state from, sl_breaker_state to, sl_breaker_reason reason,
-                        void *data);
+int sl__http_metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard);
+void sl__http_metrics_inc(sl_series *s, const up_metrics *m);
+void sl__http_breaker_transition(sl_breaker_state from, sl_breaker_state to,
+                                 sl_breaker_reason reason, void *data);
 
 #endif

@@ -55,12 +55,19 @@ SL_API int sl__http_header_dropped(sl_slice name);
 
 /* ---- Response parsing (response.c) ---- */
 
-typedef struct sl__resp_field {
+typedef struct sl__http_resp_field {
     uint32_t name_off, name_len, value_off, value_len; /* offsets into hbuf */
-} sl__resp_field;
+} sl__http_resp_field;
+
+/* Which of http-parser's header callbacks ran last (a field or value may arrive in pieces). */
+typedef enum sl__http_resp_cb {
+    SL__HTTP_RESP_CB_NONE,
+    SL__HTTP_RESP_CB_FIELD,
+    SL__HTTP_RESP_CB_VALUE,
+} sl__http_resp_cb;
 
 /* Parser state; caller's storage. Not thread-safe. */
-typedef struct sl__resp {
+typedef struct sl__http_resp {
     http_parser parser;
     size_t header_max, body_max;
     bool head;  /* the request was HEAD: no body */
@@ -72,7 +79,7 @@ typedef struct sl__resp {
     sl_http_response res;
     size_t last_end; /* offset in hbuf of the end of the last status/field/value
                       * piece (an offset: hbuf moves when it grows) */
-    int last_cb;     /* 0 none, 1 field, 2 value */
+    sl__http_resp_cb last_cb;
     int te_count, te_chunked, status_seen;
     size_t scan_off, line_start, block_start; /* line scanner over hbuf */
     bool scan_cr, scan_done;
@@ -85,19 +92,19 @@ typedef struct sl__resp {
     size_t body_left; /* fast path: Content-Length bytes still to come (0 = not in use) */
     int error;        /* 0, SL_EPARSE, SL_ELIMIT, SL_EIO, SL_ENOMEM */
     const char *error_detail;
-    /* Last, and not cleared by sl__resp_init (4 KiB): only the first nfields are ever read. */
-    sl__resp_field fields[SL_HTTP_CLIENT_HEADERS_MAX];
+    /* Last, and not cleared by sl__http_resp_init (4 KiB): only the first nfields are ever read. */
+    sl__http_resp_field fields[SL_HTTP_CLIENT_HEADERS_MAX];
     sl_http_header headers[SL_HTTP_CLIENT_HEADERS_MAX];
-} sl__resp;
+} sl__http_resp;
 
 /* Initialises `r` with its limits (no allocation yet). */
-SL_API void sl__resp_init(sl__resp *r, size_t header_max, size_t body_max);
+SL_API void sl__http_resp_init(sl__http_resp *r, size_t header_max, size_t body_max);
 
 /* Prepares `r` for a new response (keeps its buffers). `head`: the request was HEAD. */
-SL_API void sl__resp_reset(sl__resp *r, bool head);
+SL_API void sl__http_resp_reset(sl__http_resp *r, bool head);
 
 /* Frees the buffers. */
-SL_API void sl__resp_free(sl__resp *r);
+SL_API void sl__http_resp_free(sl__http_resp *r);
 
 /*
  * Feeds `len` bytes. Returns 0 (need more), 1 (a final response is complete;
@@ -106,12 +113,12 @@ SL_API void sl__resp_free(sl__resp *r);
  * SL_EPARSE malformed, SL_ELIMIT over a limit, SL_ENOMEM. After 1 or an
  * error, further calls return the same.
  */
-SL_API int sl__resp_feed(sl__resp *r, const char *data, size_t len, size_t *consumed);
+SL_API int sl__http_resp_feed(sl__http_resp *r, const char *data, size_t len, size_t *consumed);
 
 /* The peer closed the connection. Returns 1 (a close-delimited body ended) or SL_EIO. */
-SL_API int sl__resp_eof(sl__resp *r);
+SL_API int sl__http_resp_eof(sl__http_resp *r);
 
-/* The parsed response, after sl__resp_feed or sl__resp_eof returned 1. */
-SL_API const sl_http_response *sl__resp_get(sl__resp *r);
+/* The parsed response, after sl__http_resp_feed or sl__http_resp_eof returned 1. */
+SL_API const sl_http_response *sl__http_resp_get(sl__http_resp *r);
 
 #endif

@@ -21,7 +21,7 @@
 
 #include <stdio.h>
 
-void metrics_inc(sl_series *s, const up_metrics *m)
+void sl__http_metrics_inc(sl_series *s, const up_metrics *m)
 {
     if (s) sl_counter_inc(s, m->shard);
 }
@@ -54,7 +54,7 @@ static int simple(sl_metrics *reg, fam_type type, const char *name, const char *
     return 0;
 }
 
-int metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard)
+int sl__http_metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard)
 {
     up_metrics *m = &up->m;
     m->shard = shard;
@@ -113,13 +113,13 @@ int metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard)
     return 0;
 }
 
-void breaker_transition(sl_breaker_state from, sl_breaker_state to, sl_breaker_reason reason,
-                        void *data)
+void sl__http_breaker_transition(sl_breaker_state from, sl_breaker_state to,
+                                 sl_breaker_reason reason, void *data)
 {
     sl_upstream *up = data;
     if (up->m.breaker_state) sl_gauge_set(up->m.breaker_state, (double)to);
     if ((unsigned)from < SL_BREAKER_STATE_COUNT && (unsigned)to < SL_BREAKER_STATE_COUNT)
-        metrics_inc(up->m.transitions[from][to], &up->m);
+        sl__http_metrics_inc(up->m.transitions[from][to], &up->m);
     if (!up->log) return;
     sl_log_level level = to == SL_BREAKER_OPEN ? SL_LOG_LEVEL_WARN : SL_LOG_LEVEL_INFO;
     SL_LOG_AT(up->log, level, NULL, "circuit breaker state change",

@@ -31,7 +31,7 @@ static int host_char_ok(unsigned char c)
 }
 
 /* Parses "host:port" or "[v6]:port". Returns 0 or SL_ECONFIG. */
-int pool_parse_endpoint(const char *spec, endpoint *ep)
+int sl__http_pool_parse_endpoint(const char *spec, endpoint *ep)
 {
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec) return SL_ECONFIG;
@@ -76,6 +76,15 @@ static void set_port(struct sockaddr_storage *ss, int port)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 }
 
+/* ---- references ------------------------------------------------------ */
+
+void sl__http_upstream_unref(sl_upstream *up)
+{
+    SL_ASSERT(up->refs > 0);
+    if (--up->refs > 0 || !up->closing) return;
+    up->hooks->last_ref(up);
+}
+
 /* ---- connections ------------------------------------------------------ */
 
 static void conn_freed(uv_handle_t *h)
@@ -84,7 +93,7 @@ static void conn_freed(uv_handle_t *h)
     if (--c->open_handles > 0) return;
     sl_upstream *up = c->up;
     free(c);
-    upstream_unref(up);
+    sl__http_upstream_unref(up);
 }
 
 /* Tells its call (if any) that the attempt failed, then closes. */
@@ -92,9 +101,10 @@ static void conn_fail(conn *c, sl_outcome outcome, sl_http_result_kind kind, int
 {
     sl_http_handle *call = c->call;
     if (call) {
-        call_attempt_end(call, outcome, kind, code); /* closes c through pool_release */
+        call->up->hooks->attempt_end(call, outcome, kind,
+                                     code); /* closes c through sl__http_pool_release */
     } else {
-        conn_close(c);
+        sl__http_conn_close(c);
     }
 }
 
@@ -102,12 +112,11 @@ static void wake_one(sl_upstream *up)
 {
     sl_http_handle *call = up->pool_head;
     if (!call) return;
-    pool_unqueue(call);
-    call->state = K_POOL_READY;
-    uv_timer_start(&call->timer, call_on_timer, 0, 0);
+    sl__http_pool_unqueue(call);
+    up->hooks->wake(call);
 }
 
-void conn_close(conn *c)
+void sl__http_conn_close(conn *c)
 {
     if (c->state == C_CLOSING) return;
     sl_upstream *up = c->up;
@@ -137,20 +146,20 @@ void conn_close(conn *c)
 
 static void on_idle_timeout(uv_timer_t *t)
 {
-    conn_close(t->data);
+    sl__http_conn_close(t->data);
 }
 
 /*
  * Takes a connection back after an attempt. A reusable one goes to the idle
  * list (while fewer than max_idle are idle), anything else is closed.
  */
-void pool_release(conn *c, bool reusable)
+void sl__http_pool_release(conn *c, bool reusable)
 {
     sl_upstream *up = c->up;
     if (c->call) c->call->conn = NULL;
     c->call = NULL;
     if (!reusable || c->writing || up->closing || up->nidle >= up->cfg.max_idle) {
-        conn_close(c);
+        sl__http_conn_close(c);
         return;
     }
     c->state = C_IDLE;
@@ -163,11 +172,11 @@ void pool_release(conn *c, bool reusable)
     wake_one(up);
 }
 
-void pool_close_idle(sl_upstream *up)
+void sl__http_pool_close_idle(sl_upstream *up)
 {
     for (size_t i = 0; i < up->neps; i++)
         while (up->eps[i].idle)
-            conn_close(up->eps[i].idle);
+            sl__http_conn_close(up->eps[i].idle);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -183,15 +192,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state == C_CLOSING || nread == 0) return;
     sl_http_handle *call = c->state == C_ACTIVE ? c->call : NULL;
     if (!call) {
-        conn_close(c); /* bytes, EOF or an error on an idle connection: it is finished */
+        sl__http_conn_close(c); /* bytes, EOF or an error on an idle connection: it is finished */
         return;
     }
     int rc;
     size_t consumed = 0;
     if (nread > 0) {
-        rc = sl__resp_feed(&call->resp, buf->base, (size_t)nread, &consumed);
+        rc = sl__http_resp_feed(&call->resp, buf->base, (size_t)nread, &consumed);
     } else if (nread == UV_EOF) {
-        rc = sl__resp_eof(&call->resp);
+        rc = sl__http_resp_eof(&call->resp);
         consumed = 0;
         nread = 0;
     } else {
@@ -199,7 +208,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (rc == 1) {
-        call_on_response(call, call->resp.keep_alive && consumed == (size_t)nread);
+        call->up->hooks->response(call, call->resp.keep_alive && consumed == (size_t)nread);
     } else if (rc == SL_EIO) {
         conn_fail(c, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);
     } else if (rc < 0) {
@@ -235,7 +244,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->state = C_ACTIVE;
-    call_send(c->call, c);
+    c->up->hooks->send(c->call, c);
 }
 
 static void conn_connect(conn *c)
@@ -281,7 +290,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             conn_fail(c, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT, status);
         }
     }
-    upstream_unref(up);
+    sl__http_upstream_unref(up);
 }
 
 /* Starts a new connection for `call` to its endpoint. */
@@ -291,8 +300,8 @@ static void conn_open(sl_http_handle *call)
     endpoint *ep = call->ep;
     conn *c = calloc(1, sizeof *c);
     if (!c) {
-        call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT,
-                         SL_ENOMEM);
+        call->up->hooks->attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR),
+                                     SL_HTTP_RESULT_CONNECT, SL_ENOMEM);
         return;
     }
     c->up = up;
@@ -332,7 +341,7 @@ static void conn_open(sl_http_handle *call)
 
 /* ---- the pool queue --------------------------------------------------- */
 
-void pool_unqueue(sl_http_handle *call)
+void sl__http_pool_unqueue(sl_http_handle *call)
 {
     sl_upstream *up = call->up;
     if (!call->in_pool_queue) return;
@@ -377,7 +386,7 @@ static void enqueue(sl_http_handle *call, bool front)
  * chosen): reuse, open, or queue. A woken call that still finds no room goes
  * back to the head of the queue, keeping its place.
  */
-void pool_acquire(sl_http_handle *call)
+void sl__http_pool_acquire(sl_http_handle *call)
 {
     sl_upstream *up = call->up;
     endpoint *ep = call->ep;
@@ -394,7 +403,7 @@ void pool_acquire(sl_http_handle *call)
         c->call = call;
         call->conn = c;
         up->stats.connections_reused++;
-        call_send(call, c);
+        up->hooks->send(call, c);
         return;
     }
     if (up->nconns >= up->cfg.max_connections) {
@@ -402,7 +411,7 @@ void pool_acquire(sl_http_handle *call)
         for (size_t i = 0; i < up->neps; i++) {
             if (up->eps[i].idle) {
                 conn *victim = up->eps[i].idle;
-                conn_close(victim); /* may wake a queued call, which re-queues if we win */
+                sl__http_conn_close(victim); /* may wake a queued call, which re-queues if we win */
                 break;
             }
         }
@@ -412,8 +421,8 @@ void pool_acquire(sl_http_handle *call)
         return;
     }
     if (!woken && up->npool >= up->cfg.max_pending) {
-        call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_POOL_FULL,
-                         SL_ELIMIT);
+        call->up->hooks->attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR),
+                                     SL_HTTP_RESULT_POOL_FULL, SL_ELIMIT);
         return;
     }
     enqueue(call, woken);

@@ -1,7 +1,8 @@
 /*
  * Strict, incremental HTTP/1.1 response parsing for the client (pure, no
  * I/O): http-parser in HTTP_RESPONSE mode plus the checks it leaves to its
- * user (DEPS.md §2), the same ones the server applies to requests.
+ * user (tchar-only field names, CRLF line endings, no obs-fold: it is
+ * lenient there), the same ones the server applies to requests.
  *
  * Bytes are fed as they arrive. Until the final response's headers are
  * complete they are appended to `hbuf` (at most header_max bytes, interim
@@ -14,7 +15,7 @@
  *
  * Framing (RFC 9112 §6.3): a response to HEAD, any 1xx, 204 and 304 have no
  * body whatever their headers say; otherwise chunked, Content-Length, or
- * close-delimited (the body ends at EOF, see sl__resp_eof). Content-Length
+ * close-delimited (the body ends at EOF, see sl__http_resp_eof). Content-Length
  * with Transfer-Encoding is refused (http-parser's strict default), as are a
  * transfer coding other than exactly "chunked", a repeated
  * Transfer-Encoding, bad chunk sizes, and a 101 (we never ask to upgrade).
@@ -38,10 +39,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The names of a call's result kinds (http_client.h), here with the other pure parts so the
+ * client and its metrics can both name them. */
+static const char *const result_names[] = {
+#define SL_HTTP_RESULT_NAME_(name, text) text,
+    SL_HTTP_RESULT_MAP(SL_HTTP_RESULT_NAME_)
+#undef SL_HTTP_RESULT_NAME_
+};
+
+const char *sl_http_result_kind_name(sl_http_result_kind kind)
+{
+    if ((unsigned)kind >= SL_HTTP_RESULT_COUNT) return "unknown";
+    return result_names[kind];
+}
+
 #define HBUF_INITIAL 2048
 #define BODY_INITIAL 4096
 
-static int fail(sl__resp *r, int code, const char *detail)
+/* Records the first error; returns non-zero, which makes http-parser stop (its callbacks' rule). */
+static int fail(sl__http_resp *r, int code, const char *detail)
 {
     if (!r->error) {
         r->error = code;
@@ -52,9 +68,9 @@ static int fail(sl__resp *r, int code, const char *detail)
 
 static int on_message_begin(http_parser *p)
 {
-    sl__resp *r = p->data;
+    sl__http_resp *r = p->data;
     r->nfields = 0;
-    r->last_cb = 0;
+    r->last_cb = SL__HTTP_RESP_CB_NONE;
     r->last_end = 0;
     r->te_count = r->te_chunked = r->status_seen = 0;
     return 0;
@@ -62,7 +78,7 @@ static int on_message_begin(http_parser *p)
 
 static int on_status(http_parser *p, const char *at, size_t len)
 {
-    sl__resp *r = p->data;
+    sl__http_resp *r = p->data;
     if (!r->in_headers) return 0;
     r->status_seen = 1;
     r->last_end = (size_t)(at + len - r->hbuf);
@@ -71,35 +87,35 @@ static int on_status(http_parser *p, const char *at, size_t len)
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    sl__resp *r = p->data;
+    sl__http_resp *r = p->data;
     if (!r->in_headers) return 0; /* trailer fields are read and ignored */
     for (size_t i = 0; i < len; i++)
         if (!sl_http_is_tchar((unsigned char)at[i]))
             return fail(r, SL_EPARSE, "invalid character in header name");
     size_t off = (size_t)(at - r->hbuf);
-    if (r->last_cb == 1 && off == r->last_end) {
+    if (r->last_cb == SL__HTTP_RESP_CB_FIELD && off == r->last_end) {
         r->fields[r->nfields - 1].name_len += (uint32_t)len; /* split across feeds */
     } else {
         if (r->nfields == SL_HTTP_CLIENT_HEADERS_MAX)
             return fail(r, SL_ELIMIT, "too many header fields");
-        sl__resp_field *f = &r->fields[r->nfields++];
+        sl__http_resp_field *f = &r->fields[r->nfields++];
         f->name_off = (uint32_t)off;
         f->name_len = (uint32_t)len;
         f->value_off = (uint32_t)(off + len);
         f->value_len = 0;
     }
-    r->last_cb = 1;
+    r->last_cb = SL__HTTP_RESP_CB_FIELD;
     r->last_end = off + len;
     return 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    sl__resp *r = p->data;
+    sl__http_resp *r = p->data;
     if (!r->in_headers) return 0;
-    sl__resp_field *f = &r->fields[r->nfields - 1];
+    sl__http_resp_field *f = &r->fields[r->nfields - 1];
     size_t off = (size_t)(at - r->hbuf);
-    if (r->last_cb == 2) {
+    if (r->last_cb == SL__HTTP_RESP_CB_VALUE) {
         /* RFC 9112 §5.2: a piece that does not continue the value is an obs-fold. */
         if (off != r->last_end) return fail(r, SL_EPARSE, "obsolete line folding");
         f->value_len += (uint32_t)len;
@@ -108,17 +124,17 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         f->value_len = (uint32_t)len;
     }
     if (!sl_http_value_ok(at, len)) return fail(r, SL_EPARSE, "invalid character in header value");
-    r->last_cb = 2;
+    r->last_cb = SL__HTTP_RESP_CB_VALUE;
     r->last_end = off + len;
     return 0;
 }
 
-static sl_slice field_name(const sl__resp *r, const sl__resp_field *f)
+static sl_slice field_name(const sl__http_resp *r, const sl__http_resp_field *f)
 {
     return (sl_slice){r->hbuf + f->name_off, f->name_len};
 }
 
-static void trim(const sl__resp *r, sl__resp_field *f)
+static void trim(const sl__http_resp *r, sl__http_resp_field *f)
 {
     const char *v = r->hbuf + f->value_off;
     while (f->value_len && (v[0] == ' ' || v[0] == '\t')) {
@@ -132,14 +148,14 @@ static void trim(const sl__resp *r, sl__resp_field *f)
 
 static int on_headers_complete(http_parser *p)
 {
-    sl__resp *r = p->data;
+    sl__http_resp *r = p->data;
     if (p->http_major != 1) return fail(r, SL_EPARSE, "only HTTP/1.x is supported");
     if (p->status_code < 100 || p->status_code > 599)
         return fail(r, SL_EPARSE, "status code out of range");
     if (p->status_code == 101 || p->upgrade)
         return fail(r, SL_EPARSE, "unexpected protocol switch");
     for (size_t i = 0; i < r->nfields; i++) {
-        sl__resp_field *f = &r->fields[i];
+        sl__http_resp_field *f = &r->fields[i];
         trim(r, f);
         if (sl_slice_case_eq(field_name(r, f), "transfer-encoding")) {
             r->te_count++;
@@ -170,7 +186,7 @@ static int on_headers_complete(http_parser *p)
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
-    sl__resp *r = p->data;
+    sl__http_resp *r = p->data;
     if (len > r->body_max - r->body_len) return fail(r, SL_ELIMIT, "response body too large");
     if (r->body_len + len > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : BODY_INITIAL;
@@ -189,7 +205,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
 
 static int on_message_complete(http_parser *p)
 {
-    sl__resp *r = p->data;
+    sl__http_resp *r = p->data;
     if (r->in_headers) return 0; /* an interim 1xx response ended */
     r->done = true;
     r->keep_alive = http_should_keep_alive(p) != 0;
@@ -207,15 +223,15 @@ static const http_parser_settings settings = {
     .on_message_complete = on_message_complete,
 };
 
-void sl__resp_init(sl__resp *r, size_t header_max, size_t body_max)
+void sl__http_resp_init(sl__http_resp *r, size_t header_max, size_t body_max)
 {
-    memset(r, 0, offsetof(sl__resp, fields));
+    memset(r, 0, offsetof(sl__http_resp, fields));
     r->header_max = header_max;
     r->body_max = body_max;
-    sl__resp_reset(r, false);
+    sl__http_resp_reset(r, false);
 }
 
-void sl__resp_reset(sl__resp *r, bool head)
+void sl__http_resp_reset(sl__http_resp *r, bool head)
 {
     http_parser_init(&r->parser, HTTP_RESPONSE);
     r->parser.data = r;
@@ -224,7 +240,7 @@ void sl__resp_reset(sl__resp *r, bool head)
     r->body_len = 0;
     r->nfields = 0;
     r->last_end = 0;
-    r->last_cb = 0;
+    r->last_cb = SL__HTTP_RESP_CB_NONE;
     r->te_count = r->te_chunked = r->status_seen = 0;
     r->scan_off = r->line_start = r->block_start = 0;
     r->scan_cr = r->scan_done = false;
@@ -238,7 +254,7 @@ void sl__resp_reset(sl__resp *r, bool head)
     r->error_detail = NULL;
 }
 
-void sl__resp_free(sl__resp *r)
+void sl__http_resp_free(sl__http_resp *r)
 {
     free(r->hbuf);
     free(r->body);
@@ -256,7 +272,7 @@ void sl__resp_free(sl__resp *r)
  * final one, where the body begins. Doing this on the bytes, not in the
  * parser's callbacks, makes the result independent of how reads were split.
  */
-static int scan(sl__resp *r)
+static int scan(sl__http_resp *r)
 {
     /* The state lives in locals while the bytes go by (stores through r would be redone for
      * every byte: hbuf is a char buffer and may alias r). */
@@ -304,7 +320,7 @@ static int scan(sl__resp *r)
 }
 
 /* Runs the parser over `len` bytes at `at`; returns the bytes it consumed, or -1. */
-static long run(sl__resp *r, const char *at, size_t len)
+static long run(sl__http_resp *r, const char *at, size_t len)
 {
     size_t n = http_parser_execute(&r->parser, &settings, at, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
@@ -316,7 +332,7 @@ static long run(sl__resp *r, const char *at, size_t len)
     return -1;
 }
 
-static int grow_hbuf(sl__resp *r, size_t need)
+static int grow_hbuf(sl__http_resp *r, size_t need)
 {
     if (need <= r->hcap) return 0;
     size_t cap = r->hcap ? r->hcap : HBUF_INITIAL;
@@ -337,9 +353,9 @@ enum { FAST_DECLINE = 2 };
 /*
  * Parses the head at the start of `data` when it is of the plain kind, copies it to hbuf and
  * starts the body. Returns FAST_DECLINE (nothing changed but the scratch `headers`), or what
- * sl__resp_feed returns.
+ * sl__http_resp_feed returns.
  */
-static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed)
+static int fast_head(sl__http_resp *r, const char *data, size_t len, size_t *consumed)
 {
     size_t lim = len < r->header_max ? len : r->header_max;
     /* Status line: "HTTP/1.x ddd" then CRLF or SP reason CRLF. */
@@ -370,8 +386,9 @@ static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed
     r->nfields = ff.nfields;
     for (size_t i = 0; i < ff.nfields; i++) {
         const sl_http_header *h = &r->headers[i];
-        r->fields[i] = (sl__resp_field){(uint32_t)(h->name.ptr - data), (uint32_t)h->name.len,
-                                        (uint32_t)(h->value.ptr - data), (uint32_t)h->value.len};
+        r->fields[i] =
+            (sl__http_resp_field){(uint32_t)(h->name.ptr - data), (uint32_t)h->name.len,
+                                  (uint32_t)(h->value.ptr - data), (uint32_t)h->value.len};
     }
     r->parser.http_major = 1;
     r->parser.http_minor = minor1 ? 1 : 0;
@@ -397,7 +414,7 @@ static int fast_head(sl__resp *r, const char *data, size_t len, size_t *consumed
 }
 
 /* The rest of a fast-path body. */
-static int fast_body(sl__resp *r, const char *data, size_t len, size_t *consumed)
+static int fast_body(sl__http_resp *r, const char *data, size_t len, size_t *consumed)
 {
     size_t n = len < r->body_left ? len : r->body_left;
     memcpy(r->body + r->body_len, data, n);
@@ -409,7 +426,7 @@ static int fast_body(sl__resp *r, const char *data, size_t len, size_t *consumed
     return 1;
 }
 
-int sl__resp_feed(sl__resp *r, const char *data, size_t len, size_t *consumed)
+int sl__http_resp_feed(sl__http_resp *r, const char *data, size_t len, size_t *consumed)
 {
     *consumed = 0;
     if (r->error) return r->error;
@@ -451,7 +468,7 @@ int sl__resp_feed(sl__resp *r, const char *data, size_t len, size_t *consumed)
     return r->done ? 1 : 0;
 }
 
-int sl__resp_eof(sl__resp *r)
+int sl__http_resp_eof(sl__http_resp *r)
 {
     if (r->done) return 1;
     if (r->error) return r->error;
@@ -466,11 +483,11 @@ int sl__resp_eof(sl__resp *r)
     return SL_EIO;
 }
 
-const sl_http_response *sl__resp_get(sl__resp *r)
+const sl_http_response *sl__http_resp_get(sl__http_resp *r)
 {
-    sl__resp *m = r;
+    sl__http_resp *m = r;
     for (size_t i = 0; i < r->nfields; i++) {
-        const sl__resp_field *f = &r->fields[i];
+        const sl__http_resp_field *f = &r->fields[i];
         m->headers[i].name = (sl_slice){r->hbuf + f->name_off, f->name_len};
         m->headers[i].value = (sl_slice){r->hbuf + f->value_off, f->value_len};
     }

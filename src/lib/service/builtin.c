@@ -30,11 +30,12 @@ static void op_metrics(sl_http_req *req, sl_svc_worker *w)
 {
     char *text = NULL;
     size_t len = 0;
-    sl_series *conns = sl_metric_series(w->svc->connections, NULL);
+    sl_series *conns = sl_metric_series(w->svc->fam.connections, NULL);
     if (conns) {
         double total = 0;
         for (int i = 0; i < w->svc->workers; i++)
-            if (w->svc->w[i].http) total += (double)sl_http_server_connections(w->svc->w[i].http);
+            if (w->svc->w[i].sw.http)
+                total += (double)sl_http_server_connections(w->svc->w[i].sw.http);
         sl_gauge_set(conns, total);
     }
     if (sl_metrics_render(w->svc->metrics, &text, &len) != 0) {

@@ -29,26 +29,15 @@
 
 extern char **environ;
 
-/* ---- per-request plumbing -------------------------------------------- */
+/* ---- per-request plumbing (the parts shared with the gateway are in serve.h) ---- */
 
-
-static int valid_request_id(sl_slice v)
-{
-    if (v.len == 0 || v.len > 63) return 0;
-    for (size_t i = 0; i < v.len; i++) {
-        unsigned char c = (unsigned char)v.ptr[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == ':'))
-            return 0;
-    }
-    return 1;
-}
+#define HOST_FREE_MAX 1024 /* recycled req_host records kept per worker */
 
 static int on_headers(sl_http_req *req, void *data)
 {
     sl_svc_worker *w = data;
     sl_service *svc = w->svc;
-    req_host *h = calloc(1, sizeof *h);
+    req_host *h = sl_serve_freelist_get(&w->sw.records);
     if (!h) return 503;
     h->w = w;
     req->host = h;
@@ -64,17 +53,7 @@ static int on_headers(sl_http_req *req, void *data)
         h->route_status = rr == SL_ROUTE_NOT_FOUND ? 404 : 405;
         req->body_max_bytes = 64 * 1024; /* the body is read and dropped */
     }
-
-    /* W3C Trace Context: join the caller's trace when its traceparent is valid. */
-    sl_slice tp;
-    sl_trace_ctx parent;
-    const sl_trace_ctx *pp = NULL;
-    if (sl_http_req_header(req, "traceparent", &tp) &&
-        sl_traceparent_parse(tp.ptr, tp.len, &parent) == 0)
-        pp = &parent;
-    sl_span_start(w->tracer, h->route ? h->route->name : "HTTP unrouted", SL_SPAN_SERVER, pp,
-                  &h->span);
-    sl_traceparent_format(sl_span_context(h->span), req->traceparent);
+    sl_serve_begin(&w->sw, req, h->route ? h->route->name : "HTTP unrouted", &h->span);
 
     /* The caller's remaining budget (docs/resilience.md); a malformed value is ignored. */
     sl_slice dv;
@@ -83,14 +62,6 @@ static int on_headers(sl_http_req *req, void *data)
     if (sl_http_req_header(req, SL_DEADLINE_HEADER, &dv) &&
         sl_deadline_parse_header(dv.ptr, dv.len, &ms) == 0)
         h->deadline = sl_deadline_from_header(sl_clock_system(), ms, 0);
-
-    sl_slice rid;
-    if (sl_http_req_header(req, "x-request-id", &rid) && valid_request_id(rid)) {
-        memcpy(req->request_id, rid.ptr, rid.len);
-        req->request_id[rid.len] = '\0';
-    } else if (sl_uuid7_new(&w->idgen, req->request_id) != 0) {
-        req->request_id[0] = '\0';
-    }
     return 0;
 }
 
@@ -124,58 +95,16 @@ static void on_request(sl_http_req *req, void *data)
 static void on_response(sl_http_req *req, int status, size_t body_len, void *data)
 {
     sl_svc_worker *w = data;
-    sl_service *svc = w->svc;
     req_host *h = req->host;
-    unsigned m = (unsigned)req->method;
-    if (m >= SL_HTTP_METHOD_COUNT || req->method_token.len == 0) m = SL_HTTP_OTHER;
-    int st = status >= 100 && status < MAX_STATUS ? status : 599;
-    sl_series *cnt = w->req_series[m][st];
-    if (!cnt) {
-        char code[8];
-        snprintf(code, sizeof code, "%d", st);
-        const char *labels[] = {svc->def->name, sl_http_method_name((sl_http_method)m), code};
-        cnt = w->req_series[m][st] = sl_metric_series(svc->req_total, labels);
-    }
-    if (!w->dur_series[m]) {
-        const char *labels[] = {svc->def->name, sl_http_method_name((sl_http_method)m)};
-        w->dur_series[m] = sl_metric_series(svc->req_duration, labels);
-    }
-    double secs = 0;
-    if (req->start_ns) secs = (double)((int64_t)uv_hrtime() - req->start_ns) / 1e9;
-    if (cnt) sl_counter_inc(cnt, (unsigned)w->index);
-    if (w->dur_series[m]) sl_histogram_observe(w->dur_series[m], (unsigned)w->index, secs);
-
-    if (h && h->span) {
-        if (sl_span_is_recording(h->span)) {
-            sl_span_set_attr_str(h->span, "http.request.method",
-                                 sl_http_method_name((sl_http_method)m));
-            if (h->route) sl_span_set_attr_str(h->span, "http.route", h->route->def->path);
-            sl_span_set_attr_int(h->span, "http.response.status_code", status);
-            if (status >= 500)
-                sl_span_set_status(h->span, SL_SPAN_STATUS_ERROR, sl_http_reason(status));
-        }
-        if (sl_log_enabled(svc->log, SL_LOG_LEVEL_DEBUG)) {
-            char path[256];
-            size_t n = req->path.len < sizeof path - 1 ? req->path.len : sizeof path - 1;
-            memcpy(path, req->path.ptr, n);
-            path[n] = '\0';
-            SL_LOG_DEBUG(svc->log, sl_span_context(h->span), "request",
-                         SL_LOG_STR("method", sl_http_method_name((sl_http_method)m)),
-                         SL_LOG_STR("path", path), SL_LOG_INT("status", status),
-                         SL_LOG_INT("bytes", (int64_t)body_len), SL_LOG_DBL("duration_s", secs),
-                         SL_LOG_STR("request_id", req->request_id));
-        }
-        sl_span_end(h->span);
-        h->span = NULL;
-    }
+    SL_ASSERT(!h || h->w == w);
+    sl_span *none = NULL;
+    sl_serve_outcome o = {.route = h && h->route ? h->route->def->path : NULL,
+                          .log = w->svc->log,
+                          .level = SL_LOG_LEVEL_DEBUG,
+                          .msg = "request"};
+    sl_serve_finish(&w->sw, req, status, body_len, h ? &h->span : &none, &o);
     req->host = NULL;
-    if (h && w->nfree_hosts < HOST_FREE_MAX) {
-        h->next_free = w->free_hosts;
-        w->free_hosts = h;
-        w->nfree_hosts++;
-    } else {
-        free(h);
-    }
+    sl_serve_freelist_put(&w->sw.records, h);
 }
 
 /* ---- workers ---------------------------------------------------------- */
@@ -184,29 +113,23 @@ static int worker_start(sl_worker *rw, int fd, void *data)
 {
     sl_service *svc = data;
     int idx = sl_worker_index(rw);
+    SL_ASSERT(idx >= 0 && idx < svc->workers);
     sl_svc_worker *w = &svc->w[idx];
     w->svc = svc;
-    w->rw = rw;
-    w->index = idx;
-    int rc = sl_rand_seed_os(&w->rand);
-    if (rc != 0) return rc;
-    sl_idgen_init(&w->idgen, sl_clock_system(), NULL, NULL);
-    sl_tracer_config tc;
-    sl_tracer_config_init(&tc);
-    tc.service = svc->def->name;
-    tc.clock = sl_clock_system();
-    tc.rand = &w->rand;
-    tc.sample_ratio = svc->sample_ratio;
-    rc = sl_tracer_new(&tc, &w->tracer);
+    sl_serve_worker_config sc = {.service = svc->def->name,
+                                 .sample_ratio = svc->sample_ratio,
+                                 .families = &svc->fam,
+                                 .record_size = sizeof(req_host),
+                                 .records_max = HOST_FREE_MAX};
+    int rc = sl_serve_worker_init(&w->sw, rw, &sc);
     if (rc != 0) return rc;
     sl_http_callbacks cbs = {
         .on_headers = on_headers, .on_request = on_request, .on_response = on_response, .data = w};
-    rc = sl_http_server_new(sl_worker_loop(rw), &svc->limits, &cbs, &w->http);
-    if (rc != 0) return rc;
-    rc = sl_http_server_listen_fd(w->http, fd);
+    rc = sl_serve_worker_listen(&w->sw, fd, &svc->limits, &cbs);
     if (rc != 0) return rc;
     if (svc->def->migrations) {
-        /* DESIGN §4/§6: one connection per worker, opened on its own thread. */
+        /* One connection per worker, opened on its own thread: a connection is never shared
+         * between threads (db.h). */
         char err[256] = {0};
         rc = sl_db_open(svc->db_url, &svc->db_opts, &w->db, err, sizeof err);
         if (rc != 0) {
@@ -222,21 +145,10 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     return 0;
 }
 
-static void worker_drained(void *data)
-{
-    sl_svc_worker *w = data;
-    sl_worker_drained(w->rw);
-}
-
 static void worker_drain(sl_worker *rw, void *data)
 {
     sl_service *svc = data;
-    sl_svc_worker *w = &svc->w[sl_worker_index(rw)];
-    if (!w->http) {
-        sl_worker_drained(rw);
-        return;
-    }
-    sl_http_server_drain(w->http, worker_drained, w);
+    sl_serve_worker_drain(&svc->w[sl_worker_index(rw)].sw);
 }
 
 static void worker_stop(sl_worker *rw, void *data)
@@ -244,9 +156,8 @@ static void worker_stop(sl_worker *rw, void *data)
     sl_service *svc = data;
     sl_svc_worker *w = &svc->w[sl_worker_index(rw)];
     if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
-    if (w->index == 0) sl__events_stop(svc->events);
-    if (w->http) sl_http_server_close(w->http, NULL, NULL);
-    w->http = NULL;
+    if (w->sw.index == 0) sl__events_stop(svc->events);
+    sl_serve_worker_stop(&w->sw);
     sl_db_close(w->db);
     w->db = NULL;
 }
@@ -451,20 +362,8 @@ static int build_routes(sl_service *svc)
 
 static int setup_metrics(sl_service *svc)
 {
-    static const char *const req_labels[] = {"service", "method", "status"};
-    static const char *const dur_labels[] = {"service", "method"};
     int rc = sl_metrics_new((unsigned)svc->workers, &svc->metrics);
-    if (rc == 0)
-        rc = sl_metrics_counter(svc->metrics, "service_requests_total",
-                                "HTTP requests answered, by method and status.", req_labels, 3,
-                                &svc->req_total);
-    if (rc == 0)
-        rc = sl_metrics_histogram(svc->metrics, "service_request_duration_seconds",
-                                  "Time from the first byte of a request to its response.",
-                                  dur_labels, 2, NULL, 0, &svc->req_duration);
-    if (rc == 0)
-        rc = sl_metrics_gauge(svc->metrics, "http_server_connections", "Open client connections.",
-                              NULL, 0, &svc->connections);
+    if (rc == 0) rc = sl_serve_families_register(svc->metrics, &svc->fam);
     return rc;
 }
 
@@ -525,14 +424,8 @@ static void service_free(sl_service *svc)
     sl__events_free(svc->events);
     sodium_memzero(&svc->identity_key, sizeof svc->identity_key);
     if (svc->w) {
-        for (int i = 0; i < svc->workers; i++) {
-            sl_tracer_free(svc->w[i].tracer);
-            while (svc->w[i].free_hosts) {
-                req_host *h = svc->w[i].free_hosts;
-                svc->w[i].free_hosts = h->next_free;
-                free(h);
-            }
-        }
+        for (int i = 0; i < svc->workers; i++)
+            sl_serve_worker_free(&svc->w[i].sw);
         free(svc->w);
     }
     sl_router_free(svc->router);

@@ -46,11 +46,11 @@ sl_service *sl_svc_worker_service(sl_svc_worker *w)
 }
 uv_loop_t *sl_svc_worker_loop(sl_svc_worker *w)
 {
-    return sl_worker_loop(w->rw);
+    return sl_worker_loop(w->sw.rw);
 }
 int sl_svc_worker_index(const sl_svc_worker *w)
 {
-    return w->index;
+    return w->sw.index;
 }
 sl_logger *sl_svc_worker_log(sl_svc_worker *w)
 {
@@ -62,7 +62,7 @@ sl_metrics *sl_svc_worker_metrics(sl_svc_worker *w)
 }
 sl_tracer *sl_svc_worker_tracer(sl_svc_worker *w)
 {
-    return w->tracer;
+    return w->sw.tracer;
 }
 void *sl_svc_worker_data(sl_svc_worker *w)
 {

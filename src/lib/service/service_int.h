@@ -19,12 +19,11 @@
 #include <shoal/metrics.h>
 #include <shoal/rand.h>
 #include <shoal/router.h>
+#include <shoal/serve.h>
 #include <shoal/service.h>
 #include <shoal/trace.h>
 
 typedef struct sl_events sl_events;
-
-#define MAX_STATUS 600
 
 typedef struct route_entry {
     const sl_route_def *def;
@@ -36,9 +35,7 @@ struct sl_service {
     sl_config *cfg;
     sl_logger *log;
     sl_metrics *metrics;
-    sl_metric_family *req_total;
-    sl_metric_family *req_duration;
-    sl_metric_family *connections;
+    sl_serve_families fam;
     sl_http_limits limits;
     sl_router *router;
     route_entry *routes;
@@ -66,23 +63,11 @@ typedef struct req_host {
     int route_status;
     unsigned allowed;
     sl_deadline deadline; /* from x-shoal-deadline-ms; none when absent or malformed */
-    struct req_host *next_free;
 } req_host;
-
-#define HOST_FREE_MAX 1024
 
 struct sl_svc_worker {
     sl_service *svc;
-    sl_worker *rw;
-    int index;
-    sl_http_server *http;
-    sl_tracer *tracer;
-    sl_rand rand;
-    sl_idgen idgen;
-    sl_series *req_series[SL_HTTP_METHOD_COUNT][MAX_STATUS];
-    sl_series *dur_series[SL_HTTP_METHOD_COUNT];
-    req_host *free_hosts; /* recycled per-request records, at most HOST_FREE_MAX */
-    size_t nfree_hosts;
+    sl_serve_worker sw; /* index, server, tracer, ids, recycled req_host, series (serve.h) */
     int started;
     sl_db *db;
     void *data;
