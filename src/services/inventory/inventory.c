@@ -414,8 +414,8 @@ static const sl_route_def routes[] = {
 };
 
 static const sl_subscription_def subscriptions[] = {
-    {.topic = "shop.product.created.v1", .apply = inv_apply_product_created},
-    {.topic = "shop.order.confirmed.v1", .apply = inv_apply_order_confirmed},
+    {.topic = PRODUCT_EV_CREATED, .apply = inv_apply_product_created},
+    {.topic = ORDER_EV_CONFIRMED, .apply = inv_apply_order_confirmed},
 };
 
 static const char *const publishes[] = {"inventory", NULL};

@@ -11,6 +11,9 @@
 #ifndef SHOAL_SVC_INVENTORY_H
 #define SHOAL_SVC_INVENTORY_H
 
+#include "order/contract/order_events.h"
+#include "product/contract/product_events.h"
+
 #include <shoal/common.h>
 #include <shoal/db.h>
 #include <shoal/json.h>

@@ -55,26 +55,26 @@ int notif_compose(const char *type, const json_t *data, notif_msg *out, char *re
     }
     snprintf(out->user_id, sizeof out->user_id, "%s", uid);
     char money[64];
-    if (type && strcmp(type, "shop.order.created.v1") == 0) {
+    if (type && strcmp(type, ORDER_EV_CREATED) == 0) {
         money_text(json_object_get(data, "total_amount"), money, sizeof money);
         snprintf(out->kind, sizeof out->kind, "order_received");
         snprintf(out->subject, sizeof out->subject, "We received your order %s", oid);
         snprintf(out->body, sizeof out->body,
                  "Thank you! Your order %s (total %s) was received and is being processed.", oid,
                  money);
-    } else if (type && strcmp(type, "shop.order.confirmed.v1") == 0) {
+    } else if (type && strcmp(type, ORDER_EV_CONFIRMED) == 0) {
         money_text(json_object_get(data, "total_amount"), money, sizeof money);
         snprintf(out->kind, sizeof out->kind, "order_confirmed");
         snprintf(out->subject, sizeof out->subject, "Your order %s is confirmed", oid);
         snprintf(out->body, sizeof out->body,
                  "Your order %s is confirmed: stock is reserved and %s was paid.", oid, money);
-    } else if (type && strcmp(type, "shop.order.cancelled.v1") == 0) {
+    } else if (type && strcmp(type, ORDER_EV_CANCELLED) == 0) {
         const char *why = text_of(data, "reason", 200);
         snprintf(out->kind, sizeof out->kind, "order_cancelled");
         snprintf(out->subject, sizeof out->subject, "Your order %s was cancelled", oid);
         snprintf(out->body, sizeof out->body, "Your order %s was cancelled (reason: %s).", oid,
                  why ? why : "unspecified");
-    } else if (type && strcmp(type, "shop.order.shipped.v1") == 0) {
+    } else if (type && strcmp(type, ORDER_EV_SHIPPED) == 0) {
         snprintf(out->kind, sizeof out->kind, "order_shipped");
         snprintf(out->subject, sizeof out->subject, "Your order %s has shipped", oid);
         snprintf(out->body, sizeof out->body, "Good news: your order %s is on its way.", oid);

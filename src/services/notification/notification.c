@@ -238,10 +238,10 @@ static const sl_route_def routes[] = {
 };
 
 static const sl_subscription_def subscriptions[] = {
-    {.topic = "shop.order.created.v1", .apply = notif_apply},
-    {.topic = "shop.order.confirmed.v1", .apply = notif_apply},
-    {.topic = "shop.order.cancelled.v1", .apply = notif_apply},
-    {.topic = "shop.order.shipped.v1", .apply = notif_apply},
+    {.topic = ORDER_EV_CREATED, .apply = notif_apply},
+    {.topic = ORDER_EV_CONFIRMED, .apply = notif_apply},
+    {.topic = ORDER_EV_CANCELLED, .apply = notif_apply},
+    {.topic = ORDER_EV_SHIPPED, .apply = notif_apply},
     {.topic = "shop.payment.refunded.v1", .apply = notif_apply},
 };
 

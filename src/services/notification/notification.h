@@ -11,6 +11,8 @@
 #ifndef SHOAL_SVC_NOTIFICATION_H
 #define SHOAL_SVC_NOTIFICATION_H
 
+#include "order/contract/order_events.h"
+
 #include <shoal/common.h>
 #include <shoal/db.h>
 #include <shoal/json.h>
