@@ -278,13 +278,13 @@ static void test_rewrite_params(void **state)
     (void)state;
     char out[256];
     const char *in = "SELECT '?''?', ?, \"a?\" -- why?\n, ? /* ? */ FROM x WHERE y=?";
-    assert_int_equal(sl_db_rewrite_params(in, out, sizeof out), 3);
+    assert_int_equal(sl__db_rewrite_params(in, out, sizeof out), 3);
     assert_string_equal(out, "SELECT '?''?', $1, \"a?\" -- why?\n, $2 /* ? */ FROM x WHERE y=$3");
-    assert_int_equal(sl_db_rewrite_params(in, NULL, 0), 3);
-    assert_int_equal(sl_db_rewrite_params("?", out, 2), SL_ELIMIT);
-    assert_int_equal(sl_db_rewrite_params("SELECT '", NULL, 0), SL_EINVAL);
-    assert_int_equal(sl_db_rewrite_params("SELECT /* ", NULL, 0), SL_EINVAL);
-    assert_int_equal(sl_db_rewrite_params("SELECT 1 -- ?", out, sizeof out), 0);
+    assert_int_equal(sl__db_rewrite_params(in, NULL, 0), 3);
+    assert_int_equal(sl__db_rewrite_params("?", out, 2), SL_ELIMIT);
+    assert_int_equal(sl__db_rewrite_params("SELECT '", NULL, 0), SL_EINVAL);
+    assert_int_equal(sl__db_rewrite_params("SELECT /* ", NULL, 0), SL_EINVAL);
+    assert_int_equal(sl__db_rewrite_params("SELECT 1 -- ?", out, sizeof out), 0);
 }
 
 static void test_uuid7(void **state)

@@ -65,7 +65,7 @@ int sl_jws_sign(const sl_auth_key *key, const char *header_json, size_t header_l
     o += n;
     uint8_t sig[SL_AUTH_SIGNATURE_BYTES];
     /* RFC 7515 §5.1: the signing input is the ASCII of the first two encoded parts. */
-    if (rc == 0) rc = sl_auth_ed25519_sign(key, buf, o, sig);
+    if (rc == 0) rc = sl__auth_ed25519_sign(key, buf, o, sig);
     buf[o++] = '.';
     if (rc == 0) rc = sl_b64url_encode(sig, sizeof sig, buf + o, total + 1 - o, &n);
     if (rc != 0) {
@@ -292,7 +292,7 @@ int sl_jwt_verify(const sl_keyset *ks, const char *token, size_t len,
         rc = SL_EINVAL;
         goto out;
     }
-    if (!sl_auth_ed25519_verify(key, token, p->signing_input_len, p->sig)) {
+    if (!sl__auth_ed25519_verify(key, token, p->signing_input_len, p->sig)) {
         r = SL_JWT_BAD_SIGNATURE;
         rc = SL_EINVAL;
         goto out;

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int sl_auth_thumbprint(const uint8_t pub[SL_AUTH_PUBLIC_KEY_BYTES], char kid[SL_AUTH_KID_MAX + 1])
+int sl__auth_thumbprint(const uint8_t pub[SL_AUTH_PUBLIC_KEY_BYTES], char kid[SL_AUTH_KID_MAX + 1])
 {
     /* RFC 7638 §3.2 / RFC 8037 §2: required members only, sorted, no whitespace. */
     char x[SL_B64URL_ENCODED_LEN(SL_AUTH_PUBLIC_KEY_BYTES) + 1];
@@ -58,7 +58,7 @@ static int wrap_pkey(EVP_PKEY *pkey, bool has_private, sl_auth_key **out)
         sl_auth_key_free(k);
         return SL_EIO;
     }
-    int rc = sl_auth_thumbprint(k->pub, k->kid);
+    int rc = sl__auth_thumbprint(k->pub, k->kid);
     if (rc != 0) {
         sl_auth_key_free(k);
         return rc;
@@ -283,8 +283,8 @@ out:
     return rc;
 }
 
-int sl_auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
-                         uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
+int sl__auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
+                          uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
 {
     assert(key != NULL && key->has_private);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -301,8 +301,8 @@ int sl_auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
     return rc;
 }
 
-int sl_auth_ed25519_verify(const sl_auth_key *key, const void *msg, size_t len,
-                           const uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
+int sl__auth_ed25519_verify(const sl_auth_key *key, const void *msg, size_t len,
+                            const uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
 {
     assert(key != NULL);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();

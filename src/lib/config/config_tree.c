@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cfg_errf(char *err, const char *fmt, ...)
+void sl__config_errf(char *err, const char *fmt, ...)
 {
     if (!err) return;
     va_list ap;
@@ -20,11 +20,11 @@ void cfg_errf(char *err, const char *fmt, ...)
     va_end(ap);
 }
 
-sl_config *cfg_new(const char *name)
+sl_config *sl__config_new(const char *name)
 {
     sl_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg) return NULL;
-    if (cfg_source_add(cfg, name) < 0) {
+    if (sl__config_source_add(cfg, name) < 0) {
         free(cfg);
         return NULL;
     }
@@ -48,7 +48,7 @@ json_t *sl_config_root(const sl_config *cfg)
     return cfg->root;
 }
 
-int64_t cfg_source_add(sl_config *cfg, const char *name)
+int64_t sl__config_source_add(sl_config *cfg, const char *name)
 {
     if (cfg->n_sources == cfg->cap_sources) {
         size_t cap = cfg->cap_sources ? cfg->cap_sources * 2 : 4;
@@ -64,8 +64,8 @@ int64_t cfg_source_add(sl_config *cfg, const char *name)
     return (int64_t)cfg->n_sources++;
 }
 
-int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len, size_t index,
-                     uint32_t line, uint32_t col, uint32_t source)
+int32_t sl__config_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len,
+                            size_t index, uint32_t line, uint32_t col, uint32_t source)
 {
     /* Inputs are at most SL_CONFIG_MAX_BYTES, so these bounds are never reached by a file. */
     if (cfg->n_nodes >= INT32_MAX || cfg->keys_len + key_len >= UINT32_MAX || index >= UINT32_MAX)
@@ -102,7 +102,7 @@ int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key
     return (int32_t)cfg->n_nodes++;
 }
 
-int32_t cfg_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s)
+int32_t sl__config_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s)
 {
     /* Linear: lookups only happen to locate errors and apply overrides, never per request. */
     for (size_t i = 0; i < cfg->n_nodes; i++) {
@@ -118,7 +118,7 @@ int32_t cfg_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s)
     return -1;
 }
 
-void cfg_node_kill_below(sl_config *cfg, int32_t x)
+void sl__config_node_kill_below(sl_config *cfg, int32_t x)
 {
     /* Parents always precede children, and the chain is at most SL_CONFIG_MAX_DEPTH long. */
     for (size_t i = (size_t)x + 1; i < cfg->n_nodes; i++) {
@@ -129,7 +129,7 @@ void cfg_node_kill_below(sl_config *cfg, int32_t x)
     }
 }
 
-int cfg_path_next(const char **p, cfg_seg *s)
+int sl__config_path_next(const char **p, cfg_seg *s)
 {
     const char *c = *p;
     if (*c == '\0') return 0;
@@ -151,12 +151,12 @@ int cfg_path_next(const char **p, cfg_seg *s)
     return 1;
 }
 
-json_t *cfg_path_get(json_t *root, const char *path)
+json_t *sl__config_path_get(json_t *root, const char *path)
 {
     json_t *cur = root;
     cfg_seg s;
     int r;
-    while (cur && (r = cfg_path_next(&path, &s)) != 0) {
+    while (cur && (r = sl__config_path_next(&path, &s)) != 0) {
         if (r < 0) return NULL;
         if (s.is_index)
             cur = json_is_array(cur) ? json_array_get(cur, s.index) : NULL;
@@ -166,7 +166,7 @@ json_t *cfg_path_get(json_t *root, const char *path)
     return cur;
 }
 
-int cfg_string(const char *s, size_t len, json_t **out, const char **why)
+int sl__config_string(const char *s, size_t len, json_t **out, const char **why)
 {
     if (memchr(s, '\0', len)) {
         *why = "strings must not contain NUL characters";
@@ -220,7 +220,7 @@ static bool looks_real(const char *s, size_t len)
     return i == len && (dot || exp);
 }
 
-int cfg_scalar(const char *s, size_t len, json_t **out, const char **why)
+int sl__config_scalar(const char *s, size_t len, json_t **out, const char **why)
 {
     static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
     static const char *const trues[] = {"true", "True", "TRUE", NULL};
@@ -231,7 +231,7 @@ int cfg_scalar(const char *s, size_t len, json_t **out, const char **why)
     if (is_one_of(s, len, falses)) return (*out = json_false()) ? 0 : SL_ENOMEM;
     size_t sign = (len > 0 && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
     bool integer = len > sign && digits(s, len, sign) == len - sign;
-    if (!integer && !looks_real(s, len)) return cfg_string(s, len, out, why);
+    if (!integer && !looks_real(s, len)) return sl__config_string(s, len, out, why);
     /* strtoll/strtod need a terminator; numbers longer than this buffer are out of range. */
     char buf[128];
     if (len >= sizeof buf) {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sl_db_set_err(sl_db *db, int code, const char *fmt, ...)
+int sl__db_set_err(sl_db *db, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -47,11 +47,11 @@ int sl_db_open(const char *url, const sl_db_options *opt, sl_db **out, char *err
         return SL_EINVAL;
     }
     if (strncmp(url, "sqlite:", 7) == 0) {
-        vt = &sl_db_sqlite_vtable;
+        vt = &sl__db_sqlite_vtable;
         target = url + 7;
         if (strncmp(target, "//", 2) == 0) target += 2; /* sqlite:///abs/path */
     } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        vt = &sl_db_postgres_vtable;
+        vt = &sl__db_postgres_vtable;
         kind = SL_DB_POSTGRES;
         target = url;
     }
@@ -144,10 +144,10 @@ int sl_db_prepare(sl_db *db, const char *sql, sl_db_stmt **out)
             return 0;
         }
     }
-    int n = sl_db_rewrite_params(sql, NULL, 0);
-    if (n < 0) return sl_db_set_err(db, n, "unterminated literal or comment in SQL");
+    int n = sl__db_rewrite_params(sql, NULL, 0);
+    if (n < 0) return sl__db_set_err(db, n, "unterminated literal or comment in SQL");
     int slot = cache_slot(db);
-    if (slot < 0) return sl_db_set_err(db, SL_ELIMIT, "every cached statement is in use");
+    if (slot < 0) return sl__db_set_err(db, SL_ELIMIT, "every cached statement is in use");
     sl_db_stmt *st = calloc(1, sizeof *st);
     if (st == NULL || (st->sql = strdup(sql)) == NULL) {
         free(st);
@@ -182,8 +182,8 @@ void sl_db_stmt_done(sl_db_stmt *st)
 static int check_idx(sl_db_stmt *st, int idx)
 {
     if (idx < 1 || idx > st->nparams)
-        return sl_db_set_err(st->db, SL_EINVAL, "bind index %d out of range 1..%d", idx,
-                             st->nparams);
+        return sl__db_set_err(st->db, SL_EINVAL, "bind index %d out of range 1..%d", idx,
+                              st->nparams);
     return 0;
 }
 
@@ -269,7 +269,7 @@ static int ctl(sl_db *db, const char *sql)
 
 int sl_db_begin(sl_db *db)
 {
-    if (db->in_tx) return sl_db_set_err(db, SL_ESTATE, "transaction already open");
+    if (db->in_tx) return sl__db_set_err(db, SL_ESTATE, "transaction already open");
     int rc = ctl(db, db->vt->begin_sql);
     if (rc != 0) return rc;
     db->in_tx = 1;
@@ -279,7 +279,7 @@ int sl_db_begin(sl_db *db)
 
 int sl_db_commit(sl_db *db)
 {
-    if (!db->in_tx) return sl_db_set_err(db, SL_ESTATE, "commit without a transaction");
+    if (!db->in_tx) return sl__db_set_err(db, SL_ESTATE, "commit without a transaction");
     int rc = ctl(db, "COMMIT");
     if (rc != 0) {
         /* A failed COMMIT may leave SQLite's transaction open (BUSY); end it either way. */
@@ -315,14 +315,14 @@ int sl_db_in_tx(const sl_db *db)
 
 static int savepoint_sql(sl_db *db, const char *verb, const char *name)
 {
-    if (!db->in_tx) return sl_db_set_err(db, SL_ESTATE, "savepoint outside a transaction");
+    if (!db->in_tx) return sl__db_set_err(db, SL_ESTATE, "savepoint outside a transaction");
     size_t n = strlen(name);
-    if (n == 0 || n > 48) return sl_db_set_err(db, SL_EINVAL, "bad savepoint name");
+    if (n == 0 || n > 48) return sl__db_set_err(db, SL_EINVAL, "bad savepoint name");
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         int ok = c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                  (i > 0 && c >= '0' && c <= '9');
-        if (!ok) return sl_db_set_err(db, SL_EINVAL, "bad savepoint name");
+        if (!ok) return sl__db_set_err(db, SL_EINVAL, "bad savepoint name");
     }
     char sql[96];
     snprintf(sql, sizeof sql, "%s %s", verb, name);
@@ -370,7 +370,7 @@ static int put(char *out, size_t cap, size_t *o, char c)
  * else is a placeholder. Dollar-quoted strings are not recognised (the
  * library's SQL does not use them). Guarded by db_test's rewrite cases.
  */
-int sl_db_rewrite_params(const char *sql, char *out, size_t cap)
+int sl__db_rewrite_params(const char *sql, char *out, size_t cap)
 {
     size_t o = 0;
     int n = 0;

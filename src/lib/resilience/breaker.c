@@ -232,10 +232,10 @@ static void transition(sl_breaker *b, sl_breaker_state to, sl_breaker_reason rea
 static void tick(sl_breaker *b, int64_t now)
 {
     if (b->state == SL_BREAKER_OPEN &&
-        now - b->since_ns >= sl_res_ms_to_ns(b->cfg.recovery_timeout_ms))
+        now - b->since_ns >= sl__resilience_ms_to_ns(b->cfg.recovery_timeout_ms))
         transition(b, SL_BREAKER_HALF_OPEN, SL_BREAKER_REASON_RECOVERY_TIMEOUT, now);
     if (b->state == SL_BREAKER_HALF_OPEN) {
-        int64_t bound = sl_res_ms_to_ns(b->cfg.half_open_timeout_ms);
+        int64_t bound = sl__resilience_ms_to_ns(b->cfg.half_open_timeout_ms);
         for (uint32_t i = 0; i < b->cfg.half_open_max_calls; i++) {
             if (b->trials[i].state == TRIAL_OUT && now - b->trials[i].admitted_ns >= bound) {
                 transition(b, SL_BREAKER_OPEN, SL_BREAKER_REASON_TRIAL_TIMEOUT, now);
@@ -415,14 +415,14 @@ int64_t sl_breaker_retry_after_ms(sl_breaker *b)
     int64_t now = now_ns(b);
     tick(b, now);
     if (b->state == SL_BREAKER_OPEN)
-        return ceil_ms(b->since_ns + sl_res_ms_to_ns(b->cfg.recovery_timeout_ms) - now);
+        return ceil_ms(b->since_ns + sl__resilience_ms_to_ns(b->cfg.recovery_timeout_ms) - now);
     if (b->state == SL_BREAKER_HALF_OPEN) {
         int64_t best = INT64_MAX;
         for (uint32_t i = 0; i < b->cfg.half_open_max_calls; i++) {
             if (b->trials[i].state == TRIAL_FREE) return 0; /* a slot is free: come now */
             if (b->trials[i].state != TRIAL_OUT) continue;
-            int64_t left =
-                b->trials[i].admitted_ns + sl_res_ms_to_ns(b->cfg.half_open_timeout_ms) - now;
+            int64_t left = b->trials[i].admitted_ns +
+                           sl__resilience_ms_to_ns(b->cfg.half_open_timeout_ms) - now;
             if (left < best) best = left;
         }
         return best == INT64_MAX ? 0 : ceil_ms(best);

@@ -89,7 +89,7 @@ int sl_bulkhead_enqueue(sl_bulkhead *b, sl_bulkhead_waiter *w, sl_bulkhead_cb cb
         ._owner = b,
         ._cb = cb,
         ._data = data,
-        ._deadline_ns = sl_res_sat_add(now, sl_res_ms_to_ns(b->cfg.max_wait_ms)),
+        ._deadline_ns = sl__resilience_sat_add(now, sl__resilience_ms_to_ns(b->cfg.max_wait_ms)),
     };
     if (b->tail)
         b->tail->_next = w;

@@ -239,7 +239,8 @@ sl_retry_decision sl_retry_next(sl_retry_state *st, sl_outcome outcome, const ch
     }
 
     if (st->_deadline_ns != INT64_MAX) {
-        int64_t resume = sl_res_sat_add(sl_clock_mono_ns(st->_clock), sl_res_ms_to_ns(delay));
+        int64_t resume =
+            sl__resilience_sat_add(sl_clock_mono_ns(st->_clock), sl__resilience_ms_to_ns(delay));
         if (resume >= st->_deadline_ns) return SL_RETRY_DEADLINE;
     }
     if (budget != NULL && sl_retry_budget_withdraw(budget) != 0) return SL_RETRY_BUDGET;

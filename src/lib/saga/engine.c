@@ -14,12 +14,12 @@
 
 int sl_saga_def_valid(const sl_saga_def *def)
 {
-    if (def == NULL || !sl_saga_name_valid(def->type) || def->steps == NULL) return SL_ECONFIG;
+    if (def == NULL || !sl__saga_name_valid(def->type) || def->steps == NULL) return SL_ECONFIG;
     if (def->n_steps == 0 || def->n_steps > SL_SAGA_STEPS_MAX) return SL_ECONFIG;
     if (def->pivot >= def->n_steps) return SL_ECONFIG;
     for (size_t i = 0; i < def->n_steps; i++) {
         const sl_saga_step_def *s = &def->steps[i];
-        if (!sl_saga_name_valid(s->name)) return SL_ECONFIG;
+        if (!sl__saga_name_valid(s->name)) return SL_ECONFIG;
         for (size_t j = 0; j < i; j++)
             if (strcmp(def->steps[j].name, s->name) == 0) return SL_ECONFIG;
         if (s->timeout_ms <= 0 || s->stuck_after_ms < 0) return SL_ECONFIG;
@@ -31,7 +31,7 @@ int sl_saga_def_valid(const sl_saga_def *def)
 int sl_saga_state_init(sl_saga_state *st, const sl_saga_def *def, const char *id)
 {
     assert(def != NULL && def->n_steps <= SL_SAGA_STEPS_MAX);
-    if (!sl_saga_id_valid(id)) return SL_EINVAL;
+    if (!sl__saga_id_valid(id)) return SL_EINVAL;
     memset(st, 0, sizeof *st);
     snprintf(st->id, sizeof st->id, "%s", id);
     st->status = SL_SAGA_RUNNING;
@@ -67,7 +67,7 @@ static void hist_text(sl_saga_state *st, sl_saga_output *out, int64_t now, sl_sa
 {
     size_t slot = out->n_hist;
     sl_saga_history_entry *h = hist(st, out, now, kind, step_level);
-    size_t n = sl_saga_text_copy(out->_text[slot], sizeof out->_text[slot], text, len);
+    size_t n = sl__saga_text_copy(out->_text[slot], sizeof out->_text[slot], text, len);
     h->detail = (sl_slice){out->_text[slot], n};
 }
 
@@ -135,7 +135,7 @@ static void park(sl_saga_state *st, int64_t now, const char *why, sl_saga_output
     st->status = SL_SAGA_STUCK;
     st->phase = SL_SAGA_PHASE_NONE;
     st->wake_at_ms = 0;
-    sl_saga_text_copy(st->stuck_reason, sizeof st->stuck_reason, why, strlen(why));
+    sl__saga_text_copy(st->stuck_reason, sizeof st->stuck_reason, why, strlen(why));
     hist_text(st, out, now, SL_SAGA_HIST_STUCK, true, st->stuck_reason, strlen(st->stuck_reason));
     cmd(out, SL_SAGA_CMD_FINISHED)->outcome = SL_SAGA_STUCK;
 }
@@ -174,7 +174,7 @@ static void on_refused(const sl_saga_def *def, sl_saga_state *st, int64_t now, s
     const char *name = def->steps[st->step].name;
     char why[SL_SAGA_REASON_MAX];
     char r[SL_SAGA_REASON_MAX];
-    sl_saga_text_copy(r, sizeof r, reason.ptr, reason.len);
+    sl__saga_text_copy(r, sizeof r, reason.ptr, reason.len);
     if (st->status == SL_SAGA_COMPENSATING) {
         /* Compensations must succeed; a refusal needs a human (docs/sagas.md, "stuck"). */
         snprintf(why, sizeof why, "compensation of %s refused: %.200s", name, r);
