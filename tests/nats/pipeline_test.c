@@ -24,7 +24,7 @@
 #include "harness.h"
 
 #include "bus/bus_int.h"
-#include "outbox/envelope.h"
+#include "outbox/envelope_encode.h"
 
 #include <shoal/bus.h>
 #include <shoal/db.h>
@@ -400,7 +400,7 @@ static void test_inflight_bound(void **state)
         sl_outbox_event ev = {
             .source = "/test", .type = topic, .subject = subj[i], .data_json = "{\"n\":1}"};
         size_t len;
-        assert_int_equal(sl_outbox_envelope(&ev, ids[i], 0, &envs[i], &len), 0);
+        assert_int_equal(sl__outbox_envelope_encode(&ev, ids[i], 0, &envs[i], &len), 0);
         out[i] = (sl_bus_out){topic, ids[i], subj[i], envs[i], len};
     }
     int published = 0;

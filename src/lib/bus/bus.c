@@ -9,7 +9,7 @@
  * Loop thread only.
  */
 #include "bus/bus_int.h"
-#include "bus/envelope.h"
+#include "bus/envelope_decode.h"
 
 #include <shoal/json.h>
 
@@ -456,7 +456,7 @@ sl_outbox_publisher sl_bus_outbox_publisher(sl_bus *bus)
 typedef struct bus_scratch {
     sl_bus_msg msgs[BUS_DELIVER_CHUNK];
     const sl_bus_msg *ptrs[BUS_DELIVER_CHUNK];
-    bus_envelope envs[BUS_DELIVER_CHUNK];
+    sl__bus_envelope envs[BUS_DELIVER_CHUNK];
     const bus_delivery *ds[BUS_DELIVER_CHUNK];
     sl_bus_reply replies[BUS_DELIVER_CHUNK];
 } bus_scratch;
@@ -674,7 +674,7 @@ static const char *jstr(const json_t *o, const char *k)
 
 /* Parses and screens one delivery. Returns 0 with *msg filled (its strings in *env), or 1
  * when the message was dead-lettered. */
-static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_envelope *env)
+static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, sl__bus_envelope *env)
 {
     char reason[SL_BUS_REASON_MAX];
     const char *id = NULL;
@@ -691,7 +691,7 @@ static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_env
         goto dead;
     }
     char why[200];
-    if (!have && bus_envelope_read(d->data, d->len, 0, env, why, sizeof why) != 0) {
+    if (!have && sl__bus_envelope_decode(d->data, d->len, 0, env, why, sizeof why) != 0) {
         snprintf(reason, sizeof reason, "malformed envelope: %s", why);
         goto dead;
     }
@@ -737,7 +737,7 @@ static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_env
     return 0;
 dead:
     dead_letter(s, d, id, reason);
-    bus_envelope_free(env);
+    sl__bus_envelope_free(env);
     return 1;
 }
 
@@ -778,7 +778,7 @@ void sl__bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
      * subscription is enough. */
     sl_bus_msg *msgs = s->scratch->msgs;
     const sl_bus_msg **ptrs = s->scratch->ptrs;
-    bus_envelope *envs = s->scratch->envs;
+    sl__bus_envelope *envs = s->scratch->envs;
     const bus_delivery **ds = s->scratch->ds;
     sl_bus_reply *replies = s->scratch->replies;
     s->inflight += (unsigned)n;
@@ -788,7 +788,7 @@ void sl__bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
         for (; i < n && k < CHUNK; i++) {
             const bus_delivery *di = &d[i];
             if (s->stopped) {
-                if (di->env) bus_envelope_free(di->env);
+                if (di->env) sl__bus_envelope_free(di->env);
                 settle(s, di->handle, BUS_SETTLE_NONE, 0);
                 continue;
             }
@@ -820,7 +820,7 @@ void sl__bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
                 settle(s, ds[j]->handle, BUS_SETTLE_NONE, 0);
             else
                 apply_reply(s, ds[j], &msgs[j], &replies[j]);
-            bus_envelope_free(&envs[j]);
+            sl__bus_envelope_free(&envs[j]);
         }
     }
 }

@@ -9,7 +9,7 @@
 #ifndef SHOAL_BUS_INT_H
 #define SHOAL_BUS_INT_H
 
-#include "bus/envelope.h"
+#include "bus/envelope_decode.h"
 
 #include <shoal/bus.h>
 
@@ -52,10 +52,10 @@ typedef struct bus_delivery {
     unsigned deliveries;
     int64_t published_ms;
     void *handle;
-    /* The envelope already read by the backend off the loop (bus_envelope_read with depth 0),
+    /* The envelope already read by the backend off the loop (sl__bus_envelope_decode with depth 0),
      * or NULL: sl__bus_deliver then reads it. sl__bus_deliver always takes its contents (uses or
      * frees them), whatever happens to the message. */
-    bus_envelope *env;
+    sl__bus_envelope *env;
 } bus_delivery;
 
 enum bus_settle { BUS_SETTLE_ACK, BUS_SETTLE_NAK, BUS_SETTLE_TERM, BUS_SETTLE_NONE };

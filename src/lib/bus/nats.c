@@ -56,8 +56,8 @@ typedef struct nb_item {
     uint64_t stream_seq; /* IT_MSG: its JetStream metadata, read on the fetch thread */
     unsigned deliveries;
     int64_t published_ms;
-    bool env_ok;      /* IT_MSG: `env` was read on the fetch thread (the loop takes it) */
-    bus_envelope env; /* parsing off the loop leaves the loop the database work */
+    bool env_ok;          /* IT_MSG: `env` was read on the fetch thread (the loop takes it) */
+    sl__bus_envelope env; /* parsing off the loop leaves the loop the database work */
     bus_pub *pub;
     struct nb_item *next;
 } nb_item;
@@ -746,8 +746,9 @@ static void *fetcher_main(void *arg)
                  * with the reason. */
                 size_t len = (size_t)natsMsg_GetDataLength(it->msg);
                 char why[8];
-                it->env_ok = len <= max_bytes && bus_envelope_read(natsMsg_GetData(it->msg), len, 0,
-                                                                   &it->env, why, sizeof why) == 0;
+                it->env_ok =
+                    len <= max_bytes && sl__bus_envelope_decode(natsMsg_GetData(it->msg), len, 0,
+                                                                &it->env, why, sizeof why) == 0;
                 list.Msgs[i] = NULL;
                 *tail = last = it;
                 tail = &it->next;
