@@ -24,6 +24,7 @@
 #define SHOAL_DB_H
 
 #include <shoal/common.h>
+#include <shoal/id.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -36,8 +37,8 @@ typedef enum sl_db_backend { SL_DB_SQLITE = 0, SL_DB_POSTGRES = 1 } sl_db_backen
 /* sl_db_step() results besides negative errors. */
 enum { SL_DB_DONE = 0, SL_DB_ROW = 1 };
 
-/* Room for a canonical UUID string and its NUL. */
-#define SL_DB_UUID_STR 37
+/* Room for a canonical UUID string and its NUL (the id columns' text). */
+#define SL_DB_UUID_STR SL_UUID_STR_MAX
 
 typedef struct sl_db_options {
     int sqlite_sync_full;    /* 1: synchronous=FULL (power-loss safe); 0: NORMAL (default) */
@@ -225,10 +226,12 @@ SL_API void sl_db_column_copy(const sl_db_stmt *st, int col, char *dst, size_t c
 SL_API const sl_migration_set *sl_db_lib_migrations(void);
 
 /*
- * Writes a new UUIDv7 (RFC 9562: 48-bit Unix milliseconds, version 7,
- * random bits from the kernel CSPRNG) as a lowercase string into `out`
- * (SL_DB_UUID_STR bytes). Returns 0 or a negated errno. Thread-safe.
+ * Deprecated: the same as sl_uuid7_at (id.h), which new code calls. Kept only
+ * so that callers written against it keep building.
  */
-SL_API int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR]) SL_MUST_CHECK;
+static inline SL_MUST_CHECK int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR])
+{
+    return sl_uuid7_at(unix_ms, out);
+}
 
 #endif /* SHOAL_DB_H */

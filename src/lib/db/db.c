@@ -1,16 +1,12 @@
 /*
  * The generic half of sl_db: opening by URL (dispatch to a backend vtable),
  * the per-connection statement cache, transactions and savepoints, error
- * messages, placeholder rewriting for PostgreSQL and UUIDv7 generation.
- * Backends live in sqlite.c and postgres.c.
+ * messages and placeholder rewriting for PostgreSQL. Backends live in
+ * sqlite.c and postgres.c; ids for rows come from the id module
+ * (sl_uuid7_at).
  */
 #include "db/db_int.h"
 
-#include <shoal/rand.h>
-
-#include <assert.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,64 +409,6 @@ int sl__db_rewrite_params(const char *sql, char *out, size_t cap)
         out[o] = '\0';
     }
     return n;
-}
-
-/* Random bytes for ids come from a per-thread pool, refilled from the kernel CSPRNG 512 bytes
- * at a time (one getrandom per 32 ids instead of one each). A fork bumps the generation, so a
- * child never hands out the bytes its parent already may have used. */
-#define UUID_POOL 512
-static atomic_uint fork_gen;
-static void after_fork(void)
-{
-    atomic_fetch_add(&fork_gen, 1);
-}
-static void pool_init(void)
-{
-    (void)pthread_atfork(NULL, NULL, after_fork);
-}
-static _Thread_local struct {
-    unsigned char b[UUID_POOL];
-    size_t used;
-    unsigned gen;
-} pool = {.used = UUID_POOL};
-
-static int pool_take(unsigned char *out, size_t n)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, pool_init);
-    unsigned gen = atomic_load(&fork_gen);
-    if (pool.used + n > UUID_POOL || pool.gen != gen) {
-        int rc = sl_rand_secure_bytes(pool.b, UUID_POOL);
-        if (rc != 0) return rc;
-        pool.used = 0;
-        pool.gen = gen;
-    }
-    memcpy(out, pool.b + pool.used, n);
-    memset(pool.b + pool.used, 0, n);
-    pool.used += n;
-    return 0;
-}
-
-int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR])
-{
-    unsigned char b[16];
-    int rc = pool_take(b, sizeof b);
-    if (rc != 0) return rc;
-    uint64_t ms = (uint64_t)unix_ms;
-    for (int i = 0; i < 6; i++)
-        b[i] = (unsigned char)(ms >> (40 - 8 * i));
-    b[6] = (unsigned char)(0x70 | (b[6] & 0x0f)); /* RFC 9562 §5.7: version 7 */
-    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f)); /* variant 10 */
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
-    assert(o == SL_DB_UUID_STR - 1);
-    return 0;
 }
 
 int sl_db_run(sl_db_stmt *st, int64_t *changes)

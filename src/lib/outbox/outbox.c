@@ -30,7 +30,7 @@ int sl_outbox_add(sl_db *tx, const sl_outbox_event *ev, int64_t now_wall_ns,
         if (n == 0 || n >= sizeof id) return SL_EINVAL;
         memcpy(id, ev->id, n + 1);
     } else {
-        int rc = sl_db_uuid7(now_wall_ns / 1000000, id);
+        int rc = sl_uuid7_at(now_wall_ns / 1000000, id);
         if (rc) return rc;
     }
     char *env = NULL;

@@ -55,7 +55,7 @@ int notif_apply(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_
     int seen;
     if ((rc = notif_seen(tx, msg->id, &seen)) != 0 || seen) return rc; /* once per event */
     m.created_ms = wall_ms();
-    if ((rc = sl_db_uuid7(m.created_ms, m.notification_id)) != 0) return rc;
+    if ((rc = sl_uuid7_at(m.created_ms, m.notification_id)) != 0) return rc;
     return notif_record(tx, &m, msg->id);
 }
 
