@@ -13,7 +13,6 @@
 
 #include <shoal/json.h>
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +257,7 @@ static void maybe_finish_close(sl_bus *bus)
 
 void sl__bus_backend_closed(sl_bus *bus)
 {
+    SL_ASSERT(!bus->backend_closed); /* once, as the vtable's close promises */
     bus->backend_closed = true;
     maybe_finish_close(bus);
 }
@@ -374,7 +374,7 @@ int sl_bus_publish(sl_bus *bus, const sl_bus_out *msgs, size_t n, sl_bus_publish
         w->topic = put(&cur, m->topic, tl);
         w->wire = cur;
         int rc = sl__bus_wire_subject(bus, m->topic, m->subject, cur, tl + 16);
-        assert(rc == 0);
+        SL_ASSERT(rc == 0);
         (void)rc;
         cur += tl + 16;
         w->id = put(&cur, m->id, strlen(m->id));
@@ -396,7 +396,7 @@ int sl_bus_publish(sl_bus *bus, const sl_bus_out *msgs, size_t n, sl_bus_publish
 void sl__bus_pub_msg_done(bus_pub *p, int status)
 {
     sl_bus *bus = p->bus;
-    assert(p->remaining > 0);
+    SL_ASSERT(p->remaining > 0);
     if (status == 0) {
         bus->stats.acked++;
         if (bus->has_metrics) {
@@ -566,6 +566,7 @@ static void sub_maybe_free(sl_bus_sub *s)
 
 void sl__bus_sub_released(sl_bus_sub *s)
 {
+    SL_ASSERT(s->stopped); /* only after sub_stop */
     s->be = NULL;
     sub_maybe_free(s);
 }
@@ -582,7 +583,7 @@ void sl_bus_unsubscribe(sl_bus_sub *s)
 static void settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t delay_ms)
 {
     s->bus->vt->settle(s, handle, kind, delay_ms);
-    assert(s->inflight > 0);
+    SL_ASSERT(s->inflight > 0);
     s->inflight--;
     if (s->stopped) sub_maybe_free(s);
 }

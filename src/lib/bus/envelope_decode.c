@@ -190,6 +190,7 @@ static const char *jstr(const json_t *o, const char *k)
 int sl__bus_envelope_decode(const char *buf, size_t len, unsigned max_depth, sl__bus_envelope *e,
                             char *why, size_t why_len)
 {
+    SL_ASSERT(e != NULL && (buf != NULL || len == 0) && why != NULL && why_len > 0);
     memset(e, 0, sizeof *e);
     if (max_depth == 0) max_depth = SL_JSON_DEFAULT_MAX_DEPTH;
     int rc = scan(buf, len, max_depth, e);

@@ -13,7 +13,6 @@
  */
 #include "bus/bus_int.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -371,7 +370,7 @@ static int emit(ip_batch *bs, size_t nb, ip_group *g, ip_sub *is, ip_pending *p,
     ip_batch *b = NULL;
     for (size_t i = 0; i < nb; i++)
         if (bs[i].is == is) b = &bs[i];
-    assert(b != NULL);
+    SL_ASSERT(b != NULL);
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         bus_delivery *nd = realloc(b->d, cap * sizeof *nd);

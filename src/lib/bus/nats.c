@@ -34,7 +34,6 @@
 
 #include <nats/nats.h>
 
-#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -24,15 +24,15 @@ typedef struct env_seg {
     size_t len;
 } env_seg;
 
-/* Splits `name` (after the prefix) at "__". Returns the number of segments, or -1 when there
- * are more than SL_CONFIG_MAX_DEPTH. */
+/* Splits `name` (after the prefix) at "__". Returns the number of segments, or SL_ELIMIT when
+ * there are more than SL_CONFIG_MAX_DEPTH. */
 static int split(const char *name, size_t len, env_seg *segs)
 {
     int n = 0;
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
         if (i < len && !(name[i] == '_' && i + 1 < len && name[i + 1] == '_')) continue;
-        if (n == SL_CONFIG_MAX_DEPTH) return -1;
+        if (n == SL_CONFIG_MAX_DEPTH) return SL_ELIMIT;
         segs[n++] = (env_seg){name + start, i - start};
         start = i + 2;
         i++;
@@ -131,7 +131,7 @@ static int set_child(env_apply *A, json_t *cur, int32_t *node, const cfg_seg *s,
     } else {
         child = sl__config_node_add(A->cfg, *node, s->is_index ? NULL : s->key, s->key_len,
                                     s->index, 0, 0, A->source);
-        if (child < 0) return SL_ENOMEM;
+        if (child < 0) return child;
     }
     *node = child;
     return 0;
@@ -204,7 +204,7 @@ int sl_config_apply_env(sl_config *cfg, char *const *envp, const char *const *se
         char source[SL_CONFIG_PATH_MAX + 8];
         snprintf(source, sizeof source, "env %s", var);
         int64_t src = sl__config_source_add(cfg, source);
-        if (src < 0) return SL_ENOMEM;
+        if (src < 0) return (int)src;
         A.source = (uint32_t)src;
         int rc = apply_one(&A, segs, n, eq + 1);
         if (rc != 0) return rc;

@@ -50,20 +50,22 @@ typedef struct cfg_seg {
     bool is_index;
 } cfg_seg;
 
-/* Reads the next segment of `*p` and advances it. Returns 1, 0 at the end, -1 if malformed. */
+/* Reads the next segment of `*p` and advances it. Returns 1, 0 at the end, SL_EINVAL if
+ * malformed. */
 int sl__config_path_next(const char **p, cfg_seg *s);
 
 /* Allocates an empty config whose source 0 is `name`. Returns NULL when out of memory. */
 sl_config *sl__config_new(const char *name);
 
-/* Appends a source name (copied). Returns its index, or -1 when out of memory or full. */
+/* Appends a source name (copied). Returns its index, SL_ENOMEM, or SL_ELIMIT when full. */
 int64_t sl__config_source_add(sl_config *cfg, const char *name);
 
-/* Appends a node. `key` NULL means an array element at `index`. Returns its index or -1. */
+/* Appends a node under `parent` (-1 for the root). `key` NULL means an array element at
+ * `index`. Returns its index, SL_ENOMEM, or SL_ELIMIT past the tree's bounds. */
 int32_t sl__config_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len,
                             size_t index, uint32_t line, uint32_t col, uint32_t source);
 
-/* Returns the child of node `parent` named by `s`, or -1. */
+/* Returns the child of node `parent` named by `s`, or SL_ENOTFOUND. */
 int32_t sl__config_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s);
 
 /* Marks every node below `n` dead (the value was replaced). */

@@ -52,14 +52,14 @@ int64_t sl__config_source_add(sl_config *cfg, const char *name)
 {
     if (cfg->n_sources == cfg->cap_sources) {
         size_t cap = cfg->cap_sources ? cfg->cap_sources * 2 : 4;
-        if (cap > UINT32_MAX) return -1;
+        if (cap > UINT32_MAX) return SL_ELIMIT;
         char **s = realloc(cfg->sources, cap * sizeof *s);
-        if (!s) return -1;
+        if (!s) return SL_ENOMEM;
         cfg->sources = s;
         cfg->cap_sources = cap;
     }
     char *copy = strdup(name);
-    if (!copy) return -1;
+    if (!copy) return SL_ENOMEM;
     cfg->sources[cfg->n_sources] = copy;
     return (int64_t)cfg->n_sources++;
 }
@@ -67,13 +67,14 @@ int64_t sl__config_source_add(sl_config *cfg, const char *name)
 int32_t sl__config_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len,
                             size_t index, uint32_t line, uint32_t col, uint32_t source)
 {
+    SL_ASSERT(parent >= -1 && (parent < 0 || (size_t)parent < cfg->n_nodes));
     /* Inputs are at most SL_CONFIG_MAX_BYTES, so these bounds are never reached by a file. */
     if (cfg->n_nodes >= INT32_MAX || cfg->keys_len + key_len >= UINT32_MAX || index >= UINT32_MAX)
-        return -1;
+        return SL_ELIMIT;
     if (cfg->n_nodes == cfg->cap_nodes) {
         size_t cap = cfg->cap_nodes ? cfg->cap_nodes * 2 : 64;
         cfg_node *n = realloc(cfg->nodes, cap * sizeof *n);
-        if (!n) return -1;
+        if (!n) return SL_ENOMEM;
         cfg->nodes = n;
         cfg->cap_nodes = cap;
     }
@@ -90,7 +91,7 @@ int32_t sl__config_node_add(sl_config *cfg, int32_t parent, const char *key, siz
             while (cap < cfg->keys_len + key_len)
                 cap *= 2;
             char *k = realloc(cfg->keys, cap);
-            if (!k) return -1;
+            if (!k) return SL_ENOMEM;
             cfg->keys = k;
             cfg->keys_cap = cap;
         }
@@ -115,11 +116,12 @@ int32_t sl__config_node_child(const sl_config *cfg, int32_t parent, const cfg_se
             return (int32_t)i;
         }
     }
-    return -1;
+    return SL_ENOTFOUND;
 }
 
 void sl__config_node_kill_below(sl_config *cfg, int32_t x)
 {
+    SL_ASSERT(x >= 0 && (size_t)x < cfg->n_nodes);
     /* Parents always precede children, and the chain is at most SL_CONFIG_MAX_DEPTH long. */
     for (size_t i = (size_t)x + 1; i < cfg->n_nodes; i++) {
         int32_t p = cfg->nodes[i].parent;
@@ -136,16 +138,16 @@ int sl__config_path_next(const char **p, cfg_seg *s)
     if (*c == '.') c++; /* separator before a key; a leading one is tolerated */
     if (*c == '[') {
         char *end;
-        if (c[1] < '0' || c[1] > '9') return -1;
+        if (c[1] < '0' || c[1] > '9') return SL_EINVAL;
         errno = 0;
         unsigned long long v = strtoull(c + 1, &end, 10);
-        if (errno || *end != ']' || v > UINT32_MAX) return -1;
+        if (errno || *end != ']' || v > UINT32_MAX) return SL_EINVAL;
         *s = (cfg_seg){.is_index = true, .index = (size_t)v};
         *p = end + 1;
         return 1;
     }
     size_t len = strcspn(c, ".[");
-    if (len == 0) return -1;
+    if (len == 0) return SL_EINVAL;
     *s = (cfg_seg){.key = c, .key_len = len};
     *p = c + len;
     return 1;

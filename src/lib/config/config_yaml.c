@@ -60,7 +60,7 @@ static int attach(loader *L, json_t *v, yaml_mark_t m, int32_t *node)
         }
         L->cfg->root = v;
         *node = sl__config_node_add(L->cfg, -1, NULL, 0, 0, line, col, 0);
-        return *node < 0 ? SL_ENOMEM : 0;
+        return *node < 0 ? *node : 0;
     }
     frame *f = &L->stack[L->top];
     if (f->is_map) {
@@ -72,7 +72,7 @@ static int attach(loader *L, json_t *v, yaml_mark_t m, int32_t *node)
         if (json_array_append_new(f->c, v) != 0) return SL_ENOMEM;
         *node = sl__config_node_add(L->cfg, f->node, NULL, 0, f->next_index++, line, col, 0);
     }
-    return *node < 0 ? SL_ENOMEM : 0;
+    return *node < 0 ? *node : 0;
 }
 
 /* A scalar where a mapping expects a key: check it and keep it until its value arrives. */

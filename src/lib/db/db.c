@@ -368,6 +368,7 @@ static int put(char *out, size_t cap, size_t *o, char c)
  */
 int sl__db_rewrite_params(const char *sql, char *out, size_t cap)
 {
+    SL_ASSERT(sql != NULL);
     size_t o = 0;
     int n = 0;
     char quote = 0; /* '\'', '"', '-' (line comment), '*' (block comment) */

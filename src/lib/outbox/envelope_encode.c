@@ -78,6 +78,7 @@ _Static_assert(SL_JSON_QUICK_MAX_DEPTH <= DATA_MAX_DEPTH, "the quick check prove
 int sl__outbox_envelope_encode(const sl_outbox_event *ev, const char *id, int64_t now_wall_ns,
                                char **out, size_t *out_len)
 {
+    SL_ASSERT(ev != NULL && ev->source && ev->type && ev->subject && id && out && out_len);
     char time[SL_RFC3339_MAX];
     if (sl_rfc3339_format(now_wall_ns, time, sizeof time) < 0) return SL_EINVAL;
     /* Most data is plain JSON the quick check proves; sl_json_parse judges the rest. Consumers

@@ -8,7 +8,6 @@
  */
 #include "saga/saga_int.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,7 +29,7 @@ int sl_saga_def_valid(const sl_saga_def *def)
 
 int sl_saga_state_init(sl_saga_state *st, const sl_saga_def *def, const char *id)
 {
-    assert(def != NULL && def->n_steps <= SL_SAGA_STEPS_MAX);
+    SL_ASSERT(def != NULL && def->n_steps <= SL_SAGA_STEPS_MAX);
     if (!sl__saga_id_valid(id)) return SL_EINVAL;
     memset(st, 0, sizeof *st);
     snprintf(st->id, sizeof st->id, "%s", id);
@@ -49,7 +48,7 @@ int sl_saga_state_init(sl_saga_state *st, const sl_saga_def *def, const char *id
 static sl_saga_history_entry *hist(sl_saga_state *st, sl_saga_output *out, int64_t now,
                                    sl_saga_hist_kind kind, bool step_level)
 {
-    assert(out->n_hist < SL_SAGA_HISTORY_MAX);
+    SL_ASSERT(out->n_hist < SL_SAGA_HISTORY_MAX);
     sl_saga_history_entry *h = &out->hist[out->n_hist++];
     h->seq = ++st->history_seq;
     h->at_ms = now;
@@ -73,7 +72,7 @@ static void hist_text(sl_saga_state *st, sl_saga_output *out, int64_t now, sl_sa
 
 static sl_saga_command *cmd(sl_saga_output *out, sl_saga_cmd_kind kind)
 {
-    assert(out->n_cmds < SL_SAGA_COMMANDS_MAX);
+    SL_ASSERT(out->n_cmds < SL_SAGA_COMMANDS_MAX);
     sl_saga_command *c = &out->cmds[out->n_cmds++];
     memset(c, 0, sizeof *c);
     c->kind = kind;
@@ -306,7 +305,7 @@ static int admin_resume(const sl_saga_def *def, sl_saga_state *st, int64_t now, 
 int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_saga_event *ev,
                   int64_t now_ms, sl_rand *rand, sl_saga_output *out)
 {
-    assert(def != NULL && st != NULL && ev != NULL && out != NULL);
+    SL_ASSERT(def != NULL && st != NULL && ev != NULL && out != NULL);
     out->n_cmds = 0;
     out->n_hist = 0;
     out->from = st->status;
@@ -337,6 +336,6 @@ int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_saga_event
     }
     *st = next;
     /* History details point into `out` or the event, never into `next` (a local). */
-    assert(out->n_hist > 0);
+    SL_ASSERT(out->n_hist > 0);
     return 0;
 }

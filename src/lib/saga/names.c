@@ -162,6 +162,7 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
 
 size_t sl__saga_text_copy(char *dst, size_t cap, const char *src, size_t len)
 {
+    SL_ASSERT(dst != NULL && cap > 0 && (src != NULL || len == 0));
     size_t w = 0, i = 0;
     const unsigned char *s = (const unsigned char *)src;
     while (i < len) {
