@@ -6,7 +6,7 @@
  * message is kept for logs), and embedded, checksummed migrations.
  *
  * Threading: an sl_db connection and its statements belong to one thread at a
- * time (DESIGN §4: one connection per worker thread). Database work is
+ * time (one connection per worker thread). Database work is
  * synchronous on the caller's thread; on PostgreSQL the calls block on the
  * socket (libpq blocking API), which is acceptable for short local queries.
  *
@@ -52,7 +52,7 @@ typedef struct sl_db_options {
  * in-memory database, `sqlite:///abs/path` also accepted) or
  * `postgres://user@host:port/db` (`postgresql://` too; every libpq URI
  * parameter works). `opt` may be NULL for defaults; it is borrowed.
- * SQLite is set up per DESIGN §6: WAL, synchronous NORMAL or FULL, busy
+ * SQLite is set up with WAL, synchronous NORMAL or FULL, busy
  * timeout, foreign keys on.
  * On success stores a connection in *out (returns owned, free with
  * sl_db_close) and returns 0. Returns SL_EINVAL for a malformed or unknown

@@ -1,8 +1,8 @@
 /*
  * Ed25519 keys for the auth module: generation, raw import, PKCS#8 PEM files
  * written atomically with mode 0600, RFC 7638 thumbprints as key ids, and the
- * one-shot sign/verify calls (DEPS.md §6: Ed25519 in OpenSSL 3.0 is one-shot
- * only, with a NULL digest).
+ * one-shot sign/verify calls (Ed25519 in OpenSSL 3.0 is one-shot only, with a
+ * NULL digest).
  */
 #include "auth/auth_int.h"
 
@@ -290,7 +290,7 @@ int sl__auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
     if (!ctx) return SL_ENOMEM;
     size_t sig_len = SL_AUTH_SIGNATURE_BYTES;
     int rc = 0;
-    /* DEPS.md §6: digest must be NULL for Ed25519, and only the one-shot call works. */
+    /* OpenSSL 3.0: the digest must be NULL for Ed25519, and only the one-shot call works. */
     if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) != 1 ||
         EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != SL_AUTH_SIGNATURE_BYTES) {
         ERR_clear_error();

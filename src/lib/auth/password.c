@@ -1,6 +1,6 @@
 /*
  * Password hashing for the auth module: Argon2id through libsodium's
- * crypto_pwhash_str family (DEPS.md §7 for the measured cost), and an
+ * crypto_pwhash_str family (the measured cost is in include/shoal/auth.h), and an
  * asynchronous wrapper that runs the hashing on the libuv threadpool with a
  * caller-owned bound on the operations in flight, so a login storm gets
  * SL_EBUSY (503) instead of exhausting memory at 64 MiB per hash.

@@ -2,8 +2,8 @@
  * Internals of the event bus: the core (bus.c) owns the public objects,
  * parses envelopes, runs handlers, decides ack / nack / dead-letter and
  * counts; a backend (inproc.c, nats.c) moves bytes. The backend vtable is
- * the only seam between them (STYLE: backends behind a small vtable, one
- * file each). Everything here runs on the bus's loop thread unless a
+ * the only seam between them (backends sit behind a small vtable, one file
+ * each). Everything here runs on the bus's loop thread unless a
  * comment says otherwise.
  */
 #ifndef SHOAL_BUS_INT_H

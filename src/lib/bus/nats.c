@@ -1,6 +1,6 @@
 /*
- * The `nats://` bus backend: NATS JetStream through nats.c 3.4, following
- * the threading rules verified in DEPS.md §1.
+ * The `nats://` bus backend: NATS JetStream through nats.c 3.4, under these
+ * threading rules:
  *
  * - nats.c does its socket I/O on its own threads, not through its libuv
  *   adapter: the 3.4.1 adapter keeps the protocol parser across reconnects

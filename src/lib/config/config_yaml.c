@@ -1,5 +1,5 @@
 /*
- * Loads YAML into a jansson tree with libyaml's event API (DEPS.md §5). The
+ * Loads YAML into a jansson tree with libyaml's event API (yaml_parser_parse). The
  * conversion is iterative over an explicit stack of open containers bounded
  * by SL_CONFIG_MAX_DEPTH, records every node's position in the side table,
  * and rejects what a configuration never needs but an attacker could use:

@@ -4,8 +4,8 @@
  * the server (PQprepare, named sl_<serial>) at its first run and then run
  * with PQexecPrepared (text results, bytea parameters in binary), so the
  * server parses and plans it once per connection. Blocking is
- * acceptable for short local queries (DESIGN §4); a nonblocking driver
- * (PQsendQueryParams + uv_poll, DEPS §3) can come later behind the same
+ * acceptable for short local queries on a worker thread (docs/data.md); a
+ * nonblocking driver (PQsendQueryParams + uv_poll) can come later behind the same
  * vtable. SQLSTATE classes are mapped onto SL_E* codes.
  */
 #include "db/db_int.h"
@@ -40,7 +40,7 @@ static PGconn *conn(sl_db *db)
 
 static void notice_ignore(void *arg, const char *message)
 {
-    (void)arg; /* Library code never prints (STYLE); NOTICEs are dropped. */
+    (void)arg; /* Library code never prints (it logs through sl_log); NOTICEs are dropped. */
     (void)message;
 }
 

@@ -1,7 +1,7 @@
 /*
  * The SQLite backend of sl_db. One sqlite3 connection per sl_db, opened
  * without SQLite's own mutexes (a connection belongs to one thread), set up
- * per DESIGN §6: WAL journal, synchronous NORMAL or FULL, busy timeout,
+ * as docs/data.md describes: WAL journal, synchronous NORMAL or FULL, busy timeout,
  * foreign keys. Extended result codes are mapped onto SL_E* codes.
  */
 #include "db/db_int.h"

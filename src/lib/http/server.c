@@ -16,7 +16,7 @@
  * keeps it sorted by deadline and one periodic sweep pops expired heads in
  * O(expired), without a timer per connection.
  *
- * http-parser checks are completed here (DEPS.md §2): tchar-only field names,
+ * http-parser's own checks are completed here: tchar-only field names,
  * no obs-fold, CRLF line endings only, Transfer-Encoding exactly "chunked",
  * one Host for HTTP/1.1, HTTP/1.x only. Requests are dispatched only at
  * message completion (the parser reports some errors after headers complete),

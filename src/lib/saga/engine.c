@@ -96,8 +96,9 @@ static void send_attempt(const sl_saga_def *def, sl_saga_state *st, int64_t now,
     c->attempt = attempt;
     c->timeout_ms = sd->timeout_ms;
     c->at_ms = now;
-    /* DESIGN §9: the key names the saga and the step; the call kind keeps an action and its
-     * compensation apart at participants that serve both on one endpoint. */
+    /* The idempotency key names the saga and the step (docs/sagas.md, "Why re-sending is safe");
+     * the call kind keeps an action and its compensation apart at participants that serve both on
+     * one endpoint. */
     snprintf(c->key, sizeof c->key, "%s:%s:%s", st->id, sd->name, sl_saga_call_name(st->call));
     sl_saga_history_entry *h = hist(st, out, now, SL_SAGA_HIST_SENT, true);
     h->detail = (sl_slice){c->key, strlen(c->key)};
