@@ -18,7 +18,7 @@
  */
 #include <shoal/bus.h>
 
-#include "outbox/envelope.h"
+#include "outbox/envelope_encode.h"
 
 #include <nats/nats.h>
 
@@ -95,7 +95,8 @@ static char *bench_envelope(long i, const char *type, char id[SL_DB_UUID_STR], c
     int64_t now = now_ns();
     char *env = NULL;
     sl_outbox_event ev = {.source = "/bench", .type = type, .subject = subj, .data_json = data};
-    if (sl_db_uuid7(now / 1000000, id) != 0 || sl_outbox_envelope(&ev, id, now, &env, len) != 0)
+    if (sl_uuid7_at(now / 1000000, id) != 0 ||
+        sl__outbox_envelope_encode(&ev, id, now, &env, len) != 0)
         abort();
     return env;
 }

@@ -1,7 +1,7 @@
 # shoal_embed_migrations(<target> <dir> <component>)
 #
 # Embeds the numbered SQL scripts of <dir> into <target> as a C array, so a
-# binary carries its schema (DESIGN §6). Files are NNNN_name.sql (every
+# binary carries its schema. Files are NNNN_name.sql (every
 # backend), NNNN_name.sqlite.sql or NNNN_name.postgres.sql (one backend).
 # The generated source defines `const sl_migration_set sl_migrations_<component>`
 # (see include/shoal/db.h); declare it `extern` where you pass it to

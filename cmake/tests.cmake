@@ -1,7 +1,7 @@
 # Test registration. Every tests/unit/<name>_test.c becomes the ctest test
 # unit.<name> (label unit); every tests/integration/<name>_test.c becomes
 # integration.<name> (label integration). Each runs in its own process with
-# a timeout (STYLE: tests). Suites that need servers get them from fixtures
+# a timeout. Suites that need servers get them from fixtures
 # declared by the suites themselves (see tests/README.md).
 
 set(SHOAL_TEST_ENV "SHOAL_BIN_DIR=${CMAKE_BINARY_DIR}/bin" "SHOAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")

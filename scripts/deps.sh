@@ -7,7 +7,8 @@ set -euo pipefail
 packages=(
     # build
     build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
-    # libshoal dependencies (DESIGN §3)
+    # libshoal dependencies (libuv, http-parser, jansson, libyaml, SQLite, libpq, OpenSSL,
+    # libsodium, nats.c, cmocka)
     libuv1-dev libhttp-parser-dev libjansson-dev libyaml-dev libsqlite3-dev
     libpq-dev libssl-dev libsodium-dev libnats-dev libcmocka-dev
     # servers the suites start themselves

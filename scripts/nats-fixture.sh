@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throwaway nats-server with JetStream for the `nats` tests and the bus
-# bench (DEPS.md §1). `start DIR` starts `nats-server -js` on a free loopback
+# bench. `start DIR` starts `nats-server -js` on a free loopback
 # port with its store under DIR/store and writes its URL to DIR/url, its PID
 # to DIR/pid and its port to DIR/port; `stop DIR` stops it by PID and
 # removes DIR. `restart DIR` starts it again on the same port and store

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster for the `pg` tests and the benches
-# (DEPS.md §3). `start DIR` runs initdb in DIR/data (as the postgres user when
+# A throwaway PostgreSQL 15 cluster for the `pg` tests and the benches.
+# `start DIR` runs initdb in DIR/data (as the postgres user when
 # run as root), starts the server on a free loopback port and writes its
 # connection URL to DIR/url; `stop DIR` shuts it down by PID and removes DIR.
 # The cluster itself lives in a private directory under /tmp (named in

@@ -310,7 +310,7 @@ SL_API void sl_jwt_verified_deinit(sl_jwt_verified *v);
 #define SL_PASSWORD_MAX_BYTES 1024 /* longer passwords are refused (SL_ELIMIT) */
 
 /*
- * Argon2id cost. Measured on the 2-vCPU reference box (DEPS.md §7):
+ * Argon2id cost. Measured on a 2-vCPU machine:
  *   sl_password_cost_interactive(): t=2, 64 MiB, ~140 ms per hash or verify per core, 64 MiB
  *     of memory per operation in flight. The default for real accounts.
  *   sl_password_cost_min(): t=1, 8 KiB (libsodium's minimum), well under 1 ms. For tests only:

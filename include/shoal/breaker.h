@@ -1,5 +1,5 @@
 /*
- * Circuit breaker: closed → open → half-open, as in DESIGN §8.
+ * Circuit breaker: closed → open → half-open (docs/resilience.md).
  *
  * Closed: every call is admitted and its result recorded. The breaker trips
  * (→ open) on `failure_threshold` consecutive failures, or when, over a

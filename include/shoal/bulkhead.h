@@ -1,8 +1,9 @@
 /*
- * Bulkhead: a cap on the calls in flight to one upstream (DESIGN §8: user 10,
- * order 20, payment 5), with a bounded FIFO queue of callers waiting for a
- * permit, each for at most `max_wait_ms`. When the queue is full the caller
- * fails fast (the edge answers 503 with Retry-After).
+ * Bulkhead: a cap on the calls in flight to one upstream (for example
+ * user 10, order 20, payment 5; docs/resilience.md), with a bounded FIFO
+ * queue of callers waiting for a permit, each for at most `max_wait_ms`. When
+ * the queue is full the caller fails fast (the edge answers 503 with
+ * Retry-After).
  *
  * The module is pure, so waiting is the caller's business: a waiter is a
  * struct in the caller's storage (intrusive list, nothing allocated), and

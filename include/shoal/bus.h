@@ -1,5 +1,5 @@
 /*
- * The event bus (DESIGN §7): topics, consumer groups, explicit acks,
+ * The event bus (docs/events.md): topics, consumer groups, explicit acks,
  * redelivery with backoff, dead-lettering to `<topic>.dlq`, per-subject
  * ordering within a group, duplicate publishes dropped by event id.
  *
@@ -13,7 +13,8 @@
  * and every callback (publish completions, handlers) runs on it, never
  * synchronously from the call that registered it. The NATS backend does its
  * blocking work (stream/consumer set-up, fetches, admin calls) on its own
- * threads and hands results to the loop through uv_async (DEPS.md §1).
+ * threads and hands results to the loop through uv_async (the rules are in
+ * src/lib/bus/nats.c).
  *
  * Topics are NATS-style subjects `shop.<context>.<name>…` without
  * wildcards; by convention a topic is the CloudEvents `type`

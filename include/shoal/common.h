@@ -2,7 +2,7 @@
  * Shared definitions for every libshoal module: error codes, export and
  * attribute macros, and the byte slice type used by the parsers.
  *
- * Conventions (docs/architecture.md, STYLE.md): functions return int, 0 on
+ * Conventions (docs/architecture.md): functions return int, 0 on
  * success and a negative SL_E* code on failure; results go through
  * out-parameters. A code outside the SL_E* range is a negated errno value
  * (libuv uses the same convention, so its codes pass through unchanged).

@@ -6,7 +6,7 @@
  * message is kept for logs), and embedded, checksummed migrations.
  *
  * Threading: an sl_db connection and its statements belong to one thread at a
- * time (DESIGN §4: one connection per worker thread). Database work is
+ * time (one connection per worker thread). Database work is
  * synchronous on the caller's thread; on PostgreSQL the calls block on the
  * socket (libpq blocking API), which is acceptable for short local queries.
  *
@@ -24,6 +24,7 @@
 #define SHOAL_DB_H
 
 #include <shoal/common.h>
+#include <shoal/id.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -36,8 +37,8 @@ typedef enum sl_db_backend { SL_DB_SQLITE = 0, SL_DB_POSTGRES = 1 } sl_db_backen
 /* sl_db_step() results besides negative errors. */
 enum { SL_DB_DONE = 0, SL_DB_ROW = 1 };
 
-/* Room for a canonical UUID string and its NUL. */
-#define SL_DB_UUID_STR 37
+/* Room for a canonical UUID string and its NUL (the id columns' text). */
+#define SL_DB_UUID_STR SL_UUID_STR_MAX
 
 typedef struct sl_db_options {
     int sqlite_sync_full;    /* 1: synchronous=FULL (power-loss safe); 0: NORMAL (default) */
@@ -51,7 +52,7 @@ typedef struct sl_db_options {
  * in-memory database, `sqlite:///abs/path` also accepted) or
  * `postgres://user@host:port/db` (`postgresql://` too; every libpq URI
  * parameter works). `opt` may be NULL for defaults; it is borrowed.
- * SQLite is set up per DESIGN §6: WAL, synchronous NORMAL or FULL, busy
+ * SQLite is set up with WAL, synchronous NORMAL or FULL, busy
  * timeout, foreign keys on.
  * On success stores a connection in *out (returns owned, free with
  * sl_db_close) and returns 0. Returns SL_EINVAL for a malformed or unknown
@@ -225,10 +226,12 @@ SL_API void sl_db_column_copy(const sl_db_stmt *st, int col, char *dst, size_t c
 SL_API const sl_migration_set *sl_db_lib_migrations(void);
 
 /*
- * Writes a new UUIDv7 (RFC 9562: 48-bit Unix milliseconds, version 7,
- * random bits from the kernel CSPRNG) as a lowercase string into `out`
- * (SL_DB_UUID_STR bytes). Returns 0 or a negated errno. Thread-safe.
+ * Deprecated: the same as sl_uuid7_at (id.h), which new code calls. Kept only
+ * so that callers written against it keep building.
  */
-SL_API int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR]) SL_MUST_CHECK;
+static inline SL_MUST_CHECK int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR])
+{
+    return sl_uuid7_at(unix_ms, out);
+}
 
 #endif /* SHOAL_DB_H */

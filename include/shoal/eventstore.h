@@ -1,5 +1,5 @@
 /*
- * Event store over sl_db (DESIGN §9): streams of events with per-stream
+ * Event store over sl_db (docs/data.md): streams of events with per-stream
  * versions (the first event of a stream is version 1) and a global position,
  * optimistic appends with an expected version, reads by stream or from a
  * global position, snapshots, and catch-up subscriptions with checkpoints

@@ -69,6 +69,17 @@ SL_API int sl_uuid7_new(sl_idgen *gen, char out[SL_UUID_STR_MAX]) SL_MUST_CHECK;
 /* Like sl_uuid7_new, but returns the 16 bytes instead of text. */
 SL_API int sl_uuid7_new_bytes(sl_idgen *gen, uint8_t out[16]) SL_MUST_CHECK;
 
+/*
+ * Generates a UUIDv7 whose timestamp is `unix_ms` (the caller's time, e.g. the
+ * one it stamps on the row the id names; negative counts as 0) and writes its
+ * canonical text into `out` (SL_UUID_STR_MAX bytes). The same generator as
+ * sl_uuid7_new, one per thread, kept by the library and started again in a
+ * forked child; ids made by one thread within one millisecond are strictly
+ * increasing. Returns 0 or the kernel CSPRNG's error (out untouched).
+ * Thread-safe.
+ */
+SL_API int sl_uuid7_at(int64_t unix_ms, char out[SL_UUID_STR_MAX]) SL_MUST_CHECK;
+
 /* Writes the canonical lowercase text of `uuid` plus a NUL into `out`. Thread-safe. */
 SL_API void sl_uuid_format(const uint8_t uuid[16], char out[SL_UUID_STR_MAX]);
 

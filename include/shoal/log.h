@@ -2,7 +2,7 @@
  * Structured logging for libshoal: one JSON object per line with `ts` (RFC
  * 3339, milliseconds), `level`, `service`, `msg`, `trace_id` and `span_id`
  * (when a trace context is given), then the caller's fields. This is the one
- * logging entry point (STYLE: logs); library code never prints.
+ * logging entry point; library code never prints.
  *
  * The SL_LOG_* macros check the level before building anything, so a
  * disabled line costs one atomic load. A line is built in a bounded stack

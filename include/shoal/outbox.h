@@ -1,5 +1,5 @@
 /*
- * Transactional outbox and idempotent inbox (DESIGN §7, both fixed).
+ * Transactional outbox and idempotent inbox (docs/events.md, docs/data.md).
  *
  * A service writes its events with sl_outbox_add() in the same transaction
  * as its state change; a relay drains the `outbox` table in order and hands

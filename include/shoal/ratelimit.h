@@ -1,6 +1,6 @@
 /*
  * Rate limiter: a token bucket per key (client id, route, or both joined by
- * the caller), as the gateway uses it (DESIGN §8): `rate` requests per
+ * the caller), as the gateway uses it (docs/gateway.md): `rate` requests per
  * `period_ms` sustained, `burst` at once. A refused request gets the wait
  * until it would be admitted, for the 429's Retry-After.
  *

@@ -1,5 +1,5 @@
 /*
- * Retry policy (DESIGN §8): after a failed attempt, decide whether to try
+ * Retry policy (docs/resilience.md): after a failed attempt, decide whether to try
  * again and after how long.
  *
  * - At most `max_retries` retries (default 3).

@@ -1,5 +1,5 @@
 /*
- * Sagas (DESIGN §9): orchestrated, durable multi-step transactions.
+ * Sagas (docs/sagas.md): orchestrated, durable multi-step transactions.
  *
  * Three layers, from pure to wired:
  *

@@ -109,6 +109,7 @@ static char *xstrdup(const char *s)
 
 static void add_env(proc *p, const char *k, const char *v)
 {
+    SL_ASSERT(p != NULL && k != NULL && v != NULL);
     if (p->nenv >= MAX_ENV - 1) return;
     size_t n = strlen(k) + strlen(v) + 2;
     char *e = malloc(n);
@@ -139,9 +140,11 @@ static const char *self_dir(void)
 
 static int load_topology_checked(const char *path, topology *t);
 
-/* Loads and checks the topology; on failure nothing stays allocated (t->cfg is NULL). */
+/* Loads and checks the topology; on failure nothing stays allocated (t->cfg is NULL). Returns 0,
+ * or the loader's error or SL_ECONFIG, the reason printed. */
 static int load_topology(const char *path, topology *t)
 {
+    SL_ASSERT(path != NULL && t != NULL && t->cfg == NULL);
     int rc = load_topology_checked(path, t);
     if (rc != 0) {
         sl_config_free(t->cfg);
@@ -153,9 +156,10 @@ static int load_topology(const char *path, topology *t)
 static int load_topology_checked(const char *path, topology *t)
 {
     char err[SL_CONFIG_ERR_MAX];
-    if (sl_config_load_file(path, &t->cfg, err) != 0) {
+    int rc = sl_config_load_file(path, &t->cfg, err);
+    if (rc != 0) {
         fprintf(stderr, "shoal: %s\n", err);
-        return -1;
+        return rc;
     }
     static const char *const sections[] = {"nats", "gateway", "services", NULL};
     extern char **environ;
@@ -186,11 +190,14 @@ fail:
     /* Callers return at once on failure: the tree is released here (ASan: integration.cli). */
     sl_config_free(t->cfg);
     t->cfg = NULL;
-    return -1;
+    return SL_ECONFIG;
 }
 
+/* Fills s->procs from the topology: nats-server first (unless external), then every service in
+ * order. Returns 0, SL_ECONFIG (a service without a name or port) or SL_ELIMIT (too many). */
 static int build_procs(supervisor *s, topology *t)
 {
+    SL_ASSERT(s != NULL && s->n == 0 && t != NULL && t->cfg != NULL);
     char url[256];
     if (t->nats_url)
         snprintf(url, sizeof url, "%s", t->nats_url);
@@ -236,11 +243,11 @@ static int build_procs(supervisor *s, topology *t)
             sl_config_locate(t->cfg, path, where, sizeof where);
             fprintf(stderr, "shoal: %s: %s: each service needs a name and a port (%s)\n", where,
                     path, err[0] ? err : "missing");
-            return -1;
+            return SL_ECONFIG;
         }
         if (s->n >= MAX_PROCS - 1) {
             fprintf(stderr, "shoal: too many services (at most %d)\n", MAX_PROCS - 2);
-            return -1;
+            return SL_ELIMIT;
         }
         proc *p = &s->procs[s->n++];
         snprintf(p->name, sizeof p->name, "%s", name);
@@ -332,6 +339,7 @@ static void probe_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
 {
     (void)sz;
     probe *pr = h->data;
+    SL_ASSERT(pr->len < sizeof pr->buf);
     *b = uv_buf_init(pr->buf + pr->len, (unsigned)(sizeof pr->buf - 1 - pr->len));
 }
 
@@ -405,6 +413,7 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int sig)
 {
     proc *p = h->data;
     supervisor *s = p->sup;
+    SL_ASSERT(p->running);
     p->running = 0;
     p->ready = 0;
     uv_close((uv_handle_t *)h, NULL);
@@ -453,9 +462,11 @@ static void spawn_proc(proc *p)
     int ne = 0;
     for (char **e = environ; *e && ne < 400; e++)
         env[ne++] = *e;
+    SL_ASSERT(ne + p->nenv < (int)SL_ARRAY_LEN(env));
     for (int i = 0; i < p->nenv; i++)
         env[ne++] = p->env[i];
     env[ne] = NULL;
+    SL_ASSERT(p->argc < (int)SL_ARRAY_LEN(p->argv));
     p->argv[p->argc] = NULL;
     uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
                                      {.flags = UV_INHERIT_FD, .data.fd = fd},
@@ -500,6 +511,7 @@ static void maybe_start_gateway(supervisor *s)
 
 static void print_table(supervisor *s)
 {
+    SL_ASSERT(s->n > 0);
     printf("\n  %-14s %-8s %-6s %s\n", "process", "pid", "port", "state");
     for (int i = 0; i < s->n; i++) {
         proc *p = &s->procs[i];
@@ -591,14 +603,14 @@ static int write_pidfile(supervisor *s)
         if (fscanf(f, "%d", &pid) == 1 && pid > 0 && kill(pid, 0) == 0) {
             fclose(f);
             fprintf(stderr, "shoal: already running (pid %d); `shoal down` stops it\n", pid);
-            return -1;
+            return SL_EBUSY;
         }
         fclose(f);
     }
     f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "shoal: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
+        return SL_EIO;
     }
     fprintf(f, "%d\n", (int)getpid());
     fclose(f);

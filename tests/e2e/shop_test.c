@@ -1,7 +1,7 @@
 /*
  * The whole shop, end to end: `shoal up` starts nats-server, every service
  * and the gateway (on free ports, in a temporary data directory), and this
- * suite drives the public API exactly as API.md states it, through the
+ * suite drives the public API exactly as docs/openapi.yaml states it, through the
  * gateway only: register and log in, browse, fill the cart, pay into the
  * wallet, check out (the saga confirms the order: stock down, wallet
  * charged, cart cleared, notification written), read the order history

@@ -1,10 +1,10 @@
 /*
- * libFuzzer target for reading delivered envelopes (src/lib/bus/envelope.c):
+ * libFuzzer target for reading delivered envelopes (src/lib/bus/envelope_decode.c):
  * whatever the input, the scanner's answer must equal the full parser's
  * (sl_json_parse of the whole envelope): the same accept or refuse, the
  * same attributes byte for byte, the same `data` value.
  */
-#include "bus/envelope.h"
+#include "bus/envelope_decode.h"
 
 #include <shoal/json.h>
 
@@ -25,9 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 8192) return 0;
     const char *buf = (const char *)data;
-    bus_envelope e;
+    sl__bus_envelope e;
     char why[200];
-    int rc = bus_envelope_read(buf, size, 8, &e, why, sizeof why);
+    int rc = sl__bus_envelope_decode(buf, size, 8, &e, why, sizeof why);
     sl_json_limits lim = {.max_bytes = size ? size : 1, .max_depth = 8};
     json_t *root = NULL;
     int want = sl_json_parse(buf, size, &lim, &root, NULL);
@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const json_t *d = json_object_get(root, "data");
         if ((d == NULL) != (e.data == NULL)) abort();
         if (d && !json_equal(d, e.data)) abort();
-        bus_envelope_free(&e);
+        sl__bus_envelope_free(&e);
     }
     json_decref(root);
     return 0;

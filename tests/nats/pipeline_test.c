@@ -24,7 +24,7 @@
 #include "harness.h"
 
 #include "bus/bus_int.h"
-#include "outbox/envelope.h"
+#include "outbox/envelope_encode.h"
 
 #include <shoal/bus.h>
 #include <shoal/db.h>
@@ -400,7 +400,7 @@ static void test_inflight_bound(void **state)
         sl_outbox_event ev = {
             .source = "/test", .type = topic, .subject = subj[i], .data_json = "{\"n\":1}"};
         size_t len;
-        assert_int_equal(sl_outbox_envelope(&ev, ids[i], 0, &envs[i], &len), 0);
+        assert_int_equal(sl__outbox_envelope_encode(&ev, ids[i], 0, &envs[i], &len), 0);
         out[i] = (sl_bus_out){topic, ids[i], subj[i], envs[i], len};
     }
     int published = 0;
@@ -431,7 +431,7 @@ static void test_inflight_bound(void **state)
     assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
     char stream[64], durable[128];
     assert_int_equal(sl_bus_stream_name(topic, stream, sizeof stream), 0);
-    assert_int_equal(bus_durable_name("g", topic, -1, durable, sizeof durable), 0);
+    assert_int_equal(sl__bus_durable_name("g", topic, -1, durable, sizeof durable), 0);
     int64_t most = 0, most_part = 0, most_all_parts = 0;
     int at_most = 0;                                /* polls that saw both windows full */
     for (int i = 0; i < 100 && at_most < 10; i++) { /* up to 5 s; 0.5 s once full */
@@ -442,7 +442,7 @@ static void test_inflight_bound(void **state)
         jsConsumerInfo_Destroy(ci);
         for (unsigned p = 0; p < PARTS; p++) {
             char pd[128];
-            assert_int_equal(bus_durable_name("o", topic, (int)p, pd, sizeof pd), 0);
+            assert_int_equal(sl__bus_durable_name("o", topic, (int)p, pd, sizeof pd), 0);
             assert_int_equal(js_GetConsumerInfo(&ci, js, stream, pd, NULL, &jerr), NATS_OK);
             if (ci->NumAckPending > most_part) most_part = ci->NumAckPending;
             all_parts += ci->NumAckPending;

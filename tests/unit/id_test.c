@@ -1,4 +1,5 @@
-/* Unit tests for the id module: UUIDv7 layout, monotonicity, pooling, parsing. */
+/* Unit tests for the id module: UUIDv7 layout, monotonicity, pooling, parsing, and the
+ * per-thread generator behind sl_uuid7_at (fork-safe). */
 #include <shoal/id.h>
 #include <shoal/rand.h>
 
@@ -7,6 +8,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -183,12 +186,75 @@ static void test_parse(void **state)
     assert_int_equal(sl_uuid_parse(NULL, 36, b), SL_EPARSE);
 }
 
+/* sl_uuid7_at: the caller's timestamp, the library's per-thread generator. */
+static void test_uuid7_at(void **state)
+{
+    (void)state;
+    char a[SL_UUID_STR_MAX], b[SL_UUID_STR_MAX];
+    assert_int_equal(sl_uuid7_at(0x0123456789ab, a), 0);
+    assert_int_equal(strlen(a), 36);
+    assert_memory_equal(a, "01234567-89ab-7", 15);
+    assert_true(strchr("89ab", a[19]) != NULL);
+    assert_int_equal(sl_uuid7_at(0x0123456789ab, b), 0);
+    assert_string_not_equal(a, b);
+    assert_int_equal(sl_uuid7_at(0x0123456789ac, b), 0);
+    assert_true(strcmp(a, b) < 0); /* time-ordered */
+    /* Within one millisecond a thread's ids increase, as sl_uuid7_new's do. */
+    char prev[SL_UUID_STR_MAX];
+    memcpy(prev, b, sizeof prev);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(sl_uuid7_at(0x0123456789ac, a), 0);
+        assert_true(strcmp(prev, a) < 0);
+        assert_memory_equal(a, "01234567-89ac-7", 15);
+        memcpy(prev, a, sizeof prev);
+    }
+    /* An earlier timestamp is the caller's choice: the id carries it. */
+    assert_int_equal(sl_uuid7_at(0x0123456789aa, a), 0);
+    assert_memory_equal(a, "01234567-89aa-7", 15);
+    assert_true(sl_uuid7_is_valid(a, 36));
+}
+
+/* Ids come from a per-thread pool of random bytes: a forked child must not reuse the bytes its
+ * parent has left, or both would make the same id in the same millisecond. */
+static void test_uuid7_at_after_fork(void **state)
+{
+    (void)state;
+    char a[SL_UUID_STR_MAX], mine[SL_UUID_STR_MAX], theirs[SL_UUID_STR_MAX] = "";
+    assert_int_equal(sl_uuid7_at(42, a), 0); /* fills this thread's pool */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char c[SL_UUID_STR_MAX];
+        int ok = sl_uuid7_at(42, c) == 0 && write(fds[1], c, sizeof c) == (ssize_t)sizeof c;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(read(fds[0], theirs, sizeof theirs), (ssize_t)sizeof theirs);
+    close(fds[0]);
+    close(fds[1]);
+    assert_int_equal(sl_uuid7_at(42, mine), 0);
+    assert_string_not_equal(mine, theirs);
+    /* Many more than one pool's worth stay distinct. */
+    char prev[SL_UUID_STR_MAX];
+    memcpy(prev, mine, sizeof prev);
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(sl_uuid7_at(42, a), 0);
+        assert_string_not_equal(a, prev);
+        memcpy(prev, a, sizeof prev);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_and_bits), cmocka_unit_test(test_monotonic_frozen_clock),
         cmocka_unit_test(test_clock_backwards), cmocka_unit_test(test_random_failure),
         cmocka_unit_test(test_system_source),   cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_uuid7_at),        cmocka_unit_test(test_uuid7_at_after_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,7 +95,7 @@ static void test_needs_rehash(void **state)
 static void test_interactive_default(void **state)
 {
     (void)state;
-    /* One real-cost hash (~140 ms on the reference box, DEPS.md §7): t=2, 64 MiB. */
+    /* One real-cost hash (~140 ms on a 2-vCPU machine, see shoal/auth.h): t=2, 64 MiB. */
     char h[SL_PASSWORD_HASH_MAX];
     assert_int_equal(sl_password_hash("hunter2", 7, NULL, h), 0);
     assert_memory_equal(h, "$argon2id$v=19$m=65536,t=2,p=1$", 31);

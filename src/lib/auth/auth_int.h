@@ -22,14 +22,14 @@ struct sl_keyset {
 };
 
 /* Writes the RFC 7638 thumbprint of `pub` (43 characters + NUL) into `kid`. */
-int sl_auth_thumbprint(const uint8_t pub[SL_AUTH_PUBLIC_KEY_BYTES], char kid[SL_AUTH_KID_MAX + 1]);
+int sl__auth_thumbprint(const uint8_t pub[SL_AUTH_PUBLIC_KEY_BYTES], char kid[SL_AUTH_KID_MAX + 1]);
 
 /* One-shot Ed25519 signature of `len` bytes into `sig` (64 bytes). 0 or SL_EIO / SL_ENOMEM. */
-int sl_auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
-                         uint8_t sig[SL_AUTH_SIGNATURE_BYTES]);
+int sl__auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
+                          uint8_t sig[SL_AUTH_SIGNATURE_BYTES]);
 
 /* Returns 1 only when EVP_DigestVerify says the signature is valid, 0 otherwise. */
-int sl_auth_ed25519_verify(const sl_auth_key *key, const void *msg, size_t len,
-                           const uint8_t sig[SL_AUTH_SIGNATURE_BYTES]);
+int sl__auth_ed25519_verify(const sl_auth_key *key, const void *msg, size_t len,
+                            const uint8_t sig[SL_AUTH_SIGNATURE_BYTES]);
 
 #endif /* SHOAL_AUTH_INT_H */

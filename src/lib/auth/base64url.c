@@ -6,7 +6,6 @@
  */
 #include <shoal/auth.h>
 
-#include <assert.h>
 #include <stdint.h>
 
 static const char alphabet[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -24,8 +23,8 @@ static int sextet(unsigned char c)
 
 int sl_b64url_encode(const void *src, size_t len, char *out, size_t cap, size_t *out_len)
 {
-    assert(src != NULL || len == 0);
-    assert(out != NULL || cap == 0);
+    SL_ASSERT(src != NULL || len == 0);
+    SL_ASSERT(out != NULL || cap == 0);
     if (len > (SIZE_MAX - 8) / 4 * 3) return SL_ELIMIT;
     size_t need = SL_B64URL_ENCODED_LEN(len);
     if (cap < need + 1) return SL_ELIMIT;
@@ -48,7 +47,7 @@ int sl_b64url_encode(const void *src, size_t len, char *out, size_t cap, size_t 
         out[o++] = alphabet[v >> 12 & 63];
         out[o++] = alphabet[v >> 6 & 63];
     }
-    assert(o == need);
+    SL_ASSERT(o == need);
     out[o] = '\0';
     if (out_len) *out_len = o;
     return 0;
@@ -56,8 +55,8 @@ int sl_b64url_encode(const void *src, size_t len, char *out, size_t cap, size_t 
 
 int sl_b64url_decode(const char *src, size_t len, void *out, size_t cap, size_t *out_len)
 {
-    assert(src != NULL || len == 0);
-    assert(out_len != NULL);
+    SL_ASSERT(src != NULL || len == 0);
+    SL_ASSERT(out_len != NULL);
     *out_len = 0;
     /* A lone character carries 6 bits: never a whole byte. */
     if (len % 4 == 1) return SL_EPARSE;

@@ -8,7 +8,6 @@
  */
 #include "auth/auth_int.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,7 +26,7 @@ const char *sl_jwt_reason_name(sl_jwt_reason r)
 
 void sl_jwt_verify_opts_init(sl_jwt_verify_opts *opts, const sl_clock *clock)
 {
-    assert(opts != NULL);
+    SL_ASSERT(opts != NULL);
     *opts = (sl_jwt_verify_opts){
         .clock = clock,
         .issuer = NULL,
@@ -46,8 +45,8 @@ void sl_jwt_verified_deinit(sl_jwt_verified *v)
 int sl_jws_sign(const sl_auth_key *key, const char *header_json, size_t header_len,
                 const void *payload, size_t payload_len, char **token, size_t *token_len)
 {
-    assert(key != NULL && token != NULL);
-    assert(header_json != NULL && (payload != NULL || payload_len == 0));
+    SL_ASSERT(key != NULL && token != NULL);
+    SL_ASSERT(header_json != NULL && (payload != NULL || payload_len == 0));
     *token = NULL;
     if (!key->has_private) return SL_EINVAL;
     if (header_len > SL_JWT_MAX_BYTES || payload_len > SL_JWT_MAX_BYTES) return SL_ELIMIT;
@@ -65,7 +64,7 @@ int sl_jws_sign(const sl_auth_key *key, const char *header_json, size_t header_l
     o += n;
     uint8_t sig[SL_AUTH_SIGNATURE_BYTES];
     /* RFC 7515 §5.1: the signing input is the ASCII of the first two encoded parts. */
-    if (rc == 0) rc = sl_auth_ed25519_sign(key, buf, o, sig);
+    if (rc == 0) rc = sl__auth_ed25519_sign(key, buf, o, sig);
     buf[o++] = '.';
     if (rc == 0) rc = sl_b64url_encode(sig, sizeof sig, buf + o, total + 1 - o, &n);
     if (rc != 0) {
@@ -73,7 +72,7 @@ int sl_jws_sign(const sl_auth_key *key, const char *header_json, size_t header_l
         return rc;
     }
     o += n;
-    assert(o == total && buf[o] == '\0');
+    SL_ASSERT(o == total && buf[o] == '\0');
     *token = buf;
     if (token_len) *token_len = o;
     return 0;
@@ -123,7 +122,7 @@ static int build_claims(const sl_jwt_claims *c, json_t **out)
 int sl_jwt_sign(const sl_auth_key *key, const sl_jwt_claims *claims, char **token,
                 size_t *token_len)
 {
-    assert(key != NULL && claims != NULL && token != NULL);
+    SL_ASSERT(key != NULL && claims != NULL && token != NULL);
     *token = NULL;
     if (!key->has_private) return SL_EINVAL;
     json_t *payload = NULL;
@@ -157,24 +156,24 @@ typedef struct jws_parts {
     size_t sig_len;
 } jws_parts;
 
-/* Splits and decodes `token`. Returns 0 or -1 (malformed). */
+/* Splits and decodes `token`. Returns 0 or SL_EPARSE (malformed). */
 static int split_token(const char *token, size_t len, jws_parts *p)
 {
     const char *d1 = memchr(token, '.', len);
-    if (!d1) return -1;
+    if (!d1) return SL_EPARSE;
     const char *d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token));
-    if (!d2) return -1;
+    if (!d2) return SL_EPARSE;
     const char *end = token + len;
     /* A third dot is a JWE (five parts) or garbage; an empty payload is a detached one. An
      * empty signature ("alg":"none") passes here so that the header check names it bad_alg;
      * the signature length is checked once the header is accepted. */
-    if (memchr(d2 + 1, '.', (size_t)(end - d2 - 1))) return -1;
+    if (memchr(d2 + 1, '.', (size_t)(end - d2 - 1))) return SL_EPARSE;
     size_t hl = (size_t)(d1 - token), pl = (size_t)(d2 - d1 - 1), sl = (size_t)(end - d2 - 1);
-    if (hl == 0 || pl == 0) return -1;
+    if (hl == 0 || pl == 0) return SL_EPARSE;
     if (sl_b64url_decode(token, hl, p->header, sizeof p->header, &p->header_len) != 0 ||
         sl_b64url_decode(d1 + 1, pl, p->payload, sizeof p->payload, &p->payload_len) != 0 ||
         sl_b64url_decode(d2 + 1, sl, p->sig, sizeof p->sig, &p->sig_len) != 0)
-        return -1;
+        return SL_EPARSE;
     p->signing_input_len = (size_t)(d2 - token);
     return 0;
 }
@@ -266,8 +265,8 @@ static int reject(sl_jwt_reason *reason, sl_jwt_reason r, int rc)
 int sl_jwt_verify(const sl_keyset *ks, const char *token, size_t len,
                   const sl_jwt_verify_opts *opts, sl_jwt_verified *out, sl_jwt_reason *reason)
 {
-    assert(ks != NULL && opts != NULL && out != NULL && reason != NULL);
-    assert(token != NULL || len == 0);
+    SL_ASSERT(ks != NULL && opts != NULL && out != NULL && reason != NULL);
+    SL_ASSERT(token != NULL || len == 0);
     memset(out, 0, sizeof *out);
     *reason = SL_JWT_MALFORMED;
     if (!opts->clock || opts->leeway_s < 0 || opts->leeway_s > SL_JWT_MAX_LEEWAY_S ||
@@ -292,7 +291,7 @@ int sl_jwt_verify(const sl_keyset *ks, const char *token, size_t len,
         rc = SL_EINVAL;
         goto out;
     }
-    if (!sl_auth_ed25519_verify(key, token, p->signing_input_len, p->sig)) {
+    if (!sl__auth_ed25519_verify(key, token, p->signing_input_len, p->sig)) {
         r = SL_JWT_BAD_SIGNATURE;
         rc = SL_EINVAL;
         goto out;

@@ -1,12 +1,11 @@
 /*
  * Ed25519 keys for the auth module: generation, raw import, PKCS#8 PEM files
  * written atomically with mode 0600, RFC 7638 thumbprints as key ids, and the
- * one-shot sign/verify calls (DEPS.md §6: Ed25519 in OpenSSL 3.0 is one-shot
- * only, with a NULL digest).
+ * one-shot sign/verify calls (Ed25519 in OpenSSL 3.0 is one-shot only, with a
+ * NULL digest).
  */
 #include "auth/auth_int.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,14 +19,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int sl_auth_thumbprint(const uint8_t pub[SL_AUTH_PUBLIC_KEY_BYTES], char kid[SL_AUTH_KID_MAX + 1])
+int sl__auth_thumbprint(const uint8_t pub[SL_AUTH_PUBLIC_KEY_BYTES], char kid[SL_AUTH_KID_MAX + 1])
 {
     /* RFC 7638 §3.2 / RFC 8037 §2: required members only, sorted, no whitespace. */
     char x[SL_B64URL_ENCODED_LEN(SL_AUTH_PUBLIC_KEY_BYTES) + 1];
     if (sl_b64url_encode(pub, SL_AUTH_PUBLIC_KEY_BYTES, x, sizeof x, NULL) != 0) return SL_EIO;
     char json[96];
     int n = snprintf(json, sizeof json, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", x);
-    assert(n > 0 && (size_t)n < sizeof json);
+    SL_ASSERT(n > 0 && (size_t)n < sizeof json);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     if (EVP_Digest(json, (size_t)n, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != 32) {
@@ -58,7 +57,7 @@ static int wrap_pkey(EVP_PKEY *pkey, bool has_private, sl_auth_key **out)
         sl_auth_key_free(k);
         return SL_EIO;
     }
-    int rc = sl_auth_thumbprint(k->pub, k->kid);
+    int rc = sl__auth_thumbprint(k->pub, k->kid);
     if (rc != 0) {
         sl_auth_key_free(k);
         return rc;
@@ -69,7 +68,7 @@ static int wrap_pkey(EVP_PKEY *pkey, bool has_private, sl_auth_key **out)
 
 int sl_auth_key_generate(sl_auth_key **out)
 {
-    assert(out != NULL);
+    SL_ASSERT(out != NULL);
     *out = NULL;
     EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     if (!pkey) {
@@ -81,7 +80,7 @@ int sl_auth_key_generate(sl_auth_key **out)
 
 int sl_auth_key_from_seed(const uint8_t seed[SL_AUTH_SEED_BYTES], sl_auth_key **out)
 {
-    assert(seed != NULL && out != NULL);
+    SL_ASSERT(seed != NULL && out != NULL);
     *out = NULL;
     EVP_PKEY *pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, SL_AUTH_SEED_BYTES);
     if (!pkey) {
@@ -94,7 +93,7 @@ int sl_auth_key_from_seed(const uint8_t seed[SL_AUTH_SEED_BYTES], sl_auth_key **
 int sl_auth_key_from_public(const uint8_t pub[SL_AUTH_PUBLIC_KEY_BYTES], const char *kid,
                             sl_auth_key **out)
 {
-    assert(pub != NULL && out != NULL);
+    SL_ASSERT(pub != NULL && out != NULL);
     *out = NULL;
     if (kid && strlen(kid) > SL_AUTH_KID_MAX) return SL_EINVAL;
     EVP_PKEY *pkey =
@@ -117,19 +116,19 @@ void sl_auth_key_free(sl_auth_key *key)
 
 const uint8_t *sl_auth_key_public(const sl_auth_key *key)
 {
-    assert(key != NULL);
+    SL_ASSERT(key != NULL);
     return key->pub;
 }
 
 const char *sl_auth_key_kid(const sl_auth_key *key)
 {
-    assert(key != NULL);
+    SL_ASSERT(key != NULL);
     return key->kid;
 }
 
 bool sl_auth_key_has_private(const sl_auth_key *key)
 {
-    assert(key != NULL);
+    SL_ASSERT(key != NULL);
     return key->has_private;
 }
 
@@ -162,7 +161,7 @@ static int read_bounded(int fd, char *buf, size_t max, size_t *len)
 
 int sl_auth_key_load_pem(const char *path, sl_auth_key **out)
 {
-    assert(path != NULL && out != NULL);
+    SL_ASSERT(path != NULL && out != NULL);
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
@@ -230,7 +229,7 @@ static int sync_parent_dir(const char *path)
 
 int sl_auth_key_save_pem(const sl_auth_key *key, const char *path)
 {
-    assert(key != NULL && path != NULL);
+    SL_ASSERT(key != NULL && path != NULL);
     if (!key->has_private) return SL_EINVAL;
     char tmp[PATH_MAX];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
@@ -283,15 +282,15 @@ out:
     return rc;
 }
 
-int sl_auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
-                         uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
+int sl__auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
+                          uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
 {
-    assert(key != NULL && key->has_private);
+    SL_ASSERT(key != NULL && key->has_private);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx) return SL_ENOMEM;
     size_t sig_len = SL_AUTH_SIGNATURE_BYTES;
     int rc = 0;
-    /* DEPS.md §6: digest must be NULL for Ed25519, and only the one-shot call works. */
+    /* OpenSSL 3.0: the digest must be NULL for Ed25519, and only the one-shot call works. */
     if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) != 1 ||
         EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != SL_AUTH_SIGNATURE_BYTES) {
         ERR_clear_error();
@@ -301,10 +300,10 @@ int sl_auth_ed25519_sign(const sl_auth_key *key, const void *msg, size_t len,
     return rc;
 }
 
-int sl_auth_ed25519_verify(const sl_auth_key *key, const void *msg, size_t len,
-                           const uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
+int sl__auth_ed25519_verify(const sl_auth_key *key, const void *msg, size_t len,
+                            const uint8_t sig[SL_AUTH_SIGNATURE_BYTES])
 {
-    assert(key != NULL);
+    SL_ASSERT(key != NULL);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx) return 0;
     int ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key->pkey) == 1 &&

@@ -5,14 +5,13 @@
  */
 #include "auth/auth_int.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int sl_keyset_new(sl_keyset **out)
 {
-    assert(out != NULL);
+    SL_ASSERT(out != NULL);
     *out = calloc(1, sizeof **out);
     return *out ? 0 : SL_ENOMEM;
 }
@@ -27,7 +26,7 @@ void sl_keyset_free(sl_keyset *ks)
 
 const sl_auth_key *sl_keyset_find(const sl_keyset *ks, const char *kid, size_t kid_len)
 {
-    assert(ks != NULL && (kid != NULL || kid_len == 0));
+    SL_ASSERT(ks != NULL && (kid != NULL || kid_len == 0));
     if (kid_len > SL_AUTH_KID_MAX) return NULL;
     for (size_t i = 0; i < ks->count; i++) {
         const char *k = ks->keys[i]->kid;
@@ -38,7 +37,7 @@ const sl_auth_key *sl_keyset_find(const sl_keyset *ks, const char *kid, size_t k
 
 int sl_keyset_add(sl_keyset *ks, const sl_auth_key *key)
 {
-    assert(ks != NULL && key != NULL);
+    SL_ASSERT(ks != NULL && key != NULL);
     if (sl_keyset_find(ks, key->kid, strlen(key->kid))) return SL_EEXIST;
     if (ks->count == SL_KEYSET_MAX) return SL_ELIMIT;
     sl_auth_key *copy = NULL;
@@ -50,7 +49,7 @@ int sl_keyset_add(sl_keyset *ks, const sl_auth_key *key)
 
 int sl_keyset_remove(sl_keyset *ks, const char *kid)
 {
-    assert(ks != NULL && kid != NULL);
+    SL_ASSERT(ks != NULL && kid != NULL);
     for (size_t i = 0; i < ks->count; i++) {
         if (strcmp(ks->keys[i]->kid, kid) != 0) continue;
         sl_auth_key_free(ks->keys[i]);
@@ -63,7 +62,7 @@ int sl_keyset_remove(sl_keyset *ks, const char *kid)
 
 size_t sl_keyset_count(const sl_keyset *ks)
 {
-    assert(ks != NULL);
+    SL_ASSERT(ks != NULL);
     return ks->count;
 }
 
@@ -78,7 +77,7 @@ static json_t *jwk_of(const sl_auth_key *k)
 
 int sl_jwks_dump(const sl_keyset *ks, char **out, size_t *out_len)
 {
-    assert(ks != NULL && out != NULL);
+    SL_ASSERT(ks != NULL && out != NULL);
     *out = NULL;
     json_t *keys = json_array();
     json_t *doc = json_pack("{s:o}", "keys", keys);
@@ -159,8 +158,8 @@ static int parse_jwk(const json_t *jwk, const char *path, sl_auth_key **out, sl_
 
 int sl_jwks_parse(const char *buf, size_t len, sl_keyset **out, sl_json_errors *errs)
 {
-    assert(buf != NULL || len == 0);
-    assert(out != NULL);
+    SL_ASSERT(buf != NULL || len == 0);
+    SL_ASSERT(out != NULL);
     *out = NULL;
     if (len > SL_JWKS_MAX_BYTES) {
         sl_json_errors_add(errs, NULL, "JWKS larger than %d bytes", SL_JWKS_MAX_BYTES);

@@ -1,13 +1,12 @@
 /*
  * Password hashing for the auth module: Argon2id through libsodium's
- * crypto_pwhash_str family (DEPS.md §7 for the measured cost), and an
+ * crypto_pwhash_str family (the measured cost is in include/shoal/auth.h), and an
  * asynchronous wrapper that runs the hashing on the libuv threadpool with a
  * caller-owned bound on the operations in flight, so a login storm gets
  * SL_EBUSY (503) instead of exhausting memory at 64 MiB per hash.
  */
 #include <shoal/auth.h>
 
-#include <assert.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +44,8 @@ static bool looks_like_hash(const char *s)
 int sl_password_hash(const char *pw, size_t len, const sl_password_cost *cost,
                      char out[SL_PASSWORD_HASH_MAX])
 {
-    assert((pw != NULL || len == 0) && out != NULL);
-    static_assert(SL_PASSWORD_HASH_MAX == crypto_pwhash_STRBYTES, "hash buffer size");
+    SL_ASSERT((pw != NULL || len == 0) && out != NULL);
+    _Static_assert(SL_PASSWORD_HASH_MAX == crypto_pwhash_STRBYTES, "hash buffer size");
     out[0] = '\0';
     if (len > SL_PASSWORD_MAX_BYTES) return SL_ELIMIT;
     sl_password_cost c = cost ? *cost : sl_password_cost_interactive();
@@ -64,7 +63,7 @@ int sl_password_hash(const char *pw, size_t len, const sl_password_cost *cost,
 
 int sl_password_verify(const char *stored, const char *pw, size_t len)
 {
-    assert(stored != NULL && (pw != NULL || len == 0));
+    SL_ASSERT(stored != NULL && (pw != NULL || len == 0));
     if (len > SL_PASSWORD_MAX_BYTES) return SL_ELIMIT;
     if (!looks_like_hash(stored)) return SL_EPARSE;
     if (sodium_init() < 0) return SL_EIO;
@@ -74,7 +73,7 @@ int sl_password_verify(const char *stored, const char *pw, size_t len)
 
 int sl_password_needs_rehash(const char *stored, const sl_password_cost *cost)
 {
-    assert(stored != NULL);
+    SL_ASSERT(stored != NULL);
     if (!looks_like_hash(stored)) return SL_EPARSE;
     sl_password_cost c = cost ? *cost : sl_password_cost_interactive();
     if (sodium_init() < 0) return SL_EIO;
@@ -85,7 +84,7 @@ int sl_password_needs_rehash(const char *stored, const sl_password_cost *cost)
 
 void sl_password_limiter_init(sl_password_limiter *lim, uint32_t max)
 {
-    assert(lim != NULL && max >= 1);
+    SL_ASSERT(lim != NULL && max >= 1);
     lim->in_flight = 0;
     lim->max = max;
 }
@@ -120,7 +119,7 @@ static void pw_run(uv_work_t *req)
 static void pw_done(uv_work_t *req, int status)
 {
     pw_work *w = req->data;
-    assert(w->lim->in_flight > 0);
+    SL_ASSERT(w->lim->in_flight > 0);
     w->lim->in_flight--; /* before the callback, so it can submit the next operation */
     if (status == UV_ECANCELED) w->status = SL_ECANCELED;
     if (w->is_hash)
@@ -157,7 +156,7 @@ static int submit(uv_loop_t *loop, sl_password_limiter *lim, pw_work *tmpl, cons
 int sl_password_hash_async(uv_loop_t *loop, sl_password_limiter *lim, const char *pw, size_t len,
                            const sl_password_cost *cost, sl_password_hash_cb cb, void *data)
 {
-    assert(loop != NULL && lim != NULL && cb != NULL && (pw != NULL || len == 0));
+    SL_ASSERT(loop != NULL && lim != NULL && cb != NULL && (pw != NULL || len == 0));
     pw_work t = {.is_hash = true, .hash_cb = cb, .data = data};
     t.cost = cost ? *cost : sl_password_cost_interactive();
     if (check_cost(&t.cost) != 0) return SL_EINVAL;
@@ -167,8 +166,8 @@ int sl_password_hash_async(uv_loop_t *loop, sl_password_limiter *lim, const char
 int sl_password_verify_async(uv_loop_t *loop, sl_password_limiter *lim, const char *stored,
                              const char *pw, size_t len, sl_password_verify_cb cb, void *data)
 {
-    assert(loop != NULL && lim != NULL && stored != NULL && cb != NULL);
-    assert(pw != NULL || len == 0);
+    SL_ASSERT(loop != NULL && lim != NULL && stored != NULL && cb != NULL);
+    SL_ASSERT(pw != NULL || len == 0);
     pw_work t = {.is_hash = false, .verify_cb = cb, .data = data};
     /* A hash that does not fit cannot be valid: answer now rather than on the pool. */
     if (!looks_like_hash(stored)) return SL_EPARSE;

@@ -1,7 +1,7 @@
 /*
  * The bus core: public objects, validation, the publish bookkeeping, and the
  * consumer side's decisions. A backend (inproc.c, nats.c) hands deliveries
- * to bus_deliver(); the core parses the CloudEvents envelope, dead-letters
+ * to sl__bus_deliver(); the core parses the CloudEvents envelope, dead-letters
  * what can never be handled (malformed, oversized, unknown type, too many
  * deliveries), runs the handler (or the runner's batch hook) and settles
  * each message: ack, nack with a delay, or publish a dead letter to
@@ -9,11 +9,10 @@
  * Loop thread only.
  */
 #include "bus/bus_int.h"
-#include "bus/envelope.h"
+#include "bus/envelope_decode.h"
 
 #include <shoal/json.h>
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,15 +69,15 @@ int sl_bus_stream_name(const char *topic, char *out, size_t cap)
     return 0;
 }
 
-int bus_wire_subject(const sl_bus *bus, const char *topic, const char *subject, char *out,
-                     size_t cap)
+int sl__bus_wire_subject(const sl_bus *bus, const char *topic, const char *subject, char *out,
+                         size_t cap)
 {
     unsigned k = sl_bus_partition(subject, bus->opt.partitions);
     int n = snprintf(out, cap, "%s.p.%u", topic, k);
     return (n < 0 || (size_t)n >= cap) ? SL_ELIMIT : 0;
 }
 
-int bus_durable_name(const char *group, const char *topic, int part, char *out, size_t cap)
+int sl__bus_durable_name(const char *group, const char *topic, int part, char *out, size_t cap)
 {
     /* Durable names may not contain '.', '*', '>' or spaces: map the topic's dots. */
     int n = part < 0 ? snprintf(out, cap, "%s__%s", group, topic)
@@ -102,7 +101,7 @@ static int group_valid(const char *g)
     return 1;
 }
 
-int64_t bus_backoff_ms(const sl_bus_sub_options *o, unsigned deliveries)
+int64_t sl__bus_backoff_ms(const sl_bus_sub_options *o, unsigned deliveries)
 {
     int64_t d = o->backoff_base_ms;
     for (unsigned i = 1; i < deliveries && d < o->backoff_max_ms; i++)
@@ -110,7 +109,7 @@ int64_t bus_backoff_ms(const sl_bus_sub_options *o, unsigned deliveries)
     return d > o->backoff_max_ms ? o->backoff_max_ms : d;
 }
 
-int64_t bus_now_wall_ms(const sl_bus *bus)
+int64_t sl__bus_now_wall_ms(const sl_bus *bus)
 {
     return sl_clock_wall_ms(bus->opt.clock);
 }
@@ -175,9 +174,9 @@ int sl_bus_open(uv_loop_t *loop, const sl_bus_options *opt, sl_bus **out, char *
     if (loop == NULL || opt == NULL || opt->url == NULL) return SL_EINVAL;
     const bus_backend_vt *vt = NULL;
     if (strncmp(opt->url, "inproc:", 7) == 0)
-        vt = &bus_inproc_vt;
+        vt = &sl__bus_inproc_vt;
     else if (strncmp(opt->url, "nats://", 7) == 0)
-        vt = &bus_nats_vt;
+        vt = &sl__bus_nats_vt;
     else {
         snprintf(errbuf, errlen, "bus: unknown URL scheme in '%s' (nats:// or inproc:)", opt->url);
         return SL_ECONFIG;
@@ -256,8 +255,9 @@ static void maybe_finish_close(sl_bus *bus)
     }
 }
 
-void bus_backend_closed(sl_bus *bus)
+void sl__bus_backend_closed(sl_bus *bus)
 {
+    SL_ASSERT(!bus->backend_closed); /* once, as the vtable's close promises */
     bus->backend_closed = true;
     maybe_finish_close(bus);
 }
@@ -373,8 +373,8 @@ int sl_bus_publish(sl_bus *bus, const sl_bus_out *msgs, size_t n, sl_bus_publish
         size_t tl = strlen(m->topic);
         w->topic = put(&cur, m->topic, tl);
         w->wire = cur;
-        int rc = bus_wire_subject(bus, m->topic, m->subject, cur, tl + 16);
-        assert(rc == 0);
+        int rc = sl__bus_wire_subject(bus, m->topic, m->subject, cur, tl + 16);
+        SL_ASSERT(rc == 0);
         (void)rc;
         cur += tl + 16;
         w->id = put(&cur, m->id, strlen(m->id));
@@ -393,10 +393,10 @@ int sl_bus_publish(sl_bus *bus, const sl_bus_out *msgs, size_t n, sl_bus_publish
     return 0;
 }
 
-void bus_pub_msg_done(bus_pub *p, int status)
+void sl__bus_pub_msg_done(bus_pub *p, int status)
 {
     sl_bus *bus = p->bus;
-    assert(p->remaining > 0);
+    SL_ASSERT(p->remaining > 0);
     if (status == 0) {
         bus->stats.acked++;
         if (bus->has_metrics) {
@@ -456,7 +456,7 @@ sl_outbox_publisher sl_bus_outbox_publisher(sl_bus *bus)
 typedef struct bus_scratch {
     sl_bus_msg msgs[BUS_DELIVER_CHUNK];
     const sl_bus_msg *ptrs[BUS_DELIVER_CHUNK];
-    bus_envelope envs[BUS_DELIVER_CHUNK];
+    sl__bus_envelope envs[BUS_DELIVER_CHUNK];
     const bus_delivery *ds[BUS_DELIVER_CHUNK];
     sl_bus_reply replies[BUS_DELIVER_CHUNK];
 } bus_scratch;
@@ -543,9 +543,9 @@ int sl_bus_subscribe(sl_bus *bus, const char *topic, const char *group,
     return bus_subscribe(bus, topic, group, opt, handler, NULL, data, out);
 }
 
-int bus_subscribe_batch(sl_bus *bus, const char *topic, const char *group,
-                        const sl_bus_sub_options *opt, bus_batch_cb batch, void *data,
-                        sl_bus_sub **out)
+int sl__bus_subscribe_batch(sl_bus *bus, const char *topic, const char *group,
+                            const sl_bus_sub_options *opt, bus_batch_cb batch, void *data,
+                            sl_bus_sub **out)
 {
     return bus_subscribe(bus, topic, group, opt, NULL, batch, data, out);
 }
@@ -564,8 +564,9 @@ static void sub_maybe_free(sl_bus_sub *s)
     maybe_finish_close(bus);
 }
 
-void bus_sub_released(sl_bus_sub *s)
+void sl__bus_sub_released(sl_bus_sub *s)
 {
+    SL_ASSERT(s->stopped); /* only after sub_stop */
     s->be = NULL;
     sub_maybe_free(s);
 }
@@ -582,7 +583,7 @@ void sl_bus_unsubscribe(sl_bus_sub *s)
 static void settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t delay_ms)
 {
     s->bus->vt->settle(s, handle, kind, delay_ms);
-    assert(s->inflight > 0);
+    SL_ASSERT(s->inflight > 0);
     s->inflight--;
     if (s->stopped) sub_maybe_free(s);
 }
@@ -605,7 +606,7 @@ static void dead_done(void *data, int status)
         settle(s, c->handle, BUS_SETTLE_TERM, 0);
     } else {
         /* The dead letter did not make it: try again on a later delivery. */
-        settle(s, c->handle, BUS_SETTLE_NAK, bus_backoff_ms(&s->opt, c->deliveries));
+        settle(s, c->handle, BUS_SETTLE_NAK, sl__bus_backoff_ms(&s->opt, c->deliveries));
     }
     free(c);
 }
@@ -663,7 +664,7 @@ fail:
     free(txt);
     free(p);
     free(c);
-    settle(s, d->handle, BUS_SETTLE_NAK, bus_backoff_ms(&s->opt, d->deliveries));
+    settle(s, d->handle, BUS_SETTLE_NAK, sl__bus_backoff_ms(&s->opt, d->deliveries));
 }
 
 static const char *jstr(const json_t *o, const char *k)
@@ -674,7 +675,7 @@ static const char *jstr(const json_t *o, const char *k)
 
 /* Parses and screens one delivery. Returns 0 with *msg filled (its strings in *env), or 1
  * when the message was dead-lettered. */
-static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_envelope *env)
+static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, sl__bus_envelope *env)
 {
     char reason[SL_BUS_REASON_MAX];
     const char *id = NULL;
@@ -691,7 +692,7 @@ static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_env
         goto dead;
     }
     char why[200];
-    if (!have && bus_envelope_read(d->data, d->len, 0, env, why, sizeof why) != 0) {
+    if (!have && sl__bus_envelope_decode(d->data, d->len, 0, env, why, sizeof why) != 0) {
         snprintf(reason, sizeof reason, "malformed envelope: %s", why);
         goto dead;
     }
@@ -737,7 +738,7 @@ static int screen(sl_bus_sub *s, const bus_delivery *d, sl_bus_msg *msg, bus_env
     return 0;
 dead:
     dead_letter(s, d, id, reason);
-    bus_envelope_free(env);
+    sl__bus_envelope_free(env);
     return 1;
 }
 
@@ -760,7 +761,7 @@ static void apply_reply(sl_bus_sub *s, const bus_delivery *d, const sl_bus_msg *
             dead_letter(s, d, m->id, reason);
         } else {
             settle(s, d->handle, BUS_SETTLE_NAK,
-                   r->delay_ms > 0 ? r->delay_ms : bus_backoff_ms(&s->opt, d->deliveries));
+                   r->delay_ms > 0 ? r->delay_ms : sl__bus_backoff_ms(&s->opt, d->deliveries));
         }
         break;
     case SL_BUS_REJECT:
@@ -770,7 +771,7 @@ static void apply_reply(sl_bus_sub *s, const bus_delivery *d, const sl_bus_msg *
     }
 }
 
-void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
+void sl__bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
 {
     sl_bus *bus = s->bus;
     enum { CHUNK = BUS_DELIVER_CHUNK };
@@ -778,7 +779,7 @@ void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
      * subscription is enough. */
     sl_bus_msg *msgs = s->scratch->msgs;
     const sl_bus_msg **ptrs = s->scratch->ptrs;
-    bus_envelope *envs = s->scratch->envs;
+    sl__bus_envelope *envs = s->scratch->envs;
     const bus_delivery **ds = s->scratch->ds;
     sl_bus_reply *replies = s->scratch->replies;
     s->inflight += (unsigned)n;
@@ -788,7 +789,7 @@ void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
         for (; i < n && k < CHUNK; i++) {
             const bus_delivery *di = &d[i];
             if (s->stopped) {
-                if (di->env) bus_envelope_free(di->env);
+                if (di->env) sl__bus_envelope_free(di->env);
                 settle(s, di->handle, BUS_SETTLE_NONE, 0);
                 continue;
             }
@@ -820,14 +821,14 @@ void bus_deliver(sl_bus_sub *s, const bus_delivery *d, size_t n)
                 settle(s, ds[j]->handle, BUS_SETTLE_NONE, 0);
             else
                 apply_reply(s, ds[j], &msgs[j], &replies[j]);
-            bus_envelope_free(&envs[j]);
+            sl__bus_envelope_free(&envs[j]);
         }
     }
 }
 
 /* ---- admin ----------------------------------------------------------------------------------- */
 
-int bus_dead_parse(const char *data, size_t len, sl_bus_dead *out, char **env, size_t *env_len)
+int sl__bus_dead_parse(const char *data, size_t len, sl_bus_dead *out, char **env, size_t *env_len)
 {
     memset(out, 0, sizeof *out);
     *env = NULL;

@@ -2,14 +2,14 @@
  * Internals of the event bus: the core (bus.c) owns the public objects,
  * parses envelopes, runs handlers, decides ack / nack / dead-letter and
  * counts; a backend (inproc.c, nats.c) moves bytes. The backend vtable is
- * the only seam between them (STYLE: backends behind a small vtable, one
- * file each). Everything here runs on the bus's loop thread unless a
+ * the only seam between them (backends sit behind a small vtable, one file
+ * each). Everything here runs on the bus's loop thread unless a
  * comment says otherwise.
  */
 #ifndef SHOAL_BUS_INT_H
 #define SHOAL_BUS_INT_H
 
-#include "bus/envelope.h"
+#include "bus/envelope_decode.h"
 
 #include <shoal/bus.h>
 
@@ -26,7 +26,7 @@ typedef struct bus_wire {
     size_t len;
 } bus_wire;
 
-/* One publish call. The backend reports each message with bus_pub_msg_done (from any thread
+/* One publish call. The backend reports each message with sl__bus_pub_msg_done (from any thread
  * that holds no bus lock is NOT allowed: only on the loop thread). */
 typedef struct bus_pub {
     struct sl_bus *bus;
@@ -52,10 +52,10 @@ typedef struct bus_delivery {
     unsigned deliveries;
     int64_t published_ms;
     void *handle;
-    /* The envelope already read by the backend off the loop (bus_envelope_read with depth 0),
-     * or NULL: bus_deliver then reads it. bus_deliver always takes its contents (uses or frees
-     * them), whatever happens to the message. */
-    bus_envelope *env;
+    /* The envelope already read by the backend off the loop (sl__bus_envelope_decode with depth 0),
+     * or NULL: sl__bus_deliver then reads it. sl__bus_deliver always takes its contents (uses or
+     * frees them), whatever happens to the message. */
+    sl__bus_envelope *env;
 } bus_delivery;
 
 enum bus_settle { BUS_SETTLE_ACK, BUS_SETTLE_NAK, BUS_SETTLE_TERM, BUS_SETTLE_NONE };
@@ -65,13 +65,13 @@ enum bus_settle { BUS_SETTLE_ACK, BUS_SETTLE_NAK, BUS_SETTLE_TERM, BUS_SETTLE_NO
 typedef struct bus_backend_vt {
     const char *name;
     int (*open)(struct sl_bus *bus, char *err, size_t errlen);
-    /* Starts closing; the backend calls bus_backend_closed(bus) once, later, on the loop. */
+    /* Starts closing; the backend calls sl__bus_backend_closed(bus) once, later, on the loop. */
     void (*close)(struct sl_bus *bus);
     int (*ready)(const struct sl_bus *bus);
-    /* Takes the batch; completes each message with bus_pub_msg_done on the loop, later. */
+    /* Takes the batch; completes each message with sl__bus_pub_msg_done on the loop, later. */
     int (*publish)(struct sl_bus *bus, bus_pub *pub);
     int (*sub_start)(sl_bus_sub *sub);
-    /* Stops deliveries now; calls bus_sub_released(sub) on the loop, later, when the backend
+    /* Stops deliveries now; calls sl__bus_sub_released(sub) on the loop, later, when the backend
      * no longer references sub. */
     void (*sub_stop)(sl_bus_sub *sub);
     /* Settles (and releases) one delivery; BUS_SETTLE_NONE only releases it. */
@@ -85,8 +85,8 @@ typedef struct bus_backend_vt {
                void *data);
 } bus_backend_vt;
 
-extern const bus_backend_vt bus_inproc_vt;
-extern const bus_backend_vt bus_nats_vt;
+extern const bus_backend_vt sl__bus_inproc_vt;
+extern const bus_backend_vt sl__bus_nats_vt;
 
 typedef struct bus_metrics {
     sl_metric_family *published, *acked, *delivered, *redelivered, *dead, *lag, *latency;
@@ -131,28 +131,28 @@ struct sl_bus_sub {
     sl_bus_sub *next;
     void *be;
     sl_series *s_delivered, *s_redelivered, *s_dead, *s_latency, *s_lag;
-    struct bus_scratch *scratch; /* bus_deliver's per-chunk arrays (loop only) */
+    struct bus_scratch *scratch; /* sl__bus_deliver's per-chunk arrays (loop only) */
 };
 
 /* Core entry points for backends (loop thread). */
-void bus_pub_msg_done(bus_pub *pub, int status);
-void bus_deliver(sl_bus_sub *sub, const bus_delivery *d, size_t n);
-void bus_sub_released(sl_bus_sub *sub);
-void bus_backend_closed(sl_bus *bus);
-int bus_subscribe_batch(sl_bus *bus, const char *topic, const char *group,
-                        const sl_bus_sub_options *opt, bus_batch_cb batch, void *data,
-                        sl_bus_sub **out);
+void sl__bus_pub_msg_done(bus_pub *pub, int status);
+void sl__bus_deliver(sl_bus_sub *sub, const bus_delivery *d, size_t n);
+void sl__bus_sub_released(sl_bus_sub *sub);
+void sl__bus_backend_closed(sl_bus *bus);
+int sl__bus_subscribe_batch(sl_bus *bus, const char *topic, const char *group,
+                            const sl_bus_sub_options *opt, bus_batch_cb batch, void *data,
+                            sl_bus_sub **out);
 
 /* Builds the wire subject of a message of `topic` for `subject`; 0 or SL_ELIMIT. */
-int bus_wire_subject(const sl_bus *bus, const char *topic, const char *subject, char *out,
-                     size_t cap);
+int sl__bus_wire_subject(const sl_bus *bus, const char *topic, const char *subject, char *out,
+                         size_t cap);
 /* The durable consumer name of `group` on `topic`, partition `part` (-1: unordered). */
-int bus_durable_name(const char *group, const char *topic, int part, char *out, size_t cap);
+int sl__bus_durable_name(const char *group, const char *topic, int part, char *out, size_t cap);
 /* Parses a dead-letter payload into *out and the original envelope (malloc'd, may be NULL when
  * the envelope was not kept) into *env / *env_len. Returns 0 or SL_EPARSE. */
-int bus_dead_parse(const char *data, size_t len, sl_bus_dead *out, char **env, size_t *env_len);
+int sl__bus_dead_parse(const char *data, size_t len, sl_bus_dead *out, char **env, size_t *env_len);
 /* Backoff before delivery number `deliveries` + 1. */
-int64_t bus_backoff_ms(const sl_bus_sub_options *o, unsigned deliveries);
-int64_t bus_now_wall_ms(const sl_bus *bus);
+int64_t sl__bus_backoff_ms(const sl_bus_sub_options *o, unsigned deliveries);
+int64_t sl__bus_now_wall_ms(const sl_bus *bus);
 
 #endif /* SHOAL_BUS_INT_H */

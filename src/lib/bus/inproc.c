@@ -13,7 +13,6 @@
  */
 #include "bus/bus_int.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -371,7 +370,7 @@ static int emit(ip_batch *bs, size_t nb, ip_group *g, ip_sub *is, ip_pending *p,
     ip_batch *b = NULL;
     for (size_t i = 0; i < nb; i++)
         if (bs[i].is == is) b = &bs[i];
-    assert(b != NULL);
+    SL_ASSERT(b != NULL);
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         bus_delivery *nd = realloc(b->d, cap * sizeof *nd);
@@ -436,7 +435,7 @@ static void dispatch(ip_group *g, int64_t now)
         if (emit(bs, nsubs, g, is, p, m) != 0) break;
     }
     for (i = 0; i < nsubs; i++) {
-        if (bs[i].n) bus_deliver(bs[i].is->sub, bs[i].d, bs[i].n);
+        if (bs[i].n) sl__bus_deliver(bs[i].is->sub, bs[i].d, bs[i].n);
         free(bs[i].d);
     }
     free(bs);
@@ -488,7 +487,7 @@ static void run_done(ip_bus *ib, int status_override)
                 bus_pub *p = list[i].pub;
                 size_t m = p->remaining;
                 for (size_t k = 0; k < m; k++)
-                    bus_pub_msg_done(p, status_override ? status_override : list[i].status);
+                    sl__bus_pub_msg_done(p, status_override ? status_override : list[i].status);
             } else {
                 list[i].fn(list[i].arg);
             }
@@ -509,7 +508,7 @@ static void release_subs(ip_bus *ib)
         *pp = is->next;
         sl_bus_sub *s = is->sub;
         free(is);
-        bus_sub_released(s);
+        sl__bus_sub_released(s);
     }
 }
 
@@ -536,7 +535,7 @@ static void handle_closed(uv_handle_t *h)
     free(ib->done);
     free(ib);
     bus->be = NULL;
-    bus_backend_closed(bus);
+    sl__bus_backend_closed(bus);
 }
 
 static int ip_open(sl_bus *bus, char *err, size_t errlen)
@@ -584,7 +583,7 @@ static int ip_ready(const sl_bus *bus)
 static int ip_publish(sl_bus *bus, bus_pub *p)
 {
     ip_bus *ib = bus->be;
-    int64_t now = bus_now_wall_ms(bus);
+    int64_t now = sl__bus_now_wall_ms(bus);
     int status = 0;
     for (size_t i = 0; i < p->n && status == 0; i++) {
         const bus_wire *w = &p->msgs[i];
@@ -718,7 +717,7 @@ static int ip_dlq_list(sl_bus *bus, const char *topic, size_t max, sl_bus_dead_l
         ip_msg *m = &t->msgs[i];
         char *env = NULL;
         size_t el = 0;
-        if (m->data == NULL || bus_dead_parse(m->data, m->len, &l->items[l->n], &env, &el) != 0)
+        if (m->data == NULL || sl__bus_dead_parse(m->data, m->len, &l->items[l->n], &env, &el) != 0)
             continue;
         free(env);
         l->items[l->n++].dlq_seq = t->first + i;
@@ -744,14 +743,14 @@ static int ip_dlq_redrive(sl_bus *bus, const char *topic, uint64_t dlq_seq, sl_b
     snprintf(name, sizeof name, "%s.dlq", topic);
     ip_topic *dt = topic_get(ib->broker, name, false);
     ip_topic *t = topic_get(ib->broker, topic, true);
-    int64_t now = bus_now_wall_ms(bus);
+    int64_t now = sl__bus_now_wall_ms(bus);
     for (size_t i = 0; dt && t && i < dt->n; i++) {
         ip_msg *m = &dt->msgs[i];
         if (m->data == NULL || (dlq_seq && dlq_seq != dt->first + i)) continue;
         sl_bus_dead d;
         char *env = NULL;
         size_t el = 0;
-        if (bus_dead_parse(m->data, m->len, &d, &env, &el) != 0 || env == NULL) {
+        if (sl__bus_dead_parse(m->data, m->len, &d, &env, &el) != 0 || env == NULL) {
             free(env);
             continue;
         }
@@ -802,7 +801,7 @@ static int ip_lag(sl_bus *bus, const char *topic, const char *group, sl_bus_admi
     return rc;
 }
 
-const bus_backend_vt bus_inproc_vt = {
+const bus_backend_vt sl__bus_inproc_vt = {
     .name = "inproc",
     .open = ip_open,
     .close = ip_close,

@@ -1,6 +1,6 @@
 /*
- * The `nats://` bus backend: NATS JetStream through nats.c 3.4, following
- * the threading rules verified in DEPS.md §1.
+ * The `nats://` bus backend: NATS JetStream through nats.c 3.4, under these
+ * threading rules:
  *
  * - nats.c does its socket I/O on its own threads, not through its libuv
  *   adapter: the 3.4.1 adapter keeps the protocol parser across reconnects
@@ -34,7 +34,6 @@
 
 #include <nats/nats.h>
 
-#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +55,8 @@ typedef struct nb_item {
     uint64_t stream_seq; /* IT_MSG: its JetStream metadata, read on the fetch thread */
     unsigned deliveries;
     int64_t published_ms;
-    bool env_ok;      /* IT_MSG: `env` was read on the fetch thread (the loop takes it) */
-    bus_envelope env; /* parsing off the loop leaves the loop the database work */
+    bool env_ok;          /* IT_MSG: `env` was read on the fetch thread (the loop takes it) */
+    sl__bus_envelope env; /* parsing off the loop leaves the loop the database work */
     bus_pub *pub;
     struct nb_item *next;
 } nb_item;
@@ -230,7 +229,7 @@ static void pub_report(bus_pub *p)
     int status = p->be_status;
     /* The last call frees p. */
     for (size_t i = 0; i < ok + bad; i++)
-        bus_pub_msg_done(p, i < ok ? 0 : status);
+        sl__bus_pub_msg_done(p, i < ok ? 0 : status);
 }
 
 /* ---- connection ---------------------------------------------------------------------------- */
@@ -444,7 +443,7 @@ static int list_each(nb_work *w, uint64_t seq, natsMsg *m)
     char *env = NULL;
     size_t el = 0;
     sl_bus_dead *d = &w->items[w->count];
-    if (bus_dead_parse(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), d, &env, &el) != 0)
+    if (sl__bus_dead_parse(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), d, &env, &el) != 0)
         return 0;
     free(env);
     d->dlq_seq = seq;
@@ -458,7 +457,8 @@ static int redrive_each(nb_work *w, uint64_t seq, natsMsg *m)
     sl_bus_dead d;
     char *env = NULL;
     size_t el = 0;
-    if (bus_dead_parse(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &d, &env, &el) != 0 ||
+    if (sl__bus_dead_parse(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &d, &env, &el) !=
+            0 ||
         env == NULL) {
         free(env);
         return 0;
@@ -466,7 +466,7 @@ static int redrive_each(nb_work *w, uint64_t seq, natsMsg *m)
     json_t *o = json_loadb(env, el, 0, NULL);
     const char *subj = o ? json_string_value(json_object_get(o, "subject")) : NULL;
     char wire[SL_BUS_TOPIC_MAX + 16], rid[SL_BUS_ID_MAX + 48], stream[64];
-    int rc = bus_wire_subject(w->nb->bus, w->topic, subj ? subj : d.id, wire, sizeof wire);
+    int rc = sl__bus_wire_subject(w->nb->bus, w->topic, subj ? subj : d.id, wire, sizeof wire);
     snprintf(rid, sizeof rid, "%s:redrive:%llu", d.id, (unsigned long long)seq);
     json_decref(o);
     if (rc == 0) rc = sl_bus_stream_name(w->topic, stream, sizeof stream);
@@ -498,7 +498,7 @@ static void lag_work(nb_work *w)
     unsigned parts = w->nb->bus->opt.partitions;
     bool found = false;
     for (int p = -1; p < (int)parts; p++) {
-        if (bus_durable_name(w->group, w->topic, p, durable, sizeof durable) != 0) continue;
+        if (sl__bus_durable_name(w->group, w->topic, p, durable, sizeof durable) != 0) continue;
         jsConsumerInfo *ci = NULL;
         jsErrCode jerr = 0;
         if (js_GetConsumerInfo(&ci, w->nb->js, stream, durable, NULL, &jerr) == NATS_OK) {
@@ -745,8 +745,9 @@ static void *fetcher_main(void *arg)
                  * with the reason. */
                 size_t len = (size_t)natsMsg_GetDataLength(it->msg);
                 char why[8];
-                it->env_ok = len <= max_bytes && bus_envelope_read(natsMsg_GetData(it->msg), len, 0,
-                                                                   &it->env, why, sizeof why) == 0;
+                it->env_ok =
+                    len <= max_bytes && sl__bus_envelope_decode(natsMsg_GetData(it->msg), len, 0,
+                                                                &it->env, why, sizeof why) == 0;
                 list.Msgs[i] = NULL;
                 *tail = last = it;
                 tail = &it->next;
@@ -804,7 +805,7 @@ static void fetcher_gone(nb_fetcher *f)
     if (--ns->alive > 0) return;
     sl_bus_sub *s = ns->sub;
     free(ns);
-    bus_sub_released(s);
+    sl__bus_sub_released(s);
 }
 
 static void drain(nb_bus *nb)
@@ -841,7 +842,7 @@ static void drain(nb_bus *nb)
             /* The items are the handles: settle frees them, so read the rest of the list
              * before delivering. */
             next = cur;
-            bus_deliver(f->ns->sub, d, n);
+            sl__bus_deliver(f->ns->sub, d, n);
             it = next;
             continue;
         }
@@ -931,7 +932,7 @@ static int nb_sub_start(sl_bus_sub *s)
             snprintf(f->filter, sizeof f->filter, "%s.p.%u", s->topic, i);
         else
             snprintf(f->filter, sizeof f->filter, "%s.p.*", s->topic);
-        rc = bus_durable_name(s->group, s->topic, f->part, f->durable, sizeof f->durable);
+        rc = sl__bus_durable_name(s->group, s->topic, f->part, f->durable, sizeof f->durable);
         /* Ordered: the partition's consumer holds one unacked message at a time
          * (MaxAckPending 1); a cap of 2 lets the thread send its next pull while the loop
          * handles the message, so the server sends the next one as soon as the ack arrives.
@@ -1053,7 +1054,7 @@ static void handle_closed(uv_handle_t *h)
     free(nb->pm);
     free(nb);
     bus->be = NULL;
-    bus_backend_closed(bus);
+    sl__bus_backend_closed(bus);
 }
 
 static void maybe_closed(nb_bus *nb)
@@ -1226,7 +1227,7 @@ static int nb_lag(sl_bus *bus, const char *topic, const char *group, sl_bus_admi
     return admin(bus, 3, topic, group, 0, 0, NULL, cb, data);
 }
 
-const bus_backend_vt bus_nats_vt = {
+const bus_backend_vt sl__bus_nats_vt = {
     .name = "nats",
     .open = nb_open,
     .close = nb_close,

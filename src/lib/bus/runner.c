@@ -146,7 +146,7 @@ int sl_bus_runner_new(sl_bus *bus, sl_db *db, const char *topic, const char *gro
     r->db = db;
     r->apply = apply;
     r->data = data;
-    int rc = bus_subscribe_batch(bus, topic, group, sub_opt, on_batch, r, &r->sub);
+    int rc = sl__bus_subscribe_batch(bus, topic, group, sub_opt, on_batch, r, &r->sub);
     if (rc != 0) {
         free(r);
         return rc;

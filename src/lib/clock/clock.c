@@ -4,7 +4,6 @@
  */
 #include <shoal/clock.h>
 
-#include <assert.h>
 #include <time.h>
 
 static int64_t sys_mono_ns(void *ctx)
@@ -51,7 +50,7 @@ void sl_fake_clock_init(sl_fake_clock *fc, int64_t wall_ns)
 
 void sl_fake_clock_advance(sl_fake_clock *fc, int64_t delta_ns)
 {
-    assert(delta_ns >= 0);
+    SL_ASSERT(delta_ns >= 0);
     fc->mono_ns += delta_ns;
     fc->wall_ns += delta_ns;
 }
@@ -129,7 +128,7 @@ static int read_num(const char *s, size_t len, size_t *i, int n, unsigned *out)
 {
     unsigned v = 0;
     for (int k = 0; k < n; k++) {
-        if (*i >= len || s[*i] < '0' || s[*i] > '9') return -1;
+        if (*i >= len || s[*i] < '0' || s[*i] > '9') return SL_EPARSE;
         v = v * 10 + (unsigned)(s[*i] - '0');
         (*i)++;
     }
@@ -139,7 +138,7 @@ static int read_num(const char *s, size_t len, size_t *i, int n, unsigned *out)
 
 static int expect(const char *s, size_t len, size_t *i, char c)
 {
-    if (*i >= len || s[*i] != c) return -1;
+    if (*i >= len || s[*i] != c) return SL_EPARSE;
     (*i)++;
     return 0;
 }

@@ -24,15 +24,15 @@ typedef struct env_seg {
     size_t len;
 } env_seg;
 
-/* Splits `name` (after the prefix) at "__". Returns the number of segments, or -1 when there
- * are more than SL_CONFIG_MAX_DEPTH. */
+/* Splits `name` (after the prefix) at "__". Returns the number of segments, or SL_ELIMIT when
+ * there are more than SL_CONFIG_MAX_DEPTH. */
 static int split(const char *name, size_t len, env_seg *segs)
 {
     int n = 0;
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
         if (i < len && !(name[i] == '_' && i + 1 < len && name[i + 1] == '_')) continue;
-        if (n == SL_CONFIG_MAX_DEPTH) return -1;
+        if (n == SL_CONFIG_MAX_DEPTH) return SL_ELIMIT;
         segs[n++] = (env_seg){name + start, i - start};
         start = i + 2;
         i++;
@@ -86,7 +86,7 @@ static void path_add(env_apply *A, const char *key, size_t len, size_t index)
 static int resolve(env_apply *A, json_t *cur, env_seg seg, cfg_seg *s, char *key, size_t cap)
 {
     if (seg.len == 0) {
-        cfg_errf(A->err, "env %s: empty name segment", A->var);
+        sl__config_errf(A->err, "env %s: empty name segment", A->var);
         return SL_ECONFIG;
     }
     if (json_is_array(cur)) {
@@ -94,14 +94,15 @@ static int resolve(env_apply *A, json_t *cur, env_seg seg, cfg_seg *s, char *key
         while (i < seg.len && isdigit((unsigned char)seg.p[i]) && idx < SIZE_MAX / 10 - 10)
             idx = idx * 10 + (size_t)(seg.p[i++] - '0');
         if (i != seg.len || idx >= json_array_size(cur)) {
-            cfg_errf(A->err, "env %s: %s: no element %.*s", A->var, A->path, (int)seg.len, seg.p);
+            sl__config_errf(A->err, "env %s: %s: no element %.*s", A->var, A->path, (int)seg.len,
+                            seg.p);
             return SL_ECONFIG;
         }
         *s = (cfg_seg){.is_index = true, .index = idx};
         return 0;
     }
     if (seg.len >= cap) {
-        cfg_errf(A->err, "env %s: name segment too long", A->var);
+        sl__config_errf(A->err, "env %s: name segment too long", A->var);
         return SL_ECONFIG;
     }
     const char *found = find_key(cur, seg);
@@ -121,16 +122,16 @@ static int set_child(env_apply *A, json_t *cur, int32_t *node, const cfg_seg *s,
     int rc = s->is_index ? json_array_set_new(cur, s->index, v)
                          : json_object_setn_new(cur, s->key, s->key_len, v);
     if (rc != 0) return SL_ENOMEM;
-    int32_t child = cfg_node_child(A->cfg, *node, s);
+    int32_t child = sl__config_node_child(A->cfg, *node, s);
     if (child >= 0) {
-        cfg_node_kill_below(A->cfg, child);
+        sl__config_node_kill_below(A->cfg, child);
         A->cfg->nodes[child].line = 0;
         A->cfg->nodes[child].col = 0;
         A->cfg->nodes[child].source = A->source;
     } else {
-        child = cfg_node_add(A->cfg, *node, s->is_index ? NULL : s->key, s->key_len, s->index, 0, 0,
-                             A->source);
-        if (child < 0) return SL_ENOMEM;
+        child = sl__config_node_add(A->cfg, *node, s->is_index ? NULL : s->key, s->key_len,
+                                    s->index, 0, 0, A->source);
+        if (child < 0) return child;
     }
     *node = child;
     return 0;
@@ -156,10 +157,10 @@ static int apply_one(env_apply *A, const env_seg *segs, int n, const char *value
             json_decref(next);
             if (rc != 0) return rc;
         } else if (json_is_object(next) || json_is_array(next)) {
-            node = cfg_node_child(A->cfg, node, &s);
+            node = sl__config_node_child(A->cfg, node, &s);
             if (node < 0) return SL_ESTATE; /* every loaded value has a node */
         } else {
-            cfg_errf(A->err, "env %s: %s: is not an object", A->var, A->path);
+            sl__config_errf(A->err, "env %s: %s: is not an object", A->var, A->path);
             return SL_ECONFIG;
         }
         cur = next;
@@ -169,8 +170,8 @@ static int apply_one(env_apply *A, const env_seg *segs, int n, const char *value
     path_add(A, s.is_index ? NULL : s.key, s.key_len, s.index);
     json_t *v;
     const char *why = NULL;
-    rc = cfg_scalar(value, strlen(value), &v, &why);
-    if (rc == SL_ECONFIG) cfg_errf(A->err, "env %s: %s: %s", A->var, A->path, why);
+    rc = sl__config_scalar(value, strlen(value), &v, &why);
+    if (rc == SL_ECONFIG) sl__config_errf(A->err, "env %s: %s: %s", A->var, A->path, why);
     if (rc != 0) return rc;
     return set_child(A, cur, &node, &s, v);
 }
@@ -197,13 +198,13 @@ int sl_config_apply_env(sl_config *cfg, char *const *envp, const char *const *se
         snprintf(var, sizeof var, "%.*s", (int)name_len, e);
         A.var = var;
         if (n < 0) {
-            cfg_errf(err, "env %s: nests deeper than %d levels", var, SL_CONFIG_MAX_DEPTH);
+            sl__config_errf(err, "env %s: nests deeper than %d levels", var, SL_CONFIG_MAX_DEPTH);
             return SL_ECONFIG;
         }
         char source[SL_CONFIG_PATH_MAX + 8];
         snprintf(source, sizeof source, "env %s", var);
-        int64_t src = cfg_source_add(cfg, source);
-        if (src < 0) return SL_ENOMEM;
+        int64_t src = sl__config_source_add(cfg, source);
+        if (src < 0) return (int)src;
         A.source = (uint32_t)src;
         int rc = apply_one(&A, segs, n, eq + 1);
         if (rc != 0) return rc;

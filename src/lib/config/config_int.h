@@ -50,38 +50,40 @@ typedef struct cfg_seg {
     bool is_index;
 } cfg_seg;
 
-/* Reads the next segment of `*p` and advances it. Returns 1, 0 at the end, -1 if malformed. */
-int cfg_path_next(const char **p, cfg_seg *s);
+/* Reads the next segment of `*p` and advances it. Returns 1, 0 at the end, SL_EINVAL if
+ * malformed. */
+int sl__config_path_next(const char **p, cfg_seg *s);
 
 /* Allocates an empty config whose source 0 is `name`. Returns NULL when out of memory. */
-sl_config *cfg_new(const char *name);
+sl_config *sl__config_new(const char *name);
 
-/* Appends a source name (copied). Returns its index, or -1 when out of memory or full. */
-int64_t cfg_source_add(sl_config *cfg, const char *name);
+/* Appends a source name (copied). Returns its index, SL_ENOMEM, or SL_ELIMIT when full. */
+int64_t sl__config_source_add(sl_config *cfg, const char *name);
 
-/* Appends a node. `key` NULL means an array element at `index`. Returns its index or -1. */
-int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len, size_t index,
-                     uint32_t line, uint32_t col, uint32_t source);
+/* Appends a node under `parent` (-1 for the root). `key` NULL means an array element at
+ * `index`. Returns its index, SL_ENOMEM, or SL_ELIMIT past the tree's bounds. */
+int32_t sl__config_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len,
+                            size_t index, uint32_t line, uint32_t col, uint32_t source);
 
-/* Returns the child of node `parent` named by `s`, or -1. */
-int32_t cfg_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s);
+/* Returns the child of node `parent` named by `s`, or SL_ENOTFOUND. */
+int32_t sl__config_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s);
 
 /* Marks every node below `n` dead (the value was replaced). */
-void cfg_node_kill_below(sl_config *cfg, int32_t n);
+void sl__config_node_kill_below(sl_config *cfg, int32_t n);
 
 /* Returns the value at `path` in `root` ("" is the root), or NULL when absent or malformed. */
-json_t *cfg_path_get(json_t *root, const char *path);
+json_t *sl__config_path_get(json_t *root, const char *path);
 
 /*
  * Types a plain scalar (rules in config.h). Returns 0 with a new reference in `*out`,
  * SL_ECONFIG with a static reason in `*why`, or SL_ENOMEM.
  */
-int cfg_scalar(const char *s, size_t len, json_t **out, const char **why);
+int sl__config_scalar(const char *s, size_t len, json_t **out, const char **why);
 
-/* Makes a string value, refusing NUL characters and invalid UTF-8 like cfg_scalar(). */
-int cfg_string(const char *s, size_t len, json_t **out, const char **why);
+/* Makes a string value, refusing NUL characters and invalid UTF-8 like sl__config_scalar(). */
+int sl__config_string(const char *s, size_t len, json_t **out, const char **why);
 
 /* vsnprintf into `err` (NULL or SL_CONFIG_ERR_MAX bytes). */
-void cfg_errf(char *err, const char *fmt, ...) SL_PRINTF(2, 3);
+void sl__config_errf(char *err, const char *fmt, ...) SL_PRINTF(2, 3);
 
 #endif /* SHOAL_CONFIG_INT_H */

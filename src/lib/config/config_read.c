@@ -15,8 +15,8 @@ int sl_config_locate(const sl_config *cfg, const char *path, char *buf, size_t c
 {
     int32_t node = 0; /* the root */
     cfg_seg s;
-    while (cfg_path_next(&path, &s) > 0) {
-        int32_t child = cfg_node_child(cfg, node, &s);
+    while (sl__config_path_next(&path, &s) > 0) {
+        int32_t child = sl__config_node_child(cfg, node, &s);
         if (child < 0) break; /* nearest existing ancestor */
         node = child;
     }
@@ -41,7 +41,7 @@ static void located(const sl_config *cfg, const char *path, const char *msg, cha
 int sl_config_read(const sl_config *cfg, const char *path, const sl_json_field *fields, size_t n,
                    unsigned flags, sl_json_errors *errs)
 {
-    json_t *obj = cfg_path_get(cfg->root, path);
+    json_t *obj = sl__config_path_get(cfg->root, path);
     json_t *empty = NULL;
     if (!obj || json_is_null(obj)) obj = empty = json_object();
     if (!obj) return SL_ENOMEM;
@@ -61,7 +61,7 @@ int sl_config_read(const sl_config *cfg, const char *path, const sl_json_field *
 /* Fetches `path`; returns 1 with the value when present and non-null, 0 otherwise. */
 static int lookup(const sl_config *cfg, const char *path, json_t **v)
 {
-    *v = cfg_path_get(cfg->root, path);
+    *v = sl__config_path_get(cfg->root, path);
     return *v && !json_is_null(*v);
 }
 

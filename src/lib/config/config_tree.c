@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cfg_errf(char *err, const char *fmt, ...)
+void sl__config_errf(char *err, const char *fmt, ...)
 {
     if (!err) return;
     va_list ap;
@@ -20,11 +20,11 @@ void cfg_errf(char *err, const char *fmt, ...)
     va_end(ap);
 }
 
-sl_config *cfg_new(const char *name)
+sl_config *sl__config_new(const char *name)
 {
     sl_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg) return NULL;
-    if (cfg_source_add(cfg, name) < 0) {
+    if (sl__config_source_add(cfg, name) < 0) {
         free(cfg);
         return NULL;
     }
@@ -48,32 +48,33 @@ json_t *sl_config_root(const sl_config *cfg)
     return cfg->root;
 }
 
-int64_t cfg_source_add(sl_config *cfg, const char *name)
+int64_t sl__config_source_add(sl_config *cfg, const char *name)
 {
     if (cfg->n_sources == cfg->cap_sources) {
         size_t cap = cfg->cap_sources ? cfg->cap_sources * 2 : 4;
-        if (cap > UINT32_MAX) return -1;
+        if (cap > UINT32_MAX) return SL_ELIMIT;
         char **s = realloc(cfg->sources, cap * sizeof *s);
-        if (!s) return -1;
+        if (!s) return SL_ENOMEM;
         cfg->sources = s;
         cfg->cap_sources = cap;
     }
     char *copy = strdup(name);
-    if (!copy) return -1;
+    if (!copy) return SL_ENOMEM;
     cfg->sources[cfg->n_sources] = copy;
     return (int64_t)cfg->n_sources++;
 }
 
-int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len, size_t index,
-                     uint32_t line, uint32_t col, uint32_t source)
+int32_t sl__config_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key_len,
+                            size_t index, uint32_t line, uint32_t col, uint32_t source)
 {
+    SL_ASSERT(parent >= -1 && (parent < 0 || (size_t)parent < cfg->n_nodes));
     /* Inputs are at most SL_CONFIG_MAX_BYTES, so these bounds are never reached by a file. */
     if (cfg->n_nodes >= INT32_MAX || cfg->keys_len + key_len >= UINT32_MAX || index >= UINT32_MAX)
-        return -1;
+        return SL_ELIMIT;
     if (cfg->n_nodes == cfg->cap_nodes) {
         size_t cap = cfg->cap_nodes ? cfg->cap_nodes * 2 : 64;
         cfg_node *n = realloc(cfg->nodes, cap * sizeof *n);
-        if (!n) return -1;
+        if (!n) return SL_ENOMEM;
         cfg->nodes = n;
         cfg->cap_nodes = cap;
     }
@@ -90,7 +91,7 @@ int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key
             while (cap < cfg->keys_len + key_len)
                 cap *= 2;
             char *k = realloc(cfg->keys, cap);
-            if (!k) return -1;
+            if (!k) return SL_ENOMEM;
             cfg->keys = k;
             cfg->keys_cap = cap;
         }
@@ -102,7 +103,7 @@ int32_t cfg_node_add(sl_config *cfg, int32_t parent, const char *key, size_t key
     return (int32_t)cfg->n_nodes++;
 }
 
-int32_t cfg_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s)
+int32_t sl__config_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s)
 {
     /* Linear: lookups only happen to locate errors and apply overrides, never per request. */
     for (size_t i = 0; i < cfg->n_nodes; i++) {
@@ -115,11 +116,12 @@ int32_t cfg_node_child(const sl_config *cfg, int32_t parent, const cfg_seg *s)
             return (int32_t)i;
         }
     }
-    return -1;
+    return SL_ENOTFOUND;
 }
 
-void cfg_node_kill_below(sl_config *cfg, int32_t x)
+void sl__config_node_kill_below(sl_config *cfg, int32_t x)
 {
+    SL_ASSERT(x >= 0 && (size_t)x < cfg->n_nodes);
     /* Parents always precede children, and the chain is at most SL_CONFIG_MAX_DEPTH long. */
     for (size_t i = (size_t)x + 1; i < cfg->n_nodes; i++) {
         int32_t p = cfg->nodes[i].parent;
@@ -129,34 +131,34 @@ void cfg_node_kill_below(sl_config *cfg, int32_t x)
     }
 }
 
-int cfg_path_next(const char **p, cfg_seg *s)
+int sl__config_path_next(const char **p, cfg_seg *s)
 {
     const char *c = *p;
     if (*c == '\0') return 0;
     if (*c == '.') c++; /* separator before a key; a leading one is tolerated */
     if (*c == '[') {
         char *end;
-        if (c[1] < '0' || c[1] > '9') return -1;
+        if (c[1] < '0' || c[1] > '9') return SL_EINVAL;
         errno = 0;
         unsigned long long v = strtoull(c + 1, &end, 10);
-        if (errno || *end != ']' || v > UINT32_MAX) return -1;
+        if (errno || *end != ']' || v > UINT32_MAX) return SL_EINVAL;
         *s = (cfg_seg){.is_index = true, .index = (size_t)v};
         *p = end + 1;
         return 1;
     }
     size_t len = strcspn(c, ".[");
-    if (len == 0) return -1;
+    if (len == 0) return SL_EINVAL;
     *s = (cfg_seg){.key = c, .key_len = len};
     *p = c + len;
     return 1;
 }
 
-json_t *cfg_path_get(json_t *root, const char *path)
+json_t *sl__config_path_get(json_t *root, const char *path)
 {
     json_t *cur = root;
     cfg_seg s;
     int r;
-    while (cur && (r = cfg_path_next(&path, &s)) != 0) {
+    while (cur && (r = sl__config_path_next(&path, &s)) != 0) {
         if (r < 0) return NULL;
         if (s.is_index)
             cur = json_is_array(cur) ? json_array_get(cur, s.index) : NULL;
@@ -166,7 +168,7 @@ json_t *cfg_path_get(json_t *root, const char *path)
     return cur;
 }
 
-int cfg_string(const char *s, size_t len, json_t **out, const char **why)
+int sl__config_string(const char *s, size_t len, json_t **out, const char **why)
 {
     if (memchr(s, '\0', len)) {
         *why = "strings must not contain NUL characters";
@@ -220,7 +222,7 @@ static bool looks_real(const char *s, size_t len)
     return i == len && (dot || exp);
 }
 
-int cfg_scalar(const char *s, size_t len, json_t **out, const char **why)
+int sl__config_scalar(const char *s, size_t len, json_t **out, const char **why)
 {
     static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
     static const char *const trues[] = {"true", "True", "TRUE", NULL};
@@ -231,7 +233,7 @@ int cfg_scalar(const char *s, size_t len, json_t **out, const char **why)
     if (is_one_of(s, len, falses)) return (*out = json_false()) ? 0 : SL_ENOMEM;
     size_t sign = (len > 0 && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
     bool integer = len > sign && digits(s, len, sign) == len - sign;
-    if (!integer && !looks_real(s, len)) return cfg_string(s, len, out, why);
+    if (!integer && !looks_real(s, len)) return sl__config_string(s, len, out, why);
     /* strtoll/strtod need a terminator; numbers longer than this buffer are out of range. */
     char buf[128];
     if (len >= sizeof buf) {

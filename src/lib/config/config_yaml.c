@@ -1,5 +1,5 @@
 /*
- * Loads YAML into a jansson tree with libyaml's event API (DEPS.md §5). The
+ * Loads YAML into a jansson tree with libyaml's event API (yaml_parser_parse). The
  * conversion is iterative over an explicit stack of open containers bounded
  * by SL_CONFIG_MAX_DEPTH, records every node's position in the side table,
  * and rejects what a configuration never needs but an attacker could use:
@@ -42,7 +42,7 @@ static int fail(loader *L, yaml_mark_t m, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cfg_errf(L->err, "%s:%zu:%zu: %s", L->name, m.line + 1, m.column + 1, msg);
+    sl__config_errf(L->err, "%s:%zu:%zu: %s", L->name, m.line + 1, m.column + 1, msg);
     return code;
 }
 
@@ -59,20 +59,20 @@ static int attach(loader *L, json_t *v, yaml_mark_t m, int32_t *node)
             return fail(L, m, SL_ECONFIG, "the top level must be a mapping");
         }
         L->cfg->root = v;
-        *node = cfg_node_add(L->cfg, -1, NULL, 0, 0, line, col, 0);
-        return *node < 0 ? SL_ENOMEM : 0;
+        *node = sl__config_node_add(L->cfg, -1, NULL, 0, 0, line, col, 0);
+        return *node < 0 ? *node : 0;
     }
     frame *f = &L->stack[L->top];
     if (f->is_map) {
         if (json_object_setn_new(f->c, f->key, f->key_len, v) != 0) return SL_ENOMEM;
-        *node = cfg_node_add(L->cfg, f->node, f->key, f->key_len, 0, line, col, 0);
+        *node = sl__config_node_add(L->cfg, f->node, f->key, f->key_len, 0, line, col, 0);
         free(f->key);
         f->key = NULL;
     } else {
         if (json_array_append_new(f->c, v) != 0) return SL_ENOMEM;
-        *node = cfg_node_add(L->cfg, f->node, NULL, 0, f->next_index++, line, col, 0);
+        *node = sl__config_node_add(L->cfg, f->node, NULL, 0, f->next_index++, line, col, 0);
     }
-    return *node < 0 ? SL_ENOMEM : 0;
+    return *node < 0 ? *node : 0;
 }
 
 /* A scalar where a mapping expects a key: check it and keep it until its value arrives. */
@@ -101,8 +101,8 @@ static int on_scalar(loader *L, const yaml_event_t *ev)
     size_t len = ev->data.scalar.length;
     const char *why = NULL;
     json_t *v = NULL;
-    int rc = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? cfg_scalar(s, len, &v, &why)
-                                                              : cfg_string(s, len, &v, &why);
+    int rc = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? sl__config_scalar(s, len, &v, &why)
+                                                              : sl__config_string(s, len, &v, &why);
     if (rc == SL_ECONFIG) return fail(L, ev->start_mark, rc, "%s", why);
     if (rc != 0) return rc;
     /* An empty document ("" or "---") is an empty configuration. */
@@ -185,14 +185,14 @@ static int syntax_error(loader *L, const yaml_parser_t *p)
     if (p->error == YAML_MEMORY_ERROR) return SL_ENOMEM;
     const char *problem = p->problem ? p->problem : "invalid YAML";
     if (p->error == YAML_READER_ERROR) {
-        cfg_errf(L->err, "%s: %s at byte %zu", L->name, problem, p->problem_offset);
+        sl__config_errf(L->err, "%s: %s at byte %zu", L->name, problem, p->problem_offset);
     } else if (p->context) {
-        cfg_errf(L->err, "%s:%zu:%zu: %s (%s at %zu:%zu)", L->name, p->problem_mark.line + 1,
-                 p->problem_mark.column + 1, problem, p->context, p->context_mark.line + 1,
-                 p->context_mark.column + 1);
+        sl__config_errf(L->err, "%s:%zu:%zu: %s (%s at %zu:%zu)", L->name, p->problem_mark.line + 1,
+                        p->problem_mark.column + 1, problem, p->context, p->context_mark.line + 1,
+                        p->context_mark.column + 1);
     } else {
-        cfg_errf(L->err, "%s:%zu:%zu: %s", L->name, p->problem_mark.line + 1,
-                 p->problem_mark.column + 1, problem);
+        sl__config_errf(L->err, "%s:%zu:%zu: %s", L->name, p->problem_mark.line + 1,
+                        p->problem_mark.column + 1, problem);
     }
     return SL_EPARSE;
 }
@@ -214,11 +214,11 @@ int sl_config_load_string(const char *name, const char *text, size_t len, sl_con
     *out = NULL;
     if (err) err[0] = '\0';
     if (len > SL_CONFIG_MAX_BYTES) {
-        cfg_errf(err, "%s: larger than %zu bytes", name, SL_CONFIG_MAX_BYTES);
+        sl__config_errf(err, "%s: larger than %zu bytes", name, SL_CONFIG_MAX_BYTES);
         return SL_ELIMIT;
     }
     loader L = {.name = name, .err = err, .top = -1};
-    L.cfg = cfg_new(name);
+    L.cfg = sl__config_new(name);
     if (!L.cfg) return SL_ENOMEM;
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) {
@@ -233,10 +233,10 @@ int sl_config_load_string(const char *name, const char *text, size_t len, sl_con
     if (rc == 0 && !L.cfg->root) {
         /* A stream without any document: an empty configuration. */
         L.cfg->root = json_object();
-        if (!L.cfg->root || cfg_node_add(L.cfg, -1, NULL, 0, 0, 1, 1, 0) < 0) rc = SL_ENOMEM;
+        if (!L.cfg->root || sl__config_node_add(L.cfg, -1, NULL, 0, 0, 1, 1, 0) < 0) rc = SL_ENOMEM;
     }
     if (rc != 0) {
-        if (rc == SL_ENOMEM) cfg_errf(err, "%s: out of memory", name);
+        if (rc == SL_ENOMEM) sl__config_errf(err, "%s: out of memory", name);
         sl_config_free(L.cfg);
         return rc;
     }
@@ -249,7 +249,7 @@ int sl_config_load_file(const char *path, sl_config **out, char *err)
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        cfg_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        sl__config_errf(err, "%s: cannot open: %s", path, strerror(errno));
         return SL_EIO;
     }
     /* Read one byte past the limit to tell "exactly the limit" from "too large". */
@@ -262,7 +262,7 @@ int sl_config_load_file(const char *path, sl_config **out, char *err)
     int rc = ferror(f) ? SL_EIO : 0;
     fclose(f);
     if (rc != 0)
-        cfg_errf(err, "%s: read error", path);
+        sl__config_errf(err, "%s: read error", path);
     else
         rc = sl_config_load_string(path, buf, len, out, err);
     free(buf);

@@ -1,21 +1,17 @@
 /*
  * The generic half of sl_db: opening by URL (dispatch to a backend vtable),
  * the per-connection statement cache, transactions and savepoints, error
- * messages, placeholder rewriting for PostgreSQL and UUIDv7 generation.
- * Backends live in sqlite.c and postgres.c.
+ * messages and placeholder rewriting for PostgreSQL. Backends live in
+ * sqlite.c and postgres.c; ids for rows come from the id module
+ * (sl_uuid7_at).
  */
 #include "db/db_int.h"
 
-#include <shoal/rand.h>
-
-#include <assert.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int sl_db_set_err(sl_db *db, int code, const char *fmt, ...)
+int sl__db_set_err(sl_db *db, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -47,11 +43,11 @@ int sl_db_open(const char *url, const sl_db_options *opt, sl_db **out, char *err
         return SL_EINVAL;
     }
     if (strncmp(url, "sqlite:", 7) == 0) {
-        vt = &sl_db_sqlite_vtable;
+        vt = &sl__db_sqlite_vtable;
         target = url + 7;
         if (strncmp(target, "//", 2) == 0) target += 2; /* sqlite:///abs/path */
     } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        vt = &sl_db_postgres_vtable;
+        vt = &sl__db_postgres_vtable;
         kind = SL_DB_POSTGRES;
         target = url;
     }
@@ -144,10 +140,10 @@ int sl_db_prepare(sl_db *db, const char *sql, sl_db_stmt **out)
             return 0;
         }
     }
-    int n = sl_db_rewrite_params(sql, NULL, 0);
-    if (n < 0) return sl_db_set_err(db, n, "unterminated literal or comment in SQL");
+    int n = sl__db_rewrite_params(sql, NULL, 0);
+    if (n < 0) return sl__db_set_err(db, n, "unterminated literal or comment in SQL");
     int slot = cache_slot(db);
-    if (slot < 0) return sl_db_set_err(db, SL_ELIMIT, "every cached statement is in use");
+    if (slot < 0) return sl__db_set_err(db, SL_ELIMIT, "every cached statement is in use");
     sl_db_stmt *st = calloc(1, sizeof *st);
     if (st == NULL || (st->sql = strdup(sql)) == NULL) {
         free(st);
@@ -182,8 +178,8 @@ void sl_db_stmt_done(sl_db_stmt *st)
 static int check_idx(sl_db_stmt *st, int idx)
 {
     if (idx < 1 || idx > st->nparams)
-        return sl_db_set_err(st->db, SL_EINVAL, "bind index %d out of range 1..%d", idx,
-                             st->nparams);
+        return sl__db_set_err(st->db, SL_EINVAL, "bind index %d out of range 1..%d", idx,
+                              st->nparams);
     return 0;
 }
 
@@ -269,7 +265,7 @@ static int ctl(sl_db *db, const char *sql)
 
 int sl_db_begin(sl_db *db)
 {
-    if (db->in_tx) return sl_db_set_err(db, SL_ESTATE, "transaction already open");
+    if (db->in_tx) return sl__db_set_err(db, SL_ESTATE, "transaction already open");
     int rc = ctl(db, db->vt->begin_sql);
     if (rc != 0) return rc;
     db->in_tx = 1;
@@ -279,7 +275,7 @@ int sl_db_begin(sl_db *db)
 
 int sl_db_commit(sl_db *db)
 {
-    if (!db->in_tx) return sl_db_set_err(db, SL_ESTATE, "commit without a transaction");
+    if (!db->in_tx) return sl__db_set_err(db, SL_ESTATE, "commit without a transaction");
     int rc = ctl(db, "COMMIT");
     if (rc != 0) {
         /* A failed COMMIT may leave SQLite's transaction open (BUSY); end it either way. */
@@ -315,14 +311,14 @@ int sl_db_in_tx(const sl_db *db)
 
 static int savepoint_sql(sl_db *db, const char *verb, const char *name)
 {
-    if (!db->in_tx) return sl_db_set_err(db, SL_ESTATE, "savepoint outside a transaction");
+    if (!db->in_tx) return sl__db_set_err(db, SL_ESTATE, "savepoint outside a transaction");
     size_t n = strlen(name);
-    if (n == 0 || n > 48) return sl_db_set_err(db, SL_EINVAL, "bad savepoint name");
+    if (n == 0 || n > 48) return sl__db_set_err(db, SL_EINVAL, "bad savepoint name");
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         int ok = c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                  (i > 0 && c >= '0' && c <= '9');
-        if (!ok) return sl_db_set_err(db, SL_EINVAL, "bad savepoint name");
+        if (!ok) return sl__db_set_err(db, SL_EINVAL, "bad savepoint name");
     }
     char sql[96];
     snprintf(sql, sizeof sql, "%s %s", verb, name);
@@ -370,8 +366,9 @@ static int put(char *out, size_t cap, size_t *o, char c)
  * else is a placeholder. Dollar-quoted strings are not recognised (the
  * library's SQL does not use them). Guarded by db_test's rewrite cases.
  */
-int sl_db_rewrite_params(const char *sql, char *out, size_t cap)
+int sl__db_rewrite_params(const char *sql, char *out, size_t cap)
 {
+    SL_ASSERT(sql != NULL);
     size_t o = 0;
     int n = 0;
     char quote = 0; /* '\'', '"', '-' (line comment), '*' (block comment) */
@@ -413,64 +410,6 @@ int sl_db_rewrite_params(const char *sql, char *out, size_t cap)
         out[o] = '\0';
     }
     return n;
-}
-
-/* Random bytes for ids come from a per-thread pool, refilled from the kernel CSPRNG 512 bytes
- * at a time (one getrandom per 32 ids instead of one each). A fork bumps the generation, so a
- * child never hands out the bytes its parent already may have used. */
-#define UUID_POOL 512
-static atomic_uint fork_gen;
-static void after_fork(void)
-{
-    atomic_fetch_add(&fork_gen, 1);
-}
-static void pool_init(void)
-{
-    (void)pthread_atfork(NULL, NULL, after_fork);
-}
-static _Thread_local struct {
-    unsigned char b[UUID_POOL];
-    size_t used;
-    unsigned gen;
-} pool = {.used = UUID_POOL};
-
-static int pool_take(unsigned char *out, size_t n)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, pool_init);
-    unsigned gen = atomic_load(&fork_gen);
-    if (pool.used + n > UUID_POOL || pool.gen != gen) {
-        int rc = sl_rand_secure_bytes(pool.b, UUID_POOL);
-        if (rc != 0) return rc;
-        pool.used = 0;
-        pool.gen = gen;
-    }
-    memcpy(out, pool.b + pool.used, n);
-    memset(pool.b + pool.used, 0, n);
-    pool.used += n;
-    return 0;
-}
-
-int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR])
-{
-    unsigned char b[16];
-    int rc = pool_take(b, sizeof b);
-    if (rc != 0) return rc;
-    uint64_t ms = (uint64_t)unix_ms;
-    for (int i = 0; i < 6; i++)
-        b[i] = (unsigned char)(ms >> (40 - 8 * i));
-    b[6] = (unsigned char)(0x70 | (b[6] & 0x0f)); /* RFC 9562 §5.7: version 7 */
-    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f)); /* variant 10 */
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
-    assert(o == SL_DB_UUID_STR - 1);
-    return 0;
 }
 
 int sl_db_run(sl_db_stmt *st, int64_t *changes)

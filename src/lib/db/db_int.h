@@ -65,11 +65,11 @@ struct sl_db {
     char errmsg[SL_DB_ERRMSG_MAX];
 };
 
-extern const sl_db_vtable sl_db_sqlite_vtable;
-extern const sl_db_vtable sl_db_postgres_vtable;
+extern const sl_db_vtable sl__db_sqlite_vtable;
+extern const sl_db_vtable sl__db_postgres_vtable;
 
 /* Formats the connection's last error message. Returns `code` for tail calls. */
-int sl_db_set_err(sl_db *db, int code, const char *fmt, ...) SL_PRINTF(3, 4);
+int sl__db_set_err(sl_db *db, int code, const char *fmt, ...) SL_PRINTF(3, 4);
 
 /*
  * Counts the `?` placeholders of `sql` outside '...' literals, "..."
@@ -78,6 +78,6 @@ int sl_db_set_err(sl_db *db, int code, const char *fmt, ...) SL_PRINTF(3, 4);
  * or SL_ELIMIT when `out` is too small, SL_EINVAL for an unterminated
  * literal or comment.
  */
-int sl_db_rewrite_params(const char *sql, char *out, size_t cap);
+int sl__db_rewrite_params(const char *sql, char *out, size_t cap);
 
 #endif /* SHOAL_DB_INT_H */

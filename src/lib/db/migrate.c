@@ -69,19 +69,19 @@ static int check_applied(sl_db *db, const sl_migration_set *set, const int *vers
         int64_t v = sl_db_column_int64(st, 0);
         const char *sum = sl_db_column_text(st, 1, NULL);
         if (v <= 0 || v > INT32_MAX || !known_version(set, (int)v)) {
-            rc =
-                sl_db_set_err(db, SL_ESTATE, "%s: applied migration %lld is unknown to this binary",
-                              set->component, (long long)v);
+            rc = sl__db_set_err(db, SL_ESTATE,
+                                "%s: applied migration %lld is unknown to this binary",
+                                set->component, (long long)v);
             break;
         }
         const sl_migration *m = pick(db, set, (int)v);
         char want[17];
         checksum(m ? m->sql : "", want);
         if (strcmp(want, sum) != 0) {
-            rc = sl_db_set_err(db, SL_ESTATE,
-                               "%s: migration %lld (%s) changed after it was applied "
-                               "(checksum %s, recorded %s)",
-                               set->component, (long long)v, m ? m->name : "?", want, sum);
+            rc = sl__db_set_err(db, SL_ESTATE,
+                                "%s: migration %lld (%s) changed after it was applied "
+                                "(checksum %s, recorded %s)",
+                                set->component, (long long)v, m ? m->name : "?", want, sum);
             break;
         }
         for (size_t i = 0; i < nv; i++)
@@ -148,8 +148,8 @@ static int apply_all(sl_db *db, const sl_migration_set *set, int *versions, unsi
         if (m && m->sql[0] != '\0' && (rc = sl_db_exec(db, m->sql)) != 0) {
             char why[SL_DB_ERRMSG_MAX];
             snprintf(why, sizeof why, "%s", db->errmsg);
-            return sl_db_set_err(db, rc, "%s: migration %s failed: %s", set->component, m->name,
-                                 why);
+            return sl__db_set_err(db, rc, "%s: migration %s failed: %s", set->component, m->name,
+                                  why);
         }
         rc = record(db, set, versions[i], m ? m->name : "(none for this backend)", m ? m->sql : "");
         if (rc) return rc;
@@ -162,10 +162,10 @@ int sl_db_migrate(sl_db *db, const sl_migration_set *set, int *applied)
 {
     int count = 0;
     if (applied) *applied = 0;
-    if (db->in_tx) return sl_db_set_err(db, SL_ESTATE, "migrate inside a transaction");
+    if (db->in_tx) return sl__db_set_err(db, SL_ESTATE, "migrate inside a transaction");
     for (size_t i = 0; i < set->count; i++)
         if (set->items[i].version <= 0 || set->items[i].sql == NULL)
-            return sl_db_set_err(db, SL_EINVAL, "bad migration entry %zu", i);
+            return sl__db_set_err(db, SL_EINVAL, "bad migration entry %zu", i);
     int *versions = calloc(set->count + 1, sizeof *versions);
     unsigned char *done = calloc(set->count + 1, 1);
     int rc = SL_ENOMEM;

@@ -4,8 +4,8 @@
  * the server (PQprepare, named sl_<serial>) at its first run and then run
  * with PQexecPrepared (text results, bytea parameters in binary), so the
  * server parses and plans it once per connection. Blocking is
- * acceptable for short local queries (DESIGN §4); a nonblocking driver
- * (PQsendQueryParams + uv_poll, DEPS §3) can come later behind the same
+ * acceptable for short local queries on a worker thread (docs/data.md); a
+ * nonblocking driver (PQsendQueryParams + uv_poll) can come later behind the same
  * vtable. SQLSTATE classes are mapped onto SL_E* codes.
  */
 #include "db/db_int.h"
@@ -40,7 +40,7 @@ static PGconn *conn(sl_db *db)
 
 static void notice_ignore(void *arg, const char *message)
 {
-    (void)arg; /* Library code never prints (STYLE); NOTICEs are dropped. */
+    (void)arg; /* Library code never prints (it logs through sl_log); NOTICEs are dropped. */
     (void)message;
 }
 
@@ -63,8 +63,8 @@ static int fail(sl_db *db, const PGresult *res)
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn(db));
     int code = PQstatus(conn(db)) == CONNECTION_BAD ? SL_EUNAVAIL : map_state(state);
-    sl_db_set_err(db, code, "postgres: %s%s%s", state ? state : "", state ? " " : "",
-                  msg && *msg ? msg : "unknown error");
+    sl__db_set_err(db, code, "postgres: %s%s%s", state ? state : "", state ? " " : "",
+                   msg && *msg ? msg : "unknown error");
     /* Drop libpq's trailing newline. */
     size_t n = strlen(db->errmsg);
     if (n > 0 && db->errmsg[n - 1] == '\n') db->errmsg[n - 1] = '\0';
@@ -76,8 +76,8 @@ static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
     char *perr = NULL;
     PQconninfoOption *parsed = PQconninfoParse(url, &perr);
     if (parsed == NULL) {
-        int code = sl_db_set_err(db, SL_EINVAL, "postgres: invalid URL: %s",
-                                 perr ? perr : "out of memory");
+        int code = sl__db_set_err(db, SL_EINVAL, "postgres: invalid URL: %s",
+                                  perr ? perr : "out of memory");
         PQfreemem(perr);
         return code;
     }
@@ -87,9 +87,9 @@ static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
     const char *keys[] = {"dbname", "connect_timeout", NULL};
     const char *vals[] = {url, timeout, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (c == NULL) return sl_db_set_err(db, SL_ENOMEM, "postgres: out of memory");
+    if (c == NULL) return sl__db_set_err(db, SL_ENOMEM, "postgres: out of memory");
     if (PQstatus(c) != CONNECTION_OK) {
-        sl_db_set_err(db, SL_EUNAVAIL, "postgres: cannot connect: %s", PQerrorMessage(c));
+        sl__db_set_err(db, SL_EUNAVAIL, "postgres: cannot connect: %s", PQerrorMessage(c));
         size_t n = strlen(db->errmsg);
         if (n > 0 && db->errmsg[n - 1] == '\n') db->errmsg[n - 1] = '\0';
         PQfinish(c);
@@ -173,13 +173,13 @@ static int pg_prepare(sl_db *db, sl_db_stmt *st)
     if (!p->sql || !p->values || !p->lengths || !p->formats || !p->types || !p->prepared_types) {
         pg_finalize(st);
         st->impl = NULL;
-        return sl_db_set_err(db, SL_ENOMEM, "out of memory");
+        return sl__db_set_err(db, SL_ENOMEM, "out of memory");
     }
-    int rc = sl_db_rewrite_params(st->sql, p->sql, cap);
+    int rc = sl__db_rewrite_params(st->sql, p->sql, cap);
     if (rc < 0) {
         pg_finalize(st);
         st->impl = NULL;
-        return sl_db_set_err(db, rc, "cannot rewrite placeholders");
+        return sl__db_set_err(db, rc, "cannot rewrite placeholders");
     }
     return 0;
 }
@@ -187,7 +187,7 @@ static int pg_prepare(sl_db *db, sl_db_stmt *st)
 static int set_value(sl_db_stmt *st, int idx, const void *bytes, size_t len, int format, Oid type)
 {
     pg_stmt *p = st->impl;
-    if (len > INT32_MAX) return sl_db_set_err(st->db, SL_ELIMIT, "parameter too large");
+    if (len > INT32_MAX) return sl__db_set_err(st->db, SL_ELIMIT, "parameter too large");
     char *copy = malloc(len + 1);
     if (copy == NULL) return SL_ENOMEM;
     if (len) memcpy(copy, bytes, len);
@@ -347,7 +347,7 @@ static const void *pg_column_blob(const sl_db_stmt *st, int col, size_t *len)
     return b;
 }
 
-const sl_db_vtable sl_db_postgres_vtable = {
+const sl_db_vtable sl__db_postgres_vtable = {
     .name = "postgres",
     .open = pg_open,
     .close = pg_close,

@@ -1,7 +1,7 @@
 /*
  * The SQLite backend of sl_db. One sqlite3 connection per sl_db, opened
  * without SQLite's own mutexes (a connection belongs to one thread), set up
- * per DESIGN §6: WAL journal, synchronous NORMAL or FULL, busy timeout,
+ * as docs/data.md describes: WAL journal, synchronous NORMAL or FULL, busy timeout,
  * foreign keys. Extended result codes are mapped onto SL_E* codes.
  */
 #include "db/db_int.h"
@@ -49,8 +49,8 @@ static int map_rc(int rc)
 
 static int fail(sl_db *db, int rc)
 {
-    return sl_db_set_err(db, map_rc(rc), "sqlite: %s (%s)", sqlite3_errmsg(conn(db)),
-                         sqlite3_errstr(rc));
+    return sl__db_set_err(db, map_rc(rc), "sqlite: %s (%s)", sqlite3_errmsg(conn(db)),
+                          sqlite3_errstr(rc));
 }
 
 static int lite_exec(sl_db *db, const char *sql)
@@ -80,8 +80,8 @@ static int lite_open(sl_db *db, const char *path, const sl_db_options *o)
     int rc = sqlite3_open_v2(path, &c, flags, NULL);
     if (rc != SQLITE_OK) {
         int code = map_rc(rc);
-        sl_db_set_err(db, code == SL_EIO ? SL_EIO : SL_EUNAVAIL, "sqlite: cannot open %s: %s", path,
-                      c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
+        sl__db_set_err(db, code == SL_EIO ? SL_EIO : SL_EUNAVAIL, "sqlite: cannot open %s: %s",
+                       path, c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
         sqlite3_close(c);
         return code == SL_EIO ? SL_EIO : SL_EUNAVAIL;
     }
@@ -97,11 +97,11 @@ static int lite_open(sl_db *db, const char *path, const sl_db_options *o)
         const char *mode = (const char *)sqlite3_column_text(st, 0);
         /* An in-memory database reports "memory"; anything else must be WAL. */
         if (mode == NULL || (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0))
-            code = sl_db_set_err(db, SL_EIO, "sqlite: %s: cannot switch to WAL (mode %s)", path,
-                                 mode ? mode : "?");
+            code = sl__db_set_err(db, SL_EIO, "sqlite: %s: cannot switch to WAL (mode %s)", path,
+                                  mode ? mode : "?");
     } else {
-        code = sl_db_set_err(db, map_rc(sqlite3_extended_errcode(c)), "sqlite: %s: %s", path,
-                             sqlite3_errmsg(c));
+        code = sl__db_set_err(db, map_rc(sqlite3_extended_errcode(c)), "sqlite: %s: %s", path,
+                              sqlite3_errmsg(c));
     }
     sqlite3_finalize(st);
     if (code == 0) {
@@ -127,7 +127,7 @@ static int lite_prepare(sl_db *db, sl_db_stmt *st)
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v3(conn(db), st->sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
     if (rc != SQLITE_OK) return fail(db, rc);
-    if (s == NULL) return sl_db_set_err(db, SL_EINVAL, "sqlite: empty statement");
+    if (s == NULL) return sl__db_set_err(db, SL_EINVAL, "sqlite: empty statement");
     st->impl = s;
     return 0;
 }
@@ -216,7 +216,7 @@ static const void *lite_column_blob(const sl_db_stmt *st, int col, size_t *len)
     return p ? p : "";
 }
 
-const sl_db_vtable sl_db_sqlite_vtable = {
+const sl_db_vtable sl__db_sqlite_vtable = {
     .name = "sqlite",
     .open = lite_open,
     .close = lite_close,

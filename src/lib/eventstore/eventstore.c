@@ -289,7 +289,7 @@ int sl_es_append(sl_db *tx, const char *stream, int64_t expected, const sl_es_ev
         char gen[SL_DB_UUID_STR];
         const char *id = events[i].id;
         if (id == NULL) {
-            if ((rc = sl_db_uuid7(now_wall_ms, gen)) != 0) return rc;
+            if ((rc = sl_uuid7_at(now_wall_ms, gen)) != 0) return rc;
             id = gen;
         }
         /* After the first event the stream is at `version`, so the rest expect exactly that. */

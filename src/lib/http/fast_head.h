@@ -6,7 +6,7 @@
  * back for every piece. Most heads are plain: token names, CRLF lines, no
  * Transfer-Encoding. These functions read such a head line by line instead,
  * and accept only what http-parser, plus the strict checks the server and
- * the client add to it (DEPS.md §2), accept with the same result. Anything
+ * the client add to it (listed in server.c), accept with the same result. Anything
  * else is declined, nothing is decided, and the caller runs http-parser as
  * before; so an unusual head costs one extra look, never a different answer.
  * The differential fuzz targets http_fast, http_server and http_response

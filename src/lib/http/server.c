@@ -16,7 +16,7 @@
  * keeps it sorted by deadline and one periodic sweep pops expired heads in
  * O(expired), without a timer per connection.
  *
- * http-parser checks are completed here (DEPS.md §2): tchar-only field names,
+ * http-parser's own checks are completed here: tchar-only field names,
  * no obs-fold, CRLF line endings only, Transfer-Encoding exactly "chunked",
  * one Host for HTTP/1.1, HTTP/1.x only. Requests are dispatched only at
  * message completion (the parser reports some errors after headers complete),
@@ -30,7 +30,6 @@
 
 #include "http/fast_head.h"
 
-#include <assert.h>
 #include <http_parser.h>
 #include <limits.h>
 #include <stdio.h>
@@ -287,7 +286,7 @@ static int conn_keep(conn *c)
     size_t cap = buf_std(c->srv);
     if (head + tail > cap) cap = head + tail;
     if (!c->buf || c->buf_cap < cap) {
-        assert(c->data != c->buf || c->buf == NULL);
+        SL_ASSERT(c->data != c->buf || c->buf == NULL);
         buf_give(c->srv, c->buf, c->buf_cap);
         c->buf = buf_take(c->srv, cap);
         if (!c->buf) {
@@ -615,7 +614,7 @@ static int write_response(conn *c, int status, const sl_http_header *hs, size_t 
     p = PUT_LIT(p, "\r\n");
     if (!head_only && body_len) p = put(p, body, body_len);
     c->out_len = (size_t)(p - c->out);
-    assert(c->out_len <= c->out_cap);
+    SL_ASSERT(c->out_len <= c->out_cap);
     return 0;
 }
 
@@ -662,7 +661,7 @@ int sl_http_respond(sl_http_req *req, int status, const sl_http_header *headers,
                     const void *body, size_t body_len)
 {
     conn *c = req->_conn;
-    assert(c && c->handler_pending);
+    SL_ASSERT(c && c->handler_pending);
     c->handler_pending = 0;
     if (c->closing) {
         /* The connection closed while the handler worked; it waited for us to free it. */

@@ -7,7 +7,9 @@
 #include <shoal/id.h>
 #include <shoal/rand.h>
 
-#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define RAND_LO_BITS 62
@@ -24,7 +26,7 @@ static int default_random(void *data, void *buf, size_t len)
 void sl_idgen_init(sl_idgen *gen, const sl_clock *clock, sl_idgen_random_fn random,
                    void *random_data)
 {
-    assert(gen != NULL && clock != NULL);
+    SL_ASSERT(gen != NULL && clock != NULL);
     memset(gen, 0, sizeof *gen);
     gen->_clock = clock;
     gen->_random = random ? random : default_random;
@@ -35,7 +37,7 @@ void sl_idgen_init(sl_idgen *gen, const sl_clock *clock, sl_idgen_random_fn rand
 /* Takes `n` (<= 8) pooled random bytes as a big-endian integer; refills the pool when short. */
 static int take_random(sl_idgen *gen, size_t n, uint64_t *out)
 {
-    assert(n <= 8);
+    SL_ASSERT(n <= 8);
     if (gen->_pool_pos + n > SL_IDGEN_POOL_BYTES) {
         int rc = gen->_random(gen->_random_data, gen->_pool, SL_IDGEN_POOL_BYTES);
         if (rc != 0) return rc;
@@ -62,12 +64,23 @@ static int fresh_random(sl_idgen *gen)
     return 0;
 }
 
-int sl_uuid7_new_bytes(sl_idgen *gen, uint8_t out[16])
+static uint64_t ts_of(int64_t unix_ms)
 {
-    int64_t wall_ms = sl_clock_wall_ms(gen->_clock);
-    uint64_t ms = wall_ms < 0 ? 0 : ((uint64_t)wall_ms & TS_MASK);
+    return unix_ms < 0 ? 0 : ((uint64_t)unix_ms & TS_MASK);
+}
+
+/*
+ * The one UUIDv7 generator behind every entry point: the next id of `gen` at
+ * the millisecond `ms`. A later millisecond starts fresh random bits; the
+ * generator's last millisecond increments them. An earlier one keeps the last
+ * timestamp when `hold_order` (a clock that stepped back) and otherwise starts
+ * fresh at `ms` (a timestamp the caller chose).
+ */
+static int next_id(sl_idgen *gen, uint64_t ms, bool hold_order, uint8_t out[16])
+{
+    SL_ASSERT(ms <= TS_MASK);
     int rc;
-    if (!gen->_have_last || ms > gen->_last_ms) {
+    if (!gen->_have_last || ms > gen->_last_ms || (ms < gen->_last_ms && !hold_order)) {
         rc = fresh_random(gen);
         if (rc != 0) return rc;
     } else {
@@ -106,10 +119,50 @@ int sl_uuid7_new_bytes(sl_idgen *gen, uint8_t out[16])
     return 0;
 }
 
+int sl_uuid7_new_bytes(sl_idgen *gen, uint8_t out[16])
+{
+    SL_ASSERT(gen != NULL && gen->_clock != NULL);
+    return next_id(gen, ts_of(sl_clock_wall_ms(gen->_clock)), true, out);
+}
+
 int sl_uuid7_new(sl_idgen *gen, char out[SL_UUID_STR_MAX])
 {
     uint8_t b[16];
     int rc = sl_uuid7_new_bytes(gen, b);
+    if (rc != 0) return rc;
+    sl_uuid_format(b, out);
+    return 0;
+}
+
+/* sl_uuid7_at's generator: one per thread, started again in a forked child (fork bumps the
+ * generation) so that a child never repeats the random bits its parent has yet to use. */
+static atomic_uint fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void after_fork(void)
+{
+    atomic_fetch_add(&fork_gen, 1);
+}
+static void watch_forks(void)
+{
+    (void)pthread_atfork(NULL, NULL, after_fork);
+}
+static _Thread_local struct {
+    sl_idgen gen;
+    unsigned fork_gen;
+    bool ready;
+} thread_gen;
+
+int sl_uuid7_at(int64_t unix_ms, char out[SL_UUID_STR_MAX])
+{
+    pthread_once(&fork_once, watch_forks);
+    unsigned fg = atomic_load(&fork_gen);
+    if (!thread_gen.ready || thread_gen.fork_gen != fg) {
+        sl_idgen_init(&thread_gen.gen, sl_clock_system(), NULL, NULL);
+        thread_gen.fork_gen = fg;
+        thread_gen.ready = true;
+    }
+    uint8_t b[16];
+    int rc = next_id(&thread_gen.gen, ts_of(unix_ms), false, b);
     if (rc != 0) return rc;
     sl_uuid_format(b, out);
     return 0;
@@ -125,7 +178,7 @@ void sl_uuid_format(const uint8_t uuid[16], char out[SL_UUID_STR_MAX])
         out[o++] = hex[uuid[i] & 0x0f];
     }
     out[o] = '\0';
-    assert(o == SL_UUID_STR_LEN);
+    SL_ASSERT(o == SL_UUID_STR_LEN);
 }
 
 static int hex_value(char c)

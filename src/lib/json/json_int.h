@@ -13,12 +13,12 @@
  * (1..4) and the code point in `*cp`, or 0 when the bytes there are not valid UTF-8
  * (truncated sequence, overlong form, surrogate, above U+10FFFF).
  */
-size_t sl_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp);
+size_t sl__json_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp);
 
 /*
  * Copies `len` bytes of `src` into `dst` of `cap` (> 0) bytes, always NUL-terminated and
  * valid UTF-8: invalid bytes become '?', and a cut never splits a sequence.
  */
-void sl_utf8_copy(char *dst, size_t cap, const char *src, size_t len);
+void sl__json_utf8_copy(char *dst, size_t cap, const char *src, size_t len);
 
 #endif /* SHOAL_JSON_INT_H */

@@ -31,7 +31,7 @@ void sl_json_errors_add(sl_json_errors *errs, const char *field, const char *fmt
     }
     sl_json_error *e = &errs->items[errs->count++];
     if (!field) field = "";
-    sl_utf8_copy(e->field, sizeof e->field, field, strlen(field));
+    sl__json_utf8_copy(e->field, sizeof e->field, field, strlen(field));
     char msg[SL_JSON_MESSAGE_MAX * 2];
     va_list ap;
     va_start(ap, fmt);
@@ -39,7 +39,7 @@ void sl_json_errors_add(sl_json_errors *errs, const char *field, const char *fmt
     va_end(ap);
     if (n < 0) n = 0;
     size_t used = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
-    sl_utf8_copy(e->message, sizeof e->message, msg, used);
+    sl__json_utf8_copy(e->message, sizeof e->message, msg, used);
 }
 
 /*

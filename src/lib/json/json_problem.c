@@ -63,16 +63,16 @@ static int set_string(json_t *o, const char *key, const char *s)
 static int add_errors(json_t *o, const sl_json_errors *errs)
 {
     json_t *arr = json_array();
-    if (json_object_set_new(o, "errors", arr) != 0) return -1;
+    if (json_object_set_new(o, "errors", arr) != 0) return SL_ENOMEM;
     for (size_t i = 0; i < errs->count; i++) {
         json_t *e = json_object();
-        if (json_array_append_new(arr, e) != 0) return -1;
-        if (set_string(e, "field", errs->items[i].field) != 0) return -1;
-        if (set_string(e, "message", errs->items[i].message) != 0) return -1;
+        if (json_array_append_new(arr, e) != 0) return SL_ENOMEM;
+        if (set_string(e, "field", errs->items[i].field) != 0) return SL_ENOMEM;
+        if (set_string(e, "message", errs->items[i].message) != 0) return SL_ENOMEM;
     }
     if (errs->dropped > 0 &&
         json_object_set_new(o, "errors_dropped", json_integer((json_int_t)errs->dropped)) != 0)
-        return -1;
+        return SL_ENOMEM;
     return 0;
 }
 

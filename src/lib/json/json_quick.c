@@ -89,7 +89,7 @@ static int string(quick *q, int *plain, json_t **out)
             continue;
         }
         uint32_t cp;
-        size_t k = sl_utf8_decode(p, (size_t)(q->end - p), &cp);
+        size_t k = sl__json_utf8_decode(p, (size_t)(q->end - p), &cp);
         if (k == 0) return UNSURE;
         p += k;
     }

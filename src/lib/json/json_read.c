@@ -1,6 +1,6 @@
 /*
  * The table-driven field validator. jansson's json_unpack names missing keys
- * but not mistyped ones and silently truncates "i" integers (DEPS.md §4), so
+ * but not mistyped ones and silently truncates "i" integers to int, so
  * each row of an sl_json_field table is checked by hand: type, null, bounds,
  * enum. Every error is collected with its path, for RFC 9457 `errors[]`.
  */

@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-size_t sl_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
+size_t sl__json_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
 {
     unsigned char c = s[0];
     size_t n;
@@ -49,20 +49,20 @@ int sl_utf8_valid(const char *s, size_t len)
             i++;
         if (i == len) break;
         uint32_t cp;
-        size_t n = sl_utf8_decode(p + i, len - i, &cp);
+        size_t n = sl__json_utf8_decode(p + i, len - i, &cp);
         if (n == 0) return 0;
         i += n;
     }
     return 1;
 }
 
-void sl_utf8_copy(char *dst, size_t cap, const char *src, size_t len)
+void sl__json_utf8_copy(char *dst, size_t cap, const char *src, size_t len)
 {
     const unsigned char *p = (const unsigned char *)src;
     size_t i = 0, o = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = sl_utf8_decode(p + i, len - i, &cp);
+        size_t n = sl__json_utf8_decode(p + i, len - i, &cp);
         if (n == 0) {
             if (o + 1 >= cap) break;
             dst[o++] = '?';
@@ -115,7 +115,7 @@ size_t sl_json_escape(const char *s, size_t len, char *out, size_t cap)
         } else if (c < 0x80) {
             put(out, cap, &pos, (const char *)&p[i], 1);
         } else {
-            size_t n = sl_utf8_decode(p + i, len - i, &cp);
+            size_t n = sl__json_utf8_decode(p + i, len - i, &cp);
             if (n == 0) {
                 put(out, cap, &pos, "\\ufffd", 6);
             } else {

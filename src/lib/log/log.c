@@ -7,7 +7,6 @@
  */
 #include <shoal/log.h>
 
-#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -259,7 +258,7 @@ void sl_log_write(sl_logger *lg, sl_log_level level, const sl_trace_ctx *tc, con
         memcpy(line + b.len, "}\n", 2);
         b.len += 2;
     }
-    assert(b.len <= sizeof line);
+    SL_ASSERT(b.len <= sizeof line);
     lg->sink(lg->sink_data, line, b.len);
 }
 
@@ -296,7 +295,7 @@ int sl_logger_new(const char *service, sl_log_level level, sl_log_sink_fn sink, 
     name[n] = '\0';
     lbuf b = {.p = lg->service_json, .len = 0, .limit = sizeof lg->service_json};
     int rc = put_json_string(&b, name);
-    assert(rc == 1); /* 6 bytes per input byte plus quotes always fit */
+    SL_ASSERT(rc == 1); /* 6 bytes per input byte plus quotes always fit */
     (void)rc;
     lg->service_json_len = b.len;
     *out = lg;

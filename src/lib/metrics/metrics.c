@@ -8,7 +8,6 @@
  */
 #include "metrics_int.h"
 
-#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,7 +314,7 @@ static inline void cell_add(_Atomic uint64_t *c, uint64_t v)
 
 void sl_counter_add(sl_series *s, unsigned shard, uint64_t v)
 {
-    assert(s->fam->type == SL_METRIC_COUNTER && shard < s->fam->reg->shards);
+    SL_ASSERT(s->fam->type == SL_METRIC_COUNTER && shard < s->fam->reg->shards);
     cell_add(&s->cells[(size_t)shard * s->fam->stride], v);
 }
 
@@ -341,7 +340,7 @@ static inline uint64_t double_to_bits(double d)
 void sl_histogram_observe(sl_series *s, unsigned shard, double value)
 {
     const sl_metric_family *f = s->fam;
-    assert(f->type == SL_METRIC_HISTOGRAM && shard < f->reg->shards);
+    SL_ASSERT(f->type == SL_METRIC_HISTOGRAM && shard < f->reg->shards);
     if (isnan(value)) return;
     size_t b = 0;
     while (b < f->n_bounds && value > f->bounds[b]) /* le: value <= bound */
@@ -355,13 +354,13 @@ void sl_histogram_observe(sl_series *s, unsigned shard, double value)
 
 void sl_gauge_set(sl_series *s, double value)
 {
-    assert(s->fam->type == SL_METRIC_GAUGE);
+    SL_ASSERT(s->fam->type == SL_METRIC_GAUGE);
     atomic_store_explicit(&s->gauge_bits, double_to_bits(value), memory_order_relaxed);
 }
 
 void sl_gauge_add(sl_series *s, double delta)
 {
-    assert(s->fam->type == SL_METRIC_GAUGE);
+    SL_ASSERT(s->fam->type == SL_METRIC_GAUGE);
     /* Gauges may have several writers: compare-and-swap. */
     uint64_t old = atomic_load_explicit(&s->gauge_bits, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&s->gauge_bits, &old,
@@ -372,7 +371,7 @@ void sl_gauge_add(sl_series *s, double delta)
 
 void sl_gauge_set_fn(sl_series *s, sl_gauge_fn fn, void *data)
 {
-    assert(s->fam->type == SL_METRIC_GAUGE);
+    SL_ASSERT(s->fam->type == SL_METRIC_GAUGE);
     pthread_mutex_lock(&s->fam->reg->mu);
     s->fn = fn;
     s->fn_data = data;

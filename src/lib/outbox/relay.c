@@ -13,7 +13,6 @@
  */
 #include <shoal/outbox.h>
 
-#include <assert.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +54,8 @@ static void free_batch(relay_batch *b)
 void sl_outbox_relay_free(sl_outbox_relay *r)
 {
     if (r == NULL) return;
-    assert(r->open_handles == 0 && "sl_outbox_relay_stop, then run the loop, then free");
-    assert(r->inflight == 0 && "the publisher still holds a batch");
+    SL_ASSERT(r->open_handles == 0 && "sl_outbox_relay_stop, then run the loop, then free");
+    SL_ASSERT(r->inflight == 0 && "the publisher still holds a batch");
     for (unsigned i = 0; i < r->o.max_inflight; i++) {
         if (r->slots[i].msgs) free_batch(&r->slots[i]);
         free(r->slots[i].msgs);
@@ -223,7 +222,7 @@ static void on_done(void *data, int status)
 {
     relay_batch *b = data;
     sl_outbox_relay *r = b->r;
-    assert(b->busy && r->inflight > 0);
+    SL_ASSERT(b->busy && r->inflight > 0);
     /* Not marked (status or database failure) → the rows come back once the pipeline is
      * empty. */
     if (status == 0 && mark_published(r, b) == 0) {
@@ -273,7 +272,7 @@ int sl_outbox_relay_pump(sl_outbox_relay *r, int64_t *next_ms)
     relay_batch *b = NULL;
     for (unsigned i = 0; i < r->o.max_inflight && b == NULL; i++)
         if (!r->slots[i].busy) b = &r->slots[i];
-    assert(b != NULL);
+    SL_ASSERT(b != NULL);
     int rc = load_batch(r, b);
     if (rc) {
         failed(r);

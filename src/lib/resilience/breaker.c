@@ -10,7 +10,6 @@
 
 #include "resilience_int.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,10 +231,10 @@ static void transition(sl_breaker *b, sl_breaker_state to, sl_breaker_reason rea
 static void tick(sl_breaker *b, int64_t now)
 {
     if (b->state == SL_BREAKER_OPEN &&
-        now - b->since_ns >= sl_res_ms_to_ns(b->cfg.recovery_timeout_ms))
+        now - b->since_ns >= sl__resilience_ms_to_ns(b->cfg.recovery_timeout_ms))
         transition(b, SL_BREAKER_HALF_OPEN, SL_BREAKER_REASON_RECOVERY_TIMEOUT, now);
     if (b->state == SL_BREAKER_HALF_OPEN) {
-        int64_t bound = sl_res_ms_to_ns(b->cfg.half_open_timeout_ms);
+        int64_t bound = sl__resilience_ms_to_ns(b->cfg.half_open_timeout_ms);
         for (uint32_t i = 0; i < b->cfg.half_open_max_calls; i++) {
             if (b->trials[i].state == TRIAL_OUT && now - b->trials[i].admitted_ns >= bound) {
                 transition(b, SL_BREAKER_OPEN, SL_BREAKER_REASON_TRIAL_TIMEOUT, now);
@@ -283,7 +282,7 @@ void sl_breaker_free(sl_breaker *b)
 
 int sl_breaker_allow(sl_breaker *b, sl_breaker_permit *permit)
 {
-    assert(!b->in_cb);
+    SL_ASSERT(!b->in_cb);
     int64_t now = now_ns(b);
     tick(b, now);
     *permit = (sl_breaker_permit){._generation = b->generation, ._state = (uint8_t)b->state};
@@ -326,7 +325,7 @@ static void closed_result(sl_breaker *b, int64_t now, bool failed, bool slow)
 
 static void trial_result(sl_breaker *b, uint32_t slot, int64_t now, bool failed, bool slow)
 {
-    assert(slot < b->cfg.half_open_max_calls && b->trials[slot].state == TRIAL_OUT);
+    SL_ASSERT(slot < b->cfg.half_open_max_calls && b->trials[slot].state == TRIAL_OUT);
     if (failed || (slow && b->cfg.slow_call_rate_pct > 0)) {
         transition(b, SL_BREAKER_OPEN, SL_BREAKER_REASON_TRIAL_FAILED, now);
         return;
@@ -338,7 +337,7 @@ static void trial_result(sl_breaker *b, uint32_t slot, int64_t now, bool failed,
 
 int sl_breaker_on_result(sl_breaker *b, sl_breaker_permit *permit, bool failed, int64_t duration_ms)
 {
-    assert(!b->in_cb);
+    SL_ASSERT(!b->in_cb);
     if (!permit->_active) return SL_ESTATE;
     permit->_active = 0;
     int64_t now = now_ns(b);
@@ -372,14 +371,14 @@ int sl_breaker_on_failure(sl_breaker *b, sl_breaker_permit *permit, int64_t dura
 
 int sl_breaker_release(sl_breaker *b, sl_breaker_permit *permit)
 {
-    assert(!b->in_cb);
+    SL_ASSERT(!b->in_cb);
     if (!permit->_active) return SL_ESTATE;
     permit->_active = 0;
     b->stats.released++;
     int64_t now = now_ns(b);
     tick(b, now);
     if (permit->_generation == b->generation && b->state == SL_BREAKER_HALF_OPEN) {
-        assert(permit->_slot < b->cfg.half_open_max_calls);
+        SL_ASSERT(permit->_slot < b->cfg.half_open_max_calls);
         b->trials[permit->_slot].state = TRIAL_FREE;
     }
     return 0;
@@ -387,13 +386,13 @@ int sl_breaker_release(sl_breaker *b, sl_breaker_permit *permit)
 
 void sl_breaker_reset(sl_breaker *b)
 {
-    assert(!b->in_cb);
+    SL_ASSERT(!b->in_cb);
     transition(b, SL_BREAKER_CLOSED, SL_BREAKER_REASON_RESET, now_ns(b));
 }
 
 sl_breaker_state sl_breaker_state_now(sl_breaker *b)
 {
-    assert(!b->in_cb);
+    SL_ASSERT(!b->in_cb);
     tick(b, now_ns(b));
     return b->state;
 }
@@ -411,18 +410,18 @@ static int64_t ceil_ms(int64_t ns)
 
 int64_t sl_breaker_retry_after_ms(sl_breaker *b)
 {
-    assert(!b->in_cb);
+    SL_ASSERT(!b->in_cb);
     int64_t now = now_ns(b);
     tick(b, now);
     if (b->state == SL_BREAKER_OPEN)
-        return ceil_ms(b->since_ns + sl_res_ms_to_ns(b->cfg.recovery_timeout_ms) - now);
+        return ceil_ms(b->since_ns + sl__resilience_ms_to_ns(b->cfg.recovery_timeout_ms) - now);
     if (b->state == SL_BREAKER_HALF_OPEN) {
         int64_t best = INT64_MAX;
         for (uint32_t i = 0; i < b->cfg.half_open_max_calls; i++) {
             if (b->trials[i].state == TRIAL_FREE) return 0; /* a slot is free: come now */
             if (b->trials[i].state != TRIAL_OUT) continue;
-            int64_t left =
-                b->trials[i].admitted_ns + sl_res_ms_to_ns(b->cfg.half_open_timeout_ms) - now;
+            int64_t left = b->trials[i].admitted_ns +
+                           sl__resilience_ms_to_ns(b->cfg.half_open_timeout_ms) - now;
             if (left < best) best = left;
         }
         return best == INT64_MAX ? 0 : ceil_ms(best);

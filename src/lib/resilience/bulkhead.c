@@ -9,7 +9,6 @@
 
 #include "resilience_int.h"
 
-#include <assert.h>
 #include <stdlib.h>
 
 struct sl_bulkhead {
@@ -43,7 +42,7 @@ int sl_bulkhead_new(const sl_bulkhead_config *cfg, const sl_clock *clock, sl_bul
 
 static void unlink_waiter(sl_bulkhead *b, sl_bulkhead_waiter *w)
 {
-    assert(w->_owner == b && b->queued > 0);
+    SL_ASSERT(w->_owner == b && b->queued > 0);
     if (w->_prev)
         w->_prev->_next = w->_next;
     else
@@ -76,7 +75,7 @@ int sl_bulkhead_try_acquire(sl_bulkhead *b)
 
 int sl_bulkhead_enqueue(sl_bulkhead *b, sl_bulkhead_waiter *w, sl_bulkhead_cb cb, void *data)
 {
-    assert(cb != NULL);
+    SL_ASSERT(cb != NULL);
     if (w->_owner != NULL) return SL_EINVAL;
     if (b->in_flight < b->cfg.max_concurrent && b->head == NULL) return SL_EAGAIN;
     if (b->queued >= b->cfg.max_queue) {
@@ -89,7 +88,7 @@ int sl_bulkhead_enqueue(sl_bulkhead *b, sl_bulkhead_waiter *w, sl_bulkhead_cb cb
         ._owner = b,
         ._cb = cb,
         ._data = data,
-        ._deadline_ns = sl_res_sat_add(now, sl_res_ms_to_ns(b->cfg.max_wait_ms)),
+        ._deadline_ns = sl__resilience_sat_add(now, sl__resilience_ms_to_ns(b->cfg.max_wait_ms)),
     };
     if (b->tail)
         b->tail->_next = w;

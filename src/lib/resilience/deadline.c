@@ -12,7 +12,7 @@ sl_deadline sl_deadline_after(const sl_clock *clock, int64_t timeout_ms)
 {
     int64_t now = sl_clock_mono_ns(clock);
     if (timeout_ms <= 0) return (sl_deadline){now};
-    int64_t at = sl_res_sat_add(now, sl_res_ms_to_ns(timeout_ms));
+    int64_t at = sl__resilience_sat_add(now, sl__resilience_ms_to_ns(timeout_ms));
     /* A saturated sum would read as "none"; keep it a real (if distant) deadline. */
     if (at == SL_DEADLINE_NONE_NS) at = SL_DEADLINE_NONE_NS - 1;
     return (sl_deadline){at};
@@ -71,9 +71,9 @@ int sl_deadline_format_header(sl_deadline d, const sl_clock *clock, char *buf, s
 int sl_deadline_parse_header(const char *s, size_t len, int64_t *remaining_ms)
 {
     if (s == NULL) return SL_EPARSE;
-    s = sl_res_trim_ows(s, &len);
+    s = sl__resilience_trim_ows(s, &len);
     int64_t v;
-    int rc = sl_res_parse_digits(s, len, SL_DEADLINE_HEADER_MAX_MS, &v);
+    int rc = sl__resilience_parse_digits(s, len, SL_DEADLINE_HEADER_MAX_MS, &v);
     if (rc != 0) return rc;
     *remaining_ms = v;
     return 0;

@@ -5,7 +5,7 @@
  */
 #include "resilience_int.h"
 
-const char *sl_res_trim_ows(const char *s, size_t *len)
+const char *sl__resilience_trim_ows(const char *s, size_t *len)
 {
     size_t n = *len;
     while (n > 0 && (s[0] == ' ' || s[0] == '\t')) {
@@ -18,7 +18,7 @@ const char *sl_res_trim_ows(const char *s, size_t *len)
     return s;
 }
 
-int sl_res_parse_digits(const char *s, size_t len, int64_t max, int64_t *out)
+int sl__resilience_parse_digits(const char *s, size_t len, int64_t max, int64_t *out)
 {
     if (len == 0) return SL_EPARSE;
     int64_t v = 0;

@@ -15,7 +15,7 @@
 #define SL_NS_PER_SEC INT64_C(1000000000)
 
 /* Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3 OWS) from both ends of s[0..*len). */
-const char *sl_res_trim_ows(const char *s, size_t *len);
+const char *sl__resilience_trim_ows(const char *s, size_t *len);
 
 /*
  * Parses s[0..len) as 1*DIGIT (no sign, no whitespace). Values above `max`
@@ -23,10 +23,10 @@ const char *sl_res_trim_ows(const char *s, size_t *len);
  * capped). Returns 0 and stores the value, or SL_EPARSE for an empty string
  * or any non-digit byte.
  */
-int sl_res_parse_digits(const char *s, size_t len, int64_t max, int64_t *out);
+int sl__resilience_parse_digits(const char *s, size_t len, int64_t max, int64_t *out);
 
 /* a + b clamped to [INT64_MIN, INT64_MAX]. */
-static inline int64_t sl_res_sat_add(int64_t a, int64_t b)
+static inline int64_t sl__resilience_sat_add(int64_t a, int64_t b)
 {
     if (b > 0 && a > INT64_MAX - b) return INT64_MAX;
     if (b < 0 && a < INT64_MIN - b) return INT64_MIN;
@@ -34,7 +34,7 @@ static inline int64_t sl_res_sat_add(int64_t a, int64_t b)
 }
 
 /* ms → ns, clamped to INT64_MAX for huge values; negative values give 0. */
-static inline int64_t sl_res_ms_to_ns(int64_t ms)
+static inline int64_t sl__resilience_ms_to_ns(int64_t ms)
 {
     if (ms <= 0) return 0;
     if (ms > INT64_MAX / SL_NS_PER_MS) return INT64_MAX;

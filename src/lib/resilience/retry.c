@@ -10,7 +10,6 @@
 
 #include "resilience_int.h"
 
-#include <assert.h>
 #include <stdlib.h>
 
 #define TOKEN             INT64_C(1000000000) /* one retry, in budget units */
@@ -167,7 +166,7 @@ void sl_retry_budget_stats_get(const sl_retry_budget *budget, sl_retry_budget_st
 void sl_retry_state_init(sl_retry_state *st, const sl_retry_config *cfg, const sl_clock *clock,
                          int64_t deadline_ns, bool retry_safe)
 {
-    assert(sl_retry_config_valid(cfg) == 0);
+    SL_ASSERT(sl_retry_config_valid(cfg) == 0);
     *st = (sl_retry_state){
         ._cfg = cfg,
         ._clock = clock,
@@ -239,7 +238,8 @@ sl_retry_decision sl_retry_next(sl_retry_state *st, sl_outcome outcome, const ch
     }
 
     if (st->_deadline_ns != INT64_MAX) {
-        int64_t resume = sl_res_sat_add(sl_clock_mono_ns(st->_clock), sl_res_ms_to_ns(delay));
+        int64_t resume =
+            sl__resilience_sat_add(sl_clock_mono_ns(st->_clock), sl__resilience_ms_to_ns(delay));
         if (resume >= st->_deadline_ns) return SL_RETRY_DEADLINE;
     }
     if (budget != NULL && sl_retry_budget_withdraw(budget) != 0) return SL_RETRY_BUDGET;

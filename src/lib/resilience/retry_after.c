@@ -181,11 +181,11 @@ static int parse_http_date(const char *s, size_t len, int64_t now_wall_ns, int64
 int sl_retry_after_parse(const char *s, size_t len, int64_t now_wall_ns, int64_t *delay_ms)
 {
     if (s == NULL) return SL_EPARSE;
-    s = sl_res_trim_ows(s, &len);
+    s = sl__resilience_trim_ows(s, &len);
     if (len == 0) return SL_EPARSE;
     if (s[0] >= '0' && s[0] <= '9') {
         int64_t secs;
-        int rc = sl_res_parse_digits(s, len, SL_RETRY_AFTER_PARSE_MAX_MS / 1000, &secs);
+        int rc = sl__resilience_parse_digits(s, len, SL_RETRY_AFTER_PARSE_MAX_MS / 1000, &secs);
         if (rc != 0) return rc;
         *delay_ms = secs * 1000;
         return 0;

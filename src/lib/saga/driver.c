@@ -69,7 +69,7 @@ static int track(sl_saga_driver *d, const char *id, entry **out)
         if (d->n_active >= d->o.max_active) return SL_ELIMIT;
         e = &d->active[d->n_active++];
         memset(e, 0, sizeof *e);
-        sl_saga_text_copy(e->id, sizeof e->id, id, strlen(id));
+        sl__saga_text_copy(e->id, sizeof e->id, id, strlen(id));
     }
     *out = e;
     return 0;

@@ -8,18 +8,17 @@
  */
 #include "saga/saga_int.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 int sl_saga_def_valid(const sl_saga_def *def)
 {
-    if (def == NULL || !sl_saga_name_valid(def->type) || def->steps == NULL) return SL_ECONFIG;
+    if (def == NULL || !sl__saga_name_valid(def->type) || def->steps == NULL) return SL_ECONFIG;
     if (def->n_steps == 0 || def->n_steps > SL_SAGA_STEPS_MAX) return SL_ECONFIG;
     if (def->pivot >= def->n_steps) return SL_ECONFIG;
     for (size_t i = 0; i < def->n_steps; i++) {
         const sl_saga_step_def *s = &def->steps[i];
-        if (!sl_saga_name_valid(s->name)) return SL_ECONFIG;
+        if (!sl__saga_name_valid(s->name)) return SL_ECONFIG;
         for (size_t j = 0; j < i; j++)
             if (strcmp(def->steps[j].name, s->name) == 0) return SL_ECONFIG;
         if (s->timeout_ms <= 0 || s->stuck_after_ms < 0) return SL_ECONFIG;
@@ -30,8 +29,8 @@ int sl_saga_def_valid(const sl_saga_def *def)
 
 int sl_saga_state_init(sl_saga_state *st, const sl_saga_def *def, const char *id)
 {
-    assert(def != NULL && def->n_steps <= SL_SAGA_STEPS_MAX);
-    if (!sl_saga_id_valid(id)) return SL_EINVAL;
+    SL_ASSERT(def != NULL && def->n_steps <= SL_SAGA_STEPS_MAX);
+    if (!sl__saga_id_valid(id)) return SL_EINVAL;
     memset(st, 0, sizeof *st);
     snprintf(st->id, sizeof st->id, "%s", id);
     st->status = SL_SAGA_RUNNING;
@@ -49,7 +48,7 @@ int sl_saga_state_init(sl_saga_state *st, const sl_saga_def *def, const char *id
 static sl_saga_history_entry *hist(sl_saga_state *st, sl_saga_output *out, int64_t now,
                                    sl_saga_hist_kind kind, bool step_level)
 {
-    assert(out->n_hist < SL_SAGA_HISTORY_MAX);
+    SL_ASSERT(out->n_hist < SL_SAGA_HISTORY_MAX);
     sl_saga_history_entry *h = &out->hist[out->n_hist++];
     h->seq = ++st->history_seq;
     h->at_ms = now;
@@ -67,13 +66,13 @@ static void hist_text(sl_saga_state *st, sl_saga_output *out, int64_t now, sl_sa
 {
     size_t slot = out->n_hist;
     sl_saga_history_entry *h = hist(st, out, now, kind, step_level);
-    size_t n = sl_saga_text_copy(out->_text[slot], sizeof out->_text[slot], text, len);
+    size_t n = sl__saga_text_copy(out->_text[slot], sizeof out->_text[slot], text, len);
     h->detail = (sl_slice){out->_text[slot], n};
 }
 
 static sl_saga_command *cmd(sl_saga_output *out, sl_saga_cmd_kind kind)
 {
-    assert(out->n_cmds < SL_SAGA_COMMANDS_MAX);
+    SL_ASSERT(out->n_cmds < SL_SAGA_COMMANDS_MAX);
     sl_saga_command *c = &out->cmds[out->n_cmds++];
     memset(c, 0, sizeof *c);
     c->kind = kind;
@@ -97,8 +96,9 @@ static void send_attempt(const sl_saga_def *def, sl_saga_state *st, int64_t now,
     c->attempt = attempt;
     c->timeout_ms = sd->timeout_ms;
     c->at_ms = now;
-    /* DESIGN §9: the key names the saga and the step; the call kind keeps an action and its
-     * compensation apart at participants that serve both on one endpoint. */
+    /* The idempotency key names the saga and the step (docs/sagas.md, "Why re-sending is safe");
+     * the call kind keeps an action and its compensation apart at participants that serve both on
+     * one endpoint. */
     snprintf(c->key, sizeof c->key, "%s:%s:%s", st->id, sd->name, sl_saga_call_name(st->call));
     sl_saga_history_entry *h = hist(st, out, now, SL_SAGA_HIST_SENT, true);
     h->detail = (sl_slice){c->key, strlen(c->key)};
@@ -135,7 +135,7 @@ static void park(sl_saga_state *st, int64_t now, const char *why, sl_saga_output
     st->status = SL_SAGA_STUCK;
     st->phase = SL_SAGA_PHASE_NONE;
     st->wake_at_ms = 0;
-    sl_saga_text_copy(st->stuck_reason, sizeof st->stuck_reason, why, strlen(why));
+    sl__saga_text_copy(st->stuck_reason, sizeof st->stuck_reason, why, strlen(why));
     hist_text(st, out, now, SL_SAGA_HIST_STUCK, true, st->stuck_reason, strlen(st->stuck_reason));
     cmd(out, SL_SAGA_CMD_FINISHED)->outcome = SL_SAGA_STUCK;
 }
@@ -174,7 +174,7 @@ static void on_refused(const sl_saga_def *def, sl_saga_state *st, int64_t now, s
     const char *name = def->steps[st->step].name;
     char why[SL_SAGA_REASON_MAX];
     char r[SL_SAGA_REASON_MAX];
-    sl_saga_text_copy(r, sizeof r, reason.ptr, reason.len);
+    sl__saga_text_copy(r, sizeof r, reason.ptr, reason.len);
     if (st->status == SL_SAGA_COMPENSATING) {
         /* Compensations must succeed; a refusal needs a human (docs/sagas.md, "stuck"). */
         snprintf(why, sizeof why, "compensation of %s refused: %.200s", name, r);
@@ -306,7 +306,7 @@ static int admin_resume(const sl_saga_def *def, sl_saga_state *st, int64_t now, 
 int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_saga_event *ev,
                   int64_t now_ms, sl_rand *rand, sl_saga_output *out)
 {
-    assert(def != NULL && st != NULL && ev != NULL && out != NULL);
+    SL_ASSERT(def != NULL && st != NULL && ev != NULL && out != NULL);
     out->n_cmds = 0;
     out->n_hist = 0;
     out->from = st->status;
@@ -337,6 +337,6 @@ int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_saga_event
     }
     *st = next;
     /* History details point into `out` or the event, never into `next` (a local). */
-    assert(out->n_hist > 0);
+    SL_ASSERT(out->n_hist > 0);
     return 0;
 }

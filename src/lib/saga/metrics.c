@@ -1,5 +1,5 @@
 /*
- * Prometheus wiring for sagas (DESIGN §10, "saga states"): the gauge
+ * Prometheus wiring for sagas (docs/sagas.md, "Driver and wiring"): the gauge
  * saga_instances{type,status} and the counter
  * saga_transitions_total{type,from,to}, fed by the driver's status-change
  * hook. Series are looked up per transition (registry mutex): a saga makes a

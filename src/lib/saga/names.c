@@ -62,7 +62,7 @@ const char *sl_saga_call_name(sl_saga_call_kind c)
     return "unknown";
 }
 
-const char *sl_saga_phase_name(sl_saga_phase p)
+const char *sl__saga_phase_name(sl_saga_phase p)
 {
     return (unsigned)p < SL_ARRAY_LEN(phase_names) ? phase_names[p] : NULL;
 }
@@ -75,7 +75,7 @@ int sl_saga_status_parse(const char *s, sl_saga_status *out)
     return 0;
 }
 
-int sl_saga_step_status_parse(const char *s, sl_saga_step_status *out)
+int sl__saga_step_status_parse(const char *s, sl_saga_step_status *out)
 {
     int v;
     if (parse_name(step_status_names, SL_ARRAY_LEN(step_status_names), s, &v) != 0)
@@ -84,7 +84,7 @@ int sl_saga_step_status_parse(const char *s, sl_saga_step_status *out)
     return 0;
 }
 
-int sl_saga_hist_kind_parse(const char *s, sl_saga_hist_kind *out)
+int sl__saga_hist_kind_parse(const char *s, sl_saga_hist_kind *out)
 {
     int v;
     if (parse_name(hist_names, SL_ARRAY_LEN(hist_names), s, &v) != 0) return SL_EPARSE;
@@ -92,7 +92,7 @@ int sl_saga_hist_kind_parse(const char *s, sl_saga_hist_kind *out)
     return 0;
 }
 
-int sl_saga_phase_parse(const char *s, sl_saga_phase *out)
+int sl__saga_phase_parse(const char *s, sl_saga_phase *out)
 {
     int v;
     if (parse_name(phase_names, SL_ARRAY_LEN(phase_names), s, &v) != 0) return SL_EPARSE;
@@ -105,7 +105,7 @@ bool sl_saga_status_final(sl_saga_status s)
     return s == SL_SAGA_COMPLETED || s == SL_SAGA_COMPENSATED;
 }
 
-bool sl_saga_id_valid(const char *s)
+bool sl__saga_id_valid(const char *s)
 {
     if (s == NULL) return false;
     size_t n = strlen(s);
@@ -119,7 +119,7 @@ bool sl_saga_id_valid(const char *s)
     return true;
 }
 
-bool sl_saga_name_valid(const char *s)
+bool sl__saga_name_valid(const char *s)
 {
     if (s == NULL) return false;
     size_t n = strlen(s);
@@ -160,8 +160,9 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
     return n;
 }
 
-size_t sl_saga_text_copy(char *dst, size_t cap, const char *src, size_t len)
+size_t sl__saga_text_copy(char *dst, size_t cap, const char *src, size_t len)
 {
+    SL_ASSERT(dst != NULL && cap > 0 && (src != NULL || len == 0));
     size_t w = 0, i = 0;
     const unsigned char *s = (const unsigned char *)src;
     while (i < len) {

@@ -16,18 +16,18 @@
  * Invalid UTF-8 sequences, NUL and other C0 controls except tab become '?', and the copy is
  * cut at a character boundary. Returns the bytes written (without the NUL).
  */
-size_t sl_saga_text_copy(char *dst, size_t cap, const char *src, size_t len);
+size_t sl__saga_text_copy(char *dst, size_t cap, const char *src, size_t len);
 
 /* Name parsers (0 or SL_EPARSE). */
-int sl_saga_step_status_parse(const char *s, sl_saga_step_status *out);
-int sl_saga_hist_kind_parse(const char *s, sl_saga_hist_kind *out);
+int sl__saga_step_status_parse(const char *s, sl_saga_step_status *out);
+int sl__saga_hist_kind_parse(const char *s, sl_saga_hist_kind *out);
 
 /* Phase names: "idle", "inflight", "waiting", "none"; NULL when out of range. */
-const char *sl_saga_phase_name(sl_saga_phase p);
-int sl_saga_phase_parse(const char *s, sl_saga_phase *out);
+const char *sl__saga_phase_name(sl_saga_phase p);
+int sl__saga_phase_parse(const char *s, sl_saga_phase *out);
 
 /* True when `s` is a valid saga id / name. */
-bool sl_saga_id_valid(const char *s);
-bool sl_saga_name_valid(const char *s);
+bool sl__saga_id_valid(const char *s);
+bool sl__saga_name_valid(const char *s);
 
 #endif /* SHOAL_SAGA_INT_H */

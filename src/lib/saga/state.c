@@ -23,13 +23,13 @@ int sl_saga_state_to_json(const sl_saga_state *st, char **out)
             return SL_ENOMEM;
         }
     }
-    /* Reasons are sanitised UTF-8 by construction (sl_saga_text_copy), so json_string accepts
+    /* Reasons are sanitised UTF-8 by construction (sl__saga_text_copy), so json_string accepts
      * them; json_pack fails (NULL) only on allocation failure. */
     json_t *o = json_pack(
         "{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:s, s:s}", "status",
         sl_saga_status_name(st->status), "stuck_from", sl_saga_status_name(st->stuck_from), "step",
         (json_int_t)st->step, "call", sl_saga_call_name(st->call), "phase",
-        sl_saga_phase_name(st->phase) ? sl_saga_phase_name(st->phase) : "none", "attempt",
+        sl__saga_phase_name(st->phase) ? sl__saga_phase_name(st->phase) : "none", "attempt",
         (json_int_t)st->attempt, "bound_base", (json_int_t)st->bound_base, "first_attempt_ms",
         (json_int_t)st->first_attempt_ms, "wake_at_ms", (json_int_t)st->wake_at_ms, "prev_delay_ms",
         (json_int_t)st->prev_delay_ms, "steps", steps, "attempts_total",
@@ -74,7 +74,7 @@ static int read_enums(json_t *o, sl_saga_state *st)
     if (sl_saga_status_parse(get_str(o, "stuck_from"), &st->stuck_from) != 0) return SL_EPARSE;
     if (st->stuck_from != SL_SAGA_RUNNING && st->stuck_from != SL_SAGA_COMPENSATING)
         return SL_EPARSE;
-    if (sl_saga_phase_parse(get_str(o, "phase"), &st->phase) != 0) return SL_EPARSE;
+    if (sl__saga_phase_parse(get_str(o, "phase"), &st->phase) != 0) return SL_EPARSE;
     return 0;
 }
 
@@ -82,7 +82,7 @@ static int read_text(json_t *o, const char *key, char *dst, size_t cap)
 {
     json_t *x = json_object_get(o, key);
     if (!json_is_string(x)) return SL_EPARSE;
-    sl_saga_text_copy(dst, cap, json_string_value(x), json_string_length(x));
+    sl__saga_text_copy(dst, cap, json_string_value(x), json_string_length(x));
     return 0;
 }
 
@@ -110,7 +110,7 @@ static int read_state(json_t *o, sl_saga_state *st, const sl_saga_def *def)
     for (size_t i = 0; i < def->n_steps; i++) {
         json_t *x = json_array_get(steps, i);
         sl_saga_step_status ss;
-        if (!json_is_string(x) || sl_saga_step_status_parse(json_string_value(x), &ss) != 0)
+        if (!json_is_string(x) || sl__saga_step_status_parse(json_string_value(x), &ss) != 0)
             return SL_EPARSE;
         st->step_status[i] = (uint8_t)ss;
     }

@@ -32,7 +32,7 @@ static int insert_history(sl_db *db, const sl_saga_def *def, const char *id,
     static const char sql[] = "INSERT INTO saga_history (saga_id, seq, at_ms, kind, step, "
                               "call_kind, attempt, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
     char detail[SL_SAGA_DETAIL_MAX + 1];
-    sl_saga_text_copy(detail, sizeof detail, h->detail.ptr, h->detail.ptr ? h->detail.len : 0);
+    sl__saga_text_copy(detail, sizeof detail, h->detail.ptr, h->detail.ptr ? h->detail.len : 0);
     bool step_level = h->step >= 0 && (size_t)h->step < def->n_steps;
     sl_db_stmt *st;
     int rc = sl_db_prepare(db, sql, &st);
@@ -85,7 +85,7 @@ out:
 int sl_saga_store_load(sl_db *db, const sl_saga_def *def, const char *id, sl_saga_state *out)
 {
     static const char sql[] = "SELECT type, state, version FROM saga_instances WHERE id = ?";
-    if (!sl_saga_id_valid(id)) return SL_ENOTFOUND;
+    if (!sl__saga_id_valid(id)) return SL_ENOTFOUND;
     sl_db_stmt *st;
     int rc = sl_db_prepare(db, sql, &st);
     if (rc != 0) return rc;
@@ -220,16 +220,16 @@ static void read_summary(sl_db_stmt *st, sl_saga_summary *o)
     memset(o, 0, sizeof *o);
     size_t len;
     const char *t = sl_db_column_text(st, 0, &len);
-    sl_saga_text_copy(o->id, sizeof o->id, t, len);
+    sl__saga_text_copy(o->id, sizeof o->id, t, len);
     t = sl_db_column_text(st, 1, &len);
-    sl_saga_text_copy(o->type, sizeof o->type, t, len);
+    sl__saga_text_copy(o->type, sizeof o->type, t, len);
     if (sl_saga_status_parse(sl_db_column_text(st, 2, NULL), &o->status) != 0)
         o->status = SL_SAGA_STUCK; /* unreadable status: show it to the operator as stuck */
     o->created_ms = sl_db_column_int64(st, 3);
     o->updated_ms = sl_db_column_int64(st, 4);
     o->next_wake_ms = sl_db_column_is_null(st, 5) ? 0 : sl_db_column_int64(st, 5);
     t = sl_db_column_text(st, 6, &len);
-    sl_saga_text_copy(o->stuck_reason, sizeof o->stuck_reason, t, len);
+    sl__saga_text_copy(o->stuck_reason, sizeof o->stuck_reason, t, len);
 }
 
 int sl_saga_store_list(sl_db *db, const char *type, sl_saga_filter filter, const char *after_id,

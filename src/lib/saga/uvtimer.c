@@ -2,7 +2,7 @@
  * libuv implementation of sl_saga_timer: one uv_timer_t, re-armed with the
  * delay to the driver's earliest wake-up. uv_update_time() before arming,
  * because a long callback leaves uv_now() stale and the timer would fire
- * early (DEPS.md §1, libuv side gotcha).
+ * early (libuv caches the loop time once per iteration).
  */
 #include "saga/saga_int.h"
 

@@ -16,7 +16,7 @@ static const uint8_t lhex1[256] = {
     ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
 };
 
-/* Decodes 2*n lowercase hex chars into n bytes; returns 0, or -1 on any other char. */
+/* Decodes 2*n lowercase hex chars into n bytes; returns 0, or SL_EPARSE on any other char. */
 static int decode_hex(const char *s, uint8_t *out, size_t n)
 {
     unsigned bad = 0;
@@ -25,7 +25,7 @@ static int decode_hex(const char *s, uint8_t *out, size_t n)
         bad |= (h == 0) | (l == 0);
         out[i] = (uint8_t)((h - 1) << 4 | ((l - 1) & 15));
     }
-    return bad ? -1 : 0;
+    return bad ? SL_EPARSE : 0;
 }
 
 static int all_zero(const uint8_t *p, size_t n)

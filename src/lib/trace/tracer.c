@@ -15,7 +15,6 @@
  */
 #include <shoal/trace.h>
 
-#include <assert.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,7 +199,7 @@ static int sample_root(sl_tracer *t)
 void sl_span_start(sl_tracer *t, const char *name, sl_span_kind kind, const sl_trace_ctx *parent,
                    sl_span **out)
 {
-    assert(t != NULL && out != NULL);
+    SL_ASSERT(t != NULL && out != NULL);
     stat_inc(&t->started);
     sl_trace_ctx ctx;
     uint8_t parent_id[SL_SPAN_ID_LEN] = {0};
@@ -308,7 +307,7 @@ void sl_span_end(sl_span *span)
         }
         stat_inc(&t->dropped_full); /* the exporter is behind: drop the newest */
     }
-    assert(t->n_free < t->n_pool);
+    SL_ASSERT(t->n_free < t->n_pool);
     t->free_stack[t->n_free++] = span;
 }
 
@@ -324,7 +323,7 @@ size_t sl_tracer_drain(sl_tracer *t, sl_span_export_cb cb, void *data, size_t ma
         cb(&s->d, data);
         /* The back ring holds every pool span at once, so this never fails. */
         int pushed = ring_push(&t->back, s);
-        assert(pushed);
+        SL_ASSERT(pushed);
         (void)pushed;
     }
     /* Release the slots only now: spans in flight here still count as occupying the

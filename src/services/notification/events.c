@@ -8,6 +8,7 @@
 
 #include <shoal/bus.h>
 #include <shoal/clock.h>
+#include <shoal/id.h>
 
 int notif_apply(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
@@ -19,6 +20,6 @@ int notif_apply(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_
     int seen;
     if ((rc = notif_seen(tx, msg->id, &seen)) != 0 || seen) return rc; /* once per event */
     m.created_ms = sl_clock_wall_ms(sl_clock_system());
-    if ((rc = sl_db_uuid7(m.created_ms, m.notification_id)) != 0) return rc;
+    if ((rc = sl_uuid7_at(m.created_ms, m.notification_id)) != 0) return rc;
     return notif_record(tx, &m, msg->id);
 }

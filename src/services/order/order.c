@@ -81,7 +81,7 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
     }
     if (rc == 0 && (canon = malloc(strlen(canon_body) + 16)) == NULL) rc = SL_ENOMEM;
     if (rc == 0) sprintf(canon, "POST /orders %s", canon_body);
-    if (rc == 0) rc = sl_db_uuid7(now_ms(), o->order_id) == 0 ? 0 : SL_EIO;
+    if (rc == 0) rc = sl_uuid7_at(now_ms(), o->order_id) == 0 ? 0 : SL_EIO;
     if (rc != 0) {
         sl_respond_problem_ex(req, 503, "out of memory", NULL);
         goto done;

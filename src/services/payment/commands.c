@@ -284,7 +284,7 @@ static int fn_transfer(pay_env *env, sl_db *tx, const void *p, int64_t now, pay_
         pay_event in_ev = {.kind = PAY_EV_DEPOSITED, .amount = m->amount};
         snprintf(out_ev.peer, sizeof out_ev.peer, "%s", m->other);
         snprintf(in_ev.peer, sizeof in_ev.peer, "%s", m->user_id);
-        rc = sl_db_uuid7(now, out_ev.transfer_id);
+        rc = sl_uuid7_at(now, out_ev.transfer_id);
         memcpy(in_ev.transfer_id, out_ev.transfer_id, sizeof in_ev.transfer_id);
         /* Both appends are conditional on the versions just read; one commit makes both. */
         if (rc == 0) rc = commit_events(env, tx, m->user_id, &from, &out_ev, 1, NULL, now);

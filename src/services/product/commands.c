@@ -29,7 +29,7 @@ static int record_event(sl_db *tx, const product_cmd_ctx *c, const product *p, c
                         const json_t *data, int64_t ts_ns)
 {
     char id[SL_DB_UUID_STR];
-    if (sl_db_uuid7(ts_ns / 1000000, id) != 0) return SL_EIO;
+    if (sl_uuid7_at(ts_ns / 1000000, id) != 0) return SL_EIO;
     char *json = sl_json_dump(data, NULL);
     if (!json) return SL_ENOMEM;
     char stream[STREAM_MAX];
@@ -56,7 +56,7 @@ static int create_in_tx(sl_db *tx, const product_cmd_ctx *c, const product_input
                         int64_t ts)
 {
     memset(out, 0, sizeof *out);
-    if (sl_db_uuid7(ts / 1000000, out->id) != 0) return SL_EIO;
+    if (sl_uuid7_at(ts / 1000000, out->id) != 0) return SL_EIO;
     snprintf(out->sku, sizeof out->sku, "%s", in->sku);
     snprintf(out->name, sizeof out->name, "%s", in->name);
     snprintf(out->description, sizeof out->description, "%s", in->description);

@@ -98,7 +98,7 @@ int user_store_create(sl_db *db, const user_new *u, const char *traceparent, int
                       user_state *out)
 {
     memset(out, 0, sizeof *out);
-    int rc = sl_db_uuid7(now_ns / 1000000, out->id);
+    int rc = sl_uuid7_at(now_ns / 1000000, out->id);
     if (rc != 0) return rc;
     if (sl_rfc3339_format(now_ns, out->created_at, sizeof out->created_at) < 0) return SL_EINVAL;
     memcpy(out->updated_at, out->created_at, sizeof out->updated_at);

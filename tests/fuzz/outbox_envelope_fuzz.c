@@ -5,7 +5,7 @@
  * consumers' parser and give back every attribute byte for byte, and the
  * data as the same JSON value.
  */
-#include "outbox/envelope.h"
+#include "outbox/envelope_encode.h"
 
 #include <shoal/json.h>
 
@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           .data_json = part[4]};
     char *env = NULL;
     size_t len = 0;
-    if (sl_outbox_envelope(&ev, "id-1", 1795869296000000000, &env, &len) == 0) {
+    if (sl__outbox_envelope_encode(&ev, "id-1", 1795869296000000000, &env, &len) == 0) {
         if (strlen(env) != len) abort();
         json_t *root = NULL;
         if (sl_json_parse(env, len, NULL, &root, NULL) != 0) abort();

@@ -1,12 +1,12 @@
 /*
- * Reading delivered envelopes (see envelope.h). The scanner accepts only
+ * Decoding delivered envelopes (see envelope_decode.h). The scanner accepts only
  * what it can read exactly: a top-level object whose keys and string values
  * hold no escapes or control characters and are valid UTF-8, without
  * duplicate keys, each other value handed to jansson on its own bytes (so
  * jansson checks it). On anything else it gives up and the whole envelope
  * goes to sl_json_parse, whose verdict and error message then stand.
  */
-#include "bus/envelope.h"
+#include "bus/envelope_decode.h"
 
 #include <shoal/common.h>
 #include <shoal/json.h>
@@ -91,7 +91,7 @@ static int key_index(span k)
 
 /* The scanner. Returns 1 with *e filled, 0 to leave the envelope to the full parser, or
  * SL_ENOMEM. */
-static int scan(const char *buf, size_t len, unsigned max_depth, bus_envelope *e)
+static int scan(const char *buf, size_t len, unsigned max_depth, sl__bus_envelope *e)
 {
     const char *p = buf, *end = buf + len;
     span val[K_N] = {{0}};
@@ -187,9 +187,10 @@ static const char *jstr(const json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-int bus_envelope_read(const char *buf, size_t len, unsigned max_depth, bus_envelope *e, char *why,
-                      size_t why_len)
+int sl__bus_envelope_decode(const char *buf, size_t len, unsigned max_depth, sl__bus_envelope *e,
+                            char *why, size_t why_len)
 {
+    SL_ASSERT(e != NULL && (buf != NULL || len == 0) && why != NULL && why_len > 0);
     memset(e, 0, sizeof *e);
     if (max_depth == 0) max_depth = SL_JSON_DEFAULT_MAX_DEPTH;
     int rc = scan(buf, len, max_depth, e);
@@ -216,7 +217,7 @@ int bus_envelope_read(const char *buf, size_t len, unsigned max_depth, bus_envel
     return 0;
 }
 
-void bus_envelope_free(bus_envelope *e)
+void sl__bus_envelope_free(sl__bus_envelope *e)
 {
     json_decref(e->data);
     json_decref(e->root);
