@@ -8,7 +8,7 @@
 #ifndef SHOAL_TALLY_H
 #define SHOAL_TALLY_H
 
-#include "contract/tally_events.h"
+#include "tally/contract/tally_events.h"
 
 #include <shoal/common.h>
 #include <shoal/db.h>
