@@ -55,6 +55,21 @@ SL_API int sl_identity_sign(const sl_identity_key *key, const char *user_id, con
                             sl_http_method method, sl_slice path, int64_t now_ms,
                             char out[SL_IDENTITY_PROOF_MAX]) SL_MUST_CHECK;
 
+#define SL_IDENTITY_NHEADERS 3 /* x-user-id, x-user-role, x-shoal-identity */
+
+/*
+ * The one builder of the signed identity headers, for the gateway and for a
+ * service calling another: signs (user_id, role, method, path, now_ms) into
+ * `proof` (as sl_identity_sign) and fills out[0..SL_IDENTITY_NHEADERS) with
+ * x-user-id, x-user-role and x-shoal-identity. The headers borrow user_id,
+ * role and proof, which must outlive them. Returns 0, or SL_EINVAL (as
+ * sl_identity_sign) with `out` untouched.
+ */
+SL_API int sl_identity_headers(const sl_identity_key *key, const char *user_id, const char *role,
+                               sl_http_method method, sl_slice path, int64_t now_ms,
+                               char proof[SL_IDENTITY_PROOF_MAX],
+                               sl_http_header out[SL_IDENTITY_NHEADERS]) SL_MUST_CHECK;
+
 /*
  * Verifies the identity headers among `headers`: returns 0 and fills *out
  * when x-user-id, x-user-role and a valid proof no older than `max_age_ms`

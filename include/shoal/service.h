@@ -17,6 +17,7 @@
 
 #include <shoal/deadline.h>
 #include <shoal/http.h>
+#include <shoal/idempotency.h>
 #include <shoal/json.h>
 
 typedef struct sl_service sl_service;
@@ -140,9 +141,9 @@ SL_API const sl_trace_ctx *sl_req_trace(sl_http_req *req);
 SL_API int sl_req_identity(sl_http_req *req, sl_identity *out);
 
 /*
- * Answers 401 (no or invalid identity) and returns non-zero unless the
- * request carries a valid identity, which it copies into *out. With
- * `admin_only`, a non-admin identity is answered 403.
+ * Copies the request's valid identity into *out and returns 0; otherwise
+ * answers 401 (no or invalid identity: returns sl_req_identity's code) or,
+ * with `admin_only` and a non-admin identity, 403 (returns SL_EINVAL).
  */
 SL_API int sl_req_require_identity(sl_http_req *req, int admin_only, sl_identity *out);
 
@@ -181,9 +182,10 @@ SL_API int sl_respond_json_value(sl_http_req *req, int status, const json_t *val
 
 /*
  * Parses the request body as a JSON object within the json module's limits.
- * Returns 0 with *out owned by the caller (json_decref), or non-zero after
- * answering the request itself: 415 when Content-Type is present and not
- * JSON, 400 for a missing, malformed, too deep or non-object body.
+ * Returns 0 with *out owned by the caller (json_decref), or a negative SL_E
+ * code after answering the request itself: 415 when Content-Type is present
+ * and not JSON (SL_EINVAL), 400 for a missing (SL_EINVAL) or a malformed,
+ * too deep or non-object body (SL_EPARSE).
  */
 SL_API int sl_req_json_body(sl_http_req *req, json_t **out);
 
@@ -193,5 +195,142 @@ SL_API int sl_respond_invalid(sl_http_req *req, const sl_json_errors *errs);
 /* Answers with a problem body: status, its title, detail and optional errors (borrowed). */
 SL_API int sl_respond_problem_ex(sl_http_req *req, int status, const char *detail,
                                  const sl_json_errors *errs);
+
+/* ---- The service kit: the answers and request steps every service shares ---------------------
+ *
+ * Handlers answer with these instead of private copies, so that the same
+ * failure reads the same in every service. Request helpers return 0 to go
+ * on, or a negative SL_E code after answering the request themselves (the
+ * handler then only returns). Worker thread; `req` is always required.
+ */
+
+/*
+ * Answers a failure `rc` (an SL_E code) of the worker's database. Logs `what`
+ * (NULL: "database error") at error level with the request's trace, the code
+ * and the database's own message, then answers 503 problem+json "the <service>
+ * database is unavailable; retry later" (<service>: the definition's name).
+ * Transient codes (sl_svc_db_transient) add Retry-After: 1. Returns
+ * sl_http_respond's code.
+ */
+SL_API int sl_respond_db_error(sl_http_req *req, int rc, const char *what);
+
+/*
+ * Returns 1 when a database failure `rc` may go away by itself: SL_EBUSY,
+ * SL_EUNAVAIL, SL_ETIMEDOUT, SL_EAGAIN, SL_EIO, SL_ECLOSED and a lost
+ * connection's negated errno (ECONNREFUSED, ECONNRESET, ECONNABORTED, EPIPE,
+ * ENOTCONN, ETIMEDOUT). Pure.
+ */
+SL_API int sl_svc_db_transient(int rc);
+
+/*
+ * Answers with `v` serialised compactly and takes ownership of it (it is
+ * freed before this returns). NULL `v` (a failed builder) answers 500
+ * "could not build the response".
+ */
+SL_API int sl_respond_owned(sl_http_req *req, int status, json_t *v);
+
+/* Answers a problem with one field error: {"detail": detail, "errors": [{field, message}]}. */
+SL_API int sl_respond_field(sl_http_req *req, int status, const char *field, const char *message,
+                            const char *detail);
+
+/*
+ * Builds a problem document (the members of sl_problem_body: type
+ * "about:blank", title, status, detail when not NULL, errors when errs holds
+ * any, errors_dropped) followed by a machine-readable `reason` when `reason`
+ * is not NULL. Callers such as the checkout saga branch on `reason`. Text
+ * that is not valid UTF-8 becomes "". Returns owned (json_decref), or NULL
+ * when out of memory. Pure.
+ */
+SL_API json_t *sl_svc_problem(int status, const char *reason, const char *detail,
+                              const sl_json_errors *errs);
+
+/*
+ * Answers the problem document `doc` (takes ownership; NULL answers 500
+ * "could not build the response") as application/problem+json, with
+ * Retry-After: retry_after_s when it is > 0.
+ */
+SL_API int sl_respond_problem_owned(sl_http_req *req, int status, json_t *doc,
+                                    int64_t retry_after_s);
+
+/* sl_respond_problem_owned(req, status, sl_svc_problem(status, reason, detail, errs), ...). */
+SL_API int sl_respond_problem_reason(sl_http_req *req, int status, const char *reason,
+                                     const char *detail, const sl_json_errors *errs,
+                                     int64_t retry_after_s);
+
+/*
+ * Answers a stored body (an idempotent replay): `status`, Content-Type
+ * application/problem+json when status >= 400 else application/json, plus
+ * the `nextra` borrowed headers of `extra` (may be NULL when nextra is 0).
+ */
+SL_API int sl_respond_stored(sl_http_req *req, int status, const char *body, size_t len,
+                             const sl_http_header *extra, size_t nextra);
+
+/* An id check of a service: 1 when s[0..len) is a well-formed id. */
+typedef int (*sl_id_valid_fn)(const char *s, size_t len);
+
+/*
+ * Copies the route parameter `name` into out (cap bytes, NUL-terminated)
+ * when valid(value) accepts it and it fits. Returns 0, or SL_ENOTFOUND after
+ * answering 404 "no such resource" with the field error `name`: "no such
+ * <what>".
+ */
+SL_API int sl_req_path_id(sl_http_req *req, const char *name, const char *what,
+                          sl_id_valid_fn valid, char *out, size_t cap);
+
+/* ---- Idempotency-Key (include/shoal/idempotency.h at request level) ---------------------------
+ *
+ * A handler that changes state reads the header before its transaction,
+ * claims the key inside it, and stores its answer with the key before
+ * committing:
+ *     sl_req_idem k;
+ *     if (sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0) return;  // answered 400
+ *     begin; rc = sl_req_idem_claim(req, tx, &k, canon, len, NULL);
+ *     if (rc == 1) return;          // answered: replay or 422; rolled back
+ *     if (rc < 0) { rollback; sl_respond_db_error(...); return; }
+ *     ... the work ...; sl_req_idem_finish(tx, &k, status, body); commit; answer.
+ * A refusal that changes nothing is usually not stored (the key may be
+ * retried). Without the header every step is a no-op.
+ */
+
+typedef struct sl_req_idem {
+    int has;                         /* 1: the request carries a key */
+    char key[SL_IDEM_KEY_MAX + 1];   /* the header's value */
+    char scope[SL_IDEM_KEY_MAX + 1]; /* "user:<id>", "saga" */
+} sl_req_idem;
+
+/*
+ * Reads the optional Idempotency-Key header into *k, with the scope printed
+ * from scope_fmt ("user:%s" with the caller's id, or "saga"; at most
+ * SL_IDEM_KEY_MAX bytes): the same key in another scope is another request.
+ * Returns 0 (k->has tells whether a key came), or SL_EINVAL after answering
+ * 400 "invalid Idempotency-Key header" with the field error
+ * "Idempotency-Key": "must be 1..200 visible ASCII bytes".
+ */
+SL_API int sl_req_idem_read(sl_http_req *req, sl_req_idem *k, const char *scope_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers a replay from its stored status and body (see sl_req_idem_claim). */
+typedef void (*sl_idem_replay_cb)(sl_http_req *req, int status, const char *body, size_t len);
+
+/*
+ * Claims k's key for the canonical request bytes canon[0..len) inside the
+ * open transaction `tx`. Returns 0 to go on (no key, or a first claim), 1
+ * when it answered the request and rolled `tx` back: a replay of the stored
+ * answer (through `replay`, or sl_respond_stored when NULL), or 422 with
+ * reason "idempotency_key_reused" "this Idempotency-Key was used with
+ * another request"; or a negative database error with `tx` still open.
+ */
+SL_API int sl_req_idem_claim(sl_http_req *req, sl_db *tx, const sl_req_idem *k, const void *canon,
+                             size_t len, sl_idem_replay_cb replay);
+
+/*
+ * Stores the answer (status and `body` serialised; borrowed, may be NULL) of
+ * a first claim in `tx`. Returns 0 (also without a key), SL_ENOMEM, or
+ * sl_idem_finish's codes.
+ */
+SL_API int sl_req_idem_finish(sl_db *tx, const sl_req_idem *k, int status, const json_t *body);
+
+/* The 422 problem of a key reused with another request (sl_svc_problem; returns owned). */
+SL_API json_t *sl_svc_idem_mismatch(void);
 
 #endif /* SHOAL_SERVICE_H */

@@ -117,6 +117,19 @@ int sl_identity_sign(const sl_identity_key *key, const char *user_id, const char
     return 0;
 }
 
+int sl_identity_headers(const sl_identity_key *key, const char *user_id, const char *role,
+                        sl_http_method method, sl_slice path, int64_t now_ms,
+                        char proof[SL_IDENTITY_PROOF_MAX], sl_http_header out[SL_IDENTITY_NHEADERS])
+{
+    SL_ASSERT(key && user_id && role && proof && out);
+    int rc = sl_identity_sign(key, user_id, role, method, path, now_ms, proof);
+    if (rc != 0) return rc;
+    out[0] = (sl_http_header){SL_SLICE_LIT("x-user-id"), {user_id, strlen(user_id)}};
+    out[1] = (sl_http_header){SL_SLICE_LIT("x-user-role"), {role, strlen(role)}};
+    out[2] = (sl_http_header){SL_SLICE_LIT("x-shoal-identity"), {proof, strlen(proof)}};
+    return 0;
+}
+
 int sl_identity_verify(const sl_identity_key *key, const sl_http_header *headers, size_t nheaders,
                        sl_http_method method, sl_slice path, int64_t now_ms, int64_t max_age_ms,
                        sl_identity *out)

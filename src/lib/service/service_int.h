@@ -1,10 +1,96 @@
-/* Internals shared by the service host's files (service.c, events.c). */
+/*
+ * Internals shared by the service host's files:
+ *   host.c     sl_service_main: settings and flags, migrations, workers, the HTTP callbacks
+ *   request.c  accessors, request helpers and answers (sl_req_*, sl_respond_*)
+ *   builtin.c  the operations routes /healthz, /readyz and /metrics
+ *   events.c   the outbox relay, the bus and the subscriptions
+ *
+ * Process-wide state (sl_service) is written on the main thread before the
+ * workers start and read-only afterwards; everything mutable per request
+ * lives in the sl_svc_worker of the loop thread that owns the connection.
+ */
 #ifndef SHOAL_SERVICE_INT_H
 #define SHOAL_SERVICE_INT_H
 
+#include <shoal/db.h>
+#include <shoal/id.h>
+#include <shoal/identity.h>
+#include <shoal/loop.h>
+#include <shoal/metrics.h>
+#include <shoal/rand.h>
+#include <shoal/router.h>
 #include <shoal/service.h>
+#include <shoal/trace.h>
 
 typedef struct sl_events sl_events;
+
+#define MAX_STATUS 600
+
+typedef struct route_entry {
+    const sl_route_def *def;
+    char name[96]; /* span name: "GET /orders/{id}" */
+} route_entry;
+
+struct sl_service {
+    const sl_service_def *def;
+    sl_config *cfg;
+    sl_logger *log;
+    sl_metrics *metrics;
+    sl_metric_family *req_total;
+    sl_metric_family *req_duration;
+    sl_metric_family *connections;
+    sl_http_limits limits;
+    sl_router *router;
+    route_entry *routes;
+    size_t nroutes;
+    char host[64];
+    int port;
+    int workers;
+    uint32_t drain_ms;
+    double sample_ratio;
+    sl_svc_worker *w;
+    char db_url[1024];
+    sl_db_options db_opts;
+    sl_identity_key identity_key;
+    int have_identity_key;
+    char identity_note[256]; /* why no key was loaded */
+    char source[80];         /* CloudEvents source: "/shoal/<name>" */
+    sl_events *events;       /* outbox relay, bus and subscriptions (events.c) */
+    void *data;
+};
+
+typedef struct req_host {
+    sl_svc_worker *w; /* first member: sl_req_worker reads it */
+    sl_span *span;
+    const route_entry *route;
+    int route_status;
+    unsigned allowed;
+    sl_deadline deadline; /* from x-shoal-deadline-ms; none when absent or malformed */
+    struct req_host *next_free;
+} req_host;
+
+#define HOST_FREE_MAX 1024
+
+struct sl_svc_worker {
+    sl_service *svc;
+    sl_worker *rw;
+    int index;
+    sl_http_server *http;
+    sl_tracer *tracer;
+    sl_rand rand;
+    sl_idgen idgen;
+    sl_series *req_series[SL_HTTP_METHOD_COUNT][MAX_STATUS];
+    sl_series *dur_series[SL_HTTP_METHOD_COUNT];
+    req_host *free_hosts; /* recycled per-request records, at most HOST_FREE_MAX */
+    size_t nfree_hosts;
+    int started;
+    sl_db *db;
+    void *data;
+};
+
+/* The built-in operations routes (builtin.c), registered before the service's own. */
+extern const sl_route_def sl__service_builtin_routes[];
+extern const size_t sl__service_nbuiltin_routes;
 
 /*
  * Event plumbing of a service (events.c): the bus, the outbox relay and the

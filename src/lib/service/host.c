@@ -1,12 +1,10 @@
 /*
- * The service host (service.h): configuration, workers, the built-in
- * operations routes, and per-request plumbing — routing at end of headers,
- * trace context and request id, metrics and the access log at response time.
- *
- * Process-wide state (sl_service) is written on the main thread before the
- * workers start and read-only afterwards; the router is only read while
- * matching, so every worker shares it. Everything mutable per request lives
- * in the sl_svc_worker of the loop thread that owns the connection.
+ * The service host (service.h): sl_service_main reads the settings and
+ * flags, applies the migrations, starts the workers and drains them; the
+ * HTTP callbacks do the per-request plumbing: routing at end of headers,
+ * trace context, deadline and request id, then metrics, span and access log
+ * at response time. The router is only read while matching, so every worker
+ * shares it.
  */
 #include "service_int.h"
 
@@ -19,344 +17,17 @@
 #include <shoal/log.h>
 #include <shoal/loop.h>
 #include <shoal/metrics.h>
-#include <shoal/outbox.h>
 #include <shoal/rand.h>
-#include <shoal/service.h>
 #include <shoal/trace.h>
 
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
-
-#define MAX_STATUS 600
-
-typedef struct route_entry {
-    const sl_route_def *def;
-    char name[96]; /* span name: "GET /orders/{id}" */
-} route_entry;
-
-struct sl_service {
-    const sl_service_def *def;
-    sl_config *cfg;
-    sl_logger *log;
-    sl_metrics *metrics;
-    sl_metric_family *req_total;
-    sl_metric_family *req_duration;
-    sl_metric_family *connections;
-    sl_http_limits limits;
-    sl_router *router;
-    route_entry *routes;
-    size_t nroutes;
-    char host[64];
-    int port;
-    int workers;
-    uint32_t drain_ms;
-    double sample_ratio;
-    sl_svc_worker *w;
-    char db_url[1024];
-    sl_db_options db_opts;
-    sl_identity_key identity_key;
-    int have_identity_key;
-    char identity_note[256]; /* why no key was loaded */
-    char source[80];         /* CloudEvents source: "/shoal/<name>" */
-    sl_events *events;       /* outbox relay, bus and subscriptions (events.c) */
-    void *data;
-};
-
-typedef struct req_host {
-    sl_svc_worker *w; /* first member: sl_req_worker reads it */
-    sl_span *span;
-    const route_entry *route;
-    int route_status;
-    unsigned allowed;
-    sl_deadline deadline; /* from x-shoal-deadline-ms; none when absent or malformed */
-    struct req_host *next_free;
-} req_host;
-
-#define HOST_FREE_MAX 1024
-
-struct sl_svc_worker {
-    sl_service *svc;
-    sl_worker *rw;
-    int index;
-    sl_http_server *http;
-    sl_tracer *tracer;
-    sl_rand rand;
-    sl_idgen idgen;
-    sl_series *req_series[SL_HTTP_METHOD_COUNT][MAX_STATUS];
-    sl_series *dur_series[SL_HTTP_METHOD_COUNT];
-    req_host *free_hosts; /* recycled per-request records, at most HOST_FREE_MAX */
-    size_t nfree_hosts;
-    int started;
-    sl_db *db;
-    void *data;
-};
-
-/* ---- accessors -------------------------------------------------------- */
-
-const sl_service_def *sl_service_def_of(const sl_service *svc)
-{
-    return svc->def;
-}
-sl_config *sl_service_config(sl_service *svc)
-{
-    return svc->cfg;
-}
-sl_logger *sl_service_log(sl_service *svc)
-{
-    return svc->log;
-}
-void *sl_service_data(sl_service *svc)
-{
-    return svc->data;
-}
-void sl_service_set_data(sl_service *svc, void *data)
-{
-    svc->data = data;
-}
-sl_service *sl_svc_worker_service(sl_svc_worker *w)
-{
-    return w->svc;
-}
-uv_loop_t *sl_svc_worker_loop(sl_svc_worker *w)
-{
-    return sl_worker_loop(w->rw);
-}
-int sl_svc_worker_index(const sl_svc_worker *w)
-{
-    return w->index;
-}
-sl_logger *sl_svc_worker_log(sl_svc_worker *w)
-{
-    return w->svc->log;
-}
-sl_metrics *sl_svc_worker_metrics(sl_svc_worker *w)
-{
-    return w->svc->metrics;
-}
-sl_tracer *sl_svc_worker_tracer(sl_svc_worker *w)
-{
-    return w->tracer;
-}
-void *sl_svc_worker_data(sl_svc_worker *w)
-{
-    return w->data;
-}
-void sl_svc_worker_set_data(sl_svc_worker *w, void *data)
-{
-    w->data = data;
-}
-sl_db *sl_svc_worker_db(sl_svc_worker *w)
-{
-    return w->db;
-}
-sl_svc_worker *sl_req_worker(sl_http_req *req)
-{
-    return req->host ? *(sl_svc_worker **)req->host : NULL;
-}
-
-const sl_trace_ctx *sl_req_trace(sl_http_req *req)
-{
-    req_host *h = req->host;
-    return h && h->span ? sl_span_context(h->span) : NULL;
-}
-
-int sl_req_identity(sl_http_req *req, sl_identity *out)
-{
-    sl_svc_worker *w = sl_req_worker(req);
-    if (!w || !w->svc->have_identity_key) return SL_EUNAVAIL;
-    return sl_identity_verify(&w->svc->identity_key, req->headers, req->nheaders, req->method,
-                              req->path, sl_clock_wall_ms(sl_clock_system()), 60000, out);
-}
-
-int sl_req_require_identity(sl_http_req *req, int admin_only, sl_identity *out)
-{
-    int rc = sl_req_identity(req, out);
-    if (rc != 0) {
-        sl_respond_problem_ex(req, 401,
-                              rc == SL_ENOTFOUND ? "authentication required"
-                                                 : "the caller's identity could not be verified",
-                              NULL);
-        return -1;
-    }
-    if (admin_only && strcmp(out->role, "admin") != 0) {
-        sl_respond_problem_ex(req, 403, "this operation needs the admin role", NULL);
-        return -1;
-    }
-    return 0;
-}
-
-static int query_int(const sl_http_req *req, const char *name, int64_t def, int64_t lo, int64_t hi,
-                     int64_t *out, sl_json_errors *errs)
-{
-    sl_slice v;
-    *out = def;
-    if (!sl_http_query_param(req->query, name, &v)) return 0;
-    int64_t n = 0;
-    int ok = v.len > 0 && v.len <= 12;
-    for (size_t i = 0; ok && i < v.len; i++) {
-        if (v.ptr[i] < '0' || v.ptr[i] > '9')
-            ok = 0;
-        else
-            n = n * 10 + (v.ptr[i] - '0');
-    }
-    if (!ok || n < lo || n > hi) {
-        sl_json_errors_add(errs, name, "must be an integer between %lld and %lld", (long long)lo,
-                           (long long)hi);
-        return SL_EINVAL;
-    }
-    *out = n;
-    return 0;
-}
-
-int sl_req_page(const sl_http_req *req, int64_t *page, int64_t *per_page, sl_json_errors *errs)
-{
-    int a = query_int(req, "page", 1, 1, 1000000, page, errs);
-    int b = query_int(req, "per_page", 20, 1, 100, per_page, errs);
-    return a || b ? SL_EINVAL : 0;
-}
-
-int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
-                const char *subject, const json_t *data)
-{
-    char *json = NULL;
-    if (data && !(json = sl_json_dump(data, NULL))) return SL_ENOMEM;
-    sl_outbox_event ev = {.source = w->svc->source,
-                          .type = type,
-                          .subject = subject,
-                          .data_json = json,
-                          .traceparent = req && req->traceparent[0] ? req->traceparent : NULL};
-    int rc = sl_outbox_add(tx, &ev, sl_clock_wall_ns(sl_clock_system()), NULL);
-    free(json);
-    return rc;
-}
-
-sl_deadline sl_req_deadline(const sl_http_req *req)
-{
-    const req_host *h = req->host;
-    return h ? h->deadline : sl_deadline_none();
-}
-
-/* ---- responses -------------------------------------------------------- */
-
-int sl_respond_json(sl_http_req *req, int status, const char *body, size_t len)
-{
-    return sl_http_respond_body(req, status, "application/json", body, len);
-}
-
-int sl_respond_json_value(sl_http_req *req, int status, const json_t *value)
-{
-    size_t len = 0;
-    char *body = value ? sl_json_dump(value, &len) : NULL;
-    if (!body) return sl_http_respond_problem(req, 500, "could not serialise the response");
-    int rc = sl_respond_json(req, status, body, len);
-    free(body);
-    return rc;
-}
-
-int sl_respond_problem_ex(sl_http_req *req, int status, const char *detail,
-                          const sl_json_errors *errs)
-{
-    size_t len = 0;
-    char *body = sl_problem_body(status, NULL, detail, errs, &len);
-    if (!body) return sl_http_respond_problem(req, status, detail);
-    int rc = sl_http_respond_body(req, status, "application/problem+json", body, len);
-    free(body);
-    return rc;
-}
-
-int sl_respond_invalid(sl_http_req *req, const sl_json_errors *errs)
-{
-    return sl_respond_problem_ex(req, 400, "the request body is invalid", errs);
-}
-
-static int is_json_type(sl_slice ct)
-{
-    /* application/json, optionally with parameters, or any application/<x>+json. */
-    size_t n = ct.len;
-    const char *semi = memchr(ct.ptr, ';', ct.len);
-    if (semi) n = (size_t)(semi - ct.ptr);
-    while (n && (ct.ptr[n - 1] == ' ' || ct.ptr[n - 1] == '\t'))
-        n--;
-    sl_slice base = {ct.ptr, n};
-    if (sl_slice_case_eq(base, "application/json")) return 1;
-    return n > 17 && strncasecmp(base.ptr, "application/", 12) == 0 &&
-           strncasecmp(base.ptr + n - 5, "+json", 5) == 0;
-}
-
-int sl_req_json_body(sl_http_req *req, json_t **out)
-{
-    sl_slice ct;
-    if (sl_http_req_header(req, "content-type", &ct) && !is_json_type(ct)) {
-        sl_respond_problem_ex(req, 415, "the body must be application/json", NULL);
-        return -1;
-    }
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    sl_json_limits lim = {.max_bytes = req->body_max_bytes};
-    if (req->body.len == 0) {
-        sl_json_errors_add(&errs, "", "a JSON object body is required");
-        sl_respond_problem_ex(req, 400, "the request body is empty", &errs);
-        return -1;
-    }
-    if (sl_json_parse(req->body.ptr, req->body.len, &lim, out, &errs) != 0) {
-        sl_respond_problem_ex(req, 400, "the request body is not a valid JSON object", &errs);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- built-in routes -------------------------------------------------- */
-
-static void op_healthz(sl_http_req *req, sl_svc_worker *w)
-{
-    (void)w;
-    static const char body[] = "{\"status\":\"ok\"}";
-    sl_respond_json(req, 200, body, sizeof body - 1);
-}
-
-static void op_readyz(sl_http_req *req, sl_svc_worker *w)
-{
-    const sl_service_def *def = w->svc->def;
-    if (def->ready && def->ready(w) != 0) {
-        static const char body[] = "{\"status\":\"not ready\"}";
-        sl_respond_json(req, 503, body, sizeof body - 1);
-        return;
-    }
-    static const char body[] = "{\"status\":\"ready\"}";
-    sl_respond_json(req, 200, body, sizeof body - 1);
-}
-
-static void op_metrics(sl_http_req *req, sl_svc_worker *w)
-{
-    char *text = NULL;
-    size_t len = 0;
-    sl_series *conns = sl_metric_series(w->svc->connections, NULL);
-    if (conns) {
-        double total = 0;
-        for (int i = 0; i < w->svc->workers; i++)
-            if (w->svc->w[i].http) total += (double)sl_http_server_connections(w->svc->w[i].http);
-        sl_gauge_set(conns, total);
-    }
-    if (sl_metrics_render(w->svc->metrics, &text, &len) != 0) {
-        sl_http_respond_problem(req, 500, "could not render metrics");
-        return;
-    }
-    sl_http_respond_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-    free(text);
-}
-
-static const sl_route_def builtin_routes[] = {
-    {SL_HTTP_GET, "/healthz", op_healthz, 0},
-    {SL_HTTP_GET, "/readyz", op_readyz, 0},
-    {SL_HTTP_GET, "/metrics", op_metrics, 0},
-};
 
 /* ---- per-request plumbing -------------------------------------------- */
 
@@ -610,7 +281,7 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
 {
     char *end;
     long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) return -1;
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) return SL_EINVAL;
     *out = (int)v;
     return 0;
 }
@@ -620,7 +291,7 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
 static const char *const env_sections[] = {"service", "http",      "log",      "trace", "db",
                                            "bus",     "upstreams", "identity", NULL};
 
-/* Reads the sections every service shares; prints located errors. */
+/* Reads the sections every service shares; prints located errors. Returns 0 or SL_ECONFIG. */
 static int load_settings(sl_service *svc, int argc, char **argv)
 {
     char err[SL_CONFIG_ERR_MAX] = {0};
@@ -636,7 +307,7 @@ static int load_settings(sl_service *svc, int argc, char **argv)
     if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, sections, err);
     if (rc != 0) {
         fprintf(stderr, "shoal-%s: configuration: %s\n", svc->def->name, err);
-        return -1;
+        return SL_ECONFIG;
     }
     int64_t port, workers, drain, hdr, body, idle, maxconn, maxhdr, linger;
     int64_t bodymax;
@@ -711,7 +382,7 @@ static int load_settings(sl_service *svc, int argc, char **argv)
     }
     if (bad) {
         fprintf(stderr, "shoal-%s: configuration: %s\n", svc->def->name, err);
-        return -1;
+        return SL_ECONFIG;
     }
     snprintf(svc->host, sizeof svc->host, "%s", host);
     svc->port = (int)port;
@@ -732,12 +403,12 @@ static int load_settings(sl_service *svc, int argc, char **argv)
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             if (parse_int_arg(argv[++i], 0, 65535, &svc->port) != 0) {
                 fprintf(stderr, "shoal-%s: --port: must be an integer 0..65535\n", svc->def->name);
-                return -1;
+                return SL_ECONFIG;
             }
         } else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
             if (parse_int_arg(argv[++i], 1, 256, &svc->workers) != 0) {
                 fprintf(stderr, "shoal-%s: --workers: must be an integer 1..256\n", svc->def->name);
-                return -1;
+                return SL_ECONFIG;
             }
         } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             i++;
@@ -746,26 +417,25 @@ static int load_settings(sl_service *svc, int argc, char **argv)
         } else {
             fprintf(stderr, "shoal-%s: unknown argument '%s'\n", svc->def->name, argv[i]);
             usage(svc->def, stderr);
-            return -1;
+            return SL_ECONFIG;
         }
     }
     if (sl_logger_new(svc->def->name, lvl, NULL, NULL, sl_clock_system(), &svc->log) != 0) {
         fprintf(stderr, "shoal-%s: cannot create the logger\n", svc->def->name);
-        return -1;
+        return SL_ECONFIG;
     }
     return 0;
 }
 
 static int build_routes(sl_service *svc)
 {
-    size_t n = SL_ARRAY_LEN(builtin_routes) + svc->def->nroutes;
+    size_t nb = sl__service_nbuiltin_routes;
+    size_t n = nb + svc->def->nroutes;
     svc->routes = calloc(n, sizeof(route_entry));
     svc->router = sl_router_new();
     if (!svc->routes || !svc->router) return SL_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        const sl_route_def *d = i < SL_ARRAY_LEN(builtin_routes)
-                                    ? &builtin_routes[i]
-                                    : &svc->def->routes[i - SL_ARRAY_LEN(builtin_routes)];
+        const sl_route_def *d = i < nb ? &sl__service_builtin_routes[i] : &svc->def->routes[i - nb];
         route_entry *e = &svc->routes[svc->nroutes++];
         e->def = d;
         snprintf(e->name, sizeof e->name, "%s %s", sl_http_method_name(d->method), d->path);
