@@ -1,16 +1,8 @@
-/* The tally's pure rules (tally.h): what a counter name and an increment may be. No I/O. */
+/*
+ * The tally's pure rules (tally.h): what an increment may be, and the
+ * representations the API answers with. No I/O, no database.
+ */
 #include "tally.h"
-
-#include <string.h>
-
-int tally_counter_name(sl_slice name, char out[TALLY_NAME_MAX + 1])
-{
-    out[0] = '\0';
-    if (!tally_name_valid(name.ptr, name.len)) return SL_EINVAL;
-    memcpy(out, name.ptr, name.len);
-    out[name.len] = '\0';
-    return 0;
-}
 
 int tally_read_increment(const json_t *body, int64_t *amount, sl_json_errors *errs)
 {
@@ -21,4 +13,16 @@ int tally_read_increment(const json_t *body, int64_t *amount, sl_json_errors *er
                                      .max = TALLY_AMOUNT_MAX,
                                      .out = amount}};
     return sl_json_read(body, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, errs);
+}
+
+json_t *tally_command_json(const char *command_id, const char *counter, int64_t amount)
+{
+    return json_pack("{s:s, s:s, s:I}", "command_id", command_id, "counter", counter, "amount",
+                     (json_int_t)amount);
+}
+
+json_t *tally_view_json(const char *counter, int64_t total, int64_t events)
+{
+    return json_pack("{s:s, s:I, s:I}", "counter", counter, "total", (json_int_t)total, "events",
+                     (json_int_t)events);
 }

@@ -4,6 +4,8 @@
  *   POST /counters/{name}   {"amount": n}  → writes the command and, in the same
  *                                            transaction, the event
  *                                            shop.tally.incremented.v1 to the outbox
+ *                                            (with an Idempotency-Key, a repeat
+ *                                            gets the first answer back)
  *   GET  /counters/{name}                  → the read model, fed only by that event
  *                                            coming back through the bus
  *
@@ -16,65 +18,57 @@
  */
 #include "tally.h"
 
-#include <shoal/log.h>
+#include <string.h>
 
-static void respond_db_error(sl_http_req *req, sl_svc_worker *w, int rc, const char *detail)
-{
-    SL_LOG_ERROR(sl_svc_worker_log(w), sl_req_trace(req), "database error",
-                 SL_LOG_STR("code", sl_errname(rc)),
-                 SL_LOG_STR("error", sl_db_errmsg(sl_svc_worker_db(w))));
-    sl_respond_problem_ex(req, 503, detail, NULL);
-}
+/* The field message below spells the bound out. */
+_Static_assert(TALLY_NAME_MAX == 64, "tally.c's message for a bad name says 1-64");
 
 static void increment(sl_http_req *req, sl_svc_worker *w)
 {
     char counter[TALLY_NAME_MAX + 1];
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
-    if (tally_counter_name(sl_route_param(&req->params, "name"), counter) != 0) {
-        sl_json_errors_add(&errs, "name", "must be 1-%d characters of a-z, 0-9, - and _",
-                           TALLY_NAME_MAX);
-        sl_respond_invalid(req, &errs);
+    sl_slice name = sl_route_param(&req->params, "name");
+    if (!tally_name_valid(name.ptr, name.len)) {
+        sl_respond_field(req, 400, "name", "must be 1-64 characters of a-z, 0-9, - and _",
+                         "the counter's name is invalid");
         return;
     }
+    memcpy(counter, name.ptr, name.len);
+    counter[name.len] = '\0';
+    sl_req_idem k;
+    if (sl_req_idem_read(req, &k, "anonymous") != 0) return; /* answered 400 */
     json_t *doc;
-    if (sl_req_json_body(req, &doc) != 0) return; /* already answered */
+    if (sl_req_json_body(req, &doc) != 0) return; /* answered 400 or 415 */
     int64_t amount = 0;
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
     int rc = tally_read_increment(doc, &amount, &errs);
     json_decref(doc);
     if (rc != 0) {
         sl_respond_invalid(req, &errs);
         return;
     }
-    char id[SL_DB_UUID_STR];
-    rc = tally_increment(w, req, counter, amount, id);
+    json_t *answer;
+    rc = tally_increment(w, req, &k, counter, amount, &answer);
+    if (rc == 1) return; /* a replay, or a key reused with another request */
     if (rc != 0) {
-        respond_db_error(req, w, rc, "could not record the command");
+        sl_respond_db_error(req, rc, "could not record the command");
         return;
     }
-    json_t *out = json_pack("{s:s, s:s, s:I}", "command_id", id, "counter", counter, "amount",
-                            (json_int_t)amount);
-    sl_respond_json_value(req, 202, out);
-    json_decref(out);
+    sl_respond_owned(req, 202, answer);
 }
 
 static void show(sl_http_req *req, sl_svc_worker *w)
 {
     char counter[TALLY_NAME_MAX + 1];
-    if (tally_counter_name(sl_route_param(&req->params, "name"), counter) != 0) {
-        sl_respond_problem_ex(req, 404, "no such counter", NULL);
-        return;
-    }
+    if (sl_req_path_id(req, "name", "counter", tally_name_valid, counter, sizeof counter) != 0)
+        return; /* answered 404 */
     int64_t total = 0, events = 0;
     int rc = tally_store_view_get(sl_svc_worker_db(w), counter, &total, &events);
     if (rc != 0 && rc != SL_ENOTFOUND) { /* a counter no event reached yet reads as zero */
-        respond_db_error(req, w, rc, "database unavailable");
+        sl_respond_db_error(req, rc, "could not read the counter");
         return;
     }
-    json_t *out = json_pack("{s:s, s:I, s:I}", "counter", counter, "total", (json_int_t)total,
-                            "events", (json_int_t)events);
-    sl_respond_json_value(req, 200, out);
-    json_decref(out);
+    sl_respond_owned(req, 200, tally_view_json(counter, total, events));
 }
 
 static const sl_route_def routes[] = {

@@ -21,16 +21,17 @@
 /* ---- domain (pure) ------------------------------------------------------------------------ */
 
 /*
- * Copies the route's {name} into `out` when it is a valid counter name (tally_name_valid).
- * Returns 0, or SL_EINVAL leaving `out` empty.
- */
-int tally_counter_name(sl_slice name, char out[TALLY_NAME_MAX + 1]) SL_MUST_CHECK;
-
-/*
  * Validates an increment body {amount} (1..TALLY_AMOUNT_MAX, unknown keys rejected).
  * Returns 0, or SL_EINVAL with the errors in errs.
  */
 int tally_read_increment(const json_t *body, int64_t *amount, sl_json_errors *errs) SL_MUST_CHECK;
+
+/* The representation of a recorded increment: {command_id, counter, amount} (returns owned,
+ * json_decref; NULL without memory). */
+json_t *tally_command_json(const char *command_id, const char *counter, int64_t amount);
+
+/* The representation of a counter's read model: {counter, total, events} (returns owned). */
+json_t *tally_view_json(const char *counter, int64_t total, int64_t events);
 
 /* ---- store (SQL): 0, SL_ENOTFOUND where stated, or a database error ---------------------- */
 
@@ -49,11 +50,14 @@ int tally_store_view_get(sl_db *db, const char *counter, int64_t *total,
 
 /*
  * Records an increment of `counter` by `amount` and, in the same transaction, its event
- * shop.tally.incremented.v1 in the outbox, on the worker's connection. Writes the command's
- * id into `id`. Returns 0 or a database error (nothing is written then).
+ * shop.tally.incremented.v1 in the outbox and the answer under the request's
+ * Idempotency-Key `k` (sl_req_idem_read), on the worker's connection. Returns 0 with the
+ * answer's body in *answer (returns owned, json_decref; status 202); 1 when the request was
+ * answered already (a replay of the key's first answer, or 422 for a key reused with another
+ * request); or a database error, with nothing written.
  */
-int tally_increment(sl_svc_worker *w, sl_http_req *req, const char *counter, int64_t amount,
-                    char id[SL_DB_UUID_STR]) SL_MUST_CHECK;
+int tally_increment(sl_svc_worker *w, sl_http_req *req, const sl_req_idem *k, const char *counter,
+                    int64_t amount, json_t **answer) SL_MUST_CHECK;
 
 /* ---- events (appliers, sl_event_apply_cb) ------------------------------------------------- */
 
