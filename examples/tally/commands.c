@@ -6,8 +6,6 @@
  */
 #include "tally.h"
 
-#include <shoal/clock.h>
-
 #include <stdio.h>
 
 int tally_increment(sl_svc_worker *w, sl_http_req *req, const sl_req_idem *k, const char *counter,
@@ -16,8 +14,8 @@ int tally_increment(sl_svc_worker *w, sl_http_req *req, const sl_req_idem *k, co
     SL_ASSERT(k != NULL && counter != NULL && answer != NULL);
     *answer = NULL;
     sl_db *db = sl_svc_worker_db(w);
-    char id[SL_DB_UUID_STR];
-    int rc = sl_db_uuid7(sl_clock_wall_ms(sl_clock_system()), id);
+    char id[SL_UUID_STR_MAX];
+    int rc = sl_uuid7_new(tally_worker_ids(w), id);
     if (rc != 0) return rc;
     /* What makes two requests with one key the same request. */
     char canon[TALLY_NAME_MAX + 64];

@@ -18,6 +18,9 @@
  */
 #include "tally.h"
 
+#include <shoal/clock.h>
+
+#include <stdlib.h>
 #include <string.h>
 
 /* The field message below spells the bound out. */
@@ -71,6 +74,29 @@ static void show(sl_http_req *req, sl_svc_worker *w)
     sl_respond_owned(req, 200, tally_view_json(counter, total, events));
 }
 
+/* Per-worker state: what a worker's handlers use and no other thread touches. */
+static int worker_init(sl_svc_worker *w)
+{
+    sl_idgen *ids = malloc(sizeof *ids);
+    if (!ids) return SL_ENOMEM;
+    sl_idgen_init(ids, sl_clock_system(), NULL, NULL);
+    sl_svc_worker_set_data(w, ids);
+    return 0;
+}
+
+static void worker_fini(sl_svc_worker *w)
+{
+    free(sl_svc_worker_data(w));
+    sl_svc_worker_set_data(w, NULL);
+}
+
+sl_idgen *tally_worker_ids(sl_svc_worker *w)
+{
+    sl_idgen *ids = sl_svc_worker_data(w);
+    SL_ASSERT(ids != NULL);
+    return ids;
+}
+
 static const sl_route_def routes[] = {
     {SL_HTTP_POST, "/counters/{name}", increment, 4096},
     {SL_HTTP_GET, "/counters/{name}", show, 0},
@@ -87,6 +113,8 @@ const sl_service_def tally_service = {
     .default_port = 8090,
     .routes = routes,
     .nroutes = SL_ARRAY_LEN(routes),
+    .worker_init = worker_init,
+    .worker_fini = worker_fini,
     .migrations = &sl_migrations_tally,
     .subscriptions = subscriptions,
     .nsubscriptions = SL_ARRAY_LEN(subscriptions),

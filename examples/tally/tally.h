@@ -12,6 +12,7 @@
 
 #include <shoal/common.h>
 #include <shoal/db.h>
+#include <shoal/id.h>
 #include <shoal/json.h>
 #include <shoal/service.h>
 
@@ -65,6 +66,9 @@ int tally_increment(sl_svc_worker *w, sl_http_req *req, const sl_req_idem *k, co
 int tally_apply_incremented(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
 
 /* ---- service ------------------------------------------------------------------------------ */
+
+/* The worker's UUIDv7 generator (made by the worker_init hook). Worker thread only. */
+sl_idgen *tally_worker_ids(sl_svc_worker *w);
 
 extern const sl_service_def tally_service;
 extern const sl_migration_set sl_migrations_tally;
