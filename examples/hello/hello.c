@@ -42,9 +42,7 @@ static void echo(sl_http_req *req, sl_svc_worker *w)
         json_decref(doc);
         return;
     }
-    json_t *out = json_pack("{s:s}", "text", text);
-    sl_respond_json_value(req, 200, out);
-    json_decref(out);
+    sl_respond_owned(req, 200, json_pack("{s:s}", "text", text)); /* text borrows from doc */
     json_decref(doc);
 }
 
@@ -82,10 +80,8 @@ static void slow(sl_http_req *req, sl_svc_worker *w)
         char *end;
         ms = strtol(buf, &end, 10);
         if (v.len == 0 || *end != '\0' || ms < 0 || ms > 60000) {
-            sl_json_errors errs;
-            sl_json_errors_init(&errs);
-            sl_json_errors_add(&errs, "ms", "must be an integer between 0 and 60000");
-            sl_respond_invalid(req, &errs);
+            sl_respond_field(req, 400, "ms", "must be an integer between 0 and 60000",
+                             "the query is invalid");
             return;
         }
     }
