@@ -4,8 +4,8 @@
 # commits per checkout, and the ratio of the order database's commit load to
 # the raw SQLite commit rate measured in the same run by bench_store (same
 # machine, synchronous=NORMAL). Participants are FAKES in the driver's
-# process (shoal-payment is not in the tree; shoal-inventory is, but its
-# stock can only be seeded through product events, i.e. the bus wiring).
+# process, so the figure is shoal-order's own cost: its saga, its database
+# and its outbox, without the inventory and payment services or the bus.
 # Usage: bench/checkout.sh [BUILD]  (BENCH_SECONDS, BENCH_CLIENTS)
 set -euo pipefail
 build=${1:-build}

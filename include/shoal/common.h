@@ -29,9 +29,10 @@
 
 /*
  * SL_ASSERT(cond): a precondition or invariant that holds unless the program
- * itself is wrong. Unlike assert(3) it stays on in every build type (the
- * release build defines NDEBUG): a broken invariant aborts with the file,
- * line and condition rather than corrupting state. Never use it for outside
+ * itself is wrong. It stays on in every build type whatever NDEBUG says (the
+ * project's own release flags leave NDEBUG undefined, so assert(3) runs too,
+ * but a library user's build may not): a broken invariant aborts with the
+ * file, line and condition rather than corrupting state. Never use it for outside
  * input, which gets an error code. Cost: one predicted branch.
  */
 #define SL_ASSERT(cond) ((cond) ? (void)0 : sl_assert_fail(#cond, __FILE__, __LINE__, __func__))

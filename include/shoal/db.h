@@ -225,13 +225,4 @@ SL_API void sl_db_column_copy(const sl_db_stmt *st, int col, char *dst, size_t c
 /* Returns the library's own migrations (outbox, inbox, event store). Static storage. */
 SL_API const sl_migration_set *sl_db_lib_migrations(void);
 
-/*
- * Deprecated: the same as sl_uuid7_at (id.h), which new code calls. Kept only
- * so that callers written against it keep building.
- */
-static inline SL_MUST_CHECK int sl_db_uuid7(int64_t unix_ms, char out[SL_DB_UUID_STR])
-{
-    return sl_uuid7_at(unix_ms, out);
-}
-
 #endif /* SHOAL_DB_H */
