@@ -1,7 +1,8 @@
 /*
  * UUIDv7 identifiers (RFC 9562 §5.7): time-ordered ids for entities and
  * events, plus validation of UUID strings that arrive from clients (ids in
- * URLs and bodies).
+ * URLs and bodies) and of the looser id texts one service keeps for another's
+ * entities.
  *
  * A generator lives in the caller's storage, one per thread. It draws random
  * bytes from a pooled buffer (refilled a few KiB at a time) so one id is not
@@ -100,5 +101,13 @@ SL_API int sl_uuid7_is_valid(const char *s, size_t len);
 
 /* Returns the 48-bit Unix millisecond timestamp of a UUIDv7. */
 SL_API uint64_t sl_uuid7_timestamp_ms(const uint8_t uuid[16]);
+
+/*
+ * Returns 1 when `len` bytes of `s` form an id text: 1..`max` bytes, each an
+ * ASCII letter, digit, '-', '_', '.' or ':' (a UUID is one; so are ids such as
+ * "svc:order_1.x"); 0 otherwise, and for a NULL `s`. For ids that name another
+ * service's entities, which need not be UUIDs. Thread-safe.
+ */
+SL_API int sl_id_text_valid(const char *s, size_t len, size_t max);
 
 #endif /* SHOAL_ID_H */

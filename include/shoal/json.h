@@ -175,6 +175,21 @@ SL_API SL_MUST_CHECK int sl_json_path_index(char *buf, size_t cap, const char *p
 SL_API SL_MUST_CHECK int sl_json_path_key(char *buf, size_t cap, const char *prefix,
                                           const char *key);
 
+/*
+ * Reads the money object `v` (borrows it) found at `path` ("price", "items[2].unit_price"):
+ * {"amount": an integer in [amount_min, amount_max] (minor units; amount_min < amount_max),
+ * "currency": three upper-case letters (ISO 4217)}; other members are ignored. Errors are added
+ * to `errs` (may be NULL) as sl_json_read_at() adds them under `path`; only when those checks
+ * pass, a currency of other characters adds "`path`.currency" with the message "must be three
+ * upper-case letters (ISO 4217)".
+ *
+ * Returns 0 and stores the amount in `*amount` and the currency plus a NUL in `currency`, or
+ * SL_EINVAL with both untouched.
+ */
+SL_API SL_MUST_CHECK int sl_json_read_money(const json_t *v, const char *path, int64_t amount_min,
+                                            int64_t amount_max, int64_t *amount, char currency[4],
+                                            sl_json_errors *errs);
+
 /* ---- Problem details (RFC 9457) -------------------------------------------------------------- */
 
 /* All members but `status` may be NULL: `type` defaults to "about:blank", `title` to

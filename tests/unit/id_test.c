@@ -186,6 +186,29 @@ static void test_parse(void **state)
     assert_int_equal(sl_uuid_parse(NULL, 36, b), SL_EPARSE);
 }
 
+/* sl_id_text_valid: 1..max bytes of [A-Za-z0-9._:-]. */
+static void test_id_text(void **state)
+{
+    (void)state;
+    assert_true(sl_id_text_valid("0190a3f2-7c1e-7abc-8def-0123456789ab", 36, 64));
+    assert_true(sl_id_text_valid("svc:order_1.x", 13, 64));
+    assert_true(sl_id_text_valid("AZaz09", 6, 6));
+    assert_false(sl_id_text_valid("", 0, 64));
+    assert_false(sl_id_text_valid(NULL, 0, 64));
+    assert_false(sl_id_text_valid(NULL, 3, 64));
+    const char *bad[] = {"a b", "a/b", "caf\xc3\xa9", "a\tb", "a+b", "a@b", "{ab}", "a\x7f"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++)
+        if (sl_id_text_valid(bad[i], strlen(bad[i]), 64)) fail_msg("accepted %s", bad[i]);
+    /* Only `len` bytes count: a NUL inside them is refused, bytes after them are not read. */
+    assert_false(sl_id_text_valid("ab\0c", 4, 64));
+    assert_true(sl_id_text_valid("ab/c", 2, 64));
+    char long_id[65];
+    memset(long_id, 'a', sizeof long_id);
+    assert_true(sl_id_text_valid(long_id, 64, 64));
+    assert_false(sl_id_text_valid(long_id, 65, 64));
+    assert_false(sl_id_text_valid("ab", 2, 1));
+}
+
 /* sl_uuid7_at: the caller's timestamp, the library's per-thread generator. */
 static void test_uuid7_at(void **state)
 {
@@ -255,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_clock_backwards), cmocka_unit_test(test_random_failure),
         cmocka_unit_test(test_system_source),   cmocka_unit_test(test_parse),
         cmocka_unit_test(test_uuid7_at),        cmocka_unit_test(test_uuid7_at_after_fork),
+        cmocka_unit_test(test_id_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -246,6 +246,77 @@ static void test_nested_paths(void **state)
     json_decref(v);
 }
 
+/* sl_json_read_money: bounds and paths from the caller, the currency rule its own. */
+static void test_read_money(void **state)
+{
+    (void)state;
+    json_t *v = parse_ok("{\"price\":{\"amount\":1999,\"currency\":\"EUR\",\"note\":1},"
+                         "\"zero\":{\"amount\":0,\"currency\":\"USD\"},"
+                         "\"lower\":{\"amount\":5,\"currency\":\"eur\"},"
+                         "\"digits\":{\"amount\":5,\"currency\":\"E1R\"},"
+                         "\"long\":{\"amount\":5,\"currency\":\"EURO\"},"
+                         "\"high\":{\"amount\":1001,\"currency\":\"bad\"},"
+                         "\"none\":{},\"arr\":[]}");
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    int64_t amount = -1;
+    char cur[4] = "xxx";
+    assert_int_equal(
+        sl_json_read_money(json_object_get(v, "price"), "price", 1, 1000000, &amount, cur, &errs),
+        0);
+    assert_int_equal(amount, 1999);
+    assert_string_equal(cur, "EUR");
+    assert_int_equal(errs.count, 0);
+    /* The lower bound is the caller's: 0 passes with 0, not with 1. */
+    assert_int_equal(
+        sl_json_read_money(json_object_get(v, "zero"), "zero", 0, 10, &amount, cur, &errs), 0);
+    assert_int_equal(amount, 0);
+    assert_string_equal(cur, "USD");
+    assert_int_equal(sl_json_read_money(json_object_get(v, "zero"), "items[2].unit_price", 1, 10,
+                                        &amount, cur, &errs),
+                     SL_EINVAL);
+    assert_string_equal(msg_for(&errs, "items[2].unit_price.amount"), "must be at least 1");
+    const char *bad[] = {"lower", "digits"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
+        amount = -1;
+        memcpy(cur, "xxx", 4);
+        assert_int_equal(
+            sl_json_read_money(json_object_get(v, bad[i]), bad[i], 1, 10, &amount, cur, &errs),
+            SL_EINVAL);
+        char at[32];
+        snprintf(at, sizeof at, "%s.currency", bad[i]);
+        assert_string_equal(msg_for(&errs, at), "must be three upper-case letters (ISO 4217)");
+        assert_int_equal(amount, -1); /* untouched on error */
+        assert_string_equal(cur, "xxx");
+    }
+    assert_int_equal(
+        sl_json_read_money(json_object_get(v, "long"), "long", 1, 10, &amount, cur, &errs),
+        SL_EINVAL);
+    assert_string_equal(msg_for(&errs, "long.currency"), "must be at most 3 bytes");
+    /* A table error stops the reading: the letters are not looked at, one error per field. */
+    size_t before = errs.count;
+    assert_int_equal(
+        sl_json_read_money(json_object_get(v, "high"), "high", 1, 1000, &amount, cur, &errs),
+        SL_EINVAL);
+    assert_int_equal(errs.count, before + 1);
+    assert_string_equal(msg_for(&errs, "high.amount"), "must be at most 1000");
+    assert_null(msg_for(&errs, "high.currency"));
+    assert_int_equal(
+        sl_json_read_money(json_object_get(v, "none"), "none", 1, 10, &amount, cur, &errs),
+        SL_EINVAL);
+    assert_string_equal(msg_for(&errs, "none.amount"), "is required");
+    assert_string_equal(msg_for(&errs, "none.currency"), "is required");
+    assert_int_equal(
+        sl_json_read_money(json_object_get(v, "arr"), "arr", 1, 10, &amount, cur, &errs),
+        SL_EINVAL);
+    assert_string_equal(msg_for(&errs, "arr"), "must be an object");
+    /* errs may be NULL. */
+    assert_int_equal(
+        sl_json_read_money(json_object_get(v, "lower"), "lower", 1, 10, &amount, cur, NULL),
+        SL_EINVAL);
+    json_decref(v);
+}
+
 static void test_errors_bounded(void **state)
 {
     (void)state;
@@ -494,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_min_lengths),     cmocka_unit_test(test_nested_paths),
         cmocka_unit_test(test_errors_bounded),  cmocka_unit_test(test_problem_body),
         cmocka_unit_test(test_dump_and_escape), cmocka_unit_test(test_quick_valid),
+        cmocka_unit_test(test_read_money),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * UUIDv7 generation, formatting and parsing (RFC 9562). The generator keeps
  * the last timestamp and the 74 bits of rand_a/rand_b; ids within one
  * millisecond add a random increment to those bits (RFC 9562 §6.2, method 2),
- * which keeps them strictly increasing while still unguessable.
+ * which keeps them strictly increasing while still unguessable. Also the
+ * id-text rule for ids that need not be UUIDs.
  */
 #include <shoal/id.h>
 #include <shoal/rand.h>
@@ -213,6 +214,18 @@ int sl_uuid7_is_valid(const char *s, size_t len)
     uint8_t b[16];
     if (sl_uuid_parse(s, len, b) != 0) return 0;
     return (b[6] >> 4) == 7 && (b[8] & 0xc0) == 0x80;
+}
+
+int sl_id_text_valid(const char *s, size_t len, size_t max)
+{
+    if (s == NULL || len == 0 || len > max) return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok) return 0;
+    }
+    return 1;
 }
 
 uint64_t sl_uuid7_timestamp_ms(const uint8_t uuid[16])

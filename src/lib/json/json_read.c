@@ -264,3 +264,38 @@ int sl_json_read(const json_t *obj, const sl_json_field *fields, size_t n, unsig
 {
     return sl_json_read_at(obj, NULL, fields, n, flags, errs);
 }
+
+int sl_json_read_money(const json_t *v, const char *path, int64_t amount_min, int64_t amount_max,
+                       int64_t *amount, char currency[4], sl_json_errors *errs)
+{
+    SL_ASSERT(amount != NULL && currency != NULL && amount_min < amount_max);
+    int64_t value = 0;
+    const char *cur = NULL;
+    const sl_json_field f[] = {
+        {.name = "amount",
+         .kind = SL_JSON_INT,
+         .flags = SL_JSON_REQUIRED,
+         .min = amount_min,
+         .max = amount_max,
+         .out = &value},
+        {.name = "currency",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 3,
+         .max = 3,
+         .max_bytes = 3,
+         .out = &cur},
+    };
+    if (sl_json_read_at(v, path, f, SL_ARRAY_LEN(f), 0, errs) != 0) return SL_EINVAL;
+    for (int i = 0; i < 3; i++) {
+        if (cur[i] < 'A' || cur[i] > 'Z') {
+            char at[PATH_BUF];
+            join(at, path, "currency");
+            sl_json_errors_add(errs, at, "must be three upper-case letters (ISO 4217)");
+            return SL_EINVAL;
+        }
+    }
+    *amount = value;
+    memcpy(currency, cur, 4);
+    return 0;
+}

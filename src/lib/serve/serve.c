@@ -5,6 +5,7 @@
  * worker, and the per-request records are recycled.
  */
 #include <shoal/clock.h>
+#include <shoal/id.h>
 #include <shoal/serve.h>
 
 #include <stdio.h>
@@ -32,14 +33,7 @@ int sl_serve_families_register(sl_metrics *reg, sl_serve_families *out)
 
 int sl_serve_request_id_valid(sl_slice v)
 {
-    if (v.len == 0 || v.len > SL_SERVE_REQUEST_ID_MAX) return 0;
-    for (size_t i = 0; i < v.len; i++) {
-        unsigned char c = (unsigned char)v.ptr[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == ':'))
-            return 0;
-    }
-    return 1;
+    return sl_id_text_valid(v.ptr, v.len, SL_SERVE_REQUEST_ID_MAX);
 }
 
 /* ---- recycled records ------------------------------------------------------------------------ */

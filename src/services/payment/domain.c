@@ -6,6 +6,8 @@
  */
 #include "payment.h"
 
+#include <shoal/id.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,14 +34,7 @@ int pay_user_id_valid(const char *s, size_t len)
 
 int pay_order_id_valid(const char *s, size_t len)
 {
-    if (s == NULL || len == 0 || len > PAY_ORDER_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == ':' || c == '-';
-        if (!ok) return 0;
-    }
-    return 1;
+    return sl_id_text_valid(s, len, PAY_ORDER_ID_MAX);
 }
 
 json_t *pay_money(int64_t v)

@@ -4,6 +4,7 @@
  */
 #include "order_events.h"
 
+#include <shoal/id.h>
 #include <shoal/service.h>
 
 #include <stdio.h>
@@ -11,14 +12,7 @@
 
 int order_event_id_valid(const char *s, size_t len)
 {
-    if (s == NULL || len == 0 || len > ORDER_EV_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == ':';
-        if (!ok) return 0;
-    }
-    return 1;
+    return sl_id_text_valid(s, len, ORDER_EV_ID_MAX);
 }
 
 static int known_type(const char *type)
@@ -27,39 +21,6 @@ static int known_type(const char *type)
                                         ORDER_EV_SHIPPED, ORDER_EV_DELIVERED};
     for (size_t i = 0; type && i < SL_ARRAY_LEN(types); i++)
         if (strcmp(type, types[i]) == 0) return 1;
-    return 0;
-}
-
-/* Reads the money object `v` at `path`: {amount 0..ORDER_EV_AMOUNT_MAX, currency A-Z x3}. */
-static int read_money(const json_t *v, const char *path, int64_t *amount, char currency[4],
-                      sl_json_errors *errs)
-{
-    const char *cur = NULL;
-    const sl_json_field f[] = {
-        {.name = "amount",
-         .kind = SL_JSON_INT,
-         .flags = SL_JSON_REQUIRED,
-         .min = 0,
-         .max = ORDER_EV_AMOUNT_MAX,
-         .out = amount},
-        {.name = "currency",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 3,
-         .max = 3,
-         .max_bytes = 3,
-         .out = &cur},
-    };
-    if (sl_json_read_at(v, path, f, SL_ARRAY_LEN(f), 0, errs) != 0) return SL_EPARSE;
-    for (int i = 0; i < 3; i++) {
-        if (cur[i] < 'A' || cur[i] > 'Z') {
-            char at[64];
-            snprintf(at, sizeof at, "%s.currency", path);
-            sl_json_errors_add(errs, at, "must be three upper-case letters");
-            return SL_EPARSE;
-        }
-    }
-    memcpy(currency, cur, 4);
     return 0;
 }
 
@@ -96,7 +57,8 @@ static int read_items(const json_t *items, unsigned flags, order_event_view *out
             sl_json_read_at(json_array_get(items, i), prefix, f, prices ? 3 : 2, 0, errs) != 0)
             return SL_EPARSE;
         snprintf(at, sizeof at, "%s.unit_price", prefix);
-        if (prices && read_money(price, at, &it->unit_price, it->currency, errs) != 0)
+        if (prices && sl_json_read_money(price, at, 0, ORDER_EV_AMOUNT_MAX, &it->unit_price,
+                                         it->currency, errs) != 0)
             return SL_EPARSE;
     }
     return 0;
@@ -154,7 +116,8 @@ int order_event_decode(const char *type, const json_t *data, unsigned flags, ord
     if (prices) rows[n++] = f[4];
     if (sl_json_read(data, rows, n, 0, &errs) != 0 ||
         (items && read_items(items, flags, out, &errs) != 0) ||
-        (total && read_money(total, "total_amount", &out->total, out->currency, &errs) != 0))
+        (total && sl_json_read_money(total, "total_amount", 0, ORDER_EV_AMOUNT_MAX, &out->total,
+                                     out->currency, &errs) != 0))
         return sl_event_refuse(reason, reason_cap, type, &errs);
     if (!order_event_id_valid(out->order_id, strlen(out->order_id))) {
         sl_json_errors_add(&errs, "order_id", "is not a valid id");

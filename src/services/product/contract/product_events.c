@@ -6,9 +6,9 @@
 #include "product_events.h"
 
 #include <shoal/db.h>
+#include <shoal/id.h>
 #include <shoal/service.h>
 
-#include <stdio.h>
 #include <string.h>
 
 static int is_hex(char c)
@@ -28,48 +28,7 @@ int product_id_valid(const char *s, size_t len)
 
 int product_id_text_valid(const char *s, size_t len)
 {
-    if (s == NULL || len == 0 || len > PRODUCT_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == ':';
-        if (!ok) return 0;
-    }
-    return 1;
-}
-
-/* Reads the money object `v` at `field`: {amount 1..PRODUCT_PRICE_MAX, currency A-Z x3}. */
-static int read_money(const json_t *v, const char *field, product_event_view *out,
-                      sl_json_errors *errs)
-{
-    const char *cur = NULL;
-    const sl_json_field f[] = {
-        {.name = "amount",
-         .kind = SL_JSON_INT,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = PRODUCT_PRICE_MAX,
-         .out = &out->price_amount},
-        {.name = "currency",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 3,
-         .max = 3,
-         .max_bytes = 3,
-         .out = &cur},
-    };
-    if (sl_json_read_at(v, field, f, SL_ARRAY_LEN(f), 0, errs) != 0) return SL_EPARSE;
-    for (int i = 0; i < 3; i++) {
-        if (cur[i] < 'A' || cur[i] > 'Z') {
-            char path[64];
-            snprintf(path, sizeof path, "%s.currency", field);
-            sl_json_errors_add(errs, path, "must be three upper-case letters (ISO 4217)");
-            return SL_EPARSE;
-        }
-    }
-    memcpy(out->currency, cur, 4);
-    out->has_price = 1;
-    return 0;
+    return sl_id_text_valid(s, len, PRODUCT_ID_MAX);
 }
 
 int product_event_decode(const char *type, const json_t *data, product_event_reader reader,
@@ -145,8 +104,10 @@ int product_event_decode(const char *type, const json_t *data, product_event_rea
                                  .out = &price};
     SL_ASSERT(n <= SL_ARRAY_LEN(f));
     if (sl_json_read(data, f, n, 0, &errs) != 0 ||
-        (price && read_money(price, price_field, out, &errs) != 0))
+        (price && sl_json_read_money(price, price_field, 1, PRODUCT_PRICE_MAX, &out->price_amount,
+                                     out->currency, &errs) != 0))
         return sl_event_refuse(reason, reason_cap, type, &errs);
+    out->has_price = price != NULL;
     size_t idlen = strlen(out->product_id);
     if (catalog ? !product_id_valid(out->product_id, idlen)
                 : !product_id_text_valid(out->product_id, idlen)) {
