@@ -7,19 +7,26 @@
  */
 #include "inventory.h"
 
+#include <shoal/id.h>
+
 #include <stdio.h>
 #include <string.h>
 
 int inv_id_valid(const char *s, size_t len)
 {
-    if (s == NULL || len == 0 || len > INV_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == ':';
-        if (!ok) return 0;
-    }
-    return 1;
+    return sl_id_text_valid(s, len, INV_ID_MAX);
+}
+
+sl_json_field inv_id_field(const char *name, const char **out)
+{
+    SL_ASSERT(name != NULL && out != NULL);
+    return (sl_json_field){.name = name,
+                           .kind = SL_JSON_STRING,
+                           .flags = SL_JSON_REQUIRED,
+                           .min = 1,
+                           .max = INV_ID_MAX,
+                           .max_bytes = INV_ID_MAX,
+                           .out = out};
 }
 
 static const char *const status_names[] = {"reserved", "committed", "released"};
@@ -69,13 +76,7 @@ static void read_item(const json_t *it, size_t i, inv_item *items, size_t *n, sl
     const char *pid = NULL;
     int64_t qty = 0;
     const sl_json_field f[] = {
-        {.name = "product_id",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = INV_ID_MAX,
-         .max_bytes = INV_ID_MAX,
-         .out = &pid},
+        inv_id_field("product_id", &pid),
         {.name = "qty",
          .kind = SL_JSON_INT,
          .flags = SL_JSON_REQUIRED,
@@ -112,13 +113,7 @@ int inv_read_reservation(const json_t *body, char order_id[INV_ID_MAX + 1], inv_
     const char *oid = NULL;
     json_t *arr = NULL;
     const sl_json_field f[] = {
-        {.name = "order_id",
-         .kind = SL_JSON_STRING,
-         .flags = SL_JSON_REQUIRED,
-         .min = 1,
-         .max = INV_ID_MAX,
-         .max_bytes = INV_ID_MAX,
-         .out = &oid},
+        inv_id_field("order_id", &oid),
         {.name = "items",
          .kind = SL_JSON_ARRAY,
          .flags = SL_JSON_REQUIRED,

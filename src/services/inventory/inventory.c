@@ -154,49 +154,46 @@ static void h_reserve(sl_http_req *req, sl_svc_worker *w)
     free(res);
 }
 
-static void h_release(sl_http_req *req, sl_svc_worker *w)
+/*
+ * For the reservation routes: 401/403 unless a service or an admin calls, 400 for a bad
+ * {order_id} (copied into `oid`). Returns a reservation buffer (free with free()), or NULL once
+ * it has answered.
+ */
+static inv_reservation *reservation_request(sl_http_req *req, char oid[INV_ID_MAX + 1])
+{
+    if (require_service(req) != 0 ||
+        sl_req_path_id(req, "order_id", "order", inv_id_valid, oid, INV_ID_MAX + 1) != 0)
+        return NULL;
+    inv_reservation *r = malloc(sizeof *r);
+    if (!r) sl_respond_problem_ex(req, 503, "out of memory", NULL);
+    return r;
+}
+
+static void respond_no_reservation(sl_http_req *req)
+{
+    sl_respond_field(req, 404, "order_id", "no such reservation for this order",
+                     "no such resource");
+}
+
+/* POST /reservations/{order_id}/release, or /commit when `commit` is set. */
+static void release_or_commit(sl_http_req *req, sl_svc_worker *w, int commit)
 {
     char oid[INV_ID_MAX + 1];
-    if (require_service(req) != 0 ||
-        sl_req_path_id(req, "order_id", "order", inv_id_valid, oid, sizeof oid) != 0)
-        return;
-    inv_reservation *r = malloc(sizeof *r);
-    if (!r) {
-        sl_respond_problem_ex(req, 503, "out of memory", NULL);
-        return;
-    }
+    inv_reservation *r = reservation_request(req, oid);
+    if (!r) return;
+    sl_db *db = sl_svc_worker_db(w);
     inv_action action;
-    int rc = inv_op_release(sl_svc_worker_db(w), oid, "requested", now_ms(), traceparent_of(req),
-                            &action, r);
+    int rc = commit
+                 ? inv_op_commit(db, oid, now_ms(), traceparent_of(req), &action, r)
+                 : inv_op_release(db, oid, "requested", now_ms(), traceparent_of(req), &action, r);
     if (rc != 0)
         sl_respond_db_error(req, rc, NULL);
-    else if (action == INV_ACT_REFUSE)
+    else if (commit && action == INV_ACT_UNKNOWN)
+        respond_no_reservation(req);
+    else if (action == INV_ACT_REFUSE && !commit)
         respond_refusal(req, 409, "already_committed",
                         "this order's reservation is committed and cannot be released", NULL,
                         "reservation", inv_reservation_json(r));
-    else
-        sl_respond_owned(req, 200, inv_reservation_json(r));
-    free(r);
-}
-
-static void h_commit(sl_http_req *req, sl_svc_worker *w)
-{
-    char oid[INV_ID_MAX + 1];
-    if (require_service(req) != 0 ||
-        sl_req_path_id(req, "order_id", "order", inv_id_valid, oid, sizeof oid) != 0)
-        return;
-    inv_reservation *r = malloc(sizeof *r);
-    if (!r) {
-        sl_respond_problem_ex(req, 503, "out of memory", NULL);
-        return;
-    }
-    inv_action action;
-    int rc = inv_op_commit(sl_svc_worker_db(w), oid, now_ms(), traceparent_of(req), &action, r);
-    if (rc != 0)
-        sl_respond_db_error(req, rc, NULL);
-    else if (action == INV_ACT_UNKNOWN)
-        sl_respond_field(req, 404, "order_id", "no such reservation for this order",
-                         "no such resource");
     else if (action == INV_ACT_REFUSE)
         respond_refusal(req, 409, "already_released",
                         strcmp(r->reason, "expired") == 0
@@ -208,21 +205,24 @@ static void h_commit(sl_http_req *req, sl_svc_worker *w)
     free(r);
 }
 
+static void h_release(sl_http_req *req, sl_svc_worker *w)
+{
+    release_or_commit(req, w, 0);
+}
+
+static void h_commit(sl_http_req *req, sl_svc_worker *w)
+{
+    release_or_commit(req, w, 1);
+}
+
 static void h_get_reservation(sl_http_req *req, sl_svc_worker *w)
 {
     char oid[INV_ID_MAX + 1];
-    if (require_service(req) != 0 ||
-        sl_req_path_id(req, "order_id", "order", inv_id_valid, oid, sizeof oid) != 0)
-        return;
-    inv_reservation *r = malloc(sizeof *r);
-    if (!r) {
-        sl_respond_problem_ex(req, 503, "out of memory", NULL);
-        return;
-    }
+    inv_reservation *r = reservation_request(req, oid);
+    if (!r) return;
     int rc = inv_store_res_get(sl_svc_worker_db(w), oid, r);
     if (rc == SL_ENOTFOUND)
-        sl_respond_field(req, 404, "order_id", "no such reservation for this order",
-                         "no such resource");
+        respond_no_reservation(req);
     else if (rc != 0)
         sl_respond_db_error(req, rc, NULL);
     else

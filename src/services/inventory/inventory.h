@@ -71,6 +71,10 @@ typedef enum inv_action {
 /* Returns 1 when `len` bytes of `s` form an id: 1..INV_ID_MAX bytes of [A-Za-z0-9._:-]. */
 int inv_id_valid(const char *s, size_t len);
 
+/* The table row of a required id member `name`, 1..INV_ID_MAX bytes, read into `*out`
+ * (borrowed from the document); the characters are checked after with inv_id_valid. */
+sl_json_field inv_id_field(const char *name, const char **out);
+
 /* "reserved", "committed", "released". */
 const char *inv_status_name(inv_status st);
 

@@ -207,6 +207,16 @@ static int list_params(sl_http_req *req, const sl_identity *id, char *user, char
     return 0;
 }
 
+/* For the list routes: when the query failed (`rc`), frees its `rows` buffer, answers the
+ * error and returns 1; else returns 0. */
+static int list_failed(sl_http_req *req, int rc, void *rows)
+{
+    if (rc == 0) return 0;
+    free(rows);
+    sl_respond_db_error(req, rc, NULL);
+    return 1;
+}
+
 static void h_list(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
@@ -226,11 +236,7 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     int rc = rows ? order_store_hist_list(sl_svc_worker_db(w), user, status[0] ? status : NULL,
                                           page, per_page, rows, &n, &total)
                   : SL_ENOMEM;
-    if (rc != 0) {
-        free(rows);
-        sl_respond_db_error(req, rc, NULL);
-        return;
-    }
+    if (list_failed(req, rc, rows)) return;
     json_t *items = json_array();
     for (size_t i = 0; items && i < n; i++)
         json_array_append_new(items, hist_json(&rows[i]));
@@ -400,11 +406,7 @@ static void h_sagas(sl_http_req *req, sl_svc_worker *w)
     size_t n = 0;
     int rc = rows ? sl_saga_store_list(sl_svc_worker_db(w), NULL, filter, after, rows, PAGE, &n)
                   : SL_ENOMEM;
-    if (rc != 0) {
-        free(rows);
-        sl_respond_db_error(req, rc, NULL);
-        return;
-    }
+    if (list_failed(req, rc, rows)) return;
     json_t *items = json_array();
     for (size_t i = 0; items && i < n; i++)
         json_array_append_new(items, summary_json(&rows[i]));

@@ -14,6 +14,7 @@
 #include <shoal/identity.h>
 #include <shoal/log.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,55 +131,111 @@ static void h_wallet(sl_http_req *req, sl_svc_worker *w)
     respond_answer(req, rc, &ans);
 }
 
-static void h_deposit(sl_http_req *req, sl_svc_worker *w)
-{
+/*
+ * One command request with a JSON body: the caller, its Idempotency-Key, the body and, once
+ * read, the canonical request text the key is bound to.
+ */
+typedef struct cmd_request {
     sl_identity id;
     sl_req_idem k;
-    if (sl_req_require_identity(req, 0, &id) != 0 ||
-        sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0)
-        return;
-    json_t *doc;
-    if (sl_req_json_body(req, &doc) != 0) return;
+    json_t *doc; /* the body; owned, released by cmd_finish or cmd_invalid */
     sl_json_errors errs;
-    sl_json_errors_init(&errs);
+    char canon[CANON_MAX];
+    pay_idem idem;
+    pay_env env;
+} cmd_request;
+
+/*
+ * Starts a command with a JSON body: a service or an admin when `internal` (key scope "saga"),
+ * else any signed-in user (scope "user:<id>"); then the Idempotency-Key, then the body.
+ * Returns 0, or nonzero once it has answered (401/403, 400, 413...).
+ */
+static int cmd_begin(sl_http_req *req, int internal, cmd_request *c)
+{
+    c->doc = NULL;
+    sl_json_errors_init(&c->errs);
+    int rc = internal ? require_service(req, &c->id) : sl_req_require_identity(req, 0, &c->id);
+    if (rc == 0)
+        rc = internal ? sl_req_idem_read(req, &c->k, "saga")
+                      : sl_req_idem_read(req, &c->k, "user:%s", c->id.user_id);
+    if (rc == 0) rc = sl_req_json_body(req, &c->doc);
+    return rc;
+}
+
+/*
+ * Reads the body by the `n` rows of `f`, other members refused but `amount`, then `amount`
+ * (two accepted shapes: pay_read_money) into `*amount`. Returns 1 when anything was invalid
+ * (the errors are in c->errs), else 0.
+ */
+static int cmd_read(cmd_request *c, const sl_json_field *f, size_t n, int64_t *amount)
+{
+    /* Hide `amount` from the table's check of unknown members; put it back after. */
+    json_t *amount_v = json_incref(json_object_get(c->doc, "amount"));
+    json_object_del(c->doc, "amount");
+    int bad = sl_json_read(c->doc, f, n, SL_JSON_REJECT_UNKNOWN, &c->errs) != 0;
+    if (amount_v) json_object_set_new(c->doc, "amount", amount_v);
+    bad |= pay_read_money(c->doc, "amount", PAY_AMOUNT_MAX, amount, &c->errs) != 0;
+    return bad;
+}
+
+/* Answers 400 with c->errs. */
+static void cmd_invalid(sl_http_req *req, cmd_request *c)
+{
+    sl_respond_invalid(req, &c->errs);
+    json_decref(c->doc);
+}
+
+/* Binds the key to the canonical request text made from `fmt` and sets up c->env. */
+static void cmd_prepare(cmd_request *c, sl_http_req *req, sl_svc_worker *w, const char *fmt, ...)
+    SL_PRINTF(4, 5);
+static void cmd_prepare(cmd_request *c, sl_http_req *req, sl_svc_worker *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(c->canon, sizeof c->canon, fmt, ap);
+    va_end(ap);
+    SL_ASSERT(n > 0 && n < CANON_MAX); /* every member is bounded by validation */
+    c->idem = (pay_idem){c->k.scope, c->k.has ? c->k.key : NULL, c->canon, (size_t)n};
+    make_env(req, w, &c->env);
+}
+
+/* Answers with the command's outcome (`rc`, `ans`) and releases the body. */
+static void cmd_finish(sl_http_req *req, cmd_request *c, int rc, pay_answer *ans)
+{
+    json_decref(c->doc);
+    respond_answer(req, rc, ans);
+}
+
+static void h_deposit(sl_http_req *req, sl_svc_worker *w)
+{
+    cmd_request c;
+    if (cmd_begin(req, 0, &c) != 0) return;
     int64_t amount = 0;
-    int bad = pay_read_money(doc, "amount", PAY_AMOUNT_MAX, &amount, &errs) != 0;
+    int bad = pay_read_money(c.doc, "amount", PAY_AMOUNT_MAX, &amount, &c.errs) != 0;
     /* `amount` has two accepted shapes, so unknown keys are checked by hand. */
     const char *name;
     json_t *v;
-    json_object_foreach(doc, name, v)
+    json_object_foreach(c.doc, name, v)
     {
         if (strcmp(name, "amount") != 0) {
-            sl_json_errors_add(&errs, name, "is not allowed");
+            sl_json_errors_add(&c.errs, name, "is not allowed");
             bad = 1;
         }
     }
-    json_decref(doc);
     if (bad) {
-        sl_respond_invalid(req, &errs);
+        cmd_invalid(req, &c);
         return;
     }
-    char canon[CANON_MAX];
-    int n = snprintf(canon, sizeof canon, "POST /wallet/deposits\n%lld", (long long)amount);
-    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
-    pay_env env;
-    make_env(req, w, &env);
+    cmd_prepare(&c, req, w, "POST /wallet/deposits\n%lld", (long long)amount);
     pay_answer ans;
-    int rc = pay_cmd_deposit(&env, &idem, id.user_id, amount, &ans);
-    respond_answer(req, rc, &ans);
+    int rc = pay_cmd_deposit(&c.env, &c.idem, c.id.user_id, amount, &ans);
+    cmd_finish(req, &c, rc, &ans);
 }
 
 static void h_transfer(sl_http_req *req, sl_svc_worker *w)
 {
-    sl_identity id;
-    sl_req_idem k;
-    if (sl_req_require_identity(req, 0, &id) != 0 ||
-        sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0)
-        return;
-    json_t *doc;
-    if (sl_req_json_body(req, &doc) != 0) return;
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
+    cmd_request c;
+    if (cmd_begin(req, 0, &c) != 0) return;
     const char *to = NULL;
     int64_t amount = 0;
     const sl_json_field fields[] = {
@@ -191,34 +248,23 @@ static void h_transfer(sl_http_req *req, sl_svc_worker *w)
          .out = &to},
         {.name = "amount", .kind = SL_JSON_OBJECT}, /* validated below: two accepted shapes */
     };
-    json_t *amount_v = json_incref(json_object_get(doc, "amount"));
-    json_object_del(doc, "amount");
-    int bad = sl_json_read(doc, fields, 1, SL_JSON_REJECT_UNKNOWN, &errs) != 0;
-    if (amount_v) json_object_set_new(doc, "amount", amount_v);
-    bad |= pay_read_money(doc, "amount", PAY_AMOUNT_MAX, &amount, &errs) != 0;
+    int bad = cmd_read(&c, fields, 1, &amount);
     if (!bad && !pay_user_id_valid(to, strlen(to))) {
-        sl_json_errors_add(&errs, "to_user_id", "is not a user id");
+        sl_json_errors_add(&c.errs, "to_user_id", "is not a user id");
         bad = 1;
     }
-    if (!bad && strcmp(to, id.user_id) == 0) {
-        sl_json_errors_add(&errs, "to_user_id", "cannot transfer to yourself");
+    if (!bad && strcmp(to, c.id.user_id) == 0) {
+        sl_json_errors_add(&c.errs, "to_user_id", "cannot transfer to yourself");
         bad = 1;
     }
     if (bad) {
-        sl_respond_invalid(req, &errs);
-        json_decref(doc);
+        cmd_invalid(req, &c);
         return;
     }
-    char canon[CANON_MAX];
-    int n =
-        snprintf(canon, sizeof canon, "POST /wallet/transfers\n%s\n%lld", to, (long long)amount);
-    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
-    pay_env env;
-    make_env(req, w, &env);
+    cmd_prepare(&c, req, w, "POST /wallet/transfers\n%s\n%lld", to, (long long)amount);
     pay_answer ans;
-    int rc = pay_cmd_transfer(&env, &idem, id.user_id, to, amount, &ans);
-    json_decref(doc);
-    respond_answer(req, rc, &ans);
+    int rc = pay_cmd_transfer(&c.env, &c.idem, c.id.user_id, to, amount, &ans);
+    cmd_finish(req, &c, rc, &ans);
 }
 
 typedef struct hist_out {
@@ -310,13 +356,8 @@ static void h_balance_as_of(sl_http_req *req, sl_svc_worker *w)
 
 static void h_charge(sl_http_req *req, sl_svc_worker *w)
 {
-    sl_identity id;
-    sl_req_idem k;
-    if (require_service(req, &id) != 0 || sl_req_idem_read(req, &k, "saga") != 0) return;
-    json_t *doc;
-    if (sl_req_json_body(req, &doc) != 0) return;
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
+    cmd_request c;
+    if (cmd_begin(req, 1, &c) != 0) return;
     const char *order_id = NULL, *user_id = NULL;
     int64_t amount = 0;
     const sl_json_field fields[] = {
@@ -335,56 +376,43 @@ static void h_charge(sl_http_req *req, sl_svc_worker *w)
          .max_bytes = PAY_USER_ID_MAX,
          .out = &user_id},
     };
-    json_t *amount_v = json_incref(json_object_get(doc, "amount"));
-    json_object_del(doc, "amount");
-    int bad = sl_json_read(doc, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs) != 0;
-    if (amount_v) json_object_set_new(doc, "amount", amount_v);
-    bad |= pay_read_money(doc, "amount", PAY_AMOUNT_MAX, &amount, &errs) != 0;
+    int bad = cmd_read(&c, fields, SL_ARRAY_LEN(fields), &amount);
     if (order_id && !pay_order_id_valid(order_id, strlen(order_id))) {
-        sl_json_errors_add(&errs, "order_id", "may only hold letters, digits and . _ : -");
+        sl_json_errors_add(&c.errs, "order_id", "may only hold letters, digits and . _ : -");
         bad = 1;
     }
     if (user_id && !pay_user_id_valid(user_id, strlen(user_id))) {
-        sl_json_errors_add(&errs, "user_id", "is not a user id");
+        sl_json_errors_add(&c.errs, "user_id", "is not a user id");
         bad = 1;
     }
     if (bad) {
-        sl_respond_invalid(req, &errs);
-        json_decref(doc);
+        cmd_invalid(req, &c);
         return;
     }
-    char canon[CANON_MAX];
-    int n = snprintf(canon, sizeof canon, "POST /charges\n%s\n%s\n%lld", order_id, user_id,
-                     (long long)amount);
-    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
-    pay_env env;
-    make_env(req, w, &env);
+    cmd_prepare(&c, req, w, "POST /charges\n%s\n%s\n%lld", order_id, user_id, (long long)amount);
     pay_answer ans;
-    int rc = pay_cmd_charge(&env, &idem, order_id, user_id, amount, &ans);
-    json_decref(doc);
-    respond_answer(req, rc, &ans);
+    int rc = pay_cmd_charge(&c.env, &c.idem, order_id, user_id, amount, &ans);
+    cmd_finish(req, &c, rc, &ans);
 }
 
 static void h_refund(sl_http_req *req, sl_svc_worker *w)
 {
-    sl_identity id;
-    sl_req_idem k;
-    if (require_service(req, &id) != 0 || sl_req_idem_read(req, &k, "saga") != 0) return;
+    cmd_request c;
+    c.doc = NULL;
+    sl_json_errors_init(&c.errs);
+    if (require_service(req, &c.id) != 0 || sl_req_idem_read(req, &c.k, "saga") != 0) return;
     sl_slice p = sl_route_param(&req->params, "order_id");
     char order_id[PAY_ORDER_ID_MAX + 1];
-    sl_json_errors errs;
-    sl_json_errors_init(&errs);
     if (!pay_order_id_valid(p.ptr, p.len)) {
-        sl_json_errors_add(&errs, "order_id", "is not an order id");
-        sl_respond_invalid(req, &errs);
+        sl_json_errors_add(&c.errs, "order_id", "is not an order id");
+        cmd_invalid(req, &c);
         return;
     }
     memcpy(order_id, p.ptr, p.len);
     order_id[p.len] = '\0';
     const char *user_id = NULL;
-    json_t *doc = NULL;
     if (req->body.len > 0) {
-        if (sl_req_json_body(req, &doc) != 0) return;
+        if (sl_req_json_body(req, &c.doc) != 0) return;
         const sl_json_field fields[] = {{.name = "user_id",
                                          .kind = SL_JSON_STRING,
                                          .flags = SL_JSON_NULLABLE,
@@ -392,27 +420,20 @@ static void h_refund(sl_http_req *req, sl_svc_worker *w)
                                          .max = PAY_USER_ID_MAX,
                                          .max_bytes = PAY_USER_ID_MAX,
                                          .out = &user_id}};
-        int bad = sl_json_read(doc, fields, 1, SL_JSON_REJECT_UNKNOWN, &errs) != 0;
+        int bad = sl_json_read(c.doc, fields, 1, SL_JSON_REJECT_UNKNOWN, &c.errs) != 0;
         if (!bad && user_id && !pay_user_id_valid(user_id, strlen(user_id))) {
-            sl_json_errors_add(&errs, "user_id", "is not a user id");
+            sl_json_errors_add(&c.errs, "user_id", "is not a user id");
             bad = 1;
         }
         if (bad) {
-            sl_respond_invalid(req, &errs);
-            json_decref(doc);
+            cmd_invalid(req, &c);
             return;
         }
     }
-    char canon[CANON_MAX];
-    int n = snprintf(canon, sizeof canon, "POST /charges/%s/refund\n%s", order_id,
-                     user_id ? user_id : "");
-    pay_idem idem = {k.scope, k.has ? k.key : NULL, canon, (size_t)n};
-    pay_env env;
-    make_env(req, w, &env);
+    cmd_prepare(&c, req, w, "POST /charges/%s/refund\n%s", order_id, user_id ? user_id : "");
     pay_answer ans;
-    int rc = pay_cmd_refund(&env, &idem, order_id, user_id, &ans);
-    json_decref(doc);
-    respond_answer(req, rc, &ans);
+    int rc = pay_cmd_refund(&c.env, &c.idem, order_id, user_id, &ans);
+    cmd_finish(req, &c, rc, &ans);
 }
 
 /* ---- admin ------------------------------------------------------------------------------- */

@@ -37,6 +37,30 @@ void user_respond_user(sl_http_req *req, int status, const user_state *u)
 }
 
 
+/* ---- password operations ------------------------------------------------------------------ */
+
+/* Returns a zeroed operation of `size` bytes (free with free()), or NULL once it has answered
+ * 503. */
+static void *op_alloc(sl_http_req *req, size_t size)
+{
+    void *op = calloc(1, size);
+    if (!op) sl_respond_problem_reason(req, 503, NULL, "out of memory", NULL, 1);
+    return op;
+}
+
+/* After handing `op` to the threadpool (`rc`): on success its callback holds a reference on
+ * `uw` and answers; on failure `op` is freed and the answer is 503. */
+static void op_submitted(sl_http_req *req, user_worker *uw, void *op, int rc)
+{
+    if (rc != 0) {
+        free(op);
+        sl_respond_problem_reason(req, 503, NULL, "too many password operations in progress", NULL,
+                                  1);
+        return;
+    }
+    uw->refs++;
+}
+
 /* ---- POST /register ------------------------------------------------------------------------ */
 
 typedef struct reg_op {
@@ -93,24 +117,15 @@ void user_cmd_register(sl_http_req *req, user_worker *uw, const char *email, con
         sl_respond_db_error(req, rc, "register lookup failed");
         return;
     }
-    reg_op *op = calloc(1, sizeof *op);
-    if (!op) {
-        sl_respond_problem_reason(req, 503, NULL, "out of memory", NULL, 1);
-        return;
-    }
+    reg_op *op = op_alloc(req, sizeof *op);
+    if (!op) return;
     op->req = req;
     op->uw = uw;
     snprintf(op->email, sizeof op->email, "%s", email);
     snprintf(op->name, sizeof op->name, "%s", name);
     rc = sl_password_hash_async(sl_svc_worker_loop(uw->w), &uw->lim, pw, pwlen, &uw->svc->cost,
                                 reg_hashed, op);
-    if (rc != 0) {
-        free(op);
-        sl_respond_problem_reason(req, 503, NULL, "too many password operations in progress", NULL,
-                                  1);
-        return;
-    }
-    uw->refs++;
+    op_submitted(req, uw, op, rc);
 }
 
 
@@ -176,11 +191,8 @@ static void login_verified(int status, void *data)
 void user_cmd_login(sl_http_req *req, user_worker *uw, const char *email, int email_ok,
                     const char *pw, size_t pwlen)
 {
-    login_op *op = calloc(1, sizeof *op);
-    if (!op) {
-        sl_respond_problem_reason(req, 503, NULL, "out of memory", NULL, 1);
-        return;
-    }
+    login_op *op = op_alloc(req, sizeof *op);
+    if (!op) return;
     op->req = req;
     op->uw = uw;
     user_row row;
@@ -206,13 +218,7 @@ void user_cmd_login(sl_http_req *req, user_worker *uw, const char *email, int em
                                       pwlen, login_verified, op);
         op->known = 0;
     }
-    if (rc != 0) {
-        free(op);
-        sl_respond_problem_reason(req, 503, NULL, "too many password operations in progress", NULL,
-                                  1);
-        return;
-    }
-    uw->refs++;
+    op_submitted(req, uw, op, rc);
 }
 
 
