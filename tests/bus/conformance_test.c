@@ -6,7 +6,10 @@
  * never interfere. Waits are liveness bounds (the loop runs until a
  * condition holds or a generous deadline passes); nothing asserts speed.
  */
+#include "bus/bus_int.h"
 #include <shoal/bus.h>
+
+#include <nats/nats.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -779,6 +782,83 @@ static void test_names(void **state)
     assert_int_equal(sl_bus_partition("abc", 8), sl_bus_partition("abc", 8));
 }
 
+/* NATS only. A fetch thread whose pull fails (here: its consumer is deleted under it; after a
+ * server restart pulls fail too) drops its subscription and binds again, while the loop still
+ * holds a message fetched through it. Acking that message reads the subscription (nats.c keeps
+ * a bare pointer to it in the message): the subscription must live until the loop has settled
+ * everything fetched through it. Were it destroyed first, nb_settle's check that the message
+ * came through the live subscription aborts (after the ack has read freed memory). The handler
+ * deletes the consumer and stays on the loop long enough for the fetch threads to see the failed
+ * pull. */
+typedef struct held_ctx {
+    jsCtx *js;
+    char stream[64], durable[SL_BUS_GROUP_MAX + SL_BUS_TOPIC_MAX + 16];
+    int calls;
+} held_ctx;
+
+static void held_handler(void *data, const sl_bus_msg *m, sl_bus_reply *r)
+{
+    (void)m;
+    held_ctx *h = data;
+    if (h->calls++ == 0) {
+        /* Both fetch threads' pulls are with the server (the one holding this message has room
+         * left, so it pulls again): deleting the consumer fails both at once. A pull sent
+         * after the delete would only time out. */
+        jsErrCode jerr = 0;
+        int64_t waiting = 0;
+        for (int i = 0; i < 2000 && waiting < 2; i++) {
+            jsConsumerInfo *ci = NULL;
+            assert_int_equal(js_GetConsumerInfo(&ci, h->js, h->stream, h->durable, NULL, &jerr),
+                             NATS_OK);
+            waiting = ci->NumWaiting;
+            jsConsumerInfo_Destroy(ci);
+            if (waiting < 2) usleep(1000);
+        }
+        assert_int_equal(waiting, 2);
+        assert_int_equal(js_DeleteConsumer(h->js, h->stream, h->durable, NULL, &jerr), NATS_OK);
+        usleep(1500 * 1000); /* three fetch waits: each fetch thread's pull has failed */
+    }
+    r->verdict = SL_BUS_ACK;
+}
+
+static int two_calls(void *p)
+{
+    return ((held_ctx *)p)->calls >= 2;
+}
+
+static void test_fetch_error_while_held(void **state)
+{
+    (void)state;
+    if (!g.nats) skip();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_bus *bus = open_bus(&loop, 0);
+    wait_ready(&loop, bus);
+    char topic[128];
+    topic_of(topic, sizeof topic, "held");
+    natsConnection *nc = NULL;
+    static held_ctx h;
+    memset(&h, 0, sizeof h);
+    assert_int_equal(natsConnection_ConnectTo(&nc, g.url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&h.js, nc, NULL), NATS_OK);
+    assert_int_equal(sl_bus_stream_name(topic, h.stream, sizeof h.stream), 0);
+    assert_int_equal(sl__bus_durable_name("g", topic, -1, h.durable, sizeof h.durable), 0);
+    publish1(&loop, bus, topic, "held-1", "s1", 1);
+    sl_bus_sub_options o = fast_opts();
+    o.unordered = 1;
+    o.max_inflight = 8; /* a fetch thread holding one message still has room: it pulls again */
+    sl_bus_sub *s;
+    assert_int_equal(sl_bus_subscribe(bus, topic, "g", &o, held_handler, &h, &s), 0);
+    /* The ack went to the deleted consumer: the fetch threads bind again, the consumer is
+     * made anew and delivers the message again. */
+    assert_true(run_until(&loop, two_calls, &h, 30000));
+    sl_bus_unsubscribe(s);
+    close_bus(&loop, bus);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    jsCtx_Destroy(h.js);
+    natsConnection_Destroy(nc);
+}
+
 int main(int argc, char **argv)
 {
     const char *b = argc > 1 ? argv[1] : "inproc";
@@ -814,6 +894,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_consumer_restart),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_runner_once),
+        cmocka_unit_test(test_fetch_error_while_held),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sl_bus_broker_free(g.broker);

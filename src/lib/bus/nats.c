@@ -28,6 +28,21 @@
  *   and consumer, pulls only while its subscription has room, and queues
  *   messages for the loop, where the core runs handlers and acks with the
  *   non-blocking natsMsg_Ack/Nak/Term; the fetch thread frees them.
+ * - nats.c 3.4.1's natsSubscription_Fetch overruns its message array (fixed upstream in
+ *   3.10, nats.c #749) when, as it starts, the subscription already queues more than half of
+ *   `batch` messages but fewer than `batch`: it asks the server for the rest
+ *   and then waits for a count it has already passed, storing every further message that
+ *   reaches the subscription's inbox past the array's end until the pull expires. Messages
+ *   of earlier pulls keep reaching that inbox (one inbox per subscription) after their Fetch
+ *   returned; after a server restart the pulls queued while disconnected are sent all at once
+ *   and flood it, and the heap was corrupted (nats.pipeline). So a fetch thread pulls only
+ *   while connected, binds a new subscription (a new inbox) after each reconnect, and when
+ *   messages are already queued fetches exactly those (see fetcher_main).
+ * - A fetched natsMsg keeps a bare pointer to the subscription it came through (nats.c takes
+ *   no reference for it), and natsMsg_Ack/Nak/Term read the subscription, its JetStream part
+ *   and its connection through that pointer. So a fetch thread destroys its subscription
+ *   (after a failed pull, or when it exits) only once the loop has settled every message it
+ *   fetched through it: see fetcher_unbind.
  * - Admin work (stream set-up, dead letters, lag) runs in uv_queue_work.
  */
 #include "bus/bus_int.h"
@@ -52,6 +67,7 @@ typedef struct nb_item {
     nb_kind kind;
     nb_fetcher *f;
     natsMsg *msg;
+    unsigned bound;      /* IT_MSG: f->bound when fetched (fetch thread; read on the loop) */
     uint64_t stream_seq; /* IT_MSG: its JetStream metadata, read on the fetch thread */
     unsigned deliveries;
     int64_t published_ms;
@@ -85,9 +101,12 @@ struct nb_fetcher {
     nb_fconn *fc; /* its connection: the unordered or the ordered one */
     /* Shared with the thread, under nb->mu. */
     pthread_cond_t cv; /* its own: one settle wakes only this fetcher, not all of them */
-    unsigned held;
-    natsMsg **dead; /* settled messages, freed by the fetch thread (natsMsg_Destroy wakes the */
-    size_t ndead;   /* library's collector thread: too dear for the loop, once per message) */
+    unsigned held;     /* fetched and not yet settled by the loop: each references the sub */
+    unsigned bound;    /* subscriptions dropped so far: the fetch thread counts one up when it
+                        * destroys its sub, the loop checks a settled message came through the
+                        * live one */
+    natsMsg **dead;    /* settled messages, freed by the fetch thread (natsMsg_Destroy wakes the */
+    size_t ndead;      /* library's collector thread: too dear for the loop, once per message) */
     size_t capdead;
     bool stop, exited;
     pthread_t thread;
@@ -696,17 +715,56 @@ static void free_dead(nb_fetcher *f)
     free(dead);
 }
 
+/*
+ * Fetch thread (the subscription is its own; f->held and f->bound are under nb->mu, f->bound
+ * written only here): destroys its subscription, after a failed pull or on exit. The messages it
+ * fetched through it and the loop still holds (f->held, queued or being handled) are acked
+ * through it (natsMsg_Ack reads msg->sub, which nats.c does not keep alive): destroying it
+ * first let the loop's acks read freed memory and write through whatever the allocator had
+ * put there, and after a server restart the heap was corrupted. So wait until the loop has
+ * settled all of them (nb_settle signals when f->held reaches 0); this waits also when
+ * stopping, as the loop settles what it holds either way.
+ */
+static void fetcher_unbind(nb_fetcher *f, natsSubscription **sub)
+{
+    nb_bus *nb = f->ns->nb;
+    pthread_mutex_lock(&nb->mu);
+    while (f->held > 0)
+        pthread_cond_wait(&f->cv, &nb->mu);
+    if (*sub != NULL) f->bound++; /* messages of the next subscription carry the new count */
+    pthread_mutex_unlock(&nb->mu);
+    free_dead(f);
+    natsSubscription_Destroy(*sub);
+    *sub = NULL;
+}
+
+/* The reconnects of the fetcher's connection so far (fetch thread; `st` is its own). nats.c
+ * counts a reconnect before it resends anything on the new connection. */
+static uint64_t fetcher_reconnects(const nb_fetcher *f, natsStatistics *st)
+{
+    uint64_t n = 0;
+    if (natsConnection_GetStats(f->fc->nc, st) == NATS_OK)
+        natsStatistics_GetCounts(st, NULL, NULL, NULL, NULL, &n);
+    return n;
+}
+
 static void *fetcher_main(void *arg)
 {
     nb_fetcher *f = arg;
     nb_bus *nb = f->ns->nb;
     const size_t max_bytes = nb->bus->opt.max_msg_bytes; /* set before any thread starts */
+    /* sub, stats and bound_reconnects are this thread's own. */
     natsSubscription *sub = NULL;
+    natsStatistics *stats = NULL;  /* for fetcher_reconnects */
+    uint64_t bound_reconnects = 0; /* the connection's reconnects when `sub` was bound */
     int64_t backoff = 100;
     for (;;) {
         if (sub == NULL) {
-            if (natsConnection_Status(f->fc->nc) == NATS_CONN_STATUS_CONNECTED)
+            if (stats == NULL && natsStatistics_Create(&stats) != NATS_OK) stats = NULL;
+            if (stats != NULL && natsConnection_Status(f->fc->nc) == NATS_CONN_STATUS_CONNECTED) {
+                bound_reconnects = fetcher_reconnects(f, stats);
                 sub = fetcher_bind(f);
+            }
             if (sub == NULL) {
                 if (fetcher_wait(f, backoff, false)) break;
                 backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -722,13 +780,32 @@ static void *fetcher_main(void *arg)
         if (room == 0) continue;
         unsigned batch = f->part >= 0 ? 1 : f->ns->sub->opt.fetch_batch;
         if (batch > room) batch = room;
+        /* Around the nats.c 3.4.1 Fetch overrun (see the top of the file). Disconnected, a
+         * pull would wait in the reconnect buffer and reach the server with the others. */
+        if (natsConnection_Status(f->fc->nc) != NATS_CONN_STATUS_CONNECTED) {
+            if (fetcher_wait(f, NB_FETCH_WAIT_MS / 5, false)) break;
+            continue;
+        }
+        /* Reconnected since the bind: pulls sent before may still deliver to this inbox. */
+        if (fetcher_reconnects(f, stats) != bound_reconnects) {
+            fetcher_unbind(f, &sub);
+            continue;
+        }
+        /* Messages already queued (a pull that outlived its Fetch): take exactly those, so
+         * Fetch finds `batch` of them queued and sends no pull of its own. Only this thread
+         * takes from the queue, so it holds at least `pending` when Fetch looks. */
+        int pending = 0;
+        if (natsSubscription_GetPending(sub, &pending, NULL) == NATS_OK && pending > 0 &&
+            (unsigned)pending < batch)
+            batch = (unsigned)pending;
         natsMsgList list = {0};
         jsErrCode jerr = 0;
         natsStatus s = natsSubscription_Fetch(&list, sub, (int)batch, NB_FETCH_WAIT_MS, &jerr);
         if (s == NATS_OK) {
-            /* Items and metadata are made here, off the loop and outside the lock. */
+            /* Items and metadata are made here, off the loop and outside the lock. f->bound
+             * changes only on this thread: read without the lock. */
             nb_item *head = NULL, **tail = &head, *last = NULL;
-            unsigned n = 0;
+            unsigned n = 0, bound = f->bound;
             for (int i = 0; i < list.Count; i++) {
                 nb_item *it = malloc(sizeof *it);
                 if (it == NULL) continue; /* not acked: comes back after ack_wait */
@@ -737,6 +814,7 @@ static void *fetcher_main(void *arg)
                 *it = (nb_item){.kind = IT_MSG,
                                 .f = f,
                                 .msg = list.Msgs[i],
+                                .bound = bound,
                                 .stream_seq = meta ? meta->Sequence.Stream : 0,
                                 .deliveries = meta ? (unsigned)meta->NumDelivered : 1,
                                 .published_ms = meta ? meta->Timestamp / 1000000 : 0};
@@ -767,19 +845,15 @@ static void *fetcher_main(void *arg)
             }
             natsMsgList_Destroy(&list);
         } else if (s != NATS_TIMEOUT) {
-            /* Connection lost, consumer deleted, …: bind again after a pause. */
-            natsSubscription_Destroy(sub);
-            sub = NULL;
+            /* Connection lost, consumer deleted, …: bind again after a pause, once the loop
+             * has settled what came through this subscription. */
+            fetcher_unbind(f, &sub);
             if (fetcher_wait(f, backoff, false)) break;
         }
     }
     /* Messages still held reference the subscription: wait until the loop settled them. */
-    pthread_mutex_lock(&nb->mu);
-    while (f->held > 0)
-        pthread_cond_wait(&f->cv, &nb->mu);
-    pthread_mutex_unlock(&nb->mu);
-    free_dead(f);
-    natsSubscription_Destroy(sub);
+    fetcher_unbind(f, &sub);
+    natsStatistics_Destroy(stats);
     nb_item *it = calloc(1, sizeof *it);
     pthread_mutex_lock(&nb->mu);
     f->exited = true;
@@ -884,6 +958,9 @@ static void nb_settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t
     }
     nb_fetcher *f = it->f;
     pthread_mutex_lock(&nb->mu);
+    /* The ack above read the message's subscription: it must still have been alive, i.e. the
+     * fetch thread has not dropped it (it cannot while this message counts in f->held). */
+    SL_ASSERT(it->bound == f->bound);
     if (f->ndead == f->capdead) {
         size_t cap = f->capdead ? f->capdead * 2 : 256;
         natsMsg **d = realloc(f->dead, cap * sizeof *d);
