@@ -29,7 +29,7 @@
  *   messages for the loop, where the core runs handlers and acks with the
  *   non-blocking natsMsg_Ack/Nak/Term; the fetch thread frees them.
  * - nats.c 3.4.1's natsSubscription_Fetch overruns its message array (fixed upstream in
- *   3.10, nats.c #749) when, as it starts, the subscription already queues more than half of
+ *   3.10) when, as it starts, the subscription already queues more than half of
  *   `batch` messages but fewer than `batch`: it asks the server for the rest
  *   and then waits for a count it has already passed, storing every further message that
  *   reaches the subscription's inbox past the array's end until the pull expires. Messages
