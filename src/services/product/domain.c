@@ -293,20 +293,20 @@ size_t product_search_terms(const char *text, size_t len, char *fts, char *plain
 
 #define QUERY_RAW_MAX (PRODUCT_Q_MAX * 4 * 3) /* every byte of the longest q percent-encoded */
 
-/* Decodes query parameter `name` into buf (cap bytes). Returns 1 present, 0 absent, -1 bad
- * (an error was recorded). */
+/* Decodes query parameter `name` into buf (cap bytes). Returns 1 present, 0 absent, SL_EINVAL
+ * bad (an error was recorded). */
 static int param(sl_slice query, const char *name, char *buf, size_t cap, sl_json_errors *errs)
 {
     sl_slice raw;
     if (!sl_http_query_param(query, name, &raw)) return 0;
     if (raw.len >= cap) {
         sl_json_errors_add(errs, name, "is too long");
-        return -1;
+        return SL_EINVAL;
     }
     int n = sl_http_pct_decode(raw, 1, buf, cap);
     if (n < 0 || !sl_utf8_valid(buf, (size_t)n)) {
         sl_json_errors_add(errs, name, "must be valid percent-encoded UTF-8");
-        return -1;
+        return SL_EINVAL;
     }
     buf[n] = '\0';
     return 1;
@@ -337,7 +337,7 @@ static int price_param(sl_slice query, const char *name, int64_t *out, sl_json_e
     }
     if (!ok || v > 1000000000000LL) {
         sl_json_errors_add(errs, name, "must be an integer between 0 and 1000000000000");
-        return -1;
+        return SL_EINVAL;
     }
     *out = v;
     return 1;
@@ -349,7 +349,7 @@ static int parse_ids(char *list, product_query *q, sl_json_errors *errs)
     for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (!product_id_valid(t, strlen(t))) {
             sl_json_errors_add(errs, "ids", "must be a comma-separated list of product ids");
-            return -1;
+            return SL_EINVAL;
         }
         int dup = 0;
         for (size_t i = 0; i < q->nids && !dup; i++)
@@ -357,13 +357,13 @@ static int parse_ids(char *list, product_query *q, sl_json_errors *errs)
         if (dup) continue;
         if (q->nids == PRODUCT_IDS_MAX) {
             sl_json_errors_add(errs, "ids", "must list at most %d product ids", PRODUCT_IDS_MAX);
-            return -1;
+            return SL_EINVAL;
         }
         memcpy(q->ids[q->nids++], t, SL_DB_UUID_STR);
     }
     if (q->nids == 0) {
         sl_json_errors_add(errs, "ids", "must list 1 to %d product ids", PRODUCT_IDS_MAX);
-        return -1;
+        return SL_EINVAL;
     }
     return 0;
 }
