@@ -451,11 +451,16 @@ static void spawn_proc(proc *p)
     supervisor *s = p->sup;
     char logpath[PATH_MAX + 40];
     snprintf(logpath, sizeof logpath, "%s/%s.log", s->log_dir, p->name);
-    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    /* Owner-only: a log may carry personal data. A file an earlier version left wider is
+     * tightened. */
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         say("%-14s cannot open %s: %s", p->name, logpath, strerror(errno));
         return;
     }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0)
+        say("%-14s cannot make %s owner-only: %s", p->name, logpath, strerror(errno));
     /* Children inherit our environment plus their own SHOAL_* settings. */
     extern char **environ;
     char *env[512];
@@ -617,6 +622,7 @@ static int write_pidfile(supervisor *s)
     return 0;
 }
 
+/* mkdir -p `path`; what it creates is owner-only (0700). */
 static void mkdirs(const char *path)
 {
     char tmp[PATH_MAX];
@@ -624,10 +630,32 @@ static void mkdirs(const char *path)
     for (char *p = tmp + 1; *p; p++)
         if (*p == '/') {
             *p = '\0';
-            mkdir(tmp, 0755);
+            mkdir(tmp, 0700);
             *p = '/';
         }
-    mkdir(tmp, 0755);
+    mkdir(tmp, 0700);
+}
+
+/* Creates `path` if need be and makes it owner-only: the data directory holds the keys, the
+ * admin credentials, the databases (password hashes) and the logs. A directory an earlier
+ * version made 0755 is tightened. */
+static int private_dir(const char *path)
+{
+    mkdirs(path);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "shoal: cannot create the directory %s: %s\n", path, strerror(errno));
+        return SL_EIO;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "shoal: %s is not a directory\n", path);
+        return SL_EIO;
+    }
+    if ((st.st_mode & 077) != 0 && chmod(path, st.st_mode & 0700) != 0) {
+        fprintf(stderr, "shoal: cannot make %s owner-only: %s\n", path, strerror(errno));
+        return SL_EIO;
+    }
+    return 0;
 }
 
 static int cmd_up(const char *config_path)
@@ -638,11 +666,10 @@ static int cmd_up(const char *config_path)
     memset(&s, 0, sizeof s);
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
     snprintf(s.log_dir, sizeof s.log_dir, "%s/logs", t.data_dir);
-    mkdirs(s.log_dir);
     char nats_dir[PATH_MAX + 8];
     snprintf(nats_dir, sizeof nats_dir, "%s/nats", t.data_dir);
-    mkdirs(nats_dir);
-    if (build_procs(&s, &t) != 0 || write_pidfile(&s) != 0) {
+    if (private_dir(s.data_dir) != 0 || private_dir(s.log_dir) != 0 || private_dir(nats_dir) != 0 ||
+        build_procs(&s, &t) != 0 || write_pidfile(&s) != 0) {
         sl_config_free(t.cfg);
         return 2;
     }

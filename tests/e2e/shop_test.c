@@ -12,6 +12,8 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -619,6 +622,84 @@ static void test_stopped_service(void **state)
     assert_true(back);
 }
 
+/* ---- secrets on disk ----------------------------------------------------- */
+
+/* 1 if the file at `path` holds `needle` anywhere (it is read whole). */
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (size_t got; (got = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    fclose(f);
+    int found = memmem(buf, n, needle, strlen(needle)) != NULL;
+    free(buf);
+    return found;
+}
+
+/* 0 if `path` has exactly the mode `want`, else says so and returns 1. */
+static int check_mode(const char *path, mode_t want)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        print_error("stat %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    if ((st.st_mode & 07777) == want) return 0;
+    print_error("%s has mode %04o, want %04o\n", path, (unsigned)(st.st_mode & 07777),
+                (unsigned)want);
+    return 1;
+}
+
+/* The admin password is only in data/admin-credentials; the data directory, its logs/ and
+ * nats/ are owner-only, and so is every log file. Every problem is listed, then it fails. */
+static void test_secrets_stay_private(void **state)
+{
+    (void)state;
+    char path[1200], line[256], password[128] = "";
+    snprintf(path, sizeof path, "%s/data/admin-credentials", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        sscanf(line, "password: %127s", password);
+    fclose(f);
+    assert_true(strlen(password) >= 16);
+    int bad = check_mode(path, 0600);
+
+    snprintf(path, sizeof path, "%s/data", dir);
+    bad += check_mode(path, 0700);
+    snprintf(path, sizeof path, "%s/data/nats", dir);
+    bad += check_mode(path, 0700);
+    char logs[800];
+    snprintf(logs, sizeof logs, "%s/data/logs", dir);
+    bad += check_mode(logs, 0700);
+    DIR *d = opendir(logs);
+    assert_non_null(d);
+    int nlogs = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", logs, e->d_name);
+        bad += check_mode(path, 0600);
+        if (file_contains(path, password)) {
+            print_error("%s contains the admin password\n", path);
+            bad++;
+        }
+        nlogs++;
+    }
+    closedir(d);
+    assert_true(nlogs >= 8); /* nats-server, the seven services and the gateway */
+    if (bad) fail_msg("%d file(s) or directories expose secrets (listed above)", bad);
+}
+
 /* ---- set-up: configuration with free ports, then `shoal up` ------------- */
 
 static char *slurp(const char *path)
@@ -708,6 +789,13 @@ static int setup(void **state)
              "SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:%d\", |' %s",
              ports[3], ports[5], local);
     if (system(cmd) != 0) return -1;
+    /* What an earlier version left: data/ and data/logs/ 0755, a log 0644 (tightened on start;
+     * nats/ and the other logs are made fresh). */
+    snprintf(cmd, sizeof cmd,
+             "mkdir -m 0755 %s/data %s/data/logs && : > %s/data/logs/gateway.log && "
+             "chmod 0644 %s/data/logs/gateway.log",
+             dir, dir, dir, dir);
+    if (system(cmd) != 0) return -1;
     snprintf(uplog, sizeof uplog, "%s/up.log", dir);
     snprintf(cmd, sizeof cmd, "exec %s up --config %s > %s 2>&1", th_bin("shoal"), local, uplog);
     char *sh[] = {"/bin/sh", "-c", cmd, NULL};
@@ -750,7 +838,7 @@ int main(void)
         cmocka_unit_test(test_auth_and_users),       cmocka_unit_test(test_catalogue),
         cmocka_unit_test(test_wallet_cart_checkout), cmocka_unit_test(test_refusals_and_shipping),
         cmocka_unit_test(test_saga_failure_paths),   cmocka_unit_test(test_error_shapes),
-        cmocka_unit_test(test_stopped_service),
+        cmocka_unit_test(test_stopped_service),      cmocka_unit_test(test_secrets_stay_private),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -367,7 +367,8 @@ static int setup_metrics(sl_service *svc)
     return rc;
 }
 
-/* Creates the directory of a `sqlite:` path (data/ by default) so a first start just works. */
+/* Creates the directory of a `sqlite:` path (data/ by default) so a first start just works;
+ * owner-only (0700), since the databases hold password hashes and personal data. */
 static void make_sqlite_dir(const char *url)
 {
     if (strncmp(url, "sqlite:", 7) != 0 || strcmp(url, "sqlite::memory:") == 0) return;
@@ -380,7 +381,7 @@ static void make_sqlite_dir(const char *url)
     for (char *p = dir + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
-        mkdir(dir, 0755);
+        mkdir(dir, 0700);
         *p = '/';
     }
 }

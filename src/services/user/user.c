@@ -217,12 +217,11 @@ static int create_admin(user_worker *uw, const char *file, char *pw, char *hash)
     if (rc == 0)
         rc = user_store_create(sl_svc_worker_db(uw->w), &u, NULL,
                                sl_clock_wall_ns(sl_clock_system()), &st);
-    if (rc == 0) /* By design the ONE place a secret is printed: once, on the start that made it. */
+    if (rc == 0) /* The password itself is never logged: only the file holds it. */
         SL_LOG_WARN(sl_svc_worker_log(uw->w), NULL,
-                    "admin account created; its password is shown only this once and kept in "
-                    "the credentials file (mode 0600)",
-                    SL_LOG_STR("email", us->admin_email), SL_LOG_STR("password", pw),
-                    SL_LOG_STR("file", file), SL_LOG_STR("user_id", st.id));
+                    "admin account created; its password is in the credentials file (mode 0600)",
+                    SL_LOG_STR("email", us->admin_email), SL_LOG_STR("file", file),
+                    SL_LOG_STR("user_id", st.id));
     return rc;
 }
 
