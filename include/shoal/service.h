@@ -67,6 +67,9 @@ typedef struct sl_route_def {
     size_t body_max_bytes; /* 0 = the server default (http.body_max_bytes, 1 MiB) */
 } sl_route_def;
 
+/* The most contract migration sets one service definition may list. */
+#define SL_SERVICE_CONTRACTS_MAX 8
+
 typedef struct sl_service_def {
     const char *name; /* "order": logs, metrics, config, trace service name */
     int default_port;
@@ -90,7 +93,8 @@ typedef struct sl_service_def {
     /*
      * The migrations of other services' contracts whose tables this service
      * keeps (a replica of their data), NULL-terminated; applied after
-     * `migrations`, each under its own component. Optional.
+     * `migrations`, each under its own component; at most
+     * SL_SERVICE_CONTRACTS_MAX sets. Optional.
      */
     const sl_migration_set *const *contract_migrations;
     /* Events this service consumes (needs `migrations`, for the inbox). */

@@ -398,12 +398,23 @@ static int migrate(sl_service *svc)
                      SL_LOG_STR("code", sl_errname(rc)));
         return rc;
     }
-    /* The library's, the service's own, then those of the contracts whose tables it keeps. */
-    const sl_migration_set *sets[] = {sl_db_lib_migrations(), svc->def->migrations};
-    const sl_migration_set *const *more = svc->def->contract_migrations;
-    for (size_t i = 0; i < SL_ARRAY_LEN(sets) || (more && more[i - SL_ARRAY_LEN(sets)]); i++) {
-        const sl_migration_set *set =
-            i < SL_ARRAY_LEN(sets) ? sets[i] : more[i - SL_ARRAY_LEN(sets)];
+    /* The library's, the service's own, then those of the contracts whose tables it keeps (in
+     * that order: a contract's script may only add to what the service's own scripts made). */
+    const sl_migration_set *sets[2 + SL_SERVICE_CONTRACTS_MAX];
+    size_t nsets = 0;
+    sets[nsets++] = sl_db_lib_migrations();
+    sets[nsets++] = svc->def->migrations;
+    for (const sl_migration_set *const *c = svc->def->contract_migrations; c && *c; c++) {
+        if (nsets == SL_ARRAY_LEN(sets)) {
+            SL_LOG_ERROR(svc->log, NULL, "too many contract migration sets",
+                         SL_LOG_INT("max", SL_SERVICE_CONTRACTS_MAX));
+            sl_db_close(db);
+            return SL_ELIMIT;
+        }
+        sets[nsets++] = *c;
+    }
+    for (size_t i = 0; i < nsets; i++) {
+        const sl_migration_set *set = sets[i];
         int applied = 0;
         rc = sl_db_migrate(db, set, &applied);
         if (rc != 0) {
