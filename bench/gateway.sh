@@ -37,16 +37,7 @@ up=$(bench_free_port); gw=$(bench_free_port); ng=$(bench_free_port); ha=$(bench_
 SHOAL_LOG__LEVEL=error "${pin_rest[@]}" "$bin/shoal-hello" --port "$up" --workers 1 2>"$work/hello.log" &
 up_pid=$!; pids+=($up_pid)
 
-cat >"$work/gw.yaml" <<YAML
-service: {port: $gw, workers: 1}
-http: {max_connections: 20000}
-log: {level: error, access_log: false}
-trace: {sample_ratio: 0}
-clusters:
-  hello: {endpoints: [127.0.0.1:$up], max_connections: 256, max_idle: 256}
-routes:
-  - {name: hello, match: {path: /hello}, cluster: hello}
-YAML
+bench_gateway_yaml "$gw" "$up" >"$work/gw.yaml"
 SHOAL_IDENTITY__KEY_FILE=/nonexistent "${pin_proxy[@]}" "$bin/shoal-proxy" --config "$work/gw.yaml" 2>"$work/gw.log" &
 gw_pid=$!; pids+=($gw_pid)
 

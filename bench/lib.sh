@@ -63,3 +63,19 @@ bench_ratios() {
     awk -v a="$2" -v b="$3" -v k="$4" '$2 == a {x[$1] = $k} $2 == b {y[$1] = $k}
         END { for (r = 1; r in x; r++) if (y[r] > 0) printf "%.2f ", x[r] / y[r] }' "$1"
 }
+
+# bench_gateway_yaml PORT UPSTREAM_PORT → a one-worker shoal-proxy configuration on stdout:
+# one route /hello to the upstream, no access log, no tracing (bench/gateway.sh,
+# scripts/ab-gateway.sh).
+bench_gateway_yaml() {
+    cat <<YAML
+service: {port: $1, workers: 1}
+http: {max_connections: 20000}
+log: {level: error, access_log: false}
+trace: {sample_ratio: 0}
+clusters:
+  hello: {endpoints: [127.0.0.1:$2], max_connections: 256, max_idle: 256}
+routes:
+  - {name: hello, match: {path: /hello}, cluster: hello}
+YAML
+}

@@ -145,6 +145,9 @@ endforeach()
 # Layering: the .c files of src/proxy and of src/lib/http_client call each other in one direction.
 add_test(NAME check.cycles COMMAND bash ${CMAKE_SOURCE_DIR}/scripts/check-cycles.sh)
 set_tests_properties(check.cycles PROPERTIES LABELS "unit;proxy" TIMEOUT 60)
+# Both structure checks fail on small broken trees (and pass on their fixed versions).
+add_test(NAME check.scripts COMMAND bash ${CMAKE_SOURCE_DIR}/tests/scripts/checks_test.sh ${CMAKE_SOURCE_DIR})
+set_tests_properties(check.scripts PROPERTIES LABELS "unit" TIMEOUT 60)
 
 # Bus conformance suites: every tests/bus/<name>_test.c is ONE source run on
 # both backends, as bus.<name>.inproc (label unit) and bus.<name>.nats (label

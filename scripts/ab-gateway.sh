@@ -23,16 +23,7 @@ pids+=($!)
 declare -A port pid
 for v in old new; do
     port[$v]=$(bench_free_port)
-    cat >"$work/$v.yaml" <<YAML
-service: {port: ${port[$v]}, workers: 1}
-http: {max_connections: 20000}
-log: {level: error, access_log: false}
-trace: {sample_ratio: 0}
-clusters:
-  hello: {endpoints: [127.0.0.1:$up], max_connections: 256, max_idle: 256}
-routes:
-  - {name: hello, match: {path: /hello}, cluster: hello}
-YAML
+    bench_gateway_yaml "${port[$v]}" "$up" >"$work/$v.yaml"
     bin=$old; [ "$v" = new ] && bin=$new
     SHOAL_IDENTITY__KEY_FILE=/nonexistent taskset -c 1 "$bin/shoal-proxy" --config "$work/$v.yaml" \
         2>"$work/$v.log" &
