@@ -134,7 +134,10 @@ void user_cmd_register(sl_http_req *req, user_worker *uw, const char *email, con
 typedef struct login_op {
     sl_http_req *req;
     user_worker *uw;
-    int known; /* the email belongs to a user (else the dummy hash was verified) */
+    int known;    /* the email belongs to a user (else the dummy hash was verified) */
+    int email_ok; /* the email is well-formed (it names an account, known or not) */
+    char email[USER_EMAIL_MAX + 1];
+    char client[USER_CLIENT_MAX + 1];
     char user_id[USER_ID_MAX + 1];
     char role[USER_ROLE_MAX + 1];
 } login_op;
@@ -176,6 +179,11 @@ static void login_verified(int status, void *data)
     if (uw->closing) {
         sl_respond_problem_reason(op->req, 503, NULL, "the service is stopping", NULL, 1);
     } else if (status == 0 && op->known) {
+        int rc = user_login_success(sl_svc_worker_db(uw->w), &uw->svc->login, op->email, op->client,
+                                    sl_clock_wall_ms(sl_clock_system()));
+        if (rc != 0) /* the login stands; the counters keep one failure too many */
+            SL_LOG_ERROR(sl_svc_worker_log(uw->w), NULL, "login counters not updated",
+                         SL_LOG_STR("error", sl_errname(rc)));
         respond_token(op->req, uw, op->user_id, op->role);
     } else {
         if (status != 0 && status != SL_EINVAL)
@@ -189,15 +197,32 @@ static void login_verified(int status, void *data)
 }
 
 void user_cmd_login(sl_http_req *req, user_worker *uw, const char *email, int email_ok,
-                    const char *pw, size_t pwlen)
+                    const char *client, const char *pw, size_t pwlen)
 {
+    int64_t wait_ms = 0;
+    int rc = user_login_begin(sl_svc_worker_db(uw->w), &uw->svc->login, email_ok ? email : NULL,
+                              client, sl_clock_wall_ms(sl_clock_system()), &wait_ms);
+    if (rc == SL_ELIMIT) {
+        SL_LOG_INFO(sl_svc_worker_log(uw->w), sl_req_trace(req), "login throttled",
+                    SL_LOG_INT("retry_ms", wait_ms));
+        sl_respond_problem_reason(req, 429, NULL, "too many failed logins; try again later", NULL,
+                                  user_retry_after_s(wait_ms));
+        return;
+    }
+    if (rc != 0) {
+        sl_respond_db_error(req, rc, "login throttling failed");
+        return;
+    }
     login_op *op = op_alloc(req, sizeof *op);
     if (!op) return;
     op->req = req;
     op->uw = uw;
+    op->email_ok = email_ok;
+    snprintf(op->email, sizeof op->email, "%s", email_ok ? email : "");
+    snprintf(op->client, sizeof op->client, "%s", client);
     user_row row;
     memset(&row, 0, sizeof row);
-    int rc = email_ok ? user_store_by_email(sl_svc_worker_db(uw->w), email, &row) : SL_ENOTFOUND;
+    rc = email_ok ? user_store_by_email(sl_svc_worker_db(uw->w), email, &row) : SL_ENOTFOUND;
     if (rc != 0 && rc != SL_ENOTFOUND) {
         free(op);
         sl_respond_db_error(req, rc, "login lookup failed");

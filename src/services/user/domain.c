@@ -265,3 +265,71 @@ int user_event_parse(const json_t *data, const char *subject, user_state *out, c
     }
     return 0;
 }
+
+/* ---- login failure throttling -------------------------------------------------------------- */
+
+int64_t user_login_backoff_ms(int64_t failures, int64_t free, int64_t base_ms, int64_t max_ms)
+{
+    if (failures < free || base_ms <= 0) return 0;
+    int64_t d = base_ms;
+    for (int64_t i = free; i < failures && d < max_ms; i++)
+        d *= 2;
+    return d < max_ms ? d : max_ms;
+}
+
+static void decay(user_login_counter *c, int64_t now_ms, int64_t window_ms)
+{
+    if (c && c->failures > 0 && now_ms - c->last_ms > window_ms && now_ms >= c->blocked_until_ms)
+        *c = (user_login_counter){0, 0, 0};
+}
+
+static void count_failure(user_login_counter *c, int64_t now_ms, int64_t free, int64_t base_ms,
+                          int64_t max_ms)
+{
+    c->failures++;
+    c->last_ms = now_ms;
+    int64_t b = user_login_backoff_ms(c->failures, free, base_ms, max_ms);
+    c->blocked_until_ms = b > 0 ? now_ms + b : 0;
+}
+
+int user_login_admit(const user_login_policy *p, int64_t now_ms, user_login_counter *account,
+                     user_login_counter *client, user_login_counter *global, int64_t *retry_ms)
+{
+    SL_ASSERT(p && client && global && retry_ms);
+    *retry_ms = 0;
+    decay(account, now_ms, p->window_ms);
+    decay(client, now_ms, p->window_ms);
+    if (now_ms - global->last_ms >= p->global_window_ms || now_ms < global->last_ms)
+        *global = (user_login_counter){0, now_ms, 0};
+    int clean = client->failures == 0;
+    int64_t wait = 0;
+    if (client->blocked_until_ms > now_ms) wait = client->blocked_until_ms - now_ms;
+    if (!clean && account && account->blocked_until_ms > now_ms &&
+        account->blocked_until_ms - now_ms > wait)
+        wait = account->blocked_until_ms - now_ms;
+    if (!clean && global->failures >= p->global_budget) {
+        int64_t g = global->last_ms + p->global_window_ms - now_ms;
+        if (g > wait) wait = g;
+    }
+    if (wait > 0) {
+        *retry_ms = wait;
+        return SL_ELIMIT;
+    }
+    if (account)
+        count_failure(account, now_ms, p->account_free, p->account_base_ms, p->account_max_ms);
+    count_failure(client, now_ms, p->client_free, p->client_base_ms, p->client_max_ms);
+    global->failures++;
+    return 0;
+}
+
+void user_login_succeeded(const user_login_policy *p, user_login_counter *account,
+                          user_login_counter *client, user_login_counter *global)
+{
+    SL_ASSERT(p && client && global);
+    if (account) *account = (user_login_counter){0, 0, 0};
+    if (client->failures > 0) client->failures--;
+    int64_t b = user_login_backoff_ms(client->failures, p->client_free, p->client_base_ms,
+                                      p->client_max_ms);
+    client->blocked_until_ms = b > 0 ? client->last_ms + b : 0;
+    if (global->failures > 0) global->failures--;
+}

@@ -127,4 +127,53 @@ json_t *user_event_data(const user_state *u);
 int user_event_parse(const json_t *data, const char *subject, user_state *out, char *reason,
                      size_t cap) SL_MUST_CHECK;
 
+/* ---- login failure throttling (pure; the counters live in the user database) -------------- */
+
+/*
+ * The policy. An account's backoff is short (it only slows guessing down; a long one would
+ * let anybody lock a victim out); a client address's backoff is long (it stops the guesser);
+ * the global budget bounds guessing spread over many addresses. An account in backoff still
+ * admits a client with no recent failure, so the owner can log in while it is attacked.
+ */
+typedef struct user_login_policy {
+    int64_t account_free;    /* failures of an account before its backoff starts */
+    int64_t account_base_ms; /* the first backoff; doubles with each further failure */
+    int64_t account_max_ms;
+    int64_t client_free; /* the same for a client address */
+    int64_t client_base_ms;
+    int64_t client_max_ms;
+    int64_t window_ms;        /* an account's or client's counter resets after this long quiet */
+    int64_t global_budget;    /* failures per global window before only clean clients pass */
+    int64_t global_window_ms; /* fixed windows */
+} user_login_policy;
+
+/* One counter (an account, a client address, or the global one). For the global counter,
+ * `last_ms` is the start of the current window and `blocked_until_ms` is unused. */
+typedef struct user_login_counter {
+    int64_t failures;
+    int64_t last_ms;
+    int64_t blocked_until_ms;
+} user_login_counter;
+
+/* The backoff after `failures` failures: 0 below `free`, then base, 2·base, ... up to max. */
+int64_t user_login_backoff_ms(int64_t failures, int64_t free, int64_t base_ms, int64_t max_ms);
+
+/*
+ * Decides one login attempt at `now_ms` for the counters of its account (NULL: the email is
+ * malformed and names none), its client address, and the global budget. Admitted: returns 0
+ * and counts the attempt as a failure in all three (before the password is checked, so that
+ * concurrent attempts cannot all pass the check); user_login_succeeded() undoes it.
+ * Refused: returns SL_ELIMIT with the wait in *retry_ms and the counters unchanged (except
+ * decayed ones reset).
+ */
+int user_login_admit(const user_login_policy *p, int64_t now_ms, user_login_counter *account,
+                     user_login_counter *client, user_login_counter *global,
+                     int64_t *retry_ms) SL_MUST_CHECK;
+
+/* A verified password: the account's counter resets; the client's and the global one lose
+ * the failure user_login_admit() counted (a success never erases a client's real failures,
+ * so an attacker cannot reset its address by logging into an account of its own). */
+void user_login_succeeded(const user_login_policy *p, user_login_counter *account,
+                          user_login_counter *client, user_login_counter *global);
+
 #endif /* SHOAL_SVC_USER_DOMAIN_H */

@@ -122,4 +122,21 @@ int user_apply_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, 
  */
 int user_project_outbox(sl_db *db, int max_batches, int *applied, int *skipped) SL_MUST_CHECK;
 
+/* ---- login throttling (throttle.c) -------------------------------------------------------- */
+
+/*
+ * Before a password is checked: in one transaction (serialised across workers and instances
+ * on the global counter's row), decides the attempt with user_login_admit() on the counters of
+ * `email` (normalised; NULL when malformed), `client` (the client's address) and the global
+ * budget, and saves them. Returns 0 (admitted, counted as a failure); SL_ELIMIT with the wait
+ * in *retry_ms; a database error. `db` must not be in a transaction.
+ */
+int user_login_begin(sl_db *db, const user_login_policy *p, const char *email, const char *client,
+                     int64_t now_ms, int64_t *retry_ms) SL_MUST_CHECK;
+
+/* After a verified password: user_login_succeeded() on the same counters, and rows quiet for
+ * longer than the window are pruned. Returns 0 or a database error. */
+int user_login_success(sl_db *db, const user_login_policy *p, const char *email, const char *client,
+                       int64_t now_ms) SL_MUST_CHECK;
+
 #endif /* SHOAL_SVC_USER_STORE_H */

@@ -36,7 +36,7 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file, con
     sl_config *cfg = sl_service_config(svc);
     char err[SL_CONFIG_ERR_MAX] = {0};
     const char *issuer = NULL, *cost = NULL, *feed = NULL, *admin = NULL, *dir = NULL;
-    int64_t ttl, conc, rate, period, wait, poll;
+    int64_t ttl, conc, rate, period, wait, poll, abase, amax, cfree, cbase, cmax, budget;
     bool boot = false;
     unsigned cores = uv_available_parallelism();
     int64_t def_conc = cores < 3 ? (cores ? cores : 1) : 3; /* below the 4 threadpool threads */
@@ -49,7 +49,18 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file, con
     bad |= !bad && sl_config_get_string(cfg, "user.password_cost", "interactive", &cost, err);
     bad |= !bad && sl_config_get_int(cfg, "user.password_concurrency", def_conc, 1, 64, &conc, err);
     bad |= !bad && sl_config_get_int(cfg, "user.login_rate", 5, 1, 100000, &rate, err);
-    bad |= !bad && sl_config_get_int(cfg, "user.login_period_s", 60, 1, 86400, &period, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.login_period_s", 900, 1, 86400, &period, err);
+    bad |= !bad &&
+           sl_config_get_int(cfg, "user.login_account_backoff_ms", 1000, 1, 3600000, &abase, err);
+    bad |= !bad &&
+           sl_config_get_int(cfg, "user.login_account_backoff_max_s", 60, 1, 86400, &amax, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.login_client_free", 20, 1, 100000, &cfree, err);
+    bad |= !bad &&
+           sl_config_get_int(cfg, "user.login_client_backoff_ms", 1000, 1, 3600000, &cbase, err);
+    bad |= !bad &&
+           sl_config_get_int(cfg, "user.login_client_backoff_max_s", 3600, 1, 86400, &cmax, err);
+    bad |= !bad &&
+           sl_config_get_int(cfg, "user.login_global_budget", 1000, 1, 100000000, &budget, err);
     bad |= !bad && sl_config_get_int(cfg, "user.read_wait_ms", 2000, 0, 30000, &wait, err);
     bad |= !bad && sl_config_get_int(cfg, "user.read_poll_ms", 5, 1, 1000, &poll, err);
     bad |= !bad && sl_config_get_string(cfg, "user.read_model_feed", "outbox", &feed, err);
@@ -76,8 +87,15 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file, con
     us->token_ttl_s = ttl;
     us->cost = strcmp(cost, "min") == 0 ? sl_password_cost_min() : sl_password_cost_interactive();
     us->pw_concurrency = (uint32_t)conc;
-    us->login_rate = (uint32_t)rate;
-    us->login_period_ms = period * 1000;
+    us->login = (user_login_policy){.account_free = rate,
+                                    .account_base_ms = abase,
+                                    .account_max_ms = amax * 1000,
+                                    .client_free = cfree,
+                                    .client_base_ms = cbase,
+                                    .client_max_ms = cmax * 1000,
+                                    .window_ms = period * 1000,
+                                    .global_budget = budget,
+                                    .global_window_ms = 60000};
     us->read_wait_ms = wait;
     us->read_poll_ms = poll;
     us->local_projector = strcmp(feed, "outbox") == 0;
@@ -270,7 +288,6 @@ static void poll_tick(uv_timer_t *t)
 
 static void worker_free(user_worker *uw)
 {
-    sl_ratelimit_free(uw->rl);
     free(uw);
 }
 
@@ -294,20 +311,8 @@ static int worker_init(sl_svc_worker *w)
     uw->w = w;
     uw->svc = us;
     sl_password_limiter_init(&uw->lim, us->pw_concurrency);
-    sl_ratelimit_config rc_cfg;
-    sl_ratelimit_config_default(&rc_cfg);
-    rc_cfg.rate = us->login_rate;
-    rc_cfg.burst = us->login_rate;
-    rc_cfg.period_ms = us->login_period_ms;
-    rc_cfg.key_max_len = USER_EMAIL_MAX;
-    sl_rand r;
-    int rc = sl_rand_seed_os(&r);
-    if (rc == 0) rc = sl_ratelimit_new(&rc_cfg, sl_clock_system(), &r, &uw->rl);
-    if (rc != 0) {
-        worker_free(uw);
-        return rc;
-    }
     sl_svc_worker_set_data(w, uw);
+    int rc;
     if (sl_svc_worker_index(w) != 0) return 0;
     /* Worker 0: catch the read model up, create the admin, keep polling the outbox. */
     user_project_now(uw);
@@ -430,19 +435,30 @@ static void h_login(sl_http_req *req, sl_svc_worker *w)
     }
     char nemail[USER_EMAIL_MAX + 1];
     int email_ok = user_email_normalize(email, strlen(email), nemail, NULL) == 0;
-    int64_t wait_ms = 0;
-    /* Per account (the normalised email), per worker. A malformed email names no account. */
-    if (email_ok && sl_ratelimit_take(uw->rl, nemail, strlen(nemail), &wait_ms) == SL_ELIMIT) {
-        SL_LOG_INFO(sl_svc_worker_log(w), sl_req_trace(req), "login rate limited");
-        sl_respond_problem_reason(req, 429, NULL,
-                                  "too many login attempts for this account; try again later", NULL,
-                                  user_retry_after_s(wait_ms));
-        goto out;
-    }
-    user_cmd_login(req, uw, nemail, email_ok, pw, strlen(pw));
+    char client[USER_CLIENT_MAX + 1];
+    user_client_address(req, client);
+    user_cmd_login(req, uw, nemail, email_ok, client, pw, strlen(pw));
 out:
     wipe_password(req, doc);
     json_decref(doc);
+}
+
+void user_client_address(sl_http_req *req, char out[USER_CLIENT_MAX + 1])
+{
+    sl_slice xff = {NULL, 0};
+    snprintf(out, USER_CLIENT_MAX + 1, "direct");
+    if (!sl_http_req_header(req, "x-forwarded-for", &xff) || xff.len == 0) return;
+    /* The gateway appends the address it saw; entries before it are the client's word. */
+    size_t i = xff.len;
+    while (i > 0 && xff.ptr[i - 1] != ',')
+        i--;
+    while (i < xff.len && xff.ptr[i] == ' ')
+        i++;
+    size_t n = xff.len - i;
+    if (n == 0) return;
+    if (n > USER_CLIENT_MAX) n = USER_CLIENT_MAX;
+    memcpy(out, xff.ptr + i, n);
+    out[n] = '\0';
 }
 
 /* ---- GET /.well-known/jwks.json ------------------------------------------------------------- */

@@ -11,7 +11,6 @@
 #include "user.h"
 
 #include <shoal/auth.h>
-#include <shoal/ratelimit.h>
 
 #include <stdint.h>
 #include <uv.h>
@@ -25,9 +24,8 @@ typedef struct user_svc {
     int64_t token_ttl_s;
     sl_password_cost cost;
     uint32_t pw_concurrency; /* password operations in flight per worker */
-    uint32_t login_rate;     /* login attempts per account per period, per worker */
-    int64_t login_period_ms;
-    int64_t read_wait_ms; /* longest wait for min_position */
+    user_login_policy login; /* login throttling (the counters are in the database) */
+    int64_t read_wait_ms;    /* longest wait for min_position */
     int64_t read_poll_ms;
     int local_projector; /* read_model_feed: outbox */
     int bootstrap_admin;
@@ -43,7 +41,6 @@ typedef struct user_worker {
     sl_svc_worker *w;
     const user_svc *svc;
     sl_password_limiter lim;
-    sl_ratelimit *rl;
     uv_timer_t poll; /* worker 0 with the local projector: a safety poll */
     int poll_open;
     unsigned refs; /* operations in flight (password work, read waits) + open poll timer */
@@ -57,14 +54,23 @@ typedef struct user_worker {
 void user_cmd_register(sl_http_req *req, user_worker *uw, const char *email, const char *name,
                        const char *pw, size_t pwlen);
 
-/* Verifies the password of `email` (email_ok 0: malformed, names no account); 200 with a
- * token, or 401 whether the email is unknown or the password wrong. */
+/* Verifies the password of `email` (email_ok 0: malformed, names no account) for the client
+ * address `client`, throttled (throttle.c); 200 with a token, 401 whether the email is unknown
+ * or the password wrong, 429 with Retry-After while the account, the client or the global
+ * failure budget is in backoff. */
 void user_cmd_login(sl_http_req *req, user_worker *uw, const char *email, int email_ok,
-                    const char *pw, size_t pwlen);
+                    const char *client, const char *pw, size_t pwlen);
 
 /* Changes the email and/or name (NULL: keep) of `user_id`; 200 with the user. */
 void user_cmd_update(sl_http_req *req, user_worker *uw, const char *user_id, const char *email,
                      const char *name);
+
+#define USER_CLIENT_MAX 64
+
+/* The client's address: the last X-Forwarded-For entry (the one the gateway appends; earlier
+ * ones are the client's own claim), or "direct" without the header (a caller inside the
+ * mesh). Truncated to USER_CLIENT_MAX bytes. */
+void user_client_address(sl_http_req *req, char out[USER_CLIENT_MAX + 1]);
 
 /* Answers `status` with the user and its write position. */
 void user_respond_user(sl_http_req *req, int status, const user_state *u);

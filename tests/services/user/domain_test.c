@@ -278,6 +278,74 @@ static void test_event_data_round_trip(void **state)
     json_decref(arr);
 }
 
+static void test_login_throttle(void **state)
+{
+    (void)state;
+    const user_login_policy p = {.account_free = 3,
+                                 .account_base_ms = 1000,
+                                 .account_max_ms = 8000,
+                                 .client_free = 5,
+                                 .client_base_ms = 10000,
+                                 .client_max_ms = 3600000,
+                                 .window_ms = 900000,
+                                 .global_budget = 8,
+                                 .global_window_ms = 60000};
+    assert_int_equal(user_login_backoff_ms(2, 3, 1000, 8000), 0);
+    assert_int_equal(user_login_backoff_ms(3, 3, 1000, 8000), 1000);
+    assert_int_equal(user_login_backoff_ms(5, 3, 1000, 8000), 4000);
+    assert_int_equal(user_login_backoff_ms(60, 3, 1000, 8000), 8000);
+
+    user_login_counter acct = {0}, atk = {0}, owner = {0}, g = {0};
+    int64_t now = 1000000, wait = 0;
+    /* Three failures are free; the third starts the account's backoff. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(user_login_admit(&p, now, &acct, &atk, &g, &wait), 0);
+    assert_int_equal(acct.failures, 3);
+    assert_int_equal(user_login_admit(&p, now, &acct, &atk, &g, &wait), SL_ELIMIT);
+    assert_int_equal(wait, 1000);
+    assert_int_equal(acct.failures, 3); /* a refusal counts nothing */
+    /* The owner, from an address with no failures, still gets through, and a success resets
+     * the account but only takes back the owner's own provisional failure. */
+    assert_int_equal(user_login_admit(&p, now, &acct, &owner, &g, &wait), 0);
+    user_login_succeeded(&p, &acct, &owner, &g);
+    assert_int_equal(acct.failures, 0);
+    assert_int_equal(owner.failures, 0);
+    assert_int_equal(atk.failures, 3);
+    /* The attacker's own account cannot wash its address: a success takes back one. */
+    user_login_counter own = {0};
+    assert_int_equal(user_login_admit(&p, now, &own, &atk, &g, &wait), 0);
+    user_login_succeeded(&p, &own, &atk, &g);
+    assert_int_equal(atk.failures, 3);
+    /* The client's long backoff after client_free failures, whatever the accounts. */
+    user_login_counter x = {0}, y = {0};
+    assert_int_equal(user_login_admit(&p, now, &x, &atk, &g, &wait), 0);
+    assert_int_equal(user_login_admit(&p, now, &y, &atk, &g, &wait), 0);
+    assert_int_equal(atk.failures, 5);
+    user_login_counter z = {0};
+    assert_int_equal(user_login_admit(&p, now + 9999, &z, &atk, &g, &wait), SL_ELIMIT);
+    assert_int_equal(wait, 1);
+    assert_int_equal(user_login_admit(&p, now + 10000, &z, &atk, &g, &wait), 0);
+    assert_int_equal(atk.blocked_until_ms, now + 10000 + 20000);
+    /* A malformed email (no account) still counts for the client. */
+    assert_int_equal(user_login_admit(&p, now + 10000, NULL, &atk, &g, &wait), SL_ELIMIT);
+    /* The global budget (8 per window; 6 used so far): once spent, only clean clients pass. */
+    assert_int_equal(g.failures, 6);
+    user_login_counter c1 = {0}, c2 = {0}, c3 = {0};
+    assert_int_equal(user_login_admit(&p, now + 10000, NULL, &c1, &g, &wait), 0);
+    assert_int_equal(user_login_admit(&p, now + 10000, NULL, &c1, &g, &wait), 0);
+    assert_int_equal(g.failures, 8);
+    assert_int_equal(user_login_admit(&p, now + 10000, NULL, &c1, &g, &wait), SL_ELIMIT);
+    assert_int_equal(wait, 50000);
+    assert_int_equal(user_login_admit(&p, now + 10000, NULL, &c2, &g, &wait), 0);
+    /* A new window restores it. */
+    assert_int_equal(user_login_admit(&p, now + 60000, NULL, &c1, &g, &wait), 0);
+    assert_int_equal(g.failures, 1);
+    /* A quiet window resets an account's and a client's counter. */
+    user_login_counter a2 = {3, now, now + 1000};
+    assert_int_equal(user_login_admit(&p, now + 900001, &a2, &c3, &g, &wait), 0);
+    assert_int_equal(a2.failures, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_claims),
         cmocka_unit_test(test_position_and_retry_after),
         cmocka_unit_test(test_event_data_round_trip),
+        cmocka_unit_test(test_login_throttle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

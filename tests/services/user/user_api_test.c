@@ -18,6 +18,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 static struct {
     char dir[256];
@@ -320,6 +321,123 @@ static void test_login_failures_uniform_and_rate_limited(void **state)
     }
     db_fingerprint(after, sizeof after);
     assert_string_equal(before, after);
+}
+
+/* POST /login as the gateway forwards it: X-Forwarded-For ends with the client's address. */
+static int login_from(int port, const char *client, const char *email, const char *pw,
+                      th_response *res)
+{
+    char body[300], raw[800];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, pw);
+    int n = snprintf(raw, sizeof raw,
+                     "POST /login HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nX-Forwarded-For: 6.6.6.6, %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     client, strlen(body), body);
+    memset(res, 0, sizeof *res);
+    int st = th_roundtrip(port, raw, (size_t)n, res, 10000);
+    if (st < 0) fail_msg("POST /login: no response");
+    return st;
+}
+
+/* Starts shoal-user on the test database with `workers` workers and long backoffs (so that
+ * nothing here depends on how fast the machine is). */
+static void start_throttle_server(int workers, int *port, pid_t *pid)
+{
+    char cfg[400], log[400];
+    snprintf(cfg, sizeof cfg, "%s/throttle.yaml", g.dir);
+    snprintf(log, sizeof log, "%s/throttle.log", g.dir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "db: {url: \"%s\"}\n"
+            "identity: {key_file: \"%s/identity.key\"}\n"
+            "user:\n"
+            "  password_cost: min\n"
+            "  signing_key_file: \"%s/keys/user-signing.pem\"\n"
+            "  login_rate: 5\n"
+            "  login_account_backoff_ms: 600000\n"
+            "  login_account_backoff_max_s: 3600\n"
+            "  login_client_free: 8\n"
+            "  login_client_backoff_ms: 600000\n",
+            g.url, g.dir, g.dir);
+    fclose(f);
+    *port = th_free_port();
+    char ps[16], ws[16];
+    snprintf(ps, sizeof ps, "%d", *port);
+    snprintf(ws, sizeof ws, "%d", workers);
+    char *argv[] = {"shoal-user", "--config", cfg, "--port", ps, "--workers", ws, NULL};
+    *pid = th_spawn(argv, NULL, log);
+    if (th_wait_port(*port, 10000) != 0) fail_msg("throttle shoal-user did not start: %s", log);
+}
+
+/* Wrong passwords for `email` from `client`, `n` times: returns how many were checked (401). */
+static int guesses(int port, const char *client, const char *email, int n)
+{
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        th_response res;
+        int st = login_from(port, client, email, "wrong password", &res);
+        if (st == 401)
+            checked++;
+        else if (st != 429)
+            fail_msg("guess: %d %.*s", st, (int)res.body_len, res.body);
+        if (st == 429) assert_true(atoi(th_header(&res, "retry-after")) >= 1);
+        th_response_free(&res);
+    }
+    return checked;
+}
+
+static void test_login_throttle_shared(void **state)
+{
+    (void)state;
+    char id[64];
+    register_user("victim@example.com", "the password", "Victim", id);
+    int port;
+    pid_t pid;
+    stop_server();
+    /* Four workers: the counters are in the database, so the workers share them. */
+    start_throttle_server(4, &port, &pid);
+    assert_int_equal(guesses(port, "10.0.0.1", "victim@example.com", 24), 5);
+    /* A restart keeps them. */
+    assert_int_equal(th_stop(pid, SIGTERM, 10000) != -1, 1);
+    start_throttle_server(2, &port, &pid);
+    assert_int_equal(guesses(port, "10.0.0.1", "victim@example.com", 8), 0);
+    /* The right password from the attacker's address: still refused. */
+    th_response res;
+    int st = login_from(port, "10.0.0.1", "victim@example.com", "the password", &res);
+    expect_problem(st, &res, 429, NULL);
+    th_response_free(&res);
+    /* The owner, from an address with no failures, is not locked out. */
+    st = login_from(port, "10.7.7.7", "victim@example.com", "the password", &res);
+    if (st != 200) fail_msg("owner login: %d %.*s", st, (int)res.body_len, res.body);
+    th_response_free(&res);
+    /* The attacker's address, spread over other accounts: 8 failures in all, then its long
+     * backoff (5 were spent above). */
+    assert_int_equal(guesses(port, "10.0.0.1", "other1@example.com", 2), 2);
+    assert_int_equal(guesses(port, "10.0.0.1", "other2@example.com", 2), 1);
+    assert_int_equal(guesses(port, "10.0.0.1", "other3@example.com", 1), 0);
+    /* Another address is not affected. */
+    assert_int_equal(guesses(port, "10.0.0.2", "other3@example.com", 1), 1);
+    /* Concurrent guesses (4 processes over 4 workers): still 5 per account in all. */
+    assert_int_equal(th_stop(pid, SIGTERM, 10000) != -1, 1);
+    start_throttle_server(4, &port, &pid);
+    pid_t kids[4];
+    for (int i = 0; i < 4; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) _exit(guesses(port, "10.0.0.3", "victim2@example.com", 6));
+    }
+    int total = 0;
+    for (int i = 0; i < 4; i++) {
+        int ws = 0;
+        assert_int_equal(waitpid(kids[i], &ws, 0), kids[i]);
+        assert_true(WIFEXITED(ws));
+        total += WEXITSTATUS(ws);
+    }
+    assert_int_equal(total, 5);
+    assert_int_equal(th_stop(pid, SIGTERM, 10000) != -1, 1);
+    start_server();
 }
 
 static void get_user(const char *target, const char *who, const char *role, int want, json_t **out)
@@ -734,6 +852,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_register_login_jwks),
         cmocka_unit_test(test_register_rejects_without_writing),
         cmocka_unit_test(test_login_failures_uniform_and_rate_limited),
+        cmocka_unit_test(test_login_throttle_shared),
         cmocka_unit_test(test_profile_read_update),
         cmocka_unit_test(test_list_admin_only),
         cmocka_unit_test(test_read_your_writes_and_password_limit),
