@@ -213,9 +213,62 @@ typedef struct money_args {
     int64_t amount;
 } money_args;
 
+typedef struct deposit_args {
+    money_args m;
+    const pay_deposit_ctx *dep; /* who asks */
+} deposit_args;
+
+/* The owner's own deposits since the start of the UTC day of `now`. */
+static int deposited_today(sl_db *tx, const char *user_id, int64_t now, int64_t *sum)
+{
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(tx,
+                           "SELECT COALESCE(SUM(amount), 0) FROM deposit_audit WHERE user_id = ? "
+                           "AND actor_id = ? AND at_ms >= ?",
+                           &st);
+    if (rc) return rc;
+    rc = sl_db_bind_text(st, 1, user_id, SIZE_MAX);
+    if (rc == 0) rc = sl_db_bind_text(st, 2, user_id, SIZE_MAX);
+    if (rc == 0) rc = sl_db_bind_int64(st, 3, pay_day_start_ms(now));
+    if (rc == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        *sum = sl_db_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        *sum = 0;
+    }
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+static int audit_deposit(sl_db *tx, const deposit_args *d, int64_t version, int64_t now)
+{
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(tx,
+                           "INSERT INTO deposit_audit (user_id, version, amount, actor_id, "
+                           "actor_role, request_id, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           &st);
+    if (rc) return rc;
+    const money_args *m = &d->m;
+    const char *rid = d->dep->request_id ? d->dep->request_id : "";
+    rc = sl_db_bind_text(st, 1, m->user_id, SIZE_MAX);
+    if (rc == 0) rc = sl_db_bind_int64(st, 2, version);
+    if (rc == 0) rc = sl_db_bind_int64(st, 3, m->amount);
+    if (rc == 0) rc = sl_db_bind_text(st, 4, d->dep->actor_id, SIZE_MAX);
+    if (rc == 0) rc = sl_db_bind_text(st, 5, d->dep->actor_role, SIZE_MAX);
+    if (rc == 0) rc = sl_db_bind_text(st, 6, rid, SIZE_MAX);
+    if (rc == 0) rc = sl_db_bind_int64(st, 7, now);
+    if (rc) {
+        sl_db_stmt_done(st);
+        return rc;
+    }
+    return sl_db_run(st, NULL);
+}
+
 static int fn_deposit(pay_env *env, sl_db *tx, const void *p, int64_t now, pay_answer *ans)
 {
-    const money_args *m = p;
+    const deposit_args *d = p;
+    const money_args *m = &d->m;
     const char *ids[] = {m->user_id};
     pay_account a;
     pay_account_init(&a);
@@ -224,6 +277,15 @@ static int fn_deposit(pay_env *env, sl_db *tx, const void *p, int64_t now, pay_a
     if (rc) goto out;
     if (pay_check_deposit(&a, m->amount) != PAY_OK) {
         rc = answer_problem(ans, 409, "the balance would exceed its maximum", "balance_limit",
+                            "amount");
+        goto out;
+    }
+    /* The wallet's lock (above) serialises its deposits, so the sum cannot race. */
+    int64_t spent = 0;
+    if (d->dep->daily_limit > 0 && (rc = deposited_today(tx, m->user_id, now, &spent)) != 0)
+        goto out;
+    if (pay_deposit_over_limit(spent, m->amount, d->dep->daily_limit)) {
+        rc = answer_problem(ans, 409, "the daily deposit limit would be exceeded", "deposit_limit",
                             "amount");
         goto out;
     }
@@ -240,6 +302,7 @@ static int fn_deposit(pay_env *env, sl_db *tx, const void *p, int64_t now, pay_a
     evs[n].kind = PAY_EV_DEPOSITED;
     evs[n++].amount = m->amount;
     rc = commit_events(env, tx, m->user_id, &a, evs, n, a.version == 0 ? oid : NULL, now);
+    if (rc == 0) rc = audit_deposit(tx, d, a.version, now);
     if (rc == 0)
         rc = emit(env, tx, "shop.payment.deposited.v1", m->user_id,
                   json_pack("{s:s,s:o,s:o}", "user_id", m->user_id, "amount", pay_money(m->amount),
@@ -251,11 +314,11 @@ out:
 }
 
 int pay_cmd_deposit(pay_env *env, const pay_idem *idem, const char *user_id, int64_t amount,
-                    pay_answer *ans)
+                    const pay_deposit_ctx *ctx, pay_answer *ans)
 {
-    SL_ASSERT(env && env->db && user_id && ans);
-    money_args m = {user_id, NULL, amount};
-    return run(env, idem, fn_deposit, &m, ans);
+    SL_ASSERT(env && env->db && user_id && ctx && ctx->actor_id && ctx->actor_role && ans);
+    deposit_args d = {{user_id, NULL, amount}, ctx};
+    return run(env, idem, fn_deposit, &d, ans);
 }
 
 /* ---- transfer ---------------------------------------------------------------------------- */

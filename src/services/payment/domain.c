@@ -311,6 +311,18 @@ pay_verdict pay_check_deposit(const pay_account *a, int64_t amount)
     return a->balance > PAY_BALANCE_MAX - amount ? PAY_BALANCE_LIMIT : PAY_OK;
 }
 
+int pay_deposit_over_limit(int64_t spent, int64_t amount, int64_t limit)
+{
+    return limit > 0 && (spent > limit || amount > limit - spent);
+}
+
+int64_t pay_day_start_ms(int64_t now_ms)
+{
+    int64_t day = 86400000;
+    int64_t r = now_ms % day;
+    return now_ms - (r < 0 ? r + day : r);
+}
+
 pay_verdict pay_check_debit(const pay_account *a, int64_t amount)
 {
     return a->balance < amount ? PAY_INSUFFICIENT : PAY_OK;

@@ -26,6 +26,7 @@
 
 typedef struct pay_service {
     int64_t snapshot_every;
+    int64_t deposit_daily_limit; /* an owner's own deposits per UTC day */
 } pay_service;
 
 typedef struct pay_worker {
@@ -227,8 +228,56 @@ static void h_deposit(sl_http_req *req, sl_svc_worker *w)
         return;
     }
     cmd_prepare(&c, req, w, "POST /wallet/deposits\n%lld", (long long)amount);
+    const pay_service *ps = sl_service_data(sl_svc_worker_service(w));
+    pay_deposit_ctx dep = {c.id.user_id, c.id.role, req->request_id,
+                           ps ? ps->deposit_daily_limit : PAY_DEPOSIT_DAILY_LIMIT};
     pay_answer ans;
-    int rc = pay_cmd_deposit(&c.env, &c.idem, c.id.user_id, amount, &ans);
+    int rc = pay_cmd_deposit(&c.env, &c.idem, c.id.user_id, amount, &dep, &ans);
+    cmd_finish(req, &c, rc, &ans);
+}
+
+/* POST /admin/wallets/{user_id}/deposits: an admin credits any wallet, past the daily limit
+ * (large amounts, corrections); audited with the admin as the actor. */
+static void h_admin_deposit(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    sl_slice uid = sl_route_param(&req->params, "user_id");
+    char user_id[PAY_USER_ID_MAX + 1];
+    int bad_uid = uid.len == 0 || uid.len > PAY_USER_ID_MAX;
+    if (!bad_uid) {
+        memcpy(user_id, uid.ptr, uid.len);
+        user_id[uid.len] = '\0';
+        bad_uid = !pay_user_id_valid(user_id, uid.len);
+    }
+    if (bad_uid) {
+        sl_json_errors errs;
+        sl_json_errors_init(&errs);
+        sl_json_errors_add(&errs, "user_id", "must be 1..64 visible ASCII characters");
+        sl_respond_problem_ex(req, 400, "invalid request", &errs);
+        return;
+    }
+    cmd_request c;
+    if (cmd_begin(req, 0, &c) != 0) return;
+    int64_t amount = 0;
+    int bad = pay_read_money(c.doc, "amount", PAY_AMOUNT_MAX, &amount, &c.errs) != 0;
+    const char *name;
+    json_t *v;
+    json_object_foreach(c.doc, name, v)
+    {
+        if (strcmp(name, "amount") != 0) {
+            sl_json_errors_add(&c.errs, name, "is not allowed");
+            bad = 1;
+        }
+    }
+    if (bad) {
+        cmd_invalid(req, &c);
+        return;
+    }
+    cmd_prepare(&c, req, w, "POST /admin/wallets/%s/deposits\n%lld", user_id, (long long)amount);
+    pay_deposit_ctx dep = {id.user_id, id.role, req->request_id, 0};
+    pay_answer ans;
+    int rc = pay_cmd_deposit(&c.env, &c.idem, user_id, amount, &dep, &ans);
     cmd_finish(req, &c, rc, &ans);
 }
 
@@ -548,6 +597,13 @@ static int service_init(sl_service *svc)
         free(ps);
         return SL_ECONFIG;
     }
+    if (sl_config_get_int(sl_service_config(svc), "payment.deposit_daily_limit",
+                          PAY_DEPOSIT_DAILY_LIMIT, 0, PAY_BALANCE_MAX, &ps->deposit_daily_limit,
+                          err) != 0) {
+        SL_LOG_ERROR(sl_service_log(svc), NULL, "bad configuration", SL_LOG_STR("error", err));
+        free(ps);
+        return SL_ECONFIG;
+    }
     sl_service_set_data(svc, ps);
     return 0;
 }
@@ -561,6 +617,7 @@ static void service_fini(sl_service *svc)
 static const sl_route_def routes[] = {
     {SL_HTTP_GET, "/wallet", h_wallet, 0},
     {SL_HTTP_POST, "/wallet/deposits", h_deposit, 4096},
+    {SL_HTTP_POST, "/admin/wallets/{user_id}/deposits", h_admin_deposit, 4096},
     {SL_HTTP_POST, "/wallet/transfers", h_transfer, 4096},
     {SL_HTTP_GET, "/wallet/history", h_history, 0},
     {SL_HTTP_GET, "/wallet/balance", h_balance_as_of, 0},

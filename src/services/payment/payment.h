@@ -142,6 +142,11 @@ typedef enum pay_verdict {
 } pay_verdict;
 
 pay_verdict pay_check_deposit(const pay_account *a, int64_t amount);
+/* The daily limit of an owner's own deposits: `spent` so far this UTC day; limit 0: none.
+ * Returns 1 when `amount` more would pass it. */
+int pay_deposit_over_limit(int64_t spent, int64_t amount, int64_t limit);
+/* The start (ms) of the UTC day holding `now_ms`. */
+int64_t pay_day_start_ms(int64_t now_ms);
 pay_verdict pay_check_debit(const pay_account *a, int64_t amount);
 pay_verdict pay_check_charge(const pay_account *a, const char *order_id, int64_t amount);
 /* What a refund of `order_id` returns now: charged minus refunded (0 if never charged). */
@@ -269,8 +274,21 @@ typedef struct pay_idem {
 /* Each command runs in its own transaction(s) on env->db, retries on version conflicts and
  * busy errors, and returns 0 with *ans filled, or a database error (nothing applied). */
 int pay_cmd_open(pay_env *env, const char *user_id, pay_answer *ans) SL_MUST_CHECK;
+/* Default payment.deposit_daily_limit: an owner's own deposits per UTC day. */
+#define PAY_DEPOSIT_DAILY_LIMIT 1000000LL
+
+/* Who asks for a deposit (borrowed strings), for its audit row and its limit. */
+typedef struct pay_deposit_ctx {
+    const char *actor_id;   /* the owner, or the admin on the admin path */
+    const char *actor_role; /* "customer", "admin", ... */
+    const char *request_id; /* "" when none */
+    int64_t daily_limit;    /* the owner's own deposits per UTC day; 0: none (admin path) */
+} pay_deposit_ctx;
+
+/* A deposit: 409 `deposit_limit` when it would pass ctx->daily_limit, 409 `balance_limit`;
+ * writes its audit row (deposit_audit) in the same transaction. */
 int pay_cmd_deposit(pay_env *env, const pay_idem *idem, const char *user_id, int64_t amount,
-                    pay_answer *ans) SL_MUST_CHECK;
+                    const pay_deposit_ctx *ctx, pay_answer *ans) SL_MUST_CHECK;
 int pay_cmd_transfer(pay_env *env, const pay_idem *idem, const char *from, const char *to,
                      int64_t amount, pay_answer *ans) SL_MUST_CHECK;
 int pay_cmd_charge(pay_env *env, const pay_idem *idem, const char *order_id, const char *user_id,

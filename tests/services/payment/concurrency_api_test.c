@@ -80,7 +80,8 @@ static void deposit(const char *uid, int64_t amount)
 {
     pay_env env = env_of(g.db);
     pay_answer ans;
-    HARNESS_OK(g.db, pay_cmd_deposit(&env, NULL, uid, amount, &ans));
+    pay_deposit_ctx dep = {uid, "customer", "", 0};
+    HARNESS_OK(g.db, pay_cmd_deposit(&env, NULL, uid, amount, &dep, &ans));
     assert_int_equal(ans.status, 200);
     pay_answer_free(&ans);
 }

@@ -324,9 +324,22 @@ static void test_ids(void **state)
     assert_false(pay_order_id_valid("o\xc3\xa9", 3));
 }
 
+static void test_deposit_daily_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(pay_deposit_over_limit(0, 100, 0), 0); /* no limit */
+    assert_int_equal(pay_deposit_over_limit(900, 100, 1000), 0);
+    assert_int_equal(pay_deposit_over_limit(901, 100, 1000), 1);
+    assert_int_equal(pay_deposit_over_limit(2000, 1, 1000), 1);
+    assert_int_equal(pay_deposit_over_limit(0, INT64_MAX, 1000), 1);
+    assert_int_equal(pay_day_start_ms(86400000LL * 20000 + 5), 86400000LL * 20000);
+    assert_int_equal(pay_day_start_ms(86400000LL * 20000 - 1), 86400000LL * 19999);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deposit_daily_limit),
         cmocka_unit_test(test_fold_every_kind),
         cmocka_unit_test(test_fold_records_rule_breaks),
         cmocka_unit_test(test_decisions),

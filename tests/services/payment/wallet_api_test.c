@@ -498,6 +498,62 @@ static void test_audit(void **state)
     json_decref(a);
 }
 
+/* Deposits stand in for a payment provider: an owner's own deposits are capped per UTC day
+ * (409 deposit_limit, nothing appended), an admin may credit any wallet past the cap, and
+ * every deposit leaves an audit row (who, when, amount, request id). */
+static void test_deposit_limit_audit_admin(void **state)
+{
+    (void)state;
+    /* The default limit (10^6 a day), whatever was deposited before today. */
+    assert_int_equal(deposit("gus", 600000), 600000);
+    json_t *v = call_json("POST", "/wallet/deposits", "gus", "customer",
+                          "x-request-id: req-gus-2\r\n", "{\"amount\":400000}", 200);
+    assert_int_equal(amount_of(v, "balance"), 1000000);
+    json_decref(v);
+    int64_t before = stream_version("gus");
+    v = call_json("POST", "/wallet/deposits", "gus", "customer", NULL, "{\"amount\":1}", 409);
+    assert_string_equal(json_string_value(json_object_get(v, "reason")), "deposit_limit");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(v, "errors"), 0), "field")),
+                        "amount");
+    json_decref(v);
+    assert_int_equal(stream_version("gus"), before);
+    /* Another wallet has its own allowance. */
+    assert_int_equal(deposit("hal", 1000000), 1000000);
+
+    /* The admin path: customers get 403; an admin passes the cap (and does not use it up). */
+    expect_refused("POST", "/admin/wallets/gus/deposits", "gus", "customer", "{\"amount\":5}", 403,
+                   NULL);
+    v = call_json("POST", "/admin/wallets/gus/deposits", "root", "admin",
+                  "x-request-id: req-admin-1\r\n", "{\"amount\":50000000}", 200);
+    assert_int_equal(amount_of(v, "balance"), 51000000);
+    json_decref(v);
+    expect_refused("POST", "/admin/wallets/gus/deposits", "root", "admin", "{\"amount\":0}", 400,
+                   "amount");
+    char longpath[200];
+    snprintf(longpath, sizeof longpath, "/admin/wallets/%070d/deposits", 0);
+    expect_refused("POST", longpath, "root", "admin", "{\"amount\":5}", 400, "user_id");
+    v = call_json("POST", "/wallet/deposits", "gus", "customer", NULL, "{\"amount\":1}", 409);
+    json_decref(v);
+
+    /* The audit trail: one row per deposit, with its actor, amount, request id and version. */
+    assert_int_equal(harness_int(g.db, "SELECT count(*) FROM deposit_audit WHERE user_id = 'gus'"),
+                     3);
+    assert_int_equal(harness_int(g.db, "SELECT amount FROM deposit_audit WHERE user_id = 'gus' "
+                                       "AND actor_id = 'root' AND actor_role = 'admin' AND "
+                                       "request_id = 'req-admin-1'"),
+                     50000000);
+    assert_int_equal(harness_int(g.db, "SELECT count(*) FROM deposit_audit WHERE user_id = 'gus' "
+                                       "AND actor_id = 'gus' AND request_id = 'req-gus-2' AND "
+                                       "amount = 400000"),
+                     1);
+    assert_int_equal(harness_int(g.db, "SELECT max(version) FROM deposit_audit WHERE user_id = "
+                                       "'gus'"),
+                     stream_version("gus"));
+    int64_t at = harness_int(g.db, "SELECT min(at_ms) FROM deposit_audit WHERE user_id = 'gus'");
+    assert_true(at > now_ms() - 600000 && at <= now_ms());
+}
+
 int main(int argc, char **argv)
 {
     harness_init(argc, argv);
@@ -505,6 +561,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_identity_required),
         cmocka_unit_test(test_lazy_open_and_registration),
         cmocka_unit_test(test_deposits_and_bad_input),
+        cmocka_unit_test(test_deposit_limit_audit_admin),
         cmocka_unit_test(test_transfers),
         cmocka_unit_test(test_public_idempotency_key),
         cmocka_unit_test(test_history_pagination),
