@@ -11,6 +11,7 @@
 #include <shoal/bus.h>
 #include <shoal/clock.h>
 #include <shoal/config.h>
+#include <shoal/cursor.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
 
@@ -344,7 +345,8 @@ static void h_history(sl_http_req *req, sl_svc_worker *w)
     int64_t page, per_page;
     sl_json_errors errs;
     sl_json_errors_init(&errs);
-    if (sl_req_page(req, &page, &per_page, &errs) != 0) {
+    if (sl_req_page(req, &page, &per_page, &errs) != 0 ||
+        sl_page_depth_check(page, per_page, &errs) != 0) {
         sl_respond_invalid(req, &errs);
         return;
     }

@@ -18,6 +18,7 @@
 #include "product.h"
 
 #include <shoal/config.h>
+#include <shoal/cursor.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
 #include <shoal/service.h>
@@ -96,7 +97,8 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     sl_json_errors errs;
     sl_json_errors_init(&errs);
     int bad = product_query_parse(req->query, q, &errs) != 0;
-    bad |= sl_req_page(req, &q->page, &q->per_page, &errs) != 0;
+    bad |= sl_req_page(req, &q->page, &q->per_page, &errs) != 0 ||
+           sl_page_depth_check(q->page, q->per_page, &errs) != 0;
     if (bad) {
         sl_respond_problem_ex(req, 400, "the query is invalid", &errs);
         goto out;

@@ -11,6 +11,7 @@
 #include "user_int.h"
 
 #include <shoal/config.h>
+#include <shoal/cursor.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
 #include <shoal/rand.h>
@@ -526,7 +527,8 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     int rc = user_read_prepare(req, w, &rw, &errs);
     if (rc != 0 && rc != SL_EINVAL) return;
     int bad = rc != 0;
-    bad |= sl_req_page(req, &rw.page, &rw.per_page, &errs) != 0;
+    bad |= sl_req_page(req, &rw.page, &rw.per_page, &errs) != 0 ||
+           sl_page_depth_check(rw.page, rw.per_page, &errs) != 0;
     sl_slice role;
     if (sl_http_query_param(req->query, "role", &role) && role.len > 0) {
         if (sl_slice_eq(role, "customer") || sl_slice_eq(role, "admin")) {

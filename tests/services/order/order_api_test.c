@@ -710,6 +710,11 @@ static void test_bad_input(void **state)
     assert_int_equal(svc_req(&g_svc, "GET", "/orders?per_page=1000", "u12", "customer", NULL, &r),
                      400);
     th_response_free(&r);
+    /* A deep page is refused (page * per_page > 10000). */
+    assert_int_equal(svc_req(&g_svc, "GET", "/orders?page=1000000", "u12", "customer", NULL, &r),
+                     400);
+    assert_non_null(strstr(r.body, "\"page\""));
+    th_response_free(&r);
     assert_int_equal(
         svc_req(&g_svc, "POST", "/orders/x/cancel", "u12", "customer", "{\"reason\":5}", &r), 400);
     th_response_free(&r);

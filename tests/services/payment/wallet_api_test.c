@@ -325,6 +325,11 @@ static void test_history_pagination(void **state)
     json_decref(
         call_json("GET", "/wallet/history?per_page=101", "dave", "customer", NULL, NULL, 400));
     json_decref(call_json("GET", "/wallet/history?page=0", "dave", "customer", NULL, NULL, 400));
+    /* A deep page is refused (page * per_page > 10000) before any scan. */
+    json_decref(
+        call_json("GET", "/wallet/history?page=1000000", "dave", "customer", NULL, NULL, 400));
+    json_decref(call_json("GET", "/wallet/history?page=101&per_page=100", "dave", "customer", NULL,
+                          NULL, 400));
 }
 
 static void test_balance_as_of(void **state)

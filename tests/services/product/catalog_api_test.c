@@ -433,6 +433,9 @@ static void test_bad_input_changes_nothing(void **state)
     expect_400("GET", "/products?category=UPPER", NULL, "category");
     expect_400("GET", "/products?page=0", NULL, "page");
     expect_400("GET", "/products?per_page=101", NULL, "per_page");
+    /* A deep page is refused (page * per_page > 10000), pointing at the cursor. */
+    expect_400("GET", "/products?page=1000000", NULL, "page");
+    expect_400("GET", "/products?page=101&per_page=100&sort=price", NULL, "page");
     expect_400("GET", "/products?q=%ff", NULL, "q");
     char longq[512] = "/products?q=";
     memset(longq + strlen(longq), 'q', 201);

@@ -584,6 +584,9 @@ static void test_list_admin_only(void **state)
     expect_problem(http("GET", "/users?per_page=101", NULL, g.admin_id, "admin", &res), &res, 400,
                    "per_page");
     th_response_free(&res);
+    expect_problem(http("GET", "/users?page=1000000", NULL, g.admin_id, "admin", &res), &res, 400,
+                   "page");
+    th_response_free(&res);
     expect_problem(http("GET", "/users?role=root", NULL, g.admin_id, "admin", &res), &res, 400,
                    "role");
     th_response_free(&res);
