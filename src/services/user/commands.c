@@ -142,22 +142,31 @@ typedef struct login_op {
     char role[USER_ROLE_MAX + 1];
 } login_op;
 
-static void respond_token(sl_http_req *req, user_worker *uw, const char *user_id, const char *role)
+/* Answers 200 with an access token for (user_id, role) in session `sid`; with `refresh`
+ * (may be NULL) beside it. */
+static void respond_token(sl_http_req *req, user_worker *uw, const char *user_id, const char *role,
+                          const char *sid, const char *refresh, int with_user)
 {
     const user_svc *us = uw->svc;
     sl_jwt_claims claims;
     char *token = NULL;
     int64_t now_s = sl_clock_wall_ms(sl_clock_system()) / 1000;
     int rc = user_claims_make(user_id, role, us->issuer, now_s, us->token_ttl_s, &claims);
+    json_t *extra = json_pack("{s:s, s:s}", "aud", us->audience, "sid", sid);
+    if (!extra && rc == 0) rc = SL_ENOMEM;
+    claims.extra = extra;
     if (rc == 0) rc = sl_jwt_sign(us->signing, &claims, &token, NULL);
+    json_decref(extra);
     if (rc != 0) {
         SL_LOG_ERROR(sl_svc_worker_log(uw->w), sl_req_trace(req), "token signing failed",
                      SL_LOG_STR("error", sl_errname(rc)));
         sl_respond_problem_ex(req, 500, "internal error", NULL);
         return;
     }
-    json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "access_token", token, "token_type", "Bearer",
-                          "expires_in", (json_int_t)us->token_ttl_s, "user_id", user_id);
+    json_t *j = json_pack("{s:s, s:s, s:I}", "access_token", token, "token_type", "Bearer",
+                          "expires_in", (json_int_t)us->token_ttl_s);
+    if (j && with_user) json_object_set_new(j, "user_id", json_string(user_id));
+    if (j && refresh) json_object_set_new(j, "refresh_token", json_string(refresh));
     char *body = j ? sl_json_dump(j, NULL) : NULL;
     json_decref(j);
     free(token);
@@ -169,6 +178,7 @@ static void respond_token(sl_http_req *req, user_worker *uw, const char *user_id
     sl_http_header hs[2] = {{{"Content-Type", 12}, {"application/json", 16}},
                             {{"Cache-Control", 13}, {"no-store", 8}}};
     sl_http_respond(req, 200, hs, 2, body, strlen(body));
+    sodium_memzero(body, strlen(body));
     free(body);
 }
 
@@ -184,7 +194,15 @@ static void login_verified(int status, void *data)
         if (rc != 0) /* the login stands; the counters keep one failure too many */
             SL_LOG_ERROR(sl_svc_worker_log(uw->w), NULL, "login counters not updated",
                          SL_LOG_STR("error", sl_errname(rc)));
-        respond_token(op->req, uw, op->user_id, op->role);
+        char sid[SL_DB_UUID_STR], refresh[USER_REFRESH_TOKEN_MAX + 1];
+        int64_t now = sl_clock_wall_ms(sl_clock_system());
+        rc = user_session_open(sl_svc_worker_db(uw->w), op->user_id, now,
+                               uw->svc->refresh_ttl_s * 1000, sid, refresh);
+        if (rc != 0)
+            sl_respond_db_error(op->req, rc, "login session failed");
+        else
+            respond_token(op->req, uw, op->user_id, op->role, sid, refresh, 1);
+        sodium_memzero(refresh, sizeof refresh);
     } else {
         if (status != 0 && status != SL_EINVAL)
             SL_LOG_ERROR(sl_svc_worker_log(uw->w), NULL, "password verification failed",
@@ -246,6 +264,39 @@ void user_cmd_login(sl_http_req *req, user_worker *uw, const char *email, int em
     op_submitted(req, uw, op, rc);
 }
 
+
+/* ---- POST /refresh, POST /logout ----------------------------------------------------------- */
+
+void user_cmd_refresh(sl_http_req *req, user_worker *uw, const char *token)
+{
+    sl_db *db = sl_svc_worker_db(uw->w);
+    user_refreshed r;
+    int rc = user_session_refresh(db, token, sl_clock_wall_ms(sl_clock_system()), &r);
+    user_row row;
+    memset(&row, 0, sizeof row);
+    if (rc == 0) rc = user_store_by_id(db, r.user_id, &row);
+    sodium_memzero(row.password_hash, sizeof row.password_hash);
+    if (rc == SL_ESTATE || rc == SL_ENOTFOUND) {
+        sl_respond_problem_ex(req, 401, "the refresh token is not valid", NULL);
+    } else if (rc != 0) {
+        sl_respond_db_error(req, rc, "refresh failed");
+    } else {
+        /* The role as it is now: a role change shows at the next refresh at the latest. */
+        respond_token(req, uw, r.user_id, row.s.role, r.sid, r.refresh_token, 0);
+    }
+    sodium_memzero(&r, sizeof r);
+}
+
+void user_cmd_logout(sl_http_req *req, user_worker *uw, const char *token)
+{
+    int rc =
+        user_session_logout(sl_svc_worker_db(uw->w), token, sl_clock_wall_ms(sl_clock_system()));
+    if (rc != 0) {
+        sl_respond_db_error(req, rc, "logout failed");
+        return;
+    }
+    sl_http_respond(req, 204, NULL, 0, NULL, 0);
+}
 
 /* ---- PATCH /users/me ----------------------------------------------------------------------- */
 

@@ -139,4 +139,51 @@ int user_login_begin(sl_db *db, const user_login_policy *p, const char *email, c
 int user_login_success(sl_db *db, const user_login_policy *p, const char *email, const char *client,
                        int64_t now_ms) SL_MUST_CHECK;
 
+/* ---- sessions and refresh tokens (sessions.c) ---------------------------------------------- */
+
+#define USER_REFRESH_TOKEN_MAX 48 /* base64url of 32 random bytes: 43 characters */
+
+/* Opens a session of `user_id` lasting `ttl_ms` with its first refresh token. Returns 0 with
+ * the session id in `sid` and the token in `token`, or a database error. */
+int user_session_open(sl_db *db, const char *user_id, int64_t now_ms, int64_t ttl_ms,
+                      char sid[SL_DB_UUID_STR],
+                      char token[USER_REFRESH_TOKEN_MAX + 1]) SL_MUST_CHECK;
+
+typedef struct user_refreshed {
+    char sid[SL_DB_UUID_STR];
+    char user_id[USER_ID_MAX + 1];
+    char refresh_token[USER_REFRESH_TOKEN_MAX + 1];
+} user_refreshed;
+
+/*
+ * Spends refresh token `token` and issues the next one of its session. Returns 0 with *out
+ * filled; SL_ESTATE for an unknown token, a revoked or expired session, or a token spent
+ * already (which revokes its session); a database error.
+ */
+int user_session_refresh(sl_db *db, const char *token, int64_t now_ms,
+                         user_refreshed *out) SL_MUST_CHECK;
+
+/* Revokes the session of refresh token `token` (spent or not). An unknown token is not an
+ * error. Returns 0 or a database error. */
+int user_session_logout(sl_db *db, const char *token, int64_t now_ms) SL_MUST_CHECK;
+
+/* Revokes every live session of `user_id` inside the caller's transaction `tx`. */
+int user_sessions_revoke_user(sl_db *tx, const char *user_id, int64_t now_ms) SL_MUST_CHECK;
+
+typedef struct user_revoked {
+    char sid[SL_DB_UUID_STR];
+    int64_t revoked_ms;
+} user_revoked;
+
+/*
+ * Revocations numbered after `after`, in order, at most `max` read: those revoked at or after
+ * `since_ms` go to out[0..*n) (older ones' access tokens have expired), and *last is the
+ * number of the last one read (`after` when none). Returns 0 or a database error.
+ */
+int user_sessions_revoked(sl_db *db, int64_t after, int64_t since_ms, size_t max, user_revoked *out,
+                          size_t *n, int64_t *last) SL_MUST_CHECK;
+
+/* The number of the last revocation (0 before the first). */
+int user_sessions_revoked_head(sl_db *db, int64_t *seq) SL_MUST_CHECK;
+
 #endif /* SHOAL_SVC_USER_STORE_H */

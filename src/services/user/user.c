@@ -36,8 +36,9 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file, con
 {
     sl_config *cfg = sl_service_config(svc);
     char err[SL_CONFIG_ERR_MAX] = {0};
-    const char *issuer = NULL, *cost = NULL, *feed = NULL, *admin = NULL, *dir = NULL;
-    int64_t ttl, conc, rate, period, wait, poll, abase, amax, cfree, cbase, cmax, budget;
+    const char *issuer = NULL, *audience = NULL, *cost = NULL, *feed = NULL, *admin = NULL,
+               *dir = NULL;
+    int64_t ttl, rttl, conc, rate, period, wait, poll, abase, amax, cfree, cbase, cmax, budget;
     bool boot = false;
     unsigned cores = uv_available_parallelism();
     int64_t def_conc = cores < 3 ? (cores ? cores : 1) : 3; /* below the 4 threadpool threads */
@@ -46,7 +47,10 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file, con
         sl_config_get_string(cfg, "user.signing_key_file", "data/user-signing.pem", key_file, err);
     bad |= !bad && sl_config_get_string(cfg, "user.previous_key_file", NULL, prev_file, err);
     bad |= !bad && sl_config_get_string(cfg, "user.issuer", "shoal", &issuer, err);
-    bad |= !bad && sl_config_get_int(cfg, "user.token_ttl_s", 3600, 60, 7 * 86400, &ttl, err);
+    bad |= !bad && sl_config_get_string(cfg, "user.audience", "shoal", &audience, err);
+    bad |= !bad && sl_config_get_int(cfg, "user.token_ttl_s", 900, 60, 7 * 86400, &ttl, err);
+    bad |= !bad &&
+           sl_config_get_int(cfg, "user.refresh_ttl_s", 30 * 86400, 60, 365 * 86400, &rttl, err);
     bad |= !bad && sl_config_get_string(cfg, "user.password_cost", "interactive", &cost, err);
     bad |= !bad && sl_config_get_int(cfg, "user.password_concurrency", def_conc, 1, 64, &conc, err);
     bad |= !bad && sl_config_get_int(cfg, "user.login_rate", 5, 1, 100000, &rate, err);
@@ -74,6 +78,8 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file, con
         bad = snprintf(err, sizeof err, "user.read_model_feed: must be outbox or bus") > 0;
     if (!bad && (strlen(issuer) == 0 || strlen(issuer) >= sizeof us->issuer))
         bad = snprintf(err, sizeof err, "user.issuer: must be 1 to 127 bytes") > 0;
+    if (!bad && (strlen(audience) == 0 || strlen(audience) >= sizeof us->audience))
+        bad = snprintf(err, sizeof err, "user.audience: must be 1 to 127 bytes") > 0;
     if (!bad && strlen(dir) + 32 >= sizeof us->data_dir)
         bad = snprintf(err, sizeof err, "user.data_dir: too long") > 0;
     const char *why = NULL;
@@ -84,6 +90,8 @@ static int read_config(sl_service *svc, user_svc *us, const char **key_file, con
         return SL_ECONFIG;
     }
     snprintf(us->issuer, sizeof us->issuer, "%s", issuer);
+    snprintf(us->audience, sizeof us->audience, "%s", audience);
+    us->refresh_ttl_s = rttl;
     snprintf(us->data_dir, sizeof us->data_dir, "%s", dir);
     us->token_ttl_s = ttl;
     us->cost = strcmp(cost, "min") == 0 ? sl_password_cost_min() : sl_password_cost_interactive();
@@ -462,6 +470,92 @@ void user_client_address(sl_http_req *req, char out[USER_CLIENT_MAX + 1])
     out[n] = '\0';
 }
 
+/* Reads {refresh_token} (a string of at most 64 bytes). Returns 0, or nonzero once answered. */
+static int read_refresh_body(sl_http_req *req, json_t **doc, const char **token)
+{
+    if (sl_req_json_body(req, doc) != 0) return 1;
+    const sl_json_field fields[] = {
+        {.name = "refresh_token",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 64,
+         .out = token},
+    };
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    if (sl_json_read(*doc, fields, SL_ARRAY_LEN(fields), SL_JSON_REJECT_UNKNOWN, &errs) != 0) {
+        sl_respond_invalid(req, &errs);
+        json_decref(*doc);
+        return 1;
+    }
+    return 0;
+}
+
+static void h_refresh(sl_http_req *req, sl_svc_worker *w)
+{
+    json_t *doc;
+    const char *token = NULL;
+    if (read_refresh_body(req, &doc, &token) != 0) return;
+    user_cmd_refresh(req, worker_of(w), token);
+    json_decref(doc);
+}
+
+static void h_logout(sl_http_req *req, sl_svc_worker *w)
+{
+    json_t *doc;
+    const char *token = NULL;
+    if (read_refresh_body(req, &doc, &token) != 0) return;
+    user_cmd_logout(req, worker_of(w), token);
+    json_decref(doc);
+}
+
+#define REVOKED_PAGE 1000
+
+/* GET /sessions/revoked?after=N (role service or admin): the gateway's poll. */
+static void h_revoked(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    if (strcmp(id.role, "service") != 0 && strcmp(id.role, "admin") != 0) {
+        sl_respond_problem_ex(req, 403, "this endpoint is for services", NULL);
+        return;
+    }
+    int64_t after = 0;
+    sl_slice v;
+    if (sl_http_query_param(req->query, "after", &v)) {
+        int ok = v.len > 0 && v.len <= 18;
+        for (size_t i = 0; ok && i < v.len; i++) {
+            if (v.ptr[i] < '0' || v.ptr[i] > '9') ok = 0;
+            after = after * 10 + (v.ptr[i] - '0');
+        }
+        if (!ok) {
+            sl_respond_field(req, 400, "after", "must be a non-negative integer",
+                             "invalid query parameter");
+            return;
+        }
+    }
+    const user_svc *us = worker_of(w)->svc;
+    int64_t keep_ms = us->token_ttl_s * 1000 + SL_JWT_DEFAULT_LEEWAY_S * 1000;
+    int64_t now = sl_clock_wall_ms(sl_clock_system());
+    user_revoked *rows = malloc(REVOKED_PAGE * sizeof *rows);
+    size_t n = 0;
+    int64_t last = after;
+    int rc = rows ? user_sessions_revoked(sl_svc_worker_db(w), after, now - keep_ms, REVOKED_PAGE,
+                                          rows, &n, &last)
+                  : SL_ENOMEM;
+    json_t *items = rc == 0 ? json_array() : NULL;
+    for (size_t i = 0; items && i < n; i++)
+        json_array_append_new(items, json_pack("{s:s,s:I}", "sid", rows[i].sid, "until_ms",
+                                               (json_int_t)(rows[i].revoked_ms + keep_ms)));
+    free(rows);
+    if (rc != 0) {
+        sl_respond_db_error(req, rc, "revoked sessions");
+        return;
+    }
+    sl_respond_owned(req, 200, json_pack("{s:o,s:I}", "items", items, "last", (json_int_t)last));
+}
+
 /* ---- GET /.well-known/jwks.json ------------------------------------------------------------- */
 
 static void h_jwks(sl_http_req *req, sl_svc_worker *w)
@@ -581,6 +675,9 @@ static void h_me_patch(sl_http_req *req, sl_svc_worker *w)
 static const sl_route_def routes[] = {
     {SL_HTTP_POST, "/register", h_register, 16 * 1024},
     {SL_HTTP_POST, "/login", h_login, 16 * 1024},
+    {SL_HTTP_POST, "/refresh", h_refresh, 4096},
+    {SL_HTTP_POST, "/logout", h_logout, 4096},
+    {SL_HTTP_GET, "/sessions/revoked", h_revoked, 0},
     {SL_HTTP_GET, "/.well-known/jwks.json", h_jwks, 0},
     {SL_HTTP_GET, "/users/me", h_me_get, 0},
     {SL_HTTP_PATCH, "/users/me", h_me_patch, 16 * 1024},

@@ -21,7 +21,9 @@ typedef struct user_svc {
     char *jwks;           /* the JWKS document served (current + previous public keys) */
     size_t jwks_len;
     char issuer[128];
+    char audience[128];
     int64_t token_ttl_s;
+    int64_t refresh_ttl_s; /* a session's life: its refresh tokens stop working after it */
     sl_password_cost cost;
     uint32_t pw_concurrency; /* password operations in flight per worker */
     user_login_policy login; /* login throttling (the counters are in the database) */
@@ -60,6 +62,13 @@ void user_cmd_register(sl_http_req *req, user_worker *uw, const char *email, con
  * failure budget is in backoff. */
 void user_cmd_login(sl_http_req *req, user_worker *uw, const char *email, int email_ok,
                     const char *client, const char *pw, size_t pwlen);
+
+/* POST /refresh: spends `token` and answers 200 {access_token, refresh_token, expires_in} with
+ * the user's current role, or 401. */
+void user_cmd_refresh(sl_http_req *req, user_worker *uw, const char *token);
+
+/* POST /logout: revokes the session of `token`; 204 (also for an unknown token). */
+void user_cmd_logout(sl_http_req *req, user_worker *uw, const char *token);
 
 /* Changes the email and/or name (NULL: keep) of `user_id`; 200 with the user. */
 void user_cmd_update(sl_http_req *req, user_worker *uw, const char *user_id, const char *email,

@@ -176,8 +176,10 @@ static void test_register_login_jwks(void **state)
     assert_string_equal(th_header(&res, "cache-control"), "no-store");
     j = body_of(&res);
     assert_string_equal(str(j, "token_type"), "Bearer");
-    assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 3600);
+    /* Short access tokens (15 minutes by default), with a refresh token beside them. */
+    assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 900);
     assert_string_equal(str(j, "user_id"), id);
+    assert_int_equal(strlen(str(j, "refresh_token")), 43);
     char *token = strdup(str(j, "access_token"));
     json_decref(j);
     th_response_free(&res);
@@ -197,7 +199,9 @@ static void test_register_login_jwks(void **state)
     assert_string_equal(v.sub, id);
     assert_string_equal(v.role, "customer");
     assert_string_equal(v.iss, "shoal");
-    assert_int_equal(v.exp - v.iat, 3600);
+    assert_int_equal(v.exp - v.iat, 900);
+    assert_string_equal(json_string_value(json_object_get(v.claims, "aud")), "shoal");
+    assert_int_equal(strlen(json_string_value(json_object_get(v.claims, "sid"))), 36);
     sl_jwt_verified_deinit(&v);
     /* A tampered token does not verify. */
     token[strlen(token) - 2] ^= 1;
@@ -354,6 +358,7 @@ static void start_throttle_server(int workers, int *port, pid_t *pid)
             "identity: {key_file: \"%s/identity.key\"}\n"
             "user:\n"
             "  password_cost: min\n"
+            "  password_concurrency: 16\n"
             "  signing_key_file: \"%s/keys/user-signing.pem\"\n"
             "  login_rate: 5\n"
             "  login_account_backoff_ms: 600000\n"
@@ -438,6 +443,132 @@ static void test_login_throttle_shared(void **state)
     assert_int_equal(total, 5);
     assert_int_equal(th_stop(pid, SIGTERM, 10000) != -1, 1);
     start_server();
+}
+
+/* POST /refresh and /logout, and the gateway's poll of revoked sessions. */
+static json_t *post_refresh(const char *path, const char *token, int want)
+{
+    char body[200];
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", token);
+    th_response res;
+    int st = http("POST", path, body, NULL, NULL, &res);
+    if (st != want) fail_msg("%s: %d, want %d: %.*s", path, st, want, (int)res.body_len, res.body);
+    json_t *j = st == 200 ? body_of(&res) : NULL;
+    th_response_free(&res);
+    return j;
+}
+
+static char *claim_of(const char *token, const char *name)
+{
+    const char *d1 = strchr(token, '.');
+    const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    assert_non_null(d2);
+    char raw[2048];
+    size_t n = 0;
+    assert_int_equal(sl_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), raw, sizeof raw, &n), 0);
+    json_t *j = json_loadb(raw, n, 0, NULL);
+    assert_non_null(j);
+    char *v = strdup(json_string_value(json_object_get(j, name)));
+    json_decref(j);
+    return v;
+}
+
+/* The sids revoked after `after` (GET /sessions/revoked as a service); *last gets the cursor. */
+static int revoked_has(const char *sid, int64_t after, int64_t *last)
+{
+    char target[64];
+    snprintf(target, sizeof target, "/sessions/revoked?after=%lld", (long long)after);
+    th_response res;
+    int st = http("GET", target, NULL, "gateway", "service", &res);
+    if (st != 200) fail_msg("revoked: %d %.*s", st, (int)res.body_len, res.body);
+    json_t *j = body_of(&res);
+    th_response_free(&res);
+    int found = 0;
+    json_t *items = json_object_get(j, "items");
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        found |= strcmp(json_string_value(json_object_get(it, "sid")), sid) == 0;
+        assert_true(json_integer_value(json_object_get(it, "until_ms")) > 0);
+    }
+    if (last) *last = json_integer_value(json_object_get(j, "last"));
+    json_decref(j);
+    return found;
+}
+
+static void test_refresh_rotation_logout(void **state)
+{
+    (void)state;
+    char id[64];
+    register_user("rot@example.com", "the password", "Rot", id);
+    th_response res;
+    assert_int_equal(login("rot@example.com", "the password", &res), 200);
+    json_t *j = body_of(&res);
+    th_response_free(&res);
+    char *r1 = strdup(str(j, "refresh_token"));
+    char *sid = claim_of(str(j, "access_token"), "sid");
+    json_decref(j);
+    int64_t head = 0;
+    assert_int_equal(revoked_has(sid, 0, &head), 0);
+
+    /* A refresh rotates: a new pair, same session; the old refresh token is spent. */
+    j = post_refresh("/refresh", r1, 200);
+    char *r2 = strdup(str(j, "refresh_token"));
+    assert_string_not_equal(r1, r2);
+    assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 900);
+    char *sid2 = claim_of(str(j, "access_token"), "sid");
+    assert_string_equal(sid, sid2);
+    char *sub = claim_of(str(j, "access_token"), "sub");
+    assert_string_equal(sub, id);
+    json_decref(j);
+    j = post_refresh("/refresh", r2, 200);
+    char *r3 = strdup(str(j, "refresh_token"));
+    json_decref(j);
+    assert_int_equal(revoked_has(sid, head, NULL), 0);
+    /* Reusing a spent token revokes the whole session: the live one stops working too. */
+    json_decref(post_refresh("/refresh", r1, 401));
+    json_decref(post_refresh("/refresh", r3, 401));
+    int64_t head2 = 0;
+    assert_int_equal(revoked_has(sid, head, &head2), 1);
+    assert_true(head2 > head);
+    /* The poll moves on: after its cursor, the sid is not repeated. */
+    assert_int_equal(revoked_has(sid, head2, NULL), 0);
+
+    /* Logout revokes the session; its refresh token is dead; a repeat still answers 204. */
+    assert_int_equal(login("rot@example.com", "the password", &res), 200);
+    j = body_of(&res);
+    th_response_free(&res);
+    char *r4 = strdup(str(j, "refresh_token"));
+    char *sid4 = claim_of(str(j, "access_token"), "sid");
+    json_decref(j);
+    assert_string_not_equal(sid4, sid);
+    json_decref(post_refresh("/logout", r4, 204));
+    json_decref(post_refresh("/logout", r4, 204));
+    json_decref(post_refresh("/logout", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 204));
+    json_decref(post_refresh("/refresh", r4, 401));
+    assert_int_equal(revoked_has(sid4, head2, NULL), 1);
+    json_decref(post_refresh("/refresh", "nonsense", 401));
+
+    /* Bad bodies name the field; the revoked list is for services only. */
+    const char *bad[] = {"{}", "{\"refresh_token\":5}", "{\"refresh_token\":\"\"}",
+                         "{\"refresh_token\":\"x\",\"y\":1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = http("POST", "/refresh", bad[i], NULL, NULL, &res);
+        expect_problem(st, &res, 400, NULL);
+        th_response_free(&res);
+    }
+    expect_problem(http("GET", "/sessions/revoked", NULL, id, "customer", &res), &res, 403, NULL);
+    th_response_free(&res);
+    expect_problem(http("GET", "/sessions/revoked?after=x", NULL, "gateway", "service", &res), &res,
+                   400, "after");
+    th_response_free(&res);
+    free(r1);
+    free(r2);
+    free(r3);
+    free(r4);
+    free(sid);
+    free(sid2);
+    free(sid4);
+    free(sub);
 }
 
 static void get_user(const char *target, const char *who, const char *role, int want, json_t **out)
@@ -856,6 +987,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_register_rejects_without_writing),
         cmocka_unit_test(test_login_failures_uniform_and_rate_limited),
         cmocka_unit_test(test_login_throttle_shared),
+        cmocka_unit_test(test_refresh_rotation_logout),
         cmocka_unit_test(test_profile_read_update),
         cmocka_unit_test(test_list_admin_only),
         cmocka_unit_test(test_read_your_writes_and_password_limit),
