@@ -5,6 +5,8 @@
  */
 #include "auth.h"
 
+#include <shoal/clock.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +29,32 @@ static void respond_401(px_req *r, const char *detail, const char *reason)
     sl_http_header h = {SL_SLICE_LIT("WWW-Authenticate"),
                         SL_SLICE_LIT("Bearer error=\"invalid_token\"")};
     px_respond_problem(r, 401, detail, &h, 1);
+}
+
+/* Returns 1 when the token's `aud` (a string, or an array of strings) names `want`. */
+static int aud_matches(const json_t *aud, const char *want)
+{
+    if (json_is_string(aud)) return strcmp(json_string_value(aud), want) == 0;
+    for (size_t i = 0; json_is_array(aud) && i < json_array_size(aud); i++) {
+        const json_t *a = json_array_get(aud, i);
+        if (json_is_string(a) && strcmp(json_string_value(a), want) == 0) return 1;
+    }
+    return 0;
+}
+
+/* The checks after the signature: the configured audience, and a session (`sid`) the user
+ * service has revoked. Returns NULL when the token passes, else the reason for the log. */
+static const char *audience_and_session(px_req *r, const sl_jwt_verified *v)
+{
+    const px_config *cfg = px_cfg(r);
+    if (cfg->audience && !aud_matches(json_object_get(v->claims, "aud"), cfg->audience))
+        return "bad_audience";
+    const json_t *sid = json_object_get(v->claims, "sid");
+    if (json_is_string(sid) &&
+        px_revoke_has(&r->w->revoke, json_string_value(sid), json_string_length(sid),
+                      sl_clock_wall_ms(sl_clock_system())))
+        return "revoked";
+    return NULL;
 }
 
 /* Parks `r` for the fetch the cache just started, if one runs and there is room. */
@@ -87,6 +115,18 @@ px_authn px_authenticate(px_req *r)
                     SL_LOG_STR("reason", sl_jwt_reason_name(reason)),
                     SL_LOG_STR("request_id", r->req->request_id));
         respond_401(r, "the bearer token is not valid", sl_jwt_reason_name(reason));
+        return PX_AUTHN_ANSWERED;
+    }
+    const char *bad = audience_and_session(r, &v);
+    if (bad) {
+        sl_jwt_verified_deinit(&v);
+        if (!required) return PX_AUTHN_PASS;
+        SL_LOG_INFO(w->proc->log, r->span ? sl_span_context(r->span) : NULL, "token rejected",
+                    SL_LOG_STR("reason", bad), SL_LOG_STR("request_id", r->req->request_id));
+        respond_401(r,
+                    strcmp(bad, "revoked") == 0 ? "the session has ended"
+                                                : "the bearer token is not for this audience",
+                    bad);
         return PX_AUTHN_ANSWERED;
     }
     const char *role = v.role ? v.role : "customer";

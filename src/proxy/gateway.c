@@ -200,6 +200,7 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     uv_timer_start(&w->tick, on_tick, 250, 250);
     px_jwks_hooks hooks = {.resume = px_resume, .abandon = px_abandon};
     px_jwks_init(&w->px.jwks, w->px.loop, gw->proc.log, idx, &w->px.cur, &hooks);
+    px_revoke_init(&w->px.revoke, w->px.loop, gw->proc.log, &w->px.cur);
     uv_async_init(w->px.loop, &w->async, on_async);
     w->async.data = w;
     pthread_mutex_lock(&gw->mu);
@@ -236,6 +237,7 @@ static void worker_stop(sl_worker *rw, void *data)
     if (w->px.started) {
         uv_close((uv_handle_t *)&w->tick, NULL);
         px_jwks_close(&w->px.jwks);
+        px_revoke_close(&w->px.revoke);
     }
     px_gen *pending = atomic_exchange(&w->mailbox, NULL);
     px_gen_unref(pending);

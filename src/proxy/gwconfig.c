@@ -201,12 +201,14 @@ static void read_misc(loader *l)
 static void read_auth(loader *l, const char **jwks_cluster)
 {
     px_config *cfg = l->cfg;
-    json_t *jwks = NULL;
-    const char *issuer = NULL;
+    json_t *jwks = NULL, *revocation = NULL;
+    const char *issuer = NULL, *audience = NULL;
     int64_t leeway = SL_JWT_DEFAULT_LEEWAY_S;
     const sl_json_field f[] = {
         {.name = "jwks", .kind = SL_JSON_OBJECT, .out = &jwks},
         {.name = "issuer", .kind = SL_JSON_STRING, .min = 1, .max = 256, .out = &issuer},
+        {.name = "audience", .kind = SL_JSON_STRING, .min = 1, .max = 256, .out = &audience},
+        {.name = "revocation", .kind = SL_JSON_OBJECT, .out = &revocation},
         {.name = "leeway_s",
          .kind = SL_JSON_INT,
          .min = 0,
@@ -215,7 +217,19 @@ static void read_auth(loader *l, const char **jwks_cluster)
     };
     if (read_obj(l, "auth", f, SL_ARRAY_LEN(f)) != 0) return;
     cfg->issuer = dup_or_null(issuer);
+    cfg->audience = dup_or_null(audience);
     cfg->leeway_s = leeway;
+    const char *rpath = NULL;
+    int64_t rpoll = 1000;
+    const sl_json_field rv[] = {
+        {.name = "path", .kind = SL_JSON_STRING, .min = 1, .max = 1000, .out = &rpath},
+        {.name = "poll_ms", .kind = SL_JSON_INT, .min = 100, .max = 60000, .out = &rpoll},
+    };
+    if (revocation && read_obj(l, "auth.revocation", rv, SL_ARRAY_LEN(rv)) != 0) return;
+    if (revocation && (!rpath || rpath[0] != '/'))
+        fail(l, "auth.revocation.path", "is required and must start with /");
+    cfg->revoke_path = dup_or_null(rpath);
+    cfg->revoke_poll_ms = (uint32_t)rpoll;
     const char *path = "/.well-known/jwks.json";
     int64_t refresh = 300000, refetch = 5000, waiters = 1024;
     const sl_json_field j[] = {
@@ -964,6 +978,8 @@ void px_config_free(px_config *cfg)
     free(cfg->cors_expose);
     free(cfg->jwks_path);
     free(cfg->issuer);
+    free(cfg->audience);
+    free(cfg->revoke_path);
     free(cfg->source);
     free(cfg->json);
     sodium_memzero(&cfg->identity_key, sizeof cfg->identity_key);

@@ -90,6 +90,9 @@ typedef struct px_config {
     char *issuer;
     int64_t leeway_s;
     uint32_t jwks_refresh_ms, jwks_min_refetch_ms, jwks_waiters_max;
+    char *audience;    /* expected `aud` (NULL: not checked) */
+    char *revoke_path; /* revoked-sessions feed on the JWKS cluster (NULL: none) */
+    uint32_t revoke_poll_ms;
     /* rate limits */
     uint32_t client_rate, client_burst; /* per second; 0: off */
     uint32_t rl_max_keys;

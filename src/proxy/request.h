@@ -18,6 +18,7 @@
 #include "generation.h"
 #include "headers.h"
 #include "jwks.h"
+#include "revoke.h"
 
 #include <shoal/deadline.h>
 #include <shoal/http.h>
@@ -45,6 +46,7 @@ typedef struct px_worker {
     uv_loop_t *loop;
     px_wgen *cur; /* never NULL while started */
     px_jwks jwks;
+    px_revoke revoke;
     uint32_t in_flight;
     int started;
 } px_worker;

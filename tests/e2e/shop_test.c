@@ -246,6 +246,85 @@ static void test_auth_and_users(void **state)
     resp_free(&r);
 }
 
+/* Logs in and copies the access and refresh tokens. */
+static void login_pair(const char *email, char *access, char *refresh)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"correct horse\"}", email);
+    resp r;
+    call("POST", "/api/v1/auth/login", NULL, body, NULL, &r);
+    expect("login", &r, 200);
+    snprintf(access, 2048, "%s", jstr(r.json, "access_token"));
+    snprintf(refresh, 128, "%s", jstr(r.json, "refresh_token"));
+    resp_free(&r);
+}
+
+static int refresh_call(const char *path, const char *refresh, char *access, char *next)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", refresh);
+    resp r;
+    int st = call("POST", path, NULL, body, NULL, &r);
+    if (st == 200 && access) {
+        snprintf(access, 2048, "%s", jstr(r.json, "access_token"));
+        snprintf(next, 128, "%s", jstr(r.json, "refresh_token"));
+        assert_true(jint(r.json, "expires_in") > 0);
+    }
+    resp_free(&r);
+    return st;
+}
+
+/* Polls GET /api/v1/users/me with `token` until it answers 401 (bounded: 30 s; the gateway
+ * polls revocations every second). Returns the last status. */
+static int wait_rejected(const char *token)
+{
+    int st = 0;
+    for (int i = 0; i < 300 && st != 401; i++) {
+        resp r;
+        st = call("GET", "/api/v1/users/me", token, NULL, NULL, &r);
+        resp_free(&r);
+        if (st != 401) usleep(100000);
+    }
+    return st;
+}
+
+/* Sessions through the gateway: refresh rotates; reusing a spent refresh token ends the
+ * session; logout ends it; either way the old access tokens stop working shortly after. */
+static void test_sessions_and_revocation(void **state)
+{
+    (void)state;
+    char id[64], access[2048], refresh[128], access2[2048], refresh2[128];
+    register_user("carol@example.com", "Carol", id);
+    login_pair("carol@example.com", access, refresh);
+    resp r;
+    call("GET", "/api/v1/users/me", access, NULL, NULL, &r);
+    expect("me", &r, 200);
+    resp_free(&r);
+    assert_int_equal(refresh_call("/api/v1/auth/refresh", refresh, access2, refresh2), 200);
+    call("GET", "/api/v1/users/me", access2, NULL, NULL, &r);
+    expect("me after refresh", &r, 200);
+    resp_free(&r);
+    /* The spent token again: the session ends, and its newest access token with it. */
+    assert_int_equal(refresh_call("/api/v1/auth/refresh", refresh, NULL, NULL), 401);
+    assert_int_equal(refresh_call("/api/v1/auth/refresh", refresh2, NULL, NULL), 401);
+    assert_int_equal(wait_rejected(access2), 401);
+    assert_int_equal(wait_rejected(access), 401);
+
+    /* Logout: 204, then the session's access token stops working; other sessions do not. */
+    char other[2048], other_refresh[128];
+    login_pair("carol@example.com", access, refresh);
+    login_pair("carol@example.com", other, other_refresh);
+    assert_int_equal(refresh_call("/api/v1/auth/logout", refresh, NULL, NULL), 204);
+    assert_int_equal(wait_rejected(access), 401);
+    assert_int_equal(refresh_call("/api/v1/auth/refresh", refresh, NULL, NULL), 401);
+    call("GET", "/api/v1/users/me", other, NULL, NULL, &r);
+    expect("another session", &r, 200);
+    resp_free(&r);
+    call("POST", "/api/v1/auth/refresh", NULL, "{}", NULL, &r);
+    expect("refresh without a token", &r, 400);
+    resp_free(&r);
+}
+
 static void test_catalogue(void **state)
 {
     (void)state;
@@ -835,10 +914,15 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auth_and_users),       cmocka_unit_test(test_catalogue),
-        cmocka_unit_test(test_wallet_cart_checkout), cmocka_unit_test(test_refusals_and_shipping),
-        cmocka_unit_test(test_saga_failure_paths),   cmocka_unit_test(test_error_shapes),
-        cmocka_unit_test(test_stopped_service),      cmocka_unit_test(test_secrets_stay_private),
+        cmocka_unit_test(test_auth_and_users),
+        cmocka_unit_test(test_sessions_and_revocation),
+        cmocka_unit_test(test_catalogue),
+        cmocka_unit_test(test_wallet_cart_checkout),
+        cmocka_unit_test(test_refusals_and_shipping),
+        cmocka_unit_test(test_saga_failure_paths),
+        cmocka_unit_test(test_error_shapes),
+        cmocka_unit_test(test_stopped_service),
+        cmocka_unit_test(test_secrets_stay_private),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
