@@ -21,8 +21,8 @@
 
 #define SL_PAGE_DEPTH_MAX    10000 /* page × per_page */
 #define SL_CURSOR_FIELDS_MAX 4
-#define SL_CURSOR_FIELD_MAX  200  /* bytes per field */
-#define SL_CURSOR_MAX        1100 /* encoded bytes, accepted and produced */
+#define SL_CURSOR_FIELD_MAX  800  /* bytes per field (a product name: 200 code points) */
+#define SL_CURSOR_MAX        4300 /* encoded bytes, accepted and produced */
 
 /*
  * Returns 0 when page × per_page ≤ SL_PAGE_DEPTH_MAX; otherwise records an error on `page`

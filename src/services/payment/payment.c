@@ -338,15 +338,41 @@ static int hist_item(void *data, const pay_history_item *it)
     return json_array_append_new(h->items, o) ? SL_ENOMEM : 0;
 }
 
+/* Reads ?cursor= of the wallet history ("wh", the version served last). Returns 0 with the
+ * version in *before (0: no cursor), or SL_EINVAL with the error in errs. */
+static int history_cursor(const sl_http_req *req, int64_t page, int64_t *before,
+                          sl_json_errors *errs)
+{
+    *before = 0;
+    sl_slice v;
+    if (!sl_http_query_param(req->query, "cursor", &v)) return 0;
+    sl_cursor c;
+    char *end = NULL;
+    long long n = 0;
+    if (sl_cursor_decode(v.ptr, v.len, &c) == 0 && c.n == 2 && strcmp(c.f[0], "wh") == 0)
+        n = strtoll(c.f[1], &end, 10);
+    if (!end || *end || n < 2) {
+        sl_json_errors_add(errs, "cursor", "is not a next_cursor of this list");
+        return SL_EINVAL;
+    }
+    if (page != 1) {
+        sl_json_errors_add(errs, "cursor", "cannot be combined with page");
+        return SL_EINVAL;
+    }
+    *before = n;
+    return 0;
+}
+
 static void h_history(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
     if (sl_req_require_identity(req, 0, &id) != 0) return;
-    int64_t page, per_page;
+    int64_t page, per_page, before = 0;
     sl_json_errors errs;
     sl_json_errors_init(&errs);
     if (sl_req_page(req, &page, &per_page, &errs) != 0 ||
-        sl_page_depth_check(page, per_page, &errs) != 0) {
+        sl_page_depth_check(page, per_page, &errs) != 0 ||
+        history_cursor(req, page, &before, &errs) != 0) {
         sl_respond_invalid(req, &errs);
         return;
     }
@@ -356,8 +382,10 @@ static void h_history(sl_http_req *req, sl_svc_worker *w)
     int64_t total = 0;
     int rc = sl_es_stream_version(db, stream, &total);
     hist_out h = {json_array()};
-    /* Newest first: page 1 holds versions total .. total-per_page+1. */
-    int64_t hi = total - (page - 1) * per_page, lo = hi - per_page + 1;
+    /* Newest first: page 1 holds versions total .. total-per_page+1; a cursor (keyset) holds
+     * the version served last, so events appended meanwhile never shift the walk. */
+    int64_t hi = before ? before - 1 : total - (page - 1) * per_page, lo = hi - per_page + 1;
+    if (hi > total) hi = total;
     if (lo < 1) lo = 1;
     if (rc == 0 && hi >= 1) rc = pay_history(db, id.user_id, lo, hi, hist_item, &h);
     if (rc != 0) {
@@ -365,9 +393,14 @@ static void h_history(sl_http_req *req, sl_svc_worker *w)
         sl_respond_db_error(req, rc, NULL);
         return;
     }
+    char next[SL_CURSOR_MAX + 1] = "", ver[24];
+    snprintf(ver, sizeof ver, "%lld", (long long)lo);
+    const char *f[] = {"wh", ver};
+    if (hi >= 1 && lo > 1 && sl_cursor_encode(f, 2, next, sizeof next) != 0) next[0] = '\0';
     sl_respond_owned(req, 200,
-                     json_pack("{s:o,s:I,s:I,s:I}", "items", h.items, "page", (json_int_t)page,
-                               "per_page", (json_int_t)per_page, "total", (json_int_t)total));
+                     json_pack("{s:o,s:I,s:I,s:I,s:o}", "items", h.items, "page", (json_int_t)page,
+                               "per_page", (json_int_t)per_page, "total", (json_int_t)total,
+                               "next_cursor", next[0] ? json_string(next) : json_null()));
 }
 
 static void h_balance_as_of(sl_http_req *req, sl_svc_worker *w)

@@ -86,6 +86,95 @@ static int add_keyed(void *data, const product_row *r)
     return json_object_set_new(data, r->product_id, item) == 0 ? 0 : SL_ENOMEM;
 }
 
+/* The cursor kind of a query's order: name, price up, price down, relevance (offset). */
+static const char *cursor_kind(const product_query *q)
+{
+    switch (q->sort) {
+    case PRODUCT_SORT_PRICE:
+        return "pp";
+    case PRODUCT_SORT_PRICE_DESC:
+        return "pd";
+    case PRODUCT_SORT_NAME:
+        return "pn";
+    case PRODUCT_SORT_DEFAULT:
+        break;
+    }
+    return q->has_q ? "pr" : "pn";
+}
+
+/* Reads ?cursor= into q (after the other parameters). Returns 0 or SL_EINVAL (in errs). */
+static int read_cursor(const sl_http_req *req, product_query *q, sl_json_errors *errs)
+{
+    sl_slice v;
+    if (!sl_http_query_param(req->query, "cursor", &v)) return 0;
+    sl_cursor c;
+    const char *why = "is not a next_cursor of this list and sort order";
+    int ok = sl_cursor_decode(v.ptr, v.len, &c) == 0 && strcmp(c.f[0], cursor_kind(q)) == 0;
+    char *end = NULL;
+    if (ok && strcmp(c.f[0], "pr") == 0) {
+        ok = c.n == 2;
+        q->after_offset = ok ? strtoll(c.f[1], &end, 10) : 0;
+        ok = ok && *end == '\0' && q->after_offset > 0;
+    } else if (ok) {
+        ok = c.n == 3 && strlen(c.f[2]) == SL_DB_UUID_STR - 1;
+        if (ok && c.f[0][1] == 'n') {
+            ok = strlen(c.f[1]) < sizeof q->after_name;
+            if (ok) snprintf(q->after_name, sizeof q->after_name, "%s", c.f[1]);
+        } else if (ok) {
+            q->after_price = strtoll(c.f[1], &end, 10);
+            ok = *end == '\0' && c.f[1][0] != '\0';
+        }
+        if (ok) snprintf(q->after_id, sizeof q->after_id, "%s", c.f[2]);
+    }
+    if (ok && q->nids) ok = 0, why = "cannot be combined with ids";
+    if (ok && q->page != 1) ok = 0, why = "cannot be combined with page";
+    if (!ok) {
+        sl_json_errors_add(errs, "cursor", "%s", why);
+        return SL_EINVAL;
+    }
+    q->has_after = 1;
+    return 0;
+}
+
+/* A page being listed, and the sort key of its last row (for next_cursor). */
+typedef struct page_out {
+    json_t *items;
+    size_t n;
+    char name[PRODUCT_NAME_MAX * 4 + 1];
+    int64_t price;
+    char id[SL_DB_UUID_STR];
+} page_out;
+
+static int add_page_item(void *data, const product_row *r)
+{
+    page_out *p = data;
+    p->n++;
+    snprintf(p->name, sizeof p->name, "%s", r->name);
+    snprintf(p->id, sizeof p->id, "%s", r->product_id);
+    p->price = r->price_amount;
+    return add_item(p->items, r);
+}
+
+/* next_cursor after a full page, else JSON null. */
+static json_t *next_cursor(const product_query *q, const page_out *p)
+{
+    if (q->nids || p->n < (size_t)q->per_page) return json_null();
+    const char *kind = cursor_kind(q);
+    char a[32], out[SL_CURSOR_MAX + 1];
+    const char *f[3] = {kind, a, p->id};
+    size_t n = 3;
+    if (kind[1] == 'r') {
+        int64_t done = q->has_after ? q->after_offset : (q->page - 1) * q->per_page;
+        snprintf(a, sizeof a, "%lld", (long long)(done + (int64_t)p->n));
+        n = 2;
+    } else if (kind[1] == 'n') {
+        f[1] = p->name;
+    } else {
+        snprintf(a, sizeof a, "%lld", (long long)p->price);
+    }
+    return sl_cursor_encode(f, n, out, sizeof out) == 0 ? json_string(out) : json_null();
+}
+
 static void h_list(sl_http_req *req, sl_svc_worker *w)
 {
     product_query *q = malloc(sizeof *q);
@@ -99,13 +188,16 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     int bad = product_query_parse(req->query, q, &errs) != 0;
     bad |= sl_req_page(req, &q->page, &q->per_page, &errs) != 0 ||
            sl_page_depth_check(q->page, q->per_page, &errs) != 0;
+    q->has_after = 0;
+    if (!bad) bad = read_cursor(req, q, &errs) != 0;
     if (bad) {
         sl_respond_problem_ex(req, 400, "the query is invalid", &errs);
         goto out;
     }
     int64_t total = 0;
-    int rc = store_view_list(sl_svc_worker_db(w), q, q->nids ? add_keyed : add_item,
-                             q->nids ? (void *)found : (void *)items, &total);
+    page_out po = {.items = items};
+    int rc = store_view_list(sl_svc_worker_db(w), q, q->nids ? add_keyed : add_page_item,
+                             q->nids ? (void *)found : (void *)&po, &total);
     if (rc != 0) {
         sl_respond_db_error(req, rc, "listing products failed");
         goto out;
@@ -120,8 +212,9 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
         q->per_page = (int64_t)q->nids;
     }
     sl_respond_owned(req, 200,
-                     json_pack("{s:O,s:I,s:I,s:I}", "items", items, "page", (json_int_t)q->page,
-                               "per_page", (json_int_t)q->per_page, "total", (json_int_t)total));
+                     json_pack("{s:O,s:I,s:I,s:I,s:o}", "items", items, "page", (json_int_t)q->page,
+                               "per_page", (json_int_t)q->per_page, "total", (json_int_t)total,
+                               "next_cursor", next_cursor(q, &po)));
 out:
     json_decref(items);
     json_decref(found);

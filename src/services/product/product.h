@@ -142,6 +142,12 @@ typedef struct product_query {
     int64_t max_price;                       /* -1 = none */
     product_sort sort;
     int64_t page, per_page;
+    /* A keyset cursor (cursor.h): read the rows after (after_name or after_price, after_id) in
+     * the sort order; with relevance order, after_offset rows are skipped instead. */
+    int has_after;
+    char after_name[PRODUCT_NAME_MAX * 4 + 1];
+    int64_t after_price, after_offset;
+    char after_id[SL_DB_UUID_STR];
     size_t nids; /* > 0: a batch read by id (no other filter allowed) */
     char ids[PRODUCT_IDS_MAX][SL_DB_UUID_STR];
 } product_query;

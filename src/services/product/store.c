@@ -343,6 +343,37 @@ static const char *list_order(const product_query *q, int pg)
     return pg ? " ORDER BY v.name COLLATE \"C\", v.product_id" : " ORDER BY v.name, v.product_id";
 }
 
+/* The keyset condition of a cursor: the rows after (key, product_id) in list_order's order.
+ * Relevance order has none (its cursor skips after_offset rows: ranking every match is its
+ * cost anyway). */
+static const char *list_keyset(const product_query *q, int pg)
+{
+    switch (q->sort) {
+    case PRODUCT_SORT_PRICE:
+        return " AND (v.price_amount > ? OR (v.price_amount = ? AND v.product_id > ?))";
+    case PRODUCT_SORT_PRICE_DESC:
+        return " AND (v.price_amount < ? OR (v.price_amount = ? AND v.product_id > ?))";
+    case PRODUCT_SORT_NAME:
+        break;
+    case PRODUCT_SORT_DEFAULT:
+        if (q->has_q) return "";
+        break;
+    }
+    return pg ? " AND (v.name COLLATE \"C\" > ? OR (v.name COLLATE \"C\" = ? AND v.product_id > ?))"
+              : " AND (v.name > ? OR (v.name = ? AND v.product_id > ?))";
+}
+
+static int bind_keyset(sl_db_stmt *st, const product_query *q, int *idx)
+{
+    int by_price = q->sort == PRODUCT_SORT_PRICE || q->sort == PRODUCT_SORT_PRICE_DESC;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < 2; i++)
+        rc = by_price ? sl_db_bind_int64(st, (*idx)++, q->after_price)
+                      : sl_db_bind_text(st, (*idx)++, q->after_name, SIZE_MAX);
+    if (rc == 0) rc = sl_db_bind_text(st, (*idx)++, q->after_id, SIZE_MAX);
+    return rc;
+}
+
 /*
  * SQLite, a search without other filters: count and rank inside the FTS5 index alone, then
  * join only the rows of the page. Ranking all matches is the inherent cost of relevance order;
@@ -375,20 +406,23 @@ int store_view_list(sl_db *db, const product_query *q, product_row_cb cb, void *
     }
     sl_db_stmt_done(st);
     if (rc != 0) return rc < 0 ? rc : SL_EIO;
-    if (*total <= (q->page - 1) * q->per_page) return 0; /* past the end: nothing to read */
+    if (!q->has_after && *total <= (q->page - 1) * q->per_page) return 0; /* past the end */
 
     snprintf(sql, sizeof sql, "SELECT " VIEW_COLS);
     list_from(sql, sizeof sql, q, pg);
     size_t off = strlen(sql);
-    snprintf(sql + off, sizeof sql - off, "%s LIMIT ? OFFSET ?", list_order(q, pg));
+    const char *keyset = q->has_after ? list_keyset(q, pg) : "";
+    snprintf(sql + off, sizeof sql - off, "%s%s LIMIT ? OFFSET ?", keyset, list_order(q, pg));
     if (fts_only && q->sort == PRODUCT_SORT_DEFAULT) snprintf(sql, sizeof sql, "%s", fts_page_sql);
     if ((rc = sl_db_prepare(db, sql, &st)) != 0) return rc;
     idx = 1;
     rc = bind_filters(st, q, pg, &idx);
+    if (rc == 0 && *keyset) rc = bind_keyset(st, q, &idx);
     if (rc == 0 && pg && q->has_q && q->sort == PRODUCT_SORT_DEFAULT)
         rc = sl_db_bind_text(st, idx++, q->plain, SIZE_MAX);
     if (rc == 0) rc = sl_db_bind_int64(st, idx++, q->per_page);
-    if (rc == 0) rc = sl_db_bind_int64(st, idx++, (q->page - 1) * q->per_page);
+    int64_t skip = q->has_after ? q->after_offset : (q->page - 1) * q->per_page;
+    if (rc == 0) rc = sl_db_bind_int64(st, idx++, skip);
     if (rc == 0) rc = each_row(st, cb, data, NULL);
     sl_db_stmt_done(st);
     return rc;

@@ -549,6 +549,106 @@ static void test_demo_catalogue(void **state)
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* Walks `query` with the keyset cursor, 3 per page, creating a product of category "walk"
+ * after each page when `insert` (named and priced to land anywhere in the order). Checks
+ * that no product comes twice and that the order holds; returns the skus seen, joined. */
+static void walk(const char *query, int insert, int by_price, int desc, char *seen, size_t cap)
+{
+    static int made;
+    char target[5000];
+    snprintf(target, sizeof target, "/products?category=walk&per_page=3%s", query);
+    seen[0] = '\0';
+    char last_name[900] = "", last_id[64] = "";
+    int64_t last_price = desc ? INT64_MAX : -1;
+    for (int pages = 0; pages < 50; pages++) {
+        json_t *v = call_json("GET", target, NULL, NULL, 200);
+        json_t *items = json_object_get(v, "items");
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            json_t *it = json_array_get(items, i);
+            const char *sku = json_string_value(json_object_get(it, "sku"));
+            const char *name = json_string_value(json_object_get(it, "name"));
+            const char *id = json_string_value(json_object_get(it, "product_id"));
+            int64_t price =
+                json_integer_value(json_object_get(json_object_get(it, "price"), "amount"));
+            char key[80];
+            snprintf(key, sizeof key, "|%s|", sku);
+            if (strstr(seen, key)) fail_msg("%s: %s served twice", query, sku);
+            size_t off = strlen(seen);
+            snprintf(seen + off, cap - off, "%s", key);
+            if (by_price) {
+                int ok =
+                    desc ? price < last_price || (price == last_price && strcmp(id, last_id) > 0)
+                         : price > last_price || (price == last_price && strcmp(id, last_id) > 0);
+                if (!ok) fail_msg("%s: %s out of order", query, sku);
+                last_price = price;
+            } else if (query[0] != '&' || strstr(query, "q=") == NULL) {
+                int c = strcmp(name, last_name);
+                if (c < 0 || (c == 0 && strcmp(id, last_id) <= 0))
+                    fail_msg("%s: %s out of order", query, sku);
+            }
+            snprintf(last_name, sizeof last_name, "%s", name);
+            snprintf(last_id, sizeof last_id, "%s", id);
+        }
+        json_t *next = json_object_get(v, "next_cursor");
+        if (json_is_null(next)) {
+            json_decref(v);
+            return;
+        }
+        snprintf(target, sizeof target, "/products?category=walk&per_page=3%s&cursor=%s", query,
+                 json_string_value(next));
+        json_decref(v);
+        if (insert) {
+            char sku[32], name[64];
+            made++;
+            snprintf(sku, sizeof sku, "WI-%d", made);
+            snprintf(name, sizeof name, "%c walk insert %d", "AMZ"[made % 3], made);
+            free(create(sku, name, "inserted", "walk", 100 + (made % 3) * 1000));
+        }
+    }
+    fail_msg("%s: the walk did not end", query);
+}
+
+static void test_list_cursor(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sku, *name;
+        int64_t price;
+    } base[] = {{"W-1", "Birch tray", 1000},    {"W-2", "Ash tray", 1000},
+                {"W-3", "Cedar box", 500},      {"W-4", "Birch tray", 2500},
+                {"W-5", "Elm stool", 1000},     {"W-6", "Fir crate", 700},
+                {"W-7", "Oak walk bench", 4000}};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+        free(create(base[i].sku, base[i].name, "walk test", "walk", base[i].price));
+    static char seen[8192];
+    const char *queries[] = {"&sort=price", "&sort=-price", "&sort=name", ""};
+    for (size_t k = 0; k < 4; k++) {
+        walk(queries[k], 1, k < 2, k == 1, seen, sizeof seen);
+        for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "|%s|", base[i].sku);
+            if (!strstr(seen, key)) fail_msg("%s: %s never served", queries[k], base[i].sku);
+        }
+    }
+    /* Relevance order (a search): the cursor carries the position. */
+    walk("&q=tray", 0, 0, 0, seen, sizeof seen);
+    assert_non_null(strstr(seen, "|W-1|"));
+    assert_non_null(strstr(seen, "|W-2|"));
+    assert_non_null(strstr(seen, "|W-4|"));
+    /* A cursor of another order, a forged one, or one with page: 400 naming cursor. */
+    json_t *v = call_json("GET", "/products?category=walk&per_page=3&sort=price", NULL, NULL, 200);
+    char target[5000];
+    snprintf(target, sizeof target, "/products?sort=name&cursor=%s",
+             json_string_value(json_object_get(v, "next_cursor")));
+    expect_400("GET", target, NULL, "cursor");
+    snprintf(target, sizeof target, "/products?sort=price&page=2&cursor=%s",
+             json_string_value(json_object_get(v, "next_cursor")));
+    expect_400("GET", target, NULL, "cursor");
+    json_decref(v);
+    expect_400("GET", "/products?cursor=!!", NULL, "cursor");
+    expect_400("GET", "/products?sort=price&cursor=cHAKeAp5", NULL, "cursor");
+}
+
 int main(int argc, char **argv)
 {
     harness_init(argc, argv);
@@ -559,6 +659,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_input_changes_nothing),
         cmocka_unit_test(test_stock_and_rebuild),
         cmocka_unit_test(test_demo_catalogue),
+        cmocka_unit_test(test_list_cursor),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     for (size_t i = 0; i < SL_ARRAY_LEN(ids); i++)
