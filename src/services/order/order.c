@@ -218,6 +218,30 @@ static int list_failed(sl_http_req *req, int rc, void *rows)
     return 1;
 }
 
+/* Reads ?cursor= ("oh", created_ms, order_id of the order served last). Returns 1 with *a
+ * filled, 0 when absent, or SL_EINVAL with the error in errs. */
+static int list_cursor(const sl_http_req *req, int64_t page, order_hist_after *a,
+                       sl_json_errors *errs)
+{
+    sl_slice v;
+    if (!sl_http_query_param(req->query, "cursor", &v)) return 0;
+    sl_cursor c;
+    char *end = NULL;
+    int ok = sl_cursor_decode(v.ptr, v.len, &c) == 0 && c.n == 3 && strcmp(c.f[0], "oh") == 0 &&
+             order_id_valid(c.f[2], strlen(c.f[2]));
+    if (ok) a->created_ms = strtoll(c.f[1], &end, 10);
+    if (!ok || !end || *end || c.f[1][0] == '\0') {
+        sl_json_errors_add(errs, "cursor", "is not a next_cursor of this list");
+        return SL_EINVAL;
+    }
+    if (page != 1) {
+        sl_json_errors_add(errs, "cursor", "cannot be combined with page");
+        return SL_EINVAL;
+    }
+    snprintf(a->order_id, sizeof a->order_id, "%s", c.f[2]);
+    return 1;
+}
+
 static void h_list(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
@@ -226,8 +250,11 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     int64_t page = 1, per_page = 20;
     sl_json_errors errs;
     sl_json_errors_init(&errs);
+    order_hist_after after;
+    int has_after = 0;
     if (sl_req_page(req, &page, &per_page, &errs) != 0 ||
-        sl_page_depth_check(page, per_page, &errs) != 0) {
+        sl_page_depth_check(page, per_page, &errs) != 0 ||
+        (has_after = list_cursor(req, page, &after, &errs)) < 0) {
         sl_respond_invalid(req, &errs);
         return;
     }
@@ -235,19 +262,28 @@ static void h_list(sl_http_req *req, sl_svc_worker *w)
     order_hist_row *rows = calloc((size_t)per_page, sizeof *rows);
     size_t n = 0;
     int64_t total = 0;
-    int rc = rows ? order_store_hist_list(sl_svc_worker_db(w), user, status[0] ? status : NULL,
-                                          page, per_page, rows, &n, &total)
-                  : SL_ENOMEM;
+    int rc = rows
+                 ? order_store_hist_list(sl_svc_worker_db(w), user, status[0] ? status : NULL, page,
+                                         per_page, has_after ? &after : NULL, rows, &n, &total)
+                 : SL_ENOMEM;
     if (list_failed(req, rc, rows)) return;
     json_t *items = json_array();
     for (size_t i = 0; items && i < n; i++)
         json_array_append_new(items, hist_json(&rows[i]));
+    /* A full page: the cursor of its last order (keyset, newest first). */
+    char next[SL_CURSOR_MAX + 1] = "", ms[24];
+    if (n > 0 && n == (size_t)per_page) {
+        snprintf(ms, sizeof ms, "%lld", (long long)rows[n - 1].created_ms);
+        const char *f[] = {"oh", ms, rows[n - 1].order_id};
+        if (sl_cursor_encode(f, 3, next, sizeof next) != 0) next[0] = '\0';
+    }
     order_hist_rows_free(rows, n);
     free(rows);
     sl_respond_owned(req, 200,
-                     items ? json_pack("{s:o, s:I, s:I, s:I}", "items", items, "page",
+                     items ? json_pack("{s:o, s:I, s:I, s:I, s:o}", "items", items, "page",
                                        (json_int_t)page, "per_page", (json_int_t)per_page, "total",
-                                       (json_int_t)total)
+                                       (json_int_t)total, "next_cursor",
+                                       next[0] ? json_string(next) : json_null())
                            : NULL);
 }
 

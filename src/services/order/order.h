@@ -218,10 +218,17 @@ typedef struct order_hist_row {
 int order_store_hist_put(sl_db *tx, const char *order_id, const char *user_id, order_status st,
                          const char *items_json, int has_total, int64_t total, const char *currency,
                          const char *reason, int64_t at_ms) SL_MUST_CHECK;
-/* A page of a user's history, newest first; status NULL for all. */
+/* A keyset cursor of the history: the order served last (newest first). */
+typedef struct order_hist_after {
+    int64_t created_ms;
+    char order_id[ORDER_ID_MAX + 1];
+} order_hist_after;
+
+/* A page of a user's history, newest first; status NULL for all; with `after` (may be NULL)
+ * the page of orders older than it (then `page` is not used). */
 int order_store_hist_list(sl_db *db, const char *user_id, const char *status, int64_t page,
-                          int64_t per_page, order_hist_row *rows, size_t *n,
-                          int64_t *total) SL_MUST_CHECK;
+                          int64_t per_page, const order_hist_after *after, order_hist_row *rows,
+                          size_t *n, int64_t *total) SL_MUST_CHECK;
 void order_hist_rows_free(order_hist_row *rows, size_t n);
 
 /* ---- events (events.c) -------------------------------------------------------------------- */

@@ -219,34 +219,31 @@ static int hist_count(sl_db *db, const char *user_id, const char *status, int64_
 }
 
 int order_store_hist_list(sl_db *db, const char *user_id, const char *status, int64_t page,
-                          int64_t per_page, order_hist_row *rows, size_t *n, int64_t *total)
+                          int64_t per_page, const order_hist_after *after, order_hist_row *rows,
+                          size_t *n, int64_t *total)
 {
     *n = 0;
     *total = 0;
     int rc = hist_count(db, user_id, status, total);
     if (rc != 0) return rc;
     sl_db_stmt *st;
-    static const char cols[] =
-        "SELECT order_id, user_id, status, items, total_amount, currency, cancel_reason, "
-        "created_ms, updated_ms FROM order_history ";
-    if (status) {
-        static const char sql[] = "WHERE user_id = ? AND status = ? "
-                                  "ORDER BY created_ms DESC, order_id DESC LIMIT ? OFFSET ?";
-        char q[sizeof cols + sizeof sql];
-        snprintf(q, sizeof q, "%s%s", cols, sql);
-        SL_DB_PREP(db, q, st);
-        SL_DB_BIND(st, sl_db_bind_text(st, 2, status, SIZE_MAX));
-        SL_DB_BIND(st, sl_db_bind_int64(st, 3, per_page));
-        SL_DB_BIND(st, sl_db_bind_int64(st, 4, (page - 1) * per_page));
-    } else {
-        static const char sql[] =
-            "WHERE user_id = ? ORDER BY created_ms DESC, order_id DESC LIMIT ? OFFSET ?";
-        char q[sizeof cols + sizeof sql];
-        snprintf(q, sizeof q, "%s%s", cols, sql);
-        SL_DB_PREP(db, q, st);
-        SL_DB_BIND(st, sl_db_bind_int64(st, 2, per_page));
-        SL_DB_BIND(st, sl_db_bind_int64(st, 3, (page - 1) * per_page));
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT order_id, user_id, status, items, total_amount, currency, cancel_reason, "
+             "created_ms, updated_ms FROM order_history WHERE user_id = ?%s%s "
+             "ORDER BY created_ms DESC, order_id DESC LIMIT ? OFFSET ?",
+             status ? " AND status = ?" : "",
+             after ? " AND (created_ms < ? OR (created_ms = ? AND order_id < ?))" : "");
+    SL_DB_PREP(db, q, st);
+    int i = 2;
+    if (status) SL_DB_BIND(st, sl_db_bind_text(st, i++, status, SIZE_MAX));
+    if (after) {
+        SL_DB_BIND(st, sl_db_bind_int64(st, i++, after->created_ms));
+        SL_DB_BIND(st, sl_db_bind_int64(st, i++, after->created_ms));
+        SL_DB_BIND(st, sl_db_bind_text(st, i++, after->order_id, SIZE_MAX));
     }
+    SL_DB_BIND(st, sl_db_bind_int64(st, i++, per_page));
+    SL_DB_BIND(st, sl_db_bind_int64(st, i, after ? 0 : (page - 1) * per_page));
     SL_DB_BIND(st, sl_db_bind_text(st, 1, user_id, SIZE_MAX));
     while ((rc = sl_db_step(st)) == SL_DB_ROW && *n < (size_t)per_page) {
         order_hist_row *r = &rows[*n];
