@@ -238,7 +238,7 @@ static int list_cursor(const sl_http_req *req, int64_t page, order_hist_after *a
         sl_json_errors_add(errs, "cursor", "cannot be combined with page");
         return SL_EINVAL;
     }
-    snprintf(a->order_id, sizeof a->order_id, "%s", c.f[2]);
+    memcpy(a->order_id, c.f[2], strlen(c.f[2]) + 1); /* order_id_valid: <= ORDER_ID_MAX */
     return 1;
 }
 

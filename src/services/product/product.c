@@ -124,7 +124,7 @@ static int read_cursor(const sl_http_req *req, product_query *q, sl_json_errors 
             q->after_price = strtoll(c.f[1], &end, 10);
             ok = *end == '\0' && c.f[1][0] != '\0';
         }
-        if (ok) snprintf(q->after_id, sizeof q->after_id, "%s", c.f[2]);
+        if (ok) memcpy(q->after_id, c.f[2], sizeof q->after_id); /* 36 bytes and its NUL */
     }
     if (ok && q->nids) ok = 0, why = "cannot be combined with ids";
     if (ok && q->page != 1) ok = 0, why = "cannot be combined with page";
