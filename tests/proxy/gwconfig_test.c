@@ -80,6 +80,11 @@ static void test_shop_file(void **state)
     assert_int_equal(cfg->aggregates[0].nparts, 3);
     assert_int_equal(cfg->aggregates[0].parts[2].target_idx, 1);
     assert_true(cfg->jwks_cluster >= 0);
+    /* Tokens are checked for issuer and audience, and revoked sessions are polled. */
+    assert_string_equal(cfg->issuer, "shoal");
+    assert_string_equal(cfg->audience, "shoal");
+    assert_string_equal(cfg->revoke_path, "/sessions/revoked");
+    assert_int_equal(cfg->revoke_poll_ms, 1000);
     px_config_free(cfg);
 }
 
@@ -98,6 +103,10 @@ static void test_refusals(void **state)
     expect_error("bogus: 1\n", "unknown section");
     expect_error("service: {port: 70000}\n", "service.port");
     expect_error("auth: {jwks: {cluster: none}}\n", "auth.jwks.cluster");
+    expect_error("auth: {revocation: {poll_ms: 1000}}\n", "auth.revocation.path");
+    expect_error("auth: {revocation: {path: x}}\n", "auth.revocation.path");
+    expect_error("auth: {revocation: {path: /r, poll_ms: 5}}\n", "poll_ms");
+    expect_error("auth: {audience: \"\"}\n", "audience");
     expect_error(
         "clusters: {a: {endpoints: [h:1]}}\naggregates: {x: {parts: [{name: p, cluster: a, path: "
         "/p}],"
