@@ -178,7 +178,8 @@ typedef struct user_revoked {
 /*
  * Revocations numbered after `after`, in order, at most `max` read: those revoked at or after
  * `since_ms` go to out[0..*n) (older ones' access tokens have expired), and *last is the
- * number of the last one read (`after` when none). Returns 0 or a database error.
+ * number to ask after next (`after` when none; one less than the last read when a full read
+ * may have cut its group, so sessions may come twice). Returns 0 or a database error.
  */
 int user_sessions_revoked(sl_db *db, int64_t after, int64_t since_ms, size_t max, user_revoked *out,
                           size_t *n, int64_t *last) SL_MUST_CHECK;

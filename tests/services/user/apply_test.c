@@ -252,6 +252,68 @@ static void test_rebuild_from_zero(void **state)
     sl_db_close(db);
 }
 
+/* Sessions on the store: rotation, revoke-all of a user (what a role change must do), and
+ * the revoked feed's order and bounds. */
+static void test_sessions_store(void **state)
+{
+    (void)state;
+    sl_db *db = fresh_user_db();
+    int64_t now = 1795869296000;
+    char sa[SL_DB_UUID_STR], sb[SL_DB_UUID_STR], sc[SL_DB_UUID_STR];
+    char ta[USER_REFRESH_TOKEN_MAX + 1], tb[USER_REFRESH_TOKEN_MAX + 1],
+        tc[USER_REFRESH_TOKEN_MAX + 1];
+    HARNESS_OK(db, user_session_open(db, "u-1", now, 86400000, sa, ta));
+    HARNESS_OK(db, user_session_open(db, "u-1", now + 1, 86400000, sb, tb));
+    HARNESS_OK(db, user_session_open(db, "u-2", now + 2, 86400000, sc, tc));
+    assert_int_equal(harness_int(db, "SELECT COUNT(*) FROM refresh_tokens WHERE hash LIKE '%-%'"),
+                     0); /* hashes only, never the tokens */
+    user_refreshed r;
+    HARNESS_OK(db, user_session_refresh(db, ta, now + 10, &r));
+    assert_string_equal(r.sid, sa);
+    assert_string_equal(r.user_id, "u-1");
+    char ta2[USER_REFRESH_TOKEN_MAX + 1];
+    snprintf(ta2, sizeof ta2, "%s", r.refresh_token);
+    /* Revoke every session of u-1 (in a transaction, as a role change would). */
+    HARNESS_OK(db, sl_db_begin(db));
+    HARNESS_OK(db, user_sessions_revoke_user(db, "u-1", now + 20));
+    HARNESS_OK(db, sl_db_commit(db));
+    assert_int_equal(user_session_refresh(db, ta2, now + 30, &r), SL_ESTATE);
+    assert_int_equal(user_session_refresh(db, tb, now + 30, &r), SL_ESTATE);
+    HARNESS_OK(db, user_session_refresh(db, tc, now + 30, &r)); /* u-2 untouched */
+    /* The feed: both sessions of u-1, in order, after 0; nothing after its last. */
+    user_revoked out[8];
+    size_t n = 0;
+    int64_t last = 0;
+    HARNESS_OK(db, user_sessions_revoked(db, 0, now, 8, out, &n, &last));
+    assert_int_equal(n, 2);
+    assert_true(strcmp(out[0].sid, sa) == 0 || strcmp(out[0].sid, sb) == 0);
+    assert_int_equal(out[0].revoked_ms, now + 20);
+    HARNESS_OK(db, user_sessions_revoked(db, last, now, 8, out, &n, &last));
+    assert_int_equal(n, 0);
+    /* Revocations older than `since` are read past but not listed (their tokens expired). */
+    HARNESS_OK(db, user_sessions_revoked(db, 0, now + 21, 8, out, &n, &last));
+    assert_int_equal(n, 0);
+    assert_true(last >= 1);
+    /* A full read that may have cut the group of its last number starts at that number
+     * again: numbers 1, 1, 2 read 3 at a time → ask after 1 next, which repeats 2. */
+    char se[SL_DB_UUID_STR], te[USER_REFRESH_TOKEN_MAX + 1];
+    HARNESS_OK(db, user_session_open(db, "u-4", now, 86400000, se, te));
+    HARNESS_OK(db, user_session_logout(db, te, now + 40));
+    HARNESS_OK(db, user_sessions_revoked(db, 0, now, 3, out, &n, &last));
+    assert_int_equal(n, 3);
+    assert_int_equal(last, 1);
+    HARNESS_OK(db, user_sessions_revoked(db, last, now, 3, out, &n, &last));
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].sid, se);
+    assert_int_equal(last, 2);
+    /* An expired session cannot be refreshed. */
+    char sd[SL_DB_UUID_STR], td[USER_REFRESH_TOKEN_MAX + 1];
+    HARNESS_OK(db, user_session_open(db, "u-3", now, 1000, sd, td));
+    assert_int_equal(user_session_refresh(db, td, now + 1000, &r), SL_ESTATE);
+    assert_int_equal(user_session_refresh(db, "unknown", now, &r), SL_ESTATE);
+    sl_db_close(db);
+}
+
 int main(int argc, char **argv)
 {
     harness_init(argc, argv);
@@ -262,6 +324,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_apply_refuses_bad_data_without_trace),
         cmocka_unit_test(test_projector_feeds_view_and_skips_poison),
         cmocka_unit_test(test_rebuild_from_zero),
+        cmocka_unit_test(test_sessions_store),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     harness_done();
