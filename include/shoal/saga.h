@@ -18,7 +18,9 @@
  * 3. The driver (driver.c, uvtimer.c): runs the commands through an abstract
  *    executor (the HTTP client, plugged in by the service) and an abstract
  *    timer (a libuv implementation is provided), feeds replies back as
- *    events, and resumes unfinished sagas at start.
+ *    events, resumes unfinished sagas at start, sweeps for sagas nobody
+ *    drives, wakes waiting retries when a participant answers again, and
+ *    aborts before the pivot (an admin, or the definition's deadline).
  *
  * A definition is an ordered list of steps. Steps before the pivot are
  * compensable (each has an action and a compensation); the pivot is the point
@@ -322,7 +324,7 @@ SL_API bool sl_saga_abortable(const sl_saga_def *def, const sl_saga_state *st);
  * any JSON text the executor needs to build requests) in the caller's open
  * transaction `tx` (so the business row and its saga commit together), with
  * a `created` history entry. Does not send anything: after commit, call
- * sl_saga_driver_start (or let the next restart resume it). Returns 0,
+ * sl_saga_driver_start (if that fails, sl_saga_driver_sweep picks it up). Returns 0,
  * SL_ESTATE outside a transaction, SL_EINVAL (bad id), SL_ECONFLICT (id
  * taken), or a mapped database error.
  */

@@ -169,8 +169,9 @@ typedef enum order_call {
 sl_saga_reply_kind order_classify(order_call call, int status, const char *reason,
                                   const char *res_status, char *cancel_reason);
 
-/* Maps the saga's refusal text (what order_classify wrote) to a cancel reason: its part before
- * ':' when it is a known reason, else "payment_failed". Writes ORDER_REASON_MAX bytes. */
+/* Maps the saga's refusal text (what order_classify wrote, or the engine's "timeout" for the
+ * deadline and "aborted" for an admin abort) to a cancel reason: its part before ':' when it is
+ * a known reason, else "payment_failed". Writes ORDER_REASON_MAX bytes. */
 void order_cancel_reason(const char *saga_reason, char *out);
 
 /* ---- store (SQL): 0, SL_ENOTFOUND where stated, or a database error ---------------------- */
