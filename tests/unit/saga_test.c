@@ -1028,6 +1028,17 @@ static void test_deadline_before_pivot_compensates(void **state)
     assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
     expect_send(&h, 1, SL_SAGA_COMPENSATION, 1, "s1:reserve:compensation");
 
+    /* reserve replies ok after the deadline, before the timer: too late to go on; it is
+     * compensated (released), never charged. */
+    h_init(&h, &def4);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_START), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "open"), 0);
+    h.now = T0 + 5000;
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "reserved"), 0);
+    assert_int_equal(h.st.status, SL_SAGA_COMPENSATING);
+    assert_string_equal(h.st.reason, "timeout");
+    expect_send(&h, 1, SL_SAGA_COMPENSATION, 1, "s1:reserve:compensation");
+
     /* A saga never started before its deadline (a backlog) ends compensated at once via its
      * first step's compensation. */
     h_init(&h, &def4);

@@ -215,6 +215,12 @@ static void on_ok(const sl_saga_def *def, sl_saga_state *st, int64_t now, sl_sag
         return;
     }
     st->step_status[st->step] = SL_SAGA_STEP_DONE;
+    if (st->step < def->pivot && deadline_passed(def, st, now)) {
+        /* Done, but too late to go on: undo it and everything before (the pivot decides money
+         * only within the deadline, whichever of the reply and the timer came first). */
+        abort_now(def, st, now, "timeout", "deadline", out);
+        return;
+    }
     if (st->step + 1 == def->n_steps) {
         finish(st, now, SL_SAGA_COMPLETED, out);
         return;

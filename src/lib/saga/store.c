@@ -366,11 +366,13 @@ int sl_saga_store_page(sl_db *db, const char *type, sl_saga_status status, int64
                        int64_t per_page, sl_saga_summary *out, size_t cap, size_t *n,
                        int64_t *total)
 {
-    static const char sql_count[] = "SELECT count(*) FROM saga_instances "
-                                    "WHERE (? = '' OR type = ?) AND (? = '' OR status = ?)";
+    static const char sql_count[] =
+        "SELECT count(*) FROM saga_instances "
+        "WHERE (CAST(? AS TEXT) = '' OR type = ?) AND (CAST(? AS TEXT) = '' OR status = ?)";
     static const char sql[] =
         "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason, state "
-        "FROM saga_instances WHERE (? = '' OR type = ?) AND (? = '' OR status = ?) "
+        "FROM saga_instances WHERE (CAST(? AS TEXT) = '' OR type = ?) AND (CAST(? AS TEXT) = '' OR "
+        "status = ?) "
         "ORDER BY updated_ms DESC, id DESC LIMIT ? OFFSET ?";
     *n = 0;
     *total = 0;

@@ -85,6 +85,9 @@ static sl_saga_step_def step(const char *name, const order_saga_config *c)
     s.retry.base_ms = c->backoff_base_ms;
     s.retry.cap_ms = c->backoff_cap_ms;
     s.retry.jitter = SL_RETRY_JITTER_FULL;
+    /* A participant's (or the breaker's) Retry-After is honoured up to the cap, no further:
+     * waits stay capped, and a participant that is back wakes the waiting sagas anyway. */
+    s.retry.retry_after_max_ms = c->backoff_cap_ms;
     s.timeout_ms = c->step_timeout_ms;
     s.max_attempts = c->max_attempts;
     s.stuck_after_ms = c->stuck_after_ms;
