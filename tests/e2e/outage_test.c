@@ -378,7 +378,7 @@ static void test_inventory_outage(void **state)
     if (t.cancelled_timeout != batch1) {
         for (int i = 0; i < batch1; i++) {
             char p[200];
-            snprintf(p, sizeof p, "/api/v1/admin/sagas/checkout.%s", ids[i]);
+            snprintf(p, sizeof p, "/api/v1/admin/sagas/checkout.%.64s", ids[i]);
             resp r;
             call("GET", p, admin, NULL, NULL, &r);
             char *d = r.json ? json_dumps(r.json, JSON_COMPACT) : NULL;
