@@ -627,7 +627,7 @@ static void test_sweep_registry_wake_abort(void **state)
     sl_saga_registry *reg;
     assert_int_equal(sl_saga_registry_new(&reg), 0);
     manual_timer ta = {0}, tb = {0};
-    exec xa = {.script = "pf"}, xb = {.script = "o"};
+    exec xa = {.script = "pfpppp"}, xb = {.script = "o"};
     sl_saga_driver *a = driver_reg(db, &xa, &ta, &fc, reg);
     sl_saga_driver *b = driver_reg(db, &xb, &tb, &fc, reg);
 
@@ -678,7 +678,7 @@ static void test_sweep_registry_wake_abort(void **state)
     assert_int_equal(sl_saga_driver_abort(b, "s1"), SL_ESTATE); /* completed */
 
     /* Abort from the other driver while `a` drives the saga: b sends the compensation. */
-    xa.script = "pfppp";
+    xa.script = "pfpppppp";
     xa.n = 4;
     create(db, "s2");
     HARNESS_OK(db, sl_saga_driver_start(a, "s2"));

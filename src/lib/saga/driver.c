@@ -47,6 +47,7 @@ struct sl_saga_driver {
     sl_rand rand;
     entry *active;
     size_t n_active;
+    size_t n_waiting;         /* entries with `waiting` set: a wake with none is free */
     pending *live;            /* calls in flight */
     pending *q_head, *q_tail; /* events waiting to be applied */
     int busy;                 /* inside feed/pump: replies only enqueue */
@@ -86,6 +87,7 @@ static void untrack(sl_saga_driver *d, const char *id)
     entry *e = find(d, id);
     if (e == NULL) return;
     if (d->o.registry != NULL) sl__saga_registry_release(d->o.registry, e->id, d);
+    if (e->waiting) d->n_waiting--;
     *e = d->active[--d->n_active];
 }
 
@@ -94,7 +96,14 @@ static void entry_set(sl_saga_driver *d, entry *e, const sl_saga_state *st)
 {
     e->needs_resume = false;
     e->wake_at_ms = sl_saga_due_ms(d->o.def, st);
-    e->waiting = st->phase == SL_SAGA_PHASE_WAITING;
+    bool waiting = st->phase == SL_SAGA_PHASE_WAITING;
+    if (waiting != e->waiting) {
+        if (waiting)
+            d->n_waiting++;
+        else
+            d->n_waiting--;
+    }
+    e->waiting = waiting;
     e->step = st->step;
 }
 
@@ -426,7 +435,7 @@ int sl_saga_driver_abort(sl_saga_driver *d, const char *id)
 void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *woken)
 {
     size_t n = 0;
-    for (size_t i = 0; i < d->n_active; i++) {
+    for (size_t i = 0; i < d->n_active && d->n_waiting > 0; i++) {
         entry *e = &d->active[i];
         if (!e->waiting || e->needs_resume || e->step >= 32 || !(step_mask & (1u << e->step)))
             continue;
@@ -435,6 +444,7 @@ void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *woken)
         memcpy(p->id, e->id, sizeof p->id);
         p->ev.kind = SL_SAGA_EV_WAKE;
         e->waiting = false; /* one WAKE per wait */
+        d->n_waiting--;
         enqueue(d, p);
         n++;
     }
