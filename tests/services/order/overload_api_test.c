@@ -258,8 +258,13 @@ static void test_abort_and_list(void **state)
     fk_mode_set(&g_inv, FK_RESERVE, FK_TIMEOUT, 0, NULL); /* inventory hangs */
     char oid[ORDER_ID_MAX + 1], done[ORDER_ID_MAX + 1], path[200];
     th_response r;
+    int reserves = fk_requests(&g_inv, FK_RESERVE);
     assert_int_equal(place("u3", "a-1", oid, &r), 202);
     th_response_free(&r);
+    /* Abort once the reservation was asked for (its outcome unknown: inventory hangs). */
+    for (int i = 0; i < 1000 && fk_requests(&g_inv, FK_RESERVE) == reserves; i++)
+        usleep(5000);
+    assert_true(fk_requests(&g_inv, FK_RESERVE) > reserves);
     snprintf(path, sizeof path, "/admin/sagas/checkout.%s/abort", oid);
     assert_int_equal(svc_req(&g_svc, "POST", path, "u3", "customer", NULL, &r), 403);
     th_response_free(&r);
