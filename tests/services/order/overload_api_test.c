@@ -49,6 +49,8 @@ static void product(const char *pid)
     json_decref(d);
 }
 
+static void reap(void);
+
 /* Starts shoal-order against the fakes with `extra` settings (NULL-terminated "K=V"). */
 static void start(char *const *extra)
 {
@@ -70,6 +72,7 @@ static void start(char *const *extra)
     for (int i = 0; i < n; i++)
         list[i] = env[i];
     list[n] = NULL;
+    reap();
     for (int op = 0; op < FK_OPS; op++) {
         fk_mode_set(&g_inv, (fk_op)op, FK_OK, 409, NULL);
         fk_mode_set(&g_pay, (fk_op)op, FK_OK, 409, NULL);
@@ -84,6 +87,7 @@ static void start(char *const *extra)
 static void stop(void)
 {
     sl_db_close(g_db);
+    g_db = NULL;
     fk_release_holds(&g_inv);
     fk_release_holds(&g_pay);
     for (int op = 0; op < FK_OPS; op++) {
@@ -91,6 +95,18 @@ static void stop(void)
         fk_mode_set(&g_pay, (fk_op)op, FK_OK, 409, NULL);
     }
     svc_stop(&g_svc);
+    g_svc.pid = 0;
+}
+
+/* A test that failed half-way left its shoal-order running: stop it. */
+static void reap(void)
+{
+    if (g_svc.pid <= 0) return;
+    kill(g_svc.pid, SIGKILL);
+    waitpid(g_svc.pid, NULL, 0);
+    g_svc.pid = 0;
+    if (g_db) sl_db_close(g_db);
+    g_db = NULL;
 }
 
 static int setup(void **state)
@@ -103,6 +119,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    fk_release_holds(&g_inv);
+    fk_release_holds(&g_pay);
+    reap();
     fk_stop(&g_inv);
     fk_stop(&g_pay);
     return 0;
