@@ -1,4 +1,4 @@
-// The browser test harness (docs/testing.md, "Browser tests"). A scenario file is a Node ES
+// The browser test harness (docs/browser-tests.md). A scenario file is a Node ES
 // module that calls run(name, async (t) => { ... }). run():
 //   - starts the whole shop with `shoal up` on a fresh data directory and its own free ports
 //     (every service, nats-server and the gateway are real processes), with the gateway's
