@@ -242,3 +242,6 @@ foreach(src ${browser_tests})
     RESOURCE_LOCK nats_durability
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/${name}")
 endforeach()
+if(TARGET fuzz_prom_text)
+  target_link_libraries(fuzz_prom_text PRIVATE proxy_core)
+endif()
