@@ -1,9 +1,11 @@
 // Smoke scenario of the browser harness: the gateway serves a page with its CSP and security
 // headers, the page's module script runs and reaches the API, an inline script is refused by the
-// CSP, axe finds no WCAG 2.1 A/AA violation; then the same for the storefront index (web/shop)
+// CSP, the static route's validators, methods and refusals hold over HTTP, axe finds no WCAG 2.1
+// A/AA violation; then the same for the storefront index (web/shop)
 // and its first-load weight and timing (reported, not asserted).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 
 import { run } from './harness.mjs';
@@ -39,6 +41,43 @@ await run('smoke', async (t) => {
   }));
   assert.equal(ran, false, 'an inline script ran despite the CSP');
   t.allowed.pop();
+
+  // The static route over HTTP: validators, methods, priority of the API, refused paths.
+  const css = await t.api('GET', '/__harness/app.css');
+  assert.equal(css.status, 200);
+  assert.match(css.headers.get('content-type'), /^text\/css/);
+  assert.match(css.headers.get('cache-control'), /max-age=\d+/);
+  assert.equal(css.headers.get('x-content-type-options'), 'nosniff');
+  const etag = css.headers.get('etag');
+  assert.ok(etag, 'ETag');
+  const again = await t.api('GET', '/__harness/app.css', { headers: { 'if-none-match': etag } });
+  assert.equal(again.status, 304, 'If-None-Match → 304');
+  assert.equal(again.text, '');
+  const head = await fetch(`${t.base}/__harness/app.css`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get('content-length'), String(Buffer.byteLength(css.text)));
+  const post = await t.api('POST', '/__harness/app.css', { body: {} });
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  const api = await t.api('GET', '/api/v1/nosuch');
+  assert.equal(api.status, 404);
+  assert.match(api.headers.get('content-type'), /problem\+json/);
+  // Sent byte for byte (a URL parser would resolve dot segments before they left).
+  const raw = (target) => new Promise((resolve, reject) => {
+    const sock = net.connect(Number(new URL(t.base).port), '127.0.0.1');
+    let got = '';
+    sock.on('error', reject);
+    sock.on('data', (d) => { got += d.toString('latin1'); });
+    sock.on('end', () => resolve(Number(got.split(' ')[1])));
+    sock.write(`GET ${target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+  });
+  assert.equal(await raw('/__harness/app.css'), 200);
+  for (const bad of ['/__harness/../__harness/app.css', '/__harness/%2e%2e/__harness/app.css',
+    '/__harness/.%2E/__harness/app.css', '/__harness/..%2f__harness/app.css',
+    '/__harness/%5c..%5capp.css', '/__harness/./app.css', '/__harness//app.css',
+    '/__harness/app.css%00', '/__harness/.hidden', '/__harness/app.css/']) {
+    assert.equal(await raw(bad), 404, bad);
+  }
 
   const n = await t.check(page, 'harness');
   assert.equal(n, 0, 'axe violations on the harness page');
