@@ -14,6 +14,7 @@
  */
 #include "gateway.h"
 
+#include "admin_services.h"
 #include "cluster.h"
 #include "forward.h"
 #include "generation.h"
@@ -195,6 +196,9 @@ static int worker_start(sl_worker *rw, int fd, void *data)
         gw->admin_fd = -1;
         if (rc != 0) return rc;
     }
+    if (idx == 0)
+        atomic_store(&gw->proc.scraper,
+                     px_scraper_start(w->px.loop, &w->px.sw.rand, w->px.cur->gen->cfg));
     uv_timer_init(w->px.loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, 250, 250);
@@ -233,6 +237,7 @@ static void worker_stop(sl_worker *rw, void *data)
     if (had_async) uv_close((uv_handle_t *)&w->async, NULL);
     if (w->admin) sl_http_server_close(w->admin, NULL, NULL);
     w->admin = NULL;
+    if (w->px.sw.index == 0) px_scraper_stop(atomic_exchange(&gw->proc.scraper, NULL));
     sl_serve_worker_stop(&w->px.sw);
     if (w->px.started) {
         uv_close((uv_handle_t *)&w->tick, NULL);
@@ -293,6 +298,7 @@ static void on_reload(void *data)
         SL_LOG_WARN(
             gw->proc.log, NULL,
             "listener, workers and admin settings change only on restart; kept as they were");
+    if (cfg->static_note[0]) SL_LOG_WARN(gw->proc.log, NULL, cfg->static_note);
     uint64_t id = atomic_fetch_add(&gw->next_id, 1);
     px_gen *g = px_gen_new(cfg, gw->nworkers, id);
     if (!g) {
@@ -384,6 +390,7 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
     /* The first generation keeps its own copy of the configuration: boot stays for the listener. */
     px_config *first = NULL;
     if (px_config_load(config_path, envp, &first, err) != 0) goto out;
+    if (first->static_note[0]) SL_LOG_WARN(gw.proc.log, NULL, first->static_note);
     g = px_gen_new(first, gw.nworkers, atomic_fetch_add(&gw.next_id, 1));
     if (!g) goto out;
     atomic_store(&gw.current, NULL);

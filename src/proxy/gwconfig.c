@@ -722,7 +722,7 @@ static void read_route(loader *l, size_t idx, px_route *r)
     char path[SL_CONFIG_PATH_MAX], sub[SL_CONFIG_PATH_MAX];
     snprintf(path, sizeof path, "routes[%zu]", idx);
     const char *name = NULL, *rewrite = NULL, *cluster = NULL, *aggregate = NULL, *auth = "public";
-    const char *owner = NULL;
+    const char *owner = NULL, *handler = NULL;
     json_t *match = NULL, *rl = NULL;
     int64_t timeout = l->cfg->default_timeout_ms, body = (int64_t)l->cfg->limits.body_max_bytes;
     const sl_json_field f[] = {
@@ -739,6 +739,10 @@ static void read_route(loader *l, size_t idx, px_route *r)
         {.name = "timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
         {.name = "body_max_bytes", .kind = SL_JSON_INT, .min = 0, .max = 1 << 30, .out = &body},
         {.name = "rate_limit", .kind = SL_JSON_OBJECT, .out = &rl},
+        {.name = "handler",
+         .kind = SL_JSON_STRING,
+         .out = &handler,
+         .allowed = (const char *const[]){"admin_services", "admin_dlq", NULL}},
     };
     if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
     const char *exact = NULL, *prefix = NULL, *tmpl = NULL;
@@ -798,9 +802,14 @@ static void read_route(loader *l, size_t idx, px_route *r)
     r->timeout_ms = (uint32_t)timeout;
     r->body_max_bytes = (size_t)body;
     r->cluster = r->aggregate = -1;
-    if (!!cluster + !!aggregate != 1) {
-        fail(l, path, "needs exactly one of cluster, aggregate");
+    if (!!cluster + !!aggregate + !!handler != 1) {
+        fail(l, path, "needs exactly one of cluster, aggregate, handler");
         return;
+    }
+    if (handler) {
+        r->handler = strcmp(handler, "admin_services") == 0 ? PX_HANDLER_ADMIN_SERVICES
+                                                            : PX_HANDLER_ADMIN_DLQ;
+        if (r->auth != PX_AUTH_ADMIN) fail(l, path, "a handler route needs auth: admin");
     }
     if (cluster && (r->cluster = px_config_cluster(l->cfg, cluster)) < 0) {
         join(sub, path, ".cluster");
@@ -843,11 +852,68 @@ static void read_routes(loader *l)
         read_route(l, i, &t->items[t->n++]);
 }
 
+/* static: [{prefix: /, root: web/shop, max_age_s: 300}] (static.h) */
+static void read_statics(loader *l)
+{
+    json_t *arr = node(l, "static");
+    if (!arr || l->failed) return;
+    if (!json_is_array(arr) || json_array_size(arr) > PX_STATIC_MAX) {
+        fail(l, "static", "must be a list of at most 8 {prefix, root} entries");
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(arr) && !l->failed; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "static[%zu]", i);
+        const char *prefix = NULL, *root = NULL;
+        int64_t max_age = 300;
+        const sl_json_field f[] = {
+            {.name = "prefix",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = 128,
+             .out = &prefix},
+            {.name = "root",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = 1024,
+             .out = &root},
+            {.name = "max_age_s", .kind = SL_JSON_INT, .min = 0, .max = 31536000, .out = &max_age},
+        };
+        if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+        size_t pl = strlen(prefix);
+        char back[PX_STATIC_PATH_MAX], probe[160];
+        snprintf(probe, sizeof probe, "%sx", prefix);
+        char sub[80];
+        snprintf(sub, sizeof sub, "%s.prefix", path);
+        if (prefix[0] != '/' || prefix[pl - 1] != '/' ||
+            (pl > 1 && px_static_resolve((sl_slice){probe + 1, strlen(probe) - 1}, "", back,
+                                         sizeof back) < 0)) {
+            fail(l, sub, "must start and end with '/' and have plain segments (\"/\", \"/ops/\")");
+            return;
+        }
+        if (strncmp(prefix, "/api/", 5) == 0) {
+            fail(l, sub, "must not be under /api/ (API routes only)");
+            return;
+        }
+        for (size_t k = 0; k < l->cfg->nstatics; k++)
+            if (strcmp(l->cfg->statics[k].prefix, prefix) == 0) {
+                fail(l, sub, "is used by another static entry");
+                return;
+            }
+        px_static_site *st = &l->cfg->statics[l->cfg->nstatics++];
+        st->prefix = strdup(prefix);
+        st->root = strdup(root);
+        st->max_age_s = (uint32_t)max_age;
+    }
+}
+
 static void check_top(loader *l)
 {
-    static const char *const known[] = {"service",  "http",       "gateway",    "admin", "identity",
-                                        "auth",     "rate_limit", "cors",       "log",   "trace",
-                                        "clusters", "routes",     "aggregates", NULL};
+    static const char *const known[] = {
+        "service", "http",  "gateway",  "admin",  "identity",   "auth",   "rate_limit", "cors",
+        "log",     "trace", "clusters", "routes", "aggregates", "static", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(sl_config_root(l->c), k, v)
@@ -883,6 +949,7 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     read_clusters(&l);
     read_aggregates(&l);
     read_routes(&l);
+    read_statics(&l);
     if (!l.failed && jwks_cluster && (cfg->jwks_cluster = px_config_cluster(cfg, jwks_cluster)) < 0)
         fail(&l, "auth.jwks.cluster", "names no cluster");
     if (!l.failed) cfg->json = sl_json_dump(sl_config_root(c), NULL);
@@ -928,7 +995,22 @@ int px_config_load(const char *path, char *const *envp, px_config **out, char *e
         snprintf(err, PX_ERR_MAX, "%s", cerr);
         return rc;
     }
-    return finish_load(c, out, err, path ? path : "<defaults>");
+    rc = finish_load(c, out, err, path ? path : "<defaults>");
+    if (rc != 0) return rc;
+    /* The static files are read here, on the loading (main) thread, never on a loop. */
+    size_t total = 0;
+    px_config *cfg = *out;
+    for (size_t i = 0; i < cfg->nstatics && rc == 0; i++) {
+        char note[256] = "";
+        rc = px_static_load(&cfg->statics[i], &total, note, err, PX_ERR_MAX);
+        if (note[0] && !cfg->static_note[0])
+            snprintf(cfg->static_note, sizeof cfg->static_note, "%s", note);
+    }
+    if (rc != 0) {
+        px_config_free(cfg);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int px_config_cluster(const px_config *cfg, const char *name)
@@ -976,6 +1058,8 @@ void px_config_free(px_config *cfg)
     free(cfg->cors_methods);
     free(cfg->cors_headers);
     free(cfg->cors_expose);
+    for (size_t i = 0; i < cfg->nstatics; i++)
+        px_static_site_free(&cfg->statics[i]);
     free(cfg->jwks_path);
     free(cfg->issuer);
     free(cfg->audience);

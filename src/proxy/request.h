@@ -38,6 +38,7 @@ typedef struct px_proc {
     int nworkers;
     _Atomic size_t *connections; /* [worker]: published by each worker's tick for /metrics */
     _Atomic int stopping;
+    _Atomic(struct px_scraper *) scraper; /* worker 0's (admin_services.h), or NULL */
 } px_proc;
 
 typedef struct px_worker {
@@ -58,6 +59,8 @@ typedef enum px_op {
     PX_OP_READYZ,
     PX_OP_METRICS,
     PX_OP_PREFLIGHT, /* a CORS preflight */
+    PX_OP_STATIC,    /* a static file (static.h): sfile, ssite */
+    PX_OP_REDIRECT,  /* a static directory asked for without its slash */
 } px_op;
 
 typedef struct px_req {
@@ -81,6 +84,8 @@ typedef struct px_req {
     int kid_retried; /* the JWKS was refetched for this request once already */
     char idem[256];  /* the client's Idempotency-Key, NUL-terminated */
     px_waiter wait;  /* parked in the JWKS cache */
+    const px_static_file *sfile;
+    const px_static_site *ssite;
 } px_req;
 
 static inline const px_config *px_cfg(const px_req *r)
