@@ -54,7 +54,6 @@ typedef enum px_op {
     PX_OP_NONE,
     PX_OP_HEALTHZ,
     PX_OP_READYZ,
-    PX_OP_METRICS,
     PX_OP_PREFLIGHT, /* a CORS preflight */
 } px_op;
 
