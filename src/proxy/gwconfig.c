@@ -218,7 +218,16 @@ static void read_auth(loader *l, const char **jwks_cluster)
     cfg->leeway_s = leeway;
     const char *path = "/.well-known/jwks.json";
     int64_t refresh = 300000, refetch = 5000, waiters = 1024;
+    /* pin_kid is one key id or a list of them. */
+    int pin_list = json_is_array(node(l, "auth.jwks.pin_kid"));
+    json_t *pins = NULL;
+    const char *pin = NULL;
     const sl_json_field j[] = {
+        {.name = "pin_kid",
+         .kind = pin_list ? SL_JSON_ARRAY : SL_JSON_STRING,
+         .min = 1,
+         .max = pin_list ? PX_JWKS_PINS_MAX : SL_AUTH_KID_MAX,
+         .out = pin_list ? (void *)&pins : (void *)&pin},
         {.name = "cluster", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = jwks_cluster},
         {.name = "path", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &path},
         {.name = "refresh_ms", .kind = SL_JSON_INT, .min = 1000, .max = 86400000, .out = &refresh},
@@ -231,6 +240,19 @@ static void read_auth(loader *l, const char **jwks_cluster)
     cfg->jwks_refresh_ms = (uint32_t)refresh;
     cfg->jwks_min_refetch_ms = (uint32_t)refetch;
     cfg->jwks_waiters_max = (uint32_t)waiters;
+    if (pin) cfg->jwks_pins[cfg->njwks_pins++] = strdup(pin);
+    size_t i;
+    json_t *o;
+    json_array_foreach(pins, i, o)
+    {
+        if (!json_is_string(o) || json_string_length(o) == 0 ||
+            json_string_length(o) > SL_AUTH_KID_MAX) {
+            fail(l, "auth.jwks.pin_kid",
+                 "must be a key id or a list of key ids (1..64 characters)");
+            return;
+        }
+        cfg->jwks_pins[cfg->njwks_pins++] = strdup(json_string_value(o));
+    }
 }
 
 static void read_limits_cors(loader *l)
@@ -963,6 +985,8 @@ void px_config_free(px_config *cfg)
     free(cfg->cors_headers);
     free(cfg->cors_expose);
     free(cfg->jwks_path);
+    for (size_t i = 0; i < cfg->njwks_pins; i++)
+        free(cfg->jwks_pins[i]);
     free(cfg->issuer);
     free(cfg->source);
     free(cfg->json);

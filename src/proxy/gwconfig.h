@@ -24,6 +24,7 @@
 #define PX_AGGREGATES_MAX   32
 #define PX_PARTS_MAX        8
 #define PX_CORS_ORIGINS_MAX 16
+#define PX_JWKS_PINS_MAX    8 /* auth.jwks.pin_kid entries */
 #define PX_ERR_MAX          512
 
 typedef enum px_lb_kind { PX_LB_ROUND_ROBIN, PX_LB_LEAST_REQUEST } px_lb_kind;
@@ -90,6 +91,8 @@ typedef struct px_config {
     char *issuer;
     int64_t leeway_s;
     uint32_t jwks_refresh_ms, jwks_min_refetch_ms, jwks_waiters_max;
+    char *jwks_pins[PX_JWKS_PINS_MAX]; /* auth.jwks.pin_kid: only these kids are used */
+    size_t njwks_pins;                 /* 0: every key of the JWKS */
     /* rate limits */
     uint32_t client_rate, client_burst; /* per second; 0: off */
     uint32_t rl_max_keys;

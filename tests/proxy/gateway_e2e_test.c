@@ -523,6 +523,48 @@ static void test_auth_and_identity(void **state)
     env_fini(e);
 }
 
+/* auth.jwks.pin_kid: a JWKS that serves an extra key; tokens signed by it are refused. */
+static void test_jwks_pin(void **state)
+{
+    (void)state;
+    env *e = &g_env;
+    env_init(e);
+    sl_auth_key *rogue;
+    assert_int_equal(sl_auth_key_generate(&rogue), 0);
+    sl_auth_key *both[] = {e->key, rogue};
+    publish_keys(e, both, 2);
+    int users = up_start(e, "users"), a = up_start(e, "a");
+    char yaml[2048], tmpl[1024], hdr[4096];
+    snprintf(tmpl, sizeof tmpl,
+             "service: {workers: 1}\n"
+             "auth: {jwks: {cluster: users, min_refetch_ms: 1000, pin_kid: [\"%s\"]}}\n"
+             "clusters:\n"
+             "  users: {endpoints: [127.0.0.1:%%d]}\n"
+             "  a: {endpoints: [127.0.0.1:%%d]}\n"
+             "routes:\n"
+             "  - {name: me, match: {prefix: /api/me}, rewrite: /me, cluster: a, auth: "
+             "authenticated}\n",
+             sl_auth_key_kid(e->key));
+    snprintf(yaml, sizeof yaml, tmpl, users, a);
+    gw_config(e, yaml);
+    gw_start(e);
+    th_response r;
+    char *good = token(e->key, "user-1", "customer");
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", good);
+    assert_int_equal(get(e->port, "/api/me", hdr, &r), 200);
+    th_response_free(&r);
+    char *bad = token(rogue, "admin-9", "admin");
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", bad);
+    assert_int_equal(get(e->port, "/api/me", hdr, &r), 401);
+    assert_non_null(strstr(th_header(&r, "content-type"), "problem+json"));
+    th_response_free(&r);
+    assert_int_equal(up_count(a), 1); /* only the pinned key's request reached the service */
+    free(good);
+    free(bad);
+    sl_auth_key_free(rogue);
+    env_fini(e);
+}
+
 /* ---- breaker, bulkhead, recovery, admin ---------------------------------------------------------
  */
 
@@ -885,6 +927,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_rate_limit, teardown),
         cmocka_unit_test_teardown(test_smuggling, teardown),
         cmocka_unit_test_teardown(test_auth_and_identity, teardown),
+        cmocka_unit_test_teardown(test_jwks_pin, teardown),
         cmocka_unit_test_teardown(test_breaker_isolation_recovery, teardown),
         cmocka_unit_test_teardown(test_metrics_admin_only, teardown),
         cmocka_unit_test_teardown(test_aggregation, teardown),
