@@ -14,6 +14,8 @@
  * get theirs through SHOAL_* environment variables, so nothing is
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
+#include "ready.h"
+
 #include <shoal/config.h>
 #include <shoal/identity.h>
 
@@ -71,6 +73,9 @@ typedef struct supervisor {
     char log_dir[PATH_MAX];
     int stopping;
     int announced;
+    const char *ready_stock_path; /* topology's ready_stock_path: NULL, no catalogue check */
+    int64_t ready_timeout_ms;     /* how long the catalogue check may hold the announcement */
+    uint64_t all_ready_ms, next_check_ms;
     uv_signal_t sigint, sigterm;
     uv_timer_t kill_timer;
     int gateway_port, admin_port;
@@ -427,6 +432,22 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int sig)
     uv_timer_start(&p->restart_timer, restart_cb, p->backoff_ms, 0);
 }
 
+/* Every process is ready: is the README's walk possible yet (ready.h)? Bounded: after
+ * ready_timeout_ms the shop is announced anyway, with a warning. */
+static int shop_walk_ready(supervisor *s)
+{
+    uint64_t now = now_ms();
+    if (!s->ready_stock_path || !s->gateway_port) return 1;
+    if (!s->all_ready_ms) s->all_ready_ms = now;
+    if (now < s->next_check_ms) return 0;
+    s->next_check_ms = now + 250;
+    if (cli_ready_stock(s->gateway_port, s->ready_stock_path)) return 1;
+    if (now - s->all_ready_ms < (uint64_t)s->ready_timeout_ms) return 0;
+    say("the catalogue (%s) shows no stock after %lld ms; announcing the shop anyway",
+        s->ready_stock_path, (long long)s->ready_timeout_ms);
+    return 1;
+}
+
 static void probe_tick(uv_timer_t *t)
 {
     proc *p = t->data;
@@ -439,7 +460,7 @@ static void probe_tick(uv_timer_t *t)
         int all = 1;
         for (int i = 0; i < s->n; i++)
             if (!s->procs[i].missing && !s->procs[i].ready) all = 0;
-        if (all) {
+        if (all && shop_walk_ready(s)) {
             s->announced = 1;
             print_table(s);
         }
@@ -532,6 +553,7 @@ static void print_table(supervisor *s)
                    s->procs[i].port);
     printf("  Logs: %s/   Stop: Ctrl-C (or `shoal down`)\n\n", s->log_dir);
     fflush(stdout);
+    say("the shop is ready");
 }
 
 static void kill_all(uv_timer_t *t)
@@ -664,8 +686,18 @@ static int cmd_up(const char *config_path)
     if (load_topology(config_path, &t) != 0) return 2;
     static supervisor s;
     memset(&s, 0, sizeof s);
+    char err[SL_CONFIG_ERR_MAX];
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
     snprintf(s.log_dir, sizeof s.log_dir, "%s/logs", t.data_dir);
+    if (sl_config_get_string(t.cfg, "ready_stock_path", NULL, &s.ready_stock_path, err) != 0 ||
+        sl_config_get_int(t.cfg, "ready_timeout_ms", 60000, 0, 3600000, &s.ready_timeout_ms, err) !=
+            0 ||
+        (s.ready_stock_path && s.ready_stock_path[0] != '/')) {
+        fprintf(stderr, "shoal: %s\n",
+                s.ready_stock_path ? "ready_stock_path: must start with /" : err);
+        sl_config_free(t.cfg);
+        return 2;
+    }
     char nats_dir[PATH_MAX + 8];
     snprintf(nats_dir, sizeof nats_dir, "%s/nats", t.data_dir);
     if (private_dir(s.data_dir) != 0 || private_dir(s.log_dir) != 0 || private_dir(nats_dir) != 0 ||
@@ -674,7 +706,7 @@ static int cmd_up(const char *config_path)
         return 2;
     }
     /* One identity key for the gateway and every service (0600, never printed). */
-    char keyfile[PATH_MAX + 16], err[256];
+    char keyfile[PATH_MAX + 16];
     snprintf(keyfile, sizeof keyfile, "%s/identity.key", s.data_dir);
     sl_identity_key key;
     if (sl_identity_key_ensure(keyfile, &key, err) != 0) {

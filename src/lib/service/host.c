@@ -369,11 +369,19 @@ static int setup_metrics(sl_service *svc)
 
 /* Creates the directory of a `sqlite:` path (data/ by default) so a first start just works;
  * owner-only (0700), since the databases hold password hashes and personal data. */
-static void make_sqlite_dir(const char *url)
+/* The file of a `sqlite:` URL, or NULL (another backend, or in memory). */
+static const char *sqlite_path(const char *url)
 {
-    if (strncmp(url, "sqlite:", 7) != 0 || strcmp(url, "sqlite::memory:") == 0) return;
+    if (strncmp(url, "sqlite:", 7) != 0 || strcmp(url, "sqlite::memory:") == 0) return NULL;
     const char *path = url + 7;
     if (strncmp(path, "//", 2) == 0) path += 2;
+    return path;
+}
+
+static void make_sqlite_dir(const char *url)
+{
+    const char *path = sqlite_path(url);
+    if (!path) return;
     char dir[1100];
     size_t n = strlen(path);
     if (n >= sizeof dir) return;
@@ -384,6 +392,19 @@ static void make_sqlite_dir(const char *url)
         mkdir(dir, 0700);
         *p = '/';
     }
+}
+
+/* The rows `set` records in schema_migrations: one per distinct version. */
+static int64_t distinct_versions(const sl_migration_set *set)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        size_t k = 0;
+        while (k < i && set->items[k].version != set->items[i].version)
+            k++;
+        n += k == i;
+    }
+    return n;
 }
 
 /* Applies the library's and the service's migrations; all-or-nothing per set. */
@@ -426,8 +447,17 @@ static int migrate(sl_service *svc)
         if (applied > 0)
             SL_LOG_INFO(svc->log, NULL, "migrations applied",
                         SL_LOG_STR("component", set->component), SL_LOG_INT("count", applied));
+        svc->migrations_expected += distinct_versions(set);
     }
     sl_db_close(db);
+    /* /readyz checks that the file the workers open is still the one at this path. */
+    const char *file = sqlite_path(svc->db_url);
+    struct stat st;
+    if (rc == 0 && file && strlen(file) < sizeof svc->db_file && stat(file, &st) == 0) {
+        snprintf(svc->db_file, sizeof svc->db_file, "%s", file);
+        svc->db_dev = (uint64_t)st.st_dev;
+        svc->db_ino = (uint64_t)st.st_ino;
+    }
     return rc;
 }
 

@@ -53,6 +53,10 @@ struct sl_service {
     char identity_note[256]; /* why no key was loaded */
     char source[80];         /* CloudEvents source: "/shoal/<name>" */
     sl_events *events;       /* outbox relay, bus and subscriptions (events.c) */
+    /* /readyz (builtin.c): what the database must show, recorded once migrations applied */
+    int64_t migrations_expected; /* rows of schema_migrations the sets account for */
+    char db_file[1024];          /* SQLite: the file the connections opened ("" otherwise) */
+    uint64_t db_dev, db_ino;     /* and its identity, so a removed or replaced file shows */
     void *data;
 };
 
@@ -93,5 +97,8 @@ void sl__events_watch(sl_events *ev, sl_db *db);
 int sl__events_start(sl_events *ev, uv_loop_t *loop);
 void sl__events_stop(sl_events *ev);
 void sl__events_free(sl_events *ev);
+/* Any thread: 1 when the service needs no bus (none configured) or its bus is connected, as
+ * worker 0 last saw it (refreshed every 500 ms). */
+int sl__events_bus_ok(const sl_events *ev);
 
 #endif
