@@ -14,10 +14,10 @@
  * get theirs through SHOAL_* environment variables, so nothing is
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
+#include "keys.h"
 #include "ready.h"
 
 #include <shoal/config.h>
-#include <shoal/identity.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -208,9 +208,6 @@ static int build_procs(supervisor *s, topology *t)
         snprintf(url, sizeof url, "%s", t->nats_url);
     else
         snprintf(url, sizeof url, "nats://127.0.0.1:%d", t->nats_port);
-    char keyfile[PATH_MAX + 16];
-    snprintf(keyfile, sizeof keyfile, "%s/identity.key", s->data_dir);
-
     if (!t->nats_external) {
         proc *p = &s->procs[s->n++];
         snprintf(p->name, sizeof p->name, "nats-server");
@@ -272,7 +269,8 @@ static int build_procs(supervisor *s, topology *t)
             snprintf(v, sizeof v, "sqlite:%s/%s.db", s->data_dir, name);
         add_env(p, "SHOAL_DB__URL", v);
         add_env(p, "SHOAL_BUS__URL", url);
-        add_env(p, "SHOAL_IDENTITY__KEY_FILE", keyfile);
+        snprintf(v, sizeof v, "%s/keys/%s.keys", s->data_dir, name); /* its edges' keys */
+        add_env(p, "SHOAL_IDENTITY__KEY_FILE", v);
         /* Files a service keeps besides its database live in the data directory too. */
         char key[96], upper[40];
         size_t u = 0;
@@ -705,15 +703,11 @@ static int cmd_up(const char *config_path)
         sl_config_free(t.cfg);
         return 2;
     }
-    /* One identity key for the gateway and every service (0600, never printed). */
-    char keyfile[PATH_MAX + 16];
-    snprintf(keyfile, sizeof keyfile, "%s/identity.key", s.data_dir);
-    sl_identity_key key;
-    if (sl_identity_key_ensure(keyfile, &key, err) != 0) {
+    /* Each process gets the keys of its own identity edges (keys.h; 0600, never printed). */
+    if (cli_keys_distribute(t.cfg, s.data_dir, err) != 0) {
         fprintf(stderr, "shoal: %s\n", err);
         return 1;
     }
-    memset(&key, 0, sizeof key);
 
     s.loop = uv_default_loop();
     uv_signal_init(s.loop, &s.sigint);

@@ -57,10 +57,8 @@ static void forward(px_req *r)
                            0);
         return;
     }
-    const char *q = memchr(target, '?', (size_t)n);
-    sl_slice tpath = {target, q ? (size_t)(q - target) : (size_t)n};
     px_out_headers oh;
-    px_build_headers(r, req->method, tpath, 1, &oh);
+    px_build_headers(r, rt->cluster, req->method, (sl_slice){target, (size_t)n}, req->body, 1, &oh);
     sl_http_request rq = {.method = req->method,
                           .target = {target, (size_t)n},
                           .headers = oh.fwd.h,

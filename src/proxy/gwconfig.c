@@ -166,13 +166,19 @@ static void read_misc(loader *l)
     snprintf(cfg->admin_host, sizeof cfg->admin_host, "%s", ahost);
     cfg->admin_port = (int)aport;
 
-    const char *key_file = "data/identity.key";
+    const char *key_file = "data/identity.key", *id_name = "gateway";
     const sl_json_field id[] = {
         {.name = "key_file", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &key_file},
+        {.name = "name", .kind = SL_JSON_STRING, .min = 1, .max = 31, .out = &id_name},
     };
     if (read_obj(l, "identity", id, SL_ARRAY_LEN(id)) != 0) return;
+    if (!sl_identity_name_valid(id_name, strlen(id_name))) {
+        fail(l, "identity.name", "must be 1..31 of a-z, 0-9, _ and -");
+        return;
+    }
+    snprintf(cfg->identity_name, sizeof cfg->identity_name, "%s", id_name);
     char kerr[256] = "";
-    cfg->have_identity_key = sl_identity_key_load(key_file, &cfg->identity_key, kerr) == 0;
+    cfg->have_identity_key = sl_identity_keyring_load(key_file, &cfg->identity_ring, kerr) == 0;
     if (!cfg->have_identity_key)
         snprintf(cfg->identity_note, sizeof cfg->identity_note, "%s", kerr);
 
@@ -891,6 +897,10 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     read_clusters(&l);
     read_aggregates(&l);
     read_routes(&l);
+    for (size_t i = 0; cfg->have_identity_key && i < cfg->nclusters; i++)
+        cfg->clusters[i].identity_edge =
+            sl_identity_keyring_find(&cfg->identity_ring, cfg->identity_name,
+                                     strlen(cfg->identity_name), cfg->clusters[i].name);
     if (!l.failed && jwks_cluster && (cfg->jwks_cluster = px_config_cluster(cfg, jwks_cluster)) < 0)
         fail(&l, "auth.jwks.cluster", "names no cluster");
     if (!l.failed) cfg->json = sl_json_dump(sl_config_root(c), NULL);
@@ -990,6 +1000,6 @@ void px_config_free(px_config *cfg)
     free(cfg->issuer);
     free(cfg->source);
     free(cfg->json);
-    sodium_memzero(&cfg->identity_key, sizeof cfg->identity_key);
+    sodium_memzero(&cfg->identity_ring, sizeof cfg->identity_ring);
     free(cfg);
 }

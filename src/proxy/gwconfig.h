@@ -41,6 +41,8 @@ typedef struct px_cluster_cfg {
     uint32_t hc_interval_ms, hc_timeout_ms, hc_unhealthy, hc_healthy;
     /* passive outlier ejection (0: that trigger is off) */
     uint32_t out_5xx, out_connect, out_base_ms, out_max_pct;
+    /* the key of the edge gateway→<name> (in px_config.identity_ring), or NULL: no identity */
+    const sl_identity_edge *identity_edge;
 } px_cluster_cfg;
 
 /* One upstream call of an aggregate. With `target` set it is an enrichment step. */
@@ -82,7 +84,8 @@ typedef struct px_config {
     char admin_host[64];
     int admin_port; /* 0: no admin listener */
     /* identity */
-    sl_identity_key identity_key;
+    sl_identity_keyring identity_ring;            /* the gateway's edges: gateway→<cluster> */
+    char identity_name[SL_IDENTITY_NAME_MAX + 1]; /* identity.name: the caller the proofs name */
     bool have_identity_key;
     char identity_note[256];
     /* auth */

@@ -782,7 +782,8 @@ static int setup(void **state)
         if (strcmp(names[i], "product") == 0) extra = ", SHOAL_PRODUCT__DEMO: \"true\"";
         if (strcmp(names[i], "notification") == 0) extra = "";
         if (strcmp(names[i], "order") == 0) extra = "";
-        fprintf(f, "  - {name: %s, port: %d, env: {%s%s}}\n", names[i], ports[i], common, extra);
+        fprintf(f, "  - {name: %s, port: %d, env: {%s%s}%s}\n", names[i], ports[i], common, extra,
+                strcmp(names[i], "order") == 0 ? ", calls: [inventory, payment]" : "");
     }
     fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {SHOAL_LOG__LEVEL: warn}}\n", gw,
             path);

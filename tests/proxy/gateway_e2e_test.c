@@ -18,6 +18,7 @@
 #include <shoal/auth.h>
 #include <shoal/clock.h>
 #include <shoal/identity.h>
+#include <shoal/rand.h>
 
 #include <setjmp.h>
 #include <signal.h>
@@ -91,8 +92,15 @@ static void env_init(env *e)
     assert_non_null(mkdtemp(e->dir));
     char kp[300], err[256];
     snprintf(kp, sizeof kp, "%s/identity.key", e->dir);
-    sl_identity_key k;
-    assert_int_equal(sl_identity_key_ensure(kp, &k, err), 0);
+    /* The gateway's key file, as `shoal up` writes it: an edge to every test upstream. */
+    sl_identity_key master;
+    assert_int_equal(sl_rand_secure_bytes(master.k, sizeof master.k), 0);
+    static const char *const names[] = {"a", "b", "users", "user", "order", "product"};
+    sl_identity_edge edges[SL_ARRAY_LEN(names)];
+    for (size_t i = 0; i < SL_ARRAY_LEN(names); i++)
+        assert_int_equal(
+            sl_identity_edge_derive(&master, "gateway", names[i], "customer,admin", &edges[i]), 0);
+    assert_int_equal(sl_identity_keyring_write(kp, edges, SL_ARRAY_LEN(names), err), 0);
     assert_int_equal(sl_auth_key_generate(&e->key), 0);
     publish_keys(e, &e->key, 1);
     e->port = th_free_port();

@@ -48,11 +48,14 @@ struct sl_service {
     sl_svc_worker *w;
     char db_url[1024];
     sl_db_options db_opts;
-    sl_identity_key identity_key;
+    sl_identity_keyring identity_ring; /* the keys of this service's edges */
     int have_identity_key;
-    char identity_note[256]; /* why no key was loaded */
-    char source[80];         /* CloudEvents source: "/shoal/<name>" */
-    sl_events *events;       /* outbox relay, bus and subscriptions (events.c) */
+    int64_t identity_window_ms;          /* identity.window_ms */
+    sl_identity_replay *identity_replay; /* nonces seen, process-wide */
+    sl_metric_family *identity_refusals; /* identity_refusals_total{reason} */
+    char identity_note[256];             /* why no key was loaded */
+    char source[80];                     /* CloudEvents source: "/shoal/<name>" */
+    sl_events *events;                   /* outbox relay, bus and subscriptions (events.c) */
     /* /readyz (builtin.c): what the database must show, recorded once migrations applied */
     int64_t migrations_expected; /* rows of schema_migrations the sets account for */
     char db_file[1024];          /* SQLite: the file the connections opened ("" otherwise) */
@@ -67,6 +70,9 @@ typedef struct req_host {
     int route_status;
     unsigned allowed;
     sl_deadline deadline; /* from x-shoal-deadline-ms; none when absent or malformed */
+    int id_checked;       /* the identity is verified once per request (a nonce is spent) */
+    int id_rc;
+    sl_identity id;
 } req_host;
 
 struct sl_svc_worker {

@@ -583,7 +583,7 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
                                   .max_attempts = (uint32_t)v[4]};
     c->breaker_recovery_ms = v[5];
     char kerr[256];
-    c->have_key = sl_identity_key_load(key_file, &c->key, kerr) == 0;
+    c->have_key = sl_identity_keyring_load(key_file, &c->keys, kerr) == 0;
     return order_sagas_init(&c->sagas, &c->saga);
 }
 
@@ -613,7 +613,7 @@ static int init(sl_service *svc)
 static void fini(sl_service *svc)
 {
     order_config *c = sl_service_data(svc);
-    if (c) memset(&c->key, 0, sizeof c->key);
+    if (c) memset(&c->keys, 0, sizeof c->keys);
     free(c);
     sl_service_set_data(svc, NULL);
 }

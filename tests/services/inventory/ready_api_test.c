@@ -63,7 +63,7 @@ static void test_ready_follows_sqlite_file(void **state)
     if (harness_g.pg) skip();
     const char *file = g_svc.db_url + strlen("sqlite:");
     char moved[2048];
-    snprintf(moved, sizeof moved, "%s.moved", file);
+    snprintf(moved, sizeof moved, "%.600s.moved", file);
     assert_int_equal(wait_ready(200, "database"), 200);
     assert_int_equal(rename(file, moved), 0);
     assert_int_equal(wait_ready(503, "database"), 503);
