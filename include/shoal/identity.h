@@ -20,9 +20,11 @@
  * A callee accepts a proof when its caller has a key for this callee, the
  * MAC verifies (constant time), the time is within the window (a few
  * seconds), the role is one the caller may assert, and the nonce was not
- * seen before (sl_identity_replay), unless the request is a retry the
- * callee absorbs anyway: GET/HEAD, or one with an Idempotency-Key (bound
- * into the MAC, so it cannot be changed). Pure besides reading and writing
+ * seen before (sl_identity_replay), unless the request is one the HTTP
+ * client may retry with the same headers and the callee absorbs anyway: an
+ * idempotent method (sl_retry_method_idempotent: GET, HEAD, OPTIONS, TRACE,
+ * PUT, DELETE), or one with an Idempotency-Key (bound into the MAC, so it
+ * cannot be changed). Pure besides reading and writing
  * key files; the replay cache holds a mutex.
  */
 #ifndef SHOAL_IDENTITY_H

@@ -194,6 +194,12 @@ static void test_replays(void **state)
         sl_identity_sign(&payment_ring.e[0], "u-1", "customer", &keyed, NOW, NONCE1, proof), 0);
     assert_int_equal(check(&payment_ring, "u-1", "customer", proof, &keyed, NOW, rc, &id), 0);
     assert_int_equal(check(&payment_ring, "u-1", "customer", proof, &keyed, NOW, rc, &id), 0);
+    /* The same rule as the client's retries: idempotent methods repeat, a POST does not. */
+    sl_identity_msg del = {.callee = "payment", .method = SL_HTTP_DELETE, .target = S("/x/1")};
+    assert_int_equal(
+        sl_identity_sign(&payment_ring.e[0], "u-1", "customer", &del, NOW, NONCE1, proof), 0);
+    assert_int_equal(check(&payment_ring, "u-1", "customer", proof, &del, NOW, rc, &id), 0);
+    assert_int_equal(check(&payment_ring, "u-1", "customer", proof, &del, NOW, rc, &id), 0);
     sl_identity_replay_free(rc);
 }
 

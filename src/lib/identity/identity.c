@@ -11,6 +11,7 @@
  */
 #include <shoal/identity.h>
 #include <shoal/rand.h>
+#include <shoal/retry.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -462,9 +463,11 @@ int sl_identity_verify(const sl_identity_keyring *ring, const sl_http_header *he
     mac_hex(edge, ms, nonce_hex, uid.ptr, uid.len, role.ptr, role.len, m, mac);
     if (sodium_memcmp(mac, mac_got, 64) != 0) return SL_EINVAL;
     if (!sl_identity_edge_allows(edge, role.ptr, role.len)) return SL_ECONFLICT;
-    /* A retry the callee absorbs anyway (no effect, or deduplicated by its key) may repeat. */
+    /* What the HTTP client may retry with the same headers, and the callee absorbs anyway (an
+     * idempotent method, or a command deduplicated by its bound key), may repeat. */
+    const char *meth = sl_http_method_name(m->method);
     int absorbed =
-        m->method == SL_HTTP_GET || m->method == SL_HTTP_HEAD || m->idempotency_key.len > 0;
+        sl_retry_method_idempotent((sl_slice){meth, strlen(meth)}) || m->idempotency_key.len > 0;
     if (replay && !absorbed) {
         int rc = sl_identity_replay_check(replay, nonce, ms + window_ms, now_ms);
         if (rc != 0) return rc;
