@@ -687,12 +687,17 @@ static int cmd_up(const char *config_path)
     char err[SL_CONFIG_ERR_MAX];
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
     snprintf(s.log_dir, sizeof s.log_dir, "%s/logs", t.data_dir);
-    if (sl_config_get_string(t.cfg, "ready_stock_path", NULL, &s.ready_stock_path, err) != 0 ||
+    int bad =
+        sl_config_get_string(t.cfg, "ready_stock_path", NULL, &s.ready_stock_path, err) != 0 ||
         sl_config_get_int(t.cfg, "ready_timeout_ms", 60000, 0, 3600000, &s.ready_timeout_ms, err) !=
-            0 ||
-        (s.ready_stock_path && s.ready_stock_path[0] != '/')) {
-        fprintf(stderr, "shoal: %s\n",
-                s.ready_stock_path ? "ready_stock_path: must start with /" : err);
+            0;
+    const char *rp = s.ready_stock_path;
+    if (!bad && rp && (rp[0] != '/' || strlen(rp) > 1000 || strcspn(rp, " \t\r\n") != strlen(rp))) {
+        snprintf(err, sizeof err, "ready_stock_path: must be a request target (/..., no spaces)");
+        bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "shoal: %s\n", err);
         sl_config_free(t.cfg);
         return 2;
     }
