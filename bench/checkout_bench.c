@@ -17,6 +17,7 @@
 
 #include "fake_participant.h"
 #include "harness.h"
+#include "identity_harness.h"
 
 #include <shoal/bus.h>
 
@@ -29,7 +30,7 @@
 
 typedef struct run {
     int port;
-    sl_identity_key key;
+    th_idkeys key; /* the gateway's and the saga's edges, as `shoal up` makes them */
     int64_t deadline_ms;
     pthread_mutex_t mu;
     double *lat_ms;
@@ -57,10 +58,10 @@ static int request(run *r, const char *method, const char *path, const char *use
 {
     char proof[SL_IDENTITY_PROOF_MAX], raw[4096];
     sl_http_method m = strcmp(method, "POST") == 0 ? SL_HTTP_POST : SL_HTTP_GET;
-    if (sl_identity_sign(&r->key, user, "customer", m, (sl_slice){path, strlen(path)},
-                         sl_clock_wall_ms(sl_clock_system()), proof) != 0)
-        return -1;
     size_t bl = body ? strlen(body) : 0;
+    if (th_idsign(&r->key, user, "customer", m, path, NULL, body, bl,
+                  sl_clock_wall_ms(sl_clock_system()), proof) != 0)
+        return -1;
     int n = snprintf(raw, sizeof raw,
                      "%s %s HTTP/1.1\r\nHost: b\r\nx-user-id: %s\r\nx-user-role: customer\r\n"
                      "x-shoal-identity: %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n"
@@ -167,9 +168,9 @@ int main(int argc, char **argv)
     char keypath[600], dburl[600], err[256], env[6][700];
     snprintf(keypath, sizeof keypath, "%s/identity.key", tmp);
     snprintf(dburl, sizeof dburl, "sqlite:%s/order.db", tmp);
-    if (sl_identity_key_ensure(keypath, &r.key, err) != 0) return 1;
-    fk_set_key(&inv, &r.key);
-    fk_set_key(&pay, &r.key);
+    if (th_idkeys_make(keypath, "order", &r.key, err) != 0) return 1;
+    fk_set_key(&inv, &r.key.ring);
+    fk_set_key(&pay, &r.key.ring);
     r.port = th_free_port();
     snprintf(env[0], sizeof env[0], "SHOAL_DB__URL=%s", dburl);
     snprintf(env[1], sizeof env[1], "SHOAL_IDENTITY__KEY_FILE=%s", keypath);

@@ -144,16 +144,20 @@ SL_API const sl_trace_ctx *sl_req_trace(sl_http_req *req);
 
 /*
  * The caller's identity, as proven by the gateway (include/shoal/identity.h;
- * key from `identity.key_file`). Returns 0 and fills *out; SL_ENOTFOUND when
- * the request carries no identity; SL_EINVAL for a forged or stale proof;
- * SL_EUNAVAIL when this service has no identity key configured.
+ * edge keys from `identity.key_file`), checked once per request (its nonce is
+ * then spent; later calls return the same result). Returns 0 and fills *out;
+ * SL_ENOTFOUND when the request carries no identity; SL_EINVAL for a forged
+ * or stale proof; SL_ECONFLICT for a role its caller may not assert;
+ * SL_EEXIST for a replay; SL_ELIMIT when the replay record is full;
+ * SL_EUNAVAIL when this service has no identity keys configured.
  */
 SL_API int sl_req_identity(sl_http_req *req, sl_identity *out);
 
 /*
  * Copies the request's valid identity into *out and returns 0; otherwise
- * answers 401 (no or invalid identity: returns sl_req_identity's code) or,
- * with `admin_only` and a non-admin identity, 403 (returns SL_EINVAL).
+ * answers 401 (no, invalid or replayed identity), 403 (a role the caller may
+ * not assert) or 503 (replay record full), returning sl_req_identity's code,
+ * or, with `admin_only` and a non-admin identity, 403 (returns SL_EINVAL).
  */
 SL_API int sl_req_require_identity(sl_http_req *req, int admin_only, sl_identity *out);
 

@@ -14,8 +14,10 @@
  * get theirs through SHOAL_* environment variables, so nothing is
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
+#include "keys.h"
+#include "ready.h"
+
 #include <shoal/config.h>
-#include <shoal/identity.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,6 +73,9 @@ typedef struct supervisor {
     char log_dir[PATH_MAX];
     int stopping;
     int announced;
+    const char *ready_stock_path; /* topology's ready_stock_path: NULL, no catalogue check */
+    int64_t ready_timeout_ms;     /* how long the catalogue check may hold the announcement */
+    uint64_t all_ready_ms, next_check_ms;
     uv_signal_t sigint, sigterm;
     uv_timer_t kill_timer;
     int gateway_port, admin_port;
@@ -203,9 +208,6 @@ static int build_procs(supervisor *s, topology *t)
         snprintf(url, sizeof url, "%s", t->nats_url);
     else
         snprintf(url, sizeof url, "nats://127.0.0.1:%d", t->nats_port);
-    char keyfile[PATH_MAX + 16];
-    snprintf(keyfile, sizeof keyfile, "%s/identity.key", s->data_dir);
-
     if (!t->nats_external) {
         proc *p = &s->procs[s->n++];
         snprintf(p->name, sizeof p->name, "nats-server");
@@ -267,7 +269,8 @@ static int build_procs(supervisor *s, topology *t)
             snprintf(v, sizeof v, "sqlite:%s/%s.db", s->data_dir, name);
         add_env(p, "SHOAL_DB__URL", v);
         add_env(p, "SHOAL_BUS__URL", url);
-        add_env(p, "SHOAL_IDENTITY__KEY_FILE", keyfile);
+        snprintf(v, sizeof v, "%s/keys/%s.keys", s->data_dir, name); /* its edges' keys */
+        add_env(p, "SHOAL_IDENTITY__KEY_FILE", v);
         /* Files a service keeps besides its database live in the data directory too. */
         char key[96], upper[40];
         size_t u = 0;
@@ -427,6 +430,22 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int sig)
     uv_timer_start(&p->restart_timer, restart_cb, p->backoff_ms, 0);
 }
 
+/* Every process is ready: is the README's walk possible yet (ready.h)? Bounded: after
+ * ready_timeout_ms the shop is announced anyway, with a warning. */
+static int shop_walk_ready(supervisor *s)
+{
+    uint64_t now = now_ms();
+    if (!s->ready_stock_path || !s->gateway_port) return 1;
+    if (!s->all_ready_ms) s->all_ready_ms = now;
+    if (now < s->next_check_ms) return 0;
+    s->next_check_ms = now + 250;
+    if (cli_ready_stock(s->gateway_port, s->ready_stock_path)) return 1;
+    if (now - s->all_ready_ms < (uint64_t)s->ready_timeout_ms) return 0;
+    say("the catalogue (%s) shows no stock after %lld ms; announcing the shop anyway",
+        s->ready_stock_path, (long long)s->ready_timeout_ms);
+    return 1;
+}
+
 static void probe_tick(uv_timer_t *t)
 {
     proc *p = t->data;
@@ -439,7 +458,7 @@ static void probe_tick(uv_timer_t *t)
         int all = 1;
         for (int i = 0; i < s->n; i++)
             if (!s->procs[i].missing && !s->procs[i].ready) all = 0;
-        if (all) {
+        if (all && shop_walk_ready(s)) {
             s->announced = 1;
             print_table(s);
         }
@@ -532,6 +551,7 @@ static void print_table(supervisor *s)
                    s->procs[i].port);
     printf("  Logs: %s/   Stop: Ctrl-C (or `shoal down`)\n\n", s->log_dir);
     fflush(stdout);
+    say("the shop is ready");
 }
 
 static void kill_all(uv_timer_t *t)
@@ -664,8 +684,23 @@ static int cmd_up(const char *config_path)
     if (load_topology(config_path, &t) != 0) return 2;
     static supervisor s;
     memset(&s, 0, sizeof s);
+    char err[SL_CONFIG_ERR_MAX];
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
     snprintf(s.log_dir, sizeof s.log_dir, "%s/logs", t.data_dir);
+    int bad =
+        sl_config_get_string(t.cfg, "ready_stock_path", NULL, &s.ready_stock_path, err) != 0 ||
+        sl_config_get_int(t.cfg, "ready_timeout_ms", 60000, 0, 3600000, &s.ready_timeout_ms, err) !=
+            0;
+    const char *rp = s.ready_stock_path;
+    if (!bad && rp && (rp[0] != '/' || strlen(rp) > 1000 || strcspn(rp, " \t\r\n") != strlen(rp))) {
+        snprintf(err, sizeof err, "ready_stock_path: must be a request target (/..., no spaces)");
+        bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "shoal: %s\n", err);
+        sl_config_free(t.cfg);
+        return 2;
+    }
     char nats_dir[PATH_MAX + 8];
     snprintf(nats_dir, sizeof nats_dir, "%s/nats", t.data_dir);
     if (private_dir(s.data_dir) != 0 || private_dir(s.log_dir) != 0 || private_dir(nats_dir) != 0 ||
@@ -673,15 +708,11 @@ static int cmd_up(const char *config_path)
         sl_config_free(t.cfg);
         return 2;
     }
-    /* One identity key for the gateway and every service (0600, never printed). */
-    char keyfile[PATH_MAX + 16], err[256];
-    snprintf(keyfile, sizeof keyfile, "%s/identity.key", s.data_dir);
-    sl_identity_key key;
-    if (sl_identity_key_ensure(keyfile, &key, err) != 0) {
+    /* Each process gets the keys of its own identity edges (keys.h; 0600, never printed). */
+    if (cli_keys_distribute(t.cfg, s.data_dir, err) != 0) {
         fprintf(stderr, "shoal: %s\n", err);
         return 1;
     }
-    memset(&key, 0, sizeof key);
 
     s.loop = uv_default_loop();
     uv_signal_init(s.loop, &s.sigint);

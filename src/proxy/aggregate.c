@@ -382,9 +382,8 @@ static void start_phase2(px_agg *g)
             rc = len;
             break;
         }
-        const char *q = strchr(targets[b], '?');
-        sl_slice path = {targets[b], q ? (size_t)(q - targets[b]) : (size_t)len};
-        px_build_headers(r, SL_HTTP_GET, path, 0, &hdrs[b]);
+        px_build_headers(r, p->cluster, SL_HTTP_GET, (sl_slice){targets[b], (size_t)len},
+                         (sl_slice){NULL, 0}, 0, &hdrs[b]);
         px_call_opts(r, part_timeout(r, p), &opts[b]);
         items[b] = (sl_http_fanout_item){.upstream = r->wg->clusters[p->cluster].up,
                                          .request = {.method = SL_HTTP_GET,
@@ -467,9 +466,8 @@ void px_aggregate_start(px_req *r, const px_aggregate_cfg *a)
             rc = len;
             break;
         }
-        const char *q = strchr(targets[k], '?');
-        sl_slice path = {targets[k], q ? (size_t)(q - targets[k]) : (size_t)len};
-        px_build_headers(r, SL_HTTP_GET, path, 0, &hdrs[k]);
+        px_build_headers(r, p->cluster, SL_HTTP_GET, (sl_slice){targets[k], (size_t)len},
+                         (sl_slice){NULL, 0}, 0, &hdrs[k]);
         px_call_opts(r, part_timeout(r, p), &opts[k]);
         items[k] = (sl_http_fanout_item){.upstream = r->wg->clusters[p->cluster].up,
                                          .request = {.method = SL_HTTP_GET,

@@ -59,10 +59,8 @@ static void forward(px_req *r)
                            0);
         return;
     }
-    const char *q = memchr(target, '?', (size_t)n);
-    sl_slice tpath = {target, q ? (size_t)(q - target) : (size_t)n};
     px_out_headers oh;
-    px_build_headers(r, req->method, tpath, 1, &oh);
+    px_build_headers(r, rt->cluster, req->method, (sl_slice){target, (size_t)n}, req->body, 1, &oh);
     sl_http_request rq = {.method = req->method,
                           .target = {target, (size_t)n},
                           .headers = oh.fwd.h,
@@ -95,21 +93,6 @@ static void ops(px_req *r)
                          ready ? "ready" : "not ready", (unsigned long long)r->wg->gen->id,
                          w->jwks.ks ? "true" : "false");
         sl_http_respond_body(r->req, ready ? 200 : 503, "application/json", body, (size_t)n);
-    } else if (r->op == PX_OP_METRICS) {
-        px_proc *proc = w->proc;
-        double conns = 0;
-        for (int i = 0; i < proc->nworkers; i++)
-            conns += (double)atomic_load(&proc->connections[i]);
-        sl_series *s = sl_metric_series(proc->fam.connections, NULL);
-        if (s) sl_gauge_set(s, conns);
-        char *text = NULL;
-        size_t len = 0;
-        if (sl_metrics_render(proc->metrics, &text, &len) != 0) {
-            sl_http_respond_problem(r->req, 500, "could not render metrics");
-            return;
-        }
-        sl_http_respond_body(r->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-        free(text);
     } else {
         const px_config *cfg = px_cfg(r);
         sl_slice origin = {NULL, 0};
@@ -172,7 +155,6 @@ int px_on_headers(sl_http_req *req, void *data)
     if (req->method == SL_HTTP_GET) {
         if (sl_slice_eq(req->path, "/healthz")) r->op = PX_OP_HEALTHZ;
         if (sl_slice_eq(req->path, "/readyz")) r->op = PX_OP_READYZ;
-        if (sl_slice_eq(req->path, "/metrics")) r->op = PX_OP_METRICS;
     }
     sl_slice acrm;
     if (req->method == SL_HTTP_OPTIONS && cfg->ncors_origins &&

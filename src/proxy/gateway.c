@@ -151,6 +151,13 @@ static void admin_request(sl_http_req *req, void *data)
         static const char body[] = "{\"status\":\"ok\"}";
         sl_http_respond_body(req, 200, "application/json", body, sizeof body - 1);
     } else if (sl_slice_eq(req->path, "/metrics")) {
+        /* Metrics only here, never on the public port: they describe the shop's traffic. */
+        px_proc *proc = &w->gw->proc;
+        double conns = 0;
+        for (int i = 0; i < proc->nworkers; i++)
+            conns += (double)atomic_load(&proc->connections[i]);
+        sl_series *s = sl_metric_series(proc->fam.connections, NULL);
+        if (s) sl_gauge_set(s, conns);
         char *text = NULL;
         size_t len = 0;
         if (sl_metrics_render(w->gw->proc.metrics, &text, &len) != 0) {

@@ -166,13 +166,19 @@ static void read_misc(loader *l)
     snprintf(cfg->admin_host, sizeof cfg->admin_host, "%s", ahost);
     cfg->admin_port = (int)aport;
 
-    const char *key_file = "data/identity.key";
+    const char *key_file = "data/identity.key", *id_name = "gateway";
     const sl_json_field id[] = {
         {.name = "key_file", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &key_file},
+        {.name = "name", .kind = SL_JSON_STRING, .min = 1, .max = 31, .out = &id_name},
     };
     if (read_obj(l, "identity", id, SL_ARRAY_LEN(id)) != 0) return;
+    if (!sl_identity_name_valid(id_name, strlen(id_name))) {
+        fail(l, "identity.name", "must be 1..31 of a-z, 0-9, _ and -");
+        return;
+    }
+    snprintf(cfg->identity_name, sizeof cfg->identity_name, "%s", id_name);
     char kerr[256] = "";
-    cfg->have_identity_key = sl_identity_key_load(key_file, &cfg->identity_key, kerr) == 0;
+    cfg->have_identity_key = sl_identity_keyring_load(key_file, &cfg->identity_ring, kerr) == 0;
     if (!cfg->have_identity_key)
         snprintf(cfg->identity_note, sizeof cfg->identity_note, "%s", kerr);
 
@@ -232,7 +238,16 @@ static void read_auth(loader *l, const char **jwks_cluster)
     cfg->revoke_poll_ms = (uint32_t)rpoll;
     const char *path = "/.well-known/jwks.json";
     int64_t refresh = 300000, refetch = 5000, waiters = 1024;
+    /* pin_kid is one key id or a list of them. */
+    int pin_list = json_is_array(node(l, "auth.jwks.pin_kid"));
+    json_t *pins = NULL;
+    const char *pin = NULL;
     const sl_json_field j[] = {
+        {.name = "pin_kid",
+         .kind = pin_list ? SL_JSON_ARRAY : SL_JSON_STRING,
+         .min = 1,
+         .max = pin_list ? PX_JWKS_PINS_MAX : SL_AUTH_KID_MAX,
+         .out = pin_list ? (void *)&pins : (void *)&pin},
         {.name = "cluster", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = jwks_cluster},
         {.name = "path", .kind = SL_JSON_STRING, .min = 1, .max = 1024, .out = &path},
         {.name = "refresh_ms", .kind = SL_JSON_INT, .min = 1000, .max = 86400000, .out = &refresh},
@@ -245,6 +260,19 @@ static void read_auth(loader *l, const char **jwks_cluster)
     cfg->jwks_refresh_ms = (uint32_t)refresh;
     cfg->jwks_min_refetch_ms = (uint32_t)refetch;
     cfg->jwks_waiters_max = (uint32_t)waiters;
+    if (pin) cfg->jwks_pins[cfg->njwks_pins++] = strdup(pin);
+    size_t i;
+    json_t *o;
+    json_array_foreach(pins, i, o)
+    {
+        if (!json_is_string(o) || json_string_length(o) == 0 ||
+            json_string_length(o) > SL_AUTH_KID_MAX) {
+            fail(l, "auth.jwks.pin_kid",
+                 "must be a key id or a list of key ids (1..64 characters)");
+            return;
+        }
+        cfg->jwks_pins[cfg->njwks_pins++] = strdup(json_string_value(o));
+    }
 }
 
 static void read_limits_cors(loader *l)
@@ -950,6 +978,10 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     read_aggregates(&l);
     read_routes(&l);
     read_statics(&l);
+    for (size_t i = 0; cfg->have_identity_key && i < cfg->nclusters; i++)
+        cfg->clusters[i].identity_edge =
+            sl_identity_keyring_find(&cfg->identity_ring, cfg->identity_name,
+                                     strlen(cfg->identity_name), cfg->clusters[i].name);
     if (!l.failed && jwks_cluster && (cfg->jwks_cluster = px_config_cluster(cfg, jwks_cluster)) < 0)
         fail(&l, "auth.jwks.cluster", "names no cluster");
     if (!l.failed) cfg->json = sl_json_dump(sl_config_root(c), NULL);
@@ -1061,11 +1093,13 @@ void px_config_free(px_config *cfg)
     for (size_t i = 0; i < cfg->nstatics; i++)
         px_static_site_free(&cfg->statics[i]);
     free(cfg->jwks_path);
+    for (size_t i = 0; i < cfg->njwks_pins; i++)
+        free(cfg->jwks_pins[i]);
     free(cfg->issuer);
     free(cfg->audience);
     free(cfg->revoke_path);
     free(cfg->source);
     free(cfg->json);
-    sodium_memzero(&cfg->identity_key, sizeof cfg->identity_key);
+    sodium_memzero(&cfg->identity_ring, sizeof cfg->identity_ring);
     free(cfg);
 }

@@ -25,6 +25,7 @@
 #define PX_AGGREGATES_MAX   32
 #define PX_PARTS_MAX        8
 #define PX_CORS_ORIGINS_MAX 16
+#define PX_JWKS_PINS_MAX    8 /* auth.jwks.pin_kid entries */
 #define PX_ERR_MAX          512
 
 typedef enum px_lb_kind { PX_LB_ROUND_ROBIN, PX_LB_LEAST_REQUEST } px_lb_kind;
@@ -41,6 +42,8 @@ typedef struct px_cluster_cfg {
     uint32_t hc_interval_ms, hc_timeout_ms, hc_unhealthy, hc_healthy;
     /* passive outlier ejection (0: that trigger is off) */
     uint32_t out_5xx, out_connect, out_base_ms, out_max_pct;
+    /* the key of the edge gateway→<name> (in px_config.identity_ring), or NULL: no identity */
+    const sl_identity_edge *identity_edge;
 } px_cluster_cfg;
 
 /* One upstream call of an aggregate. With `target` set it is an enrichment step. */
@@ -82,7 +85,8 @@ typedef struct px_config {
     char admin_host[64];
     int admin_port; /* 0: no admin listener */
     /* identity */
-    sl_identity_key identity_key;
+    sl_identity_keyring identity_ring;            /* the gateway's edges: gateway→<cluster> */
+    char identity_name[SL_IDENTITY_NAME_MAX + 1]; /* identity.name: the caller the proofs name */
     bool have_identity_key;
     char identity_note[256];
     /* auth */
@@ -94,6 +98,8 @@ typedef struct px_config {
     char *audience;    /* expected `aud` (NULL: not checked) */
     char *revoke_path; /* revoked-sessions feed on the JWKS cluster (NULL: none) */
     uint32_t revoke_poll_ms;
+    char *jwks_pins[PX_JWKS_PINS_MAX]; /* auth.jwks.pin_kid: only these kids are used */
+    size_t njwks_pins;                 /* 0: every key of the JWKS */
     /* rate limits */
     uint32_t client_rate, client_burst; /* per second; 0: off */
     uint32_t rl_max_keys;

@@ -8,7 +8,9 @@
  * against the new set: a key rotation never produces a burst of 401s.
  *
  * A fetched document that fails to parse keeps the previous set
- * (sl_jwks_parse rejects the whole document). Loop thread only.
+ * (sl_jwks_parse rejects the whole document). With auth.jwks.pin_kid, only
+ * the pinned key ids are kept from a document; the others are ignored (and
+ * logged when their number changes, not on every refresh). Loop thread only.
  */
 #include "jwks.h"
 
@@ -37,6 +39,35 @@ static void release_waiters(px_jwks *j, void (*hook)(px_waiter *wt))
     }
 }
 
+/*
+ * Keeps only the pinned kids of `ks` (consumed) in *out. Returns 0, or an error with *out NULL.
+ * A document that carries none of the pinned keys yields an empty set: every token is refused.
+ */
+static int pin_keys(const px_config *cfg, sl_keyset *ks, sl_keyset **out, size_t *ignored)
+{
+    *out = NULL;
+    *ignored = 0;
+    if (cfg->njwks_pins == 0) {
+        *out = ks;
+        return 0;
+    }
+    sl_keyset *kept = NULL;
+    int rc = sl_keyset_new(&kept);
+    size_t n = 0;
+    for (size_t i = 0; rc == 0 && i < cfg->njwks_pins; i++) {
+        const sl_auth_key *k = sl_keyset_find(ks, cfg->jwks_pins[i], strlen(cfg->jwks_pins[i]));
+        if (k && (rc = sl_keyset_add(kept, k)) == 0) n++;
+    }
+    *ignored = sl_keyset_count(ks) - n;
+    sl_keyset_free(ks);
+    if (rc != 0) {
+        sl_keyset_free(kept);
+        return rc;
+    }
+    *out = kept;
+    return 0;
+}
+
 static void on_jwks(sl_http_handle *call, const sl_http_result *res, void *data)
 {
     (void)call;
@@ -53,7 +84,16 @@ static void on_jwks(sl_http_handle *call, const sl_http_result *res, void *data)
         sl_keyset *ks = NULL;
         sl_json_errors errs;
         sl_json_errors_init(&errs);
-        if (sl_jwks_parse(res->response->body.ptr, res->response->body.len, &ks, &errs) == 0) {
+        size_t ignored = 0;
+        int rc = sl_jwks_parse(res->response->body.ptr, res->response->body.len, &ks, &errs);
+        if (rc == 0) rc = pin_keys(cur_cfg(j), ks, &ks, &ignored);
+        if (rc == 0 && ignored != j->ignored_logged && ignored > 0)
+            SL_LOG_WARN(j->log, NULL, "jwks keys not pinned by auth.jwks.pin_kid are ignored",
+                        SL_LOG_INT("ignored", (int64_t)ignored),
+                        SL_LOG_INT("kept", (int64_t)sl_keyset_count(ks)),
+                        SL_LOG_INT("worker", j->worker));
+        if (rc == 0) j->ignored_logged = ignored;
+        if (rc == 0) {
             sl_keyset_free(j->ks);
             j->ks = ks;
             j->last_ok_ms = (int64_t)uv_now(j->loop);

@@ -43,6 +43,7 @@ typedef struct px_jwks {
     px_waiter *waiters, *waiters_tail;
     uint32_t nwaiters;
     uint64_t fetches, failures;
+    size_t ignored_logged; /* unpinned keys last reported, so the warning is logged once */
 } px_jwks;
 
 /* Starts the cache and its refresh timer. `cur` must hold a generation while the cache is open. */

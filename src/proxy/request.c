@@ -94,8 +94,8 @@ void px_respond_upstream_error(px_req *r, const sl_http_result *res, const char 
     }
 }
 
-void px_build_headers(px_req *r, sl_http_method method, sl_slice path, int forward_client,
-                      px_out_headers *out)
+void px_build_headers(px_req *r, int cluster, sl_http_method method, sl_slice target, sl_slice body,
+                      int forward_client, px_out_headers *out)
 {
     char ip[64] = "";
     (void)sl_http_req_peer(r->req, ip, sizeof ip);
@@ -109,11 +109,22 @@ void px_build_headers(px_req *r, sl_http_method method, sl_slice path, int forwa
     for (size_t i = 0; i < out->fwd.n; i++)
         if (!sl_slice_case_eq(out->fwd.h[i].name, "authorization")) out->fwd.h[k++] = out->fwd.h[i];
     out->fwd.n = k;
-    if (!r->authed || !px_cfg(r)->have_identity_key) return;
+    const sl_identity_edge *edge = px_cfg(r)->clusters[cluster].identity_edge;
+    if (!r->authed || !edge) return;
     SL_ASSERT(out->fwd.n + SL_IDENTITY_NHEADERS <= SL_ARRAY_LEN(out->fwd.h));
+    /* The Idempotency-Key px_call_opts forwards, bound into the proof. */
+    sl_slice ik = {NULL, 0};
+    if (!sl_http_req_header(r->req, "idempotency-key", &ik) || ik.len >= sizeof r->idem)
+        ik = (sl_slice){NULL, 0};
+    sl_identity_msg m = {.callee = edge->callee,
+                         .method = method,
+                         .target = target,
+                         .idempotency_key = ik,
+                         .body = body.ptr,
+                         .body_len = body.len};
     int64_t now = sl_clock_wall_ms(sl_clock_system());
-    if (sl_identity_headers(&px_cfg(r)->identity_key, r->id.user_id, r->id.role, method, path, now,
-                            out->proof, &out->fwd.h[out->fwd.n]) == 0)
+    if (sl_identity_headers(edge, r->id.user_id, r->id.role, &m, now, out->proof,
+                            &out->fwd.h[out->fwd.n]) == 0)
         out->fwd.n += SL_IDENTITY_NHEADERS;
 }
 

@@ -57,7 +57,6 @@ typedef enum px_op {
     PX_OP_NONE,
     PX_OP_HEALTHZ,
     PX_OP_READYZ,
-    PX_OP_METRICS,
     PX_OP_PREFLIGHT, /* a CORS preflight */
     PX_OP_STATIC,    /* a static file (static.h): sfile, ssite */
     PX_OP_REDIRECT,  /* a static directory asked for without its slash */
@@ -110,9 +109,13 @@ typedef struct px_out_headers {
     px_fwd_headers fwd;
     char proof[SL_IDENTITY_PROOF_MAX];
 } px_out_headers;
-/* Builds the identity + forwarding headers for an upstream call of `r` to `path`. */
-void px_build_headers(px_req *r, sl_http_method method, sl_slice path, int forward_client,
-                      px_out_headers *out);
+/*
+ * Builds the identity + forwarding headers for an upstream call of `r` to cluster `cluster`:
+ * the proof is bound to that cluster's service, `method`, the full `target` (path and query as
+ * sent), the Idempotency-Key the call sends and `body`.
+ */
+void px_build_headers(px_req *r, int cluster, sl_http_method method, sl_slice target, sl_slice body,
+                      int forward_client, px_out_headers *out);
 /* Fills the call options of an upstream call of `r` (deadline, trace, request id, idempotency). */
 void px_call_opts(px_req *r, int64_t timeout_ms, sl_http_call_opts *o);
 

@@ -124,6 +124,16 @@ static void test_bad_config(void **state)
     assert_int_equal(WEXITSTATUS(st), 2);
     snprintf(cmd, sizeof cmd, "grep -q 'services: must be a non-empty list' %s/err", dir);
     assert_int_equal(system(cmd), 0);
+    /* The catalogue check's target is sent as a request line: no spaces, starts with /. */
+    f = fopen(cfg, "w");
+    fputs("data_dir: x\nready_stock_path: \"/x HTTP/1.0\"\nservices: [{name: a, port: 1}]\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s up --config %s 2> %s/err > /dev/null", th_bin("shoal"), cfg, dir);
+    st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 2);
+    snprintf(cmd, sizeof cmd, "grep -q 'ready_stock_path: must be a request target' %s/err", dir);
+    assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }

@@ -88,6 +88,26 @@ static void test_shop_file(void **state)
     px_config_free(cfg);
 }
 
+static void test_jwks_pin(void **state)
+{
+    (void)state;
+    px_config *cfg = NULL;
+    char err[PX_ERR_MAX] = "";
+    assert_int_equal(
+        px_config_load_string("t.yaml", "auth: {jwks: {pin_kid: k1}}\n", NULL, &cfg, err), 0);
+    assert_int_equal(cfg->njwks_pins, 1);
+    assert_string_equal(cfg->jwks_pins[0], "k1");
+    px_config_free(cfg);
+    assert_int_equal(
+        px_config_load_string("t.yaml", "auth: {jwks: {pin_kid: [k1, k2]}}\n", NULL, &cfg, err), 0);
+    assert_int_equal(cfg->njwks_pins, 2);
+    assert_string_equal(cfg->jwks_pins[1], "k2");
+    px_config_free(cfg);
+    expect_error("auth: {jwks: {pin_kid: []}}\n", "auth.jwks.pin_kid");
+    expect_error("auth: {jwks: {pin_kid: [k1, 7]}}\n", "auth.jwks.pin_kid");
+    expect_error("auth: {jwks: {pin_kid: [a, b, c, d, e, f, g, h, i]}}\n", "auth.jwks.pin_kid");
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -122,10 +142,9 @@ static void test_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_cluster_and_route),
-        cmocka_unit_test(test_shop_file),
-        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_cluster_and_route),
+        cmocka_unit_test(test_shop_file), cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_jwks_pin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,7 +142,7 @@ static const char *up_header(sl_http_header *h, size_t n, const char *name, char
 
 /* Builds the answer to one request; returns the delay in ms (0: now, -1: never). */
 static int up_answer(up_srv *s, const char *method, const char *target, sl_http_header *h,
-                     size_t nh, size_t body_len, char **resp, size_t *rlen)
+                     size_t nh, const char *body, size_t body_len, char **resp, size_t *rlen)
 {
     char modename[64];
     snprintf(modename, sizeof modename, "%s.mode", s->name);
@@ -199,12 +199,20 @@ static int up_answer(up_srv *s, const char *method, const char *target, sl_http_
         free(keyhex);
         char kpath[1024], kerr[256];
         snprintf(kpath, sizeof kpath, "%s/identity.key", s->dir);
-        sl_identity_key key;
+        static sl_identity_keyring ring; /* this upstream's loop thread only */
         sl_identity id;
-        if (sl_identity_key_load(kpath, &key, kerr) == 0) {
-            int rc = sl_identity_verify(
-                &key, h, nh, sl_http_method_parse((sl_slice){method, strlen(method)}),
-                (sl_slice){path, strlen(path)}, sl_clock_wall_ms(sl_clock_system()), 60000, &id);
+        if (sl_identity_keyring_load(kpath, &ring, kerr) == 0) {
+            /* Verified as the service named like this upstream (the gateway's cluster). */
+            sl_slice ik = {NULL, 0};
+            (void)sl_http_header_find(h, nh, "idempotency-key", &ik);
+            sl_identity_msg m = {.callee = s->name,
+                                 .method = sl_http_method_parse((sl_slice){method, strlen(method)}),
+                                 .target = {target, strlen(target)},
+                                 .idempotency_key = ik,
+                                 .body = body,
+                                 .body_len = body_len};
+            int rc = sl_identity_verify(&ring, h, nh, &m, sl_clock_wall_ms(sl_clock_system()),
+                                        SL_IDENTITY_WINDOW_MS, NULL, &id);
             identity = rc == 0 ? "ok" : rc == SL_ENOTFOUND ? "none" : "forged";
         }
     }
@@ -329,7 +337,8 @@ static void up_process(up_conn *c)
         }
         char *resp = NULL;
         size_t rlen = 0;
-        int delay = up_answer(s, method, target, h, nh, (size_t)clen, &resp, &rlen);
+        int delay =
+            up_answer(s, method, target, h, nh, c->buf + head_len, (size_t)clen, &resp, &rlen);
         memmove(c->buf, c->buf + head_len + clen, c->len - head_len - (size_t)clen);
         c->len -= head_len + (size_t)clen;
         if (delay == 0) {

@@ -12,6 +12,7 @@
 
 #include "db_harness.h"
 #include "harness.h"
+#include "identity_harness.h"
 
 #include <shoal/clock.h>
 #include <shoal/identity.h>
@@ -26,7 +27,7 @@ typedef struct svc_proc {
     char db_url[600];
     char key_path[600];
     char log_path[600];
-    sl_identity_key key;
+    th_idkeys key;
 } svc_proc;
 
 /*
@@ -41,7 +42,7 @@ static inline void svc_start(svc_proc *p, const char *name, char *const *env, in
     snprintf(p->log_path, sizeof p->log_path, "%s_%ld_%d.log", name, (long)getpid(), harness_g.n);
     char err[256];
     unlink(p->key_path);
-    if (sl_identity_key_ensure(p->key_path, &p->key, err) != 0) fail_msg("key: %s", err);
+    if (th_idkeys_make(p->key_path, name, &p->key, err) != 0) fail_msg("key: %s", err);
     p->port = th_free_port();
     char bin[64], port[16], nworkers[16], dbenv[700], keyenv[700];
     snprintf(bin, sizeof bin, "shoal-%s", name);
@@ -83,11 +84,10 @@ static inline int svc_req_raw(const svc_proc *p, const char *method, const char 
 {
     char ident[512] = "";
     if (role) {
-        char proof[SL_IDENTITY_PROOF_MAX];
-        sl_slice ps = {path, strcspn(path, "?")};
+        char proof[SL_IDENTITY_PROOF_MAX], idem[128];
         sl_http_method m = sl_http_method_parse((sl_slice){method, strlen(method)});
-        if (sl_identity_sign(&p->key, user, role, m, ps, sl_clock_wall_ms(sl_clock_system()),
-                             proof) != 0)
+        if (th_idsign(&p->key, user, role, m, path, th_idem_of(extra, idem, sizeof idem), body,
+                      body_len, sl_clock_wall_ms(sl_clock_system()), proof) != 0)
             fail_msg("sign");
         snprintf(ident, sizeof ident,
                  "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", user, role, proof);

@@ -185,30 +185,37 @@ static void test_idem_read(void **state)
 static void test_identity_headers_verify(void **state)
 {
     (void)state;
-    sl_identity_key key;
-    memset(key.k, 7, sizeof key.k);
+    sl_identity_key master;
+    memset(master.k, 7, sizeof master.k);
+    sl_identity_keyring ring = {.n = 1};
+    assert_int_equal(sl_identity_edge_derive(&master, "order", "inventory", "service", &ring.e[0]),
+                     0);
     char proof[SL_IDENTITY_PROOF_MAX];
     sl_http_header h[SL_IDENTITY_NHEADERS];
-    sl_slice path = SL_SLICE_LIT("/reservations");
-    assert_int_equal(
-        sl_identity_headers(&key, "svc:order", "service", SL_HTTP_POST, path, 1000, proof, h), 0);
+    sl_identity_msg m = {.callee = "inventory",
+                         .method = SL_HTTP_POST,
+                         .target = SL_SLICE_LIT("/reservations"),
+                         .body = "{}",
+                         .body_len = 2};
+    assert_int_equal(sl_identity_headers(&ring.e[0], "svc:order", "service", &m, 1000, proof, h),
+                     0);
     assert_true(sl_slice_eq(h[0].name, "x-user-id") && sl_slice_eq(h[0].value, "svc:order"));
     assert_true(sl_slice_eq(h[1].name, "x-user-role") && sl_slice_eq(h[1].value, "service"));
     assert_true(sl_slice_eq(h[2].name, "x-shoal-identity") && sl_slice_eq(h[2].value, proof));
     sl_identity id;
-    assert_int_equal(
-        sl_identity_verify(&key, h, SL_IDENTITY_NHEADERS, SL_HTTP_POST, path, 1500, 60000, &id), 0);
+    assert_int_equal(sl_identity_verify(&ring, h, SL_IDENTITY_NHEADERS, &m, 1500, 10000, NULL, &id),
+                     0);
     assert_string_equal(id.user_id, "svc:order");
     assert_string_equal(id.role, "service");
-    /* Another method or path does not verify. */
-    assert_int_equal(
-        sl_identity_verify(&key, h, SL_IDENTITY_NHEADERS, SL_HTTP_GET, path, 1500, 60000, &id),
-        SL_EINVAL);
+    assert_string_equal(id.caller, "order");
+    /* Another method does not verify. */
+    m.method = SL_HTTP_GET;
+    assert_int_equal(sl_identity_verify(&ring, h, SL_IDENTITY_NHEADERS, &m, 1500, 10000, NULL, &id),
+                     SL_EINVAL);
     /* A bad id fails and leaves the headers alone. */
     memset(h, 0, sizeof h);
-    assert_int_equal(
-        sl_identity_headers(&key, "bad id", "service", SL_HTTP_POST, path, 1000, proof, h),
-        SL_EINVAL);
+    assert_int_equal(sl_identity_headers(&ring.e[0], "bad id", "service", &m, 1000, proof, h),
+                     SL_EINVAL);
     assert_null(h[0].name.ptr);
 }
 

@@ -18,6 +18,7 @@
 #include <shoal/metrics.h>
 #include <shoal/outbox.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,8 @@ struct sl_events {
     struct apply_ctx *applies;
     int64_t ack_wait_ms; /* bus.ack_wait_ms: unacked deliveries come back after this */
     int replicas;        /* bus.replicas: stream replicas (1 locally, 3 in a NATS cluster) */
+    atomic_int bus_up;   /* worker 0 writes, /readyz on any worker reads */
+    unsigned ticks;
 };
 
 /* The relay publishes through the bus once worker 0 has opened it. */
@@ -68,10 +71,13 @@ static void relay_hook(void *data, const char *what, int64_t value)
                     SL_LOG_INT("consecutive_failures", value));
 }
 
-/* The backlog gauges are refreshed on worker 0, whose thread owns the relay's connection. */
+/* The bus state for /readyz and the backlog gauges are refreshed on worker 0, whose thread owns
+ * the bus and the relay's connection. */
 static void refresh_backlog(uv_timer_t *t)
 {
     sl_events *ev = t->data;
+    atomic_store(&ev->bus_up, ev->bus && sl_bus_ready(ev->bus));
+    if (ev->ticks++ % 2) return; /* the backlog every second, the bus state every 500 ms */
     int64_t n = 0, age_ms = 0;
     if (sl_outbox_backlog(ev->relay_db, sl_clock_wall_ms(sl_clock_system()), &n, &age_ms) != 0)
         return;
@@ -189,7 +195,7 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
     ev->started = 1;
     uv_timer_init(loop, &ev->backlog_timer);
     ev->backlog_timer.data = ev;
-    uv_timer_start(&ev->backlog_timer, refresh_backlog, 0, 1000);
+    uv_timer_start(&ev->backlog_timer, refresh_backlog, 0, 500);
     if (ev->url[0] == '\0') {
         if (ev->def->nsubscriptions > 0 || ev->def->publishes)
             SL_LOG_WARN(ev->log, NULL,
@@ -287,4 +293,10 @@ int sl_event_refuse(char *reason, size_t cap, const char *what, const sl_json_er
             snprintf(reason, cap, "%s: data is missing or invalid", what);
     }
     return SL_EPARSE;
+}
+
+int sl__events_bus_ok(const sl_events *ev)
+{
+    if (!ev || ev->url[0] == '\0') return 1;
+    return atomic_load(&((sl_events *)ev)->bus_up);
 }

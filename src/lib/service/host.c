@@ -275,11 +275,19 @@ static int load_settings(sl_service *svc, int argc, char **argv)
         svc->db_opts.sqlite_sync_full = strcmp(db_sync, "full") == 0;
     }
     const char *key_file = NULL;
+    int64_t window = SL_IDENTITY_WINDOW_MS, replay_max = 65536;
     bad |= !bad &&
            sl_config_get_string(svc->cfg, "identity.key_file", "data/identity.key", &key_file, err);
+    bad |= !bad && sl_config_get_int(svc->cfg, "identity.window_ms", SL_IDENTITY_WINDOW_MS, 1000,
+                                     60000, &window, err);
+    bad |= !bad && sl_config_get_int(svc->cfg, "identity.replay_max", 65536, 1024, 1 << 24,
+                                     &replay_max, err);
     if (!bad) {
         char kerr[256];
-        svc->have_identity_key = sl_identity_key_load(key_file, &svc->identity_key, kerr) == 0;
+        svc->identity_window_ms = window;
+        svc->have_identity_key =
+            sl_identity_keyring_load(key_file, &svc->identity_ring, kerr) == 0 &&
+            sl_identity_replay_new((size_t)replay_max, &svc->identity_replay) == 0;
         if (!svc->have_identity_key)
             snprintf(svc->identity_note, sizeof svc->identity_note, "%s", kerr);
     }
@@ -366,16 +374,30 @@ static int setup_metrics(sl_service *svc)
 {
     int rc = sl_metrics_new((unsigned)svc->workers, &svc->metrics);
     if (rc == 0) rc = sl_serve_families_register(svc->metrics, &svc->fam);
+    static const char *const labels[] = {"reason"};
+    if (rc == 0)
+        rc = sl_metrics_counter(svc->metrics, "identity_refusals_total",
+                                "Identity proofs refused, by reason (invalid, role, replay, "
+                                "replay_full).",
+                                labels, 1, &svc->identity_refusals);
     return rc;
+}
+
+/* The file of a `sqlite:` URL, or NULL (another backend, or in memory). */
+static const char *sqlite_path(const char *url)
+{
+    if (strncmp(url, "sqlite:", 7) != 0 || strcmp(url, "sqlite::memory:") == 0) return NULL;
+    const char *path = url + 7;
+    if (strncmp(path, "//", 2) == 0) path += 2;
+    return path;
 }
 
 /* Creates the directory of a `sqlite:` path (data/ by default) so a first start just works;
  * owner-only (0700), since the databases hold password hashes and personal data. */
 static void make_sqlite_dir(const char *url)
 {
-    if (strncmp(url, "sqlite:", 7) != 0 || strcmp(url, "sqlite::memory:") == 0) return;
-    const char *path = url + 7;
-    if (strncmp(path, "//", 2) == 0) path += 2;
+    const char *path = sqlite_path(url);
+    if (!path) return;
     char dir[1100];
     size_t n = strlen(path);
     if (n >= sizeof dir) return;
@@ -386,6 +408,19 @@ static void make_sqlite_dir(const char *url)
         mkdir(dir, 0700);
         *p = '/';
     }
+}
+
+/* The rows `set` records in schema_migrations: one per distinct version. */
+static int64_t distinct_versions(const sl_migration_set *set)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        size_t k = 0;
+        while (k < i && set->items[k].version != set->items[i].version)
+            k++;
+        n += k == i;
+    }
+    return n;
 }
 
 /* Applies the library's and the service's migrations; all-or-nothing per set. */
@@ -428,15 +463,25 @@ static int migrate(sl_service *svc)
         if (applied > 0)
             SL_LOG_INFO(svc->log, NULL, "migrations applied",
                         SL_LOG_STR("component", set->component), SL_LOG_INT("count", applied));
+        svc->migrations_expected += distinct_versions(set);
     }
     sl_db_close(db);
+    /* /readyz checks that the file the workers open is still the one at this path. */
+    const char *file = sqlite_path(svc->db_url);
+    struct stat st;
+    if (rc == 0 && file && strlen(file) < sizeof svc->db_file && stat(file, &st) == 0) {
+        snprintf(svc->db_file, sizeof svc->db_file, "%s", file);
+        svc->db_dev = (uint64_t)st.st_dev;
+        svc->db_ino = (uint64_t)st.st_ino;
+    }
     return rc;
 }
 
 static void service_free(sl_service *svc)
 {
     sl__events_free(svc->events);
-    sodium_memzero(&svc->identity_key, sizeof svc->identity_key);
+    sodium_memzero(&svc->identity_ring, sizeof svc->identity_ring);
+    sl_identity_replay_free(svc->identity_replay);
     if (svc->w) {
         for (int i = 0; i < svc->workers; i++)
             sl_serve_worker_free(&svc->w[i].sw);

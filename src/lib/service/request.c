@@ -87,23 +87,72 @@ const sl_trace_ctx *sl_req_trace(sl_http_req *req)
     return h && h->span ? sl_span_context(h->span) : NULL;
 }
 
+static const char *refusal_reason(int rc)
+{
+    switch (rc) {
+    case SL_ECONFLICT:
+        return "role";
+    case SL_EEXIST:
+        return "replay";
+    case SL_ELIMIT:
+        return "replay_full";
+    default:
+        return "invalid";
+    }
+}
+
 int sl_req_identity(sl_http_req *req, sl_identity *out)
 {
     sl_svc_worker *w = sl_req_worker(req);
     if (!w || !w->svc->have_identity_key) return SL_EUNAVAIL;
-    return sl_identity_verify(&w->svc->identity_key, req->headers, req->nheaders, req->method,
-                              req->path, sl_clock_wall_ms(sl_clock_system()), 60000, out);
+    req_host *h = req->host;
+    if (!h->id_checked) {
+        const sl_service *svc = w->svc;
+        sl_slice ik = {NULL, 0};
+        (void)sl_http_req_header(req, "idempotency-key", &ik);
+        sl_identity_msg m = {.callee = svc->def->name,
+                             .method = req->method,
+                             .target = req->target,
+                             .idempotency_key = ik,
+                             .body = req->body.ptr,
+                             .body_len = req->body.len};
+        h->id_rc = sl_identity_verify(&svc->identity_ring, req->headers, req->nheaders, &m,
+                                      sl_clock_wall_ms(sl_clock_system()), svc->identity_window_ms,
+                                      svc->identity_replay, &h->id);
+        h->id_checked = 1;
+        if (h->id_rc != 0 && h->id_rc != SL_ENOTFOUND) {
+            const char *reason = refusal_reason(h->id_rc);
+            sl_series *s = sl_metric_series(svc->identity_refusals, &reason);
+            if (s) sl_counter_inc(s, (unsigned)w->sw.index);
+            SL_LOG_WARN(svc->log, sl_req_trace(req), "identity proof refused",
+                        SL_LOG_STR("reason", reason));
+        }
+    }
+    if (h->id_rc == 0) *out = h->id;
+    return h->id_rc;
 }
 
 int sl_req_require_identity(sl_http_req *req, int admin_only, sl_identity *out)
 {
     SL_ASSERT(req && out);
     int rc = sl_req_identity(req, out);
+    if (rc == SL_ELIMIT) { /* never accepted unchecked: the caller retries */
+        sl_respond_problem_reason(req, 503, "identity_busy",
+                                  "too many identity proofs to check for replays; retry later",
+                                  NULL, 1);
+        return rc;
+    }
+    if (rc == SL_ECONFLICT) {
+        sl_respond_problem_reason(req, 403, "identity_role",
+                                  "this caller may not assert the identity's role", NULL, 0);
+        return rc;
+    }
     if (rc != 0) {
-        sl_respond_problem_ex(req, 401,
-                              rc == SL_ENOTFOUND ? "authentication required"
-                                                 : "the caller's identity could not be verified",
-                              NULL);
+        sl_respond_problem_reason(req, 401, rc == SL_EEXIST ? "identity_replayed" : NULL,
+                                  rc == SL_ENOTFOUND ? "authentication required"
+                                  : rc == SL_EEXIST  ? "this identity proof was already used"
+                                                    : "the caller's identity could not be verified",
+                                  NULL, 0);
         return rc;
     }
     if (admin_only && strcmp(out->role, "admin") != 0) {

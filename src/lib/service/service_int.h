@@ -49,11 +49,18 @@ struct sl_service {
     sl_svc_worker *w;
     char db_url[1024];
     sl_db_options db_opts;
-    sl_identity_key identity_key;
+    sl_identity_keyring identity_ring; /* the keys of this service's edges */
     int have_identity_key;
-    char identity_note[256]; /* why no key was loaded */
-    char source[80];         /* CloudEvents source: "/shoal/<name>" */
-    sl_events *events;       /* outbox relay, bus and subscriptions (events.c) */
+    int64_t identity_window_ms;          /* identity.window_ms */
+    sl_identity_replay *identity_replay; /* nonces seen, process-wide */
+    sl_metric_family *identity_refusals; /* identity_refusals_total{reason} */
+    char identity_note[256];             /* why no key was loaded */
+    char source[80];                     /* CloudEvents source: "/shoal/<name>" */
+    sl_events *events;                   /* outbox relay, bus and subscriptions (events.c) */
+    /* /readyz (builtin.c): what the database must show, recorded once migrations applied */
+    int64_t migrations_expected; /* rows of schema_migrations the sets account for */
+    char db_file[1024];          /* SQLite: the file the connections opened ("" otherwise) */
+    uint64_t db_dev, db_ino;     /* and its identity, so a removed or replaced file shows */
     void *data;
 };
 
@@ -64,6 +71,9 @@ typedef struct req_host {
     int route_status;
     unsigned allowed;
     sl_deadline deadline; /* from x-shoal-deadline-ms; none when absent or malformed */
+    int id_checked;       /* the identity is verified once per request (a nonce is spent) */
+    int id_rc;
+    sl_identity id;
 } req_host;
 
 struct sl_svc_worker {
@@ -99,5 +109,8 @@ void sl__events_stop(sl_events *ev);
 void sl__events_free(sl_events *ev);
 /* The bus once worker 0 opened it, else NULL (worker 0's thread). */
 struct sl_bus *sl__events_bus(sl_events *ev);
+/* Any thread: 1 when the service needs no bus (none configured) or its bus is connected, as
+ * worker 0 last saw it (refreshed every 500 ms). */
+int sl__events_bus_ok(const sl_events *ev);
 
 #endif

@@ -682,7 +682,7 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
     c->sweep_interval_ms = v[9];
     c->sweep_grace_ms = v[10];
     char kerr[256];
-    c->have_key = sl_identity_key_load(key_file, &c->key, kerr) == 0;
+    c->have_key = sl_identity_keyring_load(key_file, &c->keys, kerr) == 0;
     return order_sagas_init(&c->sagas, &c->saga);
 }
 
@@ -715,7 +715,7 @@ static void fini(sl_service *svc)
 {
     order_config *c = sl_service_data(svc);
     if (c) {
-        memset(&c->key, 0, sizeof c->key);
+        memset(&c->keys, 0, sizeof c->keys);
         sl_saga_registry_free(c->registry);
     }
     free(c);

@@ -322,7 +322,7 @@ typedef struct order_config {
     char payment_url[256];
     int64_t breaker_recovery_ms;
     int have_key;
-    sl_identity_key key; /* signs the service's own calls (role service, svc:order) */
+    sl_identity_keyring keys; /* signs the saga's calls (edges order→inventory, order→payment) */
 } order_config;
 
 extern const sl_service_def order_service;

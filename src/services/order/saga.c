@@ -375,9 +375,19 @@ static int send_http(order_worker *ow, sl_upstream *up, order_call kind, const c
     sl_http_header h[1 + SL_IDENTITY_NHEADERS] = {
         {SL_SLICE_LIT("content-type"), SL_SLICE_LIT("application/json")}};
     size_t nh = 1;
-    if (ow->cfg->have_key &&
-        sl_identity_headers(&ow->cfg->key, "svc:order", "service", SL_HTTP_POST,
-                            (sl_slice){path, strlen(path)}, now_ms(), proof, &h[1]) == 0)
+    /* The proof names the participant and binds the path, the body and the Idempotency-Key. */
+    const char *callee =
+        kind == ORDER_CALL_RESERVE || kind == ORDER_CALL_RELEASE ? "inventory" : "payment";
+    const sl_identity_edge *edge =
+        ow->cfg->have_key ? sl_identity_keyring_find(&ow->cfg->keys, "order", 5, callee) : NULL;
+    const char *ik = call->idempotency_key;
+    sl_identity_msg m = {.callee = callee,
+                         .method = SL_HTTP_POST,
+                         .target = {path, strlen(path)},
+                         .idempotency_key = {ik, ik ? strlen(ik) : 0},
+                         .body = body,
+                         .body_len = body ? strlen(body) : 0};
+    if (edge && sl_identity_headers(edge, "svc:order", "service", &m, now_ms(), proof, &h[1]) == 0)
         nh += SL_IDENTITY_NHEADERS;
     hcall *hc = calloc(1, sizeof *hc);
     if (!hc) return SL_ENOMEM;

@@ -10,6 +10,7 @@
  */
 #include "db_harness.h"
 #include "harness.h"
+#include "identity_harness.h"
 #include "notification.h"
 
 #include <shoal/bus.h>
@@ -24,7 +25,7 @@ static struct {
     char url[600];
     char key_path[256];
     char mailbox[256];
-    sl_identity_key key;
+    th_idkeys key;
     int port;
     pid_t pid;
     sl_db *db;
@@ -43,7 +44,7 @@ static int setup(void **state)
     snprintf(g.key_path, sizeof g.key_path, "/tmp/notif-api-%ld.key", (long)getpid());
     snprintf(g.mailbox, sizeof g.mailbox, "/tmp/notif-api-%ld-mail", (long)getpid());
     char err[256];
-    if (sl_identity_key_ensure(g.key_path, &g.key, err) != 0) return -1;
+    if (th_idkeys_make(g.key_path, "notification", &g.key, err) != 0) return -1;
     harness_fresh_url(g.url, sizeof g.url);
     g.port = th_free_port();
     char portbuf[16], dbenv[700], keyenv[300], mailenv[300];
@@ -122,11 +123,9 @@ static int call(const char *target, const char *uid, const char *role, th_respon
 {
     char raw[2048], ident[512] = "";
     if (role) {
-        const char *q = strchr(target, '?');
-        sl_slice path = {target, q ? (size_t)(q - target) : strlen(target)};
         char proof[SL_IDENTITY_PROOF_MAX];
-        assert_int_equal(sl_identity_sign(&g.key, uid, role, SL_HTTP_GET, path, now_ms(), proof),
-                         0);
+        assert_int_equal(
+            th_idsign(&g.key, uid, role, SL_HTTP_GET, target, NULL, NULL, 0, now_ms(), proof), 0);
         snprintf(ident, sizeof ident,
                  "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", uid, role, proof);
     }

@@ -59,7 +59,7 @@ typedef struct fake {
     int stop;
     int conns; /* connection threads alive */
     int have_key;
-    sl_identity_key key;
+    sl_identity_keyring keys; /* with the edges order→inventory and order→payment */
     fk_mode mode[FK_OPS];
     int refuse_status[FK_OPS];
     char refuse_reason[FK_OPS][40];
@@ -72,10 +72,10 @@ typedef struct fake {
     fk_effect *eff; /* FK_KEYS_MAX */
 } fake;
 
-static inline void fk_set_key(fake *f, const sl_identity_key *k)
+static inline void fk_set_key(fake *f, const sl_identity_keyring *k)
 {
     pthread_mutex_lock(&f->mu);
-    f->key = *k;
+    f->keys = *k;
     f->have_key = 1;
     pthread_mutex_unlock(&f->mu);
 }
@@ -237,8 +237,10 @@ static inline int fk_header(const char *head, size_t head_len, const char *name,
     return 1;
 }
 
-/* Checks the signed identity of a POST to `path`. */
-static inline int fk_identity_ok(fake *f, const char *head, size_t head_len, const char *path)
+/* Checks the signed identity of a POST to `path` with `body`: the order service's, for this
+ * participant (inventory for reservations, payment for charges), bound to what arrived. */
+static inline int fk_identity_ok(fake *f, const char *head, size_t head_len, const char *path,
+                                 const char *body, size_t body_len)
 {
     char uid[80], role[40], proof[SL_IDENTITY_PROOF_MAX + 4];
     if (!fk_header(head, head_len, "x-user-id", uid, sizeof uid) ||
@@ -248,14 +250,23 @@ static inline int fk_identity_ok(fake *f, const char *head, size_t head_len, con
     sl_http_header h[3] = {{SL_SLICE_LIT("x-user-id"), {uid, strlen(uid)}},
                            {SL_SLICE_LIT("x-user-role"), {role, strlen(role)}},
                            {SL_SLICE_LIT("x-shoal-identity"), {proof, strlen(proof)}}};
+    char idem[220];
+    int has_idem = fk_header(head, head_len, "idempotency-key", idem, sizeof idem);
+    sl_identity_msg m = {.callee =
+                             strncmp(path, "/reservations", 13) == 0 ? "inventory" : "payment",
+                         .method = SL_HTTP_POST,
+                         .target = {path, strlen(path)},
+                         .idempotency_key = {idem, has_idem ? strlen(idem) : 0},
+                         .body = body,
+                         .body_len = body_len};
     sl_identity id;
     pthread_mutex_lock(&f->mu);
-    sl_identity_key k = f->key;
     int have = f->have_key;
+    int rc = have ? sl_identity_verify(&f->keys, h, 3, &m, sl_clock_wall_ms(sl_clock_system()),
+                                       SL_IDENTITY_WINDOW_MS, NULL, &id)
+                  : SL_EUNAVAIL;
     pthread_mutex_unlock(&f->mu);
-    if (!have || sl_identity_verify(&k, h, 3, SL_HTTP_POST, (sl_slice){path, strlen(path)},
-                                    sl_clock_wall_ms(sl_clock_system()), 60000, &id) != 0)
-        return 0;
+    if (rc != 0) return 0;
     return strcmp(id.role, "service") == 0 && strcmp(id.user_id, "svc:order") == 0;
 }
 
@@ -321,7 +332,7 @@ static inline void fk_serve(fake *f, int fd)
         free(buf);
         return;
     }
-    int ident = fk_identity_ok(f, buf, hl, path);
+    int ident = fk_identity_ok(f, buf, hl, path, buf + hl, (size_t)len - hl);
     int has_key = fk_header(buf, hl, "idempotency-key", key, sizeof key);
     free(buf);
     pthread_mutex_lock(&f->mu);

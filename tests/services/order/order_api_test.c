@@ -106,8 +106,8 @@ static int setup(void **state)
     (void)state;
     if (fk_start(&g_inv) != 0 || fk_start(&g_pay) != 0) fail_msg("fake participants");
     start_service();
-    fk_set_key(&g_inv, &g_svc.key);
-    fk_set_key(&g_pay, &g_svc.key);
+    fk_set_key(&g_inv, &g_svc.key.ring);
+    fk_set_key(&g_pay, &g_svc.key.ring);
     harness_open_url(g_svc.db_url, &g_db);
     product("p1", 1200, "JPY");
     product("p2", 300, "JPY");

@@ -11,6 +11,7 @@
  */
 #include "db_harness.h"
 #include "harness.h"
+#include "identity_harness.h"
 #include "payment.h"
 
 #include <shoal/bus.h>
@@ -24,7 +25,7 @@
 static struct {
     char url[600];
     char key_path[256];
-    sl_identity_key key;
+    th_idkeys key;
     int port;
     pid_t pid;
     sl_db *db;
@@ -42,7 +43,7 @@ static int setup(void **state)
     (void)state;
     snprintf(g.key_path, sizeof g.key_path, "/tmp/payment-api-%ld.key", (long)getpid());
     char err[256];
-    if (sl_identity_key_ensure(g.key_path, &g.key, err) != 0) return -1;
+    if (th_idkeys_make(g.key_path, "payment", &g.key, err) != 0) return -1;
     harness_fresh_url(g.url, sizeof g.url);
     g.port = th_free_port();
     char portbuf[16], dbenv[700], keyenv[300];
@@ -74,10 +75,11 @@ static int call(const char *method, const char *target, const char *uid, const c
     char ident[512] = "";
     if (role) {
         sl_http_method m = strcmp(method, "GET") == 0 ? SL_HTTP_GET : SL_HTTP_POST;
-        const char *q = strchr(target, '?');
-        sl_slice path = {target, q ? (size_t)(q - target) : strlen(target)};
-        char proof[SL_IDENTITY_PROOF_MAX];
-        assert_int_equal(sl_identity_sign(&g.key, uid, role, m, path, now_ms(), proof), 0);
+        char proof[SL_IDENTITY_PROOF_MAX], idem[128];
+        assert_int_equal(th_idsign(&g.key, uid, role, m, target,
+                                   th_idem_of(hdrs, idem, sizeof idem), body,
+                                   body ? strlen(body) : 0, now_ms(), proof),
+                         0);
         snprintf(ident, sizeof ident,
                  "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", uid, role, proof);
     }

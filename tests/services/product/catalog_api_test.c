@@ -9,6 +9,7 @@
  */
 #include "db_harness.h"
 #include "harness.h"
+#include "identity_harness.h"
 #include "product.h"
 
 #include <shoal/bus.h>
@@ -22,7 +23,7 @@
 static struct {
     char url[600];
     char key_path[256];
-    sl_identity_key key;
+    th_idkeys key;
     int port;
     pid_t pid;
     sl_db *db; /* the test's own connection to the service's database */
@@ -55,7 +56,7 @@ static int setup(void **state)
     /* The fixture's directory for SQLite; a per-process file under /tmp for PostgreSQL. */
     snprintf(g.key_path, sizeof g.key_path, "/tmp/product-api-%ld.key", (long)getpid());
     char err[256];
-    if (sl_identity_key_ensure(g.key_path, &g.key, err) != 0) return -1;
+    if (th_idkeys_make(g.key_path, "product", &g.key, err) != 0) return -1;
     harness_fresh_url(g.url, sizeof g.url);
     g.port = th_free_port();
     g.pid = start_server(g.url, g.port, 0);
@@ -83,11 +84,11 @@ static int call_port(int port, const char *method, const char *target, const cha
         sl_http_method m = strcmp(method, "GET") == 0    ? SL_HTTP_GET
                            : strcmp(method, "POST") == 0 ? SL_HTTP_POST
                                                          : SL_HTTP_PATCH;
-        const char *q = strchr(target, '?');
-        sl_slice path = {target, q ? (size_t)(q - target) : strlen(target)};
         char proof[SL_IDENTITY_PROOF_MAX];
         const char *uid = strcmp(role, "admin") == 0 ? "u-admin" : "u-cust";
-        assert_int_equal(sl_identity_sign(&g.key, uid, role, m, path, now_ms(), proof), 0);
+        assert_int_equal(th_idsign(&g.key, uid, role, m, target, NULL, body,
+                                   body ? strlen(body) : 0, now_ms(), proof),
+                         0);
         snprintf(ident, sizeof ident,
                  "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", uid, role, proof);
     }

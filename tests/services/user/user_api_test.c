@@ -10,6 +10,7 @@
  */
 #include "db_harness.h"
 #include "harness.h"
+#include "identity_harness.h"
 #include "store.h"
 
 #include <shoal/auth.h>
@@ -27,7 +28,7 @@ static struct {
     char log[300];
     int port;
     pid_t pid;
-    sl_identity_key key;
+    th_idkeys key;
     char admin_id[64];
     char admin_pw[64];
 } g;
@@ -55,11 +56,10 @@ static int http(const char *method, const char *target, const char *body, const 
     char ident[400] = "";
     if (who) {
         char proof[SL_IDENTITY_PROOF_MAX];
-        const char *q = strchr(target, '?');
-        sl_slice path = {target, q ? (size_t)(q - target) : strlen(target)};
         sl_slice mt = {method, strlen(method)};
-        assert_int_equal(sl_identity_sign(&g.key, who, role, sl_http_method_parse(mt), path,
-                                          sl_clock_wall_ms(sl_clock_system()), proof),
+        assert_int_equal(th_idsign(&g.key, who, role, sl_http_method_parse(mt), target, NULL, body,
+                                   body ? strlen(body) : 0, sl_clock_wall_ms(sl_clock_system()),
+                                   proof),
                          0);
         snprintf(ident, sizeof ident,
                  "x-user-id: %s\r\nx-user-role: %s\r\nx-shoal-identity: %s\r\n", who, role, proof);
@@ -601,8 +601,8 @@ static void test_profile_read_update(void **state)
     th_response_free(&res);
     /* A proof for another path does not pass. */
     char raw[600], proof[SL_IDENTITY_PROOF_MAX];
-    assert_int_equal(sl_identity_sign(&g.key, ann, "customer", SL_HTTP_GET, (sl_slice){"/users", 6},
-                                      sl_clock_wall_ms(sl_clock_system()), proof),
+    assert_int_equal(th_idsign(&g.key, ann, "customer", SL_HTTP_GET, "/users", NULL, NULL, 0,
+                               sl_clock_wall_ms(sl_clock_system()), proof),
                      0);
     int n = snprintf(raw, sizeof raw,
                      "GET /users/me HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
@@ -821,9 +821,8 @@ static void test_read_your_writes_and_password_limit(void **state)
      * the bus consumer). */
     snprintf(target, sizeof target, "/users/me?min_position=%lld", (long long)pos);
     char raw[800], proof[SL_IDENTITY_PROOF_MAX];
-    assert_int_equal(sl_identity_sign(&g.key, id, "customer", SL_HTTP_GET,
-                                      (sl_slice){"/users/me", 9},
-                                      sl_clock_wall_ms(sl_clock_system()), proof),
+    assert_int_equal(th_idsign(&g.key, id, "customer", SL_HTTP_GET, target, NULL, NULL, 0,
+                               sl_clock_wall_ms(sl_clock_system()), proof),
                      0);
     int n = snprintf(raw, sizeof raw,
                      "GET %s HTTP/1.1\r\nHost: t\r\nx-user-id: %s\r\nx-user-role: customer\r\n"
@@ -947,7 +946,7 @@ static int setup(void **state)
     if (!mkdtemp(g.dir)) return -1;
     char keyfile[400], err[256];
     snprintf(keyfile, sizeof keyfile, "%s/identity.key", g.dir);
-    if (sl_identity_key_ensure(keyfile, &g.key, err) != 0) return -1;
+    if (th_idkeys_make(keyfile, "user", &g.key, err) != 0) return -1;
     harness_fresh_url(g.url, sizeof g.url);
     snprintf(g.cfg, sizeof g.cfg, "%s/user.yaml", g.dir);
     snprintf(g.log, sizeof g.log, "%s/user.log", g.dir);
