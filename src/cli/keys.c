@@ -10,7 +10,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define GATEWAY_ROLES "customer,admin" /* what a verified end-user token may carry */
+/* What a verified end-user token may carry, and `service` for the gateway's own calls (the
+ * revoked-sessions poll). */
+#define GATEWAY_ROLES "customer,admin,service"
 #define SERVICE_ROLES "service"
 #define MAX_EDGES     128
 

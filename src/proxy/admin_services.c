@@ -577,17 +577,16 @@ static int dlq_call_cluster(px_req *r, dlq_fan *f, int ci, sl_http_method method
     dlq_call *call = malloc(sizeof *call);
     if (!call) return SL_ENOMEM;
     *call = (dlq_call){f, r, c->cfg->name};
-    const char *q = strchr(target, '?');
-    sl_slice tpath = {target, q ? (size_t)(q - target) : strlen(target)};
     px_out_headers oh;
-    px_build_headers(r, method, tpath, 0, &oh);
+    px_build_headers(r, ci, method, (sl_slice){target, strlen(target)}, (sl_slice){NULL, 0}, 0,
+                     &oh);
     sl_http_request rq = {.method = method,
                           .target = {target, strlen(target)},
                           .headers = oh.fwd.h,
                           .nheaders = oh.fwd.n};
     sl_http_call_opts o;
     px_call_opts(r, r->route->timeout_ms, &o);
-    o.idempotency_key = NULL; /* a redrive is safe to repeat, and each service gets its own */
+    /* The client's Idempotency-Key (if any) is bound into the proof: it goes with the call. */
     sl_http_handle **hp = f ? NULL : &r->call;
     if (!f) r->upstream_name = c->cfg->name;
     int rc = sl_http_call(c->up, &rq, &o, dlq_answered, call, hp);

@@ -160,17 +160,19 @@ static void on_tick(uv_timer_t *t)
 {
     px_revoke *rv = t->data;
     const px_config *cfg = cur_cfg(rv);
-    if (rv->polling || !cfg->revoke_path || cfg->jwks_cluster < 0 || !cfg->have_identity_key)
-        return;
+    if (rv->polling || !cfg->revoke_path || cfg->jwks_cluster < 0) return;
+    const sl_identity_edge *edge = cfg->clusters[cfg->jwks_cluster].identity_edge;
+    if (!edge) return;
     char target[1100];
     int n =
         snprintf(target, sizeof target, "%s?after=%lld", cfg->revoke_path, (long long)rv->after);
     if (n <= 0 || (size_t)n >= sizeof target) return;
     char proof[SL_IDENTITY_PROOF_MAX];
     sl_http_header hs[SL_IDENTITY_NHEADERS];
-    sl_slice path = {cfg->revoke_path, strlen(cfg->revoke_path)};
-    if (sl_identity_headers(&cfg->identity_key, "gateway", "service", SL_HTTP_GET, path,
-                            sl_clock_wall_ms(sl_clock_system()), proof, hs) != 0)
+    sl_identity_msg m = {
+        .callee = edge->callee, .method = SL_HTTP_GET, .target = {target, (size_t)n}};
+    if (sl_identity_headers(edge, "svc:gateway", "service", &m, sl_clock_wall_ms(sl_clock_system()),
+                            proof, hs) != 0)
         return;
     px_wgen *wg = px_wgen_hold(*rv->cur);
     sl_http_request rq = {.method = SL_HTTP_GET,

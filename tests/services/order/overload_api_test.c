@@ -78,8 +78,8 @@ static void start(char *const *extra)
         fk_mode_set(&g_pay, (fk_op)op, FK_OK, 409, NULL);
     }
     svc_start(&g_svc, "order", list, 2);
-    fk_set_key(&g_inv, &g_svc.key);
-    fk_set_key(&g_pay, &g_svc.key);
+    fk_set_key(&g_inv, &g_svc.key.ring);
+    fk_set_key(&g_pay, &g_svc.key.ring);
     harness_open_url(g_svc.db_url, &g_db);
     product("p1");
 }
