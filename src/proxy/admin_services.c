@@ -294,6 +294,12 @@ static void tick(uv_timer_t *t)
 
 px_scraper *px_scraper_start(uv_loop_t *loop, sl_rand *rand, const px_config *cfg)
 {
+    /* Scrape only for a configuration that serves the services view: a gateway without that
+     * route sends its upstreams nothing but its clients' requests and health checks. */
+    int wanted = 0;
+    for (size_t i = 0; i < cfg->routes.n && !wanted; i++)
+        wanted = cfg->routes.items[i].handler == PX_HANDLER_ADMIN_SERVICES;
+    if (!wanted) return NULL;
     px_scraper *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     size_t n = 0;

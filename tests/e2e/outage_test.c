@@ -278,6 +278,8 @@ static void test_setup_shop(void **state)
          "{\"email\":\"ann@example.com\",\"password\":\"correct horse\",\"name\":\"Ann\"}", NULL,
          &r);
     expect("register", &r, 201);
+    char user_id[128];
+    snprintf(user_id, sizeof user_id, "%s", jstr(r.json, "user_id"));
     resp_free(&r);
     call("POST", "/api/v1/auth/login", NULL,
          "{\"email\":\"ann@example.com\",\"password\":\"correct horse\"}", NULL, &r);
@@ -298,9 +300,12 @@ static void test_setup_shop(void **state)
     expect("admin login", &r, 200);
     snprintf(admin, sizeof admin, "%s", jstr(r.json, "access_token"));
     resp_free(&r);
-    /* Money for every order of both tests. */
+    /* Money for every order of both tests: past a customer's daily deposit limit, so through
+     * the admin path. */
+    char dpath[256];
+    snprintf(dpath, sizeof dpath, "/api/v1/admin/wallets/%s/deposits", user_id);
     for (int i = 0; i < 4; i++) {
-        call("POST", "/api/v1/wallet/deposits", user, "{\"amount\":1000000000}", NULL, &r);
+        call("POST", dpath, admin, "{\"amount\":1000000000}", NULL, &r);
         expect("deposit", &r, 200);
         resp_free(&r);
     }
