@@ -219,3 +219,15 @@ foreach(src ${e2e_tests})
   set_tests_properties(e2e.${name} PROPERTIES LABELS "e2e" TIMEOUT 900
     RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
+
+# The shoal command's pure parts: tests/cli/<name>_test.c link shoal_cli_core (label unit).
+file(GLOB cli_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/*_test.c)
+foreach(src ${cli_tests})
+  get_filename_component(base ${src} NAME_WE)
+  string(REGEX REPLACE "_test$" "" name ${base})
+  add_executable(cli_${name}_test ${src})
+  target_link_libraries(cli_${name}_test PRIVATE shoal_cli_core PkgConfig::CMOCKA)
+  set_target_properties(cli_${name}_test PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  add_test(NAME cli.${name} COMMAND cli_${name}_test)
+  set_tests_properties(cli.${name} PROPERTIES LABELS "unit" TIMEOUT 120 ENVIRONMENT "${SHOAL_TEST_ENV}")
+endforeach()
