@@ -63,9 +63,9 @@ typedef struct cli_chaos_step {
 
 /*
  * The schedule of a chaos round, deterministic in `seed`: faults at random intervals of
- * 0.5–1.5 × `every_ms` over `duration_ms`, each on a random one of `ntargets` targets; the
- * fault is drawn among those allowed (`pause`, `slow` add SIGSTOP/SIGCONT pauses and
- * slowdowns beside kills), a pause or slowdown held 1–5 s but never past the round's end.
+ * 0.5–1.5 × `every_ms` over `duration_ms`, each on a random one of `ntargets` targets; a kill,
+ * or with `pause` / `slow` allowed, half of the time a pause or a slowdown (SIGSTOP/SIGCONT)
+ * held 1–5 s but never past the round's end.
  * Writes at most `cap` steps. Returns 0 with *n, or SL_EINVAL.
  */
 int cli_chaos_plan(uint64_t seed, int64_t duration_ms, int64_t every_ms, int ntargets, int pause,

@@ -54,11 +54,10 @@ int cli_chaos_plan(uint64_t seed, int64_t duration_ms, int64_t every_ms, int nta
     if (duration_ms <= 0 || every_ms < 100 || ntargets <= 0 || !out) return SL_EINVAL;
     sl_rand r;
     sl_rand_seed(&r, seed);
-    cli_fault kinds[3];
+    cli_fault others[2];
     size_t nk = 0;
-    kinds[nk++] = CLI_FAULT_KILL;
-    if (pause) kinds[nk++] = CLI_FAULT_PAUSE;
-    if (slow) kinds[nk++] = CLI_FAULT_SLOW;
+    if (pause) others[nk++] = CLI_FAULT_PAUSE;
+    if (slow) others[nk++] = CLI_FAULT_SLOW;
     int64_t t = 0;
     while (*n < cap && *n < CLI_CHAOS_STEPS_MAX) {
         /* 0.5–1.5 × every: random, with `every` as the mean. */
@@ -67,7 +66,9 @@ int cli_chaos_plan(uint64_t seed, int64_t duration_ms, int64_t every_ms, int nta
         cli_chaos_step *s = &out[(*n)++];
         s->at_ms = t;
         s->target = (int)sl_rand_below(&r, (uint64_t)ntargets);
-        s->fault = kinds[sl_rand_below(&r, nk)];
+        /* Half of the faults are kills when pauses or slowdowns are allowed too. */
+        s->fault =
+            nk == 0 || sl_rand_below(&r, 2) == 0 ? CLI_FAULT_KILL : others[sl_rand_below(&r, nk)];
         s->hold_ms = 0;
         if (s->fault != CLI_FAULT_KILL) {
             s->hold_ms = 1000 + (int64_t)sl_rand_below(&r, 4001);
