@@ -235,22 +235,34 @@ static int read_ports(const char *config, int *ports, int cap, int *nports, int 
     return 0;
 }
 
-static pid_t start_load(const char *config, char *args)
+/* Runs `shoal load ARGS` against the shop's gateway (--target and --admin-credentials are
+ * added unless ARGS has them). `args` is split in place on spaces. */
+static pid_t start_load(const char *target, const char *creds, char *args)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) return -1;
     self[n] = '\0';
-    char *argv[LOAD_ARGS_MAX + 5];
-    int k = 0;
+    char *argv[LOAD_ARGS_MAX + 8];
+    int k = 0, has_target = 0, has_creds = 0;
     argv[k++] = self;
     argv[k++] = "load";
-    argv[k++] = "--config";
-    argv[k++] = (char *)config;
-    for (char *save = NULL, *t = strtok_r(args, " ", &save); t && k < LOAD_ARGS_MAX + 4;
-         t = strtok_r(NULL, " ", &save))
+    for (char *save = NULL, *t = strtok_r(args, " ", &save); t && k < LOAD_ARGS_MAX + 2;
+         t = strtok_r(NULL, " ", &save)) {
+        has_target |= strncmp(t, "--target", 8) == 0;
+        has_creds |= strncmp(t, "--admin-credentials", 19) == 0;
         argv[k++] = t;
+    }
+    if (!has_target) {
+        argv[k++] = "--target";
+        argv[k++] = (char *)target;
+    }
+    if (!has_creds) {
+        argv[k++] = "--admin-credentials";
+        argv[k++] = (char *)creds;
+    }
     argv[k] = NULL;
+    fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         execv(self, argv);
@@ -375,7 +387,10 @@ int cli_chaos_main(int argc, char **argv)
     pid_t load = -1;
     char *largs = load_args ? strdup(load_args) : NULL;
     if (largs) {
-        load = start_load(config, largs);
+        char url[64], creds[PATH_MAX + 32];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", gw ? gw : 8080);
+        snprintf(creds, sizeof creds, "%s/admin-credentials", data_dir);
+        load = start_load(url, creds, largs);
         say(&r, "load: shoal load %s (pid %d)", load_args, (int)load);
     }
     size_t next = 0;
