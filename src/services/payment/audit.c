@@ -312,12 +312,9 @@ int pay_audit(sl_db *db, json_t **report)
         json_decref(au.violations);
         return rc;
     }
-    int ok = nv == 0;
-    size_t i;
-    json_t *c;
-    json_array_foreach(checks, i, c) ok &= json_is_true(json_object_get(c, "ok"));
+    /* `ok` keeps its meaning (the wallets' invariants); the gateway judges the checks. */
     *report =
-        json_pack("{s:b,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "ok", ok, "accounts",
+        json_pack("{s:b,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "ok", nv == 0, "accounts",
                   (json_int_t)au.accounts, "events", (json_int_t)au.events, "read_model_position",
                   (json_int_t)au.checkpoint, "totals", totals(&au), "violations", au.violations,
                   "violations_dropped", (json_int_t)au.dropped, "checks", checks);
