@@ -231,3 +231,7 @@ foreach(src ${cli_tests})
   add_test(NAME cli.${name} COMMAND cli_${name}_test)
   set_tests_properties(cli.${name} PROPERTIES LABELS "unit" TIMEOUT 120 ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
+# The audit's fuzz target reaches the gateway's join and the cli's reader.
+if(TARGET fuzz_audit_join)
+  target_link_libraries(fuzz_audit_join PRIVATE proxy_core shoal_cli_core)
+endif()
