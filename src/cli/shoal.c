@@ -8,12 +8,15 @@
  *   shoal down [--config FILE]    stop a running `shoal up`
  *   shoal status [--config FILE]  probe every process's /readyz and print a table
  *   shoal logs [NAME] [--config]  follow the logs (all, or one process)
+ *   shoal load [OPTIONS]          drive the shop through the gateway (load.c, docs/load.md)
  *
  * The topology (ports, data directory, backends, extra environment per
  * process) comes from the configuration (config/local.yaml); the binaries
  * get theirs through SHOAL_* environment variables, so nothing is
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
+#include "load.h"
+
 #include <shoal/config.h>
 #include <shoal/identity.h>
 
@@ -836,13 +839,15 @@ static int cmd_logs(const char *config_path, const char *name)
 static void usage(FILE *to)
 {
     fprintf(to, "usage: shoal up|down|status|logs [NAME] [--config FILE]\n"
-                "  default configuration: config/local.yaml\n");
+                "  default configuration: config/local.yaml\n"
+                "       shoal load [OPTIONS] (shoal load --help)\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *config = "config/local.yaml";
     const char *cmd = NULL, *arg = NULL;
+    if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];
