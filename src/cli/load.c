@@ -827,8 +827,7 @@ static void tx_start(tx *t, uint64_t intended)
     t->order_tries = t->lag_tries = t->polls = 0;
     t->order_id[0] = '\0';
     uint64_t seq = L->seq++;
-    if (L->nusers > 0)
-        t->u = &L->users[t->worker >= 0 ? t->worker % L->nusers : (int)(seq % L->nusers)];
+    if (L->nusers > 0) t->u = &L->users[seq % (uint64_t)L->nusers]; /* every user takes turns */
     snprintf(t->idem, sizeof t->idem, "load-%s-%llu", L->run_id, (unsigned long long)seq);
     tx_advance(t, NULL);
 }

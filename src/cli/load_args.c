@@ -19,8 +19,10 @@ const char cli_load_usage[] =
     "                  [--allow-remote]\n"
     "  --rate N/s   open loop: N arrivals per second on a fixed schedule, latency measured\n"
     "               from each arrival's intended time\n"
-    "  --conns N    closed loop: N virtual users, each starting its next action when the\n"
-    "               last one ended (the default, 16)\n"
+    "  --conns N    closed loop: N at once, each starting its next action when its last\n"
+    "               one ended (the default, 16)\n"
+    "  --users N    accounts the run registers and takes turns with (default: the\n"
+    "               connections in closed loop, 32 in open loop)\n"
     "  durations take ms, s or m (a bare number is seconds)\n";
 
 static void say_err(char err[CLI_LOAD_ERR_MAX], const char *fmt, ...) SL_PRINTF(2, 3);
