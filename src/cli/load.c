@@ -727,7 +727,7 @@ static void checkout_step(tx *t, const sl_http_result *res)
                 L->co_shed_responses++;
                 L->co_shed++;
             }
-            tx_end(t, 0);
+            tx_end(t, retry_after_ms(res->response));
             return;
         }
         if (st == 422 && t->lag_tries < LAG_TRIES && !L->stopping) {
