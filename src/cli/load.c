@@ -62,7 +62,11 @@ typedef struct op_stats {
 
 typedef struct vuser {
     char id[64];
-    char *auth; /* "Bearer <token>" */
+    char *auth;        /* "Bearer <token>" */
+    int index;         /* load-<run>-<index>@example.com */
+    uint64_t renew_ns; /* log in again from then on (3/4 of the token's life; 1 after a 401) */
+    bool renewing;
+    struct load *L;
 } vuser;
 
 typedef enum { TX_BROWSE, TX_CART, TX_CHECKOUT, TX_KINDS } tx_kind;
@@ -136,7 +140,8 @@ struct load {
     uint64_t co_shed_responses, co_order_retries, co_lag_retries;
     char reasons[8][32];
     uint64_t reason_n[8], reason_other;
-    uint64_t retry_after[2]; /* 429, 503 responses carrying Retry-After */
+    uint64_t retry_after[2];             /* 429, 503 responses carrying Retry-After */
+    uint64_t renewals, renewal_failures; /* logins again before a token expires */
     uint64_t progress_last;
 };
 
@@ -298,7 +303,7 @@ static int read_admin_file(const char *path, char *email, size_t ecap, char *pw,
 
 /* Logs in; returns 0 and a malloc'd "Bearer ..." in *auth, or SL_EUNAVAIL (said why). */
 static int login(load *L, const char *email, const char *pw, char **auth, char *user_id,
-                 const char *who)
+                 int64_t *ttl_s, const char *who)
 {
     json_t *b = json_pack("{s:s,s:s}", "email", email, "password", pw);
     char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
@@ -323,6 +328,7 @@ static int login(load *L, const char *email, const char *pw, char **auth, char *
     }
     snprintf(*auth, n, "Bearer %s", tok);
     if (user_id) snprintf(user_id, 64, "%s", jstr(r.json, "user_id"));
+    if (ttl_s) *ttl_s = json_integer_value(json_object_get(r.json, "expires_in"));
     json_decref(r.json);
     return 0;
 }
@@ -369,7 +375,7 @@ static int setup_users(load *L)
 {
     char email[512], pw[512], *admin = NULL;
     int rc = read_admin_file(L->o.admin_file, email, sizeof email, pw, sizeof pw);
-    if (rc == 0) rc = login(L, email, pw, &admin, NULL, "admin");
+    if (rc == 0) rc = login(L, email, pw, &admin, NULL, NULL, "admin");
     memset(pw, 0, sizeof pw);
     if (rc != 0) return rc;
 
@@ -422,8 +428,12 @@ static int setup_users(load *L)
             return SL_EUNAVAIL;
         }
         json_decref(r.json);
-        rc = login(L, em, password, &L->users[i].auth, L->users[i].id, "user");
+        int64_t ttl = 0;
+        rc = login(L, em, password, &L->users[i].auth, L->users[i].id, &ttl, "user");
         if (rc != 0) return rc;
+        L->users[i].index = i;
+        L->users[i].L = L;
+        if (ttl > 0) L->users[i].renew_ns = now_ns() + (uint64_t)ttl * 750000000ULL;
         if (!needs_checkout(L)) continue;
         snprintf(body, sizeof body, "{\"amount\":%lld}", (long long)deposit);
         rc = sync_req(L, SL_HTTP_POST, "/api/v1/wallet/deposits", L->users[i].auth, body, &r);
@@ -483,6 +493,8 @@ static void on_response(sl_http_handle *call, const sl_http_result *res, void *d
             }
         }
     }
+    if (res->response && res->response->status == 401 && t->u && t->u->renew_ns)
+        t->u->renew_ns = 1; /* log in again before its next request */
     tx_advance(t, res);
 }
 
@@ -814,6 +826,52 @@ static tx_kind pick_kind(load *L)
     }
 }
 
+static void renewed(sl_http_handle *call, const sl_http_result *res, void *data)
+{
+    (void)call;
+    vuser *u = data;
+    load *L = u->L;
+    u->renewing = false;
+    json_t *j = res->response && res->response->status == 200 ? body_json(res->response) : NULL;
+    const char *tok = json_string_value(json_object_get(j, "access_token"));
+    int64_t ttl = json_integer_value(json_object_get(j, "expires_in"));
+    size_t n = tok ? strlen(tok) + 8 : 0;
+    char *auth = n ? malloc(n) : NULL;
+    if (auth) {
+        snprintf(auth, n, "Bearer %s", tok);
+        free(u->auth);
+        u->auth = auth;
+        u->renew_ns = now_ns() + (uint64_t)(ttl > 0 ? ttl : 60) * 750000000ULL;
+        L->renewals++;
+    } else {
+        L->renewal_failures++;
+        u->renew_ns = now_ns() + 5000000000ULL; /* try again in 5 s */
+    }
+    json_decref(j);
+}
+
+/* Logs `u` in again, in the background, when its token nears its end (or drew a 401): the
+ * requests meanwhile keep the old token. */
+static void maybe_renew(load *L, vuser *u)
+{
+    if (u->renewing || u->renew_ns == 0 || now_ns() < u->renew_ns) return;
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"email\":\"load-%s-%d@example.com\",\"password\":\"load-%s-password\"}", L->run_id,
+             u->index, L->run_id);
+    sl_http_header h[] = {{SL_SLICE_LIT("Content-Type"), SL_SLICE_LIT("application/json")}};
+    sl_http_request req = {.method = SL_HTTP_POST,
+                           .target = SL_SLICE_LIT("/api/v1/auth/login"),
+                           .headers = h,
+                           .nheaders = 1,
+                           .body = body,
+                           .body_len = strlen(body)};
+    if (sl_http_call(L->up, &req, NULL, renewed, u, NULL) == 0)
+        u->renewing = true;
+    else
+        L->renewal_failures++;
+}
+
 static void tx_start(tx *t, uint64_t intended)
 {
     load *L = t->L;
@@ -827,7 +885,10 @@ static void tx_start(tx *t, uint64_t intended)
     t->order_tries = t->lag_tries = t->polls = 0;
     t->order_id[0] = '\0';
     uint64_t seq = L->seq++;
-    if (L->nusers > 0) t->u = &L->users[seq % (uint64_t)L->nusers]; /* every user takes turns */
+    if (L->nusers > 0) {
+        t->u = &L->users[seq % (uint64_t)L->nusers]; /* every user takes turns */
+        maybe_renew(L, t->u);
+    }
     snprintf(t->idem, sizeof t->idem, "load-%s-%llu", L->run_id, (unsigned long long)seq);
     tx_advance(t, NULL);
 }
@@ -1051,6 +1112,10 @@ static json_t *report_json(const load *L)
                         json_pack("{s:I,s:I}", "429", (json_int_t)L->retry_after[0], "503",
                                   (json_int_t)L->retry_after[1]));
     json_object_set_new(root, "latency", hdr_json(L->all));
+    if (L->nusers > 0)
+        json_object_set_new(root, "logins_renewed",
+                            json_pack("{s:I,s:I}", "ok", (json_int_t)L->renewals, "failed",
+                                      (json_int_t)L->renewal_failures));
     json_t *ops = json_object();
     for (int i = 0; i < OP_COUNT; i++) {
         const op_stats *s = &L->ops[i];

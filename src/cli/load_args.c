@@ -348,7 +348,7 @@ int cli_load_parse_args(int argc, char **argv, cli_load_opts *o, char err[CLI_LO
             o->admin_file = v;
         }
         if (rc != 0) {
-            snprintf(err, CLI_LOAD_ERR_MAX, "%s: %s", name, sub);
+            say_err(err, "%s: %s", name, sub); /* cut to CLI_LOAD_ERR_MAX if need be */
             return SL_EINVAL;
         }
     }
