@@ -128,6 +128,8 @@ struct load {
     uint64_t seq;
     bool stopping, done, drained_by_deadline;
     uv_timer_t arrival_timer, progress_timer, stop_timer, drain_timer;
+    uv_signal_t sigint, sigterm;
+    bool interrupted;
     bool timers_on;
 
     op_stats ops[OP_COUNT];
@@ -935,9 +937,9 @@ static void drain_deadline(uv_timer_t *h)
     maybe_done(L);
 }
 
-static void on_stop(uv_timer_t *h)
+static void begin_stop(load *L)
 {
-    load *L = h->data;
+    if (L->stopping) return;
     L->stopping = true;
     uv_timer_stop(&L->arrival_timer);
     /* Closed-loop users waiting out a Retry-After do not start again. */
@@ -951,6 +953,38 @@ static void on_stop(uv_timer_t *h)
     }
     if (L->busy > 0) uv_timer_start(&L->drain_timer, drain_deadline, DRAIN_MS, 0);
     maybe_done(L);
+}
+
+static void on_stop(uv_timer_t *h)
+{
+    begin_stop(h->data);
+}
+
+/* SIGINT or SIGTERM: the measured window ends now and the run drains as usual (the report is
+ * still printed); a second signal ends the drain at once. */
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    load *L = h->data;
+    if (L->stopping) {
+        drain_deadline(&L->drain_timer);
+        return;
+    }
+    uint64_t now = now_ns();
+    if (now < L->end_ns) L->end_ns = now;
+    L->interrupted = true;
+    begin_stop(L);
+}
+
+/* The measured window's length in seconds (shorter than --duration when interrupted). */
+static double window_s(const load *L)
+{
+    return L->end_ns > L->measure_ns ? (double)(L->end_ns - L->measure_ns) / 1e9 : 0;
+}
+
+static double per_s(uint64_t n, double secs)
+{
+    return secs > 0 ? (double)n / secs : 0;
 }
 
 static void on_arrivals(uv_timer_t *h)
@@ -971,6 +1005,8 @@ static void on_arrivals(uv_timer_t *h)
         L->free_list = t->next_free;
         tx_start(t, due);
     }
+    /* The schedule itself ends the run, so every arrival due before the end was handled. */
+    if (L->next_arrival_ns >= L->end_ns) begin_stop(L);
 }
 
 static void on_progress(uv_timer_t *h)
@@ -1021,6 +1057,7 @@ static void progress(load *L, bool final)
 
 static int run(load *L)
 {
+    uv_update_time(&L->loop);
     uint64_t now = now_ns();
     L->start_ns = now;
     L->measure_ns = now + (uint64_t)L->o.warmup_ms * 1000000;
@@ -1032,29 +1069,22 @@ static int run(load *L)
     uv_timer_init(&L->loop, &L->drain_timer);
     L->arrival_timer.data = L->progress_timer.data = L->stop_timer.data = L->drain_timer.data = L;
     L->timers_on = true;
-    uv_timer_start(&L->stop_timer, on_stop, (uint64_t)(L->o.warmup_ms + L->o.duration_ms), 0);
+    uv_signal_init(&L->loop, &L->sigint);
+    uv_signal_init(&L->loop, &L->sigterm);
+    L->sigint.data = L->sigterm.data = L;
+    uv_signal_start(&L->sigint, on_signal, SIGINT);
+    uv_signal_start(&L->sigterm, on_signal, SIGTERM);
     uv_timer_start(&L->progress_timer, on_progress, 1000, 1000);
     if (L->o.rate > 0) {
         uv_timer_start(&L->arrival_timer, on_arrivals, 0, 1);
     } else {
+        /* Closed loop: a transaction ending after the end starts no other (tx_end). */
+        uv_timer_start(&L->stop_timer, on_stop, (uint64_t)(L->o.warmup_ms + L->o.duration_ms), 0);
         for (int i = 0; i < L->npool; i++)
             tx_start(&L->pool[i], now);
     }
     while (!L->done)
         uv_run(&L->loop, UV_RUN_ONCE);
-    /* Arrivals due before the end that the timer had not reached yet are still counted. */
-    if (L->o.rate > 0) {
-        while (L->next_arrival_ns < L->end_ns) {
-            uint64_t due = L->next_arrival_ns;
-            L->arrivals++;
-            L->next_arrival_ns =
-                L->start_ns + (uint64_t)((double)L->arrivals * 1e9 / L->o.rate + 0.5);
-            if (due >= L->measure_ns) {
-                L->scheduled++;
-                L->not_sent++;
-            }
-        }
-    }
     progress(L, true);
     return 0;
 }
@@ -1077,7 +1107,7 @@ static json_t *hdr_json(const sl_hdr *h)
 
 static json_t *report_json(const load *L)
 {
-    double secs = (double)L->o.duration_ms / 1000.0;
+    double secs = window_s(L);
     json_t *root = json_object();
     json_object_set_new(root, "scenario",
                         json_string(L->o.scenario == CLI_SC_CHECKOUT ? "checkout"
@@ -1087,6 +1117,7 @@ static json_t *report_json(const load *L)
     json_object_set_new(root, "rate", L->o.rate > 0 ? json_real(L->o.rate) : json_null());
     json_object_set_new(root, "conns", L->o.rate > 0 ? json_null() : json_integer(L->o.conns));
     json_object_set_new(root, "duration_s", json_real(secs));
+    json_object_set_new(root, "interrupted", json_boolean(L->interrupted));
     json_object_set_new(root, "warmup_s", json_real((double)L->o.warmup_ms / 1000.0));
     json_object_set_new(root, "target", json_string(L->o.target));
     json_object_set_new(root, "run_id", json_string(L->run_id));
@@ -1098,7 +1129,7 @@ static json_t *report_json(const load *L)
     uint64_t n = total_requests(L, &errors);
     json_object_set_new(root, "requests", json_integer((json_int_t)n));
     json_object_set_new(root, "errors", json_integer((json_int_t)errors));
-    json_object_set_new(root, "requests_per_s", json_real((double)n / secs));
+    json_object_set_new(root, "requests_per_s", json_real(per_s(n, secs)));
     if (L->o.rate > 0) {
         json_object_set_new(root, "scheduled", json_integer((json_int_t)L->scheduled));
         json_object_set_new(root, "not_sent", json_integer((json_int_t)L->not_sent));
@@ -1121,7 +1152,7 @@ static json_t *report_json(const load *L)
         const op_stats *s = &L->ops[i];
         if (s->count == 0) continue;
         json_t *o = hdr_json(s->lat);
-        json_object_set_new(o, "rate", json_real((double)s->count / secs));
+        json_object_set_new(o, "rate", json_real(per_s(s->count, secs)));
         json_object_set_new(o, "error_count", json_integer((json_int_t)s->errors));
         json_t *st = json_object(), *er = json_object();
         for (int c = 0; c < STATUS_MAX; c++) {
@@ -1152,8 +1183,8 @@ static json_t *report_json(const load *L)
         json_object_set_new(co, "failed", json_integer((json_int_t)L->co_failed));
         json_object_set_new(co, "pending_at_end", json_integer((json_int_t)L->co_pending_end));
         json_object_set_new(co, "unfinished", json_integer((json_int_t)L->co_unfinished));
-        json_object_set_new(co, "confirmed_per_s", json_real((double)L->co_confirmed / secs));
-        json_object_set_new(co, "accepted_per_s", json_real((double)L->co_accepted / secs));
+        json_object_set_new(co, "confirmed_per_s", json_real(per_s(L->co_confirmed, secs)));
+        json_object_set_new(co, "accepted_per_s", json_real(per_s(L->co_accepted, secs)));
         json_t *rs = json_object();
         for (int i = 0; i < 8 && L->reasons[i][0]; i++)
             json_object_set_new(rs, L->reasons[i], json_integer((json_int_t)L->reason_n[i]));
@@ -1178,14 +1209,14 @@ static void print_hdr_row(FILE *f, const char *name, const sl_hdr *h, uint64_t c
                           uint64_t errors, double secs)
 {
     fprintf(f, "  %-10s %8llu %7llu %9.1f %8.2f %8.2f %8.2f %9.2f %9.2f\n", name,
-            (unsigned long long)count, (unsigned long long)errors, (double)count / secs,
+            (unsigned long long)count, (unsigned long long)errors, per_s(count, secs),
             ms(sl_hdr_value_at(h, 50)), ms(sl_hdr_value_at(h, 90)), ms(sl_hdr_value_at(h, 99)),
             ms(sl_hdr_value_at(h, 99.9)), ms(sl_hdr_max(h)));
 }
 
 static void report_text(const load *L, FILE *f)
 {
-    double secs = (double)L->o.duration_ms / 1000.0;
+    double secs = window_s(L);
     fprintf(f, "\nshoal load run %s: %s, ", L->run_id,
             L->o.scenario == CLI_SC_CHECKOUT ? "checkout"
             : L->o.scenario == CLI_SC_BROWSE ? "browse"
@@ -1194,8 +1225,8 @@ static void report_text(const load *L, FILE *f)
         fprintf(f, "open loop %.0f/s", L->o.rate);
     else
         fprintf(f, "closed loop %d conns", L->o.conns);
-    fprintf(f, ", %.1f s measured after %.1f s warm-up, %s\n", secs,
-            (double)L->o.warmup_ms / 1000.0, L->o.target);
+    fprintf(f, ", %.1f s measured%s after %.1f s warm-up, %s\n", secs,
+            L->interrupted ? " (interrupted)" : "", (double)L->o.warmup_ms / 1000.0, L->o.target);
     fprintf(f, "  %-10s %8s %7s %9s %8s %8s %8s %9s %9s\n", "operation", "count", "errors",
             "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms");
     for (int i = 0; i < OP_COUNT; i++)
@@ -1224,7 +1255,7 @@ static void report_text(const load *L, FILE *f)
                 "  checkout: %llu started, %llu accepted, %llu confirmed (%.1f/s), %llu "
                 "cancelled, %llu shed (503), %llu failed, %llu pending at end\n",
                 (unsigned long long)L->co_started, (unsigned long long)L->co_accepted,
-                (unsigned long long)L->co_confirmed, (double)L->co_confirmed / secs,
+                (unsigned long long)L->co_confirmed, per_s(L->co_confirmed, secs),
                 (unsigned long long)L->co_cancelled, (unsigned long long)L->co_shed,
                 (unsigned long long)L->co_failed, (unsigned long long)L->co_pending_end);
         for (int i = 0; i < 8 && L->reasons[i][0]; i++)
@@ -1242,7 +1273,7 @@ static void report_text(const load *L, FILE *f)
 
 static void upstream_closed(void *data)
 {
-    (void)data;
+    *(bool *)data = true;
 }
 
 static void walk_close(uv_handle_t *h, void *arg)
@@ -1333,8 +1364,13 @@ static int setup_and_run(load *L)
 static void release(load *L)
 {
     if (L->up) {
-        sl_upstream_close(L->up, upstream_closed, NULL);
+        /* The client closes its own handles first (a call still running ends CANCELED); then
+         * the loop's remaining handles are ours. */
+        bool closed = false;
+        sl_upstream_close(L->up, upstream_closed, &closed);
         L->up = NULL;
+        while (!closed)
+            uv_run(&L->loop, UV_RUN_ONCE);
     }
     uv_walk(&L->loop, walk_close, NULL);
     uv_run(&L->loop, UV_RUN_DEFAULT);

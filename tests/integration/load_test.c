@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -178,6 +179,9 @@ static void fake_stop(fake *f)
 
 /* ---- running shoal load ------------------------------------------------------------------- */
 
+static fake *interrupt_when; /* run_load sends SIGINT once this server served ... */
+static int interrupt_after;  /* ... this many requests */
+
 /* Runs `shoal load ARGS...` with stdout and stderr in files; returns the exit status (or -1)
  * and the parsed stdout (when JSON) in *out, its stderr in err (cap bytes). */
 static int run_load(char *const args[], json_t **out, char *err, size_t cap)
@@ -200,6 +204,12 @@ static int run_load(char *const args[], json_t **out, char *err, size_t cap)
         if (!freopen(so, "w", stdout) || !freopen(se, "w", stderr)) _exit(127);
         execv(argv[0], argv);
         _exit(127);
+    }
+    if (interrupt_when) {
+        for (int i = 0; i < 6000 && atomic_load(&interrupt_when->served) < interrupt_after; i++)
+            usleep(10000);
+        kill(pid, SIGINT);
+        interrupt_when = NULL;
     }
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
@@ -333,6 +343,31 @@ static void test_retry_after_counted(void **state)
     json_decref(r);
 }
 
+/* SIGINT ends the measured window early: the run drains, reports what it did (exit 0), and
+ * the counts still equal the server's. */
+static void test_interrupt_reports(void **state)
+{
+    (void)state;
+    static fake f;
+    fake_start(&f);
+    char target[64];
+    snprintf(target, sizeof target, "http://127.0.0.1:%d", f.port);
+    char *args[] = {"--scenario", "browse", "--rate",  "50/s",     "--duration", "10m", "--warmup",
+                    "0",          "--json", "--quiet", "--target", target,       NULL};
+    interrupt_when = &f;
+    interrupt_after = 30;
+    json_t *r = NULL;
+    int rc = run_load(args, &r, errbuf, sizeof errbuf);
+    fake_stop(&f);
+    if (rc != 0 || !r) fail_msg("shoal load exited %d: %s", rc, errbuf);
+    assert_true(json_is_true(json_object_get(r, "interrupted")));
+    assert_true(dget(r, "duration_s") < 600);
+    assert_true(iget(r, "requests") >= 30);
+    assert_int_equal(iget(r, "requests"), f.served);
+    assert_int_equal(iget(r, "scheduled"), iget(r, "requests") + iget(r, "not_sent"));
+    json_decref(r);
+}
+
 static void expect_exit(char *const args[], int status, const char *needle)
 {
     int rc = run_load(args, NULL, errbuf, sizeof errbuf);
@@ -377,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_closed_loop_counts_and_percentiles),
         cmocka_unit_test(test_open_loop_schedule_and_stall),
         cmocka_unit_test(test_retry_after_counted),
+        cmocka_unit_test(test_interrupt_reports),
         cmocka_unit_test(test_setup_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
