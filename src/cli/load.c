@@ -174,6 +174,20 @@ static json_t *body_json(const sl_http_response *r)
     return json_loadb(r->body.ptr, r->body.len, 0, NULL);
 }
 
+/* 1 when `s` can go into a request path as it is: 1..63 of A-Z a-z 0-9 '-' '_'. */
+static bool id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
 static const char *jstr(const json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
@@ -355,7 +369,7 @@ static int read_catalogue(load *L)
     for (size_t i = 0; i < n; i++) {
         json_t *it = json_array_get(items, i);
         const char *id = jstr(it, "product_id");
-        if (id[0] && strlen(id) < 64) snprintf(L->browse_ids[L->nbrowse++], 64, "%s", id);
+        if (id_ok(id)) snprintf(L->browse_ids[L->nbrowse++], 64, "%s", id);
         const char *name = jstr(it, "name");
         char w[32];
         size_t k = 0;
@@ -391,7 +405,7 @@ static int setup_users(load *L)
              "\"currency\":\"JPY\"},\"stock\":%lld}",
              L->run_id, L->run_id, L->run_id, PRICE, stock > 1000000 ? 1000000LL : stock);
     rc = sync_req(L, SL_HTTP_POST, "/api/v1/admin/products", admin, body, &r);
-    if (rc != 0 || r.status != 201 || !jstr(r.json, "product_id")[0]) {
+    if (rc != 0 || r.status != 201 || !id_ok(jstr(r.json, "product_id"))) {
         describe_failure(L, &r, "creating the run's product");
         json_decref(r.json);
         free(admin);
@@ -449,15 +463,33 @@ static int setup_users(load *L)
     }
     /* The catalogue is eventually consistent with the admin's writes: wait for the product. */
     snprintf(path, sizeof path, "/api/v1/products/%s", L->product_id);
-    for (int i = 0; i < 300; i++) {
+    bool seen = false;
+    for (int i = 0; i < 300 && !seen; i++) {
         rc = sync_req(L, SL_HTTP_GET, path, NULL, NULL, &r);
-        bool ok = rc == 0 && r.status == 200 &&
-                  json_integer_value(json_object_get(r.json, "available")) > 0;
+        seen = rc == 0 && r.status == 200 &&
+               json_integer_value(json_object_get(r.json, "available")) > 0;
         json_decref(r.json);
-        if (ok) return 0;
+        if (!seen) usleep(100000);
+    }
+    if (!seen) {
+        fprintf(stderr,
+                "shoal load: the run's product %s never showed in the catalogue with stock\n",
+                L->product_id);
+        return SL_ETIMEDOUT;
+    }
+    /* The cart knows products from its own replica: it answers 404 until the product reached
+     * it. Setting the quantity 0 (no item) changes nothing once it has. */
+    snprintf(path, sizeof path, "/api/v1/cart/items/%s", L->product_id);
+    for (int i = 0; i < 300; i++) {
+        rc = sync_req(L, SL_HTTP_PUT, path, L->users[0].auth, "{\"qty\":0}", &r);
+        int st = rc == 0 ? r.status : 0;
+        if (st != 200 && st != 404) describe_failure(L, &r, "putting the run's product in a cart");
+        json_decref(r.json);
+        if (st == 200) return 0;
+        if (st != 404) return SL_EUNAVAIL;
         usleep(100000);
     }
-    fprintf(stderr, "shoal load: the run's product %s never showed in the catalogue with stock\n",
+    fprintf(stderr, "shoal load: the cart service never learnt the run's product %s\n",
             L->product_id);
     return SL_ETIMEDOUT;
 }
@@ -711,7 +743,8 @@ static void checkout_step(tx *t, const sl_http_result *res)
     case CO_ORDER: {
         if (st == 202) {
             json_t *j = body_json(res->response);
-            snprintf(t->order_id, sizeof t->order_id, "%s", jstr(j, "order_id"));
+            const char *id = jstr(j, "order_id");
+            snprintf(t->order_id, sizeof t->order_id, "%s", id_ok(id) ? id : "");
             json_decref(j);
             if (t->measured) L->co_accepted++;
             if (!t->order_id[0]) {
