@@ -13,7 +13,10 @@
 # The gateway's per-client and register/login rate limits are raised (a load generator is one
 # client); everything else is config/gateway.yaml and config/local.yaml's shop.
 #   bench/shop.sh [BUILD_DIR]   env: DURATION (s measured per run, default 20), WARMUP (s,
-#                               default 3), CONNS (default 32), KEEP=1 keeps the directory
+#                               default 3), CONNS (default 64), KEEP=1 keeps the directory
+# In closed loop each connection waits for its order's terminal status before the next
+# checkout, so CONNS is also the number of sagas in flight: raise it until the saturation
+# figure stops growing.
 # Summary lines: bench shop.<name>: <value> <unit> (<ratio>x <peer>), where the peer is the
 # target issue 19 sets or its "before" figure, named on each line.
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +26,7 @@ build=${1:-build}
 bin=$(cd "$build/bin" && pwd)
 duration=${DURATION:-20}
 warmup=${WARMUP:-3}
-conns=${CONNS:-32}
+conns=${CONNS:-64}
 hz=$(getconf CLK_TCK)
 for b in shoal shoal-proxy shoal-user shoal-product shoal-cart shoal-inventory shoal-order \
     shoal-payment shoal-notification; do

@@ -685,12 +685,14 @@ static void send_order(tx *t)
     tx_send(t, OP_ORDER, SL_HTTP_POST, "/api/v1/orders", body, true, t->idem, now_ns());
 }
 
+/* The wait before poll number `polls` + 1: 15 ms, then 1.5 times longer each time (so the
+ * terminal status is seen at most half its age late), at most POLL_MAX_GAP_MS. */
 static int64_t poll_gap_ms(int polls)
 {
-    int64_t ms = 20;
+    double ms = 15;
     for (int i = 0; i < polls && ms < POLL_MAX_GAP_MS; i++)
-        ms *= 2;
-    return ms > POLL_MAX_GAP_MS ? POLL_MAX_GAP_MS : ms;
+        ms *= 1.5;
+    return ms > POLL_MAX_GAP_MS ? POLL_MAX_GAP_MS : (int64_t)ms;
 }
 
 static int64_t time_ms(const json_t *o, const char *k)
