@@ -13,7 +13,8 @@
 # The gateway's per-client and register/login rate limits are raised (a load generator is one
 # client); everything else is config/gateway.yaml and config/local.yaml's shop.
 #   bench/shop.sh [BUILD_DIR]   env: DURATION (s measured per run, default 20), WARMUP (s,
-#                               default 3), CONNS (default 64), KEEP=1 keeps the directory
+#                               default 3), CONNS (default 64), USERS (accounts per run,
+#                               default 16), KEEP=1 keeps the directory
 # In closed loop each connection waits for its order's terminal status before the next
 # checkout, so CONNS is also the number of sagas in flight: raise it until the saturation
 # figure stops growing.
@@ -27,6 +28,7 @@ bin=$(cd "$build/bin" && pwd)
 duration=${DURATION:-20}
 warmup=${WARMUP:-3}
 conns=${CONNS:-64}
+users=${USERS:-16}
 hz=$(getconf CLK_TCK)
 for b in shoal shoal-proxy shoal-user shoal-product shoal-cart shoal-inventory shoal-order \
     shoal-payment shoal-notification; do
@@ -107,7 +109,7 @@ print(0 if d is None else round(d, 2) if isinstance(d, float) else d)' "$1" "$2"
 load() {
     local name=$1; shift
     "$bin/shoal" load --target "http://127.0.0.1:$gw" --admin-credentials "$work/data/admin-credentials" \
-        --warmup "${warmup}s" --duration "${duration}s" --json "$@" >"$work/$name.json" 2>"$work/$name.err" &
+        --warmup "${warmup}s" --duration "${duration}s" --users "$users" --json "$@" >"$work/$name.json" 2>"$work/$name.err" &
     local lp=$! i
     for i in $(seq 1 3000); do grep -q 'running' "$work/$name.err" 2>/dev/null && break; sleep 0.1; done
     sleep "$warmup"
@@ -133,8 +135,8 @@ cpu_total=$(awk -v n="$confirmed" '$1 == "total" { printf "%.3f", (n > 0 ? $2 * 
 # ---- 2. 80 % and 3. 2x, open loop ----------------------------------------------------------
 r80=$(awk -v s="$sat" 'BEGIN { r = s * 0.8; printf "%.0f", r < 1 ? 1 : r }')
 r200=$(awk -v s="$sat" 'BEGIN { r = s * 2; printf "%.0f", r < 1 ? 1 : r }')
-load p80 --scenario checkout --rate "$r80/s" --users "$conns"
-load p200 --scenario checkout --rate "$r200/s" --users "$conns"
+load p80 --scenario checkout --rate "$r80/s"
+load p200 --scenario checkout --rate "$r200/s"
 p50_80=$(jget "$work/p80.json" checkout.saga.p50_ms)
 p99_80=$(jget "$work/p80.json" checkout.saga.p99_ms)
 p99_200=$(jget "$work/p200.json" checkout.saga.p99_ms)

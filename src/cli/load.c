@@ -106,6 +106,7 @@ struct load {
     sl_upstream *up;
     sl_rand rng;
     char run_id[20];
+    char password[40]; /* the run's users' password: random, never printed */
     bool tty;
 
     vuser *users;
@@ -425,8 +426,7 @@ static int setup_users(load *L)
 
     int64_t deposit = (int64_t)(orders / L->nusers * PRICE * 1.5) + 100000;
     if (deposit > 1000000000) deposit = 1000000000;
-    char password[64];
-    snprintf(password, sizeof password, "load-%s-password", L->run_id);
+    const char *password = L->password;
     bool warned = false;
     for (int i = 0; i < L->nusers; i++) {
         char em[128];
@@ -893,9 +893,8 @@ static void maybe_renew(load *L, vuser *u)
 {
     if (u->renewing || u->renew_ns == 0 || now_ns() < u->renew_ns) return;
     char body[256];
-    snprintf(body, sizeof body,
-             "{\"email\":\"load-%s-%d@example.com\",\"password\":\"load-%s-password\"}", L->run_id,
-             u->index, L->run_id);
+    snprintf(body, sizeof body, "{\"email\":\"load-%s-%d@example.com\",\"password\":\"%s\"}",
+             L->run_id, u->index, L->password);
     sl_http_header h[] = {{SL_SLICE_LIT("Content-Type"), SL_SLICE_LIT("application/json")}};
     sl_http_request req = {.method = SL_HTTP_POST,
                            .target = SL_SLICE_LIT("/api/v1/auth/login"),
@@ -1322,6 +1321,10 @@ static int make_run_id(load *L)
     unsigned char b[4];
     if (sl_rand_secure_bytes(b, sizeof b) != 0) return SL_EIO;
     snprintf(L->run_id, sizeof L->run_id, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
+    unsigned char pw[16];
+    if (sl_rand_secure_bytes(pw, sizeof pw) != 0) return SL_EIO;
+    for (size_t i = 0; i < sizeof pw; i++)
+        snprintf(L->password + 2 * i, 3, "%02x", pw[i]);
     return sl_rand_seed_os(&L->rng);
 }
 
@@ -1414,6 +1417,7 @@ static void release(load *L)
     sl_hdr_free(L->all);
     sl_hdr_free(L->saga);
     sl_hdr_free(L->checkout);
+    memset(L->password, 0, sizeof L->password);
     for (int i = 0; i < L->nusers; i++)
         free(L->users[i].auth);
     free(L->users);
