@@ -104,14 +104,31 @@ for k in sys.argv[2].split("."):
     d = d.get(k) if isinstance(d, dict) else None
 print(0 if d is None else round(d, 2) if isinstance(d, float) else d)' "$1" "$2"; }
 
-# load NAME ARGS...: runs shoal load, CPU sampled over its measured window (after the set-up
+# settle: waits (at most 60 s) until the shop uses less than a fifth of a core, so that one run's
+# backlog (relays, notifications) does not land in the next
+settle() {
+    local i a b
+    for i in $(seq 1 60); do
+        cpu_snapshot "$work/settle0"; sleep 1; cpu_snapshot "$work/settle1"
+        a=$(cpu_delta "$work/settle0" "$work/settle1" | awk '$1 == "total" { print $2 }')
+        awk -v a="$a" 'BEGIN { exit !(a < 0.2) }' && return 0
+    done
+    echo "shop.sh: the shop did not settle in 60 s; going on" >&2
+}
+
+# load NAME ARGS...: runs shoal load (after settle), CPU sampled over its measured window (after the set-up
 # and the warm-up) into $work/NAME.cpu0 / .cpu1; its JSON in $work/NAME.json
 load() {
     local name=$1; shift
+    settle
     "$bin/shoal" load --target "http://127.0.0.1:$gw" --admin-credentials "$work/data/admin-credentials" \
         --warmup "${warmup}s" --duration "${duration}s" --users "$users" --json "$@" >"$work/$name.json" 2>"$work/$name.err" &
     local lp=$! i
-    for i in $(seq 1 3000); do grep -q 'running' "$work/$name.err" 2>/dev/null && break; sleep 0.1; done
+    for i in $(seq 1 3000); do
+        grep -q 'running' "$work/$name.err" 2>/dev/null && break
+        kill -0 "$lp" 2>/dev/null || break # the set-up failed: reported below
+        sleep 0.1
+    done
     sleep "$warmup"
     cpu_snapshot "$work/$name.cpu0"
     sleep "$duration"

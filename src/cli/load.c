@@ -2,7 +2,8 @@
  * `shoal load` (load.h, docs/load.md): sets up its own users, wallets and product through the
  * gateway's public and admin APIs, then drives one scenario open loop (arrivals on a fixed
  * schedule, latency from each arrival's intended time, a bounded number in flight) or closed
- * loop (N virtual users back to back), and reports HDR percentiles per operation.
+ * loop (N transactions at once, each followed at once by the next), and reports HDR
+ * percentiles per operation.
  *
  * Everything runs on one libuv loop with one sl_upstream (policies off: no hidden retries, so
  * every error the shop returns is counted). A transaction (one browse request; a cart visit;
@@ -220,12 +221,18 @@ static void sync_cb(sl_http_handle *call, const sl_http_result *res, void *data)
     }
 }
 
-/* One request, run to completion on the loop; 429 and 503 are waited out (Retry-After, up to
- * two minutes in all). Returns 0 with *r filled (free r->json), or the refusal's code. */
+/* One request, run to completion on the loop. A POST carries an Idempotency-Key of its own,
+ * so that it can be sent again safely: 429 and 503 are waited out (Retry-After), and 502, 504
+ * or no answer are tried again after 1 s up to 4 times (two minutes in all at most). Returns 0
+ * with *r filled (free r->json), or the refusal's code. */
 static int sync_req(load *L, sl_http_method m, const char *path, const char *auth, const char *body,
                     sync_res *r)
 {
     int64_t waited = 0;
+    int failures = 0;
+    char idem[48];
+    snprintf(idem, sizeof idem, "load-%s-setup-%llu", L->run_id, (unsigned long long)L->seq++);
+    sl_http_call_opts co = {.idempotency_key = m == SL_HTTP_POST ? idem : NULL};
     for (;;) {
         sl_http_header h[2];
         size_t nh = 0;
@@ -240,7 +247,7 @@ static int sync_req(load *L, sl_http_method m, const char *path, const char *aut
                                .body = body,
                                .body_len = body ? strlen(body) : 0};
         memset(r, 0, sizeof *r);
-        int rc = sl_http_call(L->up, &req, NULL, sync_cb, r, NULL);
+        int rc = sl_http_call(L->up, &req, &co, sync_cb, r, NULL);
         if (rc != 0) return rc;
         while (!r->done)
             uv_run(&L->loop, UV_RUN_ONCE);
@@ -251,6 +258,15 @@ static int sync_req(load *L, sl_http_method m, const char *path, const char *aut
             r->json = NULL;
             usleep((useconds_t)ms * 1000);
             waited += ms;
+            continue;
+        }
+        bool broken = r->kind != SL_HTTP_RESULT_OK || r->status == 502 || r->status == 504;
+        /* A gateway that refuses connections is not there: say so at once. */
+        if (broken && r->kind != SL_HTTP_RESULT_CONNECT && ++failures < 5 && waited < 120000) {
+            json_decref(r->json);
+            r->json = NULL;
+            usleep(1000000);
+            waited += 1000;
             continue;
         }
         return 0;
@@ -438,7 +454,9 @@ static int setup_users(load *L)
         if (!bs) return SL_ENOMEM;
         rc = sync_req(L, SL_HTTP_POST, "/api/v1/auth/register", NULL, bs, &r);
         free(bs);
-        if (rc != 0 || r.status != 201) {
+        /* The email is the run's own: a 409 is this run's first attempt, which timed out at the
+         * gateway but went through. */
+        if (rc != 0 || (r.status != 201 && r.status != 409)) {
             describe_failure(L, &r, "registering a user");
             json_decref(r.json);
             return SL_EUNAVAIL;
