@@ -10,6 +10,7 @@
  *   shoal logs [NAME] [--config]  follow the logs (all, or one process)
  *   shoal audit [OPTIONS]         the cross-service audit through the gateway (audit.c)
  *   shoal chaos [OPTIONS]         a bounded round of faults, then the audit (chaos.c)
+ *   shoal load [OPTIONS]          drive the shop through the gateway (load.c, docs/load.md)
  *
  * The topology (ports, data directory, backends, extra environment per
  * process) comes from the configuration (config/local.yaml); the binaries
@@ -17,6 +18,7 @@
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
 #include "cli.h"
+#include "load.h"
 
 #include <shoal/config.h>
 #include <shoal/identity.h>
@@ -860,7 +862,8 @@ static void usage(FILE *to)
 {
     fprintf(to, "usage: shoal up|down|status|logs [NAME] [--config FILE]\n"
                 "       shoal audit|chaos [OPTIONS] (--help lists them)\n"
-                "  default configuration: config/local.yaml\n");
+                "  default configuration: config/local.yaml\n"
+                "       shoal load [OPTIONS] (shoal load --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -869,6 +872,7 @@ int main(int argc, char **argv)
     const char *cmd = NULL, *arg = NULL;
     if (argc > 1 && strcmp(argv[1], "audit") == 0) return cli_audit_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "chaos") == 0) return cli_chaos_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];
