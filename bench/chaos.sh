@@ -74,15 +74,15 @@ before=$(charged)
 set +e
 "$bin/shoal" chaos --config "$tmp/local.yaml" --duration "${secs}s" --kill-every "$every" \
     --pause --latency --seed "$seed" --settle 600s \
-    --load "--scenario checkout --rate $rate --duration ${secs}s --quiet" | tee "$tmp/chaos.out"
+    --load "--scenario checkout --rate $rate --warmup 0s --duration ${secs}s --quiet" | tee "$tmp/chaos.out"
 status=${PIPESTATUS[0]}
 set -e
 after=$(charged)
-settle=$(sed -n 's/.*time to settle and audit: \([0-9.]*\) s;.*/\1/p' "$tmp/chaos.out" | tail -n 1)
+settle=$(sed -n 's/.*time to settle and audit: \([0-9.]*\) s after.*/\1/p' "$tmp/chaos.out" | tail -n 1)
 faults=$(grep -o 'round over: .*' "$tmp/chaos.out" | sed 's/round over: //')
 awk -v a="$after" -v b="$before" -v s="$secs" -v f="$faults" 'BEGIN {
     printf "bench chaos: %.1f orders charged/s over a %d s round (%s)\n", (a - b) / s, s, f }'
-echo "bench chaos settle: ${settle} s from the round's end to a settled audit"
+echo "bench chaos settle: ${settle} s from the round's end to a settled audit (the load's drain included)"
 if [ "$status" -eq 0 ]; then
     echo "bench chaos audit: clean (seed $seed)"
 else
