@@ -404,14 +404,10 @@ static int read_catalogue(load *L)
     return 0;
 }
 
-static int setup_users(load *L)
+/* The run's product, users and deposits, made with the admin's `admin` authorization. */
+static int setup_users_as(load *L, const char *admin)
 {
-    char email[512], pw[512], *admin = NULL;
-    int rc = read_admin_file(L->o.admin_file, email, sizeof email, pw, sizeof pw);
-    if (rc == 0) rc = login(L, email, pw, &admin, NULL, NULL, "admin");
-    memset(pw, 0, sizeof pw);
-    if (rc != 0) return rc;
-
+    int rc;
     double orders = needs_checkout(L) ? expected_checkouts(L) : 0;
     long long stock = (long long)orders + 10;
     char body[1024], path[256];
@@ -425,7 +421,6 @@ static int setup_users(load *L)
     if (rc != 0 || r.status != 201 || !id_ok(jstr(r.json, "product_id"))) {
         describe_failure(L, &r, "creating the run's product");
         json_decref(r.json);
-        free(admin);
         return SL_EUNAVAIL;
     }
     snprintf(L->product_id, sizeof L->product_id, "%s", jstr(r.json, "product_id"));
@@ -438,8 +433,9 @@ static int setup_users(load *L)
             describe_failure(L, &r, "restocking (the run goes on with the stock it has)");
         json_decref(r.json);
     }
-    free(admin);
 
+    /* Deposits go through the admin path: a run's users need more than a customer's daily
+     * deposit limit allows. */
     int64_t deposit = (int64_t)(orders / L->nusers * PRICE * 1.5) + 100000;
     if (deposit > 1000000000) deposit = 1000000000;
     const char *password = L->password;
@@ -470,7 +466,8 @@ static int setup_users(load *L)
         if (ttl > 0) L->users[i].renew_ns = now_ns() + (uint64_t)ttl * 750000000ULL;
         if (!needs_checkout(L)) continue;
         snprintf(body, sizeof body, "{\"amount\":%lld}", (long long)deposit);
-        rc = sync_req(L, SL_HTTP_POST, "/api/v1/wallet/deposits", L->users[i].auth, body, &r);
+        snprintf(path, sizeof path, "/api/v1/admin/wallets/%s/deposits", L->users[i].id);
+        rc = sync_req(L, SL_HTTP_POST, path, admin, body, &r);
         if ((rc != 0 || r.status != 200) && !warned) {
             describe_failure(L, &r, "a deposit (orders may be cancelled for insufficient funds)");
             warned = true;
@@ -510,6 +507,17 @@ static int setup_users(load *L)
     fprintf(stderr, "shoal load: the cart service never learnt the run's product %s\n",
             L->product_id);
     return SL_ETIMEDOUT;
+}
+
+static int setup_users(load *L)
+{
+    char email[512], pw[512], *admin = NULL;
+    int rc = read_admin_file(L->o.admin_file, email, sizeof email, pw, sizeof pw);
+    if (rc == 0) rc = login(L, email, pw, &admin, NULL, NULL, "admin");
+    memset(pw, 0, sizeof pw);
+    if (rc == 0) rc = setup_users_as(L, admin);
+    free(admin);
+    return rc;
 }
 
 /* ---- transactions ---------------------------------------------------------------------------- */

@@ -131,7 +131,8 @@ class Shop {
       if (s === 'order')
         extra = `, SHOAL_UPSTREAMS__INVENTORY__URL: "http://127.0.0.1:${ports.inventory}"` +
           `, SHOAL_UPSTREAMS__PAYMENT__URL: "http://127.0.0.1:${ports.payment}"`;
-      lines.push(`  - {name: ${s}, port: ${ports[s]}, env: {${common}${extra}}}`);
+      const calls = s === 'order' ? ', calls: [inventory, payment]' : '';
+      lines.push(`  - {name: ${s}, port: ${ports[s]}${calls}, env: {${common}${extra}}}`);
     }
     lines.push(`  - {name: gateway, port: ${this.gateway}, config: ${gwPath}, env: {SHOAL_LOG__LEVEL: warn}}`);
     const local = path.join(this.dir, 'local.yaml');

@@ -414,12 +414,17 @@ static int setup(void **state)
                      ", SHOAL_USER__BOOTSTRAP_ADMIN: \"true\", SHOAL_USER__PASSWORD_COST: min");
         if (strcmp(names[i], "product") == 0)
             snprintf(extra, sizeof extra, ", SHOAL_PRODUCT__DEMO: \"true\"");
+        /* The wallets are funded once with more than a customer's daily deposit limit. */
+        if (strcmp(names[i], "payment") == 0)
+            snprintf(extra, sizeof extra, ", SHOAL_PAYMENT__DEPOSIT_DAILY_LIMIT: \"1000000000\"");
         if (strcmp(names[i], "order") == 0)
             snprintf(extra, sizeof extra,
                      ", SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:%d\", "
                      "SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:%d\"",
                      ports[3], ports[5]);
-        fprintf(f, "  - {name: %s, port: %d, env: {%s%s}}\n", names[i], ports[i], common, extra);
+        fprintf(f, "  - {name: %s, port: %d%s, env: {%s%s}}\n", names[i], ports[i],
+                strcmp(names[i], "order") == 0 ? ", calls: [inventory, payment]" : "", common,
+                extra);
     }
     fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {SHOAL_LOG__LEVEL: warn}}\n", gw,
             path);

@@ -276,8 +276,9 @@ static int setup(void **state)
                      ", SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:%d\", "
                      "SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:%d\"",
                      ports[3], ports[5]);
-        fprintf(f, "  - {name: %s, port: %d, env: {SHOAL_LOG__LEVEL: warn%s}}\n", names[i],
-                ports[i], extra);
+        fprintf(f, "  - {name: %s, port: %d%s, env: {SHOAL_LOG__LEVEL: warn%s}}\n", names[i],
+                ports[i], strcmp(names[i], "order") == 0 ? ", calls: [inventory, payment]" : "",
+                extra);
     }
     fprintf(f,
             "  - {name: gateway, port: %d, config: %s/gateway.yaml, env: {SHOAL_LOG__LEVEL: "

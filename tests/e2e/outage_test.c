@@ -520,7 +520,9 @@ static int setup(void **state)
                      "SHOAL_ORDER__SAGA__SWEEP_GRACE_MS: \"2000\", "
                      "SHOAL_ORDER__SAGA__MAX_ACTIVE: \"4\"",
                      ports[3], ports[5], DEADLINE_MS);
-        fprintf(f, "  - {name: %s, port: %d, env: {%s%s}}\n", names[i], ports[i], common, extra);
+        fprintf(f, "  - {name: %s, port: %d%s, env: {%s%s}}\n", names[i], ports[i],
+                strcmp(names[i], "order") == 0 ? ", calls: [inventory, payment]" : "", common,
+                extra);
     }
     fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {SHOAL_LOG__LEVEL: warn}}\n", gw,
             path);

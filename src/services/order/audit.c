@@ -8,7 +8,8 @@
  *                   the same over its net charges, and the gateway compares
  *                   the two (config/gateway.yaml, audit.cross)
  *   sagas_overdue   sagas still running or compensating longer than the
- *                   deadline (the saga configuration's stuck_after_ms)
+ *                   checkout deadline (order.saga.deadline_ms, plus one step
+ *                   timeout and one backoff cap)
  *   sagas_stuck     sagas waiting for an operator
  *   pending_overdue orders still pending past the deadline
  *   in_flight       running sagas plus unpublished events: 0 when the order
@@ -133,9 +134,10 @@ void order_h_audit(sl_http_req *req, sl_svc_worker *w)
     sl_identity id;
     if (sl_req_require_identity(req, 1, &id) != 0) return;
     const order_config *cfg = order_config_of(w);
-    /* A saga that cannot finish becomes stuck after stuck_after_ms (0: never): that is its
-     * deadline; without one, two minutes. */
-    int64_t deadline = cfg->saga.stuck_after_ms > 0 ? cfg->saga.stuck_after_ms : 120000;
+    /* A checkout must pass its pivot by order.saga.deadline_ms or compensate; give it one more
+     * step timeout and backoff cap to get there (without a deadline, two minutes). */
+    int64_t deadline = cfg->saga.deadline_ms > 0 ? cfg->saga.deadline_ms : 120000;
+    deadline += cfg->saga.step_timeout_ms + cfg->saga.backoff_cap_ms;
     json_t *checks = NULL;
     int rc = order_audit_checks(sl_svc_worker_db(w), sl_clock_wall_ms(sl_clock_system()), deadline,
                                 &checks);
