@@ -1,0 +1,464 @@
+// The operations console: admin routes of the gateway only (/api/v1/admin/...), with the
+// admin's token. A customer's token gets 403 from each of them; the console says so plainly.
+import { Api, ApiError, Session, newIdempotencyKey } from '/js/api.js';
+import { h, clear, money, when, field, showError, clearFieldErrors, formMessage, values, busy } from '/js/ui.js';
+
+const session = new Session('shoal.ops');
+const api = new Api(session, { onSignedOut: () => { renderAccount(); go('#/login'); } });
+const main = document.getElementById('main');
+const statusEl = document.getElementById('status');
+const alertEl = document.getElementById('alert');
+const REFRESH_MS = 2000;
+
+let view = 0;
+const say = (t) => { statusEl.textContent = t || ''; };
+const alarm = (t) => { alertEl.textContent = t || ''; };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/services';
+  const [path, qs] = raw.split('?');
+  return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(qs || '') };
+}
+
+function page(title, ...children) {
+  document.title = `${title} · Shoal operations`;
+  clear(main, h('h1', { tabindex: '-1' }, title), ...children);
+}
+
+// 403 is the answer every admin route gives a customer: say so, and offer to switch accounts.
+function forbidden() {
+  return h('div', { class: 'forbidden', id: 'forbidden' },
+    h('h2', {}, 'Not an administrator (403 Forbidden)'),
+    h('p', {}, `The account signed in${session.get('name') ? ` (${session.get('name')})` : ''} is a ${session.get('role') || 'customer'} account. The console's data is for administrators only; the gateway refused it.`),
+    h('p', {}, h('button', { type: 'button', onclick: signOut }, 'Sign in as an administrator')));
+}
+
+function failed(title, err) {
+  if (err.status === 403) return page(title, forbidden());
+  page(title, h('p', { class: 'bad-text' }, err.message), h('p', {}, h('a', { href: location.hash }, 'Try again')));
+}
+
+function renderAccount() {
+  const li = document.getElementById('nav-account');
+  if (session.signedIn) {
+    clear(li, h('span', { class: 'who' }, `${session.get('name') || 'Signed in'} (${session.get('role') || '?'})`), ' ',
+      h('button', { type: 'button', class: 'secondary', onclick: signOut }, 'Sign out'));
+  } else clear(li, h('a', { href: '#/login' }, 'Sign in'));
+}
+
+async function signOut() {
+  await api.logout();
+  renderAccount();
+  go('#/login');
+}
+
+function markNav() {
+  const first = `#/${parseHash().parts[0] || 'services'}`;
+  for (const a of document.querySelectorAll('#nav a')) {
+    if (a.getAttribute('href') === first) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+/* ---- generic rendering ------------------------------------------------------------------- */
+
+const first = (o, ...names) => {
+  for (const n of names) if (o && o[n] !== undefined && o[n] !== null) return o[n];
+  return undefined;
+};
+
+function listOf(r, ...names) {
+  if (Array.isArray(r)) return r;
+  for (const n of [...names, 'items']) if (r && Array.isArray(r[n])) return r[n];
+  if (r && typeof r === 'object') return Object.entries(r).filter(([, v]) => v && typeof v === 'object' && !Array.isArray(v)).map(([k, v]) => ({ name: k, ...v }));
+  return [];
+}
+
+function num(v, digits = 2) {
+  if (v === undefined || v === null || v === '') return '—';
+  if (typeof v !== 'number') return String(v);
+  return Number.isInteger(v) ? String(v) : v.toFixed(digits);
+}
+
+function pct(v) {
+  return typeof v === 'number' ? `${(v * 100).toFixed(2)} %` : num(v);
+}
+
+function duration(s) {
+  if (typeof s !== 'number') return num(s);
+  const d = Math.floor(s / 86400);
+  const hh = Math.floor((s % 86400) / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = Math.floor(s % 60);
+  return d ? `${d}d ${hh}h` : hh ? `${hh}h ${mm}m` : mm ? `${mm}m ${ss}s` : `${ss}s`;
+}
+
+// Any JSON value as readable text (nested objects as key: value lists).
+function show(v) {
+  if (v === null || v === undefined) return '—';
+  if (Array.isArray(v)) return v.length ? h('ul', {}, v.map((x) => h('li', {}, show(x)))) : '—';
+  if (typeof v === 'object') {
+    return h('dl', { class: 'kv' }, Object.entries(v).map(([k, x]) => [h('dt', {}, k), h('dd', {}, show(x))]));
+  }
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  return String(v);
+}
+
+function table(id, caption, cols, rows) {
+  return h('div', { class: 'table-wrap' }, h('table', { id },
+    caption ? h('caption', { class: 'muted' }, caption) : null,
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows)));
+}
+
+/* ---- services ---------------------------------------------------------------------------- */
+
+function isReady(s) {
+  const r = first(s, 'ready', 'up', 'healthy');
+  if (typeof r === 'boolean') return r;
+  const st = first(s, 'status', 'state');
+  return st === 'ready' || st === 'up';
+}
+
+function instancesOf(s) {
+  const i = first(s, 'instances', 'endpoints');
+  return Array.isArray(i) ? i : [];
+}
+
+function serviceRow(s) {
+  const ready = isReady(s);
+  const inst = instancesOf(s);
+  const count = Array.isArray(first(s, 'instances')) ? inst.length : first(s, 'instances', 'instance_count');
+  const readyCount = inst.length ? inst.filter(isReady).length : null;
+  const m = first(s, 'metrics') || s;
+  return h('tr', { 'data-service': first(s, 'name', 'service') || '' },
+    h('th', { scope: 'row' }, first(s, 'name', 'service', 'cluster') || '?'),
+    h('td', {}, h('span', { class: ready ? 'state-up' : 'state-down' }, ready ? 'up' : 'down'),
+      readyCount !== null ? h('span', { class: 'muted' }, ` ${readyCount}/${inst.length} ready`) : null),
+    h('td', { class: 'num' }, num(count)),
+    h('td', {}, num(first(s, 'version'))),
+    h('td', {}, duration(first(s, 'uptime_s', 'uptime_seconds', 'uptime'))),
+    h('td', { class: 'num' }, num(first(m, 'request_rate', 'rate', 'rps'))),
+    h('td', { class: 'num' }, pct(first(m, 'error_ratio', 'errors'))),
+    h('td', { class: 'num' }, num(first(m, 'p99_ms', 'p99', 'latency_p99_ms'))),
+    h('td', {}, show(first(s, 'breakers', 'breaker'))),
+    h('td', {}, show(first(s, 'bulkheads', 'bulkhead'))));
+}
+
+async function services() {
+  const mine = ++view;
+  const updated = h('p', { class: 'muted', id: 'services-updated' });
+  const body = h('div', { id: 'services' });
+  const extra = h('div', {});
+  page('Services', h('p', {}, 'Readiness, traffic and resilience of every process, refreshed every two seconds.'), updated, body, extra);
+  while (mine === view) {
+    try {
+      const r = await api.get('/admin/services');
+      if (mine !== view) return;
+      const list = listOf(r, 'services');
+      clear(body, table('services-table', null,
+        ['Service', 'State', 'Instances', 'Version', 'Uptime', 'Requests/s', 'Error ratio', 'p99 (ms)', 'Breakers', 'Bulkheads'],
+        list.map(serviceRow)));
+      const details = list.filter((s) => instancesOf(s).length);
+      clear(extra, details.length ? [h('h2', {}, 'Instances'), details.map((s) => h('details', {},
+        h('summary', {}, `${first(s, 'name', 'service')}: ${instancesOf(s).length} instance(s)`), show(instancesOf(s))))] : null);
+      updated.textContent = `Updated ${new Date().toLocaleTimeString('en-GB')}; ${list.filter(isReady).length} of ${list.length} up.`;
+      alarm('');
+    } catch (e) {
+      if (mine !== view) return;
+      if (e.status === 403 || e.status === 401) return failed('Services', e);
+      alarm(`Could not refresh: ${e.message}`);
+    }
+    await sleep(REFRESH_MS);
+  }
+}
+
+/* ---- sagas ------------------------------------------------------------------------------- */
+
+const SAGA_STATES = [['', 'All'], ['running', 'Running'], ['stuck', 'Stuck'], ['compensating', 'Compensating'], ['completed', 'Completed'], ['aborted', 'Aborted'], ['failed', 'Failed']];
+
+async function sagas(query) {
+  const status = query.get('status') || '';
+  const pg = Math.max(1, parseInt(query.get('page') || '1', 10) || 1);
+  let r;
+  const qs = new URLSearchParams({ page: String(pg), per_page: '50' });
+  if (status) qs.set('status', status);
+  try {
+    r = await api.get(`/admin/sagas?${qs}`);
+  } catch (e) {
+    return failed('Sagas', e);
+  }
+  const filter = field('Status', { name: 'status', value: status, options: SAGA_STATES }, 'select');
+  const form = h('form', { class: 'row', onsubmit: (ev) => { ev.preventDefault(); go(`#/sagas${filter.control.value ? `?status=${filter.control.value}` : ''}`); } },
+    filter, h('button', { type: 'submit', class: 'secondary' }, 'Show'));
+  const items = listOf(r, 'sagas');
+  page('Sagas', form,
+    items.length ? table('sagas-table', `${r.total ?? items.length} saga(s)`, ['Saga', 'Type', 'Status', 'Step', 'Updated', 'Stuck because'],
+      items.map((s) => h('tr', { 'data-saga': s.saga_id },
+        h('td', {}, h('a', { href: `#/saga/${encodeURIComponent(s.saga_id)}` }, s.saga_id)),
+        h('td', {}, num(s.type)), h('td', {}, num(s.status)), h('td', {}, num(s.step)),
+        h('td', {}, when(s.updated_at)), h('td', {}, s.stuck_reason || '—'))))
+      : h('p', { id: 'sagas-table' }, 'No sagas in this state.'),
+    h('nav', { class: 'pager', 'aria-label': 'Pages' },
+      pg > 1 ? h('a', { href: `#/sagas?${new URLSearchParams({ status, page: String(pg - 1) })}` }, '← Previous') : null,
+      (r.total || 0) > pg * 50 ? h('a', { href: `#/sagas?${new URLSearchParams({ status, page: String(pg + 1) })}` }, 'Next →') : null));
+}
+
+async function saga(id) {
+  let s;
+  try {
+    s = await api.get(`/admin/sagas/${encodeURIComponent(id)}`);
+  } catch (e) {
+    return failed('Saga', e);
+  }
+  const act = (verb, label, cls) => {
+    const form = h('form', { onsubmit: async (ev) => {
+      ev.preventDefault();
+      await busy(form, async () => {
+        try {
+          await api.post(`/admin/sagas/${encodeURIComponent(id)}/${verb}`, undefined, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
+          say(`Saga ${verb === 'resume' ? 'resumed' : 'aborted; compensation runs'}.`);
+          await saga(id);
+        } catch (e) {
+          if (e.status === 409) formMessage(form, verb === 'abort' ? `Cannot abort: the saga is past its pivot (${e.problem.detail || e.reason || 'conflict'}).` : `Cannot resume: ${e.problem.detail || e.reason || 'conflict'}.`);
+          else showError(form, e);
+        }
+      });
+    } }, h('button', { type: 'submit', class: cls, id: `saga-${verb}` }, label));
+    return form;
+  };
+  const history = listOf(s.history || [], 'history');
+  const cols = [...new Set(history.flatMap((e) => Object.keys(e)))];
+  page(`Saga ${s.type || ''}`.trim(),
+    h('dl', { class: 'kv panel', id: 'saga-summary' },
+      ['saga_id', 'type', 'status', 'step', 'stuck_reason', 'updated_at'].map((k) => [h('dt', {}, k), h('dd', { 'data-key': k }, k === 'updated_at' ? when(s[k]) : show(s[k]))])),
+    h('div', { class: 'row' }, act('resume', 'Resume', ''), act('abort', 'Abort and compensate', 'danger')),
+    h('h2', {}, 'History'),
+    history.length ? table('saga-history', null, cols, history.map((e) => h('tr', {}, cols.map((c) => h('td', {}, /(^at$|_at$)/.test(c) ? when(e[c]) : show(e[c]))))))
+      : h('p', {}, 'No history recorded.'),
+    s.data !== undefined ? [h('h2', {}, 'Data'), show(s.data)] : null,
+    h('p', {}, h('a', { href: '#/sagas' }, '← All sagas')));
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+async function events(query) {
+  const service = query.get('service') || '';
+  const qs = new URLSearchParams({ per_page: '100' });
+  if (service) qs.set('service', service);
+  let dlq;
+  let svc = null;
+  try {
+    [dlq, svc] = await Promise.all([api.get(`/admin/dlq?${qs}`), api.get('/admin/services').catch(() => null)]);
+  } catch (e) {
+    return failed('Events', e);
+  }
+  const items = listOf(dlq, 'messages');
+  const redrive = async (path, what) => {
+    try {
+      await api.post(path, undefined, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
+      say(`Redrove ${what}.`);
+      await events(query);
+    } catch (e) {
+      alarm(`Redrive failed: ${e.message}`);
+    }
+  };
+  const filter = field('Service', { name: 'service', value: service, maxlength: 50 });
+  const form = h('form', { class: 'row', onsubmit: (ev) => { ev.preventDefault(); const v = values(form).service.trim(); go(`#/events${v ? `?service=${encodeURIComponent(v)}` : ''}`); } },
+    filter, h('button', { type: 'submit', class: 'secondary' }, 'Filter'));
+  // Outbox backlog and consumer lag, where the services route reports them.
+  const backlog = listOf(svc || [], 'services').flatMap((s) => {
+    const out = first(s, 'outbox_backlog', 'outbox');
+    const lag = first(s, 'consumer_lag', 'consumers', 'lag');
+    return out === undefined && lag === undefined ? [] : [h('tr', {}, h('th', { scope: 'row' }, first(s, 'name', 'service')), h('td', {}, show(out)), h('td', {}, show(lag)))];
+  });
+  page('Events',
+    h('h2', {}, 'Dead-letter queue'), form,
+    items.length ? [
+      h('p', {}, h('button', { type: 'button', id: 'redrive-all', onclick: () => redrive(`/admin/dlq/redrive${service ? `?service=${encodeURIComponent(service)}` : ''}`, 'every dead letter') }, `Redrive all (${dlq.total ?? items.length})`)),
+      table('dlq-table', null, ['Service', 'Topic', 'Subject', 'Attempts', 'Last error', 'At', ''],
+        items.map((m) => h('tr', { 'data-message': m.message_id },
+          h('td', {}, num(m.service)), h('td', {}, num(m.topic)), h('td', {}, num(m.subject)),
+          h('td', { class: 'num' }, num(m.attempts)), h('td', {}, num(m.last_error)), h('td', {}, when(m.at)),
+          h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Redrive message ${m.message_id}`, onclick: () => redrive(`/admin/dlq/${encodeURIComponent(m.message_id)}/redrive`, `message ${m.message_id}`) }, 'Redrive')))))]
+      : h('p', { id: 'dlq-table' }, 'The dead-letter queue is empty.'),
+    h('h2', {}, 'Outbox backlog and consumer lag'),
+    backlog.length ? table('lag-table', null, ['Service', 'Outbox backlog', 'Consumer lag'], backlog)
+      : h('p', { class: 'muted' }, 'The services route reports no outbox or consumer figures.'));
+}
+
+/* ---- audit ------------------------------------------------------------------------------- */
+
+async function audit() {
+  let r;
+  try {
+    r = await api.get('/admin/audit');
+  } catch (e) {
+    return failed('Audit', e);
+  }
+  const checks = listOf(r, 'checks');
+  page('Audit',
+    h('p', { class: r.ok ? 'state-up' : 'state-down', id: 'audit-overall' }, r.ok ? 'All invariants hold.' : 'An invariant is broken.'),
+    table('audit-table', null, ['Check', 'Holds', 'Value', 'Detail'], checks.map((c) => h('tr', {},
+      h('th', { scope: 'row' }, c.name), h('td', {}, h('span', { class: c.ok ? 'state-up' : 'state-down' }, c.ok ? 'yes' : 'no')),
+      h('td', {}, show(c.value)), h('td', {}, show(c.detail))))),
+    h('p', {}, h('a', { href: '#/audit' }, 'Run again')));
+}
+
+/* ---- products ---------------------------------------------------------------------------- */
+
+function productForm(p, onDone) {
+  const editing = Boolean(p);
+  const f = [
+    editing ? null : field('SKU', { name: 'sku', required: true, maxlength: 64, pattern: '[A-Za-z0-9_-]+' }),
+    field('Name', { name: 'name', required: !editing, maxlength: 200, value: p ? p.name : '' }),
+    field('Description', { name: 'description', maxlength: 2000, value: p ? p.description : '' }, 'textarea'),
+    field('Category', { name: 'category', required: !editing, maxlength: 50, value: p ? p.category : '' }),
+    field('Price (yen)', { name: 'price', type: 'number', min: 1, max: 1000000000, step: 1, required: !editing, value: p ? (p.price || {}).amount : '' }),
+    editing ? null : field('Initial stock', { name: 'stock', type: 'number', min: 0, max: 1000000, step: 1, value: 0 }),
+  ];
+  const form = h('form', { class: 'narrow', novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    clearFieldErrors(form);
+    const v = values(form);
+    const body = {};
+    for (const k of ['sku', 'name', 'description', 'category']) if (v[k] !== undefined && (!editing || v[k] !== (p[k] || ''))) body[k] = v[k];
+    if (v.price !== '' && (!editing || Number(v.price) !== (p.price || {}).amount)) body.price = Number(v.price);
+    if (!editing) body.stock = Number(v.stock || 0);
+    await busy(form, async () => {
+      try {
+        const r = editing
+          ? await api.patch(`/admin/products/${encodeURIComponent(p.product_id)}`, body)
+          : await api.post('/admin/products', body, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
+        say(editing ? `Saved ${r.name}.` : `Created ${r.name}.`);
+        await onDone(r);
+      } catch (e) {
+        if (e.status === 409 && !editing) showError(form, new ApiError(409, { errors: [{ field: 'sku', message: 'This SKU is taken.' }] }));
+        else showError(form, e);
+      }
+    });
+  } }, f, h('button', { type: 'submit' }, editing ? 'Save changes' : 'Create product'));
+  return form;
+}
+
+function restockForm(p, onDone) {
+  const q = field(`Add stock to ${p.name}`, { name: 'quantity', type: 'number', min: 1, max: 1000000, step: 1, required: true });
+  const form = h('form', { class: 'row', novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    clearFieldErrors(form);
+    const n = Number(q.control.value);
+    if (!Number.isInteger(n) || n < 1) return showError(form, new ApiError(400, { errors: [{ field: 'quantity', message: 'Enter a whole number of at least 1.' }] }));
+    await busy(form, async () => {
+      try {
+        const r = await api.post(`/admin/products/${encodeURIComponent(p.product_id)}/restock`, { quantity: n }, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
+        say(`${p.name}: ${r.available} available.`);
+        await onDone();
+      } catch (e) {
+        showError(form, e);
+      }
+    });
+  } }, q, h('button', { type: 'submit', class: 'secondary' }, 'Restock'));
+  return form;
+}
+
+async function products(query) {
+  const pg = Math.max(1, parseInt(query.get('page') || '1', 10) || 1);
+  const q = query.get('q') || '';
+  const qs = new URLSearchParams({ page: String(pg), per_page: '20', sort: 'name' });
+  if (q) qs.set('q', q);
+  // The catalogue is public; the admin check comes from an admin route, so a customer is told
+  // at once rather than on the first write.
+  let list;
+  try {
+    [list] = await Promise.all([api.get(`/products?${qs}`), api.get('/admin/audit').catch((e) => { if (e.status === 403) throw e; return null; })]);
+  } catch (e) {
+    return failed('Products', e);
+  }
+  const search = field('Search products', { name: 'q', type: 'search', value: q, maxlength: 200 });
+  const sform = h('form', { role: 'search', class: 'row', onsubmit: (ev) => { ev.preventDefault(); go(`#/products?q=${encodeURIComponent(search.control.value.trim())}`); } },
+    search, h('button', { type: 'submit', class: 'secondary' }, 'Search'));
+  const reload = () => products(query);
+  page('Products',
+    h('details', {}, h('summary', {}, 'New product'), productForm(null, reload)),
+    sform,
+    table('products-table', `${list.total} product(s); catalogue reads follow writes within moments.`, ['Product', 'Category', 'Price', 'Available', 'Restock', 'Edit'],
+      list.items.map((p) => h('tr', { 'data-sku': p.sku },
+        h('th', { scope: 'row' }, p.name, h('br', {}), h('span', { class: 'muted' }, p.sku)),
+        h('td', {}, p.category), h('td', { class: 'num' }, money(p.price)), h('td', { class: 'num' }, num(p.available)),
+        h('td', {}, restockForm(p, reload)),
+        h('td', {}, h('details', {}, h('summary', {}, `Edit ${p.name}`), productForm(p, reload)))))),
+    h('nav', { class: 'pager', 'aria-label': 'Pages' },
+      pg > 1 ? h('a', { href: `#/products?${new URLSearchParams({ q, page: String(pg - 1) })}` }, '← Previous') : null,
+      h('span', {}, `Page ${pg} of ${Math.max(1, Math.ceil(list.total / 20))}`),
+      list.total > pg * 20 ? h('a', { href: `#/products?${new URLSearchParams({ q, page: String(pg + 1) })}` }, 'Next →') : null));
+}
+
+/* ---- sign in ----------------------------------------------------------------------------- */
+
+function login(query) {
+  const next = query.get('next') || '/services';
+  const email = field('Email', { name: 'email', type: 'email', autocomplete: 'username', required: true });
+  const password = field('Password', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const form = h('form', { class: 'narrow', novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    await busy(form, async () => {
+      try {
+        await api.login(email.control.value.trim(), password.control.value);
+        try {
+          const me = await api.get('/users/me');
+          session.set('name', me.name);
+          session.set('role', me.role);
+        } catch {
+          /* shown as unknown */
+        }
+        renderAccount();
+        say(session.get('role') === 'admin' ? 'Signed in.' : 'Signed in, but this account is not an administrator.');
+        go(`#${next.startsWith('/') ? next : '/services'}`);
+      } catch (e) {
+        showError(form, e.status === 401 ? new ApiError(401, { detail: 'Wrong email or password.' }) : e);
+      }
+    });
+  } }, email, password, h('button', { type: 'submit' }, 'Sign in'));
+  page('Sign in to operations', h('p', {}, 'Administrators only. The first admin\'s password is in the data directory\'s admin-credentials file.'), form);
+}
+
+/* ---- router ------------------------------------------------------------------------------ */
+
+async function route() {
+  view++;
+  alarm('');
+  markNav();
+  const { parts, query } = parseHash();
+  const [a, b] = parts;
+  if (a !== 'login' && !session.signedIn) return go(`#/login?next=${encodeURIComponent(`/${parts.join('/')}`)}`);
+  try {
+    if (a === 'login') login(query);
+    else if (a === 'services' || !a) services().catch((e) => failed('Services', e));
+    else if (a === 'sagas') await sagas(query);
+    else if (a === 'saga' && b) await saga(b);
+    else if (a === 'events') await events(query);
+    else if (a === 'audit') await audit();
+    else if (a === 'products') await products(query);
+    else page('Not found', h('p', {}, h('a', { href: '#/services' }, 'Services')));
+  } catch (e) {
+    failed('Something went wrong', e instanceof ApiError ? e : new ApiError(500, { detail: String(e && e.message) }));
+  }
+  document.body.dataset.ready = 'true';
+}
+
+window.addEventListener('hashchange', () => {
+  say('');
+  route().then(() => {
+    const h1 = main.querySelector('h1');
+    if (h1 && !main.contains(document.activeElement)) h1.focus();
+  });
+});
+
+renderAccount();
+route();
