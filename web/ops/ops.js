@@ -11,7 +11,16 @@ const alertEl = document.getElementById('alert');
 const REFRESH_MS = 2000;
 
 let view = 0;
-const say = (t) => { statusEl.textContent = t || ''; };
+// The status line (a polite live region). A navigation clears it, except for a message said
+// just before it ("Signed in.", "Order placed…"), which belongs to the new page.
+let saidAt = 0;
+function say(text) {
+  statusEl.textContent = text || '';
+  saidAt = Date.now();
+}
+function sayStale() {
+  if (Date.now() - saidAt > 1000) statusEl.textContent = '';
+}
 const alarm = (t) => { alertEl.textContent = t || ''; };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -26,9 +35,16 @@ function parseHash() {
   return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(qs || '') };
 }
 
+let focusHeading = false; // set by a navigation: the next page's heading takes the focus
+
 function page(title, ...children) {
   document.title = `${title} · Shoal operations`;
-  clear(main, h('h1', { tabindex: '-1' }, title), ...children);
+  const h1 = h('h1', { tabindex: '-1' }, title);
+  clear(main, h1, ...children);
+  if (focusHeading) {
+    focusHeading = false;
+    h1.focus();
+  }
 }
 
 // 403 is the answer every admin route gives a customer: say so, and offer to switch accounts.
@@ -223,8 +239,8 @@ async function saga(id) {
       await busy(form, async () => {
         try {
           await api.post(`/admin/sagas/${encodeURIComponent(id)}/${verb}`, undefined, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
-          say(`Saga ${verb === 'resume' ? 'resumed' : 'aborted; compensation runs'}.`);
           await saga(id);
+          say(`Saga ${verb === 'resume' ? 'resumed' : 'aborted; compensation runs'}.`);
         } catch (e) {
           if (e.status === 409) formMessage(form, verb === 'abort' ? `Cannot abort: the saga is past its pivot (${e.problem.detail || e.reason || 'conflict'}).` : `Cannot resume: ${e.problem.detail || e.reason || 'conflict'}.`);
           else showError(form, e);
@@ -263,8 +279,8 @@ async function events(query) {
   const redrive = async (path, what) => {
     try {
       await api.post(path, undefined, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
-      say(`Redrove ${what}.`);
       await events(query);
+      say(`Redrove ${what}.`);
     } catch (e) {
       alarm(`Redrive failed: ${e.message}`);
     }
@@ -336,8 +352,8 @@ function productForm(p, onDone) {
         const r = editing
           ? await api.patch(`/admin/products/${encodeURIComponent(p.product_id)}`, body)
           : await api.post('/admin/products', body, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
-        say(editing ? `Saved ${r.name}.` : `Created ${r.name}.`);
         await onDone(r);
+        say(editing ? `Saved ${r.name}.` : `Created ${r.name}.`);
       } catch (e) {
         if (e.status === 409 && !editing) showError(form, new ApiError(409, { errors: [{ field: 'sku', message: 'This SKU is taken.' }] }));
         else showError(form, e);
@@ -348,7 +364,8 @@ function productForm(p, onDone) {
 }
 
 function restockForm(p, onDone) {
-  const q = field(`Add stock to ${p.name}`, { name: 'quantity', type: 'number', min: 1, max: 1000000, step: 1, required: true });
+  const q = field(['Add stock', h('span', { class: 'sr-only' }, ` to ${p.name}`)], { name: 'quantity', type: 'number', min: 1, max: 1000000, step: 1, required: true });
+  q.classList.add('compact');
   const form = h('form', { class: 'row', novalidate: true, onsubmit: async (ev) => {
     ev.preventDefault();
     clearFieldErrors(form);
@@ -357,8 +374,8 @@ function restockForm(p, onDone) {
     await busy(form, async () => {
       try {
         const r = await api.post(`/admin/products/${encodeURIComponent(p.product_id)}/restock`, { quantity: n }, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
-        say(`${p.name}: ${r.available} available.`);
         await onDone();
+        say(`${p.name}: ${r.available} available.`);
       } catch (e) {
         showError(form, e);
       }
@@ -372,11 +389,11 @@ async function products(query) {
   const q = query.get('q') || '';
   const qs = new URLSearchParams({ page: String(pg), per_page: '20', sort: 'name' });
   if (q) qs.set('q', q);
-  // The catalogue is public; the admin check comes from an admin route, so a customer is told
-  // at once rather than on the first write.
+  // The catalogue is public; whether this account may change it comes from an admin-only route
+  // (the user list), so a customer is told at once rather than on the first write.
   let list;
   try {
-    [list] = await Promise.all([api.get(`/products?${qs}`), api.get('/admin/audit').catch((e) => { if (e.status === 403) throw e; return null; })]);
+    [list] = await Promise.all([api.get(`/products?${qs}`), api.get('/users?per_page=1')]);
   } catch (e) {
     return failed('Products', e);
   }
@@ -449,15 +466,14 @@ async function route() {
   } catch (e) {
     failed('Something went wrong', e instanceof ApiError ? e : new ApiError(500, { detail: String(e && e.message) }));
   }
+  if (!document.body.dataset.ready) performance.mark('shoal:interactive');
   document.body.dataset.ready = 'true';
 }
 
 window.addEventListener('hashchange', () => {
-  say('');
-  route().then(() => {
-    const h1 = main.querySelector('h1');
-    if (h1 && !main.contains(document.activeElement)) h1.focus();
-  });
+  sayStale();
+  focusHeading = true;
+  route();
 });
 
 renderAccount();

@@ -23,7 +23,16 @@ const reasonText = (r) => (r ? REASONS[r] || r.replace(/_/g, ' ') : '');
 
 let view = 0; // bumps on every navigation, so a poll of an old view stops
 
-function say(text) { statusEl.textContent = text || ''; }
+// The status line (a polite live region). A navigation clears it, except for a message said
+// just before it ("Signed in.", "Order placed…"), which belongs to the new page.
+let saidAt = 0;
+function say(text) {
+  statusEl.textContent = text || '';
+  saidAt = Date.now();
+}
+function sayStale() {
+  if (Date.now() - saidAt > 1000) statusEl.textContent = '';
+}
 function alarm(text) { alertEl.textContent = text || ''; }
 
 function go(hash) {
@@ -37,10 +46,16 @@ function parseHash() {
   return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(qs || '') };
 }
 
+let focusHeading = false; // set by a navigation: the next page's heading takes the focus
+
 function page(title, ...children) {
   document.title = `${title} · Shoal shop`;
   const h1 = h('h1', { tabindex: '-1' }, title);
   clear(main, h1, ...children);
+  if (focusHeading) {
+    focusHeading = false;
+    h1.focus();
+  }
   return h1;
 }
 
@@ -159,7 +174,8 @@ function productCard(p) {
     h('span', { class: 'muted' }, p.category),
     h('span', { class: 'price' }, money(p.price)),
     availability(p),
-    h('button', { type: 'button', disabled: p.available > 0 ? null : true, 'aria-label': `Add ${p.name} to cart`, onclick: (ev) => addToCart(p, 1, ev.currentTarget) }, 'Add to cart'));
+    h('button', { type: 'button', disabled: p.available > 0 ? null : true, onclick: (ev) => addToCart(p, 1, ev.currentTarget) },
+      'Add ', h('span', { class: 'sr-only' }, `${p.name} `), 'to cart'));
 }
 
 async function addToCart(p, n, button) {
@@ -231,7 +247,7 @@ async function cartView() {
   }
   const rows = cart.items.map((item) => {
     const name = (names.get(item.product_id) || {}).name || item.product_id;
-    const qty = field(`Quantity of ${name}`, { name: 'qty', type: 'number', min: 0, max: 99, value: item.qty, inputmode: 'numeric', class: 'qty' });
+    const qty = field(['Quantity', h('span', { class: 'sr-only' }, ` of ${name}`)], { name: 'qty', type: 'number', min: 0, max: 99, value: item.qty, inputmode: 'numeric', class: 'qty' });
     qty.classList.add('compact');
     const form = h('form', { class: 'row', onsubmit: async (ev) => {
       ev.preventDefault();
@@ -240,8 +256,8 @@ async function cartView() {
       await busy(form, async () => {
         try {
           await api.put(`/cart/items/${encodeURIComponent(item.product_id)}`, { qty: n });
-          say(n ? `${name}: quantity ${n}.` : `${name} removed from the cart.`);
           await cartView();
+          say(n ? `${name}: quantity ${n}.` : `${name} removed from the cart.`);
         } catch (e) {
           showError(form, e);
         }
@@ -250,8 +266,8 @@ async function cartView() {
     h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove ${name}`, onclick: async () => {
       try {
         await api.del(`/cart/items/${encodeURIComponent(item.product_id)}`);
-        say(`${name} removed from the cart.`);
         await cartView();
+        say(`${name} removed from the cart.`);
       } catch (e) {
         showError(form, e);
       }
@@ -271,6 +287,7 @@ async function cartView() {
     h('p', {}, h('a', { href: '#/checkout', class: 'button-link', id: 'to-checkout' }, 'Proceed to checkout →')));
 }
 
+let justPlaced = null; // the 202 answer of the order just placed: its first status
 let checkoutAttempt = null; // {body, key}: a repeat of the same order reuses its Idempotency-Key
 
 async function checkout() {
@@ -306,6 +323,7 @@ async function checkout() {
       try {
         const r = await api.post('/orders', body, { headers: { 'Idempotency-Key': checkoutAttempt.key } });
         checkoutAttempt = null;
+        justPlaced = r;
         say('Order placed; waiting for confirmation.');
         go(`#/order/${encodeURIComponent(r.order_id)}`);
       } catch (e) {
@@ -342,7 +360,8 @@ async function orderView(id) {
   } catch (e) {
     return failed('Order', e);
   }
-  const seen = [o.status];
+  const seen = justPlaced && justPlaced.order_id === o.order_id && justPlaced.status !== o.status ? [justPlaced.status, o.status] : [o.status];
+  justPlaced = null;
   const statusLine = h('p', { class: 'big', id: 'order-status' });
   const trail = h('ol', { class: 'steps', id: 'order-trail', 'aria-label': 'Status so far' });
   const actions = h('div', { id: 'order-actions' });
@@ -429,7 +448,7 @@ async function orders() {
         h('td', {}, items),
         h('td', { class: 'num' }, money(o.total_amount)),
         h('td', {}, statusPill(o), o.cancel_reason ? h('span', { class: 'muted' }, ` (${reasonText(o.cancel_reason)})`) : null),
-        h('td', {}, h('a', { href: `#/order/${encodeURIComponent(o.order_id)}`, 'aria-label': `Order placed ${when(o.created_at)}` }, 'Details')));
+        h('td', {}, h('a', { href: `#/order/${encodeURIComponent(o.order_id)}` }, 'Details', h('span', { class: 'sr-only' }, ` of the order placed ${when(o.created_at)}`))));
     })))));
 }
 
@@ -454,8 +473,8 @@ async function wallet(query) {
     await busy(deposit, async () => {
       try {
         await api.post('/wallet/deposits', { amount: n }, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
-        say(`Deposited ${money(n)}.`);
         await wallet(new URLSearchParams());
+        say(`Deposited ${money(n)}.`);
       } catch (e) {
         if (e.reason === 'deposit_limit') showError(deposit, new ApiError(e.status, { errors: [{ field: 'amount', message: `Today's deposit limit is reached${e.problem.detail ? `: ${e.problem.detail}` : ''}.` }] }));
         else showError(deposit, e);
@@ -586,22 +605,15 @@ async function route() {
   } catch (e) {
     failed('Something went wrong', e instanceof ApiError ? e : new ApiError(500, { detail: String(e && e.message) }));
   }
-  const h1 = main.querySelector('h1');
-  if (h1 && document.activeElement === document.body) h1.focus({ preventScroll: true });
+  if (!document.body.dataset.ready) performance.mark('shoal:interactive');
   document.body.dataset.ready = 'true';
 }
 
-let lastHash = null;
+// Focus moves to the new page's heading so keyboard and screen reader users land there.
 window.addEventListener('hashchange', () => {
-  say('');
-  lastHash = location.hash;
-  route().then(() => {
-    // Focus moves to the new page's heading so keyboard and screen reader users land there.
-    if (lastHash === location.hash) {
-      const h1 = main.querySelector('h1');
-      if (h1) h1.focus({ preventScroll: false });
-    }
-  });
+  sayStale();
+  focusHeading = true;
+  route();
 });
 
 renderAccount();
