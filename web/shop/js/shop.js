@@ -360,6 +360,8 @@ async function orderView(id) {
   } catch (e) {
     return failed('Order', e);
   }
+  const names = await productNames((o.items || []).map((i) => i.product_id)).catch(() => new Map());
+  if (mine !== view) return;
   const seen = justPlaced && justPlaced.order_id === o.order_id && justPlaced.status !== o.status ? [justPlaced.status, o.status] : [o.status];
   justPlaced = null;
   const statusLine = h('p', { class: 'big', id: 'order-status' });
@@ -378,7 +380,7 @@ async function orderView(id) {
         h('dt', {}, 'Placed'), h('dd', {}, when(o.created_at)), h('dt', {}, 'Updated'), h('dd', {}, when(o.updated_at)),
         o.shipping_address ? [h('dt', {}, 'Ship to'), h('dd', {}, [o.shipping_address.name, o.shipping_address.line1, o.shipping_address.city, o.shipping_address.postal_code, o.shipping_address.country].filter(Boolean).join(', '))] : null),
       h('h2', {}, 'Items'),
-      h('ul', {}, (o.items || []).map((i) => h('li', {}, `${i.name || i.product_id} × ${i.qty} at ${money(i.unit_price)}`))));
+      h('ul', {}, (o.items || []).map((i) => h('li', {}, `${(names.get(i.product_id) || {}).name || i.name || i.product_id} × ${i.qty} at ${money(i.unit_price)}`))));
     clear(actions, cancelControl(o, () => orderView(id)));
   };
   draw();
@@ -399,7 +401,11 @@ async function orderView(id) {
     draw();
   }
   if (mine !== view) return;
-  if (o.status === 'confirmed') say('Order confirmed: the payment was taken from your wallet.');
+  if (o.status === 'confirmed') {
+    say('Order confirmed: the payment was taken from your wallet.');
+    // The ordered items leave the cart once the confirmation event reaches it.
+    setTimeout(() => api.get('/cart').then(setCartCount, () => {}), 1500);
+  }
   else if (o.status === 'cancelled') say(`Order cancelled: ${reasonText(o.cancel_reason)}.`);
 }
 
