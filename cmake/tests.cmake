@@ -219,3 +219,26 @@ foreach(src ${e2e_tests})
   set_tests_properties(e2e.${name} PROPERTIES LABELS "e2e" TIMEOUT 900
     RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
+
+# The gateway's static path resolver (src/proxy/static.c) is fuzzed from the proxy's own code.
+if(TARGET fuzz_static_path)
+  target_link_libraries(fuzz_static_path PRIVATE proxy_core)
+endif()
+
+# Browser tests: tests/browser/<name>.test.mjs (label browser) start `shoal up` on a fresh data
+# directory and drive Debian's chromium through playwright-core (npm, scripts/deps.sh); their
+# screenshots land in build/browser/<name>/. The lock keeps them apart from the other suites
+# that run the whole shop.
+find_program(SHOAL_NODE node)
+if(NOT SHOAL_NODE)
+  set(SHOAL_NODE node)
+endif()
+file(GLOB browser_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/browser/*.test.mjs)
+foreach(src ${browser_tests})
+  get_filename_component(base ${src} NAME)
+  string(REGEX REPLACE "\\.test\\.mjs$" "" name ${base})
+  add_test(NAME browser.${name} COMMAND ${SHOAL_NODE} ${src})
+  set_tests_properties(browser.${name} PROPERTIES LABELS browser TIMEOUT 300
+    RESOURCE_LOCK nats_durability
+    ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/${name}")
+endforeach()

@@ -15,7 +15,24 @@ packages=(
     postgresql nats-server
     # test and benchmark tools and peers
     curl python3 wrk nginx-light haproxy prometheus redis-server procps iproute2
+    # browser tests (tests/browser): Debian's chromium, driven by playwright-core from npm
+    chromium nodejs
 )
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+# The npm packages of package.json, exactly as package-lock.json pins them. `npm ci` runs only
+# when the lock file changed since the last install (a stamp in node_modules), so this is quiet.
+npm_deps() {
+    local stamp="$root/node_modules/.shoal-lock.sha256" want
+    want=$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    echo "deps: npm ci (package-lock.json)" >&2
+    (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$want" > "$stamp"
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,7 +41,13 @@ for p in "${packages[@]}"; do
     fi
 done
 
+# Debian's nodejs comes without npm (its own package); other builds of nodejs bring it along.
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
+    npm_deps
     exit 0
 fi
 
@@ -43,3 +66,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+npm_deps

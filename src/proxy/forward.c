@@ -15,6 +15,7 @@
 
 #include "aggregate.h"
 #include "auth.h"
+#include "static_serve.h"
 
 #include <shoal/json.h>
 
@@ -136,6 +137,24 @@ static void ops(px_req *r)
 
 /* ---- server callbacks --------------------------------------------------------------------- */
 
+/* After no API route matched: a static file (never under /api/), or 405 for other methods. */
+static void static_match(px_req *r)
+{
+    const px_config *cfg = px_cfg(r);
+    sl_http_req *req = r->req;
+    if (!cfg->nstatics || (req->path.len >= 5 && memcmp(req->path.ptr, "/api/", 5) == 0)) return;
+    px_static_hit hit =
+        px_static_lookup(cfg->statics, cfg->nstatics, req->path, &r->ssite, &r->sfile);
+    if (hit == PX_STATIC_MISS) return;
+    if (req->method != SL_HTTP_GET && req->method != SL_HTTP_HEAD) {
+        r->status = 405;
+        r->allowed = (1u << SL_HTTP_GET) | (1u << SL_HTTP_HEAD);
+        return;
+    }
+    r->status = 0;
+    r->op = hit == PX_STATIC_FILE ? PX_OP_STATIC : PX_OP_REDIRECT;
+}
+
 int px_on_headers(sl_http_req *req, void *data)
 {
     px_worker *w = data;
@@ -165,13 +184,15 @@ int px_on_headers(sl_http_req *req, void *data)
         if (!r->route) {
             r->status = r->allowed ? 405 : 404;
             req->body_max_bytes = 64 * 1024; /* read and dropped */
+            if (!r->allowed) static_match(r);
         } else {
             r->route_idx = (int)(r->route - cfg->routes.items);
             req->body_max_bytes = r->route->body_max_bytes;
         }
     }
     if (w->in_flight > cfg->max_pending) r->status = 503;
-    sl_serve_begin(&w->sw, req, r->route ? r->route->name : "HTTP gateway", &r->span);
+    sl_serve_begin(&w->sw, req, r->route ? r->route->name : (r->sfile ? "static" : "HTTP gateway"),
+                   &r->span);
     return 0;
 }
 
@@ -238,6 +259,13 @@ void px_on_request(sl_http_req *req, void *data)
     px_req *r = req->host;
     if (r->status == 503) {
         px_respond_retry_after(r, 503, "the gateway is at its pending request limit", 1000);
+        return;
+    }
+    if (r->op == PX_OP_STATIC || r->op == PX_OP_REDIRECT) {
+        if (r->op == PX_OP_STATIC)
+            px_static_respond(r);
+        else
+            px_static_redirect(r);
         return;
     }
     if (r->op != PX_OP_NONE) {

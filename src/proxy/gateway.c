@@ -291,6 +291,7 @@ static void on_reload(void *data)
         SL_LOG_WARN(
             gw->proc.log, NULL,
             "listener, workers and admin settings change only on restart; kept as they were");
+    if (cfg->static_note[0]) SL_LOG_WARN(gw->proc.log, NULL, cfg->static_note);
     uint64_t id = atomic_fetch_add(&gw->next_id, 1);
     px_gen *g = px_gen_new(cfg, gw->nworkers, id);
     if (!g) {
@@ -382,6 +383,7 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
     /* The first generation keeps its own copy of the configuration: boot stays for the listener. */
     px_config *first = NULL;
     if (px_config_load(config_path, envp, &first, err) != 0) goto out;
+    if (first->static_note[0]) SL_LOG_WARN(gw.proc.log, NULL, first->static_note);
     g = px_gen_new(first, gw.nworkers, atomic_fetch_add(&gw.next_id, 1));
     if (!g) goto out;
     atomic_store(&gw.current, NULL);

@@ -829,11 +829,68 @@ static void read_routes(loader *l)
         read_route(l, i, &t->items[t->n++]);
 }
 
+/* static: [{prefix: /, root: web/shop, max_age_s: 300}] (static.h) */
+static void read_statics(loader *l)
+{
+    json_t *arr = node(l, "static");
+    if (!arr || l->failed) return;
+    if (!json_is_array(arr) || json_array_size(arr) > PX_STATIC_MAX) {
+        fail(l, "static", "must be a list of at most 8 {prefix, root} entries");
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(arr) && !l->failed; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "static[%zu]", i);
+        const char *prefix = NULL, *root = NULL;
+        int64_t max_age = 300;
+        const sl_json_field f[] = {
+            {.name = "prefix",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = 128,
+             .out = &prefix},
+            {.name = "root",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = 1024,
+             .out = &root},
+            {.name = "max_age_s", .kind = SL_JSON_INT, .min = 0, .max = 31536000, .out = &max_age},
+        };
+        if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+        size_t pl = strlen(prefix);
+        char back[PX_STATIC_PATH_MAX], probe[160];
+        snprintf(probe, sizeof probe, "%sx", prefix);
+        char sub[80];
+        snprintf(sub, sizeof sub, "%s.prefix", path);
+        if (prefix[0] != '/' || prefix[pl - 1] != '/' ||
+            (pl > 1 && px_static_resolve((sl_slice){probe + 1, strlen(probe) - 1}, "", back,
+                                         sizeof back) < 0)) {
+            fail(l, sub, "must start and end with '/' and have plain segments (\"/\", \"/ops/\")");
+            return;
+        }
+        if (strncmp(prefix, "/api/", 5) == 0) {
+            fail(l, sub, "must not be under /api/ (API routes only)");
+            return;
+        }
+        for (size_t k = 0; k < l->cfg->nstatics; k++)
+            if (strcmp(l->cfg->statics[k].prefix, prefix) == 0) {
+                fail(l, sub, "is used by another static entry");
+                return;
+            }
+        px_static_site *st = &l->cfg->statics[l->cfg->nstatics++];
+        st->prefix = strdup(prefix);
+        st->root = strdup(root);
+        st->max_age_s = (uint32_t)max_age;
+    }
+}
+
 static void check_top(loader *l)
 {
-    static const char *const known[] = {"service",  "http",       "gateway",    "admin", "identity",
-                                        "auth",     "rate_limit", "cors",       "log",   "trace",
-                                        "clusters", "routes",     "aggregates", NULL};
+    static const char *const known[] = {
+        "service", "http",  "gateway",  "admin",  "identity",   "auth",   "rate_limit", "cors",
+        "log",     "trace", "clusters", "routes", "aggregates", "static", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(sl_config_root(l->c), k, v)
@@ -869,6 +926,7 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     read_clusters(&l);
     read_aggregates(&l);
     read_routes(&l);
+    read_statics(&l);
     if (!l.failed && jwks_cluster && (cfg->jwks_cluster = px_config_cluster(cfg, jwks_cluster)) < 0)
         fail(&l, "auth.jwks.cluster", "names no cluster");
     if (!l.failed) cfg->json = sl_json_dump(sl_config_root(c), NULL);
@@ -914,7 +972,22 @@ int px_config_load(const char *path, char *const *envp, px_config **out, char *e
         snprintf(err, PX_ERR_MAX, "%s", cerr);
         return rc;
     }
-    return finish_load(c, out, err, path ? path : "<defaults>");
+    rc = finish_load(c, out, err, path ? path : "<defaults>");
+    if (rc != 0) return rc;
+    /* The static files are read here, on the loading (main) thread, never on a loop. */
+    size_t total = 0;
+    px_config *cfg = *out;
+    for (size_t i = 0; i < cfg->nstatics && rc == 0; i++) {
+        char note[256] = "";
+        rc = px_static_load(&cfg->statics[i], &total, note, err, PX_ERR_MAX);
+        if (note[0] && !cfg->static_note[0])
+            snprintf(cfg->static_note, sizeof cfg->static_note, "%s", note);
+    }
+    if (rc != 0) {
+        px_config_free(cfg);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int px_config_cluster(const px_config *cfg, const char *name)
@@ -962,6 +1035,8 @@ void px_config_free(px_config *cfg)
     free(cfg->cors_methods);
     free(cfg->cors_headers);
     free(cfg->cors_expose);
+    for (size_t i = 0; i < cfg->nstatics; i++)
+        px_static_site_free(&cfg->statics[i]);
     free(cfg->jwks_path);
     free(cfg->issuer);
     free(cfg->source);

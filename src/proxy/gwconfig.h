@@ -12,6 +12,7 @@
 #define SHOAL_PROXY_GWCONFIG_H
 
 #include "route.h"
+#include "static.h"
 
 #include <shoal/http.h>
 #include <shoal/http_client.h>
@@ -109,6 +110,10 @@ typedef struct px_config {
     px_routes routes;
     px_aggregate_cfg aggregates[PX_AGGREGATES_MAX];
     size_t naggregates;
+    /* static files (static.h): read into memory by px_config_load, not by _load_string */
+    px_static_site statics[PX_STATIC_MAX];
+    size_t nstatics;
+    char static_note[256]; /* a root that does not exist, for the log; "" when none */
 } px_config;
 
 /*

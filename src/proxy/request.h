@@ -56,6 +56,8 @@ typedef enum px_op {
     PX_OP_READYZ,
     PX_OP_METRICS,
     PX_OP_PREFLIGHT, /* a CORS preflight */
+    PX_OP_STATIC,    /* a static file (static.h): sfile, ssite */
+    PX_OP_REDIRECT,  /* a static directory asked for without its slash */
 } px_op;
 
 typedef struct px_req {
@@ -79,6 +81,8 @@ typedef struct px_req {
     int kid_retried; /* the JWKS was refetched for this request once already */
     char idem[256];  /* the client's Idempotency-Key, NUL-terminated */
     px_waiter wait;  /* parked in the JWKS cache */
+    const px_static_file *sfile;
+    const px_static_site *ssite;
 } px_req;
 
 static inline const px_config *px_cfg(const px_req *r)

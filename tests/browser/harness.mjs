@@ -1,0 +1,379 @@
+// The browser test harness (docs/browser-tests.md). A scenario file is a Node ES
+// module that calls run(name, async (t) => { ... }). run():
+//   - starts the whole shop with `shoal up` on a fresh data directory and its own free ports
+//     (every service, nats-server and the gateway are real processes), with the gateway's
+//     static roots pointing at this source tree;
+//   - launches Debian's chromium (/usr/bin/chromium, or SHOAL_CHROMIUM) through playwright-core,
+//     headless, with a fresh profile (Playwright gives each launch a new --user-data-dir);
+//   - hands the scenario `t` (below), and fails the test on any console error, uncaught page
+//     error, CSP violation or failed request (network failure or HTTP status >= 400) that the
+//     scenario did not declare with t.allow();
+//   - stops the browser and the shop afterwards, whatever happened.
+//
+// What `t` offers:
+//   t.base                  "http://127.0.0.1:<gateway port>"
+//   t.out                   the test's output directory (screenshots, the shop's logs on failure)
+//   t.src                   the source tree
+//   t.newPage({viewport})   a page in a new browser context (its own cookies and storage)
+//   t.check(page, label)    axe-core (WCAG 2.1 A and AA) at desktop and phone sizes, failing on
+//                           any violation, with screenshots <label>-desktop.png (1280x800) and
+//                           <label>-phone.png (390x844) in t.out
+//   t.measure(page)         {transfer_bytes, requests, dom_interactive_ms, load_ms} of the
+//                           page's first load (Performance API), for reporting only
+//   t.allow(pattern)        a RegExp matched against "<status> <METHOD> <url>" of responses and
+//                           failed requests and against console messages: those are expected
+//   t.api(method, path, {token, body, headers})  a call to the gateway from Node:
+//                           {status, headers, json, text}
+//   t.admin()               {email, password} of the admin account `shoal up` made
+//   t.login(email, password) the access token
+//   t.pid(name)             the current pid of a process of the shop ("payment", "gateway", ...)
+//   t.signal(name, sig)     sends sig (e.g. "SIGSTOP", "SIGCONT", "SIGKILL": `shoal up` restarts
+//                           a killed process) to that process
+//   t.waitFor(fn, {timeout_ms, what})  polls an async predicate until it returns truthy
+//   t.log(...)              prints a line to the test's output
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SRC = process.env.SHOAL_SOURCE_DIR || path.resolve(here, '../..');
+const BIN = process.env.SHOAL_BIN_DIR || path.join(SRC, 'build', 'bin');
+const CHROMIUM = process.env.SHOAL_CHROMIUM || '/usr/bin/chromium';
+const SERVICES = ['user', 'product', 'cart', 'inventory', 'order', 'payment', 'notification'];
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+export function log(...args) {
+  const ts = new Date().toISOString().slice(11, 23);
+  console.log(`[${ts}]`, ...args);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(fn, { timeout_ms = 30000, interval_ms = 200, what = 'a condition' } = {}) {
+  const end = Date.now() + timeout_ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end)
+      throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await sleep(interval_ms);
+  }
+}
+
+// ---- the shop ---------------------------------------------------------------------------------
+
+class Shop {
+  constructor(dir) {
+    this.dir = dir;
+    this.data = path.join(dir, 'data');
+    this.uplog = path.join(dir, 'up.log');
+    this.proc = null;
+  }
+
+  async start() {
+    const ports = {};
+    for (const s of SERVICES) ports[s] = await freePort();
+    const admin = await freePort();
+    this.gateway = await freePort();
+    const nats = await freePort();
+    // The gateway's configuration as shipped, on this run's ports, with absolute static roots
+    // and the harness's own fixture site at /__harness/.
+    let gw = fs.readFileSync(path.join(SRC, 'config', 'gateway.yaml'), 'utf8');
+    SERVICES.forEach((s, i) => {
+      gw = gw.replaceAll(`127.0.0.1:${8101 + i}`, `127.0.0.1:${ports[s]}`);
+    });
+    gw = gw.replaceAll('port: 9901', `port: ${admin}`);
+    gw = gw.replaceAll('recovery_timeout_ms: 30000', 'recovery_timeout_ms: 2000');
+    gw = gw.replace(/root: (?!\/)([^\s},]+)/g, (_, r) => `root: ${path.join(SRC, r)}`);
+    if (!/^static:/m.test(gw)) gw += '\nstatic:\n';
+    gw = gw.replace(/^static:\n/m,
+      `static:\n  - {prefix: /__harness/, root: ${path.join(here, 'fixture')}}\n`);
+    const gwPath = path.join(this.dir, 'gateway.yaml');
+    fs.writeFileSync(gwPath, gw);
+    this.adminPort = admin;
+
+    const common = 'SHOAL_BUS__ACK_WAIT_MS: "3000", SHOAL_LOG__LEVEL: warn';
+    const lines = [`data_dir: ${this.data}`, 'nats:', `  port: ${nats}`, 'services:'];
+    for (const s of SERVICES) {
+      let extra = '';
+      if (s === 'user') extra = ', SHOAL_USER__BOOTSTRAP_ADMIN: "true", SHOAL_USER__PASSWORD_COST: min';
+      if (s === 'product') extra = ', SHOAL_PRODUCT__DEMO: "true"';
+      if (s === 'order')
+        extra = `, SHOAL_UPSTREAMS__INVENTORY__URL: "http://127.0.0.1:${ports.inventory}"` +
+          `, SHOAL_UPSTREAMS__PAYMENT__URL: "http://127.0.0.1:${ports.payment}"`;
+      lines.push(`  - {name: ${s}, port: ${ports[s]}, env: {${common}${extra}}}`);
+    }
+    lines.push(`  - {name: gateway, port: ${this.gateway}, config: ${gwPath}, env: {SHOAL_LOG__LEVEL: warn}}`);
+    const local = path.join(this.dir, 'local.yaml');
+    fs.writeFileSync(local, lines.join('\n') + '\n');
+
+    const out = fs.openSync(this.uplog, 'a');
+    const shoal = path.join(BIN, 'shoal');
+    if (!fs.existsSync(shoal)) throw new Error(`${shoal} is not built (SHOAL_BIN_DIR)`);
+    // The working directory is the source tree, as for `make run`.
+    this.proc = spawn(shoal, ['up', '--config', local], { cwd: SRC, stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    this.exited = once(this.proc, 'exit');
+    this.base = `http://127.0.0.1:${this.gateway}`;
+    await waitFor(async () => {
+      if (this.proc.exitCode !== null) throw new Error(`shoal up exited (${this.proc.exitCode})`);
+      const r = await fetch(`${this.base}/readyz`).catch(() => null);
+      return r && r.status === 200;
+    }, { timeout_ms: 120000, what: 'the shop to be ready (gateway /readyz)' });
+  }
+
+  pid(name) {
+    const text = fs.existsSync(this.uplog) ? fs.readFileSync(this.uplog, 'utf8') : '';
+    let pid = 0;
+    for (const line of text.split('\n')) {
+      const m = line.match(/started \(pid (\d+)/);
+      if (m && line.includes(`${name} `)) pid = Number(m[1]);
+    }
+    return pid;
+  }
+
+  async stop() {
+    if (!this.proc || this.proc.exitCode !== null) return;
+    this.proc.kill('SIGTERM');
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 60000);
+    await this.exited;
+    clearTimeout(t);
+  }
+
+  // The end of each log, for a failure's output.
+  tails() {
+    const parts = [];
+    const tail = (f, n) => {
+      try {
+        const lines = fs.readFileSync(f, 'utf8').trimEnd().split('\n');
+        parts.push(`== ${f}\n${lines.slice(-n).join('\n')}`);
+      } catch { /* not written */ }
+    };
+    tail(this.uplog, 30);
+    const logs = path.join(this.data, 'logs');
+    if (fs.existsSync(logs)) for (const f of fs.readdirSync(logs)) tail(path.join(logs, f), 10);
+    return parts.join('\n');
+  }
+}
+
+// ---- pages --------------------------------------------------------------------------------------
+
+class Test {
+  constructor(name, shop, browser, out) {
+    this.name = name;
+    this.shop = shop;
+    this.browser = browser;
+    this.out = out;
+    this.src = SRC;
+    this.base = shop.base;
+    this.allowed = [];
+    this.problems = [];
+    this.contexts = [];
+    this.waitFor = waitFor;
+    this.log = log;
+  }
+
+  allow(re) {
+    this.allowed.push(re);
+  }
+
+  expected(s) {
+    return this.allowed.some((re) => re.test(s));
+  }
+
+  problem(s) {
+    if (this.expected(s)) return;
+    log(`UNEXPECTED ${s}`);
+    this.problems.push(s);
+  }
+
+  async newPage({ viewport = DESKTOP } = {}) {
+    const ctx = await this.browser.newContext({ viewport, baseURL: this.base });
+    this.contexts.push(ctx);
+    // Records CSP violations the page reports (also logged by chromium as console errors).
+    await ctx.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) => {
+        console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`);
+      });
+    });
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(30000);
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const text = m.text();
+      // An HTTP error status is reported below with its URL and method; not twice.
+      if (/^Failed to load resource: the server responded with a status of/.test(text)) return;
+      this.problem(`console error: ${text} (${m.location()?.url || ''})`);
+    });
+    page.on('pageerror', (e) => this.problem(`page error: ${e.message}`));
+    page.on('requestfailed', (r) => {
+      const f = r.failure()?.errorText || 'failed';
+      // Navigating away aborts what was still loading: not a failure of the page.
+      if (f === 'net::ERR_ABORTED') return;
+      this.problem(`failed ${r.method()} ${r.url()}: ${f}`);
+    });
+    page.on('response', (r) => {
+      if (r.status() >= 400) this.problem(`${r.status()} ${r.request().method()} ${r.url()}`);
+    });
+    return page;
+  }
+
+  async axe(page, label) {
+    const axe = fs.readFileSync(path.join(SRC, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+    // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+    const has = await page.evaluate('typeof window.axe === "object"');
+    if (!has) await page.evaluate(axe);
+    const res = await page.evaluate(
+      (tags) => window.axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] }),
+      AXE_TAGS);
+    for (const v of res.violations) {
+      const nodes = v.nodes.slice(0, 5).map((n) => `      ${n.target.join(' ')}: ${n.failureSummary?.split('\n').join(' ')}`);
+      this.problems.push(`axe ${label}: ${v.id} (${v.impact}): ${v.help}\n${nodes.join('\n')}`);
+      log(`axe ${label}: ${v.id} (${v.impact}) ${v.help} — ${v.nodes.length} node(s)\n${nodes.join('\n')}`);
+    }
+    return res.violations.length;
+  }
+
+  async check(page, label) {
+    const size = page.viewportSize() || DESKTOP;
+    let n = 0;
+    for (const [kind, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+      await page.setViewportSize(vp);
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+      n += await this.axe(page, `${label} (${kind})`);
+      const file = path.join(this.out, `${label}-${kind}.png`);
+      await page.screenshot({ path: file, fullPage: true });
+      log(`screenshot ${file}`);
+    }
+    await page.setViewportSize(size);
+    if (n === 0) log(`axe ${label}: no WCAG 2.1 A/AA violations at either size`);
+    return n;
+  }
+
+  async measure(page) {
+    return page.evaluate(() => {
+      const nav = performance.getEntriesByType('navigation')[0];
+      const res = performance.getEntriesByType('resource');
+      const bytes = (nav ? nav.transferSize : 0) + res.reduce((s, r) => s + (r.transferSize || 0), 0);
+      return {
+        transfer_bytes: bytes,
+        requests: 1 + res.length,
+        dom_interactive_ms: nav ? Math.round(nav.domInteractive) : null,
+        dom_content_loaded_ms: nav ? Math.round(nav.domContentLoadedEventEnd) : null,
+        load_ms: nav ? Math.round(nav.loadEventEnd) : null,
+      };
+    });
+  }
+
+  async api(method, p, { token, body, headers = {} } = {}) {
+    const h = { ...headers };
+    if (token) h.authorization = `Bearer ${token}`;
+    if (body !== undefined) h['content-type'] = 'application/json';
+    const r = await fetch(this.base + p, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await r.text();
+    let json = null;
+    try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+    return { status: r.status, headers: r.headers, json, text };
+  }
+
+  admin() {
+    const text = fs.readFileSync(path.join(this.shop.data, 'admin-credentials'), 'utf8');
+    return { email: text.match(/email: (\S+)/)[1], password: text.match(/password: (\S+)/)[1] };
+  }
+
+  async login(email, password) {
+    const r = await this.api('POST', '/api/v1/auth/login', { body: { email, password } });
+    if (r.status !== 200) throw new Error(`login ${email}: ${r.status} ${r.text}`);
+    return r.json.access_token;
+  }
+
+  pid(name) {
+    return this.shop.pid(name);
+  }
+
+  signal(name, sig) {
+    const pid = this.shop.pid(name);
+    if (!pid) throw new Error(`no pid for ${name}`);
+    process.kill(pid, sig);
+    log(`${sig} → ${name} (pid ${pid})`);
+  }
+}
+
+// ---- the runner -----------------------------------------------------------------------------------
+
+export async function run(name, scenario) {
+  const t0 = Date.now();
+  const out = path.resolve(process.env.SHOAL_BROWSER_OUT || path.join(os.tmpdir(), `shoal-browser-${name}`));
+  fs.rmSync(out, { recursive: true, force: true });
+  fs.mkdirSync(out, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-browser-'));
+  const shop = new Shop(dir);
+  let browser = null;
+  let t = null;
+  let failure = null;
+  const onSignal = async () => {
+    await browser?.close().catch(() => {});
+    await shop.stop().catch(() => {});
+    process.exit(1);
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    log(`${name}: starting the shop in ${dir}`);
+    await shop.start();
+    log(`${name}: shop ready at ${shop.base} (${Date.now() - t0} ms)`);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // The sandbox needs user namespaces that root in a container does not get.
+      chromiumSandbox: process.getuid?.() !== 0,
+      args: ['--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--no-first-run'],
+    });
+    t = new Test(name, shop, browser, out);
+    await scenario(t);
+    if (t.problems.length) failure = new Error(`${t.problems.length} problem(s):\n  ${t.problems.join('\n  ')}`);
+  } catch (e) {
+    failure = e;
+    if (t?.problems.length) log(`also: ${t.problems.join('\n  ')}`);
+  } finally {
+    for (const c of t?.contexts || []) await c.close().catch(() => {});
+    await browser?.close().catch(() => {});
+    if (failure) {
+      console.error(shop.tails());
+      fs.writeFileSync(path.join(out, 'logs.txt'), shop.tails());
+    }
+    await shop.stop().catch((e) => log(`stopping the shop: ${e.message}`));
+    if (!process.env.SHOAL_BROWSER_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+  }
+  if (failure) {
+    console.error(`FAIL ${name}: ${failure.stack || failure.message}`);
+    process.exit(1);
+  }
+  log(`PASS ${name} (${Date.now() - t0} ms; output in ${out})`);
+}
