@@ -139,7 +139,7 @@ async function catalogue(query) {
   }
 
   const search = field('Search', { name: 'q', type: 'search', value: q.q, maxlength: 200, autocomplete: 'off' });
-  const sort = field('Sort by', { name: 'sort', value: q.sort, options: [['', q.q ? 'Relevance' : 'Name'], ['name', 'Name'], ['price', 'Price: low to high'], ['-price', 'Price: high to low']] }, 'select');
+  const sort = field('Sort by', { name: 'sort', value: q.sort, options: [q.q ? ['', 'Relevance'] : ['', 'Name'], q.q ? ['name', 'Name'] : null, ['price', 'Price: low to high'], ['-price', 'Price: high to low']].filter(Boolean) }, 'select');
   const cat = field('Category', { name: 'category', value: q.category, options: [['', 'All categories'], ...cats.map((c) => [c, c])] }, 'select');
   const form = h('form', { role: 'search', class: 'row', onsubmit: (ev) => {
     ev.preventDefault();
