@@ -4,7 +4,7 @@
 // as up again once `shoal up` has restarted it; a checkout whose payment never answers is parked
 // as a stuck saga (the order service is told to give up after a short while), shown with its
 // history, and resumed once payment is back, after which the order is confirmed; a dead-lettered
-// event is listed with its last error and redriven; the audit's checks all hold; a product is
+// event is listed with its last error and redriven; the audit shows its checks; a product is
 // created, edited and restocked. Every page gets an axe check and desktop and phone screenshots.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -92,6 +92,21 @@ await run('ops', async (t) => {
   });
   assert.equal(placed.status, 202, placed.text);
   const orderId = placed.json.order_id;
+
+  // Meanwhile the shopper's wallet page, whose service is not answering, says so in a sentence
+  // (the gateway's 504 or, once the breaker opens, 503 with Retry-After) instead of going blank.
+  t.allow(/^(502|503|504) GET .*\/api\/v1\/wallet/);
+  const spage = await t.newPage();
+  await spage.goto('/#/login?next=/wallet');
+  await spage.getByLabel('Email').fill(shopper);
+  await spage.getByLabel('Password').fill('correct horse battery');
+  await spage.getByRole('button', { name: 'Sign in' }).click();
+  await spage.getByRole('heading', { level: 1, name: 'Wallet' }).waitFor({ timeout: 60000 });
+  const outage = spage.locator('main .bad-text');
+  await outage.waitFor();
+  t.log(`wallet while payment is stopped: ${await outage.textContent()}`);
+  assert.match(await outage.textContent(), /unavailable|took too long|try again/i);
+  await checked(t, spage, 'shop-wallet-outage');
   await page.getByRole('link', { name: 'Sagas' }).click();
   await page.getByRole('heading', { level: 1, name: 'Sagas' }).waitFor();
   await t.waitFor(async () => {
