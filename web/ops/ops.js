@@ -136,35 +136,83 @@ function table(id, caption, cols, rows) {
 /* ---- services ---------------------------------------------------------------------------- */
 
 function isReady(s) {
-  const r = first(s, 'ready', 'up', 'healthy');
+  const r = first(s, 'ready', 'up');
   if (typeof r === 'boolean') return r;
   const st = first(s, 'status', 'state');
   return st === 'ready' || st === 'up';
 }
 
-function instancesOf(s) {
-  const i = first(s, 'instances', 'endpoints');
-  return Array.isArray(i) ? i : [];
+// Each service is {service, ready, instances, ready_instances, breaker, breakers, bulkhead,
+// endpoints: [{endpoint, ready, version, uptime_s, request_rate, error_ratio, p99_ms, ...}]}:
+// the row sums the rates, weighs the error ratios by rate and takes the worst p99.
+function endpointsOf(s) {
+  const e = first(s, 'endpoints');
+  return Array.isArray(e) ? e : [];
+}
+
+function rollup(s) {
+  const eps = endpointsOf(s);
+  const nums = (k) => eps.map((e) => e[k]).filter((v) => typeof v === 'number');
+  const rates = nums('request_rate');
+  const rate = rates.length ? rates.reduce((a, b) => a + b, 0) : undefined;
+  let err;
+  const withRate = eps.filter((e) => typeof e.error_ratio === 'number' && typeof e.request_rate === 'number');
+  if (withRate.length) {
+    const w = withRate.reduce((a, e) => a + e.request_rate, 0);
+    err = w > 0 ? withRate.reduce((a, e) => a + e.error_ratio * e.request_rate, 0) / w : Math.max(...withRate.map((e) => e.error_ratio));
+  }
+  const p99s = nums('p99_ms');
+  const ups = nums('uptime_s');
+  const versions = [...new Set(eps.map((e) => e.version).filter(Boolean))];
+  return {
+    rate: first(s, 'request_rate') ?? rate,
+    error_ratio: first(s, 'error_ratio') ?? err,
+    p99_ms: first(s, 'p99_ms') ?? (p99s.length ? Math.max(...p99s) : undefined),
+    uptime_s: first(s, 'uptime_s') ?? (ups.length ? Math.min(...ups) : undefined),
+    version: first(s, 'version') ?? (versions.length ? versions.join(', ') : undefined),
+  };
+}
+
+function bulkheadText(b) {
+  if (!b || typeof b !== 'object') return show(b);
+  const cap = b.max_concurrent ? `${b.in_flight ?? 0} of ${b.max_concurrent} in use` : `${b.in_flight ?? 0} in flight (no bound)`;
+  return `${cap}; ${b.rejections ?? 0} rejected`;
+}
+
+function breakerText(b) {
+  if (b === null || b === undefined) return '—';
+  if (typeof b === 'string') return b;
+  if (typeof b === 'object' && b.state) return String(b.state);
+  return show(b);
 }
 
 function serviceRow(s) {
   const ready = isReady(s);
-  const inst = instancesOf(s);
-  const count = Array.isArray(first(s, 'instances')) ? inst.length : first(s, 'instances', 'instance_count');
-  const readyCount = inst.length ? inst.filter(isReady).length : null;
-  const m = first(s, 'metrics') || s;
-  return h('tr', { 'data-service': first(s, 'name', 'service') || '' },
-    h('th', { scope: 'row' }, first(s, 'name', 'service', 'cluster') || '?'),
-    h('td', {}, h('span', { class: ready ? 'state-up' : 'state-down' }, ready ? 'up' : 'down'),
-      readyCount !== null ? h('span', { class: 'muted' }, ` ${readyCount}/${inst.length} ready`) : null),
-    h('td', { class: 'num' }, num(count)),
-    h('td', {}, num(first(s, 'version'))),
-    h('td', {}, duration(first(s, 'uptime_s', 'uptime_seconds', 'uptime'))),
-    h('td', { class: 'num' }, num(first(m, 'request_rate', 'rate', 'rps'))),
-    h('td', { class: 'num' }, pct(first(m, 'error_ratio', 'errors'))),
-    h('td', { class: 'num' }, num(first(m, 'p99_ms', 'p99', 'latency_p99_ms'))),
-    h('td', {}, show(first(s, 'breakers', 'breaker'))),
-    h('td', {}, show(first(s, 'bulkheads', 'bulkhead'))));
+  const name = first(s, 'service', 'name', 'cluster') || '?';
+  const total = typeof s.instances === 'number' ? s.instances : endpointsOf(s).length;
+  const readyN = typeof s.ready_instances === 'number' ? s.ready_instances : endpointsOf(s).filter(isReady).length;
+  const r = rollup(s);
+  return h('tr', { 'data-service': name },
+    h('th', { scope: 'row' }, name),
+    h('td', {}, h('span', { class: ready ? 'state-up' : 'state-down' }, ready ? 'up' : 'down')),
+    h('td', { class: 'num' }, `${readyN}/${total}`),
+    h('td', {}, num(r.version)),
+    h('td', {}, duration(r.uptime_s)),
+    h('td', { class: 'num' }, num(r.rate)),
+    h('td', { class: 'num' }, pct(r.error_ratio)),
+    h('td', { class: 'num' }, num(r.p99_ms, 1)),
+    h('td', {}, breakerText(first(s, 'breaker'))),
+    h('td', {}, bulkheadText(first(s, 'bulkhead'))));
+}
+
+function instanceTable(s) {
+  const eps = endpointsOf(s);
+  return table(null, null, ['Endpoint', 'Ready', 'Version', 'Uptime', 'Requests/s', 'Error ratio', 'p99 (ms)', 'Scraped'],
+    eps.map((e) => h('tr', {},
+      h('th', { scope: 'row' }, num(first(e, 'endpoint', 'address'))),
+      h('td', {}, h('span', { class: isReady(e) ? 'state-up' : 'state-down' }, isReady(e) ? 'ready' : 'not ready')),
+      h('td', {}, num(e.version)), h('td', {}, duration(e.uptime_s)), h('td', { class: 'num' }, num(e.request_rate)),
+      h('td', { class: 'num' }, pct(e.error_ratio)), h('td', { class: 'num' }, num(e.p99_ms, 1)), h('td', {}, when(e.scraped_at)))));
 }
 
 async function services() {
@@ -179,11 +227,14 @@ async function services() {
       if (mine !== view) return;
       const list = listOf(r, 'services');
       clear(body, table('services-table', null,
-        ['Service', 'State', 'Instances', 'Version', 'Uptime', 'Requests/s', 'Error ratio', 'p99 (ms)', 'Breakers', 'Bulkheads'],
+        ['Service', 'State', 'Ready', 'Version', 'Uptime', 'Requests/s', 'Error ratio', 'p99 (ms)', 'Breaker', 'Bulkhead'],
         list.map(serviceRow)));
-      const details = list.filter((s) => instancesOf(s).length);
-      clear(extra, details.length ? [h('h2', {}, 'Instances'), details.map((s) => h('details', {},
-        h('summary', {}, `${first(s, 'name', 'service')}: ${instancesOf(s).length} instance(s)`), show(instancesOf(s))))] : null);
+      // The instance tables stay as they are while one is open, so a reader is not interrupted.
+      if (!extra.querySelector('details[open]')) {
+        const details = list.filter((s) => endpointsOf(s).length);
+        clear(extra, details.length ? [h('h2', {}, 'Instances'), details.map((s) => h('details', {},
+          h('summary', {}, `${first(s, 'service', 'name')}: ${endpointsOf(s).length} instance(s)`), instanceTable(s)))] : null);
+      }
       updated.textContent = `Updated ${new Date().toLocaleTimeString('en-GB')}; ${list.filter(isReady).length} of ${list.length} up.`;
       alarm('');
     } catch (e) {
