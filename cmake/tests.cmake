@@ -242,3 +242,9 @@ foreach(src ${browser_tests})
     RESOURCE_LOCK nats_durability
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/${name}")
 endforeach()
+
+# The operations console's scenario waits out a stuck saga and a gateway timeout on a shared
+# machine: it gets more time than the other browser tests.
+if(TEST browser.ops)
+  set_tests_properties(browser.ops PROPERTIES TIMEOUT 900)
+endif()
