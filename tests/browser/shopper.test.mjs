@@ -152,6 +152,10 @@ await run('shopper', async (t) => {
     return yen(await page.locator('#balance').textContent()) === 50000;
   }, { timeout_ms: 60000, what: 'the refund to reach the wallet' });
   await page.locator('#history').getByText('Refund').waitFor();
+  // The balance at a past moment, rebuilt from the ledger: now, it is the current balance.
+  await page.getByLabel('Date and time (UTC)').fill(new Date(Date.now() + 1000).toISOString().slice(0, 19));
+  await page.getByRole('button', { name: 'Show balance' }).click();
+  await page.locator('#as-of-result').filter({ hasText: '¥50,000' }).waitFor();
   await checked(t, page, 'refunded');
 
   // A second shopper with an empty wallet: checkout is refused and the page says why.

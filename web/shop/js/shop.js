@@ -507,6 +507,7 @@ async function wallet(query) {
   } }, asOf, h('button', { type: 'submit', class: 'secondary' }, 'Show balance'), asOfOut);
 
   const pages = Math.max(1, Math.ceil((hist.total || 0) / 10));
+  const OUTGOING = new Set(['PaymentCharged', 'MoneyWithdrawn']);
   const label = { AccountOpened: 'Wallet opened', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Transfer out', PaymentCharged: 'Payment', PaymentRefunded: 'Refund' };
   page('Wallet',
     h('div', { class: 'panel' }, h('p', {}, 'Balance'), h('p', { class: 'big', id: 'balance' }, money(w.balance))),
@@ -517,7 +518,7 @@ async function wallet(query) {
       h('tbody', {}, hist.items.map((e) => h('tr', {},
         h('td', {}, when(e.at)),
         h('td', {}, label[e.type] || String(e.type).replace(/_/g, ' '), e.order_id ? h('span', { class: 'muted' }, ' · order ', h('a', { href: `#/order/${encodeURIComponent(e.order_id)}` }, String(e.order_id).slice(-8))) : null),
-        h('td', { class: 'num' }, money(e.amount)),
+        h('td', { class: 'num' }, OUTGOING.has(e.type) ? `−${money(e.amount)}` : money(e.amount)),
         h('td', { class: 'num' }, money(e.balance_after))))))) : h('p', {}, 'No movements yet.'),
     pages > 1 ? h('nav', { class: 'pager', 'aria-label': 'History pages' },
       pg > 1 ? h('a', { href: `#/wallet?page=${pg - 1}` }, '← Newer') : null,
