@@ -248,7 +248,7 @@ async function services() {
 
 /* ---- sagas ------------------------------------------------------------------------------- */
 
-const SAGA_STATES = [['', 'All'], ['running', 'Running'], ['stuck', 'Stuck'], ['compensating', 'Compensating'], ['completed', 'Completed'], ['aborted', 'Aborted'], ['failed', 'Failed']];
+const SAGA_STATES = [['', 'All'], ['running', 'Running'], ['stuck', 'Stuck'], ['compensating', 'Compensating'], ['completed', 'Completed'], ['compensated', 'Compensated']];
 
 async function sagas(query) {
   const status = query.get('status') || '';
@@ -304,12 +304,15 @@ async function saga(id) {
   const cols = [...new Set(history.flatMap((e) => Object.keys(e)))];
   page(`Saga ${s.type || ''}`.trim(),
     h('dl', { class: 'kv panel', id: 'saga-summary' },
-      ['saga_id', 'type', 'status', 'step', 'stuck_reason', 'updated_at'].map((k) => [h('dt', {}, k), h('dd', { 'data-key': k }, k === 'updated_at' ? when(s[k]) : show(s[k]))])),
+      ['saga_id', 'type', 'status', 'step', 'call', 'attempt', 'reason', 'stuck_reason', 'next_wake_at', 'updated_at']
+        .filter((k) => k in s || k === 'stuck_reason')
+        .map((k) => [h('dt', {}, k.replace(/_/g, ' ')), h('dd', { 'data-key': k }, /_at$/.test(k) ? when(s[k]) : show(s[k]))])),
+    Array.isArray(s.steps) ? [h('h2', {}, 'Steps'), h('ol', { class: 'steps' }, s.steps.map((st) => h('li', {}, `${st.name}: ${st.status}`)))] : null,
     h('div', { class: 'row' }, act('resume', 'Resume', ''), act('abort', 'Abort and compensate', 'danger')),
     h('h2', {}, 'History'),
     history.length ? table('saga-history', null, cols, history.map((e) => h('tr', {}, cols.map((c) => h('td', {}, /(^at$|_at$)/.test(c) ? when(e[c]) : show(e[c]))))))
       : h('p', {}, 'No history recorded.'),
-    s.data !== undefined ? [h('h2', {}, 'Data'), show(s.data)] : null,
+    s.input !== undefined ? h('details', {}, h('summary', {}, 'Input'), show(s.input)) : null,
     h('p', {}, h('a', { href: '#/sagas' }, '← All sagas')));
 }
 
