@@ -242,6 +242,9 @@ foreach(src ${browser_tests})
     RESOURCE_LOCK nats_durability
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/${name}")
 endforeach()
+if(TARGET fuzz_prom_text)
+  target_link_libraries(fuzz_prom_text PRIVATE proxy_core)
+endif()
 
 # The operations console's scenario waits out a stuck saga and a gateway timeout on a shared
 # machine: it gets more time than the other browser tests.

@@ -290,6 +290,8 @@ typedef struct sl_bus_dead {
     char id[SL_BUS_ID_MAX + 1];
     unsigned deliveries; /* delivery count when it was dead-lettered */
     char reason[SL_BUS_REASON_MAX];
+    char subject[SL_BUS_ID_MAX + 1]; /* the event's subject (from its envelope), or "" */
+    char at[40]; /* RFC 3339 UTC: when it was dead-lettered (else the event's time), or "" */
 } sl_bus_dead;
 
 typedef void (*sl_bus_dead_list_cb)(void *data, int status, const sl_bus_dead *items, size_t n);

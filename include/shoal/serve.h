@@ -44,7 +44,15 @@ typedef struct sl_serve_families {
     sl_metric_family *connections;  /* http_server_connections */
 } sl_serve_families;
 
-/* Registers the three families in `reg` (which owns them). Returns 0 or an SL_E code. */
+/* The version build_info reports (CMake passes the project's). */
+#ifndef SHOAL_VERSION
+#define SHOAL_VERSION "0.0.0-dev"
+#endif
+
+/*
+ * Registers the three families in `reg` (which owns them), plus build_info{version} (1) and
+ * process_start_time_seconds (set now). Returns 0 or an SL_E code.
+ */
 SL_API int sl_serve_families_register(sl_metrics *reg, sl_serve_families *out) SL_MUST_CHECK;
 
 /* Returns 1 when `v` may be used as a request id as sent, 0 otherwise. Pure. */

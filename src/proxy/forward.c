@@ -13,6 +13,7 @@
  */
 #include "forward.h"
 
+#include "admin_services.h"
 #include "aggregate.h"
 #include "auth.h"
 #include "static_serve.h"
@@ -234,7 +235,9 @@ static void dispatch(px_req *r)
 {
     SL_ASSERT(r->route && r->status == 0);
     r->deadline = sl_deadline_after(sl_clock_system(), r->route->timeout_ms);
-    if (r->route->aggregate >= 0)
+    if (r->route->handler != PX_HANDLER_NONE)
+        px_admin_handle(r);
+    else if (r->route->aggregate >= 0)
         px_aggregate_start(r, &px_cfg(r)->aggregates[r->route->aggregate]);
     else
         forward(r);

@@ -14,6 +14,7 @@
  */
 #include "gateway.h"
 
+#include "admin_services.h"
 #include "cluster.h"
 #include "forward.h"
 #include "generation.h"
@@ -195,6 +196,9 @@ static int worker_start(sl_worker *rw, int fd, void *data)
         gw->admin_fd = -1;
         if (rc != 0) return rc;
     }
+    if (idx == 0)
+        atomic_store(&gw->proc.scraper,
+                     px_scraper_start(w->px.loop, &w->px.sw.rand, w->px.cur->gen->cfg));
     uv_timer_init(w->px.loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, 250, 250);
@@ -232,6 +236,7 @@ static void worker_stop(sl_worker *rw, void *data)
     if (had_async) uv_close((uv_handle_t *)&w->async, NULL);
     if (w->admin) sl_http_server_close(w->admin, NULL, NULL);
     w->admin = NULL;
+    if (w->px.sw.index == 0) px_scraper_stop(atomic_exchange(&gw->proc.scraper, NULL));
     sl_serve_worker_stop(&w->px.sw);
     if (w->px.started) {
         uv_close((uv_handle_t *)&w->tick, NULL);

@@ -708,7 +708,7 @@ static void read_route(loader *l, size_t idx, px_route *r)
     char path[SL_CONFIG_PATH_MAX], sub[SL_CONFIG_PATH_MAX];
     snprintf(path, sizeof path, "routes[%zu]", idx);
     const char *name = NULL, *rewrite = NULL, *cluster = NULL, *aggregate = NULL, *auth = "public";
-    const char *owner = NULL;
+    const char *owner = NULL, *handler = NULL;
     json_t *match = NULL, *rl = NULL;
     int64_t timeout = l->cfg->default_timeout_ms, body = (int64_t)l->cfg->limits.body_max_bytes;
     const sl_json_field f[] = {
@@ -725,6 +725,10 @@ static void read_route(loader *l, size_t idx, px_route *r)
         {.name = "timeout_ms", .kind = SL_JSON_INT, .min = 1, .max = 600000, .out = &timeout},
         {.name = "body_max_bytes", .kind = SL_JSON_INT, .min = 0, .max = 1 << 30, .out = &body},
         {.name = "rate_limit", .kind = SL_JSON_OBJECT, .out = &rl},
+        {.name = "handler",
+         .kind = SL_JSON_STRING,
+         .out = &handler,
+         .allowed = (const char *const[]){"admin_services", "admin_dlq", NULL}},
     };
     if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
     const char *exact = NULL, *prefix = NULL, *tmpl = NULL;
@@ -784,9 +788,14 @@ static void read_route(loader *l, size_t idx, px_route *r)
     r->timeout_ms = (uint32_t)timeout;
     r->body_max_bytes = (size_t)body;
     r->cluster = r->aggregate = -1;
-    if (!!cluster + !!aggregate != 1) {
-        fail(l, path, "needs exactly one of cluster, aggregate");
+    if (!!cluster + !!aggregate + !!handler != 1) {
+        fail(l, path, "needs exactly one of cluster, aggregate, handler");
         return;
+    }
+    if (handler) {
+        r->handler = strcmp(handler, "admin_services") == 0 ? PX_HANDLER_ADMIN_SERVICES
+                                                            : PX_HANDLER_ADMIN_DLQ;
+        if (r->auth != PX_AUTH_ADMIN) fail(l, path, "a handler route needs auth: admin");
     }
     if (cluster && (r->cluster = px_config_cluster(l->cfg, cluster)) < 0) {
         join(sub, path, ".cluster");

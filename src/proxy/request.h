@@ -37,6 +37,7 @@ typedef struct px_proc {
     int nworkers;
     _Atomic size_t *connections; /* [worker]: published by each worker's tick for /metrics */
     _Atomic int stopping;
+    _Atomic(struct px_scraper *) scraper; /* worker 0's (admin_services.h), or NULL */
 } px_proc;
 
 typedef struct px_worker {

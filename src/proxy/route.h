@@ -20,6 +20,13 @@ typedef enum px_match_kind { PX_MATCH_EXACT, PX_MATCH_PREFIX, PX_MATCH_TEMPLATE 
 
 typedef enum px_auth { PX_AUTH_PUBLIC, PX_AUTH_AUTHENTICATED, PX_AUTH_ADMIN } px_auth;
 
+/* A route the gateway answers itself (admin_services.h) instead of a cluster or an aggregate. */
+typedef enum px_handler {
+    PX_HANDLER_NONE,
+    PX_HANDLER_ADMIN_SERVICES,
+    PX_HANDLER_ADMIN_DLQ
+} px_handler;
+
 typedef struct px_header_match {
     char *name;  /* case-insensitive */
     char *value; /* exact value, or NULL: present with any value */
@@ -38,9 +45,10 @@ typedef struct px_route {
     size_t nheaders;
     char *rewrite; /* exact/template: new path, may use {param}; prefix: replaces the prefix */
     px_auth auth;
-    char *owner_param; /* template parameter that must equal the caller (or admin) */
-    int cluster;       /* index into the gateway's clusters, or -1 */
-    int aggregate;     /* index into the gateway's aggregates, or -1 */
+    char *owner_param;  /* template parameter that must equal the caller (or admin) */
+    int cluster;        /* index into the gateway's clusters, or -1 */
+    int aggregate;      /* index into the gateway's aggregates, or -1 */
+    px_handler handler; /* PX_HANDLER_NONE: the cluster or the aggregate */
     uint32_t timeout_ms;
     uint32_t rate; /* per-client requests per second on this route; 0 = none */
     uint32_t burst;

@@ -30,6 +30,9 @@
 //   t.signal(name, sig)     sends sig (e.g. "SIGSTOP", "SIGCONT", "SIGKILL": `shoal up` restarts
 //                           a killed process) to that process
 //   t.waitFor(fn, {timeout_ms, what})  polls an async predicate until it returns truthy
+//   t.natsPort, t.ports     the shop's nats-server port; each service's port by name
+//   t.publishRaw(subject, payload)  a core NATS publish straight to nats-server (a stream
+//                           captures it): how a test plants an event a consumer refuses
 //   t.log(...)              prints a line to the test's output
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -101,6 +104,8 @@ class Shop {
     const admin = await freePort();
     this.gateway = await freePort();
     const nats = await freePort();
+    this.nats = nats;
+    this.ports = ports;
     // The gateway's configuration as shipped, on this run's ports, with absolute static roots
     // and the harness's own fixture site at /__harness/.
     let gw = fs.readFileSync(path.join(SRC, 'config', 'gateway.yaml'), 'utf8');
@@ -184,10 +189,13 @@ class Shop {
 // ---- pages --------------------------------------------------------------------------------------
 
 class Test {
-  constructor(name, shop, browser, out) {
+  constructor(name, shop, launch, out) {
     this.name = name;
     this.shop = shop;
-    this.browser = browser;
+    this.launch = launch;
+    this.browser = null;
+    this.natsPort = shop.nats;
+    this.ports = shop.ports;
     this.out = out;
     this.src = SRC;
     this.base = shop.base;
@@ -213,6 +221,7 @@ class Test {
   }
 
   async newPage({ viewport = DESKTOP } = {}) {
+    if (!this.browser) this.browser = await this.launch();
     const ctx = await this.browser.newContext({ viewport, baseURL: this.base });
     this.contexts.push(ctx);
     // Records CSP violations the page reports (also logged by chromium as console errors).
@@ -316,6 +325,31 @@ class Test {
     return this.shop.pid(name);
   }
 
+  publishRaw(subject, payload) {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect(this.natsPort, '127.0.0.1');
+      let buf = '';
+      sock.on('error', reject);
+      sock.on('data', (d) => {
+        buf += d.toString();
+        if (buf.includes('INFO') && !sock.sent) {
+          sock.sent = true;
+          const body = Buffer.from(payload);
+          sock.write(`CONNECT {"verbose":false}\r\nPUB ${subject} ${body.length}\r\n`);
+          sock.write(body);
+          sock.write('\r\nPING\r\n');
+        }
+        if (buf.includes('PONG')) {
+          sock.end();
+          resolve();
+        } else if (buf.includes('-ERR')) {
+          sock.destroy();
+          reject(new Error(`nats: ${buf.trim()}`));
+        }
+      });
+    });
+  }
+
   signal(name, sig) {
     const pid = this.shop.pid(name);
     if (!pid) throw new Error(`no pid for ${name}`);
@@ -347,15 +381,19 @@ export async function run(name, scenario) {
     log(`${name}: starting the shop in ${dir}`);
     await shop.start();
     log(`${name}: shop ready at ${shop.base} (${Date.now() - t0} ms)`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      // The sandbox needs user namespaces that root in a container does not get.
-      chromiumSandbox: process.getuid?.() !== 0,
-      args: ['--disable-background-networking', '--disable-component-update', '--disable-sync',
-        '--no-first-run'],
-    });
-    t = new Test(name, shop, browser, out);
+    // The browser starts with the scenario's first page (a scenario may only call the API).
+    const launch = async () => {
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        // The sandbox needs user namespaces that root in a container does not get.
+        chromiumSandbox: process.getuid?.() !== 0,
+        args: ['--disable-background-networking', '--disable-component-update', '--disable-sync',
+          '--no-first-run'],
+      });
+      return browser;
+    };
+    t = new Test(name, shop, launch, out);
     await scenario(t);
     if (t.problems.length) failure = new Error(`${t.problems.length} problem(s):\n  ${t.problems.join('\n  ')}`);
   } catch (e) {

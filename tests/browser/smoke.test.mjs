@@ -43,6 +43,16 @@ await run('smoke', async (t) => {
   const n = await t.check(page, 'harness');
   assert.equal(n, 0, 'axe violations on the harness page');
 
+  // The operations console's index is served with the same headers (its data needs a login).
+  if (fs.existsSync(path.join(t.src, 'web', 'ops', 'index.html'))) {
+    const ops = await t.api('GET', '/ops/');
+    assert.equal(ops.status, 200, '/ops/');
+    assert.match(ops.headers.get('content-security-policy') || '', /frame-ancestors 'none'/);
+    const bare = await fetch(`${t.base}/ops`, { redirect: 'manual' });
+    assert.equal(bare.status, 301, '/ops redirects to /ops/');
+    assert.equal(bare.headers.get('location'), '/ops/');
+  }
+
   // The storefront's index, once the pages are in the tree.
   if (!fs.existsSync(path.join(t.src, 'web', 'shop', 'index.html'))) {
     t.log('web/shop/index.html is not in this tree: the storefront part is not run');

@@ -11,6 +11,7 @@
 #include "bus/bus_int.h"
 #include "bus/envelope_decode.h"
 
+#include <shoal/clock.h>
 #include <shoal/json.h>
 
 #include <stdio.h>
@@ -623,6 +624,10 @@ static char *dead_letter_json(const sl_bus_sub *s, const bus_delivery *d, const 
     json_object_set_new(o, "deliveries", json_integer(d->deliveries));
     json_object_set_new(o, "stream_seq", json_integer((json_int_t)d->stream_seq));
     json_object_set_new(o, "reason", json_string(reason));
+    char at[SL_RFC3339_MAX];
+    const sl_clock *clk = s->bus->opt.clock ? s->bus->opt.clock : sl_clock_system();
+    if (sl_rfc3339_format(sl_clock_wall_ns(clk), at, sizeof at) > 0)
+        json_object_set_new(o, "at", json_string(at));
     if (d->len <= s->bus->opt.max_msg_bytes / 2 && sl_utf8_valid(d->data, d->len))
         json_object_set_new(o, "envelope", json_stringn(d->data, d->len));
     else
@@ -847,6 +852,16 @@ int sl__bus_dead_parse(const char *data, size_t len, sl_bus_dead *out, char **en
     snprintf(out->id, sizeof out->id, "%s", id ? id : "");
     snprintf(out->reason, sizeof out->reason, "%s", r ? r : "");
     out->deliveries = json_is_integer(dv) ? (unsigned)json_integer_value(dv) : 0;
+    const char *at = jstr(o, "at");
+    if (at) snprintf(out->at, sizeof out->at, "%s", at);
+    if (e) { /* the envelope's subject, and its time when the dead letter has none */
+        json_t *eo = json_loads(e, 0, NULL);
+        const char *sj = eo ? json_string_value(json_object_get(eo, "subject")) : NULL;
+        const char *tm = eo ? json_string_value(json_object_get(eo, "time")) : NULL;
+        if (sj) snprintf(out->subject, sizeof out->subject, "%s", sj);
+        if (tm && !at) snprintf(out->at, sizeof out->at, "%s", tm);
+        json_decref(eo);
+    }
     if (e) {
         *env_len = json_string_length(json_object_get(o, "envelope"));
         *env = malloc(*env_len + 1);

@@ -28,6 +28,20 @@ int sl_serve_families_register(sl_metrics *reg, sl_serve_families *out)
     if (rc == 0)
         rc = sl_metrics_gauge(reg, "http_server_connections", "Open client connections.", NULL, 0,
                               &out->connections);
+    /* What the operations view shows of each process: its version and when it started. */
+    static const char *const ver_labels[] = {"version"};
+    static const char *const ver[] = {SHOAL_VERSION};
+    sl_metric_family *info = NULL, *start = NULL;
+    if (rc == 0)
+        rc = sl_metrics_gauge(reg, "build_info", "Always 1; the build's version as a label.",
+                              ver_labels, 1, &info);
+    if (rc == 0)
+        rc = sl_metrics_gauge(reg, "process_start_time_seconds",
+                              "Start time of the process, Unix seconds.", NULL, 0, &start);
+    sl_series *s = rc == 0 ? sl_metric_series(info, ver) : NULL;
+    if (s) sl_gauge_set(s, 1);
+    s = rc == 0 ? sl_metric_series(start, NULL) : NULL;
+    if (s) sl_gauge_set(s, (double)sl_clock_wall_ms(sl_clock_system()) / 1000.0);
     return rc;
 }
 

@@ -260,6 +260,11 @@ void sl__events_stop(sl_events *ev)
     ev->bus = NULL;
 }
 
+sl_bus *sl__events_bus(sl_events *ev)
+{
+    return ev && ev->bus && sl_bus_ready(ev->bus) ? ev->bus : NULL;
+}
+
 void sl__events_free(sl_events *ev)
 {
     if (!ev) return;

@@ -340,13 +340,15 @@ static int load_settings(sl_service *svc, int argc, char **argv)
 
 static int build_routes(sl_service *svc)
 {
-    size_t nb = sl__service_nbuiltin_routes;
-    size_t n = nb + svc->def->nroutes;
+    size_t nb = sl__service_nbuiltin_routes, nd = sl__service_ndlq_routes;
+    size_t n = nb + nd + svc->def->nroutes;
     svc->routes = calloc(n, sizeof(route_entry));
     svc->router = sl_router_new();
     if (!svc->routes || !svc->router) return SL_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        const sl_route_def *d = i < nb ? &sl__service_builtin_routes[i] : &svc->def->routes[i - nb];
+        const sl_route_def *d = i < nb        ? &sl__service_builtin_routes[i]
+                                : i < nb + nd ? &sl__service_dlq_routes[i - nb]
+                                              : &svc->def->routes[i - nb - nd];
         route_entry *e = &svc->routes[svc->nroutes++];
         e->def = d;
         snprintf(e->name, sizeof e->name, "%s %s", sl_http_method_name(d->method), d->path);

@@ -4,6 +4,7 @@
  *   request.c  accessors, request helpers and answers (sl_req_*, sl_respond_*)
  *   builtin.c  the operations routes /healthz, /readyz and /metrics
  *   events.c   the outbox relay, the bus and the subscriptions
+ *   admin_dlq.c  the dead-letter administration routes (/admin/dlq...)
  *
  * Process-wide state (sl_service) is written on the main thread before the
  * workers start and read-only afterwards; everything mutable per request
@@ -76,6 +77,9 @@ struct sl_svc_worker {
 /* The built-in operations routes (builtin.c), registered before the service's own. */
 extern const sl_route_def sl__service_builtin_routes[];
 extern const size_t sl__service_nbuiltin_routes;
+/* The dead-letter administration routes (admin_dlq.c), registered after the built-in ones. */
+extern const sl_route_def sl__service_dlq_routes[];
+extern const size_t sl__service_ndlq_routes;
 
 /*
  * Event plumbing of a service (events.c): the bus, the outbox relay and the
@@ -93,5 +97,7 @@ void sl__events_watch(sl_events *ev, sl_db *db);
 int sl__events_start(sl_events *ev, uv_loop_t *loop);
 void sl__events_stop(sl_events *ev);
 void sl__events_free(sl_events *ev);
+/* The bus once worker 0 opened it, else NULL (worker 0's thread). */
+struct sl_bus *sl__events_bus(sl_events *ev);
 
 #endif
