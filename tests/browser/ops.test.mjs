@@ -7,9 +7,6 @@
 // event is listed with its last error and redriven; the audit shows its checks; a product is
 // created, edited and restocked. Every page gets an axe check and desktop and phone screenshots.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
 
 import { run } from './harness.mjs';
 
@@ -40,7 +37,7 @@ await run('ops', async (t) => {
   assert.equal(reg.status, 201);
   const customer = await t.login(email, 'correct horse battery');
   for (const [method, path] of [['GET', '/api/v1/admin/services'], ['GET', '/api/v1/admin/sagas'],
-    ['GET', '/api/v1/admin/dlq'], ['POST', '/api/v1/admin/dlq/redrive'], ['GET', '/api/v1/admin/audit'],
+    ['GET', '/api/v1/admin/dlq?service=order'], ['POST', '/api/v1/admin/dlq/redrive'], ['GET', '/api/v1/admin/audit'],
     ['POST', '/api/v1/admin/products']]) {
     const r = await t.api(method, path, { token: customer, body: method === 'POST' ? {} : undefined });
     assert.equal(r.status, 403, `${method} ${path} with a customer's token`);
@@ -174,43 +171,46 @@ await run('ops', async (t) => {
     { timeout_ms: 30000, what: 'the edited price in the catalogue' });
 });
 
-// Publishes an event the product service can never apply (a stock change without `available`)
-// straight into JetStream, the way a broken producer would: the consumer dead-letters it with
-// its reason. The console lists it and redrives it.
+// sl_bus_partition: FNV-1a of the subject, modulo the partitions (8 by default).
+function partition(subject, n = 8) {
+  let h = 2166136261;
+  for (const b of Buffer.from(subject)) {
+    h ^= b;
+    h = Math.imul(h, 16777619) >>> 0;
+  }
+  return h % n;
+}
+
+// Plants an event its consumers can never apply (a product.created without a product id) on the
+// bus, the way a broken producer would: the order service dead-letters it with its reason. The
+// console lists it with its last error and redrives it; the consumer refuses it again, so it
+// comes back under a new id while the old one is gone.
 async function poison(t, page) {
-  const envelope = {
-    specversion: '1.0', id: `poison-${Date.now()}`, source: '/shoal/inventory', type: 'shop.inventory.stock_changed.v1',
-    subject: '00000000-0000-7000-8000-000000000000', time: new Date().toISOString(), datacontenttype: 'application/json',
-    data: { product_id: '00000000-0000-7000-8000-000000000000' },
-  };
-  await publish(t, 'shop.inventory.stock_changed.v1', JSON.stringify(envelope));
+  const subject = `poison-${Date.now()}`;
+  await t.publishRaw(`shop.product.created.v1.p.${partition(subject)}`, JSON.stringify({
+    specversion: '1.0', id: subject, source: '/tests/browser', type: 'shop.product.created.v1',
+    subject, time: new Date().toISOString(), datacontenttype: 'application/json', data: { nonsense: true },
+  }));
+  const row = page.locator('#dlq-table tbody tr', { hasText: subject });
   await page.getByRole('link', { name: 'Events' }).click();
   await page.getByRole('heading', { level: 1, name: 'Events' }).waitFor();
   await t.waitFor(async () => {
-    await page.goto('/ops/#/events?service=product');
+    await page.getByLabel('Service').selectOption('order');
+    await page.getByRole('button', { name: 'Show' }).click();
     await page.getByRole('heading', { level: 1, name: 'Events' }).waitFor();
-    return (await page.locator('#dlq-table tbody tr').count()) > 0;
-  }, { timeout_ms: 60000, interval_ms: 1000, what: 'the poison event in the dead-letter queue' });
-  const row = page.locator('#dlq-table tbody tr').first();
-  t.log(`dead letter: ${await row.textContent()}`);
-  await checked(t, page, 'ops-dlq');
+    return (await row.count()) === 1;
+  }, { timeout_ms: 60000, interval_ms: 1000, what: 'the planted event in order\'s dead letters' });
   const id = await row.getAttribute('data-message');
-  await row.getByRole('button', { name: /Redrive/ }).click();
+  const text = await row.textContent();
+  t.log(`dead letter: ${text}`);
+  assert.match(text, /product_id/, 'the last error is shown');
+  await checked(t, page, 'ops-dlq');
+  await row.getByRole('button', { name: /^Redrive/ }).click();
   await page.locator('#status').filter({ hasText: `Redrove message ${id}` }).waitFor();
-  assert.equal(await page.locator(`#dlq-table tr[data-message="${id}"]`).count(), 0, 'the redriven message is still listed');
-}
-
-// One NATS PUB over a plain socket (the JetStream stream captures the subject).
-async function publish(t, subject, payload) {
-  const local = fs.readFileSync(path.join(t.shop.dir, 'local.yaml'), 'utf8');
-  const port = Number(/^nats:\n\s+port: (\d+)/m.exec(local)[1]);
-  const sock = net.connect(port, '127.0.0.1');
-  await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
-  const len = Buffer.byteLength(payload);
-  sock.write(`CONNECT {"verbose":false,"pedantic":false}\r\nPUB ${subject} ${len}\r\n${payload}\r\nPING\r\n`);
-  await new Promise((resolve, reject) => {
-    let got = '';
-    sock.on('data', (d) => { got += d; if (got.includes('PONG')) resolve(); if (got.includes('-ERR')) reject(new Error(got)); });
-  });
-  sock.end();
+  await t.waitFor(async () => {
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Events' }).waitFor();
+    return (await row.count()) === 1 && (await row.getAttribute('data-message')) !== id;
+  }, { timeout_ms: 60000, interval_ms: 1000, what: 'the redriven event refused again under a new id' });
+  t.log(`redriven, refused again as ${await row.getAttribute('data-message')}`);
 }

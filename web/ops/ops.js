@@ -318,45 +318,61 @@ async function saga(id) {
 
 /* ---- events ------------------------------------------------------------------------------ */
 
+// The gateway lists dead letters per service: with no service chosen, the page asks each one
+// (in parallel) and shows them together, oldest first.
 async function events(query) {
   const service = query.get('service') || '';
-  const qs = new URLSearchParams({ per_page: '100' });
-  if (service) qs.set('service', service);
-  let dlq;
-  let svc = null;
+  let svc;
   try {
-    [dlq, svc] = await Promise.all([api.get(`/admin/dlq?${qs}`), api.get('/admin/services').catch(() => null)]);
+    svc = await api.get('/admin/services');
   } catch (e) {
     return failed('Events', e);
   }
-  const items = listOf(dlq, 'messages');
+  const services = listOf(svc, 'services');
+  const names = services.map((s) => first(s, 'service', 'name')).filter(Boolean);
+  const targets = service ? [service] : names;
+  const answers = await Promise.all(targets.map((n) => api.get(`/admin/dlq?service=${encodeURIComponent(n)}&per_page=100`)
+    .then((r) => ({ n, r }), (e) => ({ n, e }))));
+  const refused = answers.find((a) => a.e && (a.e.status === 403 || a.e.status === 401));
+  if (refused) return failed('Events', refused.e);
+  const items = answers.flatMap((a) => (a.r ? listOf(a.r, 'messages') : []))
+    .sort((x, y) => String(x.at).localeCompare(String(y.at)));
+  const total = answers.reduce((n, a) => n + (a.r ? a.r.total ?? listOf(a.r, 'messages').length : 0), 0);
+  const unreachable = answers.filter((a) => a.e).map((a) => `${a.n}: ${a.e.message}`);
+
   const redrive = async (path, what) => {
     try {
-      await api.post(path, undefined, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
+      const r = await api.post(path, undefined);
       await events(query);
-      say(`Redrove ${what}.`);
+      const errs = r && r.errors && typeof r.errors === 'object' ? Object.entries(r.errors) : [];
+      say(`Redrove ${what}${r && typeof r.redriven === 'number' ? ` (${r.redriven} sent back)` : ''}.` +
+        (errs.length ? ` Not reached: ${errs.map(([k, v]) => `${k} (${v})`).join(', ')}.` : ''));
     } catch (e) {
       alarm(`Redrive failed: ${e.message}`);
     }
   };
-  const filter = field('Service', { name: 'service', value: service, maxlength: 50 });
-  const form = h('form', { class: 'row', onsubmit: (ev) => { ev.preventDefault(); const v = values(form).service.trim(); go(`#/events${v ? `?service=${encodeURIComponent(v)}` : ''}`); } },
-    filter, h('button', { type: 'submit', class: 'secondary' }, 'Filter'));
+  const filter = field('Service', { name: 'service', value: service, options: [['', 'All services'], ...names.map((n) => [n, n])] }, 'select');
+  const form = h('form', { class: 'row', onsubmit: (ev) => { ev.preventDefault(); const v = filter.control.value; go(`#/events${v ? `?service=${encodeURIComponent(v)}` : ''}`); } },
+    filter, h('button', { type: 'submit', class: 'secondary' }, 'Show'));
   // Outbox backlog and consumer lag, where the services route reports them.
-  const backlog = listOf(svc || [], 'services').flatMap((s) => {
+  const backlog = services.flatMap((s) => {
     const out = first(s, 'outbox_backlog', 'outbox');
     const lag = first(s, 'consumer_lag', 'consumers', 'lag');
-    return out === undefined && lag === undefined ? [] : [h('tr', {}, h('th', { scope: 'row' }, first(s, 'name', 'service')), h('td', {}, show(out)), h('td', {}, show(lag)))];
+    return out === undefined && lag === undefined ? [] : [h('tr', {}, h('th', { scope: 'row' }, first(s, 'service', 'name')), h('td', {}, show(out)), h('td', {}, show(lag)))];
   });
   page('Events',
     h('h2', {}, 'Dead-letter queue'), form,
+    unreachable.length ? h('p', { class: 'warn-text' }, `Not listed: ${unreachable.join('; ')}`) : null,
     items.length ? [
-      h('p', {}, h('button', { type: 'button', id: 'redrive-all', onclick: () => redrive(`/admin/dlq/redrive${service ? `?service=${encodeURIComponent(service)}` : ''}`, 'every dead letter') }, `Redrive all (${dlq.total ?? items.length})`)),
-      table('dlq-table', null, ['Service', 'Topic', 'Subject', 'Attempts', 'Last error', 'At', ''],
+      h('p', {}, h('button', { type: 'button', id: 'redrive-all', onclick: () => redrive(`/admin/dlq/redrive${service ? `?service=${encodeURIComponent(service)}` : ''}`, service ? `every dead letter of ${service}` : 'every dead letter') },
+        `Redrive all (${total})`)),
+      table('dlq-table', `${total} dead letter(s)${service ? ` of ${service}` : ''}; a redriven event goes back through its consumer.`,
+        ['Service', 'Topic', 'Subject', 'Attempts', 'Last error', 'Dead-lettered', ''],
         items.map((m) => h('tr', { 'data-message': m.message_id },
           h('td', {}, num(m.service)), h('td', {}, num(m.topic)), h('td', {}, num(m.subject)),
           h('td', { class: 'num' }, num(m.attempts)), h('td', {}, num(m.last_error)), h('td', {}, when(m.at)),
-          h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Redrive message ${m.message_id}`, onclick: () => redrive(`/admin/dlq/${encodeURIComponent(m.message_id)}/redrive`, `message ${m.message_id}`) }, 'Redrive')))))]
+          h('td', {}, h('button', { type: 'button', class: 'secondary', onclick: () => redrive(`/admin/dlq/${encodeURIComponent(m.message_id)}/redrive`, `message ${m.message_id}`) },
+            'Redrive', h('span', { class: 'sr-only' }, ` ${m.topic} ${m.subject || ''}`))))))]
       : h('p', { id: 'dlq-table' }, 'The dead-letter queue is empty.'),
     h('h2', {}, 'Outbox backlog and consumer lag'),
     backlog.length ? table('lag-table', null, ['Service', 'Outbox backlog', 'Consumer lag'], backlog)
