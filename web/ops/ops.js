@@ -37,6 +37,10 @@ function parseHash() {
 
 let focusHeading = false; // set by a navigation: the next page's heading takes the focus
 
+// A view draws only while it is the current one: a slow answer for a page the user has left
+// (or an action's refresh) must not replace the page they are on.
+const stale = (mine) => mine !== view;
+
 function page(title, ...children) {
   document.title = `${title} · Shoal operations`;
   const h1 = h('h1', { tabindex: '-1' }, title);
@@ -127,7 +131,9 @@ function show(v) {
 }
 
 function table(id, caption, cols, rows) {
-  return h('div', { class: 'table-wrap' }, h('table', { id },
+  // A wide table scrolls sideways on a phone: its region can take the focus (keyboard scrolling).
+  const label = caption || (id ? id.replace(/-/g, ' ') : cols.filter(Boolean).slice(0, 3).join(', '));
+  return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': label }, h('table', { id },
     caption ? h('caption', { class: 'muted' }, caption) : null,
     h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, rows)));
@@ -198,7 +204,7 @@ function serviceRow(s) {
     h('td', { class: 'num' }, `${readyN}/${total}`),
     h('td', {}, num(r.version)),
     h('td', {}, duration(r.uptime_s)),
-    h('td', { class: 'num' }, num(r.rate)),
+    h('td', { class: 'num' }, typeof r.rate === 'number' ? r.rate.toFixed(2) : num(r.rate)),
     h('td', { class: 'num' }, pct(r.error_ratio)),
     h('td', { class: 'num' }, num(r.p99_ms, 1)),
     h('td', {}, breakerText(first(s, 'breaker'))),
@@ -211,7 +217,7 @@ function instanceTable(s) {
     eps.map((e) => h('tr', {},
       h('th', { scope: 'row' }, num(first(e, 'endpoint', 'address'))),
       h('td', {}, h('span', { class: isReady(e) ? 'state-up' : 'state-down' }, isReady(e) ? 'ready' : 'not ready')),
-      h('td', {}, num(e.version)), h('td', {}, duration(e.uptime_s)), h('td', { class: 'num' }, num(e.request_rate)),
+      h('td', {}, num(e.version)), h('td', {}, duration(e.uptime_s)), h('td', { class: 'num' }, typeof e.request_rate === 'number' ? e.request_rate.toFixed(2) : num(e.request_rate)),
       h('td', { class: 'num' }, pct(e.error_ratio)), h('td', { class: 'num' }, num(e.p99_ms, 1)), h('td', {}, when(e.scraped_at)))));
 }
 
@@ -251,6 +257,7 @@ async function services() {
 const SAGA_STATES = [['', 'All'], ['running', 'Running'], ['stuck', 'Stuck'], ['compensating', 'Compensating'], ['completed', 'Completed'], ['compensated', 'Compensated']];
 
 async function sagas(query) {
+  const mine = view;
   const status = query.get('status') || '';
   const pg = Math.max(1, parseInt(query.get('page') || '1', 10) || 1);
   let r;
@@ -259,12 +266,13 @@ async function sagas(query) {
   try {
     r = await api.get(`/admin/sagas?${qs}`);
   } catch (e) {
-    return failed('Sagas', e);
+    return stale(mine) ? undefined : failed('Sagas', e);
   }
   const filter = field('Status', { name: 'status', value: status, options: SAGA_STATES }, 'select');
   const form = h('form', { class: 'row', onsubmit: (ev) => { ev.preventDefault(); go(`#/sagas${filter.control.value ? `?status=${filter.control.value}` : ''}`); } },
     filter, h('button', { type: 'submit', class: 'secondary' }, 'Show'));
   const items = listOf(r, 'sagas');
+  if (stale(mine)) return;
   page('Sagas', form,
     items.length ? table('sagas-table', `${r.total ?? items.length} saga(s)`, ['Saga', 'Type', 'Status', 'Step', 'Updated', 'Stuck because'],
       items.map((s) => h('tr', { 'data-saga': s.saga_id },
@@ -278,11 +286,12 @@ async function sagas(query) {
 }
 
 async function saga(id) {
+  const mine = view;
   let s;
   try {
     s = await api.get(`/admin/sagas/${encodeURIComponent(id)}`);
   } catch (e) {
-    return failed('Saga', e);
+    return stale(mine) ? undefined : failed('Saga', e);
   }
   const act = (verb, label, cls) => {
     const form = h('form', { onsubmit: async (ev) => {
@@ -290,7 +299,7 @@ async function saga(id) {
       await busy(form, async () => {
         try {
           await api.post(`/admin/sagas/${encodeURIComponent(id)}/${verb}`, undefined, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
-          await saga(id);
+          if (!stale(mine)) await saga(id);
           say(`Saga ${verb === 'resume' ? 'resumed' : 'aborted; compensation runs'}.`);
         } catch (e) {
           if (e.status === 409) formMessage(form, verb === 'abort' ? `Cannot abort: the saga is past its pivot (${e.problem.detail || e.reason || 'conflict'}).` : `Cannot resume: ${e.problem.detail || e.reason || 'conflict'}.`);
@@ -302,6 +311,7 @@ async function saga(id) {
   };
   const history = listOf(s.history || [], 'history');
   const cols = [...new Set(history.flatMap((e) => Object.keys(e)))];
+  if (stale(mine)) return;
   page(`Saga ${s.type || ''}`.trim(),
     h('dl', { class: 'kv panel', id: 'saga-summary' },
       ['saga_id', 'type', 'status', 'step', 'call', 'attempt', 'reason', 'stuck_reason', 'next_wake_at', 'updated_at']
@@ -321,12 +331,13 @@ async function saga(id) {
 // The gateway lists dead letters per service: with no service chosen, the page asks each one
 // (in parallel) and shows them together, oldest first.
 async function events(query) {
+  const mine = view;
   const service = query.get('service') || '';
   let svc;
   try {
     svc = await api.get('/admin/services');
   } catch (e) {
-    return failed('Events', e);
+    return stale(mine) ? undefined : failed('Events', e);
   }
   const services = listOf(svc, 'services');
   const names = services.map((s) => first(s, 'service', 'name')).filter(Boolean);
@@ -334,7 +345,7 @@ async function events(query) {
   const answers = await Promise.all(targets.map((n) => api.get(`/admin/dlq?service=${encodeURIComponent(n)}&per_page=100`)
     .then((r) => ({ n, r }), (e) => ({ n, e }))));
   const refused = answers.find((a) => a.e && (a.e.status === 403 || a.e.status === 401));
-  if (refused) return failed('Events', refused.e);
+  if (refused) return stale(mine) ? undefined : failed('Events', refused.e);
   const items = answers.flatMap((a) => (a.r ? listOf(a.r, 'messages') : []))
     .sort((x, y) => String(x.at).localeCompare(String(y.at)));
   const total = answers.reduce((n, a) => n + (a.r ? a.r.total ?? listOf(a.r, 'messages').length : 0), 0);
@@ -343,7 +354,7 @@ async function events(query) {
   const redrive = async (path, what) => {
     try {
       const r = await api.post(path, undefined);
-      await events(query);
+      if (!stale(mine)) await events(query);
       const errs = r && r.errors && typeof r.errors === 'object' ? Object.entries(r.errors) : [];
       say(`Redrove ${what}${r && typeof r.redriven === 'number' ? ` (${r.redriven} sent back)` : ''}.` +
         (errs.length ? ` Not reached: ${errs.map(([k, v]) => `${k} (${v})`).join(', ')}.` : ''));
@@ -360,6 +371,7 @@ async function events(query) {
     const lag = first(s, 'consumer_lag', 'consumers', 'lag');
     return out === undefined && lag === undefined ? [] : [h('tr', {}, h('th', { scope: 'row' }, first(s, 'service', 'name')), h('td', {}, show(out)), h('td', {}, show(lag)))];
   });
+  if (stale(mine)) return;
   page('Events',
     h('h2', {}, 'Dead-letter queue'), form,
     unreachable.length ? h('p', { class: 'warn-text' }, `Not listed: ${unreachable.join('; ')}`) : null,
@@ -382,13 +394,15 @@ async function events(query) {
 /* ---- audit ------------------------------------------------------------------------------- */
 
 async function audit() {
+  const mine = view;
   let r;
   try {
     r = await api.get('/admin/audit');
   } catch (e) {
-    return failed('Audit', e);
+    return stale(mine) ? undefined : failed('Audit', e);
   }
   const checks = listOf(r, 'checks');
+  if (stale(mine)) return;
   page('Audit',
     h('p', { class: r.ok ? 'state-up' : 'state-down', id: 'audit-overall' }, r.ok ? 'All invariants hold.' : 'An invariant is broken.'),
     table('audit-table', null, ['Check', 'Holds', 'Value', 'Detail'], checks.map((c) => h('tr', {},
@@ -455,6 +469,7 @@ function restockForm(p, onDone) {
 }
 
 async function products(query) {
+  const mine = view;
   const pg = Math.max(1, parseInt(query.get('page') || '1', 10) || 1);
   const q = query.get('q') || '';
   const qs = new URLSearchParams({ page: String(pg), per_page: '20', sort: 'name' });
@@ -465,12 +480,13 @@ async function products(query) {
   try {
     [list] = await Promise.all([api.get(`/products?${qs}`), api.get('/users?per_page=1')]);
   } catch (e) {
-    return failed('Products', e);
+    return stale(mine) ? undefined : failed('Products', e);
   }
   const search = field('Search products', { name: 'q', type: 'search', value: q, maxlength: 200 });
   const sform = h('form', { role: 'search', class: 'row', onsubmit: (ev) => { ev.preventDefault(); go(`#/products?q=${encodeURIComponent(search.control.value.trim())}`); } },
     search, h('button', { type: 'submit', class: 'secondary' }, 'Search'));
-  const reload = () => products(query);
+  const reload = () => (stale(mine) ? undefined : products(query));
+  if (stale(mine)) return;
   page('Products',
     h('details', {}, h('summary', {}, 'New product'), productForm(null, reload)),
     sform,

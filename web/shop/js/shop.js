@@ -46,6 +46,10 @@ function parseHash() {
   return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(qs || '') };
 }
 
+// A view draws only while it is the current one: a slow answer for a page the user has left
+// (or an action's refresh) must not replace the page they are on.
+const stale = (mine) => mine !== view;
+
 let focusHeading = false; // set by a navigation: the next page's heading takes the focus
 
 function page(title, ...children) {
@@ -124,6 +128,7 @@ function catalogueHref(q) {
 }
 
 async function catalogue(query) {
+  const mine = view;
   const q = { q: query.get('q') || '', category: query.get('category') || '', sort: query.get('sort') || '', page: Math.max(1, parseInt(query.get('page') || '1', 10) || 1) };
   const heading = q.q ? `Search: ${q.q}` : q.category ? `Category: ${q.category}` : 'Catalogue';
   const params = new URLSearchParams({ page: String(q.page), per_page: String(PER_PAGE) });
@@ -135,7 +140,7 @@ async function catalogue(query) {
   try {
     [list, cats] = await Promise.all([api.get(`/products?${params}`, { anonymous: true }), loadCategories().catch(() => [])]);
   } catch (e) {
-    return failed(heading, e);
+    return stale(mine) ? undefined : failed(heading, e);
   }
 
   const search = field('Search', { name: 'q', type: 'search', value: q.q, maxlength: 200, autocomplete: 'off' });
@@ -159,6 +164,7 @@ async function catalogue(query) {
     q.page > 1 ? h('a', { href: catalogueHref({ ...q, page: q.page - 1 }), rel: 'prev' }, '← Previous') : null,
     h('span', {}, `Page ${q.page} of ${pages} (${list.total} products)`),
     q.page < pages ? h('a', { href: catalogueHref({ ...q, page: q.page + 1 }), rel: 'next' }, 'Next →') : null);
+  if (stale(mine)) return;
   page(heading, form, catNav, h('h2', { class: 'muted' }, `${list.total} products`), results, pager);
 }
 
@@ -196,11 +202,12 @@ async function addToCart(p, n, button) {
 }
 
 async function product(id) {
+  const mine = view;
   let p;
   try {
     p = await api.get(`/products/${encodeURIComponent(id)}`, { anonymous: true });
   } catch (e) {
-    return failed(e.status === 404 ? 'Product not found' : 'Product', e);
+    return stale(mine) ? undefined : failed(e.status === 404 ? 'Product not found' : 'Product', e);
   }
   const qty = field('Quantity', { name: 'qty', type: 'number', min: 1, max: 99, value: 1, inputmode: 'numeric', required: true });
   const form = h('form', { class: 'row', onsubmit: async (ev) => {
@@ -210,6 +217,7 @@ async function product(id) {
     if (!(n >= 1 && n <= 99)) return showError(form, new ApiError(400, { errors: [{ field: 'qty', message: 'Enter a quantity from 1 to 99.' }] }));
     await busy(form, () => addToCart(p, n, null));
   } }, qty, h('button', { type: 'submit', disabled: p.available > 0 ? null : true }, 'Add to cart'));
+  if (stale(mine)) return;
   page(p.name,
     h('p', { class: 'muted' }, h('a', { href: catalogueHref({ category: p.category }) }, p.category), ` · SKU ${p.sku}`),
     h('p', { class: 'big' }, money(p.price)),
@@ -232,6 +240,7 @@ async function productNames(ids) {
 }
 
 async function cartView() {
+  const mine = view;
   if (needSignIn('/cart')) return;
   let cart;
   let names;
@@ -239,8 +248,9 @@ async function cartView() {
     cart = await api.get('/cart');
     names = await productNames(cart.items.map((i) => i.product_id)).catch(() => new Map());
   } catch (e) {
-    return failed('Your cart', e);
+    return stale(mine) ? undefined : failed('Your cart', e);
   }
+  if (stale(mine)) return;
   setCartCount(cart);
   if (!cart.items.length) {
     return page('Your cart', h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse the catalogue')));
@@ -256,7 +266,7 @@ async function cartView() {
       await busy(form, async () => {
         try {
           await api.put(`/cart/items/${encodeURIComponent(item.product_id)}`, { qty: n });
-          await cartView();
+          if (!stale(mine)) await cartView();
           say(n ? `${name}: quantity ${n}.` : `${name} removed from the cart.`);
         } catch (e) {
           showError(form, e);
@@ -266,7 +276,7 @@ async function cartView() {
     h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove ${name}`, onclick: async () => {
       try {
         await api.del(`/cart/items/${encodeURIComponent(item.product_id)}`);
-        await cartView();
+        if (!stale(mine)) await cartView();
         say(`${name} removed from the cart.`);
       } catch (e) {
         showError(form, e);
@@ -278,8 +288,9 @@ async function cartView() {
       h('td', {}, form),
       h('td', { class: 'num' }, money({ amount: amountOf(item.unit_price) * item.qty, currency: (item.unit_price || {}).currency || 'JPY' })));
   });
+  if (stale(mine)) return;
   page('Your cart',
-    h('div', { class: 'table-wrap' }, h('table', {},
+    h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Cart items' }, h('table', {},
       h('caption', { class: 'muted' }, 'Set a quantity to 0 or press Remove to take an item out.'),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Product'), h('th', { scope: 'col', class: 'num' }, 'Unit price'), h('th', { scope: 'col' }, 'Quantity'), h('th', { scope: 'col', class: 'num' }, 'Subtotal'))),
       h('tbody', {}, rows),
@@ -291,14 +302,16 @@ let justPlaced = null; // the 202 answer of the order just placed: its first sta
 let checkoutAttempt = null; // {body, key}: a repeat of the same order reuses its Idempotency-Key
 
 async function checkout() {
+  const mine = view;
   if (needSignIn('/checkout')) return;
   let cart;
   let wallet;
   try {
     [cart, wallet] = await Promise.all([api.get('/cart'), api.get('/wallet').catch(() => null)]);
   } catch (e) {
-    return failed('Checkout', e);
+    return stale(mine) ? undefined : failed('Checkout', e);
   }
+  if (stale(mine)) return;
   if (!cart.items.length) return page('Checkout', h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse the catalogue')));
   const f = {
     name: field('Full name', { name: 'name', autocomplete: 'name', required: true, maxlength: 200, value: session.get('name') || '' }),
@@ -333,6 +346,7 @@ async function checkout() {
   } },
   h('fieldset', {}, h('legend', {}, 'Shipping address'), Object.values(f)),
   h('button', { type: 'submit', id: 'place-order' }, `Place order · ${money(cart.total)}`));
+  if (stale(mine)) return;
   page('Checkout',
     h('div', { class: 'panel' }, h('dl', { class: 'kv' },
       h('dt', {}, 'Items'), h('dd', {}, String(cart.items.reduce((s, i) => s + i.qty, 0))),
@@ -435,16 +449,18 @@ function cancelControl(o, after) {
 }
 
 async function orders() {
+  const mine = view;
   if (needSignIn('/orders')) return;
   let r;
   try {
     r = await api.get(`/users/${encodeURIComponent(session.userId)}/orders`);
   } catch (e) {
-    return failed('Your orders', e);
+    return stale(mine) ? undefined : failed('Your orders', e);
   }
   const list = r.orders || [];
+  if (stale(mine)) return;
   if (!list.length) return page('Your orders', h('p', {}, 'No orders yet. ', h('a', { href: '#/' }, 'Browse the catalogue')));
-  page('Your orders', h('div', { class: 'table-wrap' }, h('table', { id: 'orders' },
+  page('Your orders', h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Orders' }, h('table', { id: 'orders' },
     h('thead', {}, h('tr', {}, ['Placed', 'Items', 'Total', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, list.map((o) => {
       const details = o.product_details || [];
@@ -461,6 +477,7 @@ async function orders() {
 /* ---- wallet ------------------------------------------------------------------------------ */
 
 async function wallet(query) {
+  const mine = view;
   if (needSignIn('/wallet')) return;
   const pg = Math.max(1, parseInt(query.get('page') || '1', 10) || 1);
   let w;
@@ -468,7 +485,7 @@ async function wallet(query) {
   try {
     [w, hist] = await Promise.all([api.get('/wallet'), api.get(`/wallet/history?page=${pg}&per_page=10`)]);
   } catch (e) {
-    return failed('Wallet', e);
+    return stale(mine) ? undefined : failed('Wallet', e);
   }
   const amount = field('Amount (yen)', { name: 'amount', type: 'number', min: 1, max: 1000000000, step: 1, inputmode: 'numeric', required: true });
   const deposit = h('form', { class: 'row', id: 'deposit', novalidate: true, onsubmit: async (ev) => {
@@ -479,7 +496,7 @@ async function wallet(query) {
     await busy(deposit, async () => {
       try {
         await api.post('/wallet/deposits', { amount: n }, { headers: { 'Idempotency-Key': newIdempotencyKey() } });
-        await wallet(new URLSearchParams());
+        if (!stale(mine)) await wallet(new URLSearchParams());
         say(`Deposited ${money(n)}.`);
       } catch (e) {
         if (e.reason === 'deposit_limit') showError(deposit, new ApiError(e.status, { errors: [{ field: 'amount', message: `Today's deposit limit is reached${e.problem.detail ? `: ${e.problem.detail}` : ''}.` }] }));
@@ -509,11 +526,12 @@ async function wallet(query) {
   const pages = Math.max(1, Math.ceil((hist.total || 0) / 10));
   const OUTGOING = new Set(['PaymentCharged', 'MoneyWithdrawn']);
   const label = { AccountOpened: 'Wallet opened', MoneyDeposited: 'Deposit', MoneyWithdrawn: 'Transfer out', PaymentCharged: 'Payment', PaymentRefunded: 'Refund' };
+  if (stale(mine)) return;
   page('Wallet',
     h('div', { class: 'panel' }, h('p', {}, 'Balance'), h('p', { class: 'big', id: 'balance' }, money(w.balance))),
     h('h2', {}, 'Add money'), deposit,
     h('h2', {}, 'History'),
-    hist.items.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'history' },
+    hist.items.length ? h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Wallet history' }, h('table', { id: 'history' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'What'), h('th', { scope: 'col', class: 'num' }, 'Amount'), h('th', { scope: 'col', class: 'num' }, 'Balance after'))),
       h('tbody', {}, hist.items.map((e) => h('tr', {},
         h('td', {}, when(e.at)),
