@@ -61,7 +61,7 @@ function forbidden() {
 
 function failed(title, err) {
   if (err.status === 403) return page(title, forbidden());
-  page(title, h('p', { class: 'bad-text' }, err.message), h('p', {}, h('a', { href: location.hash }, 'Try again')));
+  page(title, h('p', { class: 'bad-text' }, err.message), h('p', {}, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Try again')));
 }
 
 function renderAccount() {

@@ -18,6 +18,7 @@ const REASONS = {
   payment_failed: 'the payment failed',
   customer_request: 'you cancelled it',
   timeout: 'checkout could not finish in time',
+  aborted: 'checkout was stopped by the shop',
 };
 const reasonText = (r) => (r ? REASONS[r] || r.replace(/_/g, ' ') : '');
 
@@ -65,7 +66,8 @@ function page(title, ...children) {
 
 // Errors that are not tied to a form: never a blank page, always a sentence and a way on.
 function failed(title, err) {
-  page(title, h('p', { class: 'bad-text' }, err.message), h('p', {}, h('a', { href: location.hash || '#/' }, 'Try again'), ' · ', h('a', { href: '#/' }, 'Back to the catalogue')));
+  page(title, h('p', { class: 'bad-text' }, err.message),
+    h('p', { class: 'row' }, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Try again'), h('a', { href: '#/' }, 'Back to the catalogue')));
 }
 
 function needSignIn(where) {
