@@ -123,8 +123,11 @@ await run('ops', async (t) => {
   await page.locator('#status').filter({ hasText: 'Saga resumed' }).waitFor();
   await t.waitFor(async () => (await t.api('GET', `/api/v1/orders/${orderId}`, { token: st })).json?.status === 'confirmed',
     { timeout_ms: 60000, what: 'the resumed checkout to confirm its order' });
-  await page.reload();
-  await page.locator('#saga-summary [data-key="status"]').filter({ hasText: 'completed' }).waitFor();
+  await t.waitFor(async () => {
+    await page.reload();
+    await page.locator('#saga-summary').waitFor();
+    return (await page.locator('#saga-summary [data-key="status"]').textContent()) === 'completed';
+  }, { timeout_ms: 60000, interval_ms: 1000, what: 'the resumed saga to complete' });
   await checked(t, page, 'ops-saga-resumed');
 
   // ---- a dead-lettered event, redriven ------------------------------------------------------
