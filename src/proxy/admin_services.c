@@ -395,8 +395,10 @@ static void services(px_req *r)
         const px_cluster_cfg *cc = &cfg->clusters[c];
         json_t *gw = json_array_get(clusters, c);
         json_t *insts = json_array();
-        int nready = 0;
+        int nready = 0, nseen = 0;
         unsigned in_flight = 0;
+        double srate = 0, serr = 0, sp99 = -1;
+        const char *sversion = NULL;
         json_t *eps = json_object_get(gw, "endpoints");
         for (size_t k = 0; k < cc->nendpoints; k++) {
             json_t *ge = json_array_get(eps, k);
@@ -409,6 +411,13 @@ static void services(px_req *r)
             int seen = e && e->seen;
             int ready = e && e->ready && e->reachable;
             nready += ready;
+            if (seen) { /* the service's figures: rates summed, errors weighted, worst p99 */
+                nseen++;
+                srate += e->rate;
+                serr += e->rate * e->error_ratio;
+                if (e->p99_s > sp99) sp99 = e->p99_s;
+                if (!sversion && e->cur.version[0]) sversion = e->cur.version;
+            }
             double uptime =
                 seen && e->cur.start_time_s > 0 ? (double)now / 1000.0 - e->cur.start_time_s : NAN;
             json_t *o = json_object();
@@ -447,6 +456,10 @@ static void services(px_req *r)
         json_object_set_new(svc, "ready", json_boolean(nready > 0));
         json_object_set_new(svc, "instances", json_integer((json_int_t)cc->nendpoints));
         json_object_set_new(svc, "ready_instances", json_integer(nready));
+        json_object_set_new(svc, "version", sversion ? json_string(sversion) : json_null());
+        json_object_set_new(svc, "request_rate", num_or_null(srate, nseen));
+        json_object_set_new(svc, "error_ratio", num_or_null(srate > 0 ? serr / srate : 0, nseen));
+        json_object_set_new(svc, "p99_ms", num_or_null(sp99 * 1000.0, nseen && sp99 >= 0));
         json_object_set_new(svc, "breaker",
                             json_incref(json_object_get(gw, "breaker")
                                             ? json_object_get(gw, "breaker")

@@ -54,6 +54,8 @@ await run('admin_api', async (t) => {
   }, { timeout_ms: 30000, what: 'every service scraped and ready' });
   for (const s of view.items) {
     assert.equal(s.instances, 1);
+    assert.equal(typeof s.version, 'string', `${s.service} version`);
+    assert.ok(s.request_rate >= 0 && s.error_ratio >= 0 && s.error_ratio <= 1, `${s.service} rates`);
     assert.equal(s.ready_instances, 1);
     assert.ok(['closed', 'open', 'half_open'].includes(s.breaker), `${s.service} breaker`);
     assert.ok(s.bulkhead.max_concurrent >= 1 && s.bulkhead.in_flight >= 0, `${s.service} bulkhead`);
