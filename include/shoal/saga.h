@@ -18,7 +18,9 @@
  * 3. The driver (driver.c, uvtimer.c): runs the commands through an abstract
  *    executor (the HTTP client, plugged in by the service) and an abstract
  *    timer (a libuv implementation is provided), feeds replies back as
- *    events, and resumes unfinished sagas at start.
+ *    events, resumes unfinished sagas at start, sweeps for sagas nobody
+ *    drives, wakes waiting retries when a participant answers again, and
+ *    aborts before the pivot (an admin, or the definition's deadline).
  *
  * A definition is an ordered list of steps. Steps before the pivot are
  * compensable (each has an action and a compensation); the pivot is the point
@@ -104,7 +106,8 @@ typedef enum sl_saga_call_kind { SL_SAGA_ACTION = 0, SL_SAGA_COMPENSATION = 1 } 
     X(RESUMED, "resumed")         /* resumed after a restart (or an admin resume) */               \
     X(STUCK, "stuck")             /* parked for an operator (detail: why) */                       \
     X(COMPLETED, "completed")     /* every step done */                                            \
-    X(COMPENSATED, "compensated") /* every done step compensated */
+    X(COMPENSATED, "compensated") /* every done step compensated */                                \
+    X(ABORTED, "aborted")         /* deadline passed or admin abort: compensating (detail: why) */
 
 typedef enum sl_saga_hist_kind {
 #define SL_SAGA_HIST_ENUM_(name, text) SL_SAGA_HIST_##name,
@@ -142,6 +145,14 @@ typedef struct sl_saga_def {
     const sl_saga_step_def *steps;
     size_t n_steps; /* 1..SL_SAGA_STEPS_MAX */
     size_t pivot;   /* index of the pivot step (< n_steps); steps before it are compensable */
+    /* The saga must pass the pivot within this many ms of its creation, else it aborts on its
+     * own (compensates with reason "timeout"); 0 = no deadline. */
+    int64_t deadline_ms;
+    /* The pivot has a compensation that is safe whether or not the pivot took effect and that
+     * makes a late pivot attempt fail (a refund that leaves a tombstone). Only then can a saga
+     * whose pivot was sent but not answered be aborted; the compensation is never sent for a
+     * pivot that replied ok. */
+    bool pivot_compensable;
 } sl_saga_def;
 
 /*
@@ -182,6 +193,7 @@ typedef struct sl_saga_state {
     uint8_t step_status[SL_SAGA_STEPS_MAX]; /* sl_saga_step_status, n_steps used */
     uint32_t attempts_total;                /* every attempt of every call (history and metrics) */
     uint32_t history_seq;                   /* seq of the last history entry */
+    int64_t deadline_at_ms;          /* wall ms by which the pivot must be passed; 0 = none */
     uint64_t version;                /* store's optimistic-concurrency version (0 before create) */
     char reason[SL_SAGA_REASON_MAX]; /* the business refusal that caused compensation */
     char stuck_reason[SL_SAGA_REASON_MAX]; /* why it is (or last was) stuck */
@@ -222,6 +234,8 @@ typedef enum sl_saga_event_kind {
     SL_SAGA_EV_TIMER,   /* the timer armed for wake_at_ms fired */
     SL_SAGA_EV_RESUME,  /* the process restarted (or lost an event): re-send what was in flight */
     SL_SAGA_EV_ADMIN_RESUME, /* an operator resumes a stuck saga */
+    SL_SAGA_EV_WAKE,  /* the participant of the waiting call is back: retry now, not at wake_at */
+    SL_SAGA_EV_ABORT, /* an operator aborts: compensate now (only before the pivot is passed) */
 } sl_saga_event_kind;
 
 typedef struct sl_saga_event {
@@ -282,12 +296,24 @@ enum { SL_SAGA_IGNORED = 1 };
  * Returns 0 when the event applied (`st` changed, at least one history entry),
  * SL_SAGA_IGNORED for a stale or irrelevant event (a reply to an older
  * attempt, a timer before its time, anything after the end; `st` unchanged,
- * `out` empty), or SL_EINVAL for an event that names a step out of range.
+ * `out` empty), SL_ESTATE for an ABORT the saga cannot take (past the pivot,
+ * finished, or a sent pivot without a compensation; `st` unchanged), or
+ * SL_EINVAL for an event that names a step out of range.
  * `st` must come from sl_saga_state_init or sl_saga_state_from_json with the
  * same `def`. Pure; borrows everything; history details borrow ev->data.
  */
 SL_API int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_saga_event *ev,
                          int64_t now_ms, sl_rand *rand, sl_saga_output *out) SL_MUST_CHECK;
+
+/*
+ * When the saga next needs a TIMER event: the earlier of its call's wake_at_ms and, while the
+ * deadline can still abort it, deadline_at_ms. 0 = never (idle, final or stuck). Pure.
+ */
+SL_API int64_t sl_saga_due_ms(const sl_saga_def *def, const sl_saga_state *st);
+
+/* True when an ABORT (or the deadline) can still compensate `st`: running, the pivot not
+ * passed, and the current call compensable (see sl_saga_def.pivot_compensable). Pure. */
+SL_API bool sl_saga_abortable(const sl_saga_def *def, const sl_saga_state *st);
 
 /* ---- Store (sl_db) ---- */
 
@@ -298,7 +324,7 @@ SL_API int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_sag
  * any JSON text the executor needs to build requests) in the caller's open
  * transaction `tx` (so the business row and its saga commit together), with
  * a `created` history entry. Does not send anything: after commit, call
- * sl_saga_driver_start (or let the next restart resume it). Returns 0,
+ * sl_saga_driver_start (if that fails, sl_saga_driver_sweep picks it up). Returns 0,
  * SL_ESTATE outside a transaction, SL_EINVAL (bad id), SL_ECONFLICT (id
  * taken), or a mapped database error.
  */
@@ -353,6 +379,7 @@ typedef struct sl_saga_summary {
     int64_t created_ms, updated_ms;
     int64_t next_wake_ms; /* 0 = none */
     char stuck_reason[SL_SAGA_REASON_MAX];
+    int32_t step; /* current step index (sl_saga_store_page only; -1 elsewhere or unreadable) */
 } sl_saga_summary;
 
 typedef enum sl_saga_filter {
@@ -369,6 +396,26 @@ typedef enum sl_saga_filter {
 SL_API int sl_saga_store_list(sl_db *db, const char *type, sl_saga_filter filter,
                               const char *after_id, sl_saga_summary *out, size_t cap,
                               size_t *n) SL_MUST_CHECK;
+
+/*
+ * Lists unfinished instances of `type` due at or before `due_before_ms` (their stored next
+ * wake-up, or their creation for an unstarted one, lies that far in the past: nobody is
+ * driving them), by id, strictly after `after_id`, at most `cap`; the count in *n. For the
+ * sweep. Returns 0 or a database error.
+ */
+SL_API int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms,
+                                  const char *after_id, sl_saga_summary *out, size_t cap,
+                                  size_t *n) SL_MUST_CHECK;
+
+/*
+ * One page (1-based `page`, `per_page` rows, at most `cap` into `out`) of instances, newest
+ * update first, filtered by `type` (NULL: all) and `status` (SL_SAGA_STATUS_COUNT: all); the
+ * rows in *n, the number matching in *total; each summary's `step` is read from its state.
+ * For the admin listing. Returns 0 or a database error.
+ */
+SL_API int sl_saga_store_page(sl_db *db, const char *type, sl_saga_status status, int64_t page,
+                              int64_t per_page, sl_saga_summary *out, size_t cap, size_t *n,
+                              int64_t *total) SL_MUST_CHECK;
 
 /* A stored history row; strings borrowed for the callback's duration. */
 typedef struct sl_saga_history_row {
@@ -500,6 +547,22 @@ SL_API int sl_saga_uv_timer_init(sl_saga_uv_timer *t, uv_loop_t *loop,
  * loop once more before freeing it). */
 SL_API void sl_saga_uv_timer_close(sl_saga_uv_timer *t);
 
+/*
+ * A process-wide set of the saga ids that drivers are tracking, shared by every driver of the
+ * process (one per saga type and worker thread): a saga is tracked by at most one driver at a
+ * time, so a sweep or an admin action on one worker never drives a saga another worker is
+ * driving. Its size is the process's backlog of running sagas (admission control).
+ * Thread-safe.
+ */
+typedef struct sl_saga_registry sl_saga_registry;
+
+/* Creates a registry. Returns 0 and *out (returns owned: free with sl_saga_registry_free after
+ * every driver using it), or SL_ENOMEM. */
+SL_API int sl_saga_registry_new(sl_saga_registry **out) SL_MUST_CHECK;
+SL_API void sl_saga_registry_free(sl_saga_registry *r);
+/* Number of sagas tracked by the registry's drivers. */
+SL_API size_t sl_saga_registry_count(sl_saga_registry *r);
+
 typedef struct sl_saga_driver_options {
     sl_db *db;                 /* borrowed; the driver's thread's connection */
     const sl_saga_def *def;    /* borrowed, must be valid; one driver per saga type */
@@ -511,6 +574,7 @@ typedef struct sl_saga_driver_options {
     int64_t store_retry_ms; /* delay before retrying a saga whose store call failed; 0 → 1000 */
     sl_saga_metrics_cb metrics_cb; /* may be NULL */
     void *metrics_data;
+    sl_saga_registry *registry; /* borrowed, may be NULL (then this driver claims alone) */
 } sl_saga_driver_options;
 
 typedef struct sl_saga_driver sl_saga_driver;
@@ -544,6 +608,31 @@ SL_API int sl_saga_driver_start(sl_saga_driver *d, const char *id) SL_MUST_CHECK
 /* Resumes stuck saga `id` (admin). Returns 0, SL_ESTATE when it is not stuck, SL_ELIMIT, or a
  * store error. */
 SL_API int sl_saga_driver_resume_stuck(sl_saga_driver *d, const char *id) SL_MUST_CHECK;
+
+/*
+ * Aborts saga `id` (admin): it compensates at once, its order's reason "aborted". Returns 0
+ * (also when it is already compensating or compensated), SL_ESTATE when it is past the pivot
+ * (or completed), SL_ENOTFOUND, or a store error. When another driver of the registry tracks
+ * the saga, this driver sends the first compensation and that driver keeps its timers.
+ */
+SL_API int sl_saga_driver_abort(sl_saga_driver *d, const char *id) SL_MUST_CHECK;
+
+/*
+ * Wakes every tracked saga waiting to retry a call of a step in `step_mask` (bit i = step i):
+ * the retry is sent now instead of at the end of its backoff. Call it when a participant
+ * answers again (any reply that is not a transient failure). Stores the number woken in
+ * *woken (may be NULL).
+ */
+SL_API void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *woken);
+
+/*
+ * The sweep: picks up every unfinished saga of the driver's type that nobody tracks (in the
+ * registry) and that is due for more than `grace_ms` (never started, or its timer long
+ * overdue), and drives it with RESUME. Stores the number picked up in *picked (may be NULL).
+ * Returns 0, SL_ELIMIT when the driver is full (the rest waits for the next sweep), or a
+ * database error.
+ */
+SL_API int sl_saga_driver_sweep(sl_saga_driver *d, int64_t grace_ms, size_t *picked) SL_MUST_CHECK;
 
 /* Number of sagas the driver is tracking (unfinished, not stuck). */
 SL_API size_t sl_saga_driver_active(const sl_saga_driver *d);

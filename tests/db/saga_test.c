@@ -595,6 +595,147 @@ static void test_metrics(void **state)
     sl_metrics_free(reg);
 }
 
+static sl_saga_driver *driver_reg(sl_db *db, exec *x, manual_timer *t, sl_fake_clock *fc,
+                                  sl_saga_registry *reg)
+{
+    sl_saga_driver_options o = {
+        .db = db,
+        .def = &def,
+        .executor = {.ctx = x, .send = exec_send},
+        .timer = {.ctx = t, .arm = mt_arm, .disarm = mt_disarm},
+        .clock = &fc->clock,
+        .seed = 9,
+        .registry = reg,
+    };
+    sl_saga_driver *d;
+    HARNESS_OK(db, sl_saga_driver_new(&o, &d));
+    return d;
+}
+
+/* Two drivers of one process (two workers) over one database and one registry: the sweep picks
+ * up a saga whose start never happened, the other driver can neither sweep nor start it, a
+ * participant's return wakes the waiting retry at once, and an admin abort from the other
+ * driver compensates. */
+static void test_sweep_registry_wake_abort(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        steps[i].max_attempts = 0; /* transient failures never park */
+    sl_db *db = harness_fresh_lib(NULL);
+    sl_fake_clock fc;
+    sl_fake_clock_init(&fc, T0 * 1000000);
+    sl_saga_registry *reg;
+    assert_int_equal(sl_saga_registry_new(&reg), 0);
+    manual_timer ta = {0}, tb = {0};
+    exec xa = {.script = "pfpppp"}, xb = {.script = "o"};
+    sl_saga_driver *a = driver_reg(db, &xa, &ta, &fc, reg);
+    sl_saga_driver *b = driver_reg(db, &xb, &tb, &fc, reg);
+
+    create(db, "s1"); /* committed with its order, but sl_saga_driver_start never ran */
+    size_t picked = 9;
+    HARNESS_OK(db, sl_saga_driver_sweep(a, 1000, &picked));
+    assert_int_equal(picked, 0); /* not overdue yet: maybe a driver is about to start it */
+    sl_fake_clock_advance(&fc, INT64_C(2000) * 1000000);
+    HARNESS_OK(db, sl_saga_driver_sweep(a, 1000, &picked));
+    assert_int_equal(picked, 1);
+    assert_int_equal(xa.n, 1);
+    assert_string_equal(xa.calls[0].key, "s1:reserve:action");
+    assert_int_equal(sl_saga_registry_count(reg), 1);
+    /* The other worker's driver never drives it at the same time. */
+    HARNESS_OK(db, sl_saga_driver_sweep(b, 0, &picked));
+    assert_int_equal(picked, 0);
+    assert_int_equal(sl_saga_driver_start(b, "s1"), SL_EBUSY);
+    assert_int_equal(xb.n, 0);
+    assert_int_equal(sl_saga_driver_active(b), 0);
+
+    /* reserve ok → charge fails (payment down): a retry waits out its backoff... */
+    steps[1].retry.base_ms = 60000;
+    steps[1].retry.cap_ms = 60000;
+    steps[1].retry.jitter = SL_RETRY_JITTER_DECORRELATED;
+    sl_saga_reply ok = {.kind = SL_SAGA_REPLY_OK, .data = "ok", .len = 2};
+    xa.calls[0].done(xa.calls[0].done_data, &ok);
+    assert_int_equal(xa.n, 2);
+    assert_true(ta.armed);
+    assert_int_equal(ta.delay, 60000);
+    /* ...until payment answers another call: the waiting saga retries now. */
+    size_t woken = 0;
+    sl_saga_driver_wake(a, 1u << 0, &woken); /* reserve's participant: not this one */
+    assert_int_equal(woken, 0);
+    sl_saga_driver_wake(a, 1u << 1, &woken);
+    assert_int_equal(woken, 1);
+    assert_int_equal(xa.n, 3);
+    assert_string_equal(xa.calls[2].key, "s1:charge:action");
+    assert_int_equal(xa.calls[2].attempt, 2);
+    sl_saga_driver_wake(a, 1u << 1, &woken); /* in flight now: nothing to wake */
+    assert_int_equal(woken, 0);
+    /* The charge (this definition's pivot, not compensable) is in flight: no abort. */
+    assert_int_equal(sl_saga_driver_abort(b, "s1"), SL_ESTATE);
+    xa.calls[2].done(xa.calls[2].done_data, &ok);
+    assert_int_equal(xa.n, 4); /* confirm, pending */
+    xa.calls[3].done(xa.calls[3].done_data, &ok);
+    assert_int_equal(status_of(db, "s1"), SL_SAGA_COMPLETED);
+    assert_int_equal(sl_saga_registry_count(reg), 0);
+    assert_int_equal(sl_saga_driver_abort(b, "s1"), SL_ESTATE); /* completed */
+
+    /* Abort from the other driver while `a` drives the saga: b sends the compensation. */
+    xa.script = "pfpppppp";
+    xa.n = 4;
+    create(db, "s2");
+    HARNESS_OK(db, sl_saga_driver_start(a, "s2"));
+    assert_int_equal(xa.n, 5);
+    assert_string_equal(xa.calls[4].key, "s2:reserve:action");
+    HARNESS_OK(db, sl_saga_driver_abort(b, "s2"));
+    assert_int_equal(xb.n, 1);
+    assert_string_equal(xb.calls[0].key, "s2:reserve:compensation");
+    assert_int_equal(status_of(db, "s2"), SL_SAGA_COMPENSATED);
+    HARNESS_OK(db, sl_saga_driver_abort(b, "s2")); /* again: nothing more to do */
+    assert_int_equal(xb.n, 1);
+    /* The reserve's late reply at `a` is stale; `a` lets the saga go. */
+    xa.calls[4].done(xa.calls[4].done_data, &ok);
+    assert_int_equal(sl_saga_driver_active(a), 0);
+    assert_int_equal(sl_saga_registry_count(reg), 0);
+    assert_int_equal(sl_saga_driver_abort(b, "nope"), SL_ENOTFOUND);
+
+    sl_saga_driver_free(a);
+    sl_saga_driver_free(b);
+    sl_saga_registry_free(reg);
+    sl_db_close(db);
+    steps[1].retry.base_ms = 10;
+    steps[1].retry.cap_ms = 100;
+    steps[1].retry.jitter = SL_RETRY_JITTER_FULL;
+    for (int i = 0; i < 3; i++)
+        steps[i].max_attempts = 3;
+}
+
+/* The admin listing: filters by status and type, pages, and the current step. */
+static void test_page(void **state)
+{
+    (void)state;
+    sl_db *db = harness_fresh_lib(NULL);
+    create(db, "p1");
+    create(db, "p2");
+    drive_to_completed(db, "p2");
+    sl_saga_summary rows[4];
+    size_t n = 0;
+    int64_t total = 0;
+    HARNESS_OK(db, sl_saga_store_page(db, NULL, SL_SAGA_STATUS_COUNT, 1, 4, rows, 4, &n, &total));
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 2);
+    HARNESS_OK(db,
+               sl_saga_store_page(db, "checkout", SL_SAGA_COMPLETED, 1, 4, rows, 4, &n, &total));
+    assert_int_equal(n, 1);
+    assert_int_equal(total, 1);
+    assert_string_equal(rows[0].id, "p2");
+    assert_int_equal(rows[0].step, 2);
+    HARNESS_OK(db,
+               sl_saga_store_page(db, "cancel", SL_SAGA_STATUS_COUNT, 1, 4, rows, 4, &n, &total));
+    assert_int_equal(n, 0);
+    HARNESS_OK(db, sl_saga_store_page(db, NULL, SL_SAGA_STATUS_COUNT, 2, 1, rows, 4, &n, &total));
+    assert_int_equal(n, 1);
+    assert_int_equal(total, 2);
+    sl_db_close(db);
+}
+
 int main(int argc, char **argv)
 {
     harness_init(argc, argv);
@@ -609,6 +750,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_driver_runs_and_recovers),
         cmocka_unit_test(test_uv_timer),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_sweep_registry_wake_abort),
+        cmocka_unit_test(test_page),
     };
     int rc = cmocka_run_group_tests(tests, setup, NULL);
     harness_done();

@@ -893,6 +893,242 @@ static void test_randomised_world(void **state)
     }
 }
 
+/* ---- retry without parking, wake, deadline, abort ---- */
+
+/* A 4-step checkout like the order service's: open → reserve → charge (pivot, compensable by
+ * an abort) → confirm; no attempt bounds, a deadline of 5 s. */
+static sl_saga_step_def steps4[4];
+static sl_saga_def def4;
+
+static void def4_init(int64_t deadline_ms, bool pivot_compensable)
+{
+    static const char *const names[] = {"open", "reserve", "charge", "confirm"};
+    for (int i = 0; i < 4; i++) {
+        step_init(&steps4[i], names[i]);
+        steps4[i].max_attempts = 0;
+        steps4[i].stuck_after_ms = 0;
+    }
+    def4 = (sl_saga_def){.type = "checkout",
+                         .steps = steps4,
+                         .n_steps = 4,
+                         .pivot = 2,
+                         .deadline_ms = deadline_ms,
+                         .pivot_compensable = pivot_compensable};
+    assert_int_equal(sl_saga_def_valid(&def4), 0);
+}
+
+/* Drives a def4 saga to the charge's first attempt in flight. */
+static void to_charge(harness *h)
+{
+    h_init(h, &def4);
+    assert_int_equal(h_ev(h, SL_SAGA_EV_START), 0);
+    assert_int_equal(h_reply(h, SL_SAGA_EV_OK, "open"), 0);
+    assert_int_equal(h_reply(h, SL_SAGA_EV_OK, "reserved"), 0);
+    assert_int_equal(h->st.step, 2);
+    assert_int_equal(h->st.phase, SL_SAGA_PHASE_INFLIGHT);
+}
+
+static void test_transient_never_parks(void **state)
+{
+    (void)state;
+    def4_init(0, true);
+    harness h;
+    to_charge(&h);
+    /* An outage of many hours: every failure schedules a retry within the cap, never stuck. */
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(h_reply(&h, SL_SAGA_EV_FAILED, "transport: connect_error"), 0);
+        assert_int_equal(h.st.status, SL_SAGA_RUNNING);
+        assert_int_equal(h.st.phase, SL_SAGA_PHASE_WAITING);
+        assert_int_equal(h.out.cmds[0].kind, SL_SAGA_CMD_SCHEDULE);
+        assert_in_range(h.st.wake_at_ms - h.now, 0, 100); /* capped backoff */
+        h.now = h.st.wake_at_ms + 60000;                  /* the timer fires late, even */
+        assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
+        assert_int_equal(h.out.cmds[0].kind, SL_SAGA_CMD_SEND);
+        /* a timeout instead of a reply is transient too */
+        if (i % 2) {
+            h.now = h.st.wake_at_ms;
+            assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
+            assert_int_equal(h.st.phase, SL_SAGA_PHASE_WAITING);
+            h.now = h.st.wake_at_ms;
+            assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
+        }
+    }
+    assert_int_equal(h.st.status, SL_SAGA_RUNNING);
+    assert_true(h.st.attempt > 2000);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "charged"), 0);
+    assert_int_equal(h.st.step, 3);
+}
+
+static void test_wake_retries_now(void **state)
+{
+    (void)state;
+    def4_init(0, true);
+    harness h;
+    to_charge(&h);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_WAKE), SL_SAGA_IGNORED); /* in flight: nothing to do */
+    steps4[2].retry.base_ms = 100000;
+    steps4[2].retry.cap_ms = 100000;
+    steps4[2].retry.jitter = SL_RETRY_JITTER_DECORRELATED;
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_FAILED, "HTTP 503"), 0);
+    assert_true(h.st.wake_at_ms > h.now + 1000);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), SL_SAGA_IGNORED); /* too early */
+    h.now += 5;
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_WAKE), 0); /* the participant is back */
+    expect_send(&h, 2, SL_SAGA_ACTION, 2, "s1:charge:action");
+}
+
+static void test_deadline_before_pivot_compensates(void **state)
+{
+    (void)state;
+    def4_init(5000, true);
+    harness h;
+    to_charge(&h);
+    assert_int_equal(h.st.deadline_at_ms, T0 + 5000);
+    /* The charge keeps failing; the saga's next wake-up never lies beyond the deadline. */
+    while (h.now < T0 + 5000) {
+        assert_int_equal(h_reply(&h, SL_SAGA_EV_FAILED, "HTTP 503"), 0);
+        assert_true(sl_saga_due_ms(&def4, &h.st) <= T0 + 5000);
+        if (h.st.status != SL_SAGA_RUNNING) break;
+        h.now = sl_saga_due_ms(&def4, &h.st);
+        assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
+    }
+    /* At the deadline: aborted with reason timeout; the charge may have reached payment, so its
+     * compensation (a refund leaving a tombstone) goes first, then reserve, then open. */
+    assert_int_equal(h.st.status, SL_SAGA_COMPENSATING);
+    assert_string_equal(h.st.reason, "timeout");
+    expect_send(&h, 2, SL_SAGA_COMPENSATION, 1, "s1:charge:compensation");
+    int aborted = 0;
+    for (size_t i = 0; i < h.out.n_hist; i++)
+        aborted += h.out.hist[i].kind == SL_SAGA_HIST_ABORTED;
+    assert_int_equal(aborted, 1);
+    /* A late reply of the charge is stale. */
+    sl_saga_event late = {
+        .kind = SL_SAGA_EV_OK, .step = 2, .call = SL_SAGA_ACTION, .attempt = h.st.attempt};
+    assert_int_equal(sl_saga_apply(&def4, &h.st, &late, h.now, &h.rand, &h.out), SL_SAGA_IGNORED);
+    /* Compensations retry until they succeed, past the deadline. */
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_FAILED, "HTTP 503"), 0);
+    assert_int_equal(h.st.status, SL_SAGA_COMPENSATING);
+    h.now = h.st.wake_at_ms;
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "refunded 0"), 0);
+    expect_send(&h, 1, SL_SAGA_COMPENSATION, 1, "s1:reserve:compensation");
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "released"), 0);
+    expect_send(&h, 0, SL_SAGA_COMPENSATION, 1, "s1:open:compensation");
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "order cancelled"), 0);
+    expect_finished(&h, SL_SAGA_COMPENSATED);
+    assert_string_equal(h.st.reason, "timeout");
+
+    /* A deadline while reserve is in flight: reserve's compensation first (a release of a
+     * reservation that may exist), then open; the charge is never sent. */
+    h_init(&h, &def4);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_START), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "open"), 0);
+    assert_int_equal(sl_saga_due_ms(&def4, &h.st), T0 + 1000); /* reserve's timeout first */
+    h.now = T0 + 5000;
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
+    expect_send(&h, 1, SL_SAGA_COMPENSATION, 1, "s1:reserve:compensation");
+
+    /* reserve replies ok after the deadline, before the timer: too late to go on; it is
+     * compensated (released), never charged. */
+    h_init(&h, &def4);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_START), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "open"), 0);
+    h.now = T0 + 5000;
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "reserved"), 0);
+    assert_int_equal(h.st.status, SL_SAGA_COMPENSATING);
+    assert_string_equal(h.st.reason, "timeout");
+    expect_send(&h, 1, SL_SAGA_COMPENSATION, 1, "s1:reserve:compensation");
+
+    /* A saga never started before its deadline (a backlog) ends compensated at once via its
+     * first step's compensation. */
+    h_init(&h, &def4);
+    h.st.deadline_at_ms = T0 - 1;
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_RESUME), 0);
+    expect_send(&h, 0, SL_SAGA_COMPENSATION, 1, "s1:open:compensation");
+}
+
+static void test_after_pivot_goes_forward(void **state)
+{
+    (void)state;
+    def4_init(5000, true);
+    harness h;
+    to_charge(&h);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "charged"), 0);
+    assert_int_equal(h.st.step, 3);
+    assert_int_equal(sl_saga_due_ms(&def4, &h.st), h.st.wake_at_ms); /* no deadline any more */
+    assert_false(sl_saga_abortable(&def4, &h.st));
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(h_reply(&h, SL_SAGA_EV_FAILED, "database: busy"), 0);
+        h.now = h.st.wake_at_ms + 10000; /* far past the deadline */
+        assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0);
+        assert_int_equal(h.st.status, SL_SAGA_RUNNING);
+        assert_int_equal(h.st.step, 3);
+    }
+    sl_saga_state before = h.st;
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_ABORT), SL_ESTATE);
+    assert_memory_equal(&before, &h.st, sizeof before);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "confirmed"), 0);
+    expect_finished(&h, SL_SAGA_COMPLETED);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_ABORT), SL_ESTATE);
+}
+
+static void test_abort(void **state)
+{
+    (void)state;
+    def4_init(0, true);
+    harness h;
+    /* Before the pivot: reserve in flight → compensate reserve, then open. */
+    h_init(&h, &def4);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_START), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "open"), 0);
+    assert_true(sl_saga_abortable(&def4, &h.st));
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_ABORT), 0);
+    assert_string_equal(h.st.reason, "aborted");
+    expect_send(&h, 1, SL_SAGA_COMPENSATION, 1, "s1:reserve:compensation");
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_ABORT), SL_SAGA_IGNORED); /* already going back */
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "released"), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "cancelled"), 0);
+    expect_finished(&h, SL_SAGA_COMPENSATED);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_ABORT), SL_SAGA_IGNORED);
+
+    /* A stuck saga before the pivot can be aborted too. */
+    steps4[1].max_attempts = 1;
+    h_init(&h, &def4);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_START), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_OK, "open"), 0);
+    assert_int_equal(h_reply(&h, SL_SAGA_EV_FAILED, "down"), 0);
+    assert_int_equal(h.st.status, SL_SAGA_STUCK);
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_ABORT), 0);
+    assert_int_equal(h.st.status, SL_SAGA_COMPENSATING);
+    expect_send(&h, 1, SL_SAGA_COMPENSATION, 1, "s1:reserve:compensation");
+
+    /* A pivot without a safe compensation cannot be aborted once sent, not even by the
+     * deadline: it goes on until the pivot answers. */
+    def4_init(5000, false);
+    to_charge(&h);
+    assert_false(sl_saga_abortable(&def4, &h.st));
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_ABORT), SL_ESTATE);
+    h.now = T0 + 6000;
+    assert_int_equal(h_ev(&h, SL_SAGA_EV_TIMER), 0); /* the charge's timeout, not an abort */
+    assert_int_equal(h.st.status, SL_SAGA_RUNNING);
+    assert_int_equal(h.st.phase, SL_SAGA_PHASE_WAITING);
+}
+
+static void test_deadline_json(void **state)
+{
+    (void)state;
+    def4_init(5000, true);
+    harness h;
+    to_charge(&h);
+    char *json = NULL;
+    assert_int_equal(sl_saga_state_to_json(&h.st, &json), 0);
+    sl_saga_state back;
+    memset(&back, 0, sizeof back);
+    assert_int_equal(sl_saga_state_from_json(&back, &def4, json, strlen(json)), 0);
+    assert_int_equal(back.deadline_at_ms, T0 + 5000);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -910,6 +1146,12 @@ int main(void)
         cmocka_unit_test(test_resume_after_restart),
         cmocka_unit_test(test_json_round_trip),
         cmocka_unit_test(test_randomised_world),
+        cmocka_unit_test(test_transient_never_parks),
+        cmocka_unit_test(test_wake_retries_now),
+        cmocka_unit_test(test_deadline_before_pivot_compensates),
+        cmocka_unit_test(test_after_pivot_goes_forward),
+        cmocka_unit_test(test_abort),
+        cmocka_unit_test(test_deadline_json),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -28,6 +28,8 @@ typedef struct entry {
     char id[SL_SAGA_ID_MAX + 1];
     int64_t wake_at_ms;
     bool needs_resume; /* a store call failed: re-drive it with RESUME at wake_at_ms */
+    bool waiting;      /* its call failed and waits for a retry (WAKE can hurry it) */
+    uint32_t step;     /* the step of its current call */
 } entry;
 
 /* A call in flight, then (once replied) a queued event; also used for driver-made events. */
@@ -45,6 +47,7 @@ struct sl_saga_driver {
     sl_rand rand;
     entry *active;
     size_t n_active;
+    size_t n_waiting;         /* entries with `waiting` set: a wake with none is free */
     pending *live;            /* calls in flight */
     pending *q_head, *q_tail; /* events waiting to be applied */
     int busy;                 /* inside feed/pump: replies only enqueue */
@@ -67,6 +70,10 @@ static int track(sl_saga_driver *d, const char *id, entry **out)
     entry *e = find(d, id);
     if (e == NULL) {
         if (d->n_active >= d->o.max_active) return SL_ELIMIT;
+        if (d->o.registry != NULL) {
+            int rc = sl__saga_registry_claim(d->o.registry, id, d);
+            if (rc != 0) return rc; /* SL_EBUSY: another driver of the process drives it */
+        }
         e = &d->active[d->n_active++];
         memset(e, 0, sizeof *e);
         sl__saga_text_copy(e->id, sizeof e->id, id, strlen(id));
@@ -79,7 +86,25 @@ static void untrack(sl_saga_driver *d, const char *id)
 {
     entry *e = find(d, id);
     if (e == NULL) return;
+    if (d->o.registry != NULL) sl__saga_registry_release(d->o.registry, e->id, d);
+    if (e->waiting) d->n_waiting--;
     *e = d->active[--d->n_active];
+}
+
+/* Copies what the timer and WAKE need from a saga's state into its entry. */
+static void entry_set(sl_saga_driver *d, entry *e, const sl_saga_state *st)
+{
+    e->needs_resume = false;
+    e->wake_at_ms = sl_saga_due_ms(d->o.def, st);
+    bool waiting = st->phase == SL_SAGA_PHASE_WAITING;
+    if (waiting != e->waiting) {
+        if (waiting)
+            d->n_waiting++;
+        else
+            d->n_waiting--;
+    }
+    e->waiting = waiting;
+    e->step = st->step;
 }
 
 static void enqueue(sl_saga_driver *d, pending *p)
@@ -171,8 +196,7 @@ static void sync_entry(sl_saga_driver *d, const char *id)
     sl_saga_state st;
     int rc = sl_saga_store_load(d->o.db, d->o.def, id, &st);
     if (rc == 0 && (st.status == SL_SAGA_RUNNING || st.status == SL_SAGA_COMPENSATING)) {
-        e->wake_at_ms = st.wake_at_ms;
-        e->needs_resume = false;
+        entry_set(d, e, &st);
     } else if (rc == 0 || rc == SL_ENOTFOUND || rc == SL_EPARSE) {
         untrack(d, id);
     } else {
@@ -196,6 +220,7 @@ static int feed(sl_saga_driver *d, const char *id, const sl_saga_event *ev)
         sync_entry(d, id);
         return rc;
     }
+    if (rc == SL_ESTATE) return rc; /* an ABORT the saga cannot take: nothing changed */
     if (rc == SL_ENOTFOUND || rc == SL_EPARSE) {
         untrack(d, id); /* nothing to drive: gone, or unreadable (an operator must look) */
         return rc;
@@ -220,8 +245,7 @@ static int feed(sl_saga_driver *d, const char *id, const sl_saga_event *ev)
         untrack(d, id);
         e = NULL;
     } else if (e != NULL) {
-        e->needs_resume = false;
-        e->wake_at_ms = st.wake_at_ms;
+        entry_set(d, e, &st);
     }
     for (size_t i = 0; i < out.n_cmds; i++)
         if (out.cmds[i].kind == SL_SAGA_CMD_SEND) do_send(d, &st, &out.cmds[i]);
@@ -328,6 +352,9 @@ void sl_saga_driver_free(sl_saga_driver *d)
         d->q_head = p->next;
         free(p);
     }
+    if (d->o.registry != NULL)
+        for (size_t i = 0; i < d->n_active; i++)
+            sl__saga_registry_release(d->o.registry, d->active[i].id, d);
     free(d->active);
     free(d);
 }
@@ -348,7 +375,7 @@ int sl_saga_driver_recover(sl_saga_driver *d, size_t *resumed)
             if (rc == 0 || rc == SL_SAGA_IGNORED) {
                 count++;
                 rc = 0;
-            } else if (rc != SL_ELIMIT) {
+            } else if (rc != SL_ELIMIT) { /* SL_EBUSY: another driver of the process has it */
                 rc = 0; /* that saga is re-driven by its entry (or dropped); go on */
             }
         }
@@ -376,6 +403,80 @@ int sl_saga_driver_resume_stuck(sl_saga_driver *d, const char *id)
         untrack(d, id);
         return SL_ESTATE;
     }
+    return rc;
+}
+
+int sl_saga_driver_abort(sl_saga_driver *d, const char *id)
+{
+    sl_saga_state st;
+    int rc = sl_saga_store_load(d->o.db, d->o.def, id, &st);
+    if (rc != 0) return rc;
+    if (st.status == SL_SAGA_COMPENSATING || st.status == SL_SAGA_COMPENSATED) return 0;
+    sl_saga_event ev = {.kind = SL_SAGA_EV_ABORT};
+    entry *e;
+    rc = track(d, id, &e);
+    if (rc == SL_EBUSY || rc == SL_ELIMIT) {
+        /* Another driver tracks it (or this one is full): apply the abort and send the first
+         * compensation from here; the tracking driver's next timer finds the new state. */
+        d->busy++;
+        rc = feed(d, id, &ev);
+        d->busy--;
+        pump(d);
+    } else if (rc == 0) {
+        d->busy++;
+        rc = feed(d, id, &ev);
+        d->busy--;
+        if (rc == SL_ESTATE) untrack(d, id);
+        pump(d);
+    }
+    return rc == SL_SAGA_IGNORED ? 0 : rc;
+}
+
+void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *woken)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_active && d->n_waiting > 0; i++) {
+        entry *e = &d->active[i];
+        if (!e->waiting || e->needs_resume || e->step >= 32 || !(step_mask & (1u << e->step)))
+            continue;
+        pending *p = calloc(1, sizeof *p);
+        if (p == NULL) break; /* the rest retry at their backoff */
+        memcpy(p->id, e->id, sizeof p->id);
+        p->ev.kind = SL_SAGA_EV_WAKE;
+        e->waiting = false; /* one WAKE per wait */
+        d->n_waiting--;
+        enqueue(d, p);
+        n++;
+    }
+    if (woken) *woken = n;
+    if (n > 0 && !d->busy) pump(d);
+}
+
+int sl_saga_driver_sweep(sl_saga_driver *d, int64_t grace_ms, size_t *picked)
+{
+    size_t count = 0;
+    char after[SL_SAGA_ID_MAX + 1] = "";
+    sl_saga_summary page[RECOVER_PAGE];
+    int64_t before = now_ms(d) - (grace_ms > 0 ? grace_ms : 0);
+    int rc = 0;
+    for (;;) {
+        size_t n;
+        rc = sl_saga_store_list_due(d->o.db, d->o.def->type, before, after, page, RECOVER_PAGE, &n);
+        if (rc != 0 || n == 0) break;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (find(d, page[i].id) != NULL) continue; /* this driver has it: its timer runs */
+            rc = run_event(d, page[i].id, SL_SAGA_EV_RESUME);
+            if (rc == 0 || rc == SL_SAGA_IGNORED) {
+                count++;
+                rc = 0;
+            } else if (rc != SL_ELIMIT) {
+                rc = 0; /* SL_EBUSY: another driver drives it; store errors: re-driven later */
+            }
+        }
+        if (rc != 0 || n < RECOVER_PAGE) break;
+        memcpy(after, page[n - 1].id, sizeof after);
+    }
+    if (picked) *picked = count;
     return rc;
 }
 

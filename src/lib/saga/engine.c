@@ -24,6 +24,7 @@ int sl_saga_def_valid(const sl_saga_def *def)
         if (s->timeout_ms <= 0 || s->stuck_after_ms < 0) return SL_ECONFIG;
         if (sl_retry_config_valid(&s->retry) != 0) return SL_ECONFIG;
     }
+    if (def->deadline_ms < 0) return SL_ECONFIG;
     return 0;
 }
 
@@ -41,6 +42,32 @@ int sl_saga_state_init(sl_saga_state *st, const sl_saga_def *def, const char *id
     for (size_t i = 0; i < def->n_steps; i++)
         st->step_status[i] = SL_SAGA_STEP_PENDING;
     return 0;
+}
+
+bool sl_saga_abortable(const sl_saga_def *def, const sl_saga_state *st)
+{
+    if (st->status != SL_SAGA_RUNNING || def->pivot >= st->n_steps) return false;
+    if (st->step_status[def->pivot] == SL_SAGA_STEP_DONE) return false; /* past the pivot */
+    if (st->step > def->pivot) return false;
+    /* The pivot's outcome is unknown once sent: it can be undone only with its compensation. */
+    return st->step < def->pivot || def->pivot_compensable;
+}
+
+/* The deadline applies while the saga can still abort on its own. */
+static bool deadline_applies(const sl_saga_def *def, const sl_saga_state *st)
+{
+    return st->deadline_at_ms > 0 && sl_saga_abortable(def, st);
+}
+
+int64_t sl_saga_due_ms(const sl_saga_def *def, const sl_saga_state *st)
+{
+    if (st->status != SL_SAGA_RUNNING && st->status != SL_SAGA_COMPENSATING) return 0;
+    int64_t due = st->phase == SL_SAGA_PHASE_INFLIGHT || st->phase == SL_SAGA_PHASE_WAITING
+                      ? st->wake_at_ms
+                      : 0;
+    if (deadline_applies(def, st) && (due == 0 || st->deadline_at_ms < due))
+        due = st->deadline_at_ms;
+    return due;
 }
 
 /* ---- output helpers ---- */
@@ -153,6 +180,33 @@ static void compensate_next(const sl_saga_def *def, sl_saga_state *st, int64_t n
     finish(st, now, SL_SAGA_COMPENSATED, out);
 }
 
+/*
+ * Gives up before the pivot (the deadline passed, or an operator aborts): the current call is
+ * compensated first (it may have taken effect even without a reply; compensations are safe
+ * for an action that never happened), then every done step below it. `reason` becomes the
+ * refusal reason; `why` the history detail. The caller checked sl_saga_abortable.
+ */
+static void abort_now(const sl_saga_def *def, sl_saga_state *st, int64_t now, const char *reason,
+                      const char *why, sl_saga_output *out)
+{
+    SL_ASSERT(sl_saga_abortable(def, st));
+    hist_text(st, out, now, SL_SAGA_HIST_ABORTED, false, why, strlen(why));
+    snprintf(st->reason, sizeof st->reason, "%s", reason);
+    st->status = SL_SAGA_COMPENSATING;
+    start_call(def, st, now, st->step, SL_SAGA_COMPENSATION, out);
+}
+
+static void set_deadline(const sl_saga_def *def, sl_saga_state *st, int64_t now)
+{
+    if (def->deadline_ms > 0 && st->deadline_at_ms == 0)
+        st->deadline_at_ms = now + def->deadline_ms;
+}
+
+static bool deadline_passed(const sl_saga_def *def, const sl_saga_state *st, int64_t now)
+{
+    return deadline_applies(def, st) && now >= st->deadline_at_ms;
+}
+
 static void on_ok(const sl_saga_def *def, sl_saga_state *st, int64_t now, sl_saga_output *out)
 {
     if (st->status == SL_SAGA_COMPENSATING) {
@@ -161,6 +215,12 @@ static void on_ok(const sl_saga_def *def, sl_saga_state *st, int64_t now, sl_sag
         return;
     }
     st->step_status[st->step] = SL_SAGA_STEP_DONE;
+    if (st->step < def->pivot && deadline_passed(def, st, now)) {
+        /* Done, but too late to go on: undo it and everything before (the pivot decides money
+         * only within the deadline, whichever of the reply and the timer came first). */
+        abort_now(def, st, now, "timeout", "deadline", out);
+        return;
+    }
     if (st->step + 1 == def->n_steps) {
         finish(st, now, SL_SAGA_COMPLETED, out);
         return;
@@ -202,6 +262,10 @@ static void on_failure(const sl_saga_def *def, sl_saga_state *st, int64_t now,
     const sl_saga_step_def *sd = &def->steps[st->step];
     uint32_t tried = st->attempt - st->bound_base;
     char why[SL_SAGA_REASON_MAX];
+    if (deadline_passed(def, st, now)) {
+        abort_now(def, st, now, "timeout", "deadline", out);
+        return;
+    }
     if (sd->max_attempts > 0 && tried >= sd->max_attempts) {
         snprintf(why, sizeof why, "%s of %s failed %u times", sl_saga_call_name(st->call), sd->name,
                  tried);
@@ -228,7 +292,7 @@ static void on_failure(const sl_saga_def *def, sl_saga_state *st, int64_t now,
     char d[64];
     int n = snprintf(d, sizeof d, "next attempt in %lld ms", (long long)delay);
     hist_text(st, out, now, SL_SAGA_HIST_RETRY, true, d, (size_t)n);
-    cmd(out, SL_SAGA_CMD_SCHEDULE)->at_ms = st->wake_at_ms;
+    cmd(out, SL_SAGA_CMD_SCHEDULE)->at_ms = sl_saga_due_ms(def, st);
 }
 
 /* A reply answers the current call only if it names its step, kind and attempt while the
@@ -245,22 +309,34 @@ static int apply_active(const sl_saga_def *def, sl_saga_state *st, const sl_saga
     switch (ev->kind) {
     case SL_SAGA_EV_START:
         if (st->phase != SL_SAGA_PHASE_IDLE) return SL_SAGA_IGNORED;
+        set_deadline(def, st, now);
+        if (deadline_passed(def, st, now)) {
+            abort_now(def, st, now, "timeout", "deadline", out);
+            return 0;
+        }
         start_call(def, st, now, 0, SL_SAGA_ACTION, out);
         return 0;
     case SL_SAGA_EV_RESUME:
         hist(st, out, now, SL_SAGA_HIST_RESUMED, true);
-        if (st->phase == SL_SAGA_PHASE_IDLE) {
+        set_deadline(def, st, now);
+        if (deadline_passed(def, st, now)) {
+            abort_now(def, st, now, "timeout", "deadline", out);
+        } else if (st->phase == SL_SAGA_PHASE_IDLE) {
             start_call(def, st, now, 0, SL_SAGA_ACTION, out);
         } else if (st->phase == SL_SAGA_PHASE_INFLIGHT) {
             /* The reply (or the send itself) was lost with the old process: send again under
              * the same idempotency key, as a new attempt so a late old reply is stale. */
             send_attempt(def, st, now, st->attempt + 1, out);
         } else {
-            cmd(out, SL_SAGA_CMD_SCHEDULE)->at_ms = st->wake_at_ms;
+            cmd(out, SL_SAGA_CMD_SCHEDULE)->at_ms = sl_saga_due_ms(def, st);
         }
         return 0;
     case SL_SAGA_EV_TIMER:
-        if (now < st->wake_at_ms) return SL_SAGA_IGNORED;
+        if (deadline_passed(def, st, now)) {
+            abort_now(def, st, now, "timeout", "deadline", out);
+            return 0;
+        }
+        if (st->phase == SL_SAGA_PHASE_IDLE || now < st->wake_at_ms) return SL_SAGA_IGNORED;
         if (st->phase == SL_SAGA_PHASE_WAITING) {
             send_attempt(def, st, now, st->attempt + 1, out);
             return 0;
@@ -283,6 +359,15 @@ static int apply_active(const sl_saga_def *def, sl_saga_state *st, const sl_saga
         if (!reply_current(st, ev)) return SL_SAGA_IGNORED;
         hist(st, out, now, SL_SAGA_HIST_FAILED, true)->detail = ev->data;
         on_failure(def, st, now, ev->retry_after_ms, rand, out);
+        return 0;
+    case SL_SAGA_EV_WAKE:
+        if (st->phase != SL_SAGA_PHASE_WAITING) return SL_SAGA_IGNORED;
+        send_attempt(def, st, now, st->attempt + 1, out);
+        return 0;
+    case SL_SAGA_EV_ABORT:
+        if (st->status == SL_SAGA_COMPENSATING) return SL_SAGA_IGNORED; /* already going back */
+        if (!sl_saga_abortable(def, st)) return SL_ESTATE;
+        abort_now(def, st, now, "aborted", "admin", out);
         return 0;
     case SL_SAGA_EV_ADMIN_RESUME:
         return SL_SAGA_IGNORED;
@@ -323,8 +408,24 @@ int sl_saga_apply(const sl_saga_def *def, sl_saga_state *st, const sl_saga_event
         rc = apply_active(def, &next, ev, now_ms, rand, out);
         break;
     case SL_SAGA_STUCK:
-        rc = ev->kind == SL_SAGA_EV_ADMIN_RESUME ? admin_resume(def, &next, now_ms, out)
-                                                 : SL_SAGA_IGNORED;
+        if (ev->kind == SL_SAGA_EV_ADMIN_RESUME) {
+            rc = admin_resume(def, &next, now_ms, out);
+        } else if (ev->kind == SL_SAGA_EV_ABORT && next.stuck_from == SL_SAGA_COMPENSATING) {
+            rc = admin_resume(def, &next, now_ms, out); /* compensating already: go on with it */
+        } else if (ev->kind == SL_SAGA_EV_ABORT) {
+            next.status = SL_SAGA_RUNNING; /* judge it as the running saga it was */
+            if (sl_saga_abortable(def, &next)) {
+                abort_now(def, &next, now_ms, "aborted", "admin", out);
+                rc = 0;
+            } else {
+                rc = SL_ESTATE;
+            }
+        } else {
+            rc = SL_SAGA_IGNORED;
+        }
+        break;
+    case SL_SAGA_COMPLETED:
+        rc = ev->kind == SL_SAGA_EV_ABORT ? SL_ESTATE : SL_SAGA_IGNORED;
         break;
     default:
         rc = SL_SAGA_IGNORED;

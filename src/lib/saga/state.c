@@ -36,6 +36,12 @@ int sl_saga_state_to_json(const sl_saga_state *st, char **out)
         (json_int_t)st->attempts_total, "history_seq", (json_int_t)st->history_seq, "reason",
         st->reason, "stuck_reason", st->stuck_reason);
     if (o == NULL) return SL_ENOMEM;
+    if (st->deadline_at_ms > 0 &&
+        json_object_set_new(o, "deadline_at_ms", json_integer((json_int_t)st->deadline_at_ms)) !=
+            0) {
+        json_decref(o);
+        return SL_ENOMEM;
+    }
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (text == NULL) return SL_ENOMEM;
@@ -99,6 +105,10 @@ static int read_state(json_t *o, sl_saga_state *st, const sl_saga_def *def)
     if (get_int(o, "first_attempt_ms", 0, INT64_MAX / 4, &st->first_attempt_ms) != 0)
         return SL_EPARSE;
     if (get_int(o, "wake_at_ms", 0, INT64_MAX / 4, &st->wake_at_ms) != 0) return SL_EPARSE;
+    /* Optional: states written before deadlines existed have none. */
+    if (json_object_get(o, "deadline_at_ms") != NULL &&
+        get_int(o, "deadline_at_ms", 0, INT64_MAX / 4, &st->deadline_at_ms) != 0)
+        return SL_EPARSE;
     if (get_int(o, "prev_delay_ms", 0, SL_RETRY_LIMIT_CAP_MS, &st->prev_delay_ms) != 0)
         return SL_EPARSE;
     if (get_int(o, "attempts_total", 0, UINT32_MAX, &v) != 0) return SL_EPARSE;

@@ -8,6 +8,7 @@
  */
 #include "saga/saga_int.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,14 +62,15 @@ int sl_saga_store_create(sl_db *tx, const sl_saga_def *def, const char *id, cons
     sl_saga_state s;
     int rc = sl_saga_state_init(&s, def, id);
     if (rc != 0) return rc;
+    if (def->deadline_ms > 0) s.deadline_at_ms = now_ms + def->deadline_ms;
     sl_saga_history_entry created = {.at_ms = now_ms, .kind = SL_SAGA_HIST_CREATED, .step = -1};
     created.seq = ++s.history_seq;
     char *state = NULL;
     if ((rc = sl_saga_state_to_json(&s, &state)) != 0) return rc;
     sl_db_stmt *st;
     if ((rc = sl_db_prepare(tx, sql, &st)) != 0) goto out;
-    /* next_wake_ms = now: a created saga is due at once (the driver starts it after commit; a
-     * restart resumes it if that never happened). */
+    /* next_wake_ms = now: a created saga is due at once (the driver starts it after commit; the
+     * sweep picks it up if that never happened). */
     if ((rc = bind_str(st, 1, id)) == 0 && (rc = bind_str(st, 2, def->type)) == 0 &&
         (rc = bind_str(st, 3, sl_saga_status_name(s.status))) == 0 &&
         (rc = bind_str(st, 4, input_json)) == 0 && (rc = bind_str(st, 5, state)) == 0 &&
@@ -142,7 +144,8 @@ out:
     return rc;
 }
 
-static int update_row(sl_db *db, const sl_saga_state *s, const char *state, int64_t now_ms)
+static int update_row(sl_db *db, const sl_saga_state *s, int64_t due, const char *state,
+                      int64_t now_ms)
 {
     static const char sql[] =
         "UPDATE saga_instances SET status = ?, state = ?, stuck_reason = ?, version = ?, "
@@ -155,7 +158,7 @@ static int update_row(sl_db *db, const sl_saga_state *s, const char *state, int6
         (rc = sl_db_bind_int64(st, 4, (int64_t)s->version + 1)) != 0 ||
         (rc = sl_db_bind_int64(st, 5, now_ms)) != 0)
         goto out;
-    rc = s->wake_at_ms > 0 ? sl_db_bind_int64(st, 6, s->wake_at_ms) : sl_db_bind_null(st, 6);
+    rc = due > 0 ? sl_db_bind_int64(st, 6, due) : sl_db_bind_null(st, 6);
     if (rc != 0 || (rc = bind_str(st, 7, s->id)) != 0 ||
         (rc = sl_db_bind_int64(st, 8, (int64_t)s->version)) != 0)
         goto out;
@@ -175,7 +178,7 @@ int sl_saga_store_save(sl_db *db, const sl_saga_def *def, sl_saga_state *s,
     if (rc != 0) return rc;
     bool own = !sl_db_in_tx(db);
     if (own && (rc = sl_db_begin(db)) != 0) goto out;
-    rc = update_row(db, s, state, now_ms);
+    rc = update_row(db, s, sl_saga_due_ms(def, s), state, now_ms);
     for (size_t i = 0; rc == 0 && i < n_hist; i++)
         rc = insert_history(db, def, s->id, &hist[i]);
     if (own) {
@@ -230,6 +233,7 @@ static void read_summary(sl_db_stmt *st, sl_saga_summary *o)
     o->next_wake_ms = sl_db_column_is_null(st, 5) ? 0 : sl_db_column_int64(st, 5);
     t = sl_db_column_text(st, 6, &len);
     sl__saga_text_copy(o->stuck_reason, sizeof o->stuck_reason, t, len);
+    o->step = -1;
 }
 
 int sl_saga_store_list(sl_db *db, const char *type, sl_saga_filter filter, const char *after_id,
@@ -313,6 +317,98 @@ int sl_saga_store_count(sl_db *db,
         cb(data, sl_db_column_text(st, 0, NULL), s, sl_db_column_int64(st, 2));
     }
     if (rc == SL_DB_DONE) rc = 0;
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, const char *after_id,
+                           sl_saga_summary *out, size_t cap, size_t *n)
+{
+    /* next_wake_ms is the saga's next TIMER (sl_saga_due_ms) or, for a created saga, its
+     * creation; NULL only for final and stuck ones. */
+    static const char sql[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
+        "FROM saga_instances WHERE (status = ? OR status = ?) AND type = ? AND next_wake_ms <= ? "
+        "AND id > ? ORDER BY id LIMIT ?";
+    *n = 0;
+    if (cap == 0) return 0;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, sl_saga_status_name(SL_SAGA_RUNNING))) != 0 ||
+        (rc = bind_str(st, 2, sl_saga_status_name(SL_SAGA_COMPENSATING))) != 0 ||
+        (rc = bind_str(st, 3, type)) != 0 || (rc = sl_db_bind_int64(st, 4, due_before_ms)) != 0 ||
+        (rc = bind_str(st, 5, after_id ? after_id : "")) != 0 ||
+        (rc = sl_db_bind_int64(st, 6, (int64_t)(cap > INT64_MAX ? INT64_MAX : cap))) != 0)
+        goto out;
+    while ((rc = sl_db_step(st)) == SL_DB_ROW && *n < cap)
+        read_summary(st, &out[(*n)++]);
+    if (rc == SL_DB_ROW || rc == SL_DB_DONE) rc = 0;
+out:
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+/* The current step index of a stored state (-1 when unreadable). */
+static int32_t state_step(const char *text, size_t len)
+{
+    json_t *o = text && len < 64 * 1024 ? json_loadb(text, len, 0, NULL) : NULL;
+    json_t *x = json_object_get(o, "step");
+    int32_t step = -1;
+    if (json_is_integer(x) && json_integer_value(x) >= 0 &&
+        json_integer_value(x) < SL_SAGA_STEPS_MAX)
+        step = (int32_t)json_integer_value(x);
+    json_decref(o);
+    return step;
+}
+
+int sl_saga_store_page(sl_db *db, const char *type, sl_saga_status status, int64_t page,
+                       int64_t per_page, sl_saga_summary *out, size_t cap, size_t *n,
+                       int64_t *total)
+{
+    static const char sql_count[] =
+        "SELECT count(*) FROM saga_instances "
+        "WHERE (CAST(? AS TEXT) = '' OR type = ?) AND (CAST(? AS TEXT) = '' OR status = ?)";
+    static const char sql[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason, state "
+        "FROM saga_instances WHERE (CAST(? AS TEXT) = '' OR type = ?) AND (CAST(? AS TEXT) = '' OR "
+        "status = ?) "
+        "ORDER BY updated_ms DESC, id DESC LIMIT ? OFFSET ?";
+    *n = 0;
+    *total = 0;
+    if (page < 1 || per_page < 1 || per_page > 1000) return SL_EINVAL;
+    const char *t = type ? type : "";
+    const char *s = status < SL_SAGA_STATUS_COUNT ? sl_saga_status_name(status) : "";
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql_count, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, t)) == 0 && (rc = bind_str(st, 2, t)) == 0 &&
+        (rc = bind_str(st, 3, s)) == 0 && (rc = bind_str(st, 4, s)) == 0) {
+        rc = sl_db_step(st);
+        if (rc == SL_DB_ROW) {
+            *total = sl_db_column_int64(st, 0);
+            rc = 0;
+        } else if (rc == SL_DB_DONE) {
+            rc = 0;
+        }
+    }
+    sl_db_stmt_done(st);
+    if (rc != 0 || cap == 0) return rc;
+    if ((rc = sl_db_prepare(db, sql, &st)) != 0) return rc;
+    int64_t lim = per_page < (int64_t)cap ? per_page : (int64_t)cap;
+    if ((rc = bind_str(st, 1, t)) != 0 || (rc = bind_str(st, 2, t)) != 0 ||
+        (rc = bind_str(st, 3, s)) != 0 || (rc = bind_str(st, 4, s)) != 0 ||
+        (rc = sl_db_bind_int64(st, 5, lim)) != 0 ||
+        (rc = sl_db_bind_int64(st, 6, (page - 1) * per_page)) != 0)
+        goto out;
+    while ((rc = sl_db_step(st)) == SL_DB_ROW && *n < (size_t)lim) {
+        read_summary(st, &out[*n]);
+        size_t len = 0;
+        const char *text = sl_db_column_text(st, 7, &len);
+        out[(*n)++].step = state_step(text, len);
+    }
+    if (rc == SL_DB_ROW || rc == SL_DB_DONE) rc = 0;
+out:
     sl_db_stmt_done(st);
     return rc;
 }

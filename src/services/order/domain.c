@@ -286,8 +286,12 @@ sl_saga_reply_kind order_classify(order_call call, int status, const char *reaso
 
 void order_cancel_reason(const char *saga_reason, char *out)
 {
-    static const char *const known[] = {"insufficient_stock", "reservation_failed",
-                                        "insufficient_funds", "payment_failed"};
+    static const char *const known[] = {"insufficient_stock",
+                                        "reservation_failed",
+                                        "insufficient_funds",
+                                        "payment_failed",
+                                        "timeout",
+                                        "aborted"};
     size_t n = strcspn(saga_reason, ":");
     for (size_t i = 0; i < SL_ARRAY_LEN(known); i++) {
         if (strlen(known[i]) == n && strncmp(known[i], saga_reason, n) == 0) {

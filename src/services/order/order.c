@@ -61,9 +61,16 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
     sl_req_idem k;
-    if (sl_req_require_identity(req, 0, &id) != 0 ||
-        sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0)
+    if (sl_req_require_identity(req, 0, &id) != 0) return;
+    /* Admission control, before anything is read or written (no order, no idempotency claim):
+     * the same Idempotency-Key may be retried after Retry-After. */
+    if (order_overloaded(w)) {
+        sl_respond_problem_reason(req, 503, "overloaded",
+                                  "the shop is at capacity; retry the same request shortly", NULL,
+                                  1);
         return;
+    }
+    if (sl_req_idem_read(req, &k, "user:%s", id.user_id) != 0) return;
     json_t *body;
     if (sl_req_json_body(req, &body) != 0) return;
     order_request *rq = malloc(sizeof *rq);
@@ -114,9 +121,9 @@ static void h_create(sl_http_req *req, sl_svc_worker *w)
         rc =
             sl_saga_driver_start(order_worker_driver(ow, &order_config_of(w)->sagas.checkout), sid);
     if (rc != 0)
-        SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
-                     "checkout saga not started now; the next start of the service resumes it",
-                     SL_LOG_STR("saga_id", sid), SL_LOG_STR("code", sl_errname(rc)));
+        SL_LOG_WARN(sl_svc_worker_log(w), NULL,
+                    "checkout saga not started now; the sweep picks it up",
+                    SL_LOG_STR("saga_id", sid), SL_LOG_STR("code", sl_errname(rc)));
 done:
     json_decref(answer);
     free(canon);
@@ -301,9 +308,9 @@ static void run_change(sl_http_req *req, sl_svc_worker *w, const sl_identity *id
                 rc = sl_saga_driver_start(
                     order_worker_driver(ow, &order_config_of(w)->sagas.cancel), sid);
             if (rc != 0)
-                SL_LOG_ERROR(sl_svc_worker_log(w), NULL,
-                             "cancel saga not started now; the next start resumes it",
-                             SL_LOG_STR("saga_id", sid), SL_LOG_STR("code", sl_errname(rc)));
+                SL_LOG_WARN(sl_svc_worker_log(w), NULL,
+                            "cancel saga not started now; the sweep picks it up",
+                            SL_LOG_STR("saga_id", sid), SL_LOG_STR("code", sl_errname(rc)));
         }
     } else if (rc != ORDER_CMD_ANSWERED) {
         sl_respond_db_error(req, rc, NULL);
@@ -367,53 +374,65 @@ static json_t *ms_json(int64_t ms)
     return json_string(buf);
 }
 
-static json_t *summary_json(const sl_saga_summary *s)
+static json_t *summary_json(const order_sagas *defs, const sl_saga_summary *s)
 {
+    const sl_saga_def *def = order_saga_def_of(defs, s->id);
+    const char *step =
+        def && s->step >= 0 && (size_t)s->step < def->n_steps ? def->steps[s->step].name : NULL;
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "saga_id", s->id, "type", s->type,
-                     "status", sl_saga_status_name(s->status), "created_at", ms_json(s->created_ms),
-                     "updated_at", ms_json(s->updated_ms), "next_wake_at", ms_json(s->next_wake_ms),
-                     "stuck_reason",
+                     "status", sl_saga_status_name(s->status), "step",
+                     step ? json_string(step) : json_null(), "created_at", ms_json(s->created_ms),
+                     "updated_at", ms_json(s->updated_ms), "stuck_reason",
                      s->stuck_reason[0] ? json_string(s->stuck_reason) : json_null());
 }
 
+/* GET /admin/sagas?status=&type=&page=&per_page=: every saga, newest update first. */
 static void h_sagas(sl_http_req *req, sl_svc_worker *w)
 {
     sl_identity id;
     if (sl_req_require_identity(req, 1, &id) != 0) return;
     sl_slice v;
-    sl_saga_filter filter = SL_SAGA_LIST_STUCK;
-    char after[SL_SAGA_ID_MAX + 1] = "";
+    sl_saga_status status = SL_SAGA_STATUS_COUNT; /* all */
+    const char *type = NULL;
+    int64_t page = 1, per_page = 20;
     sl_json_errors errs;
     sl_json_errors_init(&errs);
-    if (sl_http_query_param(req->query, "status", &v)) {
-        if (v.len == 7 && memcmp(v.ptr, "running", 7) == 0)
-            filter = SL_SAGA_LIST_UNFINISHED;
-        else if (!(v.len == 5 && memcmp(v.ptr, "stuck", 5) == 0))
-            sl_json_errors_add(&errs, "status", "must be stuck or running");
+    (void)sl_req_page(req, &page, &per_page, &errs);
+    if (sl_http_query_param(req->query, "status", &v) && v.len > 0) {
+        char b[16] = "";
+        if (v.len < sizeof b) memcpy(b, v.ptr, v.len);
+        if (sl_saga_status_parse(b, &status) != 0)
+            sl_json_errors_add(&errs, "status",
+                               "must be running, compensating, completed, compensated or stuck");
     }
-    if (sl_http_query_param(req->query, "after", &v)) {
-        if (v.len == 0 || v.len > SL_SAGA_ID_MAX || !order_id_valid(v.ptr, v.len))
-            sl_json_errors_add(&errs, "after", "must be a saga id");
+    if (sl_http_query_param(req->query, "type", &v) && v.len > 0) {
+        if (v.len == 8 && memcmp(v.ptr, "checkout", 8) == 0)
+            type = "checkout";
+        else if (v.len == 6 && memcmp(v.ptr, "cancel", 6) == 0)
+            type = "cancel";
         else
-            memcpy(after, v.ptr, v.len);
+            sl_json_errors_add(&errs, "type", "must be checkout or cancel");
     }
     if (errs.count) {
         sl_respond_invalid(req, &errs);
         return;
     }
-    enum { PAGE = 100 };
-    sl_saga_summary *rows = calloc(PAGE, sizeof *rows);
+    sl_saga_summary *rows = calloc((size_t)per_page, sizeof *rows);
     size_t n = 0;
-    int rc = rows ? sl_saga_store_list(sl_svc_worker_db(w), NULL, filter, after, rows, PAGE, &n)
+    int64_t total = 0;
+    int rc = rows ? sl_saga_store_page(sl_svc_worker_db(w), type, status, page, per_page, rows,
+                                       (size_t)per_page, &n, &total)
                   : SL_ENOMEM;
     if (list_failed(req, rc, rows)) return;
     json_t *items = json_array();
     for (size_t i = 0; items && i < n; i++)
-        json_array_append_new(items, summary_json(&rows[i]));
-    json_t *next = n == PAGE ? json_string(rows[n - 1].id) : json_null();
+        json_array_append_new(items, summary_json(&order_config_of(w)->sagas, &rows[i]));
     free(rows);
     sl_respond_owned(req, 200,
-                     items ? json_pack("{s:o, s:o}", "items", items, "next_after", next) : NULL);
+                     items ? json_pack("{s:o, s:I, s:I, s:I}", "items", items, "page",
+                                       (json_int_t)page, "per_page", (json_int_t)per_page, "total",
+                                       (json_int_t)total)
+                           : NULL);
 }
 
 static int hist_row(void *data, const sl_saga_history_row *r)
@@ -533,6 +552,33 @@ static void h_saga_resume(sl_http_req *req, sl_svc_worker *w)
     sl_respond_owned(req, 200, state_json(def, &st, NULL));
 }
 
+/* POST /admin/sagas/{saga_id}/abort: compensate now; 409 past the pivot. */
+static void h_saga_abort(sl_http_req *req, sl_svc_worker *w)
+{
+    sl_identity id;
+    if (sl_req_require_identity(req, 1, &id) != 0) return;
+    sl_saga_state st;
+    const sl_saga_def *def = load_saga(req, w, &st);
+    if (!def) return;
+    int rc = sl_saga_driver_abort(order_worker_driver(sl_svc_worker_data(w), def), st.id);
+    if (rc == SL_ESTATE) {
+        sl_respond_problem_reason(req, 409, "past_pivot",
+                                  "the saga is past its point of no return (or finished) and "
+                                  "can only go forward",
+                                  NULL, 0);
+        return;
+    }
+    if (rc != 0 && rc != SL_ENOTFOUND) {
+        sl_respond_db_error(req, rc, NULL);
+        return;
+    }
+    if ((rc = sl_saga_store_load(sl_svc_worker_db(w), def, st.id, &st)) != 0) {
+        sl_respond_db_error(req, rc, NULL);
+        return;
+    }
+    sl_respond_owned(req, 200, state_json(def, &st, NULL));
+}
+
 /* ---- configuration and lifecycle ------------------------------------------------------------ */
 
 /* "http://host:port" → "host:port" in out. */
@@ -550,7 +596,7 @@ static int endpoint_of(const char *url, char *out, size_t cap)
 static int read_config(sl_config *cfg, order_config *c, char *err)
 {
     const char *inv = NULL, *pay = NULL, *key_file = NULL;
-    int64_t v[6];
+    int64_t v[11];
     int rc =
         sl_config_get_string(cfg, "upstreams.inventory.url", "http://127.0.0.1:8104", &inv, err);
     if (rc == 0)
@@ -562,11 +608,21 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
     if (rc == 0)
         rc = sl_config_get_int(cfg, "order.saga.backoff_cap_ms", 10000, 1, 600000, &v[2], err);
     if (rc == 0)
-        rc = sl_config_get_int(cfg, "order.saga.stuck_after_ms", 600000, 0, 7LL * 86400000, &v[3],
-                               err);
+        rc = sl_config_get_int(cfg, "order.saga.stuck_after_ms", 0, 0, 7LL * 86400000, &v[3], err);
     if (rc == 0) rc = sl_config_get_int(cfg, "order.saga.max_attempts", 0, 0, 1000000, &v[4], err);
     if (rc == 0)
         rc = sl_config_get_int(cfg, "order.breaker_recovery_ms", 5000, 10, 600000, &v[5], err);
+    if (rc == 0)
+        rc =
+            sl_config_get_int(cfg, "order.saga.deadline_ms", 120000, 0, 7LL * 86400000, &v[6], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.saga.max_active", 10000, 1, 1000000, &v[7], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.admission.max_backlog", 256, 1, 1000000, &v[8], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.saga.sweep_interval_ms", 5000, 10, 3600000, &v[9], err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.saga.sweep_grace_ms", 30000, 0, 86400000, &v[10], err);
     if (rc == 0)
         rc = sl_config_get_string(cfg, "identity.key_file", "data/identity.key", &key_file, err);
     if (rc != 0) return rc;
@@ -580,8 +636,13 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
                                   .backoff_base_ms = v[1],
                                   .backoff_cap_ms = v[2],
                                   .stuck_after_ms = v[3],
-                                  .max_attempts = (uint32_t)v[4]};
+                                  .max_attempts = (uint32_t)v[4],
+                                  .deadline_ms = v[6]};
     c->breaker_recovery_ms = v[5];
+    c->max_active = (size_t)v[7];
+    c->max_backlog = v[8];
+    c->sweep_interval_ms = v[9];
+    c->sweep_grace_ms = v[10];
     char kerr[256];
     c->have_key = sl_identity_key_load(key_file, &c->key, kerr) == 0;
     return order_sagas_init(&c->sagas, &c->saga);
@@ -593,6 +654,8 @@ static int init(sl_service *svc)
     if (!c) return SL_ENOMEM;
     char err[SL_CONFIG_ERR_MAX] = "";
     int rc = read_config(sl_service_config(svc), c, err);
+    if (rc == 0 && (rc = sl_saga_registry_new(&c->registry)) != 0)
+        snprintf(err, sizeof err, "saga registry: out of memory");
     if (rc != 0) {
         SL_LOG_ERROR(sl_service_log(svc), NULL, "configuration", SL_LOG_STR("error", err),
                      SL_LOG_STR("code", sl_errname(rc)));
@@ -613,7 +676,10 @@ static int init(sl_service *svc)
 static void fini(sl_service *svc)
 {
     order_config *c = sl_service_data(svc);
-    if (c) memset(&c->key, 0, sizeof c->key);
+    if (c) {
+        memset(&c->key, 0, sizeof c->key);
+        sl_saga_registry_free(c->registry);
+    }
     free(c);
     sl_service_set_data(svc, NULL);
 }
@@ -644,6 +710,7 @@ static const sl_route_def routes[] = {
     {SL_HTTP_GET, "/admin/sagas", h_sagas, 0},
     {SL_HTTP_GET, "/admin/sagas/{saga_id}", h_saga, 0},
     {SL_HTTP_POST, "/admin/sagas/{saga_id}/resume", h_saga_resume, 4096},
+    {SL_HTTP_POST, "/admin/sagas/{saga_id}/abort", h_saga_abort, 4096},
 };
 
 static const sl_subscription_def subscriptions[] = {

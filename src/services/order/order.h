@@ -169,8 +169,9 @@ typedef enum order_call {
 sl_saga_reply_kind order_classify(order_call call, int status, const char *reason,
                                   const char *res_status, char *cancel_reason);
 
-/* Maps the saga's refusal text (what order_classify wrote) to a cancel reason: its part before
- * ':' when it is a known reason, else "payment_failed". Writes ORDER_REASON_MAX bytes. */
+/* Maps the saga's refusal text (what order_classify wrote, or the engine's "timeout" for the
+ * deadline and "aborted" for an admin abort) to a cancel reason: its part before ':' when it is
+ * a known reason, else "payment_failed". Writes ORDER_REASON_MAX bytes. */
 void order_cancel_reason(const char *saga_reason, char *out);
 
 /* ---- store (SQL): 0, SL_ENOTFOUND where stated, or a database error ---------------------- */
@@ -256,8 +257,9 @@ typedef struct order_saga_config {
     int64_t step_timeout_ms;
     int64_t backoff_base_ms;
     int64_t backoff_cap_ms;
-    int64_t stuck_after_ms;
-    uint32_t max_attempts;
+    int64_t stuck_after_ms; /* 0 (default): transient failures never park a saga */
+    uint32_t max_attempts;  /* 0 (default): no bound */
+    int64_t deadline_ms;    /* checkout: the charge must be passed by then, else "timeout" */
 } order_saga_config;
 
 /* The two saga definitions, built once from the configuration (process-wide, read-only). */
@@ -285,6 +287,13 @@ char *order_saga_input(const order_row *o);
 
 typedef struct order_worker order_worker;
 
+/* Which checkout/cancel steps call inventory and payment (bit i = step i), for
+ * sl_saga_driver_wake when a participant answers again. */
+#define ORDER_CHECKOUT_INVENTORY_STEPS (1u << 1) /* reserve (and its release) */
+#define ORDER_CHECKOUT_PAYMENT_STEPS   (1u << 2) /* charge (and its refund) */
+#define ORDER_CANCEL_INVENTORY_STEPS   (1u << 2) /* release */
+#define ORDER_CANCEL_PAYMENT_STEPS     (1u << 1) /* refund */
+
 /* Per-worker saga machinery (upstreams, drivers, timers); created in worker_init. */
 int order_worker_new(sl_svc_worker *w, order_worker **out) SL_MUST_CHECK;
 /* Stops it: drivers freed, calls cancelled; memory released once the loop closed handles. */
@@ -297,6 +306,11 @@ sl_saga_driver *order_worker_driver(order_worker *ow, const sl_saga_def *def);
 typedef struct order_config {
     order_sagas sagas;
     order_saga_config saga;
+    size_t max_active;          /* sagas one driver tracks (order.saga.max_active) */
+    int64_t max_backlog;        /* admission: running sagas of the process before 503 */
+    int64_t sweep_interval_ms;  /* how often worker 0 sweeps for undriven sagas */
+    int64_t sweep_grace_ms;     /* how overdue a saga must be for the sweep to take it */
+    sl_saga_registry *registry; /* process-wide claims of tracked sagas (the backlog) */
     char inventory_url[256];
     char payment_url[256];
     int64_t breaker_recovery_ms;
@@ -309,6 +323,10 @@ extern const sl_migration_set sl_migrations_order;
 
 /* The process-wide settings of the service `w` belongs to (order.c). */
 const order_config *order_config_of(sl_svc_worker *w);
+
+/* Admission control: 1 when the process's backlog of running sagas is at `max_backlog` (the
+ * new order must be refused with 503). Counts the shed request in the metric. */
+int order_overloaded(sl_svc_worker *w);
 
 /* Answers an idempotent replay; a created order (202) gets its Location again (order.c). */
 void order_replay(sl_http_req *req, int status, const char *body, size_t len);

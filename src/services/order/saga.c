@@ -3,11 +3,15 @@
  *
  * checkout: open (local; compensation: cancel the order with the refusal's
  *           reason and emit order.cancelled) → reserve (inventory; compensation:
- *           release) → charge (payment; the pivot) → confirm (local: the order
- *           becomes confirmed and order.confirmed is emitted in one
+ *           release) → charge (payment; the pivot; compensation: a refund naming
+ *           the wallet, sent only when the saga aborts while a charge attempt is
+ *           unanswered: payment records a refund tombstone for an order it never
+ *           charged, and refuses a charge arriving after it) → confirm (local:
+ *           the order becomes confirmed and order.confirmed is emitted in one
  *           transaction). The order row itself is the first step: that is how a
- *           refused checkout ends with a cancelled order after every other
- *           compensation, with no hook outside the engine.
+ *           refused or timed-out checkout ends with a cancelled order after every
+ *           other compensation, with no hook outside the engine. The checkout
+ *           has a deadline (order.saga.deadline_ms) before the pivot.
  * cancel:   cancelled (local pivot: checks the customer's cancel was recorded)
  *           → refund (payment) → release (inventory). Both calls come after the
  *           pivot, so they are retried until they succeed; a refusal parks the
@@ -52,8 +56,25 @@ struct order_worker {
     ow_timer timers[SAGA_TYPES];
     sl_saga_driver *drv[SAGA_TYPES];
     sl_saga_metrics metrics;
+    sl_series *shed;    /* order_orders_shed_total */
+    sl_series *backlog; /* order_saga_backlog (worker 0 sets its callback) */
+    uv_timer_t sweep;   /* worker 0 only */
+    int sweep_init;
     int closes; /* handles and upstreams still closing */
 };
+
+/* Wakes this worker's sagas waiting on inventory (`inventory` 1) or payment (0). */
+static void order_worker_wake(order_worker *ow, int inventory)
+{
+    if (ow->drv[SAGA_CHECKOUT])
+        sl_saga_driver_wake(
+            ow->drv[SAGA_CHECKOUT],
+            inventory ? ORDER_CHECKOUT_INVENTORY_STEPS : ORDER_CHECKOUT_PAYMENT_STEPS, NULL);
+    if (ow->drv[SAGA_CANCEL])
+        sl_saga_driver_wake(ow->drv[SAGA_CANCEL],
+                            inventory ? ORDER_CANCEL_INVENTORY_STEPS : ORDER_CANCEL_PAYMENT_STEPS,
+                            NULL);
+}
 
 /* ---- definitions ---------------------------------------------------------------------------- */
 
@@ -64,6 +85,9 @@ static sl_saga_step_def step(const char *name, const order_saga_config *c)
     s.retry.base_ms = c->backoff_base_ms;
     s.retry.cap_ms = c->backoff_cap_ms;
     s.retry.jitter = SL_RETRY_JITTER_FULL;
+    /* A participant's (or the breaker's) Retry-After is honoured up to the cap, no further:
+     * waits stay capped, and a participant that is back wakes the waiting sagas anyway. */
+    s.retry.retry_after_max_ms = c->backoff_cap_ms;
     s.timeout_ms = c->step_timeout_ms;
     s.max_attempts = c->max_attempts;
     s.stuck_after_ms = c->stuck_after_ms;
@@ -81,6 +105,7 @@ typedef enum step_action {
     ACT_RELEASE,      /* inventory */
     ACT_CHARGE,       /* payment */
     ACT_REFUND,       /* payment */
+    ACT_VOID,         /* payment: refund naming the wallet (tombstone when never charged) */
 } step_action;
 
 typedef struct step_entry {
@@ -93,7 +118,7 @@ typedef struct step_entry {
 static const step_entry checkout_table[] = {
     {"open", ACT_OPEN, ACT_CANCEL_ORDER},
     {"reserve", ACT_RESERVE, ACT_RELEASE},
-    {"charge", ACT_CHARGE, ACT_NONE}, /* the pivot */
+    {"charge", ACT_CHARGE, ACT_VOID}, /* the pivot; compensated only by an abort */
     {"confirm", ACT_CONFIRM, ACT_NONE},
 };
 static const step_entry cancel_table[] = {
@@ -117,7 +142,9 @@ int order_sagas_init(order_sagas *s, const order_saga_config *c)
     s->checkout = (sl_saga_def){.type = "checkout",
                                 .steps = s->checkout_steps,
                                 .n_steps = SL_ARRAY_LEN(checkout_table),
-                                .pivot = 2};
+                                .pivot = 2,
+                                .deadline_ms = c->deadline_ms,
+                                .pivot_compensable = true};
     s->cancel = (sl_saga_def){.type = "cancel",
                               .steps = s->cancel_steps,
                               .n_steps = SL_ARRAY_LEN(cancel_table),
@@ -331,8 +358,13 @@ static void on_http(sl_http_handle *call, const sl_http_result *res, void *data)
                         SL_LOG_STR("saga_id", hc->saga_id));
     }
     r.len = strlen(msg);
+    order_worker *ow = hc->ow;
+    int inventory = hc->kind == ORDER_CALL_RESERVE || hc->kind == ORDER_CALL_RELEASE;
     hc->done(hc->done_data, &r);
     free(hc);
+    /* The participant answered (not a transient failure): it is back, so sagas of this worker
+     * waiting out a backoff on it retry now rather than at the end of their backoff. */
+    if (r.kind != SL_SAGA_REPLY_FAILED) order_worker_wake(ow, inventory);
 }
 
 static int send_http(order_worker *ow, sl_upstream *up, order_call kind, const char *path,
@@ -379,7 +411,8 @@ static char *call_body(const json_t *in, order_call kind)
 }
 
 static int send_participant(order_worker *ow, order_call kind, const json_t *in, const char *oid,
-                            const sl_saga_call *call, sl_saga_reply_cb done, void *done_data)
+                            int name_wallet, const sl_saga_call *call, sl_saga_reply_cb done,
+                            void *done_data)
 {
     char path[160];
     char *body = NULL;
@@ -400,6 +433,13 @@ static int send_participant(order_worker *ow, order_call kind, const json_t *in,
     }
     if (kind == ORDER_CALL_RESERVE || kind == ORDER_CALL_CHARGE) {
         body = call_body(in, kind);
+        if (!body) return SL_ENOMEM;
+    } else if (name_wallet) {
+        /* Naming the wallet lets payment record the refund even for an order it never charged,
+         * so that a charge attempt still on the wire is refused when it lands. */
+        json_t *v = json_pack("{s:O}", "user_id", json_object_get(in, "user_id"));
+        body = v ? sl_json_dump(v, NULL) : NULL;
+        json_decref(v);
         if (!body) return SL_ENOMEM;
     }
     int rc = send_http(ow, up, kind, path, body, call, done, done_data);
@@ -445,16 +485,19 @@ static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done,
         local_cancelled(ow, oid, done, done_data);
         break;
     case ACT_RESERVE:
-        rc = send_participant(ow, ORDER_CALL_RESERVE, in, oid, call, done, done_data);
+        rc = send_participant(ow, ORDER_CALL_RESERVE, in, oid, 0, call, done, done_data);
         break;
     case ACT_RELEASE:
-        rc = send_participant(ow, ORDER_CALL_RELEASE, in, oid, call, done, done_data);
+        rc = send_participant(ow, ORDER_CALL_RELEASE, in, oid, 0, call, done, done_data);
         break;
     case ACT_CHARGE:
-        rc = send_participant(ow, ORDER_CALL_CHARGE, in, oid, call, done, done_data);
+        rc = send_participant(ow, ORDER_CALL_CHARGE, in, oid, 0, call, done, done_data);
         break;
     case ACT_REFUND:
-        rc = send_participant(ow, ORDER_CALL_REFUND, in, oid, call, done, done_data);
+        rc = send_participant(ow, ORDER_CALL_REFUND, in, oid, 0, call, done, done_data);
+        break;
+    case ACT_VOID:
+        rc = send_participant(ow, ORDER_CALL_REFUND, in, oid, 1, call, done, done_data);
         break;
     case ACT_NONE:
         rc = SL_EINVAL; /* a step the engine never asks for with these definitions */
@@ -527,10 +570,43 @@ static int make_upstream(order_worker *ow, const char *name, const char *endpoin
     return sl_upstream_new(&c, &env, out);
 }
 
+static double backlog_value(void *data)
+{
+    return (double)sl_saga_registry_count(data);
+}
+
+/* Admission metrics: one family each per process (the first worker registers, others find). */
+static void admission_metrics(order_worker *ow, sl_metrics *reg)
+{
+    sl_metric_family *f = NULL;
+    int rc = sl_metrics_gauge(reg, "order_saga_backlog",
+                              "Sagas the order process is driving (admission control's backlog)",
+                              NULL, 0, &f);
+    if (rc == SL_EEXIST) rc = sl_metrics_family_find(reg, "order_saga_backlog", &f);
+    if (rc == 0) ow->backlog = sl_metric_series(f, NULL);
+    rc = sl_metrics_counter(reg, "order_orders_shed_total",
+                            "New orders refused with 503 because the saga backlog was full", NULL,
+                            0, &f);
+    if (rc == SL_EEXIST) rc = sl_metrics_family_find(reg, "order_orders_shed_total", &f);
+    if (rc == 0) ow->shed = sl_metric_series(f, NULL);
+    if (ow->backlog && sl_svc_worker_index(ow->w) == 0)
+        sl_gauge_set_fn(ow->backlog, backlog_value, ow->cfg->registry);
+}
+
+int order_overloaded(sl_svc_worker *w)
+{
+    order_worker *ow = sl_svc_worker_data(w);
+    const order_config *c = order_config_of(w);
+    if ((int64_t)sl_saga_registry_count(c->registry) < c->max_backlog) return 0;
+    if (ow && ow->shed) sl_counter_inc(ow->shed, (unsigned)sl_svc_worker_index(w));
+    return 1;
+}
+
 static void metrics_setup(order_worker *ow)
 {
     sl_metrics *reg = sl_svc_worker_metrics(ow->w);
     unsigned shard = (unsigned)sl_svc_worker_index(ow->w);
+    admission_metrics(ow, reg);
     if (sl_saga_metrics_init(&ow->metrics, reg, shard) == SL_EEXIST) {
         /* Another worker registered the shared families first (one registry, a shard per
          * worker): look them up, as sl_metrics_family_find's contract suggests. */
@@ -557,6 +633,8 @@ static int drivers_setup(order_worker *ow)
             .clock = sl_clock_system(),
             .metrics_cb = sl_saga_metrics_hook,
             .metrics_data = &ow->metrics,
+            .max_active = ow->cfg->max_active,
+            .registry = ow->cfg->registry,
         };
         int rc = sl_saga_driver_new(&o, &ow->drv[i]);
         if (rc != 0) return rc;
@@ -581,6 +659,27 @@ static void recover(order_worker *ow)
     }
 }
 
+/* The sweep (worker 0): every unfinished saga that no driver of the process tracks and that is
+ * overdue by the grace is picked up here, so a saga that exists is always driven. */
+static void sweep_fired(uv_timer_t *h)
+{
+    order_worker *ow = h->data;
+    for (int i = 0; i < SAGA_TYPES; i++) {
+        size_t n = 0;
+        if (!ow->drv[i]) continue;
+        int rc = sl_saga_driver_sweep(ow->drv[i], ow->cfg->sweep_grace_ms, &n);
+        if (n > 0 || (rc != 0 && rc != SL_ELIMIT))
+            SL_LOG_INFO(sl_svc_worker_log(ow->w), NULL, "sweep picked up sagas",
+                        SL_LOG_STR("type", i == SAGA_CHECKOUT ? "checkout" : "cancel"),
+                        SL_LOG_INT("count", (int64_t)n), SL_LOG_STR("code", sl_errname(rc)));
+    }
+}
+
+static void sweep_closed(uv_handle_t *h)
+{
+    released(h->data);
+}
+
 int order_worker_new(sl_svc_worker *w, order_worker **out)
 {
     SL_ASSERT(w && out);
@@ -600,14 +699,24 @@ int order_worker_new(sl_svc_worker *w, order_worker **out)
     }
     *out = ow; /* even on failure: order_worker_close releases what was made */
     if (rc != 0) return rc;
-    /* One resumer per process: worker 0, before its loop serves anything. */
-    if (sl_svc_worker_index(w) == 0) recover(ow);
+    /* One resumer and sweeper per process: worker 0 (recovery before its loop serves anything;
+     * the registry keeps it off sagas that other workers drive). */
+    if (sl_svc_worker_index(w) == 0) {
+        recover(ow);
+        if (uv_timer_init(sl_svc_worker_loop(w), &ow->sweep) != 0) return SL_EINVAL;
+        ow->sweep.data = ow;
+        ow->sweep_init = 1;
+        ow->closes++;
+        uint64_t every = (uint64_t)ow->cfg->sweep_interval_ms;
+        if (uv_timer_start(&ow->sweep, sweep_fired, every, every) != 0) return SL_EINVAL;
+    }
     return 0;
 }
 
 void order_worker_close(order_worker *ow)
 {
     if (!ow) return;
+    if (ow->backlog && sl_svc_worker_index(ow->w) == 0) sl_gauge_set_fn(ow->backlog, NULL, NULL);
     for (int i = 0; i < SAGA_TYPES; i++) {
         sl_saga_driver_free(ow->drv[i]); /* late replies of its calls are dropped */
         ow->drv[i] = NULL;
@@ -615,6 +724,7 @@ void order_worker_close(order_worker *ow)
     ow->closes++; /* hold it while starting the closes below */
     for (int i = 0; i < SAGA_TYPES; i++)
         if (ow->timers[i].ow != NULL) uv_close((uv_handle_t *)&ow->timers[i].t, timer_closed);
+    if (ow->sweep_init) uv_close((uv_handle_t *)&ow->sweep, sweep_closed);
     if (ow->inv) sl_upstream_close(ow->inv, upstream_closed, ow);
     if (ow->pay) sl_upstream_close(ow->pay, upstream_closed, ow);
     released(ow);

@@ -226,6 +226,10 @@ static void test_classify(void **state)
     assert_string_equal(why, "payment_failed");
     order_cancel_reason("", why);
     assert_string_equal(why, "payment_failed");
+    order_cancel_reason("timeout", why); /* the checkout's deadline */
+    assert_string_equal(why, "timeout");
+    order_cancel_reason("aborted", why); /* an admin abort */
+    assert_string_equal(why, "aborted");
 }
 
 static void test_saga_definitions(void **state)
@@ -234,10 +238,17 @@ static void test_saga_definitions(void **state)
     order_saga_config c = {.step_timeout_ms = 1000,
                            .backoff_base_ms = 10,
                            .backoff_cap_ms = 100,
-                           .stuck_after_ms = 5000};
+                           .stuck_after_ms = 5000,
+                           .deadline_ms = 120000};
     order_sagas s;
     assert_int_equal(order_sagas_init(&s, &c), 0);
     assert_int_equal(s.checkout.pivot, 2);
+    /* The checkout has a deadline before the charge and may void an unanswered charge; the
+     * cancel saga has neither (it is past its pivot from its first step). */
+    assert_int_equal(s.checkout.deadline_ms, 120000);
+    assert_true(s.checkout.pivot_compensable);
+    assert_int_equal(s.cancel.deadline_ms, 0);
+    assert_false(s.cancel.pivot_compensable);
     assert_string_equal(s.checkout.steps[s.checkout.pivot].name, "charge");
     assert_int_equal(s.cancel.pivot, 0);
     char id[SL_SAGA_ID_MAX + 1];
