@@ -8,12 +8,18 @@
  *   shoal down [--config FILE]    stop a running `shoal up`
  *   shoal status [--config FILE]  probe every process's /readyz and print a table
  *   shoal logs [NAME] [--config]  follow the logs (all, or one process)
+ *   shoal audit [OPTIONS]         the cross-service audit through the gateway (audit.c)
+ *   shoal chaos [OPTIONS]         a bounded round of faults, then the audit (chaos.c)
+ *   shoal load [OPTIONS]          drive the shop through the gateway (load.c, docs/load.md)
  *
  * The topology (ports, data directory, backends, extra environment per
  * process) comes from the configuration (config/local.yaml); the binaries
  * get theirs through SHOAL_* environment variables, so nothing is
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
+#include "cli.h"
+#include "load.h"
+
 #include <shoal/config.h>
 #include <shoal/identity.h>
 
@@ -311,6 +317,21 @@ static int build_procs(supervisor *s, topology *t)
     return 0;
 }
 
+/* The pid table (<data_dir>/pids, cli.h) after a child started or exited: what `shoal chaos`
+ * may signal. */
+static void record_pids(supervisor *s)
+{
+    cli_pid t[MAX_PROCS];
+    size_t n = 0;
+    for (int i = 0; i < s->n; i++)
+        if (s->procs[i].running) {
+            snprintf(t[n].name, sizeof t[n].name, "%s", s->procs[i].name);
+            t[n++].pid = s->procs[i].handle.pid;
+        }
+    if (cli_pids_write(s->data_dir, (int)getpid(), t, n) != 0)
+        say("cannot write the pid table %s/pids", s->data_dir);
+}
+
 /* ---- readiness probes --------------------------------------------------- */
 
 typedef struct probe {
@@ -417,6 +438,7 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int sig)
     p->running = 0;
     p->ready = 0;
     uv_close((uv_handle_t *)h, NULL);
+    record_pids(s);
     if (s->stopping) {
         say("%-14s stopped", p->name);
         return;
@@ -496,6 +518,7 @@ static void spawn_proc(proc *p)
     p->ready = 0;
     p->started_ms = now_ms();
     say("%-14s started (pid %d), log %s", p->name, p->handle.pid, logpath);
+    record_pids(s);
     p->backoff_ms = p->backoff_ms * 2 > 30000 ? 30000 : p->backoff_ms * 2;
 }
 
@@ -710,6 +733,8 @@ static int cmd_up(const char *config_path)
     char pidpath[PATH_MAX + 16];
     snprintf(pidpath, sizeof pidpath, "%s/shoal.pid", s.data_dir);
     unlink(pidpath);
+    snprintf(pidpath, sizeof pidpath, "%s/pids", s.data_dir);
+    unlink(pidpath);
     for (int i = 0; i < s.n; i++) {
         for (int k = 0; k < s.procs[i].argc; k++)
             free(s.procs[i].argv[k]);
@@ -836,13 +861,18 @@ static int cmd_logs(const char *config_path, const char *name)
 static void usage(FILE *to)
 {
     fprintf(to, "usage: shoal up|down|status|logs [NAME] [--config FILE]\n"
-                "  default configuration: config/local.yaml\n");
+                "       shoal audit|chaos [OPTIONS] (--help lists them)\n"
+                "  default configuration: config/local.yaml\n"
+                "       shoal load [OPTIONS] (shoal load --help)\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *config = "config/local.yaml";
     const char *cmd = NULL, *arg = NULL;
+    if (argc > 1 && strcmp(argv[1], "audit") == 0) return cli_audit_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "chaos") == 0) return cli_chaos_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];

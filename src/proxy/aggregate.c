@@ -21,6 +21,8 @@
  */
 #include "aggregate.h"
 
+#include "audit.h"
+
 #include <shoal/json.h>
 
 #include <stdio.h>
@@ -189,8 +191,14 @@ static void respond_doc(px_agg *g)
         json_object_set(out, p->name, g->values[i] ? g->values[i] : json_null());
     }
     if (g->warnings) json_object_set(out, "warnings", g->warnings);
+    const px_config *cfg = px_cfg(g->r);
+    if (cfg->audit.aggregate == (int)(g->a - cfg->aggregates)) {
+        json_t *joined = px_audit_join(g->a, &cfg->audit, out); /* GET /api/v1/admin/audit */
+        json_decref(out);
+        out = joined;
+    }
     size_t len = 0;
-    char *body = sl_json_dump(out, &len);
+    char *body = out ? sl_json_dump(out, &len) : NULL;
     json_decref(out);
     px_req *r = detach(g);
     if (body)

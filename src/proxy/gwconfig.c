@@ -683,6 +683,88 @@ static void read_aggregates(loader *l)
     }
 }
 
+/* ---- audit (the join is audit.c's) ------------------------------------------------------ */
+
+/* Returns 1 when `ref` is "<part>.<check>" with <part> a part of aggregate `a`. */
+static int audit_ref_ok(const px_aggregate_cfg *a, const char *ref)
+{
+    const char *dot = strchr(ref, '.');
+    if (!dot || dot == ref || !dot[1]) return 0;
+    for (size_t i = 0; i < a->nparts; i++)
+        if (!a->parts[i].target && strlen(a->parts[i].name) == (size_t)(dot - ref) &&
+            memcmp(a->parts[i].name, ref, (size_t)(dot - ref)) == 0)
+            return 1;
+    return 0;
+}
+
+static void read_audit(loader *l)
+{
+    px_audit_cfg *au = &l->cfg->audit;
+    au->aggregate = -1;
+    if (!node(l, "audit")) return;
+    const char *aggregate = NULL;
+    json_t *cross = NULL;
+    const sl_json_field f[] = {
+        {.name = "aggregate",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 63,
+         .out = &aggregate},
+        {.name = "cross", .kind = SL_JSON_ARRAY, .max = PX_AUDIT_CROSS_MAX, .out = &cross},
+    };
+    if (read_obj(l, "audit", f, SL_ARRAY_LEN(f)) != 0) return;
+    for (size_t i = 0; i < l->cfg->naggregates; i++)
+        if (strcmp(l->cfg->aggregates[i].name, aggregate) == 0) au->aggregate = (int)i;
+    if (au->aggregate < 0) {
+        fail(l, "audit.aggregate", "names no aggregate");
+        return;
+    }
+    const px_aggregate_cfg *a = &l->cfg->aggregates[au->aggregate];
+    for (size_t i = 0; i < a->nparts; i++)
+        if (a->parts[i].on_error != PX_ON_ERROR_DEGRADE) {
+            /* A service that does not answer is a failed check, never the whole audit's 5xx. */
+            fail(l, "audit.aggregate",
+                 "every part of the audited aggregate needs on_error: degrade");
+            return;
+        }
+    for (size_t i = 0; i < json_array_size(cross) && !l->failed; i++) {
+        char path[SL_CONFIG_PATH_MAX];
+        snprintf(path, sizeof path, "audit.cross[%zu]", i);
+        const char *name = NULL;
+        json_t *equal = NULL;
+        const sl_json_field cf[] = {
+            {.name = "name",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = 63,
+             .out = &name},
+            {.name = "equal",
+             .kind = SL_JSON_ARRAY,
+             .flags = SL_JSON_REQUIRED,
+             .min = 2,
+             .max = 2,
+             .out = &equal},
+        };
+        if (read_obj(l, path, cf, SL_ARRAY_LEN(cf)) != 0) return;
+        px_audit_cross *c = &au->cross[au->ncross++];
+        c->name = strdup(name);
+        for (size_t k = 0; k < 2; k++) {
+            const char *ref = json_string_value(json_array_get(equal, k));
+            char sub[SL_CONFIG_PATH_MAX], idx[32];
+            snprintf(idx, sizeof idx, ".equal[%zu]", k);
+            join(sub, path, idx);
+            if (!ref || strlen(ref) > 127 || !audit_ref_ok(a, ref)) {
+                fail(l, sub, "must be \"<part>.<check>\" naming a part of the audited aggregate");
+                return;
+            }
+            c->equal[k] = strdup(ref);
+        }
+        if (!c->name || !c->equal[0] || !c->equal[1]) fail(l, path, "out of memory");
+    }
+}
+
 /* ---- routes ------------------------------------------------------------------------------ */
 
 static unsigned parse_methods(json_t *arr, int *bad)
@@ -899,7 +981,7 @@ static void check_top(loader *l)
 {
     static const char *const known[] = {
         "service", "http",  "gateway",  "admin",  "identity",   "auth",   "rate_limit", "cors",
-        "log",     "trace", "clusters", "routes", "aggregates", "static", NULL};
+        "log",     "trace", "clusters", "routes", "aggregates", "static", "audit",      NULL};
     const char *k;
     json_t *v;
     json_object_foreach(sl_config_root(l->c), k, v)
@@ -934,6 +1016,7 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     read_limits_cors(&l);
     read_clusters(&l);
     read_aggregates(&l);
+    read_audit(&l);
     read_routes(&l);
     read_statics(&l);
     if (!l.failed && jwks_cluster && (cfg->jwks_cluster = px_config_cluster(cfg, jwks_cluster)) < 0)
@@ -1038,6 +1121,11 @@ void px_config_free(px_config *cfg)
         free(cfg->aggregates[i].name);
         for (size_t k = 0; k < cfg->aggregates[i].nparts; k++)
             part_free(&cfg->aggregates[i].parts[k]);
+    }
+    for (size_t i = 0; i < cfg->audit.ncross; i++) {
+        free(cfg->audit.cross[i].name);
+        free(cfg->audit.cross[i].equal[0]);
+        free(cfg->audit.cross[i].equal[1]);
     }
     for (size_t i = 0; i < cfg->ncors_origins; i++)
         free(cfg->cors_origins[i]);

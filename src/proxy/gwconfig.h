@@ -68,6 +68,19 @@ typedef struct px_aggregate_cfg {
     size_t nparts;
 } px_aggregate_cfg;
 
+/* The audit join (audit.c): which aggregate's answers are joined, and the cross-service checks
+ * (`equal`: two checks, "<part>.<check>", whose values must be equal). */
+#define PX_AUDIT_CROSS_MAX 16
+typedef struct px_audit_cross {
+    char *name;
+    char *equal[2];
+} px_audit_cross;
+typedef struct px_audit_cfg {
+    int aggregate; /* index into aggregates; -1: no audit */
+    px_audit_cross cross[PX_AUDIT_CROSS_MAX];
+    size_t ncross;
+} px_audit_cfg;
+
 typedef struct px_config {
     char *source; /* file path */
     char *json;   /* the effective configuration as JSON (for /admin/config) */
@@ -114,6 +127,7 @@ typedef struct px_config {
     px_static_site statics[PX_STATIC_MAX];
     size_t nstatics;
     char static_note[256]; /* a root that does not exist, for the log; "" when none */
+    px_audit_cfg audit;
 } px_config;
 
 /*

@@ -76,9 +76,12 @@ static void test_shop_file(void **state)
     char err[PX_ERR_MAX] = "";
     if (px_config_load(path, NULL, &cfg, err) != 0) fail_msg("%s", err);
     assert_int_equal(cfg->admin_port, 9901);
-    assert_int_equal(cfg->naggregates, 1);
+    assert_int_equal(cfg->naggregates, 2);
     assert_int_equal(cfg->aggregates[0].nparts, 3);
     assert_int_equal(cfg->aggregates[0].parts[2].target_idx, 1);
+    /* The audit: the second aggregate, joined, with one cross check. */
+    assert_int_equal(cfg->audit.aggregate, 1);
+    assert_int_equal(cfg->audit.ncross, 1);
     assert_true(cfg->jwks_cluster >= 0);
     px_config_free(cfg);
 }

@@ -9,6 +9,7 @@
  * decisions.
  */
 #include "order.h"
+#include "audit.h"
 
 #include <shoal/bus.h>
 #include <shoal/clock.h>
@@ -711,6 +712,7 @@ static const sl_route_def routes[] = {
     {SL_HTTP_GET, "/admin/sagas/{saga_id}", h_saga, 0},
     {SL_HTTP_POST, "/admin/sagas/{saga_id}/resume", h_saga_resume, 4096},
     {SL_HTTP_POST, "/admin/sagas/{saga_id}/abort", h_saga_abort, 4096},
+    {SL_HTTP_GET, "/admin/audit", order_h_audit, 0},
 };
 
 static const sl_subscription_def subscriptions[] = {
