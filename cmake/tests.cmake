@@ -245,6 +245,12 @@ endforeach()
 if(TARGET fuzz_prom_text)
   target_link_libraries(fuzz_prom_text PRIVATE proxy_core)
 endif()
+
+# The operations console's scenario waits out a stuck saga and a gateway timeout on a shared
+# machine: it gets more time than the other browser tests.
+if(TEST browser.ops)
+  set_tests_properties(browser.ops PROPERTIES TIMEOUT 900)
+endif()
 # The shoal command's pure parts: tests/cli/<name>_test.c link shoal_cli_core (label unit).
 file(GLOB cli_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/*_test.c)
 foreach(src ${cli_tests})
