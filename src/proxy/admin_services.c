@@ -130,6 +130,12 @@ void px_prom_parse(const char *text, size_t len, px_prom_sample *out)
                     double b = num(lv, lv + ll);
                     if (!isnan(b) && b >= 0) add_bucket(out, b, val);
                 }
+            } else if (starts(p, n, "outbox_backlog", &rest)) {
+                out->outbox_backlog += val;
+                out->has_outbox = 1;
+            } else if (starts(p, n, "bus_consumer_lag", &rest)) {
+                out->consumer_lag += val;
+                out->has_lag = 1;
             } else if (starts(p, n, "process_start_time_seconds", &rest)) {
                 out->start_time_s = val;
             } else if (starts(p, n, "build_info", &rest)) {
@@ -403,7 +409,8 @@ static void services(px_req *r)
         json_t *insts = json_array();
         int nready = 0, nseen = 0;
         unsigned in_flight = 0;
-        double srate = 0, serr = 0, sp99 = -1;
+        double srate = 0, serr = 0, sp99 = -1, sbacklog = 0, slag = 0;
+        int nbacklog = 0, nlag = 0;
         const char *sversion = NULL;
         json_t *eps = json_object_get(gw, "endpoints");
         for (size_t k = 0; k < cc->nendpoints; k++) {
@@ -423,6 +430,14 @@ static void services(px_req *r)
                 serr += e->rate * e->error_ratio;
                 if (e->p99_s > sp99) sp99 = e->p99_s;
                 if (!sversion && e->cur.version[0]) sversion = e->cur.version;
+                if (e->cur.has_outbox) {
+                    sbacklog += e->cur.outbox_backlog;
+                    nbacklog++;
+                }
+                if (e->cur.has_lag) {
+                    slag += e->cur.consumer_lag;
+                    nlag++;
+                }
             }
             double uptime =
                 seen && e->cur.start_time_s > 0 ? (double)now / 1000.0 - e->cur.start_time_s : NAN;
@@ -439,6 +454,11 @@ static void services(px_req *r)
             json_object_set_new(o, "error_ratio", num_or_null(e ? e->error_ratio : 0, seen));
             json_object_set_new(o, "p99_ms",
                                 num_or_null(e ? e->p99_s * 1000.0 : 0, seen && e->p99_s >= 0));
+            json_object_set_new(
+                o, "outbox_backlog",
+                num_or_null(e ? e->cur.outbox_backlog : 0, seen && e->cur.has_outbox));
+            json_object_set_new(o, "consumer_lag",
+                                num_or_null(e ? e->cur.consumer_lag : 0, seen && e->cur.has_lag));
             char at[SL_RFC3339_MAX];
             if (seen && sl_rfc3339_format(e->at_ms * 1000000, at, sizeof at) > 0)
                 json_object_set_new(o, "scraped_at", json_string(at));
@@ -466,6 +486,9 @@ static void services(px_req *r)
         json_object_set_new(svc, "request_rate", num_or_null(srate, nseen));
         json_object_set_new(svc, "error_ratio", num_or_null(srate > 0 ? serr / srate : 0, nseen));
         json_object_set_new(svc, "p99_ms", num_or_null(sp99 * 1000.0, nseen && sp99 >= 0));
+        /* The bus figures of the last scrape (gauges: summed over the instances that have them). */
+        json_object_set_new(svc, "outbox_backlog", num_or_null(sbacklog, nbacklog));
+        json_object_set_new(svc, "consumer_lag", num_or_null(slag, nlag));
         json_object_set_new(svc, "breaker",
                             json_incref(json_object_get(gw, "breaker")
                                             ? json_object_get(gw, "breaker")

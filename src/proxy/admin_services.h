@@ -36,6 +36,9 @@ typedef struct px_prom_sample {
     double count[PX_PROM_BUCKETS_MAX]; /* cumulative */
     double start_time_s;               /* process_start_time_seconds, 0 if absent */
     char version[64];                  /* build_info{version}, "" if absent */
+    double outbox_backlog;             /* outbox_backlog: events written, not yet published */
+    double consumer_lag;               /* bus_consumer_lag, summed over groups and topics */
+    int has_outbox, has_lag;           /* the gauges were present */
 } px_prom_sample;
 
 /* Reads Prometheus text `text` (len bytes) into *out. Pure; never fails (unknown lines skip). */

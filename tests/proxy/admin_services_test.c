@@ -44,7 +44,10 @@ static const char after[] =
     "service_request_duration_seconds_bucket{service=\"order\",method=\"POST\",le=\"0.1\"} 10\n"
     "service_request_duration_seconds_bucket{service=\"order\",method=\"POST\",le=\"+Inf\"} 10\n"
     "build_info{version=\"1.2.3\"} 1\n"
-    "process_start_time_seconds 1700000000.5\n";
+    "process_start_time_seconds 1700000000.5\n"
+    "outbox_backlog 4\n"
+    "bus_consumer_lag{topic=\"shop.order.created.v1\",group=\"payment\"} 3\n"
+    "bus_consumer_lag{topic=\"shop.order.cancelled.v1\",group=\"payment\"} 2\n";
 
 static void test_parse(void **state)
 {
@@ -59,6 +62,10 @@ static void test_parse(void **state)
     assert_true(s.le[0] == 0.01 && s.count[0] == 50);
     assert_true(s.le[1] == 0.1 && s.count[1] == 100);
     assert_true(isinf(s.le[2]) && s.count[2] == 100);
+    assert_false(s.has_outbox || s.has_lag); /* absent gauges are not zeros */
+    px_prom_parse(after, sizeof after - 1, &s);
+    assert_true(s.has_outbox && s.outbox_backlog == 4);
+    assert_true(s.has_lag && s.consumer_lag == 5);
     px_prom_parse("", 0, &s);
     assert_true(s.requests == 0 && s.nbuckets == 0 && s.version[0] == '\0');
     /* no trailing newline, escaped quotes in labels */
