@@ -5,6 +5,11 @@
 # declared by the suites themselves (see tests/README.md).
 
 set(SHOAL_TEST_ENV "SHOAL_BIN_DIR=${CMAKE_BINARY_DIR}/bin" "SHOAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+# The sanitizer build looks for memory and undefined-behaviour errors, which a shorter chaos round
+# and a shorter flapping participant reach as well; the normal build runs them a full minute.
+if(SHOAL_SANITIZE)
+  list(APPEND SHOAL_TEST_ENV "SHOAL_CHAOS_SECONDS=30" "SHOAL_E2E_FLAP_S=30")
+endif()
 
 function(shoal_add_tests kind label timeout)
   file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/${kind}/*_test.c)
