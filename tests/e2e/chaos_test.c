@@ -216,6 +216,8 @@ static void test_audit_route(void **state)
     snprintf(path, sizeof path, "%s/audit0.out", dir);
     assert_int_equal(shoal("audit --settle 60s", path), 0);
     assert_true(file_has(path, "charged_exactly_once"));
+    assert_true(file_has(path, "inventory.stock_ledger"));
+    assert_true(file_has(path, "notification.dlq")); /* the dead-letter sizes, per service */
 }
 
 /* The load: orders round-robin over the users for `seconds`, about 20 a second, and a

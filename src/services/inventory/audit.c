@@ -33,8 +33,12 @@ int inv_audit_checks(sl_db *db, const inv_violation *v, size_t n, size_t dropped
 {
     SL_ASSERT(db && checks && (v || n == 0));
     *checks = NULL;
-    int64_t overdue = 0, active = 0, backlog = 0, oldest = 0;
-    int rc = count_of(db,
+    int64_t overdue = 0, active = 0, backlog = 0, oldest = 0, off_ledger = 0;
+    int rc =
+        count_of(db, "SELECT count(*) FROM stock WHERE stock <> received - committed OR stock < 0",
+                 INT64_MIN, &off_ledger);
+    if (rc == 0)
+        rc = count_of(db,
                       "SELECT count(*) FROM reservations WHERE status = 'reserved' AND "
                       "expires_ms < ?",
                       now_ms - grace_ms, &overdue);
@@ -53,6 +57,12 @@ int inv_audit_checks(sl_db *db, const inv_violation *v, size_t n, size_t dropped
         rc = append(arr, sl_audit_check_new("stock", true, json_integer(0),
                                             "every product: stock >= reserved >= 0, reserved = "
                                             "its active reservations"));
+    if (rc == 0)
+        rc = append(arr,
+                    sl_audit_check_new("stock_ledger", off_ledger == 0, json_integer(off_ledger),
+                                       "%lld products where stock is not received (initial "
+                                       "stock and restocks) - committed, or is negative",
+                                       (long long)off_ledger));
     if (rc == 0)
         rc = append(arr,
                     sl_audit_check_new("reservations_overdue", overdue == 0, json_integer(overdue),

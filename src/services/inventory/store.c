@@ -35,12 +35,14 @@ int inv_store_stock_create(sl_db *db, const char *product_id, int64_t initial, i
 {
     sl_db_stmt *st;
     SL_DB_PREP(db,
-               "INSERT INTO stock (product_id, stock, reserved, updated_ms) VALUES (?, ?, 0, ?) "
+               "INSERT INTO stock (product_id, stock, reserved, received, updated_ms) "
+               "VALUES (?, ?, 0, ?, ?) "
                "ON CONFLICT (product_id) DO NOTHING",
                st);
     SL_DB_BIND(st, sl_db_bind_text(st, 1, product_id, SIZE_MAX));
     SL_DB_BIND(st, sl_db_bind_int64(st, 2, initial));
-    SL_DB_BIND(st, sl_db_bind_int64(st, 3, now_ms));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 3, initial));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 4, now_ms));
     int64_t ch = 0;
     int rc = sl_db_run(st, &ch);
     if (rc == 0) *created = ch == 1;
@@ -52,14 +54,15 @@ int inv_store_stock_add(sl_db *db, const char *product_id, int64_t qty, int64_t 
     /* One atomic statement, so concurrent restocks never lose an update; the cap keeps
      * stock within INV_STOCK_MAX. */
     sl_db_stmt *st;
-    SL_DB_PREP(
-        db,
-        "UPDATE stock SET stock = stock + ?, updated_ms = ? WHERE product_id = ? AND stock <= ?",
-        st);
+    SL_DB_PREP(db,
+               "UPDATE stock SET stock = stock + ?, received = received + ?, updated_ms = ? "
+               "WHERE product_id = ? AND stock <= ?",
+               st);
     SL_DB_BIND(st, sl_db_bind_int64(st, 1, qty));
-    SL_DB_BIND(st, sl_db_bind_int64(st, 2, now_ms));
-    SL_DB_BIND(st, sl_db_bind_text(st, 3, product_id, SIZE_MAX));
-    SL_DB_BIND(st, sl_db_bind_int64(st, 4, INV_STOCK_MAX - qty));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 2, qty));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 3, now_ms));
+    SL_DB_BIND(st, sl_db_bind_text(st, 4, product_id, SIZE_MAX));
+    SL_DB_BIND(st, sl_db_bind_int64(st, 5, INV_STOCK_MAX - qty));
     int64_t ch = 0;
     int rc = sl_db_run(st, &ch);
     if (rc == 0) *ok = ch == 1;
@@ -92,9 +95,10 @@ int inv_store_unreserve(sl_db *db, const char *product_id, int64_t qty, int cons
     int i = 1;
     if (consume) {
         SL_DB_PREP(db,
-                   "UPDATE stock SET stock = stock - ?, reserved = reserved - ?, updated_ms = ? "
-                   "WHERE product_id = ? AND reserved >= ?",
+                   "UPDATE stock SET stock = stock - ?, committed = committed + ?, "
+                   "reserved = reserved - ?, updated_ms = ? WHERE product_id = ? AND reserved >= ?",
                    st);
+        SL_DB_BIND(st, sl_db_bind_int64(st, i++, qty));
         SL_DB_BIND(st, sl_db_bind_int64(st, i++, qty));
     } else {
         SL_DB_PREP(db,

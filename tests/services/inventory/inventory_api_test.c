@@ -322,6 +322,20 @@ static void test_restock_idempotency(void **state)
     HARNESS_OK(g_db, sl_db_exec(g_db, "UPDATE stock SET stock = 15 WHERE product_id = 'k1'"));
 }
 
+/* The `ok` of the audit check `name` in an /admin/audit answer (fails the test when absent). */
+static bool check_ok(const json_t *audit, const char *name)
+{
+    json_t *checks = json_object_get(audit, "checks"), *c;
+    size_t i;
+    json_array_foreach(checks, i, c)
+    {
+        if (strcmp(json_string_value(json_object_get(c, "name")), name) == 0)
+            return json_is_true(json_object_get(c, "ok"));
+    }
+    fail_msg("no audit check %s", name);
+    return false;
+}
+
 static void test_audit_over_http(void **state)
 {
     (void)state;
@@ -341,6 +355,18 @@ static void test_audit_over_http(void **state)
                                       "product_id = 'k1'"));
     r = svc_call(&g_svc, "GET", "/admin/audit", "admin1", "admin", NULL, 200);
     assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_true(check_ok(r, "stock_ledger"));
+    json_decref(r);
+    /* A unit that appears from nowhere (no restock) breaks the ledger, not the reservations. */
+    HARNESS_OK(g_db,
+               sl_db_exec(g_db, "UPDATE stock SET stock = stock + 1 WHERE product_id = 'k1'"));
+    r = svc_call(&g_svc, "GET", "/admin/audit", "admin1", "admin", NULL, 200);
+    assert_false(check_ok(r, "stock_ledger"));
+    json_decref(r);
+    HARNESS_OK(g_db,
+               sl_db_exec(g_db, "UPDATE stock SET stock = stock - 1 WHERE product_id = 'k1'"));
+    r = svc_call(&g_svc, "GET", "/admin/audit", "admin1", "admin", NULL, 200);
+    assert_true(check_ok(r, "stock_ledger"));
     json_decref(r);
 }
 
