@@ -17,10 +17,10 @@
  * get theirs through SHOAL_* environment variables, so nothing is
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
-#include "keys.h"
-#include "ready.h"
 #include "cli.h"
+#include "keys.h"
 #include "load.h"
+#include "ready.h"
 
 #include <shoal/config.h>
 
