@@ -51,7 +51,9 @@ sed "${sed_args[@]}" -e "s/port: 9901/port: $(bench_free_port)/" \
         product) extra=', SHOAL_PRODUCT__DEMO: "true"' ;;
         order) extra=", SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:${port[inventory]}\", SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:${port[payment]}\"" ;;
         esac
-        echo "  - {name: $n, port: ${port[$n]}, env: {$common$extra}}"
+        calls=
+        [ "$n" = order ] && calls=', calls: [inventory, payment]' # its identity keys (docs/auth.md)
+        echo "  - {name: $n, port: ${port[$n]}$calls, env: {$common$extra}}"
     done
     echo "  - {name: gateway, port: $gw, config: $tmp/gateway.yaml, env: {SHOAL_LOG__LEVEL: warn}}"
 } > "$tmp/local.yaml"

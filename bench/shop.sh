@@ -65,7 +65,9 @@ names=(user product cart inventory order payment notification)
         product) env="$env, SHOAL_PRODUCT__DEMO: \"true\"" ;;
         order) env="$env, SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:${ports[3]}\", SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:${ports[5]}\"" ;;
         esac
-        echo "  - {name: ${names[$i]}, port: ${ports[$i]}, env: {$env}}"
+        calls=
+        [ "${names[$i]}" = order ] && calls=', calls: [inventory, payment]' # its identity keys
+        echo "  - {name: ${names[$i]}, port: ${ports[$i]}$calls, env: {$env}}"
     done
     echo "  - {name: gateway, port: $gw, config: $work/gateway.yaml, env: {SHOAL_LOG__LEVEL: warn}}"
 } >"$work/local.yaml"
