@@ -139,7 +139,15 @@ static void add_dlq_sizes(const char *config, const char *target, const char *to
         snprintf(path, sizeof path, "/api/v1/admin/dlq?service=%s&per_page=1", name);
         snprintf(cname, sizeof cname, "%s.dlq", name);
         char *resp = NULL;
-        int st = cli_http(target, "GET", path, token, NULL, HTTP_TIMEOUT_MS, &resp);
+        int st = 0;
+        /* A service's dead letters are read by its bus worker: another worker answers 503 and
+         * the next connection may reach the right one. */
+        for (int t = 0; t < 8 && (t == 0 || st == 503); t++) {
+            if (t > 0) usleep(100000);
+            free(resp);
+            resp = NULL;
+            st = cli_http(target, "GET", path, token, NULL, HTTP_TIMEOUT_MS, &resp);
+        }
         json_t *d = st == 200 && resp ? json_loads(resp, 0, NULL) : NULL;
         free(resp);
         json_t *total = json_object_get(d, "total");
