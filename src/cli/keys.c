@@ -76,6 +76,54 @@ static int gateway_edges(json_t *svcs, json_t *gw, const sl_identity_key *master
     return rc;
 }
 
+static int in_calls(json_t *svc, const char *name)
+{
+    size_t k;
+    json_t *c;
+    json_array_foreach(json_object_get(svc, "calls"), k, c)
+    {
+        if (json_is_string(c) && strcmp(json_string_value(c), name) == 0) return 1;
+    }
+    return 0;
+}
+
+/*
+ * A service pointed at another service of the topology through its environment
+ * (SHOAL_UPSTREAMS__<NAME>__URL) calls it, so it must list it in `calls`: without that edge
+ * its requests carry no proof the callee accepts, and the shop fails at its first call rather
+ * than here. Returns 0 or SL_ECONFIG (err says which).
+ */
+static int check_upstreams(json_t *svcs, size_t i, json_t *svc, const char *name, char *err)
+{
+    static const char pre[] = "SHOAL_UPSTREAMS__", suf[] = "__URL";
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(svc, "env"), key, v)
+    {
+        (void)v;
+        size_t n = strlen(key);
+        if (n <= sizeof pre - 1 + sizeof suf - 1 || strncmp(key, pre, sizeof pre - 1) != 0 ||
+            strcmp(key + n - (sizeof suf - 1), suf) != 0)
+            continue;
+        char to[64];
+        size_t len = n - (sizeof pre - 1) - (sizeof suf - 1);
+        if (len >= sizeof to) continue;
+        for (size_t c = 0; c < len; c++) {
+            char ch = key[sizeof pre - 1 + c];
+            to[c] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        }
+        to[len] = '\0';
+        if (has_service(svcs, to) && !in_calls(svc, to)) {
+            snprintf(err, SL_CONFIG_ERR_MAX,
+                     "services[%zu] (%.40s) sets %.100s but does not list %s in its calls: add "
+                     "`calls: [%s]` so that its requests carry an identity %s accepts",
+                     i, name, key, to, to, to);
+            return SL_ECONFIG;
+        }
+    }
+    return 0;
+}
+
 int cli_keys_distribute(const sl_config *topology, const char *data_dir, char *err)
 {
     char path[PATH_MAX + 64], kerr[256];
@@ -99,6 +147,7 @@ int cli_keys_distribute(const sl_config *topology, const char *data_dir, char *e
             rc = gateway_edges(svcs, it, &master, &g, err);
             continue;
         }
+        if ((rc = check_upstreams(svcs, i, it, name, err)) != 0) break;
         size_t k;
         json_t *callee;
         json_array_foreach(json_object_get(it, "calls"), k, callee)

@@ -134,6 +134,21 @@ static void test_bad_config(void **state)
     assert_int_equal(WEXITSTATUS(st), 2);
     snprintf(cmd, sizeof cmd, "grep -q 'ready_stock_path: must be a request target' %s/err", dir);
     assert_int_equal(system(cmd), 0);
+    /* A service pointed at another through its environment must declare the call (its identity
+     * keys come from `calls`), or its requests would all be refused at run time. */
+    f = fopen(cfg, "w");
+    fprintf(f,
+            "data_dir: %s/data\nservices:\n  - {name: payment, port: 1}\n"
+            "  - {name: order, port: 2, env: {SHOAL_UPSTREAMS__PAYMENT__URL: "
+            "\"http://127.0.0.1:1\"}}\n",
+            dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s up --config %s 2> %s/err > /dev/null", th_bin("shoal"), cfg, dir);
+    st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    snprintf(cmd, sizeof cmd, "grep -q 'does not list payment in its calls' %s/err", dir);
+    assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }

@@ -11,8 +11,8 @@ int sl_page_depth_check(int64_t page, int64_t per_page, sl_json_errors *errs)
 {
     if (page <= 0 || per_page <= 0 || page <= SL_PAGE_DEPTH_MAX / per_page) return 0;
     sl_json_errors_add(errs, "page",
-                       "page * per_page must be at most %d; walk deeper lists with cursor "
-                       "(each answer's next_cursor)",
+                       "page * per_page must be at most %d; lists that take a cursor walk "
+                       "deeper with each answer's next_cursor",
                        SL_PAGE_DEPTH_MAX);
     return SL_EINVAL;
 }
