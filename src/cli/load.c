@@ -142,6 +142,7 @@ struct load {
     uint64_t co_started, co_accepted, co_confirmed, co_cancelled, co_shed, co_failed,
         co_pending_end, co_unfinished;
     uint64_t co_shed_responses, co_order_retries, co_lag_retries;
+    uint64_t co_overloaded; /* shed responses whose problem says reason "overloaded" */
     char reasons[8][32];
     uint64_t reason_n[8], reason_other;
     uint64_t retry_after[2];             /* 429, 503 responses carrying Retry-After */
@@ -786,6 +787,13 @@ static void checkout_step(tx *t, const sl_http_result *res)
             tx_wait(t, poll_gap_ms(0));
             return;
         }
+        if (st == 503 && t->measured) {
+            /* The order service's own admission control names its reason; a 503 from the
+             * gateway (bulkhead, breaker) does not. */
+            json_t *j = body_json(res->response);
+            if (strcmp(jstr(j, "reason"), "overloaded") == 0) L->co_overloaded++;
+            json_decref(j);
+        }
         if ((st == 503 || st == 429) && t->order_tries < ORDER_TRIES && !L->stopping) {
             /* Shed: nothing was written; the same key may be sent again after Retry-After. */
             if (t->measured) {
@@ -1239,6 +1247,7 @@ static json_t *report_json(const load *L)
         json_object_set_new(co, "cancelled", json_integer((json_int_t)L->co_cancelled));
         json_object_set_new(co, "shed", json_integer((json_int_t)L->co_shed));
         json_object_set_new(co, "shed_responses", json_integer((json_int_t)L->co_shed_responses));
+        json_object_set_new(co, "shed_overloaded", json_integer((json_int_t)L->co_overloaded));
         json_object_set_new(co, "order_retries", json_integer((json_int_t)L->co_order_retries));
         json_object_set_new(co, "failed", json_integer((json_int_t)L->co_failed));
         json_object_set_new(co, "pending_at_end", json_integer((json_int_t)L->co_pending_end));

@@ -74,14 +74,30 @@ static long long metric(const char *prefix, const char *needle)
 }
 
 typedef struct counters {
-    long long put, accepted, order_ok;
+    long long put, accepted, order_calls;
 } counters;
 
-static void read_counters(counters *c)
+static void read_counters_once(counters *c)
 {
     c->put = metric("service_requests_total{service=\"gateway\",method=\"PUT\"", "status=\"200\"");
     c->accepted = metric("service_requests_total{service=\"gateway\"", "status=\"202\"");
-    c->order_ok = metric("http_client_requests_total{upstream=\"order\"", "result=\"ok\"");
+    /* Every call the gateway made to the order service, answered or not (a bulkhead or breaker
+     * refusal is a call that ended without reaching it, and the client's 503). */
+    c->order_calls = metric("http_client_requests_total{upstream=\"order\"", "result=");
+}
+
+/* The counters once they stopped moving (the gateway counts a response as it finishes it, which
+ * may be a moment after the generator has it): two reads 100 ms apart agree, within 5 s. */
+static void read_counters(counters *c)
+{
+    counters prev;
+    read_counters_once(&prev);
+    for (int i = 0; i < 50; i++) {
+        usleep(100000);
+        read_counters_once(c);
+        if (memcmp(c, &prev, sizeof *c) == 0) return;
+        prev = *c;
+    }
 }
 
 static char *admin_auth(void)
@@ -147,12 +163,15 @@ static long long op_status(const json_t *r, const char *name, const char *status
     return iget(json_object_get(o, "status"), status);
 }
 
-/* The operation's requests that the gateway passed on to its upstream: the count less the
- * gateway's own refusals, 429 (rate limits) and 401 (token check), which the services behind
- * it never answer. */
-static long long op_forwarded(const json_t *r, const char *name)
+/* The requests for the order service the generator reports, less those the gateway answers
+ * itself before calling it (its rate limits: 429; authentication: 401). */
+static long long order_calls(const json_t *r)
 {
-    return op_count(r, name) - op_status(r, name, "429") - op_status(r, name, "401");
+    long long n = 0;
+    const char *ops[] = {"order", "poll"};
+    for (size_t i = 0; i < 2; i++)
+        n += op_count(r, ops[i]) - op_status(r, ops[i], "429") - op_status(r, ops[i], "401");
+    return n;
 }
 
 typedef struct shop_orders {
@@ -200,29 +219,31 @@ static void test_checkout_closed_loop_counts(void **state)
     json_t *co = json_object_get(r, "checkout");
     long long accepted = iget(co, "accepted"), confirmed = iget(co, "confirmed");
     long long cancelled = iget(co, "cancelled"), pending = iget(co, "pending_at_end");
-    fprintf(stderr, "checkout: %lld accepted, %lld confirmed, %lld cancelled, %lld pending\n",
-            accepted, confirmed, cancelled, pending);
+    shop_orders so;
+    orders_of(r, &so);
+    fprintf(stderr,
+            "generator: %lld accepted, %lld confirmed, %lld cancelled, %lld pending, %lld "
+            "unfinished, %lld cart 200s, %lld order-service requests; gateway: %lld PUT 200s, "
+            "%lld 202s, %lld order-service calls; shop: %lld orders, %lld confirmed, %lld "
+            "cancelled, %lld pending\n",
+            accepted, confirmed, cancelled, pending, iget(co, "unfinished"),
+            op_status(r, "cart_put", "200"), order_calls(r), after.put - before.put,
+            after.accepted - before.accepted, after.order_calls - before.order_calls, so.total,
+            so.confirmed, so.cancelled, so.pending);
     assert_true(accepted > 0);
+    /* Every transaction ended within the drain (20 s): nothing was cut off. */
     assert_int_equal(iget(co, "unfinished"), 0);
     assert_int_equal(accepted, confirmed + cancelled + pending);
-    assert_int_equal(iget(co, "cancelled"), 0); /* funds and stock were set up for the run */
     /* The gateway saw exactly what the generator says it sent. */
     /* The set-up's one successful PUT (quantity 0: the cart knows the product) and the run's. */
     assert_int_equal(after.put - before.put - 1, op_status(r, "cart_put", "200"));
     assert_int_equal(after.accepted - before.accepted, accepted);
-    long long forwarded = op_forwarded(r, "order") + op_forwarded(r, "poll");
-    if (after.order_ok - before.order_ok != forwarded) {
-        fprintf(stderr, "the generator's operations:\n");
-        json_dumpf(json_object_get(r, "operations"), stderr, JSON_INDENT(1));
-        fprintf(stderr, "\n");
-    }
-    assert_int_equal(after.order_ok - before.order_ok, forwarded);
+    assert_int_equal(after.order_calls - before.order_calls, order_calls(r));
     /* The shop has exactly the accepted orders for the run's users; those the generator saw
-     * confirmed are confirmed (more may be, if it gave up polling some). */
-    shop_orders so;
-    orders_of(r, &so);
+     * confirmed or cancelled are so (more may be, if it gave up polling some). */
     assert_int_equal(so.total, accepted);
     assert_true(so.confirmed >= confirmed && so.confirmed <= confirmed + pending);
+    assert_true(so.cancelled >= cancelled && so.cancelled <= cancelled + pending);
     /* Saga latency for each order seen terminal. */
     assert_int_equal(iget(json_object_get(co, "saga"), "count"), confirmed + cancelled);
     json_decref(r);
@@ -243,11 +264,17 @@ static void test_mix_open_loop(void **state)
         iget(tx, "browse") + iget(tx, "cart") + iget(tx, "checkout") + iget(r, "not_sent"), 120);
     json_t *co = json_object_get(r, "checkout");
     long long accepted = iget(co, "accepted");
+    shop_orders so;
+    orders_of(r, &so);
+    fprintf(stderr,
+            "generator: %lld not sent, %lld accepted, %lld confirmed, %lld pending, %lld cart "
+            "200s; gateway: %lld PUT 200s, %lld 202s; shop: %lld orders, %lld confirmed\n",
+            iget(r, "not_sent"), accepted, iget(co, "confirmed"), iget(co, "pending_at_end"),
+            op_status(r, "cart_put", "200"), after.put - before.put,
+            after.accepted - before.accepted, so.total, so.confirmed);
     /* The set-up's one successful PUT (quantity 0: the cart knows the product) and the run's. */
     assert_int_equal(after.put - before.put - 1, op_status(r, "cart_put", "200"));
     assert_int_equal(after.accepted - before.accepted, accepted);
-    shop_orders so;
-    orders_of(r, &so);
     assert_int_equal(so.total, accepted);
     assert_true(so.confirmed >= iget(co, "confirmed"));
     assert_true(so.confirmed <= iget(co, "confirmed") + iget(co, "pending_at_end"));
