@@ -46,4 +46,18 @@ SL_API json_t *sl_audit_digest_json(const sl_audit_digest *d);
 SL_API json_t *sl_audit_check_new(const char *name, bool ok, json_t *value, const char *fmt, ...)
     SL_PRINTF(4, 5);
 
+/* An outbox whose oldest unpublished event is older than this fails `outbox_backlog`. */
+#define SL_AUDIT_OUTBOX_GRACE_MS 60000
+
+/*
+ * The `outbox_backlog` check every service reports: `{count, oldest_age_ms}` from
+ * sl_outbox_backlog, failing once the oldest event waited SL_AUDIT_OUTBOX_GRACE_MS. Returns a
+ * new reference or NULL (out of memory).
+ */
+SL_API json_t *sl_audit_outbox_check(int64_t backlog, int64_t oldest_ms);
+
+/* Appends `check` (stolen; NULL means out of memory) to the array `checks`. Returns 0 or
+ * SL_ENOMEM. */
+SL_API int sl_audit_append(json_t *checks, json_t *check);
+
 #endif

@@ -62,3 +62,19 @@ json_t *sl_audit_check_new(const char *name, bool ok, json_t *value, const char 
     return json_pack("{s:s,s:b,s:o,s:s}", "name", name, "ok", ok, "value",
                      value ? value : json_null(), "detail", detail);
 }
+
+json_t *sl_audit_outbox_check(int64_t backlog, int64_t oldest_ms)
+{
+    return sl_audit_check_new("outbox_backlog", oldest_ms <= SL_AUDIT_OUTBOX_GRACE_MS,
+                              json_pack("{s:I,s:I}", "count", (json_int_t)backlog, "oldest_age_ms",
+                                        (json_int_t)oldest_ms),
+                              "%lld unpublished, the oldest %lld ms old", (long long)backlog,
+                              (long long)oldest_ms);
+}
+
+int sl_audit_append(json_t *checks, json_t *check)
+{
+    if (check == NULL) return SL_ENOMEM;
+    if (json_array_append_new(checks, check) != 0) return SL_ENOMEM;
+    return 0;
+}

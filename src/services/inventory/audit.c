@@ -9,7 +9,6 @@
 
 #include <stdio.h>
 
-#define OUTBOX_GRACE_MS 60000
 
 static int count_of(sl_db *db, const char *sql, int64_t arg, int64_t *out)
 {
@@ -23,10 +22,6 @@ static int count_of(sl_db *db, const char *sql, int64_t arg, int64_t *out)
     return rc < 0 ? rc : 0;
 }
 
-static int append(json_t *arr, json_t *check)
-{
-    return check && json_array_append_new(arr, check) == 0 ? 0 : SL_ENOMEM;
-}
 
 int inv_audit_checks(sl_db *db, const inv_violation *v, size_t n, size_t dropped, int64_t now_ms,
                      int64_t grace_ms, json_t **checks)
@@ -50,35 +45,33 @@ int inv_audit_checks(sl_db *db, const inv_violation *v, size_t n, size_t dropped
     json_t *arr = json_array();
     if (!arr) return SL_ENOMEM;
     if (n > 0)
-        rc = append(arr, sl_audit_check_new("stock", false, json_integer((json_int_t)(n + dropped)),
-                                            "%s %s: %s (%zu findings)", v[0].check, v[0].subject,
-                                            v[0].detail, n + dropped));
+        rc = sl_audit_append(arr, sl_audit_check_new("stock", false,
+                                                     json_integer((json_int_t)(n + dropped)),
+                                                     "%s %s: %s (%zu findings)", v[0].check,
+                                                     v[0].subject, v[0].detail, n + dropped));
     else
-        rc = append(arr, sl_audit_check_new("stock", true, json_integer(0),
-                                            "every product: stock >= reserved >= 0, reserved = "
-                                            "its active reservations"));
+        rc = sl_audit_append(arr,
+                             sl_audit_check_new("stock", true, json_integer(0),
+                                                "every product: stock >= reserved >= 0, reserved = "
+                                                "its active reservations"));
     if (rc == 0)
-        rc = append(arr,
-                    sl_audit_check_new("stock_ledger", off_ledger == 0, json_integer(off_ledger),
-                                       "%lld products where stock is not received (initial "
-                                       "stock and restocks) - committed, or is negative",
-                                       (long long)off_ledger));
+        rc = sl_audit_append(
+            arr, sl_audit_check_new("stock_ledger", off_ledger == 0, json_integer(off_ledger),
+                                    "%lld products where stock is not received (initial "
+                                    "stock and restocks) - committed, or is negative",
+                                    (long long)off_ledger));
     if (rc == 0)
-        rc = append(arr,
-                    sl_audit_check_new("reservations_overdue", overdue == 0, json_integer(overdue),
-                                       "%lld active reservations more than %lld ms past "
-                                       "their expiry",
-                                       (long long)overdue, (long long)grace_ms));
+        rc = sl_audit_append(
+            arr, sl_audit_check_new("reservations_overdue", overdue == 0, json_integer(overdue),
+                                    "%lld active reservations more than %lld ms past "
+                                    "their expiry",
+                                    (long long)overdue, (long long)grace_ms));
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new("in_flight", true, json_integer(active + backlog),
-                                            "%lld active reservations, %lld events unpublished",
-                                            (long long)active, (long long)backlog));
-    if (rc == 0)
-        rc = append(arr, sl_audit_check_new("outbox_backlog", oldest <= OUTBOX_GRACE_MS,
-                                            json_pack("{s:I,s:I}", "count", (json_int_t)backlog,
-                                                      "oldest_age_ms", (json_int_t)oldest),
-                                            "%lld unpublished, the oldest %lld ms old",
-                                            (long long)backlog, (long long)oldest));
+        rc = sl_audit_append(arr,
+                             sl_audit_check_new("in_flight", true, json_integer(active + backlog),
+                                                "%lld active reservations, %lld events unpublished",
+                                                (long long)active, (long long)backlog));
+    if (rc == 0) rc = sl_audit_append(arr, sl_audit_outbox_check(backlog, oldest));
     if (rc != 0) {
         json_decref(arr);
         return rc;

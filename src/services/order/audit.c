@@ -64,10 +64,6 @@ static int count_of(sl_db *db, const char *sql, const char *text, int64_t num, i
     return rc < 0 ? rc : 0;
 }
 
-static int append(json_t *arr, json_t *check)
-{
-    return check && json_array_append_new(arr, check) == 0 ? 0 : SL_ENOMEM;
-}
 
 int order_audit_checks(sl_db *db, int64_t now_ms, int64_t deadline_ms, json_t **checks)
 {
@@ -97,30 +93,29 @@ int order_audit_checks(sl_db *db, int64_t now_ms, int64_t deadline_ms, json_t **
     if (rc != 0) return rc;
     json_t *arr = json_array();
     if (!arr) return SL_ENOMEM;
-    rc = append(arr, sl_audit_check_new("charge_digest", true, sl_audit_digest_json(&d),
-                                        "%lld orders must have been charged, %lld in all",
-                                        (long long)d.count, (long long)d.amount));
+    rc = sl_audit_append(arr, sl_audit_check_new("charge_digest", true, sl_audit_digest_json(&d),
+                                                 "%lld orders must have been charged, %lld in all",
+                                                 (long long)d.count, (long long)d.amount));
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new("sagas_overdue", overdue == 0, json_integer(overdue),
-                                            "%lld sagas unfinished after %lld ms",
-                                            (long long)overdue, (long long)deadline_ms));
+        rc = sl_audit_append(arr, sl_audit_check_new("sagas_overdue", overdue == 0,
+                                                     json_integer(overdue),
+                                                     "%lld sagas unfinished after %lld ms",
+                                                     (long long)overdue, (long long)deadline_ms));
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new("sagas_stuck", stuck == 0, json_integer(stuck),
-                                            "%lld sagas wait for an operator", (long long)stuck));
+        rc = sl_audit_append(arr, sl_audit_check_new("sagas_stuck", stuck == 0, json_integer(stuck),
+                                                     "%lld sagas wait for an operator",
+                                                     (long long)stuck));
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new("pending_overdue", pending == 0, json_integer(pending),
-                                            "%lld orders pending for more than %lld ms",
-                                            (long long)pending, (long long)deadline_ms));
+        rc = sl_audit_append(arr, sl_audit_check_new("pending_overdue", pending == 0,
+                                                     json_integer(pending),
+                                                     "%lld orders pending for more than %lld ms",
+                                                     (long long)pending, (long long)deadline_ms));
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new("in_flight", true, json_integer(running + backlog),
-                                            "%lld sagas running, %lld events unpublished",
-                                            (long long)running, (long long)backlog));
-    if (rc == 0)
-        rc = append(arr, sl_audit_check_new("outbox_backlog", oldest <= ORDER_AUDIT_OUTBOX_GRACE_MS,
-                                            json_pack("{s:I,s:I}", "count", (json_int_t)backlog,
-                                                      "oldest_age_ms", (json_int_t)oldest),
-                                            "%lld unpublished, the oldest %lld ms old",
-                                            (long long)backlog, (long long)oldest));
+        rc = sl_audit_append(arr,
+                             sl_audit_check_new("in_flight", true, json_integer(running + backlog),
+                                                "%lld sagas running, %lld events unpublished",
+                                                (long long)running, (long long)backlog));
+    if (rc == 0) rc = sl_audit_append(arr, sl_audit_outbox_check(backlog, oldest));
     if (rc != 0) {
         json_decref(arr);
         return rc;

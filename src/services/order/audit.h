@@ -13,7 +13,6 @@
 #include <stdint.h>
 
 /* Grace before an unpublished outbox row counts as a backlog violation. */
-#define ORDER_AUDIT_OUTBOX_GRACE_MS 60000
 
 /*
  * Reads the order's checks over `db` at wall time `now_ms`: the charge digest of the orders

@@ -40,7 +40,6 @@ typedef struct audit {
     sl_audit_digest charges; /* (order id, net charge) of the orders with a net charge */
 } audit;
 
-#define AUDIT_OUTBOX_GRACE_MS 60000
 
 static void issue(audit *au, const char *account, const char *fmt, ...) SL_PRINTF(3, 4);
 
@@ -210,10 +209,6 @@ static json_t *totals(const audit *au)
                      "transferred_out", (json_int_t)au->tout);
 }
 
-static int append(json_t *arr, json_t *check)
-{
-    return check && json_array_append_new(arr, check) == 0 ? 0 : SL_ENOMEM;
-}
 
 /* The joinable checks (see the top of this file) from a finished replay. */
 static int audit_checks(sl_db *db, const audit *au, json_t **out)
@@ -225,38 +220,35 @@ static int audit_checks(sl_db *db, const audit *au, json_t **out)
     if (!arr) return SL_ENOMEM;
     size_t nv = json_array_size(au->violations);
     const json_t *first = json_object_get(json_array_get(au->violations, 0), "message");
-    rc = append(arr,
-                sl_audit_check_new("ledger", nv == 0 && au->dropped == 0,
-                                   json_integer((json_int_t)(nv + (size_t)au->dropped)), "%s",
-                                   nv ? json_string_value(first) : "every wallet replays cleanly"));
+    rc = sl_audit_append(
+        arr, sl_audit_check_new("ledger", nv == 0 && au->dropped == 0,
+                                json_integer((json_int_t)(nv + (size_t)au->dropped)), "%s",
+                                nv ? json_string_value(first) : "every wallet replays cleanly"));
     int64_t expect = au->deposited - au->charged + au->refunded;
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new(
-                             "money_conserved", au->balances == expect && au->tin == au->tout,
-                             totals(au),
-                             "balances %lld, deposits - charges + refunds %lld; transfers %lld "
-                             "in, %lld out",
-                             (long long)au->balances, (long long)expect, (long long)au->tin,
-                             (long long)au->tout));
+        rc = sl_audit_append(
+            arr, sl_audit_check_new(
+                     "money_conserved", au->balances == expect && au->tin == au->tout, totals(au),
+                     "balances %lld, deposits - charges + refunds %lld; transfers %lld "
+                     "in, %lld out",
+                     (long long)au->balances, (long long)expect, (long long)au->tin,
+                     (long long)au->tout));
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new("charged_once", au->double_charges == 0,
-                                            json_integer(au->double_charges),
-                                            "%lld orders charged more than once in a wallet",
-                                            (long long)au->double_charges));
+        rc = sl_audit_append(arr,
+                             sl_audit_check_new("charged_once", au->double_charges == 0,
+                                                json_integer(au->double_charges),
+                                                "%lld orders charged more than once in a wallet",
+                                                (long long)au->double_charges));
     if (rc == 0)
-        rc = append(
+        rc = sl_audit_append(
             arr, sl_audit_check_new("charge_digest", true, sl_audit_digest_json(&au->charges),
                                     "%lld orders with a net charge, %lld in all",
                                     (long long)au->charges.count, (long long)au->charges.amount));
     if (rc == 0)
-        rc = append(arr, sl_audit_check_new("in_flight", true, json_integer(backlog),
-                                            "%lld events unpublished", (long long)backlog));
-    if (rc == 0)
-        rc = append(arr, sl_audit_check_new("outbox_backlog", oldest <= AUDIT_OUTBOX_GRACE_MS,
-                                            json_pack("{s:I,s:I}", "count", (json_int_t)backlog,
-                                                      "oldest_age_ms", (json_int_t)oldest),
-                                            "%lld unpublished, the oldest %lld ms old",
-                                            (long long)backlog, (long long)oldest));
+        rc =
+            sl_audit_append(arr, sl_audit_check_new("in_flight", true, json_integer(backlog),
+                                                    "%lld events unpublished", (long long)backlog));
+    if (rc == 0) rc = sl_audit_append(arr, sl_audit_outbox_check(backlog, oldest));
     if (rc != 0) {
         json_decref(arr);
         return rc;
