@@ -8,6 +8,10 @@
 #include <shoal/id.h>
 #include <shoal/serve.h>
 
+/* build_info's commit: written by CMake at configure time (CMakeLists.txt). */
+#if __has_include("shoal_commit.h")
+#include "shoal_commit.h"
+#endif
 #ifndef SHOAL_COMMIT
 #define SHOAL_COMMIT "unknown"
 #endif
