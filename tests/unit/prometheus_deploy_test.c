@@ -127,7 +127,7 @@ static void test_promtool_check_rules(void **state)
 static void test_promtool_test_rules(void **state)
 {
     (void)state;
-    promtool("test rules tests/alerts_test.yml");
+    promtool("test rules tests/alerts_test.yml tests/slow_burn_test.yml");
 }
 
 int main(void)
