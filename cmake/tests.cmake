@@ -271,3 +271,7 @@ endforeach()
 if(TARGET fuzz_audit_join)
   target_link_libraries(fuzz_audit_join PRIVATE proxy_core shoal_cli_core)
 endif()
+
+# deploy/prometheus checked by promtool (config, rules, rule unit tests): a few CPU seconds, but
+# promtool's start-up and evaluation stretch on a loaded machine.
+set_tests_properties(unit.prometheus_deploy PROPERTIES TIMEOUT 600)

@@ -13,7 +13,7 @@ packages=(
     libpq-dev libssl-dev libsodium-dev libnats-dev libcmocka-dev
     # servers the suites start themselves
     postgresql nats-server
-    # test and benchmark tools and peers
+    # test and benchmark tools and peers (prometheus: promtool checks deploy/prometheus and /metrics)
     curl python3 wrk nginx-light haproxy prometheus redis-server procps iproute2
     # browser tests (tests/browser): Debian's chromium, driven by playwright-core from npm
     chromium nodejs

@@ -142,4 +142,34 @@ SL_API double sl_histogram_sum(const sl_series *s);
  */
 SL_API int sl_metrics_render(sl_metrics *reg, char **out, size_t *len) SL_MUST_CHECK;
 
+/*
+ * The standard process families, rendered after the registered ones by every
+ * sl_metrics_render once enabled: process_cpu_seconds_total (counter),
+ * process_resident_memory_bytes, process_virtual_memory_bytes,
+ * process_open_fds and process_max_fds (gauges). Values are read at render
+ * time from /proc/self/stat, /proc/self/fd and getrlimit(RLIMIT_NOFILE): one
+ * file read, one directory listing and one system call per scrape, done
+ * before the registry mutex is taken. A value that cannot be read is left out
+ * (its family with it). The caller must not register these five names itself.
+ * Thread-safe.
+ */
+SL_API void sl_metrics_enable_process(sl_metrics *reg);
+
+/* What sl_metrics_proc_stat_parse takes from one /proc/<pid>/stat line. */
+typedef struct sl_proc_stat {
+    uint64_t utime_ticks; /* field 14, clock ticks in user mode */
+    uint64_t stime_ticks; /* field 15, clock ticks in kernel mode */
+    uint64_t vsize_bytes; /* field 23 */
+    uint64_t rss_pages;   /* field 24 */
+} sl_proc_stat;
+
+/*
+ * Parses the text of /proc/<pid>/stat (`len` bytes, need not be
+ * NUL-terminated; at most 4096 are looked at). The command name in
+ * parentheses may hold any byte, so fields are counted from the last ')'.
+ * Returns 0 and *out, or SL_EPARSE for a text that is not such a line. Pure.
+ */
+SL_API int sl_metrics_proc_stat_parse(const char *text, size_t len,
+                                      sl_proc_stat *out) SL_MUST_CHECK;
+
 #endif /* SHOAL_METRICS_H */

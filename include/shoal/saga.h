@@ -562,6 +562,10 @@ SL_API int sl_saga_registry_new(sl_saga_registry **out) SL_MUST_CHECK;
 SL_API void sl_saga_registry_free(sl_saga_registry *r);
 /* Number of sagas tracked by the registry's drivers. */
 SL_API size_t sl_saga_registry_count(sl_saga_registry *r);
+/* Wall-clock ms at which the longest-tracked saga was claimed by a driver of this process (the
+ * drivers' clock), or 0 when none is tracked. Scans the set under its mutex: for a scrape, not a
+ * hot path. */
+SL_API int64_t sl_saga_registry_oldest_ms(sl_saga_registry *r);
 
 typedef struct sl_saga_driver_options {
     sl_db *db;                 /* borrowed; the driver's thread's connection */

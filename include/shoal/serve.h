@@ -39,8 +39,8 @@
 
 /* The families every server publishes (borrowed from the registry that owns them). */
 typedef struct sl_serve_families {
-    sl_metric_family *req_total;    /* service_requests_total{service,method,status} */
-    sl_metric_family *req_duration; /* service_request_duration_seconds{service,method} */
+    sl_metric_family *req_total;    /* service_requests_total{service,method,route,status} */
+    sl_metric_family *req_duration; /* service_request_duration_seconds{service,method,route} */
     sl_metric_family *connections;  /* http_server_connections */
 } sl_serve_families;
 
@@ -49,9 +49,20 @@ typedef struct sl_serve_families {
 #define SHOAL_VERSION "0.0.0-dev"
 #endif
 
+/* The `route` label of a request that matched no route (never the raw path: labels stay bounded).
+ */
+#define SL_SERVE_ROUTE_UNMATCHED "unmatched"
+
+/* Request series a worker keeps looked up, by (route, method, status); beyond, it asks the
+ * registry. */
+#define SL_SERVE_SERIES_CACHE 1024
+
+typedef struct sl_serve_series_cache sl_serve_series_cache;
+
 /*
- * Registers the three families in `reg` (which owns them), plus build_info{version} (1) and
- * process_start_time_seconds (set now). Returns 0 or an SL_E code.
+ * Registers the three families in `reg` (which owns them), plus build_info{version,commit} (1),
+ * process_start_time_seconds (set now) and the standard process families
+ * (sl_metrics_enable_process). Returns 0 or an SL_E code.
  */
 SL_API int sl_serve_families_register(sl_metrics *reg, sl_serve_families *out) SL_MUST_CHECK;
 
@@ -94,8 +105,7 @@ typedef struct sl_serve_worker {
     const char *service; /* the `service` label and the tracer's service name, borrowed */
     const sl_serve_families *families; /* borrowed; NULL: no metrics */
     sl_serve_freelist records;
-    sl_series *req_series[SL_HTTP_METHOD_COUNT][SL_SERVE_STATUS_MAX]; /* looked up once */
-    sl_series *dur_series[SL_HTTP_METHOD_COUNT];
+    sl_serve_series_cache *series; /* request series looked up once; owned, made on first use */
 } sl_serve_worker;
 
 typedef struct sl_serve_worker_config {
@@ -139,17 +149,18 @@ SL_API void sl_serve_begin(sl_serve_worker *w, sl_http_req *req, const char *nam
 
 /* What sl_serve_finish records besides the counters. */
 typedef struct sl_serve_outcome {
-    const char *route;         /* the span's http.route; NULL: none */
-    sl_logger *log;            /* NULL: no log line */
-    sl_log_level level;        /* of the log line */
-    const char *msg;           /* of the log line */
+    const char *route;  /* the route template (span's http.route, metrics' route); NULL: none */
+    sl_logger *log;     /* NULL: no log line */
+    sl_log_level level; /* of the log line */
+    const char *msg;    /* of the log line */
     const sl_log_field *extra; /* appended to method, path, status, bytes, duration_s, request_id */
     size_t nextra;
 } sl_serve_outcome;
 
 /*
  * At response time: counts the response in service_requests_total and
- * service_request_duration_seconds (by method and status), and when *span
+ * service_request_duration_seconds (by method, route template — o->route, or
+ * SL_SERVE_ROUTE_UNMATCHED when NULL — and status), and when *span
  * is not NULL sets its HTTP attributes (and error status for 5xx), writes
  * the log line of `o` and ends the span (*span becomes NULL).
  */

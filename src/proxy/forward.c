@@ -275,13 +275,25 @@ void px_on_request(sl_http_req *req, void *data)
 }
 
 
+/* The route label of the request metrics: the route's template, or what answered it; never the
+ * raw path (NULL counts as unmatched). */
+static const char *metric_route(const px_req *r)
+{
+    if (r->route) return r->route->path;
+    if (r->op == PX_OP_HEALTHZ) return "/healthz";
+    if (r->op == PX_OP_READYZ) return "/readyz";
+    if (r->op == PX_OP_STATIC || r->op == PX_OP_REDIRECT) return "static";
+    if (r->op == PX_OP_PREFLIGHT) return "preflight";
+    return NULL;
+}
+
 void px_on_response(sl_http_req *req, int status, size_t body_len, void *data)
 {
     px_worker *w = data;
     px_req *r = req->host;
     if (!r) return;
     SL_ASSERT(r->w == w && w->in_flight > 0);
-    sl_serve_outcome o = {.route = r->route ? r->route->path : NULL};
+    sl_serve_outcome o = {.route = metric_route(r)};
     char ip[64]; /* written only when the access log is on: no per-request cost otherwise */
     sl_log_field extra[4];
     if (r->span && px_cfg(r)->access_log && sl_log_enabled(w->proc->log, SL_LOG_LEVEL_INFO)) {

@@ -641,6 +641,9 @@ static void test_sweep_registry_wake_abort(void **state)
     assert_int_equal(xa.n, 1);
     assert_string_equal(xa.calls[0].key, "s1:reserve:action");
     assert_int_equal(sl_saga_registry_count(reg), 1);
+    /* The registry remembers when the saga was picked up (the age gauge of the order service). */
+    int64_t picked_ms = sl_clock_wall_ms(&fc.clock);
+    assert_int_equal(sl_saga_registry_oldest_ms(reg), picked_ms);
     /* The other worker's driver never drives it at the same time. */
     HARNESS_OK(db, sl_saga_driver_sweep(b, 0, &picked));
     assert_int_equal(picked, 0);
@@ -675,6 +678,7 @@ static void test_sweep_registry_wake_abort(void **state)
     xa.calls[3].done(xa.calls[3].done_data, &ok);
     assert_int_equal(status_of(db, "s1"), SL_SAGA_COMPLETED);
     assert_int_equal(sl_saga_registry_count(reg), 0);
+    assert_int_equal(sl_saga_registry_oldest_ms(reg), 0);       /* none tracked */
     assert_int_equal(sl_saga_driver_abort(b, "s1"), SL_ESTATE); /* completed */
 
     /* Abort from the other driver while `a` drives the saga: b sends the compensation. */

@@ -41,6 +41,7 @@ static const char *const names[] = {"user",  "product", "cart",        "inventor
 static int ports[7];
 static th_otlp_rx *otlp;        /* every process exports its spans here */
 static char checkout_order[64]; /* the order test_wallet_cart_checkout confirmed */
+static int admin_port;          /* the gateway's admin listener */
 
 /* ---- HTTP through the gateway ----------------------------------------- */
 
@@ -780,6 +781,71 @@ static void test_error_shapes(void **state)
     assert_true(limited);
 }
 
+/* `promtool check metrics` (Debian prometheus) on `text`; its complaints go to stderr. */
+static int promtool_ok(const char *what, const char *text, size_t len)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "tee %s/metrics-%s.txt | promtool check metrics > %s/promtool-%s.out 2>&1", dir, what,
+             dir, what);
+    FILE *p = popen(cmd, "w");
+    if (!p) return 0;
+    fwrite(text, 1, len, p);
+    int st = pclose(p);
+    if (st != 0) {
+        snprintf(cmd, sizeof cmd, "cat %s/promtool-%s.out >&2", dir, what);
+        if (system(cmd) != 0) fprintf(stderr, "promtool failed on %s\n", what);
+    }
+    return st == 0;
+}
+
+/* Every process's /metrics, after a checkout, as Prometheus scrapes it: the exposition passes
+ * `promtool check metrics` and holds the families the alert rules of deploy/prometheus read. */
+static void test_metrics_for_prometheus(void **state)
+{
+    (void)state;
+    static const char *const everywhere[] = {
+        "\n# TYPE service_requests_total counter\n",
+        "\n# TYPE service_request_duration_seconds histogram\n",
+        "\n# TYPE process_cpu_seconds_total counter\n",
+        "\nprocess_resident_memory_bytes ",
+        "\nprocess_open_fds ",
+        "\nprocess_max_fds ",
+        "\nprocess_start_time_seconds ",
+        "\nbuild_info{version=\"",
+    };
+    for (int i = 0; i <= 7; i++) {
+        int port = i < 7 ? ports[i] : admin_port;
+        const char *name = i < 7 ? names[i] : "gateway";
+        const char m[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        th_response r;
+        assert_int_equal(th_roundtrip(port, m, sizeof m - 1, &r, 20000), 200);
+        if (!promtool_ok(name, r.body, r.body_len))
+            fail_msg("promtool rejects %s's /metrics", name);
+        for (size_t k = 0; k < sizeof everywhere / sizeof everywhere[0]; k++)
+            if (!strstr(r.body, everywhere[k])) fail_msg("%s: no %s", name, everywhere[k]);
+        /* Labels stay bounded: route templates, never an id from a path. */
+        assert_null(strstr(r.body, product_id));
+        if (strcmp(name, "order") == 0) {
+            assert_non_null(strstr(r.body, "route=\"/orders/{order_id}\",status=\"200\"}"));
+            assert_non_null(
+                strstr(r.body, "\nsaga_instances{type=\"checkout\",status=\"completed\"} "));
+            assert_non_null(strstr(r.body, "\norder_saga_oldest_age_seconds "));
+            assert_non_null(strstr(r.body, "\noutbox_oldest_age_seconds{service=\"order\"} "));
+            assert_non_null(strstr(r.body, "\ncircuit_breaker_state{upstream=\"payment\","));
+        }
+        if (strcmp(name, "notification") == 0) {
+            assert_non_null(strstr(r.body, "\nbus_consumer_lag{"));
+            assert_non_null(strstr(r.body, "\n# TYPE bus_dead_lettered_total counter\n"));
+        }
+        if (strcmp(name, "gateway") == 0) {
+            assert_non_null(strstr(r.body, "route=\"/api/v1/orders\",status=\"202\"}"));
+            assert_non_null(strstr(r.body, "\ncircuit_breaker_state{upstream=\"order\","));
+        }
+        th_response_free(&r);
+    }
+}
+
 static pid_t child_pid(const char *name)
 {
     char line[512], pat[64];
@@ -955,7 +1021,7 @@ static int setup(void **state)
         snprintf(to, sizeof to, "127.0.0.1:%d", ports[i]);
         replace_all(gwcfg, from, to);
     }
-    int admin_port = free_port5();
+    admin_port = free_port5();
     char from[32], to[32];
     snprintf(to, sizeof to, "port: %d", admin_port);
     replace_all(gwcfg, "port: 9901", to);
@@ -1058,11 +1124,17 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auth_and_users),     cmocka_unit_test(test_sessions_and_revocation),
-        cmocka_unit_test(test_catalogue),          cmocka_unit_test(test_wallet_cart_checkout),
-        cmocka_unit_test(test_checkout_trace),     cmocka_unit_test(test_refusals_and_shipping),
-        cmocka_unit_test(test_saga_failure_paths), cmocka_unit_test(test_error_shapes),
-        cmocka_unit_test(test_stopped_service),    cmocka_unit_test(test_secrets_stay_private),
+        cmocka_unit_test(test_auth_and_users),
+        cmocka_unit_test(test_sessions_and_revocation),
+        cmocka_unit_test(test_catalogue),
+        cmocka_unit_test(test_wallet_cart_checkout),
+        cmocka_unit_test(test_checkout_trace),
+        cmocka_unit_test(test_refusals_and_shipping),
+        cmocka_unit_test(test_saga_failure_paths),
+        cmocka_unit_test(test_error_shapes),
+        cmocka_unit_test(test_metrics_for_prometheus),
+        cmocka_unit_test(test_stopped_service),
+        cmocka_unit_test(test_secrets_stay_private),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -553,13 +553,30 @@ static void test_operations_endpoints(void **state)
     const char rd[] = "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_int_equal(th_roundtrip(port, rd, sizeof rd - 1, &r, 5000), 200);
     th_response_free(&r);
+    const char nf[] = "GET /no/such/path-4711 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(th_roundtrip(port, nf, sizeof nf - 1, &r, 5000), 404);
+    th_response_free(&r);
     const char m[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_int_equal(th_roundtrip(port, m, sizeof m - 1, &r, 5000), 200);
     assert_non_null(strstr(th_header(&r, "content-type"), "text/plain"));
-    /* The request counter carries the names of the design article. */
+    /* The request counter carries the names of the design article, and the route template. */
     assert_non_null(strstr(r.body, "service_requests_total{service=\"hello\",method=\"GET\","
-                                   "status=\"200\"}"));
-    assert_non_null(strstr(r.body, "service_request_duration_seconds_bucket{"));
+                                   "route=\"/healthz\",status=\"200\"}"));
+    assert_non_null(strstr(r.body, "service_request_duration_seconds_bucket{service=\"hello\","
+                                   "method=\"GET\",route=\"/readyz\",le=\"0.005\"}"));
+    /* A path no route matches is counted as "unmatched", never under its own text. */
+    assert_non_null(strstr(r.body, "service_requests_total{service=\"hello\",method=\"GET\","
+                                   "route=\"unmatched\",status=\"404\"} "));
+    assert_null(strstr(r.body, "4711"));
+    /* build_info and the standard process families. */
+    assert_non_null(strstr(r.body, "build_info{version=\""));
+    assert_non_null(strstr(r.body, "\",commit=\""));
+    assert_non_null(strstr(r.body, "\n# TYPE process_cpu_seconds_total counter\n"));
+    assert_non_null(strstr(r.body, "\nprocess_resident_memory_bytes "));
+    assert_non_null(strstr(r.body, "\nprocess_virtual_memory_bytes "));
+    assert_non_null(strstr(r.body, "\nprocess_open_fds "));
+    assert_non_null(strstr(r.body, "\nprocess_max_fds "));
+    assert_non_null(strstr(r.body, "\nprocess_start_time_seconds "));
     /* promtool (Debian prometheus) accepts the exposition. */
     FILE *p = popen("promtool check metrics > promtool.out 2>&1", "w");
     assert_non_null(p);

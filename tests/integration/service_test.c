@@ -115,7 +115,7 @@ static void test_workers_share_port_and_reload(void **state)
     assert_int_equal(th_roundtrip(port, m, sizeof m - 1, &r, 5000), 200);
     /* The counter sums every worker's shard: 60 answered before this scrape. */
     assert_non_null(strstr(r.body, "service_requests_total{service=\"hello\",method=\"GET\","
-                                   "status=\"200\"} 60\n"));
+                                   "route=\"/hello\",status=\"200\"} 60\n"));
     th_response_free(&r);
     int st = th_stop(pid, SIGTERM, 10000);
     assert_true(WIFEXITED(st));

@@ -653,6 +653,25 @@ static void test_breaker_isolation_recovery(void **state)
     env_fini(e);
 }
 
+/* `promtool check metrics` (Debian prometheus) accepts the exposition `text`. */
+static void promtool_check_metrics(const char *text, size_t len)
+{
+    FILE *p = popen("promtool check metrics > gw_promtool.out 2>&1", "w");
+    assert_non_null(p);
+    fwrite(text, 1, len, p);
+    int st = pclose(p);
+    if (st != 0) {
+        char out[4096] = {0};
+        FILE *f = fopen("gw_promtool.out", "r");
+        if (f) {
+            out[fread(out, 1, sizeof out - 1, f)] = 0;
+            fclose(f);
+        }
+        fprintf(stderr, "promtool check metrics failed:\n%s\n", out);
+    }
+    assert_int_equal(st, 0);
+}
+
 /* The public port keeps the probes but not the metrics; the admin listener serves them. */
 static void test_metrics_admin_only(void **state)
 {
@@ -668,8 +687,19 @@ static void test_metrics_admin_only(void **state)
     assert_non_null(strstr(th_header(&r, "content-type"), "problem+json"));
     assert_null(strstr(r.body, "http_server_connections"));
     th_response_free(&r);
+    assert_int_equal(get(e->port, "/nowhere-5150/x", NULL, &r), 404);
+    th_response_free(&r);
     assert_int_equal(get(e->admin, "/metrics", NULL, &r), 200);
     assert_non_null(strstr(r.body, "http_server_connections"));
+    /* The route label is the matched route's path or template, never the raw path. */
+    assert_non_null(strstr(r.body, "service_requests_total{service=\"gateway\",method=\"GET\","
+                                   "route=\"/api/things\",status=\"200\"} 1\n"));
+    assert_non_null(strstr(r.body, "route=\"/healthz\",status=\"200\"} 1\n"));
+    assert_non_null(strstr(r.body, "route=\"unmatched\",status=\"404\"}"));
+    assert_null(strstr(r.body, "5150"));
+    assert_non_null(strstr(r.body, "\nprocess_open_fds "));
+    assert_non_null(strstr(r.body, "\nbuild_info{version=\""));
+    promtool_check_metrics(r.body, r.body_len);
     th_response_free(&r);
     int ready = 0;
     for (int i = 0; i < 50 && !ready; i++) {

@@ -227,6 +227,44 @@ static void promtool_check(const char *text)
         fail_msg("promtool check metrics failed (status %d):\n%s\non:\n%s", status, out, text);
 }
 
+static void test_proc_stat_parse(void **state)
+{
+    (void)state;
+    /* A command name may hold spaces and parentheses: fields count from the last ')'. */
+    static const char line[] =
+        "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 1200 0 3 0 250 75 0 0 20 0 5 0 123456 "
+        "987654321 2048 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0\n";
+    sl_proc_stat st;
+    assert_int_equal(sl_metrics_proc_stat_parse(line, sizeof line - 1, &st), 0);
+    assert_int_equal(st.utime_ticks, 250);
+    assert_int_equal(st.stime_ticks, 75);
+    assert_int_equal(st.vsize_bytes, 987654321);
+    assert_int_equal(st.rss_pages, 2048);
+    /* Negative values where the kernel writes them (tty -1, nice -5). */
+    static const char neg[] = "7 (x) R 1 7 7 0 -1 0 0 0 0 0 9 8 0 0 20 -5 1 0 1 100 3\n";
+    assert_int_equal(sl_metrics_proc_stat_parse(neg, sizeof neg - 1, &st), 0);
+    assert_int_equal(st.utime_ticks, 9);
+    assert_int_equal(st.rss_pages, 3);
+    /* Refused: cut short, no name, a letter where a number belongs, an overflowing number. */
+    static const char *const bad[] = {
+        "7 (x) R 1 7 7 0 -1 0 0 0 0 0 9 8 0 0 20 0 1 0 1 100",
+        "7 x R 1 7 7 0 -1 0 0 0 0 0 9 8 0 0 20 0 1 0 1 100 3",
+        "7 (x) R 1 7 7 0 -1 0 0 0 0 0 z 8 0 0 20 0 1 0 1 100 3",
+        "7 (x) R 1 7 7 0 -1 0 0 0 0 0 99999999999999999999 8 0 0 20 0 1 0 1 100 3",
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(sl_metrics_proc_stat_parse(bad[i], strlen(bad[i]), &st), SL_EPARSE);
+    /* The process's own line parses. */
+    FILE *f = fopen("/proc/self/stat", "r");
+    assert_non_null(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_int_equal(sl_metrics_proc_stat_parse(buf, n, &st), 0);
+    assert_true(st.vsize_bytes > 0 && st.rss_pages > 0);
+}
+
 static void test_promtool(void **state)
 {
     (void)state;
@@ -255,7 +293,20 @@ static void test_promtool(void **state)
     for (int i = 0; i < 100; i++)
         sl_histogram_observe(d, (unsigned)i % 2, 0.001 * i);
     sl_gauge_set(sl_metric_series(inflight, (const char *[]){"weird \"svc\"\\\n"}), 3);
+    sl_metrics_enable_process(reg);
     char *text = render(reg);
+    /* The standard process families follow the registered ones, read from /proc. */
+    assert_non_null(
+        strstr(text, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "));
+    assert_non_null(strstr(text, "# TYPE process_resident_memory_bytes gauge\n"));
+    assert_non_null(strstr(text, "\nprocess_virtual_memory_bytes "));
+    assert_non_null(strstr(text, "\nprocess_max_fds "));
+    const char *fds = strstr(text, "\nprocess_open_fds ");
+    assert_non_null(fds);
+    assert_true(atof(fds + strlen("\nprocess_open_fds ")) >= 3); /* stdin, stdout, stderr */
+    const char *rss = strstr(text, "\nprocess_resident_memory_bytes ");
+    assert_non_null(rss);
+    assert_true(atof(rss + strlen("\nprocess_resident_memory_bytes ")) > 0);
     promtool_check(text);
     free(text);
     sl_metrics_free(reg);
@@ -352,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_histogram_cumulative),
         cmocka_unit_test(test_gauges_escaping_order),
         cmocka_unit_test(test_validation_and_limits),
+        cmocka_unit_test(test_proc_stat_parse),
         cmocka_unit_test(test_promtool),
         cmocka_unit_test(test_concurrent_writers_and_scraper),
     };

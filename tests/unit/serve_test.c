@@ -158,14 +158,26 @@ static void test_finish_counts_and_ends_the_span(void **state)
     req.method = SL_HTTP_OTHER;
     req.method_token = S("");
     sl_serve_finish(&f->w, &req, 1000, 0, &none, &o); /* out of range: 599 */
+    req.method = SL_HTTP_GET;
+    req.method_token = S("GET");
+    sl_serve_outcome unrouted = {.route = NULL};
+    sl_serve_finish(&f->w, &req, 404, 0, &none, &unrouted); /* no route: "unmatched" */
     char *text = NULL;
     size_t len = 0;
     assert_int_equal(sl_metrics_render(f->reg, &text, &len), 0);
+    assert_non_null(strstr(
+        text,
+        "service_requests_total{service=\"t\",method=\"GET\",route=\"/x\",status=\"200\"} 2"));
+    assert_non_null(strstr(text, "route=\"/x\",status=\"599\"} 1"));
     assert_non_null(
-        strstr(text, "service_requests_total{service=\"t\",method=\"GET\",status=\"200\"} 2"));
-    assert_non_null(strstr(text, "status=\"599\"} 1"));
-    assert_non_null(
-        strstr(text, "service_request_duration_seconds_count{service=\"t\",method=\"GET\"} 2"));
+        strstr(text, "service_requests_total{service=\"t\",method=\"GET\",route=\"unmatched\","
+                     "status=\"404\"} 1"));
+    assert_non_null(strstr(
+        text,
+        "service_request_duration_seconds_count{service=\"t\",method=\"GET\",route=\"/x\"} 2"));
+    assert_non_null(strstr(text,
+                           "service_request_duration_seconds_count{service=\"t\",method=\"GET\","
+                           "route=\"unmatched\"} 1"));
     free(text);
 }
 

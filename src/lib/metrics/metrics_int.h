@@ -53,7 +53,16 @@ struct sl_metrics {
     size_t series_limit;
     size_t n_families;
     sl_metric_family *families[SL_METRICS_FAMILIES_MAX];
+    _Atomic int process; /* sl_metrics_enable_process was called */
 };
+
+/* The process values of one scrape (process.c); a field is < 0 when it could not be read. */
+typedef struct sl__metrics_process_values {
+    double cpu_seconds, resident_bytes, virtual_bytes, open_fds, max_fds;
+} sl__metrics_process_values;
+
+/* Reads the process values now (no lock held; bounded: one file, one directory, one call). */
+void sl__metrics_process_read(sl__metrics_process_values *v);
 
 /* Value readers used by the renderer; the caller holds the registry mutex for gauges. */
 double metrics_gauge_read(const sl_series *s);

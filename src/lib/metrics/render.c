@@ -200,9 +200,46 @@ static void render_family(dbuf *b, const sl_metric_family *f, sl_series **scratc
         render_series(b, scratch[i]);
 }
 
+/* One unlabelled sample of a process family; left out when the value could not be read. */
+static void render_process_one(dbuf *b, const char *name, const char *type, const char *help,
+                               double v)
+{
+    if (v < 0) return;
+    puts_(b, "# HELP ");
+    puts_(b, name);
+    put(b, " ", 1);
+    puts_(b, help);
+    puts_(b, "\n# TYPE ");
+    puts_(b, name);
+    put(b, " ", 1);
+    puts_(b, type);
+    put(b, "\n", 1);
+    puts_(b, name);
+    put(b, " ", 1);
+    put_double(b, v);
+    put(b, "\n", 1);
+}
+
+static void render_process(dbuf *b, const sl__metrics_process_values *v)
+{
+    render_process_one(b, "process_cpu_seconds_total", "counter",
+                       "Total user and system CPU time spent in seconds.", v->cpu_seconds);
+    render_process_one(b, "process_resident_memory_bytes", "gauge",
+                       "Resident memory size in bytes.", v->resident_bytes);
+    render_process_one(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                       v->virtual_bytes);
+    render_process_one(b, "process_open_fds", "gauge", "Number of open file descriptors.",
+                       v->open_fds);
+    render_process_one(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                       v->max_fds);
+}
+
 int sl_metrics_render(sl_metrics *reg, char **out, size_t *len)
 {
     dbuf b = {0};
+    sl__metrics_process_values proc;
+    int with_process = atomic_load_explicit(&reg->process, memory_order_relaxed);
+    if (with_process) sl__metrics_process_read(&proc); /* before the mutex: file I/O */
     sl_series **scratch = NULL;
     size_t scratch_cap = 0;
     put(&b, "", 0); /* an empty registry still gives a NUL-terminated "" */
@@ -222,6 +259,7 @@ int sl_metrics_render(sl_metrics *reg, char **out, size_t *len)
     }
     pthread_mutex_unlock(&reg->mu);
     free(scratch);
+    if (with_process) render_process(&b, &proc);
     if (b.err) {
         free(b.p);
         return b.err;

@@ -71,7 +71,7 @@ static int track(sl_saga_driver *d, const char *id, entry **out)
     if (e == NULL) {
         if (d->n_active >= d->o.max_active) return SL_ELIMIT;
         if (d->o.registry != NULL) {
-            int rc = sl__saga_registry_claim(d->o.registry, id, d);
+            int rc = sl__saga_registry_claim(d->o.registry, id, d, now_ms(d));
             if (rc != 0) return rc; /* SL_EBUSY: another driver of the process drives it */
         }
         e = &d->active[d->n_active++];

@@ -18,6 +18,7 @@
 typedef struct node {
     struct node *next;
     const void *owner;
+    int64_t claimed_ms; /* the claiming driver's wall clock */
     char id[SL_SAGA_ID_MAX + 1];
 } node;
 
@@ -66,10 +67,22 @@ size_t sl_saga_registry_count(sl_saga_registry *r)
     return atomic_load(&r->count);
 }
 
-int sl__saga_registry_claim(sl_saga_registry *r, const char *id, const void *owner)
+int64_t sl_saga_registry_oldest_ms(sl_saga_registry *r)
+{
+    int64_t oldest = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < BUCKETS && atomic_load(&r->count) > 0; i++)
+        for (const node *n = r->b[i]; n != NULL; n = n->next)
+            if (oldest == 0 || n->claimed_ms < oldest) oldest = n->claimed_ms;
+    pthread_mutex_unlock(&r->mu);
+    return oldest;
+}
+
+int sl__saga_registry_claim(sl_saga_registry *r, const char *id, const void *owner, int64_t now_ms)
 {
     node *fresh = calloc(1, sizeof *fresh);
     if (fresh == NULL) return SL_ENOMEM;
+    fresh->claimed_ms = now_ms;
     sl__saga_text_copy(fresh->id, sizeof fresh->id, id, strlen(id));
     fresh->owner = owner;
     size_t h = hash(fresh->id);

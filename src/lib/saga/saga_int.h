@@ -31,11 +31,12 @@ bool sl__saga_id_valid(const char *s);
 bool sl__saga_name_valid(const char *s);
 
 /*
- * Registry claims (registry.c). claim: 0 when `id` is now (or already) held by `owner`,
+ * Registry claims (registry.c). claim: 0 when `id` is now (or already) held by `owner` (a new
+ * claim remembers `now_ms`, the driver's wall clock, for sl_saga_registry_oldest_ms),
  * SL_EBUSY when another owner holds it, SL_ENOMEM. release: drops `owner`'s claim (no-op when
  * it holds none).
  */
-int sl__saga_registry_claim(sl_saga_registry *r, const char *id, const void *owner);
+int sl__saga_registry_claim(sl_saga_registry *r, const char *id, const void *owner, int64_t now_ms);
 void sl__saga_registry_release(sl_saga_registry *r, const char *id, const void *owner);
 
 #endif /* SHOAL_SAGA_INT_H */

@@ -8,33 +8,42 @@
 #include <shoal/id.h>
 #include <shoal/serve.h>
 
+/* build_info's commit: written by CMake at configure time (CMakeLists.txt). */
+#if __has_include("shoal_commit.h")
+#include "shoal_commit.h"
+#endif
+#ifndef SHOAL_COMMIT
+#define SHOAL_COMMIT "unknown"
+#endif
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int sl_serve_families_register(sl_metrics *reg, sl_serve_families *out)
 {
-    static const char *const req_labels[] = {"service", "method", "status"};
-    static const char *const dur_labels[] = {"service", "method"};
+    static const char *const req_labels[] = {"service", "method", "route", "status"};
+    static const char *const dur_labels[] = {"service", "method", "route"};
     SL_ASSERT(reg && out);
     memset(out, 0, sizeof *out);
     int rc = sl_metrics_counter(reg, "service_requests_total",
-                                "HTTP requests answered, by method and status.", req_labels, 3,
-                                &out->req_total);
+                                "HTTP requests answered, by method, route template and status.",
+                                req_labels, 4, &out->req_total);
     if (rc == 0)
         rc = sl_metrics_histogram(reg, "service_request_duration_seconds",
                                   "Time from the first byte of a request to its response.",
-                                  dur_labels, 2, NULL, 0, &out->req_duration);
+                                  dur_labels, 3, NULL, 0, &out->req_duration);
     if (rc == 0)
         rc = sl_metrics_gauge(reg, "http_server_connections", "Open client connections.", NULL, 0,
                               &out->connections);
     /* What the operations view shows of each process: its version and when it started. */
-    static const char *const ver_labels[] = {"version"};
-    static const char *const ver[] = {SHOAL_VERSION};
+    static const char *const ver_labels[] = {"version", "commit"};
+    static const char *const ver[] = {SHOAL_VERSION, SHOAL_COMMIT};
     sl_metric_family *info = NULL, *start = NULL;
     if (rc == 0)
-        rc = sl_metrics_gauge(reg, "build_info", "Always 1; the build's version as a label.",
-                              ver_labels, 1, &info);
+        rc = sl_metrics_gauge(reg, "build_info",
+                              "Always 1; the build's version and commit as labels.", ver_labels, 2,
+                              &info);
     if (rc == 0)
         rc = sl_metrics_gauge(reg, "process_start_time_seconds",
                               "Start time of the process, Unix seconds.", NULL, 0, &start);
@@ -42,7 +51,71 @@ int sl_serve_families_register(sl_metrics *reg, sl_serve_families *out)
     if (s) sl_gauge_set(s, 1);
     s = rc == 0 ? sl_metric_series(start, NULL) : NULL;
     if (s) sl_gauge_set(s, (double)sl_clock_wall_ms(sl_clock_system()) / 1000.0);
+    if (rc == 0) sl_metrics_enable_process(reg);
     return rc;
+}
+
+/* ---- request series, by (route, method, status) ---------------------------------------------- */
+
+/* status 0 keys the duration histogram of (route, method). */
+typedef struct series_slot {
+    uint64_t hash;
+    char *route; /* owned copy; NULL: a free slot */
+    unsigned method, status;
+    sl_series *series;
+} series_slot;
+
+struct sl_serve_series_cache {
+    size_t n;
+    series_slot slots[SL_SERVE_SERIES_CACHE];
+};
+
+static uint64_t series_hash(const char *route, unsigned method, unsigned status)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)route; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    h = (h ^ method) * 1099511628211ULL;
+    return (h ^ status) * 1099511628211ULL;
+}
+
+/* The series of (route, method, status) in `fam`: from the worker's cache, else the registry. */
+static sl_series *request_series(sl_serve_worker *w, sl_metric_family *fam, const char *route,
+                                 unsigned method, unsigned status)
+{
+    if (!w->series) w->series = calloc(1, sizeof *w->series);
+    sl_serve_series_cache *c = w->series;
+    uint64_t h = series_hash(route, method, status);
+    size_t mask = SL_SERVE_SERIES_CACHE - 1, i = (size_t)h & mask;
+    for (; c && c->slots[i].route; i = (i + 1) & mask) {
+        series_slot *sl = &c->slots[i];
+        if (sl->hash == h && sl->method == method && sl->status == status &&
+            strcmp(sl->route, route) == 0)
+            return sl->series;
+    }
+    char code[8];
+    snprintf(code, sizeof code, "%u", status);
+    const char *method_name = sl_http_method_name((sl_http_method)method);
+    const char *labels[] = {w->service, method_name, route, code};
+    sl_series *s = sl_metric_series(fam, labels);
+    /* Keep it unless the cache is three quarters full (then the registry answers each time). */
+    if (c && c->n < SL_SERVE_SERIES_CACHE / 4 * 3) {
+        char *copy = strdup(route);
+        if (copy) {
+            c->slots[i] = (series_slot){h, copy, method, status, s};
+            c->n++;
+        }
+    }
+    return s;
+}
+
+static void series_cache_free(sl_serve_worker *w)
+{
+    if (!w->series) return;
+    for (size_t i = 0; i < SL_SERVE_SERIES_CACHE; i++)
+        free(w->series->slots[i].route);
+    free(w->series);
+    w->series = NULL;
 }
 
 int sl_serve_request_id_valid(sl_slice v)
@@ -154,6 +227,7 @@ void sl_serve_worker_free(sl_serve_worker *w)
     sl_tracer_free(w->tracer);
     w->tracer = NULL;
     sl_serve_freelist_clear(&w->records);
+    series_cache_free(w);
 }
 
 /* ---- per request ----------------------------------------------------------------------------- */
@@ -187,20 +261,14 @@ void sl_serve_finish(sl_serve_worker *w, const sl_http_req *req, int status, siz
     if (m >= SL_HTTP_METHOD_COUNT || req->method_token.len == 0) m = SL_HTTP_OTHER;
     const char *method = sl_http_method_name((sl_http_method)m);
     int st = status >= 100 && status < SL_SERVE_STATUS_MAX ? status : 599;
-    sl_series *cnt = w->req_series[m][st];
-    if (!cnt && w->families) {
-        char code[8];
-        snprintf(code, sizeof code, "%d", st);
-        const char *labels[] = {w->service, method, code};
-        cnt = w->req_series[m][st] = sl_metric_series(w->families->req_total, labels);
-    }
-    if (!w->dur_series[m] && w->families) {
-        const char *labels[] = {w->service, method};
-        w->dur_series[m] = sl_metric_series(w->families->req_duration, labels);
-    }
     double secs = req->start_ns ? (double)((int64_t)uv_hrtime() - req->start_ns) / 1e9 : 0;
-    if (cnt) sl_counter_inc(cnt, (unsigned)w->index);
-    if (w->dur_series[m]) sl_histogram_observe(w->dur_series[m], (unsigned)w->index, secs);
+    if (w->families) {
+        const char *route = o->route ? o->route : SL_SERVE_ROUTE_UNMATCHED;
+        sl_counter_inc(request_series(w, w->families->req_total, route, m, (unsigned)st),
+                       (unsigned)w->index);
+        sl_histogram_observe(request_series(w, w->families->req_duration, route, m, 0),
+                             (unsigned)w->index, secs);
+    }
     if (!*span) return;
     if (sl_span_is_recording(*span)) {
         sl_span_set_attr_str(*span, "http.request.method", method);

@@ -670,6 +670,14 @@ static double backlog_value(void *data)
     return (double)sl_saga_registry_count(data);
 }
 
+/* Seconds since this process picked up the saga it has been driving longest; 0 with none. */
+static double oldest_value(void *data)
+{
+    int64_t oldest = sl_saga_registry_oldest_ms(data);
+    int64_t now = sl_clock_wall_ms(sl_clock_system());
+    return oldest > 0 && now > oldest ? (double)(now - oldest) / 1000.0 : 0;
+}
+
 /* Admission metrics: one family each per process (the first worker registers, others find). */
 static void admission_metrics(order_worker *ow, sl_metrics *reg)
 {
@@ -686,6 +694,12 @@ static void admission_metrics(order_worker *ow, sl_metrics *reg)
     if (rc == 0) ow->shed = sl_metric_series(f, NULL);
     if (ow->backlog && sl_svc_worker_index(ow->w) == 0)
         sl_gauge_set_fn(ow->backlog, backlog_value, ow->cfg->registry);
+    if (sl_svc_worker_index(ow->w) == 0 &&
+        sl_metrics_gauge(reg, "order_saga_oldest_age_seconds",
+                         "Seconds since this process picked up the saga it has driven longest "
+                         "(0: none)",
+                         NULL, 0, &f) == 0)
+        sl_gauge_set_fn(sl_metric_series(f, NULL), oldest_value, ow->cfg->registry);
 }
 
 int order_overloaded(sl_svc_worker *w)
