@@ -113,6 +113,7 @@ int sl_serve_worker_init(sl_serve_worker *w, sl_worker *rw, const sl_serve_worke
     tc.clock = sl_clock_system();
     tc.rand = &w->rand;
     tc.sample_ratio = cfg->sample_ratio;
+    if (cfg->buffer_spans) tc.buffer_spans = cfg->buffer_spans;
     return sl_tracer_new(&tc, &w->tracer);
 }
 
