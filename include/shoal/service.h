@@ -142,6 +142,10 @@ typedef struct sl_trace_ctx sl_trace_ctx;
  */
 SL_API const sl_trace_ctx *sl_req_trace(sl_http_req *req);
 
+/* Adds a string attribute to the request's server span (`key`, `value` copied; a no-op when the
+ * span does not record), e.g. the id of what the request created. */
+SL_API void sl_req_span_attr_str(sl_http_req *req, const char *key, const char *value);
+
 /*
  * The caller's identity, as proven by the gateway (include/shoal/identity.h;
  * edge keys from `identity.key_file`), checked once per request (its nonce is

@@ -184,6 +184,8 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     sl_serve_worker_config sc = {.service = "gateway",
                                  .sample_ratio = gw->boot->sample_ratio,
                                  .buffer_spans = gw->boot->telemetry.queue_spans,
+                                 .keep_errors = gw->boot->telemetry.endpoint[0] != '\0',
+                                 .keep_slow_ns = (int64_t)gw->boot->telemetry.slow_ms * 1000000,
                                  .families = &gw->proc.fam,
                                  .record_size = sizeof(px_req),
                                  .records_max = REQ_FREE_MAX};

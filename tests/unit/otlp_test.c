@@ -431,6 +431,65 @@ static void test_exporter_rejects_bad_settings(void **state)
     fixture_free(&f);
 }
 
+static void count_cb(const sl_span_data *span, void *data)
+{
+    char *names = data;
+    strcat(names, span->name);
+    strcat(names, ";");
+}
+
+/* Head sampling at 0 with tail keep: only the error span and the slow span are exported; their
+ * contexts stay unsampled, so callees follow the head decision. */
+static void test_tail_keep(void **state)
+{
+    (void)state;
+    sl_fake_clock fc;
+    sl_fake_clock_init(&fc, 1700000000000000000);
+    sl_rand r;
+    sl_rand_seed(&r, 7);
+    sl_tracer_config tc;
+    sl_tracer_config_init(&tc);
+    tc.service = "hello";
+    tc.clock = &fc.clock;
+    tc.rand = &r;
+    tc.sample_ratio = 0.0;
+    tc.keep_errors = 1;
+    tc.keep_slow_ns = 50 * 1000000LL;
+    sl_tracer *t = NULL;
+    assert_int_equal(sl_tracer_new(&tc, &t), 0);
+    sl_span *ok, *err, *slow;
+    sl_span_start(t, "ok", SL_SPAN_SERVER, NULL, &ok);
+    assert_int_equal(sl_span_context(ok)->flags & SL_TRACE_FLAG_SAMPLED, 0);
+    assert_true(sl_span_is_recording(ok)); /* tentatively */
+    sl_span_end(ok);
+    sl_span_start(t, "err", SL_SPAN_SERVER, NULL, &err);
+    sl_span_set_status(err, SL_SPAN_STATUS_ERROR, "boom");
+    sl_span_end(err);
+    sl_span_start(t, "slow", SL_SPAN_SERVER, NULL, &slow);
+    sl_fake_clock_advance(&fc, 50 * 1000000LL);
+    sl_span_end(slow);
+    char names[128] = "";
+    assert_int_equal(sl_tracer_drain(t, count_cb, names, 16), 2);
+    assert_string_equal(names, "err;slow;");
+    sl_tracer_stats st;
+    sl_tracer_stats_get(t, &st);
+    assert_int_equal(st.kept_unsampled, 2);
+    assert_int_equal(st.unsampled, 1);
+    assert_int_equal(st.recorded, 2);
+    sl_tracer_free(t);
+
+    /* Without tail keep an unsampled span does not record at all. */
+    tc.keep_errors = 0;
+    tc.keep_slow_ns = 0;
+    assert_int_equal(sl_tracer_new(&tc, &t), 0);
+    sl_span_start(t, "err", SL_SPAN_SERVER, NULL, &err);
+    assert_false(sl_span_is_recording(err));
+    sl_span_set_status(err, SL_SPAN_STATUS_ERROR, "boom");
+    sl_span_end(err);
+    assert_int_equal(sl_tracer_drain(t, count_cb, names, 16), 0);
+    sl_tracer_free(t);
+}
+
 static void test_settings(void **state)
 {
     (void)state;
@@ -476,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_exporter_collector_silent),
         cmocka_unit_test(test_exporter_rejects_bad_settings),
         cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_tail_keep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,6 +119,10 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     sl_serve_worker_config sc = {.service = svc->def->name,
                                  .sample_ratio = svc->sample_ratio,
                                  .buffer_spans = svc->telemetry.queue_spans,
+                                 /* With export on, errors and slow spans leave whatever the
+                                  * sampling decided (decided at each span's end). */
+                                 .keep_errors = svc->telemetry.endpoint[0] != '\0',
+                                 .keep_slow_ns = (int64_t)svc->telemetry.slow_ms * 1000000,
                                  .families = &svc->fam,
                                  .record_size = sizeof(req_host),
                                  .records_max = HOST_FREE_MAX};

@@ -81,6 +81,12 @@ sl_svc_worker *sl_req_worker(sl_http_req *req)
     return req->host ? *(sl_svc_worker **)req->host : NULL;
 }
 
+void sl_req_span_attr_str(sl_http_req *req, const char *key, const char *value)
+{
+    req_host *h = req ? req->host : NULL;
+    if (h && h->span) sl_span_set_attr_str(h->span, key, value);
+}
+
 const sl_trace_ctx *sl_req_trace(sl_http_req *req)
 {
     req_host *h = req->host;

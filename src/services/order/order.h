@@ -290,7 +290,7 @@ const sl_saga_def *order_saga_def_of(const order_sagas *s, const char *saga_id);
 
 /* Saga inputs: {order_id, user_id, items: [{product_id, qty}], amount: {amount, currency}}
  * (returns owned text, free()). */
-char *order_saga_input(const order_row *o);
+char *order_saga_input(const order_row *o, const sl_trace_ctx *trace);
 
 typedef struct order_worker order_worker;
 
