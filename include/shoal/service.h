@@ -182,6 +182,12 @@ SL_API int sl_req_page(const sl_http_req *req, int64_t *page, int64_t *per_page,
 SL_API int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
                        const char *subject, const json_t *data) SL_MUST_CHECK;
 
+/* sl_svc_emit outside a request: the envelope carries `trace` (borrowed; NULL: none), e.g. the
+ * span of a saga step, so the event's consumers join that trace. */
+SL_API int sl_svc_emit_trace(sl_svc_worker *w, const sl_trace_ctx *trace, sl_db *tx,
+                             const char *type, const char *subject,
+                             const json_t *data) SL_MUST_CHECK;
+
 /*
  * The request's absolute deadline on the monotonic system clock, from the
  * caller's `x-shoal-deadline-ms` (measured from the end of the request's

@@ -225,7 +225,7 @@ static void local_settle(order_worker *ow, const char *oid, order_status to, con
             o->status = to;
             o->updated_ms = now;
             if (reason) snprintf(o->cancel_reason, sizeof o->cancel_reason, "%s", reason);
-            rc = order_emit(ow->w, NULL, db, event, o);
+            rc = order_emit_trace(ow->w, ow->step_trace, db, event, o);
         }
     }
     if (rc == 0) rc = sl_db_commit(db);
