@@ -271,3 +271,8 @@ endforeach()
 if(TARGET fuzz_audit_join)
   target_link_libraries(fuzz_audit_join PRIVATE proxy_core shoal_cli_core)
 endif()
+# `shoal graph`'s readers (src/cli/graph_model.c) are fuzzed from the cli's own code.
+if(TARGET fuzz_graph_traces)
+  target_link_libraries(fuzz_graph_traces PRIVATE shoal_cli_core)
+  target_include_directories(fuzz_graph_traces PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
+endif()

@@ -80,10 +80,9 @@ int cli_graph_add_request(cli_graph *g, const char *service, const char *where,
  * The key under which two database URLs name the same database, without credentials (never a
  * password): "sqlite:<path>" with the path normalised lexically ("./", "//", "x/.."), or
  * "postgresql://<host>:<port>/<database>" (default port 5432; the database defaults to the
- * user) with "?search_path=<s>" when the URL's options select a schema; other URLs are kept
- * without their user information. SQLite in memory is nobody's shared database: *key = "".
- * Writes at most `cap` bytes. Returns 0 or SL_EINVAL (an empty or unreadable URL, or one that
- * does not fit).
+ * user) with "?search_path=<s>" when the URL's options select a schema. SQLite in memory is
+ * nobody's shared database: *key = "". Writes at most `cap` bytes. Returns 0 or SL_EINVAL (a
+ * URL sl_db_open would refuse, one this reader cannot read, or a key that does not fit).
  */
 int cli_graph_db_key(const char *url, char *key, size_t cap);
 

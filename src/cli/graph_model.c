@@ -338,23 +338,7 @@ int cli_graph_db_key(const char *url, char *key, size_t cap)
     }
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
         return pg_key(url, key, cap);
-    /* Another scheme: kept, without the user information. */
-    const char *s = strstr(url, "://");
-    const char *from = url;
-    size_t pre = 0;
-    if (s) {
-        const char *auth = s + 3;
-        const char *stop = auth + strcspn(auth, "/?#");
-        const char *at = NULL;
-        for (const char *q = auth; q < stop; q++)
-            if (*q == '@') at = q;
-        if (at) {
-            pre = (size_t)(auth - url);
-            from = at + 1;
-        }
-    }
-    int n = snprintf(key, cap, "%.*s%s", (int)pre, url, from);
-    return n < 0 || (size_t)n >= cap ? SL_EINVAL : 0;
+    return SL_EINVAL; /* what sl_db_open does not open either */
 }
 
 /* ---- static sources ------------------------------------------------------------------------ */
