@@ -31,7 +31,9 @@ typedef struct graph_opts {
     const char *spans[SPANS_FILES_MAX];
     size_t nspans;
     int traces;
-    const char *receiver;
+    const char *receiver; /* --receiver, else the topology's receiver, else RECEIVER_DEFAULT */
+    int receiver_given;
+    char receiver_buf[64];
     int64_t limit;
     int dot;
     cli_graph_rules rules;
@@ -57,7 +59,8 @@ static void usage(FILE *to)
             "    --spans FILE       a JSON array of traces as the receiver's\n"
             "                       GET /api/traces/{id} answers them (up to %d files)\n"
             "    --traces           the recent traces of the local receiver\n"
-            "    --receiver URL     the receiver (default %s)\n"
+            "    --receiver URL     the receiver (default: the topology's telemetry.receiver,\n"
+            "                       else %s)\n"
             "    --limit N          how many recent traces (default 200, at most %d)\n"
             "  Rules and output:\n"
             "    --max-hops N       default %d\n"
@@ -108,6 +111,7 @@ static int parse_args(int argc, char **argv, graph_opts *o)
             o->defs = argv[++i];
         } else if (strcmp(a, "--receiver") == 0) {
             o->receiver = argv[++i];
+            o->receiver_given = 1;
         } else if (strcmp(a, "--spans") == 0) {
             if (o->nspans == SPANS_FILES_MAX) {
                 fprintf(stderr, "shoal graph: --spans: at most %d files\n", SPANS_FILES_MAX);
@@ -199,7 +203,7 @@ static int read_json_file(const char *path, size_t max, json_t **out)
 }
 
 /* The topology, the gateway's configuration and the definitions. Returns 0 or 2. */
-static int load_static(cli_graph *g, const graph_opts *o)
+static int load_static(cli_graph *g, graph_opts *o)
 {
     char err[SL_CONFIG_ERR_MAX];
     sl_config *topo = NULL, *gw = NULL;
@@ -219,6 +223,13 @@ static int load_static(cli_graph *g, const graph_opts *o)
         print_errors(o->config, &errs);
         sl_config_free(topo);
         return 2;
+    }
+    /* The local receiver `shoal up` starts: telemetry.receiver.port (docs/observability.md). */
+    int64_t port = 0;
+    if (!o->receiver_given &&
+        sl_config_get_int(topo, "telemetry.receiver.port", 0, 0, 65535, &port, err) == 0 && port) {
+        snprintf(o->receiver_buf, sizeof o->receiver_buf, "http://127.0.0.1:%d", (int)port);
+        o->receiver = o->receiver_buf;
     }
     /* The gateway: --gateway, else the `config:` of the topology's process "gateway". */
     const char *gw_path = o->gateway;
