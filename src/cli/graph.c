@@ -21,7 +21,7 @@
 
 #define SPANS_FILES_MAX  8
 #define SPANS_FILE_MAX   ((size_t)64 << 20) /* bytes of a --spans file */
-#define TRACES_LIMIT_MAX 1000               /* --limit */
+#define TRACES_LIMIT_MAX 100                /* --limit: the receiver answers at most 100 */
 #define RECEIVER_DEFAULT "http://127.0.0.1:4318"
 #define RECEIVER_TIMEOUT 10000 /* ms per request */
 
@@ -61,7 +61,7 @@ static void usage(FILE *to)
             "    --traces           the recent traces of the local receiver\n"
             "    --receiver URL     the receiver (default: the topology's telemetry.receiver,\n"
             "                       else %s)\n"
-            "    --limit N          how many recent traces (default 200, at most %d)\n"
+            "    --limit N          how many recent traces (default and most: %d)\n"
             "  Rules and output:\n"
             "    --max-hops N       default %d\n"
             "    --max-fanout N     distinct services per request, default %d\n"
@@ -83,7 +83,8 @@ static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 /* Returns 0, or 2 (usage printed) on a bad argument, or -1 after --help. */
 static int parse_args(int argc, char **argv, graph_opts *o)
 {
-    *o = (graph_opts){.config = "config/local.yaml", .receiver = RECEIVER_DEFAULT, .limit = 200};
+    *o = (graph_opts){
+        .config = "config/local.yaml", .receiver = RECEIVER_DEFAULT, .limit = TRACES_LIMIT_MAX};
     cli_graph_rules_init(&o->rules);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -25,7 +25,7 @@
 
 #define CLI_GRAPH_NODES_MAX  64   /* services in one graph */
 #define CLI_GRAPH_EDGES_MAX  1024 /* edges (kind, from, to) */
-#define CLI_GRAPH_NAME_MAX   64   /* bytes of a service name, NUL included */
+#define CLI_GRAPH_NAME_MAX   128  /* bytes of a service name, NUL included */
 #define CLI_GRAPH_LABEL_MAX  96   /* bytes of an edge or fan-out label, NUL included */
 #define CLI_GRAPH_LABELS_MAX 8    /* labels kept per edge (further ones are counted) */
 #define CLI_GRAPH_DB_MAX     256  /* bytes of a database key, NUL included */

@@ -367,7 +367,8 @@ static int graph_err(int rc, sl_json_errors *errs, const char *field, const char
         sl_json_errors_add(errs, field, "more than %d services or %d edges", CLI_GRAPH_NODES_MAX,
                            CLI_GRAPH_EDGES_MAX);
     else if (rc != 0)
-        sl_json_errors_add(errs, field, "%s must be 1 to %d bytes", what, CLI_GRAPH_NAME_MAX - 1);
+        sl_json_errors_add(errs, field, "must be %s of 1 to %d bytes", what,
+                           CLI_GRAPH_NAME_MAX - 1);
     return rc;
 }
 
@@ -1316,7 +1317,8 @@ int cli_graph_text(const cli_graph *g, const cli_graph_rules *r, char **out)
     put(&b, "services (%zu):", g->nn);
     for (size_t i = 0; i < g->nn; i++)
         put(&b, "%s %s", i ? "," : "", g->nodes[a->order[i]].name);
-    put(&b, "\n\nedges (%zu):                      declared   seen  via\n", g->ne);
+    put(&b, "\n\nedges (%zu):\n  %-28s %-5s %8s %6s  %s\n", g->ne, "from -> to", "kind", "declared",
+        "seen", "via");
     for (int kind = CLI_EDGE_SYNC; kind <= CLI_EDGE_ASYNC; kind++)
         for (size_t i = 0; i < g->nn; i++)
             for (size_t j = 0; j < g->nn; j++)

@@ -540,7 +540,8 @@ static void test_traces_invalid(void **state)
          " \"kind\": \"consumer\", \"links\": [{\"span_id\": \"2\"}]}]}]",
          "[0].spans[0].links[0].trace_id"},
         {"[{\"trace_id\": \"t\", \"spans\": [{\"span_id\": \"1\", \"service\":"
-         " \"a-name-that-is-far-too-long-for-a-service-of-this-shop-to-carry-really\","
+         " \"a-name-that-is-far-too-long-for-a-service-of-this-shop-to-carry-really-a-name-that-is-"
+         "far-too-long-for-a-service-of-this-shop-to-carry-really\","
          " \"kind\": \"server\"}]}]",
          "[0].spans[0].service"},
     };
