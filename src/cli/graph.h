@@ -101,9 +101,11 @@ int cli_graph_load_topology(cli_graph *g, const json_t *topology, sl_json_errors
  * The gateway's configuration tree, as the process `gateway_name` of the topology: a
  * synchronous edge to the cluster of each route with `cluster:` (labelled with the route's
  * name) and to every cluster of each aggregate a route uses (parts and enrichments; the
- * route is one request with that many callees), and to the JWKS cluster (label "jwks"). A
- * cluster is named after the service it reaches. Routes answered by the gateway itself
- * (`handler:`) add nothing: their calls are seen in traces. Returns 0, SL_EINVAL or SL_ELIMIT.
+ * route is one request with that many callees), to the JWKS cluster (label "jwks"), and to
+ * every cluster of `clusters:` (label "cluster": the identity policy lets the gateway call each
+ * one). A cluster is named after the service it reaches. Routes answered by the gateway itself
+ * (`handler:`) count as no request: their calls are seen in traces. Returns 0, SL_EINVAL or
+ * SL_ELIMIT.
  */
 int cli_graph_load_gateway(cli_graph *g, const char *gateway_name, const json_t *gateway,
                            sl_json_errors *errs);

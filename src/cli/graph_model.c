@@ -528,8 +528,9 @@ static int gateway_route(cli_graph *g, const char *gw, const json_t *aggs, const
 
 int cli_graph_load_gateway(cli_graph *g, const char *gw, const json_t *conf, sl_json_errors *errs)
 {
-    json_t *routes = NULL, *aggs = NULL, *auth = NULL;
+    json_t *routes = NULL, *aggs = NULL, *auth = NULL, *clusters = NULL;
     const sl_json_field top[] = {
+        {.name = "clusters", .kind = SL_JSON_OBJECT, .out = &clusters},
         {.name = "routes", .kind = SL_JSON_ARRAY, .max = 4096, .out = &routes},
         {.name = "aggregates", .kind = SL_JSON_OBJECT, .out = &aggs},
         {.name = "auth", .kind = SL_JSON_OBJECT, .out = &auth},
@@ -551,6 +552,19 @@ int cli_graph_load_gateway(cli_graph *g, const char *gw, const json_t *conf, sl_
     if (jc) {
         rc = graph_err(cli_graph_add_edge(g, gw, jc, CLI_EDGE_SYNC, "jwks", 1, 0), errs,
                        "auth.jwks.cluster", "a cluster name");
+        if (rc == SL_ELIMIT) return rc;
+        bad |= rc != 0;
+    }
+    /* The identity policy lets the gateway call every cluster (its own operations routes and
+     * its scraper reach them all): an edge each, labelled "cluster". */
+    const char *cname;
+    json_t *cv;
+    json_object_foreach(clusters, cname, cv)
+    {
+        char field[SL_JSON_FIELD_MAX];
+        if (sl_json_path_key(field, sizeof field, "clusters", cname) != 0) field[0] = '\0';
+        rc = graph_err(cli_graph_add_edge(g, gw, cname, CLI_EDGE_SYNC, "cluster", 1, 0), errs,
+                       field, "a cluster name");
         if (rc == SL_ELIMIT) return rc;
         bad |= rc != 0;
     }

@@ -257,6 +257,7 @@ static void test_gateway(void **state)
 {
     (void)state;
     json_t *c = parse("{\"auth\": {\"jwks\": {\"cluster\": \"user\"}},"
+                      " \"clusters\": {\"pay\": {\"endpoints\": [\"127.0.0.1:1\"]}},"
                       " \"aggregates\": {\"ag\": {\"parts\": [{\"cluster\": \"user\"},"
                       "  {\"cluster\": \"order\"}], \"enrich\": [{\"cluster\": \"product\"}]}},"
                       " \"routes\": [{\"name\": \"orders\", \"cluster\": \"order\"},"
@@ -275,6 +276,8 @@ static void test_gateway(void **state)
     assert_non_null(strstr(text, "gateway -> user              sync         2      0  composed, "
                                  "jwks\n"));
     assert_non_null(strstr(text, "gateway         3  route composed -> order, product, user\n"));
+    /* A cluster no route uses: the identity policy still lets the gateway call it. */
+    assert_non_null(strstr(text, "gateway -> pay               sync         1      0  cluster\n"));
     free(text);
     r.max_fanout = 2;
     cli_violation v[2];
