@@ -236,6 +236,15 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap)
     return 0;
 }
 
+/* Copies src into dst (cap bytes) when it fits. Returns 0 or SL_EINVAL. */
+static int set_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) return SL_EINVAL;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
 static void lower(char *s)
 {
     for (; *s; s++)
@@ -293,14 +302,15 @@ static int pg_key(const char *url, char *key, size_t cap)
             const char *v = q + kl + (q[kl] == '=' ? 1 : 0);
             char val[256];
             if (pct_decode(v, vl, val, sizeof val) != 0) return SL_EINVAL;
-            if (kl == 4 && strncmp(q, "host", 4) == 0 && strlen(val) < sizeof host)
-                snprintf(host, sizeof host, "%s", val);
-            else if (kl == 4 && strncmp(q, "port", 4) == 0 && strlen(val) < sizeof port)
-                snprintf(port, sizeof port, "%s", val);
-            else if (kl == 6 && strncmp(q, "dbname", 6) == 0 && strlen(val) < sizeof db)
-                snprintf(db, sizeof db, "%s", val);
-            else if (kl == 4 && strncmp(q, "user", 4) == 0 && strlen(val) < sizeof user)
-                snprintf(user, sizeof user, "%s", val);
+            int rc = 0;
+            if (kl == 4 && strncmp(q, "host", 4) == 0)
+                rc = set_str(host, sizeof host, val);
+            else if (kl == 4 && strncmp(q, "port", 4) == 0)
+                rc = set_str(port, sizeof port, val);
+            else if (kl == 6 && strncmp(q, "dbname", 6) == 0)
+                rc = set_str(db, sizeof db, val);
+            else if (kl == 4 && strncmp(q, "user", 4) == 0)
+                rc = set_str(user, sizeof user, val);
             else if (kl == 7 && strncmp(q, "options", 7) == 0) {
                 const char *sp = strstr(val, "search_path=");
                 if (sp) {
@@ -311,13 +321,14 @@ static int pg_key(const char *url, char *key, size_t cap)
                     search[sl] = '\0';
                 }
             }
+            if (rc != 0) return rc;
             q = v + vl;
             if (*q == '&') q++;
         }
     }
     lower(host);
-    if (!host[0]) snprintf(host, sizeof host, "localhost");
-    if (!db[0]) snprintf(db, sizeof db, "%s", user);
+    if (!host[0]) memcpy(host, "localhost", sizeof "localhost");
+    if (!db[0]) memcpy(db, user, sizeof db);
     int n = snprintf(key, cap, "postgresql://%s:%s/%s%s%s", host, port, db,
                      search[0] ? "?search_path=" : "", search);
     return n < 0 || (size_t)n >= cap ? SL_EINVAL : 0;
