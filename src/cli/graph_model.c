@@ -482,7 +482,7 @@ int cli_graph_load_topology(cli_graph *g, const json_t *topo, sl_json_errors *er
     return bad ? SL_EINVAL : 0;
 }
 
-/* One gateway route: its callees into `callees` (at most CLI_GRAPH_NODES_MAX), edges added. */
+/* One gateway route: an edge to each cluster it calls, and the route as one request. */
 static int gateway_route(cli_graph *g, const char *gw, const json_t *aggs, const json_t *route,
                          size_t i, sl_json_errors *errs)
 {
