@@ -101,6 +101,9 @@ typedef struct sl_serve_worker {
 typedef struct sl_serve_worker_config {
     const char *service;               /* borrowed; outlives the worker */
     double sample_ratio;               /* of the tracer */
+    uint32_t buffer_spans;             /* of the tracer (finished spans held); 0: its default */
+    int keep_errors;                   /* of the tracer: unsampled error spans are kept */
+    int64_t keep_slow_ns;              /* of the tracer: unsampled spans this long are kept */
     const sl_serve_families *families; /* borrowed; NULL: no metrics */
     size_t record_size, records_max;   /* the per-request records (sl_serve_freelist) */
 } sl_serve_worker_config;

@@ -142,6 +142,10 @@ typedef struct sl_trace_ctx sl_trace_ctx;
  */
 SL_API const sl_trace_ctx *sl_req_trace(sl_http_req *req);
 
+/* Adds a string attribute to the request's server span (`key`, `value` copied; a no-op when the
+ * span does not record), e.g. the id of what the request created. */
+SL_API void sl_req_span_attr_str(sl_http_req *req, const char *key, const char *value);
+
 /*
  * The caller's identity, as proven by the gateway (include/shoal/identity.h;
  * edge keys from `identity.key_file`), checked once per request (its nonce is
@@ -177,6 +181,12 @@ SL_API int sl_req_page(const sl_http_req *req, int64_t *page, int64_t *per_page,
  */
 SL_API int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
                        const char *subject, const json_t *data) SL_MUST_CHECK;
+
+/* sl_svc_emit outside a request: the envelope carries `trace` (borrowed; NULL: none), e.g. the
+ * span of a saga step, so the event's consumers join that trace. */
+SL_API int sl_svc_emit_trace(sl_svc_worker *w, const sl_trace_ctx *trace, sl_db *tx,
+                             const char *type, const char *subject,
+                             const json_t *data) SL_MUST_CHECK;
 
 /*
  * The request's absolute deadline on the monotonic system clock, from the

@@ -160,9 +160,15 @@ typedef struct sl_tracer_config {
     double sample_ratio;   /* probability a new root trace is sampled, [0, 1] */
     uint32_t max_active;   /* spans open at once before new ones are non-recording */
     uint32_t buffer_spans; /* finished spans waiting for the exporter (rounded up to 2^k) */
+    /* Tail keep: with either set, spans of unsampled traces record too, and at their end those
+     * with an error status (keep_errors) or lasting keep_slow_ns or more are exported anyway;
+     * the others are discarded. Their context stays unsampled downstream. 0: off. */
+    int keep_errors;
+    int64_t keep_slow_ns;
 } sl_tracer_config;
 
-/* Fills `cfg` with defaults: sample_ratio 1.0, max_active 256, buffer_spans 1024; no clock/rand. */
+/* Fills `cfg` with defaults: sample_ratio 1.0, max_active 256, buffer_spans 1024, no tail keep;
+ * no clock/rand. */
 SL_API void sl_tracer_config_init(sl_tracer_config *cfg);
 
 /*
@@ -242,9 +248,10 @@ SL_API size_t sl_tracer_drain(sl_tracer *tracer, sl_span_export_cb cb, void *dat
 typedef struct sl_tracer_stats {
     uint64_t started;        /* every sl_span_start */
     uint64_t recorded;       /* recording spans ended and queued for export */
-    uint64_t unsampled;      /* non-recording because not sampled */
+    uint64_t unsampled;      /* not exported because not sampled (and not kept at the end) */
     uint64_t pool_exhausted; /* non-recording because max_active spans were open */
     uint64_t dropped_full;   /* ended recording spans dropped because the buffer was full */
+    uint64_t kept_unsampled; /* unsampled spans kept at their end (error or slow) */
 } sl_tracer_stats;
 
 SL_API void sl_tracer_stats_get(const sl_tracer *tracer, sl_tracer_stats *out);

@@ -56,6 +56,7 @@ struct gateway {
     const char *config_path;
     char *const *envp;
     px_config *boot; /* listener settings fixed at start (the first generation's config) */
+    sl_otlp_exporter *exporter; /* telemetry.otlp_endpoint at start; NULL: export off */
     int admin_fd, admin_port;
     int port;
     pthread_mutex_t mu; /* guards every worker's async_on against uv_async_send after close */
@@ -182,10 +183,14 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     w->px.loop = sl_worker_loop(rw);
     sl_serve_worker_config sc = {.service = "gateway",
                                  .sample_ratio = gw->boot->sample_ratio,
+                                 .buffer_spans = gw->boot->telemetry.queue_spans,
+                                 .keep_errors = gw->boot->telemetry.endpoint[0] != '\0',
+                                 .keep_slow_ns = (int64_t)gw->boot->telemetry.slow_ms * 1000000,
                                  .families = &gw->proc.fam,
                                  .record_size = sizeof(px_req),
                                  .records_max = REQ_FREE_MAX};
     int rc = sl_serve_worker_init(&w->px.sw, rw, &sc);
+    if (rc == 0 && gw->exporter) rc = sl_otlp_exporter_add(gw->exporter, w->px.sw.tracer);
     if (rc != 0) return rc;
     if ((rc = adopt(w)) != 0 || !w->px.cur) return rc ? rc : SL_ESTATE;
     sl_http_callbacks cbs = {.on_headers = px_on_headers,
@@ -333,7 +338,8 @@ static int setup_metrics(gateway *gw)
     static const char *const scope[] = {"scope"};
     static const char *const reason[] = {"reason"};
     static const char *const result[] = {"result"};
-    int rc = sl_metrics_new((unsigned)gw->nworkers, &gw->proc.metrics);
+    /* One shard per worker, and the last for the span exporter's thread. */
+    int rc = sl_metrics_new((unsigned)gw->nworkers + 1, &gw->proc.metrics);
     if (rc == 0) rc = sl_serve_families_register(gw->proc.metrics, &gw->proc.fam);
     if (rc == 0)
         rc = sl_metrics_counter(gw->proc.metrics, "gateway_rate_limited_total",
@@ -346,6 +352,35 @@ static int setup_metrics(gateway *gw)
     if (rc == 0)
         rc = sl_metrics_counter(gw->proc.metrics, "gateway_config_reloads_total",
                                 "Configuration reloads, by result.", result, 1, &gw->reloads);
+    return rc;
+}
+
+/* The span exporter (telemetry.otlp_endpoint set at start; a reload does not change it). */
+static int setup_exporter(gateway *gw)
+{
+    const sl_otlp_settings *t = &gw->boot->telemetry;
+    if (!t->endpoint[0]) return 0;
+    char instance[128], hostname[64] = "localhost";
+    gethostname(hostname, sizeof hostname - 1);
+    snprintf(instance, sizeof instance, "%s:%ld", hostname, (long)getpid());
+    sl_otlp_config oc;
+    sl_otlp_config_init(&oc);
+    oc.endpoint = t->endpoint;
+    oc.resource = (sl_otlp_resource){
+        .service_name = "gateway", .service_version = t->service_version, .instance_id = instance};
+    oc.batch_max = t->batch_max;
+    oc.flush_ms = t->flush_ms;
+    oc.timeout_ms = t->export_timeout_ms;
+    oc.max_tracers = (uint32_t)gw->nworkers;
+    oc.metrics = gw->proc.metrics;
+    oc.shard = (unsigned)gw->nworkers;
+    int rc = sl_otlp_exporter_new(&oc, &gw->exporter);
+    if (rc == 0) rc = sl_otlp_exporter_start(gw->exporter);
+    if (rc != 0)
+        SL_LOG_ERROR(gw->proc.log, NULL, "cannot start the span exporter",
+                     SL_LOG_STR("error", sl_strerror(rc)));
+    else
+        SL_LOG_INFO(gw->proc.log, NULL, "exporting spans", SL_LOG_STR("endpoint", t->endpoint));
     return rc;
 }
 
@@ -380,7 +415,8 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
     gw.proc.nworkers = gw.nworkers;
     gw.w = calloc((size_t)gw.nworkers, sizeof *gw.w);
     gw.proc.connections = calloc((size_t)gw.nworkers, sizeof *gw.proc.connections);
-    if (!gw.w || !gw.proc.connections || setup_metrics(&gw) != 0) goto out;
+    if (!gw.w || !gw.proc.connections || setup_metrics(&gw) != 0 || setup_exporter(&gw) != 0)
+        goto out;
     if (!cfg->have_identity_key)
         SL_LOG_WARN(gw.proc.log, NULL,
                     "no identity key: services will not trust the identities this gateway forwards",
@@ -413,6 +449,7 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
                              .bound = on_bound,
                              .data = &gw};
     int err2 = sl_runtime_run(&rc, &hooks);
+    sl_otlp_exporter_stop(gw.exporter); /* the last spans leave while the tracers exist */
     if (err2 != 0) {
         SL_LOG_ERROR(gw.proc.log, NULL, "stopped with an error",
                      SL_LOG_STR("error", sl_strerror(err2)), SL_LOG_INT("port", cfg->port));
@@ -421,6 +458,7 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
     SL_LOG_INFO(gw.proc.log, NULL, "stopped");
     status = 0;
 out:
+    sl_otlp_exporter_free(gw.exporter);
     if (gw.admin_fd >= 0) close(gw.admin_fd);
     px_gen_unref(atomic_exchange(&gw.current, NULL));
     if (gw.w) {

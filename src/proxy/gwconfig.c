@@ -202,6 +202,14 @@ static void read_misc(loader *l)
     cfg->log_level = (int)lvl;
     cfg->access_log = access;
     cfg->sample_ratio = ratio;
+    sl_json_errors_init(&l->errs);
+    if (sl_otlp_settings_read(l->c, ratio, &cfg->telemetry, &l->errs) != 0) {
+        l->failed = 1;
+        snprintf(l->err, PX_ERR_MAX, "%s",
+                 l->errs.count ? l->errs.items[0].message : "telemetry: invalid");
+        return;
+    }
+    cfg->sample_ratio = cfg->telemetry.sample_ratio;
 }
 
 static void read_auth(loader *l, const char **jwks_cluster)
@@ -1022,8 +1030,9 @@ static void read_statics(loader *l)
 static void check_top(loader *l)
 {
     static const char *const known[] = {
-        "service", "http",  "gateway",  "admin",  "identity",   "auth",   "rate_limit", "cors",
-        "log",     "trace", "clusters", "routes", "aggregates", "static", "audit",      NULL};
+        "service",    "http",   "gateway", "admin",     "identity", "auth",
+        "rate_limit", "cors",   "log",     "trace",     "clusters", "routes",
+        "aggregates", "static", "audit",   "telemetry", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(sl_config_root(l->c), k, v)
@@ -1077,9 +1086,9 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     return 0;
 }
 
-static const char *const env_sections[] = {"service",  "http",  "gateway",    "admin",
-                                           "identity", "auth",  "rate_limit", "cors",
-                                           "log",      "trace", "clusters",   NULL};
+static const char *const env_sections[] = {"service",  "http",       "gateway", "admin", "identity",
+                                           "auth",     "rate_limit", "cors",    "log",   "trace",
+                                           "clusters", "telemetry",  NULL};
 
 int px_config_load_string(const char *name, const char *yaml, char *const *envp, px_config **out,
                           char *err)

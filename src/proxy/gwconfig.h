@@ -17,6 +17,7 @@
 #include <shoal/http.h>
 #include <shoal/http_client.h>
 #include <shoal/identity.h>
+#include <shoal/otlp.h>
 
 #include <stdbool.h>
 
@@ -126,6 +127,7 @@ typedef struct px_config {
     int log_level; /* sl_log_level */
     bool access_log;
     double sample_ratio;
+    sl_otlp_settings telemetry; /* the `telemetry:` section (span export) */
     /* tables */
     px_cluster_cfg clusters[PX_CLUSTERS_MAX];
     size_t nclusters;

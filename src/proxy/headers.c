@@ -1,6 +1,8 @@
 /* Header filtering for forwarding (headers.h). */
 #include "headers.h"
 
+#include <shoal/trace.h>
+
 #include <string.h>
 
 static const sl_slice hop[] = {SL_SLICE_LIT("connection"),
@@ -54,9 +56,14 @@ void px_filter_request_headers(const sl_http_header *in, size_t n, const char *c
                                px_fwd_headers *out)
 {
     SL_ASSERT(out && client_ip && (in || n == 0));
-    sl_slice conn = {NULL, 0}, xff = {NULL, 0};
+    sl_slice conn = {NULL, 0}, xff = {NULL, 0}, tp = {NULL, 0};
     sl_http_header_find(in, n, "connection", &conn);
     sl_http_header_find(in, n, "x-forwarded-for", &xff);
+    /* W3C Trace Context: a valid tracestate travels on with the trace it belongs to, so only
+     * beside a valid traceparent (the gateway's span joins that trace); otherwise it is dropped. */
+    sl_trace_ctx tc;
+    int keep_ts = sl_http_header_find(in, n, "traceparent", &tp) &&
+                  sl_traceparent_parse(tp.ptr, tp.len, &tc) == 0;
     out->n = 0;
     for (size_t i = 0; i < n && out->n < PX_FWD_HEADERS_MAX - 8; i++) {
         sl_slice name = in[i].name;
@@ -64,7 +71,9 @@ void px_filter_request_headers(const sl_http_header *in, size_t n, const char *c
             SL_SLICE_CASE_EQ_LIT(name, "content-length") || starts_with_ci(name, "x-user-") ||
             SL_SLICE_CASE_EQ_LIT(name, "x-shoal-identity") || SL_SLICE_CASE_EQ_LIT(name, "via") ||
             starts_with_ci(name, "x-forwarded-") || SL_SLICE_CASE_EQ_LIT(name, "forwarded") ||
-            SL_SLICE_CASE_EQ_LIT(name, "traceparent") || SL_SLICE_CASE_EQ_LIT(name, "tracestate") ||
+            SL_SLICE_CASE_EQ_LIT(name, "traceparent") ||
+            (SL_SLICE_CASE_EQ_LIT(name, "tracestate") &&
+             !(keep_ts && sl_tracestate_validate(in[i].value.ptr, in[i].value.len) == 0)) ||
             SL_SLICE_CASE_EQ_LIT(name, "x-request-id") ||
             SL_SLICE_CASE_EQ_LIT(name, "idempotency-key") ||
             SL_SLICE_CASE_EQ_LIT(name, "x-shoal-deadline-ms"))

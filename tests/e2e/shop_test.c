@@ -11,6 +11,7 @@
  * 503 with Retry-After fast, other routes are unaffected, and it recovers.
  */
 #include "harness.h"
+#include "otlp_rx.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +39,8 @@ static int64_t first_read_available = -1; /* the first catalogue read after `sho
 static const char *const names[] = {"user",  "product", "cart",        "inventory",
                                     "order", "payment", "notification"};
 static int ports[7];
+static th_otlp_rx *otlp;        /* every process exports its spans here */
+static char checkout_order[64]; /* the order test_wallet_cart_checkout confirmed */
 
 /* ---- HTTP through the gateway ----------------------------------------- */
 
@@ -416,6 +419,7 @@ static void test_wallet_cart_checkout(void **state)
     expect("create order", &r, 202);
     char order_id[64];
     snprintf(order_id, sizeof order_id, "%s", jstr(r.json, "order_id"));
+    snprintf(checkout_order, sizeof checkout_order, "%s", order_id);
     assert_string_equal(jstr(r.json, "status"), "pending");
     assert_non_null(strstr(r.location, order_id));
     resp_free(&r);
@@ -498,6 +502,126 @@ static void test_wallet_cart_checkout(void **state)
         resp_free(&r);
     }
     assert_true(restocked);
+}
+
+/* ---- the checkout's trace, as exported (OTLP/HTTP JSON) to a receiver in this test ---- */
+
+static const char *span_attr(json_t *sp, const char *key)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(sp, "attributes"), i, a)
+    {
+        if (strcmp(jstr(a, "key"), key) == 0)
+            return jstr(json_object_get(a, "value"), "stringValue");
+    }
+    return "";
+}
+
+/* The spans of the trace whose order server span names `order_id`. Returns owned. */
+static json_t *checkout_spans(const char *order_id)
+{
+    json_t *all = th_otlp_rx_spans(otlp), *out = json_array();
+    const char *tid = NULL;
+    size_t i;
+    json_t *sp;
+    json_array_foreach(all, i, sp)
+    {
+        if (strcmp(jstr(sp, "service"), "order") == 0 &&
+            strncmp(jstr(sp, "name"), "POST ", 5) == 0 &&
+            strcmp(span_attr(sp, "shoal.order_id"), order_id) == 0)
+            tid = jstr(sp, "traceId");
+    }
+    json_array_foreach(all, i, sp)
+    {
+        if (tid && strcmp(jstr(sp, "traceId"), tid) == 0) json_array_append(out, sp);
+    }
+    json_decref(all);
+    return out;
+}
+
+/* 1 when a span of `service` with `kind` (0: any) whose name starts with `name` is present. */
+static int has_span(json_t *spans, const char *service, int kind, const char *name)
+{
+    size_t i;
+    json_t *sp;
+    json_array_foreach(spans, i, sp)
+    {
+        if ((!service || strcmp(jstr(sp, "service"), service) == 0) &&
+            (!kind || json_integer_value(json_object_get(sp, "kind")) == kind) &&
+            strncmp(jstr(sp, "name"), name, strlen(name)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int checkout_complete(json_t *t)
+{
+    int consumer_elsewhere = 0;
+    size_t i;
+    json_t *sp;
+    json_array_foreach(t, i, sp)
+    {
+        consumer_elsewhere |= json_integer_value(json_object_get(sp, "kind")) == 5 &&
+                              strcmp(jstr(sp, "service"), "order") != 0;
+    }
+    return has_span(t, "gateway", 2, "") && has_span(t, "gateway", 3, "HTTP POST") &&
+           has_span(t, "order", 2, "POST ") && has_span(t, "order", 1, "saga checkout reserve") &&
+           has_span(t, "order", 1, "saga checkout charge") &&
+           has_span(t, "order", 1, "saga checkout confirm") &&
+           has_span(t, "inventory", 2, "POST ") && has_span(t, "payment", 2, "POST ") &&
+           has_span(t, "order", 4, "send ") && consumer_elsewhere;
+}
+
+static void test_checkout_trace(void **state)
+{
+    (void)state;
+    assert_true(checkout_order[0] != '\0');
+    json_t *t = NULL;
+    for (int i = 0; i < 300; i++) { /* spans leave every 100 ms; events take a moment */
+        json_decref(t);
+        t = checkout_spans(checkout_order);
+        if (checkout_complete(t)) break;
+        usleep(100 * 1000);
+    }
+    if (!checkout_complete(t)) {
+        size_t i;
+        json_t *sp;
+        json_array_foreach(t, i, sp)
+            fprintf(stderr, "  %s %s (kind %lld)\n", jstr(sp, "service"), jstr(sp, "name"),
+                    (long long)json_integer_value(json_object_get(sp, "kind")));
+        fail_msg("the checkout's trace lacks spans (%zu received)", json_array_size(t));
+    }
+    /* One tree: a single root (the gateway's server span) and every parent in the trace. */
+    size_t i, roots = 0;
+    json_t *sp;
+    json_array_foreach(t, i, sp)
+    {
+        const char *p = jstr(sp, "parentSpanId");
+        if (!*p) {
+            roots++;
+            assert_string_equal(jstr(sp, "service"), "gateway");
+            continue;
+        }
+        int found = 0;
+        size_t k;
+        json_t *q;
+        json_array_foreach(t, k, q) found |= strcmp(jstr(q, "spanId"), p) == 0;
+        if (!found)
+            fail_msg("%s %s: parent %s is not in the trace", jstr(sp, "service"), jstr(sp, "name"),
+                     p);
+    }
+    assert_int_equal(roots, 1);
+    /* Every saga step span names the order. */
+    json_array_foreach(t, i, sp)
+    {
+        if (strncmp(jstr(sp, "name"), "saga ", 5) == 0)
+            assert_string_equal(span_attr(sp, "shoal.order_id"), checkout_order);
+    }
+    json_decref(t);
+    char first[512];
+    size_t bad = th_otlp_rx_violations(otlp, first, sizeof first);
+    if (bad) fail_msg("%zu OTLP requests broke the encoding rules; first: %s", bad, first);
 }
 
 static void test_refusals_and_shipping(void **state)
@@ -853,7 +977,13 @@ static int setup(void **state)
             "data_dir: %s/data\nready_stock_path: /api/v1/products?per_page=1\nnats:\n  port: %d\n"
             "services:\n",
             dir, nats);
-    const char *common = "SHOAL_BUS__ACK_WAIT_MS: \"3000\", SHOAL_LOG__LEVEL: warn";
+    otlp = th_otlp_rx_start(TH_OTLP_OK);
+    char common[256];
+    snprintf(common, sizeof common,
+             "SHOAL_BUS__ACK_WAIT_MS: \"3000\", SHOAL_LOG__LEVEL: warn, "
+             "SHOAL_TELEMETRY__OTLP_ENDPOINT: \"http://127.0.0.1:%d\", "
+             "SHOAL_TELEMETRY__FLUSH_MS: \"100\"",
+             th_otlp_rx_port(otlp));
     for (int i = 0; i < 7; i++) {
         const char *extra = "";
         if (strcmp(names[i], "user") == 0)
@@ -864,8 +994,7 @@ static int setup(void **state)
         fprintf(f, "  - {name: %s, port: %d, env: {%s%s}%s}\n", names[i], ports[i], common, extra,
                 strcmp(names[i], "order") == 0 ? ", calls: [inventory, payment]" : "");
     }
-    fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {SHOAL_LOG__LEVEL: warn}}\n", gw,
-            path);
+    fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {%s}}\n", gw, path, common);
     fclose(f);
     /* The order service finds its participants through upstreams.* (defaults: 8104, 8106). */
     char cmd[2400];
@@ -917,6 +1046,7 @@ static int teardown(void **state)
 {
     (void)state;
     int st = th_stop(up, SIGTERM, 60000);
+    th_otlp_rx_stop(otlp);
     char cmd[800];
     if (getenv("SHOAL_E2E_KEEP") == NULL) {
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -928,15 +1058,11 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auth_and_users),
-        cmocka_unit_test(test_sessions_and_revocation),
-        cmocka_unit_test(test_catalogue),
-        cmocka_unit_test(test_wallet_cart_checkout),
-        cmocka_unit_test(test_refusals_and_shipping),
-        cmocka_unit_test(test_saga_failure_paths),
-        cmocka_unit_test(test_error_shapes),
-        cmocka_unit_test(test_stopped_service),
-        cmocka_unit_test(test_secrets_stay_private),
+        cmocka_unit_test(test_auth_and_users),     cmocka_unit_test(test_sessions_and_revocation),
+        cmocka_unit_test(test_catalogue),          cmocka_unit_test(test_wallet_cart_checkout),
+        cmocka_unit_test(test_checkout_trace),     cmocka_unit_test(test_refusals_and_shipping),
+        cmocka_unit_test(test_saga_failure_paths), cmocka_unit_test(test_error_shapes),
+        cmocka_unit_test(test_stopped_service),    cmocka_unit_test(test_secrets_stay_private),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -84,6 +84,32 @@ static void test_forwarded_for(void **state)
     assert_true(has(out.h, out.n, "x-forwarded-for", "10.0.0.1, 10.0.0.2, ::1"));
 }
 
+/* tracestate travels on when valid and beside a valid traceparent (which the client call
+ * replaces with the gateway's own span); otherwise it is dropped, as W3C Trace Context asks. */
+static void test_tracestate_passes(void **state)
+{
+    (void)state;
+    px_fwd_headers out;
+    sl_http_header ok[] = {
+        {S("traceparent"), S("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+        {S("tracestate"), S("vendor=abc,other@sys=1")}};
+    px_filter_request_headers(ok, 2, "127.0.0.1", &out);
+    assert_true(has(out.h, out.n, "tracestate", "vendor=abc,other@sys=1"));
+    assert_false(has(out.h, out.n, "traceparent", NULL));
+    sl_http_header bad_state[] = {
+        {S("traceparent"), S("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+        {S("tracestate"), S("Upper=abc")}};
+    px_filter_request_headers(bad_state, 2, "127.0.0.1", &out);
+    assert_false(has(out.h, out.n, "tracestate", NULL));
+    sl_http_header no_parent[] = {{S("tracestate"), S("vendor=abc")}};
+    px_filter_request_headers(no_parent, 1, "127.0.0.1", &out);
+    assert_false(has(out.h, out.n, "tracestate", NULL));
+    sl_http_header bad_parent[] = {{S("traceparent"), S("00-zz-00f067aa0ba902b7-01")},
+                                   {S("tracestate"), S("vendor=abc")}};
+    px_filter_request_headers(bad_parent, 2, "127.0.0.1", &out);
+    assert_false(has(out.h, out.n, "tracestate", NULL));
+}
+
 static void test_response_filter(void **state)
 {
     (void)state;
@@ -115,9 +141,8 @@ static void test_hop_by_hop_list(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_filter),
-        cmocka_unit_test(test_response_filter),
-        cmocka_unit_test(test_forwarded_for),
+        cmocka_unit_test(test_request_filter),  cmocka_unit_test(test_response_filter),
+        cmocka_unit_test(test_forwarded_for),   cmocka_unit_test(test_tracestate_passes),
         cmocka_unit_test(test_hop_by_hop_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

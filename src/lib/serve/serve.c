@@ -113,6 +113,9 @@ int sl_serve_worker_init(sl_serve_worker *w, sl_worker *rw, const sl_serve_worke
     tc.clock = sl_clock_system();
     tc.rand = &w->rand;
     tc.sample_ratio = cfg->sample_ratio;
+    if (cfg->buffer_spans) tc.buffer_spans = cfg->buffer_spans;
+    tc.keep_errors = cfg->keep_errors;
+    tc.keep_slow_ns = cfg->keep_slow_ns;
     return sl_tracer_new(&tc, &w->tracer);
 }
 
@@ -202,6 +205,11 @@ void sl_serve_finish(sl_serve_worker *w, const sl_http_req *req, int status, siz
     if (sl_span_is_recording(*span)) {
         sl_span_set_attr_str(*span, "http.request.method", method);
         if (o->route) sl_span_set_attr_str(*span, "http.route", o->route);
+        char up[SL_SPAN_ATTR_STR_MAX + 1];
+        size_t un = req->path.len < sizeof up - 1 ? req->path.len : sizeof up - 1;
+        if (un) memcpy(up, req->path.ptr, un);
+        up[un] = '\0';
+        sl_span_set_attr_str(*span, "url.path", up);
         sl_span_set_attr_int(*span, "http.response.status_code", status);
         if (status >= 500) sl_span_set_status(*span, SL_SPAN_STATUS_ERROR, sl_http_reason(status));
     }

@@ -52,6 +52,50 @@ struct sl_events {
     unsigned ticks;
 };
 
+/* ---- spans of the relay and the consumers (worker 0's tracer) ---- */
+
+/* The traceparent an envelope carries (the request that wrote the event), when valid. */
+static int envelope_trace(const char *env, size_t len, sl_trace_ctx *out)
+{
+    static const char key[] = "\"traceparent\":\"";
+    const char *p = env ? memmem(env, len, key, sizeof key - 1) : NULL;
+    if (!p) return 0;
+    p += sizeof key - 1;
+    return (size_t)(env + len - p) >= SL_TRACEPARENT_LEN &&
+           sl_traceparent_parse(p, SL_TRACEPARENT_LEN, out) == 0;
+}
+
+static void messaging_attrs(sl_span *s, const char *op, const char *dest, const char *id)
+{
+    sl_span_set_attr_str(s, "messaging.system", "nats");
+    sl_span_set_attr_str(s, "messaging.operation.type", op);
+    sl_span_set_attr_str(s, "messaging.operation.name", op);
+    sl_span_set_attr_str(s, "messaging.destination.name", dest);
+    if (id) sl_span_set_attr_str(s, "messaging.message.id", id);
+}
+
+/* A publish in flight: one producer span per message, ended when the broker acknowledged. */
+typedef struct relay_call {
+    sl_outbox_done_cb done;
+    void *done_data;
+    size_t n;
+    sl_span *spans[];
+} relay_call;
+
+static void relay_done(void *data, int status)
+{
+    relay_call *rc = data;
+    for (size_t i = 0; i < rc->n; i++) {
+        if (status != 0)
+            sl_span_set_status(rc->spans[i], SL_SPAN_STATUS_ERROR, sl_strerror(status));
+        sl_span_end(rc->spans[i]);
+    }
+    sl_outbox_done_cb done = rc->done;
+    void *dd = rc->done_data;
+    free(rc);
+    done(dd, status);
+}
+
 /* The relay publishes through the bus once worker 0 has opened it. */
 static int relay_publish(void *ctx, const sl_outbox_msg *msgs, size_t n, sl_outbox_done_cb done,
                          void *done_data)
@@ -60,7 +104,33 @@ static int relay_publish(void *ctx, const sl_outbox_msg *msgs, size_t n, sl_outb
     if (!ev->bus || !sl_bus_ready(ev->bus))
         return SL_EUNAVAIL; /* the relay backs off and tries again */
     sl_outbox_publisher pub = sl_bus_outbox_publisher(ev->bus);
-    return pub.publish(pub.ctx, msgs, n, done, done_data);
+    sl_tracer *tr = ev->svc->w ? ev->svc->w[0].sw.tracer : NULL;
+    relay_call *call = tr ? malloc(sizeof *call + n * sizeof(sl_span *)) : NULL;
+    if (!call) return pub.publish(pub.ctx, msgs, n, done, done_data);
+    *call = (relay_call){.done = done, .done_data = done_data, .n = n};
+    for (size_t i = 0; i < n; i++) {
+        /* A child of the request that wrote the event; a new trace for one without. */
+        sl_trace_ctx parent;
+        int has = envelope_trace(msgs[i].envelope, msgs[i].envelope_len, &parent);
+        char name[SL_SPAN_NAME_MAX + 1];
+        snprintf(name, sizeof name, "send %s", msgs[i].type);
+        sl_span_start(tr, name, SL_SPAN_PRODUCER, has ? &parent : NULL, &call->spans[i]);
+        if (sl_span_is_recording(call->spans[i])) {
+            messaging_attrs(call->spans[i], "send", msgs[i].type, msgs[i].id);
+            sl_span_set_attr_str(call->spans[i], "messaging.message.conversation_id",
+                                 msgs[i].subject);
+            sl_span_set_attr_int(call->spans[i], "shoal.outbox.seq", msgs[i].seq);
+        }
+    }
+    int rc = pub.publish(pub.ctx, msgs, n, relay_done, call);
+    if (rc != 0) { /* not started: relay_done will not run */
+        for (size_t i = 0; i < n; i++) {
+            sl_span_set_status(call->spans[i], SL_SPAN_STATUS_ERROR, sl_strerror(rc));
+            sl_span_end(call->spans[i]);
+        }
+        free(call);
+    }
+    return rc;
 }
 
 static void relay_hook(void *data, const char *what, int64_t value)
@@ -184,7 +254,30 @@ typedef struct apply_ctx {
 static int apply_cb(void *data, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)
 {
     apply_ctx *a = data;
-    return a->sub->apply(a->ev->svc, tx, msg, reason, cap);
+    sl_tracer *tr = a->ev->svc->w ? a->ev->svc->w[0].sw.tracer : NULL;
+    if (!tr) return a->sub->apply(a->ev->svc, tx, msg, reason, cap);
+    /* The consumer span: a child of, and linked to, the context the envelope carries. */
+    sl_trace_ctx parent;
+    int has = msg->traceparent &&
+              sl_traceparent_parse(msg->traceparent, strlen(msg->traceparent), &parent) == 0;
+    char name[SL_SPAN_NAME_MAX + 1];
+    snprintf(name, sizeof name, "process %s", msg->topic);
+    sl_span *span;
+    sl_span_start(tr, name, SL_SPAN_CONSUMER, has ? &parent : NULL, &span);
+    if (sl_span_is_recording(span)) {
+        messaging_attrs(span, "process", msg->topic, msg->id);
+        if (msg->group) sl_span_set_attr_str(span, "messaging.consumer.group.name", msg->group);
+        if (msg->subject)
+            sl_span_set_attr_str(span, "messaging.message.conversation_id", msg->subject);
+        sl_span_set_attr_int(span, "messaging.nats.delivery_count", msg->deliveries);
+        if (has) sl_span_add_link(span, &parent);
+    }
+    int rc = a->sub->apply(a->ev->svc, tx, msg, reason, cap);
+    if (rc != 0)
+        sl_span_set_status(span, SL_SPAN_STATUS_ERROR,
+                           reason && reason[0] ? reason : sl_strerror(rc));
+    sl_span_end(span);
+    return rc;
 }
 
 int sl__events_start(sl_events *ev, uv_loop_t *loop)

@@ -118,10 +118,16 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     w->svc = svc;
     sl_serve_worker_config sc = {.service = svc->def->name,
                                  .sample_ratio = svc->sample_ratio,
+                                 .buffer_spans = svc->telemetry.queue_spans,
+                                 /* With export on, errors and slow spans leave whatever the
+                                  * sampling decided (decided at each span's end). */
+                                 .keep_errors = svc->telemetry.endpoint[0] != '\0',
+                                 .keep_slow_ns = (int64_t)svc->telemetry.slow_ms * 1000000,
                                  .families = &svc->fam,
                                  .record_size = sizeof(req_host),
                                  .records_max = HOST_FREE_MAX};
     int rc = sl_serve_worker_init(&w->sw, rw, &sc);
+    if (rc == 0 && svc->exporter) rc = sl_otlp_exporter_add(svc->exporter, w->sw.tracer);
     if (rc != 0) return rc;
     sl_http_callbacks cbs = {
         .on_headers = on_headers, .on_request = on_request, .on_response = on_response, .data = w};
@@ -199,8 +205,8 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
 
 /* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create, besides
  * the service's own section (named after the service, e.g. SHOAL_INVENTORY__...). */
-static const char *const env_sections[] = {"service", "http",      "log",      "trace", "db",
-                                           "bus",     "upstreams", "identity", NULL};
+static const char *const env_sections[] = {"service", "http", "log",       "trace",    "telemetry",
+                                           "db",      "bus",  "upstreams", "identity", NULL};
 
 /* Reads the sections every service shares; prints located errors. Returns 0 or SL_ECONFIG. */
 static int load_settings(sl_service *svc, int argc, char **argv)
@@ -254,6 +260,15 @@ static int load_settings(sl_service *svc, int argc, char **argv)
         sl_config_locate(svc->cfg, "trace.sample_ratio", where, sizeof where);
         snprintf(err, sizeof err, "%s: trace.sample_ratio: must be between 0 and 1", where);
         bad = 1;
+    }
+    if (!bad) {
+        sl_json_errors te;
+        sl_json_errors_init(&te);
+        if (sl_otlp_settings_read(svc->cfg, ratio, &svc->telemetry, &te) != 0) {
+            snprintf(err, sizeof err, "%s", te.count ? te.items[0].message : "telemetry: invalid");
+            bad = 1;
+        }
+        ratio = svc->telemetry.sample_ratio;
     }
     const char *db_url = NULL, *db_sync = NULL;
     char def_url[256];
@@ -372,7 +387,8 @@ static int build_routes(sl_service *svc)
 
 static int setup_metrics(sl_service *svc)
 {
-    int rc = sl_metrics_new((unsigned)svc->workers, &svc->metrics);
+    /* One shard per worker, and the last for the span exporter's thread. */
+    int rc = sl_metrics_new((unsigned)svc->workers + 1, &svc->metrics);
     if (rc == 0) rc = sl_serve_families_register(svc->metrics, &svc->fam);
     static const char *const labels[] = {"reason"};
     if (rc == 0)
@@ -477,8 +493,38 @@ static int migrate(sl_service *svc)
     return rc;
 }
 
+/* The span exporter (telemetry.otlp_endpoint set): created before the workers add their tracers. */
+static int setup_exporter(sl_service *svc)
+{
+    if (!svc->telemetry.endpoint[0]) return 0;
+    char instance[128], hostname[64] = "localhost";
+    gethostname(hostname, sizeof hostname - 1);
+    snprintf(instance, sizeof instance, "%s:%ld", hostname, (long)getpid());
+    sl_otlp_config oc;
+    sl_otlp_config_init(&oc);
+    oc.endpoint = svc->telemetry.endpoint;
+    oc.resource = (sl_otlp_resource){.service_name = svc->def->name,
+                                     .service_version = svc->telemetry.service_version,
+                                     .instance_id = instance};
+    oc.batch_max = svc->telemetry.batch_max;
+    oc.flush_ms = svc->telemetry.flush_ms;
+    oc.timeout_ms = svc->telemetry.export_timeout_ms;
+    oc.max_tracers = (uint32_t)svc->workers;
+    oc.metrics = svc->metrics;
+    oc.shard = (unsigned)svc->workers;
+    int rc = sl_otlp_exporter_new(&oc, &svc->exporter);
+    if (rc == 0) rc = sl_otlp_exporter_start(svc->exporter);
+    if (rc != 0)
+        SL_LOG_ERROR(svc->log, NULL, "cannot start the span exporter",
+                     SL_LOG_STR("error", sl_strerror(rc)));
+    else
+        SL_LOG_INFO(svc->log, NULL, "exporting spans", SL_LOG_STR("endpoint", oc.endpoint));
+    return rc;
+}
+
 static void service_free(sl_service *svc)
 {
+    sl_otlp_exporter_free(svc->exporter); /* stops the thread before the tracers go */
     sl__events_free(svc->events);
     sodium_memzero(&svc->identity_ring, sizeof svc->identity_ring);
     sl_identity_replay_free(svc->identity_replay);
@@ -508,7 +554,7 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
     int status = 2;
     if (load_settings(&svc, argc, argv) != 0) goto out;
     status = 1;
-    if (build_routes(&svc) != 0 || setup_metrics(&svc) != 0) goto out;
+    if (build_routes(&svc) != 0 || setup_metrics(&svc) != 0 || setup_exporter(&svc) != 0) goto out;
     svc.w = calloc((size_t)svc.workers, sizeof(sl_svc_worker));
     if (!svc.w) goto out;
     if (!svc.have_identity_key)
@@ -534,6 +580,7 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
                              .bound = on_bound,
                              .data = &svc};
     int err = sl_runtime_run(&rc, &hooks);
+    sl_otlp_exporter_stop(svc.exporter); /* the last spans leave; the tracers are still there */
     if (def->fini) def->fini(&svc);
     if (err != 0) {
         SL_LOG_ERROR(svc.log, NULL, "stopped with an error", SL_LOG_STR("error", sl_strerror(err)),

@@ -81,6 +81,12 @@ sl_svc_worker *sl_req_worker(sl_http_req *req)
     return req->host ? *(sl_svc_worker **)req->host : NULL;
 }
 
+void sl_req_span_attr_str(sl_http_req *req, const char *key, const char *value)
+{
+    req_host *h = req ? req->host : NULL;
+    if (h && h->span) sl_span_set_attr_str(h->span, key, value);
+}
+
 const sl_trace_ctx *sl_req_trace(sl_http_req *req)
 {
     req_host *h = req->host;
@@ -192,7 +198,7 @@ int sl_req_page(const sl_http_req *req, int64_t *page, int64_t *per_page, sl_jso
     return a || b ? SL_EINVAL : 0;
 }
 
-int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
+static int emit(sl_svc_worker *w, const char *traceparent, sl_db *tx, const char *type,
                 const char *subject, const json_t *data)
 {
     char *json = NULL;
@@ -201,10 +207,24 @@ int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
                           .type = type,
                           .subject = subject,
                           .data_json = json,
-                          .traceparent = req && req->traceparent[0] ? req->traceparent : NULL};
+                          .traceparent = traceparent};
     int rc = sl_outbox_add(tx, &ev, sl_clock_wall_ns(sl_clock_system()), NULL);
     free(json);
     return rc;
+}
+
+int sl_svc_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
+                const char *subject, const json_t *data)
+{
+    return emit(w, req && req->traceparent[0] ? req->traceparent : NULL, tx, type, subject, data);
+}
+
+int sl_svc_emit_trace(sl_svc_worker *w, const sl_trace_ctx *trace, sl_db *tx, const char *type,
+                      const char *subject, const json_t *data)
+{
+    char tp[SL_TRACEPARENT_MAX];
+    int has = trace && sl_trace_ctx_is_valid(trace) && sl_traceparent_format(trace, tp) > 0;
+    return emit(w, has ? tp : NULL, tx, type, subject, data);
 }
 
 sl_deadline sl_req_deadline(const sl_http_req *req)

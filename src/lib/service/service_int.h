@@ -18,6 +18,7 @@
 #include <shoal/identity.h>
 #include <shoal/loop.h>
 #include <shoal/metrics.h>
+#include <shoal/otlp.h>
 #include <shoal/rand.h>
 #include <shoal/router.h>
 #include <shoal/serve.h>
@@ -46,6 +47,8 @@ struct sl_service {
     int workers;
     uint32_t drain_ms;
     double sample_ratio;
+    sl_otlp_settings telemetry; /* the `telemetry:` section */
+    sl_otlp_exporter *exporter; /* NULL: export off */
     sl_svc_worker *w;
     char db_url[1024];
     sl_db_options db_opts;

@@ -27,6 +27,7 @@ struct sl_span {
     sl_tracer *tracer;
     int recording; /* sampled and from the pool: ends up in the done ring */
     int pooled;    /* 0 only for the shared overflow span */
+    int tentative; /* unsampled but recording: kept at its end only if an error or slow */
     int64_t start_mono_ns;
     sl_span_data d;
 };
@@ -47,11 +48,13 @@ struct sl_tracer {
     ring back;
     /* Statistics: written by the worker only (relaxed load + store), read by anyone. */
     _Alignas(CACHE_LINE) _Atomic uint64_t started, recorded, unsampled, pool_exhausted,
-        dropped_full;
+        dropped_full, kept_unsampled;
     /* Worker-only state. */
     _Alignas(CACHE_LINE) const sl_clock *clock;
     sl_rand *rand;
     double sample_ratio;
+    int keep_errors;
+    int64_t keep_slow_ns;
     sl_span *pool;
     size_t n_pool;
     sl_span **free_stack;
@@ -156,6 +159,8 @@ int sl_tracer_new(const sl_tracer_config *cfg, sl_tracer **out)
     t->clock = cfg->clock;
     t->rand = cfg->rand;
     t->sample_ratio = cfg->sample_ratio;
+    t->keep_errors = cfg->keep_errors;
+    t->keep_slow_ns = cfg->keep_slow_ns > 0 ? cfg->keep_slow_ns : 0;
     copy_bounded(t->service, sizeof t->service, cfg->service);
     for (size_t i = 0; i < t->n_pool; i++) {
         t->pool[i].tracer = t;
@@ -225,11 +230,14 @@ void sl_span_start(sl_tracer *t, const char *name, sl_span_kind kind, const sl_t
         *out = s;
         return;
     }
-    if (!sampled) stat_inc(&t->unsampled);
-    s->recording = sampled;
+    /* Unsampled spans still record when errors or slow spans are kept whatever the sampling;
+     * whether one is exported is decided at its end. Its context stays unsampled. */
+    s->tentative = !sampled && (t->keep_errors || t->keep_slow_ns > 0);
+    if (!sampled && !s->tentative) stat_inc(&t->unsampled);
+    s->recording = sampled || s->tentative;
     s->d.ctx = ctx;
     memcpy(s->d.parent_span_id, parent_id, SL_SPAN_ID_LEN);
-    if (sampled) {
+    if (s->recording) {
         s->d.kind = kind;
         s->d.status = SL_SPAN_STATUS_UNSET;
         s->d.status_message[0] = '\0';
@@ -300,7 +308,18 @@ void sl_span_end(sl_span *span)
     sl_tracer *t = span->tracer;
     if (!span->pooled) return; /* the shared overflow span */
     if (span->recording) {
-        span->d.end_ns = span->d.start_ns + (sl_clock_mono_ns(t->clock) - span->start_mono_ns);
+        int64_t dur = sl_clock_mono_ns(t->clock) - span->start_mono_ns;
+        span->d.end_ns = span->d.start_ns + dur;
+        if (span->tentative) {
+            int keep = (t->keep_errors && span->d.status == SL_SPAN_STATUS_ERROR) ||
+                       (t->keep_slow_ns > 0 && dur >= t->keep_slow_ns);
+            stat_inc(keep ? &t->kept_unsampled : &t->unsampled);
+            if (!keep) {
+                SL_ASSERT(t->n_free < t->n_pool);
+                t->free_stack[t->n_free++] = span;
+                return;
+            }
+        }
         if (ring_push(&t->done, span)) {
             stat_inc(&t->recorded);
             return;
@@ -339,6 +358,7 @@ void sl_tracer_stats_get(const sl_tracer *t, sl_tracer_stats *out)
     out->unsampled = atomic_load_explicit(&t->unsampled, memory_order_relaxed);
     out->pool_exhausted = atomic_load_explicit(&t->pool_exhausted, memory_order_relaxed);
     out->dropped_full = atomic_load_explicit(&t->dropped_full, memory_order_relaxed);
+    out->kept_unsampled = atomic_load_explicit(&t->kept_unsampled, memory_order_relaxed);
 }
 
 const char *sl_span_kind_name(sl_span_kind kind)

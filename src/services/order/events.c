@@ -77,13 +77,15 @@ static json_t *event_data(const char *type, const order_row *o)
     return json_pack("{s:s, s:s}", "order_id", o->order_id, "user_id", o->user_id);
 }
 
-int order_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type, const order_row *o)
+static int emit(sl_svc_worker *w, sl_http_req *req, const sl_trace_ctx *trace, sl_db *tx,
+                const char *type, const order_row *o)
 {
     json_t *data = event_data(type, o);
     if (!data) return SL_ENOMEM;
     int rc;
     if (w) {
-        rc = sl_svc_emit(w, req, tx, type, o->order_id, data);
+        rc = req ? sl_svc_emit(w, req, tx, type, o->order_id, data)
+                 : sl_svc_emit_trace(w, trace, tx, type, o->order_id, data);
     } else {
         char *text = sl_json_dump(data, NULL);
         sl_outbox_event ev = {
@@ -97,6 +99,17 @@ int order_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type, 
     }
     json_decref(data);
     return rc;
+}
+
+int order_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type, const order_row *o)
+{
+    return emit(w, req, NULL, tx, type, o);
+}
+
+int order_emit_trace(sl_svc_worker *w, const sl_trace_ctx *trace, sl_db *tx, const char *type,
+                     const order_row *o)
+{
+    return emit(w, NULL, trace, tx, type, o);
 }
 
 /* ---- read model ----------------------------------------------------------------------------- */

@@ -243,6 +243,9 @@ void order_hist_rows_free(order_hist_row *rows, size_t n);
  */
 int order_emit(sl_svc_worker *w, sl_http_req *req, sl_db *tx, const char *type,
                const order_row *o) SL_MUST_CHECK;
+/* order_emit from a saga step: the envelope carries `trace` (the step's span; may be NULL). */
+int order_emit_trace(sl_svc_worker *w, const sl_trace_ctx *trace, sl_db *tx, const char *type,
+                     const order_row *o) SL_MUST_CHECK;
 
 /* Applies an order event's data to the read model (product names from the replica). */
 int order_hist_apply(sl_db *tx, const char *type, const json_t *data, int64_t at_ms, char *reason,
@@ -290,7 +293,7 @@ const sl_saga_def *order_saga_def_of(const order_sagas *s, const char *saga_id);
 
 /* Saga inputs: {order_id, user_id, items: [{product_id, qty}], amount: {amount, currency}}
  * (returns owned text, free()). */
-char *order_saga_input(const order_row *o);
+char *order_saga_input(const order_row *o, const sl_trace_ctx *trace);
 
 typedef struct order_worker order_worker;
 

@@ -60,7 +60,8 @@ struct order_worker {
     sl_series *backlog; /* order_saga_backlog (worker 0 sets its callback) */
     uv_timer_t sweep;   /* worker 0 only */
     int sweep_init;
-    int closes; /* handles and upstreams still closing */
+    int closes;                     /* handles and upstreams still closing */
+    const sl_trace_ctx *step_trace; /* the step span being started (inside exec_send only) */
 };
 
 /* Wakes this worker's sagas waiting on inventory (`inventory` 1) or payment (0). */
@@ -172,7 +173,7 @@ const sl_saga_def *order_saga_def_of(const order_sagas *s, const char *saga_id)
     return NULL;
 }
 
-char *order_saga_input(const order_row *o)
+char *order_saga_input(const order_row *o, const sl_trace_ctx *trace)
 {
     json_t *items = json_array();
     for (size_t i = 0; items && i < o->n; i++)
@@ -182,6 +183,10 @@ char *order_saga_input(const order_row *o)
     json_t *v = json_pack("{s:s, s:s, s:o, s:{s:I, s:s}}", "order_id", o->order_id, "user_id",
                           o->user_id, "items", items, "amount", "amount", (json_int_t)o->total,
                           "currency", o->currency);
+    /* The request's trace: every step's span joins it, so the checkout is one trace. */
+    char tp[SL_TRACEPARENT_MAX];
+    if (v && trace && sl_trace_ctx_is_valid(trace) && sl_traceparent_format(trace, tp) > 0)
+        json_object_set_new(v, "traceparent", json_string(tp));
     char *text = v ? sl_json_dump(v, NULL) : NULL;
     json_decref(v);
     return text;
@@ -220,7 +225,7 @@ static void local_settle(order_worker *ow, const char *oid, order_status to, con
             o->status = to;
             o->updated_ms = now;
             if (reason) snprintf(o->cancel_reason, sizeof o->cancel_reason, "%s", reason);
-            rc = order_emit(ow->w, NULL, db, event, o);
+            rc = order_emit_trace(ow->w, ow->step_trace, db, event, o);
         }
     }
     if (rc == 0) rc = sl_db_commit(db);
@@ -400,6 +405,7 @@ static int send_http(order_worker *ow, sl_upstream *up, order_call kind, const c
                            .body = body,
                            .body_len = body ? strlen(body) : 0};
     sl_http_call_opts opts = {.timeout_ms = call->timeout_ms,
+                              .trace = ow->step_trace,
                               .idempotency_key = call->idempotency_key};
     int rc = sl_http_call(up, &req, &opts, on_http, hc, NULL);
     if (rc != 0) free(hc);
@@ -470,6 +476,66 @@ static step_action step_action_of(const sl_saga_call *call)
     return ACT_NONE;
 }
 
+static int exec_step(order_worker *ow, const sl_saga_call *call, const json_t *in, const char *oid,
+                     sl_saga_reply_cb done, void *done_data);
+
+/* ---- step spans ----------------------------------------------------------------------------- */
+
+/* One step attempt's span (kind internal), a child of the checkout request's trace; the
+ * participant call is its child. Ends when the step's reply reaches the driver. */
+typedef struct step_span {
+    sl_span *span;
+    sl_saga_reply_cb done;
+    void *done_data;
+} step_span;
+
+static void step_done(void *data, const sl_saga_reply *r)
+{
+    step_span *ss = data;
+    static const char *const outcome[] = {"ok", "refused", "failed"};
+    if (sl_span_is_recording(ss->span)) {
+        sl_span_set_attr_str(ss->span, "shoal.saga.outcome",
+                             (unsigned)r->kind < 3 ? outcome[r->kind] : "unknown");
+        if (r->kind != SL_SAGA_REPLY_OK) {
+            char msg[SL_SPAN_STATUS_MAX + 1];
+            snprintf(msg, sizeof msg, "%.*s", (int)(r->len < sizeof msg ? r->len : sizeof msg - 1),
+                     r->data ? r->data : "");
+            sl_span_set_status(ss->span, SL_SPAN_STATUS_ERROR, msg);
+        }
+    }
+    sl_span_end(ss->span);
+    sl_saga_reply_cb done = ss->done;
+    void *dd = ss->done_data;
+    free(ss);
+    done(dd, r);
+}
+
+static step_span *step_span_start(order_worker *ow, const sl_saga_call *call, const json_t *in,
+                                  const char *oid, sl_saga_reply_cb done, void *done_data)
+{
+    sl_tracer *tr = sl_svc_worker_tracer(ow->w);
+    step_span *ss = tr ? calloc(1, sizeof *ss) : NULL;
+    if (!ss) return NULL;
+    const char *tp = json_string_value(json_object_get(in, "traceparent"));
+    sl_trace_ctx parent;
+    int has = tp && sl_traceparent_parse(tp, strlen(tp), &parent) == 0;
+    const char *kind = call->call == SL_SAGA_COMPENSATION ? "compensation" : "action";
+    char name[SL_SPAN_NAME_MAX + 1];
+    snprintf(name, sizeof name, "saga %s %s %s", call->saga_type, call->step_name, kind);
+    sl_span_start(tr, name, SL_SPAN_INTERNAL, has ? &parent : NULL, &ss->span);
+    if (sl_span_is_recording(ss->span)) {
+        sl_span_set_attr_str(ss->span, "shoal.saga.id", call->saga_id);
+        sl_span_set_attr_str(ss->span, "shoal.saga.type", call->saga_type);
+        sl_span_set_attr_str(ss->span, "shoal.saga.step", call->step_name);
+        sl_span_set_attr_str(ss->span, "shoal.saga.call", kind);
+        sl_span_set_attr_int(ss->span, "shoal.saga.attempt", call->attempt);
+        sl_span_set_attr_str(ss->span, "shoal.order_id", oid);
+    }
+    ss->done = done;
+    ss->done_data = done_data;
+    return ss;
+}
+
 /* The executor: routes each (saga type, step, call kind) to a local step or a participant. */
 static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done, void *done_data)
 {
@@ -480,6 +546,26 @@ static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done,
         json_decref(in);
         return SL_EPARSE; /* the driver records a failed attempt; the history shows it */
     }
+    step_span *ss = step_span_start(ow, call, in, oid, done, done_data);
+    if (ss) {
+        done = step_done;
+        done_data = ss;
+        ow->step_trace = sl_span_context(ss->span);
+    }
+    int rc = exec_step(ow, call, in, oid, done, done_data);
+    ow->step_trace = NULL;
+    if (rc != 0 && ss) { /* never started: done will not run */
+        sl_span_set_status(ss->span, SL_SPAN_STATUS_ERROR, sl_strerror(rc));
+        sl_span_end(ss->span);
+        free(ss);
+    }
+    json_decref(in);
+    return rc;
+}
+
+static int exec_step(order_worker *ow, const sl_saga_call *call, const json_t *in, const char *oid,
+                     sl_saga_reply_cb done, void *done_data)
+{
     int rc = 0;
     switch (step_action_of(call)) {
     case ACT_OPEN:
@@ -513,7 +599,6 @@ static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done,
         rc = SL_EINVAL; /* a step the engine never asks for with these definitions */
         break;
     }
-    json_decref(in);
     return rc;
 }
 
