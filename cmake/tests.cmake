@@ -271,6 +271,28 @@ endforeach()
 if(TARGET fuzz_audit_join)
   target_link_libraries(fuzz_audit_join PRIVATE proxy_core shoal_cli_core)
 endif()
+
+# The trace receiver (src/traces): its OTLP decoder is fuzzed, and tests/traces/<name>_test.c
+# link traces_core (names ending in _e2e run the real shoal-traces process: label integration).
+if(TARGET fuzz_otlp_decode)
+  target_link_libraries(fuzz_otlp_decode PRIVATE traces_core)
+endif()
+file(GLOB traces_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/traces/*_test.c)
+foreach(src ${traces_tests})
+  get_filename_component(base ${src} NAME_WE)
+  string(REGEX REPLACE "_test$" "" name ${base})
+  add_executable(traces_${name}_test ${src})
+  target_link_libraries(traces_${name}_test PRIVATE traces_core shoal_testsupport PkgConfig::CMOCKA)
+  set_target_properties(traces_${name}_test PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  if(name MATCHES "_e2e$")
+    set(lbl integration)
+  else()
+    set(lbl unit)
+  endif()
+  add_test(NAME traces.${name} COMMAND traces_${name}_test)
+  set_tests_properties(traces.${name} PROPERTIES LABELS "${lbl}" TIMEOUT 300
+    ENVIRONMENT "${SHOAL_TEST_ENV}")
+endforeach()
 # `shoal graph`'s readers (src/cli/graph_model.c) are fuzzed from the cli's own code.
 if(TARGET fuzz_graph_traces)
   target_link_libraries(fuzz_graph_traces PRIVATE shoal_cli_core)

@@ -22,6 +22,7 @@
 #include "keys.h"
 #include "load.h"
 #include "ready.h"
+#include "trace.h"
 
 #include <shoal/config.h>
 
@@ -172,7 +173,7 @@ static int load_topology_checked(const char *path, topology *t)
         fprintf(stderr, "shoal: %s\n", err);
         return rc;
     }
-    static const char *const sections[] = {"nats", "gateway", "services", NULL};
+    static const char *const sections[] = {"nats", "gateway", "services", "telemetry", NULL};
     extern char **environ;
     int64_t port;
     int external = 0;
@@ -230,6 +231,22 @@ static int build_procs(supervisor *s, topology *t)
             p->argv[p->argc++] = xstrdup(args[i]);
         p->port = t->nats_port;
     }
+    /* telemetry: the OTLP endpoint every process exports to (cli_telemetry, telemetry.c), and
+     * the local receiver when the spans stay on this machine. */
+    cli_telemetry tel;
+    if (cli_telemetry_read(t->cfg, s->data_dir, &tel) != 0) return SL_ECONFIG;
+    if (tel.receiver_port) {
+        proc *p = &s->procs[s->n++];
+        snprintf(p->name, sizeof p->name, "traces");
+        p->kind = P_SERVICE;
+        snprintf(p->bin, sizeof p->bin, "%s/shoal-traces", t->bin_dir);
+        p->argv[p->argc++] = xstrdup(p->bin);
+        p->port = tel.receiver_port;
+        p->http_ready = 1;
+        p->missing = access(p->bin, X_OK) != 0;
+        for (size_t k = 0; k < tel.nreceiver_env; k++)
+            add_env(p, tel.receiver_env_key[k], tel.receiver_env_val[k]);
+    }
 
     json_t *svcs = json_object_get(sl_config_root(t->cfg), "services");
     size_t i;
@@ -275,6 +292,7 @@ static int build_procs(supervisor *s, topology *t)
             snprintf(v, sizeof v, "sqlite:%s/%s.db", s->data_dir, name);
         add_env(p, "SHOAL_DB__URL", v);
         add_env(p, "SHOAL_BUS__URL", url);
+        if (tel.endpoint[0]) add_env(p, "SHOAL_TELEMETRY__OTLP_ENDPOINT", tel.endpoint);
         snprintf(v, sizeof v, "%s/keys/%s.keys", s->data_dir, name); /* its edges' keys */
         add_env(p, "SHOAL_IDENTITY__KEY_FILE", v);
         /* Files a service keeps besides its database live in the data directory too. */
@@ -571,6 +589,10 @@ static void print_table(supervisor *s)
     for (int i = 0; i < s->n; i++)
         if (s->procs[i].kind == P_SERVICE && !s->procs[i].missing)
             printf("  %-10s http://127.0.0.1:%d/healthz  /metrics\n", s->procs[i].name,
+                   s->procs[i].port);
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->procs[i].name, "traces") == 0 && !s->procs[i].missing)
+            printf("  Traces:    shoal trace --last   (http://127.0.0.1:%d/api/traces)\n",
                    s->procs[i].port);
     printf("  Logs: %s/   Stop: Ctrl-C (or `shoal down`)\n\n", s->log_dir);
     fflush(stdout);
@@ -895,6 +917,7 @@ static void usage(FILE *to)
                 "       shoal audit|chaos [OPTIONS] (--help lists them)\n"
                 "  default configuration: config/local.yaml\n"
                 "       shoal load [OPTIONS] (shoal load --help)\n"
+                "       shoal trace [TRACE_ID | --last | --slowest N | --errors] [--order ID]\n"
                 "       shoal graph [OPTIONS] (shoal graph --help)\n");
 }
 
@@ -906,6 +929,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "chaos") == 0) return cli_chaos_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "graph") == 0) return cli_graph_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "trace") == 0) return cli_trace_main(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];
