@@ -297,3 +297,8 @@ foreach(src ${traces_tests})
   set_tests_properties(traces.${name} PROPERTIES LABELS "${lbl}" TIMEOUT 300
     ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
+# `shoal graph`'s readers (src/cli/graph_model.c) are fuzzed from the cli's own code.
+if(TARGET fuzz_graph_traces)
+  target_link_libraries(fuzz_graph_traces PRIVATE shoal_cli_core)
+  target_include_directories(fuzz_graph_traces PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
+endif()

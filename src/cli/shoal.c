@@ -18,6 +18,7 @@
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
 #include "cli.h"
+#include "graph.h"
 #include "keys.h"
 #include "load.h"
 #include "ready.h"
@@ -916,7 +917,8 @@ static void usage(FILE *to)
                 "       shoal audit|chaos [OPTIONS] (--help lists them)\n"
                 "  default configuration: config/local.yaml\n"
                 "       shoal load [OPTIONS] (shoal load --help)\n"
-                "       shoal trace [TRACE_ID | --last | --slowest N | --errors] [--order ID]\n");
+                "       shoal trace [TRACE_ID | --last | --slowest N | --errors] [--order ID]\n"
+                "       shoal graph [OPTIONS] (shoal graph --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -925,6 +927,7 @@ int main(int argc, char **argv)
     const char *cmd = NULL, *arg = NULL;
     if (argc > 1 && strcmp(argv[1], "audit") == 0) return cli_audit_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "chaos") == 0) return cli_chaos_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "graph") == 0) return cli_graph_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "trace") == 0) return cli_trace_main(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
