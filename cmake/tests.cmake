@@ -271,3 +271,18 @@ endforeach()
 if(TARGET fuzz_audit_join)
   target_link_libraries(fuzz_audit_join PRIVATE proxy_core shoal_cli_core)
 endif()
+
+# The shop's journey in the other hosting shapes (tests/support/shape.h, docs/architecture.md
+# "Hosting"): all seven services in one shoal-shop process, and mixed (order and payment their
+# own processes). The sanitizer build runs the monolith only (CI time), the normal build both.
+if(TARGET e2e_shop)
+  set(shoal_shapes monolith)
+  if(NOT SHOAL_SANITIZE)
+    list(APPEND shoal_shapes mixed)
+  endif()
+  foreach(shape ${shoal_shapes})
+    add_test(NAME e2e.shop.${shape} COMMAND e2e_shop)
+    set_tests_properties(e2e.shop.${shape} PROPERTIES LABELS "e2e" TIMEOUT 900
+      RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
+  endforeach()
+endif()
