@@ -286,3 +286,11 @@ if(TARGET e2e_shop)
       RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
   endforeach()
 endif()
+# The chaos round against the monolith, short (its kills take all seven services down at once;
+# the audit after it must be clean). Normal build only (CI time).
+if(TARGET e2e_chaos AND NOT SHOAL_SANITIZE)
+  add_test(NAME e2e.chaos.monolith COMMAND e2e_chaos)
+  set_tests_properties(e2e.chaos.monolith PROPERTIES LABELS "e2e" TIMEOUT 900
+    RESOURCE_LOCK nats_durability
+    ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=monolith;SHOAL_CHAOS_SECONDS=20")
+endif()

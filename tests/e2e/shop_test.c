@@ -377,6 +377,23 @@ static void test_catalogue(void **state)
     resp_free(&r);
 }
 
+/* http_client_local_attempts_total{upstream} on the order service's /metrics, all workers. */
+static long long local_attempts(const char *upstream)
+{
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    th_response r;
+    assert_int_equal(th_roundtrip(ports[4], req, sizeof req - 1, &r, 20000), 200);
+    char pat[128];
+    snprintf(pat, sizeof pat, "http_client_local_attempts_total{upstream=\"%s\"", upstream);
+    long long sum = 0;
+    for (const char *q = r.body; q && (q = strstr(q, pat)) != NULL; q++) {
+        const char *sp = strchr(q, ' ');
+        if (sp) sum += atoll(sp + 1);
+    }
+    th_response_free(&r);
+    return sum;
+}
+
 static void test_wallet_cart_checkout(void **state)
 {
     (void)state;
@@ -506,6 +523,19 @@ static void test_wallet_cart_checkout(void **state)
         resp_free(&r);
     }
     assert_true(restocked);
+
+    /* The saga's calls went in process exactly when order and its participants share one:
+     * the monolith (docs/architecture.md, "Hosting"). */
+    long long inv = local_attempts("inventory"), pay = local_attempts("payment");
+    print_message("in-process attempts of the order service (%s): inventory %lld, payment %lld\n",
+                  th_shape_name(shape), inv, pay);
+    if (shape == TH_SHAPE_MONOLITH) {
+        assert_true(inv > 0);
+        assert_true(pay > 0);
+    } else {
+        assert_int_equal(inv, 0);
+        assert_int_equal(pay, 0);
+    }
 }
 
 static void test_refusals_and_shipping(void **state)

@@ -255,6 +255,8 @@ static void abandon(sl_http_handle *call)
     sl__http_pool_unqueue(call);
     uv_timer_stop(&call->timer);
     if (call->conn) sl__http_pool_release(call->conn, false);
+    sl_http_local_detach(call->local);
+    call->local = NULL;
     (void)sl_breaker_release(up->breaker, &call->permit);
     span_finish(call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_CANCELED);
 }
@@ -418,6 +420,7 @@ static void next_attempt(sl_http_handle *call)
         }
     }
     call->state = K_ATTEMPT;
+    if (sl__http_local_attempt(call)) return;
     sl__http_pool_acquire(call);
 }
 
@@ -430,7 +433,9 @@ static void on_write(uv_write_t *req, int status)
         call_attempt_end(c->call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);
 }
 
-static void call_send(sl_http_handle *call, conn *c)
+/* Writes the attempt's head into call->head: the prepared request plus Host, traceparent (the
+ * attempt's span) and the remaining deadline. Returns its length or SL_ENOMEM / SL_EIO. */
+int sl__http_head_build(sl_http_handle *call)
 {
     sl_upstream *up = call->up;
     const char *host = up->host_header ? up->host_header : call->ep->hostport;
@@ -450,16 +455,23 @@ static void call_send(sl_http_handle *call, conn *c)
     if (need > call->head_cap) {
         /* Past the room reserved in the call's block (a longer endpoint name): the heap. */
         char *h = realloc(call->head_inline ? NULL : call->head, need);
-        if (!h) {
-            call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT,
-                             SL_ENOMEM);
-            return;
-        }
+        if (!h) return SL_ENOMEM;
         call->head = h;
         call->head_cap = need;
         call->head_inline = false;
     }
     int n = sl__http_head_write(&call->prep, host, tpv, dlv, call->head, call->head_cap);
+    return n < 0 ? SL_EIO : n;
+}
+
+static void call_send(sl_http_handle *call, conn *c)
+{
+    int n = sl__http_head_build(call);
+    if (n == SL_ENOMEM) {
+        call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT,
+                         SL_ENOMEM);
+        return;
+    }
     sl__http_resp_reset(&call->resp, call->method == SL_HTTP_HEAD);
     c->reused = c->used;
     c->used = true;
@@ -503,6 +515,8 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
     /* A pooled connection the server had already closed: nothing reached it. */
     bool stale = c && c->reused && !call->resp.got_bytes && kind == SL_HTTP_RESULT_IO;
     if (c) sl__http_pool_release(c, reusable);
+    sl_http_local_detach(call->local);
+    call->local = NULL;
     sl__http_pool_unqueue(call);
     uv_timer_stop(&call->timer);
     int64_t dur_ms = (now_ns(up) - call->try_start_ns) / 1000000;

@@ -12,6 +12,7 @@
 #include <shoal/config.h>
 #include <shoal/db.h>
 #include <shoal/deadline.h>
+#include <shoal/http_client.h>
 #include <shoal/id.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
@@ -123,10 +124,13 @@ int sl__service_worker_start(sl_worker *rw, int fd, void *data)
                                  .records_max = HOST_FREE_MAX};
     int rc = sl_serve_worker_init(&w->sw, rw, &sc);
     if (rc != 0) return rc;
-    sl_http_callbacks cbs = {
+    w->cbs = (sl_http_callbacks){
         .on_headers = on_headers, .on_request = on_request, .on_response = on_response, .data = w};
-    rc = sl_serve_worker_listen(&w->sw, fd, &svc->limits, &cbs);
+    rc = sl_serve_worker_listen(&w->sw, fd, &svc->limits, &w->cbs);
     if (rc != 0) return rc;
+    /* A caller on this thread (another service hosted in this process) reaches this one without
+     * a socket (http_client.h, sl_http_local_register). */
+    w->local = sl_http_local_register(svc->port, &w->cbs, svc->limits.body_max_bytes) == 0;
     if (svc->def->migrations) {
         /* One connection per worker, opened on its own thread: a connection is never shared
          * between threads (db.h). */
@@ -155,6 +159,8 @@ void sl__service_worker_stop(sl_worker *rw, void *data)
 {
     sl_service *svc = data;
     sl_svc_worker *w = &svc->w[sl_worker_index(rw)];
+    if (w->local) sl_http_local_unregister(svc->port);
+    w->local = 0;
     if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
     if (w->sw.index == 0) sl__events_stop(svc->events);
     sl_serve_worker_stop(&w->sw);

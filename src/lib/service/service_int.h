@@ -79,7 +79,9 @@ typedef struct req_host {
 
 struct sl_svc_worker {
     sl_service *svc;
-    sl_serve_worker sw; /* index, server, tracer, ids, recycled req_host, series (serve.h) */
+    sl_serve_worker sw;    /* index, server, tracer, ids, recycled req_host, series (serve.h) */
+    sl_http_callbacks cbs; /* its server's, also run by in-process calls (sl_http_local_register) */
+    int local;             /* registered for in-process calls on this thread */
     int started;
     sl_db *db;
     void *data;
