@@ -187,7 +187,7 @@ void sl__http_pool_unqueue(sl_http_handle *call);
 /* Drops one of up->refs; the last of a closing upstream calls up->hooks->last_ref. */
 void sl__http_upstream_unref(sl_upstream *up);
 
-/* client.c: the attempt's head (prepared request, Host, traceparent, deadline) into call->head;
+/* local.c: the attempt's head (prepared request, Host, traceparent, deadline) into call->head;
  * its length, or SL_ENOMEM / SL_EIO. */
 int sl__http_head_build(sl_http_handle *call);
 

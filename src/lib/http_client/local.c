@@ -5,7 +5,8 @@
  * The response comes back as the status, headers and body the handler gave;
  * it is framed once and read by the same strict response reader as bytes
  * from a socket, so a caller cannot tell the two apart but by the absence
- * of a connection.
+ * of a connection. The attempt's head (sl__http_head_build) is written here for both kinds
+ * of attempt; this file names nothing of client.c (the attempt ends through up->hooks).
  */
 #include "client_int.h"
 
@@ -53,6 +54,38 @@ static const local_entry *local_find(const endpoint *ep)
     for (size_t i = 0; i < local_n; i++)
         if (local_reg[i].port == ep->port) return &local_reg[i];
     return NULL;
+}
+
+/* Writes the attempt's head into call->head (the network send in client.c and the in-process
+ * attempt below share it): the prepared request plus Host, traceparent (the
+ * attempt's span) and the remaining deadline. Returns its length or SL_ENOMEM / SL_EIO. */
+int sl__http_head_build(sl_http_handle *call)
+{
+    sl_upstream *up = call->up;
+    const char *host = up->host_header ? up->host_header : call->ep->hostport;
+    char tp[SL_TRACEPARENT_MAX], dl[SL_DEADLINE_HEADER_BUF];
+    const char *tpv = NULL, *dlv = NULL;
+    if (call->span) {
+        sl_traceparent_format(sl_span_context(call->span), tp);
+        tpv = tp;
+    } else if (call->has_parent) {
+        sl_trace_ctx child = call->parent; /* no tracer: still a fresh span id per attempt */
+        sl_span_id_new(up->rand, child.span_id);
+        sl_traceparent_format(&child, tp);
+        tpv = tp;
+    }
+    if (sl_deadline_format_header(call->deadline, up->clock, dl, sizeof dl) > 0) dlv = dl;
+    size_t need = call->prep.tail_off + call->prep.tail_len + strlen(host) + 256;
+    if (need > call->head_cap) {
+        /* Past the room reserved in the call's block (a longer endpoint name): the heap. */
+        char *h = realloc(call->head_inline ? NULL : call->head, need);
+        if (!h) return SL_ENOMEM;
+        call->head = h;
+        call->head_cap = need;
+        call->head_inline = false;
+    }
+    int n = sl__http_head_write(&call->prep, host, tpv, dlv, call->head, call->head_cap);
+    return n < 0 ? SL_EIO : n;
 }
 
 /* Framing a server adds and the reader must not see twice. */
