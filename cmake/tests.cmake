@@ -302,3 +302,26 @@ if(TARGET fuzz_graph_traces)
   target_link_libraries(fuzz_graph_traces PRIVATE shoal_cli_core)
   target_include_directories(fuzz_graph_traces PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
 endif()
+
+# The shop's journey in the other hosting shapes (tests/support/shape.h, docs/architecture.md
+# "Hosting"): all seven services in one shoal-shop process, and mixed (order and payment their
+# own processes). The sanitizer build runs the monolith only (CI time), the normal build both.
+if(TARGET e2e_shop)
+  set(shoal_shapes monolith)
+  if(NOT SHOAL_SANITIZE)
+    list(APPEND shoal_shapes mixed)
+  endif()
+  foreach(shape ${shoal_shapes})
+    add_test(NAME e2e.shop.${shape} COMMAND e2e_shop)
+    set_tests_properties(e2e.shop.${shape} PROPERTIES LABELS "e2e" TIMEOUT 900
+      RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
+  endforeach()
+endif()
+# The chaos round against the monolith, short (its kills take all seven services down at once;
+# the audit after it must be clean). Normal build only (CI time).
+if(TARGET e2e_chaos AND NOT SHOAL_SANITIZE)
+  add_test(NAME e2e.chaos.monolith COMMAND e2e_chaos)
+  set_tests_properties(e2e.chaos.monolith PROPERTIES LABELS "e2e" TIMEOUT 900
+    RESOURCE_LOCK nats_durability
+    ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=monolith;SHOAL_CHAOS_SECONDS=20")
+endif()

@@ -69,6 +69,7 @@ struct sl_http_req {
     void *host;     /* free for the host (one per request) */
     int _cancelled; /* the client went away; see sl_http_req_cancelled */
     void *_conn;
+    void *_local; /* an in-process request (sl_http_local_request), else NULL */
 };
 
 /*
@@ -159,5 +160,43 @@ SL_API int sl_http_req_peer(const sl_http_req *req, char *out, size_t cap);
 
 /* Finds a request header (case-insensitive). Returns 1 and its value, or 0. */
 SL_API int sl_http_req_header(const sl_http_req *req, const char *name, sl_slice *value);
+
+/* ---- in-process requests ---------------------------------------------------------------------
+ *
+ * A request handed to a server's callbacks without a connection: a caller in
+ * the same loop thread (the HTTP client, for an upstream hosted in the same
+ * process) gives the canonical head it would have sent, and gets the response
+ * through `done` instead of bytes on a socket. The callbacks run exactly as
+ * for a request read from a connection (on_headers, then on_request, then
+ * on_response when the handler answers), so routing, identity, deadline,
+ * trace context, metrics and logs are the same.
+ */
+typedef struct sl_http_local sl_http_local;
+
+/* The response (borrowed for the callback's duration). */
+typedef void (*sl_http_local_done_cb)(void *data, int status, const sl_http_header *headers,
+                                      size_t nheaders, const void *body, size_t body_len);
+
+/*
+ * Runs one request through `cbs` (borrowed; must outlive the request) with
+ * body limit `body_max` (the server default). `head` is an HTTP/1.1 request
+ * head ("GET /x HTTP/1.1\r\nName: value\r\n...\r\n", without Content-Length
+ * or Transfer-Encoding mattering: the body is given whole); head and body are
+ * copied. *out is set before any callback runs; `done` runs once when the
+ * handler answers (possibly before this returns), unless detached first.
+ * Returns 0, SL_EINVAL (a malformed head: nothing ran), SL_ENOMEM. Loop
+ * thread of the server's callbacks only.
+ */
+SL_API int sl_http_local_request(const sl_http_callbacks *cbs, size_t body_max, const char *head,
+                                 size_t head_len, const void *body, size_t body_len,
+                                 sl_http_local_done_cb done, void *data,
+                                 sl_http_local **out) SL_MUST_CHECK;
+
+/* The caller no longer waits: `done` will not run; the handler sees sl_http_req_cancelled. */
+SL_API void sl_http_local_detach(sl_http_local *l);
+
+/* Answers an in-process request (sl_http_respond calls it for such requests). */
+SL_API int sl__http_local_respond(sl_http_req *req, int status, const sl_http_header *headers,
+                                  size_t nheaders, const void *body, size_t body_len);
 
 #endif /* SHOAL_HTTP_H */

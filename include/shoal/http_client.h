@@ -31,6 +31,7 @@
 #include <shoal/clock.h>
 #include <shoal/common.h>
 #include <shoal/deadline.h>
+#include <shoal/http.h>
 #include <shoal/http_types.h>
 #include <shoal/rand.h>
 #include <shoal/retry.h>
@@ -199,6 +200,7 @@ typedef struct sl_upstream_stats {
     uint32_t connections_open; /* now */
     uint32_t connections_idle; /* now */
     uint32_t in_flight;        /* calls not finished now */
+    uint64_t local_attempts;   /* attempts dispatched in process (sl_http_local_register) */
 } sl_upstream_stats;
 
 /* Copies the counters into *out. */
@@ -298,5 +300,22 @@ SL_API const sl_http_result *sl_http_fanout_result(const sl_http_fanout *fo, siz
  * still running and the callback never runs. NULL is a no-op.
  */
 SL_API void sl_http_fanout_free(sl_http_fanout *fo);
+
+/*
+ * In-process upstreams (docs/architecture.md, "Hosting"). A server whose
+ * callbacks run on this thread registers its port; from then on an attempt of
+ * any upstream on this thread whose endpoint is 127.0.0.1, ::1 or localhost
+ * with that port is dispatched into those callbacks (sl_http_local_request)
+ * instead of a connection: the same head (identity proof, x-shoal-deadline-ms,
+ * traceparent, x-request-id, idempotency-key) and body, the same response,
+ * and the breaker, bulkhead, retries, per-try timeout and deadline applied as
+ * for the network. `cbs` is borrowed until unregistered; body_max is the
+ * server's default body limit. Per thread: at most 64 ports; returns 0,
+ * SL_EEXIST (the port is registered) or SL_ELIMIT.
+ */
+SL_API int sl_http_local_register(int port, const sl_http_callbacks *cbs, size_t body_max);
+
+/* Removes `port` from this thread's registry (calls go over the network again). */
+SL_API void sl_http_local_unregister(int port);
 
 #endif /* SHOAL_HTTP_CLIENT_H */

@@ -111,6 +111,20 @@ typedef struct sl_service_def {
  */
 SL_API int sl_service_main(const sl_service_def *def, int argc, char **argv);
 
+/*
+ * Hosts several service definitions in one process (docs/architecture.md,
+ * "Hosting"): the ones named by `--services a,b,c` (default: all of
+ * `known`), each with its own settings, port, database, migrations, logs,
+ * metrics, identity keys, bus connection and consumers, all on one runtime
+ * whose every worker loop serves every hosted service. A hosted service
+ * reads the shared SHOAL_<SECTION>__<KEY> variables and its own
+ * SHOAL_HOSTED_<NAME>__<SECTION>__<KEY> ones, which win. Flags: --services,
+ * --workers N (default: the largest service.workers), --help. Returns the
+ * exit status as sl_service_main does.
+ */
+SL_API int sl_service_host_main(const sl_service_def *const *known, size_t nknown, int argc,
+                                char **argv);
+
 /* Process-wide context. */
 SL_API const sl_service_def *sl_service_def_of(const sl_service *svc);
 SL_API sl_config *sl_service_config(sl_service *svc);

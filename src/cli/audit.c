@@ -77,7 +77,11 @@ static int read_credentials(const char *path, char *email, size_t ecap, char *pw
 }
 
 /* Logs in; the access token into token (cap bytes). Returns 0 or 2 (the reason printed). */
-static int login(const char *target, const char *cred_path, char *token, size_t cap)
+/* Logs in as the admin. A 429 or 503 (the login route's rate limit; the user service or the
+ * gateway's breaker for it still recovering from an outage) is retried a second apart, at least
+ * ten times and until `until_ms` (monotonic: the --settle budget). */
+static int login(const char *target, const char *cred_path, char *token, size_t cap,
+                 int64_t until_ms)
 {
     char email[256], pw[256];
     if (read_credentials(cred_path, email, sizeof email, pw, sizeof pw) != 0) {
@@ -91,7 +95,7 @@ static int login(const char *target, const char *cred_path, char *token, size_t 
     char *resp = NULL;
     int st = SL_ENOMEM;
     /* The login route is rate limited: a few tries a second apart. */
-    for (int i = 0; text && i < 10; i++) {
+    for (int i = 0; text && (i < 10 || mono_ms() < until_ms); i++) {
         free(resp);
         resp = NULL;
         st = cli_http(target, "POST", "/api/v1/auth/login", NULL, text, HTTP_TIMEOUT_MS, &resp);
@@ -228,9 +232,9 @@ int cli_audit_main(int argc, char **argv)
         creds = cred_path;
     }
     char token[4096];
-    if (login(target, creds, token, sizeof token) != 0) return 2;
-
     int64_t start = mono_ms(), deadline = start + settle_ms;
+    if (login(target, creds, token, sizeof token, deadline) != 0) return 2;
+
     json_t *doc = NULL;
     int quiet = 0, ok = 0, st = 0;
     for (;;) {

@@ -102,4 +102,28 @@ int cli_chaos_main(int argc, char **argv);
  * (cap bytes). Returns 0 or SL_ECONFIG (the reason printed). */
 int cli_topology(const char *config, char *data_dir, size_t cap, int *gateway_port);
 
+/* ---- hosting (hosting.c): the topology's `hosting:` block, pure ----------------------------- */
+
+#define CLI_HOSTING_GROUPS_MAX  8
+#define CLI_HOSTING_MEMBERS_MAX 16
+
+/* One shoal-shop process of `shoal up`: its name and the services it hosts, in order. */
+typedef struct cli_hosting_group {
+    char name[CLI_NAME_MAX];
+    char members[CLI_HOSTING_MEMBERS_MAX][CLI_NAME_MAX];
+    size_t n;
+} cli_hosting_group;
+
+/*
+ * Reads `hosting:` of the topology `root` (borrowed) into out (cap groups): none when absent.
+ * Each group needs a process name no service uses and 1..CLI_HOSTING_MEMBERS_MAX services of
+ * the topology (not the gateway), each in at most one group. Returns 0 with *n set, or
+ * SL_EINVAL with err (errcap bytes) naming the field.
+ */
+int cli_hosting_read(const json_t *root, cli_hosting_group *out, size_t cap, size_t *n, char *err,
+                     size_t errcap);
+
+/* The index of the group hosting `service`, or -1 (its own process). */
+int cli_hosting_group_of(const cli_hosting_group *g, size_t n, const char *service);
+
 #endif

@@ -44,7 +44,7 @@
 #include <uv.h>
 
 #define MAX_PROCS 32
-#define MAX_ENV   48
+#define MAX_ENV   160 /* a shoal-shop process carries its services' settings */
 
 typedef enum { P_NATS, P_SERVICE, P_GATEWAY } proc_kind;
 
@@ -56,7 +56,9 @@ typedef struct proc {
     int argc;
     char *env[MAX_ENV];
     int nenv;
-    int port;       /* probed for readiness */
+    int port;                           /* probed for readiness */
+    int ports[CLI_HOSTING_MEMBERS_MAX]; /* a shoal-shop: every hosted service's, probed in turn */
+    int nports, probe_at;
     int http_ready; /* 1: GET /readyz; 0: TCP accept is enough */
     int missing;    /* binary not built */
     uv_process_t handle;
@@ -205,6 +207,85 @@ fail:
     return SL_ECONFIG;
 }
 
+/* The topology's `hosting:` groups (cli_hosting_read): each group's services leave s->procs and
+ * become one shoal-shop process, in the place of the first of them, that carries their settings
+ * as SHOAL_HOSTED_<NAME>__* (their SHOAL_* variables renamed) and is ready when all their ports
+ * answer /readyz. Returns 0 or SL_ECONFIG (the reason printed). */
+static int apply_hosting(supervisor *s, topology *t)
+{
+    cli_hosting_group g[CLI_HOSTING_GROUPS_MAX];
+    size_t ng = 0;
+    char err[256];
+    if (cli_hosting_read(sl_config_root(t->cfg), g, CLI_HOSTING_GROUPS_MAX, &ng, err, sizeof err)) {
+        fprintf(stderr, "shoal: %s\n", err);
+        return SL_ECONFIG;
+    }
+    for (size_t gi = 0; gi < ng; gi++) {
+        proc shop = {0}, *first = NULL;
+        _Static_assert(sizeof shop.name == CLI_NAME_MAX, "process names");
+        memcpy(shop.name, g[gi].name, sizeof shop.name);
+        shop.kind = P_SERVICE;
+        snprintf(shop.bin, sizeof shop.bin, "%s/shoal-shop", t->bin_dir);
+        shop.argv[shop.argc++] = xstrdup(shop.bin);
+        shop.argv[shop.argc++] = xstrdup("--services");
+        char list[CLI_HOSTING_MEMBERS_MAX * CLI_NAME_MAX] = "";
+        for (size_t m = 0; m < g[gi].n; m++) {
+            proc *p = NULL;
+            for (int i = 0; i < s->n && !p; i++)
+                if (s->procs[i].kind == P_SERVICE &&
+                    strcmp(s->procs[i].name, g[gi].members[m]) == 0)
+                    p = &s->procs[i];
+            SL_ASSERT(p != NULL); /* cli_hosting_read checked the names */
+            if (p->argc > 1) {
+                fprintf(stderr,
+                        "shoal: hosting: %s has its own configuration file; a hosted "
+                        "service takes its settings from the environment only\n",
+                        p->name);
+                return SL_ECONFIG;
+            }
+            char up[CLI_NAME_MAX];
+            size_t u = 0;
+            for (; p->name[u]; u++)
+                up[u] =
+                    (char)(p->name[u] >= 'a' && p->name[u] <= 'z' ? p->name[u] - 32 : p->name[u]);
+            up[u] = '\0';
+            for (int e = 0; e < p->nenv; e++) {
+                char *eq = strchr(p->env[e], '=');
+                char key[256];
+                if (!eq) continue;
+                if (strncmp(p->env[e], "SHOAL_", 6) == 0)
+                    snprintf(key, sizeof key, "SHOAL_HOSTED_%s__%.*s", up,
+                             (int)(eq - p->env[e] - 6), p->env[e] + 6);
+                else
+                    snprintf(key, sizeof key, "%.*s", (int)(eq - p->env[e]), p->env[e]);
+                if (shop.nenv >= MAX_ENV - 1) {
+                    fprintf(stderr, "shoal: hosting[%zu]: too many settings for one process\n", gi);
+                    return SL_ECONFIG;
+                }
+                add_env(&shop, key, eq + 1);
+                free(p->env[e]);
+            }
+            for (int a = 0; a < p->argc; a++)
+                free(p->argv[a]);
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", m ? "," : "",
+                     p->name);
+            shop.ports[shop.nports++] = p->port;
+            p->kind = P_NATS + P_SERVICE + P_GATEWAY; /* marked: removed below */
+            if (!first) first = p;
+        }
+        shop.argv[shop.argc++] = xstrdup(list);
+        shop.port = shop.ports[0];
+        shop.http_ready = 1;
+        shop.missing = access(shop.bin, X_OK) != 0;
+        *first = shop;
+        int k = 0;
+        for (int i = 0; i < s->n; i++)
+            if (s->procs[i].kind != P_NATS + P_SERVICE + P_GATEWAY) s->procs[k++] = s->procs[i];
+        s->n = k;
+    }
+    return 0;
+}
+
 /* Fills s->procs from the topology: nats-server first (unless external), then every service in
  * order. Returns 0, SL_ECONFIG (a service without a name or port) or SL_ELIMIT (too many). */
 static int build_procs(supervisor *s, topology *t)
@@ -335,7 +416,7 @@ static int build_procs(supervisor *s, topology *t)
             add_env(p, k, buf);
         }
     }
-    return 0;
+    return apply_hosting(s, t);
 }
 
 /* The pid table (<data_dir>/pids, cli.h) after a child started or exited: what `shoal chaos`
@@ -370,6 +451,7 @@ static void probe_closed(uv_handle_t *h)
     probe *pr = h->data;
     proc *p = pr->p;
     p->probing = 0;
+    if (pr->ok && p->nports && ++p->probe_at < p->nports) pr->ok = 0; /* the next port */
     if (pr->ok && !p->ready && p->running) {
         p->ready = 1;
         say("%-14s ready (pid %d, port %d)", p->name, p->handle.pid, p->port);
@@ -433,7 +515,7 @@ static void start_probe(proc *p)
     pr->tcp.data = pr;
     pr->conn.data = pr;
     struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", p->port, &a);
+    uv_ip4_addr("127.0.0.1", p->nports ? p->ports[p->probe_at] : p->port, &a);
     p->probing = 1;
     if (uv_tcp_connect(&pr->conn, &pr->tcp, (struct sockaddr *)&a, probe_connected) != 0)
         uv_close((uv_handle_t *)&pr->tcp, probe_closed);
@@ -522,7 +604,7 @@ static void spawn_proc(proc *p)
         say("%-14s cannot make %s owner-only: %s", p->name, logpath, strerror(errno));
     /* Children inherit our environment plus their own SHOAL_* settings. */
     extern char **environ;
-    char *env[512];
+    char *env[400 + MAX_ENV];
     int ne = 0;
     for (char **e = environ; *e && ne < 400; e++)
         env[ne++] = *e;
@@ -553,6 +635,7 @@ static void spawn_proc(proc *p)
     }
     p->running = 1;
     p->ready = 0;
+    p->probe_at = 0;
     p->started_ms = now_ms();
     say("%-14s started (pid %d), log %s", p->name, p->handle.pid, logpath);
     record_pids(s);
@@ -843,6 +926,8 @@ static int cmd_status(const char *config_path)
             close(fd);
         } else {
             int code = get_status(p->port);
+            for (int k = 1; k < p->nports && code == 200; k++)
+                code = get_status(p->ports[k]);
             state = code == 200 ? "ready" : code ? "not ready" : "down";
         }
         bad |= strcmp(state, "ready") != 0 && strcmp(state, "up") != 0 &&

@@ -10,8 +10,13 @@
  * written into the services' SQLite databases (an order's amount that no
  * longer matches its charge, a stock row whose reserved count matches no
  * reservation) make `shoal audit` exit 1 naming the checks.
+ *
+ * SHOAL_E2E_SHAPE (tests/support/shape.h) runs the same round against the
+ * shop hosted in one shoal-shop process: its kills take every service down
+ * at once, and the audit must still be clean (nothing lost, charged once).
  */
 #include "harness.h"
+#include "shape.h"
 
 #include <shoal/db.h>
 
@@ -430,6 +435,7 @@ static int setup(void **state)
     }
     fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {SHOAL_LOG__LEVEL: warn}}\n", gw,
             path);
+    th_shape_write_hosting(f, th_shape_get());
     fclose(f);
     snprintf(uplog, sizeof uplog, "%s/up.log", dir);
     char cmd[2400];

@@ -9,9 +9,16 @@
  * funds), the error shapes (401/403/404/405/413/422/429), idempotent order
  * creation, and a stopped service: its breaker opens, the gateway answers
  * 503 with Retry-After fast, other routes are unaffected, and it recovers.
+ *
+ * It runs in every hosting shape (SHOAL_E2E_SHAPE, tests/support/shape.h): all
+ * separate, all seven services in one shoal-shop process, and mixed (order and
+ * payment separate). Stopping one service alone needs it to be its own
+ * process: in the monolith those checks give way to a kill -9 of the whole
+ * shop mid-checkout, which must lose nothing and charge once.
  */
 #include "harness.h"
 #include "otlp_rx.h"
+#include "shape.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -42,6 +49,7 @@ static int ports[7];
 static th_otlp_rx *otlp;        /* every process exports its spans here */
 static char checkout_order[64]; /* the order test_wallet_cart_checkout confirmed */
 static int admin_port;          /* the gateway's admin listener */
+static th_shape shape;
 
 /* ---- HTTP through the gateway ----------------------------------------- */
 
@@ -373,6 +381,23 @@ static void test_catalogue(void **state)
     resp_free(&r);
 }
 
+/* http_client_local_attempts_total{upstream} on the order service's /metrics, all workers. */
+static long long local_attempts(const char *upstream)
+{
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    th_response r;
+    assert_int_equal(th_roundtrip(ports[4], req, sizeof req - 1, &r, 20000), 200);
+    char pat[128];
+    snprintf(pat, sizeof pat, "http_client_local_attempts_total{upstream=\"%s\"", upstream);
+    long long sum = 0;
+    for (const char *q = r.body; q && (q = strstr(q, pat)) != NULL; q++) {
+        const char *sp = strchr(q, ' ');
+        if (sp) sum += atoll(sp + 1);
+    }
+    th_response_free(&r);
+    return sum;
+}
+
 static void test_wallet_cart_checkout(void **state)
 {
     (void)state;
@@ -503,6 +528,19 @@ static void test_wallet_cart_checkout(void **state)
         resp_free(&r);
     }
     assert_true(restocked);
+
+    /* The saga's calls went in process exactly when order and its participants share one:
+     * the monolith (docs/architecture.md, "Hosting"). */
+    long long inv = local_attempts("inventory"), pay = local_attempts("payment");
+    print_message("in-process attempts of the order service (%s): inventory %lld, payment %lld\n",
+                  th_shape_name(shape), inv, pay);
+    if (shape == TH_SHAPE_MONOLITH) {
+        assert_true(inv > 0);
+        assert_true(pay > 0);
+    } else {
+        assert_int_equal(inv, 0);
+        assert_int_equal(pay, 0);
+    }
 }
 
 /* ---- the checkout's trace, as exported (OTLP/HTTP JSON) to a receiver in this test ---- */
@@ -712,6 +750,22 @@ static void test_saga_failure_paths(void **state)
     assert_true(wait_str(p, alice, "cancel_reason", "insufficient_stock"));
     assert_int_equal(wallet_balance(alice), before);
 
+    if (shape == TH_SHAPE_MONOLITH) {
+        /* The whole shop killed mid-checkout and restarted by the supervisor: the order is
+         * confirmed and charged once. */
+        before = wallet_balance(alice);
+        pid_t shop = child_pid("shop");
+        assert_true(shop > 0);
+        order_one(alice, product_id, 1, id);
+        snprintf(p, sizeof p, "/api/v1/orders/%s", id);
+        kill(shop, SIGKILL);
+        assert_true(wait_str(p, alice, "status", "confirmed"));
+        assert_true(child_pid("shop") != shop);
+        usleep(500000);
+        assert_int_equal(wallet_balance(alice), before - price);
+        return;
+    }
+
     /* Payment down, then back: the saga retries the charge and completes. */
     pid_t pay = child_pid("payment");
     assert_true(pay > 0);
@@ -863,6 +917,10 @@ static pid_t child_pid(const char *name)
 static void test_stopped_service(void **state)
 {
     (void)state;
+    if (shape == TH_SHAPE_MONOLITH) {
+        print_message("payment is not a process of its own in the monolith: nothing to stop\n");
+        skip();
+    }
     pid_t pay = child_pid("payment");
     assert_true(pay > 0);
     /* Freeze the payment service: calls time out, its breaker opens, then 503 comes fast. */
@@ -968,7 +1026,8 @@ static void test_secrets_stay_private(void **state)
         nlogs++;
     }
     closedir(d);
-    assert_true(nlogs >= 8); /* nats-server, the seven services and the gateway */
+    /* nats-server, the service processes (seven when separate) and the gateway */
+    assert_true(nlogs >= 2 + th_shape_service_procs(shape));
     if (bad) fail_msg("%d file(s) or directories expose secrets (listed above)", bad);
 }
 
@@ -1008,6 +1067,7 @@ static int free_port5(void)
 static int setup(void **state)
 {
     (void)state;
+    shape = th_shape_get();
     if (!mkdtemp(dir)) return -1;
     const char *src = getenv("SHOAL_SOURCE_DIR");
     char path[800];
@@ -1061,6 +1121,7 @@ static int setup(void **state)
                 strcmp(names[i], "order") == 0 ? ", calls: [inventory, payment]" : "");
     }
     fprintf(f, "  - {name: gateway, port: %d, config: %s, env: {%s}}\n", gw, path, common);
+    th_shape_write_hosting(f, shape);
     fclose(f);
     /* The order service finds its participants through upstreams.* (defaults: 8104, 8106). */
     char cmd[2400];

@@ -660,6 +660,7 @@ static void send_error(conn *c, int status, const char *detail)
 int sl_http_respond(sl_http_req *req, int status, const sl_http_header *headers, size_t nheaders,
                     const void *body, size_t body_len)
 {
+    if (req->_local) return sl__http_local_respond(req, status, headers, nheaders, body, body_len);
     conn *c = req->_conn;
     SL_ASSERT(c && c->handler_pending);
     c->handler_pending = 0;

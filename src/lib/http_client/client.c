@@ -255,6 +255,8 @@ static void abandon(sl_http_handle *call)
     sl__http_pool_unqueue(call);
     uv_timer_stop(&call->timer);
     if (call->conn) sl__http_pool_release(call->conn, false);
+    sl_http_local_detach(call->local);
+    call->local = NULL;
     (void)sl_breaker_release(up->breaker, &call->permit);
     span_finish(call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_CANCELED);
 }
@@ -418,6 +420,7 @@ static void next_attempt(sl_http_handle *call)
         }
     }
     call->state = K_ATTEMPT;
+    if (sl__http_local_attempt(call)) return;
     sl__http_pool_acquire(call);
 }
 
@@ -432,34 +435,12 @@ static void on_write(uv_write_t *req, int status)
 
 static void call_send(sl_http_handle *call, conn *c)
 {
-    sl_upstream *up = call->up;
-    const char *host = up->host_header ? up->host_header : call->ep->hostport;
-    char tp[SL_TRACEPARENT_MAX], dl[SL_DEADLINE_HEADER_BUF];
-    const char *tpv = NULL, *dlv = NULL;
-    if (call->span) {
-        sl_traceparent_format(sl_span_context(call->span), tp);
-        tpv = tp;
-    } else if (call->has_parent) {
-        sl_trace_ctx child = call->parent; /* no tracer: still a fresh span id per attempt */
-        sl_span_id_new(up->rand, child.span_id);
-        sl_traceparent_format(&child, tp);
-        tpv = tp;
+    int n = sl__http_head_build(call);
+    if (n == SL_ENOMEM) {
+        call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT,
+                         SL_ENOMEM);
+        return;
     }
-    if (sl_deadline_format_header(call->deadline, up->clock, dl, sizeof dl) > 0) dlv = dl;
-    size_t need = call->prep.tail_off + call->prep.tail_len + strlen(host) + 256;
-    if (need > call->head_cap) {
-        /* Past the room reserved in the call's block (a longer endpoint name): the heap. */
-        char *h = realloc(call->head_inline ? NULL : call->head, need);
-        if (!h) {
-            call_attempt_end(call, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT,
-                             SL_ENOMEM);
-            return;
-        }
-        call->head = h;
-        call->head_cap = need;
-        call->head_inline = false;
-    }
-    int n = sl__http_head_write(&call->prep, host, tpv, dlv, call->head, call->head_cap);
     sl__http_resp_reset(&call->resp, call->method == SL_HTTP_HEAD);
     c->reused = c->used;
     c->used = true;
@@ -503,6 +484,8 @@ static void attempt_done(sl_http_handle *call, sl_outcome outcome, sl_http_resul
     /* A pooled connection the server had already closed: nothing reached it. */
     bool stale = c && c->reused && !call->resp.got_bytes && kind == SL_HTTP_RESULT_IO;
     if (c) sl__http_pool_release(c, reusable);
+    sl_http_local_detach(call->local);
+    call->local = NULL;
     sl__http_pool_unqueue(call);
     uv_timer_stop(&call->timer);
     int64_t dur_ms = (now_ns(up) - call->try_start_ns) / 1000000;

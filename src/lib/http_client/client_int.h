@@ -108,7 +108,8 @@ struct sl_http_call {
     sl_span *span;
     uint32_t attempts;
     endpoint *ep;
-    bool lb_active; /* the balancer picked ep and awaits its report */
+    bool lb_active;       /* the balancer picked ep and awaits its report */
+    sl_http_local *local; /* the in-process attempt in flight, if any */
     conn *conn;
     char *head; /* in the call's block (head_inline), else on the heap */
     size_t head_cap;
@@ -128,6 +129,7 @@ typedef struct up_metrics {
     sl_series *requests[SL_HTTP_RESULT_COUNT];
     sl_series *attempts[SL_OUTCOME_KIND_COUNT];
     sl_series *retries, *budget_exhausted, *breaker_rejections, *bulkhead_rejections;
+    sl_series *local_attempts;
     sl_series *in_flight, *duration, *breaker_state;
     sl_series *transitions[SL_BREAKER_STATE_COUNT][SL_BREAKER_STATE_COUNT];
 } up_metrics;
@@ -184,6 +186,15 @@ void sl__http_pool_close_idle(sl_upstream *up);
 void sl__http_pool_unqueue(sl_http_handle *call);
 /* Drops one of up->refs; the last of a closing upstream calls up->hooks->last_ref. */
 void sl__http_upstream_unref(sl_upstream *up);
+
+/* local.c: the attempt's head (prepared request, Host, traceparent, deadline) into call->head;
+ * its length, or SL_ENOMEM / SL_EIO. */
+int sl__http_head_build(sl_http_handle *call);
+
+/* local.c: dispatches the attempt in process when its endpoint is a server registered on this
+ * thread (sl_http_local_register) and returns true (the attempt then ends through up->hooks as
+ * a network one would); false: go through the pool. */
+bool sl__http_local_attempt(sl_http_handle *call);
 
 /* metrics.c */
 int sl__http_metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard);

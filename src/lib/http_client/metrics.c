@@ -12,6 +12,7 @@
  *   http_client_retry_budget_exhausted_total{upstream}
  *   http_client_breaker_rejections_total{upstream}
  *   http_client_bulkhead_rejections_total{upstream}
+ *   http_client_local_attempts_total{upstream}     attempts dispatched in process
  *   http_client_bulkhead_in_flight{upstream}        permits held (all workers)
  *   http_client_request_duration_seconds{upstream}  whole call, retries included
  *   circuit_breaker_state{upstream,worker}          0 closed, 1 open, 2 half-open
@@ -85,6 +86,9 @@ int sl__http_metrics_setup(sl_upstream *up, sl_metrics *reg, unsigned shard)
                      &m->breaker_rejections)) ||
         (rc = simple(reg, FAM_COUNTER, "http_client_bulkhead_rejections_total",
                      "Calls refused by a full bulkhead.", up->name, &m->bulkhead_rejections)) ||
+        (rc = simple(reg, FAM_COUNTER, "http_client_local_attempts_total",
+                     "Attempts dispatched in process to a co-located server (no socket).", up->name,
+                     &m->local_attempts)) ||
         (rc = simple(reg, FAM_GAUGE, "http_client_bulkhead_in_flight",
                      "Bulkhead permits held, all workers.", up->name, &m->in_flight)) ||
         (rc = simple(reg, FAM_HISTOGRAM, "http_client_request_duration_seconds",

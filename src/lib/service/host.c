@@ -12,6 +12,7 @@
 #include <shoal/config.h>
 #include <shoal/db.h>
 #include <shoal/deadline.h>
+#include <shoal/http_client.h>
 #include <shoal/id.h>
 #include <shoal/identity.h>
 #include <shoal/log.h>
@@ -109,7 +110,7 @@ static void on_response(sl_http_req *req, int status, size_t body_len, void *dat
 
 /* ---- workers ---------------------------------------------------------- */
 
-static int worker_start(sl_worker *rw, int fd, void *data)
+int sl__service_worker_start(sl_worker *rw, int fd, void *data)
 {
     sl_service *svc = data;
     int idx = sl_worker_index(rw);
@@ -129,10 +130,13 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     int rc = sl_serve_worker_init(&w->sw, rw, &sc);
     if (rc == 0 && svc->exporter) rc = sl_otlp_exporter_add(svc->exporter, w->sw.tracer);
     if (rc != 0) return rc;
-    sl_http_callbacks cbs = {
+    w->cbs = (sl_http_callbacks){
         .on_headers = on_headers, .on_request = on_request, .on_response = on_response, .data = w};
-    rc = sl_serve_worker_listen(&w->sw, fd, &svc->limits, &cbs);
+    rc = sl_serve_worker_listen(&w->sw, fd, &svc->limits, &w->cbs);
     if (rc != 0) return rc;
+    /* A caller on this thread (another service hosted in this process) reaches this one without
+     * a socket (http_client.h, sl_http_local_register). */
+    w->local = sl_http_local_register(svc->port, &w->cbs, svc->limits.body_max_bytes) == 0;
     if (svc->def->migrations) {
         /* One connection per worker, opened on its own thread: a connection is never shared
          * between threads (db.h). */
@@ -157,10 +161,12 @@ static void worker_drain(sl_worker *rw, void *data)
     sl_serve_worker_drain(&svc->w[sl_worker_index(rw)].sw);
 }
 
-static void worker_stop(sl_worker *rw, void *data)
+void sl__service_worker_stop(sl_worker *rw, void *data)
 {
     sl_service *svc = data;
     sl_svc_worker *w = &svc->w[sl_worker_index(rw)];
+    if (w->local) sl_http_local_unregister(svc->port);
+    w->local = 0;
     if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
     if (w->sw.index == 0) sl__events_stop(svc->events);
     sl_serve_worker_stop(&w->sw);
@@ -168,7 +174,7 @@ static void worker_stop(sl_worker *rw, void *data)
     w->db = NULL;
 }
 
-static void on_bound(int port, void *data)
+void sl__service_on_bound(int port, void *data)
 {
     sl_service *svc = data;
     svc->port = port;
@@ -176,7 +182,7 @@ static void on_bound(int port, void *data)
                 SL_LOG_INT("port", port), SL_LOG_INT("workers", svc->workers));
 }
 
-static void on_reload(void *data)
+void sl__service_on_reload(void *data)
 {
     sl_service *svc = data;
     SL_LOG_INFO(svc->log, NULL, "SIGHUP received; this service has nothing to reload");
@@ -209,7 +215,7 @@ static const char *const env_sections[] = {"service", "http", "log",       "trac
                                            "db",      "bus",  "upstreams", "identity", NULL};
 
 /* Reads the sections every service shares; prints located errors. Returns 0 or SL_ECONFIG. */
-static int load_settings(sl_service *svc, int argc, char **argv)
+static int load_settings(sl_service *svc, int argc, char **argv, char **env)
 {
     char err[SL_CONFIG_ERR_MAX] = {0};
     const char *path = sl_config_path_from_args(argc, argv);
@@ -221,7 +227,7 @@ static int load_settings(sl_service *svc, int argc, char **argv)
         sections[ns] = env_sections[ns];
     sections[ns++] = svc->def->name;
     sections[ns] = NULL;
-    if (rc == 0) rc = sl_config_apply_env(svc->cfg, environ, sections, err);
+    if (rc == 0) rc = sl_config_apply_env(svc->cfg, env, sections, err);
     if (rc != 0) {
         fprintf(stderr, "shoal-%s: configuration: %s\n", svc->def->name, err);
         return SL_ECONFIG;
@@ -522,7 +528,7 @@ static int setup_exporter(sl_service *svc)
     return rc;
 }
 
-static void service_free(sl_service *svc)
+void sl__service_free(sl_service *svc)
 {
     sl_otlp_exporter_free(svc->exporter); /* stops the thread before the tracers go */
     sl__events_free(svc->events);
@@ -540,6 +546,37 @@ static void service_free(sl_service *svc)
     sl_config_free(svc->cfg);
 }
 
+int sl__service_load(sl_service *svc, const sl_service_def *def, int argc, char **argv, char **env)
+{
+    memset(svc, 0, sizeof *svc);
+    svc->def = def;
+    return load_settings(svc, argc, argv, env) != 0 ? SL_ECONFIG : 0;
+}
+
+int sl__service_prepare(sl_service *svc)
+{
+    const sl_service_def *def = svc->def;
+    if (build_routes(svc) != 0 || setup_metrics(svc) != 0) return SL_ENOMEM;
+    int rc = setup_exporter(svc);
+    if (rc != 0) return rc;
+    svc->w = calloc((size_t)svc->workers, sizeof(sl_svc_worker));
+    if (!svc->w) return SL_ENOMEM;
+    if (!svc->have_identity_key)
+        SL_LOG_INFO(svc->log, NULL,
+                    "no identity key: requests that need a caller's identity will be refused",
+                    SL_LOG_STR("reason", svc->identity_note));
+    if (def->migrations && (rc = migrate(svc)) != 0) return rc;
+    if ((rc = sl__events_new(svc, def, svc->cfg, svc->db_url, &svc->db_opts, svc->log, svc->metrics,
+                             &svc->events)) != 0)
+        return rc;
+    if (def->init && (rc = def->init(svc)) != 0) {
+        SL_LOG_ERROR(svc->log, NULL, "service init failed");
+        return rc;
+    }
+    svc->inited = 1;
+    return 0;
+}
+
 int sl_service_main(const sl_service_def *def, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -549,35 +586,19 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
         }
     }
     sl_service svc;
-    memset(&svc, 0, sizeof svc);
-    svc.def = def;
     int status = 2;
-    if (load_settings(&svc, argc, argv) != 0) goto out;
+    if (sl__service_load(&svc, def, argc, argv, environ) != 0) goto out;
     status = 1;
-    if (build_routes(&svc) != 0 || setup_metrics(&svc) != 0 || setup_exporter(&svc) != 0) goto out;
-    svc.w = calloc((size_t)svc.workers, sizeof(sl_svc_worker));
-    if (!svc.w) goto out;
-    if (!svc.have_identity_key)
-        SL_LOG_INFO(svc.log, NULL,
-                    "no identity key: requests that need a caller's identity will be refused",
-                    SL_LOG_STR("reason", svc.identity_note));
-    if (def->migrations && migrate(&svc) != 0) goto out;
-    if (sl__events_new(&svc, def, svc.cfg, svc.db_url, &svc.db_opts, svc.log, svc.metrics,
-                       &svc.events) != 0)
-        goto out;
-    if (def->init && def->init(&svc) != 0) {
-        SL_LOG_ERROR(svc.log, NULL, "service init failed");
-        goto out;
-    }
+    if (sl__service_prepare(&svc) != 0) goto out;
     sl_runtime_config rc = {.workers = svc.workers,
                             .host = svc.host,
                             .port = svc.port,
                             .drain_timeout_ms = svc.drain_ms};
-    sl_worker_hooks hooks = {.start = worker_start,
+    sl_worker_hooks hooks = {.start = sl__service_worker_start,
                              .drain = worker_drain,
-                             .stop = worker_stop,
-                             .reload = on_reload,
-                             .bound = on_bound,
+                             .stop = sl__service_worker_stop,
+                             .reload = sl__service_on_reload,
+                             .bound = sl__service_on_bound,
                              .data = &svc};
     int err = sl_runtime_run(&rc, &hooks);
     sl_otlp_exporter_stop(svc.exporter); /* the last spans leave; the tracers are still there */
@@ -590,6 +611,6 @@ int sl_service_main(const sl_service_def *def, int argc, char **argv)
     SL_LOG_INFO(svc.log, NULL, "stopped");
     status = 0;
 out:
-    service_free(&svc);
+    sl__service_free(&svc);
     return status;
 }

@@ -64,6 +64,7 @@ struct sl_service {
     int64_t migrations_expected; /* rows of schema_migrations the sets account for */
     char db_file[1024];          /* SQLite: the file the connections opened ("" otherwise) */
     uint64_t db_dev, db_ino;     /* and its identity, so a removed or replaced file shows */
+    int inited;                  /* the definition's init ran (its fini is owed) */
     void *data;
 };
 
@@ -81,7 +82,9 @@ typedef struct req_host {
 
 struct sl_svc_worker {
     sl_service *svc;
-    sl_serve_worker sw; /* index, server, tracer, ids, recycled req_host, series (serve.h) */
+    sl_serve_worker sw;    /* index, server, tracer, ids, recycled req_host, series (serve.h) */
+    sl_http_callbacks cbs; /* its server's, also run by in-process calls (sl_http_local_register) */
+    int local;             /* registered for in-process calls on this thread */
     int started;
     sl_db *db;
     void *data;
@@ -115,5 +118,22 @@ struct sl_bus *sl__events_bus(sl_events *ev);
 /* Any thread: 1 when the service needs no bus (none configured) or its bus is connected, as
  * worker 0 last saw it (refreshed every 500 ms). */
 int sl__events_bus_ok(const sl_events *ev);
+
+/*
+ * The host's steps (host.c), shared with the multi-service host (hosting.c):
+ *   sl__service_load     reads the settings of `def` from argv and `env` (a NULL-terminated
+ *                        environment) into *svc (zeroed first); prints what is wrong and
+ *                        returns SL_ECONFIG
+ *   sl__service_prepare  routes, metrics, worker records, migrations, events, the init hook
+ *   sl__service_free     releases what load and prepare made (not the fini hook)
+ * and the runtime hooks of one service, `data` being its sl_service.
+ */
+int sl__service_load(sl_service *svc, const sl_service_def *def, int argc, char **argv, char **env);
+int sl__service_prepare(sl_service *svc);
+void sl__service_free(sl_service *svc);
+int sl__service_worker_start(sl_worker *rw, int fd, void *data);
+void sl__service_worker_stop(sl_worker *rw, void *data);
+void sl__service_on_bound(int port, void *data);
+void sl__service_on_reload(void *data);
 
 #endif
