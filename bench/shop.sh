@@ -89,11 +89,16 @@ procs() {
 }
 # cpu_snapshot FILE: "pid name ticks" per process
 cpu_snapshot() { procs | while read -r p n; do echo "$p $n $(bench_cpu_ticks "$p")"; done >"$1"; }
-# rss_snapshot FILE: "pid name kB" per process
+# rss_snapshot FILE: "pid name kB" per process (VmRSS), and "pid name kB" of PSS (shared pages
+# divided among the processes that map them: the libraries every process of the shop loads are
+# counted once in the sum) into FILE.pss
 rss_snapshot() {
     procs | while read -r p n; do
         echo "$p $n $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status")"
     done >"$1"
+    procs | while read -r p n; do
+        echo "$p $n $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)"
+    done >"$1.pss"
 }
 # cpu_delta A B: "name seconds" per process, then "total seconds"
 cpu_delta() {
@@ -180,6 +185,7 @@ awk 'NR == FNR { a[$1] = $3; next } { printf "  %-20s %8.1f %8.1f\n", $2, a[$1] 
 rss_idle=$(awk '$2 != "nats-server" { s += $3 } END { printf "%.1f", s / 1024 }' "$work/rss.idle")
 rss_after=$(awk '{ s += $3 } END { printf "%.1f", s / 1024 }' "$work/rss.after")
 rss_idle_all=$(awk '{ s += $3 } END { printf "%.1f", s / 1024 }' "$work/rss.idle")
+pss_idle=$(awk '$2 != "nats-server" { s += $3 } END { printf "%.1f", s / 1024 }' "$work/rss.idle.pss")
 
 echo "shop.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); runs of ${duration} s after ${warmup} s warm-up; $conns connections" >&2
 bench_line shop.checkout.saturation "$sat" "confirmed checkouts/s" 1000 "the 1,000/s target"
@@ -192,4 +198,5 @@ bench_line shop.pending "$pending" "orders still pending after the open-loop run
 bench_line shop.mix "$rps" "requests/s (browse=80,cart=15,checkout=5)" 10000 "10,000 requests/s"
 bench_line shop.mix.cores "$per10k" "cores per 10,000 requests/s" 9 "the Service Weaver paper's 9 cores"
 bench_line shop.rss.idle "$rss_idle" "MB idle, seven services and the gateway" 64 "the 64 MB target"
+bench_line shop.pss.idle "$pss_idle" "MB PSS idle, seven services and the gateway" 64 "the 64 MB target"
 bench_line shop.rss.after "$rss_after" "MB after the runs, every process" "$rss_idle_all" "idle"

@@ -249,12 +249,32 @@ SL_API int sl_jws_sign(const sl_auth_key *key, const char *header_json, size_t h
                        const void *payload, size_t payload_len, char **token,
                        size_t *token_len) SL_MUST_CHECK;
 
+/*
+ * Signatures already verified, so that a client's token, sent with each of its requests, costs
+ * one Ed25519 verification rather than one per request. An entry is the SHA-256 of the
+ * verifying key's public bytes and the whole token: a hit means these exact bytes passed
+ * EVP_DigestVerify under this exact key, so only the signature check is skipped; parsing, the
+ * kid lookup (a key no longer in the set is still refused) and every claim (exp, nbf, iss...)
+ * are checked on every call. Fixed size, direct-mapped (a newer entry replaces an older one).
+ * Not thread-safe: one per thread.
+ */
+typedef struct sl_jwt_sig_cache sl_jwt_sig_cache;
+
+/* Creates a cache of `entries` (rounded up to a power of two, 1 .. 1048576) digests of 32
+ * bytes. Returns 0 with *out (returns owned: free with sl_jwt_sig_cache_free), SL_EINVAL,
+ * SL_ENOMEM. */
+SL_API int sl_jwt_sig_cache_new(size_t entries, sl_jwt_sig_cache **out) SL_MUST_CHECK;
+SL_API void sl_jwt_sig_cache_free(sl_jwt_sig_cache *c);
+/* Verifications the cache saved so far. */
+SL_API uint64_t sl_jwt_sig_cache_hits(const sl_jwt_sig_cache *c);
+
 /* Verification options. Initialise with sl_jwt_verify_opts_init(), then override. */
 typedef struct sl_jwt_verify_opts {
     const sl_clock *clock; /* wall clock for exp/iat/nbf; required */
     const char *issuer;    /* expected "iss"; NULL: not checked (but must be a string if present) */
     int64_t leeway_s;      /* clock skew allowed, [0, SL_JWT_MAX_LEEWAY_S] */
     size_t max_bytes;      /* longest token, at most SL_JWT_MAX_BYTES */
+    sl_jwt_sig_cache *sig_cache; /* NULL (default): every call verifies the signature */
 } sl_jwt_verify_opts;
 
 /* Sets the defaults: `clock`, no issuer, SL_JWT_DEFAULT_LEEWAY_S, SL_JWT_MAX_BYTES. */

@@ -95,6 +95,7 @@ px_authn px_authenticate(px_req *r)
     sl_jwt_verify_opts_init(&opts, sl_clock_system());
     opts.issuer = cfg->issuer;
     opts.leeway_s = cfg->leeway_s;
+    opts.sig_cache = w->jwks.sig_cache;
     sl_jwt_verified v;
     sl_jwt_reason reason = SL_JWT_MALFORMED;
     int rc = sl_jwt_verify(w->jwks.ks, tok.ptr, tok.len, &opts, &v, &reason);

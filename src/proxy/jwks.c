@@ -20,6 +20,8 @@
 #define JWKS_TICK_MS    1000
 #define JWKS_TIMEOUT_MS 5000
 
+#define PX_SIG_CACHE_ENTRIES 4096 /* verified token signatures per worker (auth.h) */
+
 static const px_config *cur_cfg(const px_jwks *j)
 {
     return (*j->cur)->gen->cfg;
@@ -162,6 +164,8 @@ void px_jwks_init(px_jwks *j, uv_loop_t *loop, sl_logger *log, int worker, px_wg
     j->worker = worker;
     j->cur = cur;
     j->hooks = *hooks;
+    /* A token is verified once per worker and cache slot, not once per request (auth.h). */
+    if (sl_jwt_sig_cache_new(PX_SIG_CACHE_ENTRIES, &j->sig_cache) != 0) j->sig_cache = NULL;
     j->open = 1;
     uv_timer_init(loop, &j->refresh);
     j->refresh.data = j;
@@ -190,4 +194,6 @@ void px_jwks_close(px_jwks *j)
     release_waiters(j, j->hooks.abandon);
     sl_keyset_free(j->ks);
     j->ks = NULL;
+    sl_jwt_sig_cache_free(j->sig_cache);
+    j->sig_cache = NULL;
 }

@@ -28,8 +28,9 @@ typedef struct px_jwks_hooks {
 } px_jwks_hooks;
 
 typedef struct px_jwks {
-    sl_keyset *ks; /* NULL until the first successful fetch */
-    int open;      /* between px_jwks_init and px_jwks_close */
+    sl_keyset *ks;               /* NULL until the first successful fetch */
+    sl_jwt_sig_cache *sig_cache; /* signatures verified by this worker (NULL: out of memory) */
+    int open;                    /* between px_jwks_init and px_jwks_close */
     int fetching;
     px_wgen *fetch_wg;     /* the generation the running fetch holds */
     int64_t last_fetch_ms; /* monotonic, start of the last fetch */

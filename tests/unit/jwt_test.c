@@ -496,6 +496,54 @@ static void test_times(void **state)
     assert_int_equal(sl_jwt_verify(f->ks, "a.b.c", 5, &f->opts, &v, &r), SL_ECONFIG);
 }
 
+/* The verified-signature cache skips only the signature check: a repeat of a token verified
+ * before hits; tampered bytes, a key retired from the set and an expired token are refused
+ * exactly as without it. */
+static void test_sig_cache(void **state)
+{
+    fixture *f = *state;
+    sl_jwt_sig_cache *c = NULL;
+    assert_int_equal(sl_jwt_sig_cache_new(0, &c), SL_EINVAL);
+    assert_int_equal(sl_jwt_sig_cache_new(5, &c), 0); /* 8 slots */
+    f->opts.sig_cache = c;
+    sl_jwt_claims cl = std_claims();
+    char *tok = sign(f->key, &cl);
+    assert_int_equal(check_str(f, tok), SL_JWT_OK);
+    assert_int_equal(sl_jwt_sig_cache_hits(c), 0);
+    assert_int_equal(check_str(f, tok), SL_JWT_OK);
+    assert_int_equal(check_str(f, tok), SL_JWT_OK);
+    assert_int_equal(sl_jwt_sig_cache_hits(c), 2);
+    /* a flipped signature byte, after the good one is cached: verified, and refused */
+    size_t n = strlen(tok);
+    char *bad = strdup(tok);
+    bad[n - 3] = bad[n - 3] == 'A' ? 'B' : 'A';
+    assert_int_equal(check_str(f, bad), SL_JWT_BAD_SIGNATURE);
+    assert_int_equal(check_str(f, bad), SL_JWT_BAD_SIGNATURE);
+    assert_int_equal(sl_jwt_sig_cache_hits(c), 2);
+    free(bad);
+    /* many other tokens push it out of its slot: it is verified again, and still passes */
+    for (int i = 0; i < 64; i++) {
+        sl_jwt_claims o = std_claims();
+        o.iat = NOW_S - i;
+        char *t = sign(f->key, &o);
+        assert_int_equal(check_str(f, t), SL_JWT_OK);
+        free(t);
+    }
+    assert_int_equal(check_str(f, tok), SL_JWT_OK);
+    /* claims are read on every call: past exp, the cached token is expired */
+    sl_fake_clock_advance(&f->fc, 3600 * SEC);
+    assert_int_equal(check_str(f, tok), SL_JWT_EXPIRED);
+    sl_fake_clock_init(&f->fc, NOW_S * SEC + 123456789);
+    assert_int_equal(check_str(f, tok), SL_JWT_OK);
+    /* the key retired from the set: refused although its signature is cached */
+    assert_int_equal(sl_keyset_remove(f->ks, sl_auth_key_kid(f->key)), 0);
+    assert_int_equal(check_str(f, tok), SL_JWT_UNKNOWN_KID);
+    assert_int_equal(sl_keyset_add(f->ks, f->key), 0);
+    f->opts.sig_cache = NULL;
+    sl_jwt_sig_cache_free(c);
+    free(tok);
+}
+
 static void test_rotation(void **state)
 {
     fixture *f = *state;
@@ -565,7 +613,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_fixed_token), T(test_round_trip),   T(test_sign_rejects), T(test_tampering),
         T(test_bad_alg),     T(test_header_rules), T(test_shape),        T(test_payload_and_claims),
-        T(test_times),       T(test_rotation),     T(test_reason_names),
+        T(test_times),       T(test_rotation),     T(test_sig_cache),    T(test_reason_names),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

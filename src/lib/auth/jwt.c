@@ -8,6 +8,8 @@
  */
 #include "auth/auth_int.h"
 
+#include <sodium.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +24,80 @@ const char *sl_jwt_reason_name(sl_jwt_reason r)
 {
     if ((unsigned)r >= SL_ARRAY_LEN(reason_names)) return "unknown";
     return reason_names[r];
+}
+
+/* ---- verified-signature cache ---- */
+
+typedef struct sig_entry {
+    uint8_t d[crypto_hash_sha256_BYTES];
+    bool used;
+} sig_entry;
+
+struct sl_jwt_sig_cache {
+    size_t mask;
+    uint64_t hits;
+    sig_entry *e;
+};
+
+int sl_jwt_sig_cache_new(size_t entries, sl_jwt_sig_cache **out)
+{
+    SL_ASSERT(out != NULL);
+    *out = NULL;
+    if (entries == 0 || entries > (1u << 20)) return SL_EINVAL;
+    size_t n = 1;
+    while (n < entries)
+        n <<= 1;
+    sl_jwt_sig_cache *c = calloc(1, sizeof *c);
+    if (!c || !(c->e = calloc(n, sizeof *c->e))) {
+        free(c);
+        return SL_ENOMEM;
+    }
+    c->mask = n - 1;
+    *out = c;
+    return 0;
+}
+
+void sl_jwt_sig_cache_free(sl_jwt_sig_cache *c)
+{
+    if (!c) return;
+    free(c->e);
+    free(c);
+}
+
+uint64_t sl_jwt_sig_cache_hits(const sl_jwt_sig_cache *c)
+{
+    return c ? c->hits : 0;
+}
+
+/* SHA-256 of the key's public bytes and the whole token, and its slot. */
+static sig_entry *sig_slot(sl_jwt_sig_cache *c, const sl_auth_key *key, const char *token,
+                           size_t len, uint8_t d[crypto_hash_sha256_BYTES])
+{
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, key->pub, sizeof key->pub);
+    crypto_hash_sha256_update(&st, (const unsigned char *)token, len);
+    crypto_hash_sha256_final(&st, d);
+    uint64_t h;
+    memcpy(&h, d, sizeof h);
+    return &c->e[h & c->mask];
+}
+
+/* Whether `key` signed `token`: from the cache when these bytes passed before. */
+static bool signature_ok(sl_jwt_sig_cache *c, const sl_auth_key *key, const char *token, size_t len,
+                         size_t signing_len, const uint8_t *sig)
+{
+    if (!c) return sl__auth_ed25519_verify(key, token, signing_len, sig);
+    uint8_t d[crypto_hash_sha256_BYTES];
+    sig_entry *e = sig_slot(c, key, token, len, d);
+    if (e->used && sodium_memcmp(e->d, d, sizeof d) == 0) {
+        c->hits++;
+        return true;
+    }
+    if (!sl__auth_ed25519_verify(key, token, signing_len, sig)) return false;
+    memcpy(e->d, d, sizeof d);
+    e->used = true;
+    return true;
 }
 
 void sl_jwt_verify_opts_init(sl_jwt_verify_opts *opts, const sl_clock *clock)
@@ -291,7 +367,7 @@ int sl_jwt_verify(const sl_keyset *ks, const char *token, size_t len,
         rc = SL_EINVAL;
         goto out;
     }
-    if (!sl__auth_ed25519_verify(key, token, p->signing_input_len, p->sig)) {
+    if (!signature_ok(opts->sig_cache, key, token, len, p->signing_input_len, p->sig)) {
         r = SL_JWT_BAD_SIGNATURE;
         rc = SL_EINVAL;
         goto out;

@@ -632,6 +632,46 @@ static int endpoint_of(const char *url, char *out, size_t cap)
     return 0;
 }
 
+/* A number key within [lo, hi]; *out holds the default on entry. */
+static int get_ratio(sl_config *cfg, const char *path, double lo, double hi, double *out, char *err)
+{
+    int rc = sl_config_get_number(cfg, path, *out, out, err);
+    if (rc == 0 && !(*out >= lo && *out <= hi)) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "%s: must be within %g .. %g", path, lo, hi);
+        rc = SL_ECONFIG;
+    }
+    return rc;
+}
+
+/* The adaptive admission limit's keys (admission.h; docs/services/order.md). */
+static int read_admission(sl_config *cfg, order_config *c, char *err)
+{
+    order_limit_config *l = &c->limit;
+    order_limit_config_default(l);
+    bool on = true;
+    int rc = sl_config_get_bool(cfg, "order.admission.adaptive", true, &on, err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.admission.min_limit", l->min_limit, 1, 1000000,
+                               &l->min_limit, err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.admission.initial_limit", 0, 0, 1000000,
+                               &l->initial_limit, err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.admission.window_ms", l->window_ms, 10, 60000,
+                               &l->window_ms, err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.admission.min_samples", l->min_samples, 1, 100000,
+                               &l->min_samples, err);
+    if (rc == 0)
+        rc = sl_config_get_int(cfg, "order.admission.target_ms", l->target_ms, 0, 3600000,
+                               &l->target_ms, err);
+    if (rc == 0) rc = get_ratio(cfg, "order.admission.tolerance", 1.0, 100.0, &l->tolerance, err);
+    if (rc == 0) rc = get_ratio(cfg, "order.admission.backoff", 0.05, 0.99, &l->backoff, err);
+    if (rc == 0) rc = get_ratio(cfg, "order.admission.growth", 0.0, 1.0, &l->growth, err);
+    c->adaptive = on;
+    return rc;
+}
+
 static int read_config(sl_config *cfg, order_config *c, char *err)
 {
     const char *inv = NULL, *pay = NULL, *key_file = NULL;
@@ -664,6 +704,7 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
         rc = sl_config_get_int(cfg, "order.saga.sweep_grace_ms", 30000, 0, 86400000, &v[10], err);
     if (rc == 0)
         rc = sl_config_get_string(cfg, "identity.key_file", "data/identity.key", &key_file, err);
+    if (rc == 0) rc = read_admission(cfg, c, err);
     if (rc != 0) return rc;
     if (endpoint_of(inv, c->inventory_url, sizeof c->inventory_url) != 0 ||
         endpoint_of(pay, c->payment_url, sizeof c->payment_url) != 0) {
@@ -680,6 +721,7 @@ static int read_config(sl_config *cfg, order_config *c, char *err)
     c->breaker_recovery_ms = v[5];
     c->max_active = (size_t)v[7];
     c->max_backlog = v[8];
+    c->limit.max_limit = v[8];
     c->sweep_interval_ms = v[9];
     c->sweep_grace_ms = v[10];
     char kerr[256];
@@ -695,9 +737,12 @@ static int init(sl_service *svc)
     int rc = read_config(sl_service_config(svc), c, err);
     if (rc == 0 && (rc = sl_saga_registry_new(&c->registry)) != 0)
         snprintf(err, sizeof err, "saga registry: out of memory");
+    if (rc == 0 && (rc = order_admission_new(c)) != 0)
+        snprintf(err, sizeof err, "admission: out of memory");
     if (rc != 0) {
         SL_LOG_ERROR(sl_service_log(svc), NULL, "configuration", SL_LOG_STR("error", err),
                      SL_LOG_STR("code", sl_errname(rc)));
+        sl_saga_registry_free(c->registry);
         free(c);
         return rc;
     }
@@ -718,6 +763,7 @@ static void fini(sl_service *svc)
     if (c) {
         memset(&c->keys, 0, sizeof c->keys);
         sl_saga_registry_free(c->registry);
+        order_admission_free(c);
     }
     free(c);
     sl_service_set_data(svc, NULL);

@@ -13,6 +13,7 @@
 #ifndef SHOAL_SVC_ORDER_H
 #define SHOAL_SVC_ORDER_H
 
+#include "admission.h"
 #include "order/contract/order_events.h"
 #include "product/contract/product_replica.h"
 
@@ -316,11 +317,14 @@ sl_saga_driver *order_worker_driver(order_worker *ow, const sl_saga_def *def);
 typedef struct order_config {
     order_sagas sagas;
     order_saga_config saga;
-    size_t max_active;          /* sagas one driver tracks (order.saga.max_active) */
-    int64_t max_backlog;        /* admission: running sagas of the process before 503 */
-    int64_t sweep_interval_ms;  /* how often worker 0 sweeps for undriven sagas */
-    int64_t sweep_grace_ms;     /* how overdue a saga must be for the sweep to take it */
-    sl_saga_registry *registry; /* process-wide claims of tracked sagas (the backlog) */
+    size_t max_active;        /* sagas one driver tracks (order.saga.max_active) */
+    int64_t max_backlog;      /* admission: running sagas of the process before 503 */
+    order_limit_config limit; /* adaptive admission (admission.h); max_limit = max_backlog */
+    int adaptive;             /* order.admission.adaptive: the limit follows saga latency */
+    struct order_admission *admission; /* the process's limit and its mutex (saga.c) */
+    int64_t sweep_interval_ms;         /* how often worker 0 sweeps for undriven sagas */
+    int64_t sweep_grace_ms;            /* how overdue a saga must be for the sweep to take it */
+    sl_saga_registry *registry;        /* process-wide claims of tracked sagas (the backlog) */
     char inventory_url[256];
     char payment_url[256];
     int64_t breaker_recovery_ms;
@@ -334,9 +338,14 @@ extern const sl_migration_set sl_migrations_order;
 /* The process-wide settings of the service `w` belongs to (order.c). */
 const order_config *order_config_of(sl_svc_worker *w);
 
-/* Admission control: 1 when the process's backlog of running sagas is at `max_backlog` (the
- * new order must be refused with 503). Counts the shed request in the metric. */
+/* Admission control: 1 when the process's backlog of running sagas is at its limit (the new
+ * order must be refused with 503): `max_backlog`, or the adaptive limit below it when
+ * order.admission.adaptive is on. Counts the shed request in the metric. */
 int order_overloaded(sl_svc_worker *w);
+
+/* The process's admission state (saga.c): made in init, freed in fini. */
+int order_admission_new(order_config *c) SL_MUST_CHECK;
+void order_admission_free(order_config *c);
 
 /* Answers an idempotent replay; a created order (202) gets its Location again (order.c). */
 void order_replay(sl_http_req *req, int status, const char *body, size_t len);

@@ -34,6 +34,8 @@
 #include <shoal/metrics.h>
 #include <shoal/retry.h>
 
+#include <pthread.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +207,54 @@ static int64_t now_ms(void)
     return sl_clock_wall_ms(sl_clock_system());
 }
 
+/* ---- admission ------------------------------------------------------------------------------ */
+
+/* The process's adaptive limit: every worker admits and samples through it (admission.h). */
+struct order_admission {
+    pthread_mutex_t mu;
+    order_limit limit;
+};
+
+int order_admission_new(order_config *c)
+{
+    struct order_admission *a = calloc(1, sizeof *a);
+    if (!a) return SL_ENOMEM;
+    if (pthread_mutex_init(&a->mu, NULL) != 0) {
+        free(a);
+        return SL_ENOMEM;
+    }
+    order_limit_init(&a->limit, &c->limit, sl_clock_mono_ms(sl_clock_system()));
+    c->admission = a;
+    return 0;
+}
+
+void order_admission_free(order_config *c)
+{
+    if (!c->admission) return;
+    pthread_mutex_destroy(&c->admission->mu);
+    free(c->admission);
+    c->admission = NULL;
+}
+
+/* A checkout reached its end `latency_ms` after its order was created. */
+static void admission_sample(const order_config *c, int64_t latency_ms)
+{
+    if (!c->adaptive || !c->admission) return;
+    int64_t now = sl_clock_mono_ms(sl_clock_system());
+    pthread_mutex_lock(&c->admission->mu);
+    order_limit_sample(&c->admission->limit, latency_ms, now);
+    pthread_mutex_unlock(&c->admission->mu);
+}
+
+static int64_t admission_limit(const order_config *c)
+{
+    if (!c->adaptive || !c->admission) return c->max_backlog;
+    pthread_mutex_lock(&c->admission->mu);
+    int64_t v = order_limit_current(&c->admission->limit);
+    pthread_mutex_unlock(&c->admission->mu);
+    return v;
+}
+
 /*
  * Moves the order `oid` from pending to `to` (with `reason` for a cancel) and emits `event`
  * in one transaction. Idempotent: an order already in `to` is done. Writes the reply.
@@ -230,6 +280,7 @@ static void local_settle(order_worker *ow, const char *oid, order_status to, con
     }
     if (rc == 0) rc = sl_db_commit(db);
     if (rc != 0) sl_db_rollback(db);
+    if (rc == 0 && changed) admission_sample(ow->cfg, o->updated_ms - o->created_ms);
     if (rc == SL_ENOTFOUND) {
         reply(done, done_data, SL_SAGA_REPLY_REFUSED, "order_missing: no such order");
     } else if (rc != 0) {
@@ -678,6 +729,11 @@ static double oldest_value(void *data)
     return oldest > 0 && now > oldest ? (double)(now - oldest) / 1000.0 : 0;
 }
 
+static double limit_value(void *data)
+{
+    return (double)admission_limit(data);
+}
+
 /* Admission metrics: one family each per process (the first worker registers, others find). */
 static void admission_metrics(order_worker *ow, sl_metrics *reg)
 {
@@ -700,13 +756,26 @@ static void admission_metrics(order_worker *ow, sl_metrics *reg)
                          "(0: none)",
                          NULL, 0, &f) == 0)
         sl_gauge_set_fn(sl_metric_series(f, NULL), oldest_value, ow->cfg->registry);
+    rc = sl_metrics_gauge(reg, "order_admission_limit",
+                          "Running sagas beyond which new orders are refused (adaptive, or "
+                          "order.admission.max_backlog)",
+                          NULL, 0, &f);
+    if (rc == 0) sl_gauge_set_fn(sl_metric_series(f, NULL), limit_value, (void *)ow->cfg);
 }
 
 int order_overloaded(sl_svc_worker *w)
 {
     order_worker *ow = sl_svc_worker_data(w);
     const order_config *c = order_config_of(w);
-    if ((int64_t)sl_saga_registry_count(c->registry) < c->max_backlog) return 0;
+    int64_t running = (int64_t)sl_saga_registry_count(c->registry);
+    if (c->adaptive && c->admission) {
+        pthread_mutex_lock(&c->admission->mu);
+        int ok = order_limit_admit(&c->admission->limit, running);
+        pthread_mutex_unlock(&c->admission->mu);
+        if (ok) return 0;
+    } else if (running < c->max_backlog) {
+        return 0;
+    }
     if (ow && ow->shed) sl_counter_inc(ow->shed, (unsigned)sl_svc_worker_index(w));
     return 1;
 }

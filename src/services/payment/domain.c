@@ -7,6 +7,7 @@
 #include "payment.h"
 
 #include <shoal/id.h>
+#include <shoal/json.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,10 @@ int pay_event_decode(const char *type, const char *data, size_t len, pay_event *
     if (k < 0 || data == NULL) return SL_EPARSE;
     out->kind = (pay_kind)k;
     json_error_t e;
-    json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &e);
+    /* The quick loader first: a charge folds the wallet's events since its snapshot, and
+     * json_loadb was most of that; jansson decides what the quick loader cannot prove. */
+    json_t *o = NULL;
+    if (!sl_json_quick_load(data, len, &o)) o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &e);
     if (!json_is_object(o)) {
         json_decref(o);
         return SL_EPARSE;
@@ -374,7 +378,8 @@ char *pay_account_encode(const pay_account *a)
 int pay_account_decode(const char *text, size_t len, pay_account *a)
 {
     json_error_t e;
-    json_t *s = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    json_t *s = NULL; /* quick loader first, as for events */
+    if (!sl_json_quick_load(text, len, &s)) s = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
     int v = 0, opened = 0;
     json_int_t ver = 0, at = 0, bal = 0, dep = 0, tin = 0, tout = 0, chg = 0, ref = 0, vio = 0;
     const char *vmsg = NULL;
