@@ -45,6 +45,10 @@ int sl_tls_conn_new(sl_tls_ctx *ctx, sl_tls_conn **out)
 void sl_tls_conn_free(sl_tls_conn *c)
 {
     if (!c) return;
+    /* OpenSSL marks the session of a connection freed without a shutdown as not resumable;
+     * a healthy connection closed by the pool (idle, keep-alive limit) keeps its ticket. */
+    if (c->established && !c->failed)
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c->ssl);
     sl_tls_ctx_unref(c->ctx);
     free(c);
