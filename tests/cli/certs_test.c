@@ -61,5 +61,5 @@ int main(void)
         cmocka_unit_test(test_should_renew),
         cmocka_unit_test(test_parse_hours),
     };
-    return cmocka_run_tests(tests);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
