@@ -202,7 +202,8 @@ SL_API int sl_tls_stream_read_stop(sl_tls_stream *ts);
 /*
  * Like uv_try_write: encrypts everything and returns its plaintext length
  * (the wrapper writes what the socket did not take), or UV_EAGAIN before the
- * handshake completed (then use sl_tls_stream_write).
+ * handshake completed or while earlier ciphertext still waits for the
+ * socket (then use sl_tls_stream_write, whose callback tracks it).
  */
 SL_API int sl_tls_stream_try_write(sl_tls_stream *ts, const uv_buf_t bufs[], unsigned nbufs);
 

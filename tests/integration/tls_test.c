@@ -406,6 +406,20 @@ static void test_refusals(void **state)
     refused(other, "order", "unknown_ca");
     refused(mesh, "expired", "expired");
     refused(mesh, "stolen", "revoked");
+    /* Each refusal is a log line of the server naming its reason. */
+    char logp[1024], line[4096];
+    snprintf(logp, sizeof logp, "%s/server.log", tmpdir);
+    FILE *f = fopen(logp, "r");
+    assert_non_null(f);
+    int seen[4] = {0};
+    const char *want[4] = {"\"reason\":\"no_client_cert\"", "\"reason\":\"unknown_ca\"",
+                           "\"reason\":\"expired\"", "\"reason\":\"revoked\""};
+    while (fgets(line, sizeof line, f))
+        for (int i = 0; i < 4; i++)
+            if (strstr(line, "tls handshake refused") && strstr(line, want[i])) seen[i] = 1;
+    fclose(f);
+    for (int i = 0; i < 4; i++)
+        if (!seen[i]) fail_msg("no log line with %s", want[i]);
 }
 
 static void test_wrong_san(void **state)
@@ -467,8 +481,8 @@ static void test_reload_under_load(void **state)
     static stream s;
     memset(&s, 0, sizeof s);
     the_stream = &s;
-    s.target = 400;
-    s.hup_at = 100;
+    s.target = 200;
+    s.hup_at = 60;
     client_open(&s.c, mesh, "order", ca, "inventory", 1);
     for (int i = 0; i < 4; i++)
         stream_next(&s, i);

@@ -5,6 +5,7 @@
  * the server sees the client's identity, a second connection resumes the
  * session, and each kind of bad peer is refused with its reason.
  */
+#include <shoal/metrics.h>
 #include <shoal/tls.h>
 
 #include <setjmp.h>
@@ -280,6 +281,51 @@ static void refused(const char *leaf, const char *expect, sl_tls_reason r, bool 
     sl_tls_ctx_unref(cctx);
 }
 
+/* The counters reach the metrics registry given to the context. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    sl_metrics *reg = NULL;
+    assert_int_equal(sl_metrics_new(1, &reg), 0);
+    char cert[128], key[128], ca[128];
+    path(cert, sizeof cert, "server.pem");
+    path(key, sizeof key, "server.key");
+    path(ca, sizeof ca, "ca.pem");
+    sl_tls_config cfg = {.server = true,
+                         .cert_file = cert,
+                         .key_file = key,
+                         .ca_file = ca,
+                         .require_client_cert = true,
+                         .mesh = true,
+                         .metrics = reg};
+    sl_tls_ctx *sctx = NULL, *again = NULL;
+    assert_int_equal(sl_tls_ctx_new(&cfg, &sctx, NULL, 0), 0);
+    assert_int_equal(sl_tls_ctx_reload(sctx, &cfg, &again, NULL, 0), 0); /* families reused */
+    sl_tls_ctx *good = client_ctx("client", "inventory"), *bare = client_ctx(NULL, NULL);
+    sl_tls_conn *sv, *cl;
+    assert_int_equal(sl_tls_conn_new(again, &sv), 0);
+    assert_int_equal(sl_tls_conn_new(good, &cl), 0);
+    assert_int_equal(exchange(cl, sv), 0);
+    sl_tls_conn_free(sv);
+    sl_tls_conn_free(cl);
+    assert_int_equal(sl_tls_conn_new(sctx, &sv), 0);
+    assert_int_equal(sl_tls_conn_new(bare, &cl), 0);
+    assert_int_equal(exchange(cl, sv), SL_EIO);
+    sl_tls_conn_free(sv);
+    sl_tls_conn_free(cl);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(sl_metrics_render(reg, &text, &len), 0);
+    assert_non_null(strstr(text, "tls_handshake_failures_total{reason=\"no_client_cert\"} 1"));
+    assert_non_null(strstr(text, "tls_handshakes_total{resumed=\"false\"} 1"));
+    free(text);
+    sl_tls_ctx_unref(sctx);
+    sl_tls_ctx_unref(again);
+    sl_tls_ctx_unref(good);
+    sl_tls_ctx_unref(bare);
+    sl_metrics_free(reg);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -331,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_pki_inspect),
         cmocka_unit_test(test_identity_and_resumption),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_reload_keeps_counters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -267,7 +267,10 @@ int sl_tls_stream_read_stop(sl_tls_stream *ts)
 int sl_tls_stream_try_write(sl_tls_stream *ts, const uv_buf_t bufs[], unsigned nbufs)
 {
     if (ts->closing) return UV_EPIPE;
-    if (!sl_tls_conn_established(ts->conn) || ts->early_head) return UV_EAGAIN;
+    /* Like uv_try_write, nothing is taken while earlier bytes wait: the owner's own write
+     * request then tracks them, so its back-pressure (unsent output) keeps working. */
+    if (!sl_tls_conn_established(ts->conn) || ts->early_head || ts->stream->write_queue_size > 0)
+        return UV_EAGAIN;
     size_t total = 0;
     for (unsigned i = 0; i < nbufs; i++) {
         if (sl_tls_conn_write(ts->conn, bufs[i].base, bufs[i].len) != 0) return UV_EPROTO;
