@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -316,6 +317,18 @@ static int setup(void **state)
     run_cli("--dir %s revoke stolen", mesh);
     run_cli("--dir %s init", other);
     run_cli("--dir %s issue order", other);
+    /* Private keys are the owner's only, and so is the directory. */
+    const char *private[] = {"", "/ca.key", "/certs/order.key"};
+    const mode_t want[] = {0700, 0600, 0600};
+    for (int i = 0; i < 3; i++) {
+        char p[512];
+        struct stat st;
+        snprintf(p, sizeof p, "%s%s", mesh, private[i]);
+        if (stat(p, &st) != 0 || (st.st_mode & 0777) != want[i]) {
+            fprintf(stderr, "%s: mode %o\n", p, (unsigned)(st.st_mode & 0777));
+            return -1;
+        }
+    }
     port = th_free_port();
     start_server();
     return 0;
