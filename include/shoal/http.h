@@ -22,6 +22,7 @@
 #include <uv.h>
 
 typedef struct sl_http_server sl_http_server;
+typedef struct sl_tls_ctx sl_tls_ctx;
 typedef struct sl_http_req sl_http_req;
 
 /* Limits of a server. Every field has a bounded default (sl_http_limits_default). */
@@ -157,6 +158,21 @@ SL_API int sl_http_req_cancelled(const sl_http_req *req);
  * SL_ELIMIT when `out` is too small.
  */
 SL_API int sl_http_req_peer(const sl_http_req *req, char *out, size_t cap);
+
+/*
+ * Serves TLS (include/shoal/tls.h) on the connections accepted from now on,
+ * with the server context `ctx` (takes a reference, releases the previous
+ * one); NULL returns to plain HTTP. Open connections keep the context they
+ * started with, so swapping in a reloaded context drops none.
+ */
+SL_API void sl_http_server_set_tls(sl_http_server *srv, sl_tls_ctx *ctx);
+
+/*
+ * The service name of the verified peer certificate's SPIFFE ID
+ * (spiffe://shoal.local/svc/<name>) on a TLS connection; NULL on a plain
+ * connection, without a client certificate, or when the connection is gone.
+ */
+SL_API const char *sl_http_req_peer_service(const sl_http_req *req);
 
 /* Finds a request header (case-insensitive). Returns 1 and its value, or 0. */
 SL_API int sl_http_req_header(const sl_http_req *req, const char *name, sl_slice *value);

@@ -42,6 +42,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+typedef struct sl_tls_ctx sl_tls_ctx;
+
 typedef struct sl_logger sl_logger;
 typedef struct sl_metrics sl_metrics;
 
@@ -95,6 +97,7 @@ typedef struct sl_upstream_config {
     size_t response_max_bytes;     /* response body; default 1 MiB */
     size_t request_body_max_bytes; /* request body accepted by sl_http_call; default 8 MiB */
     bool policies;                 /* false: no bulkhead, breaker nor retries; default true */
+    sl_tls_ctx *tls;               /* client TLS context (shoal/tls.h), referenced; NULL = plain */
     sl_breaker_config breaker;
     sl_retry_config retry;
     sl_retry_budget_config budget;

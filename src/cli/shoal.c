@@ -17,6 +17,7 @@
  * get theirs through SHOAL_* environment variables, so nothing is
  * hard-coded in them. Children's stderr goes to <data_dir>/logs/<name>.log.
  */
+#include "certs.h"
 #include "cli.h"
 #include "graph.h"
 #include "keys.h"
@@ -1015,6 +1016,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "graph") == 0) return cli_graph_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "trace") == 0) return cli_trace_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "certs") == 0) return cli_certs_main(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];

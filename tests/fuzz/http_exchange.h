@@ -58,6 +58,25 @@ static void on_request(sl_http_req *req, void *data)
     sl_http_respond_body(req, 200, "text/plain", b.p, b.n);
 }
 
+/* Cuts "\r\nDate: ...\r\n" down to "\r\n" in `got` (the clock may tick between two runs);
+ * returns the new length. */
+static size_t cut_dates(char *got, size_t len)
+{
+    for (size_t i = 0; i + 8 <= len;) {
+        if (memcmp(got + i, "\r\nDate: ", 8) != 0) {
+            i++;
+            continue;
+        }
+        size_t e = i + 8;
+        while (e + 1 < len && !(got[e] == '\r' && got[e + 1] == '\n'))
+            e++;
+        memmove(got + i, got + e, len - e + 1);
+        len -= e - i;
+        i += 2;
+    }
+    return len;
+}
+
 /* Sends `len` bytes of `raw` to a fresh server (fast path on or off), half-closes, and returns
  * all it answered (NUL-terminated, `*out_len` bytes) with the Date lines cut out; `*taken` is
  * the number of requests the fast path read. */
@@ -95,20 +114,7 @@ static char *exchange(const char *raw, size_t len_in, bool fast, size_t *taken, 
         uv_run(&loop, UV_RUN_NOWAIT);
     }
     got[len] = '\0';
-    /* Cut "\r\nDate: ...\r\n" down to "\r\n" (the clock may tick between two runs). */
-    for (size_t i = 0; i + 8 <= len;) {
-        if (memcmp(got + i, "\r\nDate: ", 8) != 0) {
-            i++;
-            continue;
-        }
-        size_t e = i + 8;
-        while (e + 1 < len && !(got[e] == '\r' && got[e + 1] == '\n'))
-            e++;
-        memmove(got + i, got + e, len - e + 1);
-        len -= e - i;
-        i += 2;
-    }
-    *out_len = len;
+    *out_len = cut_dates(got, len);
     return got;
 }
 

@@ -27,6 +27,7 @@
 
 #include <shoal/http.h>
 #include <shoal/json.h>
+#include <shoal/tls.h>
 
 #include "http/fast_head.h"
 
@@ -106,6 +107,7 @@ struct conn {
     int in_process;
     uv_shutdown_t sreq;
     int shutting_down;
+    sl_tls_stream *tls; /* NULL: plain */
 };
 
 struct sl_http_server {
@@ -139,6 +141,7 @@ struct sl_http_server {
     void (*close_cb)(void *);
     void *close_data;
     http_parser_settings settings;
+    sl_tls_ctx *tls;   /* new connections speak TLS with it; NULL: plain */
     bool no_fast;      /* tests: every request through http-parser */
     size_t fast_taken; /* requests the fast path read */
 };
@@ -911,6 +914,33 @@ static void conn_process_loop(conn *c)
 
 /* ---- socket I/O ------------------------------------------------------- */
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+
+/* The stream calls, through TLS when the connection has it. */
+static int io_read_start(conn *c)
+{
+    return c->tls ? sl_tls_stream_read_start(c->tls, on_alloc, on_read)
+                  : uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static int io_read_stop(conn *c)
+{
+    return c->tls ? sl_tls_stream_read_stop(c->tls) : uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static int io_try_write(conn *c, const uv_buf_t *b)
+{
+    return c->tls ? sl_tls_stream_try_write(c->tls, b, 1)
+                  : uv_try_write((uv_stream_t *)&c->tcp, b, 1);
+}
+
+static int io_write(conn *c, const uv_buf_t *b, uv_write_cb cb)
+{
+    return c->tls ? sl_tls_stream_write(c->tls, &c->wreq, b, 1, cb)
+                  : uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, 1, cb);
+}
+
 static void conn_free(conn *c)
 {
     sl_http_server *s = c->srv;
@@ -950,7 +980,12 @@ static void conn_close(conn *c)
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     if (c->data == s->rbuf) c->data = NULL;
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    if (c->tls) {
+        sl_tls_stream_close(c->tls, on_close); /* frees the wrapper */
+        c->tls = NULL;
+    } else {
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+    }
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -985,7 +1020,8 @@ static void after_output_drained(conn *c)
     if (c->close_after_write && !c->shutting_down && !c->closing) {
         c->shutting_down = 1;
         c->sreq.data = c;
-        if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        if ((c->tls ? sl_tls_stream_shutdown(c->tls, &c->sreq, on_shutdown)
+                    : uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown)) != 0) {
             c->shutting_down = 0;
             conn_close(c);
         }
@@ -1000,7 +1036,7 @@ static void conn_flush(conn *c)
         return;
     }
     uv_buf_t b = uv_buf_init(c->out, (unsigned)c->out_len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    int n = io_try_write(c, &b);
     if (n == (int)c->out_len) {
         c->out_len = 0;
         after_output_drained(c);
@@ -1025,7 +1061,7 @@ static void conn_flush(conn *c)
     uv_buf_t wb = uv_buf_init(c->wbuf, (unsigned)c->wbuf_len);
     c->wreq.data = c;
     c->writing = 1;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write) != 0) {
+    if (io_write(c, &wb, on_write) != 0) {
         c->writing = 0;
         conn_close(c);
     }
@@ -1099,9 +1135,9 @@ static void conn_update_reading(conn *c)
                c->out_len + c->wbuf_len <= c->srv->lim.max_output_bytes;
     if (c->state == ST_LINGER) want = !c->handler_pending;
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+        if (io_read_start(c) == 0) c->reading = 1;
     } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        io_read_stop(c);
         c->reading = 0;
     }
 }
@@ -1137,6 +1173,10 @@ static conn *conn_new(sl_http_server *s)
 static void conn_start(conn *c)
 {
     uv_tcp_nodelay(&c->tcp, 1);
+    if (c->srv->tls && sl_tls_stream_new(c->srv->tls, (uv_stream_t *)&c->tcp, &c->tls) != 0) {
+        conn_close(c);
+        return;
+    }
     /* A new connection must send its first request within the header timeout. */
     tl_set(c, TL_HEADERS);
     conn_update_reading(c);
@@ -1170,6 +1210,21 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     conn_start(c);
+}
+
+void sl_http_server_set_tls(sl_http_server *s, sl_tls_ctx *ctx)
+{
+    sl_tls_ctx *old = s->tls;
+    s->tls = sl_tls_ctx_ref(ctx);
+    sl_tls_ctx_unref(old);
+}
+
+const char *sl_http_req_peer_service(const sl_http_req *req)
+{
+    const conn *c = req->_conn;
+    if (!c || !c->tls || req->_cancelled) return NULL;
+    const char *p = sl_tls_conn_peer(sl_tls_stream_conn(c->tls));
+    return p[0] ? p : NULL;
 }
 
 void sl__http_server_set_fast(sl_http_server *s, bool on)
@@ -1270,6 +1325,7 @@ static void server_maybe_drained(sl_http_server *s)
         void (*cb)(void *) = s->close_cb;
         void *data = s->close_data;
         free(s->rbuf);
+        sl_tls_ctx_unref(s->tls);
         while (s->nspare > 0)
             free(s->spare[--s->nspare]);
         free(s);

@@ -87,6 +87,7 @@ static void upstream_free(sl_upstream *up)
     free(up->eps);
     free(up->rbuf);
     free(up->host_header);
+    sl_tls_ctx_unref(up->cfg.tls);
     free(up);
 }
 
@@ -142,6 +143,7 @@ int sl_upstream_new(const sl_upstream_config *cfg, const sl_upstream_env *env, s
     up->cfg.name = NULL;
     up->cfg.endpoints = NULL;
     up->cfg.host_header = NULL;
+    up->cfg.tls = sl_tls_ctx_ref(cfg->tls);
     snprintf(up->name, sizeof up->name, "%s", cfg->name);
     sl_retry_config_default(&up->no_retry);
     up->no_retry.max_retries = 0;
@@ -454,7 +456,8 @@ static void call_send(sl_http_handle *call, conn *c)
     }
     /* Write now what the socket takes: a uv_write request, even one that completes at once,
      * costs an epoll_ctl when it finishes (libuv drops POLLOUT), i.e. one per proxied request. */
-    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    int rc = c->tls ? sl_tls_stream_try_write(c->tls, bufs, nbufs)
+                    : uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
     if (rc == UV_EAGAIN) rc = 0;
     if (rc >= 0) {
         size_t done = (size_t)rc;
@@ -467,7 +470,8 @@ static void call_send(sl_http_handle *call, conn *c)
         if (nbufs == 0) return; /* all written */
         b->base += done;
         b->len -= done;
-        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nbufs, on_write);
+        rc = c->tls ? sl_tls_stream_write(c->tls, &c->wreq, b, nbufs, on_write)
+                    : uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nbufs, on_write);
     }
     if (rc < 0) {
         call_attempt_end(call, sl_outcome_of(SL_OUTCOME_IO_ERROR), SL_HTTP_RESULT_IO, SL_EIO);

@@ -10,6 +10,7 @@
 
 #include <shoal/log.h>
 #include <shoal/metrics.h>
+#include <shoal/tls.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -67,8 +68,9 @@ struct conn {
     enum conn_state state;
     int open_handles;
     bool writing;
-    bool reused; /* the current request is not the connection's first */
-    bool used;   /* has carried a request */
+    bool reused;        /* the current request is not the connection's first */
+    bool used;          /* has carried a request */
+    sl_tls_stream *tls; /* NULL: plain */
 };
 
 enum call_state {

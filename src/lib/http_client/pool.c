@@ -139,7 +139,11 @@ void sl__http_conn_close(conn *c)
     if (c->call) c->call->conn = NULL;
     c->call = NULL;
     up->nconns--;
-    uv_close((uv_handle_t *)&c->tcp, conn_freed);
+    if (c->tls)
+        sl_tls_stream_close(c->tls, conn_freed); /* frees the wrapper */
+    else
+        uv_close((uv_handle_t *)&c->tcp, conn_freed);
+    c->tls = NULL;
     uv_close((uv_handle_t *)&c->timer, conn_freed);
     wake_one(up);
 }
@@ -238,7 +242,11 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->up->stats.connections_opened++;
     uv_tcp_nodelay(&c->tcp, 1);
-    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    int rc =
+        c->up->cfg.tls ? sl_tls_stream_new(c->up->cfg.tls, (uv_stream_t *)&c->tcp, &c->tls) : 0;
+    if (rc == 0)
+        rc = c->tls ? sl_tls_stream_read_start(c->tls, on_alloc, on_read)
+                    : uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
         conn_fail(c, sl_outcome_of(SL_OUTCOME_CONNECT_ERROR), SL_HTTP_RESULT_CONNECT, rc);
         return;
