@@ -135,13 +135,13 @@ typedef struct cli_graph_trace_stats {
  * "parent_span_id", "service", "name", "kind", "attributes", "links": [{"trace_id",
  * "span_id"}], ...}]} (other members are ignored). A client span of A whose child is a server
  * span of B (or, without one, whose attribute peer.service is B) is a call A -> B; a consumer
- * span of B whose parent or a link is a producer span of A (in any of the traces) is a
- * delivery A -> B. Each server or consumer span (or root span) is one request whose callees
- * are those of the client spans under it (through internal spans).
- * Limits: CLI_GRAPH_TRACES_MAX traces, CLI_GRAPH_SPANS_MAX spans, ids of CLI_GRAPH_ID_MAX - 1
- * bytes, CLI_GRAPH_LINKS_MAX links per span. Errors name the field ("[2].spans[7].kind") in
- * `errs`. Returns 0 (with *stats, may be NULL), SL_EINVAL (invalid document; nothing added),
- * SL_ELIMIT or SL_ENOMEM.
+ * span of B whose parent or a link is a producer span of A, or any span of another service A
+ * (the context the event was written in), in any of the traces, is a delivery A -> B. Each server
+ * or consumer span (or root span) is one request whose callees are those of the client spans under
+ * it (through internal spans). Limits: CLI_GRAPH_TRACES_MAX traces, CLI_GRAPH_SPANS_MAX spans, ids
+ * of CLI_GRAPH_ID_MAX - 1 bytes, CLI_GRAPH_LINKS_MAX links per span. Errors name the field
+ * ("[2].spans[7].kind") in `errs`. Returns 0 (with *stats, may be NULL), SL_EINVAL (invalid
+ * document; nothing added), SL_ELIMIT or SL_ENOMEM.
  */
 int cli_graph_load_traces(cli_graph *g, const json_t *traces, cli_graph_trace_stats *stats,
                           sl_json_errors *errs);

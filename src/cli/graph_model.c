@@ -978,14 +978,15 @@ static int add_span_edges(cli_graph *g, spans *t, cli_graph_trace_stats *st)
         c->callee = c->peer;
         rc = cli_graph_add_edge(g, c->service, c->peer, CLI_EDGE_SYNC, c->name, 0, 1);
     }
-    /* Asynchronous: a consumer span whose parent or a link is a producer span. */
+    /* Asynchronous: a consumer span whose parent or a link is the publisher's: a producer
+     * span, or any span of another service (the context the event was written in). */
     for (size_t i = 0; i < t->n && rc == 0; i++) {
         const span *k = &t->s[i];
         if (k->kind != K_CONSUMER) continue;
         const char *label = k->dest ? k->dest : k->name;
         const span *p = find_span(t, k->trace, k->parent);
         int found = 0;
-        if (p && p->kind == K_PRODUCER) {
+        if (p && (p->kind == K_PRODUCER || strcmp(p->service, k->service) != 0)) {
             rc = cli_graph_add_edge(g, p->service, k->service, CLI_EDGE_ASYNC, label, 0, 1);
             found = 1;
         }
@@ -995,7 +996,9 @@ static int add_span_edges(cli_graph *g, spans *t, cli_graph_trace_stats *st)
         {
             const span *q = find_span(t, json_string_value(json_object_get(l, "trace_id")),
                                       json_string_value(json_object_get(l, "span_id")));
-            if (rc != 0 || !q || q->kind != K_PRODUCER || q == p) continue;
+            if (rc != 0 || !q || q == p ||
+                (q->kind != K_PRODUCER && strcmp(q->service, k->service) == 0))
+                continue;
             rc = cli_graph_add_edge(g, q->service, k->service, CLI_EDGE_ASYNC, label, 0, 1);
             found = 1;
         }

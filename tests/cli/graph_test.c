@@ -373,10 +373,10 @@ static void test_traces(void **state)
                                                                                "\"client\","
                                                                                " \"attributes\": "
                                                                                "{\"peer.service\": "
-                                                                               "\"d\"}}," SPAN("c2", "\"c\"", "c", "client") "," SPAN(
-                                                                                   "p", "\"a\"",
-                                                                                   "a",
-                                                                                   "producer") "]},"
+                                                                               "\"d\"}}," SPAN("c2", "\"c\"", "c", "client") "," SPAN("p", "\"a\"", "a", "producer") "," SPAN(
+                                                                                   "k3", "\"b1\"",
+                                                                                   "mail",
+                                                                                   "consumer") "]},"
                                                                                                "{\""
                                                                                                "tra"
                                                                                                "ce_"
@@ -480,7 +480,7 @@ static void test_traces(void **state)
     cli_graph_trace_stats st;
     assert_int_equal(cli_graph_load_traces(g, t, &st, &errs), 0);
     assert_int_equal(st.traces, 2);
-    assert_int_equal(st.spans, 14);
+    assert_int_equal(st.spans, 15);
     assert_int_equal(st.unresolved_calls, 2); /* c2 and loop */
     assert_int_equal(st.unresolved_links, 1); /* k2: its parent is in another trace */
     assert_string_equal(check(g), "path of 4 hops: gateway -> a -> b -> c -> d\n");
@@ -492,6 +492,8 @@ static void test_traces(void **state)
     assert_non_null(strstr(text, "c -> d                       sync         0      1  GET /d\n"));
     assert_non_null(strstr(text, "a -> mail                    async        0      1  "
                                  "shop.a.x.v1\n"));
+    /* k3 runs under b's span: the event was written in b. */
+    assert_non_null(strstr(text, "b -> mail                    async        0      1  k3\n"));
     /* a's request called b through an internal span: a fan-out of 1 under server span "a". */
     assert_non_null(strstr(text, "  a               1  a -> b\n"));
     free(text);

@@ -16,6 +16,7 @@
  * process: in the monolith those checks give way to a kill -9 of the whole
  * shop mid-checkout, which must lose nothing and charge once.
  */
+#include "graph_check.h"
 #include "harness.h"
 #include "otlp_rx.h"
 #include "shape.h"
@@ -661,6 +662,29 @@ static void test_checkout_trace(void **state)
     char first[512];
     size_t bad = th_otlp_rx_violations(otlp, first, sizeof first);
     if (bad) fail_msg("%zu OTLP requests broke the encoding rules; first: %s", bad, first);
+    /* `shoal graph` over every span exported so far: with the shop's configuration the rules
+     * hold, and the spans alone show the checkout's calls and an event of the order service. */
+    static char out[65536];
+    char args[700];
+    snprintf(args, sizeof args, "--config %s/local.yaml", dir);
+    json_t *all = th_otlp_rx_spans(otlp);
+    int st = th_graph_check_spans(all, dir, args, out, sizeof out);
+    if (st != 0) fail_msg("shoal graph %s: exit %d\n%s", args, st, out);
+    st = th_graph_check_spans(all, dir, "--no-config", out, sizeof out);
+    json_decref(all);
+    int ok = 0; /* a line "order -> X  async ...", and the checkout's calls */
+    for (const char *l = strstr(out, "\n  order -> "); l; l = strstr(l + 1, "\n  order -> ")) {
+        const char *eol = strchr(l + 1, '\n'), *as = strstr(l, " async ");
+        ok |= as && (!eol || as < eol);
+    }
+    static const char *const calls[] = {"gateway -> order", "order -> inventory",
+                                        "order -> payment"};
+    for (size_t c = 0; c < 3; c++) {
+        char want[64];
+        snprintf(want, sizeof want, "\n  %-28s sync ", calls[c]);
+        ok &= strstr(out, want) != NULL;
+    }
+    if (st != 0 || !ok) fail_msg("shoal graph --no-config over the spans: exit %d\n%s", st, out);
 }
 
 static void test_refusals_and_shipping(void **state)
