@@ -648,8 +648,8 @@ static int read_admission(sl_config *cfg, order_config *c, char *err)
 {
     order_limit_config *l = &c->limit;
     order_limit_config_default(l);
-    bool on = true;
-    int rc = sl_config_get_bool(cfg, "order.admission.adaptive", true, &on, err);
+    bool on = false;
+    int rc = sl_config_get_bool(cfg, "order.admission.adaptive", false, &on, err);
     if (rc == 0)
         rc = sl_config_get_int(cfg, "order.admission.min_limit", l->min_limit, 1, 1000000,
                                &l->min_limit, err);
