@@ -204,6 +204,16 @@ SL_API const char *sl_tracer_service(const sl_tracer *tracer);
 SL_API void sl_span_start(sl_tracer *tracer, const char *name, sl_span_kind kind,
                           const sl_trace_ctx *parent, sl_span **out);
 
+/*
+ * The same as sl_span_start, except that without a valid `parent` the new
+ * trace is never head-sampled: for work done on no request's behalf (probes,
+ * scrapes, background polls), which would otherwise fill the trace store.
+ * Such a span is still exported when it fails or is slow (the tracer's
+ * keep_errors and keep_slow_ns), and its context tells callees to do the same.
+ */
+SL_API void sl_span_start_quiet(sl_tracer *tracer, const char *name, sl_span_kind kind,
+                                const sl_trace_ctx *parent, sl_span **out);
+
 /* Returns the span's context (valid until sl_span_end). */
 SL_API const sl_trace_ctx *sl_span_context(const sl_span *span);
 

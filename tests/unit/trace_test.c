@@ -383,6 +383,55 @@ static void test_sampling(void **state)
     sl_tracer_free(t);
 }
 
+/* Quiet roots (probes, polls) are never head-sampled; with a parent they follow it. */
+static void test_quiet_roots(void **state)
+{
+    (void)state;
+    sl_fake_clock fc;
+    sl_rand r;
+    sl_tracer *t = make_tracer(&fc, &r, 1.0, 8, 8);
+    sl_span *s;
+    sl_span_start_quiet(t, "GET /healthz", SL_SPAN_SERVER, NULL, &s);
+    assert_false(sl_span_is_recording(s));
+    assert_true(sl_trace_ctx_is_valid(sl_span_context(s)));
+    assert_int_equal(sl_span_context(s)->flags, 0);
+    sl_span_end(s);
+    sl_trace_ctx p;
+    assert_int_equal(parse(TP_SAMPLED, &p), 0);
+    sl_span_start_quiet(t, "GET /metrics", SL_SPAN_SERVER, &p, &s);
+    assert_true(sl_span_is_recording(s));
+    assert_int_equal(sl_span_context(s)->flags & SL_TRACE_FLAG_SAMPLED, SL_TRACE_FLAG_SAMPLED);
+    sl_span_end(s);
+    /* The same tracer still samples ordinary roots at its ratio (1.0). */
+    sl_span_start(t, "GET /orders", SL_SPAN_SERVER, NULL, &s);
+    assert_true(sl_span_is_recording(s));
+    sl_span_end(s);
+    capture cap = {0};
+    assert_int_equal(sl_tracer_drain(t, capture_cb, &cap, 10), 2);
+    assert_string_equal(cap.spans[0].name, "GET /metrics");
+    assert_string_equal(cap.spans[1].name, "GET /orders");
+    sl_tracer_free(t);
+
+    /* With errors kept, a quiet root that fails is exported; one that succeeds is not. */
+    sl_tracer_config cfg;
+    sl_tracer_config_init(&cfg);
+    cfg.service = "gateway";
+    cfg.clock = &fc.clock;
+    cfg.rand = &r;
+    cfg.keep_errors = 1;
+    assert_int_equal(sl_tracer_new(&cfg, &t), 0);
+    sl_span_start_quiet(t, "poll ok", SL_SPAN_CLIENT, NULL, &s);
+    sl_span_end(s);
+    sl_span_start_quiet(t, "poll failed", SL_SPAN_CLIENT, NULL, &s);
+    sl_span_set_status(s, SL_SPAN_STATUS_ERROR, "connection refused");
+    assert_int_equal(sl_span_context(s)->flags, 0);
+    sl_span_end(s);
+    capture cap2 = {0};
+    assert_int_equal(sl_tracer_drain(t, capture_cb, &cap2, 10), 1);
+    assert_string_equal(cap2.spans[0].name, "poll failed");
+    sl_tracer_free(t);
+}
+
 static void test_pool_exhausted_and_buffer_full(void **state)
 {
     (void)state;
@@ -521,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_span_lifecycle),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_quiet_roots),
         cmocka_unit_test(test_pool_exhausted_and_buffer_full),
         cmocka_unit_test(test_exporter_thread_race),
     };

@@ -409,8 +409,12 @@ static void next_attempt(sl_http_handle *call)
                 "HTTP OTHER"};
         unsigned m = (unsigned)call->method;
         const char *name = span_names[m < SL_ARRAY_LEN(span_names) ? m : SL_HTTP_OTHER];
-        sl_span_start(up->tracer, name, SL_SPAN_CLIENT, call->has_parent ? &call->parent : NULL,
-                      &call->span);
+        /* A call made on no request's behalf (a poll, a key refresh) starts a quiet trace:
+         * exported only when it fails or is slow, so polls do not crowd out requests. */
+        if (call->has_parent)
+            sl_span_start(up->tracer, name, SL_SPAN_CLIENT, &call->parent, &call->span);
+        else
+            sl_span_start_quiet(up->tracer, name, SL_SPAN_CLIENT, NULL, &call->span);
         if (sl_span_is_recording(call->span)) {
             sl_span_set_attr_str(call->span, "http.request.method",
                                  sl_http_method_name(call->method));

@@ -232,6 +232,15 @@ void sl_serve_worker_free(sl_serve_worker *w)
 
 /* ---- per request ----------------------------------------------------------------------------- */
 
+/* /healthz, /readyz and /metrics: what orchestrators and scrapers poll. */
+static int is_ops_path(sl_slice path)
+{
+    static const char *const ops[] = {"/healthz", "/readyz", "/metrics"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(ops); i++)
+        if (path.len == strlen(ops[i]) && memcmp(path.ptr, ops[i], path.len) == 0) return 1;
+    return 0;
+}
+
 void sl_serve_begin(sl_serve_worker *w, sl_http_req *req, const char *name, sl_span **span)
 {
     SL_ASSERT(w && req && span);
@@ -249,7 +258,11 @@ void sl_serve_begin(sl_serve_worker *w, sl_http_req *req, const char *name, sl_s
     if (sl_http_req_header(req, "traceparent", &tp) &&
         sl_traceparent_parse(tp.ptr, tp.len, &parent) == 0)
         pp = &parent;
-    sl_span_start(w->tracer, name, SL_SPAN_SERVER, pp, span);
+    /* Probes and scrapes are operations traffic: their traces are quiet (trace.h). */
+    if (is_ops_path(req->path))
+        sl_span_start_quiet(w->tracer, name, SL_SPAN_SERVER, pp, span);
+    else
+        sl_span_start(w->tracer, name, SL_SPAN_SERVER, pp, span);
     sl_traceparent_format(sl_span_context(*span), req->traceparent);
 }
 

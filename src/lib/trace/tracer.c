@@ -201,8 +201,9 @@ static int sample_root(sl_tracer *t)
     return sl_rand_unit(t->rand) < t->sample_ratio;
 }
 
-void sl_span_start(sl_tracer *t, const char *name, sl_span_kind kind, const sl_trace_ctx *parent,
-                   sl_span **out)
+/* Starts a span; a new root is sampled by ratio, or never when `quiet`. */
+static void span_start(sl_tracer *t, const char *name, sl_span_kind kind,
+                       const sl_trace_ctx *parent, int quiet, sl_span **out)
 {
     SL_ASSERT(t != NULL && out != NULL);
     stat_inc(&t->started);
@@ -216,7 +217,7 @@ void sl_span_start(sl_tracer *t, const char *name, sl_span_kind kind, const sl_t
         sampled = (parent->flags & SL_TRACE_FLAG_SAMPLED) != 0;
     } else {
         sl_trace_id_new(t->rand, ctx.trace_id);
-        sampled = sample_root(t);
+        sampled = quiet ? 0 : sample_root(t);
     }
     sl_span_id_new(t->rand, ctx.span_id);
     ctx.flags = sampled ? SL_TRACE_FLAG_SAMPLED : 0;
@@ -248,6 +249,18 @@ void sl_span_start(sl_tracer *t, const char *name, sl_span_kind kind, const sl_t
         s->start_mono_ns = sl_clock_mono_ns(t->clock);
     }
     *out = s;
+}
+
+void sl_span_start(sl_tracer *t, const char *name, sl_span_kind kind, const sl_trace_ctx *parent,
+                   sl_span **out)
+{
+    span_start(t, name, kind, parent, 0, out);
+}
+
+void sl_span_start_quiet(sl_tracer *t, const char *name, sl_span_kind kind,
+                         const sl_trace_ctx *parent, sl_span **out)
+{
+    span_start(t, name, kind, parent, 1, out);
 }
 
 const sl_trace_ctx *sl_span_context(const sl_span *span)
