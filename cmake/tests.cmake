@@ -221,8 +221,11 @@ foreach(src ${e2e_tests})
   target_link_libraries(e2e_${name} PRIVATE shoal shoal_testsupport PkgConfig::CMOCKA)
   set_target_properties(e2e_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   add_test(NAME e2e.${name} COMMAND e2e_${name})
+  # One whole shop at a time (whole_shop, shared with the browser tests): two at once would
+  # starve each other on a small machine. They start their own nats-server, so they may run
+  # beside the NATS durability suites.
   set_tests_properties(e2e.${name} PROPERTIES LABELS "e2e" TIMEOUT 900
-    RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV}")
+    RESOURCE_LOCK whole_shop ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
 
 # The gateway's static path resolver (src/proxy/static.c) is fuzzed from the proxy's own code.
@@ -244,7 +247,7 @@ foreach(src ${browser_tests})
   string(REGEX REPLACE "\\.test\\.mjs$" "" name ${base})
   add_test(NAME browser.${name} COMMAND ${SHOAL_NODE} ${src})
   set_tests_properties(browser.${name} PROPERTIES LABELS browser TIMEOUT 300
-    RESOURCE_LOCK nats_durability
+    RESOURCE_LOCK whole_shop
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/${name}")
 endforeach()
 if(TARGET fuzz_prom_text)
@@ -314,7 +317,7 @@ if(TARGET e2e_shop)
   foreach(shape ${shoal_shapes})
     add_test(NAME e2e.shop.${shape} COMMAND e2e_shop)
     set_tests_properties(e2e.shop.${shape} PROPERTIES LABELS "e2e" TIMEOUT 900
-      RESOURCE_LOCK nats_durability ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
+      RESOURCE_LOCK whole_shop ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
   endforeach()
 endif()
 # The chaos round against the monolith, short (its kills take all seven services down at once;
@@ -322,6 +325,6 @@ endif()
 if(TARGET e2e_chaos AND NOT SHOAL_SANITIZE)
   add_test(NAME e2e.chaos.monolith COMMAND e2e_chaos)
   set_tests_properties(e2e.chaos.monolith PROPERTIES LABELS "e2e" TIMEOUT 900
-    RESOURCE_LOCK nats_durability
+    RESOURCE_LOCK whole_shop
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=monolith;SHOAL_CHAOS_SECONDS=20")
 endif()
