@@ -48,7 +48,7 @@ static int parse_head(sl_http_local *l, size_t head_len)
 {
     const char *p = l->buf, *end = l->buf + head_len;
     long n = line_len(p, end);
-    if (n <= 0) return SL_EINVAL;
+    if (n <= 0 || !value_ok(p, (size_t)n)) return SL_EINVAL;
     const char *sp1 = memchr(p, ' ', (size_t)n);
     const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(p + n - sp1 - 1)) : NULL;
     if (!sp1 || !sp2 || (size_t)(p + n - sp2 - 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0)
@@ -68,6 +68,8 @@ static int parse_head(sl_http_local *l, size_t head_len)
         n = line_len(p, end);
         if (n < 0) return SL_EINVAL;
         if (n == 0) break;
+        /* A bare CR or LF (or a NUL) inside a line would smuggle a header past the parser. */
+        if (!value_ok(p, (size_t)n)) return SL_EINVAL;
         const char *colon = memchr(p, ':', (size_t)n);
         if (!colon || colon == p || nh == LOCAL_HEADERS_MAX) return SL_EINVAL;
         const char *v = colon + 1, *ve = p + n;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Instructions per confirmed checkout, per process, with callgrind: the whole shop as
+# Instructions per confirmed checkout, per process, with callgrind (a profiling tool, not one
+# of `make bench`'s side-by-side figures): the whole shop as
 # bench/shop.sh starts it (`shoal up` on a fresh data directory, every process real), one
 # process (PROC: order, payment, inventory, gateway, ...) run under `valgrind --tool=callgrind`,
 # and a closed-loop `shoal load --scenario checkout` against it. Callgrind's counters are zeroed
@@ -7,15 +8,15 @@
 # relays, inboxes and the notification fan-out are counted), then divided by the checkouts the
 # load saw confirmed. Callgrind counts instructions, so the figure does not depend on how busy
 # the machine is (the run's duration and throughput do).
-#   bench/profile.sh PROC [BUILD_DIR]   env: DURATION (s, default 30), CONNS (default 4),
+#   scripts/profile.sh PROC [BUILD_DIR]   env: DURATION (s, default 30), CONNS (default 4),
 #                                       USERS (default 4), OUT (directory for callgrind.out,
 #                                       default: a new one in /tmp, kept)
 # Prints "bench profile.<proc>: <Ir per checkout> instructions per confirmed checkout" and the
 # file to read with callgrind_annotate.
 here=$(cd "$(dirname "$0")" && pwd)
-source "$here/lib.sh"
+source "$here/../bench/lib.sh"
 src=$(cd "$here/.." && pwd)
-proc=${1:?usage: bench/profile.sh PROC [BUILD_DIR]}
+proc=${1:?usage: scripts/profile.sh PROC [BUILD_DIR]}
 build=${2:-build}
 bin=$(cd "$build/bin" && pwd)
 duration=${DURATION:-30}
