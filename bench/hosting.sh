@@ -64,37 +64,9 @@ start() {
     local shape=$1 i
     work="$top/$shape"
     mkdir -p "$work"
-    ports=()
-    for i in 1 2 3 4 5 6 7; do ports+=("$(bench_free_port)"); done
-    gw=$(bench_free_port); admin=$(bench_free_port); nats=$(bench_free_port)
-    local sedargs=()
-    for i in 0 1 2 3 4 5 6; do sedargs+=(-e "s/127.0.0.1:$((8101 + i))/127.0.0.1:${ports[$i]}/g"); done
-    sed "${sedargs[@]}" -e "s/port: 9901/port: $admin/" \
-        -e 's/per_client: {rate: 200, burst: 400}/per_client: {rate: 1000000, burst: 1000000}/' \
-        -e 's/rate_limit: {rate: 5, burst: 10}/rate_limit: {rate: 100000, burst: 100000}/' \
-        "$src/config/gateway.yaml" >"$work/gateway.yaml"
-    local names=(user product cart inventory order payment notification)
-    {
-        echo "data_dir: $work/data"
-        echo "bin_dir: $bin"
-        echo "nats: {port: $nats}"
-        echo "services:"
-        for i in 0 1 2 3 4 5 6; do
-            local env="SHOAL_LOG__LEVEL: warn" calls=
-            case ${names[$i]} in
-            user) env="$env, SHOAL_USER__BOOTSTRAP_ADMIN: \"true\"" ;;
-            product) env="$env, SHOAL_PRODUCT__DEMO: \"true\"" ;;
-            order) env="$env, SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:${ports[3]}\", SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:${ports[5]}\""
-                calls=', calls: [inventory, payment]' ;;
-            esac
-            echo "  - {name: ${names[$i]}, port: ${ports[$i]}$calls, env: {$env}}"
-        done
-        echo "  - {name: gateway, port: $gw, config: $work/gateway.yaml, env: {SHOAL_LOG__LEVEL: warn}}"
-        if [ "$shape" = colocated ]; then
-            echo "hosting:"
-            echo "  - {name: shop, services: [user, product, cart, inventory, order, payment, notification]}"
-        fi
-    } >"$work/local.yaml"
+    local hosted=
+    [ "$shape" = colocated ] && hosted=user,product,cart,inventory,order,payment,notification
+    bench_shop_config "$work" "$bin" "$src" "$hosted"
     "$bin/shoal" up --config "$work/local.yaml" >"$work/up.log" 2>&1 &
     up_pid=$!
     for i in $(seq 1 600); do

@@ -79,3 +79,44 @@ routes:
   - {name: hello, match: {path: /hello}, cluster: hello}
 YAML
 }
+
+# bench_shop_config WORK BIN_DIR SRC [HOSTED]: the whole shop on fresh loopback ports, written
+# as WORK/gateway.yaml (the repository's, its rate limits lifted: a load generator is one
+# client) and WORK/local.yaml for `shoal up` (data in WORK/data, binaries from BIN_DIR, logs at
+# warn). HOSTED, a comma-separated list of services, adds one `hosting:` group named shop.
+# Sets ports[0..6] (user, product, cart, inventory, order, payment, notification), gw, admin
+# and nats (bench/shop.sh, bench/hosting.sh, scripts/profile.sh).
+bench_shop_config() {
+    local work=$1 bindir=$2 src=$3 hosted=${4:-} i
+    local names=(user product cart inventory order payment notification)
+    ports=()
+    for i in 1 2 3 4 5 6 7; do ports+=("$(bench_free_port)"); done
+    gw=$(bench_free_port); admin=$(bench_free_port); nats=$(bench_free_port)
+    local sedargs=()
+    for i in 0 1 2 3 4 5 6; do sedargs+=(-e "s/127.0.0.1:$((8101 + i))/127.0.0.1:${ports[$i]}/g"); done
+    sed "${sedargs[@]}" -e "s/port: 9901/port: $admin/" \
+        -e 's/per_client: {rate: 200, burst: 400}/per_client: {rate: 1000000, burst: 1000000}/' \
+        -e 's/rate_limit: {rate: 5, burst: 10}/rate_limit: {rate: 100000, burst: 100000}/' \
+        "$src/config/gateway.yaml" >"$work/gateway.yaml"
+    {
+        echo "data_dir: $work/data"
+        echo "bin_dir: $bindir"
+        echo "nats: {port: $nats}"
+        echo "services:"
+        for i in 0 1 2 3 4 5 6; do
+            local env="SHOAL_LOG__LEVEL: warn" calls=
+            case ${names[$i]} in
+            user) env="$env, SHOAL_USER__BOOTSTRAP_ADMIN: \"true\"" ;;
+            product) env="$env, SHOAL_PRODUCT__DEMO: \"true\"" ;;
+            order) env="$env, SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:${ports[3]}\", SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:${ports[5]}\""
+                calls=', calls: [inventory, payment]' ;; # its identity keys
+            esac
+            echo "  - {name: ${names[$i]}, port: ${ports[$i]}$calls, env: {$env}}"
+        done
+        echo "  - {name: gateway, port: $gw, config: $work/gateway.yaml, env: {SHOAL_LOG__LEVEL: warn}}"
+        if [ -n "$hosted" ]; then
+            echo "hosting:"
+            echo "  - {name: shop, services: [${hosted//,/, }]}"
+        fi
+    } >"$work/local.yaml"
+}

@@ -48,34 +48,7 @@ exec valgrind --tool=callgrind --callgrind-out-file=$out/callgrind.out.$proc.%p 
 WRAP
 chmod +x "$work/bin/$target"
 
-ports=()
-for i in 1 2 3 4 5 6 7; do ports+=("$(bench_free_port)"); done
-gw=$(bench_free_port); admin=$(bench_free_port); nats=$(bench_free_port)
-sedargs=()
-for i in 0 1 2 3 4 5 6; do sedargs+=(-e "s/127.0.0.1:$((8101 + i))/127.0.0.1:${ports[$i]}/g"); done
-sed "${sedargs[@]}" -e "s/port: 9901/port: $admin/" \
-    -e 's/per_client: {rate: 200, burst: 400}/per_client: {rate: 1000000, burst: 1000000}/' \
-    -e 's/rate_limit: {rate: 5, burst: 10}/rate_limit: {rate: 100000, burst: 100000}/' \
-    "$src/config/gateway.yaml" >"$work/gateway.yaml"
-names=(user product cart inventory order payment notification)
-{
-    echo "data_dir: $work/data"
-    echo "bin_dir: $work/bin"
-    echo "nats: {port: $nats}"
-    echo "services:"
-    for i in 0 1 2 3 4 5 6; do
-        env="SHOAL_LOG__LEVEL: warn"
-        case ${names[$i]} in
-        user) env="$env, SHOAL_USER__BOOTSTRAP_ADMIN: \"true\"" ;;
-        product) env="$env, SHOAL_PRODUCT__DEMO: \"true\"" ;;
-        order) env="$env, SHOAL_UPSTREAMS__INVENTORY__URL: \"http://127.0.0.1:${ports[3]}\", SHOAL_UPSTREAMS__PAYMENT__URL: \"http://127.0.0.1:${ports[5]}\"" ;;
-        esac
-        calls=
-        [ "${names[$i]}" = order ] && calls=', calls: [inventory, payment]'
-        echo "  - {name: ${names[$i]}, port: ${ports[$i]}$calls, env: {$env}}"
-    done
-    echo "  - {name: gateway, port: $gw, config: $work/gateway.yaml, env: {SHOAL_LOG__LEVEL: warn}}"
-} >"$work/local.yaml"
+bench_shop_config "$work" "$work/bin" "$src"
 "$bin/shoal" up --config "$work/local.yaml" >"$work/up.log" 2>&1 &
 up_pid=$!
 ready=0
