@@ -11,6 +11,8 @@
  *   shoal audit [OPTIONS]         the cross-service audit through the gateway (audit.c)
  *   shoal chaos [OPTIONS]         a bounded round of faults, then the audit (chaos.c)
  *   shoal load [OPTIONS]          drive the shop through the gateway (load.c, docs/load.md)
+ *   shoal deploy k8s [OPTIONS]    Kubernetes manifests from the topology (k8s.c,
+ *                                 docs/operations.md)
  *
  * The topology (ports, data directory, backends, extra environment per
  * process) comes from the configuration (config/local.yaml); the binaries
@@ -20,6 +22,7 @@
 #include "certs.h"
 #include "cli.h"
 #include "graph.h"
+#include "k8s.h"
 #include "keys.h"
 #include "load.h"
 #include "ready.h"
@@ -1004,7 +1007,8 @@ static void usage(FILE *to)
                 "  default configuration: config/local.yaml\n"
                 "       shoal load [OPTIONS] (shoal load --help)\n"
                 "       shoal trace [TRACE_ID | --last | --slowest N | --errors] [--order ID]\n"
-                "       shoal graph [OPTIONS] (shoal graph --help)\n");
+                "       shoal graph [OPTIONS] (shoal graph --help)\n"
+                "       shoal deploy k8s [OPTIONS] (shoal deploy --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -1017,6 +1021,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "trace") == 0) return cli_trace_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "certs") == 0) return cli_certs_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "deploy") == 0) return cli_deploy_main(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];
