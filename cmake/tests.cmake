@@ -330,3 +330,16 @@ if(TARGET e2e_shop)
       RESOURCE_LOCK whole_shop ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
   endforeach()
 endif()
+
+# deploy/k8s (docs/operations.md, "Kubernetes"): deploy.k8s_drift fails when the committed
+# manifests differ from what `shoal deploy k8s` makes of config/scale.yaml today;
+# deploy.k8s_manifests (node, tests/deploy) validates them against the Kubernetes schemas
+# (kubernetes-models, npm) and checks what an operator would: probes, limits, non-root,
+# read-only root filesystem, network policies equal to the dependency graph, the image's binaries.
+add_test(NAME deploy.k8s_drift
+  COMMAND shoal_cli deploy k8s --config config/scale.yaml --out deploy/k8s --check
+  WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(deploy.k8s_drift PROPERTIES LABELS unit TIMEOUT 60)
+add_test(NAME deploy.k8s_manifests COMMAND ${SHOAL_NODE} ${CMAKE_SOURCE_DIR}/tests/deploy/manifests.test.mjs)
+set_tests_properties(deploy.k8s_manifests PROPERTIES LABELS unit TIMEOUT 120
+  ENVIRONMENT "${SHOAL_TEST_ENV}")

@@ -86,7 +86,10 @@ static json_t *labels(const char *name)
                      "shoal");
 }
 
-static json_t *meta(const char *name) { return json_pack("{s:s,s:o}", "name", name, "labels", labels(name)); }
+static json_t *meta(const char *name)
+{
+    return json_pack("{s:s,s:o}", "name", name, "labels", labels(name));
+}
 
 static json_t *selector(const char *name)
 {
@@ -109,8 +112,8 @@ static json_t *container_security(void)
 
 static json_t *pod_security(int uid)
 {
-    return json_pack("{s:b,s:i,s:i,s:i,s:{s:s}}", "runAsNonRoot", 1, "runAsUser", uid,
-                     "runAsGroup", uid, "fsGroup", uid, "seccompProfile", "type", "RuntimeDefault");
+    return json_pack("{s:b,s:i,s:i,s:i,s:{s:s}}", "runAsNonRoot", 1, "runAsUser", uid, "runAsGroup",
+                     uid, "fsGroup", uid, "seccompProfile", "type", "RuntimeDefault");
 }
 
 static json_t *http_probe(const char *path, int period, int failures)
@@ -139,10 +142,10 @@ static json_t *dns_egress(void)
 
 static json_t *policy(const char *name, json_t *ingress, json_t *egress)
 {
-    return json_pack("{s:s,s:s,s:o,s:{s:o,s:[s,s],s:o,s:o}}", "apiVersion",
-                     "networking.k8s.io/v1", "kind", "NetworkPolicy", "metadata", meta(name), "spec",
-                     "podSelector", selector(name), "policyTypes", "Ingress", "Egress", "ingress",
-                     ingress, "egress", egress);
+    return json_pack("{s:s,s:s,s:o,s:{s:o,s:[s,s],s:o,s:o}}", "apiVersion", "networking.k8s.io/v1",
+                     "kind", "NetworkPolicy", "metadata", meta(name), "spec", "podSelector",
+                     selector(name), "policyTypes", "Ingress", "Egress", "ingress", ingress,
+                     "egress", egress);
 }
 
 static int fail(const model *m, const char *fmt, ...) SL_PRINTF(2, 3);
@@ -183,7 +186,8 @@ static int parse_db(model *m, svc *s, const char *url)
     else if (strncmp(url, "postgres://", 11) == 0)
         p = url + 11;
     if (!p)
-        return fail(m, "services: %.40s: db_url must be a postgresql:// URL on Kubernetes", s->name);
+        return fail(m, "services: %.40s: db_url must be a postgresql:// URL on Kubernetes",
+                    s->name);
     const char *at = strchr(p, '@'), *slash = strchr(p, '/');
     if (!at || !slash || at > slash || !slash[1])
         return fail(m, "services: %.40s: db_url needs a user and a database (%.100s)", s->name,
@@ -240,8 +244,7 @@ static int read_model(model *m, const json_t *topo)
         json_array_foreach(json_object_get(item, "calls"), k, c)
         {
             (void)k;
-            if (!json_is_string(c))
-                return fail(m, "services: %.40s: calls: names only", s->name);
+            if (!json_is_string(c)) return fail(m, "services: %.40s: calls: names only", s->name);
         }
     }
     for (size_t a = 0; a < m->n; a++) {
@@ -338,8 +341,9 @@ static json_t *deployment(const svc *s)
     snprintf(bin, sizeof bin, "/usr/local/bin/shoal-%s", s->gateway ? "proxy" : s->name);
     snprintf(cm, sizeof cm, "%s-env", s->name);
     snprintf(secret, sizeof secret, "shoal-identity-%s", s->name);
-    json_t *command = s->gateway ? json_pack("[s,s,s]", bin, "--config", "/etc/shoal/config/gateway.yaml")
-                                 : json_pack("[s]", bin);
+    json_t *command = s->gateway
+                          ? json_pack("[s,s,s]", bin, "--config", "/etc/shoal/config/gateway.yaml")
+                          : json_pack("[s]", bin);
     json_t *mounts = json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s,s:b}]", "name", "data", "mountPath",
                                "/var/lib/shoal", "name", "tmp", "mountPath", "/tmp", "name",
                                "identity", "mountPath", "/etc/shoal/identity", "readOnly", 1);
@@ -347,27 +351,26 @@ static json_t *deployment(const svc *s)
                                 "tmp", "emptyDir", secret_volume("identity", secret));
     json_t *env = json_array();
     if (!s->gateway)
-        push(env, json_pack("{s:s,s:{s:{s:s,s:s}}}", "name", "PGPASSWORD",
-                                             "valueFrom", "secretKeyRef", "name", "shoal-postgres",
-                                             "key", "password"));
+        push(env, json_pack("{s:s,s:{s:{s:s,s:s}}}", "name", "PGPASSWORD", "valueFrom",
+                            "secretKeyRef", "name", "shoal-postgres", "key", "password"));
     if (strcmp(s->name, "user") == 0) {
         push(mounts, json_pack("{s:s,s:s,s:b}", "name", "signing", "mountPath",
-                                                "/etc/shoal/signing", "readOnly", 1));
+                               "/etc/shoal/signing", "readOnly", 1));
         push(volumes, secret_volume("signing", "shoal-user-signing"));
     }
     if (s->gateway) {
-        push(mounts, json_pack("{s:s,s:s,s:b}", "name", "config", "mountPath",
-                                                "/etc/shoal/config", "readOnly", 1));
-        push(volumes, json_pack("{s:s,s:{s:s}}", "name", "config", "configMap",
-                                                 "name", "gateway-config"));
+        push(mounts, json_pack("{s:s,s:s,s:b}", "name", "config", "mountPath", "/etc/shoal/config",
+                               "readOnly", 1));
+        push(volumes,
+             json_pack("{s:s,s:{s:s}}", "name", "config", "configMap", "name", "gateway-config"));
     }
     json_t *c = json_pack(
-        "{s:s,s:s,s:o,s:[{s:s,s:i,s:s}],s:[{s:{s:s}}],s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "name", s->name,
-        "image", IMAGE, "command", command, "ports", "name", "http", "containerPort", s->port,
-        "protocol", "TCP", "envFrom", "configMapRef", "name", cm, "env", env, "startupProbe",
-        http_probe("/healthz", 2, 60), "readinessProbe", http_probe("/readyz", 5, 2),
-        "livenessProbe", http_probe("/healthz", 10, 3), "resources", resources_of(s->name),
-        "securityContext", container_security(), "volumeMounts", mounts);
+        "{s:s,s:s,s:o,s:[{s:s,s:i,s:s}],s:[{s:{s:s}}],s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "name",
+        s->name, "image", IMAGE, "command", command, "ports", "name", "http", "containerPort",
+        s->port, "protocol", "TCP", "envFrom", "configMapRef", "name", cm, "env", env,
+        "startupProbe", http_probe("/healthz", 2, 60), "readinessProbe",
+        http_probe("/readyz", 5, 2), "livenessProbe", http_probe("/healthz", 10, 3), "resources",
+        resources_of(s->name), "securityContext", container_security(), "volumeMounts", mounts);
     return json_pack("{s:s,s:s,s:o,s:{s:i,s:o,s:{s:{s:o},s:{s:b,s:i,s:o,s:[o],s:o}}}}",
                      "apiVersion", "apps/v1", "kind", "Deployment", "metadata", meta(s->name),
                      "spec", "replicas", 1, "selector", selector(s->name), "template", "metadata",
@@ -398,12 +401,12 @@ static json_t *pdb(const char *name)
 
 static json_t *hpa(const char *name, int max)
 {
-    return json_pack(
-        "{s:s,s:s,s:o,s:{s:{s:s,s:s,s:s},s:i,s:i,s:[{s:s,s:{s:s,s:{s:s,s:i}}}]}}", "apiVersion",
-        "autoscaling/v2", "kind", "HorizontalPodAutoscaler", "metadata", meta(name), "spec",
-        "scaleTargetRef", "apiVersion", "apps/v1", "kind", "Deployment", "name", name,
-        "minReplicas", 1, "maxReplicas", max, "metrics", "type", "Resource", "resource", "name",
-        "cpu", "target", "type", "Utilization", "averageUtilization", 70);
+    return json_pack("{s:s,s:s,s:o,s:{s:{s:s,s:s,s:s},s:i,s:i,s:[{s:s,s:{s:s,s:{s:s,s:i}}}]}}",
+                     "apiVersion", "autoscaling/v2", "kind", "HorizontalPodAutoscaler", "metadata",
+                     meta(name), "spec", "scaleTargetRef", "apiVersion", "apps/v1", "kind",
+                     "Deployment", "name", name, "minReplicas", 1, "maxReplicas", max, "metrics",
+                     "type", "Resource", "resource", "name", "cpu", "target", "type", "Utilization",
+                     "averageUtilization", 70);
 }
 
 /* A StatefulSet's one claim, "data", of `size`: the whole list, since a patch replaces it. */
@@ -429,19 +432,16 @@ static json_t *service_policy(const model *m, const svc *s)
     } else {
         json_t *from = json_array();
         for (size_t i = 0; i < m->n; i++)
-            if (m->s[i].gateway || calls(&m->s[i], s->name))
-                push(from, peer(m->s[i].name));
+            if (m->s[i].gateway || calls(&m->s[i], s->name)) push(from, peer(m->s[i].name));
         push(in, json_pack("{s:o,s:[o]}", "from", from, "ports", port_rule(s->port)));
     }
     for (size_t i = 0; i < m->n; i++)
         if (!m->s[i].gateway && (s->gateway || calls(s, m->s[i].name)))
-            push(out, json_pack("{s:[o],s:[o]}", "to", peer(m->s[i].name),
-                                                 "ports", port_rule(m->s[i].port)));
+            push(out, json_pack("{s:[o],s:[o]}", "to", peer(m->s[i].name), "ports",
+                                port_rule(m->s[i].port)));
     if (!s->gateway) {
-        push(out, json_pack("{s:[o],s:[o]}", "to", peer("nats"), "ports",
-                                             port_rule(4222)));
-        push(out, json_pack("{s:[o],s:[o]}", "to", peer("postgres"), "ports",
-                                             port_rule(5432)));
+        push(out, json_pack("{s:[o],s:[o]}", "to", peer("nats"), "ports", port_rule(4222)));
+        push(out, json_pack("{s:[o],s:[o]}", "to", peer("postgres"), "ports", port_rule(5432)));
     }
     push(out, dns_egress());
     return policy(s->name, in, out);
@@ -494,11 +494,13 @@ static int render_service(const model *m, const svc *s, json_t *files)
     snprintf(path, sizeof path, "base/%s.yaml", s->name);
     snprintf(cm, sizeof cm, "%s-env", s->name);
     json_t *env = config_map(cm, environment(m, s));
-    json_t *deploy = json_pack("[o,o,o,o,o]", deployment(s), service_obj(s->name, s->port, "http", 0),
-                               pdb(s->name), hpa(s->name, 3), service_policy(m, s));
+    json_t *deploy =
+        json_pack("[o,o,o,o,o]", deployment(s), service_obj(s->name, s->port, "http", 0),
+                  pdb(s->name), hpa(s->name, 3), service_policy(m, s));
     /* json_pack releases its "o" arguments on failure too: a NULL anywhere fails the file. */
-    json_t *docs = s->gateway ? json_pack("[o,o]", env, config_map("gateway-config", gateway_config(m)))
-                              : json_pack("[o]", env);
+    json_t *docs = s->gateway
+                       ? json_pack("[o,o]", env, config_map("gateway-config", gateway_config(m)))
+                       : json_pack("[o]", env);
     if (!deploy || (docs && json_array_extend(docs, deploy) != 0)) {
         json_decref(docs);
         docs = NULL;
@@ -538,27 +540,28 @@ static json_t *nats_conf(void)
 
 static int render_nats(const model *m, json_t *files)
 {
-    json_t *ports = json_pack("[{s:s,s:i,s:s},{s:s,s:i,s:s},{s:s,s:i,s:s}]", "name", "client",
-                              "containerPort", 4222, "protocol", "TCP", "name", "cluster",
-                              "containerPort", 6222, "protocol", "TCP", "name", "monitor",
-                              "containerPort", 8222, "protocol", "TCP");
-    json_t *probe_ready =
-        json_pack("{s:{s:s,s:s},s:i,s:i,s:i}", "httpGet", "path", "/healthz?js-enabled-only=true",
-                  "port", "monitor", "periodSeconds", 5, "timeoutSeconds", 2, "failureThreshold", 3);
-    json_t *probe_live =
-        json_pack("{s:{s:s,s:s},s:i,s:i,s:i}", "httpGet", "path", "/healthz?js-enabled-only=true",
-                  "port", "monitor", "periodSeconds", 10, "timeoutSeconds", 2, "failureThreshold", 3);
-    json_t *probe_start =
-        json_pack("{s:{s:s,s:s},s:i,s:i,s:i}", "httpGet", "path", "/healthz?js-enabled-only=true",
-                  "port", "monitor", "periodSeconds", 2, "timeoutSeconds", 2, "failureThreshold", 60);
-    json_t *c = json_pack(
-        "{s:s,s:s,s:[s,s,s],s:o,s:[{s:s,s:{s:{s:s}}}],s:o,s:o,s:o,s:o,s:o,s:[{s:s,s:s},{s:s,s:s,s:b}]}",
-        "name", "nats", "image", NATS_IMAGE, "command", "nats-server", "--config",
-        "/etc/nats/nats.conf", "ports", ports, "env", "name", "SERVER_NAME", "valueFrom", "fieldRef",
-        "fieldPath", "metadata.name", "startupProbe", probe_start, "readinessProbe", probe_ready,
-        "livenessProbe", probe_live, "resources", resources_of("nats"), "securityContext",
-        container_security(), "volumeMounts", "name", "data", "mountPath", "/data", "name",
-        "config", "mountPath", "/etc/nats", "readOnly", 1);
+    json_t *ports =
+        json_pack("[{s:s,s:i,s:s},{s:s,s:i,s:s},{s:s,s:i,s:s}]", "name", "client", "containerPort",
+                  4222, "protocol", "TCP", "name", "cluster", "containerPort", 6222, "protocol",
+                  "TCP", "name", "monitor", "containerPort", 8222, "protocol", "TCP");
+    json_t *probe_ready = json_pack("{s:{s:s,s:s},s:i,s:i,s:i}", "httpGet", "path",
+                                    "/healthz?js-enabled-only=true", "port", "monitor",
+                                    "periodSeconds", 5, "timeoutSeconds", 2, "failureThreshold", 3);
+    json_t *probe_live = json_pack("{s:{s:s,s:s},s:i,s:i,s:i}", "httpGet", "path",
+                                   "/healthz?js-enabled-only=true", "port", "monitor",
+                                   "periodSeconds", 10, "timeoutSeconds", 2, "failureThreshold", 3);
+    json_t *probe_start = json_pack(
+        "{s:{s:s,s:s},s:i,s:i,s:i}", "httpGet", "path", "/healthz?js-enabled-only=true", "port",
+        "monitor", "periodSeconds", 2, "timeoutSeconds", 2, "failureThreshold", 60);
+    json_t *c = json_pack("{s:s,s:s,s:[s,s,s],s:o,s:[{s:s,s:{s:{s:s}}}],s:o,s:o,s:o,s:o,s:o,s:[{s:"
+                          "s,s:s},{s:s,s:s,s:b}]}",
+                          "name", "nats", "image", NATS_IMAGE, "command", "nats-server", "--config",
+                          "/etc/nats/nats.conf", "ports", ports, "env", "name", "SERVER_NAME",
+                          "valueFrom", "fieldRef", "fieldPath", "metadata.name", "startupProbe",
+                          probe_start, "readinessProbe", probe_ready, "livenessProbe", probe_live,
+                          "resources", resources_of("nats"), "securityContext",
+                          container_security(), "volumeMounts", "name", "data", "mountPath",
+                          "/data", "name", "config", "mountPath", "/etc/nats", "readOnly", 1);
     json_t *sts = json_pack(
         "{s:s,s:s,s:o,s:{s:s,s:i,s:s,s:o,s:{s:{s:o},s:{s:b,s:i,s:o,s:[o],s:[{s:s,s:{s:s}}]}},"
         "s:o}}",
@@ -570,18 +573,18 @@ static int render_nats(const model *m, json_t *files)
         "nats-config", "volumeClaimTemplates", claims("2Gi"));
     json_t *headless = json_pack(
         "{s:s,s:s,s:o,s:{s:s,s:b,s:{s:s},s:[{s:s,s:i,s:s},{s:s,s:i,s:s},{s:s,s:i,s:s}]}}",
-        "apiVersion", "v1", "kind", "Service", "metadata", meta("nats"), "spec", "clusterIP", "None",
-        "publishNotReadyAddresses", 1, "selector", "app.kubernetes.io/name", "nats", "ports", "name",
-        "client", "port", 4222, "targetPort", "client", "name", "cluster", "port", 6222,
-        "targetPort", "cluster", "name", "monitor", "port", 8222, "targetPort", "monitor");
+        "apiVersion", "v1", "kind", "Service", "metadata", meta("nats"), "spec", "clusterIP",
+        "None", "publishNotReadyAddresses", 1, "selector", "app.kubernetes.io/name", "nats",
+        "ports", "name", "client", "port", 4222, "targetPort", "client", "name", "cluster", "port",
+        6222, "targetPort", "cluster", "name", "monitor", "port", 8222, "targetPort", "monitor");
     /* Clients: every service on 4222; routes: the other nodes on 6222. */
     json_t *from = json_array();
     for (size_t i = 0; i < m->n; i++)
         if (!m->s[i].gateway) push(from, peer(m->s[i].name));
     json_t *in = json_pack("[{s:o,s:[o]},{s:[o],s:[o]}]", "from", from, "ports", port_rule(4222),
                            "from", peer("nats"), "ports", port_rule(6222));
-    json_t *out = json_pack("[{s:[o],s:[o]},o]", "to", peer("nats"), "ports", port_rule(6222),
-                            dns_egress());
+    json_t *out =
+        json_pack("[{s:[o],s:[o]},o]", "to", peer("nats"), "ports", port_rule(6222), dns_egress());
     json_t *docs = json_pack("[o,o,o,o,o]", config_map("nats-config", nats_conf()), headless, sts,
                              pdb("nats"), policy("nats", in, out));
     return add_file(files, "base/nats.yaml", docs);
@@ -607,9 +610,9 @@ static int render_postgres(const model *m, json_t *files)
                  m->s[i].db, m->s[i].user);
     }
     if (!owner) owner = "shoal";
-    json_t *ready = json_pack("{s:{s:[s,s,s,s,s,s,s]},s:i,s:i,s:i}", "exec", "command", "pg_isready",
-                              "-h", "127.0.0.1", "-U", owner, "-d", "postgres", "periodSeconds", 5,
-                              "timeoutSeconds", 3, "failureThreshold", 3);
+    json_t *ready = json_pack("{s:{s:[s,s,s,s,s,s,s]},s:i,s:i,s:i}", "exec", "command",
+                              "pg_isready", "-h", "127.0.0.1", "-U", owner, "-d", "postgres",
+                              "periodSeconds", 5, "timeoutSeconds", 3, "failureThreshold", 3);
     json_t *live = json_deep_copy(ready);
     json_object_set_new(live, "periodSeconds", json_integer(10));
     json_t *start = json_deep_copy(ready);
@@ -624,9 +627,9 @@ static int render_postgres(const model *m, json_t *files)
         "secretKeyRef", "name", "shoal-postgres", "key", "password", "startupProbe", start,
         "readinessProbe", ready, "livenessProbe", live, "resources", resources_of("postgres"),
         "securityContext", container_security(), "volumeMounts", "name", "data", "mountPath",
-        "/var/lib/postgresql/data", "name", "run", "mountPath", "/var/run/postgresql", "name", "tmp",
-        "mountPath", "/tmp", "name", "init", "mountPath", "/docker-entrypoint-initdb.d", "readOnly",
-        1);
+        "/var/lib/postgresql/data", "name", "run", "mountPath", "/var/run/postgresql", "name",
+        "tmp", "mountPath", "/tmp", "name", "init", "mountPath", "/docker-entrypoint-initdb.d",
+        "readOnly", 1);
     json_t *sts = json_pack(
         "{s:s,s:s,s:o,s:{s:s,s:i,s:o,s:{s:{s:o},s:{s:b,s:o,s:[o],s:[{s:s,s:{}},{s:s,s:{}},"
         "{s:s,s:{s:s}}]}},s:o}}",
@@ -640,9 +643,9 @@ static int render_postgres(const model *m, json_t *files)
     for (size_t i = 0; i < m->n; i++)
         if (!m->s[i].gateway) push(from, peer(m->s[i].name));
     json_t *in = json_pack("[{s:o,s:[o]}]", "from", from, "ports", port_rule(5432));
-    json_t *docs = json_pack("[o,o,o,o]", config_map("postgres-init", json_pack("{s:s}", "01-databases.sql", sql)),
-                             service_obj("postgres", 5432, "postgres", 0), sts,
-                             policy("postgres", in, json_array()));
+    json_t *docs = json_pack(
+        "[o,o,o,o]", config_map("postgres-init", json_pack("{s:s}", "01-databases.sql", sql)),
+        service_obj("postgres", 5432, "postgres", 0), sts, policy("postgres", in, json_array()));
     return add_file(files, "base/postgres.yaml", docs);
 }
 
@@ -657,8 +660,8 @@ static json_t *kustomization(void)
 /* An inline strategic-merge patch: the object's kind and name with `spec`. */
 static json_t *patch(const char *api, const char *kind, const char *name, json_t *spec)
 {
-    json_t *doc = json_pack("[{s:s,s:s,s:{s:s},s:o}]", "apiVersion", api, "kind", kind,
-                            "metadata", "name", name, "spec", spec);
+    json_t *doc = json_pack("[{s:s,s:s,s:{s:s},s:o}]", "apiVersion", api, "kind", kind, "metadata",
+                            "name", name, "spec", spec);
     char *text = NULL;
     int rc = doc ? cli_k8s_yaml(doc, &text) : SL_ENOMEM;
     json_decref(doc);
@@ -691,17 +694,15 @@ static int render_kustomize(const model *m, json_t *files)
         for (size_t i = 0; i < m->n; i++) {
             const char *n = m->s[i].name;
             push(reps, json_pack("{s:s,s:i}", "name", n, "count", shapes[o].replicas));
-            push(
-                patches, patch("autoscaling/v2", "HorizontalPodAutoscaler", n,
-                               json_pack("{s:i,s:i}", "minReplicas", shapes[o].min, "maxReplicas",
-                                         m->s[i].gateway ? shapes[o].gw_max : shapes[o].max)));
+            push(patches, patch("autoscaling/v2", "HorizontalPodAutoscaler", n,
+                                json_pack("{s:i,s:i}", "minReplicas", shapes[o].min, "maxReplicas",
+                                          m->s[i].gateway ? shapes[o].gw_max : shapes[o].max)));
         }
-        push(
-            patches, patch("apps/v1", "StatefulSet", "nats",
-                           json_pack("{s:o}", "volumeClaimTemplates", claims(shapes[o].nats_disk))));
-        push(
-            patches, patch("apps/v1", "StatefulSet", "postgres",
-                           json_pack("{s:o}", "volumeClaimTemplates", claims(shapes[o].pg_disk))));
+        push(patches,
+             patch("apps/v1", "StatefulSet", "nats",
+                   json_pack("{s:o}", "volumeClaimTemplates", claims(shapes[o].nats_disk))));
+        push(patches, patch("apps/v1", "StatefulSet", "postgres",
+                            json_pack("{s:o}", "volumeClaimTemplates", claims(shapes[o].pg_disk))));
         json_object_set_new(k, "replicas", reps);
         json_object_set_new(k, "patches", patches);
         char path[64];

@@ -42,7 +42,10 @@ static void put(ybuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void puts_(ybuf *b, const char *s) { put(b, s, strlen(s)); }
+static void puts_(ybuf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
 
 static void pad(ybuf *b, int n)
 {
