@@ -7,6 +7,12 @@
  * acceptable for short local queries on a worker thread (docs/data.md); a
  * nonblocking driver (PQsendQueryParams + uv_poll) can come later behind the same
  * vtable. SQLSTATE classes are mapped onto SL_E* codes.
+ *
+ * A connection the server dropped (restart, failover, a cut network) is reopened before the
+ * next statement outside a transaction (PQreset, bounded by connect_timeout); statements
+ * prepared on the old session are prepared again. Inside a transaction the statement fails
+ * with SL_EUNAVAIL instead, so the caller's rollback ends it and nothing half-done carries
+ * over to the new session (tests/integration/pg_ready_test.c).
  */
 #include "db/db_int.h"
 
@@ -30,12 +36,19 @@ typedef struct pg_stmt {
     int64_t changes;
     unsigned char *blob; /* last decoded bytea column */
     char name[32];       /* server-side prepared statement, "" until prepared */
+    uint64_t session;    /* the connection's session it was prepared on */
     Oid *prepared_types; /* parameter types it was prepared with (0: inferred by the server) */
 } pg_stmt;
 
+/* The connection and how many times it was reopened (a prepared statement belongs to one). */
+typedef struct pg_conn {
+    PGconn *c;
+    uint64_t session;
+} pg_conn;
+
 static PGconn *conn(sl_db *db)
 {
-    return db->impl;
+    return ((pg_conn *)db->impl)->c;
 }
 
 static void notice_ignore(void *arg, const char *message)
@@ -95,18 +108,42 @@ static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
         PQfinish(c);
         return SL_EUNAVAIL;
     }
+    pg_conn *pc = calloc(1, sizeof *pc);
+    if (pc == NULL) {
+        PQfinish(c);
+        return sl__db_set_err(db, SL_ENOMEM, "postgres: out of memory");
+    }
     PQsetNoticeProcessor(c, notice_ignore, NULL);
-    db->impl = c;
+    pc->c = c;
+    db->impl = pc;
     return 0;
 }
 
 static void pg_close(sl_db *db)
 {
     PQfinish(conn(db));
+    free(db->impl);
+}
+
+/* Reopens a connection the server dropped, outside a transaction (see the top of the file).
+ * Returns 0 when the connection is usable, else SL_EUNAVAIL with the reason. */
+static int usable(sl_db *db)
+{
+    pg_conn *pc = db->impl;
+    if (PQstatus(pc->c) == CONNECTION_OK) return 0;
+    if (db->in_tx)
+        return sl__db_set_err(db, SL_EUNAVAIL, "postgres: connection lost inside a transaction");
+    PQreset(pc->c);
+    pc->session++; /* the old session's prepared statements are gone with it */
+    if (PQstatus(pc->c) != CONNECTION_OK) return fail(db, NULL);
+    PQsetNoticeProcessor(pc->c, notice_ignore, NULL);
+    return 0;
 }
 
 static int pg_exec(sl_db *db, const char *sql)
 {
+    int rc0 = usable(db);
+    if (rc0 != 0) return rc0;
     PGresult *r = PQexec(conn(db), sql);
     ExecStatusType s = PQresultStatus(r);
     int rc = (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) ? 0 : fail(db, r);
@@ -131,7 +168,8 @@ static void deallocate(sl_db_stmt *st)
 {
     pg_stmt *p = st->impl;
     if (p->name[0] == '\0') return;
-    if (!st->db->closing) {
+    if (!st->db->closing && p->session == ((pg_conn *)st->db->impl)->session &&
+        PQstatus(conn(st->db)) == CONNECTION_OK) {
         char sql[48];
         snprintf(sql, sizeof sql, "DEALLOCATE %s", p->name);
         PQclear(PQexec(conn(st->db), sql));
@@ -245,6 +283,10 @@ static void pg_reset(sl_db_stmt *st)
 static int ensure_prepared(sl_db_stmt *st)
 {
     pg_stmt *p = st->impl;
+    int rc = usable(st->db);
+    if (rc != 0) return rc;
+    uint64_t session = ((pg_conn *)st->db->impl)->session;
+    if (p->name[0] != '\0' && p->session != session) p->name[0] = '\0'; /* gone with its session */
     int fits = p->name[0] != '\0';
     for (int i = 0; fits && i < st->nparams; i++)
         if (p->types[i] != 0 && p->types[i] != p->prepared_types[i]) fits = 0;
@@ -255,9 +297,12 @@ static int ensure_prepared(sl_db_stmt *st)
     char name[sizeof p->name];
     snprintf(name, sizeof name, "sl_%llu", (unsigned long long)++st->db->stmt_serial);
     PGresult *r = PQprepare(conn(st->db), name, p->sql, st->nparams, p->prepared_types);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail(st->db, r);
+    rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail(st->db, r);
     PQclear(r);
-    if (rc == 0) memcpy(p->name, name, sizeof name);
+    if (rc == 0) {
+        memcpy(p->name, name, sizeof name);
+        p->session = session;
+    }
     return rc;
 }
 
