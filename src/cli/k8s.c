@@ -3,9 +3,11 @@
  * gateway's configuration file it names, renders the manifests (k8s_model.c) and writes them
  * under deploy/k8s, or with --check compares them with what is there and fails on any
  * difference (the ctest deploy.k8s_drift runs that, so the committed manifests always match
- * the topology).
+ * the topology). `shoal deploy keys` writes the identity key files that the manifests' Secrets
+ * hold (keys.c, as `shoal up` does for its children).
  */
 #include "k8s.h"
+#include "keys.h"
 
 #include <shoal/config.h>
 
@@ -23,10 +25,14 @@
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: shoal deploy k8s [--config FILE] [--out DIR] [--check]\n"
-                "  Kubernetes manifests (Kustomize base and overlays local, scale) from the\n"
-                "  topology; default --config config/scale.yaml, --out deploy/k8s.\n"
-                "  --check: write nothing, exit 1 when DIR differs from what FILE gives.\n");
+    fprintf(to,
+            "usage: shoal deploy k8s [--config FILE] [--out DIR] [--check]\n"
+            "  Kubernetes manifests (Kustomize base and overlays local, scale) from the\n"
+            "  topology; default --config config/scale.yaml, --out deploy/k8s.\n"
+            "  --check: write nothing, exit 1 when DIR differs from what FILE gives.\n"
+            "       shoal deploy keys [--config FILE] --out DIR\n"
+            "  The identity master secret (DIR/identity.master) and each process's key\n"
+            "  file (DIR/keys/<name>.keys, mode 0600) for the shoal-identity-<name> Secrets.\n");
 }
 
 /* The whole file at `path` into *out (owned, NUL-terminated), or NULL when it cannot be read. */
@@ -204,9 +210,44 @@ static int k8s_main(int argc, char **argv)
     return 0;
 }
 
+static int keys_main(int argc, char **argv)
+{
+    const char *config = "config/scale.yaml", *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+            out = argv[++i];
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!out) {
+        usage(stderr);
+        return 2;
+    }
+    char err[SL_CONFIG_ERR_MAX];
+    sl_config *topo = NULL;
+    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "shoal deploy: cannot create %s: %s\n", out, strerror(errno));
+        return 2;
+    }
+    if (sl_config_load_file(config, &topo, err) != 0 || cli_keys_distribute(topo, out, err) != 0) {
+        fprintf(stderr, "shoal deploy: %s\n", err);
+        sl_config_free(topo);
+        return 2;
+    }
+    sl_config_free(topo);
+    printf("shoal deploy: identity keys written in %s/keys (master: %s/identity.master)\n", out,
+           out);
+    return 0;
+}
+
 int cli_deploy_main(int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "k8s") == 0) return k8s_main(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "keys") == 0) return keys_main(argc - 1, argv + 1);
     usage(argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) ? stdout
                                                                                       : stderr);
     return argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) ? 0 : 2;

@@ -10,11 +10,14 @@
 //     (gateway -> every service, a service -> its calls:, every service -> NATS and PostgreSQL,
 //     NATS node -> NATS node), on the callee's port, and nothing else but DNS and the public
 //     gateway port;
+//   - the gateway accepts its generated configuration (shoal-proxy --check);
 //   - every binary a container runs is one the build produces (SHOAL_BIN_DIR) and that
 //     deploy/Dockerfile copies into the image, which runs as the manifests' non-root user.
 // The checks themselves are shown to catch a broken manifest (a probe removed, an extra edge).
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import test from "node:test";
 import { fileURLToPath } from "node:url";
@@ -279,6 +282,19 @@ test("the gateway reaches every cluster through its Service", () => {
     assert.deepEqual(cluster.endpoints, [`${name}:${services.get(name)}`], name);
   }
   assert.equal(gw.service.host, "0.0.0.0");
+  // And the gateway itself accepts the file (--check loads and validates it, then exits).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shoal-k8s-gw-"));
+  try {
+    fs.writeFileSync(path.join(dir, "gateway.yaml"), cm.data["gateway.yaml"]);
+    const out = execFileSync(path.join(binDir, "shoal-proxy"), ["--config", path.join(dir, "gateway.yaml"), "--check"], {
+      cwd: src,
+      encoding: "utf8",
+      timeout: 30000,
+    });
+    assert.match(out, /configuration OK/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("every binary the manifests run is built and copied into the image", () => {

@@ -25,9 +25,9 @@
 #include <cmocka.h>
 
 static struct {
-    char dir[64];       /* the fixture's directory (url, cluster) */
-    char cluster[512];  /* where the cluster lives */
-    char url[512];      /* postgresql://postgres@127.0.0.1:<port>/postgres */
+    char dir[64];      /* the fixture's directory (url, cluster) */
+    char cluster[512]; /* where the cluster lives */
+    char url[512];     /* postgresql://postgres@127.0.0.1:<port>/postgres */
     int pg_port;
     char key_path[128];
     char log_path[128];
@@ -65,8 +65,8 @@ static int pg_ctl(const char *action)
 static int probe(const char *path, const char *what)
 {
     char raw[256];
-    int n = snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                     path);
+    int n =
+        snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
     th_response r;
     int st = th_roundtrip(g.port, raw, (size_t)n, &r, 5000);
     if (st == 503) {
@@ -139,7 +139,8 @@ static int setup(void **state)
     char *env[] = {dbenv, keyenv, NULL};
     char *argv[] = {(char *)th_bin("shoal-inventory"), "--port", port, "--workers", "1", NULL};
     g.pid = th_spawn(argv, env, g.log_path);
-    if (th_wait_port(g.port, 15000) != 0) fail_msg("shoal-inventory did not start; see %s", g.log_path);
+    if (th_wait_port(g.port, 15000) != 0)
+        fail_msg("shoal-inventory did not start; see %s", g.log_path);
     return 0;
 }
 
