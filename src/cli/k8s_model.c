@@ -7,6 +7,8 @@
  *                    and for the gateway; a NATS JetStream cluster (StatefulSet of 3 with its
  *                    configuration); a demonstration PostgreSQL (StatefulSet, one database per
  *                    service created by an init script); the kustomization listing them.
+ *                    The base's autoscalers keep each service at one instance (several are not
+ *                    yet safe: docs/operations.md, "Scale-out") and let the gateway grow to four.
  *   overlays/local   one instance of everything, small volumes.
  *   overlays/scale   two instances of every Deployment, autoscaled up to six (eight gateways).
  *
@@ -496,7 +498,7 @@ static int render_service(const model *m, const svc *s, json_t *files)
     json_t *env = config_map(cm, environment(m, s));
     json_t *deploy =
         json_pack("[o,o,o,o,o]", deployment(s), service_obj(s->name, s->port, "http", 0),
-                  pdb(s->name), hpa(s->name, 3), service_policy(m, s));
+                  pdb(s->name), hpa(s->name, s->gateway ? 4 : 1), service_policy(m, s));
     /* json_pack releases its "o" arguments on failure too: a NULL anywhere fails the file. */
     json_t *docs = s->gateway
                        ? json_pack("[o,o]", env, config_map("gateway-config", gateway_config(m)))

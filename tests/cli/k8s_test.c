@@ -40,8 +40,8 @@ static void test_yaml_round_trip(void **state)
         "s:s,s:s,s:s}",
         "plain", "/usr/local/bin/shoal-order", "number", "8105", "bool", "true", "yes", "yes",
         "null", "null", "colon", "http://inventory:8104", "braces", "/users/{user_id}", "int", 42,
-        "real", 0.4, "flag", 0, "nothing", "empty", "list0", "list", "a", 7, "k", "v", "deep",
-        "x", "nested", "a", "b", "c", "text", "line one\n  indented: two\n\nafter a blank\n",
+        "real", 0.4, "flag", 0, "nothing", "empty", "list0", "list", "a", 7, "k", "v", "deep", "x",
+        "nested", "a", "b", "c", "text", "line one\n  indented: two\n\nafter a blank\n",
         "no_final_break", "a\nb", "leading", " x\ny");
     round_trip(t);
     json_decref(t);
@@ -57,10 +57,10 @@ static json_t *topology(const char *order_db, const char *calls)
 {
     return json_pack("{s:[{s:s,s:i,s:s},{s:s,s:i,s:s},{s:s,s:i,s:s,s:[s]},{s:s,s:i,s:s}]}",
                      "services", "name", "inventory", "port", 8104, "db_url",
-                     "postgresql://shoal@10.0.0.20:5432/shoal_inventory", "name", "payment",
-                     "port", 8106, "db_url", "postgresql://shoal@10.0.0.20:5432/shoal_payment",
-                     "name", "order", "port", 8105, "db_url", order_db, "calls", calls, "name",
-                     "gateway", "port", 8080, "config", "gateway.yaml");
+                     "postgresql://shoal@10.0.0.20:5432/shoal_inventory", "name", "payment", "port",
+                     8106, "db_url", "postgresql://shoal@10.0.0.20:5432/shoal_payment", "name",
+                     "order", "port", 8105, "db_url", order_db, "calls", calls, "name", "gateway",
+                     "port", 8080, "config", "gateway.yaml");
 }
 
 static void test_render_refuses(void **state)
@@ -95,7 +95,8 @@ static void test_render_derives(void **state)
     assert_int_equal(cli_k8s_render(t, gw, &files, err, sizeof err), 0);
     const char *order = json_string_value(json_object_get(files, "base/order.yaml"));
     assert_non_null(order);
-    assert_non_null(strstr(order, "SHOAL_DB__URL: \"postgresql://shoal@postgres:5432/shoal_order\""));
+    assert_non_null(
+        strstr(order, "SHOAL_DB__URL: \"postgresql://shoal@postgres:5432/shoal_order\""));
     assert_non_null(strstr(order, "SHOAL_UPSTREAMS__INVENTORY__URL: \"http://inventory:8104\""));
     assert_null(strstr(order, "SHOAL_UPSTREAMS__PAYMENT"));
     const char *pg = json_string_value(json_object_get(files, "base/postgres.yaml"));
