@@ -9,10 +9,11 @@
  * vtable. SQLSTATE classes are mapped onto SL_E* codes.
  *
  * A connection the server dropped (restart, failover, a cut network) is reopened before the
- * next statement outside a transaction (PQreset, bounded by connect_timeout); statements
- * prepared on the old session are prepared again. Inside a transaction the statement fails
- * with SL_EUNAVAIL instead, so the caller's rollback ends it and nothing half-done carries
- * over to the new session (tests/integration/pg_ready_test.c).
+ * next statement outside a transaction (PQreset, bounded by connect_timeout, at most once a
+ * second; statements fail at once in between), and statements prepared on the old session
+ * are prepared again. Inside a transaction the statement fails with SL_EUNAVAIL instead, so
+ * the caller's rollback ends it and nothing half-done carries over to the new session
+ * (tests/integration/pg_ready_test.c).
  */
 #include "db/db_int.h"
 
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Type OIDs from pg_type.h (stable across versions). */
 #define OID_BYTEA 17
@@ -44,7 +46,20 @@ typedef struct pg_stmt {
 typedef struct pg_conn {
     PGconn *c;
     uint64_t session;
+    uint64_t retry_at_ms; /* no new attempt to reconnect before this (monotonic) */
 } pg_conn;
+
+/* At most one reconnection attempt per connection in this interval: while the server does not
+ * answer, an attempt can block for connect_timeout, and between attempts statements fail at
+ * once. */
+#define RECONNECT_INTERVAL_MS 1000
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static PGconn *conn(sl_db *db)
 {
@@ -133,6 +148,10 @@ static int usable(sl_db *db)
     if (PQstatus(pc->c) == CONNECTION_OK) return 0;
     if (db->in_tx)
         return sl__db_set_err(db, SL_EUNAVAIL, "postgres: connection lost inside a transaction");
+    uint64_t now = now_ms();
+    if (now < pc->retry_at_ms)
+        return sl__db_set_err(db, SL_EUNAVAIL, "postgres: connection lost; reconnecting");
+    pc->retry_at_ms = now + RECONNECT_INTERVAL_MS;
     PQreset(pc->c);
     pc->session++; /* the old session's prepared statements are gone with it */
     if (PQstatus(pc->c) != CONNECTION_OK) return fail(db, NULL);
