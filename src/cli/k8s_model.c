@@ -418,10 +418,11 @@ static json_t *claims(const char *size)
                      "accessModes", "ReadWriteOnce", "resources", "requests", "storage", size);
 }
 
-static json_t *config_map(const char *name, json_t *data)
+/* A ConfigMap `name` of the process `app` (labelled as that app). */
+static json_t *config_map(const char *name, const char *app, json_t *data)
 {
-    return json_pack("{s:s,s:s,s:o,s:o}", "apiVersion", "v1", "kind", "ConfigMap", "metadata",
-                     meta(name), "data", data);
+    return json_pack("{s:s,s:s,s:{s:s,s:o},s:o}", "apiVersion", "v1", "kind", "ConfigMap",
+                     "metadata", "name", name, "labels", labels(app), "data", data);
 }
 
 /* Who may reach `s`, and whom `s` may reach: the edges of the dependency graph. */
@@ -495,14 +496,14 @@ static int render_service(const model *m, const svc *s, json_t *files)
     char path[96], cm[64];
     snprintf(path, sizeof path, "base/%s.yaml", s->name);
     snprintf(cm, sizeof cm, "%s-env", s->name);
-    json_t *env = config_map(cm, environment(m, s));
+    json_t *env = config_map(cm, s->name, environment(m, s));
     json_t *deploy =
         json_pack("[o,o,o,o,o]", deployment(s), service_obj(s->name, s->port, "http", 0),
                   pdb(s->name), hpa(s->name, s->gateway ? 4 : 1), service_policy(m, s));
     /* json_pack releases its "o" arguments on failure too: a NULL anywhere fails the file. */
-    json_t *docs = s->gateway
-                       ? json_pack("[o,o]", env, config_map("gateway-config", gateway_config(m)))
-                       : json_pack("[o]", env);
+    json_t *docs = s->gateway ? json_pack("[o,o]", env,
+                                          config_map("gateway-config", s->name, gateway_config(m)))
+                              : json_pack("[o]", env);
     if (!deploy || (docs && json_array_extend(docs, deploy) != 0)) {
         json_decref(docs);
         docs = NULL;
@@ -587,8 +588,8 @@ static int render_nats(const model *m, json_t *files)
                            "from", peer("nats"), "ports", port_rule(6222));
     json_t *out =
         json_pack("[{s:[o],s:[o]},o]", "to", peer("nats"), "ports", port_rule(6222), dns_egress());
-    json_t *docs = json_pack("[o,o,o,o,o]", config_map("nats-config", nats_conf()), headless, sts,
-                             pdb("nats"), policy("nats", in, out));
+    json_t *docs = json_pack("[o,o,o,o,o]", config_map("nats-config", "nats", nats_conf()),
+                             headless, sts, pdb("nats"), policy("nats", in, out));
     return add_file(files, "base/nats.yaml", docs);
 }
 
@@ -646,7 +647,8 @@ static int render_postgres(const model *m, json_t *files)
         if (!m->s[i].gateway) push(from, peer(m->s[i].name));
     json_t *in = json_pack("[{s:o,s:[o]}]", "from", from, "ports", port_rule(5432));
     json_t *docs = json_pack(
-        "[o,o,o,o]", config_map("postgres-init", json_pack("{s:s}", "01-databases.sql", sql)),
+        "[o,o,o,o]",
+        config_map("postgres-init", "postgres", json_pack("{s:s}", "01-databases.sql", sql)),
         service_obj("postgres", 5432, "postgres", 0), sts, policy("postgres", in, json_array()));
     return add_file(files, "base/postgres.yaml", docs);
 }
