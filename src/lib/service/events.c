@@ -37,6 +37,7 @@ struct sl_events {
     sl_db *consumer_db;
     sl_outbox_relay *relay;
     sl_bus *bus;
+    sl_bus_broker *broker; /* inproc: the process's shared broker (borrowed), or NULL */
     sl_bus_runner **runners;
     size_t nrunners;
     int started;
@@ -301,7 +302,8 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
                          .n_contexts = ev->ncontexts,
                          .replicas = ev->replicas,
                          .metrics = ev->metrics,
-                         .metrics_shard = 0};
+                         .metrics_shard = 0,
+                         .broker = ev->broker};
     char err[256] = {0};
     rc = sl_bus_open(loop, &bo, &ev->bus, err, sizeof err);
     if (rc != 0) {
@@ -386,6 +388,13 @@ int sl_event_refuse(char *reason, size_t cap, const char *what, const sl_json_er
             snprintf(reason, cap, "%s: data is missing or invalid", what);
     }
     return SL_EPARSE;
+}
+
+int sl__events_share_broker(sl_events *ev, sl_bus_broker *broker)
+{
+    if (!ev || strncmp(ev->url, "inproc:", 7) != 0) return 0;
+    ev->broker = broker;
+    return 1;
 }
 
 int sl__events_bus_ok(const sl_events *ev)
