@@ -111,7 +111,8 @@ static const sl_service_def counter_service = {
 };
 
 static const sl_migration ledger_items[] = {
-    {1, "0001_ledger.sql", NULL, "CREATE TABLE entries(event_id TEXT NOT NULL, name TEXT NOT NULL)"},
+    {1, "0001_ledger.sql", NULL,
+     "CREATE TABLE entries(event_id TEXT NOT NULL, name TEXT NOT NULL)"},
 };
 static const sl_migration_set ledger_migrations = {"ledger", ledger_items, 1};
 static const sl_subscription_def ledger_subs[] = {{.topic = TOPIC, .apply = apply_bump}};

@@ -565,12 +565,13 @@ static void broker_run(sl_bus_broker *b, uv_loop_t *loop)
 /* ---- the bus side ------------------------------------------------------------------------------
  */
 
+static void on_kick(uv_timer_t *t);
+
 static void kick(ip_bus *ib)
 {
-    if (!uv_is_active((uv_handle_t *)&ib->kick)) uv_timer_start(&ib->kick, NULL, 0, 0);
+    /* A timer started with no callback does not start: the kick names on_kick. */
+    if (!uv_is_active((uv_handle_t *)&ib->kick)) uv_timer_start(&ib->kick, on_kick, 0, 0);
 }
-
-static void on_kick(uv_timer_t *t);
 
 /* Makes room for `k` more completions. */
 static int done_reserve(ip_bus *ib, size_t k)
