@@ -544,9 +544,13 @@ static void trim_topic(ip_topic *t)
     for (ip_group *g = t->groups; g; g = g->next) {
         if (g->floor < t->first) g->floor = t->first;
         uint64_t shift = g->floor - g->base;
-        if (shift < 4096 || shift > g->state_cap) continue;
-        memmove(g->state, g->state + shift, g->state_cap - (size_t)shift);
-        memset(g->state + g->state_cap - shift, ST_NEW, (size_t)shift);
+        if (shift < 4096) continue;
+        if (shift >= g->state_cap) { /* nothing from the floor on is recorded yet */
+            memset(g->state, ST_NEW, g->state_cap);
+        } else {
+            memmove(g->state, g->state + shift, g->state_cap - (size_t)shift);
+            memset(g->state + g->state_cap - shift, ST_NEW, (size_t)shift);
+        }
         g->base = g->floor;
     }
 }
