@@ -66,9 +66,12 @@ static int envelope_trace(const char *env, size_t len, sl_trace_ctx *out)
            sl_traceparent_parse(p, SL_TRACEPARENT_LEN, out) == 0;
 }
 
-static void messaging_attrs(sl_span *s, const char *op, const char *dest, const char *id)
+static void messaging_attrs(const sl_events *ev, sl_span *s, const char *op, const char *dest,
+                            const char *id)
 {
-    sl_span_set_attr_str(s, "messaging.system", "nats");
+    /* The in-process broker of the hosted shape is no NATS. */
+    sl_span_set_attr_str(s, "messaging.system",
+                         strncmp(ev->url, "inproc:", 7) == 0 ? "shoal_inproc" : "nats");
     sl_span_set_attr_str(s, "messaging.operation.type", op);
     sl_span_set_attr_str(s, "messaging.operation.name", op);
     sl_span_set_attr_str(s, "messaging.destination.name", dest);
@@ -117,7 +120,7 @@ static int relay_publish(void *ctx, const sl_outbox_msg *msgs, size_t n, sl_outb
         snprintf(name, sizeof name, "send %s", msgs[i].type);
         sl_span_start(tr, name, SL_SPAN_PRODUCER, has ? &parent : NULL, &call->spans[i]);
         if (sl_span_is_recording(call->spans[i])) {
-            messaging_attrs(call->spans[i], "send", msgs[i].type, msgs[i].id);
+            messaging_attrs(ev, call->spans[i], "send", msgs[i].type, msgs[i].id);
             sl_span_set_attr_str(call->spans[i], "messaging.message.conversation_id",
                                  msgs[i].subject);
             sl_span_set_attr_int(call->spans[i], "shoal.outbox.seq", msgs[i].seq);
@@ -266,7 +269,7 @@ static int apply_cb(void *data, sl_db *tx, const sl_bus_msg *msg, char *reason, 
     sl_span *span;
     sl_span_start(tr, name, SL_SPAN_CONSUMER, has ? &parent : NULL, &span);
     if (sl_span_is_recording(span)) {
-        messaging_attrs(span, "process", msg->topic, msg->id);
+        messaging_attrs(a->ev, span, "process", msg->topic, msg->id);
         if (msg->group) sl_span_set_attr_str(span, "messaging.consumer.group.name", msg->group);
         if (msg->subject)
             sl_span_set_attr_str(span, "messaging.message.conversation_id", msg->subject);
