@@ -30,6 +30,11 @@
  * group has one durable pull consumer per partition with at most one
  * unacknowledged message; inproc: the broker holds back a subject while an
  * earlier message of it is unacknowledged in the group.
+ *
+ * Publish acknowledgements (docs/events.md): NATS acknowledges once the
+ * stream stored the message; a confirming inproc broker (the hosted shape,
+ * sl_bus_broker_options.confirm) once every consuming group settled it, so
+ * the outbox keeps a row unpublished until its event was applied.
  */
 #ifndef SHOAL_BUS_H
 #define SHOAL_BUS_H
@@ -88,7 +93,28 @@ typedef struct sl_bus_options {
  * beyond it the oldest are dropped (like a stream's retention).
  */
 SL_API int sl_bus_broker_new(size_t max_msgs, sl_bus_broker **out) SL_MUST_CHECK;
+
+typedef struct sl_bus_broker_options {
+    size_t max_msgs;   /* messages kept per topic: 0 → 1,000,000 (oldest dropped beyond) */
+    int confirm;       /* 1: a publish is acknowledged only once every group the topic had
+                          when the message arrived has settled it (acked after its handler,
+                          or dead-lettered); settled messages are then dropped, dead-letter
+                          topics excepted. For processes whose outbox is the durable log. */
+    size_t max_queued; /* confirm: messages owed to groups at once; beyond it a publish fails
+                          with SL_ELIMIT: 0 → 65536 */
+} sl_bus_broker_options;
+
+/*
+ * Creates a broker with `opt` (copied). Returns 0 and *out (returns owned, free with
+ * sl_bus_broker_free after every bus using it is closed), SL_EINVAL (opt NULL) or SL_ENOMEM.
+ * Every bus sharing a broker must run on one loop.
+ */
+SL_API int sl_bus_broker_new_opts(const sl_bus_broker_options *opt,
+                                  sl_bus_broker **out) SL_MUST_CHECK;
 SL_API void sl_bus_broker_free(sl_bus_broker *b);
+
+/* Messages some group still owes (a confirming broker's queue; 0 otherwise). Loop thread. */
+SL_API size_t sl_bus_broker_queued(const sl_bus_broker *b);
 
 /*
  * Opens a bus on `loop` (borrowed, must outlive the bus). Call it on the

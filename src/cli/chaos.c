@@ -206,7 +206,8 @@ static int all_ready(const int *ports, int nports, int nats_port, char *which, s
     return 1;
 }
 
-/* The ports to probe after the round: every HTTP process and nats (unless external). */
+/* The ports to probe after the round: every HTTP process and nats (unless external or not
+ * started: every service that uses events is hosted on an in-process bus). */
 static int read_ports(const char *config, int *ports, int cap, int *nports, int *nats_port)
 {
     sl_config *cfg = NULL;
@@ -222,6 +223,26 @@ static int read_ports(const char *config, int *ports, int cap, int *nports, int 
                      : (json_is_integer(json_object_get(nats, "port"))
                             ? (int)json_integer_value(json_object_get(nats, "port"))
                             : 4222);
+    /* No nats-server when every service that uses events is hosted on an in-process bus
+     * (shoal up's rule: cli_hosting_buses, the definitions next to this binary). */
+    cli_hosting_group g[CLI_HOSTING_GROUPS_MAX];
+    size_t ng = 0;
+    char herr[256], self[PATH_MAX], defs_path[PATH_MAX + 32];
+    if (*nats_port &&
+        cli_hosting_read(root, g, CLI_HOSTING_GROUPS_MAX, &ng, herr, sizeof herr) == 0 && ng) {
+        const char *bin = NULL;
+        if (sl_config_get_string(cfg, "bin_dir", NULL, &bin, err) != 0 || !bin) {
+            ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+            self[n > 0 ? n : 0] = '\0';
+            bin = n > 0 ? dirname(self) : "build/bin";
+        }
+        snprintf(defs_path, sizeof defs_path, "%s/shoal-defs.json", bin);
+        json_t *defs = json_load_file(defs_path, 0, NULL);
+        int need = 1;
+        if (cli_hosting_buses(root, defs, g, ng, &need, herr, sizeof herr) == 0 && !need)
+            *nats_port = 0;
+        json_decref(defs);
+    }
     *nports = 0;
     size_t i;
     json_t *s;

@@ -107,11 +107,20 @@ int cli_topology(const char *config, char *data_dir, size_t cap, int *gateway_po
 #define CLI_HOSTING_GROUPS_MAX  8
 #define CLI_HOSTING_MEMBERS_MAX 16
 
+/* A group's `bus:` key: how its services' events travel. */
+typedef enum cli_hosting_bus {
+    CLI_BUS_AUTO = 0, /* inproc when no service outside the group publishes or consumes events */
+    CLI_BUS_NATS,
+    CLI_BUS_INPROC,
+} cli_hosting_bus;
+
 /* One shoal-shop process of `shoal up`: its name and the services it hosts, in order. */
 typedef struct cli_hosting_group {
     char name[CLI_NAME_MAX];
     char members[CLI_HOSTING_MEMBERS_MAX][CLI_NAME_MAX];
     size_t n;
+    cli_hosting_bus bus; /* as configured */
+    int inproc;          /* as decided by cli_hosting_buses: 1 on the in-process bus */
 } cli_hosting_group;
 
 /*
@@ -125,5 +134,19 @@ int cli_hosting_read(const json_t *root, cli_hosting_group *out, size_t cap, siz
 
 /* The index of the group hosting `service`, or -1 (its own process). */
 int cli_hosting_group_of(const cli_hosting_group *g, size_t n, const char *service);
+
+/*
+ * Decides each group's bus (g[i].inproc) from its `bus:` key: `inproc`, or `auto` when no
+ * service of the topology `root` outside the group publishes or consumes events, per `defs`
+ * (the service definitions as bin/shoal-defs.json holds them; NULL, or a service it does not
+ * list, counts as using the bus; the gateway never does). *need_nats (may be NULL) gets 1 when
+ * some service that uses the bus is not in an in-process group. Returns 0, or SL_EINVAL with
+ * err naming the field when a group says `inproc` but a service outside it uses the bus.
+ */
+int cli_hosting_buses(const json_t *root, const json_t *defs, cli_hosting_group *g, size_t n,
+                      int *need_nats, char *err, size_t errcap);
+
+/* 1 when service `name` publishes or consumes events per `defs` (see cli_hosting_buses). */
+int cli_service_uses_bus(const json_t *defs, const char *name);
 
 #endif

@@ -4,9 +4,11 @@
  * the parsed topology, writes nothing.
  *
  *   hosting:
- *     - {name: shop, services: [user, product, cart, inventory, notification]}
+ *     - {name: shop, services: [user, product, cart, inventory, notification], bus: auto}
  *
  * A service named in no group runs as its own process, as without the block.
+ * `bus:` (auto | nats | inproc) says whether the group's events go through
+ * the process's in-process broker or through NATS (cli_hosting_buses).
  */
 #include "cli.h"
 
@@ -76,6 +78,18 @@ int cli_hosting_read(const json_t *root, cli_hosting_group *out, size_t cap, siz
                 return SL_EINVAL;
             }
         snprintf(grp->name, sizeof grp->name, "%s", name);
+        const json_t *bus = json_object_get(g, "bus");
+        const char *bs = json_string_value(bus);
+        if (!bus || (bs && strcmp(bs, "auto") == 0))
+            grp->bus = CLI_BUS_AUTO;
+        else if (bs && strcmp(bs, "nats") == 0)
+            grp->bus = CLI_BUS_NATS;
+        else if (bs && strcmp(bs, "inproc") == 0)
+            grp->bus = CLI_BUS_INPROC;
+        else {
+            snprintf(err, errcap, "hosting[%zu].bus: must be auto, nats or inproc", i);
+            return SL_EINVAL;
+        }
         const json_t *svcs = json_object_get(g, "services");
         if (!json_is_array(svcs) || json_array_size(svcs) == 0 ||
             json_array_size(svcs) > CLI_HOSTING_MEMBERS_MAX) {
@@ -114,4 +128,57 @@ int cli_hosting_group_of(const cli_hosting_group *g, size_t n, const char *servi
         for (size_t k = 0; k < g[i].n; k++)
             if (strcmp(g[i].members[k], service) == 0) return (int)i;
     return -1;
+}
+
+int cli_service_uses_bus(const json_t *defs, const char *name)
+{
+    if (strcmp(name, "gateway") == 0) return 0;
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(defs, "services"), i, d)
+    {
+        const char *n = json_string_value(json_object_get(d, "name"));
+        if (!n || strcmp(n, name) != 0) continue;
+        return json_array_size(json_object_get(d, "subscriptions")) > 0 ||
+               json_array_size(json_object_get(d, "publishes")) > 0;
+    }
+    return 1; /* unknown: assume it does */
+}
+
+int cli_hosting_buses(const json_t *root, const json_t *defs, cli_hosting_group *g, size_t n,
+                      int *need_nats, char *err, size_t errcap)
+{
+    for (size_t i = 0; i < n; i++) {
+        /* The first service outside the group that uses the bus, if any. */
+        const char *outside = NULL;
+        size_t k;
+        json_t *item;
+        json_array_foreach(json_object_get(root, "services"), k, item)
+        {
+            const char *name = json_string_value(json_object_get(item, "name"));
+            if (!outside && name && cli_service_uses_bus(defs, name) &&
+                cli_hosting_group_of(&g[i], 1, name) < 0)
+                outside = name;
+        }
+        if (g[i].bus == CLI_BUS_INPROC && outside) {
+            snprintf(err, errcap,
+                     "hosting[%zu].bus: inproc, but %s runs outside '%s' and uses events", i,
+                     outside, g[i].name);
+            return SL_EINVAL;
+        }
+        g[i].inproc = g[i].bus != CLI_BUS_NATS && !outside;
+    }
+    if (need_nats) {
+        *need_nats = 0;
+        size_t k;
+        json_t *item;
+        json_array_foreach(json_object_get(root, "services"), k, item)
+        {
+            const char *name = json_string_value(json_object_get(item, "name"));
+            if (!name || !cli_service_uses_bus(defs, name)) continue;
+            int gi = cli_hosting_group_of(g, n, name);
+            if (gi < 0 || !g[gi].inproc) *need_nats = 1;
+        }
+    }
+    return 0;
 }

@@ -211,16 +211,43 @@ fail:
     return SL_ECONFIG;
 }
 
+/* Empties the process's NATS bus URLs (SHOAL_BUS__URL, SHOAL_HOSTED_<NAME>__BUS__URL): its
+ * services use no bus. */
+static void clear_nats_urls(proc *p)
+{
+    for (int e = 0; e < p->nenv; e++) {
+        char *eq = strchr(p->env[e], '=');
+        size_t kl = eq ? (size_t)(eq - p->env[e]) : 0;
+        if (kl < 8 || strncmp(eq - 8, "BUS__URL", 8) != 0 || strcmp(eq + 1, "inproc:") == 0)
+            continue;
+        eq[1] = '\0'; /* "KEY=" */
+    }
+}
+
 /* The topology's `hosting:` groups (cli_hosting_read): each group's services leave s->procs and
  * become one shoal-shop process, in the place of the first of them, that carries their settings
  * as SHOAL_HOSTED_<NAME>__* (their SHOAL_* variables renamed) and is ready when all their ports
- * answer /readyz. Returns 0 or SL_ECONFIG (the reason printed). */
+ * answer /readyz. A group on the in-process bus (cli_hosting_buses) gets bus.url `inproc:`; when
+ * no service left uses NATS, nats-server is not started. Returns 0 or SL_ECONFIG (the reason
+ * printed). */
 static int apply_hosting(supervisor *s, topology *t)
 {
     cli_hosting_group g[CLI_HOSTING_GROUPS_MAX];
     size_t ng = 0;
     char err[256];
     if (cli_hosting_read(sl_config_root(t->cfg), g, CLI_HOSTING_GROUPS_MAX, &ng, err, sizeof err)) {
+        fprintf(stderr, "shoal: %s\n", err);
+        return SL_ECONFIG;
+    }
+    if (ng == 0) return 0;
+    /* Which services use events: the definitions the build wrote next to the binaries. */
+    char defs_path[PATH_MAX + 32];
+    snprintf(defs_path, sizeof defs_path, "%s/shoal-defs.json", t->bin_dir);
+    json_t *defs = json_load_file(defs_path, 0, NULL);
+    int need_nats = 1;
+    int brc = cli_hosting_buses(sl_config_root(t->cfg), defs, g, ng, &need_nats, err, sizeof err);
+    if (brc != 0) {
+        json_decref(defs);
         fprintf(stderr, "shoal: %s\n", err);
         return SL_ECONFIG;
     }
@@ -257,6 +284,9 @@ static int apply_hosting(supervisor *s, topology *t)
                 char *eq = strchr(p->env[e], '=');
                 char key[256];
                 if (!eq) continue;
+                const char *value = eq + 1;
+                if (g[gi].inproc && strncmp(p->env[e], "SHOAL_BUS__URL=", 15) == 0)
+                    value = "inproc:"; /* the process's own broker */
                 if (strncmp(p->env[e], "SHOAL_", 6) == 0)
                     snprintf(key, sizeof key, "SHOAL_HOSTED_%s__%.*s", up,
                              (int)(eq - p->env[e] - 6), p->env[e] + 6);
@@ -266,7 +296,7 @@ static int apply_hosting(supervisor *s, topology *t)
                     fprintf(stderr, "shoal: hosting[%zu]: too many settings for one process\n", gi);
                     return SL_ECONFIG;
                 }
-                add_env(&shop, key, eq + 1);
+                add_env(&shop, key, value);
                 free(p->env[e]);
             }
             for (int a = 0; a < p->argc; a++)
@@ -287,6 +317,25 @@ static int apply_hosting(supervisor *s, topology *t)
             if (s->procs[i].kind != P_NATS + P_SERVICE + P_GATEWAY) s->procs[k++] = s->procs[i];
         s->n = k;
     }
+    if (!need_nats) {
+        /* Every service that uses events is on an in-process bus: no nats-server, and the
+         * processes left (which use no bus) get none. */
+        int k = 0;
+        for (int i = 0; i < s->n; i++) {
+            proc *p = &s->procs[i];
+            if (p->kind == P_NATS) {
+                for (int a = 0; a < p->argc; a++)
+                    free(p->argv[a]);
+                for (int e = 0; e < p->nenv; e++)
+                    free(p->env[e]);
+                continue;
+            }
+            clear_nats_urls(p);
+            s->procs[k++] = *p;
+        }
+        s->n = k;
+    }
+    json_decref(defs);
     return 0;
 }
 

@@ -859,6 +859,275 @@ static void test_fetch_error_while_held(void **state)
     natsConnection_Destroy(nc);
 }
 
+/* ---- a confirming broker (inproc only: the hosted shape) ----------------------------------- */
+
+/* A bus on its own confirming broker (max_queued 0: the default). */
+static sl_bus *open_confirming(uv_loop_t *loop, sl_bus_broker **broker, size_t max_queued)
+{
+    sl_bus_broker_options bo = {.confirm = 1, .max_queued = max_queued};
+    assert_int_equal(sl_bus_broker_new_opts(&bo, broker), 0);
+    const char *ctxs[] = {g.ctx};
+    sl_bus_options o = {
+        .url = "inproc:", .contexts = ctxs, .n_contexts = 1, .partitions = 4, .broker = *broker};
+    sl_bus *bus = NULL;
+    assert_int_equal(sl_bus_open(loop, &o, &bus, NULL, 0), 0);
+    wait_ready(loop, bus);
+    return bus;
+}
+
+/* Starts publishing one event; the caller waits for ps. */
+static void publish_async(sl_bus *bus, const char *topic, const char *id, const char *subject,
+                          int n, pubstate *ps)
+{
+    char *env = envelope(topic, id, subject, n);
+    sl_bus_out m = {topic, id, subject, env, strlen(env)};
+    ps->pending++;
+    int rc = sl_bus_publish(bus, &m, 1, on_pub, ps);
+    free(env);
+    if (rc != 0) ps->pending--;
+    assert_int_equal(rc, 0);
+}
+
+typedef struct seen_pub {
+    pubstate *ps;
+    int committed; /* effects rows seen committed by the time the publish was acked */
+    sl_db *db;
+    int acked_in_apply; /* publish acks already seen while an apply ran (must stay 0) */
+} seen_pub;
+
+static int apply_watch(void *data, sl_db *tx, const sl_bus_msg *m, char *reason, size_t cap)
+{
+    seen_pub *w = data;
+    w->acked_in_apply += w->ps->ok + w->ps->failed;
+    return apply_event(&(applied){.fail_once_n = 1}, tx, m, reason, cap);
+}
+
+static void on_pub_db(void *data, int status)
+{
+    seen_pub *w = data;
+    w->committed = (int)scalar(w->db, "SELECT count(*) FROM effects");
+    on_pub(w->ps, status);
+}
+
+/* The publish is acknowledged only after the runner committed the event's effect (the first
+ * delivery fails and is retried: still no ack in between). */
+static void test_confirm_after_commit(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char dir[] = "/tmp/shoal-bus-XXXXXX", url[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(url, sizeof url, "sqlite:%s/c.db", dir);
+    sl_db *db;
+    assert_int_equal(sl_db_open(url, NULL, &db, NULL, 0), 0);
+    assert_int_equal(sl_db_migrate(db, sl_db_lib_migrations(), NULL), 0);
+    assert_int_equal(sl_db_exec(db, "CREATE TABLE effects(n INTEGER NOT NULL)"), 0);
+    sl_bus_broker *broker;
+    sl_bus *bus = open_confirming(&loop, &broker, 0);
+    char topic[128];
+    topic_of(topic, sizeof topic, "confirm");
+    pubstate ps = {0, 0, 0};
+    seen_pub w = {.ps = &ps, .db = db};
+    sl_bus_sub_options o = fast_opts();
+    sl_bus_runner_options ro = {.consumer = "effects", .batch_max = 1};
+    sl_bus_runner *r;
+    assert_int_equal(sl_bus_runner_new(bus, db, topic, "g1", &o, &ro, apply_watch, &w, &r), 0);
+    run_until(&loop, cond_true_never, NULL, 50); /* the group exists before the publish */
+    char *env = envelope(topic, "c-1", "s1", 1);
+    sl_bus_out m = {topic, "c-1", "s1", env, strlen(env)};
+    ps.pending = 1;
+    assert_int_equal(sl_bus_publish(bus, &m, 1, on_pub_db, &w), 0);
+    free(env);
+    assert_true(run_until(&loop, pubs_done, &ps, 20000));
+    assert_int_equal(ps.ok, 1);
+    assert_int_equal(w.committed, 1);      /* the effect was committed before the ack */
+    assert_int_equal(w.acked_in_apply, 0); /* never acked while an attempt ran */
+    assert_int_equal(sl_bus_broker_queued(broker), 0);
+    sl_bus_runner_free(r);
+    close_bus(&loop, bus);
+    sl_bus_broker_free(broker);
+    sl_db_close(db);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Every group owes the message: the publish waits for the slowest one; a duplicate publish of
+ * the same id waits for the original and the handler runs once per group. */
+static void test_confirm_every_group(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_bus_broker *broker;
+    sl_bus *bus = open_confirming(&loop, &broker, 0);
+    char topic[128];
+    topic_of(topic, sizeof topic, "groups");
+    rec a = {.loop = &loop}, b = {.loop = &loop, .drop_first = 1};
+    sl_bus_sub_options o = fast_opts(); /* b's first delivery comes back after 400 ms */
+    sl_bus_sub *sa, *sb;
+    assert_int_equal(sl_bus_subscribe(bus, topic, "ga", &o, rec_handler, &a, &sa), 0);
+    assert_int_equal(sl_bus_subscribe(bus, topic, "gb", &o, rec_handler, &b, &sb), 0);
+    run_until(&loop, cond_true_never, NULL, 50);
+    pubstate ps = {0, 0, 0}, dup = {0, 0, 0};
+    publish_async(bus, topic, "e-1", "s1", 0, &ps);
+    want wa = {{&a}, 1, 1};
+    assert_true(run_until(&loop, all_seen, &wa, 20000));
+    publish_async(bus, topic, "e-1", "s1", 0, &dup); /* the relay sending it again */
+    run_until(&loop, cond_true_never, NULL, 100);
+    assert_int_equal(ps.pending, 1); /* gb has not settled it yet */
+    assert_int_equal(dup.pending, 1);
+    assert_int_equal(sl_bus_broker_queued(broker), 1);
+    assert_true(run_until(&loop, pubs_done, &ps, 20000));
+    assert_true(run_until(&loop, pubs_done, &dup, 20000));
+    assert_int_equal(ps.ok, 1);
+    assert_int_equal(dup.ok, 1);
+    assert_int_equal(b.count, 2); /* dropped once, then acked */
+    assert_int_equal(b.seen[0], 1);
+    assert_int_equal(a.seen[0], 1);
+    assert_int_equal(sl_bus_broker_queued(broker), 0);
+    /* Settled, it is gone: a publish of the same id within the window is acked at once. */
+    publish_async(bus, topic, "e-1", "s1", 0, &dup);
+    assert_true(run_until(&loop, pubs_done, &dup, 20000));
+    assert_int_equal(dup.ok, 2);
+    run_until(&loop, cond_true_never, NULL, 100);
+    assert_int_equal(a.count, 1);
+    sl_bus_unsubscribe(sa);
+    sl_bus_unsubscribe(sb);
+    close_bus(&loop, bus);
+    sl_bus_broker_free(broker);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A handler that keeps failing: redelivered with backoff up to max_deliver, then dead-lettered;
+ * only then is the publish acknowledged. */
+static void test_confirm_dead_letter(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_bus_broker *broker;
+    sl_bus *bus = open_confirming(&loop, &broker, 0);
+    char topic[128];
+    topic_of(topic, sizeof topic, "poison");
+    rec a = {.loop = &loop, .always_nack = 1};
+    sl_bus_sub_options o = fast_opts();
+    o.max_deliver = 3;
+    sl_bus_sub *sa;
+    assert_int_equal(sl_bus_subscribe(bus, topic, "ga", &o, rec_handler, &a, &sa), 0);
+    run_until(&loop, cond_true_never, NULL, 50);
+    pubstate ps = {0, 0, 0};
+    publish_async(bus, topic, "p-1", "s1", 1, &ps);
+    assert_true(run_until(&loop, pubs_done, &ps, 20000));
+    assert_int_equal(ps.ok, 1);
+    assert_int_equal(a.count, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(a.deliveries[i], (unsigned)i + 1);
+    deadlist d;
+    wait_dead(&loop, bus, topic, 1, &d);
+    assert_string_equal(d.items[0].id, "p-1");
+    assert_int_equal(d.items[0].deliveries, 3);
+    assert_non_null(strstr(d.items[0].reason, "always failing"));
+    assert_int_equal(sl_bus_broker_queued(broker), 0);
+    sl_bus_unsubscribe(sa);
+    close_bus(&loop, bus);
+    sl_bus_broker_free(broker);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A full queue refuses publishes (SL_ELIMIT) until the groups catch up; ordered subjects stay
+ * in publish order. */
+static void test_confirm_bounded_ordered(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_bus_broker *broker;
+    sl_bus *bus = open_confirming(&loop, &broker, 50);
+    char topic[128];
+    topic_of(topic, sizeof topic, "bounded");
+    rec a = {.loop = &loop, .nack_every = 7, .nack_delay = 20};
+    sl_bus_sub_options o = fast_opts();
+    sl_bus_sub *sa;
+    assert_int_equal(sl_bus_subscribe(bus, topic, "ga", &o, rec_handler, &a, &sa), 0);
+    run_until(&loop, cond_true_never, NULL, 50);
+    pubstate ps = {0, 0, 0};
+    int sent = 0, refused = 0;
+    while (sent < 300) {
+        char id[32], subj[8];
+        snprintf(id, sizeof id, "b-%d", sent);
+        snprintf(subj, sizeof subj, "s%d", sent % 5);
+        char *env = envelope(topic, id, subj, sent);
+        sl_bus_out m = {topic, id, subj, env, strlen(env)};
+        int rc = sl_bus_publish(bus, &m, 1, on_pub, &ps);
+        free(env);
+        if (rc == SL_ELIMIT) {
+            refused++;
+            assert_true(sl_bus_broker_queued(broker) <= 50);
+            run_until(&loop, cond_true_never, NULL, 20); /* back off: the handler catches up */
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        ps.pending++;
+        sent++;
+    }
+    assert_true(refused > 0);
+    assert_true(run_until(&loop, pubs_done, &ps, 30000));
+    assert_int_equal(ps.ok, 300);
+    assert_int_equal(acked_total(&a, 300), 300);
+    /* Per subject, the acknowledged handling is in publish order. */
+    int last[5] = {-1, -1, -1, -1, -1};
+    for (int i = 0; i < a.count; i++) {
+        if (a.deliveries[i] == 1 && a.n[i] % 7 == 0) continue; /* the nacked attempt */
+        int sj = a.n[i] % 5;
+        assert_true(a.n[i] > last[sj]);
+        last[sj] = a.n[i];
+    }
+    assert_int_equal(sl_bus_broker_queued(broker), 0);
+    sl_bus_unsubscribe(sa);
+    close_bus(&loop, bus);
+    sl_bus_broker_free(broker);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A publisher that closes fails its waiting publishes (SL_ECANCELED: the outbox row stays
+ * unpublished); the group still gets the message. */
+static void test_confirm_close(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_bus_broker *broker;
+    sl_bus *cons = open_confirming(&loop, &broker, 0);
+    const char *ctxs[] = {g.ctx};
+    sl_bus_options o = {
+        .url = "inproc:", .contexts = ctxs, .n_contexts = 1, .partitions = 4, .broker = broker};
+    sl_bus *prod = NULL;
+    assert_int_equal(sl_bus_open(&loop, &o, &prod, NULL, 0), 0);
+    char topic[128];
+    topic_of(topic, sizeof topic, "close");
+    rec a = {.loop = &loop, .drop_first = 1};
+    sl_bus_sub_options so = fast_opts();
+    sl_bus_sub *sa;
+    assert_int_equal(sl_bus_subscribe(cons, topic, "ga", &so, rec_handler, &a, &sa), 0);
+    run_until(&loop, cond_true_never, NULL, 50);
+    pubstate ps = {0, 0, 0};
+    publish_async(prod, topic, "x-1", "s1", 0, &ps);
+    want wa = {{&a}, 1, 1};
+    run_until(&loop, cond_true_never, NULL, 100);
+    close_bus(&loop, prod);
+    assert_int_equal(ps.pending, 0);
+    assert_int_equal(ps.failed, 1);
+    assert_true(run_until(&loop, all_seen, &wa, 20000)); /* redelivered after ack_wait */
+    assert_int_equal(sl_bus_broker_queued(broker), 0);
+    sl_bus_unsubscribe(sa);
+    close_bus(&loop, cons);
+    sl_bus_broker_free(broker);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *b = argc > 1 ? argv[1] : "inproc";
@@ -897,6 +1166,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fetch_error_while_held),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (!g.nats) {
+        const struct CMUnitTest confirm[] = {
+            cmocka_unit_test(test_confirm_after_commit),
+            cmocka_unit_test(test_confirm_every_group),
+            cmocka_unit_test(test_confirm_dead_letter),
+            cmocka_unit_test(test_confirm_bounded_ordered),
+            cmocka_unit_test(test_confirm_close),
+        };
+        rc |= cmocka_run_group_tests_name("confirming broker", confirm, NULL, NULL);
+    }
     sl_bus_broker_free(g.broker);
     return rc;
 }

@@ -10,6 +10,16 @@
  * subscriptions). Every bus sharing a broker must run on the same loop.
  * Nothing is delivered from inside a call: publishes, settles and
  * subscribes only mark work; a zero timer ("kick") and a 10 ms tick do it.
+ *
+ * A confirming broker (sl_bus_broker_new_opts with `confirm`, the hosted
+ * shape) acknowledges a publish only when every group the topic had when
+ * the message arrived has settled it (acked after its handler committed, or
+ * dead-lettered): each message counts the groups still owing it
+ * (`waiting`) and lists the publishes waiting for it. A duplicate publish
+ * waits for the original. Messages no group owes any more are dropped (the
+ * publisher's outbox is the durable log), dead-letter topics excepted, and
+ * at most `max_queued` messages may be owed at once: beyond it a publish
+ * fails with SL_ELIMIT (the relay backs off and sends again).
  */
 #include "bus/bus_int.h"
 
@@ -22,11 +32,21 @@
 
 enum { ST_NEW = 0, ST_PENDING = 1, ST_DONE = 2 };
 
+/* A publish waiting for one message to be settled by every group (confirming broker). */
+typedef struct ip_waiter {
+    struct ip_bus *ib; /* NULL once its bus closed (the publish was failed then) */
+    bus_pub *pub;
+    struct ip_waiter *next_msg;            /* the message's list */
+    struct ip_waiter *prev_bus, *next_bus; /* the bus's list */
+} ip_waiter;
+
 typedef struct ip_msg {
     char *id, *subject, *data;
     size_t len;
     int64_t ts_ms;
     uint32_t bucket;
+    unsigned waiting;   /* confirming broker: groups that have not settled it yet */
+    ip_waiter *waiters; /* publishes acknowledged when `waiting` reaches 0 */
 } ip_msg;
 
 typedef struct ip_pending {
@@ -54,6 +74,7 @@ typedef struct ip_group {
     ip_pending *pend; /* sorted by seq */
     size_t npend, pend_cap;
     uint64_t holder[IP_BUCKETS]; /* seq + 1 of the pending message holding a bucket */
+    uint64_t join;               /* first seq published after the group was created */
     bool ordered;
     sl_bus_sub_options opt;
     ip_sub *subs, *rr;
@@ -66,17 +87,24 @@ typedef struct ip_topic {
     size_t n, cap;
     uint64_t first;
     ip_group *groups;
+    unsigned ngroups;
+    bool dlq;  /* a dead-letter topic: kept (bounded by max_msgs) for listing and redrive */
+    bool trim; /* confirming broker: settled messages may be dropped from the front */
     struct ip_topic *next;
 } ip_topic;
 
 typedef struct ip_dedup {
     char *id;
+    ip_topic *t; /* where the original went (NULL: nowhere yet) */
+    uint64_t seq;
     int64_t exp_ms;
     struct ip_dedup *chain, *fifo;
 } ip_dedup;
 
 struct sl_bus_broker {
     size_t max_msgs;
+    bool confirm;
+    size_t max_queued, queued; /* confirming broker: messages some group still owes */
     ip_topic *topics;
     ip_dedup *tab[IP_DEDUP_TAB];
     ip_dedup *fifo_head, *fifo_tail;
@@ -84,10 +112,11 @@ struct sl_bus_broker {
 };
 
 typedef struct ip_done {
-    bus_pub *pub;       /* publish completion, or */
+    bus_pub *pub;       /* `count` messages of a publish completed, or */
     void (*fn)(void *); /* an admin completion */
     void *arg;
     int status;
+    size_t count;
 } ip_done;
 
 typedef struct ip_bus {
@@ -98,7 +127,9 @@ typedef struct ip_bus {
     int open_handles;
     ip_done *done;
     size_t ndone, done_cap;
-    ip_sub *released; /* stopped subs to release on the next kick */
+    ip_sub *released;   /* stopped subs to release on the next kick */
+    ip_waiter *waiters; /* confirming broker: this bus's publishes waiting for groups */
+    unsigned ticks;
 } ip_bus;
 
 typedef struct ip_handle {
@@ -110,12 +141,28 @@ typedef struct ip_handle {
 
 /* ---- broker ---------------------------------------------------------------------------------- */
 
+int sl_bus_broker_new_opts(const sl_bus_broker_options *opt, sl_bus_broker **out)
+{
+    *out = NULL;
+    if (opt == NULL) return SL_EINVAL;
+    sl_bus_broker *b = calloc(1, sizeof *b);
+    if (b == NULL) return SL_ENOMEM;
+    b->max_msgs = opt->max_msgs ? opt->max_msgs : 1000000;
+    b->confirm = opt->confirm != 0;
+    b->max_queued = opt->max_queued ? opt->max_queued : 65536;
+    *out = b;
+    return 0;
+}
+
 int sl_bus_broker_new(size_t max_msgs, sl_bus_broker **out)
 {
-    *out = calloc(1, sizeof **out);
-    if (*out == NULL) return SL_ENOMEM;
-    (*out)->max_msgs = max_msgs ? max_msgs : 1000000;
-    return 0;
+    sl_bus_broker_options o = {.max_msgs = max_msgs};
+    return sl_bus_broker_new_opts(&o, out);
+}
+
+size_t sl_bus_broker_queued(const sl_bus_broker *b)
+{
+    return b->queued;
 }
 
 static void free_group(ip_group *g)
@@ -133,6 +180,10 @@ void sl_bus_broker_free(sl_bus_broker *b)
         for (size_t i = 0; i < t->n; i++) {
             free(t->msgs[i].id);
             free(t->msgs[i].data);
+            for (ip_waiter *w = t->msgs[i].waiters, *wn; w; w = wn) {
+                wn = w->next_msg;
+                free(w); /* every bus closed before: w->ib is NULL */
+            }
         }
         free(t->msgs);
         for (ip_group *g = t->groups, *gn; g; g = gn) {
@@ -176,13 +227,18 @@ static void dedup_expire(sl_bus_broker *b, int64_t now)
     }
 }
 
-/* Returns 1 when `id` was seen within the window, 0 after recording it, <0 on error. */
-static int dedup_check(sl_bus_broker *b, const char *id, int64_t now, int64_t window)
+/* Returns 1 when `id` was seen within the window (*seen: its entry), 0 after recording it
+ * (*seen: the new entry), <0 on error. */
+static int dedup_check(sl_bus_broker *b, const char *id, int64_t now, int64_t window,
+                       ip_dedup **seen)
 {
     dedup_expire(b, now);
     uint32_t h = hash(id) % IP_DEDUP_TAB;
     for (ip_dedup *d = b->tab[h]; d; d = d->chain)
-        if (strcmp(d->id, id) == 0) return 1;
+        if (strcmp(d->id, id) == 0) {
+            *seen = d;
+            return 1;
+        }
     ip_dedup *d = calloc(1, sizeof *d);
     if (d == NULL || (d->id = strdup(id)) == NULL) {
         free(d);
@@ -197,6 +253,7 @@ static int dedup_check(sl_bus_broker *b, const char *id, int64_t now, int64_t wi
         b->fifo_head = d;
     b->fifo_tail = d;
     b->ndedup++;
+    *seen = d;
     return 0;
 }
 
@@ -209,6 +266,8 @@ static ip_topic *topic_get(sl_bus_broker *b, const char *name, bool create)
     if (t == NULL) return NULL;
     strcpy(t->name, name);
     t->first = 1;
+    size_t nl = strlen(name);
+    t->dlq = nl > 4 && strcmp(name + nl - 4, ".dlq") == 0;
     t->next = b->topics;
     b->topics = t;
     return t;
@@ -239,8 +298,9 @@ static uint8_t *state_at(ip_group *g, uint64_t seq)
 
 static int topic_append(sl_bus_broker *b, ip_topic *t, const bus_wire *w, int64_t now)
 {
-    if (t->n == b->max_msgs) {
-        /* Retention: drop the oldest message. */
+    if (t->n == b->max_msgs && t->msgs[0].waiting == 0) {
+        /* Retention: drop the oldest message (a confirming broker keeps the owed ones: its
+         * queue bound keeps them few). */
         free(t->msgs[0].id);
         free(t->msgs[0].data);
         memmove(t->msgs, t->msgs + 1, (t->n - 1) * sizeof *t->msgs);
@@ -271,6 +331,10 @@ static int topic_append(sl_bus_broker *b, ip_topic *t, const bus_wire *w, int64_
     m->len = w->len;
     m->ts_ms = now;
     m->bucket = hash(w->subject) % IP_BUCKETS;
+    m->waiting = b->confirm ? t->ngroups : 0;
+    m->waiters = NULL;
+    if (m->waiting) b->queued++;
+    if (b->confirm) t->trim = true;
     t->n++;
     return 0;
 }
@@ -326,10 +390,12 @@ static ip_group *group_get(ip_topic *t, const char *name, const sl_bus_sub_optio
     /* A new group starts with the oldest retained message (DeliverAll, like the NATS
      * backend's consumers). */
     g->base = g->floor = t->first;
+    g->join = t->first + t->n;
     g->ordered = !o->unordered;
     g->opt = *o;
     g->next = t->groups;
     t->groups = g;
+    t->ngroups++;
     return g;
 }
 
@@ -441,24 +507,88 @@ static void dispatch(ip_group *g, int64_t now)
     free(bs);
 }
 
+/* 1 when every group of `t` is done with `seq`. */
+static bool all_done(ip_topic *t, uint64_t seq)
+{
+    for (ip_group *g = t->groups; g; g = g->next) {
+        if (seq < g->floor) continue;
+        uint8_t *st = state_at(g, seq);
+        if (st == NULL || *st != ST_DONE) return false;
+    }
+    return true;
+}
+
+/* Confirming broker: drops the messages at the front of `t` that nobody owes or will be handed
+ * any more, and the groups' state below their floor. */
+static void trim_topic(ip_topic *t)
+{
+    t->trim = false;
+    if (t->dlq) return;
+    size_t k = 0;
+    while (k < t->n && t->msgs[k].waiting == 0 && all_done(t, t->first + k))
+        k++;
+    if (k > 0) {
+        for (size_t i = 0; i < k; i++) {
+            free(t->msgs[i].id);
+            free(t->msgs[i].data);
+        }
+        memmove(t->msgs, t->msgs + k, (t->n - k) * sizeof *t->msgs);
+        t->n -= k;
+        t->first += k;
+    }
+    if (t->n == 0 && t->cap > 1024) {
+        free(t->msgs);
+        t->msgs = NULL;
+        t->cap = 0;
+    }
+    for (ip_group *g = t->groups; g; g = g->next) {
+        if (g->floor < t->first) g->floor = t->first;
+        uint64_t shift = g->floor - g->base;
+        if (shift < 4096) continue;
+        if (shift >= g->state_cap) { /* nothing from the floor on is recorded yet */
+            memset(g->state, ST_NEW, g->state_cap);
+        } else {
+            memmove(g->state, g->state + shift, g->state_cap - (size_t)shift);
+            memset(g->state + g->state_cap - shift, ST_NEW, (size_t)shift);
+        }
+        g->base = g->floor;
+    }
+}
+
 static void broker_run(sl_bus_broker *b, uv_loop_t *loop)
 {
     int64_t now = (int64_t)uv_now(loop);
-    for (ip_topic *t = b->topics; t; t = t->next)
+    for (ip_topic *t = b->topics; t; t = t->next) {
+        if (t->trim) trim_topic(t);
         for (ip_group *g = t->groups; g; g = g->next) {
             dispatch(g, now);
         }
+    }
 }
 
 /* ---- the bus side ------------------------------------------------------------------------------
  */
 
+static void on_kick(uv_timer_t *t);
+
 static void kick(ip_bus *ib)
 {
-    if (!uv_is_active((uv_handle_t *)&ib->kick)) uv_timer_start(&ib->kick, NULL, 0, 0);
+    /* A timer started with no callback does not start: the kick names on_kick. */
+    if (!uv_is_active((uv_handle_t *)&ib->kick)) uv_timer_start(&ib->kick, on_kick, 0, 0);
 }
 
-static void on_kick(uv_timer_t *t);
+/* Makes room for `k` more completions. */
+static int done_reserve(ip_bus *ib, size_t k)
+{
+    if (ib->ndone + k > ib->done_cap) {
+        size_t cap = ib->done_cap ? ib->done_cap * 2 : 64;
+        ip_done *nd = realloc(ib->done, cap * sizeof *nd);
+        if (nd == NULL) return SL_ENOMEM;
+        ib->done = nd;
+        ib->done_cap = cap;
+    }
+    return 0;
+}
 
 static int push_done(ip_bus *ib, ip_done d)
 {
@@ -485,8 +615,7 @@ static void run_done(ip_bus *ib, int status_override)
         for (size_t i = 0; i < n; i++) {
             if (list[i].pub) {
                 bus_pub *p = list[i].pub;
-                size_t m = p->remaining;
-                for (size_t k = 0; k < m; k++)
+                for (size_t k = 0; k < list[i].count; k++)
                     sl__bus_pub_msg_done(p, status_override ? status_override : list[i].status);
             } else {
                 list[i].fn(list[i].arg);
@@ -512,6 +641,66 @@ static void release_subs(ip_bus *ib)
     }
 }
 
+/* Confirming broker: `pub` (one message of it) is acknowledged once every group settled `m`. */
+static int wait_for(ip_bus *ib, ip_msg *m, bus_pub *pub)
+{
+    ip_waiter *w = calloc(1, sizeof *w);
+    if (w == NULL) return SL_ENOMEM;
+    w->ib = ib;
+    w->pub = pub;
+    w->next_msg = m->waiters;
+    m->waiters = w;
+    w->next_bus = ib->waiters;
+    if (ib->waiters) ib->waiters->prev_bus = w;
+    ib->waiters = w;
+    return 0;
+}
+
+static void unlink_waiter(ip_waiter *w)
+{
+    if (w->prev_bus)
+        w->prev_bus->next_bus = w->next_bus;
+    else
+        w->ib->waiters = w->next_bus;
+    if (w->next_bus) w->next_bus->prev_bus = w->prev_bus;
+    w->ib = NULL;
+}
+
+/* Every group owed settled `m`: its publishes are acknowledged (on their buses' next kick). */
+static void msg_settled(sl_bus_broker *b, ip_topic *t, ip_msg *m)
+{
+    b->queued--;
+    t->trim = true;
+    for (ip_waiter *w = m->waiters, *wn; w; w = wn) {
+        wn = w->next_msg;
+        if (w->ib) {
+            ip_bus *ib = w->ib;
+            bus_pub *p = w->pub;
+            unlink_waiter(w);
+            if (push_done(ib, (ip_done){.pub = p, .count = 1}) != 0) sl__bus_pub_msg_done(p, 0);
+        }
+        free(w);
+    }
+    m->waiters = NULL;
+}
+
+/* The unsettled messages of each of this bus's subscriptions' groups into its lag gauge. */
+static void refresh_lag(ip_bus *ib)
+{
+    for (sl_bus_sub *s = ib->bus->subs; s; s = s->next) {
+        ip_sub *is = s->be;
+        if (s->stopped || is == NULL || s->s_lag == NULL) continue;
+        ip_group *g = is->g;
+        ip_topic *t = g->t;
+        int64_t n = 0;
+        for (uint64_t q = g->floor; q < t->first + t->n; q++) {
+            uint8_t *st = state_at(g, q);
+            if (st && *st != ST_DONE) n++;
+        }
+        sl_gauge_set(s->s_lag, (double)n);
+    }
+}
+
 static void on_kick(uv_timer_t *t)
 {
     ip_bus *ib = t->data;
@@ -523,7 +712,9 @@ static void on_kick(uv_timer_t *t)
 
 static void on_tick(uv_timer_t *t)
 {
+    ip_bus *ib = t->data;
     on_kick(t);
+    if (ib->broker->confirm && ++ib->ticks % 100 == 0) refresh_lag(ib);
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -568,6 +759,14 @@ static void ip_close(sl_bus *bus)
 {
     ip_bus *ib = bus->be;
     run_done(ib, SL_ECANCELED);
+    /* Publishes still waiting for groups fail; the messages stay owed to the groups. */
+    while (ib->waiters) {
+        ip_waiter *w = ib->waiters;
+        bus_pub *p = w->pub;
+        unlink_waiter(w);
+        w->pub = NULL;
+        sl__bus_pub_msg_done(p, SL_ECANCELED);
+    }
     release_subs(ib);
     uv_timer_stop(&ib->tick);
     uv_timer_stop(&ib->kick);
@@ -583,20 +782,45 @@ static int ip_ready(const sl_bus *bus)
 static int ip_publish(sl_bus *bus, bus_pub *p)
 {
     ip_bus *ib = bus->be;
+    sl_bus_broker *b = ib->broker;
     int64_t now = sl__bus_now_wall_ms(bus);
+    if (b->confirm && b->queued + p->n > b->max_queued) {
+        /* A full queue pushes back, unless the batch is only dead letters (owed by nobody). */
+        for (size_t i = 0; i < p->n; i++) {
+            ip_topic *t = topic_get(b, p->msgs[i].topic, false);
+            if (t == NULL || !t->dlq) return SL_ELIMIT;
+        }
+    }
+    if (done_reserve(ib, 2) != 0) return SL_ENOMEM; /* the completions below cannot fail */
     int status = 0;
-    for (size_t i = 0; i < p->n && status == 0; i++) {
+    size_t now_done = 0, i = 0; /* messages acknowledged at once */
+    for (; i < p->n; i++) {
         const bus_wire *w = &p->msgs[i];
-        int dup = dedup_check(ib->broker, w->id, now, bus->opt.duplicate_window_ms);
+        ip_dedup *d = NULL;
+        int dup = dedup_check(b, w->id, now, bus->opt.duplicate_window_ms, &d);
         if (dup < 0) {
             status = dup;
             break;
         }
-        if (dup) continue;
-        ip_topic *t = topic_get(ib->broker, w->topic, true);
-        status = t ? topic_append(ib->broker, t, w, now) : SL_ENOMEM;
+        ip_topic *t = dup ? d->t : topic_get(b, w->topic, true);
+        if (!dup) {
+            status = t ? topic_append(b, t, w, now) : SL_ENOMEM;
+            if (status != 0) break;
+            d->t = t;
+            d->seq = t->first + t->n - 1;
+        }
+        /* A duplicate whose original is still owed waits for it, like the original. */
+        ip_msg *m = t ? msg_at(t, d->seq) : NULL;
+        if (m && m->waiting > 0) {
+            status = wait_for(ib, m, p);
+            if (status != 0) break;
+        } else {
+            now_done++;
+        }
     }
-    return push_done(ib, (ip_done){.pub = p, .status = status});
+    if (status != 0) (void)push_done(ib, (ip_done){.pub = p, .count = p->n - i, .status = status});
+    if (now_done) (void)push_done(ib, (ip_done){.pub = p, .count = now_done});
+    return 0;
 }
 
 static int ip_sub_start(sl_bus_sub *s)
@@ -664,6 +888,9 @@ static void ip_settle(sl_bus_sub *s, void *handle, enum bus_settle kind, int64_t
         if (st) *st = ST_DONE;
         if (m && g->holder[m->bucket] == h->seq + 1) g->holder[m->bucket] = 0;
         pend_remove(g, p);
+        /* Acked after the handler committed, or dead-lettered: this group owes it no more. */
+        if (m && h->seq >= g->join && m->waiting > 0 && --m->waiting == 0)
+            msg_settled(ib->broker, g->t, m);
         break;
     }
     case BUS_SETTLE_NAK:

@@ -37,6 +37,7 @@ struct sl_events {
     sl_db *consumer_db;
     sl_outbox_relay *relay;
     sl_bus *bus;
+    sl_bus_broker *broker; /* inproc: the process's shared broker (borrowed), or NULL */
     sl_bus_runner **runners;
     size_t nrunners;
     int started;
@@ -65,9 +66,12 @@ static int envelope_trace(const char *env, size_t len, sl_trace_ctx *out)
            sl_traceparent_parse(p, SL_TRACEPARENT_LEN, out) == 0;
 }
 
-static void messaging_attrs(sl_span *s, const char *op, const char *dest, const char *id)
+static void messaging_attrs(const sl_events *ev, sl_span *s, const char *op, const char *dest,
+                            const char *id)
 {
-    sl_span_set_attr_str(s, "messaging.system", "nats");
+    /* The in-process broker of the hosted shape is no NATS. */
+    sl_span_set_attr_str(s, "messaging.system",
+                         strncmp(ev->url, "inproc:", 7) == 0 ? "shoal_inproc" : "nats");
     sl_span_set_attr_str(s, "messaging.operation.type", op);
     sl_span_set_attr_str(s, "messaging.operation.name", op);
     sl_span_set_attr_str(s, "messaging.destination.name", dest);
@@ -116,7 +120,7 @@ static int relay_publish(void *ctx, const sl_outbox_msg *msgs, size_t n, sl_outb
         snprintf(name, sizeof name, "send %s", msgs[i].type);
         sl_span_start(tr, name, SL_SPAN_PRODUCER, has ? &parent : NULL, &call->spans[i]);
         if (sl_span_is_recording(call->spans[i])) {
-            messaging_attrs(call->spans[i], "send", msgs[i].type, msgs[i].id);
+            messaging_attrs(ev, call->spans[i], "send", msgs[i].type, msgs[i].id);
             sl_span_set_attr_str(call->spans[i], "messaging.message.conversation_id",
                                  msgs[i].subject);
             sl_span_set_attr_int(call->spans[i], "shoal.outbox.seq", msgs[i].seq);
@@ -265,7 +269,7 @@ static int apply_cb(void *data, sl_db *tx, const sl_bus_msg *msg, char *reason, 
     sl_span *span;
     sl_span_start(tr, name, SL_SPAN_CONSUMER, has ? &parent : NULL, &span);
     if (sl_span_is_recording(span)) {
-        messaging_attrs(span, "process", msg->topic, msg->id);
+        messaging_attrs(a->ev, span, "process", msg->topic, msg->id);
         if (msg->group) sl_span_set_attr_str(span, "messaging.consumer.group.name", msg->group);
         if (msg->subject)
             sl_span_set_attr_str(span, "messaging.message.conversation_id", msg->subject);
@@ -301,7 +305,8 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
                          .n_contexts = ev->ncontexts,
                          .replicas = ev->replicas,
                          .metrics = ev->metrics,
-                         .metrics_shard = 0};
+                         .metrics_shard = 0,
+                         .broker = ev->broker};
     char err[256] = {0};
     rc = sl_bus_open(loop, &bo, &ev->bus, err, sizeof err);
     if (rc != 0) {
@@ -386,6 +391,13 @@ int sl_event_refuse(char *reason, size_t cap, const char *what, const sl_json_er
             snprintf(reason, cap, "%s: data is missing or invalid", what);
     }
     return SL_EPARSE;
+}
+
+int sl__events_share_broker(sl_events *ev, sl_bus_broker *broker)
+{
+    if (!ev || strncmp(ev->url, "inproc:", 7) != 0) return 0;
+    ev->broker = broker;
+    return 1;
 }
 
 int sl__events_bus_ok(const sl_events *ev)

@@ -13,6 +13,7 @@
  */
 #include "service_int.h"
 
+#include <shoal/bus.h>
 #include <shoal/http.h>
 #include <shoal/log.h>
 #include <shoal/loop.h>
@@ -328,6 +329,7 @@ int sl_service_host_main(const sl_service_def *const *known, size_t nknown, int 
     }
     shop_host h;
     memset(&h, 0, sizeof h);
+    sl_bus_broker *broker = NULL; /* the hosted services' in-process bus, when theirs */
     int status = 2;
     h.svcs = calloc((size_t)n, sizeof *h.svcs);
     if (!h.svcs) return 1;
@@ -355,6 +357,20 @@ int sl_service_host_main(const sl_service_def *const *known, size_t nknown, int 
         h.svcs[k].workers = h.workers; /* one runtime: every worker hosts every service */
     for (size_t k = 0; k < h.n; k++)
         if (sl__service_prepare(&h.svcs[k]) != 0) goto out;
+    /* Services on the in-process bus share one confirming broker: a publish is acknowledged
+     * (its outbox row marked published) only once every hosted consumer group settled it. */
+    int inproc = 0;
+    for (size_t k = 0; k < h.n; k++)
+        inproc |= sl__events_share_broker(h.svcs[k].events, NULL);
+    if (inproc) {
+        sl_bus_broker_options bo = {.confirm = 1};
+        if (sl_bus_broker_new_opts(&bo, &broker) != 0) goto out;
+        for (size_t k = 0; k < h.n; k++)
+            (void)sl__events_share_broker(h.svcs[k].events, broker);
+        SL_LOG_INFO(h.svcs[0].log, NULL,
+                    "events between the hosted services go through the "
+                    "in-process bus");
+    }
     h.fds = malloc(h.n * (size_t)h.workers * sizeof *h.fds);
     h.hw = calloc((size_t)h.workers, sizeof *h.hw);
     if (!h.fds || !h.hw) goto out;
@@ -391,6 +407,7 @@ out:
         if (h.svcs[k].inited && h.svcs[k].def->fini) h.svcs[k].def->fini(&h.svcs[k]);
         sl__service_free(&h.svcs[k]);
     }
+    sl_bus_broker_free(broker); /* every bus using it closed with its service */
     free(h.fds);
     free(h.hw);
     free(h.svcs);

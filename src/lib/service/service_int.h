@@ -26,6 +26,7 @@
 #include <shoal/trace.h>
 
 typedef struct sl_events sl_events;
+struct sl_bus_broker;
 
 typedef struct route_entry {
     const sl_route_def *def;
@@ -118,6 +119,10 @@ struct sl_bus *sl__events_bus(sl_events *ev);
 /* Any thread: 1 when the service needs no bus (none configured) or its bus is connected, as
  * worker 0 last saw it (refreshed every 500 ms). */
 int sl__events_bus_ok(const sl_events *ev);
+/* Main thread, before sl__events_start: when the service's bus.url is `inproc:`, its bus will
+ * use `broker` (borrowed; shared by the services of one process, all on worker 0's loop) and
+ * this returns 1; else it changes nothing and returns 0. */
+int sl__events_share_broker(sl_events *ev, struct sl_bus_broker *broker);
 
 /*
  * The host's steps (host.c), shared with the multi-service host (hosting.c):
