@@ -371,6 +371,38 @@ SL_API int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id
                                const sl_saga_event *ev, int64_t now_ms, sl_rand *rand,
                                sl_saga_state *st, sl_saga_output *out) SL_MUST_CHECK;
 
+/*
+ * Leases (several instances on one database; docs/sagas.md "Several instances"). A driver
+ * instance (`owner`, unique per driver) claims a saga before it drives it: the claim takes a
+ * lease nobody holds, one `owner` holds, or one that expired at `now_ms` (wall clock), makes it
+ * `owner`'s until now_ms + lease_ms and bumps the row's lease version, stored in
+ * *lease_version. Returns 0, SL_EBUSY (another owner's lease is live, or another instance
+ * claimed it at the same moment), SL_ENOTFOUND, SL_EINVAL or a database error.
+ */
+SL_API int sl_saga_store_claim(sl_db *db, const char *id, const char *owner, int64_t now_ms,
+                               int64_t lease_ms, int64_t *lease_version) SL_MUST_CHECK;
+
+/* Extends every lease `owner` holds on sagas of `type` to now_ms + lease_ms; the rows in
+ * *renewed (may be NULL). A lease another instance took over is not touched. */
+SL_API int sl_saga_store_renew(sl_db *db, const char *type, const char *owner, int64_t now_ms,
+                               int64_t lease_ms, int64_t *renewed) SL_MUST_CHECK;
+
+/* Gives back every lease `owner` holds on sagas of `type` (a clean stop: another instance may
+ * claim them at once). */
+SL_API int sl_saga_store_release(sl_db *db, const char *type, const char *owner) SL_MUST_CHECK;
+
+/*
+ * sl_saga_store_apply fenced by a lease: the write happens only while the row's lease version
+ * is still `lease_version` (what sl_saga_store_claim returned), checked in the same
+ * transaction and again by the UPDATE. Returns SL_EBUSY when another instance claimed the saga
+ * since (this one must stop driving it), else as sl_saga_store_apply. A saga that leaves
+ * running/compensating gives its lease back in the same write.
+ */
+SL_API int sl_saga_store_apply_leased(sl_db *db, const sl_saga_def *def, const char *id,
+                                      int64_t lease_version, const sl_saga_event *ev,
+                                      int64_t now_ms, sl_rand *rand, sl_saga_state *st,
+                                      sl_saga_output *out) SL_MUST_CHECK;
+
 /* One row of a listing; strings are copies. */
 typedef struct sl_saga_summary {
     char id[SL_SAGA_ID_MAX + 1];
@@ -579,6 +611,13 @@ typedef struct sl_saga_driver_options {
     sl_saga_metrics_cb metrics_cb; /* may be NULL */
     void *metrics_data;
     sl_saga_registry *registry; /* borrowed, may be NULL (then this driver claims alone) */
+    /* Database lease of each driven saga (sl_saga_store_claim): held for lease_ms, renewed every
+     * lease_ms / 3 while the driver runs; 0 → 15000. Another instance takes a saga over once
+     * its lease expired, so this bounds how long a crashed instance's sagas wait. */
+    int64_t lease_ms;
+    /* This driver's lease owner name (copied, at most 63 bytes); NULL or "" → a random one.
+     * Must differ between drivers. */
+    const char *owner;
 } sl_saga_driver_options;
 
 typedef struct sl_saga_driver sl_saga_driver;
