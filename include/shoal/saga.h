@@ -440,6 +440,17 @@ SL_API int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_befor
                                   size_t *n) SL_MUST_CHECK;
 
 /*
+ * Lists unfinished instances of `type` that were claimed once and whose lease expired at
+ * `now_ms` (the instance that drove them stopped renewing: crashed, stalled or cut off) or was
+ * given back (a clean stop, sl_saga_store_release), by id, strictly
+ * after `after_id`, at most `cap`; the count in *n. For the sweep's takeover. Returns 0 or a
+ * database error.
+ */
+SL_API int sl_saga_store_list_orphaned(sl_db *db, const char *type, int64_t now_ms,
+                                       const char *after_id, sl_saga_summary *out, size_t cap,
+                                       size_t *n) SL_MUST_CHECK;
+
+/*
  * One page (1-based `page`, `per_page` rows, at most `cap` into `out`) of instances, newest
  * update first, filtered by `type` (NULL: all) and `status` (SL_SAGA_STATUS_COUNT: all); the
  * rows in *n, the number matching in *total; each summary's `step` is read from its state.
@@ -671,7 +682,9 @@ SL_API void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *w
 /*
  * The sweep: picks up every unfinished saga of the driver's type that nobody tracks (in the
  * registry) and that is due for more than `grace_ms` (never started, or its timer long
- * overdue), and drives it with RESUME. Stores the number picked up in *picked (may be NULL).
+ * overdue), or whose lease expired (its instance stopped renewing it), and drives it with
+ * RESUME; each through sl_saga_store_claim, so a saga another instance holds is left alone.
+ * Stores the number picked up in *picked (may be NULL).
  * Returns 0, SL_ELIMIT when the driver is full (the rest waits for the next sweep), or a
  * database error.
  */

@@ -519,26 +519,35 @@ void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *woken)
 int sl_saga_driver_sweep(sl_saga_driver *d, int64_t grace_ms, size_t *picked)
 {
     size_t count = 0;
-    char after[SL_SAGA_ID_MAX + 1] = "";
     sl_saga_summary page[RECOVER_PAGE];
-    int64_t before = now_ms(d) - (grace_ms > 0 ? grace_ms : 0);
+    int64_t now = now_ms(d);
+    int64_t before = now - (grace_ms > 0 ? grace_ms : 0);
     int rc = 0;
-    for (;;) {
-        size_t n;
-        rc = sl_saga_store_list_due(d->o.db, d->o.def->type, before, after, page, RECOVER_PAGE, &n);
-        if (rc != 0 || n == 0) break;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            if (find(d, page[i].id) != NULL) continue; /* this driver has it: its timer runs */
-            rc = run_event(d, page[i].id, SL_SAGA_EV_RESUME);
-            if (rc == 0 || rc == SL_SAGA_IGNORED) {
-                count++;
-                rc = 0;
-            } else if (rc != SL_ELIMIT) {
-                rc = 0; /* SL_EBUSY: another driver drives it; store errors: re-driven later */
+    /* Pass 0: overdue sagas (never started, or their timer long past); pass 1: sagas whose
+     * owner stopped renewing its lease (taken over as soon as it expired). Both through the
+     * same claim. */
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        char after[SL_SAGA_ID_MAX + 1] = "";
+        for (;;) {
+            size_t n;
+            rc = pass == 0 ? sl_saga_store_list_due(d->o.db, d->o.def->type, before, after, page,
+                                                    RECOVER_PAGE, &n)
+                           : sl_saga_store_list_orphaned(d->o.db, d->o.def->type, now, after, page,
+                                                         RECOVER_PAGE, &n);
+            if (rc != 0 || n == 0) break;
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                if (find(d, page[i].id) != NULL) continue; /* this driver has it: its timer runs */
+                rc = run_event(d, page[i].id, SL_SAGA_EV_RESUME);
+                if (rc == 0 || rc == SL_SAGA_IGNORED) {
+                    count++;
+                    rc = 0;
+                } else if (rc != SL_ELIMIT) {
+                    rc = 0; /* SL_EBUSY: another driver holds it; store errors: re-driven later */
+                }
             }
+            if (rc != 0 || n < RECOVER_PAGE) break;
+            memcpy(after, page[n - 1].id, sizeof after);
         }
-        if (rc != 0 || n < RECOVER_PAGE) break;
-        memcpy(after, page[n - 1].id, sizeof after);
     }
     if (picked) *picked = count;
     return rc;

@@ -437,15 +437,11 @@ int sl_saga_store_count(sl_db *db,
     return rc;
 }
 
-int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, const char *after_id,
-                           sl_saga_summary *out, size_t cap, size_t *n)
+/* Runs one of the sweep's listings: `sql` binds the two unfinished statuses, type, a time,
+ * after_id and the limit. */
+static int list_timed(sl_db *db, const char *sql, const char *type, int64_t t, const char *after_id,
+                      sl_saga_summary *out, size_t cap, size_t *n)
 {
-    /* next_wake_ms is the saga's next TIMER (sl_saga_due_ms) or, for a created saga, its
-     * creation; NULL only for final and stuck ones. */
-    static const char sql[] =
-        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
-        "FROM saga_instances WHERE (status = ? OR status = ?) AND type = ? AND next_wake_ms <= ? "
-        "AND id > ? ORDER BY id LIMIT ?";
     *n = 0;
     if (cap == 0) return 0;
     sl_db_stmt *st;
@@ -453,7 +449,7 @@ int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, c
     if (rc != 0) return rc;
     if ((rc = bind_str(st, 1, sl_saga_status_name(SL_SAGA_RUNNING))) != 0 ||
         (rc = bind_str(st, 2, sl_saga_status_name(SL_SAGA_COMPENSATING))) != 0 ||
-        (rc = bind_str(st, 3, type)) != 0 || (rc = sl_db_bind_int64(st, 4, due_before_ms)) != 0 ||
+        (rc = bind_str(st, 3, type)) != 0 || (rc = sl_db_bind_int64(st, 4, t)) != 0 ||
         (rc = bind_str(st, 5, after_id ? after_id : "")) != 0 ||
         (rc = sl_db_bind_int64(st, 6, (int64_t)(cap > INT64_MAX ? INT64_MAX : cap))) != 0)
         goto out;
@@ -463,6 +459,30 @@ int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, c
 out:
     sl_db_stmt_done(st);
     return rc;
+}
+
+int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, const char *after_id,
+                           sl_saga_summary *out, size_t cap, size_t *n)
+{
+    /* next_wake_ms is the saga's next TIMER (sl_saga_due_ms) or, for a created saga, its
+     * creation; NULL only for final and stuck ones. */
+    static const char sql[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
+        "FROM saga_instances WHERE (status = ? OR status = ?) AND type = ? AND next_wake_ms <= ? "
+        "AND id > ? ORDER BY id LIMIT ?";
+    return list_timed(db, sql, type, due_before_ms, after_id, out, cap, n);
+}
+
+/* Claimed once (lease_version > 0), and the lease expired or was given back (until 0): a saga
+ * nobody claimed yet is the creator's to start and waits for the grace of list_due. */
+int sl_saga_store_list_orphaned(sl_db *db, const char *type, int64_t now_ms, const char *after_id,
+                                sl_saga_summary *out, size_t cap, size_t *n)
+{
+    static const char sql[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
+        "FROM saga_instances WHERE (status = ? OR status = ?) AND type = ? AND lease_version > 0 "
+        "AND lease_until_ms <= ? AND id > ? ORDER BY id LIMIT ?";
+    return list_timed(db, sql, type, now_ms, after_id, out, cap, n);
 }
 
 /* The current step index of a stored state (-1 when unreadable). */
