@@ -176,9 +176,9 @@ static void test_concurrent_claim(void **state)
         assert_int_equal(in[i].n, NSAGAS / 3);
     }
     for (int i = 0; i < 3; i++)
-        assert_int_equal(q(db, "SELECT count(*) FROM saga_instances WHERE lease_owner = '%s'",
-                           owners[i]),
-                         NSAGAS / 3);
+        assert_int_equal(
+            q(db, "SELECT count(*) FROM saga_instances WHERE lease_owner = '%s'", owners[i]),
+            NSAGAS / 3);
     /* Nobody steals: not due, leases live. */
     for (int i = 0; i < 3; i++) {
         size_t picked = 9;
@@ -187,8 +187,7 @@ static void test_concurrent_claim(void **state)
     }
     /* b cannot claim a saga a drives. */
     char held[SL_SAGA_ID_MAX + 1];
-    snprintf(held, sizeof held, "%.*s", (int)strcspn(in[0].calls[0].key, ":"),
-             in[0].calls[0].key);
+    snprintf(held, sizeof held, "%.*s", (int)strcspn(in[0].calls[0].key, ":"), in[0].calls[0].key);
     int64_t lv = 0;
     assert_int_equal(
         sl_saga_store_claim(in[1].db, held, "order-b", sl_clock_wall_ms(&fc.clock), LEASE_MS, &lv),
@@ -273,9 +272,8 @@ static void test_takeover_and_fencing(void **state)
     assert_int_equal(b.n, 1);
     assert_string_equal(b.calls[0].key, "s1:reserve:action"); /* the participant dedupes it */
     assert_int_equal(harness_int(db, "SELECT lease_version FROM saga_instances"), 2);
-    assert_int_equal(q(db, "SELECT count(*) FROM saga_instances WHERE lease_owner = '%s'",
-                       "order-b"),
-                     1);
+    assert_int_equal(
+        q(db, "SELECT count(*) FROM saga_instances WHERE lease_owner = '%s'", "order-b"), 1);
     int64_t version = harness_int(db, "SELECT version FROM saga_instances");
 
     /* a wakes up: its reply is refused by the fence; it lets the saga go and sends nothing. */
@@ -352,9 +350,8 @@ static void test_killed_owner(void **state)
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    assert_int_equal(q(db, "SELECT count(*) FROM saga_instances WHERE lease_owner = '%s'",
-                       "order-killed"),
-                     5);
+    assert_int_equal(
+        q(db, "SELECT count(*) FROM saga_instances WHERE lease_owner = '%s'", "order-killed"), 5);
     assert_int_equal(harness_int(db, "SELECT count(*) FROM saga_history WHERE kind = 'sent'"), 5);
 
     sl_fake_clock fc;
