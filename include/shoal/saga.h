@@ -382,6 +382,21 @@ SL_API int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id
 SL_API int sl_saga_store_claim(sl_db *db, const char *id, const char *owner, int64_t now_ms,
                                int64_t lease_ms, int64_t *lease_version) SL_MUST_CHECK;
 
+/* Longest owner name. */
+#define SL_SAGA_OWNER_MAX 63
+
+/*
+ * Owner liveness, so a dead instance's live leases need not be waited out: a driver declares
+ * its owner up while it runs (on PostgreSQL: a session advisory lock keyed by the name, which
+ * the server drops with the session when the process dies; in any case a process-wide list).
+ * sl_saga_store_claim also takes a live lease whose owner is neither up in this process nor,
+ * on PostgreSQL, holding its lock (on SQLite, one process per file, every other owner is
+ * gone). up: 0, SL_EBUSY (another session holds the name), SL_ELIMIT, SL_EINVAL or a
+ * database error; down: no error.
+ */
+SL_API int sl_saga_store_owner_up(sl_db *db, const char *owner) SL_MUST_CHECK;
+SL_API void sl_saga_store_owner_down(sl_db *db, const char *owner);
+
 /* Extends every lease `owner` holds on sagas of `type` to now_ms + lease_ms; the rows in
  * *renewed (may be NULL). A lease another instance took over is not touched. */
 SL_API int sl_saga_store_renew(sl_db *db, const char *type, const char *owner, int64_t now_ms,
@@ -634,8 +649,9 @@ typedef struct sl_saga_driver_options {
 typedef struct sl_saga_driver sl_saga_driver;
 
 /*
- * Creates a driver. Returns 0 and *out (returns owned: free with
- * sl_saga_driver_free), SL_ECONFIG (invalid definition), SL_EINVAL, SL_ENOMEM.
+ * Creates a driver and declares its owner up (sl_saga_store_owner_up). Returns 0 and *out
+ * (returns owned: free with sl_saga_driver_free), SL_ECONFIG (invalid definition), SL_EEXIST
+ * (another session holds the owner name), SL_EINVAL, SL_ENOMEM or a database error.
  */
 SL_API int sl_saga_driver_new(const sl_saga_driver_options *opt,
                               sl_saga_driver **out) SL_MUST_CHECK;

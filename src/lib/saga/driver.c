@@ -32,7 +32,7 @@
 #define CONFLICT_RETRIES       3
 #define RECOVER_PAGE           64
 #define LEASE_MS_DEFAULT       15000
-#define OWNER_MAX              63
+#define OWNER_MAX              SL_SAGA_OWNER_MAX
 
 typedef struct entry {
     char id[SL_SAGA_ID_MAX + 1];
@@ -396,6 +396,13 @@ int sl_saga_driver_new(const sl_saga_driver_options *opt, sl_saga_driver **out)
                  (unsigned long long)sl_rand_next(&r));
     }
     d->o.owner = d->owner;
+    int rc = sl_saga_store_owner_up(d->o.db, d->owner);
+    if (rc != 0) {
+        sl_saga_store_owner_down(d->o.db, d->owner);
+        free(d->active);
+        free(d);
+        return rc == SL_EBUSY ? SL_EEXIST : rc;
+    }
     *out = d;
     return 0;
 }
@@ -419,6 +426,7 @@ void sl_saga_driver_free(sl_saga_driver *d)
         sl_saga_store_release(d->o.db, d->o.def->type, d->owner) != 0) {
         /* They are taken over when the leases expire. */
     }
+    sl_saga_store_owner_down(d->o.db, d->owner);
     free(d->active);
     free(d);
 }

@@ -9,6 +9,7 @@
 #include "saga/saga_int.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,6 +263,106 @@ int sl_saga_store_apply_leased(sl_db *db, const sl_saga_def *def, const char *id
     return apply(db, def, id, lease_version, ev, now_ms, rand, st, out);
 }
 
+/*
+ * Owner liveness. The owners of this process's drivers are in `live` (a process on SQLite is the
+ * only one: the service host's instance lock). On PostgreSQL each owner also holds a session
+ * advisory lock keyed by its name for as long as its driver lives; the server drops it with the
+ * session, so a process that died lets its sagas go at once instead of after their lease.
+ */
+#define OWNERS_MAX 512
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static char live[OWNERS_MAX][SL_SAGA_OWNER_MAX + 1];
+
+#define OWNER_KEY                                                                                  \
+    "CAST(CAST(CAST('x' || substr(md5('saga-owner:' || CAST(? AS TEXT)), 1, 15) AS BIT(60)) AS "   \
+    "BIGINT) AS BIGINT)"
+
+static bool live_here(const char *owner)
+{
+    bool found = false;
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < OWNERS_MAX && !found; i++)
+        found = strcmp(live[i], owner) == 0;
+    pthread_mutex_unlock(&live_mu);
+    return found;
+}
+
+/* Runs `sql` (one text parameter, one integer column) for `owner`; the value in *out. */
+static int owner_query(sl_db *db, const char *sql, const char *owner, int64_t *out)
+{
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, owner)) == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        *out = sl_db_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = SL_EIO;
+    }
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_owner_up(sl_db *db, const char *owner)
+{
+    if (owner == NULL || owner[0] == '\0' || strlen(owner) > SL_SAGA_OWNER_MAX) return SL_EINVAL;
+    int rc = SL_ELIMIT;
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < OWNERS_MAX; i++)
+        if (live[i][0] == '\0') {
+            snprintf(live[i], sizeof live[i], "%s", owner);
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
+    if (rc != 0 || sl_db_kind(db) != SL_DB_POSTGRES) return rc;
+    int64_t v = 0;
+    rc = owner_query(db, "SELECT CASE WHEN pg_try_advisory_lock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                     owner, &v);
+    return rc != 0 ? rc : (v == 1 ? 0 : SL_EBUSY);
+}
+
+void sl_saga_store_owner_down(sl_db *db, const char *owner)
+{
+    if (owner == NULL || owner[0] == '\0') return;
+    bool had = false;
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < OWNERS_MAX; i++)
+        if (strcmp(live[i], owner) == 0) {
+            live[i][0] = '\0';
+            had = true;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
+    int64_t v;
+    if (had && sl_db_kind(db) == SL_DB_POSTGRES && !sl_db_in_tx(db) &&
+        owner_query(db, "SELECT CASE WHEN pg_advisory_unlock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                    owner, &v) != 0) {
+        /* The lock goes with the session. */
+    }
+}
+
+/* False only when `holder` is known to be gone: not a driver of this process and, on
+ * PostgreSQL, its advisory lock is free (taken here for the test, then released at once). On
+ * SQLite a holder that is not in this process is gone (one process per file). */
+static bool holder_alive(sl_db *db, const char *holder)
+{
+    if (live_here(holder)) return true;
+    if (sl_db_kind(db) != SL_DB_POSTGRES) return false;
+    int64_t v = 0;
+    if (owner_query(db, "SELECT CASE WHEN pg_try_advisory_lock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                    holder, &v) != 0)
+        return true; /* unknown: wait for the lease */
+    if (v != 1) return true;
+    int64_t u;
+    if (owner_query(db, "SELECT CASE WHEN pg_advisory_unlock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                    holder, &u) != 0) {
+        /* Held by this session until it ends; owner names are not reused. */
+    }
+    return false;
+}
+
 int sl_saga_store_claim(sl_db *db, const char *id, const char *owner, int64_t now_ms,
                         int64_t lease_ms, int64_t *lease_version)
 {
@@ -273,17 +374,20 @@ int sl_saga_store_claim(sl_db *db, const char *id, const char *owner, int64_t no
     if (rc != 0) return rc;
     int64_t seen = 0;
     if ((rc = bind_str(st, 1, id)) == 0) rc = sl_db_step(st);
+    char holder[SL_SAGA_OWNER_MAX + 1] = "";
+    bool held = false;
     if (rc == SL_DB_ROW) {
-        const char *holder = sl_db_column_text(st, 0, NULL);
-        bool live =
+        sl_db_column_copy(st, 0, holder, sizeof holder);
+        held =
             holder[0] != '\0' && strcmp(holder, owner) != 0 && sl_db_column_int64(st, 1) > now_ms;
         seen = sl_db_column_int64(st, 2);
-        rc = live ? SL_EBUSY : 0;
+        rc = 0;
     } else if (rc == SL_DB_DONE) {
         rc = SL_ENOTFOUND;
     }
     sl_db_stmt_done(st);
     if (rc != 0) return rc;
+    if (held && holder_alive(db, holder)) return SL_EBUSY;
     /* Compare-and-set on the version read: of two instances claiming at once, one wins. */
     if ((rc = sl_db_prepare(db,
                             "UPDATE saga_instances SET lease_owner = ?, lease_until_ms = ?, "
