@@ -44,14 +44,22 @@ typedef struct relay {
     sl_db *db;
     sl_outbox_relay *r;
     recpub pub;
+    int taken, lost; /* "lease" hook reports */
 } relay;
+
+static void on_hook(void *data, const char *what, int64_t v)
+{
+    relay *x = data;
+    if (strcmp(what, "lease") == 0) *(v ? &x->taken : &x->lost) += 1;
+}
 
 static void relay_open(relay *x, const char *url, sl_fake_clock *fc)
 {
     memset(x, 0, sizeof *x);
     harness_open_url(url, &x->db);
     sl_outbox_publisher pub = {rec_publish, &x->pub};
-    sl_outbox_relay_options o = {.batch_max = 16, .poll_ms = POLL_MS, .clock = &fc->clock};
+    sl_outbox_relay_options o = {
+        .batch_max = 16, .poll_ms = POLL_MS, .clock = &fc->clock, .hook = on_hook, .hook_data = x};
     HARNESS_OK(x->db, sl_outbox_relay_new(x->db, &pub, &o, &x->r));
 }
 
@@ -155,6 +163,9 @@ static void test_three_relays_publish_once(void **state)
         if (sl_outbox_relay_leader(xs[i].r)) leaders++, leader = i;
     assert_int_equal(leaders, 1);
     assert_int_equal(xs[leader].pub.n, 100);
+    /* Checked every round, taken once: the check sees the lock it holds. */
+    assert_int_equal(xs[leader].taken, 1);
+    assert_int_equal(xs[leader].lost, 0);
     int total;
     assert_int_equal(duplicates(xs, 3, &total), 0);
     assert_int_equal(total, 100);
@@ -184,6 +195,7 @@ static void test_three_relays_publish_once(void **state)
     assert_int_equal(sl_outbox_relay_leader(xs[other].r), 1);
     assert_int_equal(sl_outbox_relay_pump(xs[next].r, &nx), 0); /* checks: lost */
     assert_int_equal(sl_outbox_relay_leader(xs[next].r), 0);
+    assert_int_equal(xs[next].lost, 1);
     int before = xs[next].pub.n;
     add_events(db, 10);
     assert_int_equal(pump_all(xs, 3, &fc, 2), 10);
