@@ -5,10 +5,12 @@
  * the server dropped its session, the replacement publishes what was left (the killed
  * holder's unmarked rows again) and the consumer's inbox applies every event once; a clean
  * stop hands the lease over; a holder whose session lost the lock stands by at its next
- * check. On SQLite (one instance by design) a relay is always the publisher.
+ * check; through in-process buses on one broker with the libuv driver, one consumer group gets
+ * every event once. On SQLite (one instance by design) a relay is always the publisher.
  */
 #include "db_harness.h"
 
+#include <shoal/bus.h>
 #include <shoal/outbox.h>
 
 #include <signal.h>
@@ -207,6 +209,117 @@ static void test_three_relays_publish_once(void **state)
     sl_db_close(db);
 }
 
+/* ---- the same over a bus: three relays publish through three in-process buses on one broker
+ * with the libuv driver, and one consumer group counts what it receives. */
+
+#define BUS_EVENTS 60
+
+typedef struct consumer {
+    char ids[NREC][SL_DB_UUID_STR];
+    int n; /* deliveries */
+    uv_loop_t *loop;
+    sl_outbox_relay **relays; /* 3 */
+} consumer;
+
+static void on_msg(void *data, const sl_bus_msg *msg, sl_bus_reply *reply)
+{
+    consumer *c = data;
+    if (c->n < NREC) snprintf(c->ids[c->n], SL_DB_UUID_STR, "%s", msg->id);
+    c->n++;
+    reply->verdict = SL_BUS_ACK;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    consumer *c = t->data;
+    static int ticks;
+    int busy = 0;
+    for (int i = 0; i < 3; i++)
+        busy += sl_outbox_relay_busy(c->relays[i]);
+    /* Done (everything delivered and acknowledged), or 10 s: fail below. */
+    if ((c->n >= BUS_EVENTS && busy == 0) || ++ticks > 1000) uv_stop(c->loop);
+}
+
+static void on_bus_closed(sl_bus *bus, void *data)
+{
+    (void)bus;
+    ++*(int *)data;
+}
+
+static void test_three_relays_over_bus(void **state)
+{
+    (void)state;
+    if (!harness_g.pg) skip(); /* SQLite: one instance, one relay (test_sqlite_single_relay) */
+    char url[600];
+    sl_db *db = harness_fresh_lib(url);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sl_bus_broker *broker;
+    assert_int_equal(sl_bus_broker_new(10000, &broker), 0);
+    sl_bus_options bo = {.url = "inproc:", .broker = broker};
+    sl_bus *buses[4];
+    char err[256];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sl_bus_open(&loop, &bo, &buses[i], err, sizeof err), 0);
+    static consumer c;
+    c.loop = &loop;
+    sl_bus_sub *sub;
+    assert_int_equal(
+        sl_bus_subscribe(buses[3], "shop.test.happened.v1", "counter", NULL, on_msg, &c, &sub), 0);
+    sl_db *rdb[3];
+    sl_outbox_relay *rs[3];
+    for (int i = 0; i < 3; i++) {
+        harness_open_url(url, &rdb[i]);
+        sl_outbox_publisher pub = sl_bus_outbox_publisher(buses[i]);
+        sl_outbox_relay_options o = {.batch_max = 8, .poll_ms = 20};
+        HARNESS_OK(rdb[i], sl_outbox_relay_new(rdb[i], &pub, &o, &rs[i]));
+        assert_int_equal(sl_outbox_relay_start(rs[i], &loop), 0);
+    }
+    c.relays = rs;
+    add_events(db, BUS_EVENTS);
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    tick.data = &c;
+    uv_timer_start(&tick, on_tick, 10, 10);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* Every event delivered once, by one relay. */
+    assert_int_equal(c.n, BUS_EVENTS);
+    for (int a = 0; a < c.n; a++)
+        for (int b = 0; b < a; b++)
+            assert_string_not_equal(c.ids[a], c.ids[b]);
+    assert_int_equal(unpublished(db), 0);
+    int leaders = 0;
+    uint64_t sent = 0; /* what the relays handed to the bus (its dedup would hide copies) */
+    for (int i = 0; i < 3; i++) {
+        leaders += sl_outbox_relay_leader(rs[i]);
+        sl_bus_stats st;
+        sl_bus_get_stats(buses[i], &st);
+        sent += st.published;
+    }
+    assert_int_equal(leaders, 1);
+    assert_int_equal(sent, BUS_EVENTS);
+
+    for (int i = 0; i < 3; i++)
+        sl_outbox_relay_stop(rs[i]);
+    (void)sub; /* closed with its bus */
+    int closed = 0;
+    for (int i = 0; i < 4; i++)
+        sl_bus_close(buses[i], on_bus_closed, &closed);
+    /* The tick keeps the loop turning while the buses wind down (bounded: 2000 turns). */
+    for (int i = 0; i < 2000 && closed < 4; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(closed, 4);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3; i++) {
+        sl_outbox_relay_free(rs[i]);
+        sl_db_close(rdb[i]);
+    }
+    sl_bus_broker_free(broker);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    sl_db_close(db);
+}
+
 /* The child: the first relay, holding the lease; publishes 16 rows, never confirms them. */
 static void relay_child(const char *url, int fd)
 {
@@ -321,6 +434,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sqlite_single_relay),
         cmocka_unit_test(test_three_relays_publish_once),
+        cmocka_unit_test(test_three_relays_over_bus),
         cmocka_unit_test(test_killed_holder),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
