@@ -340,6 +340,7 @@ static void test_killed_owner(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        alarm(60); /* gone by itself should the parent fail before killing it */
         close(fds[0]);
         sl_fake_clock cfc;
         sl_fake_clock_init(&cfc, T0 * 1000000);
