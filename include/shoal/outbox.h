@@ -109,7 +109,8 @@ typedef struct sl_outbox_publisher {
 } sl_outbox_publisher;
 
 /* Metrics hook (until the metrics module is wired): `what` is "published" (value = batch
- * size), "publish_failed" (value = consecutive failures) or "pruned" (rows removed). */
+ * size), "publish_failed" (value = consecutive failures), "pruned" (rows removed) or "lease"
+ * (1: this relay took the PostgreSQL relay lease, 0: it found it lost). */
 typedef void (*sl_outbox_hook_cb)(void *data, const char *what, int64_t value);
 
 typedef struct sl_outbox_relay_options {
@@ -156,8 +157,18 @@ SL_API void sl_outbox_relay_free(sl_outbox_relay *r);
  * that many ms, -1 when idle (until notified or a batch completes).
  * Returns the number of events handed to the publisher, or a database
  * error (the relay retries later).
+ *
+ * On PostgreSQL a relay publishes only while it holds the database's relay
+ * lease (a session advisory lock; docs/events.md "Several instances"): it
+ * takes the lease, or checks it still holds it, whenever nothing is in
+ * flight, at most every poll_ms; without it the pump returns 0 and
+ * *next_ms says when to try again (poll_ms).
  */
 SL_API int sl_outbox_relay_pump(sl_outbox_relay *r, int64_t *next_ms) SL_MUST_CHECK;
+
+/* 1 when the relay may publish (it holds the relay lease, as last checked, or the backend is
+ * SQLite), 0 when it stands by. */
+SL_API int sl_outbox_relay_leader(const sl_outbox_relay *r);
 
 /* Returns the number of batches with the publisher (0 when none). */
 SL_API int sl_outbox_relay_busy(const sl_outbox_relay *r);

@@ -371,6 +371,53 @@ SL_API int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id
                                const sl_saga_event *ev, int64_t now_ms, sl_rand *rand,
                                sl_saga_state *st, sl_saga_output *out) SL_MUST_CHECK;
 
+/*
+ * Leases (several instances on one database; docs/sagas.md "Several instances"). A driver
+ * instance (`owner`, unique per driver) claims a saga before it drives it: the claim takes a
+ * lease nobody holds, one `owner` holds, or one that expired at `now_ms` (wall clock), makes it
+ * `owner`'s until now_ms + lease_ms and bumps the row's lease version, stored in
+ * *lease_version. Returns 0, SL_EBUSY (another owner's lease is live, or another instance
+ * claimed it at the same moment), SL_ENOTFOUND, SL_EINVAL or a database error.
+ */
+SL_API int sl_saga_store_claim(sl_db *db, const char *id, const char *owner, int64_t now_ms,
+                               int64_t lease_ms, int64_t *lease_version) SL_MUST_CHECK;
+
+/* Longest owner name. */
+#define SL_SAGA_OWNER_MAX 63
+
+/*
+ * Owner liveness, so a dead instance's live leases need not be waited out: a driver declares
+ * its owner up while it runs (on PostgreSQL: a session advisory lock keyed by the name, which
+ * the server drops with the session when the process dies; in any case a process-wide list).
+ * sl_saga_store_claim also takes a live lease whose owner is neither up in this process nor,
+ * on PostgreSQL, holding its lock (on SQLite, one process per file, every other owner is
+ * gone). up: 0, SL_EBUSY (another session holds the name), SL_ELIMIT, SL_EINVAL or a
+ * database error; down: no error.
+ */
+SL_API int sl_saga_store_owner_up(sl_db *db, const char *owner) SL_MUST_CHECK;
+SL_API void sl_saga_store_owner_down(sl_db *db, const char *owner);
+
+/* Extends every lease `owner` holds on sagas of `type` to now_ms + lease_ms; the rows in
+ * *renewed (may be NULL). A lease another instance took over is not touched. */
+SL_API int sl_saga_store_renew(sl_db *db, const char *type, const char *owner, int64_t now_ms,
+                               int64_t lease_ms, int64_t *renewed) SL_MUST_CHECK;
+
+/* Gives back every lease `owner` holds on sagas of `type` (a clean stop: another instance may
+ * claim them at once). */
+SL_API int sl_saga_store_release(sl_db *db, const char *type, const char *owner) SL_MUST_CHECK;
+
+/*
+ * sl_saga_store_apply fenced by a lease: the write happens only while the row's lease version
+ * is still `lease_version` (what sl_saga_store_claim returned), checked in the same
+ * transaction and again by the UPDATE. Returns SL_EBUSY when another instance claimed the saga
+ * since (this one must stop driving it), else as sl_saga_store_apply. A saga that leaves
+ * running/compensating gives its lease back in the same write.
+ */
+SL_API int sl_saga_store_apply_leased(sl_db *db, const sl_saga_def *def, const char *id,
+                                      int64_t lease_version, const sl_saga_event *ev,
+                                      int64_t now_ms, sl_rand *rand, sl_saga_state *st,
+                                      sl_saga_output *out) SL_MUST_CHECK;
+
 /* One row of a listing; strings are copies. */
 typedef struct sl_saga_summary {
     char id[SL_SAGA_ID_MAX + 1];
@@ -406,6 +453,17 @@ SL_API int sl_saga_store_list(sl_db *db, const char *type, sl_saga_filter filter
 SL_API int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms,
                                   const char *after_id, sl_saga_summary *out, size_t cap,
                                   size_t *n) SL_MUST_CHECK;
+
+/*
+ * Lists unfinished instances of `type` that were claimed once and whose lease expired at
+ * `now_ms` (the instance that drove them stopped renewing: crashed, stalled or cut off) or was
+ * given back (a clean stop, sl_saga_store_release), by id, strictly
+ * after `after_id`, at most `cap`; the count in *n. For the sweep's takeover. Returns 0 or a
+ * database error.
+ */
+SL_API int sl_saga_store_list_orphaned(sl_db *db, const char *type, int64_t now_ms,
+                                       const char *after_id, sl_saga_summary *out, size_t cap,
+                                       size_t *n) SL_MUST_CHECK;
 
 /*
  * One page (1-based `page`, `per_page` rows, at most `cap` into `out`) of instances, newest
@@ -579,13 +637,21 @@ typedef struct sl_saga_driver_options {
     sl_saga_metrics_cb metrics_cb; /* may be NULL */
     void *metrics_data;
     sl_saga_registry *registry; /* borrowed, may be NULL (then this driver claims alone) */
+    /* Database lease of each driven saga (sl_saga_store_claim): held for lease_ms, renewed every
+     * lease_ms / 3 while the driver runs; 0 → 15000. Another instance takes a saga over once
+     * its lease expired, so this bounds how long a crashed instance's sagas wait. */
+    int64_t lease_ms;
+    /* This driver's lease owner name (copied, at most 63 bytes); NULL or "" → a random one.
+     * Must differ between drivers. */
+    const char *owner;
 } sl_saga_driver_options;
 
 typedef struct sl_saga_driver sl_saga_driver;
 
 /*
- * Creates a driver. Returns 0 and *out (returns owned: free with
- * sl_saga_driver_free), SL_ECONFIG (invalid definition), SL_EINVAL, SL_ENOMEM.
+ * Creates a driver and declares its owner up (sl_saga_store_owner_up). Returns 0 and *out
+ * (returns owned: free with sl_saga_driver_free), SL_ECONFIG (invalid definition), SL_EEXIST
+ * (another session holds the owner name), SL_EINVAL, SL_ENOMEM or a database error.
  */
 SL_API int sl_saga_driver_new(const sl_saga_driver_options *opt,
                               sl_saga_driver **out) SL_MUST_CHECK;
@@ -632,7 +698,9 @@ SL_API void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *w
 /*
  * The sweep: picks up every unfinished saga of the driver's type that nobody tracks (in the
  * registry) and that is due for more than `grace_ms` (never started, or its timer long
- * overdue), and drives it with RESUME. Stores the number picked up in *picked (may be NULL).
+ * overdue), or whose lease expired (its instance stopped renewing it), and drives it with
+ * RESUME; each through sl_saga_store_claim, so a saga another instance holds is left alone.
+ * Stores the number picked up in *picked (may be NULL).
  * Returns 0, SL_ELIMIT when the driver is full (the rest waits for the next sweep), or a
  * database error.
  */

@@ -606,6 +606,7 @@ static sl_saga_driver *driver_reg(sl_db *db, exec *x, manual_timer *t, sl_fake_c
         .clock = &fc->clock,
         .seed = 9,
         .registry = reg,
+        .lease_ms = 600000, /* renewals far beyond the backoffs this test reads off the timer */
     };
     sl_saga_driver *d;
     HARNESS_OK(db, sl_saga_driver_new(&o, &d));

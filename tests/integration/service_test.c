@@ -2,7 +2,8 @@
  * The service host as a process: configuration errors stop it with exit 2
  * and a located message, a port in use is an error, several workers share
  * one port, SIGHUP does not stop it, SIGTERM drains it cleanly, and a
- * caller's exhausted x-shoal-deadline-ms gets a 504 without the handler.
+ * caller's exhausted x-shoal-deadline-ms gets a 504 without the handler;
+ * a second instance on the same SQLite file is refused at start.
  */
 #include "harness.h"
 
@@ -190,6 +191,40 @@ static void test_caller_deadline(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* SQLite serves one instance: a second process on the same database file says so and exits 1,
+ * and once the first stopped (its lock goes with it) the file serves a new instance. */
+static void test_sqlite_second_instance_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/shoal-lock-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char url[128], env_url[160];
+    snprintf(url, sizeof url, "sqlite:%s/inventory.db", dir);
+    snprintf(env_url, sizeof env_url, "SHOAL_DB__URL=%s", url);
+    char *env[] = {env_url, NULL};
+    int port = th_free_port(), port2 = th_free_port();
+    char p1[16], p2[16];
+    snprintf(p1, sizeof p1, "%d", port);
+    snprintf(p2, sizeof p2, "%d", port2);
+    char *argv[] = {"shoal-inventory", "--port", p1, NULL};
+    pid_t first = th_spawn(argv, env, "svc_lock1.log");
+    assert_int_equal(th_wait_port(port, 20000), 0);
+    char *argv2[] = {"shoal-inventory", "--port", p2, NULL};
+    assert_int_equal(run_to_exit(argv2, env, "svc_lock2.log"), 1);
+    assert_non_null(
+        strstr(slurp("svc_lock2.log"), "another instance is using this SQLite database"));
+    int st = th_stop(first, SIGTERM, 10000);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    pid_t again = th_spawn(argv2, env, "svc_lock3.log");
+    assert_int_equal(th_wait_port(port2, 20000), 0);
+    st = th_stop(again, SIGTERM, 10000);
+    assert_true(WIFEXITED(st));
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_workers_share_port_and_reload),
         cmocka_unit_test(test_caller_deadline),
+        cmocka_unit_test(test_sqlite_second_instance_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,17 @@
  * newer. A crash between publish and mark republishes (at least once; the
  * bus and the consumers' inbox drop the duplicate). Plus a thin libuv
  * driver.
+ *
+ * Several instances on one PostgreSQL database: only the relay holding the
+ * database's relay lease (a session advisory lock keyed by the outbox's
+ * schema) publishes; the others stand by and try to take the lock every
+ * poll_ms. The server drops the lock with the holder's session, so a
+ * crashed or killed holder is replaced within poll_ms; the holder checks at
+ * the start of every pipeline (at most every poll_ms) that its session
+ * still holds the lock, so a relay whose connection was replaced stops
+ * before a second relay would publish the same rows for long (and the
+ * inbox drops what was published twice meanwhile). docs/events.md explains
+ * why one relay per database rather than rows claimed by every relay.
  */
 #include <shoal/outbox.h>
 
@@ -35,6 +46,11 @@ struct sl_outbox_relay {
     int failures;
     int64_t retry_at_ms;   /* monotonic */
     int64_t next_prune_ms; /* monotonic */
+    /* PostgreSQL relay lease */
+    bool leased;           /* the backend is PostgreSQL: publish only while holding the lock */
+    bool held;             /* this relay's session holds the lock (as last checked) */
+    int64_t lease_key;     /* advisory lock key, 0 until read from the database */
+    int64_t lease_next_ms; /* monotonic: next take-over attempt or check */
     /* libuv driver */
     uv_loop_t *loop;
     uv_timer_t timer;
@@ -51,11 +67,20 @@ static void free_batch(relay_batch *b)
     b->n = 0;
 }
 
+static int lease_query(sl_outbox_relay *r, const char *sql, int64_t *out);
+
 void sl_outbox_relay_free(sl_outbox_relay *r)
 {
     if (r == NULL) return;
     SL_ASSERT(r->open_handles == 0 && "sl_outbox_relay_stop, then run the loop, then free");
     SL_ASSERT(r->inflight == 0 && "the publisher still holds a batch");
+    /* A clean stop hands the lease over at once (closing the connection would too). */
+    int64_t unlocked;
+    if (r->held && !sl_db_in_tx(r->db) &&
+        lease_query(r, "SELECT CAST(pg_advisory_unlock(CAST(? AS BIGINT)) AS INTEGER)",
+                    &unlocked) != 0) {
+        /* The lock goes with the session. */
+    }
     for (unsigned i = 0; i < r->o.max_inflight; i++) {
         if (r->slots[i].msgs) free_batch(&r->slots[i]);
         free(r->slots[i].msgs);
@@ -82,6 +107,7 @@ int sl_outbox_relay_new(sl_db *db, const sl_outbox_publisher *pub,
     if (r->o.retry_max_ms <= 0) r->o.retry_max_ms = 30000;
     if (r->o.poll_ms <= 0) r->o.poll_ms = 1000;
     if (r->o.clock == NULL) r->o.clock = sl_clock_system();
+    r->leased = sl_db_kind(db) == SL_DB_POSTGRES;
     r->slots = calloc(r->o.max_inflight, sizeof *r->slots);
     for (unsigned i = 0; r->slots && i < r->o.max_inflight; i++) {
         r->slots[i].r = r;
@@ -125,6 +151,78 @@ static void failed(sl_outbox_relay *r)
     r->retry_at_ms = sl_clock_mono_ms(r->o.clock) + backoff_ms(r);
     r->draining = r->inflight > 0;
     hook(r, "publish_failed", r->failures);
+}
+
+/* Runs a one-value query; binds the lease key when the SQL has a parameter. */
+static int lease_query(sl_outbox_relay *r, const char *sql, int64_t *out)
+{
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(r->db, sql, &st);
+    if (rc != 0) return rc;
+    if (strchr(sql, '?') != NULL) rc = sl_db_bind_int64(st, 1, r->lease_key);
+    if (rc == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        *out = sl_db_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = SL_EIO;
+    }
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+/*
+ * Takes or checks the relay lease; 1 when this relay may publish, 0 when another relay holds
+ * the lease, or a database error. The key: 60 bits of the md5 of the outbox's schema, so
+ * databases (and schemas) do not share one lease.
+ */
+static int lease_ensure(sl_outbox_relay *r, int64_t now)
+{
+    if (!r->leased) return 1;
+    if (r->held && now < r->lease_next_ms) return 1;
+    if (!r->held && now < r->lease_next_ms) return 0;
+    int rc = 0;
+    if (r->lease_key == 0)
+        rc = lease_query(r,
+                         "SELECT CAST(CAST(CAST('x' || substr(md5(current_schema() || "
+                         "'.outbox.relay'), 1, 15) AS BIT(60)) AS BIGINT) AS BIGINT)",
+                         &r->lease_key);
+    if (rc == 0 && r->lease_key == 0) r->lease_key = 1;
+    int64_t v = 0;
+    if (rc == 0 && r->held) {
+        /* Still ours? (A replaced connection lost it with the old session.) */
+        rc = lease_query(r,
+                         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                         "AND pid = pg_backend_pid() AND objsubid = 1 AND "
+                         "(CAST(classid AS BIGINT) * 4294967296 + CAST(objid AS BIGINT)) = "
+                         "CAST(? AS BIGINT)",
+                         &v);
+        if (rc == 0 && v == 0) {
+            r->held = false;
+            hook(r, "lease", 0);
+        }
+    }
+    if (rc == 0 && !r->held) {
+        rc = lease_query(r,
+                         "SELECT CASE WHEN pg_try_advisory_lock(CAST(? AS BIGINT)) THEN 1 ELSE 0 "
+                         "END",
+                         &v);
+        if (rc == 0 && v == 1) {
+            r->held = true;
+            hook(r, "lease", 1);
+        }
+    }
+    r->lease_next_ms = now + r->o.poll_ms;
+    if (rc != 0) {
+        r->held = false;
+        return rc;
+    }
+    return r->held ? 1 : 0;
+}
+
+int sl_outbox_relay_leader(const sl_outbox_relay *r)
+{
+    return !r->leased || r->held;
 }
 
 #define ROW_COLUMNS "SELECT seq, id, subject, type, envelope FROM outbox WHERE published_ms IS NULL"
@@ -268,7 +366,16 @@ int sl_outbox_relay_pump(sl_outbox_relay *r, int64_t *next_ms)
         *next_ms = 1;
         return 0;
     }
-    if (r->inflight == 0) maybe_prune(r, now);
+    if (r->inflight == 0) {
+        /* Between pipelines: take, or check, the relay lease. */
+        int lr = lease_ensure(r, now);
+        if (lr <= 0) {
+            if (lr < 0) failed(r);
+            *next_ms = lr < 0 ? backoff_ms(r) : r->lease_next_ms - now;
+            return lr;
+        }
+        maybe_prune(r, now);
+    }
     relay_batch *b = NULL;
     for (unsigned i = 0; i < r->o.max_inflight && b == NULL; i++)
         if (!r->slots[i].busy) b = &r->slots[i];

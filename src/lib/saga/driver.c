@@ -12,10 +12,18 @@
  * recomputed after each batch of events): fine for thousands of concurrent
  * sagas, to be replaced by a heap if one orchestrator ever runs far more.
  *
+ * Several instances on one database: the driver claims a saga's lease
+ * (sl_saga_store_claim) before it drives it, renews all its leases every
+ * lease_ms / 3 with one statement, and feeds every event through
+ * sl_saga_store_apply_leased, so once another instance took a saga over
+ * (after the lease expired) this one's writes are refused and it lets the
+ * saga go. Nothing is sent before its state was written under the lease.
+ *
  * One loop thread: nothing here is thread-safe.
  */
 #include "saga/saga_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +31,8 @@
 #define STORE_RETRY_MS_DEFAULT 1000
 #define CONFLICT_RETRIES       3
 #define RECOVER_PAGE           64
+#define LEASE_MS_DEFAULT       15000
+#define OWNER_MAX              SL_SAGA_OWNER_MAX
 
 typedef struct entry {
     char id[SL_SAGA_ID_MAX + 1];
@@ -30,6 +40,7 @@ typedef struct entry {
     bool needs_resume; /* a store call failed: re-drive it with RESUME at wake_at_ms */
     bool waiting;      /* its call failed and waits for a retry (WAKE can hurry it) */
     uint32_t step;     /* the step of its current call */
+    int64_t lease;     /* the lease version claimed: every write is fenced by it */
 } entry;
 
 /* A call in flight, then (once replied) a queued event; also used for driver-made events. */
@@ -51,6 +62,8 @@ struct sl_saga_driver {
     pending *live;            /* calls in flight */
     pending *q_head, *q_tail; /* events waiting to be applied */
     int busy;                 /* inside feed/pump: replies only enqueue */
+    char owner[OWNER_MAX + 1];
+    int64_t renew_at_ms; /* next lease renewal (wall), while sagas are tracked */
 };
 
 static int64_t now_ms(const sl_saga_driver *d)
@@ -70,13 +83,23 @@ static int track(sl_saga_driver *d, const char *id, entry **out)
     entry *e = find(d, id);
     if (e == NULL) {
         if (d->n_active >= d->o.max_active) return SL_ELIMIT;
+        int64_t now = now_ms(d);
         if (d->o.registry != NULL) {
-            int rc = sl__saga_registry_claim(d->o.registry, id, d, now_ms(d));
+            int rc = sl__saga_registry_claim(d->o.registry, id, d, now);
             if (rc != 0) return rc; /* SL_EBUSY: another driver of the process drives it */
         }
+        int64_t lease = 0;
+        /* SL_EBUSY: another instance holds a live lease on it. */
+        int rc = sl_saga_store_claim(d->o.db, id, d->owner, now, d->o.lease_ms, &lease);
+        if (rc != 0) {
+            if (d->o.registry != NULL) sl__saga_registry_release(d->o.registry, id, d);
+            return rc;
+        }
+        if (d->n_active == 0) d->renew_at_ms = now + d->o.lease_ms / 3;
         e = &d->active[d->n_active++];
         memset(e, 0, sizeof *e);
         sl__saga_text_copy(e->id, sizeof e->id, id, strlen(id));
+        e->lease = lease;
     }
     *out = e;
     return 0;
@@ -212,9 +235,19 @@ static int feed(sl_saga_driver *d, const char *id, const sl_saga_event *ev)
     sl_saga_output out;
     int rc;
     int64_t now = now_ms(d);
+    entry *held = find(d, id);
     for (int i = 0;; i++) {
-        rc = sl_saga_store_apply(d->o.db, d->o.def, id, ev, now, &d->rand, &st, &out);
+        /* Not tracked here (an admin abort of a saga another driver holds): the version check
+         * alone orders the write against the holder's. */
+        rc = held != NULL
+                 ? sl_saga_store_apply_leased(d->o.db, d->o.def, id, held->lease, ev, now, &d->rand,
+                                              &st, &out)
+                 : sl_saga_store_apply(d->o.db, d->o.def, id, ev, now, &d->rand, &st, &out);
         if (rc != SL_ECONFLICT || i + 1 >= CONFLICT_RETRIES) break;
+    }
+    if (rc == SL_EBUSY && held != NULL) {
+        untrack(d, id); /* fenced: another instance took it over; nothing was written or sent */
+        return rc;
     }
     if (rc == SL_SAGA_IGNORED) {
         sync_entry(d, id);
@@ -280,10 +313,22 @@ static int run_event(sl_saga_driver *d, const char *id, sl_saga_event_kind kind)
     return rc;
 }
 
+/* Extends every lease this driver holds (one statement). A failure is retried at the next
+ * renewal; a lease that expired meanwhile and was taken over fences this driver's next write. */
+static void renew(sl_saga_driver *d, int64_t now)
+{
+    if (d->n_active == 0 || d->renew_at_ms > now) return;
+    if (sl_saga_store_renew(d->o.db, d->o.def->type, d->owner, now, d->o.lease_ms, NULL) != 0) {
+        /* Nothing better to do: try again soon. */
+    }
+    d->renew_at_ms = now + d->o.lease_ms / 3;
+}
+
 static void on_timer(void *data)
 {
     sl_saga_driver *d = data;
     int64_t now = now_ms(d);
+    renew(d, now);
     for (size_t i = 0; i < d->n_active; i++) {
         entry *e = &d->active[i];
         if (e->wake_at_ms <= 0 || e->wake_at_ms > now) continue;
@@ -303,6 +348,7 @@ static void rearm(sl_saga_driver *d)
         int64_t w = d->active[i].wake_at_ms;
         if (w > 0 && (next == 0 || w < next)) next = w;
     }
+    if (d->n_active > 0 && (next == 0 || d->renew_at_ms < next)) next = d->renew_at_ms;
     if (next == 0) {
         d->o.timer.disarm(d->o.timer.ctx);
         return;
@@ -327,6 +373,8 @@ int sl_saga_driver_new(const sl_saga_driver_options *opt, sl_saga_driver **out)
     if (d->o.max_active == 0) d->o.max_active = MAX_ACTIVE_DEFAULT;
     if (d->o.store_retry_ms <= 0) d->o.store_retry_ms = STORE_RETRY_MS_DEFAULT;
     if (d->o.max_active > 10 * 1000 * 1000) d->o.max_active = 10 * 1000 * 1000;
+    if (d->o.lease_ms <= 0) d->o.lease_ms = LEASE_MS_DEFAULT;
+    if (d->o.lease_ms < 3) d->o.lease_ms = 3;
     d->active = calloc(d->o.max_active, sizeof *d->active);
     if (d->active == NULL) {
         free(d);
@@ -336,6 +384,24 @@ int sl_saga_driver_new(const sl_saga_driver_options *opt, sl_saga_driver **out)
         sl_rand_seed(&d->rand, opt->seed);
     } else if (sl_rand_seed_os(&d->rand) != 0) {
         sl_rand_seed(&d->rand, (uint64_t)sl_clock_mono_ns(opt->clock));
+    }
+    if (opt->owner != NULL && opt->owner[0] != '\0') {
+        sl__saga_text_copy(d->owner, sizeof d->owner, opt->owner, strlen(opt->owner));
+    } else {
+        /* Random: a restarted process is a new owner (its old leases expire or were given
+         * back). Its own seeded generator, so a fixed jitter seed does not repeat owners. */
+        sl_rand r;
+        if (sl_rand_seed_os(&r) != 0) sl_rand_seed(&r, (uint64_t)sl_clock_mono_ns(opt->clock));
+        snprintf(d->owner, sizeof d->owner, "%016llx%016llx", (unsigned long long)sl_rand_next(&r),
+                 (unsigned long long)sl_rand_next(&r));
+    }
+    d->o.owner = d->owner;
+    int rc = sl_saga_store_owner_up(d->o.db, d->owner);
+    if (rc != 0) {
+        sl_saga_store_owner_down(d->o.db, d->owner);
+        free(d->active);
+        free(d);
+        return rc == SL_EBUSY ? SL_EEXIST : rc;
     }
     *out = d;
     return 0;
@@ -355,6 +421,12 @@ void sl_saga_driver_free(sl_saga_driver *d)
     if (d->o.registry != NULL)
         for (size_t i = 0; i < d->n_active; i++)
             sl__saga_registry_release(d->o.registry, d->active[i].id, d);
+    /* A clean stop hands the sagas over at once instead of after lease_ms. */
+    if (d->n_active > 0 && !sl_db_in_tx(d->o.db) &&
+        sl_saga_store_release(d->o.db, d->o.def->type, d->owner) != 0) {
+        /* They are taken over when the leases expire. */
+    }
+    sl_saga_store_owner_down(d->o.db, d->owner);
     free(d->active);
     free(d);
 }
@@ -455,26 +527,35 @@ void sl_saga_driver_wake(sl_saga_driver *d, uint32_t step_mask, size_t *woken)
 int sl_saga_driver_sweep(sl_saga_driver *d, int64_t grace_ms, size_t *picked)
 {
     size_t count = 0;
-    char after[SL_SAGA_ID_MAX + 1] = "";
     sl_saga_summary page[RECOVER_PAGE];
-    int64_t before = now_ms(d) - (grace_ms > 0 ? grace_ms : 0);
+    int64_t now = now_ms(d);
+    int64_t before = now - (grace_ms > 0 ? grace_ms : 0);
     int rc = 0;
-    for (;;) {
-        size_t n;
-        rc = sl_saga_store_list_due(d->o.db, d->o.def->type, before, after, page, RECOVER_PAGE, &n);
-        if (rc != 0 || n == 0) break;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            if (find(d, page[i].id) != NULL) continue; /* this driver has it: its timer runs */
-            rc = run_event(d, page[i].id, SL_SAGA_EV_RESUME);
-            if (rc == 0 || rc == SL_SAGA_IGNORED) {
-                count++;
-                rc = 0;
-            } else if (rc != SL_ELIMIT) {
-                rc = 0; /* SL_EBUSY: another driver drives it; store errors: re-driven later */
+    /* Pass 0: overdue sagas (never started, or their timer long past); pass 1: sagas whose
+     * owner stopped renewing its lease (taken over as soon as it expired). Both through the
+     * same claim. */
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        char after[SL_SAGA_ID_MAX + 1] = "";
+        for (;;) {
+            size_t n;
+            rc = pass == 0 ? sl_saga_store_list_due(d->o.db, d->o.def->type, before, after, page,
+                                                    RECOVER_PAGE, &n)
+                           : sl_saga_store_list_orphaned(d->o.db, d->o.def->type, now, after, page,
+                                                         RECOVER_PAGE, &n);
+            if (rc != 0 || n == 0) break;
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                if (find(d, page[i].id) != NULL) continue; /* this driver has it: its timer runs */
+                rc = run_event(d, page[i].id, SL_SAGA_EV_RESUME);
+                if (rc == 0 || rc == SL_SAGA_IGNORED) {
+                    count++;
+                    rc = 0;
+                } else if (rc != SL_ELIMIT) {
+                    rc = 0; /* SL_EBUSY: another driver holds it; store errors: re-driven later */
+                }
             }
+            if (rc != 0 || n < RECOVER_PAGE) break;
+            memcpy(after, page[n - 1].id, sizeof after);
         }
-        if (rc != 0 || n < RECOVER_PAGE) break;
-        memcpy(after, page[n - 1].id, sizeof after);
     }
     if (picked) *picked = count;
     return rc;

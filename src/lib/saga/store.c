@@ -9,6 +9,7 @@
 #include "saga/saga_int.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,9 +85,12 @@ out:
     return rc;
 }
 
-int sl_saga_store_load(sl_db *db, const sl_saga_def *def, const char *id, sl_saga_state *out)
+/* sl_saga_store_load, plus the row's lease version into *lease_version when not NULL. */
+static int load_row(sl_db *db, const sl_saga_def *def, const char *id, sl_saga_state *out,
+                    int64_t *lease_version)
 {
-    static const char sql[] = "SELECT type, state, version FROM saga_instances WHERE id = ?";
+    static const char sql[] =
+        "SELECT type, state, version, lease_version FROM saga_instances WHERE id = ?";
     if (!sl__saga_id_valid(id)) return SL_ENOTFOUND;
     sl_db_stmt *st;
     int rc = sl_db_prepare(db, sql, &st);
@@ -112,9 +116,15 @@ int sl_saga_store_load(sl_db *db, const sl_saga_def *def, const char *id, sl_sag
     s.version = (uint64_t)version;
     rc = sl_saga_state_from_json(&s, def, json, len);
     if (rc == 0) *out = s;
+    if (rc == 0 && lease_version != NULL) *lease_version = sl_db_column_int64(st, 3);
 out:
     sl_db_stmt_done(st);
     return rc;
+}
+
+int sl_saga_store_load(sl_db *db, const sl_saga_def *def, const char *id, sl_saga_state *out)
+{
+    return load_row(db, def, id, out, NULL);
 }
 
 int sl_saga_store_input(sl_db *db, const char *id, char **out)
@@ -144,12 +154,20 @@ out:
     return rc;
 }
 
+/* Lease fence for the writes of a driver: fence < 0 writes without checking the lease (the
+ * version check alone, e.g. an admin abort from an instance that does not hold the lease). */
 static int update_row(sl_db *db, const sl_saga_state *s, int64_t due, const char *state,
-                      int64_t now_ms)
+                      int64_t now_ms, int64_t fence)
 {
+    /* A saga that stops running (final or stuck) gives its lease back at once, so an admin
+     * resume on any instance can claim it. */
     static const char sql[] =
         "UPDATE saga_instances SET status = ?, state = ?, stuck_reason = ?, version = ?, "
-        "updated_ms = ?, next_wake_ms = ? WHERE id = ? AND version = ?";
+        "updated_ms = ?, next_wake_ms = ?, "
+        "lease_owner = CASE WHEN CAST(? AS BIGINT) = 1 THEN '' ELSE lease_owner END, "
+        "lease_until_ms = CASE WHEN CAST(? AS BIGINT) = 1 THEN 0 ELSE lease_until_ms END "
+        "WHERE id = ? AND version = ? AND (CAST(? AS BIGINT) < 0 OR lease_version = ?)";
+    bool running = s->status == SL_SAGA_RUNNING || s->status == SL_SAGA_COMPENSATING;
     sl_db_stmt *st;
     int rc = sl_db_prepare(db, sql, &st);
     if (rc != 0) return rc;
@@ -159,8 +177,11 @@ static int update_row(sl_db *db, const sl_saga_state *s, int64_t due, const char
         (rc = sl_db_bind_int64(st, 5, now_ms)) != 0)
         goto out;
     rc = due > 0 ? sl_db_bind_int64(st, 6, due) : sl_db_bind_null(st, 6);
-    if (rc != 0 || (rc = bind_str(st, 7, s->id)) != 0 ||
-        (rc = sl_db_bind_int64(st, 8, (int64_t)s->version)) != 0)
+    if (rc != 0 || (rc = sl_db_bind_int64(st, 7, running ? 0 : 1)) != 0 ||
+        (rc = sl_db_bind_int64(st, 8, running ? 0 : 1)) != 0 ||
+        (rc = bind_str(st, 9, s->id)) != 0 ||
+        (rc = sl_db_bind_int64(st, 10, (int64_t)s->version)) != 0 ||
+        (rc = sl_db_bind_int64(st, 11, fence)) != 0 || (rc = sl_db_bind_int64(st, 12, fence)) != 0)
         goto out;
     rc = run(st);
     /* No row at that version: another writer saved first (or the row is gone). */
@@ -170,15 +191,15 @@ out:
     return rc;
 }
 
-int sl_saga_store_save(sl_db *db, const sl_saga_def *def, sl_saga_state *s,
-                       const sl_saga_history_entry *hist, size_t n_hist, int64_t now_ms)
+static int save(sl_db *db, const sl_saga_def *def, sl_saga_state *s,
+                const sl_saga_history_entry *hist, size_t n_hist, int64_t now_ms, int64_t fence)
 {
     char *state = NULL;
     int rc = sl_saga_state_to_json(s, &state);
     if (rc != 0) return rc;
     bool own = !sl_db_in_tx(db);
     if (own && (rc = sl_db_begin(db)) != 0) goto out;
-    rc = update_row(db, s, sl_saga_due_ms(def, s), state, now_ms);
+    rc = update_row(db, s, sl_saga_due_ms(def, s), state, now_ms, fence);
     for (size_t i = 0; rc == 0 && i < n_hist; i++)
         rc = insert_history(db, def, s->id, &hist[i]);
     if (own) {
@@ -193,8 +214,15 @@ out:
     return rc;
 }
 
-int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id, const sl_saga_event *ev,
-                        int64_t now_ms, sl_rand *rand, sl_saga_state *st, sl_saga_output *out)
+int sl_saga_store_save(sl_db *db, const sl_saga_def *def, sl_saga_state *s,
+                       const sl_saga_history_entry *hist, size_t n_hist, int64_t now_ms)
+{
+    return save(db, def, s, hist, n_hist, now_ms, -1);
+}
+
+static int apply(sl_db *db, const sl_saga_def *def, const char *id, int64_t fence,
+                 const sl_saga_event *ev, int64_t now_ms, sl_rand *rand, sl_saga_state *st,
+                 sl_saga_output *out)
 {
     out->n_cmds = 0;
     out->n_hist = 0;
@@ -202,9 +230,12 @@ int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id, const
     int rc = sl_db_begin(db);
     if (rc != 0) return rc;
     sl_saga_state s;
-    rc = sl_saga_store_load(db, def, id, &s);
+    int64_t lease_version = 0;
+    rc = load_row(db, def, id, &s, &lease_version);
+    /* Fenced: another instance claimed the saga since this one did. */
+    if (rc == 0 && fence >= 0 && lease_version != fence) rc = SL_EBUSY;
     if (rc == 0) rc = sl_saga_apply(def, &s, ev, now_ms, rand, out);
-    if (rc == 0) rc = sl_saga_store_save(db, def, &s, out->hist, out->n_hist, now_ms);
+    if (rc == 0) rc = save(db, def, &s, out->hist, out->n_hist, now_ms, fence);
     if (rc == 0) rc = sl_db_commit(db);
     if (rc != 0) {
         sl_db_rollback(db);
@@ -216,6 +247,195 @@ int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id, const
     }
     *st = s;
     return 0;
+}
+
+int sl_saga_store_apply(sl_db *db, const sl_saga_def *def, const char *id, const sl_saga_event *ev,
+                        int64_t now_ms, sl_rand *rand, sl_saga_state *st, sl_saga_output *out)
+{
+    return apply(db, def, id, -1, ev, now_ms, rand, st, out);
+}
+
+int sl_saga_store_apply_leased(sl_db *db, const sl_saga_def *def, const char *id,
+                               int64_t lease_version, const sl_saga_event *ev, int64_t now_ms,
+                               sl_rand *rand, sl_saga_state *st, sl_saga_output *out)
+{
+    if (lease_version < 0) return SL_EINVAL;
+    return apply(db, def, id, lease_version, ev, now_ms, rand, st, out);
+}
+
+/*
+ * Owner liveness. The owners of this process's drivers are in `live` (a process on SQLite is the
+ * only one: the service host's instance lock). On PostgreSQL each owner also holds a session
+ * advisory lock keyed by its name for as long as its driver lives; the server drops it with the
+ * session, so a process that died lets its sagas go at once instead of after their lease.
+ */
+#define OWNERS_MAX 512
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static char live[OWNERS_MAX][SL_SAGA_OWNER_MAX + 1];
+
+#define OWNER_KEY                                                                                  \
+    "CAST(CAST(CAST('x' || substr(md5('saga-owner:' || CAST(? AS TEXT)), 1, 15) AS BIT(60)) AS "   \
+    "BIGINT) AS BIGINT)"
+
+static bool live_here(const char *owner)
+{
+    bool found = false;
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < OWNERS_MAX && !found; i++)
+        found = strcmp(live[i], owner) == 0;
+    pthread_mutex_unlock(&live_mu);
+    return found;
+}
+
+/* Runs `sql` (one text parameter, one integer column) for `owner`; the value in *out. */
+static int owner_query(sl_db *db, const char *sql, const char *owner, int64_t *out)
+{
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db, sql, &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, owner)) == 0) rc = sl_db_step(st);
+    if (rc == SL_DB_ROW) {
+        *out = sl_db_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = SL_EIO;
+    }
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_owner_up(sl_db *db, const char *owner)
+{
+    if (owner == NULL || owner[0] == '\0' || strlen(owner) > SL_SAGA_OWNER_MAX) return SL_EINVAL;
+    int rc = SL_ELIMIT;
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < OWNERS_MAX; i++)
+        if (live[i][0] == '\0') {
+            snprintf(live[i], sizeof live[i], "%s", owner);
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
+    if (rc != 0 || sl_db_kind(db) != SL_DB_POSTGRES) return rc;
+    int64_t v = 0;
+    rc = owner_query(db, "SELECT CASE WHEN pg_try_advisory_lock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                     owner, &v);
+    return rc != 0 ? rc : (v == 1 ? 0 : SL_EBUSY);
+}
+
+void sl_saga_store_owner_down(sl_db *db, const char *owner)
+{
+    if (owner == NULL || owner[0] == '\0') return;
+    bool had = false;
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < OWNERS_MAX; i++)
+        if (strcmp(live[i], owner) == 0) {
+            live[i][0] = '\0';
+            had = true;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
+    int64_t v;
+    if (had && sl_db_kind(db) == SL_DB_POSTGRES && !sl_db_in_tx(db) &&
+        owner_query(db, "SELECT CASE WHEN pg_advisory_unlock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                    owner, &v) != 0) {
+        /* The lock goes with the session. */
+    }
+}
+
+/* False only when `holder` is known to be gone: not a driver of this process and, on
+ * PostgreSQL, its advisory lock is free (taken here for the test, then released at once). On
+ * SQLite a holder that is not in this process is gone (one process per file). */
+static bool holder_alive(sl_db *db, const char *holder)
+{
+    if (live_here(holder)) return true;
+    if (sl_db_kind(db) != SL_DB_POSTGRES) return false;
+    int64_t v = 0;
+    if (owner_query(db, "SELECT CASE WHEN pg_try_advisory_lock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                    holder, &v) != 0)
+        return true; /* unknown: wait for the lease */
+    if (v != 1) return true;
+    int64_t u;
+    if (owner_query(db, "SELECT CASE WHEN pg_advisory_unlock(" OWNER_KEY ") THEN 1 ELSE 0 END",
+                    holder, &u) != 0) {
+        /* Held by this session until it ends; owner names are not reused. */
+    }
+    return false;
+}
+
+int sl_saga_store_claim(sl_db *db, const char *id, const char *owner, int64_t now_ms,
+                        int64_t lease_ms, int64_t *lease_version)
+{
+    if (owner == NULL || owner[0] == '\0' || lease_ms <= 0) return SL_EINVAL;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(
+        db, "SELECT lease_owner, lease_until_ms, lease_version FROM saga_instances WHERE id = ?",
+        &st);
+    if (rc != 0) return rc;
+    int64_t seen = 0;
+    if ((rc = bind_str(st, 1, id)) == 0) rc = sl_db_step(st);
+    char holder[SL_SAGA_OWNER_MAX + 1] = "";
+    bool held = false;
+    if (rc == SL_DB_ROW) {
+        sl_db_column_copy(st, 0, holder, sizeof holder);
+        held =
+            holder[0] != '\0' && strcmp(holder, owner) != 0 && sl_db_column_int64(st, 1) > now_ms;
+        seen = sl_db_column_int64(st, 2);
+        rc = 0;
+    } else if (rc == SL_DB_DONE) {
+        rc = SL_ENOTFOUND;
+    }
+    sl_db_stmt_done(st);
+    if (rc != 0) return rc;
+    if (held && holder_alive(db, holder)) return SL_EBUSY;
+    /* Compare-and-set on the version read: of two instances claiming at once, one wins. */
+    if ((rc = sl_db_prepare(db,
+                            "UPDATE saga_instances SET lease_owner = ?, lease_until_ms = ?, "
+                            "lease_version = ? WHERE id = ? AND lease_version = ?",
+                            &st)) != 0)
+        return rc;
+    if ((rc = bind_str(st, 1, owner)) == 0 &&
+        (rc = sl_db_bind_int64(st, 2, now_ms + lease_ms)) == 0 &&
+        (rc = sl_db_bind_int64(st, 3, seen + 1)) == 0 && (rc = bind_str(st, 4, id)) == 0 &&
+        (rc = sl_db_bind_int64(st, 5, seen)) == 0)
+        rc = run(st);
+    if (rc == 0 && sl_db_changes(st) != 1) rc = SL_EBUSY;
+    sl_db_stmt_done(st);
+    if (rc == 0) *lease_version = seen + 1;
+    return rc;
+}
+
+int sl_saga_store_renew(sl_db *db, const char *type, const char *owner, int64_t now_ms,
+                        int64_t lease_ms, int64_t *renewed)
+{
+    if (renewed) *renewed = 0;
+    if (owner == NULL || owner[0] == '\0' || lease_ms <= 0) return SL_EINVAL;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db,
+                           "UPDATE saga_instances SET lease_until_ms = ? WHERE lease_owner = ? "
+                           "AND type = ?",
+                           &st);
+    if (rc != 0) return rc;
+    if ((rc = sl_db_bind_int64(st, 1, now_ms + lease_ms)) == 0 &&
+        (rc = bind_str(st, 2, owner)) == 0 && (rc = bind_str(st, 3, type)) == 0)
+        rc = run(st);
+    if (rc == 0 && renewed) *renewed = sl_db_changes(st);
+    sl_db_stmt_done(st);
+    return rc;
+}
+
+int sl_saga_store_release(sl_db *db, const char *type, const char *owner)
+{
+    if (owner == NULL || owner[0] == '\0') return SL_EINVAL;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(db,
+                           "UPDATE saga_instances SET lease_owner = '', lease_until_ms = 0 "
+                           "WHERE lease_owner = ? AND type = ?",
+                           &st);
+    if (rc != 0) return rc;
+    if ((rc = bind_str(st, 1, owner)) == 0 && (rc = bind_str(st, 2, type)) == 0) rc = run(st);
+    sl_db_stmt_done(st);
+    return rc;
 }
 
 static void read_summary(sl_db_stmt *st, sl_saga_summary *o)
@@ -321,15 +541,11 @@ int sl_saga_store_count(sl_db *db,
     return rc;
 }
 
-int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, const char *after_id,
-                           sl_saga_summary *out, size_t cap, size_t *n)
+/* Runs one of the sweep's listings: `sql` binds the two unfinished statuses, type, a time,
+ * after_id and the limit. */
+static int list_timed(sl_db *db, const char *sql, const char *type, int64_t t, const char *after_id,
+                      sl_saga_summary *out, size_t cap, size_t *n)
 {
-    /* next_wake_ms is the saga's next TIMER (sl_saga_due_ms) or, for a created saga, its
-     * creation; NULL only for final and stuck ones. */
-    static const char sql[] =
-        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
-        "FROM saga_instances WHERE (status = ? OR status = ?) AND type = ? AND next_wake_ms <= ? "
-        "AND id > ? ORDER BY id LIMIT ?";
     *n = 0;
     if (cap == 0) return 0;
     sl_db_stmt *st;
@@ -337,7 +553,7 @@ int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, c
     if (rc != 0) return rc;
     if ((rc = bind_str(st, 1, sl_saga_status_name(SL_SAGA_RUNNING))) != 0 ||
         (rc = bind_str(st, 2, sl_saga_status_name(SL_SAGA_COMPENSATING))) != 0 ||
-        (rc = bind_str(st, 3, type)) != 0 || (rc = sl_db_bind_int64(st, 4, due_before_ms)) != 0 ||
+        (rc = bind_str(st, 3, type)) != 0 || (rc = sl_db_bind_int64(st, 4, t)) != 0 ||
         (rc = bind_str(st, 5, after_id ? after_id : "")) != 0 ||
         (rc = sl_db_bind_int64(st, 6, (int64_t)(cap > INT64_MAX ? INT64_MAX : cap))) != 0)
         goto out;
@@ -347,6 +563,30 @@ int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, c
 out:
     sl_db_stmt_done(st);
     return rc;
+}
+
+int sl_saga_store_list_due(sl_db *db, const char *type, int64_t due_before_ms, const char *after_id,
+                           sl_saga_summary *out, size_t cap, size_t *n)
+{
+    /* next_wake_ms is the saga's next TIMER (sl_saga_due_ms) or, for a created saga, its
+     * creation; NULL only for final and stuck ones. */
+    static const char sql[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
+        "FROM saga_instances WHERE (status = ? OR status = ?) AND type = ? AND next_wake_ms <= ? "
+        "AND id > ? ORDER BY id LIMIT ?";
+    return list_timed(db, sql, type, due_before_ms, after_id, out, cap, n);
+}
+
+/* Claimed once (lease_version > 0), and the lease expired or was given back (until 0): a saga
+ * nobody claimed yet is the creator's to start and waits for the grace of list_due. */
+int sl_saga_store_list_orphaned(sl_db *db, const char *type, int64_t now_ms, const char *after_id,
+                                sl_saga_summary *out, size_t cap, size_t *n)
+{
+    static const char sql[] =
+        "SELECT id, type, status, created_ms, updated_ms, next_wake_ms, stuck_reason "
+        "FROM saga_instances WHERE (status = ? OR status = ?) AND type = ? AND lease_version > 0 "
+        "AND lease_until_ms <= ? AND id > ? ORDER BY id LIMIT ?";
+    return list_timed(db, sql, type, now_ms, after_id, out, cap, n);
 }
 
 /* The current step index of a stored state (-1 when unreadable). */

@@ -21,10 +21,13 @@
 #include <shoal/rand.h>
 #include <shoal/trace.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -445,12 +448,49 @@ static int64_t distinct_versions(const sl_migration_set *set)
     return n;
 }
 
+/*
+ * SQLite is for one instance per database file: the first process holds an exclusive lock on
+ * `<file>.instance` for its lifetime (the kernel drops it when the process ends, however it
+ * ends); a second one is told so and does not start.
+ */
+static int lock_sqlite(sl_service *svc)
+{
+    const char *file = sqlite_path(svc->db_url);
+    if (file == NULL || file[0] == '\0' || strcmp(file, ":memory:") == 0) return 0;
+    char path[1100];
+    if ((size_t)snprintf(path, sizeof path, "%s.instance", file) >= sizeof path) return 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        SL_LOG_ERROR(svc->log, NULL, "cannot open the SQLite instance lock",
+                     SL_LOG_STR("path", path), SL_LOG_STR("error", strerror(errno)));
+        return SL_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            SL_LOG_ERROR(svc->log, NULL,
+                         "another instance is using this SQLite database; SQLite serves one "
+                         "instance (run several on PostgreSQL)",
+                         SL_LOG_STR("database", file), SL_LOG_STR("lock", path));
+            return SL_EBUSY;
+        }
+        SL_LOG_ERROR(svc->log, NULL, "cannot lock the SQLite instance lock",
+                     SL_LOG_STR("path", path), SL_LOG_STR("error", strerror(e)));
+        return SL_EIO;
+    }
+    svc->db_lock_fd = fd + 1;
+    return 0;
+}
+
 /* Applies the library's and the service's migrations; all-or-nothing per set. */
 static int migrate(sl_service *svc)
 {
     char err[256] = {0};
     sl_db *db = NULL;
     make_sqlite_dir(svc->db_url);
+    int lrc = svc->db_lock_fd == 0 ? lock_sqlite(svc) : 0;
+    if (lrc != 0) return lrc;
     int rc = sl_db_open(svc->db_url, &svc->db_opts, &db, err, sizeof err);
     if (rc != 0) {
         SL_LOG_ERROR(svc->log, NULL, "cannot open the database", SL_LOG_STR("error", err),
@@ -544,6 +584,8 @@ void sl__service_free(sl_service *svc)
     sl_metrics_free(svc->metrics);
     sl_logger_free(svc->log);
     sl_config_free(svc->cfg);
+    if (svc->db_lock_fd > 0) close(svc->db_lock_fd - 1); /* releases the instance lock */
+    svc->db_lock_fd = 0;
 }
 
 int sl__service_load(sl_service *svc, const sl_service_def *def, int argc, char **argv, char **env)

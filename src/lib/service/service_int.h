@@ -65,6 +65,7 @@ struct sl_service {
     int64_t migrations_expected; /* rows of schema_migrations the sets account for */
     char db_file[1024];          /* SQLite: the file the connections opened ("" otherwise) */
     uint64_t db_dev, db_ino;     /* and its identity, so a removed or replaced file shows */
+    int db_lock_fd;              /* SQLite: the instance lock file's descriptor + 1, 0 = none */
     int inited;                  /* the definition's init ran (its fini is owed) */
     void *data;
 };
