@@ -464,7 +464,7 @@ static int sidecar_boot(gateway *gw, px_config *first)
         SL_LOG_INFO(gw->proc.log, NULL, "outbound listening", SL_LOG_STR("cluster", name),
                     SL_LOG_STR("host", "127.0.0.1"), SL_LOG_INT("port", port));
     }
-    SL_LOG_INFO(gw->proc.log, NULL, "sidecar", SL_LOG_STR("service", sc->service),
+    SL_LOG_INFO(gw->proc.log, NULL, "sidecar", SL_LOG_STR("identity", sc->service),
                 SL_LOG_STR("local", gw->boot->clusters[sc->local_cluster].name),
                 SL_LOG_INT("rules", (int64_t)first->sidecar.policy.n));
     return 0;

@@ -226,10 +226,14 @@ px_policy_verdict px_policy_decide(const px_policy *p, const char *caller, sl_ht
 const char *px_policy_verdict_name(px_policy_verdict v)
 {
     switch (v) {
-    case PX_POLICY_ALLOW: return "allow";
-    case PX_POLICY_NO_IDENTITY: return "no_identity";
-    case PX_POLICY_BAD_PATH: return "bad_path";
-    case PX_POLICY_NO_RULE: return "no_rule";
+    case PX_POLICY_ALLOW:
+        return "allow";
+    case PX_POLICY_NO_IDENTITY:
+        return "no_identity";
+    case PX_POLICY_BAD_PATH:
+        return "bad_path";
+    case PX_POLICY_NO_RULE:
+        return "no_rule";
     }
     return "unknown";
 }

@@ -55,8 +55,8 @@ int px_sidecar_load_tls(px_config *cfg, const px_config *prev, sl_metrics *metri
         t.require_client_cert = false;
         t.expect_peer = c->name;
         int p = find_prev_client(prev, c->name);
-        rc = load_one(&t, p >= 0 ? prev->sidecar.tls_client[p] : NULL, &sc->tls_client[i], err,
-                      cap);
+        rc =
+            load_one(&t, p >= 0 ? prev->sidecar.tls_client[p] : NULL, &sc->tls_client[i], err, cap);
         c->up.tls = sc->tls_client[i];
     }
     if (rc == 0) return 0;
@@ -93,8 +93,8 @@ int px_sidecar_on_headers(sl_http_req *req, void *data)
     if (l->route == 0) {
         /* Decided before the body is read: a refused caller's body is read up to a small limit
          * and dropped. */
-        r->verdict = (int)px_policy_decide(&sc->policy, sl_http_req_peer_service(req),
-                                           req->method, req->path);
+        r->verdict = (int)px_policy_decide(&sc->policy, sl_http_req_peer_service(req), req->method,
+                                           req->path);
         if (r->verdict != PX_POLICY_ALLOW) {
             r->status = 403;
             req->body_max_bytes = 64 * 1024;
@@ -118,8 +118,8 @@ static void deny(px_req *r)
              r->req->path.ptr);
     SL_LOG_WARN(r->w->proc->log, NULL, "call denied by the mesh policy",
                 SL_LOG_STR("caller", caller ? caller : "none"), SL_LOG_STR("callee", sc->service),
-                SL_LOG_STR("method", sl_http_method_name(r->req->method)),
-                SL_LOG_STR("path", path), SL_LOG_STR("reason", why));
+                SL_LOG_STR("method", sl_http_method_name(r->req->method)), SL_LOG_STR("path", path),
+                SL_LOG_STR("reason", why));
     char detail[256];
     if (r->verdict == PX_POLICY_BAD_PATH)
         snprintf(detail, sizeof detail,

@@ -74,7 +74,8 @@ static void test_classes(void **state)
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
         unsigned got = px_policy_class((sl_slice){cases[i].path, strlen(cases[i].path)});
-        if (got != cases[i].cls) fail_msg("%s: class %u, want %u", cases[i].path, got, cases[i].cls);
+        if (got != cases[i].cls)
+            fail_msg("%s: class %u, want %u", cases[i].path, got, cases[i].cls);
     }
 }
 
@@ -148,7 +149,8 @@ static void test_parse_errors(void **state)
     /* Limits: rules and paths per rule. */
     char big[8192] = "[";
     for (int i = 0; i <= PX_POLICY_RULES_MAX; i++)
-        strcat(big, i ? ",{\"caller\":\"a\",\"routes\":[\"ops\"]}" : "{\"caller\":\"a\",\"routes\":[\"ops\"]}");
+        strcat(big, i ? ",{\"caller\":\"a\",\"routes\":[\"ops\"]}"
+                      : "{\"caller\":\"a\",\"routes\":[\"ops\"]}");
     strcat(big, "]");
     parse(big, &p, "at most 64 rules");
     char paths[4096] = "[{\"caller\":\"a\",\"routes\":[\"public\"],\"paths\":[";
