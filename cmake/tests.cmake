@@ -236,6 +236,10 @@ endforeach()
 if(TARGET fuzz_static_path)
   target_link_libraries(fuzz_static_path PRIVATE proxy_core)
 endif()
+# The sidecar's authorization policy (src/proxy/policy.c): request paths and rule lists.
+if(TARGET fuzz_mesh_policy)
+  target_link_libraries(fuzz_mesh_policy PRIVATE proxy_core)
+endif()
 
 # Browser tests: tests/browser/<name>.test.mjs (label browser) start `shoal up` on a fresh data
 # directory and drive Debian's chromium through playwright-core (npm, scripts/deps.sh); their

@@ -219,8 +219,8 @@ static int teardown(void **state)
 static int plain_get(int port, const char *path, th_response *r)
 {
     char raw[512];
-    int n = snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                     path);
+    int n =
+        snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
     return th_roundtrip(port, raw, (size_t)n, r, 10000);
 }
 
@@ -278,8 +278,7 @@ static void up_done(void *data)
 
 /* A client calling `port`: with TLS (leaf `name` of `dir`, NULL: none; trusting the mesh
  * bundle; expecting `expect`) when dir is given, plain otherwise. */
-static void client_open(client *c, int port, const char *dir, const char *name,
-                        const char *expect)
+static void client_open(client *c, int port, const char *dir, const char *name, const char *expect)
 {
     memset(c, 0, sizeof *c);
     assert_int_equal(uv_loop_init(&c->loop), 0);
@@ -347,8 +346,9 @@ static void call_once(int port, const char *dir, const char *name, const char *e
 static void test_through_two_sidecars(void **state)
 {
     (void)state;
-    double before = metric(p_hadm, "service_requests_total{service=\"hello-sidecar\",method=\"GET\","
-                                   "route=\"inbound\",status=\"200\"}");
+    double before =
+        metric(p_hadm, "service_requests_total{service=\"hello-sidecar\",method=\"GET\","
+                       "route=\"inbound\",status=\"200\"}");
     th_response r;
     assert_int_equal(plain_get(p_out_hello, "/hello", &r), 200);
     assert_non_null(strstr(r.body, "\"message\":\"hello\""));
@@ -370,7 +370,7 @@ static void test_identity_headers(void **state)
     client_open(&c, p_cin, mesh, "gateway", "client");
     const sl_http_header h[] = {
         {SL_SLICE_LIT("X-Shoal-Peer-Service"), SL_SLICE_LIT("order")}, /* forged: dropped */
-        {SL_SLICE_LIT("X-User-Id"), SL_SLICE_LIT("user-42")},           /* the end user's */
+        {SL_SLICE_LIT("X-User-Id"), SL_SLICE_LIT("user-42")},          /* the end user's */
     };
     res r;
     call(&c, "/who", h, SL_ARRAY_LEN(h), &r);
@@ -524,8 +524,8 @@ static void test_reload_under_load(void **state)
     client_close(&s.c);
     assert_int_equal(s.failed, 0);
     /* Reloads are asynchronous (signal, then the main thread): wait for their counts. */
-    for (int i = 0; i < 100 && (metric(p_hadm, applied) < h0 + 2 || metric(p_cadm, applied) < c0 + 1);
-         i++)
+    for (int i = 0;
+         i < 100 && (metric(p_hadm, applied) < h0 + 2 || metric(p_cadm, applied) < c0 + 1); i++)
         usleep(50 * 1000);
     assert_true(metric(p_hadm, applied) == h0 + 2);
     assert_true(metric(p_cadm, applied) == c0 + 1);
