@@ -30,7 +30,7 @@
 
 typedef struct cli_mesh_svc {
     char name[64];
-    int port;    /* the topology's port */
+    int port; /* the topology's port */
     bool gateway;
     bool calls[CLI_MESH_SVCS_MAX]; /* calls[j]: this service calls service j */
     /* filled by cli_mesh_plan */

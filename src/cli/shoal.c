@@ -371,7 +371,7 @@ static int mesh_procs(supervisor *s, topology *t, int first)
         snprintf(sc->name, sizeof sc->name, "%.20s-sidecar", m->name);
         sc->kind = P_SERVICE;
         snprintf(sc->bin, sizeof sc->bin, "%s/shoal-proxy", t->bin_dir);
-        char cfg[PATH_MAX + 64];
+        char cfg[PATH_MAX + 96];
         snprintf(cfg, sizeof cfg, "%s/mesh/sidecars/%s.yaml", s->data_dir, m->name);
         const char *args[] = {sc->bin, "--role", "sidecar", "--config", cfg};
         for (size_t a = 0; a < SL_ARRAY_LEN(args); a++)
