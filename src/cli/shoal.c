@@ -62,6 +62,7 @@ typedef struct proc {
     int ports[CLI_HOSTING_MEMBERS_MAX]; /* a shoal-shop: every hosted service's, probed in turn */
     int nports, probe_at;
     int http_ready; /* 1: GET /readyz; 0: TCP accept is enough */
+    int admin_port; /* a sidecar's admin listener (mesh mode); 0: none */
     int missing;    /* binary not built */
     uv_process_t handle;
     int running;
@@ -377,6 +378,7 @@ static int mesh_procs(supervisor *s, topology *t, int first)
         for (size_t a = 0; a < SL_ARRAY_LEN(args); a++)
             sc->argv[sc->argc++] = xstrdup(args[a]);
         sc->port = m->inbound_port; /* TLS: a TCP accept is its readiness */
+        sc->admin_port = m->admin_port;
         sc->missing = access(sc->bin, X_OK) != 0;
         proc *p = &s->procs[k++];
         *p = copy[i];
@@ -791,7 +793,7 @@ static void print_table(supervisor *s)
     for (int i = 0; i < s->n; i++)
         if (s->procs[i].kind == P_SERVICE && !s->procs[i].missing)
             printf("  %-10s http://127.0.0.1:%d/healthz  /metrics\n", s->procs[i].name,
-                   s->procs[i].port);
+                   s->procs[i].admin_port ? s->procs[i].admin_port : s->procs[i].port);
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->procs[i].name, "traces") == 0 && !s->procs[i].missing)
             printf("  Traces:    shoal trace --last   (http://127.0.0.1:%d/api/traces)\n",
@@ -1066,7 +1068,7 @@ static int cmd_status(const char *config_path, int mesh)
         const char *state;
         if (p->missing) {
             state = "not built";
-        } else if (p->kind == P_NATS) {
+        } else if (p->kind == P_NATS || (s.mesh && !p->http_ready)) { /* a sidecar: mTLS */
             int fd = socket(AF_INET, SOCK_STREAM, 0);
             struct sockaddr_in a;
             uv_ip4_addr("127.0.0.1", p->port, &a);
