@@ -200,6 +200,14 @@ static int sidecar_listen(gateway *gw, gw_worker *w)
     return 0;
 }
 
+/* At drain: the outbound listeners stop accepting and let their calls in flight finish (the
+ * worker's drain waits for the inbound server only; worker_stop closes what is left). */
+static void sidecar_drain(gw_worker *w)
+{
+    for (size_t i = 1; i < SL_ARRAY_LEN(w->sc); i++)
+        if (w->sc[i].srv) sl_http_server_drain(w->sc[i].srv, NULL, NULL);
+}
+
 static void sidecar_close(gw_worker *w)
 {
     for (size_t i = 1; i < SL_ARRAY_LEN(w->sc); i++)
@@ -280,7 +288,7 @@ static void worker_drain(sl_worker *rw, void *data)
         sl_http_server_close(w->admin, NULL, NULL);
         w->admin = NULL;
     }
-    sidecar_close(w);
+    sidecar_drain(w);
     sl_serve_worker_drain(&w->px.sw);
 }
 
