@@ -34,8 +34,8 @@ static int mode_of(const char *dir, const char *rel)
 static int get(int port, const char *path, th_response *r)
 {
     char raw[256];
-    int n = snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                     path);
+    int n =
+        snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
     return th_roundtrip(port, raw, (size_t)n, r, 5000);
 }
 
@@ -61,8 +61,7 @@ static void test_up_mesh(void **state)
             dir, nats, hello, tally);
     fclose(f);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "exec %s up --config %s > %s/up.log 2>&1", th_bin("shoal"), cfg,
-             dir);
+    snprintf(cmd, sizeof cmd, "exec %s up --config %s > %s/up.log 2>&1", th_bin("shoal"), cfg, dir);
     char *sh[] = {"/bin/sh", "-c", cmd, NULL};
     pid_t pid = th_spawn(sh, NULL, NULL);
     const int ports[] = {hello, tally, hello + 10000, tally + 10000, 20032, 21000};
