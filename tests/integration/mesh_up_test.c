@@ -23,6 +23,9 @@
 
 #include <cmocka.h>
 
+static char dir[] = "/tmp/shoal-mesh-XXXXXX", cfg[600];
+static pid_t pid;
+
 static int mode_of(const char *dir, const char *rel)
 {
     char p[600];
@@ -42,7 +45,6 @@ static int get(int port, const char *path, th_response *r)
 static void test_up_mesh(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/shoal-mesh-XXXXXX";
     assert_non_null(mkdtemp(dir));
     /* Ports below 55535: the services move to port + 10000. */
     int nats = th_free_port(), hello = 0, tally = 0;
@@ -50,7 +52,6 @@ static void test_up_mesh(void **state)
         hello = th_free_port();
     while (!tally || tally > 55535)
         tally = th_free_port();
-    char cfg[600];
     snprintf(cfg, sizeof cfg, "%s/local.yaml", dir);
     FILE *f = fopen(cfg, "w");
     assert_non_null(f);
@@ -63,7 +64,7 @@ static void test_up_mesh(void **state)
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "exec %s up --config %s > %s/up.log 2>&1", th_bin("shoal"), cfg, dir);
     char *sh[] = {"/bin/sh", "-c", cmd, NULL};
-    pid_t pid = th_spawn(sh, NULL, NULL);
+    pid = th_spawn(sh, NULL, NULL);
     const int ports[] = {hello, tally, hello + 10000, tally + 10000, 20032, 21000};
     for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
         if (th_wait_port(ports[i], 20000) != 0) fail_msg("port %d (logs in %s)", ports[i], dir);
@@ -100,19 +101,30 @@ static void test_up_mesh(void **state)
     snprintf(down, sizeof down, "%s down --config %s > /dev/null", th_bin("shoal"), cfg);
     assert_int_equal(system(down), 0);
     int ws = th_stop(pid, 0, 30000);
+    pid = 0;
     assert_true(WIFEXITED(ws));
     assert_int_equal(WEXITSTATUS(ws), 0);
     for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
         assert_true(th_connect(ports[i]) < 0);
-    char rm[600];
-    snprintf(rm, sizeof rm, "rm -rf %s", dir);
-    assert_int_equal(system(rm), 0);
+}
+
+/* After a failure too: the shop is stopped (its ports are fixed) and its directory removed. */
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[2048];
+    if (pid > 0 && th_alive(pid)) {
+        snprintf(cmd, sizeof cmd, "%s down --config %s > /dev/null 2>&1", th_bin("shoal"), cfg);
+        if (system(cmd) != 0 || th_stop(pid, 0, 30000) == -1) th_stop(pid, SIGKILL, 5000);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return strcmp(dir + strlen(dir) - 6, "XXXXXX") == 0 || system(cmd) == 0 ? 0 : -1;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_up_mesh),
+        cmocka_unit_test_teardown(test_up_mesh, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
