@@ -26,7 +26,8 @@
 static char dir[] = "/tmp/shoal-mesh-XXXXXX", cfg[600];
 static pid_t pid;
 
-static int mode_of(const char *dir, const char *rel)
+/* The permission bits of <dir>/data/mesh<rel>, or -1. */
+static int mode_of(const char *rel)
 {
     char p[600];
     struct stat st;
@@ -69,10 +70,10 @@ static void test_up_mesh(void **state)
     for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
         if (th_wait_port(ports[i], 20000) != 0) fail_msg("port %d (logs in %s)", ports[i], dir);
 
-    assert_int_equal(mode_of(dir, ""), 0700);
-    assert_int_equal(mode_of(dir, "/ca.key"), 0600);
-    assert_int_equal(mode_of(dir, "/certs/hello.key"), 0600);
-    assert_int_equal(mode_of(dir, "/sidecars/tally.yaml"), 0600);
+    assert_int_equal(mode_of(""), 0700);
+    assert_int_equal(mode_of("/ca.key"), 0600);
+    assert_int_equal(mode_of("/certs/hello.key"), 0600);
+    assert_int_equal(mode_of("/sidecars/tally.yaml"), 0600);
 
     th_response r;
     /* tally → its sidecar → hello's sidecar (mTLS, policy: tally may call hello) → hello */
