@@ -236,6 +236,10 @@ endforeach()
 if(TARGET fuzz_static_path)
   target_link_libraries(fuzz_static_path PRIVATE proxy_core)
 endif()
+# The sidecar's authorization policy (src/proxy/policy.c): request paths and rule lists.
+if(TARGET fuzz_mesh_policy)
+  target_link_libraries(fuzz_mesh_policy PRIVATE proxy_core)
+endif()
 
 # Browser tests: tests/browser/<name>.test.mjs (label browser) start `shoal up` on a fresh data
 # directory and drive Debian's chromium through playwright-core (npm, scripts/deps.sh); their
@@ -280,6 +284,10 @@ foreach(src ${cli_tests})
   add_test(NAME cli.${name} COMMAND cli_${name}_test)
   set_tests_properties(cli.${name} PROPERTIES LABELS "unit" TIMEOUT 120 ENVIRONMENT "${SHOAL_TEST_ENV}")
 endforeach()
+# The mesh plan's test loads the sidecar configurations it writes with the proxy's own loader.
+if(TARGET cli_mesh_test)
+  target_link_libraries(cli_mesh_test PRIVATE proxy_core)
+endif()
 # The audit's fuzz target reaches the gateway's join and the cli's reader.
 if(TARGET fuzz_audit_join)
   target_link_libraries(fuzz_audit_join PRIVATE proxy_core shoal_cli_core)

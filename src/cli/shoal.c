@@ -25,6 +25,7 @@
 #include "k8s.h"
 #include "keys.h"
 #include "load.h"
+#include "mesh.h"
 #include "ready.h"
 #include "trace.h"
 
@@ -64,6 +65,7 @@ typedef struct proc {
     int ports[CLI_HOSTING_MEMBERS_MAX]; /* a shoal-shop: every hosted service's, probed in turn */
     int nports, probe_at;
     int http_ready; /* 1: GET /readyz; 0: TCP accept is enough */
+    int admin_port; /* a sidecar's admin listener (mesh mode); 0: none */
     int missing;    /* binary not built */
     uv_process_t handle;
     int running;
@@ -92,6 +94,10 @@ typedef struct supervisor {
     uv_signal_t sigint, sigterm;
     uv_timer_t kill_timer;
     int gateway_port, admin_port;
+    /* `shoal up --mesh` (mesh.h): the plan, the processes of the topology in its order */
+    int mesh;
+    cli_mesh_svc msvc[CLI_MESH_SVCS_MAX];
+    size_t nmsvc;
 } supervisor;
 
 static uint64_t now_ms(void)
@@ -145,7 +151,20 @@ typedef struct topology {
     const char *nats_url;
     int nats_port;
     int nats_external;
+    int mesh; /* `mesh: true` in the topology, or `shoal up --mesh` */
 } topology;
+
+/* Sets (or replaces) one environment entry of `p`. */
+static void set_env(proc *p, const char *k, const char *v)
+{
+    size_t kl = strlen(k);
+    for (int i = 0; i < p->nenv; i++)
+        if (strncmp(p->env[i], k, kl) == 0 && p->env[i][kl] == '=') {
+            free(p->env[i]);
+            p->env[i] = p->env[--p->nenv];
+        }
+    add_env(p, k, v);
+}
 
 static const char *self_dir(void)
 {
@@ -183,17 +202,19 @@ static int load_topology_checked(const char *path, topology *t)
     extern char **environ;
     int64_t port;
     int external = 0;
-    bool ext = false;
+    bool ext = false, mesh = false;
     if (sl_config_apply_env(t->cfg, environ, sections, err) != 0 ||
         sl_config_get_string(t->cfg, "data_dir", "data", &t->data_dir, err) != 0 ||
         sl_config_get_string(t->cfg, "bin_dir", self_dir(), &t->bin_dir, err) != 0 ||
         sl_config_get_int(t->cfg, "nats.port", 4222, 1, 65535, &port, err) != 0 ||
         sl_config_get_bool(t->cfg, "nats.external", false, &ext, err) != 0 ||
+        sl_config_get_bool(t->cfg, "mesh", t->mesh != 0, &mesh, err) != 0 ||
         sl_config_get_string(t->cfg, "nats.url", NULL, &t->nats_url, err) != 0) {
         fprintf(stderr, "shoal: %s\n", err);
         goto fail;
     }
     external = ext;
+    t->mesh = mesh;
     t->nats_port = (int)port;
     t->nats_external = external;
     json_t *svcs = json_object_get(sl_config_root(t->cfg), "services");
@@ -341,6 +362,103 @@ static int apply_hosting(supervisor *s, topology *t)
 
 /* Fills s->procs from the topology: nats-server first (unless external), then every service in
  * order. Returns 0, SL_ECONFIG (a service without a name or port) or SL_ELIMIT (too many). */
+static void upper_of(const char *name, char *out, size_t cap)
+{
+    size_t u = 0;
+    for (; name[u] && u < cap - 1; u++)
+        out[u] = (char)(name[u] >= 'a' && name[u] <= 'z' ? name[u] - 32
+                        : name[u] == '-'                 ? '_'
+                                                         : name[u]);
+    out[u] = '\0';
+}
+
+/* Mesh mode (mesh.h): every process of the topology from `first` on gets a sidecar (placed just
+ * before it); services move to their loopback port and call their upstreams through their
+ * sidecar; the gateway's clusters point at its sidecar's outbound listeners. The files (the
+ * certificates and the sidecars' configurations) are written by mesh_files. Returns 0 or
+ * SL_ECONFIG (the reason printed). */
+static int mesh_procs(supervisor *s, topology *t, int first)
+{
+    if (json_object_get(sl_config_root(t->cfg), "hosting")) {
+        fprintf(stderr, "shoal: mesh: hosting groups are not supported in mesh mode\n");
+        return SL_ECONFIG;
+    }
+    s->mesh = 1;
+    size_t n = (size_t)(s->n - first);
+    if (n > CLI_MESH_SVCS_MAX || s->n + (int)n > MAX_PROCS) {
+        fprintf(stderr, "shoal: mesh: too many processes\n");
+        return SL_ECONFIG;
+    }
+    json_t *list = json_object_get(sl_config_root(t->cfg), "services");
+    for (size_t i = 0; i < n; i++) {
+        cli_mesh_svc *m = &s->msvc[i];
+        const proc *p = &s->procs[first + (int)i];
+        snprintf(m->name, sizeof m->name, "%s", p->name);
+        m->port = p->port;
+        m->gateway = p->kind == P_GATEWAY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *calls = json_object_get(json_array_get(list, i), "calls"), *c;
+        size_t k;
+        json_array_foreach(calls, k, c)
+        {
+            for (size_t j = 0; j < n; j++)
+                if (json_is_string(c) && strcmp(json_string_value(c), s->msvc[j].name) == 0)
+                    s->msvc[i].calls[j] = true;
+        }
+    }
+    s->nmsvc = n;
+    char err[256];
+    if (cli_mesh_plan(s->msvc, n, err, sizeof err) != 0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        return SL_ECONFIG;
+    }
+    proc *copy = malloc(n * sizeof *copy);
+    if (!copy) abort();
+    memcpy(copy, &s->procs[first], n * sizeof *copy);
+    int k = first;
+    for (size_t i = 0; i < n; i++) {
+        const cli_mesh_svc *m = &s->msvc[i];
+        proc *sc = &s->procs[k++];
+        memset(sc, 0, sizeof *sc);
+        snprintf(sc->name, sizeof sc->name, "%.20s-sidecar", m->name);
+        sc->kind = P_SERVICE;
+        snprintf(sc->bin, sizeof sc->bin, "%s/shoal-proxy", t->bin_dir);
+        char cfg[PATH_MAX + 96];
+        snprintf(cfg, sizeof cfg, "%s/mesh/sidecars/%s.yaml", s->data_dir, m->name);
+        const char *args[] = {sc->bin, "--role", "sidecar", "--config", cfg};
+        for (size_t a = 0; a < SL_ARRAY_LEN(args); a++)
+            sc->argv[sc->argc++] = xstrdup(args[a]);
+        sc->port = m->inbound_port; /* TLS: a TCP accept is its readiness */
+        sc->admin_port = m->admin_port;
+        sc->missing = access(sc->bin, X_OK) != 0;
+        proc *p = &s->procs[k++];
+        *p = copy[i];
+        char v[128], key[160], up[80];
+        if (!m->gateway) {
+            snprintf(v, sizeof v, "%d", m->local_port);
+            set_env(p, "SHOAL_SERVICE__PORT", v);
+            set_env(p, "SHOAL_SERVICE__HOST", "127.0.0.1");
+            p->port = m->local_port;
+        }
+        for (size_t j = 0; j < n; j++) {
+            if (!m->out_port[j]) continue;
+            upper_of(s->msvc[j].name, up, sizeof up);
+            if (m->gateway) {
+                snprintf(key, sizeof key, "SHOAL_CLUSTERS__%s__ENDPOINTS__0", up);
+                snprintf(v, sizeof v, "127.0.0.1:%d", m->out_port[j]);
+            } else {
+                snprintf(key, sizeof key, "SHOAL_UPSTREAMS__%s__URL", up);
+                snprintf(v, sizeof v, "http://127.0.0.1:%d", m->out_port[j]);
+            }
+            set_env(p, key, v);
+        }
+    }
+    free(copy);
+    s->n = k;
+    return 0;
+}
+
 static int build_procs(supervisor *s, topology *t)
 {
     SL_ASSERT(s != NULL && s->n == 0 && t != NULL && t->cfg != NULL);
@@ -385,6 +503,7 @@ static int build_procs(supervisor *s, topology *t)
     json_t *svcs = json_object_get(sl_config_root(t->cfg), "services");
     size_t i;
     json_t *item;
+    int first = s->n;
     json_array_foreach(svcs, i, item)
     {
         char path[64], err[SL_CONFIG_ERR_MAX];
@@ -469,6 +588,7 @@ static int build_procs(supervisor *s, topology *t)
             add_env(p, k, buf);
         }
     }
+    if (t->mesh) return mesh_procs(s, t, first);
     return apply_hosting(s, t);
 }
 
@@ -725,7 +845,7 @@ static void print_table(supervisor *s)
     for (int i = 0; i < s->n; i++)
         if (s->procs[i].kind == P_SERVICE && !s->procs[i].missing)
             printf("  %-10s http://127.0.0.1:%d/healthz  /metrics\n", s->procs[i].name,
-                   s->procs[i].port);
+                   s->procs[i].admin_port ? s->procs[i].admin_port : s->procs[i].port);
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->procs[i].name, "traces") == 0 && !s->procs[i].missing)
             printf("  Traces:    shoal trace --last   (http://127.0.0.1:%d/api/traces)\n",
@@ -859,9 +979,38 @@ static int private_dir(const char *path)
     return 0;
 }
 
-static int cmd_up(const char *config_path)
+/* Mesh mode: the CA (made once), a fresh leaf per process (24 h) and each sidecar's
+ * configuration, all under <data>/mesh (0700; keys and configurations 0600). */
+static int mesh_files(supervisor *s)
 {
-    topology t = {0};
+    char dir[PATH_MAX + 8], sub[PATH_MAX + 32], path[PATH_MAX + 128];
+    snprintf(dir, sizeof dir, "%s/mesh", s->data_dir);
+    snprintf(sub, sizeof sub, "%s/sidecars", dir);
+    snprintf(path, sizeof path, "%s/ca.pem", dir);
+    if (access(path, F_OK) != 0) {
+        char *argv[] = {"--dir", dir, "init", NULL};
+        if (cli_certs_main(3, argv) != 0) return SL_EIO;
+    }
+    if (private_dir(dir) != 0 || private_dir(sub) != 0) return SL_EIO;
+    static char yaml[16384];
+    for (size_t i = 0; i < s->nmsvc; i++) {
+        const cli_mesh_svc *m = &s->msvc[i];
+        char *argv[] = {"--dir", dir, "issue", (char *)m->name, NULL};
+        if (cli_certs_main(4, argv) != 0) return SL_EIO;
+        int len = cli_mesh_sidecar_yaml(s->msvc, s->nmsvc, i, dir, yaml, sizeof yaml);
+        snprintf(path, sizeof path, "%s/%s.yaml", sub, m->name);
+        int fd = len < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, yaml, (size_t)len) != len || close(fd) != 0) {
+            fprintf(stderr, "shoal: mesh: cannot write %s\n", path);
+            return SL_EIO;
+        }
+    }
+    return 0;
+}
+
+static int cmd_up(const char *config_path, int mesh)
+{
+    topology t = {.mesh = mesh};
     if (load_topology(config_path, &t) != 0) return 2;
     static supervisor s;
     memset(&s, 0, sizeof s);
@@ -885,7 +1034,7 @@ static int cmd_up(const char *config_path)
     char nats_dir[PATH_MAX + 8];
     snprintf(nats_dir, sizeof nats_dir, "%s/nats", t.data_dir);
     if (private_dir(s.data_dir) != 0 || private_dir(s.log_dir) != 0 || private_dir(nats_dir) != 0 ||
-        build_procs(&s, &t) != 0 || write_pidfile(&s) != 0) {
+        build_procs(&s, &t) != 0 || (s.mesh && mesh_files(&s) != 0) || write_pidfile(&s) != 0) {
         sl_config_free(t.cfg);
         return 2;
     }
@@ -957,9 +1106,9 @@ static int get_status(int port)
     return code;
 }
 
-static int cmd_status(const char *config_path)
+static int cmd_status(const char *config_path, int mesh)
 {
-    topology t = {0};
+    topology t = {.mesh = mesh};
     if (load_topology(config_path, &t) != 0) return 2;
     static supervisor s;
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
@@ -971,7 +1120,7 @@ static int cmd_status(const char *config_path)
         const char *state;
         if (p->missing) {
             state = "not built";
-        } else if (p->kind == P_NATS) {
+        } else if (p->kind == P_NATS || (s.mesh && !p->http_ready)) { /* a sidecar: mTLS */
             int fd = socket(AF_INET, SOCK_STREAM, 0);
             struct sockaddr_in a;
             uv_ip4_addr("127.0.0.1", p->port, &a);
@@ -1051,7 +1200,8 @@ static int cmd_logs(const char *config_path, const char *name)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: shoal up|down|status|logs [NAME] [--config FILE]\n"
+    fprintf(to, "usage: shoal up|down|status|logs [NAME] [--config FILE] [--mesh]\n"
+                "  --mesh (or `mesh: true` in the topology): every service behind its sidecar\n"
                 "       shoal audit|chaos [OPTIONS] (--help lists them)\n"
                 "  default configuration: config/local.yaml\n"
                 "       shoal load [OPTIONS] (shoal load --help)\n"
@@ -1064,6 +1214,7 @@ int main(int argc, char **argv)
 {
     const char *config = "config/local.yaml";
     const char *cmd = NULL, *arg = NULL;
+    int mesh = 0;
     if (argc > 1 && strcmp(argv[1], "audit") == 0) return cli_audit_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "chaos") == 0) return cli_chaos_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "graph") == 0) return cli_graph_main(argc - 2, argv + 2);
@@ -1076,6 +1227,8 @@ int main(int argc, char **argv)
             config = argv[++i];
         else if (strncmp(argv[i], "--config=", 9) == 0)
             config = argv[i] + 9;
+        else if (strcmp(argv[i], "--mesh") == 0)
+            mesh = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
@@ -1092,9 +1245,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(cmd, "up") == 0) return cmd_up(config);
+    if (strcmp(cmd, "up") == 0) return cmd_up(config, mesh);
     if (strcmp(cmd, "down") == 0) return cmd_down(config);
-    if (strcmp(cmd, "status") == 0) return cmd_status(config);
+    if (strcmp(cmd, "status") == 0) return cmd_status(config, mesh);
     if (strcmp(cmd, "logs") == 0) return cmd_logs(config, arg);
     usage(stderr);
     return 2;

@@ -21,6 +21,7 @@
 #include "gwconfig.h"
 #include "jwks.h"
 #include "request.h"
+#include "sidecar.h"
 
 #include <shoal/json.h>
 #include <shoal/serve.h>
@@ -44,6 +45,7 @@ typedef struct gw_worker {
     int async_on;
     _Atomic(px_gen *) mailbox; /* a new generation for this worker (owned reference) */
     uv_timer_t tick;
+    px_sc_listener sc[1 + PX_OUTBOUND_MAX]; /* sidecar role: [0] inbound, [1 + i] outbound i */
 } gw_worker;
 
 struct gateway {
@@ -59,6 +61,9 @@ struct gateway {
     sl_otlp_exporter *exporter; /* telemetry.otlp_endpoint at start; NULL: export off */
     int admin_fd, admin_port;
     int port;
+    int sidecar;                     /* the sidecar role (sidecar.h) */
+    char name[SL_TLS_NAME_MAX + 16]; /* "gateway", or "<service>-sidecar": logs, metrics, spans */
+    int out_fd[PX_OUTBOUND_MAX];     /* sidecar: the outbound listeners' sockets until adopted */
     pthread_mutex_t mu; /* guards every worker's async_on against uv_async_send after close */
 };
 
@@ -88,6 +93,9 @@ static int adopt(gw_worker *w)
     }
     px_wgen *old = w->px.cur;
     w->px.cur = wg;
+    /* A reloaded certificate serves new connections; open ones keep theirs. */
+    if (w->gw->sidecar && w->px.sw.http)
+        sl_http_server_set_tls(w->px.sw.http, g->cfg->sidecar.tls_server);
     if (old) px_wgen_unref(old);
     if (old && w->px.sw.index == 0)
         SL_LOG_INFO(w->gw->proc.log, NULL, "configuration generation active",
@@ -172,6 +180,51 @@ static void admin_request(sl_http_req *req, void *data)
     }
 }
 
+/* The sidecar's TLS on the inbound server and its plain loopback outbound servers (one worker). */
+static int sidecar_listen(gateway *gw, gw_worker *w)
+{
+    const px_sidecar_cfg *sc = &w->px.cur->gen->cfg->sidecar;
+    sl_http_server_set_tls(w->px.sw.http, sc->tls_server);
+    for (size_t i = 0; i < gw->boot->sidecar.noutbound; i++) {
+        px_sc_listener *l = &w->sc[1 + i];
+        *l = (px_sc_listener){.w = &w->px, .route = (int)(1 + i)};
+        sl_http_callbacks cbs = {.on_headers = px_sidecar_on_headers,
+                                 .on_request = px_sidecar_on_request,
+                                 .on_response = px_sidecar_on_response,
+                                 .data = l};
+        int rc = sl_http_server_new(w->px.loop, &gw->boot->limits, &cbs, &l->srv);
+        if (rc == 0) rc = sl_http_server_listen_fd(l->srv, gw->out_fd[i]);
+        gw->out_fd[i] = -1;
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* At drain: the outbound listeners stop accepting and let their calls in flight finish (the
+ * worker's drain waits for the inbound server only; worker_stop closes what is left). */
+static void sidecar_drain(gw_worker *w)
+{
+    for (size_t i = 1; i < SL_ARRAY_LEN(w->sc); i++)
+        if (w->sc[i].srv) sl_http_server_drain(w->sc[i].srv, NULL, NULL);
+}
+
+static void sidecar_close(gw_worker *w)
+{
+    for (size_t i = 1; i < SL_ARRAY_LEN(w->sc); i++)
+        if (w->sc[i].srv) {
+            sl_http_server_close(w->sc[i].srv, NULL, NULL);
+            w->sc[i].srv = NULL;
+        }
+}
+
+/* Finished spans a worker keeps for the exporter. A sidecar that exports nothing keeps a few:
+ * the tracer preallocates them (about 3 KiB each), and a sidecar should stay small. */
+static uint32_t spans_buffered(const gateway *gw)
+{
+    const sl_otlp_settings *t = &gw->boot->telemetry;
+    return gw->sidecar && !t->endpoint[0] ? 16 : t->queue_spans;
+}
+
 static int worker_start(sl_worker *rw, int fd, void *data)
 {
     gateway *gw = data;
@@ -181,9 +234,9 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     w->gw = gw;
     w->px.proc = &gw->proc;
     w->px.loop = sl_worker_loop(rw);
-    sl_serve_worker_config sc = {.service = "gateway",
+    sl_serve_worker_config sc = {.service = gw->name,
                                  .sample_ratio = gw->boot->sample_ratio,
-                                 .buffer_spans = gw->boot->telemetry.queue_spans,
+                                 .buffer_spans = spans_buffered(gw),
                                  .keep_errors = gw->boot->telemetry.endpoint[0] != '\0',
                                  .keep_slow_ns = (int64_t)gw->boot->telemetry.slow_ms * 1000000,
                                  .families = &gw->proc.fam,
@@ -197,7 +250,15 @@ static int worker_start(sl_worker *rw, int fd, void *data)
                              .on_request = px_on_request,
                              .on_response = px_on_response,
                              .data = &w->px};
+    if (gw->sidecar) {
+        w->sc[0] = (px_sc_listener){.w = &w->px, .route = 0};
+        cbs = (sl_http_callbacks){.on_headers = px_sidecar_on_headers,
+                                  .on_request = px_sidecar_on_request,
+                                  .on_response = px_sidecar_on_response,
+                                  .data = &w->sc[0]};
+    }
     if ((rc = sl_serve_worker_listen(&w->px.sw, fd, &gw->boot->limits, &cbs)) != 0) return rc;
+    if (gw->sidecar && (rc = sidecar_listen(gw, w)) != 0) return rc;
     if (idx == 0 && gw->admin_fd >= 0) {
         sl_http_limits al;
         sl_http_limits_default(&al);
@@ -208,7 +269,7 @@ static int worker_start(sl_worker *rw, int fd, void *data)
         gw->admin_fd = -1;
         if (rc != 0) return rc;
     }
-    if (idx == 0)
+    if (idx == 0 && !gw->sidecar) /* a sidecar does not poll the services for the admin view */
         atomic_store(&gw->proc.scraper,
                      px_scraper_start(w->px.loop, &w->px.sw.rand, w->px.cur->gen->cfg));
     uv_timer_init(w->px.loop, &w->tick);
@@ -235,6 +296,7 @@ static void worker_drain(sl_worker *rw, void *data)
         sl_http_server_close(w->admin, NULL, NULL);
         w->admin = NULL;
     }
+    sidecar_drain(w);
     sl_serve_worker_drain(&w->px.sw);
 }
 
@@ -249,6 +311,7 @@ static void worker_stop(sl_worker *rw, void *data)
     if (had_async) uv_close((uv_handle_t *)&w->async, NULL);
     if (w->admin) sl_http_server_close(w->admin, NULL, NULL);
     w->admin = NULL;
+    sidecar_close(w);
     if (w->px.sw.index == 0) px_scraper_stop(atomic_exchange(&gw->proc.scraper, NULL));
     sl_serve_worker_stop(&w->px.sw);
     if (w->px.started) {
@@ -292,6 +355,34 @@ static void publish(gateway *gw, px_gen *g)
     px_gen_unref(old);
 }
 
+/* The new configuration's sidecar must keep the listeners (fixed at start); its certificates are
+ * loaded again. Returns 0 or an SL_E code (logged). */
+static int sidecar_reload(gateway *gw, px_config *cfg)
+{
+    const px_sidecar_cfg *b = &gw->boot->sidecar, *n = &cfg->sidecar;
+    int same = n->on && n->noutbound == b->noutbound;
+    for (size_t i = 0; same && i < b->noutbound; i++)
+        same = n->outbound[i].port == b->outbound[i].port &&
+               strcmp(cfg->clusters[n->outbound[i].cluster].name,
+                      gw->boot->clusters[b->outbound[i].cluster].name) == 0;
+    if (!same) {
+        SL_LOG_ERROR(gw->proc.log, NULL,
+                     "configuration rejected: the sidecar section and its outbound listeners "
+                     "change only on restart; the previous one keeps serving",
+                     SL_LOG_STR("file", gw->config_path));
+        return SL_ECONFIG;
+    }
+    char err[256] = "";
+    px_gen *cur = atomic_load(&gw->current);
+    int rc = px_sidecar_load_tls(cfg, cur ? cur->cfg : NULL, gw->proc.metrics, gw->proc.log, err,
+                                 sizeof err);
+    if (rc != 0)
+        SL_LOG_ERROR(gw->proc.log, NULL,
+                     "certificates not reloaded; the previous ones keep serving",
+                     SL_LOG_STR("error", err));
+    return rc;
+}
+
 static void on_reload(void *data)
 {
     gateway *gw = data;
@@ -305,6 +396,12 @@ static void on_reload(void *data)
         return;
     }
     const px_config *b = gw->boot;
+    if (gw->sidecar && sidecar_reload(gw, cfg) != 0) {
+        px_config_free(cfg);
+        count_reload(gw, "rejected");
+        return;
+    }
+    if (gw->sidecar) cfg->workers = 1;
     if (cfg->port != gw->port || strcmp(cfg->host, b->host) != 0 || cfg->workers != b->workers ||
         cfg->admin_port != b->admin_port || strcmp(cfg->admin_host, b->admin_host) != 0)
         SL_LOG_WARN(
@@ -338,6 +435,7 @@ static int setup_metrics(gateway *gw)
     static const char *const scope[] = {"scope"};
     static const char *const reason[] = {"reason"};
     static const char *const result[] = {"result"};
+    static const char *const peers[] = {"caller", "callee"};
     /* One shard per worker, and the last for the span exporter's thread. */
     int rc = sl_metrics_new((unsigned)gw->nworkers + 1, &gw->proc.metrics);
     if (rc == 0) rc = sl_serve_families_register(gw->proc.metrics, &gw->proc.fam);
@@ -352,7 +450,40 @@ static int setup_metrics(gateway *gw)
     if (rc == 0)
         rc = sl_metrics_counter(gw->proc.metrics, "gateway_config_reloads_total",
                                 "Configuration reloads, by result.", result, 1, &gw->reloads);
+    if (rc == 0)
+        rc = sl_metrics_counter(gw->proc.metrics, "mesh_policy_denied_total",
+                                "Calls the sidecar refused by its authorization policy.", peers, 2,
+                                &gw->proc.denied);
     return rc;
+}
+
+/* At start: the certificates and the outbound listeners' sockets. */
+static int sidecar_boot(gateway *gw, px_config *first)
+{
+    char err[256] = "";
+    int rc = px_sidecar_load_tls(first, NULL, gw->proc.metrics, gw->proc.log, err, sizeof err);
+    if (rc != 0) {
+        SL_LOG_ERROR(gw->proc.log, NULL, "cannot load the certificates", SL_LOG_STR("error", err));
+        return rc;
+    }
+    const px_sidecar_cfg *sc = &gw->boot->sidecar;
+    for (size_t i = 0; i < sc->noutbound; i++) {
+        const char *name = gw->boot->clusters[sc->outbound[i].cluster].name;
+        int port = 0;
+        rc = sl_listen_socket("127.0.0.1", sc->outbound[i].port, &gw->out_fd[i], &port);
+        if (rc != 0) {
+            SL_LOG_ERROR(gw->proc.log, NULL, "cannot bind an outbound listener",
+                         SL_LOG_STR("cluster", name), SL_LOG_INT("port", sc->outbound[i].port),
+                         SL_LOG_STR("error", sl_strerror(rc)));
+            return rc;
+        }
+        SL_LOG_INFO(gw->proc.log, NULL, "outbound listening", SL_LOG_STR("cluster", name),
+                    SL_LOG_STR("host", "127.0.0.1"), SL_LOG_INT("port", port));
+    }
+    SL_LOG_INFO(gw->proc.log, NULL, "sidecar", SL_LOG_STR("identity", sc->service),
+                SL_LOG_STR("local", gw->boot->clusters[sc->local_cluster].name),
+                SL_LOG_INT("rules", (int64_t)first->sidecar.policy.n));
+    return 0;
 }
 
 /* The span exporter (telemetry.otlp_endpoint set at start; a reload does not change it). */
@@ -367,7 +498,7 @@ static int setup_exporter(gateway *gw)
     sl_otlp_config_init(&oc);
     oc.endpoint = t->endpoint;
     oc.resource = (sl_otlp_resource){
-        .service_name = "gateway", .service_version = t->service_version, .instance_id = instance};
+        .service_name = gw->name, .service_version = t->service_version, .instance_id = instance};
     oc.batch_max = t->batch_max;
     oc.flush_ms = t->flush_ms;
     oc.timeout_ms = t->export_timeout_ms;
@@ -384,11 +515,15 @@ static int setup_exporter(gateway *gw)
     return rc;
 }
 
-int px_gateway_run(const char *config_path, char *const *envp, int workers_flag, int port_flag)
+int px_gateway_run(const char *config_path, char *const *envp, int workers_flag, int port_flag,
+                   int sidecar)
 {
     gateway gw;
     memset(&gw, 0, sizeof gw);
     gw.admin_fd = -1;
+    gw.sidecar = sidecar;
+    for (size_t i = 0; i < PX_OUTBOUND_MAX; i++)
+        gw.out_fd[i] = -1;
     gw.config_path = config_path;
     gw.envp = envp;
     pthread_mutex_init(&gw.mu, NULL);
@@ -400,10 +535,22 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
         fprintf(stderr, "shoal-proxy: configuration: %s\n", err);
         return 2;
     }
+    if (cfg->sidecar.on != (sidecar != 0)) {
+        fprintf(stderr, "shoal-proxy: configuration: %s\n",
+                sidecar ? "--role sidecar needs a sidecar section"
+                        : "a sidecar section needs --role sidecar");
+        px_config_free(cfg);
+        return 2;
+    }
     if (workers_flag > 0) cfg->workers = workers_flag;
     if (port_flag >= 0) cfg->port = port_flag;
+    /* A sidecar serves one instance: one loop thread, so that its outbound listeners and its
+     * pools are one set and its memory stays small. */
+    if (sidecar) cfg->workers = 1;
     status = 1;
-    if (sl_logger_new("gateway", (sl_log_level)cfg->log_level, NULL, NULL, sl_clock_system(),
+    snprintf(gw.name, sizeof gw.name, "%s%s", sidecar ? cfg->sidecar.service : "gateway",
+             sidecar ? "-sidecar" : "");
+    if (sl_logger_new(gw.name, (sl_log_level)cfg->log_level, NULL, NULL, sl_clock_system(),
                       &gw.proc.log) != 0) {
         px_config_free(cfg);
         return 1;
@@ -417,7 +564,7 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
     gw.proc.connections = calloc((size_t)gw.nworkers, sizeof *gw.proc.connections);
     if (!gw.w || !gw.proc.connections || setup_metrics(&gw) != 0 || setup_exporter(&gw) != 0)
         goto out;
-    if (!cfg->have_identity_key)
+    if (!sidecar && !cfg->have_identity_key)
         SL_LOG_WARN(gw.proc.log, NULL,
                     "no identity key: services will not trust the identities this gateway forwards",
                     SL_LOG_STR("reason", cfg->identity_note));
@@ -434,6 +581,10 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
     px_config *first = NULL;
     if (px_config_load(config_path, envp, &first, err) != 0) goto out;
     if (first->static_note[0]) SL_LOG_WARN(gw.proc.log, NULL, first->static_note);
+    if (sidecar && sidecar_boot(&gw, first) != 0) {
+        px_config_free(first);
+        goto out;
+    }
     g = px_gen_new(first, gw.nworkers, atomic_fetch_add(&gw.next_id, 1));
     if (!g) goto out;
     atomic_store(&gw.current, NULL);
@@ -460,6 +611,8 @@ int px_gateway_run(const char *config_path, char *const *envp, int workers_flag,
 out:
     sl_otlp_exporter_free(gw.exporter);
     if (gw.admin_fd >= 0) close(gw.admin_fd);
+    for (size_t i = 0; i < PX_OUTBOUND_MAX; i++)
+        if (gw.out_fd[i] >= 0) close(gw.out_fd[i]);
     px_gen_unref(atomic_exchange(&gw.current, NULL));
     if (gw.w) {
         for (int i = 0; i < gw.nworkers; i++) {

@@ -13,9 +13,11 @@
 /*
  * Runs the gateway: loads `config_path` (NULL: defaults) with `envp`
  * overrides, binds, serves until SIGTERM/SIGINT, reloads on SIGHUP.
- * `workers` / `port` override the file when >= 1 / >= 0. Returns the exit
+ * `workers` / `port` override the file when >= 1 / >= 0. `sidecar`: the
+ * sidecar role (sidecar.h; the file must have a sidecar section, and one
+ * worker runs). Returns the exit
  * status: 0 clean stop, 1 runtime failure, 2 configuration error.
  */
-int px_gateway_run(const char *config_path, char *const *envp, int workers, int port);
+int px_gateway_run(const char *config_path, char *const *envp, int workers, int port, int sidecar);
 
 #endif

@@ -1027,12 +1027,145 @@ static void read_statics(loader *l)
     }
 }
 
+/* ---- sidecar ----------------------------------------------------------------------------- */
+
+static void read_outbound(loader *l, json_t *list)
+{
+    px_sidecar_cfg *sc = &l->cfg->sidecar;
+    size_t i;
+    json_t *o;
+    json_array_foreach(list, i, o)
+    {
+        char path[SL_CONFIG_PATH_MAX];
+        snprintf(path, sizeof path, "sidecar.outbound[%zu]", i);
+        const char *cluster = NULL;
+        int64_t port = 0;
+        const sl_json_field f[] = {
+            {.name = "cluster",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = SL_TLS_NAME_MAX,
+             .out = &cluster},
+            {.name = "port", .kind = SL_JSON_INT, .min = 0, .max = 65535, .out = &port},
+        };
+        if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+        px_outbound_cfg *ob = &sc->outbound[sc->noutbound];
+        ob->cluster = px_config_cluster(l->cfg, cluster);
+        ob->port = (int)port;
+        char name[SL_TLS_SPIFFE_MAX + 1];
+        if (ob->cluster < 0) {
+            fail(l, path, "cluster names no cluster");
+            return;
+        }
+        if (sl_tls_spiffe_format(cluster, name, sizeof name) != 0) {
+            fail(l, path, "cluster must be a service name (a-z, 0-9, '-'): its identity");
+            return;
+        }
+        for (size_t k = 0; k < sc->noutbound; k++)
+            if (sc->outbound[k].cluster == ob->cluster || (port && sc->outbound[k].port == port)) {
+                fail(l, path, "the same cluster or port twice");
+                return;
+            }
+        sc->noutbound++;
+    }
+}
+
+static void read_sidecar(loader *l)
+{
+    px_sidecar_cfg *sc = &l->cfg->sidecar;
+    sc->local_cluster = -1;
+    if (!node(l, "sidecar")) return;
+    const char *service = NULL, *local = NULL, *cert = NULL, *key = NULL, *ca = NULL,
+               *revoked = NULL;
+    json_t *outbound = NULL, *allow = NULL;
+    const sl_json_field f[] = {
+        {.name = "service",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = SL_TLS_NAME_MAX,
+         .out = &service},
+        {.name = "local",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 255,
+         .out = &local},
+        {.name = "cert_file",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 4096,
+         .out = &cert},
+        {.name = "key_file",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 4096,
+         .out = &key},
+        {.name = "ca_file",
+         .kind = SL_JSON_STRING,
+         .flags = SL_JSON_REQUIRED,
+         .min = 1,
+         .max = 4096,
+         .out = &ca},
+        {.name = "revoked_file", .kind = SL_JSON_STRING, .min = 1, .max = 4096, .out = &revoked},
+        {.name = "outbound", .kind = SL_JSON_ARRAY, .max = PX_OUTBOUND_MAX, .out = &outbound},
+        {.name = "allow", .kind = SL_JSON_ARRAY, .max = PX_POLICY_RULES_MAX, .out = &allow},
+    };
+    if (read_obj(l, "sidecar", f, SL_ARRAY_LEN(f)) != 0) return;
+    char spiffe[SL_TLS_SPIFFE_MAX + 1];
+    if (sl_tls_spiffe_format(service, spiffe, sizeof spiffe) != 0) {
+        fail(l, "sidecar.service", "must be a service name (a-z, 0-9, '-'; not starting with '-')");
+        return;
+    }
+    sc->on = true;
+    snprintf(sc->service, sizeof sc->service, "%s", service);
+    if ((sc->local_cluster = px_config_cluster(l->cfg, local)) < 0) {
+        fail(l, "sidecar.local", "names no cluster");
+        return;
+    }
+    sc->cert_file = strdup(cert);
+    sc->key_file = strdup(key);
+    sc->ca_file = strdup(ca);
+    sc->revoked_file = dup_or_null(revoked);
+    if (outbound) read_outbound(l, outbound);
+    if (l->failed) return;
+    char perr[PX_POLICY_ERR_MAX] = "";
+    if (px_policy_parse(allow, &sc->policy, perr) != 0) {
+        char where[SL_CONFIG_PATH_MAX];
+        snprintf(where, sizeof where, "sidecar.%.200s", perr);
+        fail(l, "sidecar.allow", where);
+        return;
+    }
+    const sl_http_limits *lim = &l->cfg->limits;
+    for (size_t i = 0; i <= sc->noutbound; i++) {
+        px_route *r = &sc->routes[i];
+        char label[SL_TLS_NAME_MAX + 16];
+        int c = i == 0 ? sc->local_cluster : sc->outbound[i - 1].cluster;
+        snprintf(label, sizeof label, i == 0 ? "inbound" : "outbound:%s", l->cfg->clusters[c].name);
+        r->name = strdup(label);
+        r->path = strdup(label);
+        r->kind = PX_MATCH_PREFIX;
+        r->cluster = c;
+        r->aggregate = -1;
+        r->timeout_ms = l->cfg->default_timeout_ms;
+        r->body_max_bytes = lim->body_max_bytes;
+        if (!r->name || !r->path || !sc->cert_file || !sc->key_file || !sc->ca_file ||
+            (revoked && !sc->revoked_file)) {
+            fail(l, "sidecar", "out of memory");
+            return;
+        }
+    }
+}
+
 static void check_top(loader *l)
 {
     static const char *const known[] = {
         "service",    "http",   "gateway", "admin",     "identity", "auth",
         "rate_limit", "cors",   "log",     "trace",     "clusters", "routes",
-        "aggregates", "static", "audit",   "telemetry", NULL};
+        "aggregates", "static", "audit",   "telemetry", "sidecar",  NULL};
     const char *k;
     json_t *v;
     json_object_foreach(sl_config_root(l->c), k, v)
@@ -1070,6 +1203,7 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
     read_audit(&l);
     read_routes(&l);
     read_statics(&l);
+    read_sidecar(&l);
     for (size_t i = 0; cfg->have_identity_key && i < cfg->nclusters; i++)
         cfg->clusters[i].identity_edge =
             sl_identity_keyring_find(&cfg->identity_ring, cfg->identity_name,
@@ -1088,7 +1222,7 @@ static int finish_load(sl_config *c, px_config **out, char *err, const char *nam
 
 static const char *const env_sections[] = {"service",  "http",       "gateway", "admin", "identity",
                                            "auth",     "rate_limit", "cors",    "log",   "trace",
-                                           "clusters", "telemetry",  NULL};
+                                           "clusters", "telemetry",  "sidecar", NULL};
 
 int px_config_load_string(const char *name, const char *yaml, char *const *envp, px_config **out,
                           char *err)
@@ -1197,6 +1331,19 @@ void px_config_free(px_config *cfg)
     free(cfg->revoke_path);
     free(cfg->source);
     free(cfg->json);
+    px_sidecar_cfg *sc = &cfg->sidecar;
+    free(sc->cert_file);
+    free(sc->key_file);
+    free(sc->ca_file);
+    free(sc->revoked_file);
+    for (size_t i = 0; i < SL_ARRAY_LEN(sc->routes); i++) {
+        free(sc->routes[i].name);
+        free(sc->routes[i].path);
+    }
+    px_policy_free(&sc->policy);
+    sl_tls_ctx_unref(sc->tls_server);
+    for (size_t i = 0; i < PX_OUTBOUND_MAX; i++)
+        sl_tls_ctx_unref(sc->tls_client[i]);
     sodium_memzero(&cfg->identity_ring, sizeof cfg->identity_ring);
     free(cfg);
 }

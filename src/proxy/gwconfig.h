@@ -11,6 +11,7 @@
 #ifndef SHOAL_PROXY_GWCONFIG_H
 #define SHOAL_PROXY_GWCONFIG_H
 
+#include "policy.h"
 #include "route.h"
 #include "static.h"
 
@@ -85,6 +86,29 @@ typedef struct px_audit_cfg {
     size_t ncross;
 } px_audit_cfg;
 
+/* The sidecar role (docs/mesh.md): `sidecar:` present means shoal-proxy runs as a sidecar. */
+#define PX_OUTBOUND_MAX 32
+
+typedef struct px_outbound_cfg {
+    int cluster; /* index into clusters: its name is the identity the upstream must have */
+    int port;    /* loopback port the local service's client calls (0: any free one) */
+} px_outbound_cfg;
+
+typedef struct px_sidecar_cfg {
+    bool on;
+    char service[SL_TLS_NAME_MAX + 1]; /* this instance's identity (its leaf's SAN) */
+    char *cert_file, *key_file, *ca_file, *revoked_file; /* revoked_file may be NULL */
+    int local_cluster; /* the local service, where inbound calls go */
+    px_outbound_cfg outbound[PX_OUTBOUND_MAX];
+    size_t noutbound;
+    /* Names for spans, metrics and logs: [0] inbound, [1 + i] outbound i (route->cluster set). */
+    px_route routes[1 + PX_OUTBOUND_MAX];
+    px_policy policy; /* who may call the local service (sidecar.allow) */
+    /* TLS contexts, loaded by px_sidecar_load_tls (sidecar.h) on the main thread; owned. */
+    sl_tls_ctx *tls_server;
+    sl_tls_ctx *tls_client[PX_OUTBOUND_MAX];
+} px_sidecar_cfg;
+
 typedef struct px_config {
     char *source; /* file path */
     char *json;   /* the effective configuration as JSON (for /admin/config) */
@@ -139,6 +163,7 @@ typedef struct px_config {
     size_t nstatics;
     char static_note[256]; /* a root that does not exist, for the log; "" when none */
     px_audit_cfg audit;
+    px_sidecar_cfg sidecar;
 } px_config;
 
 /*

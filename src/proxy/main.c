@@ -1,7 +1,7 @@
 /*
- * shoal-proxy: the API gateway. Parses the command line and runs the
- * gateway (gateway.c); everything else lives in proxy_core so the tests can
- * link it.
+ * shoal-proxy: the API gateway, or with --role sidecar a mesh sidecar (sidecar.h). Parses the
+ * command line and runs the gateway (gateway.c); everything else lives in proxy_core so the tests
+ * can link it.
  */
 #include "gateway.h"
 #include "gwconfig.h"
@@ -16,10 +16,12 @@ extern char **environ;
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: shoal-proxy [--config FILE] [--port N] [--workers N] [--check]\n"
-                "  Configuration: YAML (--config or SHOAL_CONFIG), then SHOAL_<SECTION>__<KEY>\n"
-                "  environment overrides, then flags. --check validates and exits.\n"
-                "  SIGHUP reloads the file; see docs/gateway.md.\n");
+    fprintf(to,
+            "usage: shoal-proxy [--role gateway|sidecar] [--config FILE] [--port N] [--workers N]\n"
+            "                   [--check]\n"
+            "  Configuration: YAML (--config or SHOAL_CONFIG), then SHOAL_<SECTION>__<KEY>\n"
+            "  environment overrides, then flags. --check validates and exits.\n"
+            "  SIGHUP reloads the file; see docs/gateway.md.\n");
 }
 
 static int int_arg(const char *s, int lo, int hi, int *out)
@@ -33,7 +35,7 @@ static int int_arg(const char *s, int lo, int hi, int *out)
 
 int main(int argc, char **argv)
 {
-    int workers = 0, port = -1, check = 0;
+    int workers = 0, port = -1, check = 0, sidecar = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -48,6 +50,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "shoal-proxy: --workers: must be an integer 1..256\n");
                 return 2;
             }
+        } else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) {
+            i++;
+            if (strcmp(argv[i], "sidecar") != 0 && strcmp(argv[i], "gateway") != 0) {
+                fprintf(stderr, "shoal-proxy: --role: must be gateway or sidecar\n");
+                return 2;
+            }
+            sidecar = strcmp(argv[i], "sidecar") == 0;
         } else if (strcmp(argv[i], "--check") == 0) {
             check = 1;
         } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
@@ -70,5 +79,5 @@ int main(int argc, char **argv)
         printf("configuration OK\n");
         return 0;
     }
-    return px_gateway_run(path, environ, workers, port);
+    return px_gateway_run(path, environ, workers, port, sidecar);
 }

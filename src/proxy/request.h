@@ -35,6 +35,7 @@ typedef struct px_proc {
     sl_metrics *metrics;
     sl_serve_families fam;
     sl_metric_family *rejected, *auth_fail;
+    sl_metric_family *denied; /* mesh_policy_denied_total{caller,callee} (sidecar role) */
     int nworkers;
     _Atomic size_t *connections; /* [worker]: published by each worker's tick for /metrics */
     _Atomic int stopping;
@@ -85,6 +86,7 @@ typedef struct px_req {
     px_waiter wait;  /* parked in the JWKS cache */
     const px_static_file *sfile;
     const px_static_site *ssite;
+    int verdict; /* sidecar inbound: the policy's px_policy_verdict */
 } px_req;
 
 static inline const px_config *px_cfg(const px_req *r)

@@ -1,0 +1,94 @@
+/* The mesh plan of `shoal up --mesh` (mesh.h): ports and sidecar configurations. Pure. */
+#include "mesh.h"
+
+#include <shoal/tls.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int cli_mesh_plan(cli_mesh_svc *svcs, size_t n, char *err, size_t cap)
+{
+    if (n > CLI_MESH_SVCS_MAX) {
+        snprintf(err, cap, "mesh: at most %d services", CLI_MESH_SVCS_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cli_mesh_svc *s = &svcs[i];
+        char id[SL_TLS_SPIFFE_MAX + 1];
+        if (sl_tls_spiffe_format(s->name, id, sizeof id) != 0) {
+            snprintf(err, cap, "mesh: '%s' is not a service identity (a-z, 0-9, '-')", s->name);
+            return -1;
+        }
+        if (s->port + CLI_MESH_INTERNAL_OFF > 65535) {
+            snprintf(err, cap, "mesh: %s: port %d + %d passes 65535", s->name, s->port,
+                     CLI_MESH_INTERNAL_OFF);
+            return -1;
+        }
+        /* The gateway's edge stays on its port; every other service's sidecar takes it over. */
+        s->inbound_port = s->gateway ? s->port + CLI_MESH_INTERNAL_OFF : s->port;
+        s->local_port = s->gateway ? s->port : s->port + CLI_MESH_INTERNAL_OFF;
+        s->admin_port = CLI_MESH_ADMIN_BASE + (int)i;
+        for (size_t j = 0; j < n; j++) {
+            bool call = j != i && !svcs[j].gateway && (s->gateway || s->calls[j]);
+            s->out_port[j] = call ? CLI_MESH_OUTBOUND_BASE + (int)(i * CLI_MESH_SVCS_MAX + j) : 0;
+        }
+    }
+    return 0;
+}
+
+typedef struct buf {
+    char *p;
+    size_t cap, len;
+    int over;
+} buf;
+
+static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(buf *b, const char *fmt, ...)
+{
+    if (b->over) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= b->cap - b->len)
+        b->over = 1;
+    else
+        b->len += (size_t)n;
+}
+
+int cli_mesh_sidecar_yaml(const cli_mesh_svc *svcs, size_t n, size_t i, const char *mesh_dir,
+                          char *out, size_t cap)
+{
+    const cli_mesh_svc *s = &svcs[i];
+    buf b = {.p = out, .cap = cap};
+    if (cap) out[0] = '\0';
+    put(&b, "# The sidecar of %s, written by `shoal up --mesh` (docs/mesh.md).\n", s->name);
+    put(&b, "service: {host: 127.0.0.1, port: %d, workers: 1}\n", s->inbound_port);
+    put(&b, "admin: {host: 127.0.0.1, port: %d}\n", s->admin_port);
+    put(&b, "clusters:\n");
+    put(&b, "  %s-local: {endpoints: [\"127.0.0.1:%d\"]}\n", s->name, s->local_port);
+    for (size_t j = 0; j < n; j++)
+        if (s->out_port[j])
+            put(&b, "  %s: {endpoints: [\"127.0.0.1:%d\"]}\n", svcs[j].name, svcs[j].inbound_port);
+    put(&b, "sidecar:\n");
+    put(&b, "  service: %s\n  local: %s-local\n", s->name, s->name);
+    put(&b, "  cert_file: %s/certs/%s.pem\n  key_file: %s/certs/%s.key\n", mesh_dir, s->name,
+        mesh_dir, s->name);
+    put(&b, "  ca_file: %s/bundle.pem\n  revoked_file: %s/revoked.txt\n", mesh_dir, mesh_dir);
+    int outbound = 0;
+    for (size_t j = 0; j < n; j++)
+        if (s->out_port[j]) {
+            if (!outbound++) put(&b, "  outbound:\n");
+            put(&b, "    - {cluster: %s, port: %d}\n", svcs[j].name, s->out_port[j]);
+        }
+    int rules = 0;
+    for (size_t j = 0; j < n && !s->gateway; j++) {
+        if (j == i || !(svcs[j].gateway || svcs[j].calls[i])) continue;
+        if (!rules++) put(&b, "  allow:\n");
+        put(&b, "    - {caller: %s, routes: [%s]}\n", svcs[j].name,
+            svcs[j].gateway ? "public, admin, ops" : "public");
+    }
+    if (!rules) put(&b, "  allow: []\n");
+    return b.over ? -1 : (int)b.len;
+}
