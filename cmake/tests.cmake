@@ -330,3 +330,10 @@ if(TARGET e2e_shop)
       RESOURCE_LOCK whole_shop ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
   endforeach()
 endif()
+
+# NATS in mesh mode (tests/nats/mesh_test.c): the generator and certificates of the shoal
+# command, and nats.c itself for raw connection attempts.
+if(TARGET nats_mesh)
+  target_link_libraries(nats_mesh PRIVATE shoal_cli_core PkgConfig::NATS)
+  target_include_directories(nats_mesh PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
+endif()

@@ -83,8 +83,11 @@ typedef struct sl_bus_options {
      * only. With tls_ca_file every connection speaks TLS and the server's chain must verify
      * against that bundle; tls_cert_file and tls_key_file (both or neither) are the client
      * certificate the server may map to a user; user and password (both or neither) are a
-     * plain user. A file that cannot be loaded fails sl_bus_open with SL_ECONFIG. */
+     * plain user. A file that cannot be loaded fails sl_bus_open with SL_ECONFIG.
+     * tls_server_name: the name the server's certificate must carry (DNS SAN, or its CN when
+     * it has no DNS SAN); NULL → the host of the URL (an IP must then be in its IP SANs). */
     const char *tls_ca_file;
+    const char *tls_server_name;
     const char *tls_cert_file;
     const char *tls_key_file;
     const char *user;

@@ -138,8 +138,7 @@ static int context_stream(const char *ctx, char *out, size_t cap)
     return sl_bus_stream_name(topic, out, cap) == 0 ? 0 : SL_EPARSE;
 }
 
-static int publish_lines(const json_t *svc, unsigned partitions, lines *l, char *err,
-                         size_t errlen)
+static int publish_lines(const json_t *svc, unsigned partitions, lines *l, char *err, size_t errlen)
 {
     const char *name = json_string_value(json_object_get(svc, "name"));
     if (!name_ok(name)) {

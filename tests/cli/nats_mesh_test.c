@@ -15,7 +15,8 @@
 static const char defs_text[] =
     "{\"services\": ["
     " {\"name\": \"order\", \"publishes\": [\"order\"], \"subscriptions\": ["
-    "   {\"topic\": \"shop.payment.authorized.v1\", \"group\": \"order.shop.payment.authorized.v1\"}]},"
+    "   {\"topic\": \"shop.payment.authorized.v1\", \"group\": "
+    "\"order.shop.payment.authorized.v1\"}]},"
     " {\"name\": \"notification\", \"publishes\": [], \"subscriptions\": ["
     "   {\"topic\": \"shop.order.confirmed.v1\", \"group\": \"notify_x\"}]}"
     "]}";
@@ -59,11 +60,13 @@ static void test_publish_allow(void **state)
     assert_true(has_line(allow, want));
     assert_true(has_line(allow, "$JS.API.CONSUMER.INFO.SHOP_PAYMENT."
                                 "order-shop-payment-authorized-v1__shop_payment_authorized_v1"));
-    assert_true(has_line(allow, "$JS.API.CONSUMER.INFO.SHOP_PAYMENT."
-                                "order-shop-payment-authorized-v1__shop_payment_authorized_v1__p1"));
+    assert_true(has_line(allow,
+                         "$JS.API.CONSUMER.INFO.SHOP_PAYMENT."
+                         "order-shop-payment-authorized-v1__shop_payment_authorized_v1__p1"));
     /* Two partitions: no third. Nothing of another context, no wildcard API grant. */
-    assert_false(has_line(allow, "$JS.API.CONSUMER.INFO.SHOP_PAYMENT."
-                                 "order-shop-payment-authorized-v1__shop_payment_authorized_v1__p2"));
+    assert_false(has_line(allow,
+                          "$JS.API.CONSUMER.INFO.SHOP_PAYMENT."
+                          "order-shop-payment-authorized-v1__shop_payment_authorized_v1__p2"));
     assert_null(strstr(allow, "shop.payment.>"));
     assert_null(strstr(allow, "shop.payment.authorized.v1.p"
                               "\n")); /* may not publish the consumed events */

@@ -136,7 +136,7 @@ struct nb_bus {
     size_t pm_cap;
     int64_t lag_next_ms;
     /* Copies of the TLS and credential options (every connection applies them). */
-    char *tls_ca, *tls_cert, *tls_key, *user, *password;
+    char *tls_ca, *tls_server, *tls_cert, *tls_key, *user, *password;
 };
 
 static int64_t mono_ms(void)
@@ -317,6 +317,11 @@ static int set_common_options(nb_bus *nb, natsOptions *o, char *err, size_t errl
         if (natsOptions_SetSecure(o, true) != NATS_OK ||
             natsOptions_LoadCATrustedCertificates(o, nb->tls_ca) != NATS_OK) {
             if (err) snprintf(err, errlen, "bus: cannot load bus.tls_ca_file '%s'", nb->tls_ca);
+            return SL_ECONFIG;
+        }
+        if (nb->tls_server != NULL &&
+            natsOptions_SetExpectedHostname(o, nb->tls_server) != NATS_OK) {
+            if (err) snprintf(err, errlen, "bus: bad bus.tls_server_name");
             return SL_ECONFIG;
         }
         if (nb->tls_cert != NULL &&
@@ -1244,6 +1249,7 @@ static void free_security(nb_bus *nb)
             *p++ = '\0';
     }
     free(nb->tls_ca);
+    free(nb->tls_server);
     free(nb->tls_cert);
     free(nb->tls_key);
     free(nb->user);
@@ -1264,9 +1270,11 @@ static int copy_security(nb_bus *nb, const sl_bus_options *o, char *err, size_t 
         snprintf(err, errlen, "bus: a client certificate needs tls_ca_file (TLS)");
         return SL_ECONFIG;
     }
-    const char *src[5] = {o->tls_ca_file, o->tls_cert_file, o->tls_key_file, o->user, o->password};
-    char **dst[5] = {&nb->tls_ca, &nb->tls_cert, &nb->tls_key, &nb->user, &nb->password};
-    for (int i = 0; i < 5; i++)
+    const char *src[6] = {o->tls_ca_file, o->tls_cert_file, o->tls_key_file,
+                          o->user,        o->password,      o->tls_server_name};
+    char **dst[6] = {&nb->tls_ca, &nb->tls_cert, &nb->tls_key,
+                     &nb->user,   &nb->password, &nb->tls_server};
+    for (int i = 0; i < 6; i++)
         if (src[i] != NULL && (*dst[i] = strdup(src[i])) == NULL) return SL_ENOMEM;
     return 0;
 }

@@ -53,7 +53,7 @@ struct sl_events {
     int replicas;        /* bus.replicas: stream replicas (1 locally, 3 in a NATS cluster) */
     /* bus.tls_ca_file, bus.tls_cert_file, bus.tls_key_file, bus.user; "" → unset. The
      * password comes from bus.password_file (never from the configuration itself). */
-    char tls_ca[512], tls_cert[512], tls_key[512], user[128], password[256];
+    char tls_ca[512], tls_server[256], tls_cert[512], tls_key[512], user[128], password[256];
     atomic_int bus_up; /* worker 0 writes, /readyz on any worker reads */
     unsigned ticks;
 };
@@ -201,6 +201,7 @@ static int read_bus_security(sl_events *ev, sl_config *cfg, char *err)
 {
     char pwfile[512];
     if (get_str(cfg, "bus.tls_ca_file", ev->tls_ca, sizeof ev->tls_ca, err) != 0 ||
+        get_str(cfg, "bus.tls_server_name", ev->tls_server, sizeof ev->tls_server, err) != 0 ||
         get_str(cfg, "bus.tls_cert_file", ev->tls_cert, sizeof ev->tls_cert, err) != 0 ||
         get_str(cfg, "bus.tls_key_file", ev->tls_key, sizeof ev->tls_key, err) != 0 ||
         get_str(cfg, "bus.user", ev->user, sizeof ev->user, err) != 0 ||
@@ -384,6 +385,7 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
                          .metrics = ev->metrics,
                          .metrics_shard = 0,
                          .tls_ca_file = ev->tls_ca[0] ? ev->tls_ca : NULL,
+                         .tls_server_name = ev->tls_server[0] ? ev->tls_server : NULL,
                          .tls_cert_file = ev->tls_cert[0] ? ev->tls_cert : NULL,
                          .tls_key_file = ev->tls_key[0] ? ev->tls_key : NULL,
                          .user = ev->user[0] ? ev->user : NULL,
