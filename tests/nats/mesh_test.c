@@ -149,8 +149,8 @@ static int publish_one(uv_loop_t *loop, sl_bus *b, const char *topic, const char
                      "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/test\",\"type\":\"%s\","
                      "\"subject\":\"o-1\",\"datacontenttype\":\"application/json\",\"data\":{}}",
                      id, topic);
-    sl_bus_out m = {.topic = topic, .id = id, .subject = "o-1", .envelope = env,
-                    .envelope_len = (size_t)n};
+    sl_bus_out m = {
+        .topic = topic, .id = id, .subject = "o-1", .envelope = env, .envelope_len = (size_t)n};
     pubres r = {0};
     int rc = sl_bus_publish(b, &m, 1, on_pub, &r);
     if (rc != 0) return rc;
@@ -198,8 +198,7 @@ static void test_outside_permissions(void **state)
     client c;
     const char *const ctx[] = {"order"};
     const char *const pub[] = {"order", NULL};
-    assert_int_equal(open_as(&loop, "notification", ctx, 1, pub, &c, err, sizeof err),
-                     SL_ECONFIG);
+    assert_int_equal(open_as(&loop, "notification", ctx, 1, pub, &c, err, sizeof err), SL_ECONFIG);
     print_message("refused: %s\n", err);
     assert_non_null(strstr(err, "shop.order.>"));
     assert_non_null(strstr(err, "notification.pem"));
@@ -328,8 +327,7 @@ static int setup(void **state)
     snprintf(url, sizeof url, "nats://127.0.0.1:%d", nats_port);
     const char *bin = getenv("SHOAL_BIN_DIR");
     const char *const services[] = {"order", "notification", "user", "payment", NULL};
-    if (cli_nats_mesh_up(dir, bin ? bin : "build/bin", nats_port, services, conf, sizeof conf) !=
-        0)
+    if (cli_nats_mesh_up(dir, bin ? bin : "build/bin", nats_port, services, conf, sizeof conf) != 0)
         return -1;
     struct stat st;
     if (stat(conf, &st) != 0 || (st.st_mode & 0777) != 0600) return -1;
