@@ -92,8 +92,9 @@ typedef struct sl_bus_options {
     const char *tls_key_file;
     const char *user;
     const char *password;
-    /* NULL-terminated contexts this process publishes to (NULL → none): when the server is
-     * reachable at open, sl_bus_open checks it may publish `shop.<context>.>` for each (a probe
+    /* NULL-terminated contexts this process publishes to (NULL → none): when the bus has an
+     * identity (a client certificate or a user) and the server is reachable at open,
+     * sl_bus_open checks it may publish `shop.<context>.>` for each (a probe
      * that JetStream refuses to store) and fails with SL_ECONFIG, naming the subject and the
      * user, when the server denies it. */
     const char *const *publish_contexts;

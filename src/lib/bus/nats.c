@@ -1292,6 +1292,7 @@ static int probe_publish(nb_bus *nb, char *err, size_t errlen)
 {
     const sl_bus_options *o = &nb->bus->opt;
     if (o->publish_contexts == NULL || o->publish_contexts[0] == NULL) return 0;
+    if (nb->user == NULL && nb->tls_cert == NULL) return 0; /* no identity, no permissions */
     /* A connection of its own, without the closed callback of the bus's connections. */
     natsOptions *po = NULL;
     natsConnection *pc = NULL;
