@@ -12,7 +12,8 @@
  * - a client without a certificate, with one of another CA, or not trusting
  *   the mesh CA cannot connect;
  * - real services (shoal-user and shoal-payment) start with the generated
- *   permissions and pass shop.user.registered.v1 from one to the other.
+ *   permissions and pass shop.user.registered.v1 from one to the other;
+ * - a bus.password_file that others may read stops a service at start.
  */
 #include "harness.h"
 #include "nats_mesh.h"
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -317,6 +319,45 @@ static void test_real_services(void **state)
     assert_int_equal(th_stop(pay, SIGTERM, 10000), 0);
 }
 
+/* A password file others may read is refused at start, naming the key; the password is
+ * never written to the log. */
+static void test_password_file_mode(void **state)
+{
+    (void)state;
+    char pw[700], bus[96], user[64], file[760], db[700];
+    snprintf(pw, sizeof pw, "%s/bus.password", dir);
+    FILE *f = fopen(pw, "w");
+    assert_non_null(f);
+    fputs("not-to-be-logged-4711\n", f);
+    fclose(f);
+    assert_int_equal(chmod(pw, 0644), 0);
+    snprintf(bus, sizeof bus, "SHOAL_BUS__URL=%s", url);
+    snprintf(user, sizeof user, "SHOAL_BUS__USER=payment");
+    snprintf(file, sizeof file, "SHOAL_BUS__PASSWORD_FILE=%s", pw);
+    snprintf(db, sizeof db, "SHOAL_DB__URL=sqlite:%s/pwcheck.db", dir);
+    char p[16];
+    snprintf(p, sizeof p, "%d", th_free_port());
+    char *argv[] = {"shoal-payment", "--port", p, NULL};
+    char *env[] = {bus, user, file, db, NULL};
+    pid_t pid = th_spawn(argv, env, "nats_mesh.pwcheck.log");
+    int status = 0;
+    pid_t w = 0;
+    for (int i = 0; i < 200 && (w = waitpid(pid, &status, WNOHANG)) == 0; i++)
+        usleep(50000);
+    if (w == 0) th_stop(pid, SIGKILL, 5000);
+    assert_int_equal(w, pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    f = fopen("nats_mesh.pwcheck.log", "r");
+    assert_non_null(f);
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "bus.password_file"));
+    assert_non_null(strstr(buf, "0600"));
+    assert_null(strstr(buf, "not-to-be-logged-4711"));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -352,10 +393,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_subjects),
-        cmocka_unit_test(test_outside_permissions),
-        cmocka_unit_test(test_refused_clients),
-        cmocka_unit_test(test_real_services),
+        cmocka_unit_test(test_own_subjects),       cmocka_unit_test(test_outside_permissions),
+        cmocka_unit_test(test_refused_clients),    cmocka_unit_test(test_real_services),
+        cmocka_unit_test(test_password_file_mode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
