@@ -51,7 +51,7 @@ int cli_nats_mesh_on(const json_t *topology_root);
  * Prepares mesh mode's nats-server for `shoal up`: under <data_dir>/mesh
  * makes the CA and the certificates of `nats` and of each of `services`
  * (NULL-terminated) that are missing (as `shoal certs init|issue` would),
- * and writes <data_dir>/mesh/nats.conf (0600) from
+ * renews those due (`shoal certs renew`), and writes <data_dir>/mesh/nats.conf (0600) from
  * <bin_dir>/shoal-defs.json, listening on 127.0.0.1:`port`, with the
  * JetStream store in <data_dir>/nats. The path of the file goes to
  * conf (cap bytes). Returns 0, or an SL_E* code with the reason printed.

@@ -62,6 +62,9 @@ int cli_nats_mesh_up(const char *data_dir, const char *bin_dir, int port,
     if (ensure_leaf(dir, "nats") != 0) return SL_EIO;
     for (const char *const *s = services; s && *s; s++)
         if (ensure_leaf(dir, *s) != 0) return SL_EIO;
+    /* Leaves in the last third of their life, expired, or of a previous CA: reissued now, so
+     * a restart is what renews them (nothing reloads them while running yet). */
+    if (certs(dir, "renew", NULL) != 0) return SL_EIO;
 
     json_error_t jerr;
     json_t *defs = json_load_file(path, 0, &jerr);
