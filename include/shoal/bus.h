@@ -92,11 +92,11 @@ typedef struct sl_bus_options {
     const char *tls_key_file;
     const char *user;
     const char *password;
-    /* NULL-terminated contexts this process publishes to (NULL → none): when the bus has an
+    /* NULL-terminated contexts this process publishes to (NULL → none). When the bus has an
      * identity (a client certificate or a user) and the server is reachable at open,
-     * sl_bus_open checks it may publish `shop.<context>.>` for each (a probe
-     * that JetStream refuses to store) and fails with SL_ECONFIG, naming the subject and the
-     * user, when the server denies it. */
+     * sl_bus_open checks that the server accepts the connection and lets it publish
+     * `shop.<context>.>` for each of these (a probe JetStream refuses to store); a refusal
+     * fails sl_bus_open with SL_ECONFIG and a message naming the user (and the subject). */
     const char *const *publish_contexts;
 } sl_bus_options;
 

@@ -249,6 +249,23 @@ static void test_refused_clients(void **state)
     assert_int_not_equal(try_connect(ca, NULL, NULL), NATS_OK);
     assert_int_not_equal(try_connect(ca, ocert, okey), NATS_OK);
     assert_int_not_equal(try_connect(NULL, cert, key), NATS_OK);
+
+    /* The bus says so at open, rather than retrying for ever: another CA's certificate. */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_bus *bus = NULL;
+    char err[512] = {0};
+    sl_bus_options o = {.url = url,
+                        .name = "order",
+                        .tls_ca_file = ca,
+                        .tls_server_name = "nats",
+                        .tls_cert_file = ocert,
+                        .tls_key_file = okey};
+    assert_int_equal(sl_bus_open(&loop, &o, &bus, err, sizeof err), SL_ECONFIG);
+    print_message("other CA: %s\n", err);
+    assert_non_null(strstr(err, "refuses the connection"));
+    assert_null(bus);
+    uv_loop_close(&loop);
 }
 
 /* ---- real services ---- */

@@ -1291,7 +1291,6 @@ static int copy_security(nb_bus *nb, const sl_bus_options *o, char *err, size_t 
 static int probe_publish(nb_bus *nb, char *err, size_t errlen)
 {
     const sl_bus_options *o = &nb->bus->opt;
-    if (o->publish_contexts == NULL || o->publish_contexts[0] == NULL) return 0;
     if (nb->user == NULL && nb->tls_cert == NULL) return 0; /* no identity, no permissions */
     /* A connection of its own, without the closed callback of the bus's connections. */
     natsOptions *po = NULL;
@@ -1302,7 +1301,21 @@ static int probe_publish(nb_bus *nb, char *err, size_t errlen)
     if (rc == 0) {
         natsOptions_SetMaxReconnect(po, 0);
         natsOptions_SetRetryOnFailedConnect(po, false, NULL, NULL);
-        if (natsConnection_Connect(&pc, po) == NATS_OK) rc = probe_on(nb, pc, err, errlen);
+        natsStatus s = natsConnection_Connect(&pc, po);
+        if (s == NATS_OK) {
+            rc = probe_on(nb, pc, err, errlen);
+        } else if (s == NATS_SSL_ERROR || s == NATS_CONNECTION_AUTH_FAILED ||
+                   s == NATS_NOT_PERMITTED || s == NATS_PROTOCOL_ERROR ||
+                   (s == NATS_IO_ERROR && nb->tls_ca != NULL)) {
+            /* Refused, not unreachable (that is NATS_NO_SERVER): retrying would never help. A
+             * client certificate the server does not accept shows as an I/O or protocol error
+             * (with TLS 1.3 the client's handshake completes first; the server then closes the
+             * connection instead of answering). */
+            const char *text = nats_GetLastError(NULL);
+            snprintf(err, errlen, "bus: the NATS server refuses the connection of '%s' (%s)",
+                     nb->user ? nb->user : nb->tls_cert, text ? text : natsStatus_GetText(s));
+            rc = SL_ECONFIG;
+        }
         /* Unreachable now: the bus retries in the background and the check is skipped. */
     }
     natsConnection_Destroy(pc);
