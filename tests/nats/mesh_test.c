@@ -42,7 +42,7 @@
 static char dir[] = "/tmp/shoal-nats-mesh-XXXXXX";
 static char mesh[600], other[600], conf[700], url[64];
 static int nats_port;
-static pid_t nats;
+static pid_t nats, user_pid, pay_pid; /* stopped by the teardown if a test failed first */
 
 static void path_of(char *out, size_t cap, const char *base, const char *name, const char *ext)
 {
@@ -314,8 +314,8 @@ static void test_real_services(void **state)
 {
     (void)state;
     int uport = th_free_port(), pport = th_free_port();
-    pid_t user = start_service("user", uport);
-    pid_t pay = start_service("payment", pport);
+    pid_t user = user_pid = start_service("user", uport);
+    pid_t pay = pay_pid = start_service("payment", pport);
     static const char body[] = "{\"email\":\"mesh@example.com\",\"password\":\"correct horse 1\","
                                "\"name\":\"Mesh\"}";
     char req[512];
@@ -324,7 +324,8 @@ static void test_real_services(void **state)
                      "Content-Length: %zu\r\n\r\n%s",
                      sizeof body - 1, body);
     th_response r;
-    int st = th_roundtrip(uport, req, (size_t)n, &r, 5000);
+    /* Password hashing is slow under the sanitizers: a generous bound. */
+    int st = th_roundtrip(uport, req, (size_t)n, &r, 30000);
     print_message("register: %d %s\n", st, r.body ? r.body : "");
     th_response_free(&r);
     assert_int_equal(st, 201);
@@ -332,6 +333,7 @@ static void test_real_services(void **state)
     for (int i = 0; i < 300 && (d = delivered(pport)) < 1; i++)
         usleep(100000);
     assert_true(d >= 1);
+    user_pid = pay_pid = 0;
     assert_int_equal(th_stop(user, SIGTERM, 10000), 0);
     assert_int_equal(th_stop(pay, SIGTERM, 10000), 0);
 }
@@ -401,6 +403,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    if (user_pid > 0) th_stop(user_pid, SIGKILL, 10000);
+    if (pay_pid > 0) th_stop(pay_pid, SIGKILL, 10000);
     if (nats > 0) th_stop(nats, SIGTERM, 10000);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
