@@ -351,3 +351,13 @@ set_tests_properties(deploy.k8s_drift PROPERTIES LABELS unit TIMEOUT 60)
 add_test(NAME deploy.k8s_manifests COMMAND ${SHOAL_NODE} ${CMAKE_SOURCE_DIR}/tests/deploy/manifests.test.mjs)
 set_tests_properties(deploy.k8s_manifests PROPERTIES LABELS unit TIMEOUT 120
   ENVIRONMENT "${SHOAL_TEST_ENV}")
+# NATS in mesh mode (tests/nats/mesh_test.c): the generator and certificates of the shoal
+# command, and nats.c itself for raw connection attempts.
+if(TARGET nats_mesh)
+  target_link_libraries(nats_mesh PRIVATE shoal_cli_core PkgConfig::NATS)
+  target_include_directories(nats_mesh PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
+endif()
+if(TARGET fuzz_nats_mesh)
+  target_link_libraries(fuzz_nats_mesh PRIVATE shoal_cli_core)
+  target_include_directories(fuzz_nats_mesh PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
+endif()

@@ -84,6 +84,25 @@ typedef struct sl_bus_options {
     sl_metrics *metrics;          /* NULL → no metrics (borrowed; must outlive the bus) */
     unsigned metrics_shard;       /* shard of the loop thread in `metrics` */
     const sl_clock *clock;        /* NULL → sl_clock_system(); inproc timers still use uv */
+    /* NATS transport security (ignored by inproc). The strings are read during sl_bus_open
+     * only. With tls_ca_file every connection speaks TLS and the server's chain must verify
+     * against that bundle; tls_cert_file and tls_key_file (both or neither) are the client
+     * certificate the server may map to a user; user and password (both or neither) are a
+     * plain user. A file that cannot be loaded fails sl_bus_open with SL_ECONFIG.
+     * tls_server_name: the name the server's certificate must carry (DNS SAN, or its CN when
+     * it has no DNS SAN); NULL → the host of the URL (an IP must then be in its IP SANs). */
+    const char *tls_ca_file;
+    const char *tls_server_name;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *user;
+    const char *password;
+    /* NULL-terminated contexts this process publishes to (NULL → none). When the bus has an
+     * identity (a client certificate or a user) and the server is reachable at open,
+     * sl_bus_open checks that the server accepts the connection and lets it publish
+     * `shop.<context>.>` for each of these (a probe JetStream refuses to store); a refusal
+     * fails sl_bus_open with SL_ECONFIG and a message naming the user (and the subject). */
+    const char *const *publish_contexts;
 } sl_bus_options;
 
 /*

@@ -26,6 +26,7 @@
 #include "keys.h"
 #include "load.h"
 #include "mesh.h"
+#include "nats_mesh.h"
 #include "ready.h"
 #include "trace.h"
 
@@ -467,6 +468,25 @@ static int build_procs(supervisor *s, topology *t)
         snprintf(url, sizeof url, "%s", t->nats_url);
     else
         snprintf(url, sizeof url, "nats://127.0.0.1:%d", t->nats_port);
+    /* Mesh mode (`mesh: true` or --mesh) — nats-server with TLS and one user per service
+     * (nats_up.c, docs/mesh.md). */
+    int mesh = t->mesh || cli_nats_mesh_on(sl_config_root(t->cfg)) == 1;
+    char mesh_conf[PATH_MAX + 16] = "";
+    if (mesh && !t->nats_external) {
+        const char *names[MAX_PROCS + 1];
+        size_t nn = 0;
+        size_t k;
+        json_t *it;
+        json_array_foreach(json_object_get(sl_config_root(t->cfg), "services"), k, it)
+        {
+            const char *nm = json_string_value(json_object_get(it, "name"));
+            if (nm && nn < MAX_PROCS) names[nn++] = nm;
+        }
+        names[nn] = NULL;
+        if (cli_nats_mesh_up(s->data_dir, t->bin_dir, t->nats_port, names, mesh_conf,
+                             sizeof mesh_conf) != 0)
+            return SL_ECONFIG;
+    }
     if (!t->nats_external) {
         proc *p = &s->procs[s->n++];
         snprintf(p->name, sizeof p->name, "nats-server");
@@ -479,8 +499,11 @@ static int build_procs(supervisor *s, topology *t)
         snprintf(sd, sizeof sd, "%s/nats", s->data_dir);
         snprintf(port, sizeof port, "%d", t->nats_port);
         const char *args[] = {"nats-server", "-a", "127.0.0.1", "-p", port, "-js", "-sd", sd};
-        for (size_t i = 0; i < SL_ARRAY_LEN(args); i++)
+        const char *margs[] = {"nats-server", "-c", mesh_conf};
+        for (size_t i = 0; !mesh && i < SL_ARRAY_LEN(args); i++)
             p->argv[p->argc++] = xstrdup(args[i]);
+        for (size_t i = 0; mesh && i < SL_ARRAY_LEN(margs); i++)
+            p->argv[p->argc++] = xstrdup(margs[i]);
         p->port = t->nats_port;
     }
     /* telemetry: the OTLP endpoint every process exports to (cli_telemetry, telemetry.c), and
@@ -545,6 +568,15 @@ static int build_procs(supervisor *s, topology *t)
             snprintf(v, sizeof v, "sqlite:%s/%s.db", s->data_dir, name);
         add_env(p, "SHOAL_DB__URL", v);
         add_env(p, "SHOAL_BUS__URL", url);
+        if (mesh) { /* its certificate is its NATS user */
+            snprintf(v, sizeof v, "%s/mesh/bundle.pem", s->data_dir);
+            add_env(p, "SHOAL_BUS__TLS_CA_FILE", v);
+            add_env(p, "SHOAL_BUS__TLS_SERVER_NAME", "nats"); /* the CN of its certificate */
+            snprintf(v, sizeof v, "%s/mesh/certs/%s.pem", s->data_dir, name);
+            add_env(p, "SHOAL_BUS__TLS_CERT_FILE", v);
+            snprintf(v, sizeof v, "%s/mesh/certs/%s.key", s->data_dir, name);
+            add_env(p, "SHOAL_BUS__TLS_KEY_FILE", v);
+        }
         if (tel.endpoint[0]) add_env(p, "SHOAL_TELEMETRY__OTLP_ENDPOINT", tel.endpoint);
         snprintf(v, sizeof v, "%s/keys/%s.keys", s->data_dir, name); /* its edges' keys */
         add_env(p, "SHOAL_IDENTITY__KEY_FILE", v);

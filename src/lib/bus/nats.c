@@ -135,6 +135,8 @@ struct nb_bus {
     pm_entry *pm; /* open addressing map natsMsg* -> batch, under mu */
     size_t pm_cap;
     int64_t lag_next_ms;
+    /* Copies of the TLS and credential options (every connection applies them). */
+    char *tls_ca, *tls_server, *tls_cert, *tls_key, *user, *password;
 };
 
 static int64_t mono_ms(void)
@@ -298,10 +300,11 @@ static void on_connected(natsConnection *nc, void *closure)
     (void)closure;
 }
 
-/* What both connections share: retry and reconnect forever with a capped backoff, and PINGs
+/* What every connection shares: retry and reconnect forever with a capped backoff, PINGs
  * every 2 s, so a connection that stops answering is dropped and redialled after about 6 s
- * (the library default is 2 minutes). */
-static void set_common_options(nb_bus *nb, natsOptions *o)
+ * (the library default is 2 minutes), and the TLS and credential options. Returns 0, or
+ * SL_ECONFIG with a message in err (a file that does not load). */
+static int set_common_options(nb_bus *nb, natsOptions *o, char *err, size_t errlen)
 {
     natsOptions_SetName(o, nb->bus->opt.name);
     natsOptions_SetMaxReconnect(o, -1);
@@ -310,6 +313,41 @@ static void set_common_options(nb_bus *nb, natsOptions *o)
     natsOptions_SetTimeout(o, 2000);
     natsOptions_SetPingInterval(o, 2000);
     natsOptions_SetMaxPingsOut(o, 2);
+    if (nb->tls_ca != NULL) {
+        if (natsOptions_SetSecure(o, true) != NATS_OK ||
+            natsOptions_LoadCATrustedCertificates(o, nb->tls_ca) != NATS_OK) {
+            if (err) snprintf(err, errlen, "bus: cannot load bus.tls_ca_file '%s'", nb->tls_ca);
+            return SL_ECONFIG;
+        }
+        if (nb->tls_server != NULL &&
+            natsOptions_SetExpectedHostname(o, nb->tls_server) != NATS_OK) {
+            if (err) snprintf(err, errlen, "bus: bad bus.tls_server_name");
+            return SL_ECONFIG;
+        }
+        if (nb->tls_cert != NULL &&
+            natsOptions_LoadCertificatesChain(o, nb->tls_cert, nb->tls_key) != NATS_OK) {
+            if (err)
+                snprintf(err, errlen, "bus: cannot load bus.tls_cert_file '%s' with its key",
+                         nb->tls_cert);
+            return SL_ECONFIG;
+        }
+    }
+    if (nb->user != NULL && natsOptions_SetUserInfo(o, nb->user, nb->password) != NATS_OK) {
+        if (err) snprintf(err, errlen, "bus: cannot set the NATS user");
+        return SL_ECONFIG;
+    }
+    /* With an identity, replies come to inboxes of this process's own prefix, the only ones
+     * its user may subscribe to (docs/mesh.md): `_INBOX.<name>.`. */
+    if (nb->user != NULL || nb->tls_cert != NULL) {
+        char prefix[96];
+        int n = snprintf(prefix, sizeof prefix, "_INBOX.%s", nb->bus->opt.name);
+        if (n < 0 || (size_t)n >= sizeof prefix || strpbrk(prefix, " *>\t") != NULL ||
+            natsOptions_SetCustomInboxPrefix(o, prefix) != NATS_OK) {
+            if (err) snprintf(err, errlen, "bus: the name cannot make an inbox prefix");
+            return SL_ECONFIG;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -325,8 +363,8 @@ static int consumer_conn(nb_bus *nb, bool ordered)
     if (c->js != NULL) return 0;
     if (natsOptions_Create(&c->opts) != NATS_OK) return SL_EUNAVAIL;
     int rc = set_servers(c->opts, nb->bus->opt.url);
+    if (rc == 0 && set_common_options(nb, c->opts, NULL, 0) != 0) rc = SL_EUNAVAIL;
     if (rc == 0) {
-        set_common_options(nb, c->opts);
         if (ordered) natsOptions_SetSendAsap(c->opts, true);
         natsStatus s = natsConnection_Connect(&c->nc, c->opts);
         if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) rc = SL_EUNAVAIL;
@@ -1122,12 +1160,15 @@ static int nb_publish(sl_bus *bus, bus_pub *p)
     return 0;
 }
 
+static void free_security(nb_bus *nb);
+
 static void handle_closed(uv_handle_t *h)
 {
     nb_bus *nb = h->data;
     if (--nb->open_handles > 0) return; /* the async and the timer close in either order */
     sl_bus *bus = nb->bus;
     pthread_mutex_destroy(&nb->mu);
+    free_security(nb);
     free(nb->pm);
     free(nb);
     bus->be = NULL;
@@ -1198,6 +1239,117 @@ static int nb_ready(const sl_bus *bus)
            natsConnection_Status(nb->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
+static int probe_on(nb_bus *nb, natsConnection *pc, char *err, size_t errlen);
+
+static void free_security(nb_bus *nb)
+{
+    if (nb->password != NULL) {
+        volatile char *p = nb->password; /* not left in freed memory */
+        while (*p)
+            *p++ = '\0';
+    }
+    free(nb->tls_ca);
+    free(nb->tls_server);
+    free(nb->tls_cert);
+    free(nb->tls_key);
+    free(nb->user);
+    free(nb->password);
+}
+
+static int copy_security(nb_bus *nb, const sl_bus_options *o, char *err, size_t errlen)
+{
+    if ((o->tls_cert_file == NULL) != (o->tls_key_file == NULL)) {
+        snprintf(err, errlen, "bus: tls_cert_file and tls_key_file go together");
+        return SL_ECONFIG;
+    }
+    if ((o->user == NULL) != (o->password == NULL)) {
+        snprintf(err, errlen, "bus: user and password go together");
+        return SL_ECONFIG;
+    }
+    if (o->tls_cert_file != NULL && o->tls_ca_file == NULL) {
+        snprintf(err, errlen, "bus: a client certificate needs tls_ca_file (TLS)");
+        return SL_ECONFIG;
+    }
+    const char *src[6] = {o->tls_ca_file, o->tls_cert_file, o->tls_key_file,
+                          o->user,        o->password,      o->tls_server_name};
+    char **dst[6] = {&nb->tls_ca, &nb->tls_cert, &nb->tls_key,
+                     &nb->user,   &nb->password, &nb->tls_server};
+    for (int i = 0; i < 6; i++)
+        if (src[i] != NULL && (*dst[i] = strdup(src[i])) == NULL) return SL_ENOMEM;
+    return 0;
+}
+
+/*
+ * Checks that the server lets this connection publish to each of opt.publish_contexts (loop
+ * thread, at open, connected). The probe is a request to `shop.<context>.permission-probe`
+ * with the header Nats-Expected-Stream naming no stream: JetStream answers it with an error
+ * and stores nothing (or, before the stream exists, the server answers "no responders").
+ * A denied publish gets no answer: the server sends a permissions violation instead, which
+ * the connection keeps as its last error. Returns 0 or SL_ECONFIG with the subject and the
+ * user in err.
+ */
+static int probe_publish(nb_bus *nb, char *err, size_t errlen)
+{
+    const sl_bus_options *o = &nb->bus->opt;
+    if (nb->user == NULL && nb->tls_cert == NULL) return 0; /* no identity, no permissions */
+    /* A connection of its own, without the closed callback of the bus's connections. */
+    natsOptions *po = NULL;
+    natsConnection *pc = NULL;
+    int rc = natsOptions_Create(&po) == NATS_OK ? 0 : SL_ENOMEM;
+    if (rc == 0) rc = set_servers(po, o->url);
+    if (rc == 0) rc = set_common_options(nb, po, err, errlen);
+    if (rc == 0) {
+        natsOptions_SetMaxReconnect(po, 0);
+        natsOptions_SetRetryOnFailedConnect(po, false, NULL, NULL);
+        natsStatus s = natsConnection_Connect(&pc, po);
+        if (s == NATS_OK) {
+            rc = probe_on(nb, pc, err, errlen);
+        } else if (s == NATS_SSL_ERROR || s == NATS_CONNECTION_AUTH_FAILED ||
+                   s == NATS_NOT_PERMITTED || s == NATS_PROTOCOL_ERROR ||
+                   (s == NATS_IO_ERROR && nb->tls_ca != NULL)) {
+            /* Refused, not unreachable (that is NATS_NO_SERVER): retrying would never help. A
+             * client certificate the server does not accept shows as an I/O or protocol error
+             * (with TLS 1.3 the client's handshake completes first; the server then closes the
+             * connection instead of answering). */
+            const char *text = nats_GetLastError(NULL);
+            snprintf(err, errlen, "bus: the NATS server refuses the connection of '%s' (%s)",
+                     nb->user ? nb->user : nb->tls_cert, text ? text : natsStatus_GetText(s));
+            rc = SL_ECONFIG;
+        }
+        /* Unreachable now: the bus retries in the background and the check is skipped. */
+    }
+    natsConnection_Destroy(pc);
+    natsOptions_Destroy(po);
+    return rc;
+}
+
+static int probe_on(nb_bus *nb, natsConnection *pc, char *err, size_t errlen)
+{
+    const sl_bus_options *o = &nb->bus->opt;
+    for (const char *const *c = o->publish_contexts; c && *c; c++) {
+        char subj[96];
+        if (snprintf(subj, sizeof subj, "shop.%s.permission-probe", *c) >= (int)sizeof subj)
+            return SL_ELIMIT;
+        natsMsg *m = NULL, *reply = NULL;
+        if (natsMsg_Create(&m, subj, NULL, NULL, 0) != NATS_OK) return SL_ENOMEM;
+        natsMsgHeader_Set(m, "Nats-Expected-Stream", "shoal-permission-probe");
+        natsStatus s = natsConnection_RequestMsg(&reply, pc, m, 2000);
+        natsMsg_Destroy(m);
+        natsMsg_Destroy(reply);
+        if (s == NATS_OK || s == NATS_NO_RESPONDERS) continue;
+        const char *text = NULL;
+        if (natsConnection_GetLastError(pc, &text) == NATS_NOT_PERMITTED) {
+            const char *who = nb->user ? nb->user : nb->tls_cert ? nb->tls_cert : "(anonymous)";
+            snprintf(err, errlen,
+                     "bus: the NATS server refuses publishing to shop.%s.> for user '%s' (%s)", *c,
+                     who, text ? text : "permissions violation");
+            return SL_ECONFIG;
+        }
+        /* No answer and no refusal (JetStream busy): the first real publish will tell. */
+    }
+    return 0;
+}
+
 static int nb_open(sl_bus *bus, char *err, size_t errlen)
 {
     nb_bus *nb = calloc(1, sizeof *nb);
@@ -1218,8 +1370,11 @@ static int nb_open(sl_bus *bus, char *err, size_t errlen)
         snprintf(err, errlen, "bus: bad NATS URL '%s'", bus->opt.url);
         goto fail;
     }
+    if ((rc = copy_security(nb, &bus->opt, err, errlen)) != 0 ||
+        (rc = set_common_options(nb, nb->opts, err, errlen)) != 0 ||
+        (rc = probe_publish(nb, err, errlen)) != 0)
+        goto fail;
     rc = SL_EUNAVAIL;
-    set_common_options(nb, nb->opts);
     natsOptions_SetClosedCB(nb->opts, on_closed, nb);
     natsOptions_SetReconnectBufSize(nb->opts, 8 * 1024 * 1024);
     natsStatus s = natsConnection_Connect(&nb->nc, nb->opts);
@@ -1253,6 +1408,7 @@ fail:
     }
     natsOptions_Destroy(nb->opts);
     pthread_mutex_destroy(&nb->mu);
+    free_security(nb);
     free(nb->pm);
     free(nb);
     return rc;

@@ -18,10 +18,13 @@
 #include <shoal/metrics.h>
 #include <shoal/outbox.h>
 
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_CONTEXTS 16
 
@@ -49,7 +52,10 @@ struct sl_events {
     struct apply_ctx *applies;
     int64_t ack_wait_ms; /* bus.ack_wait_ms: unacked deliveries come back after this */
     int replicas;        /* bus.replicas: stream replicas (1 locally, 3 in a NATS cluster) */
-    atomic_int bus_up;   /* worker 0 writes, /readyz on any worker reads */
+    /* bus.tls_ca_file, bus.tls_cert_file, bus.tls_key_file, bus.user; "" → unset. The
+     * password comes from bus.password_file (never from the configuration itself). */
+    char tls_ca[512], tls_server[256], tls_cert[512], tls_key[512], user[128], password[256];
+    atomic_int bus_up; /* worker 0 writes, /readyz on any worker reads */
     unsigned ticks;
 };
 
@@ -177,6 +183,77 @@ static void add_context(sl_events *ev, const char *topic_or_context, int is_topi
     if (ev->ncontexts < MAX_CONTEXTS) ev->contexts[ev->ncontexts++] = strdup(ctx);
 }
 
+/* Copies string key `path` into out (cap bytes); "" when absent. Returns 0 or SL_ECONFIG. */
+static int get_str(sl_config *cfg, const char *path, char *out, size_t cap, char *err)
+{
+    const char *v = NULL;
+    if (sl_config_get_string(cfg, path, "", &v, err) != 0) return SL_ECONFIG;
+    if (strlen(v) >= cap) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "%s: longer than %zu bytes", path, cap - 1);
+        return SL_ECONFIG;
+    }
+    snprintf(out, cap, "%s", v);
+    return 0;
+}
+
+/*
+ * The bus's TLS and credential keys. The password is read from bus.password_file, which must
+ * be a regular file that only its owner may read or write (0600 or stricter); one line, the
+ * trailing newline dropped. The password itself is never logged.
+ */
+static int read_bus_security(sl_events *ev, sl_config *cfg, char *err)
+{
+    char pwfile[512];
+    if (get_str(cfg, "bus.tls_ca_file", ev->tls_ca, sizeof ev->tls_ca, err) != 0 ||
+        get_str(cfg, "bus.tls_server_name", ev->tls_server, sizeof ev->tls_server, err) != 0 ||
+        get_str(cfg, "bus.tls_cert_file", ev->tls_cert, sizeof ev->tls_cert, err) != 0 ||
+        get_str(cfg, "bus.tls_key_file", ev->tls_key, sizeof ev->tls_key, err) != 0 ||
+        get_str(cfg, "bus.user", ev->user, sizeof ev->user, err) != 0 ||
+        get_str(cfg, "bus.password_file", pwfile, sizeof pwfile, err) != 0)
+        return SL_ECONFIG;
+    if ((ev->tls_cert[0] == '\0') != (ev->tls_key[0] == '\0')) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "bus.tls_cert_file: goes with bus.tls_key_file");
+        return SL_ECONFIG;
+    }
+    if (ev->tls_cert[0] && !ev->tls_ca[0]) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "bus.tls_cert_file: needs bus.tls_ca_file");
+        return SL_ECONFIG;
+    }
+    if ((ev->user[0] == '\0') != (pwfile[0] == '\0')) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "bus.user: goes with bus.password_file");
+        return SL_ECONFIG;
+    }
+    if (pwfile[0] == '\0') return 0;
+    int fd = open(pwfile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "bus.password_file: cannot open '%.200s'", pwfile);
+        if (fd >= 0) close(fd);
+        return SL_ECONFIG;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+        snprintf(err, SL_CONFIG_ERR_MAX,
+                 "bus.password_file: '%.200s' must be a regular file of mode 0600 or stricter",
+                 pwfile);
+        close(fd);
+        return SL_ECONFIG;
+    }
+    ssize_t n = read(fd, ev->password, sizeof ev->password);
+    close(fd);
+    if (n < 0 || (size_t)n >= sizeof ev->password) {
+        snprintf(err, SL_CONFIG_ERR_MAX, "bus.password_file: unreadable or over %zu bytes",
+                 sizeof ev->password - 1);
+        return SL_ECONFIG;
+    }
+    ev->password[n] = '\0';
+    ev->password[strcspn(ev->password, "\r\n")] = '\0';
+    if (ev->password[0] == '\0') {
+        snprintf(err, SL_CONFIG_ERR_MAX, "bus.password_file: '%.200s' is empty", pwfile);
+        return SL_ECONFIG;
+    }
+    return 0;
+}
+
 int sl__events_new(sl_service *svc, const sl_service_def *def, sl_config *cfg, const char *db_url,
                    const void *db_opts, sl_logger *log, sl_metrics *metrics, sl_events **out)
 {
@@ -209,6 +286,11 @@ int sl__events_new(sl_service *svc, const sl_service_def *def, sl_config *cfg, c
         return SL_ECONFIG;
     }
     ev->replicas = (int)replicas;
+    if (read_bus_security(ev, cfg, err) != 0) {
+        SL_LOG_ERROR(log, NULL, "configuration", SL_LOG_STR("error", err));
+        sl__events_free(ev);
+        return SL_ECONFIG;
+    }
     for (const char *const *p = def->publishes; p && *p; p++)
         add_context(ev, *p, 0);
     for (size_t i = 0; i < def->nsubscriptions; i++)
@@ -306,7 +388,14 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
                          .replicas = ev->replicas,
                          .metrics = ev->metrics,
                          .metrics_shard = 0,
-                         .broker = ev->broker};
+                         .broker = ev->broker,
+                         .tls_ca_file = ev->tls_ca[0] ? ev->tls_ca : NULL,
+                         .tls_server_name = ev->tls_server[0] ? ev->tls_server : NULL,
+                         .tls_cert_file = ev->tls_cert[0] ? ev->tls_cert : NULL,
+                         .tls_key_file = ev->tls_key[0] ? ev->tls_key : NULL,
+                         .user = ev->user[0] ? ev->user : NULL,
+                         .password = ev->user[0] ? ev->password : NULL,
+                         .publish_contexts = ev->def->publishes};
     char err[256] = {0};
     rc = sl_bus_open(loop, &bo, &ev->bus, err, sizeof err);
     if (rc != 0) {
@@ -379,6 +468,9 @@ void sl__events_free(sl_events *ev)
     free(ev->applies);
     for (size_t i = 0; i < ev->ncontexts; i++)
         free(ev->contexts[i]);
+    volatile char *pw = ev->password; /* not left in freed memory */
+    for (size_t i = 0; i < sizeof ev->password; i++)
+        pw[i] = '\0';
     free(ev);
 }
 
