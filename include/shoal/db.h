@@ -47,6 +47,8 @@ typedef struct sl_db_options {
     int busy_timeout_ms;     /* SQLite busy_timeout; 0 → 5000 */
     int connect_timeout_s;   /* PostgreSQL connect_timeout; 0 → 5 */
     unsigned stmt_cache_max; /* prepared statements kept per connection; 0 → 64 */
+    int lock_timeout_ms;     /* PostgreSQL: the session's lock_timeout (a lock wait longer than
+                              * this fails with SL_EBUSY); 0 → the server's default (none) */
 } sl_db_options;
 
 /*
@@ -251,7 +253,7 @@ typedef struct sl_db_pool_config {
     const sl_db_options *opt; /* borrowed; copied; NULL for defaults */
     unsigned size;            /* connections, and tasks running at once: 1..64 */
     unsigned queue_max;       /* tasks waiting for a free connection: 0..65536 */
-    size_t stack_bytes;       /* per task; 0 → 256 KiB (rounded up to pages, plus a guard page) */
+    size_t stack_bytes;       /* per task; 0 → 512 KiB (rounded up to pages, plus a guard page) */
     sl_db_open_cb on_open;    /* optional */
     void *on_open_data;
 } sl_db_pool_config;

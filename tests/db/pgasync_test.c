@@ -290,7 +290,7 @@ static int start_service(void **state)
         char port[16];
         snprintf(port, sizeof port, "%d", g.port);
         char *argv[] = {"shoal-pgasync", "--port", port, "--workers", "1", NULL};
-        _exit(sl_service_main(&test_def, 5, argv));
+        exit(sl_service_main(&test_def, 5, argv)); /* exit: the sanitizers check for leaks */
     }
     for (int i = 0; i < 600; i++) { /* up to 30 s for migrations and the listener */
         int fd = connect_port(g.port);

@@ -40,7 +40,7 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#define POOL_STACK_DEFAULT (256u * 1024u)
+#define POOL_STACK_DEFAULT (512u * 1024u)
 #define POOL_SIZE_MAX      64u
 #define POOL_QUEUE_MAX     65536u
 
@@ -86,8 +86,8 @@ struct slot {
     void *arg;
     int open_rc;
 #ifdef SL_POOL_ASAN
-    void *fake_out;     /* the resumer's fake stack while the coroutine runs */
-    void *fake_in;      /* the coroutine's fake stack while it is switched out */
+    void *fake_out; /* the resumer's fake stack while the coroutine runs */
+    void *fake_in;  /* the coroutine's fake stack while it is switched out */
     const void *from_bottom;
     size_t from_size;
 #endif
@@ -180,8 +180,8 @@ static int slot_start_coroutine(slot *s)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t len = s->p->stack_bytes + page;
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1,
-                   0);
+    void *m =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (m == MAP_FAILED) return SL_ENOMEM;
     if (mprotect(m, page, PROT_NONE) != 0) { /* the guard page under the stack */
         munmap(m, len);

@@ -144,6 +144,8 @@ static PGresult *q_run(sl_db *db, const char *name, int n, const char *const *va
     return finish_async(db, PQsendQueryPrepared(c, name, n, values, lengths, formats, 0));
 }
 
+static int pg_exec(sl_db *db, const char *sql);
+
 static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
 {
     char *perr = NULL;
@@ -170,6 +172,16 @@ static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
     }
     PQsetNoticeProcessor(c, notice_ignore, NULL);
     db->impl = c;
+    if (o->lock_timeout_ms > 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SET lock_timeout = %d", o->lock_timeout_ms);
+        int rc = pg_exec(db, sql);
+        if (rc != 0) {
+            PQfinish(c);
+            db->impl = NULL;
+            return rc;
+        }
+    }
     return 0;
 }
 

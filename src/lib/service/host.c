@@ -34,6 +34,9 @@ extern char **environ;
 
 #define HOST_FREE_MAX 1024 /* recycled req_host records kept per worker */
 
+/* PostgreSQL lock_timeout of the connections that block the loop (see start_pool). */
+#define BLOCKING_LOCK_TIMEOUT_MS 5000
+
 static int on_headers(sl_http_req *req, void *data)
 {
     sl_svc_worker *w = data;
@@ -159,26 +162,27 @@ static void pool_conn_opened(sl_db *db, void *data)
 /*
  * PostgreSQL: request handlers run as tasks of a pool of connections, so a
  * slow query no longer stalls the loop (docs/data.md). The worker's own
- * connection stays blocking for everything else (timers, consumers, sagas);
- * a lock timeout bounds how long it can wait for a row a suspended handler
- * holds (the loop is blocked meanwhile, and the handler cannot resume).
+ * connection and the event connections stay blocking for everything else
+ * (timers, consumers, sagas, the relay); their lock timeout (BLOCKING_LOCK_TIMEOUT_MS,
+ * set in sl__service_prepare) bounds how long one of them can wait for a row
+ * a suspended handler holds: the loop is blocked meanwhile, so that handler
+ * cannot resume and release it.
  */
 static int start_pool(sl_svc_worker *w)
 {
     sl_service *svc = w->svc;
-    int rc = sl_db_exec(w->db, "SET lock_timeout = '5s'");
-    if (rc == 0) {
-        sl_db_pool_config pc = {.url = svc->db_url,
-                                .opt = &svc->db_opts,
-                                .size = svc->db_pool_size,
-                                .queue_max = svc->db_pool_queue_max,
-                                .on_open = pool_conn_opened,
-                                .on_open_data = svc};
-        rc = sl_db_pool_new(sl_worker_loop(w->sw.rw), &pc, &w->pool);
-    }
+    sl_db_options handler_opts = svc->db_opts;
+    handler_opts.lock_timeout_ms = 0; /* a handler waiting for a lock only waits itself */
+    sl_db_pool_config pc = {.url = svc->db_url,
+                            .opt = &handler_opts,
+                            .size = svc->db_pool_size,
+                            .queue_max = svc->db_pool_queue_max,
+                            .on_open = pool_conn_opened,
+                            .on_open_data = svc};
+    int rc = sl_db_pool_new(sl_worker_loop(w->sw.rw), &pc, &w->pool);
     if (rc != 0)
         SL_LOG_ERROR(svc->log, NULL, "worker cannot set up its database pool",
-                     SL_LOG_STR("error", sl_db_errmsg(w->db)), SL_LOG_STR("code", sl_errname(rc)));
+                     SL_LOG_STR("code", sl_errname(rc)));
     return rc;
 }
 
@@ -651,6 +655,8 @@ int sl__service_prepare(sl_service *svc)
                     "no identity key: requests that need a caller's identity will be refused",
                     SL_LOG_STR("reason", svc->identity_note));
     if (def->migrations && (rc = migrate(svc)) != 0) return rc;
+    /* From here on (not for the migrations, which may wait for each other's advisory lock). */
+    svc->db_opts.lock_timeout_ms = BLOCKING_LOCK_TIMEOUT_MS;
     if ((rc = sl__events_new(svc, def, svc->cfg, svc->db_url, &svc->db_opts, svc->log, svc->metrics,
                              &svc->events)) != 0)
         return rc;
