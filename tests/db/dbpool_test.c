@@ -3,8 +3,9 @@
  * for the server is suspended and the next one starts (on SQLite each task
  * runs to its end before the next); a full pool queues, then refuses
  * (SL_EBUSY); a task started inside another task (an in-process call) nests;
- * a task that leaves a transaction open has it rolled back; freeing the pool
- * finishes a suspended task with blocking I/O and hands queued ones SL_ECLOSED.
+ * a task that leaves a transaction open has it rolled back; a lost connection
+ * is replaced for the next task; freeing the pool finishes a suspended task
+ * with blocking I/O and hands queued ones SL_ECLOSED.
  */
 #include "db_harness.h"
 
@@ -227,6 +228,37 @@ static void test_free_finishes_suspended_and_queued(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void run_given(void *arg, sl_db *db, int rc)
+{
+    task *t = arg;
+    t->got_rc = rc;
+    t->db_null = db == NULL;
+    t->rc = db ? run_sql(db, t->start) : rc;
+}
+
+static void test_lost_connection_is_replaced(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sl_db_pool *p = new_pool(&loop, 1, 0);
+    task kill = {.start =
+                     harness_g.pg ? "SELECT pg_terminate_backend(pg_backend_pid())" : "SELECT 1"},
+         next = {.start = "SELECT 1"};
+    assert_int_equal(sl_db_pool_run(p, run_given, &kill), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (harness_g.pg) assert_int_equal(kill.rc, SL_EUNAVAIL);
+    assert_int_equal(sl_db_pool_run(p, run_given, &next), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_false(next.db_null);
+    assert_int_equal(next.rc, 0); /* a new connection */
+    sl_db_pool_stats st;
+    sl_db_pool_get_stats(p, &st);
+    assert_int_equal(st.open, 1);
+    free_pool(&loop, p);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -261,6 +293,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_task_inside_a_task, setup),
         cmocka_unit_test(test_open_transaction_is_rolled_back),
         cmocka_unit_test_setup(test_free_finishes_suspended_and_queued, setup),
+        cmocka_unit_test_setup(test_lost_connection_is_replaced, setup),
         cmocka_unit_test_setup(test_bad_config, setup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -89,6 +89,8 @@ int sl__db_rewrite_params(const char *sql, char *out, size_t cap);
  * blocking I/O instead (not in a task, or the pool is being freed).
  */
 int sl__db_async(const sl_db *db);
+/* PostgreSQL: 1 when the connection is lost (the pool then opens a new one). */
+int sl__db_pg_broken(const sl_db *db);
 int sl__db_wait(sl_db *db, int fd, int writable);
 
 #endif /* SHOAL_DB_INT_H */

@@ -93,6 +93,8 @@ struct slot {
 #endif
 };
 
+static void poll_drop(slot *s);
+
 /* The task running on this thread (innermost), or NULL. */
 static __thread slot *current;
 
@@ -156,6 +158,11 @@ static void resume(slot *s)
         if (!s->done || s->quit) return;
         /* A task must not leave a transaction open on a shared connection. */
         if (s->db && sl_db_in_tx(s->db)) sl_db_rollback(s->db);
+        if (s->db && sl__db_pg_broken(s->db)) { /* lost: the next task opens a new one */
+            poll_drop(s);
+            sl_db_close(s->db);
+            s->db = NULL;
+        }
         s->done = 0;
         s->busy = 0;
         s->p->stats.active--;

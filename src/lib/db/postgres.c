@@ -146,6 +146,11 @@ static PGresult *q_run(sl_db *db, const char *name, int n, const char *const *va
 
 static int pg_exec(sl_db *db, const char *sql);
 
+int sl__db_pg_broken(const sl_db *db)
+{
+    return db->kind == SL_DB_POSTGRES && PQstatus(db->impl) == CONNECTION_BAD;
+}
+
 static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
 {
     char *perr = NULL;
