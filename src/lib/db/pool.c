@@ -138,6 +138,17 @@ static void trampoline(void)
     setcontext(s->back);
 }
 
+/* Opens the slot's connection if it has none (a blocking connect, once per slot); open_rc is
+ * what its next task is told. */
+static void slot_connect(slot *s)
+{
+    s->open_rc = 0;
+    if (s->db) return;
+    char err[256];
+    s->open_rc = sl_db_open(s->p->url, &s->p->opt, &s->db, err, sizeof err);
+    if (s->open_rc == 0 && s->p->on_open) s->p->on_open(s->db, s->p->on_open_data);
+}
+
 /* Runs s's coroutine until it switches out; then, while its task is done, hands it the next
  * queued task. */
 static void resume(slot *s)
@@ -175,11 +186,7 @@ static void resume(slot *s)
         s->fn = q.fn;
         s->arg = q.arg;
         p->stats.active++;
-        if (!s->db) {
-            char err[256];
-            s->open_rc = sl_db_open(p->url, &p->opt, &s->db, err, sizeof err);
-            if (s->open_rc == 0 && p->on_open) p->on_open(s->db, p->on_open_data);
-        }
+        slot_connect(s);
     }
 }
 
@@ -329,13 +336,7 @@ int sl_db_pool_run(sl_db_pool *p, sl_db_task_cb fn, void *arg)
         int rc = slot_start_coroutine(s);
         if (rc != 0) return rc;
     }
-    if (!s->db) {
-        char err[256];
-        s->open_rc = sl_db_open(p->url, &p->opt, &s->db, err, sizeof err);
-        if (s->open_rc == 0 && p->on_open) p->on_open(s->db, p->on_open_data);
-    } else {
-        s->open_rc = 0;
-    }
+    slot_connect(s);
     s->busy = 1;
     s->fn = fn;
     s->arg = arg;
