@@ -5,7 +5,8 @@
  * the same worker are answered first; two transactions on the same worker
  * interleave, each seeing its own uncommitted rows and committing on its own;
  * with every handler connection busy and no queue, a request is answered 503
- * "database busy" and counted. Run as db.pgasync.pg; db.pgasync.sqlite runs
+ * "database busy" and counted; out-of-range pool settings stop the service
+ * at start. Run as db.pgasync.pg; db.pgasync.sqlite runs
  * the same routes on SQLite, where handlers stay on the loop (no ordering is
  * claimed there, only the answers).
  */
@@ -407,6 +408,31 @@ static void test_full_pool_answers_busy(void **state)
     assert_int_equal(call("GET", "/fast", body, sizeof body), 200);
 }
 
+/* The pool's settings are bounded: out of range stops the service at start (status 2). */
+static void test_pool_settings_are_checked(void **state)
+{
+    (void)state;
+    const char *bad[][2] = {{"SHOAL_DB__POOL_SIZE", "0"},
+                            {"SHOAL_DB__POOL_SIZE", "65"},
+                            {"SHOAL_DB__POOL_QUEUE_MAX", "65537"}};
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            setenv("SHOAL_DB__URL", g.url, 1);
+            setenv(bad[i][0], bad[i][1], 1);
+            if (!freopen("/dev/null", "w", stderr)) _exit(99);
+            char *argv[] = {"shoal-pgasync", "--port", "0", NULL};
+            exit(sl_service_main(&test_def, 3, argv));
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 2);
+    }
+}
+
 int main(int argc, char **argv)
 {
     harness_init(argc, argv);
@@ -414,6 +440,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_slow_query_does_not_block_others),
         cmocka_unit_test(test_transactions_interleave),
         cmocka_unit_test(test_full_pool_answers_busy),
+        cmocka_unit_test(test_pool_settings_are_checked),
     };
     int rc = cmocka_run_group_tests(tests, start_service, stop_service);
     harness_done();
