@@ -6,9 +6,10 @@
  * message is kept for logs), and embedded, checksummed migrations.
  *
  * Threading: an sl_db connection and its statements belong to one thread at a
- * time (one connection per worker thread). Database work is
- * synchronous on the caller's thread; on PostgreSQL the calls block on the
- * socket (libpq blocking API), which is acceptable for short local queries.
+ * time (one connection per worker thread). Database work is synchronous from
+ * the caller's view. On PostgreSQL the calls block on the socket (libpq),
+ * except inside a task of an sl_db_pool (below) on the task's own
+ * connection, where waiting suspends the task and the loop keeps running.
  *
  * Error mapping (both backends):
  *   SL_ECONFLICT  unique, primary-key or foreign-key violation
@@ -28,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 typedef struct sl_db sl_db;
 typedef struct sl_db_stmt sl_db_stmt;
@@ -45,6 +47,8 @@ typedef struct sl_db_options {
     int busy_timeout_ms;     /* SQLite busy_timeout; 0 → 5000 */
     int connect_timeout_s;   /* PostgreSQL connect_timeout; 0 → 5 */
     unsigned stmt_cache_max; /* prepared statements kept per connection; 0 → 64 */
+    int lock_timeout_ms;     /* PostgreSQL: the session's lock_timeout (a lock wait longer than
+                              * this fails with SL_EBUSY); 0 → the server's default (none) */
 } sl_db_options;
 
 /*
@@ -224,5 +228,69 @@ SL_API void sl_db_column_copy(const sl_db_stmt *st, int col, char *dst, size_t c
 
 /* Returns the library's own migrations (outbox, inbox, event store). Static storage. */
 SL_API const sl_migration_set *sl_db_lib_migrations(void);
+
+/* ---- A per-loop pool of PostgreSQL connections for work that must not block the loop ---------
+ *
+ * A pool belongs to one libuv loop and is used only on its thread. Each task
+ * runs as a coroutine (its own stack) with a connection of its own: when a
+ * statement on that connection waits for the server, the task is suspended
+ * (a uv_poll_t watches the socket) and the loop goes on serving; the task
+ * resumes where it stopped when the answer is there. The API above is
+ * unchanged inside a task; any other connection used inside a task, and every
+ * call outside one, stays blocking. Meant for the PostgreSQL backend (on
+ * SQLite nothing ever suspends). See docs/data.md.
+ */
+typedef struct sl_db_pool sl_db_pool;
+
+/* A task: `db` is its connection, or NULL with `rc` the reason (cannot connect: SL_EUNAVAIL...;
+ * SL_ECLOSED when the pool was freed before the task could start). */
+typedef void (*sl_db_task_cb)(void *arg, sl_db *db, int rc);
+/* Called once for every connection the pool opens (e.g. to set its commit hook). */
+typedef void (*sl_db_open_cb)(sl_db *db, void *data);
+
+typedef struct sl_db_pool_config {
+    const char *url;          /* borrowed; copied */
+    const sl_db_options *opt; /* borrowed; copied; NULL for defaults */
+    unsigned size;            /* connections, and tasks running at once: 1..64 */
+    unsigned queue_max;       /* tasks waiting for a free connection: 0..65536 */
+    size_t stack_bytes;       /* per task; 0 → 512 KiB (rounded up to pages, plus a guard page) */
+    sl_db_open_cb on_open;    /* optional */
+    void *on_open_data;
+} sl_db_pool_config;
+
+typedef struct sl_db_pool_stats {
+    uint64_t started; /* tasks started on a free connection at once */
+    uint64_t queued;  /* tasks that waited for a connection */
+    uint64_t refused; /* tasks refused: every connection busy and the queue full */
+    uint64_t waits;   /* times a task was suspended on its socket */
+    unsigned active;  /* tasks running or suspended now */
+    unsigned waiting; /* tasks queued now */
+    unsigned open;    /* connections open now */
+} sl_db_pool_stats;
+
+/* Creates a pool on `loop` (connections open when first needed). Returns 0, SL_EINVAL for a
+ * size or queue_max out of range, SL_ENOMEM. */
+SL_API int sl_db_pool_new(uv_loop_t *loop, const sl_db_pool_config *cfg,
+                          sl_db_pool **out) SL_MUST_CHECK;
+
+/*
+ * Runs fn(arg, db, rc) as a task: at once on a free connection (the call
+ * returns when the task finishes or first suspends), or later when one frees
+ * up. Returns 0; SL_EBUSY when every connection is busy and the queue is full
+ * (fn is not called); SL_ECLOSED while the pool is being freed; SL_ENOMEM.
+ * A task that returns with a transaction open has it rolled back.
+ */
+SL_API int sl_db_pool_run(sl_db_pool *p, sl_db_task_cb fn, void *arg) SL_MUST_CHECK;
+
+/* The connection of the task of `p` running now, or NULL outside such a task. */
+SL_API sl_db *sl_db_pool_current(const sl_db_pool *p);
+
+/* Copies the pool's counters. */
+SL_API void sl_db_pool_get_stats(const sl_db_pool *p, sl_db_pool_stats *out);
+
+/* Frees the pool on its loop's thread: suspended tasks finish with blocking I/O, queued ones run
+ * with db NULL and rc SL_ECLOSED, connections close; the loop must run afterwards so the socket
+ * watchers can close. NULL is ignored. */
+SL_API void sl_db_pool_free(sl_db_pool *p);
 
 #endif /* SHOAL_DB_H */

@@ -57,7 +57,9 @@ typedef struct sl_subscription_def {
     int unordered;           /* 1: no per-subject ordering needed (more throughput) */
 } sl_subscription_def;
 
-/* A route handler: runs on the worker's loop thread; must answer req (now or later). */
+/* A route handler: runs on the worker's loop thread; must answer req (now or later). On
+ * PostgreSQL it runs as a coroutine with its own connection from the worker's pool (db.pool_size):
+ * a query waiting for the server suspends it while the loop serves other requests. */
 typedef void (*sl_handler_cb)(sl_http_req *req, sl_svc_worker *w);
 
 typedef struct sl_route_def {
@@ -140,7 +142,8 @@ SL_API sl_logger *sl_svc_worker_log(sl_svc_worker *w);
 SL_API sl_metrics *sl_svc_worker_metrics(sl_svc_worker *w);
 SL_API sl_tracer *sl_svc_worker_tracer(sl_svc_worker *w);
 SL_API void *sl_svc_worker_data(sl_svc_worker *w);
-/* The worker's database connection (NULL when the service has no migrations). */
+/* The worker's database connection (NULL when the service has no migrations). Inside a request
+ * handler on PostgreSQL: the handler's own connection from the worker's pool. */
 SL_API sl_db *sl_svc_worker_db(sl_svc_worker *w);
 SL_API void sl_svc_worker_set_data(sl_svc_worker *w, void *data);
 

@@ -80,4 +80,17 @@ int sl__db_set_err(sl_db *db, int code, const char *fmt, ...) SL_PRINTF(3, 4);
  */
 int sl__db_rewrite_params(const char *sql, char *out, size_t cap);
 
+/*
+ * Suspending waits (pool.c). sl__db_async: 1 when the caller runs in a pool
+ * task whose connection is `db` (the backend may then wait with
+ * sl__db_wait instead of blocking). sl__db_wait: suspends the task until `fd`
+ * is readable (or writable too, when `writable`); returns 0, a negative
+ * libuv error, or SL_ESTATE / SL_ECLOSED when the caller must finish with
+ * blocking I/O instead (not in a task, or the pool is being freed).
+ */
+int sl__db_async(const sl_db *db);
+/* PostgreSQL: 1 when the connection is lost (the pool then opens a new one). */
+int sl__db_pg_broken(const sl_db *db);
+int sl__db_wait(sl_db *db, int fd, int writable);
+
 #endif /* SHOAL_DB_INT_H */

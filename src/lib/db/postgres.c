@@ -1,12 +1,14 @@
 /*
- * The PostgreSQL backend of sl_db, over libpq's blocking API: a statement
- * is a rewritten SQL text ($1..$n) plus its parameter arrays, prepared on
- * the server (PQprepare, named sl_<serial>) at its first run and then run
- * with PQexecPrepared (text results, bytea parameters in binary), so the
- * server parses and plans it once per connection. Blocking is
- * acceptable for short local queries on a worker thread (docs/data.md); a
- * nonblocking driver (PQsendQueryParams + uv_poll) can come later behind the same
- * vtable. SQLSTATE classes are mapped onto SL_E* codes.
+ * The PostgreSQL backend of sl_db, over libpq: a statement is a rewritten
+ * SQL text ($1..$n) plus its parameter arrays, prepared on the server (named
+ * sl_<serial>) at its first run and then run as a prepared statement (text
+ * results, bytea parameters in binary), so the server parses and plans it
+ * once per connection. Every round trip goes through one of three senders
+ * (q_exec, q_prepare, q_run): inside a pool task on the task's own
+ * connection (pool.c) they use libpq's non-blocking calls (PQsend*, PQflush,
+ * PQconsumeInput, PQisBusy) and suspend the task while the server works;
+ * anywhere else they block as PQexec does. SQLSTATE classes are mapped onto
+ * SL_E* codes.
  *
  * A connection the server dropped (restart, failover, a cut network) is reopened before the
  * next statement outside a transaction (PQreset, bounded by connect_timeout, at most once a
@@ -99,6 +101,84 @@ static int fail(sl_db *db, const PGresult *res)
     return code;
 }
 
+/*
+ * Waits for the answer to the query just sent on a pool task's connection,
+ * suspending the task while the socket has nothing; if the pool is being
+ * freed, finishes with blocking calls. Returns what PQexec would: the first
+ * error result, else the last result (NULL when nothing came).
+ */
+static PGresult *collect(sl_db *db)
+{
+    PGconn *c = conn(db);
+    int async = 1;
+    for (;;) {
+        int f = PQflush(c);
+        if (f == 0) break;
+        if (f < 0) return NULL;
+        if (sl__db_wait(db, PQsocket(c), 1) != 0) {
+            async = 0;
+            PQsetnonblocking(c, 0);
+            if (PQflush(c) != 0) return NULL;
+            break;
+        }
+        if (!PQconsumeInput(c)) return NULL;
+    }
+    PGresult *keep = NULL;
+    for (;;) {
+        while (async && PQisBusy(c)) {
+            /* On a failed wait or a lost connection PQgetResult finishes by itself. */
+            if (sl__db_wait(db, PQsocket(c), 0) != 0 || !PQconsumeInput(c)) async = 0;
+        }
+        PGresult *r = PQgetResult(c);
+        if (r == NULL) break;
+        if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+            continue;
+        }
+        PQclear(keep);
+        keep = r;
+    }
+    return keep;
+}
+
+/* Sends with `sent` (a PQsend* call's result) and collects, in non-blocking mode. */
+static PGresult *finish_async(sl_db *db, int sent)
+{
+    PGresult *r = sent ? collect(db) : NULL;
+    PQsetnonblocking(conn(db), 0);
+    return r;
+}
+
+static PGresult *q_exec(sl_db *db, const char *sql)
+{
+    PGconn *c = conn(db);
+    if (!sl__db_async(db) || PQsetnonblocking(c, 1) != 0) return PQexec(c, sql);
+    return finish_async(db, PQsendQuery(c, sql));
+}
+
+static PGresult *q_prepare(sl_db *db, const char *name, const char *sql, int n, const Oid *types)
+{
+    PGconn *c = conn(db);
+    if (!sl__db_async(db) || PQsetnonblocking(c, 1) != 0) return PQprepare(c, name, sql, n, types);
+    return finish_async(db, PQsendPrepare(c, name, sql, n, types));
+}
+
+static PGresult *q_run(sl_db *db, const char *name, int n, const char *const *values,
+                       const int *lengths, const int *formats)
+{
+    PGconn *c = conn(db);
+    if (!sl__db_async(db) || PQsetnonblocking(c, 1) != 0)
+        return PQexecPrepared(c, name, n, values, lengths, formats, 0);
+    return finish_async(db, PQsendQueryPrepared(c, name, n, values, lengths, formats, 0));
+}
+
+static int pg_exec(sl_db *db, const char *sql);
+
+int sl__db_pg_broken(const sl_db *db)
+{
+    return db->kind == SL_DB_POSTGRES && PQstatus(conn(db)) == CONNECTION_BAD;
+}
+
 static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
 {
     char *perr = NULL;
@@ -131,6 +211,17 @@ static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
     PQsetNoticeProcessor(c, notice_ignore, NULL);
     pc->c = c;
     db->impl = pc;
+    if (o->lock_timeout_ms > 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SET lock_timeout = %d", o->lock_timeout_ms);
+        int rc = pg_exec(db, sql);
+        if (rc != 0) {
+            PQfinish(c);
+            free(pc);
+            db->impl = NULL;
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -163,7 +254,7 @@ static int pg_exec(sl_db *db, const char *sql)
 {
     int rc0 = usable(db);
     if (rc0 != 0) return rc0;
-    PGresult *r = PQexec(conn(db), sql);
+    PGresult *r = q_exec(db, sql);
     ExecStatusType s = PQresultStatus(r);
     int rc = (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) ? 0 : fail(db, r);
     PQclear(r);
@@ -191,7 +282,7 @@ static void deallocate(sl_db_stmt *st)
         PQstatus(conn(st->db)) == CONNECTION_OK) {
         char sql[48];
         snprintf(sql, sizeof sql, "DEALLOCATE %s", p->name);
-        PQclear(PQexec(conn(st->db), sql));
+        PQclear(q_exec(st->db, sql));
     }
     p->name[0] = '\0';
 }
@@ -315,7 +406,7 @@ static int ensure_prepared(sl_db_stmt *st)
         if (p->types[i] != 0) p->prepared_types[i] = p->types[i];
     char name[sizeof p->name];
     snprintf(name, sizeof name, "sl_%llu", (unsigned long long)++st->db->stmt_serial);
-    PGresult *r = PQprepare(conn(st->db), name, p->sql, st->nparams, p->prepared_types);
+    PGresult *r = q_prepare(st->db, name, p->sql, st->nparams, p->prepared_types);
     rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail(st->db, r);
     PQclear(r);
     if (rc == 0) {
@@ -331,8 +422,8 @@ static int pg_step(sl_db_stmt *st)
     if (p->res == NULL) {
         int rc = ensure_prepared(st);
         if (rc) return rc;
-        PGresult *r = PQexecPrepared(conn(st->db), p->name, st->nparams,
-                                     (const char *const *)p->values, p->lengths, p->formats, 0);
+        PGresult *r = q_run(st->db, p->name, st->nparams, (const char *const *)p->values,
+                            p->lengths, p->formats);
         ExecStatusType s = PQresultStatus(r);
         if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
             rc = fail(st->db, r);

@@ -37,6 +37,9 @@ extern char **environ;
 
 #define HOST_FREE_MAX 1024 /* recycled req_host records kept per worker */
 
+/* PostgreSQL lock_timeout of the connections that block the loop (see start_pool). */
+#define BLOCKING_LOCK_TIMEOUT_MS 5000
+
 static int on_headers(sl_http_req *req, void *data)
 {
     sl_svc_worker *w = data;
@@ -69,6 +72,33 @@ static int on_headers(sl_http_req *req, void *data)
     return 0;
 }
 
+/* A route of the service's own definition (not a built-in or administration route). */
+static int own_route(const sl_service_def *def, const sl_route_def *d)
+{
+    return def->routes && d >= def->routes && d < def->routes + def->nroutes;
+}
+
+/*
+ * A request handler as a task of the worker's PostgreSQL pool: inside it
+ * sl_svc_worker_db() is the task's own connection, and a query that waits
+ * for the server suspends the handler while the loop serves other requests.
+ */
+static void run_pooled(void *arg, sl_db *db, int rc)
+{
+    sl_http_req *req = arg;
+    req_host *h = req->host;
+    if (!db) {
+        sl_respond_db_error(req, rc, "cannot open a database connection for the request");
+        return;
+    }
+    /* It may have waited for a connection. */
+    if (sl_deadline_expired(h->deadline, sl_clock_system())) {
+        sl_respond_problem_ex(req, 504, "the caller's deadline has passed", NULL);
+        return;
+    }
+    h->route->def->handler(req, h->w);
+}
+
 static void on_request(sl_http_req *req, void *data)
 {
     sl_svc_worker *w = data;
@@ -76,6 +106,18 @@ static void on_request(sl_http_req *req, void *data)
     /* Nobody waits for this answer any more: do not run the handler. */
     if (sl_deadline_expired(h->deadline, sl_clock_system())) {
         sl_respond_problem_ex(req, 504, "the caller's deadline has passed", NULL);
+        return;
+    }
+    if (h->route && w->pool && own_route(w->svc->def, h->route->def)) {
+        int rc = sl_db_pool_run(w->pool, run_pooled, req);
+        if (rc == 0) return;
+        sl_series *s = rc == SL_EBUSY ? sl_metric_series(w->svc->db_busy, NULL) : NULL;
+        if (s) sl_counter_inc(s, (unsigned)w->sw.index);
+        sl_respond_problem_reason(req, 503, "database_busy",
+                                  rc == SL_EBUSY ? "database busy: every connection of this worker "
+                                                   "is in use and the queue is full; retry later"
+                                                 : "database busy; retry later",
+                                  NULL, 1);
         return;
     }
     if (h->route) {
@@ -112,6 +154,40 @@ static void on_response(sl_http_req *req, int status, size_t body_len, void *dat
 }
 
 /* ---- workers ---------------------------------------------------------- */
+
+/* Each handler connection wakes the outbox relay after its commits, as the worker's own does. */
+static void pool_conn_opened(sl_db *db, void *data)
+{
+    sl_service *svc = data;
+    sl__events_watch(svc->events, db);
+}
+
+/*
+ * PostgreSQL: request handlers run as tasks of a pool of connections, so a
+ * slow query no longer stalls the loop (docs/data.md). The worker's own
+ * connection and the event connections stay blocking for everything else
+ * (timers, consumers, sagas, the relay); their lock timeout (BLOCKING_LOCK_TIMEOUT_MS,
+ * set in sl__service_prepare) bounds how long one of them can wait for a row
+ * a suspended handler holds: the loop is blocked meanwhile, so that handler
+ * cannot resume and release it.
+ */
+static int start_pool(sl_svc_worker *w)
+{
+    sl_service *svc = w->svc;
+    sl_db_options handler_opts = svc->db_opts;
+    handler_opts.lock_timeout_ms = 0; /* a handler waiting for a lock only waits itself */
+    sl_db_pool_config pc = {.url = svc->db_url,
+                            .opt = &handler_opts,
+                            .size = svc->db_pool_size,
+                            .queue_max = svc->db_pool_queue_max,
+                            .on_open = pool_conn_opened,
+                            .on_open_data = svc};
+    int rc = sl_db_pool_new(sl_worker_loop(w->sw.rw), &pc, &w->pool);
+    if (rc != 0)
+        SL_LOG_ERROR(svc->log, NULL, "worker cannot set up its database pool",
+                     SL_LOG_STR("code", sl_errname(rc)));
+    return rc;
+}
 
 int sl__service_worker_start(sl_worker *rw, int fd, void *data)
 {
@@ -151,6 +227,7 @@ int sl__service_worker_start(sl_worker *rw, int fd, void *data)
             return rc;
         }
         sl__events_watch(svc->events, w->db);
+        if (sl_db_kind(w->db) == SL_DB_POSTGRES && (rc = start_pool(w)) != 0) return rc;
     }
     if (idx == 0 && (rc = sl__events_start(svc->events, sl_worker_loop(rw))) != 0) return rc;
     if (svc->def->worker_init && (rc = svc->def->worker_init(w)) != 0) return rc;
@@ -170,6 +247,8 @@ void sl__service_worker_stop(sl_worker *rw, void *data)
     sl_svc_worker *w = &svc->w[sl_worker_index(rw)];
     if (w->local) sl_http_local_unregister(svc->port);
     w->local = 0;
+    sl_db_pool_free(w->pool); /* handlers still waiting finish first, before the service's fini */
+    w->pool = NULL;
     if (w->started && svc->def->worker_fini) svc->def->worker_fini(w);
     if (w->sw.index == 0) sl__events_stop(svc->events);
     sl_serve_worker_stop(&w->sw);
@@ -284,6 +363,11 @@ static int load_settings(sl_service *svc, int argc, char **argv, char **env)
     snprintf(def_url, sizeof def_url, "sqlite:data/%s.db", svc->def->name);
     bad |= !bad && sl_config_get_string(svc->cfg, "db.url", def_url, &db_url, err);
     bad |= !bad && sl_config_get_string(svc->cfg, "db.synchronous", "normal", &db_sync, err);
+    int64_t pool_size = 4, pool_queue = 64;
+    bad |= !bad && sl_config_get_int(svc->cfg, "db.pool_size", 4, 1, 64, &pool_size, err);
+    bad |= !bad && sl_config_get_int(svc->cfg, "db.pool_queue_max", 64, 0, 65536, &pool_queue, err);
+    svc->db_pool_size = (unsigned)pool_size;
+    svc->db_pool_queue_max = (unsigned)pool_queue;
     if (!bad && strcmp(db_sync, "normal") != 0 && strcmp(db_sync, "full") != 0) {
         char where[256];
         sl_config_locate(svc->cfg, "db.synchronous", where, sizeof where);
@@ -405,6 +489,11 @@ static int setup_metrics(sl_service *svc)
                                 "Identity proofs refused, by reason (invalid, role, replay, "
                                 "replay_full).",
                                 labels, 1, &svc->identity_refusals);
+    if (rc == 0)
+        rc = sl_metrics_counter(svc->metrics, "db_pool_busy_total",
+                                "Requests answered 503 database busy: every handler connection of "
+                                "the worker in use and its queue full (PostgreSQL).",
+                                NULL, 0, &svc->db_busy);
     return rc;
 }
 
@@ -608,6 +697,8 @@ int sl__service_prepare(sl_service *svc)
                     "no identity key: requests that need a caller's identity will be refused",
                     SL_LOG_STR("reason", svc->identity_note));
     if (def->migrations && (rc = migrate(svc)) != 0) return rc;
+    /* From here on (not for the migrations, which may wait for each other's advisory lock). */
+    svc->db_opts.lock_timeout_ms = BLOCKING_LOCK_TIMEOUT_MS;
     if ((rc = sl__events_new(svc, def, svc->cfg, svc->db_url, &svc->db_opts, svc->log, svc->metrics,
                              &svc->events)) != 0)
         return rc;

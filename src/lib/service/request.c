@@ -74,7 +74,9 @@ void sl_svc_worker_set_data(sl_svc_worker *w, void *data)
 }
 sl_db *sl_svc_worker_db(sl_svc_worker *w)
 {
-    return w->db;
+    /* Inside a request handler on PostgreSQL: the handler task's own connection. */
+    sl_db *task = sl_db_pool_current(w->pool);
+    return task ? task : w->db;
 }
 sl_svc_worker *sl_req_worker(sl_http_req *req)
 {
@@ -332,7 +334,7 @@ int sl_respond_db_error(sl_http_req *req, int rc, const char *what)
     SL_ASSERT(w); /* only a request the host routed reaches a handler */
     SL_LOG_ERROR(w->svc->log, sl_req_trace(req), what ? what : "database error",
                  SL_LOG_STR("code", sl_errname(rc)),
-                 SL_LOG_STR("error", w->db ? sl_db_errmsg(w->db) : ""));
+                 SL_LOG_STR("error", sl_svc_worker_db(w) ? sl_db_errmsg(sl_svc_worker_db(w)) : ""));
     char detail[128];
     snprintf(detail, sizeof detail, "the %s database is unavailable; retry later",
              w->svc->def->name);

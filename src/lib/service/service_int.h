@@ -53,6 +53,9 @@ struct sl_service {
     sl_svc_worker *w;
     char db_url[1024];
     sl_db_options db_opts;
+    unsigned db_pool_size;      /* db.pool_size: handler connections per worker (PostgreSQL) */
+    unsigned db_pool_queue_max; /* db.pool_queue_max: requests waiting for one */
+    sl_metric_family *db_busy;  /* db_pool_busy_total: requests refused, pool and queue full */
     sl_identity_keyring identity_ring; /* the keys of this service's edges */
     int have_identity_key;
     int64_t identity_window_ms;          /* identity.window_ms */
@@ -88,7 +91,8 @@ struct sl_svc_worker {
     sl_http_callbacks cbs; /* its server's, also run by in-process calls (sl_http_local_register) */
     int local;             /* registered for in-process calls on this thread */
     int started;
-    sl_db *db;
+    sl_db *db;        /* the worker's own connection: everything outside request handlers */
+    sl_db_pool *pool; /* PostgreSQL: the request handlers' connections (db/pool.c), else NULL */
     void *data;
 };
 
