@@ -10,6 +10,11 @@
 //     scenario did not declare with t.allow();
 //   - stops the browser and the shop afterwards, whatever happened.
 //
+// SHOAL_E2E_SHAPE chooses how the shop hosts its seven services, as for the C end-to-end suites
+// (tests/support/shape.c writes the same `hosting:` block): separate (the default: every service
+// its own process), monolith (all seven in one shoal-shop process named "shop") or mixed (order
+// and payment their own processes, the other five in "shop").
+//
 // What `t` offers:
 //   t.base                  "http://127.0.0.1:<gateway port>"
 //   t.out                   the test's output directory (screenshots, the shop's logs on failure)
@@ -26,9 +31,12 @@
 //                           {status, headers, json, text}
 //   t.admin()               {email, password} of the admin account `shoal up` made
 //   t.login(email, password) the access token
-//   t.pid(name)             the current pid of a process of the shop ("payment", "gateway", ...)
+//   t.shape                 the hosting shape: "separate", "monolith" or "mixed"
+//   t.processOf(service)    the process that runs a service in this shape ("shop" or its own)
+//   t.pid(name)             the current pid of a process of the shop ("payment", "gateway", ...;
+//                           a service's name stands for the process that runs it)
 //   t.signal(name, sig)     sends sig (e.g. "SIGSTOP", "SIGCONT", "SIGKILL": `shoal up` restarts
-//                           a killed process) to that process
+//                           a killed process) to that process (with the services it hosts)
 //   t.waitFor(fn, {timeout_ms, what})  polls an async predicate until it returns truthy
 //   t.natsPort, t.ports     the shop's nats-server port; each service's port by name
 //   t.publishRaw(subject, payload)  a core NATS publish straight to nats-server (a stream
@@ -52,6 +60,21 @@ const SERVICES = ['user', 'product', 'cart', 'inventory', 'order', 'payment', 'n
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+// The hosting shape (SHOAL_E2E_SHAPE): which services share the shoal-shop process "shop".
+const SHAPES = {
+  separate: [],
+  monolith: SERVICES,
+  mixed: ['user', 'product', 'cart', 'inventory', 'notification'],
+};
+export const SHAPE = process.env.SHOAL_E2E_SHAPE || 'separate';
+if (!Object.hasOwn(SHAPES, SHAPE))
+  throw new Error(`SHOAL_E2E_SHAPE: must be separate, monolith or mixed (not '${SHAPE}')`);
+
+// The process (as `shoal up` names it) that runs `name` in this shape; other names unchanged.
+export function processOf(name) {
+  return SHAPES[SHAPE].includes(name) ? 'shop' : name;
+}
 
 export function log(...args) {
   const ts = new Date().toISOString().slice(11, 23);
@@ -135,6 +158,7 @@ class Shop {
       lines.push(`  - {name: ${s}, port: ${ports[s]}${calls}, env: {${common}${extra}}}`);
     }
     lines.push(`  - {name: gateway, port: ${this.gateway}, config: ${gwPath}, env: {SHOAL_LOG__LEVEL: warn}}`);
+    if (SHAPES[SHAPE].length) lines.push('hosting:', `  - {name: shop, services: [${SHAPES[SHAPE].join(', ')}]}`);
     const local = path.join(this.dir, 'local.yaml');
     fs.writeFileSync(local, lines.join('\n') + '\n');
 
@@ -155,10 +179,11 @@ class Shop {
 
   pid(name) {
     const text = fs.existsSync(this.uplog) ? fs.readFileSync(this.uplog, 'utf8') : '';
+    const proc = processOf(name);
     let pid = 0;
     for (const line of text.split('\n')) {
       const m = line.match(/started \(pid (\d+)/);
-      if (m && line.includes(`${name} `)) pid = Number(m[1]);
+      if (m && line.includes(`${proc} `)) pid = Number(m[1]);
     }
     return pid;
   }
@@ -196,6 +221,8 @@ class Test {
     this.launch = launch;
     this.browser = null;
     this.natsPort = shop.nats;
+    this.shape = SHAPE;
+    this.processOf = processOf;
     this.ports = shop.ports;
     this.out = out;
     this.src = SRC;
@@ -355,7 +382,7 @@ class Test {
     const pid = this.shop.pid(name);
     if (!pid) throw new Error(`no pid for ${name}`);
     process.kill(pid, sig);
-    log(`${sig} → ${name} (pid ${pid})`);
+    log(`${sig} → ${processOf(name)} (pid ${pid})`);
   }
 }
 
@@ -379,7 +406,7 @@ export async function run(name, scenario) {
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   try {
-    log(`${name}: starting the shop in ${dir}`);
+    log(`${name}: starting the shop (${SHAPE}) in ${dir}`);
     await shop.start();
     log(`${name}: shop ready at ${shop.base} (${Date.now() - t0} ms)`);
     // The browser starts with the scenario's first page (a scenario may only call the API).
