@@ -136,6 +136,20 @@ static pid_t child_pid(const char *name)
     return pid;
 }
 
+/* The state letter of pid in /proc/<pid>/stat (R, S, T, ...), or '?'. */
+static char process_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    return end && end[1] == ' ' && end[2] ? end[2] : '?';
+}
+
 /* ---- the shop's state ------------------------------------------------------ */
 
 static char user[2048], admin[2048];
@@ -373,6 +387,13 @@ static void test_inventory_outage(void **state)
     pid_t inv = child_pid(th_shape_process_of(shape, "inventory"));
     assert_true(inv > 0);
     assert_int_equal(kill(inv, SIGSTOP), 0);
+    /* Stopped (state T) before the first order goes in; bounded: 5 s. */
+    char st = process_state(inv);
+    for (int i = 0; i < 50 && st != 'T'; i++, usleep(100000))
+        st = process_state(inv);
+    if (st != 'T')
+        fail_msg("%s (pid %d) is in state %c after SIGSTOP, not T",
+                 th_shape_process_of(shape, "inventory"), (int)inv, st);
     /* Batch 1; inventory stays frozen past its deadline (16 retry caps); batch 2 arrives
      * shortly before inventory is back, with most of its deadline left. */
     int n = 0, batch1;
