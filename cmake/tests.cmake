@@ -5,15 +5,11 @@
 # declared by the suites themselves (see tests/README.md).
 
 set(SHOAL_TEST_ENV "SHOAL_BIN_DIR=${CMAKE_BINARY_DIR}/bin" "SHOAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
-# The chaos round (e2e.chaos) runs 30 s in `make test` and 20 s in the sanitizer build, which
-# looks for memory and undefined-behaviour errors that a shorter round reaches as well; the
-# flapping participant (e2e.outage) runs 30 s in both (CI's time budget; both default to 60 s
-# when run alone, and bench/chaos.sh runs minutes).
-if(SHOAL_SANITIZE)
-  list(APPEND SHOAL_TEST_ENV "SHOAL_CHAOS_SECONDS=20" "SHOAL_E2E_FLAP_S=30")
-else()
-  list(APPEND SHOAL_TEST_ENV "SHOAL_CHAOS_SECONDS=30" "SHOAL_E2E_FLAP_S=30")
-endif()
+# The chaos round (e2e.chaos) and the flapping participant (e2e.outage) run 20 s each in the
+# separate shape, in `make test` and in the sanitizer build (CI's time budget, which the other
+# hosting shapes below share: a 20 s round still makes about four faults, a 20 s flap about six
+# kills of payment; both default to 60 s when run alone, and bench/chaos.sh runs minutes).
+list(APPEND SHOAL_TEST_ENV "SHOAL_CHAOS_SECONDS=20" "SHOAL_E2E_FLAP_S=20")
 
 function(shoal_add_tests kind label timeout)
   file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/${kind}/*_test.c)
@@ -324,19 +320,39 @@ if(TARGET fuzz_graph_traces)
   target_include_directories(fuzz_graph_traces PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
 endif()
 
-# The shop's journey in the other hosting shapes (tests/support/shape.h, docs/architecture.md
-# "Hosting"): all seven services in one shoal-shop process, and mixed (order and payment their
-# own processes). The sanitizer build runs the monolith only (CI time), the normal build both.
-if(TARGET e2e_shop)
-  set(shoal_shapes monolith)
-  if(NOT SHOAL_SANITIZE)
-    list(APPEND shoal_shapes mixed)
-  endif()
-  foreach(shape ${shoal_shapes})
-    add_test(NAME e2e.shop.${shape} COMMAND e2e_shop)
-    set_tests_properties(e2e.shop.${shape} PROPERTIES LABELS "e2e" TIMEOUT 900
-      RESOURCE_LOCK whole_shop ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape}")
-  endforeach()
+# The other hosting shapes (tests/support/shape.h, docs/architecture.md "Hosting", tests/README.md):
+# monolith (all seven services in one shoal-shop process) and mixed (order and payment their own
+# processes, the other five in one). A test <suite>.<shape> runs the suite with
+# SHOAL_E2E_SHAPE=<shape>, and shorter rounds where the point of a scenario survives (a chaos
+# round still kills, pauses and slows the shop's processes; payment still flaps several times).
+# Left out, and why:
+# - the outage suite in the monolith: there is no participant to take down alone (freezing or
+#   killing one takes every service down, and nothing takes orders); e2e.shop.monolith kills the
+#   monolith mid-checkout instead;
+# - the chaos round in the mixed shape (it passes: SHOAL_E2E_SHAPE=mixed build/tests/e2e_chaos):
+#   its processes fail the ways the separate shape's (order, payment alone) and the monolith's
+#   (several services at once) do, and e2e.outage.mixed takes its shared process down under
+#   orders;
+# - the load suite in the mixed shape (it passes by hand): the records it compares with the
+#   generator's counts are the gateway's and the order service's, both their own processes there
+#   as in the separate shape;
+# - the shopper browser test in the mixed shape (it passes by hand): its pages drive the API
+#   e2e.shop.mixed drives, and the in-process checkout is the monolith's;
+# - the smoke browser test in both: it tests the gateway's static files, the same in every shape;
+# - the ops and admin_api browser tests in the monolith: they stop one service alone, and plant an
+#   event straight into nats-server, which a monolith on an in-process bus does not read; the ops
+#   test in the mixed shape (it passes: ctest -R browser.ops with SHOAL_E2E_SHAPE=mixed in the
+#   environment), whose console pages are the gateway's, served the same in every shape;
+# - in the sanitizer build, every extra shape but e2e.shop.monolith: what the shapes add in C is
+#   the in-process call path and hosting, which the monolith's journey reaches (and
+#   integration.local_call under the sanitizers); the rest is the same C as in the separate shape.
+if(SHOAL_SANITIZE)
+  set(shoal_shape_e2e "shop:monolith")
+  set(shoal_shape_browser "")
+else()
+  set(shoal_shape_e2e shop:monolith shop:mixed load:monolith trace:monolith trace:mixed
+    outage:mixed chaos:monolith)
+  set(shoal_shape_browser shopper:monolith admin_api:mixed)
 endif()
 
 # deploy/k8s (docs/operations.md, "Kubernetes"): deploy.k8s_drift fails when the committed
@@ -361,3 +377,28 @@ if(TARGET fuzz_nats_mesh)
   target_link_libraries(fuzz_nats_mesh PRIVATE shoal_cli_core)
   target_include_directories(fuzz_nats_mesh PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
 endif()
+set(shoal_shape_env SHOAL_CHAOS_SECONDS=10 SHOAL_E2E_FLAP_S=15)
+foreach(item ${shoal_shape_e2e})
+  string(REPLACE ":" ";" parts ${item})
+  list(GET parts 0 suite)
+  list(GET parts 1 shape)
+  if(TARGET e2e_${suite})
+    add_test(NAME e2e.${suite}.${shape} COMMAND e2e_${suite})
+    set_tests_properties(e2e.${suite}.${shape} PROPERTIES LABELS "e2e" TIMEOUT 900
+      RESOURCE_LOCK whole_shop
+      ENVIRONMENT "${SHOAL_TEST_ENV};${shoal_shape_env};SHOAL_E2E_SHAPE=${shape}")
+  endif()
+endforeach()
+foreach(item ${shoal_shape_browser})
+  string(REPLACE ":" ";" parts ${item})
+  list(GET parts 0 name)
+  list(GET parts 1 shape)
+  if(TEST browser.${name})
+    add_test(NAME browser.${name}.${shape}
+      COMMAND ${SHOAL_NODE} ${CMAKE_SOURCE_DIR}/tests/browser/${name}.test.mjs)
+    get_test_property(browser.${name} TIMEOUT tmo)
+    set_tests_properties(browser.${name}.${shape} PROPERTIES LABELS browser TIMEOUT ${tmo}
+      RESOURCE_LOCK whole_shop
+      ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape};SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/${name}.${shape}")
+  endif()
+endforeach()

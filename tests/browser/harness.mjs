@@ -10,6 +10,11 @@
 //     scenario did not declare with t.allow();
 //   - stops the browser and the shop afterwards, whatever happened.
 //
+// SHOAL_E2E_SHAPE chooses how the shop hosts its seven services, as for the C end-to-end suites
+// (tests/support/shape.c writes the same `hosting:` block): separate (the default: every service
+// its own process), monolith (all seven in one shoal-shop process named "shop") or mixed (order
+// and payment their own processes, the other five in "shop").
+//
 // What `t` offers:
 //   t.base                  "http://127.0.0.1:<gateway port>"
 //   t.out                   the test's output directory (screenshots, the shop's logs on failure)
@@ -17,7 +22,8 @@
 //   t.newPage({viewport})   a page in a new browser context (its own cookies and storage)
 //   t.check(page, label)    axe-core (WCAG 2.1 A and AA) at desktop and phone sizes, failing on
 //                           any violation, with screenshots <label>-desktop.png (1280x800) and
-//                           <label>-phone.png (390x844) in t.out
+//                           <label>-phone.png (390x844) in t.out (in the monolith and mixed
+//                           shapes: desktop size only, no screenshots)
 //   t.measure(page)         {transfer_bytes, requests, dom_interactive_ms, load_ms} of the
 //                           page's first load (Performance API), for reporting only
 //   t.allow(pattern)        a RegExp matched against "<status> <METHOD> <url>" of responses and
@@ -26,9 +32,12 @@
 //                           {status, headers, json, text}
 //   t.admin()               {email, password} of the admin account `shoal up` made
 //   t.login(email, password) the access token
-//   t.pid(name)             the current pid of a process of the shop ("payment", "gateway", ...)
+//   t.shape                 the hosting shape: "separate", "monolith" or "mixed"
+//   t.processOf(service)    the process that runs a service in this shape ("shop" or its own)
+//   t.pid(name)             the current pid of a process of the shop ("payment", "gateway", ...;
+//                           a service's name stands for the process that runs it)
 //   t.signal(name, sig)     sends sig (e.g. "SIGSTOP", "SIGCONT", "SIGKILL": `shoal up` restarts
-//                           a killed process) to that process
+//                           a killed process) to that process (with the services it hosts)
 //   t.waitFor(fn, {timeout_ms, what})  polls an async predicate until it returns truthy
 //   t.natsPort, t.ports     the shop's nats-server port; each service's port by name
 //   t.publishRaw(subject, payload)  a core NATS publish straight to nats-server (a stream
@@ -52,6 +61,21 @@ const SERVICES = ['user', 'product', 'cart', 'inventory', 'order', 'payment', 'n
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+// The hosting shape (SHOAL_E2E_SHAPE): which services share the shoal-shop process "shop".
+const SHAPES = {
+  separate: [],
+  monolith: SERVICES,
+  mixed: ['user', 'product', 'cart', 'inventory', 'notification'],
+};
+export const SHAPE = process.env.SHOAL_E2E_SHAPE || 'separate';
+if (!Object.hasOwn(SHAPES, SHAPE))
+  throw new Error(`SHOAL_E2E_SHAPE: must be separate, monolith or mixed (not '${SHAPE}')`);
+
+// The process (as `shoal up` names it) that runs `name` in this shape; other names unchanged.
+export function processOf(name) {
+  return SHAPES[SHAPE].includes(name) ? 'shop' : name;
+}
 
 export function log(...args) {
   const ts = new Date().toISOString().slice(11, 23);
@@ -109,8 +133,12 @@ class Shop {
     // The gateway's configuration as shipped, on this run's ports, with absolute static roots
     // and the harness's own fixture site at /__harness/.
     let gw = fs.readFileSync(path.join(SRC, 'config', 'gateway.yaml'), 'utf8');
+    // Every cluster's breaker recovers in 2 s like payment's below (the default is 30 s): a
+    // process a scenario stopped or killed (in the monolith or mixed shape, several services) is
+    // reached again soon after it is back.
     SERVICES.forEach((s, i) => {
-      gw = gw.replaceAll(`127.0.0.1:${8101 + i}`, `127.0.0.1:${ports[s]}`);
+      const breaker = s === 'payment' ? '' : '    breaker: {recovery_timeout_ms: 2000}\n';
+      gw = gw.replaceAll(`127.0.0.1:${8101 + i}]\n`, `127.0.0.1:${ports[s]}]\n${breaker}`);
     });
     gw = gw.replaceAll('port: 9901', `port: ${admin}`);
     gw = gw.replaceAll('recovery_timeout_ms: 30000', 'recovery_timeout_ms: 2000');
@@ -135,6 +163,7 @@ class Shop {
       lines.push(`  - {name: ${s}, port: ${ports[s]}${calls}, env: {${common}${extra}}}`);
     }
     lines.push(`  - {name: gateway, port: ${this.gateway}, config: ${gwPath}, env: {SHOAL_LOG__LEVEL: warn}}`);
+    if (SHAPES[SHAPE].length) lines.push('hosting:', `  - {name: shop, services: [${SHAPES[SHAPE].join(', ')}]}`);
     const local = path.join(this.dir, 'local.yaml');
     fs.writeFileSync(local, lines.join('\n') + '\n');
 
@@ -155,10 +184,11 @@ class Shop {
 
   pid(name) {
     const text = fs.existsSync(this.uplog) ? fs.readFileSync(this.uplog, 'utf8') : '';
+    const proc = processOf(name);
     let pid = 0;
     for (const line of text.split('\n')) {
       const m = line.match(/started \(pid (\d+)/);
-      if (m && line.includes(`${name} `)) pid = Number(m[1]);
+      if (m && line.includes(`${proc} `)) pid = Number(m[1]);
     }
     return pid;
   }
@@ -196,6 +226,8 @@ class Test {
     this.launch = launch;
     this.browser = null;
     this.natsPort = shop.nats;
+    this.shape = SHAPE;
+    this.processOf = processOf;
     this.ports = shop.ports;
     this.out = out;
     this.src = SRC;
@@ -269,19 +301,24 @@ class Test {
     return res.violations.length;
   }
 
+  // In the monolith and mixed shapes the pages and the data they show are those of the separate
+  // shape, where every page is checked at both sizes and photographed: there one axe pass at
+  // desktop size, no screenshots (CI's time budget).
   async check(page, label) {
     const size = page.viewportSize() || DESKTOP;
+    const sizes = SHAPE === 'separate' ? [['desktop', DESKTOP], ['phone', PHONE]] : [['desktop', DESKTOP]];
     let n = 0;
-    for (const [kind, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+    for (const [kind, vp] of sizes) {
       await page.setViewportSize(vp);
       await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
       n += await this.axe(page, `${label} (${kind})`);
+      if (SHAPE !== 'separate') continue;
       const file = path.join(this.out, `${label}-${kind}.png`);
       await page.screenshot({ path: file, fullPage: true });
       log(`screenshot ${file}`);
     }
     await page.setViewportSize(size);
-    if (n === 0) log(`axe ${label}: no WCAG 2.1 A/AA violations at either size`);
+    if (n === 0) log(`axe ${label}: no WCAG 2.1 A/AA violations at ${sizes.length === 2 ? 'either size' : 'desktop size'}`);
     return n;
   }
 
@@ -355,7 +392,7 @@ class Test {
     const pid = this.shop.pid(name);
     if (!pid) throw new Error(`no pid for ${name}`);
     process.kill(pid, sig);
-    log(`${sig} → ${name} (pid ${pid})`);
+    log(`${sig} → ${processOf(name)} (pid ${pid})`);
   }
 }
 
@@ -379,7 +416,7 @@ export async function run(name, scenario) {
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   try {
-    log(`${name}: starting the shop in ${dir}`);
+    log(`${name}: starting the shop (${SHAPE}) in ${dir}`);
     await shop.start();
     log(`${name}: shop ready at ${shop.base} (${Date.now() - t0} ms)`);
     // The browser starts with the scenario's first page (a scenario may only call the API).
