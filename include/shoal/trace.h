@@ -227,6 +227,8 @@ SL_API int sl_span_is_recording(const sl_span *span);
  */
 SL_API void sl_span_set_attr_str(sl_span *span, const char *key, const char *value);
 SL_API void sl_span_set_attr_int(sl_span *span, const char *key, int64_t value);
+/* The same as sl_span_set_attr_str for the `len` bytes at `value` (need not be NUL-terminated). */
+SL_API void sl_span_set_attr_strn(sl_span *span, const char *key, const char *value, size_t len);
 
 /* Links the span to another context (e.g. a consumer span to its producer). Bounded, counted. */
 SL_API void sl_span_add_link(sl_span *span, const sl_trace_ctx *ctx);

@@ -293,6 +293,20 @@ void sl_span_set_attr_str(sl_span *span, const char *key, const char *value)
     if (a != NULL) copy_bounded(a->s, sizeof a->s, value);
 }
 
+void sl_span_set_attr_strn(sl_span *span, const char *key, const char *value, size_t len)
+{
+    sl_span_attr *a = add_attr(span, key, SL_SPAN_ATTR_STR);
+    if (a == NULL) return;
+    size_t n = value ? len : 0;
+    if (n >= sizeof a->s) {
+        n = sizeof a->s - 1;
+        while (n > 0 && ((unsigned char)value[n] & 0xc0) == 0x80)
+            n--;
+    }
+    if (n) memcpy(a->s, value, n);
+    a->s[n] = '\0';
+}
+
 void sl_span_set_attr_int(sl_span *span, const char *key, int64_t value)
 {
     sl_span_attr *a = add_attr(span, key, SL_SPAN_ATTR_INT);
