@@ -7,8 +7,11 @@
  *   2  the encoder: the rest, split at NUL bytes, becomes a span's name,
  *      attribute keys and values and status message; the body (small bound,
  *      so the limit path runs) must always be JSON that jansson accepts, with
- *      the right number of spans.
+ *      the right number of spans; and the fast and the checked writers give
+ *      the same bytes.
  */
+#include "otlp/otlp_int.h"
+
 #include <shoal/otlp.h>
 
 #include <jansson.h>
@@ -87,6 +90,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (json_array_size(spans) != added) abort();
         json_decref(doc);
     }
+    /* The fast writer (sl_otlp_enc_span with room to spare) and the checked one agree. */
+    sl_otlp_enc f, c;
+    sl_otlp_enc_init(&f, 1 << 20);
+    sl_otlp_enc_init(&c, 1 << 20);
+    if (sl_otlp_enc_begin(&f, &res) == 0 && sl_otlp_enc_begin(&c, &res) == 0) {
+        if (sl_otlp_enc_span(&f, &d) != 0 || sl__otlp_enc_span_checked(&c, &d) != 0) abort();
+        if (f.len != c.len || memcmp(f.buf, c.buf, f.len) != 0) abort();
+    }
+    sl_otlp_enc_free(&f);
+    sl_otlp_enc_free(&c);
     sl_otlp_enc_free(&e);
     return 0;
 }

@@ -3,8 +3,13 @@
  * resource and one scope, spans appended one by one into a bounded buffer.
  * The closing brackets are always reserved, so a body that refused a span is
  * still complete once sl_otlp_enc_end closes it.
+ *
+ * Two writers of the same bytes: the fast one reserves an upper bound of a
+ * span's size once and writes without further checks (no snprintf, a table
+ * for hex); the checked one (every write bounded) runs only when the bound
+ * does not fit, so a body is filled exactly to its limit.
  */
-#include <shoal/otlp.h>
+#include "otlp_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -267,7 +272,191 @@ static int put_span(sl_otlp_enc *e, const sl_span_data *sp)
     return rc ? rc : puts_(e, "}}");
 }
 
-int sl_otlp_enc_span(sl_otlp_enc *e, const sl_span_data *span)
+/* ---- the fast path: one bound check per span, then unchecked writes -------------------- */
+
+/* The same bytes as put_str_n, written at `p` (room for 2 + 6 * n bytes); returns the end. */
+static char *w_str(char *p, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    *p++ = '"';
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *p++ = (char)c;
+            i++;
+        } else if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char)c;
+            i++;
+        } else if (c < 0x20) {
+            *p++ = '\\';
+            if (c == '\n') {
+                *p++ = 'n';
+            } else if (c == '\r') {
+                *p++ = 'r';
+            } else if (c == '\t') {
+                *p++ = 't';
+            } else {
+                memcpy(p, "u00", 3);
+                p[3] = hex[c >> 4];
+                p[4] = hex[c & 15];
+                p += 5;
+            }
+            i++;
+        } else {
+            size_t k = utf8_seq(s + i, n - i);
+            if (k == 0) {
+                memcpy(p, "\xef\xbf\xbd", 3);
+                p += 3;
+                i++;
+            } else {
+                memcpy(p, s + i, k);
+                p += k;
+                i += k;
+            }
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+#define W_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+static char *w_hex(char *p, const uint8_t *b, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        p[2 * i] = hex[b[i] >> 4];
+        p[2 * i + 1] = hex[b[i] & 15];
+    }
+    return p + 2 * n;
+}
+
+/* Decimal of an unsigned value (at most 20 digits). */
+static char *w_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *w_i64(char *p, int64_t v)
+{
+    if (v >= 0) return w_u64(p, (uint64_t)v);
+    *p++ = '-';
+    return w_u64(p, (uint64_t)0 - (uint64_t)v);
+}
+
+static char *w_ids(char *p, const uint8_t tid[SL_TRACE_ID_LEN], const uint8_t sid[SL_SPAN_ID_LEN])
+{
+    p = W_LIT(p, "\"traceId\":\"");
+    p = w_hex(p, tid, SL_TRACE_ID_LEN);
+    p = W_LIT(p, "\",\"spanId\":\"");
+    p = w_hex(p, sid, SL_SPAN_ID_LEN);
+    *p++ = '"';
+    return p;
+}
+
+/* The fixed bytes of a span without its strings, attributes and links, with room to spare:
+ * ids, parent, kind, two times, counts and status (well under 400), one attribute's framing
+ * and integer (under 64), one link (under 80). */
+#define SPAN_FIXED_MAX 400
+#define ATTR_FIXED_MAX 64
+#define LINK_MAX       80
+
+/* An upper bound of the bytes put_span writes for `sp` (each string byte becomes at most 6). */
+static size_t span_bound(const sl_span_data *sp, size_t *name_len, size_t *msg_len)
+{
+    *name_len = strnlen(sp->name, sizeof sp->name);
+    *msg_len = strnlen(sp->status_message, sizeof sp->status_message);
+    size_t b = SPAN_FIXED_MAX + 6 * (*name_len + *msg_len);
+    uint32_t na = sp->n_attrs < SL_SPAN_ATTRS_MAX ? sp->n_attrs : SL_SPAN_ATTRS_MAX;
+    for (uint32_t i = 0; i < na; i++) {
+        const sl_span_attr *a = &sp->attrs[i];
+        b += ATTR_FIXED_MAX + 6 * strnlen(a->key, sizeof a->key);
+        if (a->type != SL_SPAN_ATTR_INT) b += 6 * strnlen(a->s, sizeof a->s);
+    }
+    uint32_t nl = sp->n_links < SL_SPAN_LINKS_MAX ? sp->n_links : SL_SPAN_LINKS_MAX;
+    return b + (size_t)nl * LINK_MAX;
+}
+
+/* Writes the span at `p` with room for span_bound() bytes: the same bytes as put_span. */
+static char *w_span(char *p, const sl_span_data *sp, int first, size_t name_len, size_t msg_len)
+{
+    if (!first) *p++ = ',';
+    *p++ = '{';
+    p = w_ids(p, sp->ctx.trace_id, sp->ctx.span_id);
+    if (!all_zero(sp->parent_span_id, SL_SPAN_ID_LEN)) {
+        p = W_LIT(p, ",\"parentSpanId\":\"");
+        p = w_hex(p, sp->parent_span_id, SL_SPAN_ID_LEN);
+        *p++ = '"';
+    }
+    p = W_LIT(p, ",\"name\":");
+    p = w_str(p, sp->name, name_len);
+    int kind = sp->kind <= SL_SPAN_CONSUMER ? (int)sp->kind + 1 : 0;
+    int64_t end = sp->end_ns >= sp->start_ns ? sp->end_ns : sp->start_ns;
+    p = W_LIT(p, ",\"kind\":");
+    *p++ = (char)('0' + kind);
+    p = W_LIT(p, ",\"startTimeUnixNano\":\"");
+    p = w_i64(p, sp->start_ns > 0 ? sp->start_ns : 0);
+    p = W_LIT(p, "\",\"endTimeUnixNano\":\"");
+    p = w_i64(p, end > 0 ? end : 0);
+    p = W_LIT(p, "\",\"attributes\":[");
+    uint32_t na = sp->n_attrs < SL_SPAN_ATTRS_MAX ? sp->n_attrs : SL_SPAN_ATTRS_MAX;
+    for (uint32_t i = 0; i < na; i++) {
+        const sl_span_attr *a = &sp->attrs[i];
+        if (i) *p++ = ',';
+        p = W_LIT(p, "{\"key\":");
+        p = w_str(p, a->key, strnlen(a->key, sizeof a->key));
+        if (a->type == SL_SPAN_ATTR_INT) {
+            p = W_LIT(p, ",\"value\":{\"intValue\":\"");
+            p = w_i64(p, a->i);
+            p = W_LIT(p, "\"}}");
+        } else {
+            p = W_LIT(p, ",\"value\":{\"stringValue\":");
+            p = w_str(p, a->s, strnlen(a->s, sizeof a->s));
+            p = W_LIT(p, "}}");
+        }
+    }
+    *p++ = ']';
+    if (sp->dropped_attrs) {
+        p = W_LIT(p, ",\"droppedAttributesCount\":");
+        p = w_u64(p, sp->dropped_attrs);
+    }
+    uint32_t nl = sp->n_links < SL_SPAN_LINKS_MAX ? sp->n_links : SL_SPAN_LINKS_MAX;
+    if (nl) {
+        p = W_LIT(p, ",\"links\":[");
+        for (uint32_t i = 0; i < nl; i++) {
+            if (i) *p++ = ',';
+            *p++ = '{';
+            p = w_ids(p, sp->links[i].trace_id, sp->links[i].span_id);
+            *p++ = '}';
+        }
+        *p++ = ']';
+    }
+    if (sp->dropped_links) {
+        p = W_LIT(p, ",\"droppedLinksCount\":");
+        p = w_u64(p, sp->dropped_links);
+    }
+    int code = sp->status <= SL_SPAN_STATUS_ERROR ? (int)sp->status : 0;
+    p = W_LIT(p, ",\"status\":{\"code\":");
+    *p++ = (char)('0' + code);
+    if (code == SL_SPAN_STATUS_ERROR && msg_len) {
+        p = W_LIT(p, ",\"message\":");
+        p = w_str(p, sp->status_message, msg_len);
+    }
+    return W_LIT(p, "}}");
+}
+
+int sl__otlp_enc_span_checked(sl_otlp_enc *e, const sl_span_data *span)
 {
     SL_ASSERT(e && span && e->head_len > 0);
     size_t mark = e->len;
@@ -276,6 +465,20 @@ int sl_otlp_enc_span(sl_otlp_enc *e, const sl_span_data *span)
         e->len = mark; /* the body stays as it was before this span */
         return rc;
     }
+    e->nspans++;
+    return 0;
+}
+
+int sl_otlp_enc_span(sl_otlp_enc *e, const sl_span_data *span)
+{
+    SL_ASSERT(e && span && e->head_len > 0);
+    size_t name_len, msg_len;
+    size_t bound = span_bound(span, &name_len, &msg_len);
+    /* Room for the worst case: write without further checks. Otherwise (near the body's
+     * bound) the checked path decides exactly whether the span fits. */
+    if (reserve(e, bound) != 0) return sl__otlp_enc_span_checked(e, span);
+    char *p = w_span(e->buf + e->len, span, e->nspans == 0, name_len, msg_len);
+    e->len = (size_t)(p - e->buf);
     e->nspans++;
     return 0;
 }
