@@ -3,7 +3,8 @@
  * picks what the rest feeds:
  *   0  the endpoint parser: an accepted URL has a host, a port 1..65535 and a
  *      path starting with '/';
- *   1  the response status-line parser: an accepted status is 100..599;
+ *   1  the response status-line and head parsers: an accepted status is 100..599,
+ *      an accepted head ends with its blank line inside the input;
  *   2  the encoder: the rest, split at NUL bytes, becomes a span's name,
  *      attribute keys and values and status message; the body (small bound,
  *      so the limit path runs) must always be JSON that jansson accepts, with
@@ -47,6 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] % 3 == 1) {
         int st = 0;
         if (sl_otlp_response_status(s, n, &st) == 0 && (st < 100 || st > 599)) abort();
+        sl__otlp_head h;
+        if (sl__otlp_response_head(s, n, &h) == 0 &&
+            (h.status < 100 || h.status > 599 || h.head_len > n || h.head_len < 17 ||
+             memcmp(s + h.head_len - 4, "\r\n\r\n", 4) != 0 || (h.keep && s[7] != '1')))
+            abort();
         return 0;
     }
     const uint8_t *p = data + 1, *end = data + size;

@@ -283,6 +283,28 @@ static void test_response_status(void **state)
     assert_int_equal(R("HTTP/1.1 099 OK\r\n"), SL_EPARSE);
     assert_int_equal(R("SSH-2.0-x\r\n"), SL_EPARSE);
 #undef R
+    /* The head: where it ends, the body's length, and whether the connection may be kept. */
+    sl__otlp_head h;
+#define H(s) sl__otlp_response_head(s, strlen(s), &h)
+    const char *keep = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                       "content-length:  2 \r\n\r\n{}";
+    assert_int_equal(H(keep), 0);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.head_len, strlen(keep) - 2);
+    assert_int_equal(h.body_len, 2);
+    assert_int_equal(h.keep, 1);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), 0);
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"), 0);
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\n\r\n"), 0); /* no length: read to the close */
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"), SL_EAGAIN);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"), SL_EPARSE);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nContent-Length: 9999999999\r\n\r\n"), SL_EPARSE);
+#undef H
 }
 
 /* ---- the exporter against a real socket ------------------------------------------------ */
