@@ -140,7 +140,8 @@ typedef struct sl_span_data {
     uint8_t parent_span_id[SL_SPAN_ID_LEN]; /* all zeros for a root span */
     sl_span_kind kind;
     sl_span_status status;
-    int64_t start_ns; /* wall clock, ns since the epoch */
+    int64_t start_ns; /* wall clock, ns since the epoch (the tracer reads the wall clock at most
+                         once a second and adds the monotonic time elapsed since) */
     int64_t end_ns;   /* start_ns plus the monotonic duration */
     char name[SL_SPAN_NAME_MAX + 1];
     char status_message[SL_SPAN_STATUS_MAX + 1];
