@@ -274,19 +274,35 @@ static int put_span(sl_otlp_enc *e, const sl_span_data *sp)
 
 /* ---- the fast path: one bound check per span, then unchecked writes -------------------- */
 
-/* The same bytes as put_str_n, written at `p` (room for 2 + 6 * n bytes); returns the end. */
-static char *w_str(char *p, const char *str, size_t n)
+/* Bytes JSON takes as they are: printable ASCII other than '"' and '\\'. */
+#define PL_(c)   ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
+#define PL4_(c)  PL_(c), PL_(c + 1), PL_(c + 2), PL_(c + 3)
+#define PL16_(c) PL4_(c), PL4_(c + 4), PL4_(c + 8), PL4_(c + 12)
+#define PL64_(c) PL16_(c), PL16_(c + 16), PL16_(c + 32), PL16_(c + 48)
+static const uint8_t PLAIN[256] = {PL64_(0), PL64_(64), PL64_(128), PL64_(192)};
+#undef PL64_
+#undef PL16_
+#undef PL4_
+#undef PL_
+
+/* The same bytes as put_str_n for the NUL-terminated string in `str` (at most `cap` bytes
+ * read), written at `p` (room for 2 + 6 * cap bytes); returns the end. */
+static char *w_str(char *p, const char *str, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
     *p++ = '"';
     size_t i = 0;
-    while (i < n) {
+    for (;;) {
+        size_t run = i;
+        while (run < cap && PLAIN[s[run]])
+            run++;
+        memcpy(p, s + i, run - i);
+        p += run - i;
+        i = run;
+        if (i == cap || s[i] == 0) break;
         unsigned char c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            *p++ = (char)c;
-            i++;
-        } else if (c == '"' || c == '\\') {
+        if (c == '"' || c == '\\') {
             *p++ = '\\';
             *p++ = (char)c;
             i++;
@@ -306,7 +322,7 @@ static char *w_str(char *p, const char *str, size_t n)
             }
             i++;
         } else {
-            size_t k = utf8_seq(s + i, n - i);
+            size_t k = utf8_seq(s + i, strnlen((const char *)s + i, cap - i));
             if (k == 0) {
                 memcpy(p, "\xef\xbf\xbd", 3);
                 p += 3;
@@ -372,24 +388,19 @@ static char *w_ids(char *p, const uint8_t tid[SL_TRACE_ID_LEN], const uint8_t si
 #define ATTR_FIXED_MAX 64
 #define LINK_MAX       80
 
-/* An upper bound of the bytes put_span writes for `sp` (each string byte becomes at most 6). */
-static size_t span_bound(const sl_span_data *sp, size_t *name_len, size_t *msg_len)
+/* An upper bound of the bytes put_span writes for `sp`, from its shape alone (every string
+ * at its longest, each byte escaped to 6): no string is read twice. */
+static size_t span_bound(const sl_span_data *sp)
 {
-    *name_len = strnlen(sp->name, sizeof sp->name);
-    *msg_len = strnlen(sp->status_message, sizeof sp->status_message);
-    size_t b = SPAN_FIXED_MAX + 6 * (*name_len + *msg_len);
     uint32_t na = sp->n_attrs < SL_SPAN_ATTRS_MAX ? sp->n_attrs : SL_SPAN_ATTRS_MAX;
-    for (uint32_t i = 0; i < na; i++) {
-        const sl_span_attr *a = &sp->attrs[i];
-        b += ATTR_FIXED_MAX + 6 * strnlen(a->key, sizeof a->key);
-        if (a->type != SL_SPAN_ATTR_INT) b += 6 * strnlen(a->s, sizeof a->s);
-    }
     uint32_t nl = sp->n_links < SL_SPAN_LINKS_MAX ? sp->n_links : SL_SPAN_LINKS_MAX;
-    return b + (size_t)nl * LINK_MAX;
+    size_t attr = ATTR_FIXED_MAX + 6 * (SL_SPAN_ATTR_KEY_MAX + SL_SPAN_ATTR_STR_MAX);
+    return SPAN_FIXED_MAX + 6 * (SL_SPAN_NAME_MAX + SL_SPAN_STATUS_MAX) + na * attr +
+           (size_t)nl * LINK_MAX;
 }
 
 /* Writes the span at `p` with room for span_bound() bytes: the same bytes as put_span. */
-static char *w_span(char *p, const sl_span_data *sp, int first, size_t name_len, size_t msg_len)
+static char *w_span(char *p, const sl_span_data *sp, int first)
 {
     if (!first) *p++ = ',';
     *p++ = '{';
@@ -400,7 +411,7 @@ static char *w_span(char *p, const sl_span_data *sp, int first, size_t name_len,
         *p++ = '"';
     }
     p = W_LIT(p, ",\"name\":");
-    p = w_str(p, sp->name, name_len);
+    p = w_str(p, sp->name, sizeof sp->name);
     int kind = sp->kind <= SL_SPAN_CONSUMER ? (int)sp->kind + 1 : 0;
     int64_t end = sp->end_ns >= sp->start_ns ? sp->end_ns : sp->start_ns;
     p = W_LIT(p, ",\"kind\":");
@@ -415,14 +426,14 @@ static char *w_span(char *p, const sl_span_data *sp, int first, size_t name_len,
         const sl_span_attr *a = &sp->attrs[i];
         if (i) *p++ = ',';
         p = W_LIT(p, "{\"key\":");
-        p = w_str(p, a->key, strnlen(a->key, sizeof a->key));
+        p = w_str(p, a->key, sizeof a->key);
         if (a->type == SL_SPAN_ATTR_INT) {
             p = W_LIT(p, ",\"value\":{\"intValue\":\"");
             p = w_i64(p, a->i);
             p = W_LIT(p, "\"}}");
         } else {
             p = W_LIT(p, ",\"value\":{\"stringValue\":");
-            p = w_str(p, a->s, strnlen(a->s, sizeof a->s));
+            p = w_str(p, a->s, sizeof a->s);
             p = W_LIT(p, "}}");
         }
     }
@@ -449,9 +460,9 @@ static char *w_span(char *p, const sl_span_data *sp, int first, size_t name_len,
     int code = sp->status <= SL_SPAN_STATUS_ERROR ? (int)sp->status : 0;
     p = W_LIT(p, ",\"status\":{\"code\":");
     *p++ = (char)('0' + code);
-    if (code == SL_SPAN_STATUS_ERROR && msg_len) {
+    if (code == SL_SPAN_STATUS_ERROR && sp->status_message[0]) {
         p = W_LIT(p, ",\"message\":");
-        p = w_str(p, sp->status_message, msg_len);
+        p = w_str(p, sp->status_message, sizeof sp->status_message);
     }
     return W_LIT(p, "}}");
 }
@@ -472,12 +483,11 @@ int sl__otlp_enc_span_checked(sl_otlp_enc *e, const sl_span_data *span)
 int sl_otlp_enc_span(sl_otlp_enc *e, const sl_span_data *span)
 {
     SL_ASSERT(e && span && e->head_len > 0);
-    size_t name_len, msg_len;
-    size_t bound = span_bound(span, &name_len, &msg_len);
+    size_t bound = span_bound(span);
     /* Room for the worst case: write without further checks. Otherwise (near the body's
      * bound) the checked path decides exactly whether the span fits. */
     if (reserve(e, bound) != 0) return sl__otlp_enc_span_checked(e, span);
-    char *p = w_span(e->buf + e->len, span, e->nspans == 0, name_len, msg_len);
+    char *p = w_span(e->buf + e->len, span, e->nspans == 0);
     e->len = (size_t)(p - e->buf);
     e->nspans++;
     return 0;
