@@ -340,28 +340,50 @@ static char *w_str(char *p, const char *str, size_t cap)
 
 #define W_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
+/* "00" "01" ... "ff" and "00" ... "99": two output bytes per table read. */
+#define HX_(c)   "0123456789abcdef"[(c) >> 4], "0123456789abcdef"[(c)&15]
+#define HX4_(c)  HX_(c), HX_(c + 1), HX_(c + 2), HX_(c + 3)
+#define HX16_(c) HX4_(c), HX4_(c + 4), HX4_(c + 8), HX4_(c + 12)
+#define HX64_(c) HX16_(c), HX16_(c + 16), HX16_(c + 32), HX16_(c + 48)
+static const char HEX2[512] = {HX64_(0), HX64_(64), HX64_(128), HX64_(192)};
+#undef HX64_
+#undef HX16_
+#undef HX4_
+#undef HX_
+#define DG_(c) (char)('0' + (c) / 10), (char)('0' + (c) % 10)
+#define DG10_(c)                                                                                   \
+    DG_(c), DG_(c + 1), DG_(c + 2), DG_(c + 3), DG_(c + 4), DG_(c + 5), DG_(c + 6), DG_(c + 7),    \
+        DG_(c + 8), DG_(c + 9)
+static const char DEC2[200] = {DG10_(0),  DG10_(10), DG10_(20), DG10_(30), DG10_(40),
+                               DG10_(50), DG10_(60), DG10_(70), DG10_(80), DG10_(90)};
+#undef DG10_
+#undef DG_
+
 static char *w_hex(char *p, const uint8_t *b, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        p[2 * i] = hex[b[i] >> 4];
-        p[2 * i + 1] = hex[b[i] & 15];
-    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(p + 2 * i, HEX2 + 2 * b[i], 2);
     return p + 2 * n;
 }
 
-/* Decimal of an unsigned value (at most 20 digits). */
+/* Decimal of an unsigned value (at most 20 digits), two digits per step. */
 static char *w_u64(char *p, uint64_t v)
 {
     char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
+    size_t n = sizeof tmp;
+    while (v >= 100) {
+        n -= 2;
+        memcpy(tmp + n, DEC2 + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        n -= 2;
+        memcpy(tmp + n, DEC2 + 2 * v, 2);
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    memcpy(p, tmp + n, sizeof tmp - n);
+    return p + sizeof tmp - n;
 }
 
 static char *w_i64(char *p, int64_t v)
