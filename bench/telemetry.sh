@@ -11,7 +11,9 @@
 #                                         ROUNDS (default 3)
 # CPU per request: the CPU time (user + system, all threads, exporter thread included) of the
 # processes that served the run (gateway + hello, or hello alone), divided by the requests.
-# Summary lines: bench telemetry.<name>: <value> <unit> (<ratio>x tracing off)
+# The table gives the median and the least CPU per request over the rounds.
+# Summary lines: bench telemetry.<name>: <value> <unit> (<ratio>x tracing off), the ratio being
+# the median over rounds of the paired (same round) ratios.
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 build=${1:-build}
@@ -101,19 +103,28 @@ R=$work/rounds
 # Spans counted by the processes themselves (exported and dropped), from /metrics.
 metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v s="$2" 'index($0, s) == 1 { v += $NF } END { printf "%.0f", v }'; }
 echo "gateway 1 worker -> hello 1 worker; wrk 1 thread, $conns connections, ${duration}s per run; medians of $rounds rounds; not pinned; loaded shared machine"
-printf '%-14s %10s %9s %9s %12s\n' target req/s p50_ms p99_ms cpu_us/req
-declare -A rps cpu
+printf '%-14s %10s %9s %9s %12s %12s\n' target req/s p50_ms p99_ms cpu_us/req cpu_min
+declare -A rps cpu cmin
 for t in "${targets[@]}"; do
     rps[$t]=$(bench_col "$R" "$t" 3 | bench_median | xargs printf '%.0f')
     cpu[$t]=$(bench_col "$R" "$t" 6 | bench_median | xargs printf '%.2f')
-    printf '%-14s %10s %9s %9s %12s\n' "$t" "${rps[$t]}" "$(bench_col "$R" "$t" 4 | bench_median | xargs printf '%.3f')" \
-        "$(bench_col "$R" "$t" 5 | bench_median | xargs printf '%.3f')" "${cpu[$t]}"
+    cmin[$t]=$(bench_col "$R" "$t" 6 | sort -g | head -1 | xargs printf '%.2f')
+    printf '%-14s %10s %9s %9s %12s %12s\n' "$t" "${rps[$t]}" "$(bench_col "$R" "$t" 4 | bench_median | xargs printf '%.3f')" \
+        "$(bench_col "$R" "$t" 5 | bench_median | xargs printf '%.3f')" "${cpu[$t]}" "${cmin[$t]}"
+done
+# The least CPU per request a mode needed over the rounds: the run least disturbed by the
+# machine's other work, compared with tracing off's least.
+for m in 1pct 100pct; do
+    for side in gw hello; do
+        echo "min CPU per req, ${side}_$m/${side}_off: $(awk -v a="${cmin[${side}_$m]}" -v b="${cmin[${side}_off]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+    done
 done
 for m in 1pct 100pct; do
     echo "hello $m: exported $(metric "${hp[$m]}" telemetry_spans_exported_total), dropped $(metric "${hp[$m]}" telemetry_spans_dropped_total)"
 done
 echo "per round, gw 100pct/off req/s:      $(bench_ratios "$R" gw_100pct gw_off 3)"
 echo "per round, gw 100pct/off CPU per req: $(bench_ratios "$R" gw_100pct gw_off 6)"
+echo "per round, hello 100pct/off CPU per req: $(bench_ratios "$R" hello_100pct hello_off 6)"
 for m in 1pct 100pct; do
     bench_line_ratio "telemetry.gateway_rps_$m" "${rps[gw_$m]}" req/s "$(bench_paired "$R" "gw_$m" gw_off 3)" "tracing off"
     bench_line_ratio "telemetry.gateway_cpu_per_req_$m" "${cpu[gw_$m]}" us "$(bench_paired "$R" "gw_$m" gw_off 6)" "tracing off"

@@ -16,8 +16,9 @@
  * dropped and header values with CR, LF or NUL are refused.
  *
  * Propagated per attempt: `traceparent` (a client span per attempt, child of
- * the caller's context), `x-request-id`, `x-shoal-deadline-ms` (the
- * remaining budget) and `idempotency-key` (which makes a POST retry-safe).
+ * the caller's context), `tracestate` (the caller's, unchanged), `x-request-id`,
+ * `x-shoal-deadline-ms` (the remaining budget) and `idempotency-key` (which makes a POST
+ * retry-safe).
  *
  * Threading: an upstream, its calls and fan-outs belong to the loop thread
  * that created them; nothing here is thread-safe. Callbacks never run inside
@@ -136,6 +137,11 @@ typedef struct sl_http_call_opts {
     int64_t timeout_ms;          /* overall budget; 0 = the upstream's timeout_ms */
     const sl_deadline *deadline; /* the caller's deadline (borrowed); NULL = none */
     const sl_trace_ctx *trace;   /* the caller's span context (borrowed); NULL = none */
+    sl_slice tracestate;         /* the incoming request's tracestate, e.g. from
+                                    sl_http_req_header(req, "tracestate", ...) (copied); sent
+                                    beside traceparent on every attempt when `trace` is set and
+                                    it is valid (sl_tracestate_validate), else dropped whole;
+                                    empty = none. Do not also pass it in the request's headers. */
     const char *request_id;      /* x-request-id (copied); NULL = not sent */
     const char *idempotency_key; /* idempotency-key (copied); makes any method retry-safe */
 } sl_http_call_opts;

@@ -9,7 +9,8 @@
  *   - I/O: the exporter, ONE thread per process that drains every worker's
  *     tracer (sl_tracer_drain), batches the spans and POSTs each batch with a
  *     blocking HTTP/1.1 request over a plain TCP socket (http:// only, meant
- *     for a collector on this machine or a trusted network). A slow or absent
+ *     for a collector on this machine or a trusted network), kept open for
+ *     the next batch when the collector's answer allows it. A slow or absent
  *     collector costs the workers nothing: the exporter waits at most the
  *     export timeout, the tracers' rings fill and further spans are dropped
  *     and counted. Memory is bounded by the rings and one request buffer.

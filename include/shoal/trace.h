@@ -140,7 +140,8 @@ typedef struct sl_span_data {
     uint8_t parent_span_id[SL_SPAN_ID_LEN]; /* all zeros for a root span */
     sl_span_kind kind;
     sl_span_status status;
-    int64_t start_ns; /* wall clock, ns since the epoch */
+    int64_t start_ns; /* wall clock, ns since the epoch (the tracer reads the wall clock at most
+                         once a second and adds the monotonic time elapsed since) */
     int64_t end_ns;   /* start_ns plus the monotonic duration */
     char name[SL_SPAN_NAME_MAX + 1];
     char status_message[SL_SPAN_STATUS_MAX + 1];
@@ -227,6 +228,8 @@ SL_API int sl_span_is_recording(const sl_span *span);
  */
 SL_API void sl_span_set_attr_str(sl_span *span, const char *key, const char *value);
 SL_API void sl_span_set_attr_int(sl_span *span, const char *key, int64_t value);
+/* The same as sl_span_set_attr_str for the `len` bytes at `value` (need not be NUL-terminated). */
+SL_API void sl_span_set_attr_strn(sl_span *span, const char *key, const char *value, size_t len);
 
 /* Links the span to another context (e.g. a consumer span to its producer). Bounded, counted. */
 SL_API void sl_span_add_link(sl_span *span, const sl_trace_ctx *ctx);

@@ -3,12 +3,16 @@
  * picks what the rest feeds:
  *   0  the endpoint parser: an accepted URL has a host, a port 1..65535 and a
  *      path starting with '/';
- *   1  the response status-line parser: an accepted status is 100..599;
+ *   1  the response status-line and head parsers: an accepted status is 100..599,
+ *      an accepted head ends with its blank line inside the input;
  *   2  the encoder: the rest, split at NUL bytes, becomes a span's name,
  *      attribute keys and values and status message; the body (small bound,
  *      so the limit path runs) must always be JSON that jansson accepts, with
- *      the right number of spans.
+ *      the right number of spans; and the fast and the checked writers give
+ *      the same bytes.
  */
+#include "otlp/otlp_int.h"
+
 #include <shoal/otlp.h>
 
 #include <jansson.h>
@@ -44,6 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] % 3 == 1) {
         int st = 0;
         if (sl_otlp_response_status(s, n, &st) == 0 && (st < 100 || st > 599)) abort();
+        sl__otlp_head h;
+        if (sl__otlp_response_head(s, n, &h) == 0 &&
+            (h.status < 100 || h.status > 599 || h.head_len > n || h.head_len < 17 ||
+             memcmp(s + h.head_len - 4, "\r\n\r\n", 4) != 0 || (h.keep && s[7] != '1')))
+            abort();
         return 0;
     }
     const uint8_t *p = data + 1, *end = data + size;
@@ -87,6 +96,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (json_array_size(spans) != added) abort();
         json_decref(doc);
     }
+    /* The fast writer (sl_otlp_enc_span with room to spare) and the checked one agree. */
+    sl_otlp_enc f, c;
+    sl_otlp_enc_init(&f, 1 << 20);
+    sl_otlp_enc_init(&c, 1 << 20);
+    if (sl_otlp_enc_begin(&f, &res) == 0 && sl_otlp_enc_begin(&c, &res) == 0) {
+        if (sl_otlp_enc_span(&f, &d) != 0 || sl__otlp_enc_span_checked(&c, &d) != 0) abort();
+        if (f.len != c.len || memcmp(f.buf, c.buf, f.len) != 0) abort();
+    }
+    sl_otlp_enc_free(&f);
+    sl_otlp_enc_free(&c);
     sl_otlp_enc_free(&e);
     return 0;
 }

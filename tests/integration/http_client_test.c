@@ -485,7 +485,8 @@ static void test_propagation(void **state)
                            .deadline = &dl,
                            .trace = &parent,
                            .request_id = "rid-7",
-                           .idempotency_key = "idem-1"};
+                           .idempotency_key = "idem-1",
+                           .tracestate = SL_SLICE_LIT("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")};
     sl_http_header hs[] = {{{"Connection", 10}, {"x-secret", 8}},
                            {{"X-Secret", 8}, {"hop", 3}},
                            {{"Accept", 6}, {"text/plain", 10}}};
@@ -516,11 +517,30 @@ static void test_propagation(void **state)
     tp += strlen("\r\ntraceparent: ");
     assert_memory_not_equal(tp + 36, "00f067aa0ba902b7", 16);
     assert_memory_equal(tp + 52, "-01\r\n", 5);
+    /* The caller's tracestate travels beside it, unchanged. */
+    assert_non_null(strstr(raw, "\r\ntracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE\r\n"));
     /* The remaining budget: the caller's 3 s deadline, not the 60 s timeout. */
     const char *d = strstr(raw, "\r\nx-shoal-deadline-ms: ");
     assert_non_null(d);
     long ms = strtol(d + strlen("\r\nx-shoal-deadline-ms: "), NULL, 10);
     assert_true(ms > 0 && ms <= 3000);
+
+    /* An invalid tracestate is dropped whole (W3C Trace Context §3.3.1.1); without a trace
+     * context none is sent either. */
+    sl_http_call_opts bad_ts = {.trace = &parent, .tracestate = SL_SLICE_LIT("Rojo=1,=x")};
+    box b2 = {0};
+    assert_int_equal(sl_http_call(f->up, &req, &bad_ts, on_result, &b2, NULL), 0);
+    run_until(f, &b2.done, 1);
+    assert_int_equal(b2.status, 200);
+    f->srv.last[f->srv.last_len] = '\0';
+    assert_non_null(strstr(f->srv.last, "\r\ntraceparent: "));
+    assert_null(strstr(f->srv.last, "tracestate"));
+    sl_http_call_opts no_tc = {.tracestate = SL_SLICE_LIT("rojo=1")};
+    b2 = (box){0};
+    assert_int_equal(sl_http_call(f->up, &req, &no_tc, on_result, &b2, NULL), 0);
+    run_until(f, &b2.done, 1);
+    f->srv.last[f->srv.last_len] = '\0';
+    assert_null(strstr(f->srv.last, "tracestate"));
 
     /* A header value with CR/LF is refused synchronously: the callback never runs. */
     sl_http_header bad = {{"X-A", 3}, {"a\r\nX-Injected: 1", 17}};
@@ -534,7 +554,16 @@ static void test_propagation(void **state)
     assert_int_equal(sl_http_call(f->up, &req, &bad_id, on_result, &nb, NULL), SL_EINVAL);
     run_for(f, 20);
     assert_int_equal(nb.done, 0);
-    assert_int_equal(f->srv.hits, 1);
+    assert_int_equal(f->srv.hits, 3);
+}
+
+/* The span's attribute `key`; fails the test when absent. */
+static const sl_span_attr *span_attr(const sl_span_data *sp, const char *key)
+{
+    for (uint32_t i = 0; i < sp->n_attrs; i++)
+        if (strcmp(sp->attrs[i].key, key) == 0) return &sp->attrs[i];
+    fail_msg("span %s has no attribute %s", sp->name, key);
+    return NULL;
 }
 
 static void keep_span(const sl_span_data *span, void *data)
@@ -565,7 +594,7 @@ static void test_client_spans(void **state)
                                           55, &parent),
                      0);
     sl_http_call_opts o = {.trace = &parent};
-    box b = call_wait(f, SL_HTTP_POST, "/ok", &o);
+    box b = call_wait(f, SL_HTTP_POST, "/ok?x=1", &o);
     assert_int_equal(b.status, 200);
     f->srv.last[f->srv.last_len] = '\0';
     const char *tp = strstr(f->srv.last, "\r\ntraceparent: ");
@@ -583,6 +612,24 @@ static void test_client_spans(void **state)
     assert_memory_equal(spans[0].ctx.trace_id, parent.trace_id, SL_TRACE_ID_LEN);
     assert_memory_equal(spans[0].parent_span_id, parent.span_id, SL_SPAN_ID_LEN);
     assert_memory_equal(sent.span_id, spans[0].ctx.span_id, SL_SPAN_ID_LEN);
+    /* Semantic-convention attributes of a client span. */
+    const char *want_str[][2] = {
+        {"http.request.method", "POST"}, {"server.address", "127.0.0.1"}, {"url.path", "/ok"}};
+    for (size_t k = 0; k < SL_ARRAY_LEN(want_str); k++)
+        assert_string_equal(span_attr(&spans[0], want_str[k][0])->s, want_str[k][1]);
+    assert_int_equal(span_attr(&spans[0], "server.port")->i, f->srv.port);
+    assert_int_equal(span_attr(&spans[0], "http.response.status_code")->i, 200);
+    assert_int_equal(spans[0].status, SL_SPAN_STATUS_UNSET);
+    /* A failed call: error.type names the status code, and the span is an error. */
+    b = call_wait(f, SL_HTTP_GET, "/fail", &o);
+    assert_int_equal(b.status, 500);
+    sl_span_data failed[2];
+    memset(failed, 0, sizeof failed);
+    assert_true(sl_tracer_drain(t, keep_span, failed, 10) >= 1);
+    assert_string_equal(span_attr(&failed[0], "url.path")->s, "/fail");
+    assert_int_equal(span_attr(&failed[0], "http.response.status_code")->i, 500);
+    assert_string_equal(span_attr(&failed[0], "error.type")->s, "500");
+    assert_int_equal(failed[0].status, SL_SPAN_STATUS_ERROR);
     sl_upstream_close(f->up, up_done, f); /* before the tracer it borrows */
     run_until(f, &f->up_closed, 1);
     f->up = NULL;

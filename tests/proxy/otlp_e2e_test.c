@@ -9,6 +9,8 @@
  *     (peer.service "hello") and hello's server span (http.route), linked
  *     parent to child, service.name from the resource;
  *   - a request without traceparent gives one tree with one root;
+ *   - the client span carries the semantic-convention attributes, and error.type when the
+ *     call fails;
  *   - with the receiver gone, requests still answer 200 at once and the drop
  *     counter rises on both processes' /metrics.
  */
@@ -28,8 +30,9 @@
 
 #include <cmocka.h>
 
-#define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
-#define CALLER   "00f067aa0ba902b7"
+#define TRACE_ID  "4bf92f3577b34da6a3ce929d0e0e4736"
+#define TRACE_ID2 "5cf92f3577b34da6a3ce929d0e0e4737"
+#define CALLER    "00f067aa0ba902b7"
 
 typedef struct shop {
     char dir[128];
@@ -72,9 +75,11 @@ static void start(shop *s)
             "export_timeout_ms: 500}\n"
             "clusters:\n"
             "  hello: {endpoints: [127.0.0.1:%d]}\n"
+            "  dead: {endpoints: [127.0.0.1:%d]}\n"
             "routes:\n"
-            "  - {name: hello, match: {prefix: /api/hello}, rewrite: /hello, cluster: hello}\n",
-            s->gw_port, s->admin_port, th_otlp_rx_port(s->rx), s->hello_port);
+            "  - {name: hello, match: {prefix: /api/hello}, rewrite: /hello, cluster: hello}\n"
+            "  - {name: dead, match: {prefix: /api/dead}, cluster: dead}\n",
+            s->gw_port, s->admin_port, th_otlp_rx_port(s->rx), s->hello_port, th_free_port());
     fclose(f);
     snprintf(log, sizeof log, "%s/gateway.log", s->dir);
     char key[300];
@@ -238,6 +243,15 @@ static void test_one_trace_through_gateway_and_drops(void **state)
     assert_string_equal(str(gc, "parentSpanId"), str(gs, "spanId"));
     assert_string_equal(str(hs, "parentSpanId"), str(gc, "spanId"));
     assert_string_equal(attr_text(gc, "peer.service"), "hello");
+    /* The client span's semantic-convention attributes. */
+    char port[16];
+    snprintf(port, sizeof port, "%d", g.hello_port);
+    assert_string_equal(attr_text(gc, "http.request.method"), "GET");
+    assert_string_equal(attr_text(gc, "server.address"), "127.0.0.1");
+    assert_string_equal(attr_text(gc, "server.port"), port);
+    assert_string_equal(attr_text(gc, "url.path"), "/hello");
+    assert_string_equal(attr_text(gc, "http.response.status_code"), "200");
+    assert_null(attr(gc, "error.type"));
     assert_string_equal(attr_text(hs, "http.route"), "/hello");
     assert_string_equal(attr_text(hs, "http.request.method"), "GET");
     assert_string_equal(attr_text(hs, "http.response.status_code"), "200");
@@ -257,6 +271,18 @@ static void test_one_trace_through_gateway_and_drops(void **state)
     assert_int_equal(json_array_size(t), 3);
     assert_one_tree(t, NULL);
     assert_string_equal(str(find(t, "gateway", 2), "parentSpanId"), "");
+    json_decref(t);
+    /* A call that fails (nothing listens behind the dead cluster): the client span names the
+     * failure in error.type and has an error status. */
+    int dead = get(g.gw_port, "/api/dead", "traceparent: 00-" TRACE_ID2 "-" CALLER "-01\r\n", &r);
+    assert_true(dead == 502 || dead == 503);
+    th_response_free(&r);
+    t = wait_trace(g.rx, TRACE_ID2, 2);
+    json_t *dc = find(t, "gateway", 3);
+    assert_non_null(dc);
+    assert_string_equal(attr_text(dc, "error.type"), "connect_error");
+    assert_string_equal(attr_text(dc, "url.path"), "/api/dead");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(dc, "status"), "code")), 2);
     json_decref(t);
     char first[512];
     assert_int_equal(th_otlp_rx_violations(g.rx, first, sizeof first), 0);

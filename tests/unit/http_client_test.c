@@ -35,7 +35,7 @@ static int serialise(const sl_http_request *req, const char *rid, const char *ke
     sl__http_prep prep;
     sl__http_prep_write(req, rid, key, buf, &prep);
     assert_int_equal(prep.tail_off + prep.tail_len, size);
-    rc = sl__http_head_write(&prep, "svc:8080", tp, dl, out, cap);
+    rc = sl__http_head_write(&prep, "svc:8080", tp, NULL, dl, out, cap);
     free(buf);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <shoal/rand.h>
 #include <shoal/trace.h>
 
+#include "otlp/otlp_int.h"
 #include "otlp_rx.h"
 
 #include <jansson.h>
@@ -151,6 +152,57 @@ static void test_encode_escaping(void **state)
     sl_otlp_enc_free(&e);
 }
 
+/* The fast writer and the checked one give the same bytes, escapes, extremes and counts
+ * included. */
+static void test_encode_writers_agree(void **state)
+{
+    (void)state;
+    sl_otlp_enc fast, checked;
+    sl_otlp_enc_init(&fast, 1 << 20);
+    sl_otlp_enc_init(&checked, 1 << 20);
+    assert_int_equal(sl_otlp_enc_begin(&fast, &RES), 0);
+    assert_int_equal(sl_otlp_enc_begin(&checked, &RES), 0);
+    sl_span_data d;
+    for (int round = 0; round < 4; round++) {
+        sample_span(&d);
+        snprintf(d.attrs[0].s, sizeof d.attrs[0].s,
+                 "a\"b\\c\nd\te\x01\x1f\r\xc3\xa9\x80\xed\xa0\x80\x7f");
+        snprintf(d.name, sizeof d.name, "%s", round & 1 ? "\xf0\x9f\x90\x9f fish\x02" : "GET /");
+        d.attrs[1].i = round == 0 ? INT64_MIN : round == 1 ? INT64_MAX : round == 2 ? -1 : 0;
+        d.start_ns = round == 3 ? -5 : INT64_MAX - 1;
+        d.end_ns = round == 2 ? 0 : INT64_MAX;
+        d.kind = (sl_span_kind)(round + 2);
+        d.status = (sl_span_status)(round % 3);
+        d.dropped_attrs = (uint32_t)round * 1000000000u;
+        d.dropped_links = round == 1 ? UINT32_MAX : 0;
+        d.n_links = (uint32_t)round + 1;
+        d.n_attrs = round == 3 ? SL_SPAN_ATTRS_MAX : 2;
+        for (uint32_t i = 2; i < d.n_attrs; i++) {
+            snprintf(d.attrs[i].key, sizeof d.attrs[i].key, "k%u", i);
+            d.attrs[i].type = i & 1 ? SL_SPAN_ATTR_INT : SL_SPAN_ATTR_STR;
+            d.attrs[i].i = -(int64_t)i;
+            memset(d.attrs[i].s, '"', sizeof d.attrs[i].s - 1);
+            d.attrs[i].s[sizeof d.attrs[i].s - 1] = '\0';
+        }
+        assert_int_equal(sl_otlp_enc_span(&fast, &d), 0);
+        assert_int_equal(sl__otlp_enc_span_checked(&checked, &d), 0);
+    }
+    sl_otlp_enc_end(&fast);
+    sl_otlp_enc_end(&checked);
+    assert_int_equal(fast.nspans, 4);
+    assert_int_equal(checked.nspans, 4);
+    assert_int_equal(fast.len, checked.len);
+    assert_memory_equal(fast.buf, checked.buf, fast.len);
+    static const char min[] = "\"intValue\":\"-9223372036854775808\"";
+    assert_non_null(memmem(fast.buf, fast.len, min, sizeof min - 1));
+    json_error_t jerr;
+    json_t *doc = json_loadb(fast.buf, fast.len, 0, &jerr);
+    assert_non_null(doc);
+    json_decref(doc);
+    sl_otlp_enc_free(&fast);
+    sl_otlp_enc_free(&checked);
+}
+
 static void test_encode_limit(void **state)
 {
     (void)state;
@@ -231,6 +283,28 @@ static void test_response_status(void **state)
     assert_int_equal(R("HTTP/1.1 099 OK\r\n"), SL_EPARSE);
     assert_int_equal(R("SSH-2.0-x\r\n"), SL_EPARSE);
 #undef R
+    /* The head: where it ends, the body's length, and whether the connection may be kept. */
+    sl__otlp_head h;
+#define H(s) sl__otlp_response_head(s, strlen(s), &h)
+    const char *keep = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                       "content-length:  2 \r\n\r\n{}";
+    assert_int_equal(H(keep), 0);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.head_len, strlen(keep) - 2);
+    assert_int_equal(h.body_len, 2);
+    assert_int_equal(h.keep, 1);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), 0);
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"), 0);
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\n\r\n"), 0); /* no length: read to the close */
+    assert_int_equal(h.keep, 0);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"), SL_EAGAIN);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"), SL_EPARSE);
+    assert_int_equal(H("HTTP/1.1 200 OK\r\nContent-Length: 9999999999\r\n\r\n"), SL_EPARSE);
+#undef H
 }
 
 /* ---- the exporter against a real socket ------------------------------------------------ */
@@ -527,6 +601,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_exact_shape),
         cmocka_unit_test(test_encode_escaping),
+        cmocka_unit_test(test_encode_writers_agree),
         cmocka_unit_test(test_encode_limit),
         cmocka_unit_test(test_endpoint_parse),
         cmocka_unit_test(test_response_status),

@@ -230,10 +230,17 @@ static void span_finish(sl_http_handle *call, sl_outcome outcome, sl_http_result
     if (sl_span_is_recording(call->span)) {
         if (outcome.kind == SL_OUTCOME_RESPONSE)
             sl_span_set_attr_int(call->span, "http.response.status_code", outcome.status);
-        if (kind != SL_HTTP_RESULT_OK || outcome.status >= 500)
+        if (kind != SL_HTTP_RESULT_OK || outcome.status >= 500) {
+            /* error.type (semantic conventions): the status code for a 5xx answer, else the
+             * kind of failure ("timeout", "connect_error", ...). */
+            char code[16];
+            if (kind == SL_HTTP_RESULT_OK) snprintf(code, sizeof code, "%d", outcome.status);
+            sl_span_set_attr_str(call->span, "error.type",
+                                 kind != SL_HTTP_RESULT_OK ? sl_http_result_kind_name(kind) : code);
             sl_span_set_status(call->span, SL_SPAN_STATUS_ERROR,
                                kind != SL_HTTP_RESULT_OK ? sl_http_result_kind_name(kind)
                                                          : sl_http_reason(outcome.status));
+        }
     }
     sl_span_end(call->span);
     call->span = NULL;
@@ -420,6 +427,16 @@ static void next_attempt(sl_http_handle *call)
                                  sl_http_method_name(call->method));
             sl_span_set_attr_str(call->span, "server.address", call->ep->host);
             sl_span_set_attr_int(call->span, "server.port", call->ep->port);
+            /* url.path: the request target up to its query, from the prepared request line
+             * "METHOD /path?query HTTP/1.1\r\n". */
+            const char *line = call->prep.buf;
+            const char *sp = memchr(line, ' ', call->prep.line_len);
+            const char *end = line + call->prep.line_len - (sizeof " HTTP/1.1\r\n" - 1);
+            if (sp && sp + 1 < end) {
+                const char *q = memchr(sp + 1, '?', (size_t)(end - sp - 1));
+                sl_span_set_attr_strn(call->span, "url.path", sp + 1,
+                                      (size_t)((q ? q : end) - sp - 1));
+            }
             sl_span_set_attr_str(call->span, "peer.service", up->name);
             if (call->attempts > 1)
                 sl_span_set_attr_int(call->span, "http.request.resend_count", call->attempts - 1);
@@ -670,13 +687,28 @@ int sl_http_call(sl_upstream *up, const sl_http_request *req, const sl_http_call
      * attempt writes (call_send: the prepared parts, the host and up to 256 bytes of trace and
      * deadline fields). Not calloc: the response parser's header arrays (most of the 5 KiB)
      * need no clearing. */
-    size_t head_room =
-        psize + (up->host_header ? strlen(up->host_header) : sizeof up->eps->hostport) + 256;
-    sl_http_handle *call = malloc(sizeof *call + psize + req->body_len + head_room);
+    /* The caller's tracestate goes along only when valid and beside a trace context; an
+     * invalid one is discarded whole (W3C Trace Context §3.3.1.1). */
+    size_t ts_len = 0;
+    if (opts->tracestate.len > 0 && opts->tracestate.ptr && opts->trace &&
+        sl_trace_ctx_is_valid(opts->trace) &&
+        sl_tracestate_validate(opts->tracestate.ptr, opts->tracestate.len) == 0)
+        ts_len = opts->tracestate.len;
+    size_t ts_room = ts_len ? ts_len + 1 : 0;
+    size_t head_room = psize +
+                       (up->host_header ? strlen(up->host_header) : sizeof up->eps->hostport) +
+                       256 + (ts_len ? ts_len + 16 : 0);
+    sl_http_handle *call = malloc(sizeof *call + psize + req->body_len + ts_room + head_room);
     if (!call) return SL_ENOMEM;
     memset(call, 0, offsetof(sl_http_handle, resp));
     char *mem = (char *)(call + 1);
-    call->head = mem + psize + req->body_len;
+    if (ts_len) {
+        char *ts = mem + psize + req->body_len;
+        memcpy(ts, opts->tracestate.ptr, ts_len);
+        ts[ts_len] = '\0';
+        call->tracestate = ts;
+    }
+    call->head = mem + psize + req->body_len + ts_room;
     call->head_cap = head_room;
     call->head_inline = true;
     sl__http_prep_write(req, opts->request_id, opts->idempotency_key, mem, &call->prep);

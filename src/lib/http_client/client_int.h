@@ -104,6 +104,7 @@ struct sl_http_call {
     int64_t try_deadline_ns; /* INT64_MAX: no per-try timer */
     bool has_parent;
     sl_trace_ctx parent;
+    const char *tracestate; /* the caller's validated tracestate, in the call's block; or NULL */
     sl_retry_state rs;
     sl_bulkhead_waiter waiter;
     sl_breaker_permit permit;
@@ -189,8 +190,8 @@ void sl__http_pool_unqueue(sl_http_handle *call);
 /* Drops one of up->refs; the last of a closing upstream calls up->hooks->last_ref. */
 void sl__http_upstream_unref(sl_upstream *up);
 
-/* local.c: the attempt's head (prepared request, Host, traceparent, deadline) into call->head;
- * its length, or SL_ENOMEM / SL_EIO. */
+/* local.c: the attempt's head (prepared request, Host, traceparent, tracestate, deadline) into
+ * call->head; its length, or SL_ENOMEM / SL_EIO. */
 int sl__http_head_build(sl_http_handle *call);
 
 /* local.c: dispatches the attempt in process when its endpoint is a server registered on this

@@ -44,11 +44,12 @@ SL_API void sl__http_prep_write(const sl_http_request *req, const char *request_
 
 /*
  * Writes one attempt's full head into `out` (capacity `cap`): request line,
- * Host, fixed fields, traceparent and x-shoal-deadline-ms (each NULL =
- * omitted), tail. Returns the length, or SL_ELIMIT when `cap` is too small.
+ * Host, fixed fields, traceparent, tracestate and x-shoal-deadline-ms (each
+ * NULL = omitted), tail. Returns the length, or SL_ELIMIT when `cap` is too small.
  */
 SL_API int sl__http_head_write(const sl__http_prep *prep, const char *host, const char *traceparent,
-                               const char *deadline_ms, char *out, size_t cap) SL_MUST_CHECK;
+                               const char *tracestate, const char *deadline_ms, char *out,
+                               size_t cap) SL_MUST_CHECK;
 
 /* Returns 1 when `name` is one the client never forwards from the caller's headers. */
 SL_API int sl__http_header_dropped(sl_slice name);

@@ -58,7 +58,8 @@ static const local_entry *local_find(const endpoint *ep)
 
 /* Writes the attempt's head into call->head (the network send in client.c and the in-process
  * attempt below share it): the prepared request plus Host, traceparent (the
- * attempt's span) and the remaining deadline. Returns its length or SL_ENOMEM / SL_EIO. */
+ * attempt's span), the caller's tracestate and the remaining deadline. Returns its length or
+ * SL_ENOMEM / SL_EIO. */
 int sl__http_head_build(sl_http_handle *call)
 {
     sl_upstream *up = call->up;
@@ -75,7 +76,8 @@ int sl__http_head_build(sl_http_handle *call)
         tpv = tp;
     }
     if (sl_deadline_format_header(call->deadline, up->clock, dl, sizeof dl) > 0) dlv = dl;
-    size_t need = call->prep.tail_off + call->prep.tail_len + strlen(host) + 256;
+    size_t need = call->prep.tail_off + call->prep.tail_len + strlen(host) + 256 +
+                  (call->tracestate ? strlen(call->tracestate) + 16 : 0);
     if (need > call->head_cap) {
         /* Past the room reserved in the call's block (a longer endpoint name): the heap. */
         char *h = realloc(call->head_inline ? NULL : call->head, need);
@@ -84,7 +86,10 @@ int sl__http_head_build(sl_http_handle *call)
         call->head_cap = need;
         call->head_inline = false;
     }
-    int n = sl__http_head_write(&call->prep, host, tpv, dlv, call->head, call->head_cap);
+    /* tracestate travels with the trace it belongs to (W3C Trace Context §3.3): only beside a
+     * traceparent. */
+    const char *tsv = tpv ? call->tracestate : NULL;
+    int n = sl__http_head_write(&call->prep, host, tpv, tsv, dlv, call->head, call->head_cap);
     return n < 0 ? SL_EIO : n;
 }
 

@@ -180,7 +180,7 @@ void sl__http_prep_write(const sl_http_request *req, const char *request_id,
 }
 
 int sl__http_head_write(const sl__http_prep *p, const char *host, const char *traceparent,
-                        const char *deadline_ms, char *out, size_t cap)
+                        const char *tracestate, const char *deadline_ms, char *out, size_t cap)
 {
     wr w = {NULL, 0};
     for (int pass = 0; pass < 2; pass++) {
@@ -188,6 +188,7 @@ int sl__http_head_write(const sl__http_prep *p, const char *host, const char *tr
         put_field(&w, "Host", host, strlen(host));
         put(&w, p->buf + p->fields_off, p->fields_len);
         if (traceparent) put_field(&w, "traceparent", traceparent, strlen(traceparent));
+        if (tracestate) put_field(&w, "tracestate", tracestate, strlen(tracestate));
         if (deadline_ms) put_field(&w, "x-shoal-deadline-ms", deadline_ms, strlen(deadline_ms));
         put(&w, p->buf + p->tail_off, p->tail_len);
         if (pass == 0) {

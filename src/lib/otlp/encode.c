@@ -3,8 +3,13 @@
  * resource and one scope, spans appended one by one into a bounded buffer.
  * The closing brackets are always reserved, so a body that refused a span is
  * still complete once sl_otlp_enc_end closes it.
+ *
+ * Two writers of the same bytes: the fast one reserves an upper bound of a
+ * span's size once and writes without further checks (no snprintf, a table
+ * for hex); the checked one (every write bounded) runs only when the bound
+ * does not fit, so a body is filled exactly to its limit.
  */
-#include <shoal/otlp.h>
+#include "otlp_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -267,7 +272,224 @@ static int put_span(sl_otlp_enc *e, const sl_span_data *sp)
     return rc ? rc : puts_(e, "}}");
 }
 
-int sl_otlp_enc_span(sl_otlp_enc *e, const sl_span_data *span)
+/* ---- the fast path: one bound check per span, then unchecked writes -------------------- */
+
+/* Bytes JSON takes as they are: printable ASCII other than '"' and '\\'. */
+#define PL_(c)   ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
+#define PL4_(c)  PL_(c), PL_(c + 1), PL_(c + 2), PL_(c + 3)
+#define PL16_(c) PL4_(c), PL4_(c + 4), PL4_(c + 8), PL4_(c + 12)
+#define PL64_(c) PL16_(c), PL16_(c + 16), PL16_(c + 32), PL16_(c + 48)
+static const uint8_t PLAIN[256] = {PL64_(0), PL64_(64), PL64_(128), PL64_(192)};
+#undef PL64_
+#undef PL16_
+#undef PL4_
+#undef PL_
+
+/* The same bytes as put_str_n for the NUL-terminated string in `str` (at most `cap` bytes
+ * read), written at `p` (room for 2 + 6 * cap bytes); returns the end. */
+static char *w_str(char *p, const char *str, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    *p++ = '"';
+    size_t i = 0;
+    for (;;) {
+        size_t run = i;
+        while (run < cap && PLAIN[s[run]])
+            run++;
+        memcpy(p, s + i, run - i);
+        p += run - i;
+        i = run;
+        if (i == cap || s[i] == 0) break;
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char)c;
+            i++;
+        } else if (c < 0x20) {
+            *p++ = '\\';
+            if (c == '\n') {
+                *p++ = 'n';
+            } else if (c == '\r') {
+                *p++ = 'r';
+            } else if (c == '\t') {
+                *p++ = 't';
+            } else {
+                memcpy(p, "u00", 3);
+                p[3] = hex[c >> 4];
+                p[4] = hex[c & 15];
+                p += 5;
+            }
+            i++;
+        } else {
+            size_t k = utf8_seq(s + i, strnlen((const char *)s + i, cap - i));
+            if (k == 0) {
+                memcpy(p, "\xef\xbf\xbd", 3);
+                p += 3;
+                i++;
+            } else {
+                memcpy(p, s + i, k);
+                p += k;
+                i += k;
+            }
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+#define W_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/* "00" "01" ... "ff" and "00" ... "99": two output bytes per table read. */
+#define HX_(c)   "0123456789abcdef"[(c) >> 4], "0123456789abcdef"[(c)&15]
+#define HX4_(c)  HX_(c), HX_(c + 1), HX_(c + 2), HX_(c + 3)
+#define HX16_(c) HX4_(c), HX4_(c + 4), HX4_(c + 8), HX4_(c + 12)
+#define HX64_(c) HX16_(c), HX16_(c + 16), HX16_(c + 32), HX16_(c + 48)
+static const char HEX2[512] = {HX64_(0), HX64_(64), HX64_(128), HX64_(192)};
+#undef HX64_
+#undef HX16_
+#undef HX4_
+#undef HX_
+#define DG_(c) (char)('0' + (c) / 10), (char)('0' + (c) % 10)
+#define DG10_(c)                                                                                   \
+    DG_(c), DG_(c + 1), DG_(c + 2), DG_(c + 3), DG_(c + 4), DG_(c + 5), DG_(c + 6), DG_(c + 7),    \
+        DG_(c + 8), DG_(c + 9)
+static const char DEC2[200] = {DG10_(0),  DG10_(10), DG10_(20), DG10_(30), DG10_(40),
+                               DG10_(50), DG10_(60), DG10_(70), DG10_(80), DG10_(90)};
+#undef DG10_
+#undef DG_
+
+static char *w_hex(char *p, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        memcpy(p + 2 * i, HEX2 + 2 * b[i], 2);
+    return p + 2 * n;
+}
+
+/* Decimal of an unsigned value (at most 20 digits), two digits per step. */
+static char *w_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = sizeof tmp;
+    while (v >= 100) {
+        n -= 2;
+        memcpy(tmp + n, DEC2 + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        n -= 2;
+        memcpy(tmp + n, DEC2 + 2 * v, 2);
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    memcpy(p, tmp + n, sizeof tmp - n);
+    return p + sizeof tmp - n;
+}
+
+static char *w_i64(char *p, int64_t v)
+{
+    if (v >= 0) return w_u64(p, (uint64_t)v);
+    *p++ = '-';
+    return w_u64(p, (uint64_t)0 - (uint64_t)v);
+}
+
+static char *w_ids(char *p, const uint8_t tid[SL_TRACE_ID_LEN], const uint8_t sid[SL_SPAN_ID_LEN])
+{
+    p = W_LIT(p, "\"traceId\":\"");
+    p = w_hex(p, tid, SL_TRACE_ID_LEN);
+    p = W_LIT(p, "\",\"spanId\":\"");
+    p = w_hex(p, sid, SL_SPAN_ID_LEN);
+    *p++ = '"';
+    return p;
+}
+
+/* The fixed bytes of a span without its strings, attributes and links, with room to spare:
+ * ids, parent, kind, two times, counts and status (well under 400), one attribute's framing
+ * and integer (under 64), one link (under 80). */
+#define SPAN_FIXED_MAX 400
+#define ATTR_FIXED_MAX 64
+#define LINK_MAX       80
+
+/* An upper bound of the bytes put_span writes for `sp`, from its shape alone (every string
+ * at its longest, each byte escaped to 6): no string is read twice. */
+static size_t span_bound(const sl_span_data *sp)
+{
+    uint32_t na = sp->n_attrs < SL_SPAN_ATTRS_MAX ? sp->n_attrs : SL_SPAN_ATTRS_MAX;
+    uint32_t nl = sp->n_links < SL_SPAN_LINKS_MAX ? sp->n_links : SL_SPAN_LINKS_MAX;
+    size_t attr = ATTR_FIXED_MAX + 6 * (SL_SPAN_ATTR_KEY_MAX + SL_SPAN_ATTR_STR_MAX);
+    return SPAN_FIXED_MAX + 6 * (SL_SPAN_NAME_MAX + SL_SPAN_STATUS_MAX) + na * attr +
+           (size_t)nl * LINK_MAX;
+}
+
+/* Writes the span at `p` with room for span_bound() bytes: the same bytes as put_span. */
+static char *w_span(char *p, const sl_span_data *sp, int first)
+{
+    if (!first) *p++ = ',';
+    *p++ = '{';
+    p = w_ids(p, sp->ctx.trace_id, sp->ctx.span_id);
+    if (!all_zero(sp->parent_span_id, SL_SPAN_ID_LEN)) {
+        p = W_LIT(p, ",\"parentSpanId\":\"");
+        p = w_hex(p, sp->parent_span_id, SL_SPAN_ID_LEN);
+        *p++ = '"';
+    }
+    p = W_LIT(p, ",\"name\":");
+    p = w_str(p, sp->name, sizeof sp->name);
+    int kind = sp->kind <= SL_SPAN_CONSUMER ? (int)sp->kind + 1 : 0;
+    int64_t end = sp->end_ns >= sp->start_ns ? sp->end_ns : sp->start_ns;
+    p = W_LIT(p, ",\"kind\":");
+    *p++ = (char)('0' + kind);
+    p = W_LIT(p, ",\"startTimeUnixNano\":\"");
+    p = w_i64(p, sp->start_ns > 0 ? sp->start_ns : 0);
+    p = W_LIT(p, "\",\"endTimeUnixNano\":\"");
+    p = w_i64(p, end > 0 ? end : 0);
+    p = W_LIT(p, "\",\"attributes\":[");
+    uint32_t na = sp->n_attrs < SL_SPAN_ATTRS_MAX ? sp->n_attrs : SL_SPAN_ATTRS_MAX;
+    for (uint32_t i = 0; i < na; i++) {
+        const sl_span_attr *a = &sp->attrs[i];
+        if (i) *p++ = ',';
+        p = W_LIT(p, "{\"key\":");
+        p = w_str(p, a->key, sizeof a->key);
+        if (a->type == SL_SPAN_ATTR_INT) {
+            p = W_LIT(p, ",\"value\":{\"intValue\":\"");
+            p = w_i64(p, a->i);
+            p = W_LIT(p, "\"}}");
+        } else {
+            p = W_LIT(p, ",\"value\":{\"stringValue\":");
+            p = w_str(p, a->s, sizeof a->s);
+            p = W_LIT(p, "}}");
+        }
+    }
+    *p++ = ']';
+    if (sp->dropped_attrs) {
+        p = W_LIT(p, ",\"droppedAttributesCount\":");
+        p = w_u64(p, sp->dropped_attrs);
+    }
+    uint32_t nl = sp->n_links < SL_SPAN_LINKS_MAX ? sp->n_links : SL_SPAN_LINKS_MAX;
+    if (nl) {
+        p = W_LIT(p, ",\"links\":[");
+        for (uint32_t i = 0; i < nl; i++) {
+            if (i) *p++ = ',';
+            *p++ = '{';
+            p = w_ids(p, sp->links[i].trace_id, sp->links[i].span_id);
+            *p++ = '}';
+        }
+        *p++ = ']';
+    }
+    if (sp->dropped_links) {
+        p = W_LIT(p, ",\"droppedLinksCount\":");
+        p = w_u64(p, sp->dropped_links);
+    }
+    int code = sp->status <= SL_SPAN_STATUS_ERROR ? (int)sp->status : 0;
+    p = W_LIT(p, ",\"status\":{\"code\":");
+    *p++ = (char)('0' + code);
+    if (code == SL_SPAN_STATUS_ERROR && sp->status_message[0]) {
+        p = W_LIT(p, ",\"message\":");
+        p = w_str(p, sp->status_message, sizeof sp->status_message);
+    }
+    return W_LIT(p, "}}");
+}
+
+int sl__otlp_enc_span_checked(sl_otlp_enc *e, const sl_span_data *span)
 {
     SL_ASSERT(e && span && e->head_len > 0);
     size_t mark = e->len;
@@ -276,6 +498,19 @@ int sl_otlp_enc_span(sl_otlp_enc *e, const sl_span_data *span)
         e->len = mark; /* the body stays as it was before this span */
         return rc;
     }
+    e->nspans++;
+    return 0;
+}
+
+int sl_otlp_enc_span(sl_otlp_enc *e, const sl_span_data *span)
+{
+    SL_ASSERT(e && span && e->head_len > 0);
+    size_t bound = span_bound(span);
+    /* Room for the worst case: write without further checks. Otherwise (near the body's
+     * bound) the checked path decides exactly whether the span fits. */
+    if (reserve(e, bound) != 0) return sl__otlp_enc_span_checked(e, span);
+    char *p = w_span(e->buf + e->len, span, e->nspans == 0);
+    e->len = (size_t)(p - e->buf);
     e->nspans++;
     return 0;
 }

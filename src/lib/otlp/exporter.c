@@ -27,6 +27,7 @@ struct sl_otlp_exporter {
     unsigned shard;
     sl_otlp_enc enc;
     int64_t batch_since_ms; /* when the body's first span was added */
+    int fd;                 /* the connection kept for the next request, or -1 */
 
     pthread_mutex_t mu; /* tracers, ntracers, stop */
     pthread_cond_t cv;
@@ -124,6 +125,7 @@ int sl_otlp_exporter_new(const sl_otlp_config *cfg, sl_otlp_exporter **out)
     ex->timeout_ms = cfg->timeout_ms;
     ex->poll_ms = cfg->poll_ms;
     ex->shard = cfg->shard;
+    ex->fd = -1;
     ex->max_tracers = cfg->max_tracers;
     sl_otlp_enc_init(&ex->enc, cfg->max_request_bytes);
     ex->tracers = calloc(cfg->max_tracers, sizeof *ex->tracers);
@@ -167,7 +169,7 @@ static void flush(sl_otlp_exporter *ex)
     if (e->head_len == 0 || e->nspans == 0) return;
     sl_otlp_enc_end(e);
     int status = 0;
-    int rc = sl__otlp_post(&ex->ep, e->buf, e->len, ex->timeout_ms, &status);
+    int rc = sl__otlp_post(&ex->ep, &ex->fd, e->buf, e->len, ex->timeout_ms, &status);
     uint64_t n = e->nspans;
     if (rc == 0 && status >= 200 && status < 300) {
         count(ex, &ex->exported, ex->s_exported, n);
@@ -245,6 +247,7 @@ static void *run(void *arg)
             flush(ex);
         if (stop) break;
     }
+    sl__otlp_close(&ex->fd);
     return NULL;
 }
 

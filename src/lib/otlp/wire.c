@@ -1,8 +1,10 @@
 /*
  * The exporter's HTTP side (otlp.h, otlp_int.h): the endpoint and status-line
  * parsers (pure), and one blocking HTTP/1.1 POST over a plain TCP socket with
- * a single deadline for connect, send and answer. It runs on the exporter
- * thread only, never on a loop thread.
+ * a single deadline for connect, send and answer. The connection is kept for
+ * the next request when the collector allows it (HTTP/1.1, a Content-Length,
+ * no "Connection: close"). It runs on the exporter thread only, never on a
+ * loop thread.
  */
 #include "otlp_int.h"
 
@@ -14,6 +16,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,38 +164,99 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
     return 0;
 }
 
-int sl__otlp_post(const sl_otlp_endpoint *ep, const char *body, size_t len, uint32_t timeout_ms,
-                  int *status)
+/* The value of header `name` (lowercase, with the colon) in the head's lines, or NULL. */
+static const char *head_field(const char *buf, size_t len, const char *name, size_t *vlen)
 {
-    int64_t deadline = now_ms() + timeout_ms;
-    int fd = -1;
-    int rc = connect_to(ep, deadline, &fd);
-    if (rc != 0) return rc;
-    char head[640];
-    int hn = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      ep->path, ep->host, ep->port, len);
-    if (hn <= 0 || (size_t)hn >= sizeof head) {
-        close(fd);
-        return SL_ELIMIT;
+    size_t nl = strlen(name);
+    const char *p = memchr(buf, '\n', len), *end = buf + len;
+    while (p && p + 1 < end) {
+        const char *line = p + 1;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol) break;
+        if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            *vlen = (size_t)(ve - v);
+            return v;
+        }
+        p = eol;
     }
-    rc = send_all(fd, head, (size_t)hn, deadline);
+    return NULL;
+}
+
+int sl__otlp_response_head(const char *buf, size_t len, sl__otlp_head *out)
+{
+    SL_ASSERT(buf && out);
+    int rc = sl_otlp_response_status(buf, len, &out->status);
+    if (rc != 0) return rc;
+    const char *e = NULL;
+    for (size_t i = 3; i < len; i++)
+        if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
+            e = buf + i + 1;
+            break;
+        }
+    if (!e) return SL_EAGAIN;
+    out->head_len = (size_t)(e - buf);
+    out->body_len = 0;
+    /* Kept open only for an HTTP/1.1 answer with a plain Content-Length and no "close". */
+    out->keep = buf[7] == '1';
+    size_t vl = 0;
+    const char *v = head_field(buf, out->head_len, "connection:", &vl);
+    if (v && vl == 5 && strncasecmp(v, "close", 5) == 0) out->keep = 0;
+    if (head_field(buf, out->head_len, "transfer-encoding:", &vl)) out->keep = 0;
+    v = head_field(buf, out->head_len, "content-length:", &vl);
+    if (!v) {
+        out->keep = 0;
+        return 0;
+    }
+    if (vl == 0 || vl > 9) return SL_EPARSE;
+    size_t n = 0;
+    for (size_t i = 0; i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9') return SL_EPARSE;
+        n = n * 10 + (size_t)(v[i] - '0');
+    }
+    out->body_len = n;
+    return 0;
+}
+
+/* Acknowledges what arrives at once: a collector that writes its answer's head and body
+ * separately (with Nagle's algorithm on its side) would otherwise wait for our delayed ACK
+ * before sending the body, and a kept connection would stall ~40 ms per request. The flag
+ * does not stay set, so it is renewed before each read. */
+static void quick_ack(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+/* One request on `fd` and its answer. *sent_any tells whether any answer byte arrived (a
+ * reused connection the collector closed gives none: the caller may try a new one). */
+static int exchange(int fd, const char *head, size_t hn, const char *body, size_t len,
+                    int64_t deadline, int *status, int *keep, int *got_any)
+{
+    *got_any = 0;
+    *keep = 0;
+    int rc = send_all(fd, head, hn, deadline);
     if (rc == 0) rc = send_all(fd, body, len, deadline);
-    /* Only the status line matters; the rest of the answer is read off and dropped. */
-    char resp[256];
+    char resp[1024];
     size_t got = 0;
+    sl__otlp_head h;
     while (rc == 0) {
+        quick_ack(fd);
         ssize_t r = recv(fd, resp + got, sizeof resp - got, 0);
         if (r > 0) {
+            *got_any = 1;
             got += (size_t)r;
-            rc = sl_otlp_response_status(resp, got, status);
+            rc = sl__otlp_response_head(resp, got, &h);
             if (rc != SL_EAGAIN) break;
             rc = got == sizeof resp ? SL_EPARSE : 0;
             continue;
         }
         if (r == 0) {
-            rc = SL_EIO; /* closed before a complete status line */
+            rc = SL_EIO; /* closed before a complete head */
             break;
         }
         if (errno == EINTR) continue;
@@ -202,6 +266,55 @@ int sl__otlp_post(const sl_otlp_endpoint *ep, const char *body, size_t len, uint
         }
         rc = SL_EIO;
     }
-    close(fd);
-    return rc;
+    if (rc != 0) return rc;
+    *status = h.status;
+    /* The answer's body is read off and dropped, so the connection can carry the next one;
+     * a large one is not worth it: the connection closes instead. */
+    size_t left = got - h.head_len >= h.body_len ? 0 : h.body_len - (got - h.head_len);
+    if (!h.keep || got - h.head_len > h.body_len || left > sizeof resp * 64) return 0;
+    while (left > 0) {
+        quick_ack(fd);
+        ssize_t r = recv(fd, resp, left < sizeof resp ? left : sizeof resp, 0);
+        if (r > 0) {
+            left -= (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+            wait_fd(fd, POLLIN, deadline) == 0)
+            continue;
+        return 0; /* the status is known; only the connection is lost */
+    }
+    *keep = 1;
+    return 0;
+}
+
+void sl__otlp_close(int *fd)
+{
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+int sl__otlp_post(const sl_otlp_endpoint *ep, int *fd, const char *body, size_t len,
+                  uint32_t timeout_ms, int *status)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    char head[640];
+    int hn = snprintf(head, sizeof head,
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      ep->path, ep->host, ep->port, len);
+    if (hn <= 0 || (size_t)hn >= sizeof head) return SL_ELIMIT;
+    /* A kept connection first; when the collector closed it meanwhile (no answer byte), one
+     * new connection. */
+    for (int fresh = *fd < 0;; fresh = 1) {
+        if (*fd < 0) {
+            int rc = connect_to(ep, deadline, fd);
+            if (rc != 0) return rc;
+        }
+        int keep = 0, got_any = 0;
+        int rc = exchange(*fd, head, (size_t)hn, body, len, deadline, status, &keep, &got_any);
+        if (rc != 0 || !keep) sl__otlp_close(fd);
+        if (rc == 0 || fresh || got_any || rc == SL_ETIMEDOUT) return rc;
+    }
 }

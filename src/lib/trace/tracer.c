@@ -19,9 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CACHE_LINE  64
-#define SERVICE_MAX 63
-#define RING_MAX    65536u
+#define CACHE_LINE   64
+#define SERVICE_MAX  63
+#define RING_MAX     65536u
+#define WALL_SYNC_NS 1000000000LL /* a wall clock step shows in span times within 1 s */
 
 struct sl_span {
     sl_tracer *tracer;
@@ -51,6 +52,9 @@ struct sl_tracer {
         dropped_full, kept_unsampled;
     /* Worker-only state. */
     _Alignas(CACHE_LINE) const sl_clock *clock;
+    /* Wall time = monotonic time + wall_off, re-read from the wall clock at most once per
+     * WALL_SYNC_NS: a span edge costs one clock read. */
+    int64_t wall_off, wall_sync_mono;
     sl_rand *rand;
     double sample_ratio;
     int keep_errors;
@@ -161,6 +165,8 @@ int sl_tracer_new(const sl_tracer_config *cfg, sl_tracer **out)
     t->sample_ratio = cfg->sample_ratio;
     t->keep_errors = cfg->keep_errors;
     t->keep_slow_ns = cfg->keep_slow_ns > 0 ? cfg->keep_slow_ns : 0;
+    t->wall_sync_mono = sl_clock_mono_ns(cfg->clock);
+    t->wall_off = sl_clock_wall_ns(cfg->clock) - t->wall_sync_mono;
     copy_bounded(t->service, sizeof t->service, cfg->service);
     for (size_t i = 0; i < t->n_pool; i++) {
         t->pool[i].tracer = t;
@@ -245,8 +251,13 @@ static void span_start(sl_tracer *t, const char *name, sl_span_kind kind,
         s->d.n_attrs = s->d.dropped_attrs = 0;
         s->d.n_links = s->d.dropped_links = 0;
         copy_bounded(s->d.name, sizeof s->d.name, name);
-        s->d.start_ns = sl_clock_wall_ns(t->clock);
-        s->start_mono_ns = sl_clock_mono_ns(t->clock);
+        int64_t mono = sl_clock_mono_ns(t->clock);
+        if (mono - t->wall_sync_mono >= WALL_SYNC_NS || mono < t->wall_sync_mono) {
+            t->wall_off = sl_clock_wall_ns(t->clock) - mono;
+            t->wall_sync_mono = mono;
+        }
+        s->d.start_ns = mono + t->wall_off;
+        s->start_mono_ns = mono;
     }
     *out = s;
 }
@@ -291,6 +302,20 @@ void sl_span_set_attr_str(sl_span *span, const char *key, const char *value)
 {
     sl_span_attr *a = add_attr(span, key, SL_SPAN_ATTR_STR);
     if (a != NULL) copy_bounded(a->s, sizeof a->s, value);
+}
+
+void sl_span_set_attr_strn(sl_span *span, const char *key, const char *value, size_t len)
+{
+    sl_span_attr *a = add_attr(span, key, SL_SPAN_ATTR_STR);
+    if (a == NULL) return;
+    size_t n = value ? len : 0;
+    if (n >= sizeof a->s) {
+        n = sizeof a->s - 1;
+        while (n > 0 && ((unsigned char)value[n] & 0xc0) == 0x80)
+            n--;
+    }
+    if (n) memcpy(a->s, value, n);
+    a->s[n] = '\0';
 }
 
 void sl_span_set_attr_int(sl_span *span, const char *key, int64_t value)
