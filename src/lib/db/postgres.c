@@ -176,7 +176,7 @@ static int pg_exec(sl_db *db, const char *sql);
 
 int sl__db_pg_broken(const sl_db *db)
 {
-    return db->kind == SL_DB_POSTGRES && PQstatus(conn(db)) == CONNECTION_BAD;
+    return db->kind == SL_DB_POSTGRES && PQstatus(((const pg_conn *)db->impl)->c) == CONNECTION_BAD;
 }
 
 static int pg_open(sl_db *db, const char *url, const sl_db_options *o)
