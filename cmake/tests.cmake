@@ -329,20 +329,9 @@ endif()
 # - the outage suite in the monolith: there is no participant to take down alone (freezing or
 #   killing one takes every service down, and nothing takes orders); e2e.shop.monolith kills the
 #   monolith mid-checkout instead;
-# - the chaos round in the mixed shape (it passes: SHOAL_E2E_SHAPE=mixed build/tests/e2e_chaos):
-#   its processes fail the ways the separate shape's (order, payment alone) and the monolith's
-#   (several services at once) do, and e2e.outage.mixed takes its shared process down under
-#   orders;
-# - the load suite in the mixed shape (it passes by hand): the records it compares with the
-#   generator's counts are the gateway's and the order service's, both their own processes there
-#   as in the separate shape;
-# - the shopper browser test in the mixed shape (it passes by hand): its pages drive the API
-#   e2e.shop.mixed drives, and the in-process checkout is the monolith's;
 # - the smoke browser test in both: it tests the gateway's static files, the same in every shape;
 # - the ops and admin_api browser tests in the monolith: they stop one service alone, and plant an
-#   event straight into nats-server, which a monolith on an in-process bus does not read; the ops
-#   test in the mixed shape (it passes: ctest -R browser.ops with SHOAL_E2E_SHAPE=mixed in the
-#   environment), whose console pages are the gateway's, served the same in every shape;
+#   event straight into nats-server, which a monolith on an in-process bus does not read;
 # - in the sanitizer build, every extra shape but e2e.shop.monolith: what the shapes add in C is
 #   the in-process call path and hosting, which the monolith's journey reaches (and
 #   integration.local_call under the sanitizers); the rest is the same C as in the separate shape.
@@ -350,9 +339,9 @@ if(SHOAL_SANITIZE)
   set(shoal_shape_e2e "shop:monolith")
   set(shoal_shape_browser "")
 else()
-  set(shoal_shape_e2e shop:monolith shop:mixed load:monolith trace:monolith trace:mixed
-    outage:mixed chaos:monolith)
-  set(shoal_shape_browser shopper:monolith admin_api:mixed)
+  set(shoal_shape_e2e shop:monolith shop:mixed load:monolith load:mixed trace:monolith
+    trace:mixed outage:mixed chaos:monolith chaos:mixed)
+  set(shoal_shape_browser shopper:monolith shopper:mixed admin_api:mixed ops:mixed)
 endif()
 
 # deploy/k8s (docs/operations.md, "Kubernetes"): deploy.k8s_drift fails when the committed
