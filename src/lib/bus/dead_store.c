@@ -84,8 +84,7 @@ int sl__dead_store_envelope(sl_db *db, const char *topic, int64_t seq, char **en
     *len = 0;
     subject[0] = '\0';
     sl_db_stmt *st;
-    int rc =
-        sl_db_prepare(db, "SELECT letter FROM dead_letters WHERE seq = ? AND topic = ?", &st);
+    int rc = sl_db_prepare(db, "SELECT letter FROM dead_letters WHERE seq = ? AND topic = ?", &st);
     if (rc != 0) return rc;
     rc = sl_db_bind_int64(st, 1, seq);
     if (rc == 0) rc = sl_db_bind_text(st, 2, topic, SIZE_MAX);
