@@ -24,7 +24,7 @@ static const char letter_b[] = "{\"topic\":\"" T2 "\",\"group\":\"ledger-h\",\"i
                                "\"deliveries\":1,\"reason\":\"big\",\"envelope_bytes\":99999}";
 
 static int put(sl_db *db, const char *consumer, const char *key, const char *topic,
-                   const char *letter, int64_t max)
+               const char *letter, int64_t max)
 {
     return sl__dead_store_put(db, consumer, key, topic, letter, strlen(letter), 1000, max);
 }
