@@ -373,6 +373,18 @@ static void test_dead_letter_survives_kill_and_redrives_once(void **state)
     assert_int_equal(ledger_dlq(mid, sizeof mid, why, sizeof why), 1);
     assert_non_null(strstr(why, "poisoned"));
     assert_int_equal(strncmp(mid, "ledger~" TOPIC "~", strlen("ledger~" TOPIC "~")), 0);
+    /* The row count shows on ledger's /metrics (refreshed every second). */
+    int shown = 0;
+    for (int i = 0; i < 100 && !shown; i++) {
+        static const char rq[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        th_response m;
+        if (th_roundtrip(t.port_ledger, rq, sizeof rq - 1, &m, 5000) == 200) {
+            shown = strstr(m.body, "dead_letters_stored{service=\"ledger\"} 1") != NULL;
+            th_response_free(&m);
+        }
+        if (!shown) usleep(50000);
+    }
+    assert_true(shown);
 
     /* kill -9, restart: the dead letter is still listed, under the same id. */
     int st = th_stop(pid, SIGKILL, 10000);
