@@ -65,6 +65,7 @@ struct sl_events {
     bool dead_in_db;
     int64_t dead_max;
     sl_series *dead_stored, *dead_refused;
+    uint64_t dead_refusals; /* logged at the first and every 100th */
 };
 
 /* ---- spans of the relay and the consumers (worker 0's tracer) ---- */
@@ -402,13 +403,15 @@ static int keep_dead(void *data, const char *topic, const char *group, const cha
                                 sl_clock_wall_ms(sl_clock_system()), ev->dead_max);
     if (rc != 0) {
         if (ev->dead_refused) sl_counter_add(ev->dead_refused, 0, 1);
-        SL_LOG_WARN(ev->log, NULL,
-                    rc == SL_ELIMIT ? "dead letters full (bus.dead_letters_max): the message "
-                                      "stays unsettled and comes back"
-                                    : "cannot keep a dead letter: the message comes back",
-                    SL_LOG_STR("topic", topic), SL_LOG_STR("group", group),
-                    SL_LOG_STR("event_id", key), SL_LOG_INT("max", ev->dead_max),
-                    SL_LOG_STR("error", sl_strerror(rc)));
+        if (ev->dead_refusals++ % 100 == 0)
+            SL_LOG_WARN(ev->log, NULL,
+                        rc == SL_ELIMIT ? "dead letters full (bus.dead_letters_max): the message "
+                                          "stays unsettled and comes back"
+                                        : "cannot keep a dead letter: the message comes back",
+                        SL_LOG_STR("topic", topic), SL_LOG_STR("group", group),
+                        SL_LOG_STR("event_id", key), SL_LOG_INT("max", ev->dead_max),
+                        SL_LOG_STR("error", sl_strerror(rc)),
+                        SL_LOG_INT("refusals", (int64_t)ev->dead_refusals));
     }
     return rc;
 }
