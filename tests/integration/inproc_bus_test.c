@@ -12,7 +12,8 @@
  *     the event applied before the kill is not applied again;
  *   - an event ledger rejects as poison (a poison file) is dead-lettered into
  *     ledger's database before counter's row is marked published; after a
- *     kill -9 and a restart /admin/dlq still lists it, and a redrive once the
+ *     kill -9 and a restart /admin/dlq still lists it; a redrive while it is
+ *     still refused dead-letters it again under a new id; a redrive once the
  *     handler is fixed applies it exactly once and removes the dead letter.
  */
 #include "harness.h"
@@ -394,11 +395,26 @@ static void test_dead_letter_survives_kill_and_redrives_once(void **state)
     assert_string_equal(mid2, mid);
     assert_int_equal(query("ledger.db", ENTRIES_D), 0);
 
-    /* The handler fixed, a redrive applies it once and removes the dead letter. */
-    assert_int_equal(unlink(poison), 0);
+    /* Redriven while still refused: dead-lettered again under a new id, the old one gone. */
     char path[400];
     snprintf(path, sizeof path, "/admin/dlq/%s/redrive", mid);
     th_response r;
+    assert_int_equal(ledger_admin("POST", path, &r), 200);
+    th_response_free(&r);
+    for (int i = 0; i < 400 && strcmp(mid2, mid) == 0; i++) {
+        usleep(25000);
+        assert_int_equal(ledger_dlq(mid2, sizeof mid2, NULL, 0), 1);
+    }
+    assert_string_not_equal(mid2, mid);
+    assert_int_equal(ledger_admin("POST", path, &r), 404);
+    th_response_free(&r);
+    assert_int_equal(query("ledger.db", DEAD), 1);
+    assert_int_equal(query("ledger.db", ENTRIES_D), 0);
+
+    /* The handler fixed, a redrive applies it once and removes the dead letter. */
+    assert_int_equal(unlink(poison), 0);
+    snprintf(mid, sizeof mid, "%s", mid2);
+    snprintf(path, sizeof path, "/admin/dlq/%s/redrive", mid);
     assert_int_equal(ledger_admin("POST", path, &r), 200);
     json_t *doc = json_loadb(r.body, r.body_len, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(doc, "redriven")), 1);
