@@ -1037,6 +1037,101 @@ static void test_confirm_dead_letter(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Dead letters kept by the consumer (the hosted services' database): the message is settled,
+ * and the publish acknowledged, only once the keep hook wrote it; a refusal (the table full)
+ * leaves it unsettled and it comes back, nothing goes to `.dlq`. */
+typedef struct keeper {
+    sl_db *db;
+    int64_t max;
+    int refused, kept;
+    pubstate *ps;
+    int acked_before_kept; /* publish acks seen before the row was written (must stay 0) */
+} keeper;
+
+static int keep_hook(void *data, const char *topic, const char *group, const char *key,
+                     const char *letter, size_t len)
+{
+    keeper *k = data;
+    k->acked_before_kept += k->ps->ok;
+    int rc = sl__dead_store_put(k->db, group, key, topic, letter, len, 1, k->max);
+    if (rc == 0)
+        k->kept++;
+    else
+        k->refused++;
+    return rc;
+}
+
+static int refused_twice(void *p)
+{
+    return ((keeper *)p)->refused >= 2;
+}
+
+static int apply_poison(void *data, sl_db *tx, const sl_bus_msg *m, char *reason, size_t cap)
+{
+    (void)data;
+    (void)tx;
+    (void)m;
+    snprintf(reason, cap, "poison");
+    return SL_EPARSE;
+}
+
+static void test_confirm_dead_letter_kept(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char dir[] = "/tmp/shoal-bus-XXXXXX", url[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(url, sizeof url, "sqlite:%s/k.db", dir);
+    sl_db *db;
+    assert_int_equal(sl_db_open(url, NULL, &db, NULL, 0), 0);
+    assert_int_equal(sl_db_migrate(db, sl_db_lib_migrations(), NULL), 0);
+    /* One dead letter already there and a cap of 1: the table is full. */
+    assert_int_equal(sl__dead_store_put(db, "other", "old", "shop.x.y.v1", "{}", 2, 1, 10), 0);
+    sl_bus_broker *broker;
+    sl_bus *bus = open_confirming(&loop, &broker, 0);
+    char topic[128];
+    topic_of(topic, sizeof topic, "kept");
+    pubstate ps = {0, 0, 0};
+    keeper k = {.db = db, .max = 1, .ps = &ps};
+    sl_bus_sub_options o = fast_opts();
+    sl_bus_runner_options ro = {.consumer = "gk"};
+    sl_bus_runner *r;
+    assert_int_equal(sl_bus_runner_new(bus, db, topic, "gk", &o, &ro, apply_poison, NULL, &r), 0);
+    sl__bus_runner_keep_dead(r, keep_hook, &k);
+    run_until(&loop, cond_true_never, NULL, 50);
+    publish_async(bus, topic, "k-1", "s1", 1, &ps);
+    /* Refused: the message comes back, the publish stays unacknowledged. */
+    assert_true(run_until(&loop, refused_twice, &k, 20000));
+    assert_int_equal(ps.pending, 1);
+    assert_int_equal(sl_bus_broker_queued(broker), 1);
+    /* Room again: kept, then settled and acknowledged. */
+    k.max = 10;
+    assert_true(run_until(&loop, pubs_done, &ps, 20000));
+    assert_int_equal(ps.ok, 1);
+    assert_int_equal(k.kept, 1);
+    assert_int_equal(k.acked_before_kept, 0);
+    assert_int_equal(sl_bus_broker_queued(broker), 0);
+    sl_bus_dead items[4];
+    size_t n = 0;
+    assert_int_equal(sl__dead_store_list(db, topic, 4, items, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].id, "k-1");
+    assert_string_equal(items[0].group, "gk");
+    assert_string_equal(items[0].reason, "poison");
+    deadlist d;
+    list_dead(&loop, bus, topic, &d); /* nothing went to the in-memory `.dlq` */
+    assert_int_equal(d.n, 0);
+    sl_bus_runner_free(r);
+    close_bus(&loop, bus);
+    sl_bus_broker_free(broker);
+    sl_db_close(db);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* A full queue refuses publishes (SL_ELIMIT) until the groups catch up; ordered subjects stay
  * in publish order. */
 static void test_confirm_bounded_ordered(void **state)
@@ -1171,6 +1266,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_confirm_after_commit),
             cmocka_unit_test(test_confirm_every_group),
             cmocka_unit_test(test_confirm_dead_letter),
+            cmocka_unit_test(test_confirm_dead_letter_kept),
             cmocka_unit_test(test_confirm_bounded_ordered),
             cmocka_unit_test(test_confirm_close),
         };

@@ -643,6 +643,25 @@ static void dead_letter(sl_bus_sub *s, const bus_delivery *d, const char *id, co
     sl_bus *bus = s->bus;
     size_t len = 0;
     char *txt = dead_letter_json(s, d, id, reason, &len);
+    if (s->dead_keep) {
+        /* Kept by the consumer (its database): settled once it is written. */
+        char key[SL_BUS_ID_MAX + 32];
+        if (id)
+            snprintf(key, sizeof key, "%s", id);
+        else
+            snprintf(key, sizeof key, "seq:%llu", (unsigned long long)d->stream_seq);
+        int rc =
+            txt ? s->dead_keep(s->dead_keep_data, s->topic, s->group, key, txt, len) : SL_ENOMEM;
+        free(txt);
+        if (rc == 0) {
+            bus->stats.dead_lettered++;
+            count(bus, s->s_dead, 1);
+            settle(s, d->handle, BUS_SETTLE_TERM, 0);
+        } else {
+            settle(s, d->handle, BUS_SETTLE_NAK, sl__bus_backoff_ms(&s->opt, d->deliveries));
+        }
+        return;
+    }
     /* Stable across redeliveries of this message, distinct for every topic and group. */
     char dedup[SL_BUS_TOPIC_MAX + SL_BUS_GROUP_MAX + 48];
     snprintf(dedup, sizeof dedup, "dlq:%s:%s:%llu", s->topic, s->group,

@@ -9,6 +9,7 @@
 #ifndef SHOAL_BUS_INT_H
 #define SHOAL_BUS_INT_H
 
+#include "bus/dead_store.h"
 #include "bus/envelope_decode.h"
 
 #include <shoal/bus.h>
@@ -132,6 +133,9 @@ struct sl_bus_sub {
     void *be;
     sl_series *s_delivered, *s_redelivered, *s_dead, *s_latency, *s_lag;
     struct bus_scratch *scratch; /* sl__bus_deliver's per-chunk arrays (loop only) */
+    /* Where dead letters go instead of `dlq` (sl__bus_runner_keep_dead), or NULL. */
+    sl__bus_dead_keep_cb dead_keep;
+    void *dead_keep_data;
 };
 
 /* Core entry points for backends (loop thread). */

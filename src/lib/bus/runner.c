@@ -161,3 +161,9 @@ void sl_bus_runner_free(sl_bus_runner *r)
     sl_bus_unsubscribe(r->sub);
     free(r);
 }
+
+void sl__bus_runner_keep_dead(sl_bus_runner *r, sl__bus_dead_keep_cb keep, void *data)
+{
+    r->sub->dead_keep = keep;
+    r->sub->dead_keep_data = data;
+}

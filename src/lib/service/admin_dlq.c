@@ -12,11 +12,19 @@
  * opaque to clients, but it names the service and the topic so the gateway
  * can route it. Only an admin or service identity may call these (401/403).
  *
+ * On the in-process broker of the hosted shape the dead letters live in the
+ * service's own database (table dead_letters, events.c), not in `.dlq`
+ * topics: the same routes read that table, the sequence in a message_id is
+ * the row's, and a redrive republishes the envelope and deletes the row once
+ * every consuming group settled the redriven message.
+ *
  * The bus belongs to worker 0's loop: these routes answer there; on another
  * worker (a service run with service.workers > 1) they answer 503 with
  * Retry-After, which a new connection may land better.
  */
 #include "service_int.h"
+
+#include "bus/dead_store.h"
 
 #include <shoal/bus.h>
 #include <shoal/json.h>
@@ -33,6 +41,8 @@ typedef enum dlq_act { DLQ_LIST, DLQ_REDRIVE_ONE, DLQ_REDRIVE_ALL } dlq_act;
 typedef struct dlq_op {
     sl_http_req *req;
     sl_bus *bus;
+    sl_events *ev;
+    sl_db *dead_db; /* the in-process broker's dead letters are here (events.c), else NULL */
     const sl_service_def *def;
     dlq_act act;
     const char *topic; /* DLQ_REDRIVE_ONE: its topic and sequence */
@@ -164,7 +174,12 @@ static void redrive_collected(dlq_op *op)
         uint64_t seq = (uint64_t)json_integer_value(json_object_get(o, "_seq"));
         if (op->act == DLQ_REDRIVE_ONE && (seq != op->seq || strcmp(t, op->topic) != 0)) continue;
         op->pending++;
-        if (sl_bus_dlq_redrive(op->bus, t, seq, redrive_done, op) != 0) op->pending--;
+        if (op->dead_db) {
+            int rc = sl__events_redrive_dead(op->ev, t, seq);
+            redrive_done(op, rc == SL_EPARSE || rc == SL_ENOTFOUND ? 0 : rc, rc == 0);
+        } else if (sl_bus_dlq_redrive(op->bus, t, seq, redrive_done, op) != 0) {
+            op->pending--;
+        }
     }
     redrive_done(op, 0, 0);
 }
@@ -202,7 +217,16 @@ static void collect(dlq_op *op)
         const char *topic = op->def->subscriptions[t].topic;
         if (op->topic && strcmp(topic, op->topic) != 0) continue;
         op->pending++;
-        if (sl_bus_dlq_list(op->bus, topic, DLQ_SCAN_MAX, collected, op) != 0) op->pending--;
+        if (op->dead_db) {
+            size_t n = 0;
+            sl_bus_dead *items = malloc(DLQ_SCAN_MAX * sizeof *items);
+            int rc = items ? sl__dead_store_list(op->dead_db, topic, DLQ_SCAN_MAX, items, &n)
+                           : SL_ENOMEM;
+            collected(op, rc, items, rc == 0 ? n : 0);
+            free(items);
+        } else if (sl_bus_dlq_list(op->bus, topic, DLQ_SCAN_MAX, collected, op) != 0) {
+            op->pending--;
+        }
     }
     collected(op, 0, NULL, 0);
 }
@@ -217,7 +241,13 @@ static dlq_op *op_new(sl_http_req *req, sl_svc_worker *w, sl_bus *bus, dlq_act a
         sl_respond_problem_ex(req, 500, "out of memory", NULL);
         return NULL;
     }
-    *op = (dlq_op){.req = req, .bus = bus, .def = w->svc->def, .act = act, .items = items};
+    *op = (dlq_op){.req = req,
+                   .bus = bus,
+                   .ev = w->svc->events,
+                   .dead_db = sl__events_dead_db(w->svc->events),
+                   .def = w->svc->def,
+                   .act = act,
+                   .items = items};
     return op;
 }
 

@@ -10,6 +10,8 @@
  */
 #include "service_int.h"
 
+#include "bus/dead_store.h"
+
 #include <shoal/bus.h>
 #include <shoal/clock.h>
 #include <shoal/config.h>
@@ -19,6 +21,7 @@
 #include <shoal/outbox.h>
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +60,12 @@ struct sl_events {
     char tls_ca[512], tls_server[256], tls_cert[512], tls_key[512], user[128], password[256];
     atomic_int bus_up; /* worker 0 writes, /readyz on any worker reads */
     unsigned ticks;
+    /* In-process broker of the hosted shape: dead letters go to the dead_letters table of the
+     * consumer database (at most dead_max rows, bus.dead_letters_max). */
+    bool dead_in_db;
+    int64_t dead_max;
+    sl_series *dead_stored, *dead_refused;
+    uint64_t dead_refusals; /* logged at the first and every 100th */
 };
 
 /* ---- spans of the relay and the consumers (worker 0's tracer) ---- */
@@ -163,6 +172,9 @@ static void refresh_backlog(uv_timer_t *t)
         return;
     if (ev->backlog) sl_gauge_set(ev->backlog, (double)n);
     if (ev->backlog_age) sl_gauge_set(ev->backlog_age, (double)age_ms / 1000.0);
+    int64_t dead = 0;
+    if (ev->dead_in_db && ev->dead_stored && sl__dead_store_count(ev->consumer_db, &dead) == 0)
+        sl_gauge_set(ev->dead_stored, (double)dead);
 }
 
 static void add_context(sl_events *ev, const char *topic_or_context, int is_topic)
@@ -286,6 +298,12 @@ int sl__events_new(sl_service *svc, const sl_service_def *def, sl_config *cfg, c
         return SL_ECONFIG;
     }
     ev->replicas = (int)replicas;
+    if (sl_config_get_int(cfg, "bus.dead_letters_max", 10000, 1, 10000000, &ev->dead_max, err) !=
+        0) {
+        SL_LOG_ERROR(log, NULL, "configuration", SL_LOG_STR("error", err));
+        free(ev);
+        return SL_ECONFIG;
+    }
     if (read_bus_security(ev, cfg, err) != 0) {
         SL_LOG_ERROR(log, NULL, "configuration", SL_LOG_STR("error", err));
         sl__events_free(ev);
@@ -305,6 +323,16 @@ int sl__events_new(sl_service *svc, const sl_service_def *def, sl_config *cfg, c
         if (sl_metrics_gauge(metrics, "outbox_oldest_age_seconds",
                              "Age of the oldest unpublished event.", labels, 1, &f2) == 0)
             ev->backlog_age = sl_metric_series(f2, values);
+        sl_metric_family *f3, *f4;
+        if (sl_metrics_gauge(metrics, "dead_letters_stored",
+                             "Dead letters kept in the service's database (in-process broker).",
+                             labels, 1, &f3) == 0)
+            ev->dead_stored = sl_metric_series(f3, values);
+        if (sl_metrics_counter(metrics, "dead_letters_refused_total",
+                               "Dead letters the service's database could not keep (full at "
+                               "bus.dead_letters_max, or an error); the message comes back.",
+                               labels, 1, &f4) == 0)
+            ev->dead_refused = sl_metric_series(f4, values);
     }
 
     char dberr[256];
@@ -366,6 +394,28 @@ static int apply_cb(void *data, sl_db *tx, const sl_bus_msg *msg, char *reason, 
     return rc;
 }
 
+/* A dead letter of one of the runners, into the consumer database (in-process broker). */
+static int keep_dead(void *data, const char *topic, const char *group, const char *key,
+                     const char *letter, size_t len)
+{
+    sl_events *ev = data;
+    int rc = sl__dead_store_put(ev->consumer_db, group, key, topic, letter, len,
+                                sl_clock_wall_ms(sl_clock_system()), ev->dead_max);
+    if (rc != 0) {
+        if (ev->dead_refused) sl_counter_add(ev->dead_refused, 0, 1);
+        if (ev->dead_refusals++ % 100 == 0)
+            SL_LOG_WARN(ev->log, NULL,
+                        rc == SL_ELIMIT ? "dead letters full (bus.dead_letters_max): the message "
+                                          "stays unsettled and comes back"
+                                        : "cannot keep a dead letter: the message comes back",
+                        SL_LOG_STR("topic", topic), SL_LOG_STR("group", group),
+                        SL_LOG_STR("event_id", key), SL_LOG_INT("max", ev->dead_max),
+                        SL_LOG_STR("error", sl_strerror(rc)),
+                        SL_LOG_INT("refusals", (int64_t)ev->dead_refusals));
+    }
+    return rc;
+}
+
 int sl__events_start(sl_events *ev, uv_loop_t *loop)
 {
     if (!ev) return 0;
@@ -403,6 +453,7 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
                      SL_LOG_STR("error", err));
         return rc;
     }
+    ev->dead_in_db = ev->broker != NULL;
     if (ev->def->nsubscriptions) {
         ev->runners = calloc(ev->def->nsubscriptions, sizeof(sl_bus_runner *));
         ev->applies = calloc(ev->def->nsubscriptions, sizeof(apply_ctx));
@@ -431,6 +482,7 @@ int sl__events_start(sl_events *ev, uv_loop_t *loop)
                          SL_LOG_STR("error", sl_strerror(rc)));
             return rc;
         }
+        if (ev->broker) sl__bus_runner_keep_dead(ev->runners[ev->nrunners], keep_dead, ev);
         ev->nrunners++;
         SL_LOG_INFO(ev->log, NULL, "subscribed", SL_LOG_STR("topic", sub->topic),
                     SL_LOG_STR("group", group));
@@ -451,6 +503,60 @@ void sl__events_stop(sl_events *ev)
     }
     if (ev->bus) sl_bus_close(ev->bus, NULL, NULL);
     ev->bus = NULL;
+}
+
+sl_db *sl__events_dead_db(sl_events *ev)
+{
+    return ev && ev->dead_in_db && sl__events_bus(ev) ? ev->consumer_db : NULL;
+}
+
+/* A redriven dead letter: its row goes once every consuming group settled the message. */
+typedef struct redrive_ctx {
+    sl_events *ev;
+    int64_t seq;
+} redrive_ctx;
+
+static void redrive_settled(void *data, int status)
+{
+    redrive_ctx *c = data;
+    sl_events *ev = c->ev;
+    if (status == 0 && ev->dead_in_db) {
+        int rc = sl__dead_store_delete(ev->consumer_db, c->seq);
+        if (rc != 0)
+            SL_LOG_WARN(ev->log, NULL, "cannot delete a redriven dead letter",
+                        SL_LOG_INT("seq", c->seq), SL_LOG_STR("error", sl_strerror(rc)));
+    }
+    free(c);
+}
+
+int sl__events_redrive_dead(sl_events *ev, const char *topic, uint64_t seq)
+{
+    sl_bus *bus = sl__events_bus(ev);
+    if (!bus || !ev->dead_in_db) return SL_EUNAVAIL;
+    if (seq > INT64_MAX) return SL_ENOTFOUND;
+    char *env = NULL, subject[SL_BUS_ID_MAX + 1];
+    size_t len = 0;
+    int rc = sl__dead_store_envelope(ev->consumer_db, topic, (int64_t)seq, &env, &len, subject);
+    if (rc != 0) return rc;
+    /* A dedup id of its own: the broker has seen the original's. The envelope keeps the
+     * event's id, so a group that applied it already (its inbox) acks it unapplied. */
+    char id[SL_BUS_ID_MAX + 1];
+    snprintf(id, sizeof id, "redrive:%.64s:%" PRIu64, ev->def->name, seq);
+    redrive_ctx *c = malloc(sizeof *c);
+    if (!c) {
+        free(env);
+        return SL_ENOMEM;
+    }
+    *c = (redrive_ctx){ev, (int64_t)seq};
+    sl_bus_out out = {.topic = topic,
+                      .id = id,
+                      .subject = subject[0] ? subject : id,
+                      .envelope = env,
+                      .envelope_len = len};
+    rc = sl_bus_publish(bus, &out, 1, redrive_settled, c);
+    free(env);
+    if (rc != 0) free(c);
+    return rc;
 }
 
 sl_bus *sl__events_bus(sl_events *ev)

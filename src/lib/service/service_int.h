@@ -124,6 +124,13 @@ struct sl_bus *sl__events_bus(sl_events *ev);
 /* Any thread: 1 when the service needs no bus (none configured) or its bus is connected, as
  * worker 0 last saw it (refreshed every 500 ms). */
 int sl__events_bus_ok(const sl_events *ev);
+/* Worker 0's thread. The consumer database holding the service's dead letters when they are
+ * kept there (the in-process broker of the hosted shape), else NULL (they are in `.dlq`). */
+sl_db *sl__events_dead_db(sl_events *ev);
+/* Republishes dead letter `seq` of `topic` kept in the database; its row is deleted once every
+ * consuming group settled the message. Returns 0, SL_ENOTFOUND, SL_EPARSE (kept without its
+ * envelope), SL_EUNAVAIL (no bus) or the errors of sl_bus_publish. Worker 0's thread. */
+int sl__events_redrive_dead(sl_events *ev, const char *topic, uint64_t seq);
 /* Main thread, before sl__events_start: when the service's bus.url is `inproc:`, its bus will
  * use `broker` (borrowed; shared by the services of one process, all on worker 0's loop) and
  * this returns 1; else it changes nothing and returns 0. */
