@@ -58,8 +58,7 @@ bool px_subset_name_ok(const char *s, size_t len)
     if (len == 0 || len > PX_SUBSET_NAME_MAX) return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
             return false;
     }
     return true;

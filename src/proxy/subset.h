@@ -28,15 +28,15 @@
 
 /* What one choice needs. `usable[s]`: subset s has at least one endpoint to send to. */
 typedef struct px_subset_input {
-    size_t n;                         /* subsets, 1..PX_SUBSETS_MAX */
-    const uint32_t *weights;          /* [n] */
-    const unsigned char *usable;      /* [n] */
-    int canary;                       /* the header's subset, or -1 */
-    bool canary_header;               /* the request asked for the canary */
-    bool sticky;                      /* hash the user id */
-    const char *user_id;              /* NULL or "": none */
+    size_t n;                    /* subsets, 1..PX_SUBSETS_MAX */
+    const uint32_t *weights;     /* [n] */
+    const unsigned char *usable; /* [n] */
+    int canary;                  /* the header's subset, or -1 */
+    bool canary_header;          /* the request asked for the canary */
+    bool sticky;                 /* hash the user id */
+    const char *user_id;         /* NULL or "": none */
     size_t user_id_len;
-    uint64_t random;                  /* any 64-bit random number */
+    uint64_t random; /* any 64-bit random number */
 } px_subset_input;
 
 /* Returns the chosen subset index (0..n-1). */

@@ -194,7 +194,8 @@ static void test_config(void **state)
     px_board b;
     assert_int_equal(px_board_init(&b, cfg, 2), 0);
     char msg[256];
-    const char ok[] = "{\"split\":[{\"subset\":\"v2\",\"weight\":25},{\"subset\":\"v1\",\"weight\":75}]}";
+    const char ok[] =
+        "{\"split\":[{\"subset\":\"v2\",\"weight\":25},{\"subset\":\"v1\",\"weight\":75}]}";
     assert_int_equal(px_board_set_split(&b, cfg, 0, ok, strlen(ok), msg), 0);
     assert_int_equal(atomic_load(&b.weights[0]), 75);
     assert_int_equal(atomic_load(&b.weights[1]), 25);
@@ -266,12 +267,9 @@ static void test_config_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_weights_statistically),
-        cmocka_unit_test(test_sticky),
-        cmocka_unit_test(test_canary_header),
-        cmocka_unit_test(test_fallback),
-        cmocka_unit_test(test_names_and_endpoints),
-        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_weights_statistically), cmocka_unit_test(test_sticky),
+        cmocka_unit_test(test_canary_header),         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_names_and_endpoints),   cmocka_unit_test(test_config),
         cmocka_unit_test(test_config_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
