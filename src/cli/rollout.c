@@ -6,8 +6,8 @@
  * at weight 0) when the new version is worse than the limits, or when the
  * command is interrupted. The decisions are rollout_plan.c's.
  */
-#include "cli.h"
 #include "rollout.h"
+#include "cli.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -106,7 +106,10 @@ static int set_split(const cli_rollout_opts *o, const char *old, uint32_t pct)
     int st = cli_http(o->admin, "PUT", path, NULL, body, HTTP_TIMEOUT_MS, &resp);
     if (st != 200)
         fprintf(stderr, "shoal rollout: PUT %s: %s %s\n", path,
-                st < 0 ? sl_strerror(st) : "refused:", st < 0 ? "" : resp ? resp : "");
+                st < 0 ? sl_strerror(st) : "refused:",
+                st < 0 ? ""
+                : resp ? resp
+                       : "");
     free(resp);
     return st == 200 ? 0 : -1;
 }
@@ -175,14 +178,17 @@ int cli_rollout_main(int argc, char **argv)
     if (read_cluster(&o, &ss) != 0) return 2;
     int to = -1, from = -1;
     for (size_t k = 0; k < ss.n; k++) {
-        if (strcmp(ss.name[k], o.to) == 0) to = (int)k;
+        if (strcmp(ss.name[k], o.to) == 0)
+            to = (int)k;
         else if (o.from ? strcmp(ss.name[k], o.from) == 0
                         : (from < 0 || ss.weight[k] > ss.weight[from]))
             from = (int)k;
     }
     if (to < 0 || from < 0) {
         fprintf(stderr, "shoal rollout: cluster %s has no subset %s\n", o.service,
-                to < 0 ? o.to : o.from ? o.from : "to move traffic from");
+                to < 0   ? o.to
+                : o.from ? o.from
+                         : "to move traffic from");
         return 2;
     }
     const char *old = ss.name[from];
@@ -221,10 +227,10 @@ int cli_rollout_main(int argc, char **argv)
                 break;
             }
             printf("  waiting: %s\n", why);
-            if (waits + 1 == WAITS_MAX) return rollback(&o, old, "too few calls reached the new version");
+            if (waits + 1 == WAITS_MAX)
+                return rollback(&o, old, "too few calls reached the new version");
         }
     }
-    printf("done: %s serves all of %s; %s kept at weight 0 for a rollback\n", o.to, o.service,
-           old);
+    printf("done: %s serves all of %s; %s kept at weight 0 for a rollback\n", o.to, o.service, old);
     return 0;
 }

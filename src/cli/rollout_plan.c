@@ -19,8 +19,10 @@ int cli_rollout_parse_steps(const char *s, uint32_t *out, size_t cap, size_t *n)
         if (end == p || v <= (long)prev || v > 100 || *n == cap) return SL_EINVAL;
         out[(*n)++] = (uint32_t)v;
         prev = (uint32_t)v;
-        if (*end == ',') end++;
-        else if (*end) return SL_EINVAL;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return SL_EINVAL;
         p = end;
     }
     return *n && prev == 100 ? 0 : SL_EINVAL;

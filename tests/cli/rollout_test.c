@@ -19,15 +19,22 @@ static const char before[] =
     "gateway_subset_requests_total{cluster=\"hello\",version=\"v2\",class=\"5xx\"} 2\n"
     "gateway_subset_requests_total{cluster=\"other\",version=\"v2\",class=\"5xx\"} 999\n"
     "# TYPE gateway_subset_request_duration_seconds histogram\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.005\"} 990\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.01\"} 1000\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"+Inf\"} 1000\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.005\"} "
+    "990\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.01\"} "
+    "1000\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"+Inf\"} "
+    "1000\n"
     "gateway_subset_request_duration_seconds_sum{cluster=\"hello\",version=\"v1\"} 2.5\n"
     "gateway_subset_request_duration_seconds_count{cluster=\"hello\",version=\"v1\"} 1000\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.005\"} 0\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.01\"} 0\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.1\"} 42\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"+Inf\"} 42\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.005\"} "
+    "0\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.01\"} "
+    "0\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.1\"} "
+    "42\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"+Inf\"} "
+    "42\n"
     "shoal_http_requests_total{route=\"/hello\",status=\"500\"} 77\n";
 
 static const char after[] =
@@ -36,13 +43,20 @@ static const char after[] =
     "gateway_subset_requests_total{cluster=\"hello\",version=\"v2\",class=\"2xx\"} 130\n"
     "gateway_subset_requests_total{cluster=\"hello\",version=\"v2\",class=\"5xx\"} 8\n"
     "gateway_subset_requests_total{cluster=\"hello\",version=\"v2\",class=\"error\"} 4\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.005\"} 1880\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.01\"} 1900\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"+Inf\"} 1900\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.005\"} 0\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.01\"} 0\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.1\"} 140\n"
-    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"+Inf\"} 142\n";
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.005\"} "
+    "1880\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"0.01\"} "
+    "1900\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v1\",le=\"+Inf\"} "
+    "1900\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.005\"} "
+    "0\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.01\"} "
+    "0\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"0.1\"} "
+    "140\n"
+    "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\",le=\"+Inf\"} "
+    "142\n";
 
 static void test_parse_and_window(void **state)
 {
@@ -125,8 +139,8 @@ static void test_args(void **state)
     assert_int_equal(o.interval_ms, 30000);
     assert_true(o.max_error_rate == 0.01);
     assert_string_equal(o.admin, "http://127.0.0.1:9901");
-    char *a2[] = {"order",      "--to",         "v2",  "--steps",          "10,100",
-                  "--interval", "2s",           "--blue-green", "--max-error-rate", "0.002",
+    char *a2[] = {"order",      "--to",      "v2",           "--steps",          "10,100",
+                  "--interval", "2s",        "--blue-green", "--max-error-rate", "0.002",
                   "--admin",    "http://x:1"};
     assert_int_equal(cli_rollout_args(12, a2, &o, err), 0);
     assert_int_equal(o.nsteps, 2);
@@ -147,9 +161,9 @@ static void test_args(void **state)
         assert_int_equal(cli_rollout_args(bad[i].argc, bad[i].argv, &o, err), 2);
         if (!strstr(err, bad[i].needle)) fail_msg("%s", err);
     }
-    const char *vals[][2] = {{"--steps", "50,25,100"}, {"--steps", "5,50"},
-                             {"--steps", "0,100"},     {"--steps", "5,,100"},
-                             {"--interval", "soon"},   {"--max-error-rate", "101%"},
+    const char *vals[][2] = {{"--steps", "50,25,100"},   {"--steps", "5,50"},
+                             {"--steps", "0,100"},       {"--steps", "5,,100"},
+                             {"--interval", "soon"},     {"--max-error-rate", "101%"},
                              {"--max-error-rate", "-1"}, {"--max-p99-ms", "0"}};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         char *av[] = {"order", "--to", "v2", (char *)vals[i][0], (char *)vals[i][1]};
