@@ -500,6 +500,9 @@ static int setup_metrics(gateway *gw)
                                 "Calls the sidecar refused by its authorization policy.", peers, 2,
                                 &gw->proc.denied);
     static const char *const sub_req[] = {"cluster", "version", "class"};
+    /* finer than the default buckets below 5 ms: a rollout compares p99s there */
+    static const double sub_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
     if (rc == 0)
         rc = sl_metrics_counter(gw->proc.metrics, "gateway_subset_requests_total",
                                 "Calls to a cluster's version subsets, by answer class (2xx, 3xx, "
@@ -508,7 +511,7 @@ static int setup_metrics(gateway *gw)
     if (rc == 0)
         rc = sl_metrics_histogram(gw->proc.metrics, "gateway_subset_request_duration_seconds",
                                   "Duration of calls to a cluster's version subsets.", sub_req, 2,
-                                  NULL, 0, &gw->proc.subset_dur);
+                                  sub_bounds, SL_ARRAY_LEN(sub_bounds), &gw->proc.subset_dur);
     return rc;
 }
 

@@ -149,13 +149,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static int http(int port, const char *method, const char *path, const char *extra,
-                const char *body, th_response *res)
+static int http(int port, const char *method, const char *path, const char *extra, const char *body,
+                th_response *res)
 {
     char raw[8192];
-    int n = snprintf(raw, sizeof raw,
-                     "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %zu\r\n\r\n%s", method, path,
-                     extra ? extra : "", body ? strlen(body) : 0, body ? body : "");
+    int n =
+        snprintf(raw, sizeof raw, "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %zu\r\n\r\n%s",
+                 method, path, extra ? extra : "", body ? strlen(body) : 0, body ? body : "");
     memset(res, 0, sizeof *res);
     return th_roundtrip(port, raw, (size_t)n, res, 10000);
 }
@@ -260,8 +260,8 @@ static int rollout(char *out, size_t cap, const char *const *args, size_t nargs)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static const char *const fast[] = {"--to",     "v2", "--steps",        "50,100", "--interval",
-                                   "1s",       "--min-requests", "10"};
+static const char *const fast[] = {"--to",       "v2", "--steps",        "50,100",
+                                   "--interval", "1s", "--min-requests", "10"};
 
 static void test_failing_v2_rolled_back(void **state)
 {
@@ -316,7 +316,7 @@ static void test_healthy_v2_reaches_100(void **state)
     assert_int_equal(subset_calls("v1", NULL), v1); /* v1 kept, at weight 0 */
 
     /* blue/green back to v1: all at once, v1's endpoint being healthy */
-    static const char *const bg[] = {"--to", "v1", "--blue-green", "--interval", "1s",
+    static const char *const bg[] = {"--to",           "v1", "--blue-green", "--interval", "1s",
                                      "--min-requests", "5"};
     s = (stream){0};
     assert_int_equal(pthread_create(&s.t, NULL, stream_run, &s), 0);
