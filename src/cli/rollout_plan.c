@@ -177,7 +177,7 @@ static void one_line(const char *l, size_t n, const char *cluster, const char *v
     num[vl] = '\0';
     char *end;
     double value = strtod(num, &end);
-    if (end == num || !isfinite(value) || value < 0) return;
+    if (end == num || !isfinite(value) || value < 0 || value > 1e15) return; /* a bound */
     const char *v;
     size_t vlen;
     if (is_req) {
@@ -193,7 +193,7 @@ static void one_line(const char *l, size_t n, const char *cluster, const char *v
     memcpy(num, v, vlen);
     num[vlen] = '\0';
     double le = strtod(num, &end);
-    if (end == num || *end) return;
+    if (end == num || *end || isnan(le)) return;
     out->le[out->nbuckets] = le;
     out->count[out->nbuckets++] = value;
 }
