@@ -220,6 +220,7 @@ void cli_rollout_window_of(const cli_rollout_sample *before, const cli_rollout_s
         out->errors = after->errors;
         before = NULL;
     }
+    if (out->errors > out->requests) out->errors = out->requests; /* inconsistent scrapes */
     out->error_rate = out->requests > 0 ? out->errors / out->requests : 0;
     out->p99_ms = -1;
     double total = 0, d[CLI_ROLLOUT_BUCKETS_MAX];

@@ -83,6 +83,10 @@ static void test_parse_and_window(void **state)
     /* a restarted gateway (counters went down): the later sample alone */
     cli_rollout_window_of(&a2, &b2, &w2);
     assert_true(w2.requests == 42 && w2.errors == 2);
+    /* errors that grew more than the calls (scrapes that disagree): a rate of at most 1 */
+    cli_rollout_sample e1 = {.requests = 4, .errors = 0}, e2 = {.requests = 9, .errors = 9};
+    cli_rollout_window_of(&e1, &e2, &w2);
+    assert_true(w2.requests == 5 && w2.errors == 5 && w2.error_rate == 1);
     /* nothing: no calls, no p99 */
     cli_rollout_sample z;
     cli_rollout_sample_parse("", 0, "hello", "v2", &z);
