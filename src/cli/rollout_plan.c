@@ -193,7 +193,9 @@ static void one_line(const char *l, size_t n, const char *cluster, const char *v
     memcpy(num, v, vlen);
     num[vlen] = '\0';
     double le = strtod(num, &end);
-    if (end == num || *end || isnan(le)) return;
+    /* one series' buckets: ascending, non-negative (anything else is not the gateway's) */
+    if (end == num || *end || !(le >= 0) || (out->nbuckets && !(le > out->le[out->nbuckets - 1])))
+        return;
     out->le[out->nbuckets] = le;
     out->count[out->nbuckets++] = value;
 }

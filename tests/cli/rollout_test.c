@@ -83,6 +83,22 @@ static void test_parse_and_window(void **state)
     /* a restarted gateway (counters went down): the later sample alone */
     cli_rollout_window_of(&a2, &b2, &w2);
     assert_true(w2.requests == 42 && w2.errors == 2);
+    /* buckets out of order, negative or repeated are not the gateway's: skipped */
+    static const char odd[] =
+        "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\","
+        "le=\"0.1\"} 3\n"
+        "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\","
+        "le=\"0.01\"} 2\n"
+        "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\","
+        "le=\"-1\"} 2\n"
+        "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\","
+        "le=\"+Inf\"} 4\n"
+        "gateway_subset_request_duration_seconds_bucket{cluster=\"hello\",version=\"v2\","
+        "le=\"+Inf\"} 9\n";
+    cli_rollout_sample o;
+    cli_rollout_sample_parse(odd, strlen(odd), "hello", "v2", &o);
+    assert_int_equal(o.nbuckets, 2);
+    assert_true(o.le[0] == 0.1 && o.count[1] == 4);
     /* errors that grew more than the calls (scrapes that disagree): a rate of at most 1 */
     cli_rollout_sample e1 = {.requests = 4, .errors = 0}, e2 = {.requests = 9, .errors = 9};
     cli_rollout_window_of(&e1, &e2, &w2);

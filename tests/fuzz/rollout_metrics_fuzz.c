@@ -3,7 +3,7 @@
  * (cli_rollout_sample_parse, src/cli/rollout_plan.c): the text comes over the
  * network. The input is read as two documents (split at the first NUL, or
  * the same one twice) for one subset; besides memory safety, the window
- * between them is checked: counts finite and non-negative, an error rate in
+ * between them is checked: buckets ascending, counts finite and non-negative, an error rate in
  * [0, 1], a p99 that is finite or -1 (no call).
  */
 #include "rollout.h"
@@ -35,6 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cli_rollout_sample_parse(t, la, "hello", "v2", &s1);
     cli_rollout_sample_parse(b, lb, "hello", "v2", &s2);
     if (s1.nbuckets > CLI_ROLLOUT_BUCKETS_MAX || s1.errors > s1.requests) abort();
+    for (size_t i = 0; i < s1.nbuckets; i++)
+        if (!(s1.le[i] >= 0) || (i && !(s1.le[i] > s1.le[i - 1]))) abort();
     check(&s1, &s2);
     check(&s2, &s1);
     return 0;
