@@ -155,13 +155,13 @@ static void admin_split(sl_http_req *req, px_gen *cur, sl_slice name, sl_logger 
 static void admin_request(sl_http_req *req, void *data)
 {
     gw_worker *w = data;
-    const px_gen *cur = w->px.cur->gen;
+    px_gen *cur = w->px.cur->gen;
     static const char prefix[] = "/admin/clusters/", suffix[] = "/split";
     sl_slice p = req->path;
     if (p.len > sizeof prefix - 1 + sizeof suffix - 1 &&
         memcmp(p.ptr, prefix, sizeof prefix - 1) == 0 &&
         memcmp(p.ptr + p.len - (sizeof suffix - 1), suffix, sizeof suffix - 1) == 0) {
-        admin_split(req, (px_gen *)cur,
+        admin_split(req, cur,
                     (sl_slice){p.ptr + sizeof prefix - 1,
                                p.len - (sizeof prefix - 1) - (sizeof suffix - 1)},
                     w->gw->proc.log);
