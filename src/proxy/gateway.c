@@ -141,7 +141,14 @@ static void admin_split(sl_http_req *req, px_gen *cur, sl_slice name, sl_logger 
         sl_http_respond_problem(req, st, err);
         return;
     }
-    SL_LOG_INFO(log, NULL, "split changed", SL_LOG_STR("cluster", cfg->clusters[ci].name));
+    const px_cluster_cfg *cc = &cfg->clusters[ci];
+    char split[PX_SUBSETS_MAX * (PX_SUBSET_NAME_MAX + 12)] = "";
+    for (size_t k = 0, n = 0; k < cc->nsubsets && n < sizeof split; k++)
+        n += (size_t)snprintf(split + n, sizeof split - n, "%s%s=%u", k ? "," : "",
+                              cc->subset_names[k],
+                              atomic_load(&cur->board.weights[(size_t)ci * PX_SUBSETS_MAX + k]));
+    SL_LOG_INFO(log, NULL, "split changed", SL_LOG_STR("cluster", cc->name),
+                SL_LOG_STR("split", split));
     size_t len = 0;
     char *doc = px_admin_clusters_doc(cfg, &cur->board, cur->id, &len);
     if (!doc) {
