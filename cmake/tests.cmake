@@ -263,6 +263,14 @@ endforeach()
 if(TARGET fuzz_prom_text)
   target_link_libraries(fuzz_prom_text PRIVATE proxy_core)
 endif()
+# Version subsets: the admin API's split body (proxy) and `shoal rollout`'s metrics reader (cli).
+if(TARGET fuzz_subset_split)
+  target_link_libraries(fuzz_subset_split PRIVATE proxy_core)
+endif()
+if(TARGET fuzz_rollout_metrics)
+  target_link_libraries(fuzz_rollout_metrics PRIVATE shoal_cli_core)
+  target_include_directories(fuzz_rollout_metrics PRIVATE ${CMAKE_SOURCE_DIR}/src/cli)
+endif()
 
 # The operations console's scenario waits out a stuck saga and a gateway timeout on a shared
 # machine: it gets more time than the other browser tests.

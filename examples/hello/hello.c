@@ -8,6 +8,9 @@
  *   build/bin/shoal-hello --port 8081
  *   curl localhost:8081/hello
  *   curl -d '{"text":"hi"}' localhost:8081/echo
+ *
+ * SHOAL_HELLO_FAIL=1 in its environment makes GET /hello answer 500: a
+ * deliberately broken version for rollout tests (docs/mesh.md).
  */
 #include <shoal/json.h>
 #include <shoal/service.h>
@@ -15,9 +18,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int failing; /* SHOAL_HELLO_FAIL: set before the workers start, read-only after */
+
 static void hello(sl_http_req *req, sl_svc_worker *w)
 {
     (void)w;
+    if (failing) {
+        sl_http_respond_problem(req, 500, "this instance fails on purpose (SHOAL_HELLO_FAIL)");
+        return;
+    }
     static const char body[] = "{\"message\":\"hello\"}";
     sl_respond_json(req, 200, body, sizeof body - 1);
 }
@@ -118,5 +127,7 @@ static const sl_service_def hello_service = {
 
 int main(int argc, char **argv)
 {
+    const char *fail = getenv("SHOAL_HELLO_FAIL");
+    failing = fail && *fail && strcmp(fail, "0") != 0;
     return sl_service_main(&hello_service, argc, argv);
 }

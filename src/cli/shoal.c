@@ -28,6 +28,7 @@
 #include "mesh.h"
 #include "nats_mesh.h"
 #include "ready.h"
+#include "rollout.h"
 #include "trace.h"
 
 #include <shoal/config.h>
@@ -1239,6 +1240,7 @@ static void usage(FILE *to)
                 "       shoal load [OPTIONS] (shoal load --help)\n"
                 "       shoal trace [TRACE_ID | --last | --slowest N | --errors] [--order ID]\n"
                 "       shoal graph [OPTIONS] (shoal graph --help)\n"
+                "       shoal rollout SERVICE --to VERSION [OPTIONS] (shoal rollout --help)\n"
                 "       shoal deploy k8s [OPTIONS] (shoal deploy --help)\n");
 }
 
@@ -1249,6 +1251,7 @@ int main(int argc, char **argv)
     int mesh = 0;
     if (argc > 1 && strcmp(argv[1], "audit") == 0) return cli_audit_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "chaos") == 0) return cli_chaos_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "rollout") == 0) return cli_rollout_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "graph") == 0) return cli_graph_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "load") == 0) return cli_load_main(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "trace") == 0) return cli_trace_main(argc - 2, argv + 2);

@@ -33,19 +33,58 @@ static int ep_usable(const px_wcluster *c, size_t i, int64_t now)
     return c->eps[i].ejected_until_ms <= now;
 }
 
-static int lb_pick(void *data, uint32_t attempt)
+/* Which subsets have an endpoint to send to on this worker. */
+static void subsets_usable(const px_wcluster *c, unsigned char *usable)
 {
-    SL_ASSERT(data);
-    (void)attempt;
-    px_wcluster *c = data;
+    int64_t now = now_ms(c);
+    memset(usable, 0, PX_SUBSETS_MAX);
+    for (size_t i = 0; i < c->cfg->nendpoints; i++)
+        if (c->cfg->ep_subset[i] >= 0 && ep_usable(c, i, now)) usable[c->cfg->ep_subset[i]] = 1;
+}
+
+static int choose_subset(px_wcluster *c, bool canary, const char *user, size_t ulen)
+{
+    uint32_t w[PX_SUBSETS_MAX];
+    unsigned char usable[PX_SUBSETS_MAX];
+    const px_board *g = c->env.board;
+    for (size_t s = 0; s < c->cfg->nsubsets; s++)
+        w[s] = atomic_load_explicit(&g->weights[(size_t)c->idx * PX_SUBSETS_MAX + s],
+                                    memory_order_relaxed);
+    subsets_usable(c, usable);
+    px_subset_input in = {.n = c->cfg->nsubsets,
+                          .weights = w,
+                          .usable = usable,
+                          .canary = c->cfg->canary,
+                          .canary_header = canary,
+                          .sticky = c->cfg->sticky,
+                          .user_id = user,
+                          .user_id_len = ulen,
+                          .random = sl_rand_next(c->env.rand)};
+    return px_subset_choose(&in);
+}
+
+sl_upstream *px_wcluster_choose(px_wcluster *c, bool canary_header, const char *user_id,
+                                size_t user_id_len, int *subset)
+{
+    if (!c->cfg->nsubsets) {
+        *subset = -1;
+        return c->up;
+    }
+    *subset = choose_subset(c, canary_header, user_id, user_id_len);
+    return c->sub_up[*subset];
+}
+
+/* The endpoint within `only` (a subset, or -1: the whole cluster); an index into the cluster's. */
+static size_t pick_among(px_wcluster *c, int only, uint32_t *rr)
+{
     size_t n = c->cfg->nendpoints;
     int64_t now = now_ms(c);
     size_t cand[SL_UPSTREAM_ENDPOINTS_MAX], nc = 0;
     for (size_t i = 0; i < n; i++)
-        if (ep_usable(c, i, now)) cand[nc++] = i;
+        if ((only < 0 || c->cfg->ep_subset[i] == only) && ep_usable(c, i, now)) cand[nc++] = i;
     if (nc == 0) /* panic: every endpoint is suspect, so none is preferred */
         for (size_t i = 0; i < n; i++)
-            cand[nc++] = i;
+            if (only < 0 || c->cfg->ep_subset[i] == only) cand[nc++] = i;
     size_t pick;
     if (c->cfg->lb == PX_LB_LEAST_REQUEST && nc > 1) {
         /* Power of two choices: two distinct random candidates, the less loaded wins. */
@@ -54,11 +93,33 @@ static int lb_pick(void *data, uint32_t attempt)
         if (b >= a) b++;
         pick = c->eps[cand[b]].in_flight < c->eps[cand[a]].in_flight ? cand[b] : cand[a];
     } else {
-        pick = cand[c->rr++ % nc];
+        pick = cand[(*rr)++ % nc];
     }
     c->eps[pick].in_flight++;
     c->eps[pick].requests++;
-    return (int)pick;
+    return pick;
+}
+
+static int lb_pick(void *data, uint32_t attempt)
+{
+    SL_ASSERT(data);
+    (void)attempt;
+    px_wcluster *c = data;
+    /* The cluster's own upstream (aggregates' parts) follows the split by its random draw. */
+    int only = c->cfg->nsubsets ? choose_subset(c, false, NULL, 0) : -1;
+    return (int)pick_among(c, only, &c->rr);
+}
+
+/* A subset's upstream: its endpoint indexes are the subset's, mapped to the cluster's. */
+static int lb_pick_sub(void *data, uint32_t attempt)
+{
+    (void)attempt;
+    px_subset_ctx *x = data;
+    px_wcluster *c = x->c;
+    size_t g = pick_among(c, x->s, &c->sub_rr[x->s]);
+    for (size_t k = 0; k < c->cfg->nsub_eps[x->s]; k++)
+        if (c->cfg->sub_idx[x->s][k] == g) return (int)k;
+    return 0; /* not reached: g is in the subset */
 }
 
 static void eject(px_wcluster *c, size_t i, const char *why)
@@ -79,6 +140,15 @@ static void eject(px_wcluster *c, size_t i, const char *why)
                 SL_LOG_STR("endpoint", c->cfg->endpoints[i]), SL_LOG_STR("reason", why),
                 SL_LOG_INT("for_ms", (int64_t)c->cfg->out_base_ms * mult),
                 SL_LOG_INT("worker", c->env.worker));
+}
+
+static void lb_report(void *data, size_t index, const sl_outcome *o);
+
+static void lb_report_sub(void *data, size_t index, const sl_outcome *o)
+{
+    px_subset_ctx *x = data;
+    if (index >= x->c->cfg->nsub_eps[x->s]) return;
+    lb_report(x->c, x->c->cfg->sub_idx[x->s][index], o);
 }
 
 static void lb_report(void *data, size_t index, const sl_outcome *o)
@@ -214,9 +284,13 @@ int px_board_init(px_board *b, const px_config *cfg, int nworkers)
     b->healthy = calloc(eps, sizeof *b->healthy);
     b->pub = calloc(ncl * (size_t)nworkers, sizeof *b->pub);
     b->pub_ep = calloc(eps * (size_t)nworkers, sizeof *b->pub_ep);
-    if (!b->healthy || !b->pub || !b->pub_ep) return SL_ENOMEM;
+    b->weights = calloc(ncl * PX_SUBSETS_MAX, sizeof *b->weights);
+    if (!b->healthy || !b->pub || !b->pub_ep || !b->weights) return SL_ENOMEM;
     for (size_t i = 0; i < b->total_eps; i++)
         atomic_init(&b->healthy[i], 1);
+    for (size_t i = 0; i < cfg->nclusters; i++)
+        for (size_t s = 0; s < cfg->clusters[i].nsubsets; s++)
+            atomic_init(&b->weights[i * PX_SUBSETS_MAX + s], cfg->clusters[i].subset_weights[s]);
     return 0;
 }
 
@@ -225,6 +299,8 @@ void px_board_deinit(px_board *b)
     free(b->healthy);
     free(b->pub);
     free(b->pub_ep);
+    free(b->weights);
+    b->weights = NULL;
     b->healthy = NULL;
     b->pub = NULL;
     b->pub_ep = NULL;
@@ -249,6 +325,19 @@ int px_wcluster_init(px_wcluster *c, const px_cluster_env *env, const px_config 
     if (rc != 0) return rc;
     sl_upstream_balancer b = {.pick = lb_pick, .report = lb_report, .data = c};
     sl_upstream_set_balancer(c->up, &b);
+    for (size_t s = 0; s < c->cfg->nsubsets; s++) {
+        sl_upstream_config u = c->cfg->up;
+        char name[SL_UPSTREAM_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%.40s@%s", c->cfg->name, c->cfg->subset_names[s]);
+        u.name = name;
+        u.endpoints = c->cfg->sub_eps[s];
+        u.nendpoints = c->cfg->nsub_eps[s];
+        if ((rc = sl_upstream_new(&u, &ue, &c->sub_up[s])) != 0) return rc;
+        c->sub_ctx[s] = (px_subset_ctx){c, (int)s};
+        sl_upstream_balancer sb = {
+            .pick = lb_pick_sub, .report = lb_report_sub, .data = &c->sub_ctx[s]};
+        sl_upstream_set_balancer(c->sub_up[s], &sb);
+    }
     if (c->cfg->hc_path && env->worker == 0) return hc_init(c);
     return 0;
 }
@@ -267,6 +356,12 @@ void px_wcluster_close(px_wcluster *c)
         (*env->pending)++;
         sl_upstream_close(c->up, env->closed, env->closed_data);
         c->up = NULL;
+    }
+    for (size_t s = 0; s < PX_SUBSETS_MAX; s++) {
+        if (!c->sub_up[s]) continue;
+        (*env->pending)++;
+        sl_upstream_close(c->sub_up[s], env->closed, env->closed_data);
+        c->sub_up[s] = NULL;
     }
     for (size_t i = 0; c->hc && i < c->cfg->nendpoints; i++) {
         if (!c->hc[i]) continue;
@@ -359,6 +454,24 @@ static json_t *cluster_doc(const px_config *cfg, const px_board *g, size_t ci)
                                              ejected, "in_flight", (int)inflight, "requests",
                                              (json_int_t)req, "failures", (json_int_t)fail));
     }
+    if (cc->nsubsets) {
+        json_t *subs = json_array();
+        for (size_t k = 0; k < cc->nsubsets; k++) {
+            size_t neps = 0;
+            for (size_t i = 0; i < cc->nendpoints; i++)
+                neps += cc->ep_subset[i] == (int)k;
+            json_array_append_new(
+                subs, json_pack("{s:s,s:I,s:I,s:i,s:b}", "subset", cc->subset_names[k], "weight",
+                                (json_int_t)atomic_load(&g->weights[ci * PX_SUBSETS_MAX + k]),
+                                "configured_weight", (json_int_t)cc->subset_weights[k], "endpoints",
+                                (int)neps, "canary", cc->canary == (int)k));
+        }
+        json_object_set_new(o, "split", subs);
+        json_object_set_new(o, "sticky", json_boolean(cc->sticky));
+        for (size_t i = 0; i < cc->nendpoints; i++)
+            json_object_set_new(json_array_get(eps, i), "version",
+                                json_string(cc->subset_names[cc->ep_subset[i]]));
+    }
     json_object_set_new(o, "name", json_string(cc->name));
     json_object_set_new(
         o, "lb", json_string(cc->lb == PX_LB_LEAST_REQUEST ? "least_request" : "round_robin"));
@@ -366,6 +479,71 @@ static json_t *cluster_doc(const px_config *cfg, const px_board *g, size_t ci)
     json_object_set_new(o, "workers", workers);
     json_object_set_new(o, "endpoints", eps);
     return o;
+}
+
+int px_board_set_split(px_board *b, const px_config *cfg, size_t ci, const char *body, size_t len,
+                       char *err)
+{
+    SL_ASSERT(b && cfg && ci < cfg->nclusters && err);
+    const px_cluster_cfg *cc = &cfg->clusters[ci];
+    if (!cc->nsubsets) {
+        snprintf(err, 256, "cluster %s has no version subsets", cc->name);
+        return 404;
+    }
+    json_error_t je;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *split = doc ? json_object_get(doc, "split") : NULL;
+    if (!doc || !json_is_object(doc)) {
+        snprintf(err, 256, "the body must be a JSON object");
+        json_decref(doc);
+        return 400;
+    }
+    if (json_object_size(doc) != 1 || !json_is_array(split) || json_array_size(split) == 0 ||
+        json_array_size(split) > PX_SUBSETS_MAX) {
+        snprintf(err, 256, "split: must be the only member, an array of 1 to %d entries",
+                 PX_SUBSETS_MAX);
+        json_decref(doc);
+        return 422;
+    }
+    uint32_t w[PX_SUBSETS_MAX] = {0};
+    unsigned char seen[PX_SUBSETS_MAX] = {0};
+    uint64_t total = 0;
+    int status = 0;
+    for (size_t i = 0; i < json_array_size(split) && !status; i++) {
+        json_t *e = json_array_get(split, i), *name = json_object_get(e, "subset"),
+               *weight = json_object_get(e, "weight");
+        int s = json_is_string(name)
+                    ? px_cluster_subset(cc, json_string_value(name), json_string_length(name))
+                    : -1;
+        if (!json_is_object(e) || json_object_size(e) != 2 || !json_is_string(name) ||
+            !json_is_integer(weight)) {
+            snprintf(err, 256, "split[%zu]: must be {\"subset\": name, \"weight\": integer}", i);
+            status = 422;
+        } else if (s < 0) {
+            snprintf(err, 256, "split[%zu].subset: cluster %s has no such subset", i, cc->name);
+            status = 422;
+        } else if (seen[s]) {
+            snprintf(err, 256, "split[%zu].subset: named twice", i);
+            status = 422;
+        } else if (json_integer_value(weight) < 0 ||
+                   json_integer_value(weight) > PX_SUBSET_WEIGHT_MAX) {
+            snprintf(err, 256, "split[%zu].weight: must be 0 to %d", i, PX_SUBSET_WEIGHT_MAX);
+            status = 422;
+        } else {
+            seen[s] = 1;
+            w[s] = (uint32_t)json_integer_value(weight);
+            total += w[s];
+        }
+    }
+    json_decref(doc);
+    if (!status && total == 0) {
+        snprintf(err, 256, "split: the weights must not all be 0");
+        status = 422;
+    }
+    if (status) return status;
+    for (size_t s = 0; s < cc->nsubsets; s++)
+        atomic_store(&b->weights[ci * PX_SUBSETS_MAX + s], w[s]);
+    return 0;
 }
 
 char *px_admin_clusters_doc(const px_config *cfg, const px_board *b, uint64_t generation,

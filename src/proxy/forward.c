@@ -27,11 +27,29 @@
 
 /* ---- the proxied call ------------------------------------------------------------------------ */
 
+/* The per-subset metrics: bounded, as only configured subsets are ever named. */
+static void subset_metrics(px_req *r, const sl_http_result *res)
+{
+    if (r->subset < 0) return;
+    const px_cluster_cfg *cc = &px_cfg(r)->clusters[r->route->cluster];
+    px_proc *p = r->w->proc;
+    unsigned shard = (unsigned)r->w->sw.index;
+    static const char *const classes[] = {"error", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    int st = res->kind == SL_HTTP_RESULT_OK ? res->response->status : 0;
+    const char *labels[] = {cc->name, cc->subset_names[r->subset],
+                            classes[st >= 100 && st < 600 ? st / 100 : 0]};
+    sl_series *s = p->subset_req ? sl_metric_series(p->subset_req, labels) : NULL;
+    if (s) sl_counter_inc(s, shard);
+    s = p->subset_dur ? sl_metric_series(p->subset_dur, labels) : NULL;
+    if (s) sl_histogram_observe(s, shard, (double)(uv_hrtime() - r->subset_start_ns) / 1e9);
+}
+
 static void on_upstream(sl_http_handle *call, const sl_http_result *res, void *data)
 {
     (void)call;
     px_req *r = data;
     r->call = NULL;
+    if (res->kind != SL_HTTP_RESULT_CANCELED) subset_metrics(r, res);
     if (res->kind != SL_HTTP_RESULT_OK) {
         px_respond_upstream_error(r, res, NULL);
         return;
@@ -69,7 +87,13 @@ static void forward(px_req *r)
                           .body_len = req->body.len};
     sl_http_call_opts o;
     px_call_opts(r, rt->timeout_ms, &o);
-    int rc = sl_http_call(c->up, &rq, &o, on_upstream, r, &r->call);
+    sl_slice canary = {NULL, 0};
+    bool want_canary =
+        sl_http_req_header(req, "x-shoal-canary", &canary) && sl_slice_eq(canary, "1");
+    const char *user = r->authed ? r->id.user_id : NULL;
+    sl_upstream *up = px_wcluster_choose(c, want_canary, user, user ? strlen(user) : 0, &r->subset);
+    r->subset_start_ns = uv_hrtime();
+    int rc = sl_http_call(up, &rq, &o, on_upstream, r, &r->call);
     if (rc != 0) {
         r->call = NULL;
         px_respond_problem(r, rc == SL_ELIMIT ? 413 : 502, sl_strerror(rc), NULL, 0);

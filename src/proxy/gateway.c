@@ -118,10 +118,62 @@ static void on_tick(uv_timer_t *t)
                  w->px.sw.http ? sl_http_server_connections(w->px.sw.http) : 0);
 }
 
+/* PUT /admin/clusters/{name}/split: the live weights of a cluster's version subsets (until the
+ * next reload, which applies the file's). */
+static void admin_split(sl_http_req *req, px_gen *cur, sl_slice name, sl_logger *log)
+{
+    if (req->method != SL_HTTP_PUT) {
+        sl_http_header h = {SL_SLICE_LIT("Allow"), SL_SLICE_LIT("PUT")};
+        sl_http_respond(req, 405, &h, 1, NULL, 0);
+        return;
+    }
+    const px_config *cfg = cur->cfg;
+    int ci = -1;
+    for (size_t i = 0; i < cfg->nclusters && ci < 0; i++)
+        if (sl_slice_eq(name, cfg->clusters[i].name)) ci = (int)i;
+    if (ci < 0) {
+        sl_http_respond_problem(req, 404, "no such cluster");
+        return;
+    }
+    char err[256];
+    int st = px_board_set_split(&cur->board, cfg, (size_t)ci, req->body.ptr, req->body.len, err);
+    if (st != 0) {
+        sl_http_respond_problem(req, st, err);
+        return;
+    }
+    const px_cluster_cfg *cc = &cfg->clusters[ci];
+    char split[PX_SUBSETS_MAX * (PX_SUBSET_NAME_MAX + 12)] = "";
+    for (size_t k = 0, n = 0; k < cc->nsubsets && n < sizeof split; k++)
+        n += (size_t)snprintf(split + n, sizeof split - n, "%s%s=%u", k ? "," : "",
+                              cc->subset_names[k],
+                              atomic_load(&cur->board.weights[(size_t)ci * PX_SUBSETS_MAX + k]));
+    SL_LOG_INFO(log, NULL, "split changed", SL_LOG_STR("cluster", cc->name),
+                SL_LOG_STR("split", split));
+    size_t len = 0;
+    char *doc = px_admin_clusters_doc(cfg, &cur->board, cur->id, &len);
+    if (!doc) {
+        sl_http_respond_problem(req, 500, "out of memory");
+        return;
+    }
+    sl_http_respond_body(req, 200, "application/json", doc, len);
+    free(doc);
+}
+
 static void admin_request(sl_http_req *req, void *data)
 {
     gw_worker *w = data;
-    const px_gen *cur = w->px.cur->gen;
+    px_gen *cur = w->px.cur->gen;
+    static const char prefix[] = "/admin/clusters/", suffix[] = "/split";
+    sl_slice p = req->path;
+    if (p.len > sizeof prefix - 1 + sizeof suffix - 1 &&
+        memcmp(p.ptr, prefix, sizeof prefix - 1) == 0 &&
+        memcmp(p.ptr + p.len - (sizeof suffix - 1), suffix, sizeof suffix - 1) == 0) {
+        admin_split(req, cur,
+                    (sl_slice){p.ptr + sizeof prefix - 1,
+                               p.len - (sizeof prefix - 1) - (sizeof suffix - 1)},
+                    w->gw->proc.log);
+        return;
+    }
     if (req->method != SL_HTTP_GET && req->method != SL_HTTP_HEAD) {
         sl_http_header h = {SL_SLICE_LIT("Allow"), SL_SLICE_LIT("GET, HEAD")};
         sl_http_respond(req, 405, &h, 1, NULL, 0);
@@ -454,6 +506,19 @@ static int setup_metrics(gateway *gw)
         rc = sl_metrics_counter(gw->proc.metrics, "mesh_policy_denied_total",
                                 "Calls the sidecar refused by its authorization policy.", peers, 2,
                                 &gw->proc.denied);
+    static const char *const sub_req[] = {"cluster", "version", "class"};
+    /* finer than the default buckets below 5 ms: a rollout compares p99s there */
+    static const double sub_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+    if (rc == 0)
+        rc = sl_metrics_counter(gw->proc.metrics, "gateway_subset_requests_total",
+                                "Calls to a cluster's version subsets, by answer class (2xx, 3xx, "
+                                "4xx, 5xx, error).",
+                                sub_req, 3, &gw->proc.subset_req);
+    if (rc == 0)
+        rc = sl_metrics_histogram(gw->proc.metrics, "gateway_subset_request_duration_seconds",
+                                  "Duration of calls to a cluster's version subsets.", sub_req, 2,
+                                  sub_bounds, SL_ARRAY_LEN(sub_bounds), &gw->proc.subset_dur);
     return rc;
 }
 

@@ -353,6 +353,60 @@ static int endpoint_ok(const char *s)
     return *end == '\0' && port > 0 && port < 65536 && (size_t)(colon - s) <= SL_UPSTREAM_HOST_MAX;
 }
 
+int px_cluster_subset(const px_cluster_cfg *c, const char *name, size_t len)
+{
+    for (size_t i = 0; i < c->nsubsets; i++)
+        if (strlen(c->subset_names[i]) == len && memcmp(c->subset_names[i], name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* `split: [{subset: v1, weight: 95}, {subset: v2, weight: 5}]` */
+static int read_split(loader *l, const char *path, json_t *split, px_cluster_cfg *c)
+{
+    char sub[SL_CONFIG_PATH_MAX];
+    uint64_t total = 0;
+    for (size_t i = 0; i < json_array_size(split); i++) {
+        char idx[48];
+        snprintf(idx, sizeof idx, ".split[%zu]", i);
+        join(sub, path, idx);
+        const char *name = NULL;
+        int64_t weight = -1;
+        const sl_json_field f[] = {
+            {.name = "subset",
+             .kind = SL_JSON_STRING,
+             .flags = SL_JSON_REQUIRED,
+             .min = 1,
+             .max = PX_SUBSET_NAME_MAX,
+             .out = &name},
+            {.name = "weight",
+             .kind = SL_JSON_INT,
+             .flags = SL_JSON_REQUIRED,
+             .min = 0,
+             .max = PX_SUBSET_WEIGHT_MAX,
+             .out = &weight},
+        };
+        if (read_obj(l, sub, f, SL_ARRAY_LEN(f)) != 0) return SL_ECONFIG;
+        if (!px_subset_name_ok(name, strlen(name))) {
+            fail(l, sub, "subset must be 1-15 of a-z, 0-9, '.', '_', '-'");
+            return SL_ECONFIG;
+        }
+        if (px_cluster_subset(c, name, strlen(name)) >= 0) {
+            fail(l, sub, "the same subset twice");
+            return SL_ECONFIG;
+        }
+        snprintf(c->subset_names[c->nsubsets], sizeof c->subset_names[0], "%s", name);
+        c->subset_weights[c->nsubsets++] = (uint32_t)weight;
+        total += (uint64_t)weight;
+    }
+    if (total == 0) {
+        join(sub, path, ".split");
+        fail(l, sub, "the weights must not all be 0");
+        return SL_ECONFIG;
+    }
+    return 0;
+}
+
 static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
 {
     char path[SL_CONFIG_PATH_MAX], sub[SL_CONFIG_PATH_MAX];
@@ -364,8 +418,9 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
     u->bulkhead.max_queue = 100;
     u->bulkhead.max_wait_ms = 100;
     json_t *eps = NULL, *retry = NULL, *budget = NULL, *breaker = NULL, *bulk = NULL, *hc = NULL,
-           *out = NULL;
-    const char *lb = "round_robin", *host = NULL;
+           *out = NULL, *split = NULL;
+    const char *lb = "round_robin", *host = NULL, *canary = NULL;
+    bool sticky = false;
     int64_t timeout = u->timeout_ms, ct = u->connect_timeout_ms, maxc = u->max_connections,
             maxidle = u->max_idle, idle = u->idle_timeout_ms, pend = u->max_pending,
             resp = (int64_t)u->response_max_bytes;
@@ -394,8 +449,15 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
         {.name = "bulkhead", .kind = SL_JSON_OBJECT, .out = &bulk},
         {.name = "health_check", .kind = SL_JSON_OBJECT, .out = &hc},
         {.name = "outlier", .kind = SL_JSON_OBJECT, .out = &out},
+        {.name = "split", .kind = SL_JSON_ARRAY, .min = 1, .max = PX_SUBSETS_MAX, .out = &split},
+        {.name = "canary", .kind = SL_JSON_STRING, .min = 1, .max = 63, .out = &canary},
+        {.name = "sticky", .kind = SL_JSON_BOOL, .out = &sticky},
     };
     if (read_obj(l, path, f, SL_ARRAY_LEN(f)) != 0) return;
+    c->canary = -1;
+    c->sticky = sticky;
+    if (split && read_split(l, path, split, c) != 0) return;
+    if (canary) c->canary = px_cluster_subset(c, canary, strlen(canary));
     c->lb = strcmp(lb, "least_request") == 0 ? PX_LB_LEAST_REQUEST : PX_LB_ROUND_ROBIN;
     c->endpoints = calloc(json_array_size(eps), sizeof(char *));
     size_t i;
@@ -405,11 +467,48 @@ static void read_cluster(loader *l, const char *name, px_cluster_cfg *c)
         char idx[48];
         snprintf(idx, sizeof idx, ".endpoints[%zu]", i);
         join(sub, path, idx);
-        if (!json_is_string(e) || !endpoint_ok(json_string_value(e))) {
-            fail(l, sub, "must be \"host:port\"");
+        const char *ver = NULL, *es = json_is_string(e) ? json_string_value(e) : NULL;
+        size_t alen = es ? px_subset_split_endpoint(es, &ver) : 0;
+        char addr[SL_UPSTREAM_HOST_MAX + 16];
+        if (!es || alen >= sizeof addr) {
+            fail(l, sub, "must be \"host:port\" or \"host:port@version\"");
             return;
         }
-        c->endpoints[c->nendpoints++] = strdup(json_string_value(e));
+        memcpy(addr, es, alen);
+        addr[alen] = '\0';
+        if (!endpoint_ok(addr) || (ver && !px_subset_name_ok(ver, strlen(ver)))) {
+            fail(l, sub, "must be \"host:port\" or \"host:port@version\"");
+            return;
+        }
+        int si = ver ? px_cluster_subset(c, ver, strlen(ver)) : -1;
+        if (c->nsubsets && si < 0) {
+            fail(l, sub,
+                 ver ? "names a version that is not in split"
+                     : "needs @version: the cluster has a split");
+            return;
+        }
+        if (!c->nsubsets && ver) {
+            fail(l, sub, "has a version but the cluster has no split");
+            return;
+        }
+        size_t k = c->nendpoints;
+        c->endpoints[c->nendpoints++] = strdup(addr);
+        c->ep_subset[k] = si;
+        if (si >= 0) {
+            c->sub_eps[si][c->nsub_eps[si]] = c->endpoints[k];
+            c->sub_idx[si][c->nsub_eps[si]++] = k;
+        }
+    }
+    for (size_t s = 0; s < c->nsubsets; s++)
+        if (!c->nsub_eps[s]) {
+            join(sub, path, ".split");
+            fail(l, sub, "a subset has no endpoint");
+            return;
+        }
+    if (canary && c->canary < 0) {
+        join(sub, path, ".canary");
+        fail(l, sub, "names no subset of split");
+        return;
     }
     u->name = c->name;
     u->endpoints = (const char *const *)c->endpoints;

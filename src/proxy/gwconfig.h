@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "route.h"
 #include "static.h"
+#include "subset.h"
 
 #include <shoal/http.h>
 #include <shoal/http_client.h>
@@ -46,6 +47,19 @@ typedef struct px_cluster_cfg {
     uint32_t out_5xx, out_connect, out_base_ms, out_max_pct;
     /* the key of the edge gateway→<name> (in px_config.identity_ring), or NULL: no identity */
     const sl_identity_edge *identity_edge;
+    /* version subsets (subset.h); nsubsets 0: none. The endpoints hold the addresses without
+     * their "@version"; ep_subset[e] is endpoint e's subset. */
+    size_t nsubsets;
+    char subset_names[PX_SUBSETS_MAX][PX_SUBSET_NAME_MAX + 1];
+    uint32_t subset_weights[PX_SUBSETS_MAX]; /* the configured split (the admin API may change
+                                                the live one: cluster.h) */
+    int canary;                              /* subset of `x-shoal-canary: 1`, or -1 */
+    bool sticky;                             /* choose by a hash of the user id */
+    int ep_subset[SL_UPSTREAM_ENDPOINTS_MAX];
+    /* per subset: its endpoints' addresses and their indexes among the cluster's */
+    const char *sub_eps[PX_SUBSETS_MAX][SL_UPSTREAM_ENDPOINTS_MAX];
+    size_t sub_idx[PX_SUBSETS_MAX][SL_UPSTREAM_ENDPOINTS_MAX];
+    size_t nsub_eps[PX_SUBSETS_MAX];
 } px_cluster_cfg;
 
 /* One upstream call of an aggregate. With `target` set it is an enrichment step. */
@@ -181,6 +195,9 @@ int px_config_load_string(const char *name, const char *yaml, char *const *envp,
 
 /* Frees `cfg` (NULL is fine). */
 void px_config_free(px_config *cfg);
+
+/* Returns the index of cluster `c`'s subset named `name` (len bytes), or -1. */
+int px_cluster_subset(const px_cluster_cfg *c, const char *name, size_t len);
 
 /* Returns the index of the cluster named `name`, or -1. */
 int px_config_cluster(const px_config *cfg, const char *name);

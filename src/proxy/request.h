@@ -36,6 +36,9 @@ typedef struct px_proc {
     sl_serve_families fam;
     sl_metric_family *rejected, *auth_fail;
     sl_metric_family *denied; /* mesh_policy_denied_total{caller,callee} (sidecar role) */
+    /* gateway_subset_requests_total{cluster,version,class} and
+     * gateway_subset_request_duration_seconds{cluster,version}: calls to version subsets */
+    sl_metric_family *subset_req, *subset_dur;
     int nworkers;
     _Atomic size_t *connections; /* [worker]: published by each worker's tick for /metrics */
     _Atomic int stopping;
@@ -87,6 +90,8 @@ typedef struct px_req {
     const px_static_file *sfile;
     const px_static_site *ssite;
     int verdict; /* sidecar inbound: the policy's px_policy_verdict */
+    int subset;  /* the version subset of the forwarded call, or -1 */
+    uint64_t subset_start_ns;
 } px_req;
 
 static inline const px_config *px_cfg(const px_req *r)

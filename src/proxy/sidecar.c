@@ -203,7 +203,12 @@ static void forward(px_req *r, int inbound)
                           .body_len = req->body.len};
     sl_http_call_opts o;
     px_call_opts(r, rt->timeout_ms, &o);
-    int rc = sl_http_call(c->up, &rq, &o, on_upstream, r, &r->call);
+    /* Version subsets: the weights and the canary header (no user id here: no stickiness). */
+    sl_slice canary = {NULL, 0};
+    bool want_canary =
+        sl_http_req_header(req, "x-shoal-canary", &canary) && sl_slice_eq(canary, "1");
+    sl_upstream *up = px_wcluster_choose(c, want_canary, NULL, 0, &r->subset);
+    int rc = sl_http_call(up, &rq, &o, on_upstream, r, &r->call);
     if (rc != 0) {
         r->call = NULL;
         px_respond_problem(r, rc == SL_ELIMIT ? 413 : 502, sl_strerror(rc), NULL, 0);
