@@ -31,6 +31,7 @@
 #include "trace.h"
 
 #include <shoal/config.h>
+#include <shoal/identity.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +438,12 @@ static int mesh_procs(supervisor *s, topology *t, int first)
         proc *p = &s->procs[k++];
         *p = copy[i];
         char v[128], key[160], up[80];
+        if (!m->gateway) { /* the local hop's token (mesh_files): only these two can read it */
+            char tok[PATH_MAX + 128];
+            snprintf(tok, sizeof tok, "%s/mesh/tokens/%s.token", s->data_dir, m->name);
+            set_env(sc, "SHOAL_SIDECAR_PEER_TOKEN_FILE", tok);
+            set_env(p, "SHOAL_MESH__PEER_TOKEN_FILE", tok);
+        }
         if (!m->gateway) {
             snprintf(v, sizeof v, "%d", m->local_port);
             set_env(p, "SHOAL_SERVICE__PORT", v);
@@ -1023,10 +1031,23 @@ static int mesh_files(supervisor *s)
         char *argv[] = {"--dir", dir, "init", NULL};
         if (cli_certs_main(3, argv) != 0) return SL_EIO;
     }
-    if (private_dir(dir) != 0 || private_dir(sub) != 0) return SL_EIO;
+    char toks[PATH_MAX + 32];
+    snprintf(toks, sizeof toks, "%s/tokens", dir);
+    if (private_dir(dir) != 0 || private_dir(sub) != 0 || private_dir(toks) != 0) return SL_EIO;
     static char yaml[16384];
     for (size_t i = 0; i < s->nmsvc; i++) {
         const cli_mesh_svc *m = &s->msvc[i];
+        if (!m->gateway) { /* a fresh token for each service's local hop at every start */
+            sl_identity_key k;
+            char kerr[256];
+            snprintf(path, sizeof path, "%s/%s.token", toks, m->name);
+            if ((unlink(path) != 0 && errno != ENOENT) ||
+                sl_identity_key_ensure(path, &k, kerr) != 0) {
+                fprintf(stderr, "shoal: mesh: cannot write %s\n", path);
+                return SL_EIO;
+            }
+            sodium_memzero(&k, sizeof k);
+        }
         char *argv[] = {"--dir", dir, "issue", (char *)m->name, NULL};
         if (cli_certs_main(4, argv) != 0) return SL_EIO;
         int len = cli_mesh_sidecar_yaml(s->msvc, s->nmsvc, i, dir, yaml, sizeof yaml);
