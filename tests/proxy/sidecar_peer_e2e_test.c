@@ -146,7 +146,8 @@ static int teardown(void **state)
 static void sign(const char *user, const char *role, char proof[SL_IDENTITY_PROOF_MAX],
                  sl_http_header out[SL_IDENTITY_NHEADERS])
 {
-    sl_identity_msg m = {.callee = "hello", .method = SL_HTTP_GET, .target = SL_SLICE_LIT("/caller")};
+    sl_identity_msg m = {
+        .callee = "hello", .method = SL_HTTP_GET, .target = SL_SLICE_LIT("/caller")};
     assert_int_equal(sl_identity_headers(th_idkeys_edge(&keys, role), user, role, &m,
                                          sl_clock_wall_ms(sl_clock_system()), proof, out),
                      0);
@@ -318,9 +319,8 @@ static void test_straight_to_the_service(void **state)
     char proof[SL_IDENTITY_PROOF_MAX];
     sl_http_header h[SL_IDENTITY_NHEADERS];
     sign("user-7", "customer", proof, h);
-    assert_int_equal(plain_caller(p_hello, h, SL_ARRAY_LEN(h), "X-Shoal-Peer-Service: gateway\r\n",
-                                  &r),
-                     401);
+    assert_int_equal(
+        plain_caller(p_hello, h, SL_ARRAY_LEN(h), "X-Shoal-Peer-Service: gateway\r\n", &r), 401);
     assert_non_null(strstr(r.body, "identity could not be verified"));
     th_response_free(&r);
     assert_true(metric(p_hello, peer) == p0 + 1);
@@ -344,9 +344,8 @@ static void test_without_mesh_unchanged(void **state)
     sign("user-9", "customer", proof, h);
     th_response r;
     /* the signed proof alone is the check, and no header names a caller service */
-    assert_int_equal(plain_caller(p_plain, h, SL_ARRAY_LEN(h), "X-Shoal-Peer-Service: order\r\n",
-                                  &r),
-                     200);
+    assert_int_equal(
+        plain_caller(p_plain, h, SL_ARRAY_LEN(h), "X-Shoal-Peer-Service: order\r\n", &r), 200);
     assert_true(has(r.body, "peer", NULL));
     assert_true(has(r.body, "signer", "gateway"));
     assert_true(has(r.body, "user", "user-9"));
