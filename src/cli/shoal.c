@@ -154,7 +154,8 @@ typedef struct topology {
     const char *nats_url;
     int nats_port;
     int nats_external;
-    int mesh; /* `mesh: true` in the topology, or `shoal up --mesh` */
+    int mesh;                  /* `mesh: true` in the topology, or `shoal up --mesh` */
+    cli_mesh_ports mesh_ports; /* `mesh_ports:` (mesh.h), the defaults without it */
 } topology;
 
 /* Sets (or replaces) one environment entry of `p`. */
@@ -216,6 +217,18 @@ static int load_topology_checked(const char *path, topology *t)
         fprintf(stderr, "shoal: %s\n", err);
         goto fail;
     }
+    int64_t mp[3];
+    const cli_mesh_ports d = CLI_MESH_PORTS_DEFAULT;
+    if (sl_config_get_int(t->cfg, "mesh_ports.local_offset", d.local_offset, 1, 65535, &mp[0],
+                          err) != 0 ||
+        sl_config_get_int(t->cfg, "mesh_ports.outbound_base", d.outbound_base, 1, 65535, &mp[1],
+                          err) != 0 ||
+        sl_config_get_int(t->cfg, "mesh_ports.admin_base", d.admin_base, 1, 65535, &mp[2], err) !=
+            0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        goto fail;
+    }
+    t->mesh_ports = (cli_mesh_ports){(int)mp[0], (int)mp[1], (int)mp[2]};
     external = ext;
     t->mesh = mesh;
     t->nats_port = (int)port;
@@ -412,7 +425,7 @@ static int mesh_procs(supervisor *s, topology *t, int first)
     }
     s->nmsvc = n;
     char err[256];
-    if (cli_mesh_plan(s->msvc, n, err, sizeof err) != 0) {
+    if (cli_mesh_plan_ports(s->msvc, n, &t->mesh_ports, err, sizeof err) != 0) {
         fprintf(stderr, "shoal: %s\n", err);
         return SL_ECONFIG;
     }
