@@ -41,6 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shoal/clock.h>
+#include <shoal/identity.h>
+
 #include <cmocka.h>
 
 static char dir[] = "/tmp/shoal-e2e-XXXXXX";
@@ -991,6 +994,42 @@ static void test_stopped_service(void **state)
     assert_true(back);
 }
 
+/* A valid proof of the gateway's edge (a process holding the gateway's key file), sent straight
+ * to the order service's own port with a forged caller service: without the mesh the proof is
+ * the check and passes; in mesh mode it counts only through the sidecar, so it is refused. */
+static void test_forged_caller_straight_to_service(void **state)
+{
+    (void)state;
+    char path[700], err[256];
+    snprintf(path, sizeof path, "%s/data/keys/gateway.keys", dir);
+    static sl_identity_keyring ring;
+    assert_int_equal(sl_identity_keyring_load(path, &ring, err), 0);
+    const sl_identity_edge *e = sl_identity_keyring_find(&ring, "gateway", 7, "order");
+    assert_non_null(e);
+    sl_identity_msg m = {
+        .callee = "order", .method = SL_HTTP_GET, .target = SL_SLICE_LIT("/orders")};
+    char proof[SL_IDENTITY_PROOF_MAX];
+    sl_http_header h[SL_IDENTITY_NHEADERS];
+    assert_int_equal(sl_identity_headers(e, "u-forged", "customer", &m,
+                                         sl_clock_wall_ms(sl_clock_system()), proof, h),
+                     0);
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "GET /orders HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "X-Shoal-Peer-Service: gateway\r\n");
+    for (int i = 0; i < SL_IDENTITY_NHEADERS; i++)
+        n += snprintf(req + n, sizeof req - (size_t)n, "%.*s: %.*s\r\n", (int)h[i].name.len,
+                      h[i].name.ptr, (int)h[i].value.len, h[i].value.ptr);
+    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    th_response r;
+    int status = th_roundtrip(svc_port(4), req, (size_t)n, &r, 20000);
+    memset(&ring, 0, sizeof ring);
+    if (status > 0) th_response_free(&r);
+    print_message("a gateway proof straight to order's own port (%s): %d\n",
+                  mesh ? "mesh" : "plain", status);
+    assert_int_equal(status, mesh ? 401 : 200);
+}
+
 /* ---- secrets on disk ----------------------------------------------------- */
 
 /* 1 if the file at `path` holds `needle` anywhere (it is read whole). */
@@ -1262,6 +1301,7 @@ int main(void)
         cmocka_unit_test(test_error_shapes),
         cmocka_unit_test(test_metrics_for_prometheus),
         cmocka_unit_test(test_stopped_service),
+        cmocka_unit_test(test_forged_caller_straight_to_service),
         cmocka_unit_test(test_secrets_stay_private),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -68,8 +68,8 @@ static void test_verify(void **state)
     assert_int_equal(verify(twice_tok, 3, out), SL_EINVAL);
     /* names that are no mesh identity */
     static const char *const names[] = {
-        "", "-order", "Order", "or der", "order/x",
-        "a234567890123456789012345678901234567890123456789012345678901234"};
+        "",       "-order",  "Order",
+        "or der", "order/x", "a234567890123456789012345678901234567890123456789012345678901234"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         sl_http_header h[] = {H("x-shoal-peer-service", names[i]), H("x-shoal-peer-token", hex)};
         assert_int_equal(verify(h, 2, out), SL_EINVAL);
