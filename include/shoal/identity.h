@@ -207,8 +207,10 @@ SL_API int sl_identity_verify(const sl_identity_keyring *ring, const sl_http_hea
 #define SL_IDENTITY_PEER_MAX            63 /* bytes of a mesh identity's service name */
 
 /*
- * Loads a hop token file: as sl_identity_key_load, and SL_EINVAL when the
- * file is not a regular file or others than its owner may read or write it.
+ * Loads a hop token file (64 hex, optionally a newline). Returns 0; SL_EIO
+ * when it cannot be opened (a symbolic link is not followed); SL_EINVAL when
+ * it is not a regular file, others than its owner may read or write it, or
+ * its content is not a token. The reason goes to `err` (256 bytes).
  */
 SL_API int sl_identity_peer_token_load(const char *path, sl_identity_key *token,
                                        char *err) SL_MUST_CHECK;

@@ -96,6 +96,13 @@ static void test_token_file(void **state)
     assert_int_equal(chmod(path, 0640), 0);
     assert_int_equal(sl_identity_peer_token_load(path, &got, err), SL_EINVAL);
     assert_non_null(strstr(err, "0600"));
+    /* a symbolic link to it is not followed */
+    char link[80];
+    snprintf(link, sizeof link, "%s/link.token", dir);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(sl_identity_peer_token_load(link, &got, err), SL_EIO);
+    assert_int_equal(unlink(link), 0);
     /* not a key */
     assert_int_equal(chmod(path, 0600), 0);
     FILE *f = fopen(path, "w");

@@ -2,6 +2,7 @@
  * service it names. */
 #include <shoal/identity.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -11,13 +12,35 @@
 
 int sl_identity_peer_token_load(const char *path, sl_identity_key *token, char *err)
 {
+    /* One open file for the check and the read (no symlink followed), so neither can be
+     * swapped between them. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
-    if (stat(path, &st) != 0) return sl_identity_key_load(path, token, err); /* says why */
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, 256, "%.200s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return SL_EIO;
+    }
     if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
         snprintf(err, 256, "%.200s: must be a regular file of mode 0600 or stricter", path);
+        close(fd);
         return SL_EINVAL;
     }
-    return sl_identity_key_load(path, token, err);
+    char buf[80];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    size_t len = n > 0 ? (size_t)n : 0, bin_len = 0;
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    int ok = len == 2 * SL_IDENTITY_KEY_BYTES &&
+             sodium_hex2bin(token->k, sizeof token->k, buf, len, NULL, &bin_len, NULL) == 0 &&
+             bin_len == SL_IDENTITY_KEY_BYTES;
+    sodium_memzero(buf, sizeof buf);
+    if (!ok) {
+        snprintf(err, 256, "%.200s: not a token (64 hex characters expected)", path);
+        return SL_EINVAL;
+    }
+    return 0;
 }
 
 void sl_identity_peer_token_hex(const sl_identity_key *token, char out[65])
