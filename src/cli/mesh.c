@@ -87,10 +87,15 @@ int cli_mesh_sidecar_yaml(const cli_mesh_svc *svcs, size_t n, size_t i, const ch
     put(&b, "service: {host: 127.0.0.1, port: %d, workers: 1}\n", s->inbound_port);
     put(&b, "admin: {host: 127.0.0.1, port: %d}\n", s->admin_port);
     put(&b, "clusters:\n");
-    put(&b, "  %s-local: {endpoints: [\"127.0.0.1:%d\"]}\n", s->name, s->local_port);
+    char breaker[64] = "";
+    if (s->breaker_recovery_ms > 0)
+        snprintf(breaker, sizeof breaker, ", breaker: {recovery_timeout_ms: %d}",
+                 s->breaker_recovery_ms);
+    put(&b, "  %s-local: {endpoints: [\"127.0.0.1:%d\"]%s}\n", s->name, s->local_port, breaker);
     for (size_t j = 0; j < n; j++)
         if (s->out_port[j])
-            put(&b, "  %s: {endpoints: [\"127.0.0.1:%d\"]}\n", svcs[j].name, svcs[j].inbound_port);
+            put(&b, "  %s: {endpoints: [\"127.0.0.1:%d\"]%s}\n", svcs[j].name, svcs[j].inbound_port,
+                breaker);
     put(&b, "sidecar:\n");
     put(&b, "  service: %s\n  local: %s-local\n", s->name, s->name);
     put(&b, "  cert_file: %s/certs/%s.pem\n  key_file: %s/certs/%s.key\n", mesh_dir, s->name,

@@ -34,6 +34,7 @@ typedef struct cli_mesh_svc {
     int port; /* the topology's port */
     bool gateway;
     bool calls[CLI_MESH_SVCS_MAX]; /* calls[j]: this service calls service j */
+    int breaker_recovery_ms;       /* its sidecar's clusters' breaker recovery; 0: the default */
     /* filled by cli_mesh_plan */
     int inbound_port, local_port, admin_port;
     int out_port[CLI_MESH_SVCS_MAX]; /* 0: no outbound listener to j */

@@ -154,8 +154,9 @@ typedef struct topology {
     const char *nats_url;
     int nats_port;
     int nats_external;
-    int mesh;                  /* `mesh: true` in the topology, or `shoal up --mesh` */
-    cli_mesh_ports mesh_ports; /* `mesh_ports:` (mesh.h), the defaults without it */
+    int mesh;                     /* `mesh: true` in the topology, or `shoal up --mesh` */
+    cli_mesh_ports mesh_ports;    /* `mesh_ports:` (mesh.h), the defaults without it */
+    int mesh_breaker_recovery_ms; /* `mesh_sidecars.breaker_recovery_ms`; 0: the default */
 } topology;
 
 /* Sets (or replaces) one environment entry of `p`. */
@@ -229,6 +230,13 @@ static int load_topology_checked(const char *path, topology *t)
         goto fail;
     }
     t->mesh_ports = (cli_mesh_ports){(int)mp[0], (int)mp[1], (int)mp[2]};
+    int64_t recovery;
+    if (sl_config_get_int(t->cfg, "mesh_sidecars.breaker_recovery_ms", 0, 0, 3600000, &recovery,
+                          err) != 0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        goto fail;
+    }
+    t->mesh_breaker_recovery_ms = (int)recovery;
     external = ext;
     t->mesh = mesh;
     t->nats_port = (int)port;
@@ -412,6 +420,7 @@ static int mesh_procs(supervisor *s, topology *t, int first)
         snprintf(m->name, sizeof m->name, "%s", p->name);
         m->port = p->port;
         m->gateway = p->kind == P_GATEWAY;
+        m->breaker_recovery_ms = t->mesh_breaker_recovery_ms;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *calls = json_object_get(json_array_get(list, i), "calls"), *c;

@@ -111,6 +111,28 @@ static void test_port_bases(void **state)
     assert_int_equal(s[4].admin_port, 65535);
 }
 
+static void test_breaker_recovery(void **state)
+{
+    (void)state;
+    cli_mesh_svc s[CLI_MESH_SVCS_MAX];
+    size_t n = shop(s);
+    char err[256];
+    assert_int_equal(cli_mesh_plan(s, n, err, sizeof err), 0);
+    /* the default: the proxy's own */
+    px_config *def = load(s, n, 2);
+    assert_int_equal(def->clusters[def->sidecar.local_cluster].up.breaker.recovery_timeout_ms,
+                     30000);
+    px_config_free(def);
+    /* set: every cluster of the sidecar, the local one and the upstreams */
+    for (size_t i = 0; i < n; i++)
+        s[i].breaker_recovery_ms = 2000;
+    px_config *order = load(s, n, 2);
+    assert_int_equal(order->nclusters, 3);
+    for (size_t c = 0; c < order->nclusters; c++)
+        assert_int_equal(order->clusters[c].up.breaker.recovery_timeout_ms, 2000);
+    px_config_free(order);
+}
+
 static void test_sidecar_configs(void **state)
 {
     (void)state;
@@ -156,6 +178,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ports),
         cmocka_unit_test(test_port_bases),
+        cmocka_unit_test(test_breaker_recovery),
         cmocka_unit_test(test_sidecar_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,7 +80,8 @@ int th_mesh_ports(int n, char *lines, size_t cap)
             ok = bindable(p);
         if (!ok) continue;
         snprintf(lines, cap,
-                 "mesh: true\nmesh_ports: {local_offset: %d, outbound_base: %d, admin_base: %d}\n",
+                 "mesh: true\nmesh_ports: {local_offset: %d, outbound_base: %d, admin_base: %d}\n"
+                 "mesh_sidecars: {breaker_recovery_ms: 2000}\n",
                  TH_MESH_LOCAL_OFFSET, base + 200, base + 500);
         return base;
     }

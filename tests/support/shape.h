@@ -45,8 +45,9 @@ int th_mesh_on(void);
  * outgoing connection take theirs, so they cannot collide) such that all of B..B+511 can be
  * bound now. The processes get B..B+n-1, their own ports B+100.., the sidecars' outbound
  * listeners B+200.. (32 per process) and admin listeners B+500... n <= 8. Writes the
- * topology's `mesh:` and `mesh_ports:` lines into `lines` (`cap` bytes) and returns B; aborts
- * when no range is free.
+ * topology's `mesh:` and `mesh_ports:` lines into `lines` (`cap` bytes), with the sidecars'
+ * breakers recovering after 2 s as the suites' gateway clusters do, and returns B; aborts when
+ * no range is free.
  */
 int th_mesh_ports(int n, char *lines, size_t cap);
 
