@@ -386,6 +386,17 @@ foreach(item ${shoal_shape_e2e})
       ENVIRONMENT "${SHOAL_TEST_ENV};${shoal_shape_env};SHOAL_E2E_SHAPE=${shape}")
   endif()
 endforeach()
+# The journey in mesh mode (docs/mesh.md; SHOAL_E2E_MESH=1, tests/support/shape.h): every call
+# between processes through two sidecars with mTLS, NATS with TLS and one user per service. In the
+# normal build only: the sidecars' C (TLS, policy, the local hop) runs under the sanitizers in
+# proxy.sidecar_e2e and proxy.sidecar_peer_e2e, and one more whole-shop suite there would add to
+# the whole-shop chain again (it takes about 35 s in the normal build).
+if(NOT SHOAL_SANITIZE AND TARGET e2e_shop)
+  add_test(NAME e2e.shop.mesh COMMAND e2e_shop)
+  set_tests_properties(e2e.shop.mesh PROPERTIES LABELS "e2e" TIMEOUT 900
+    RESOURCE_LOCK whole_shop
+    ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1")
+endif()
 foreach(item ${shoal_shape_browser})
   string(REPLACE ":" ";" parts ${item})
   list(GET parts 0 name)

@@ -11,7 +11,11 @@
  *
  * SHOAL_HELLO_FAIL=1 in its environment makes GET /hello answer 500: a
  * deliberately broken version for rollout tests (docs/mesh.md).
+ * GET /caller shows who is calling: the end user's signed identity when the
+ * request carries one, and in mesh mode the caller service its sidecar
+ * vouches for (docs/mesh.md).
  */
+#include <shoal/identity.h>
 #include <shoal/json.h>
 #include <shoal/service.h>
 
@@ -53,6 +57,23 @@ static void echo(sl_http_req *req, sl_svc_worker *w)
     }
     sl_respond_owned(req, 200, json_pack("{s:s}", "text", text)); /* text borrows from doc */
     json_decref(doc);
+}
+
+/* Who is calling: a request without identity headers is answered too (user null). */
+static void caller(sl_http_req *req, sl_svc_worker *w)
+{
+    (void)w;
+    sl_identity id;
+    int rc = sl_req_identity(req, &id);
+    if (rc != 0 && rc != SL_ENOTFOUND && rc != SL_EUNAVAIL) {
+        (void)sl_req_require_identity(req, 0, &id); /* answers 401, 403 or 503 */
+        return;
+    }
+    int have = rc == 0;
+    sl_respond_owned(req, 200,
+                     json_pack("{s:s?,s:s?,s:s?,s:s?}", "peer", sl_req_peer_service(req), "signer",
+                               have ? id.caller : NULL, "user", have ? id.user_id : NULL, "role",
+                               have ? id.role : NULL));
 }
 
 /* An asynchronous handler: the answer comes from a timer callback on the same loop. */
@@ -116,6 +137,7 @@ static const sl_route_def routes[] = {
     {SL_HTTP_GET, "/hello", hello, 0},
     {SL_HTTP_POST, "/echo", echo, 16 * 1024},
     {SL_HTTP_GET, "/slow", slow, 0},
+    {SL_HTTP_GET, "/caller", caller, 0},
 };
 
 static const sl_service_def hello_service = {

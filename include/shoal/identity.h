@@ -189,4 +189,45 @@ SL_API int sl_identity_verify(const sl_identity_keyring *ring, const sl_http_hea
                               int64_t window_ms, sl_identity_replay *replay,
                               sl_identity *out) SL_MUST_CHECK;
 
+/*
+ * The mesh's local hop (docs/mesh.md). Behind a shoal-proxy sidecar a
+ * service learns its caller service from the sidecar, which verified the
+ * caller's certificate:
+ *   x-shoal-peer-service: <the caller's identity, from its certificate>
+ *   x-shoal-peer-token:   <the hop's token, 64 hex>
+ * The token is a random secret shared by one service and its sidecar only,
+ * in a file of mode 0600 or stricter (made like a key file, 64 hex): another
+ * local user cannot read it, so cannot make a service believe a caller
+ * identity by calling its loopback port. A sidecar drops both headers from
+ * whatever it receives, in both directions, so the token never leaves the
+ * hop.
+ */
+#define SL_IDENTITY_PEER_SERVICE_HEADER "x-shoal-peer-service"
+#define SL_IDENTITY_PEER_TOKEN_HEADER   "x-shoal-peer-token"
+#define SL_IDENTITY_PEER_MAX            63 /* bytes of a mesh identity's service name */
+
+/*
+ * Loads a hop token file (64 hex, optionally a newline). Returns 0; SL_EIO
+ * when it cannot be opened (a symbolic link is not followed); SL_EINVAL when
+ * it is not a regular file, others than its owner may read or write it, or
+ * its content is not a token. The reason goes to `err` (256 bytes).
+ */
+SL_API int sl_identity_peer_token_load(const char *path, sl_identity_key *token,
+                                       char *err) SL_MUST_CHECK;
+
+/* Writes the header value of `token` (64 hex and a NUL) into `out`. */
+SL_API void sl_identity_peer_token_hex(const sl_identity_key *token, char out[65]);
+
+/*
+ * The caller service named by a sidecar: 0 and the name in `out` (`cap`
+ * bytes, at least SL_IDENTITY_PEER_MAX + 1) when the token header is present
+ * once and equal to `token` (constant time) and the service header is present
+ * once and a mesh identity name (1..63 of a-z, 0-9, '-', not starting with
+ * '-'); SL_ENOTFOUND when neither header is present; SL_EINVAL otherwise (a
+ * wrong or repeated token, a service header without the token or the reverse,
+ * a malformed name). Pure.
+ */
+SL_API int sl_identity_peer_verify(const sl_identity_key *token, const sl_http_header *headers,
+                                   size_t nheaders, char *out, size_t cap) SL_MUST_CHECK;
+
 #endif /* SHOAL_IDENTITY_H */

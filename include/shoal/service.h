@@ -175,6 +175,15 @@ SL_API void sl_req_span_attr_str(sl_http_req *req, const char *key, const char *
 SL_API int sl_req_identity(sl_http_req *req, sl_identity *out);
 
 /*
+ * Mesh mode (`mesh.peer_token_file` set, docs/mesh.md): the caller service,
+ * from the certificate its sidecar verified, when the request came through
+ * this service's sidecar (its hop token matches); NULL otherwise, and always
+ * without mesh mode. In mesh mode sl_req_identity also refuses (SL_EINVAL) a
+ * proof signed by another service than this one.
+ */
+SL_API const char *sl_req_peer_service(sl_http_req *req);
+
+/*
  * Copies the request's valid identity into *out and returns 0; otherwise
  * answers 401 (no, invalid or replayed identity), 403 (a role the caller may
  * not assert) or 503 (replay record full), returning sl_req_identity's code,

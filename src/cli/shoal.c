@@ -32,6 +32,7 @@
 #include "trace.h"
 
 #include <shoal/config.h>
+#include <shoal/identity.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,7 +155,9 @@ typedef struct topology {
     const char *nats_url;
     int nats_port;
     int nats_external;
-    int mesh; /* `mesh: true` in the topology, or `shoal up --mesh` */
+    int mesh;                     /* `mesh: true` in the topology, or `shoal up --mesh` */
+    cli_mesh_ports mesh_ports;    /* `mesh_ports:` (mesh.h), the defaults without it */
+    int mesh_breaker_recovery_ms; /* `mesh_sidecars.breaker_recovery_ms`; 0: the default */
 } topology;
 
 /* Sets (or replaces) one environment entry of `p`. */
@@ -215,6 +219,25 @@ static int load_topology_checked(const char *path, topology *t)
         fprintf(stderr, "shoal: %s\n", err);
         goto fail;
     }
+    int64_t mp[3];
+    const cli_mesh_ports d = CLI_MESH_PORTS_DEFAULT;
+    if (sl_config_get_int(t->cfg, "mesh_ports.local_offset", d.local_offset, 1, 65535, &mp[0],
+                          err) != 0 ||
+        sl_config_get_int(t->cfg, "mesh_ports.outbound_base", d.outbound_base, 1, 65535, &mp[1],
+                          err) != 0 ||
+        sl_config_get_int(t->cfg, "mesh_ports.admin_base", d.admin_base, 1, 65535, &mp[2], err) !=
+            0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        goto fail;
+    }
+    t->mesh_ports = (cli_mesh_ports){(int)mp[0], (int)mp[1], (int)mp[2]};
+    int64_t recovery;
+    if (sl_config_get_int(t->cfg, "mesh_sidecars.breaker_recovery_ms", 0, 0, 3600000, &recovery,
+                          err) != 0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        goto fail;
+    }
+    t->mesh_breaker_recovery_ms = (int)recovery;
     external = ext;
     t->mesh = mesh;
     t->nats_port = (int)port;
@@ -398,6 +421,7 @@ static int mesh_procs(supervisor *s, topology *t, int first)
         snprintf(m->name, sizeof m->name, "%s", p->name);
         m->port = p->port;
         m->gateway = p->kind == P_GATEWAY;
+        m->breaker_recovery_ms = t->mesh_breaker_recovery_ms;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *calls = json_object_get(json_array_get(list, i), "calls"), *c;
@@ -411,7 +435,7 @@ static int mesh_procs(supervisor *s, topology *t, int first)
     }
     s->nmsvc = n;
     char err[256];
-    if (cli_mesh_plan(s->msvc, n, err, sizeof err) != 0) {
+    if (cli_mesh_plan_ports(s->msvc, n, &t->mesh_ports, err, sizeof err) != 0) {
         fprintf(stderr, "shoal: %s\n", err);
         return SL_ECONFIG;
     }
@@ -437,6 +461,12 @@ static int mesh_procs(supervisor *s, topology *t, int first)
         proc *p = &s->procs[k++];
         *p = copy[i];
         char v[128], key[160], up[80];
+        if (!m->gateway) { /* the local hop's token (mesh_files): only these two can read it */
+            char tok[PATH_MAX + 128];
+            snprintf(tok, sizeof tok, "%s/mesh/tokens/%s.token", s->data_dir, m->name);
+            set_env(sc, "SHOAL_SIDECAR_PEER_TOKEN_FILE", tok);
+            set_env(p, "SHOAL_MESH__PEER_TOKEN_FILE", tok);
+        }
         if (!m->gateway) {
             snprintf(v, sizeof v, "%d", m->local_port);
             set_env(p, "SHOAL_SERVICE__PORT", v);
@@ -1024,10 +1054,23 @@ static int mesh_files(supervisor *s)
         char *argv[] = {"--dir", dir, "init", NULL};
         if (cli_certs_main(3, argv) != 0) return SL_EIO;
     }
-    if (private_dir(dir) != 0 || private_dir(sub) != 0) return SL_EIO;
+    char toks[PATH_MAX + 32];
+    snprintf(toks, sizeof toks, "%s/tokens", dir);
+    if (private_dir(dir) != 0 || private_dir(sub) != 0 || private_dir(toks) != 0) return SL_EIO;
     static char yaml[16384];
     for (size_t i = 0; i < s->nmsvc; i++) {
         const cli_mesh_svc *m = &s->msvc[i];
+        if (!m->gateway) { /* a fresh token for each service's local hop at every start */
+            sl_identity_key k;
+            char kerr[256];
+            snprintf(path, sizeof path, "%s/%s.token", toks, m->name);
+            if ((unlink(path) != 0 && errno != ENOENT) ||
+                sl_identity_key_ensure(path, &k, kerr) != 0) {
+                fprintf(stderr, "shoal: mesh: cannot write %s\n", path);
+                return SL_EIO;
+            }
+            sodium_memzero(&k, sizeof k);
+        }
         char *argv[] = {"--dir", dir, "issue", (char *)m->name, NULL};
         if (cli_certs_main(4, argv) != 0) return SL_EIO;
         int len = cli_mesh_sidecar_yaml(s->msvc, s->nmsvc, i, dir, yaml, sizeof yaml);

@@ -9,6 +9,7 @@
 #include "forward.h"
 
 #include <shoal/deadline.h>
+#include <shoal/identity.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +33,39 @@ static int load_one(const sl_tls_config *t, const sl_tls_ctx *old, sl_tls_ctx **
     return old ? sl_tls_ctx_reload(old, t, out, err, cap) : sl_tls_ctx_new(t, out, err, cap);
 }
 
+/*
+ * The local hop's token (identity.h): read once, at the first load, from the file
+ * SHOAL_SIDECAR_PEER_TOKEN_FILE names (`shoal up --mesh` sets it), before any worker runs;
+ * workers only read it. Without the variable the local service gets no token and trusts no
+ * caller service header.
+ */
+static char hop_token[65];
+static int hop_token_loaded;
+
+static int load_hop_token(char *err, size_t cap)
+{
+    if (hop_token_loaded) return 0;
+    const char *path = getenv("SHOAL_SIDECAR_PEER_TOKEN_FILE");
+    if (path && path[0]) {
+        sl_identity_key k;
+        char kerr[256];
+        if (sl_identity_peer_token_load(path, &k, kerr) != 0) {
+            snprintf(err, cap, "SHOAL_SIDECAR_PEER_TOKEN_FILE: %s", kerr);
+            return SL_ECONFIG;
+        }
+        sl_identity_peer_token_hex(&k, hop_token);
+        memset(&k, 0, sizeof k);
+    }
+    hop_token_loaded = 1;
+    return 0;
+}
+
 int px_sidecar_load_tls(px_config *cfg, const px_config *prev, sl_metrics *metrics, sl_logger *log,
                         char *err, size_t cap)
 {
     px_sidecar_cfg *sc = &cfg->sidecar;
     if (!sc->on) return 0;
+    if (load_hop_token(err, cap) != 0) return SL_ECONFIG;
     SL_ASSERT(!sc->tls_server);
     sl_tls_config t = {.server = true,
                        .cert_file = sc->cert_file,
@@ -157,7 +186,8 @@ static int dropped(sl_slice name, sl_slice conn)
            SL_SLICE_CASE_EQ_LIT(name, "x-request-id") ||
            SL_SLICE_CASE_EQ_LIT(name, "idempotency-key") ||
            SL_SLICE_CASE_EQ_LIT(name, SL_DEADLINE_HEADER) ||
-           SL_SLICE_CASE_EQ_LIT(name, PX_PEER_SERVICE_HEADER);
+           SL_SLICE_CASE_EQ_LIT(name, PX_PEER_SERVICE_HEADER) ||
+           SL_SLICE_CASE_EQ_LIT(name, SL_IDENTITY_PEER_TOKEN_HEADER);
 }
 
 static void forward(px_req *r, int inbound)
@@ -181,11 +211,15 @@ static void forward(px_req *r, int inbound)
     size_t nh = 0;
     sl_slice conn = {NULL, 0};
     (void)sl_http_req_header(req, "connection", &conn);
-    for (size_t i = 0; i < req->nheaders && nh < PX_FWD_HEADERS_MAX - 1; i++)
+    for (size_t i = 0; i < req->nheaders && nh < PX_FWD_HEADERS_MAX - 2; i++)
         if (!dropped(req->headers[i].name, conn)) h[nh++] = req->headers[i];
     const char *caller = inbound ? sl_http_req_peer_service(req) : NULL;
-    if (caller)
+    if (caller) {
         h[nh++] = (sl_http_header){SL_SLICE_LIT(PX_PEER_SERVICE_HEADER), {caller, strlen(caller)}};
+        if (hop_token[0]) /* proves to the local service that this sidecar names the caller */
+            h[nh++] =
+                (sl_http_header){SL_SLICE_LIT(SL_IDENTITY_PEER_TOKEN_HEADER), {hop_token, 64}};
+    }
     /* The caller's remaining budget, bounded by this hop's timeout. */
     const sl_clock *clk = sl_clock_system();
     sl_slice dl;

@@ -79,6 +79,60 @@ static void test_ports(void **state)
     assert_non_null(strstr(err, "Inventory"));
 }
 
+static void test_port_bases(void **state)
+{
+    (void)state;
+    cli_mesh_svc s[CLI_MESH_SVCS_MAX];
+    size_t n = shop(s);
+    char err[256];
+    cli_mesh_ports p = {.local_offset = 100, .outbound_base = 12000, .admin_base = 13000};
+    assert_int_equal(cli_mesh_plan_ports(s, n, &p, err, sizeof err), 0);
+    assert_int_equal(s[2].inbound_port, 8105);
+    assert_int_equal(s[2].local_port, 8205);
+    assert_int_equal(s[2].out_port[1], 12000 + 2 * 32 + 1);
+    assert_int_equal(s[4].inbound_port, 8180);
+    assert_int_equal(s[3].admin_port, 13003);
+    /* each base out of its range is refused, naming it */
+    const cli_mesh_ports bad[] = {{0, 12000, 13000},
+                                  {100, 1023, 13000},
+                                  {100, 65536 - 5 * 32 + 1, 13000},
+                                  {100, 12000, 65536 - 5 + 1}};
+    const char *names[] = {"local_offset", "outbound_base", "outbound_base", "admin_base"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
+        n = shop(s);
+        assert_int_not_equal(cli_mesh_plan_ports(s, n, &bad[i], err, sizeof err), 0);
+        assert_non_null(strstr(err, names[i]));
+    }
+    /* the highest bases that fit */
+    n = shop(s);
+    p = (cli_mesh_ports){100, 65536 - 5 * 32, 65536 - 5};
+    assert_int_equal(cli_mesh_plan_ports(s, n, &p, err, sizeof err), 0);
+    assert_int_equal(s[4].out_port[3], 65536 - 5 * 32 + 4 * 32 + 3);
+    assert_int_equal(s[4].admin_port, 65535);
+}
+
+static void test_breaker_recovery(void **state)
+{
+    (void)state;
+    cli_mesh_svc s[CLI_MESH_SVCS_MAX];
+    size_t n = shop(s);
+    char err[256];
+    assert_int_equal(cli_mesh_plan(s, n, err, sizeof err), 0);
+    /* the default: the proxy's own */
+    px_config *def = load(s, n, 2);
+    assert_int_equal(def->clusters[def->sidecar.local_cluster].up.breaker.recovery_timeout_ms,
+                     30000);
+    px_config_free(def);
+    /* set: every cluster of the sidecar, the local one and the upstreams */
+    for (size_t i = 0; i < n; i++)
+        s[i].breaker_recovery_ms = 2000;
+    px_config *order = load(s, n, 2);
+    assert_int_equal(order->nclusters, 3);
+    for (size_t c = 0; c < order->nclusters; c++)
+        assert_int_equal(order->clusters[c].up.breaker.recovery_timeout_ms, 2000);
+    px_config_free(order);
+}
+
 static void test_sidecar_configs(void **state)
 {
     (void)state;
@@ -123,6 +177,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ports),
+        cmocka_unit_test(test_port_bases),
+        cmocka_unit_test(test_breaker_recovery),
         cmocka_unit_test(test_sidecar_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

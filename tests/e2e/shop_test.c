@@ -15,6 +15,11 @@
  * payment separate). Stopping one service alone needs it to be its own
  * process: in the monolith those checks give way to a kill -9 of the whole
  * shop mid-checkout, which must lose nothing and charge once.
+ *
+ * With SHOAL_E2E_MESH=1 (separate shape) the same journey runs in mesh mode
+ * (docs/mesh.md): every call between processes through two sidecars with
+ * mTLS, NATS with TLS and one user per service. The suite reaches a service
+ * itself (its /metrics) on its own loopback port, behind its sidecar.
  */
 #include "graph_check.h"
 #include "harness.h"
@@ -36,6 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shoal/clock.h>
+#include <shoal/identity.h>
+
 #include <cmocka.h>
 
 static char dir[] = "/tmp/shoal-e2e-XXXXXX";
@@ -51,6 +59,13 @@ static th_otlp_rx *otlp;        /* every process exports its spans here */
 static char checkout_order[64]; /* the order test_wallet_cart_checkout confirmed */
 static int admin_port;          /* the gateway's admin listener */
 static th_shape shape;
+static int mesh; /* SHOAL_E2E_MESH=1 */
+
+/* Where the suite reaches service i itself: its topology port, or behind its sidecar. */
+static int svc_port(int i)
+{
+    return mesh ? ports[i] + TH_MESH_LOCAL_OFFSET : ports[i];
+}
 
 /* ---- HTTP through the gateway ----------------------------------------- */
 
@@ -387,7 +402,7 @@ static long long local_attempts(const char *upstream)
 {
     static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     th_response r;
-    assert_int_equal(th_roundtrip(ports[4], req, sizeof req - 1, &r, 20000), 200);
+    assert_int_equal(th_roundtrip(svc_port(4), req, sizeof req - 1, &r, 20000), 200);
     char pat[128];
     snprintf(pat, sizeof pat, "http_client_local_attempts_total{upstream=\"%s\"", upstream);
     long long sum = 0;
@@ -632,7 +647,10 @@ static void test_checkout_trace(void **state)
                     (long long)json_integer_value(json_object_get(sp, "kind")));
         fail_msg("the checkout's trace lacks spans (%zu received)", json_array_size(t));
     }
-    /* One tree: a single root (the gateway's server span) and every parent in the trace. */
+    /* One tree: a single root (the gateway's server span) and every parent in the trace. In
+     * mesh mode the parents of the services' spans are the sidecars' spans, which `shoal up`
+     * does not export (docs/mesh.md, "Not yet"): there the trace id carried through both
+     * sidecars of every hop (above) is what is checked. */
     size_t i, roots = 0;
     json_t *sp;
     json_array_foreach(t, i, sp)
@@ -647,7 +665,7 @@ static void test_checkout_trace(void **state)
         size_t k;
         json_t *q;
         json_array_foreach(t, k, q) found |= strcmp(jstr(q, "spanId"), p) == 0;
-        if (!found)
+        if (!found && !mesh)
             fail_msg("%s %s: parent %s is not in the trace", jstr(sp, "service"), jstr(sp, "name"),
                      p);
     }
@@ -893,7 +911,7 @@ static void test_metrics_for_prometheus(void **state)
         "\nbuild_info{version=\"",
     };
     for (int i = 0; i <= 7; i++) {
-        int port = i < 7 ? ports[i] : admin_port;
+        int port = i < 7 ? svc_port(i) : admin_port;
         const char *name = i < 7 ? names[i] : "gateway";
         const char m[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
         th_response r;
@@ -976,6 +994,42 @@ static void test_stopped_service(void **state)
     assert_true(back);
 }
 
+/* A valid proof of the gateway's edge (a process holding the gateway's key file), sent straight
+ * to the order service's own port with a forged caller service: without the mesh the proof is
+ * the check and passes; in mesh mode it counts only through the sidecar, so it is refused. */
+static void test_forged_caller_straight_to_service(void **state)
+{
+    (void)state;
+    char path[700], err[256];
+    snprintf(path, sizeof path, "%s/data/keys/gateway.keys", dir);
+    static sl_identity_keyring ring;
+    assert_int_equal(sl_identity_keyring_load(path, &ring, err), 0);
+    const sl_identity_edge *e = sl_identity_keyring_find(&ring, "gateway", 7, "order");
+    assert_non_null(e);
+    sl_identity_msg m = {
+        .callee = "order", .method = SL_HTTP_GET, .target = SL_SLICE_LIT("/orders")};
+    char proof[SL_IDENTITY_PROOF_MAX];
+    sl_http_header h[SL_IDENTITY_NHEADERS];
+    assert_int_equal(sl_identity_headers(e, "u-forged", "customer", &m,
+                                         sl_clock_wall_ms(sl_clock_system()), proof, h),
+                     0);
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "GET /orders HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "X-Shoal-Peer-Service: gateway\r\n");
+    for (int i = 0; i < SL_IDENTITY_NHEADERS; i++)
+        n += snprintf(req + n, sizeof req - (size_t)n, "%.*s: %.*s\r\n", (int)h[i].name.len,
+                      h[i].name.ptr, (int)h[i].value.len, h[i].value.ptr);
+    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    th_response r;
+    int status = th_roundtrip(svc_port(4), req, (size_t)n, &r, 20000);
+    memset(&ring, 0, sizeof ring);
+    if (status > 0) th_response_free(&r);
+    print_message("a gateway proof straight to order's own port (%s): %d\n",
+                  mesh ? "mesh" : "plain", status);
+    assert_int_equal(status, mesh ? 401 : 200);
+}
+
 /* ---- secrets on disk ----------------------------------------------------- */
 
 /* 1 if the file at `path` holds `needle` anywhere (it is read whole). */
@@ -1050,6 +1104,21 @@ static void test_secrets_stay_private(void **state)
         nlogs++;
     }
     closedir(d);
+    if (mesh) { /* the CA's key, the leaves' keys and the local hops' tokens */
+        static const char *const sub[] = {"mesh", "mesh/certs", "mesh/tokens"};
+        for (size_t k = 0; k < sizeof sub / sizeof sub[0]; k++) {
+            snprintf(path, sizeof path, "%s/data/%s", dir, sub[k]);
+            bad += check_mode(path, 0700);
+        }
+        snprintf(path, sizeof path, "%s/data/mesh/ca.key", dir);
+        bad += check_mode(path, 0600);
+        for (int k = 0; k < 7; k++) {
+            snprintf(path, sizeof path, "%s/data/mesh/tokens/%s.token", dir, names[k]);
+            bad += check_mode(path, 0600);
+            snprintf(path, sizeof path, "%s/data/mesh/certs/%s.key", dir, names[k]);
+            bad += check_mode(path, 0600);
+        }
+    }
     /* the service processes (seven when separate), the gateway and nats-server (none in the
      * monolith: its services share the in-process broker) */
     assert_true(nlogs >= (shape == TH_SHAPE_MONOLITH ? 1 : 2) + th_shape_service_procs(shape));
@@ -1093,14 +1162,21 @@ static int setup(void **state)
 {
     (void)state;
     shape = th_shape_get();
+    mesh = th_mesh_on();
+    if (mesh && shape != TH_SHAPE_SEPARATE) {
+        fprintf(stderr, "SHOAL_E2E_MESH=1 needs the separate shape\n");
+        return -1;
+    }
     if (!mkdtemp(dir)) return -1;
+    char mesh_lines[256] = "";
+    int mesh_base = mesh ? th_mesh_ports(8, mesh_lines, sizeof mesh_lines) : 0;
     const char *src = getenv("SHOAL_SOURCE_DIR");
     char path[800];
     snprintf(path, sizeof path, "%s/config/gateway.yaml", src ? src : ".");
     char *gwcfg = slurp(path);
     if (!gwcfg) return -1;
     for (int i = 0; i < 7; i++) {
-        ports[i] = free_port5();
+        ports[i] = mesh ? mesh_base + i : free_port5();
         char from[32], to[96];
         snprintf(from, sizeof from, "127.0.0.1:%d]\n", 8101 + i);
         /* Every cluster's breaker recovers as quickly as payment's below (the default is
@@ -1124,15 +1200,15 @@ static int setup(void **state)
     free(gwcfg);
     (void)from;
 
-    gw = free_port5();
+    gw = mesh ? mesh_base + 7 : free_port5();
     int nats = free_port5();
     char local[800];
     snprintf(local, sizeof local, "%s/local.yaml", dir);
     f = fopen(local, "w");
     fprintf(f,
             "data_dir: %s/data\nready_stock_path: /api/v1/products?per_page=1\nnats:\n  port: %d\n"
-            "services:\n",
-            dir, nats);
+            "%sservices:\n",
+            dir, nats, mesh_lines);
     otlp = th_otlp_rx_start(TH_OTLP_OK);
     char common[256];
     snprintf(common, sizeof common,
@@ -1225,6 +1301,7 @@ int main(void)
         cmocka_unit_test(test_error_shapes),
         cmocka_unit_test(test_metrics_for_prometheus),
         cmocka_unit_test(test_stopped_service),
+        cmocka_unit_test(test_forged_caller_straight_to_service),
         cmocka_unit_test(test_secrets_stay_private),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

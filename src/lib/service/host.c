@@ -293,8 +293,9 @@ static int parse_int_arg(const char *s, int lo, int hi, int *out)
 
 /* Top-level sections that SHOAL_<SECTION>__<KEY> variables may override or create, besides
  * the service's own section (named after the service, e.g. SHOAL_INVENTORY__...). */
-static const char *const env_sections[] = {"service", "http", "log",       "trace",    "telemetry",
-                                           "db",      "bus",  "upstreams", "identity", NULL};
+static const char *const env_sections[] = {"service",   "http", "log", "trace",
+                                           "telemetry", "db",   "bus", "upstreams",
+                                           "identity",  "mesh", NULL};
 
 /* Reads the sections every service shares; prints located errors. Returns 0 or SL_ECONFIG. */
 static int load_settings(sl_service *svc, int argc, char **argv, char **env)
@@ -399,6 +400,18 @@ static int load_settings(sl_service *svc, int argc, char **argv, char **env)
         if (!svc->have_identity_key)
             snprintf(svc->identity_note, sizeof svc->identity_note, "%s", kerr);
     }
+    /* Mesh mode (docs/mesh.md): the token its sidecar proves itself with on the local hop. */
+    const char *peer_file = NULL;
+    bad |= !bad && sl_config_get_string(svc->cfg, "mesh.peer_token_file", "", &peer_file, err);
+    if (!bad && peer_file[0]) {
+        char kerr[256];
+        if (sl_identity_peer_token_load(peer_file, &svc->peer_token, kerr) != 0) {
+            snprintf(err, SL_CONFIG_ERR_MAX, "mesh.peer_token_file: %s", kerr);
+            bad = 1;
+        } else {
+            svc->have_peer_token = 1;
+        }
+    }
     snprintf(svc->source, sizeof svc->source, "/shoal/%s", svc->def->name);
     sl_log_level lvl = SL_LOG_LEVEL_INFO;
     if (!bad && sl_log_level_parse(level, &lvl) != 0) {
@@ -487,7 +500,7 @@ static int setup_metrics(sl_service *svc)
     if (rc == 0)
         rc = sl_metrics_counter(svc->metrics, "identity_refusals_total",
                                 "Identity proofs refused, by reason (invalid, role, replay, "
-                                "replay_full).",
+                                "replay_full; in mesh mode peer, peer_token).",
                                 labels, 1, &svc->identity_refusals);
     if (rc == 0)
         rc = sl_metrics_counter(svc->metrics, "db_pool_busy_total",
@@ -662,6 +675,7 @@ void sl__service_free(sl_service *svc)
     sl_otlp_exporter_free(svc->exporter); /* stops the thread before the tracers go */
     sl__events_free(svc->events);
     sodium_memzero(&svc->identity_ring, sizeof svc->identity_ring);
+    sodium_memzero(&svc->peer_token, sizeof svc->peer_token);
     sl_identity_replay_free(svc->identity_replay);
     if (svc->w) {
         for (int i = 0; i < svc->workers; i++)

@@ -109,6 +109,33 @@ static const char *refusal_reason(int rc)
     }
 }
 
+/* The sidecar's headers (identity.h, mesh mode), checked once per request. */
+static void peer_check(sl_http_req *req, req_host *h, const sl_service *svc, unsigned worker)
+{
+    if (h->peer_checked) return;
+    h->peer_checked = 1;
+    h->peer_rc = svc->have_peer_token
+                     ? sl_identity_peer_verify(&svc->peer_token, req->headers, req->nheaders,
+                                               h->peer, sizeof h->peer)
+                     : SL_ENOTFOUND;
+    if (h->peer_rc == SL_EINVAL) {
+        const char *reason = "peer_token";
+        sl_series *s = sl_metric_series(svc->identity_refusals, &reason);
+        if (s) sl_counter_inc(s, worker);
+        SL_LOG_WARN(svc->log, sl_req_trace(req), "caller service headers refused",
+                    SL_LOG_STR("reason", "not from this service's sidecar"));
+    }
+}
+
+const char *sl_req_peer_service(sl_http_req *req)
+{
+    sl_svc_worker *w = sl_req_worker(req);
+    if (!w || !w->svc->have_peer_token) return NULL;
+    req_host *h = req->host;
+    peer_check(req, h, w->svc, (unsigned)w->sw.index);
+    return h->peer_rc == 0 ? h->peer : NULL;
+}
+
 int sl_req_identity(sl_http_req *req, sl_identity *out)
 {
     sl_svc_worker *w = sl_req_worker(req);
@@ -128,6 +155,22 @@ int sl_req_identity(sl_http_req *req, sl_identity *out)
                                       sl_clock_wall_ms(sl_clock_system()), svc->identity_window_ms,
                                       svc->identity_replay, &h->id);
         h->id_checked = 1;
+        /* Mesh mode: the service that signed must be the one whose certificate the sidecar
+         * verified; a proof arriving any other way (no sidecar, another caller) is refused. */
+        if (h->id_rc == 0 && svc->have_peer_token) {
+            peer_check(req, h, svc, (unsigned)w->sw.index);
+            if (h->peer_rc != 0 || strcmp(h->peer, h->id.caller) != 0) {
+                SL_LOG_WARN(svc->log, sl_req_trace(req), "identity proof refused",
+                            SL_LOG_STR("reason", "peer"), SL_LOG_STR("signer", h->id.caller),
+                            SL_LOG_STR("peer", h->peer_rc == 0 ? h->peer : "none"));
+                const char *reason = "peer";
+                sl_series *s = sl_metric_series(svc->identity_refusals, &reason);
+                if (s) sl_counter_inc(s, (unsigned)w->sw.index);
+                h->id_rc = SL_EINVAL;
+                memset(&h->id, 0, sizeof h->id);
+                return h->id_rc;
+            }
+        }
         if (h->id_rc != 0 && h->id_rc != SL_ENOTFOUND) {
             const char *reason = refusal_reason(h->id_rc);
             sl_series *s = sl_metric_series(svc->identity_refusals, &reason);

@@ -62,6 +62,8 @@ struct sl_service {
     sl_identity_replay *identity_replay; /* nonces seen, process-wide */
     sl_metric_family *identity_refusals; /* identity_refusals_total{reason} */
     char identity_note[256];             /* why no key was loaded */
+    sl_identity_key peer_token;          /* mesh.peer_token_file: the hop from its sidecar */
+    int have_peer_token;                 /* mesh mode: the caller service comes from the sidecar */
     char source[80];                     /* CloudEvents source: "/shoal/<name>" */
     sl_events *events;                   /* outbox relay, bus and subscriptions (events.c) */
     /* /readyz (builtin.c): what the database must show, recorded once migrations applied */
@@ -83,6 +85,9 @@ typedef struct req_host {
     int id_checked;       /* the identity is verified once per request (a nonce is spent) */
     int id_rc;
     sl_identity id;
+    int peer_checked; /* the sidecar's x-shoal-peer-* headers, checked once per request */
+    int peer_rc;
+    char peer[SL_IDENTITY_PEER_MAX + 1];
 } req_host;
 
 struct sl_svc_worker {
