@@ -45,7 +45,7 @@ fuzz: deps
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=10
+	$(MAKE) fuzz FUZZ_SECONDS=8
 
 fmt:
 	@git ls-files '*.c' '*.h' | xargs -r clang-format -i

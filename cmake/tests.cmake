@@ -410,3 +410,18 @@ foreach(item ${shoal_shape_browser})
       ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_SHAPE=${shape};SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/${name}.${shape}")
   endif()
 endforeach()
+
+# Scheduling: with no timings from an earlier run (a fresh build, as in CI) ctest starts tests in
+# the order they were declared, which put the whole-shop suites last. They run one at a time
+# (whole_shop) and are the longest chain, so they get a high COST: ctest starts them first and
+# fills the other slots with the rest around them. The NATS durability suites, the next longest,
+# come next.
+get_property(shoal_all_tests DIRECTORY PROPERTY TESTS)
+foreach(t ${shoal_all_tests})
+  get_test_property(${t} RESOURCE_LOCK lock)
+  if(lock MATCHES "whole_shop")
+    set_tests_properties(${t} PROPERTIES COST 1000)
+  elseif(lock MATCHES "nats_durability")
+    set_tests_properties(${t} PROPERTIES COST 500)
+  endif()
+endforeach()
