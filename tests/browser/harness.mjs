@@ -82,7 +82,11 @@ export function log(...args) {
   console.log(`[${ts}]`, ...args);
 }
 
-function freePort() {
+// A port the kernel hands out for port 0 is free now, but the next call may get the same one
+// back once it is closed: every port is handed out once per run (as th_free_port does in C).
+const handedOut = new Set();
+
+function anyFreePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.unref();
@@ -92,6 +96,17 @@ function freePort() {
       s.close(() => resolve(port));
     });
   });
+}
+
+async function freePort() {
+  for (let i = 0; i < 1000; i++) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port that was not handed out before');
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
