@@ -155,17 +155,8 @@ static char mesh[256], other[256], tmpdir[128];
 static int port;
 static pid_t server;
 
-static void run_cli(const char *fmt, ...)
-{
-    char args[1024], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s certs %s >>%s/cli.log 2>&1", th_bin("shoal"), args, tmpdir);
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("%s: exit %d", cmd, rc);
-}
+/* `shoal certs ARGS`, which must succeed (output in <tmpdir>/cli.log). */
+#define run_cli(...) assert_int_equal(th_certs(tmpdir, __VA_ARGS__), 0)
 
 static void copy_file(const char *from, const char *to)
 {

@@ -91,17 +91,8 @@ static char tmpdir[128], mesh[256], other[256];
 static int p_hello, p_echo, p_hin, p_hadm, p_cin, p_cadm, p_out_hello, p_out_inv;
 static pid_t pids[4];
 
-static void run_cli(const char *fmt, ...)
-{
-    char args[1024], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s certs %s >>%s/cli.log 2>&1", th_bin("shoal"), args, tmpdir);
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("%s: exit %d", cmd, rc);
-}
+/* `shoal certs ARGS`, which must succeed (output in <tmpdir>/cli.log). */
+#define run_cli(...) assert_int_equal(th_certs(tmpdir, __VA_ARGS__), 0)
 
 /* Writes <tmpdir>/<name>.yaml: a sidecar for `name`, with more clusters and sidecar keys. */
 static void write_sidecar(const char *name, int in, int adm, int local, const char *clusters,
@@ -232,13 +223,8 @@ static int plain_get(int port, const char *path, th_response *r)
  * absent. */
 static double metric(int admin_port, const char *series)
 {
-    th_response r;
-    assert_int_equal(plain_get(admin_port, "/metrics", &r), 200);
-    double v = 0;
-    size_t len = strlen(series);
-    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, series, len) == 0 && p[len] == ' ') v = strtod(p + len + 1, NULL);
-    th_response_free(&r);
+    double v;
+    assert_int_equal(th_metric(admin_port, series, &v), 200);
     return v;
 }
 

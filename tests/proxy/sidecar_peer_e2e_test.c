@@ -41,17 +41,8 @@ static int p_hello, p_plain, p_hin, p_hadm;
 static pid_t pids[3];
 static th_idkeys keys;
 
-static void run_cli(const char *fmt, ...)
-{
-    char args[1024], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s certs %s >>%s/cli.log 2>&1", th_bin("shoal"), args, tmpdir);
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("%s: exit %d", cmd, rc);
-}
+/* `shoal certs ARGS`, which must succeed (output in <tmpdir>/cli.log). */
+#define run_cli(...) assert_int_equal(th_certs(tmpdir, __VA_ARGS__), 0)
 
 static pid_t spawn_hello(int port, int with_token, const char *name)
 {
@@ -169,14 +160,8 @@ static int plain_caller(int port, const sl_http_header *h, size_t nh, const char
 /* The value of `series` in the /metrics of `port`; 0 when absent. */
 static double metric(int port, const char *series)
 {
-    th_response r;
-    const char raw[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    assert_int_equal(th_roundtrip(port, raw, sizeof raw - 1, &r, 10000), 200);
-    double v = 0;
-    size_t len = strlen(series);
-    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, series, len) == 0 && p[len] == ' ') v = strtod(p + len + 1, NULL);
-    th_response_free(&r);
+    double v;
+    assert_int_equal(th_metric(port, series, &v), 200);
     return v;
 }
 

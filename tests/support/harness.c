@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,4 +334,33 @@ int th_read_response(th_reader *rb, th_response *res, int timeout_ms)
     int rc = read_response(rb, res, timeout_ms);
     if (rc != 0) th_response_free(res);
     return rc;
+}
+
+int th_certs(const char *logdir, const char *fmt, ...)
+{
+    char args[1024], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof args) return -1;
+    n = snprintf(cmd, sizeof cmd, "%s certs %s >>%s/cli.log 2>&1", th_bin("shoal"), args, logdir);
+    if (n < 0 || (size_t)n >= sizeof cmd) return -1;
+    int rc = system(cmd);
+    if (rc != 0) fprintf(stderr, "%s: exit %d\n", cmd, rc);
+    return rc;
+}
+
+int th_metric(int port, const char *series, double *value)
+{
+    th_response r;
+    const char raw[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    int status = th_roundtrip(port, raw, sizeof raw - 1, &r, 10000);
+    *value = 0;
+    if (status < 0) return status;
+    size_t len = strlen(series);
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, len) == 0 && p[len] == ' ') *value = strtod(p + len + 1, NULL);
+    th_response_free(&r);
+    return status;
 }

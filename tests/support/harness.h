@@ -78,4 +78,12 @@ int th_wait_closed(int fd, int timeout_ms);
 /* One request on a new connection: sends raw, reads one response. Returns status or -1. */
 int th_roundtrip(int port, const char *raw, size_t len, th_response *res, int timeout_ms);
 
+/* Runs `shoal certs ARGS` (printf-style), its output appended to <logdir>/cli.log. Returns its
+ * exit status (0: success); on failure the command is printed to stderr. */
+int th_certs(const char *logdir, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* GET /metrics on port (plain HTTP) and the value of the sample line `series` (name with its
+ * labels exactly as written); 0 when no line matches. Returns the HTTP status (200) or -1. */
+int th_metric(int port, const char *series, double *value);
+
 #endif
