@@ -61,7 +61,7 @@ int order_cmd_create(sl_svc_worker *w, sl_http_req *req, order_row *o, const sl_
     if ((rc = price_items(db, o, errs)) != 0) goto out;
     char sid[SL_SAGA_ID_MAX + 1];
     if ((rc = order_saga_id(sid, ORDER_SAGA_CHECKOUT, o->order_id)) != 0) goto out;
-    char *input = order_saga_input(o, sl_req_trace(req));
+    char *input = order_saga_input(o, sl_req_trace(req), req);
     rc = input ? order_store_insert(db, o) : SL_ENOMEM;
     if (rc == 0) rc = order_emit(w, req, db, ORDER_EV_CREATED, o);
     if (rc == 0)
@@ -117,7 +117,7 @@ int order_cmd_change(sl_svc_worker *w, sl_http_req *req, order_row *o, const ord
     if (c->reason) snprintf(o->cancel_reason, sizeof o->cancel_reason, "%s", c->reason);
     if ((rc = order_emit(w, req, db, c->event, o)) != 0) goto out;
     if (c->saga) {
-        char sid[SL_SAGA_ID_MAX + 1], *input = order_saga_input(o, sl_req_trace(req));
+        char sid[SL_SAGA_ID_MAX + 1], *input = order_saga_input(o, sl_req_trace(req), req);
         rc = order_saga_id(sid, ORDER_SAGA_CANCEL, o->order_id);
         if (rc == 0)
             rc = input

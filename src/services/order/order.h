@@ -292,9 +292,11 @@ int order_saga_id(char out[SL_SAGA_ID_MAX + 1], const char *prefix,
 /* The definition a saga id belongs to (by prefix), or NULL. */
 const sl_saga_def *order_saga_def_of(const order_sagas *s, const char *saga_id);
 
-/* Saga inputs: {order_id, user_id, items: [{product_id, qty}], amount: {amount, currency}}
- * (returns owned text, free()). */
-char *order_saga_input(const order_row *o, const sl_trace_ctx *trace);
+/* Saga inputs: {order_id, user_id, items: [{product_id, qty}], amount: {amount, currency}},
+ * plus the request's `traceparent` (from `trace`) and, when `req` carried a valid one beside a
+ * valid `traceparent`, its `tracestate` (W3C Trace Context), so the steps' calls carry both.
+ * `req` may be NULL. Returns owned text (free()). */
+char *order_saga_input(const order_row *o, const sl_trace_ctx *trace, const sl_http_req *req);
 
 typedef struct order_worker order_worker;
 

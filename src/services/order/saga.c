@@ -64,6 +64,7 @@ struct order_worker {
     int sweep_init;
     int closes;                     /* handles and upstreams still closing */
     const sl_trace_ctx *step_trace; /* the step span being started (inside exec_send only) */
+    sl_slice step_tracestate;       /* the saga input's tracestate (inside exec_send only) */
 };
 
 /* Wakes this worker's sagas waiting on inventory (`inventory` 1) or payment (0). */
@@ -175,7 +176,7 @@ const sl_saga_def *order_saga_def_of(const order_sagas *s, const char *saga_id)
     return NULL;
 }
 
-char *order_saga_input(const order_row *o, const sl_trace_ctx *trace)
+char *order_saga_input(const order_row *o, const sl_trace_ctx *trace, const sl_http_req *req)
 {
     json_t *items = json_array();
     for (size_t i = 0; items && i < o->n; i++)
@@ -187,8 +188,18 @@ char *order_saga_input(const order_row *o, const sl_trace_ctx *trace)
                           "currency", o->currency);
     /* The request's trace: every step's span joins it, so the checkout is one trace. */
     char tp[SL_TRACEPARENT_MAX];
-    if (v && trace && sl_trace_ctx_is_valid(trace) && sl_traceparent_format(trace, tp) > 0)
+    if (v && trace && sl_trace_ctx_is_valid(trace) && sl_traceparent_format(trace, tp) > 0) {
         json_object_set_new(v, "traceparent", json_string(tp));
+        /* tracestate belongs to the caller's trace: kept only when the request continued one
+         * (a valid traceparent came with it) and it is itself valid; otherwise dropped whole. */
+        sl_slice in_tp, ts;
+        sl_trace_ctx caller;
+        if (req && sl_http_req_header(req, "traceparent", &in_tp) == 1 &&
+            sl_traceparent_parse(in_tp.ptr, in_tp.len, &caller) == 0 &&
+            sl_http_req_header(req, "tracestate", &ts) == 1 && ts.len > 0 &&
+            sl_tracestate_validate(ts.ptr, ts.len) == 0)
+            json_object_set_new(v, "tracestate", json_stringn(ts.ptr, ts.len));
+    }
     char *text = v ? sl_json_dump(v, NULL) : NULL;
     json_decref(v);
     return text;
@@ -457,6 +468,7 @@ static int send_http(order_worker *ow, sl_upstream *up, order_call kind, const c
                            .body_len = body ? strlen(body) : 0};
     sl_http_call_opts opts = {.timeout_ms = call->timeout_ms,
                               .trace = ow->step_trace,
+                              .tracestate = ow->step_tracestate,
                               .idempotency_key = call->idempotency_key};
     int rc = sl_http_call(up, &req, &opts, on_http, hc, NULL);
     if (rc != 0) free(hc);
@@ -602,9 +614,12 @@ static int exec_send(void *ctx, const sl_saga_call *call, sl_saga_reply_cb done,
         done = step_done;
         done_data = ss;
         ow->step_trace = sl_span_context(ss->span);
+        const char *ts = json_string_value(json_object_get(in, "tracestate"));
+        if (ts) ow->step_tracestate = (sl_slice){ts, strlen(ts)}; /* the client copies it */
     }
     int rc = exec_step(ow, call, in, oid, done, done_data);
     ow->step_trace = NULL;
+    ow->step_tracestate = (sl_slice){NULL, 0};
     if (rc != 0 && ss) { /* never started: done will not run */
         sl_span_set_status(ss->span, SL_SPAN_STATUS_ERROR, sl_strerror(rc));
         sl_span_end(ss->span);

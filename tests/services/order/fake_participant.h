@@ -68,6 +68,8 @@ typedef struct fake {
     int requests[FK_OPS];
     int bad_identity;
     int missing_key;
+    char last_tp[FK_OPS][64];  /* the last request's traceparent per operation ("" if none) */
+    char last_ts[FK_OPS][600]; /* ... and its tracestate */
     size_t neff;
     fk_effect *eff; /* FK_KEYS_MAX */
 } fake;
@@ -152,6 +154,15 @@ static inline int fk_bad_identity(fake *f)
     int n = f->bad_identity + f->missing_key;
     pthread_mutex_unlock(&f->mu);
     return n;
+}
+
+/* The traceparent and tracestate of the last request for `op` ("" when it had none). */
+static inline void fk_last_trace(fake *f, fk_op op, char tp[64], char ts[600])
+{
+    pthread_mutex_lock(&f->mu);
+    memcpy(tp, f->last_tp[op], 64);
+    memcpy(ts, f->last_ts[op], 600);
+    pthread_mutex_unlock(&f->mu);
 }
 
 /* ---- the server ---------------------------------------------------------------------------- */
@@ -334,9 +345,14 @@ static inline void fk_serve(fake *f, int fd)
     }
     int ident = fk_identity_ok(f, buf, hl, path, buf + hl, (size_t)len - hl);
     int has_key = fk_header(buf, hl, "idempotency-key", key, sizeof key);
+    char tp[64] = "", ts[600] = "";
+    (void)fk_header(buf, hl, "traceparent", tp, sizeof tp);
+    (void)fk_header(buf, hl, "tracestate", ts, sizeof ts);
     free(buf);
     pthread_mutex_lock(&f->mu);
     f->requests[op]++;
+    memcpy(f->last_tp[op], tp, sizeof tp);
+    memcpy(f->last_ts[op], ts, sizeof ts);
     if (!ident) {
         f->bad_identity++;
         pthread_mutex_unlock(&f->mu);

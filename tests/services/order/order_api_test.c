@@ -260,6 +260,62 @@ static void test_happy_path(void **state)
     json_decref(l);
 }
 
+/* Places an order with raw extra headers; returns its id. */
+static void place_with(const char *user, const char *extra, char out[ORDER_ID_MAX + 1])
+{
+    const char *body = "{\"items\":[{\"product_id\":\"p1\",\"qty\":1}]," ADDR "}";
+    th_response r;
+    int st =
+        svc_req_raw(&g_svc, "POST", "/orders", user, "customer", body, strlen(body), extra, &r);
+    if (st != 202) fail_msg("POST /orders: %d %.*s", st, (int)r.body_len, r.body ? r.body : "");
+    json_t *v = svc_json(&r);
+    snprintf(out, ORDER_ID_MAX + 1, "%s", svc_str(v, "order_id"));
+    json_decref(v);
+    th_response_free(&r);
+}
+
+/* The checkout's participant calls run after the request was answered, from the saga; they
+ * carry the request's trace (the same trace id) and its tracestate unchanged, and an invalid
+ * tracestate, or one without a traceparent, is not passed on. */
+static void test_trace_context_to_participants(void **state)
+{
+    (void)state;
+    reset_fakes();
+    const char *trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    char oid[ORDER_ID_MAX + 1], tp[64], ts[600];
+    place_with("u7",
+               "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+               "tracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE\r\n",
+               oid);
+    json_decref(wait_status("u7", oid, "confirmed"));
+    fk_last_trace(&g_pay, FK_CHARGE, tp, ts);
+    assert_int_equal(strlen(tp), 55);
+    assert_memory_equal(tp + 3, trace_id, 32);
+    assert_memory_not_equal(tp + 36, "00f067aa0ba902b7", 16); /* the step's span, a child */
+    assert_string_equal(ts, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    fk_last_trace(&g_inv, FK_RESERVE, tp, ts);
+    assert_memory_equal(tp + 3, trace_id, 32);
+    assert_string_equal(ts, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+
+    /* An invalid tracestate (upper-case key) is dropped whole; the trace still goes on. */
+    place_with("u7",
+               "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+               "tracestate: Rojo=1\r\n",
+               oid);
+    json_decref(wait_status("u7", oid, "confirmed"));
+    fk_last_trace(&g_pay, FK_CHARGE, tp, ts);
+    assert_memory_equal(tp + 3, trace_id, 32);
+    assert_string_equal(ts, "");
+
+    /* A tracestate without a traceparent belongs to no trace the service continues. */
+    place_with("u7", "tracestate: rojo=1\r\n", oid);
+    json_decref(wait_status("u7", oid, "confirmed"));
+    fk_last_trace(&g_pay, FK_CHARGE, tp, ts);
+    assert_int_equal(strlen(tp), 55);
+    assert_memory_not_equal(tp + 3, trace_id, 32);
+    assert_string_equal(ts, "");
+}
+
 static void test_insufficient_stock(void **state)
 {
     (void)state;
@@ -873,6 +929,7 @@ int main(int argc, char **argv)
     harness_init(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_happy_path),
+        cmocka_unit_test(test_trace_context_to_participants),
         cmocka_unit_test(test_insufficient_stock),
         cmocka_unit_test(test_insufficient_funds),
         cmocka_unit_test(test_payment_down_then_back),
