@@ -114,6 +114,7 @@ typedef struct sl_serve_worker_config {
     uint32_t buffer_spans;             /* of the tracer (finished spans held); 0: its default */
     int keep_errors;                   /* of the tracer: unsampled error spans are kept */
     int64_t keep_slow_ns;              /* of the tracer: unsampled spans this long are kept */
+    int record_off;                    /* of the tracer: no exporter, spans carry context only */
     const sl_serve_families *families; /* borrowed; NULL: no metrics */
     size_t record_size, records_max;   /* the per-request records (sl_serve_freelist) */
 } sl_serve_worker_config;

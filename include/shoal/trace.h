@@ -166,6 +166,10 @@ typedef struct sl_tracer_config {
      * the others are discarded. Their context stays unsampled downstream. 0: off. */
     int keep_errors;
     int64_t keep_slow_ns;
+    /* 1 when nothing will drain this tracer (no exporter): spans still get and propagate their
+     * context (the sampled flag follows the parent or the ratio), but none records, so none is
+     * buffered. Setters do nothing and sl_span_is_recording gives 0. */
+    int record_off;
 } sl_tracer_config;
 
 /* Fills `cfg` with defaults: sample_ratio 1.0, max_active 256, buffer_spans 1024, no tail keep;
@@ -175,7 +179,9 @@ SL_API void sl_tracer_config_init(sl_tracer_config *cfg);
 /*
  * Creates a tracer for one worker thread. Requires cfg->service, ->clock and
  * ->rand; sample_ratio in [0, 1]; 1 <= max_active, buffer_spans <= 65536.
- * Preallocates max_active + buffer_spans spans (about 3 KiB each).
+ * Allocates max_active + buffer_spans spans (about 6 KiB each) zeroed; a span's memory is
+ * first written when it is first handed out, and freed spans are reused first, so the memory
+ * in use follows the spans in use at once.
  * Returns 0 and *out (returns owned: free with sl_tracer_free), SL_EINVAL, or
  * SL_ENOMEM.
  */
@@ -265,6 +271,8 @@ typedef struct sl_tracer_stats {
     uint64_t pool_exhausted; /* non-recording because max_active spans were open */
     uint64_t dropped_full;   /* ended recording spans dropped because the buffer was full */
     uint64_t kept_unsampled; /* unsampled spans kept at their end (error or slow) */
+    uint64_t pool_touched;   /* pool spans ever handed out: how many are in memory, of
+                                max_active + buffer_spans (freed spans are reused first) */
 } sl_tracer_stats;
 
 SL_API void sl_tracer_stats_get(const sl_tracer *tracer, sl_tracer_stats *out);

@@ -269,13 +269,6 @@ static void sidecar_close(gw_worker *w)
         }
 }
 
-/* Finished spans a worker keeps for the exporter. A sidecar that exports nothing keeps a few:
- * the tracer preallocates them (about 3 KiB each), and a sidecar should stay small. */
-static uint32_t spans_buffered(const gateway *gw)
-{
-    const sl_otlp_settings *t = &gw->boot->telemetry;
-    return gw->sidecar && !t->endpoint[0] ? 16 : t->queue_spans;
-}
 
 static int worker_start(sl_worker *rw, int fd, void *data)
 {
@@ -288,9 +281,10 @@ static int worker_start(sl_worker *rw, int fd, void *data)
     w->px.loop = sl_worker_loop(rw);
     sl_serve_worker_config sc = {.service = gw->name,
                                  .sample_ratio = gw->boot->sample_ratio,
-                                 .buffer_spans = spans_buffered(gw),
+                                 .buffer_spans = gw->boot->telemetry.queue_spans,
                                  .keep_errors = gw->boot->telemetry.endpoint[0] != '\0',
                                  .keep_slow_ns = (int64_t)gw->boot->telemetry.slow_ms * 1000000,
+                                 .record_off = gw->exporter == NULL,
                                  .families = &gw->proc.fam,
                                  .record_size = sizeof(px_req),
                                  .records_max = REQ_FREE_MAX};

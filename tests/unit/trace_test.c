@@ -467,6 +467,102 @@ static void test_pool_exhausted_and_buffer_full(void **state)
     }
     for (int i = 0; i < 4; i++)
         sl_span_end(open[i]);
+    sl_tracer_stats_get(t, &st);
+    assert_int_equal(st.pool_touched, 4);
+    sl_tracer_free(t);
+}
+
+/* The pool is touched only as far as spans are in use at once: freed and drained spans are
+ * reused before a fresh one is handed out, so a quiet process keeps few spans in memory. */
+/* With no exporter (record_off) spans carry and propagate their context, sampled flag
+ * included, but none records or waits in the buffer. */
+static void test_record_off(void **state)
+{
+    (void)state;
+    sl_fake_clock fc;
+    sl_rand r;
+    sl_fake_clock_init(&fc, (int64_t)1700000000 * 1000000000);
+    sl_rand_seed(&r, 7);
+    sl_tracer_config cfg;
+    sl_tracer_config_init(&cfg);
+    cfg.service = "cart";
+    cfg.clock = &fc.clock;
+    cfg.rand = &r;
+    cfg.keep_errors = 1;
+    cfg.record_off = 1;
+    sl_tracer *t = NULL;
+    assert_int_equal(sl_tracer_new(&cfg, &t), 0);
+    sl_trace_ctx p;
+    assert_int_equal(parse(TP_SAMPLED, &p), 0);
+    sl_span *s, *c;
+    sl_span_start(t, "GET /cart", SL_SPAN_SERVER, &p, &s);
+    assert_false(sl_span_is_recording(s));
+    assert_memory_equal(sl_span_context(s)->trace_id, p.trace_id, SL_TRACE_ID_LEN);
+    assert_int_equal(sl_span_context(s)->flags & SL_TRACE_FLAG_SAMPLED, SL_TRACE_FLAG_SAMPLED);
+    sl_span_start(t, "GET /products", SL_SPAN_CLIENT, sl_span_context(s), &c);
+    assert_memory_equal(sl_span_context(c)->trace_id, p.trace_id, SL_TRACE_ID_LEN);
+    assert_memory_not_equal(sl_span_context(c)->span_id, sl_span_context(s)->span_id,
+                            SL_SPAN_ID_LEN);
+    sl_span_set_status(c, SL_SPAN_STATUS_ERROR, "refused"); /* not kept either */
+    sl_span_end(c);
+    sl_span_end(s);
+    sl_span_start(t, "root", SL_SPAN_SERVER, NULL, &s); /* a root: sampled by the ratio (1.0) */
+    assert_int_equal(sl_span_context(s)->flags & SL_TRACE_FLAG_SAMPLED, SL_TRACE_FLAG_SAMPLED);
+    sl_span_end(s);
+    capture cap = {0};
+    assert_int_equal(sl_tracer_drain(t, capture_cb, &cap, 10), 0);
+    sl_tracer_stats st;
+    sl_tracer_stats_get(t, &st);
+    assert_int_equal(st.started, 3);
+    assert_int_equal(st.recorded, 0);
+    assert_int_equal(st.kept_unsampled, 0);
+    assert_int_equal(st.pool_touched, 2);
+    sl_tracer_free(t);
+}
+
+static void test_pool_touched_only_as_needed(void **state)
+{
+    (void)state;
+    sl_fake_clock fc;
+    sl_rand r;
+    sl_tracer *t = make_tracer(&fc, &r, 0.0, 256, 1024);
+    sl_tracer_stats st;
+    sl_tracer_stats_get(t, &st);
+    assert_int_equal(st.pool_touched, 0);
+    sl_span *a, *b, *c;
+    /* Unsampled spans go straight back to the free stack: one span serves them all. */
+    for (int i = 0; i < 100; i++) {
+        sl_span_start(t, "quiet", SL_SPAN_SERVER, NULL, &a);
+        sl_span_end(a);
+    }
+    sl_tracer_stats_get(t, &st);
+    assert_int_equal(st.started, 100);
+    assert_int_equal(st.pool_touched, 1);
+    /* Three open at once need three. */
+    sl_span_start(t, "a", SL_SPAN_SERVER, NULL, &a);
+    sl_span_start(t, "b", SL_SPAN_CLIENT, sl_span_context(a), &b);
+    sl_span_start(t, "c", SL_SPAN_CLIENT, sl_span_context(a), &c);
+    sl_span_end(c);
+    sl_span_end(b);
+    sl_span_end(a);
+    sl_tracer_stats_get(t, &st);
+    assert_int_equal(st.pool_touched, 3);
+    sl_tracer_free(t);
+
+    /* Recorded spans wait in the export buffer; once drained they are reused. */
+    t = make_tracer(&fc, &r, 1.0, 4, 8);
+    capture cap = {0};
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 3; i++) {
+            sl_span_start(t, "sampled", SL_SPAN_SERVER, NULL, &a);
+            sl_span_end(a);
+        }
+        assert_int_equal(sl_tracer_drain(t, capture_cb, &cap, 10), 3);
+        cap.n = 0;
+    }
+    sl_tracer_stats_get(t, &st);
+    assert_int_equal(st.recorded, 15);
+    assert_int_equal(st.pool_touched, 3);
     sl_tracer_free(t);
 
     sl_tracer_config cfg;
@@ -572,6 +668,8 @@ int main(void)
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_quiet_roots),
         cmocka_unit_test(test_pool_exhausted_and_buffer_full),
+        cmocka_unit_test(test_pool_touched_only_as_needed),
+        cmocka_unit_test(test_record_off),
         cmocka_unit_test(test_exporter_thread_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

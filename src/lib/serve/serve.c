@@ -189,6 +189,8 @@ int sl_serve_worker_init(sl_serve_worker *w, sl_worker *rw, const sl_serve_worke
     if (cfg->buffer_spans) tc.buffer_spans = cfg->buffer_spans;
     tc.keep_errors = cfg->keep_errors;
     tc.keep_slow_ns = cfg->keep_slow_ns;
+    tc.record_off = cfg->record_off;
+    if (tc.record_off) tc.buffer_spans = 1; /* nothing is ever buffered */
     return sl_tracer_new(&tc, &w->tracer);
 }
 

@@ -203,6 +203,8 @@ int sl__service_worker_start(sl_worker *rw, int fd, void *data)
                                   * sampling decided (decided at each span's end). */
                                  .keep_errors = svc->telemetry.endpoint[0] != '\0',
                                  .keep_slow_ns = (int64_t)svc->telemetry.slow_ms * 1000000,
+                                 /* No exporter: no span is ever read, so none records. */
+                                 .record_off = svc->exporter == NULL,
                                  .families = &svc->fam,
                                  .record_size = sizeof(req_host),
                                  .records_max = HOST_FREE_MAX};

@@ -12,6 +12,12 @@
  * and published with release/acquire, so no locks and no read-modify-write
  * atomics are needed. The pool holds max_active + buffer_spans spans, so a
  * new span is non-recording only when max_active spans are really open.
+ *
+ * The pool (about 6 KB a span) is allocated zeroed and handed out in order:
+ * a span is first written when it is first needed, and freed spans are
+ * reused before a new one is touched, so a process holds in memory only as
+ * many spans as it had in use at once, not the whole pool (about 7 MB per
+ * worker with the defaults).
  */
 #include <shoal/trace.h>
 
@@ -59,8 +65,10 @@ struct sl_tracer {
     double sample_ratio;
     int keep_errors;
     int64_t keep_slow_ns;
+    int record_off;
     sl_span *pool;
     size_t n_pool;
+    _Atomic size_t n_touched; /* pool[0 .. n_touched) handed out at least once (worker writes) */
     sl_span **free_stack;
     size_t n_free;
     sl_span overflow; /* handed out, non-recording, when the pool is exhausted */
@@ -164,16 +172,12 @@ int sl_tracer_new(const sl_tracer_config *cfg, sl_tracer **out)
     t->rand = cfg->rand;
     t->sample_ratio = cfg->sample_ratio;
     t->keep_errors = cfg->keep_errors;
+    t->record_off = cfg->record_off;
     t->keep_slow_ns = cfg->keep_slow_ns > 0 ? cfg->keep_slow_ns : 0;
     t->wall_sync_mono = sl_clock_mono_ns(cfg->clock);
     t->wall_off = sl_clock_wall_ns(cfg->clock) - t->wall_sync_mono;
     copy_bounded(t->service, sizeof t->service, cfg->service);
-    for (size_t i = 0; i < t->n_pool; i++) {
-        t->pool[i].tracer = t;
-        t->pool[i].pooled = 1;
-        t->free_stack[i] = &t->pool[t->n_pool - 1 - i];
-    }
-    t->n_free = t->n_pool;
+    t->n_free = 0; /* spans come from the untouched pool first (take_span) */
     t->overflow.tracer = t;
     *out = t;
     return 0;
@@ -197,7 +201,14 @@ const char *sl_tracer_service(const sl_tracer *tracer)
 static sl_span *take_span(sl_tracer *t)
 {
     if (t->n_free == 0) t->n_free = ring_pop_many(&t->back, t->free_stack, t->n_pool);
-    return t->n_free ? t->free_stack[--t->n_free] : NULL;
+    if (t->n_free) return t->free_stack[--t->n_free];
+    size_t n = atomic_load_explicit(&t->n_touched, memory_order_relaxed);
+    if (n == t->n_pool) return NULL;
+    atomic_store_explicit(&t->n_touched, n + 1, memory_order_relaxed);
+    sl_span *s = &t->pool[n]; /* first use: its pages are written only now */
+    s->tracer = t;
+    s->pooled = 1;
+    return s;
 }
 
 static int sample_root(sl_tracer *t)
@@ -239,9 +250,9 @@ static void span_start(sl_tracer *t, const char *name, sl_span_kind kind,
     }
     /* Unsampled spans still record when errors or slow spans are kept whatever the sampling;
      * whether one is exported is decided at its end. Its context stays unsampled. */
-    s->tentative = !sampled && (t->keep_errors || t->keep_slow_ns > 0);
+    s->tentative = !sampled && !t->record_off && (t->keep_errors || t->keep_slow_ns > 0);
     if (!sampled && !s->tentative) stat_inc(&t->unsampled);
-    s->recording = sampled || s->tentative;
+    s->recording = !t->record_off && (sampled || s->tentative);
     s->d.ctx = ctx;
     memcpy(s->d.parent_span_id, parent_id, SL_SPAN_ID_LEN);
     if (s->recording) {
@@ -397,6 +408,7 @@ void sl_tracer_stats_get(const sl_tracer *t, sl_tracer_stats *out)
     out->pool_exhausted = atomic_load_explicit(&t->pool_exhausted, memory_order_relaxed);
     out->dropped_full = atomic_load_explicit(&t->dropped_full, memory_order_relaxed);
     out->kept_unsampled = atomic_load_explicit(&t->kept_unsampled, memory_order_relaxed);
+    out->pool_touched = atomic_load_explicit(&t->n_touched, memory_order_relaxed);
 }
 
 const char *sl_span_kind_name(sl_span_kind kind)
