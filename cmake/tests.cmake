@@ -397,6 +397,13 @@ if(NOT SHOAL_SANITIZE AND TARGET e2e_shop)
     RESOURCE_LOCK whole_shop
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1")
 endif()
+# `shoal load`'s counts against the shop in mesh mode (about 20 s, normal build only as above).
+if(NOT SHOAL_SANITIZE AND TARGET e2e_load)
+  add_test(NAME e2e.load.mesh COMMAND e2e_load)
+  set_tests_properties(e2e.load.mesh PROPERTIES LABELS "e2e" TIMEOUT 900
+    RESOURCE_LOCK whole_shop
+    ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1")
+endif()
 foreach(item ${shoal_shape_browser})
   string(REPLACE ":" ";" parts ${item})
   list(GET parts 0 name)

@@ -8,7 +8,9 @@
  * accounted for the same way.
  *
  * SHOAL_E2E_SHAPE (tests/support/shape.h) hosts the services in one of the other shapes; the
- * counts must agree the same way in each (the gateway is always its own process).
+ * counts must agree the same way in each (the gateway is always its own process). With
+ * SHOAL_E2E_MESH=1 (separate shape) every process runs behind its sidecar, with mTLS between
+ * them and NATS with TLS and one user per service: the counts must agree there too.
  */
 #include "harness.h"
 #include "shape.h"
@@ -292,10 +294,18 @@ static int setup(void **state)
     (void)state;
     if (!mkdtemp(dir)) return -1;
     const char *src = getenv("SHOAL_SOURCE_DIR");
+    /* SHOAL_E2E_MESH=1: every process behind its sidecar (the ports are the sidecars'). */
+    int mesh = th_mesh_on();
+    if (mesh && th_shape_get() != TH_SHAPE_SEPARATE) {
+        fprintf(stderr, "SHOAL_E2E_MESH=1 needs the separate shape\n");
+        return -1;
+    }
+    char mesh_lines[256] = "";
+    int mesh_base = mesh ? th_mesh_ports(8, mesh_lines, sizeof mesh_lines) : 0;
     int ports[7];
     for (int i = 0; i < 7; i++)
-        ports[i] = th_free_port();
-    gw = th_free_port();
+        ports[i] = mesh ? mesh_base + i : th_free_port();
+    gw = mesh ? mesh_base + 7 : th_free_port();
     admin_port = th_free_port();
     int nats = th_free_port();
     char cmd[4096];
@@ -310,7 +320,7 @@ static int setup(void **state)
     snprintf(local, sizeof local, "%s/local.yaml", dir);
     FILE *f = fopen(local, "w");
     if (!f) return -1;
-    fprintf(f, "data_dir: %s/data\nnats:\n  port: %d\nservices:\n", dir, nats);
+    fprintf(f, "data_dir: %s/data\nnats:\n  port: %d\n%sservices:\n", dir, nats, mesh_lines);
     for (int i = 0; i < 7; i++) {
         char extra[400] = "";
         if (strcmp(names[i], "user") == 0)
