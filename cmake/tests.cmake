@@ -404,6 +404,16 @@ if(NOT SHOAL_SANITIZE AND TARGET e2e_load)
     RESOURCE_LOCK whole_shop
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1")
 endif()
+# The storefront's journey in mesh mode (the harness's SHOAL_E2E_MESH=1): every page's calls
+# cross the gateway's sidecar and the services' sidecars with mTLS. Normal build only, as above.
+if(NOT SHOAL_SANITIZE AND TEST browser.shopper)
+  add_test(NAME browser.shopper.mesh
+    COMMAND ${SHOAL_NODE} ${CMAKE_SOURCE_DIR}/tests/browser/shopper.test.mjs)
+  get_test_property(browser.shopper TIMEOUT tmo)
+  set_tests_properties(browser.shopper.mesh PROPERTIES LABELS browser TIMEOUT ${tmo}
+    RESOURCE_LOCK whole_shop
+    ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1;SHOAL_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/shopper.mesh")
+endif()
 foreach(item ${shoal_shape_browser})
   string(REPLACE ":" ";" parts ${item})
   list(GET parts 0 name)

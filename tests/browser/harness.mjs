@@ -33,6 +33,7 @@
 //   t.admin()               {email, password} of the admin account `shoal up` made
 //   t.login(email, password) the access token
 //   t.shape                 the hosting shape: "separate", "monolith" or "mixed"
+//   t.mesh                  true with SHOAL_E2E_MESH=1 (every process behind its sidecar)
 //   t.processOf(service)    the process that runs a service in this shape ("shop" or its own)
 //   t.pid(name)             the current pid of a process of the shop ("payment", "gateway", ...;
 //                           a service's name stands for the process that runs it)
@@ -71,6 +72,46 @@ const SHAPES = {
 export const SHAPE = process.env.SHOAL_E2E_SHAPE || 'separate';
 if (!Object.hasOwn(SHAPES, SHAPE))
   throw new Error(`SHOAL_E2E_SHAPE: must be separate, monolith or mixed (not '${SHAPE}')`);
+
+// SHOAL_E2E_MESH=1 (separate shape only): every process behind its shoal-proxy sidecar, mTLS
+// between them, NATS with TLS and one user per service (docs/mesh.md), as `shoal up --mesh` runs
+// it. The services' ports are then their sidecars' (tests/support/shape.c picks them the same way).
+export const MESH = (() => {
+  const v = process.env.SHOAL_E2E_MESH || '0';
+  if (v !== '0' && v !== '1') throw new Error(`SHOAL_E2E_MESH: must be 0 or 1 (not '${v}')`);
+  if (v === '1' && SHAPE !== 'separate') throw new Error('SHOAL_E2E_MESH=1 needs the separate shape');
+  return v === '1';
+})();
+const MESH_LOCAL_OFFSET = 100; // TH_MESH_LOCAL_OFFSET: a service's own port = its sidecar's + 100
+
+function bindable(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.unref();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+// A free block of 512 ports below 30000 (the mesh's outbound and admin bases sit inside it, and
+// every port of it must be below the kernel's ephemeral range): the first 8 for the sidecars of
+// the seven services and the gateway, `mesh_ports` for the rest.
+async function meshPorts() {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 12000 + 512 * Math.floor(Math.random() * 36);
+    let ok = true;
+    for (let p = base; ok && p < base + 512; p++) ok = !handedOut.has(p) && (await bindable(p));
+    if (!ok) continue;
+    for (let p = base; p < base + 512; p++) handedOut.add(p);
+    return {
+      base,
+      lines: ['mesh: true',
+        `mesh_ports: {local_offset: ${MESH_LOCAL_OFFSET}, outbound_base: ${base + 200}, admin_base: ${base + 500}}`,
+        'mesh_sidecars: {breaker_recovery_ms: 2000}'],
+    };
+  }
+  throw new Error('no free block of 512 ports below 30000 for the mesh');
+}
 
 // The process (as `shoal up` names it) that runs `name` in this shape; other names unchanged.
 export function processOf(name) {
@@ -139,9 +180,10 @@ class Shop {
 
   async start() {
     const ports = {};
-    for (const s of SERVICES) ports[s] = await freePort();
+    const mesh = MESH ? await meshPorts() : null;
+    for (const [i, s] of SERVICES.entries()) ports[s] = mesh ? mesh.base + i : await freePort();
     const admin = await freePort();
-    this.gateway = await freePort();
+    this.gateway = mesh ? mesh.base + SERVICES.length : await freePort();
     const nats = await freePort();
     this.nats = nats;
     this.ports = ports;
@@ -166,7 +208,7 @@ class Shop {
     this.adminPort = admin;
 
     const common = 'SHOAL_BUS__ACK_WAIT_MS: "3000", SHOAL_LOG__LEVEL: warn';
-    const lines = [`data_dir: ${this.data}`, 'nats:', `  port: ${nats}`, 'services:'];
+    const lines = [`data_dir: ${this.data}`, 'nats:', `  port: ${nats}`, ...(mesh ? mesh.lines : []), 'services:'];
     for (const s of SERVICES) {
       let extra = '';
       if (s === 'user') extra = ', SHOAL_USER__BOOTSTRAP_ADMIN: "true", SHOAL_USER__PASSWORD_COST: min';
@@ -242,6 +284,7 @@ class Test {
     this.browser = null;
     this.natsPort = shop.nats;
     this.shape = SHAPE;
+    this.mesh = MESH;
     this.processOf = processOf;
     this.ports = shop.ports;
     this.out = out;
@@ -316,18 +359,19 @@ class Test {
     return res.violations.length;
   }
 
-  // In the monolith and mixed shapes the pages and the data they show are those of the separate
-  // shape, where every page is checked at both sizes and photographed: there one axe pass at
-  // desktop size, no screenshots (CI's time budget).
+  // In the monolith and mixed shapes and in mesh mode the pages and the data they show are those
+  // of the plain separate shape, where every page is checked at both sizes and photographed:
+  // there one axe pass at desktop size, no screenshots (CI's time budget).
   async check(page, label) {
     const size = page.viewportSize() || DESKTOP;
-    const sizes = SHAPE === 'separate' ? [['desktop', DESKTOP], ['phone', PHONE]] : [['desktop', DESKTOP]];
+    const full = SHAPE === 'separate' && !MESH;
+    const sizes = full ? [['desktop', DESKTOP], ['phone', PHONE]] : [['desktop', DESKTOP]];
     let n = 0;
     for (const [kind, vp] of sizes) {
       await page.setViewportSize(vp);
       await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
       n += await this.axe(page, `${label} (${kind})`);
-      if (SHAPE !== 'separate') continue;
+      if (!full) continue;
       const file = path.join(this.out, `${label}-${kind}.png`);
       await page.screenshot({ path: file, fullPage: true });
       log(`screenshot ${file}`);
@@ -433,7 +477,7 @@ export async function run(name, scenario) {
   try {
     log(`${name}: starting the shop (${SHAPE}) in ${dir}`);
     await shop.start();
-    log(`${name}: shop ready at ${shop.base} (${Date.now() - t0} ms)`);
+    log(`${name}: shop ready at ${shop.base} (${Date.now() - t0} ms; ${SHAPE} shape${MESH ? ", mesh mode" : ""})`);
     // The browser starts with the scenario's first page (a scenario may only call the API).
     const launch = async () => {
       browser = await chromium.launch({
