@@ -475,6 +475,18 @@ static int mesh_procs(supervisor *s, topology *t, int first)
         proc *p = &s->procs[k++];
         *p = copy[i];
         p->leaf[0] = '\0'; /* the same file as its sidecar's: renewed once, for the sidecar */
+        /* Its sidecar exports its spans as the service does, to the same receiver with the same
+         * settings (every SHOAL_TELEMETRY__*, in order), as service.name <name>-sidecar. */
+        static const char tel[] = "SHOAL_TELEMETRY__";
+        for (int e = 0; e < p->nenv; e++) {
+            const char *eq = strchr(p->env[e], '=');
+            char key[128];
+            if (strncmp(p->env[e], tel, sizeof tel - 1) != 0 || !eq ||
+                (size_t)(eq - p->env[e]) >= sizeof key)
+                continue;
+            snprintf(key, sizeof key, "%.*s", (int)(eq - p->env[e]), p->env[e]);
+            set_env(sc, key, eq + 1);
+        }
         char v[128], key[160], up[80];
         if (!m->gateway) { /* the local hop's token (mesh_files): only these two can read it */
             char tok[PATH_MAX + 128];
