@@ -38,8 +38,8 @@ int64_t cli_certs_renew_at(int64_t not_before, int64_t not_after);
 /*
  * How long the supervisor of `shoal up --mesh` waits before it looks at its
  * leaves again, when the earliest is due at `due` (cli_certs_renew_at) and it
- * is `now` (both in ms): the time left, at least 200 ms (a failed renewal is
- * tried again soon) and at most a minute (a clock change is noticed).
+ * is `now` (both in ms): the time left, at least 200 ms (never a busy loop)
+ * and at most a minute (a clock change is noticed).
  */
 int64_t cli_certs_next_check_ms(int64_t now_ms, int64_t due_ms);
 

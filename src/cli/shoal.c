@@ -1153,9 +1153,9 @@ static void renew_tick(uv_timer_t *t)
             }
         }
         if (rc != 0) {
-            say("%-14s cannot renew the certificate %s/certs/%s.pem; trying again", p->name, dir,
-                p->leaf);
-            due = now;
+            say("%-14s cannot renew the certificate %s/certs/%s.pem; trying again in 1 s", p->name,
+                dir, p->leaf);
+            if (now + 1 < due) due = now + 1;
         } else if (cli_certs_renew_at(nb, na) < due) {
             due = cli_certs_renew_at(nb, na);
         }
