@@ -199,14 +199,10 @@ static int cmd_init(const char *dir)
     return 0;
 }
 
-static int issue(const char *dir, const char *name, int64_t hours, int64_t backdate)
+/* A leaf for `name` valid [nb, na], the key then the certificate written atomically. */
+static int issue_window(const char *dir, const char *name, int64_t nb, int64_t na)
 {
     char p[PATH_MAX];
-    int64_t nb, na;
-    if (cli_certs_window((int64_t)time(NULL), hours, backdate, &nb, &na) != 0) {
-        say("--hours must be 1..%d and --backdate 0..%d", CLI_CERTS_HOURS_MAX, CLI_CERTS_HOURS_MAX);
-        return 2;
-    }
     char probe[SL_TLS_SPIFFE_MAX + 1];
     if (sl_tls_spiffe_format(name, probe, sizeof probe) != 0) {
         say("'%s' is not a service name (1..%d of a-z, 0-9, '-')", name, SL_TLS_NAME_MAX);
@@ -249,6 +245,27 @@ static int issue(const char *dir, const char *name, int64_t hours, int64_t backd
     printf("%s: %s%s serial %s until %s\n", name, SL_TLS_SPIFFE_PREFIX, name, serial, until);
     free(serial);
     return 0;
+}
+
+static int issue(const char *dir, const char *name, int64_t hours, int64_t backdate)
+{
+    int64_t nb, na;
+    if (cli_certs_window((int64_t)time(NULL), hours, backdate, &nb, &na) != 0) {
+        say("--hours must be 1..%d and --backdate 0..%d", CLI_CERTS_HOURS_MAX, CLI_CERTS_HOURS_MAX);
+        return 2;
+    }
+    return issue_window(dir, name, nb, na);
+}
+
+int cli_certs_issue(const char *dir, const char *name, int64_t seconds)
+{
+    if (seconds < CLI_CERTS_LIFETIME_MIN_S || seconds > (int64_t)CLI_CERTS_HOURS_MAX * 3600) {
+        say("a leaf lives %d..%d seconds (not %lld)", CLI_CERTS_LIFETIME_MIN_S,
+            CLI_CERTS_HOURS_MAX * 3600, (long long)seconds);
+        return 1;
+    }
+    int64_t now = (int64_t)time(NULL);
+    return issue_window(dir, name, now, now + seconds) == 0 ? 0 : 1;
 }
 
 static bool load_info(const char *path, sl_tls_cert_info *info)
@@ -321,6 +338,22 @@ static int cmd_renew(const char *dir, int64_t hours)
     int rc = each_leaf(dir, renew_one, &r);
     printf("%d certificate(s) renewed\n", r.renewed);
     return rc;
+}
+
+int cli_certs_leaf_state(const char *dir, const char *name, int64_t *not_before, int64_t *not_after,
+                         bool *by_current_ca)
+{
+    char p[PATH_MAX];
+    sl_tls_cert_info ca, leaf;
+    path_of(p, sizeof p, dir, "ca.pem");
+    if (!load_info(p, &ca)) return SL_EIO;
+    if (snprintf(p, sizeof p, "%s/certs/%s.pem", dir, name) >= (int)sizeof p ||
+        !load_info(p, &leaf))
+        return SL_EIO;
+    *not_before = leaf.not_before;
+    *not_after = leaf.not_after;
+    *by_current_ca = strcmp(leaf.issuer, ca.subject) == 0;
+    return 0;
 }
 
 static int cmd_rotate(const char *dir, bool finish)

@@ -31,6 +31,34 @@ int cli_certs_window(int64_t now, int64_t hours, int64_t backdate_h, int64_t *no
  */
 bool cli_certs_should_renew(int64_t now, int64_t not_before, int64_t not_after, bool by_current_ca);
 
+/* When cli_certs_should_renew starts to hold for a leaf valid [not_before, not_after] signed by
+ * the current CA: two thirds into its life. */
+int64_t cli_certs_renew_at(int64_t not_before, int64_t not_after);
+
+/*
+ * How long the supervisor of `shoal up --mesh` waits before it looks at its
+ * leaves again, when the earliest is due at `due` (cli_certs_renew_at) and it
+ * is `now` (both in ms): the time left, at least 200 ms (never a busy loop)
+ * and at most a minute (a clock change is noticed).
+ */
+int64_t cli_certs_next_check_ms(int64_t now_ms, int64_t due_ms);
+
+/* The lifetime of the leaves `shoal up --mesh` issues and renews (`mesh_certs.lifetime_s`). */
+#define CLI_CERTS_LIFETIME_MIN_S 3
+
+/*
+ * Issues a leaf for service `name` under `dir` valid `seconds` from now
+ * (CLI_CERTS_LIFETIME_MIN_S..CLI_CERTS_HOURS_MAX hours), written atomically
+ * (the key 0600, then the certificate). Returns 0, or 1 with the reason
+ * printed.
+ */
+int cli_certs_issue(const char *dir, const char *name, int64_t seconds);
+
+/* Reads the validity of `dir`/certs/`name`.pem and whether the current CA of
+ * `dir` signed it. Returns 0, or SL_EIO when either cannot be read. */
+int cli_certs_leaf_state(const char *dir, const char *name, int64_t *not_before, int64_t *not_after,
+                         bool *by_current_ca);
+
 /* Parses an hour count for --hours/--backdate ("24", "0"). Returns 0 or SL_EINVAL. */
 int cli_certs_parse_hours(const char *s, int64_t *out);
 

@@ -20,8 +20,19 @@ int cli_certs_window(int64_t now, int64_t hours, int64_t backdate_h, int64_t *no
 bool cli_certs_should_renew(int64_t now, int64_t not_before, int64_t not_after, bool by_current_ca)
 {
     if (!by_current_ca || not_after <= not_before) return true;
-    int64_t life = not_after - not_before;
-    return now >= not_after - life / 3;
+    return now >= cli_certs_renew_at(not_before, not_after);
+}
+
+int64_t cli_certs_renew_at(int64_t not_before, int64_t not_after)
+{
+    if (not_after <= not_before) return not_before;
+    return not_after - (not_after - not_before) / 3;
+}
+
+int64_t cli_certs_next_check_ms(int64_t now_ms, int64_t due_ms)
+{
+    int64_t wait = due_ms - now_ms;
+    return wait < 200 ? 200 : wait > 60000 ? 60000 : wait;
 }
 
 int cli_certs_parse_hours(const char *s, int64_t *out)

@@ -748,6 +748,37 @@ static const char *attr(const json_t *attrs, const char *key)
     return json_string_value(v);
 }
 
+/* A mesh sidecar's span (service `<name>-sidecar`, docs/mesh.md): a hop of the mesh, not a
+ * service of the graph. */
+static bool is_sidecar(const span *s)
+{
+    size_t n = strlen(s->service);
+    return n > 8 && strcmp(s->service + n - 8, "-sidecar") == 0;
+}
+
+/* The graph sees through the sidecars: each span under a sidecar's span gets the nearest
+ * ancestor that is not a sidecar's as its parent (the caller's client span), and the sidecars'
+ * spans are dropped. Then by_id is sorted again. */
+static void hide_sidecars(spans *t)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        span *s = &t->s[i];
+        if (is_sidecar(s)) continue;
+        const span *p = find_span(t, s->trace, s->parent);
+        for (int depth = 0; p && is_sidecar(p) && depth < 256; depth++) {
+            s->parent = p->parent; /* NULL at a root */
+            p = find_span(t, p->trace, p->parent);
+        }
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (!is_sidecar(&t->s[i])) t->s[kept++] = t->s[i];
+    t->n = kept;
+    for (size_t i = 0; i < t->n; i++)
+        t->by_id[i] = i;
+    qsort_r(t->by_id, t->n, sizeof *t->by_id, cmp_by_id, t);
+}
+
 /* Validates one span and fills *out. Returns 0 or SL_EINVAL (errors in errs). */
 static int read_span(const json_t *v, const char *trace, const char *path, span *out,
                      sl_json_errors *errs)
@@ -895,6 +926,7 @@ static int read_traces(const json_t *traces, spans *t, sl_json_errors *errs)
     }
     if (bad) return SL_EINVAL;
     qsort_r(t->by_id, t->n, sizeof *t->by_id, cmp_by_id, t);
+    hide_sidecars(t);
     return 0;
 }
 

@@ -10,6 +10,10 @@
  * - for each durable consumer of each subscription (one per ordering
  *   partition, or one unordered): create it, read its info (bind, lag),
  *   pull from it, and ack/nak/term its messages;
+ * - administer the dead letters of each topic it consumes (list them with a
+ *   pull consumer of a fixed name, `<service>__dlq__<topic, dots as dashes>`,
+ *   filtered on `<topic>.dlq`): create that consumer with that filter, read
+ *   its info, pull from it and delete it;
  * - receive replies on its own inbox prefix `_INBOX.<service>.>` (the bus
  *   sets that prefix whenever it has credentials).
  *
@@ -181,6 +185,15 @@ static int publish_lines(const json_t *svc, unsigned partitions, lines *l, char 
         }
         bus_group(g, group, sizeof group);
         add(l, "%s.dlq", topic);
+        /* The dead-letter scan's consumer (src/lib/bus/nats.c, dlq_consumer_name). */
+        char dc[64 + SL_BUS_TOPIC_MAX + 16];
+        snprintf(dc, sizeof dc, "%s__dlq__%s", name, topic);
+        for (char *c = dc; *c; c++)
+            if (*c == '.') *c = '-';
+        add(l, "$JS.API.CONSUMER.CREATE.%s.%s.%s.dlq", stream, dc, topic);
+        add(l, "$JS.API.CONSUMER.INFO.%s.%s", stream, dc);
+        add(l, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream, dc);
+        add(l, "$JS.API.CONSUMER.DELETE.%s.%s", stream, dc);
         add(l, "$JS.API.STREAM.CREATE.%s", stream);
         add(l, "$JS.API.STREAM.UPDATE.%s", stream);
         for (int p = -1; p < (int)partitions; p++) {

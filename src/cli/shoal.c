@@ -70,6 +70,9 @@ typedef struct proc {
     int nports, probe_at;
     int http_ready; /* 1: GET /readyz; 0: TCP accept is enough */
     int admin_port; /* a sidecar's admin listener (mesh mode); 0: none */
+    char leaf[64];  /* the mesh leaf (data/mesh/certs/<leaf>.pem) it serves with; "": none */
+    int leaf_hup;   /* 1: SIGHUP makes it load a renewed leaf (a sidecar, nats-server) */
+    int hup_due;    /* renewed while it was starting: SIGHUP once it is ready */
     int missing;    /* binary not built */
     uv_process_t handle;
     int running;
@@ -102,6 +105,8 @@ typedef struct supervisor {
     int mesh;
     cli_mesh_svc msvc[CLI_MESH_SVCS_MAX];
     size_t nmsvc;
+    int64_t leaf_lifetime_s; /* `mesh_certs.lifetime_s`: the leaves it issues and renews */
+    uv_timer_t renew_timer;  /* renews the processes' leaves (renew_tick) */
 } supervisor;
 
 static uint64_t now_ms(void)
@@ -158,6 +163,7 @@ typedef struct topology {
     int mesh;                     /* `mesh: true` in the topology, or `shoal up --mesh` */
     cli_mesh_ports mesh_ports;    /* `mesh_ports:` (mesh.h), the defaults without it */
     int mesh_breaker_recovery_ms; /* `mesh_sidecars.breaker_recovery_ms`; 0: the default */
+    int64_t mesh_lifetime_s;      /* `mesh_certs.lifetime_s`: a leaf's life (renewed at 2/3) */
 } topology;
 
 /* Sets (or replaces) one environment entry of `p`. */
@@ -238,6 +244,12 @@ static int load_topology_checked(const char *path, topology *t)
         goto fail;
     }
     t->mesh_breaker_recovery_ms = (int)recovery;
+    if (sl_config_get_int(t->cfg, "mesh_certs.lifetime_s", (int64_t)CLI_CERTS_HOURS_DEFAULT * 3600,
+                          CLI_CERTS_LIFETIME_MIN_S, (int64_t)CLI_CERTS_HOURS_MAX * 3600,
+                          &t->mesh_lifetime_s, err) != 0) {
+        fprintf(stderr, "shoal: %s\n", err);
+        goto fail;
+    }
     external = ext;
     t->mesh = mesh;
     t->nats_port = (int)port;
@@ -457,9 +469,24 @@ static int mesh_procs(supervisor *s, topology *t, int first)
             sc->argv[sc->argc++] = xstrdup(args[a]);
         sc->port = m->inbound_port; /* TLS: a TCP accept is its readiness */
         sc->admin_port = m->admin_port;
+        snprintf(sc->leaf, sizeof sc->leaf, "%s", m->name); /* its service's leaf, reloaded */
+        sc->leaf_hup = 1;
         sc->missing = access(sc->bin, X_OK) != 0;
         proc *p = &s->procs[k++];
         *p = copy[i];
+        p->leaf[0] = '\0'; /* the same file as its sidecar's: renewed once, for the sidecar */
+        /* Its sidecar exports its spans as the service does, to the same receiver with the same
+         * settings (every SHOAL_TELEMETRY__*, in order), as service.name <name>-sidecar. */
+        static const char tel[] = "SHOAL_TELEMETRY__";
+        for (int e = 0; e < p->nenv; e++) {
+            const char *eq = strchr(p->env[e], '=');
+            char key[128];
+            if (strncmp(p->env[e], tel, sizeof tel - 1) != 0 || !eq ||
+                (size_t)(eq - p->env[e]) >= sizeof key)
+                continue;
+            snprintf(key, sizeof key, "%.*s", (int)(eq - p->env[e]), p->env[e]);
+            set_env(sc, key, eq + 1);
+        }
         char v[128], key[160], up[80];
         if (!m->gateway) { /* the local hop's token (mesh_files): only these two can read it */
             char tok[PATH_MAX + 128];
@@ -536,6 +563,10 @@ static int build_procs(supervisor *s, topology *t)
         for (size_t i = 0; mesh && i < SL_ARRAY_LEN(margs); i++)
             p->argv[p->argc++] = xstrdup(margs[i]);
         p->port = t->nats_port;
+        if (mesh) { /* nats-server reloads its TLS files on SIGHUP */
+            snprintf(p->leaf, sizeof p->leaf, "nats");
+            p->leaf_hup = 1;
+        }
     }
     /* telemetry: the OTLP endpoint every process exports to (cli_telemetry, telemetry.c), and
      * the local receiver when the spans stay on this machine. */
@@ -607,6 +638,8 @@ static int build_procs(supervisor *s, topology *t)
             add_env(p, "SHOAL_BUS__TLS_CERT_FILE", v);
             snprintf(v, sizeof v, "%s/mesh/certs/%s.key", s->data_dir, name);
             add_env(p, "SHOAL_BUS__TLS_KEY_FILE", v);
+            /* Renewed on disk for its next connection; the bus loads it once, at start. */
+            snprintf(p->leaf, sizeof p->leaf, "%s", name);
         }
         if (tel.endpoint[0]) add_env(p, "SHOAL_TELEMETRY__OTLP_ENDPOINT", tel.endpoint);
         snprintf(v, sizeof v, "%s/keys/%s.keys", s->data_dir, name); /* its edges' keys */
@@ -691,6 +724,11 @@ static void probe_closed(uv_handle_t *h)
     if (pr->ok && !p->ready && p->running) {
         p->ready = 1;
         say("%-14s ready (pid %d, port %d)", p->name, p->handle.pid, p->port);
+        if (p->hup_due) { /* a leaf renewed while it started (renew_tick) */
+            p->hup_due = 0;
+            uv_process_kill(&p->handle, SIGHUP);
+            say("%-14s reloading its renewed certificate %s", p->name, p->leaf);
+        }
     }
     free(pr);
 }
@@ -871,6 +909,7 @@ static void spawn_proc(proc *p)
     }
     p->running = 1;
     p->ready = 0;
+    p->hup_due = 0; /* it reads its leaf as it starts */
     p->probe_at = 0;
     p->started_ms = now_ms();
     say("%-14s started (pid %d), log %s", p->name, p->handle.pid, logpath);
@@ -945,6 +984,7 @@ static void on_signal(uv_signal_t *sg, int signum)
     }
     say("signal %d: stopping everything", signum);
     s->stopping = 1;
+    uv_timer_stop(&s->renew_timer);
     for (int i = 0; i < s->n; i++) {
         uv_timer_stop(&s->procs[i].restart_timer);
         uv_timer_stop(&s->procs[i].probe_timer);
@@ -1042,7 +1082,8 @@ static int private_dir(const char *path)
     return 0;
 }
 
-/* Mesh mode: the CA (made once), a fresh leaf per process (24 h) and each sidecar's
+/* Mesh mode: the CA (made once), a fresh leaf per process (mesh_certs.lifetime_s, 24 h by
+ * default; renew_tick renews them while the shop runs) and each sidecar's
  * configuration, all under <data>/mesh (0700; keys and configurations 0600). */
 static int mesh_files(supervisor *s)
 {
@@ -1071,8 +1112,7 @@ static int mesh_files(supervisor *s)
             }
             sodium_memzero(&k, sizeof k);
         }
-        char *argv[] = {"--dir", dir, "issue", (char *)m->name, NULL};
-        if (cli_certs_main(4, argv) != 0) return SL_EIO;
+        if (cli_certs_issue(dir, m->name, s->leaf_lifetime_s) != 0) return SL_EIO;
         int len = cli_mesh_sidecar_yaml(s->msvc, s->nmsvc, i, dir, yaml, sizeof yaml);
         snprintf(path, sizeof path, "%s/%s.yaml", sub, m->name);
         int fd = len < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1084,6 +1124,48 @@ static int mesh_files(supervisor *s)
     return 0;
 }
 
+/* Mesh mode: renews each process's leaf two thirds into its life (cli_certs_should_renew), the
+ * key and then the certificate written atomically, and sends SIGHUP to a process that reloads
+ * it (a sidecar, nats-server); then waits until the earliest leaf is due again. */
+static void renew_tick(uv_timer_t *t)
+{
+    supervisor *s = t->data;
+    if (s->stopping) return;
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/mesh", s->data_dir);
+    int64_t now = (int64_t)time(NULL), due = INT64_MAX;
+    for (int i = 0; i < s->n; i++) {
+        proc *p = &s->procs[i];
+        if (!p->leaf[0]) continue;
+        int64_t nb, na;
+        bool current;
+        int rc = cli_certs_leaf_state(dir, p->leaf, &nb, &na, &current);
+        if (rc == 0 && cli_certs_should_renew(now, nb, na, current)) {
+            rc = cli_certs_issue(dir, p->leaf, s->leaf_lifetime_s);
+            if (rc == 0) rc = cli_certs_leaf_state(dir, p->leaf, &nb, &na, &current);
+            if (rc == 0 && p->leaf_hup && p->running && !p->ready) {
+                p->hup_due = 1; /* its SIGHUP handler may not be in place yet */
+            } else if (rc == 0 && p->leaf_hup && p->running) {
+                uv_process_kill(&p->handle, SIGHUP);
+                say("%-14s certificate %s renewed; reloading", p->name, p->leaf);
+            } else if (rc == 0) {
+                say("%-14s certificate %s renewed (read at its next start)", p->name, p->leaf);
+            }
+        }
+        if (rc != 0) {
+            say("%-14s cannot renew the certificate %s/certs/%s.pem; trying again in 1 s", p->name,
+                dir, p->leaf);
+            if (now + 1 < due) due = now + 1;
+        } else if (cli_certs_renew_at(nb, na) < due) {
+            due = cli_certs_renew_at(nb, na);
+        }
+    }
+    if (due == INT64_MAX) return;
+    /* Wall-clock seconds: a leaf due at second `due` is renewed in that second's first ms. */
+    int64_t wait = cli_certs_next_check_ms(now * 1000, due * 1000);
+    uv_timer_start(t, renew_tick, (uint64_t)wait, 0);
+}
+
 static int cmd_up(const char *config_path, int mesh)
 {
     topology t = {.mesh = mesh};
@@ -1093,6 +1175,7 @@ static int cmd_up(const char *config_path, int mesh)
     char err[SL_CONFIG_ERR_MAX];
     snprintf(s.data_dir, sizeof s.data_dir, "%s", t.data_dir);
     snprintf(s.log_dir, sizeof s.log_dir, "%s/logs", t.data_dir);
+    s.leaf_lifetime_s = t.mesh_lifetime_s;
     int bad =
         sl_config_get_string(t.cfg, "ready_stock_path", NULL, &s.ready_stock_path, err) != 0 ||
         sl_config_get_int(t.cfg, "ready_timeout_ms", 60000, 0, 3600000, &s.ready_timeout_ms, err) !=
@@ -1128,6 +1211,9 @@ static int cmd_up(const char *config_path, int mesh)
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
     uv_timer_init(s.loop, &s.kill_timer);
     s.kill_timer.data = &s;
+    uv_timer_init(s.loop, &s.renew_timer);
+    s.renew_timer.data = &s;
+    uv_timer_start(&s.renew_timer, renew_tick, 0, 0);
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < s.n; i++) {
         proc *p = &s.procs[i];

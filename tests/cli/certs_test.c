@@ -40,6 +40,21 @@ static void test_should_renew(void **state)
     assert_true(cli_certs_should_renew(0, na, nb, true));         /* nonsense window */
 }
 
+/* `shoal up --mesh` renews at 2/3 of a leaf's life and looks again when the earliest is due. */
+static void test_renew_at(void **state)
+{
+    (void)state;
+    assert_int_equal(cli_certs_renew_at(0, 24 * 3600), 16 * 3600);
+    assert_int_equal(cli_certs_renew_at(1000, 1006), 1004); /* a 6 s leaf: at 4 s */
+    assert_int_equal(cli_certs_renew_at(1000, 1000), 1000); /* nonsense window: at once */
+    assert_false(cli_certs_should_renew(1003, 1000, 1006, true));
+    assert_true(cli_certs_should_renew(1004, 1000, 1006, true));
+    assert_int_equal(cli_certs_next_check_ms(1000, 4000), 3000);
+    assert_int_equal(cli_certs_next_check_ms(1000, 1100), 200);        /* soon, not in a spin */
+    assert_int_equal(cli_certs_next_check_ms(5000, 1000), 200);        /* overdue or failed */
+    assert_int_equal(cli_certs_next_check_ms(0, 16 * 3600000), 60000); /* at most a minute */
+}
+
 static void test_parse_hours(void **state)
 {
     (void)state;
@@ -59,6 +74,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_window),
         cmocka_unit_test(test_should_renew),
+        cmocka_unit_test(test_renew_at),
         cmocka_unit_test(test_parse_hours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -530,6 +530,52 @@ static void test_traces(void **state)
     json_decref(t);
 }
 
+/* Mesh mode: the sidecars' spans (`<name>-sidecar`) are hops, not services: the graph shows
+ * gateway -> order -> inventory as without the mesh. */
+static void test_traces_sidecars(void **state)
+{
+    (void)state;
+    json_t *t = parse(
+        "[{\"trace_id\": \"t\", \"spans\": [" SPAN("g", "null", "gateway", "server") "," SPAN("gc", "\"g\"", "gateway", "client") "," SPAN(
+            "gs", "\"gc\"", "gateway-sidecar",
+            "server") "," SPAN("gsc", "\"gs\"",
+                               "gateway-"
+                               "sidecar",
+                               "client") "," SPAN("os", "\"gsc\"", "order-sidecar",
+                                                  "server") "," SPAN("osc", "\"os\"",
+                                                                     "order-sidecar",
+                                                                     "client") "," SPAN("o",
+                                                                                        "\"osc\"",
+                                                                                        "order",
+                                                                                        "server") "," SPAN("oc",
+                                                                                                           "\"o\"",
+                                                                                                           "order",
+                                                                                                           "client") "," SPAN("is",
+                                                                                                                              "\"oc\"",
+                                                                                                                              "inventory-sidecar",
+                                                                                                                              "server") "," SPAN("i",
+                                                                                                                                                 "\"is\"",
+                                                                                                                                                 "inventory",
+                                                                                                                                                 "server") "]}]");
+    cli_graph *g = new_graph();
+    sl_json_errors errs;
+    sl_json_errors_init(&errs);
+    cli_graph_trace_stats st;
+    assert_int_equal(cli_graph_load_traces(g, t, &st, &errs), 0);
+    assert_int_equal(st.spans, 5); /* the sidecars' five are not counted */
+    assert_int_equal(st.unresolved_calls, 0);
+    char *text = NULL;
+    cli_graph_rules r;
+    cli_graph_rules_init(&r);
+    assert_int_equal(cli_graph_text(g, &r, &text), 0);
+    assert_non_null(strstr(text, "gateway -> order "));
+    assert_non_null(strstr(text, "order -> inventory "));
+    assert_null(strstr(text, "sidecar"));
+    free(text);
+    cli_graph_free(g);
+    json_decref(t);
+}
+
 static void test_traces_invalid(void **state)
 {
     (void)state;
@@ -632,12 +678,19 @@ static void test_dot(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cycles),    cmocka_unit_test(test_hops),
-        cmocka_unit_test(test_fanout),    cmocka_unit_test(test_db_keys),
-        cmocka_unit_test(test_shared_db), cmocka_unit_test(test_topology),
-        cmocka_unit_test(test_gateway),   cmocka_unit_test(test_defs),
-        cmocka_unit_test(test_traces),    cmocka_unit_test(test_traces_invalid),
-        cmocka_unit_test(test_limits),    cmocka_unit_test(test_dot),
+        cmocka_unit_test(test_cycles),
+        cmocka_unit_test(test_hops),
+        cmocka_unit_test(test_fanout),
+        cmocka_unit_test(test_db_keys),
+        cmocka_unit_test(test_shared_db),
+        cmocka_unit_test(test_topology),
+        cmocka_unit_test(test_gateway),
+        cmocka_unit_test(test_defs),
+        cmocka_unit_test(test_traces),
+        cmocka_unit_test(test_traces_sidecars),
+        cmocka_unit_test(test_traces_invalid),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_dot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,6 +72,24 @@ static void test_publish_allow(void **state)
                               "\n")); /* may not publish the consumed events */
     assert_null(strstr(allow, "$JS.API.>"));
     assert_null(strstr(allow, "$JS.API.CONSUMER.CREATE.SHOP_PAYMENT\n"));
+    /* Its dead-letter admin: one consumer of a fixed name, filtered on the topic's .dlq, and
+     * no way to delete another consumer or to read the stream's messages directly. */
+    const char *dc = "order__dlq__shop-payment-authorized-v1";
+    snprintf(want, sizeof want, "$JS.API.CONSUMER.CREATE.SHOP_PAYMENT.%s.%s", dc,
+             "shop.payment.authorized.v1.dlq");
+    assert_true(has_line(allow, want));
+    snprintf(want, sizeof want, "$JS.API.CONSUMER.INFO.SHOP_PAYMENT.%s", dc);
+    assert_true(has_line(allow, want));
+    snprintf(want, sizeof want, "$JS.API.CONSUMER.MSG.NEXT.SHOP_PAYMENT.%s", dc);
+    assert_true(has_line(allow, want));
+    snprintf(want, sizeof want, "$JS.API.CONSUMER.DELETE.SHOP_PAYMENT.%s", dc);
+    assert_true(has_line(allow, want));
+    size_t deletes = 0;
+    for (const char *q = allow; (q = strstr(q, "$JS.API.CONSUMER.DELETE.")) != NULL; q++)
+        deletes++;
+    assert_int_equal(deletes, 1);
+    assert_null(strstr(allow, "$JS.API.STREAM.MSG."));
+    assert_null(strstr(allow, "$JS.API.CONSUMER.DURABLE.CREATE.SHOP_PAYMENT.order__dlq__"));
     free(allow);
 
     /* A consumer only: no publish of any event subject. */

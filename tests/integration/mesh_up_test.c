@@ -5,10 +5,24 @@
  * files under data/mesh are owner-only; tally's outbound listener reaches
  * hello through both sidecars with mTLS; hello's public port speaks only TLS
  * and hello itself listens on loopback; `shoal status` sees every process
- * ready; `shoal down` stops them all. The mesh ports are fixed (mesh.h):
+ * ready; the leaves live 6 s (`mesh_certs.lifetime_s`) and the supervisor
+ * renews them while calls flow through both sidecars: none fails, and the
+ * certificate hello's sidecar serves in a new handshake changes serial and
+ * expiry and still verifies after the first one expired; `shoal down` stops
+ * them all. The mesh ports are fixed (mesh.h):
  * 20032 is tally's outbound listener to hello, 21000 hello's sidecar admin.
  */
 #include "harness.h"
+
+#include <shoal/tls.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <setjmp.h>
 #include <signal.h>
@@ -25,6 +39,7 @@
 
 static char dir[] = "/tmp/shoal-mesh-XXXXXX", cfg[600];
 static pid_t pid;
+static int hello_port;
 
 /* The permission bits of <dir>/data/mesh<rel>, or -1. */
 static int mode_of(const char *rel)
@@ -43,6 +58,92 @@ static int get(int port, const char *path, th_response *r)
     return th_roundtrip(port, raw, (size_t)n, r, 5000);
 }
 
+/* A TLS 1.3 handshake with hello's sidecar on `port` as tally (its leaf, trusting the mesh
+ * bundle): the certificate it serves, and whether it verified. Returns 0 or -1. */
+static int served_cert(int port, sl_tls_cert_info *info, long *verify)
+{
+    char ca[600], cert[600], key[600];
+    snprintf(ca, sizeof ca, "%s/data/mesh/bundle.pem", dir);
+    snprintf(cert, sizeof cert, "%s/data/mesh/certs/tally.pem", dir);
+    snprintf(key, sizeof key, "%s/data/mesh/certs/tally.key", dir);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    int rc = -1, fd = -1;
+    SSL *ssl = NULL;
+    BIO *mem = NULL;
+    X509 *peer = NULL;
+    if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        goto out;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* the result is read below */
+    fd = th_connect(port);
+    if (fd < 0 || !(ssl = SSL_new(ctx)) || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1)
+        goto out;
+    *verify = SSL_get_verify_result(ssl);
+    peer = SSL_get1_peer_certificate(ssl);
+    mem = BIO_new(BIO_s_mem());
+    char *pem = NULL;
+    long len = 0;
+    if (peer && mem && PEM_write_bio_X509(mem, peer) == 1 &&
+        (len = BIO_get_mem_data(mem, &pem)) > 0 && sl_tls_pki_inspect(pem, (size_t)len, info) == 0)
+        rc = 0;
+out:
+    ERR_clear_error();
+    X509_free(peer);
+    BIO_free(mem);
+    if (ssl) SSL_shutdown(ssl);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/* served_cert, tried again when it ran between the renewal's two renames (the key new, the
+ * certificate not yet). */
+static int served_cert_retry(int port, sl_tls_cert_info *info, long *verify)
+{
+    for (int i = 0; i < 5; i++, usleep(50000))
+        if (served_cert(port, info, verify) == 0) return 0;
+    return -1;
+}
+
+/* The leaves are renewed (6 s, so at 4 s) while calls flow: none fails; the served certificate
+ * changes and still verifies once the first one expired. */
+static void check_renewal(void)
+{
+    sl_tls_cert_info first, now;
+    long verify = -1;
+    assert_int_equal(served_cert_retry(hello_port, &first, &verify), 0);
+    assert_int_equal(verify, X509_V_OK);
+    if (first.not_after - first.not_before != 6)
+        fail_msg("served %s..%lld..%lld", first.serial, (long long)first.not_before,
+                 (long long)first.not_after);
+    int calls = 0, renewed = 0;
+    /* Bounded: the first leaf expires within 6 s; three lifetimes at most. */
+    for (time_t end = time(NULL) + 18; time(NULL) < end; calls++) {
+        th_response r;
+        int st = get(20032, "/hello", &r);
+        if (st > 0) th_response_free(&r);
+        if (st != 200) fail_msg("call %d through the sidecars during renewal: %d", calls, st);
+        if (calls % 10 == 0) {
+            assert_int_equal(served_cert_retry(hello_port, &now, &verify), 0);
+            assert_int_equal(verify, X509_V_OK);
+            if (strcmp(now.serial, first.serial) != 0) renewed = 1;
+            /* renewed, and the first leaf has expired: new handshakes get the new one */
+            if (renewed && time(NULL) > first.not_after) break;
+        }
+        usleep(20000);
+    }
+    assert_true(renewed);
+    assert_true(time(NULL) > first.not_after);
+    assert_true(now.not_after > first.not_after);
+    assert_string_equal(now.san, "spiffe://shoal.local/svc/hello");
+    char log[700];
+    snprintf(log, sizeof log, "grep -q 'hello-sidecar.*renewed; reloading' %s/up.log", dir);
+    assert_int_equal(system(log), 0);
+}
+
 static void test_up_mesh(void **state)
 {
     (void)state;
@@ -57,11 +158,13 @@ static void test_up_mesh(void **state)
     FILE *f = fopen(cfg, "w");
     assert_non_null(f);
     fprintf(f,
-            "data_dir: %s/data\nmesh: true\nnats:\n  port: %d\nservices:\n"
+            "data_dir: %s/data\nmesh: true\nmesh_certs: {lifetime_s: 6}\nnats:\n  port: %d\n"
+            "services:\n"
             "  - {name: hello, port: %d, env: {SHOAL_LOG__LEVEL: warn}}\n"
             "  - {name: tally, port: %d, calls: [hello], env: {SHOAL_LOG__LEVEL: warn}}\n",
             dir, nats, hello, tally);
     fclose(f);
+    hello_port = hello;
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "exec %s up --config %s > %s/up.log 2>&1", th_bin("shoal"), cfg, dir);
     char *sh[] = {"/bin/sh", "-c", cmd, NULL};
@@ -97,6 +200,8 @@ static void test_up_mesh(void **state)
     for (int i = 0; i < 100 && rc != 0; i++, usleep(100000))
         rc = system(status);
     assert_int_equal(rc, 0);
+
+    check_renewal();
 
     char down[2048];
     snprintf(down, sizeof down, "%s down --config %s > /dev/null", th_bin("shoal"), cfg);

@@ -13,7 +13,10 @@
  *   the mesh CA cannot connect;
  * - real services (shoal-user and shoal-payment) start with the generated
  *   permissions and pass shop.user.registered.v1 from one to the other;
- * - a bus.password_file that others may read stops a service at start.
+ * - a bus.password_file that others may read stops a service at start;
+ * - the dead-letter admin of a consumer lists the dead letters of a topic it
+ *   consumes (its scan consumer is granted), twice in a row; its redrive,
+ *   which would publish another context's event, is refused.
  */
 #include "harness.h"
 #include "nats_mesh.h"
@@ -184,6 +187,102 @@ static void test_own_subjects(void **state)
     assert_int_equal(publish_one(&loop, ord.bus, "shop.order.confirmed.v1", "evt-mesh-1"), 0);
     assert_true(run_until(&loop, got_one, &g, 20000));
     assert_string_equal(g.id, "evt-mesh-1");
+    sl_bus_unsubscribe(sub);
+    close_bus(&loop, ntf.bus);
+    close_bus(&loop, ord.bus);
+    uv_loop_close(&loop);
+}
+
+static void on_reject(void *data, const sl_bus_msg *m, sl_bus_reply *r)
+{
+    got *g = data;
+    g->n++;
+    snprintf(g->id, sizeof g->id, "%s", m->id);
+    r->verdict = SL_BUS_REJECT;
+    snprintf(r->reason, sizeof r->reason, "poison for the test");
+}
+
+typedef struct listed {
+    int done, status;
+    size_t n, found;
+} listed;
+
+static void on_list(void *data, int status, const sl_bus_dead *items, size_t n)
+{
+    listed *l = data;
+    l->done = 1;
+    l->status = status;
+    l->n = n;
+    l->found = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(items[i].id, "evt-dlq-1") == 0 &&
+            strcmp(items[i].reason, "poison for the test") == 0)
+            l->found++;
+}
+
+static int list_done(void *l)
+{
+    return ((listed *)l)->done;
+}
+
+static listed list_dlq(uv_loop_t *loop, sl_bus *b, const char *topic)
+{
+    listed l = {0};
+    assert_int_equal(sl_bus_dlq_list(b, topic, 100, on_list, &l), 0);
+    assert_true(run_until(loop, list_done, &l, 20000));
+    return l;
+}
+
+static void on_redrive(void *data, int status, size_t count)
+{
+    pubres *p = data;
+    (void)count;
+    p->done = 1;
+    p->status = status;
+}
+
+/* Notification's dead-letter admin reads the dead letters of a topic it consumes with its
+ * own user: the scan's consumer (fixed name, filtered on the .dlq subject) is granted. */
+static void test_dlq_admin(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[512] = {0};
+    client ord, ntf;
+    const char *const order_ctx[] = {"order", "product"};
+    const char *const order_pub[] = {"order", NULL};
+    assert_int_equal(open_as(&loop, "order", order_ctx, 2, order_pub, &ord, err, sizeof err), 0);
+    const char *const ntf_ctx[] = {"order", "payment"};
+    assert_int_equal(open_as(&loop, "notification", ntf_ctx, 2, NULL, &ntf, err, sizeof err), 0);
+    assert_true(run_until(&loop, bus_ready, ord.bus, 15000));
+    assert_true(run_until(&loop, bus_ready, ntf.bus, 15000));
+    got g = {0};
+    sl_bus_sub *sub;
+    assert_int_equal(sl_bus_subscribe(ntf.bus, "shop.order.confirmed.v1",
+                                      "notification-shop-order-confirmed-v1", NULL, on_reject, &g,
+                                      &sub),
+                     0);
+    assert_int_equal(publish_one(&loop, ord.bus, "shop.order.confirmed.v1", "evt-dlq-1"), 0);
+    assert_true(run_until(&loop, got_one, &g, 20000));
+    listed l = {0};
+    for (int i = 0; i < 30 && !l.found && l.status == 0; i++) /* written after the reply */
+        l = list_dlq(&loop, ntf.bus, "shop.order.confirmed.v1");
+    if (l.status != 0) fail_msg("dead-letter list refused: %s", sl_strerror(l.status));
+    assert_int_equal(l.found, 1);
+    /* Again: the scan's consumer was deleted and starts from the first dead letter. */
+    listed again = list_dlq(&loop, ntf.bus, "shop.order.confirmed.v1");
+    assert_int_equal(again.status, 0);
+    assert_int_equal(again.n, l.n);
+    assert_int_equal(again.found, 1);
+    /* Redrive republishes order's event: not granted to notification, so it fails and the
+     * dead letter stays. */
+    pubres rd = {0};
+    assert_int_equal(sl_bus_dlq_redrive(ntf.bus, "shop.order.confirmed.v1", 0, on_redrive, &rd), 0);
+    assert_true(run_until(&loop, pub_done, &rd, 20000));
+    assert_int_not_equal(rd.status, 0);
+    listed after = list_dlq(&loop, ntf.bus, "shop.order.confirmed.v1");
+    assert_int_equal(after.found, 1);
     sl_bus_unsubscribe(sub);
     close_bus(&loop, ntf.bus);
     close_bus(&loop, ord.bus);
@@ -414,9 +513,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_subjects),       cmocka_unit_test(test_outside_permissions),
-        cmocka_unit_test(test_refused_clients),    cmocka_unit_test(test_real_services),
-        cmocka_unit_test(test_password_file_mode),
+        cmocka_unit_test(test_own_subjects),        cmocka_unit_test(test_dlq_admin),
+        cmocka_unit_test(test_outside_permissions), cmocka_unit_test(test_refused_clients),
+        cmocka_unit_test(test_real_services),       cmocka_unit_test(test_password_file_mode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

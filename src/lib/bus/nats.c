@@ -131,6 +131,7 @@ struct nb_bus {
     int works;        /* uv_queue_work in flight */
     int open_handles; /* async + timer until both close callbacks ran */
     pthread_mutex_t mu;
+    pthread_mutex_t dlq_mu; /* one dead-letter scan at a time: they share a consumer name */
     nb_item *head, *tail;
     pm_entry *pm; /* open addressing map natsMsg* -> batch, under mu */
     size_t pm_cap;
@@ -456,23 +457,52 @@ static void streams_work(nb_work *w)
         w->status = ensure_stream(w->nb, w->nb->js, o->contexts[i], NULL, 0);
 }
 
-/* Reads the dead letters of w->topic with an ephemeral pull consumer (no acks needed). Calls
- * each(w, meta seq, msg) for every one, in order. */
-static int dlq_scan(nb_work *w, size_t max, int (*each)(nb_work *, uint64_t, natsMsg *))
+/* The consumer a dead-letter scan of `topic` uses: `<bus name>__dlq__<topic, dots as dashes>`,
+ * a name known in advance, so that mesh mode's NATS permissions can grant exactly it (and
+ * its filter, `<topic>.dlq`) to the service (src/cli/nats_mesh.c makes the same name). */
+static int dlq_consumer_name(const char *bus_name, const char *topic, char *out, size_t cap)
 {
-    char stream[64], subj[SL_BUS_TOPIC_MAX + 8];
+    int n = snprintf(out, cap, "%s__dlq__%s", bus_name ? bus_name : "bus", topic);
+    if (n < 0 || (size_t)n >= cap) return SL_ELIMIT;
+    for (char *c = out; *c; c++)
+        if (*c == '.') *c = '-';
+    return 0;
+}
+
+/* Reads the dead letters of w->topic with a pull consumer of a fixed name (no acks needed),
+ * deleted after the scan (and by the server after 60 s idle if this process dies first).
+ * Calls each(w, meta seq, msg) for every one, in order. */
+static int dlq_scan_locked(nb_work *w, size_t max, int (*each)(nb_work *, uint64_t, natsMsg *))
+{
+    char stream[64], subj[SL_BUS_TOPIC_MAX + 8], name[128 + SL_BUS_TOPIC_MAX + 16];
     int rc = sl_bus_stream_name(w->topic, stream, sizeof stream);
+    if (rc == 0) rc = dlq_consumer_name(w->nb->bus->opt.name, w->topic, name, sizeof name);
     if (rc != 0) return rc;
     snprintf(subj, sizeof subj, "%s.dlq", w->topic);
+    jsErrCode jerr = 0;
+    /* A consumer left by a scan that did not finish has moved on: start from the first. */
+    (void)js_DeleteConsumer(w->nb->js, stream, name, NULL, &jerr);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Name = name; /* a named ephemeral: the create request carries the filter */
+    cc.FilterSubject = subj;
+    cc.AckPolicy = js_AckNone;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.InactiveThreshold = (int64_t)60 * 1000000000;
+    jsConsumerInfo *ci = NULL;
+    natsStatus s = js_AddConsumer(&ci, w->nb->js, stream, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK) return SL_EUNAVAIL;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = stream;
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Consumer = name;
     natsSubscription *sub = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&sub, w->nb->js, subj, NULL, NULL, &so, &jerr);
-    if (s != NATS_OK) return SL_EUNAVAIL;
+    s = js_PullSubscribe(&sub, w->nb->js, subj, NULL, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        (void)js_DeleteConsumer(w->nb->js, stream, name, NULL, &jerr);
+        return SL_EUNAVAIL;
+    }
     size_t seen = 0;
     while (seen < max && rc == 0) {
         natsMsgList list = {0};
@@ -490,8 +520,17 @@ static int dlq_scan(nb_work *w, size_t max, int (*each)(nb_work *, uint64_t, nat
         natsMsgList_Destroy(&list);
         if (list.Count < want) break;
     }
-    natsSubscription_Unsubscribe(sub); /* deletes the ephemeral consumer */
+    natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
+    (void)js_DeleteConsumer(w->nb->js, stream, name, NULL, &jerr);
+    return rc;
+}
+
+static int dlq_scan(nb_work *w, size_t max, int (*each)(nb_work *, uint64_t, natsMsg *))
+{
+    pthread_mutex_lock(&w->nb->dlq_mu);
+    int rc = dlq_scan_locked(w, max, each);
+    pthread_mutex_unlock(&w->nb->dlq_mu);
     return rc;
 }
 
@@ -1168,6 +1207,7 @@ static void handle_closed(uv_handle_t *h)
     if (--nb->open_handles > 0) return; /* the async and the timer close in either order */
     sl_bus *bus = nb->bus;
     pthread_mutex_destroy(&nb->mu);
+    pthread_mutex_destroy(&nb->dlq_mu);
     free_security(nb);
     free(nb->pm);
     free(nb);
@@ -1364,6 +1404,7 @@ static int nb_open(sl_bus *bus, char *err, size_t errlen)
         return SL_ENOMEM;
     }
     pthread_mutex_init(&nb->mu, NULL);
+    pthread_mutex_init(&nb->dlq_mu, NULL);
     int rc = SL_EUNAVAIL;
     if (natsOptions_Create(&nb->opts) != NATS_OK) goto fail;
     if ((rc = set_servers(nb->opts, bus->opt.url)) != 0) {
@@ -1408,6 +1449,7 @@ fail:
     }
     natsOptions_Destroy(nb->opts);
     pthread_mutex_destroy(&nb->mu);
+    pthread_mutex_destroy(&nb->dlq_mu);
     free_security(nb);
     free(nb->pm);
     free(nb);
