@@ -397,13 +397,16 @@ if(NOT SHOAL_SANITIZE AND TARGET e2e_shop)
     RESOURCE_LOCK whole_shop
     ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1")
 endif()
-# `shoal load`'s counts against the shop in mesh mode (about 20 s, normal build only as above).
-if(NOT SHOAL_SANITIZE AND TARGET e2e_load)
-  add_test(NAME e2e.load.mesh COMMAND e2e_load)
-  set_tests_properties(e2e.load.mesh PROPERTIES LABELS "e2e" TIMEOUT 900
-    RESOURCE_LOCK whole_shop
-    ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1")
-endif()
+# `shoal load`'s counts (about 15 s) and the checkout's one trace with the sidecars' spans in it
+# (about 5 s) against the shop in mesh mode, normal build only as above.
+foreach(suite load trace)
+  if(NOT SHOAL_SANITIZE AND TARGET e2e_${suite})
+    add_test(NAME e2e.${suite}.mesh COMMAND e2e_${suite})
+    set_tests_properties(e2e.${suite}.mesh PROPERTIES LABELS "e2e" TIMEOUT 900
+      RESOURCE_LOCK whole_shop
+      ENVIRONMENT "${SHOAL_TEST_ENV};SHOAL_E2E_MESH=1")
+  endif()
+endforeach()
 # The storefront's journey in mesh mode (the harness's SHOAL_E2E_MESH=1): every page's calls
 # cross the gateway's sidecar and the services' sidecars with mTLS. Normal build only, as above.
 if(NOT SHOAL_SANITIZE AND TEST browser.shopper)

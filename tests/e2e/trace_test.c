@@ -10,6 +10,9 @@
  * trace must be the same one tree, its spans named by service whichever process runs them. In
  * the monolith every consumer is local, so the bus may be the in-process one: the producer's
  * messaging.system is checked to be there, not to be "nats".
+ *
+ * SHOAL_E2E_MESH=1 (separate shape) runs every process behind its sidecar: the same one tree,
+ * with the sidecars' own spans (`<service>-sidecar`) between each caller and callee.
  */
 #include "harness.h"
 #include "shape.h"
@@ -37,6 +40,7 @@ static char uplog[600];
 static const char *const names[] = {"user",  "product", "cart",        "inventory",
                                     "order", "payment", "notification"};
 static int ports[7];
+static int mesh; /* SHOAL_E2E_MESH=1 */
 
 static int http(int port, const char *method, const char *path, const char *token, const char *body,
                 json_t **out)
@@ -236,6 +240,13 @@ static void test_checkout_is_one_trace(void **state)
     assert_true(has(spans, NULL, "producer", "messaging.system", bus));
     assert_true(has(spans, "notification", "consumer", "messaging.system", bus));
     assert_true(has(spans, "cart", "consumer", "messaging.system", bus));
+    if (mesh) { /* each hop through the caller's sidecar (client) and the callee's (server) */
+        assert_true(has(spans, "gateway-sidecar", "client", NULL, NULL));
+        assert_true(has(spans, "order-sidecar", "server", NULL, NULL));
+        assert_true(has(spans, "order-sidecar", "client", NULL, NULL));
+        assert_true(has(spans, "inventory-sidecar", "server", NULL, NULL));
+        assert_true(has(spans, "payment-sidecar", "server", NULL, NULL));
+    }
     /* One tree: one root, every other span's parent in the trace. */
     size_t roots = 0, i;
     const json_t *s;
@@ -285,13 +296,20 @@ static int setup(void **state)
 {
     (void)state;
     if (!mkdtemp(dir)) return -1;
+    mesh = th_mesh_on();
+    if (mesh && th_shape_get() != TH_SHAPE_SEPARATE) {
+        fprintf(stderr, "SHOAL_E2E_MESH=1 needs the separate shape\n");
+        return -1;
+    }
+    char mesh_lines[256] = "";
+    int mesh_base = mesh ? th_mesh_ports(8, mesh_lines, sizeof mesh_lines) : 0;
     const char *src = getenv("SHOAL_SOURCE_DIR");
     char path[800];
     snprintf(path, sizeof path, "%s/config/gateway.yaml", src ? src : ".");
     char *gwcfg = slurp(path);
     if (!gwcfg) return -1;
     for (int i = 0; i < 7; i++) {
-        ports[i] = free_port5();
+        ports[i] = mesh ? mesh_base + i : free_port5();
         char from[32], to[32];
         snprintf(from, sizeof from, "127.0.0.1:%d", 8101 + i);
         snprintf(to, sizeof to, "127.0.0.1:%d", ports[i]);
@@ -307,7 +325,7 @@ static int setup(void **state)
     fclose(f);
     free(gwcfg);
 
-    gw = free_port5();
+    gw = mesh ? mesh_base + 7 : free_port5();
     rx = free_port5();
     int nats = free_port5();
     char local[800];
@@ -316,8 +334,8 @@ static int setup(void **state)
     if (!f) return -1;
     fprintf(f,
             "data_dir: %s/data\nready_stock_path: /api/v1/products?per_page=1\nnats:\n  port: %d\n"
-            "telemetry:\n  receiver: {port: %d}\nservices:\n",
-            dir, nats, rx);
+            "telemetry:\n  receiver: {port: %d}\n%sservices:\n",
+            dir, nats, rx, mesh_lines);
     /* Spans leave every 100 ms, so the test waits little for them. */
     const char *common =
         "SHOAL_BUS__ACK_WAIT_MS: \"3000\", SHOAL_LOG__LEVEL: warn, SHOAL_TELEMETRY__FLUSH_MS: 100";
