@@ -2,8 +2,9 @@
  * Inventory's pure rules: what a valid reservation request is, how items
  * compare (idempotency per order), what a release or a commit does in each
  * reservation state, when a reservation has expired, how a restock is
- * bounded, and the invariants of one stock row that the audit checks. No
- * I/O; tests/services/inventory/domain_test.c covers it alone.
+ * bounded, the invariants of one stock row that the audit checks, and the
+ * data of its events as JSON text. No I/O;
+ * tests/services/inventory/domain_test.c covers it alone.
  */
 #include "inventory.h"
 
