@@ -124,7 +124,7 @@ static const sl_subscription_def subscriptions[] = {
     {.topic = PRODUCT_EV_CREATED, .apply = product_replica_apply},
     {.topic = PRODUCT_EV_UPDATED, .apply = product_replica_apply},
     {.topic = PRODUCT_EV_PRICE_CHANGED, .apply = product_replica_apply},
-    {.topic = ORDER_EV_CONFIRMED, .apply = cart_apply_order_confirmed},
+    {.topic = ORDER_EV_CONFIRMED, .apply = cart_apply_order_confirmed, .unordered = 1},
 };
 
 static const sl_migration_set *const contract_migrations[] = {&sl_migrations_product_contract,

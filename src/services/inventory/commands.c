@@ -66,13 +66,10 @@ json_t *inv_stock_json(const inv_stock *s)
 
 /* ---- events --------------------------------------------------------------------------------- */
 
-int inv_emit(sl_db *tx, const char *type, const char *subject, json_t *data,
-             const char *traceparent, int64_t now_ms)
+int inv_emit(sl_db *tx, const char *type, const char *subject, char *json, const char *traceparent,
+             int64_t now_ms)
 {
     SL_ASSERT(tx && type && subject);
-    if (!data) return SL_ENOMEM;
-    char *json = sl_json_dump(data, NULL);
-    json_decref(data);
     if (!json) return SL_ENOMEM;
     sl_outbox_event ev = {.source = INV_SOURCE,
                           .type = type,
@@ -92,20 +89,10 @@ static int emit_stock_changes(sl_db *tx, const inv_item *items, size_t n, const 
         inv_stock s;
         int rc = inv_store_stock_get(tx, items[i].product_id, &s);
         if (rc == 0)
-            rc = inv_emit(tx, INV_STOCK_CHANGED, s.product_id, inv_stock_json(&s), tp, now_ms);
+            rc = inv_emit(tx, INV_STOCK_CHANGED, s.product_id, inv_stock_event(&s), tp, now_ms);
         if (rc != 0) return rc;
     }
     return 0;
-}
-
-static json_t *order_event(const inv_reservation *r, const char *reason)
-{
-    json_t *items = items_json(r->items, r->n);
-    if (!items) return NULL;
-    if (reason)
-        return json_pack("{s:s, s:o, s:s}", "order_id", r->order_id, "items", items, "reason",
-                         reason);
-    return json_pack("{s:s, s:o}", "order_id", r->order_id, "items", items);
 }
 
 /* ---- reserve -------------------------------------------------------------------------------- */
@@ -177,7 +164,7 @@ static int reserve_once(sl_db *db, const char *order_id, const inv_item *items, 
         sl_db_rollback(db); /* all-or-nothing: no unit stays taken */
         return 0;
     }
-    if ((rc = inv_emit(db, INV_RESERVED, order_id, order_event(r, NULL), tp, now_ms)) != 0)
+    if ((rc = inv_emit(db, INV_RESERVED, order_id, inv_order_event(r, NULL), tp, now_ms)) != 0)
         goto fail;
     if ((rc = emit_stock_changes(db, items, n, tp, now_ms)) != 0) goto fail;
     return sl_db_commit(db);
@@ -232,7 +219,7 @@ static int release_in_tx(sl_db *tx, const char *order_id, const char *reason, in
         r->status = INV_ST_RELEASED;
         snprintf(r->reason, sizeof r->reason, "%s", "returned");
         if (rc == 0)
-            rc = inv_emit(tx, INV_RELEASED, order_id, order_event(r, "returned"), tp, now_ms);
+            rc = inv_emit(tx, INV_RELEASED, order_id, inv_order_event(r, "returned"), tp, now_ms);
         if (rc == 0) rc = emit_stock_changes(tx, r->items, r->n, tp, now_ms);
         return rc;
     }
@@ -245,7 +232,7 @@ static int release_in_tx(sl_db *tx, const char *order_id, const char *reason, in
         rc = inv_store_unreserve(tx, r->items[i].product_id, r->items[i].qty, 0, now_ms);
     r->status = INV_ST_RELEASED;
     snprintf(r->reason, sizeof r->reason, "%s", reason);
-    if (rc == 0) rc = inv_emit(tx, INV_RELEASED, order_id, order_event(r, reason), tp, now_ms);
+    if (rc == 0) rc = inv_emit(tx, INV_RELEASED, order_id, inv_order_event(r, reason), tp, now_ms);
     if (rc == 0) rc = emit_stock_changes(tx, r->items, r->n, tp, now_ms);
     return rc;
 }
@@ -270,7 +257,7 @@ int inv_op_commit_tx(sl_db *tx, const char *order_id, int64_t now_ms, const char
     for (size_t i = 0; rc == 0 && i < r->n; i++)
         rc = inv_store_unreserve(tx, r->items[i].product_id, r->items[i].qty, 1, now_ms);
     r->status = INV_ST_COMMITTED;
-    if (rc == 0) rc = inv_emit(tx, INV_COMMITTED, order_id, order_event(r, NULL), tp, now_ms);
+    if (rc == 0) rc = inv_emit(tx, INV_COMMITTED, order_id, inv_order_event(r, NULL), tp, now_ms);
     if (rc == 0) rc = emit_stock_changes(tx, r->items, r->n, tp, now_ms);
     return rc;
 }
@@ -321,7 +308,7 @@ int inv_op_restock_tx(sl_db *tx, const char *product_id, int64_t qty, int64_t no
     if (rc == 0) rc = inv_store_stock_get(tx, product_id, out);
     if (rc == 0 && !ok) rc = SL_ELIMIT; /* the row exists: the cap refused the change */
     if (rc == 0)
-        rc = inv_emit(tx, INV_STOCK_CHANGED, product_id, inv_stock_json(out), traceparent, now_ms);
+        rc = inv_emit(tx, INV_STOCK_CHANGED, product_id, inv_stock_event(out), traceparent, now_ms);
     return rc;
 }
 

@@ -2,14 +2,16 @@
  * Inventory's pure rules: what a valid reservation request is, how items
  * compare (idempotency per order), what a release or a commit does in each
  * reservation state, when a reservation has expired, how a restock is
- * bounded, and the invariants of one stock row that the audit checks. No
- * I/O; tests/services/inventory/domain_test.c covers it alone.
+ * bounded, the invariants of one stock row that the audit checks, and the
+ * data of its events as JSON text. No I/O;
+ * tests/services/inventory/domain_test.c covers it alone.
  */
 #include "inventory.h"
 
 #include <shoal/id.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int inv_id_valid(const char *s, size_t len)
@@ -219,4 +221,99 @@ void inv_audit_stock_row(const char *product_id, int64_t stock, int64_t reserved
                  (long long)reserved, (long long)active_sum);
         add_violation(out, cap, n, dropped, "reserved_mismatch", product_id, d);
     }
+}
+
+/* ---- event data as JSON text ---------------------------------------------------------------- */
+
+/* A bounded text buffer; `bad` once something did not fit. */
+typedef struct jbuf {
+    char *p;
+    size_t len, cap;
+    int bad;
+} jbuf;
+
+static void jb_raw(jbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->bad || n >= b->cap - b->len) {
+        b->bad = 1;
+        return;
+    }
+    memcpy(b->p + b->len, s, n + 1);
+    b->len += n;
+}
+
+static void jb_str(jbuf *b, const char *s)
+{
+    jb_raw(b, "\"");
+    if (b->bad) return;
+    size_t need = sl_json_escape(s, strlen(s), b->p + b->len, b->cap - b->len);
+    if (need >= b->cap - b->len) {
+        b->bad = 1;
+        return;
+    }
+    b->len += need;
+    jb_raw(b, "\"");
+}
+
+static void jb_int(jbuf *b, int64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%lld", (long long)v);
+    jb_raw(b, num);
+}
+
+/* Bytes enough for one escaped id (each byte at most a \uXXXX escape) and its quotes. */
+#define JB_STR_MAX(n) ((n)*6 + 2)
+
+char *inv_stock_event(const inv_stock *s)
+{
+    SL_ASSERT(s != NULL);
+    size_t cap = JB_STR_MAX(INV_ID_MAX) + 128;
+    jbuf b = {.p = malloc(cap), .cap = cap};
+    if (!b.p) return NULL;
+    jb_raw(&b, "{\"product_id\":");
+    jb_str(&b, s->product_id);
+    jb_raw(&b, ",\"stock\":");
+    jb_int(&b, s->stock);
+    jb_raw(&b, ",\"reserved\":");
+    jb_int(&b, s->reserved);
+    jb_raw(&b, ",\"available\":");
+    jb_int(&b, s->stock - s->reserved);
+    jb_raw(&b, "}");
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+char *inv_order_event(const inv_reservation *r, const char *reason)
+{
+    SL_ASSERT(r != NULL && r->n <= INV_ITEMS_MAX);
+    size_t cap = JB_STR_MAX(INV_ID_MAX) * (r->n + 1) + 48 * (r->n + 1) +
+                 (reason ? JB_STR_MAX(strlen(reason)) : 0) + 64;
+    jbuf b = {.p = malloc(cap), .cap = cap};
+    if (!b.p) return NULL;
+    jb_raw(&b, "{\"order_id\":");
+    jb_str(&b, r->order_id);
+    jb_raw(&b, ",\"items\":[");
+    for (size_t i = 0; i < r->n; i++) {
+        jb_raw(&b, i ? ",{\"product_id\":" : "{\"product_id\":");
+        jb_str(&b, r->items[i].product_id);
+        jb_raw(&b, ",\"qty\":");
+        jb_int(&b, r->items[i].qty);
+        jb_raw(&b, "}");
+    }
+    jb_raw(&b, "]");
+    if (reason) {
+        jb_raw(&b, ",\"reason\":");
+        jb_str(&b, reason);
+    }
+    jb_raw(&b, "}");
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
 }

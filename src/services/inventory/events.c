@@ -57,7 +57,7 @@ int inv_apply_product_created(void *svc, sl_db *tx, const sl_bus_msg *msg, char 
     if (rc != 0 || !created) return rc; /* already known: applied once (idempotent by id) */
     inv_stock s = {.stock = initial, .reserved = 0};
     snprintf(s.product_id, sizeof s.product_id, "%s", pid);
-    return inv_emit(tx, INV_STOCK_CHANGED, pid, inv_stock_json(&s), msg->traceparent, now_ms);
+    return inv_emit(tx, INV_STOCK_CHANGED, pid, inv_stock_event(&s), msg->traceparent, now_ms);
 }
 
 int inv_apply_order_confirmed(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap)

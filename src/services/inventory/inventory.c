@@ -427,7 +427,7 @@ static const sl_route_def routes[] = {
 
 static const sl_subscription_def subscriptions[] = {
     {.topic = PRODUCT_EV_CREATED, .apply = inv_apply_product_created},
-    {.topic = ORDER_EV_CONFIRMED, .apply = inv_apply_order_confirmed},
+    {.topic = ORDER_EV_CONFIRMED, .apply = inv_apply_order_confirmed, .unordered = 1},
 };
 
 static const char *const publishes[] = {"inventory", NULL};

@@ -233,10 +233,18 @@ int inv_op_commit_tx(sl_db *tx, const char *order_id, int64_t now_ms, const char
                      inv_action *action, inv_reservation *out) SL_MUST_CHECK;
 
 /* Writes one event (source INV_SOURCE) into the outbox of the open transaction `tx`; takes
- * ownership of `data` (NULL: SL_ENOMEM). `traceparent` may be NULL. Returns sl_outbox_add's
- * codes. */
-int inv_emit(sl_db *tx, const char *type, const char *subject, json_t *data,
+ * ownership of `data_json`, the event's data as JSON text (NULL: SL_ENOMEM). `traceparent` may
+ * be NULL. Returns sl_outbox_add's codes. */
+int inv_emit(sl_db *tx, const char *type, const char *subject, char *data_json,
              const char *traceparent, int64_t now_ms) SL_MUST_CHECK;
+
+/* The data of stock_changed, {product_id, stock, reserved, available}, and of reserved,
+ * committed and released, {order_id, items: [{product_id, qty}], reason?} (reason omitted when
+ * NULL), as compact JSON text written directly: the same bytes as inv_stock_json and jansson's
+ * compact dump of the same object (domain_test.c compares them). Return malloc'd text (free),
+ * or NULL when out of memory. Pure. */
+char *inv_stock_event(const inv_stock *s);
+char *inv_order_event(const inv_reservation *r, const char *reason);
 
 /* Builds {order_id, status, items, expires_at, reason} (returns owned, json_decref). */
 json_t *inv_reservation_json(const inv_reservation *r);

@@ -4,8 +4,12 @@
  * transaction), GET /notifications, and the delivery pump on worker 0: a
  * timer picks due deliveries AFTER their transaction committed, hands them
  * one at a time to the configured sender (files by default, SMTP on
- * request) and marks each delivered only when the sender confirmed, so a
- * crash between commit and delivery means a redelivery, never a loss.
+ * request) and marks them delivered only once the sender confirmed (the
+ * whole batch's marks in one transaction after its last send), so a crash
+ * between commit and delivery, or before the batch's marks commit, means a
+ * redelivery, never a loss. A full batch is followed at once by the next
+ * (on the next loop iteration), so a backlog drains faster than one batch per
+ * poll.
  */
 #include "notification.h"
 
@@ -26,7 +30,9 @@ typedef struct pump {
     sl_svc_worker *w;
     notif_sender sender;
     notif_msg batch[NOTIF_BATCH];
+    int status[NOTIF_BATCH]; /* each sent message's outcome: 0 or the sender's error */
     size_t n, next;
+    uint64_t poll_ms;
     int busy;    /* a batch is being sent */
     int in_send; /* inside sender.send: its done callback ran synchronously */
     int sync_done;
@@ -47,6 +53,7 @@ static int64_t wall_ms(void)
 /* ---- delivery pump ----------------------------------------------------------------------- */
 
 static void pump_run(pump *p);
+static void on_tick(uv_timer_t *t);
 
 static void on_sent(void *data, int status)
 {
@@ -55,21 +62,40 @@ static void on_sent(void *data, int status)
         pump_free(p);
         return;
     }
-    const notif_msg *m = &p->batch[p->next];
-    sl_db *db = sl_svc_worker_db(p->w);
-    int rc = status == 0
-                 ? notif_mark_delivered(db, m->notification_id, wall_ms())
-                 : notif_mark_failed(db, m->notification_id, wall_ms(), sl_strerror(status));
-    if (status != 0 || rc != 0)
-        SL_LOG_WARN(sl_svc_worker_log(p->w), NULL, "notification delivery failed; will retry",
-                    SL_LOG_STR("notification_id", m->notification_id),
-                    SL_LOG_STR("error", sl_strerror(status ? status : rc)));
-    p->next++;
+    p->status[p->next++] = status;
     if (p->in_send) {
         p->sync_done = 1; /* pump_run continues the loop */
         return;
     }
     pump_run(p);
+}
+
+/* Records the outcome of the batch's sends in one transaction. Returns 0 or the database error
+ * (nothing marked: those delivered are delivered again, which a sender repeats harmlessly). */
+static int mark_batch(pump *p)
+{
+    sl_db *db = sl_svc_worker_db(p->w);
+    int64_t now = wall_ms();
+    int rc = sl_db_begin(db);
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        const notif_msg *m = &p->batch[i];
+        if (p->status[i] == 0) {
+            rc = notif_mark_delivered(db, m->notification_id, now);
+            continue;
+        }
+        SL_LOG_WARN(sl_svc_worker_log(p->w), NULL, "notification delivery failed; will retry",
+                    SL_LOG_STR("notification_id", m->notification_id),
+                    SL_LOG_STR("error", sl_strerror(p->status[i])));
+        rc = notif_mark_failed(db, m->notification_id, now, sl_strerror(p->status[i]));
+    }
+    if (rc == 0) rc = sl_db_commit(db);
+    if (rc != 0) {
+        if (sl_db_in_tx(db)) sl_db_rollback(db);
+        SL_LOG_WARN(sl_svc_worker_log(p->w), NULL,
+                    "marking notifications failed; they are delivered again",
+                    SL_LOG_STR("error", sl_strerror(rc)));
+    }
+    return rc;
 }
 
 /* Sends the rest of the batch; returns when a send is pending or the batch is done. */
@@ -81,16 +107,17 @@ static void pump_run(pump *p)
         int rc = p->sender.send(p->sender.ctx, &p->batch[p->next], on_sent, p);
         p->in_send = 0;
         if (rc != 0) {
-            if (notif_mark_failed(sl_svc_worker_db(p->w), p->batch[p->next].notification_id,
-                                  wall_ms(), sl_strerror(rc)) != 0)
-                break; /* the database is failing: try the batch again on a later tick */
-            p->next++;
+            p->status[p->next++] = rc;
             continue;
         }
         if (!p->sync_done) return; /* on_sent resumes */
     }
+    /* On failure (logged) the batch is sent again when due. */
+    int full = mark_batch(p) == 0 && p->n == NOTIF_BATCH;
     p->busy = 0;
     p->next = p->n = 0;
+    /* A full batch may have more behind it: the next batch on the next loop iteration. */
+    if (full) uv_timer_start(&p->timer, on_tick, 0, p->poll_ms);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -161,7 +188,8 @@ static int worker_init(sl_svc_worker *w)
     }
     uv_timer_init(sl_svc_worker_loop(w), &p->timer);
     p->timer.data = p;
-    uv_timer_start(&p->timer, on_tick, (uint64_t)poll_ms, (uint64_t)poll_ms);
+    p->poll_ms = (uint64_t)poll_ms;
+    uv_timer_start(&p->timer, on_tick, p->poll_ms, p->poll_ms);
     sl_svc_worker_set_data(w, p);
     return 0;
 }
@@ -238,11 +266,11 @@ static const sl_route_def routes[] = {
 };
 
 static const sl_subscription_def subscriptions[] = {
-    {.topic = ORDER_EV_CREATED, .apply = notif_apply},
-    {.topic = ORDER_EV_CONFIRMED, .apply = notif_apply},
-    {.topic = ORDER_EV_CANCELLED, .apply = notif_apply},
-    {.topic = ORDER_EV_SHIPPED, .apply = notif_apply},
-    {.topic = "shop.payment.refunded.v1", .apply = notif_apply},
+    {.topic = ORDER_EV_CREATED, .apply = notif_apply, .unordered = 1},
+    {.topic = ORDER_EV_CONFIRMED, .apply = notif_apply, .unordered = 1},
+    {.topic = ORDER_EV_CANCELLED, .apply = notif_apply, .unordered = 1},
+    {.topic = ORDER_EV_SHIPPED, .apply = notif_apply, .unordered = 1},
+    {.topic = "shop.payment.refunded.v1", .apply = notif_apply, .unordered = 1},
 };
 
 const sl_service_def notification_service = {

@@ -803,11 +803,8 @@ static const sl_subscription_def subscriptions[] = {
     {.topic = PRODUCT_EV_CREATED, .apply = product_replica_apply},
     {.topic = PRODUCT_EV_UPDATED, .apply = product_replica_apply},
     {.topic = PRODUCT_EV_PRICE_CHANGED, .apply = product_replica_apply},
-    {.topic = ORDER_EV_CREATED, .apply = order_apply_order_event},
-    {.topic = ORDER_EV_CONFIRMED, .apply = order_apply_order_event},
-    {.topic = ORDER_EV_CANCELLED, .apply = order_apply_order_event},
-    {.topic = ORDER_EV_SHIPPED, .apply = order_apply_order_event},
-    {.topic = ORDER_EV_DELIVERED, .apply = order_apply_order_event},
+    /* Not its own order events: each is applied to order_history in the transaction that emits
+     * it (order_emit), so their delivery from the bus changed nothing (docs/events.md). */
 };
 
 static const char *const publishes[] = {"order", NULL};

@@ -252,8 +252,11 @@ int order_emit_trace(sl_svc_worker *w, const sl_trace_ctx *trace, sl_db *tx, con
 int order_hist_apply(sl_db *tx, const char *type, const json_t *data, int64_t at_ms, char *reason,
                      size_t cap) SL_MUST_CHECK;
 
-/* sl_event_apply_cb applier of the read model from the order's own events (the product
- * events go to product_replica_apply). SL_EPARSE (dead letter) for data that can never apply. */
+/* sl_event_apply_cb applier of the read model from an order event (order_hist_apply with the
+ * event's time). The service does not subscribe it: every order event is applied in the
+ * transaction that emits it (order_emit). It is the applier for an order event that arrives from
+ * outside that transaction, in any order (the read-model tests drive it). SL_EPARSE (dead
+ * letter) for data that can never apply. */
 int order_apply_order_event(void *svc, sl_db *tx, const sl_bus_msg *msg, char *reason, size_t cap);
 
 /* ---- JSON ---------------------------------------------------------------------------------- */

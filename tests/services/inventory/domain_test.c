@@ -9,6 +9,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -191,6 +194,66 @@ static void test_audit_row(void **state)
     assert_int_equal(dropped, 1); /* bounded: the second finding is only counted */
 }
 
+/* The event data written directly is byte for byte jansson's compact dump of the same object. */
+static void expect_same(char *direct, json_t *ref)
+{
+    assert_non_null(direct);
+    assert_non_null(ref);
+    char *want = json_dumps(ref, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(want);
+    assert_string_equal(direct, want);
+    free(want);
+    free(direct);
+    json_decref(ref);
+}
+
+static json_t *items_ref(const inv_reservation *r)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < r->n; i++)
+        json_array_append_new(a, json_pack("{s:s, s:I}", "product_id", r->items[i].product_id,
+                                           "qty", (json_int_t)r->items[i].qty));
+    return a;
+}
+
+static void test_event_text(void **state)
+{
+    (void)state;
+    inv_stock s = {.product_id = "p-1.a:b_c", .stock = 7, .reserved = 9};
+    expect_same(inv_stock_event(&s),
+                json_pack("{s:s, s:I, s:I, s:I}", "product_id", s.product_id, "stock",
+                          (json_int_t)7, "reserved", (json_int_t)9, "available", (json_int_t)-2));
+    /* Escaping (not a valid id, but the writer must still produce what jansson does). */
+    snprintf(s.product_id, sizeof s.product_id, "a\"b\\c/d");
+    s.stock = INT64_MAX;
+    s.reserved = 0;
+    expect_same(inv_stock_event(&s), json_pack("{s:s, s:I, s:I, s:I}", "product_id", s.product_id,
+                                               "stock", (json_int_t)INT64_MAX, "reserved",
+                                               (json_int_t)0, "available", (json_int_t)INT64_MAX));
+    static inv_reservation r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.order_id, sizeof r.order_id, "0190f2a4-7b1c-7d6e-8f00-0123456789ab");
+    const size_t sizes[] = {1, 3, INV_ITEMS_MAX};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        r.n = sizes[k];
+        for (size_t i = 0; i < r.n; i++) {
+            /* "prod-007", padded with x to the longest id (INV_ID_MAX) at the largest size */
+            char head[16];
+            int hn = snprintf(head, sizeof head, "prod-%03zu", i);
+            size_t len = r.n == INV_ITEMS_MAX ? INV_ID_MAX : (size_t)hn;
+            memset(r.items[i].product_id, 'x', len);
+            memcpy(r.items[i].product_id, head, (size_t)hn);
+            r.items[i].product_id[len] = '\0';
+            r.items[i].qty = (int64_t)(i * 37 + 1);
+        }
+        expect_same(inv_order_event(&r, NULL),
+                    json_pack("{s:s, s:o}", "order_id", r.order_id, "items", items_ref(&r)));
+        expect_same(inv_order_event(&r, "expired"),
+                    json_pack("{s:s, s:o, s:s}", "order_id", r.order_id, "items", items_ref(&r),
+                              "reason", "expired"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_decisions),
         cmocka_unit_test(test_restock_bounds),
         cmocka_unit_test(test_audit_row),
+        cmocka_unit_test(test_event_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

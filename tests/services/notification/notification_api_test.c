@@ -174,6 +174,43 @@ static void test_recorded_once_delivered_once(void **state)
     assert_int_equal(count_files("u-1"), 3);
 }
 
+/* More than two batches (NOTIF_BATCH 16) due at once: each delivered once, and the marks of a
+ * batch are written together (one transaction, one time), so 40 rows carry at most 3 times. */
+static void test_backlog_in_batches(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    HARNESS_OK(g.db, sl_db_begin(g.db));
+    for (int i = 0; i < N; i++) {
+        char id[32], order[32], data[200];
+        snprintf(id, sizeof id, "batch-e-%d", i);
+        snprintf(order, sizeof order, "batch-o-%d", i);
+        snprintf(data, sizeof data,
+                 "{\"order_id\":\"%s\",\"user_id\":\"u-batch\",\"items\":[],"
+                 "\"total_amount\":{\"amount\":100,\"currency\":\"JPY\"}}",
+                 order);
+        json_error_t e;
+        json_t *d = json_loads(data, 0, &e);
+        assert_non_null(d);
+        sl_bus_msg msg = {.id = id, .type = "shop.order.confirmed.v1", .data = d};
+        char reason[128];
+        assert_int_equal(sl_inbox_claim(g.db, "notification", id, now_ms()), 1);
+        HARNESS_OK(g.db, notif_apply(NULL, g.db, &msg, reason, sizeof reason));
+        json_decref(d);
+    }
+    HARNESS_OK(g.db, sl_db_commit(g.db));
+    wait_delivered();
+    assert_int_equal(count_files("u-batch"), N);
+    assert_int_equal(harness_int(g.db, "SELECT count(*) FROM deliveries d JOIN notifications n "
+                                       "USING (notification_id) WHERE n.user_id = 'u-batch' "
+                                       "AND d.attempts = 1"),
+                     N);
+    int64_t times = harness_int(g.db, "SELECT count(DISTINCT d.delivered_ms) FROM deliveries d "
+                                      "JOIN notifications n USING (notification_id) "
+                                      "WHERE n.user_id = 'u-batch'");
+    assert_true(times >= 1 && times <= 3);
+}
+
 static void test_list(void **state)
 {
     (void)state;
@@ -224,6 +261,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_recorded_once_delivered_once),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_poison_event),
+        cmocka_unit_test(test_backlog_in_batches),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     harness_done();
