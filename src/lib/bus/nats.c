@@ -57,6 +57,7 @@
 
 #define NB_FETCH_WAIT_MS      500
 #define NB_UNORDERED_FETCHERS 2
+#define NB_DLQ_STRIPES        8 /* dead-letter scan locks, by topic */
 
 typedef struct nb_fetcher nb_fetcher;
 typedef struct nb_bus nb_bus;
@@ -131,7 +132,9 @@ struct nb_bus {
     int works;        /* uv_queue_work in flight */
     int open_handles; /* async + timer until both close callbacks ran */
     pthread_mutex_t mu;
-    pthread_mutex_t dlq_mu; /* one dead-letter scan at a time: they share a consumer name */
+    /* One dead-letter scan of a topic at a time (scans of one topic share a consumer name);
+     * scans of different topics take different stripes and run at once. */
+    pthread_mutex_t dlq_mu[NB_DLQ_STRIPES];
     nb_item *head, *tail;
     pm_entry *pm; /* open addressing map natsMsg* -> batch, under mu */
     size_t pm_cap;
@@ -491,8 +494,16 @@ static int dlq_scan_locked(nb_work *w, size_t max, int (*each)(nb_work *, uint64
     cc.InactiveThreshold = (int64_t)60 * 1000000000;
     jsConsumerInfo *ci = NULL;
     natsStatus s = js_AddConsumer(&ci, w->nb->js, stream, &cc, NULL, &jerr);
+    /* What the filter matched when the consumer was made: the scan reads that many and stops,
+     * instead of waiting out a fetch that has nothing more to give. */
+    uint64_t pending = s == NATS_OK && ci ? ci->NumPending : 0;
     jsConsumerInfo_Destroy(ci);
     if (s != NATS_OK) return SL_EUNAVAIL;
+    if (pending == 0) {
+        (void)js_DeleteConsumer(w->nb->js, stream, name, NULL, &jerr);
+        return 0;
+    }
+    if (pending < max) max = (size_t)pending;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = stream;
@@ -528,9 +539,13 @@ static int dlq_scan_locked(nb_work *w, size_t max, int (*each)(nb_work *, uint64
 
 static int dlq_scan(nb_work *w, size_t max, int (*each)(nb_work *, uint64_t, natsMsg *))
 {
-    pthread_mutex_lock(&w->nb->dlq_mu);
+    uint32_t h = 2166136261u; /* FNV-1a of the topic picks the stripe */
+    for (const char *c = w->topic; *c; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    pthread_mutex_t *mu = &w->nb->dlq_mu[h % NB_DLQ_STRIPES];
+    pthread_mutex_lock(mu);
     int rc = dlq_scan_locked(w, max, each);
-    pthread_mutex_unlock(&w->nb->dlq_mu);
+    pthread_mutex_unlock(mu);
     return rc;
 }
 
@@ -1207,7 +1222,8 @@ static void handle_closed(uv_handle_t *h)
     if (--nb->open_handles > 0) return; /* the async and the timer close in either order */
     sl_bus *bus = nb->bus;
     pthread_mutex_destroy(&nb->mu);
-    pthread_mutex_destroy(&nb->dlq_mu);
+    for (int i = 0; i < NB_DLQ_STRIPES; i++)
+        pthread_mutex_destroy(&nb->dlq_mu[i]);
     free_security(nb);
     free(nb->pm);
     free(nb);
@@ -1404,7 +1420,8 @@ static int nb_open(sl_bus *bus, char *err, size_t errlen)
         return SL_ENOMEM;
     }
     pthread_mutex_init(&nb->mu, NULL);
-    pthread_mutex_init(&nb->dlq_mu, NULL);
+    for (int i = 0; i < NB_DLQ_STRIPES; i++)
+        pthread_mutex_init(&nb->dlq_mu[i], NULL);
     int rc = SL_EUNAVAIL;
     if (natsOptions_Create(&nb->opts) != NATS_OK) goto fail;
     if ((rc = set_servers(nb->opts, bus->opt.url)) != 0) {
@@ -1449,7 +1466,8 @@ fail:
     }
     natsOptions_Destroy(nb->opts);
     pthread_mutex_destroy(&nb->mu);
-    pthread_mutex_destroy(&nb->dlq_mu);
+    for (int i = 0; i < NB_DLQ_STRIPES; i++)
+        pthread_mutex_destroy(&nb->dlq_mu[i]);
     free_security(nb);
     free(nb->pm);
     free(nb);
