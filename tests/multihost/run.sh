@@ -414,8 +414,9 @@ echo "  load: accepted $accepted, confirmed $confirmed, still pending when it st
 echo "  sagas: $takeovers taken over or resumed, $resends calls re-sent after a takeover"
 check "$non_terminal" "every order reached a terminal state ($non_terminal pending)"
 check "$unfinished_sagas" "every saga finished ($unfinished_sagas running, compensating or stuck)"
-[ "$in_db" -ge "$accepted" ]
-check $? "every accepted order is in the order database ($in_db >= $accepted)"
+lost=0
+[ "$in_db" -ge "$accepted" ] || lost=1
+check "$lost" "every accepted order is in the order database ($in_db >= $accepted)"
 check "$audit_rc" "shoal audit is clean (exit $audit_rc)"
 check "$dup_outcomes" "no step outcome recorded twice for one attempt ($dup_outcomes)"
 check "$dup_ends" "no saga completed or compensated twice ($dup_ends)"
