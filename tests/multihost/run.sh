@@ -169,6 +169,8 @@ say "PostgreSQL at $gw_ip:$pg_port"
 nats_urls="nats://$(ip_of 1):4222,nats://$(ip_of 2):4222,nats://$(ip_of 3):4222"
 sed -E -e "s|postgresql://([a-z]+)@[0-9.]+:[0-9]+/|postgresql://\1@$gw_ip:$pg_port/|g" \
     -e "s|^(  url: ).*|\1$nats_urls|" "$topology_src" >"$run/topology.yaml"
+grep -q "@$gw_ip:$pg_port/" "$run/topology.yaml" && grep -q "$nats_urls" "$run/topology.yaml" ||
+    die "$topology_src: no db_url or nats url to point at this run (its layout changed?)"
 services=$(yq -r '.services[].name | select(. != "gateway")' "$run/topology.yaml")
 for s in $services; do
     db=$(yq -r ".services[] | select(.name == \"$s\") | .db_url" "$run/topology.yaml" | sed 's|.*/||')
