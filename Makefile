@@ -5,6 +5,8 @@
 #   make bench  benchmarks against their peers (bench/*.sh)
 #   make fuzz   libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make fmt    format the tree; `make fmt-check` only checks
+#   make test-multihost  the shop on three network-namespace hosts with host failures (root;
+#               not part of `make test`; docs/operations.md "The multi-host run")
 JOBS        ?= $(shell nproc)
 BUILD       ?= build
 ASAN_BUILD  ?= build-asan
@@ -12,7 +14,7 @@ FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 60
 CTEST_ARGS  ?=
 
-.PHONY: all deps build run test asan bench fuzz fuzz-smoke fmt fmt-check clean
+.PHONY: all deps build run test test-multihost asan bench fuzz fuzz-smoke fmt fmt-check clean
 
 all: build
 
@@ -30,6 +32,10 @@ run: build
 
 test: build
 	scripts/test.sh $(BUILD) $(CTEST_ARGS)
+
+# Exit status 77 (skipped) when not root or without `ip netns`.
+test-multihost: build
+	tests/multihost/run.sh $(BUILD)
 
 asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSHOAL_SANITIZE=ON

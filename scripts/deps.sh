@@ -15,6 +15,8 @@ packages=(
     postgresql nats-server
     # test and benchmark tools and peers (prometheus: promtool checks deploy/prometheus and /metrics)
     curl python3 wrk nginx-light haproxy prometheus redis-server procps iproute2
+    # the multi-host run (tests/multihost) reads the generated manifests
+    jq yq
     # browser tests (tests/browser): Debian's chromium, driven by playwright-core from npm
     chromium nodejs
 )

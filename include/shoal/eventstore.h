@@ -121,7 +121,9 @@ typedef int (*sl_es_handle_cb)(void *data, sl_db *tx, const sl_es_record *rec);
 
 /*
  * One step of the catch-up subscription `subscriber`: in one transaction,
- * reads its checkpoint, hands the next events (at most `batch_max`) to cb,
+ * locks and reads its checkpoint (pollers of one subscriber on other
+ * connections wait, so each event is handed over once), hands the next events
+ * (at most `batch_max`) to cb,
  * stores the new checkpoint and commits. Stores the number handled in
  * *handled; 0 means caught up (poll again after the next append, e.g. from a
  * commit hook with SL_DB_TXF_EVENTS). Returns 0, the handler's error, or a

@@ -3,7 +3,8 @@
  * versions, idempotent re-sends, reads, snapshots, several streams in one
  * transaction, two real concurrent appenders with the same expectation
  * (exactly one wins, many rounds), and catch-up subscriptions that never
- * skip an event whose transaction commits late.
+ * skip an event whose transaction commits late nor hand one event to two
+ * pollers of one subscriber.
  */
 #include "db_harness.h"
 
@@ -575,6 +576,76 @@ static void test_subscription_under_concurrent_writers(void **state)
     sl_db_close(sub);
 }
 
+/* Two pollers of one subscriber on two connections (two instances of a service): each event
+ * is handled once. `applied` has no key, so a double application would show as a row too many
+ * (a delta projection would silently count it twice). */
+#define POLLED_EVENTS 240
+
+typedef struct poller {
+    const char *url;
+    int rc;
+    size_t handled;
+} poller;
+
+static int apply_plain(void *data, sl_db *tx, const sl_es_record *rec)
+{
+    (void)data;
+    sl_db_stmt *st;
+    int rc = sl_db_prepare(tx, "INSERT INTO applied (position) VALUES (?)", &st);
+    if (rc) return rc;
+    rc = sl_db_bind_int64(st, 1, rec->position);
+    if (rc == 0) rc = sl_db_step(st);
+    sl_db_stmt_done(st);
+    return rc == SL_DB_DONE ? 0 : rc;
+}
+
+static void *poll_until_caught_up(void *arg)
+{
+    poller *p = arg;
+    sl_db *db;
+    char err[256];
+    p->rc = sl_db_open(p->url, NULL, &db, err, sizeof err);
+    if (p->rc) return NULL;
+    size_t n;
+    do {
+        p->rc = sl_es_subscription_poll(db, "proj", 2, apply_plain, NULL, &n);
+        p->handled += n;
+    } while (p->rc == 0 && n > 0);
+    sl_db_close(db);
+    return NULL;
+}
+
+static void test_subscription_two_pollers_apply_once(void **state)
+{
+    (void)state;
+    char url[600];
+    sl_db *db = harness_fresh_lib(url);
+    HARNESS_OK(db, sl_db_exec(db, "CREATE TABLE applied (position BIGINT NOT NULL)"));
+    sl_es_event evs[4] = {{NULL, "t", "{}", NULL},
+                          {NULL, "t", "{}", NULL},
+                          {NULL, "t", "{}", NULL},
+                          {NULL, "t", "{}", NULL}};
+    for (int i = 0; i < POLLED_EVENTS / 4; i++) {
+        sl_es_result r;
+        HARNESS_OK(db, sl_db_begin(db));
+        HARNESS_OK(db, sl_es_append(db, "s", SL_ES_ANY, evs, 4, 0, &r));
+        HARNESS_OK(db, sl_db_commit(db));
+    }
+    poller p[2] = {{.url = url}, {.url = url}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, poll_until_caught_up, &p[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(p[i].rc, 0);
+    }
+    assert_int_equal(p[0].handled + p[1].handled, POLLED_EVENTS);
+    assert_int_equal(harness_int(db, "SELECT count(*) FROM applied"), POLLED_EVENTS);
+    assert_int_equal(harness_int(db, "SELECT count(DISTINCT position) FROM applied"),
+                     POLLED_EVENTS);
+    sl_db_close(db);
+}
+
 int main(int argc, char **argv)
 {
     harness_init(argc, argv);
@@ -591,6 +662,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_subscription_checkpoint_in_own_tx),
         cmocka_unit_test(test_subscription_never_skips_late_commit),
         cmocka_unit_test(test_subscription_under_concurrent_writers),
+        cmocka_unit_test(test_subscription_two_pollers_apply_once),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     harness_done();

@@ -37,8 +37,11 @@ extern char **environ;
 
 #define HOST_FREE_MAX 1024 /* recycled req_host records kept per worker */
 
-/* PostgreSQL lock_timeout of the connections that block the loop (see start_pool). */
-#define BLOCKING_LOCK_TIMEOUT_MS 5000
+/* PostgreSQL lock_timeout of the connections that block the loop (see start_pool). The loop,
+ * with every request and saga step of the worker, waits that long when such a connection
+ * meets a row a suspended handler holds; a hot row (one product in every checkout) makes that
+ * happen all the time, so it is short: the statement fails with SL_EBUSY and is retried. */
+#define BLOCKING_LOCK_TIMEOUT_MS 250
 
 static int on_headers(sl_http_req *req, void *data)
 {
