@@ -514,8 +514,14 @@ static int render_service(const model *m, const svc *s, json_t *files)
 
 /* ---- NATS --------------------------------------------------------------------------------- */
 
-static json_t *nats_conf(void)
+/* Each stream a service declares reserves its retention (the bus's 1 GiB) of max_file_store on
+ * every node that holds a replica, and with 3 replicas on 3 nodes that is every node: the store
+ * allows one stream per service plus 1 GiB for the partition leases and headroom. */
+static json_t *nats_conf(const model *m)
 {
+    int services = 0;
+    for (size_t i = 0; i < m->n; i++)
+        services += !m->s[i].gateway;
     char routes[512] = "";
     for (int i = 0; i < NATS_REPLICAS; i++)
         snprintf(routes + strlen(routes), sizeof routes - strlen(routes),
@@ -530,14 +536,14 @@ static json_t *nats_conf(void)
              "jetstream {\n"
              "  store_dir: /data\n"
              "  max_memory_store: 64MB\n"
-             "  max_file_store: 1GB\n"
+             "  max_file_store: %dGB\n"
              "}\n"
              "cluster {\n"
              "  name: shoal\n"
              "  port: 6222\n"
              "  routes: [\n%s  ]\n"
              "}\n",
-             routes);
+             services + 1, routes);
     return json_pack("{s:s}", "nats.conf", conf);
 }
 
@@ -573,7 +579,7 @@ static int render_nats(const model *m, json_t *files)
         "selector", selector("nats"), "template", "metadata", "labels", labels("nats"), "spec",
         "automountServiceAccountToken", 0, "terminationGracePeriodSeconds", 60, "securityContext",
         pod_security(APP_UID), "containers", c, "volumes", "name", "config", "configMap", "name",
-        "nats-config", "volumeClaimTemplates", claims("2Gi"));
+        "nats-config", "volumeClaimTemplates", claims("10Gi"));
     json_t *headless = json_pack(
         "{s:s,s:s,s:o,s:{s:s,s:b,s:{s:s},s:[{s:s,s:i,s:s},{s:s,s:i,s:s},{s:s,s:i,s:s}]}}",
         "apiVersion", "v1", "kind", "Service", "metadata", meta("nats"), "spec", "clusterIP",
@@ -588,7 +594,7 @@ static int render_nats(const model *m, json_t *files)
                            "from", peer("nats"), "ports", port_rule(6222));
     json_t *out =
         json_pack("[{s:[o],s:[o]},o]", "to", peer("nats"), "ports", port_rule(6222), dns_egress());
-    json_t *docs = json_pack("[o,o,o,o,o]", config_map("nats-config", "nats", nats_conf()),
+    json_t *docs = json_pack("[o,o,o,o,o]", config_map("nats-config", "nats", nats_conf(m)),
                              headless, sts, pdb("nats"), policy("nats", in, out));
     return add_file(files, "base/nats.yaml", docs);
 }
@@ -690,7 +696,7 @@ static int render_kustomize(const model *m, json_t *files)
         const char *name;
         int replicas, min, max, gw_max;
         const char *nats_disk, *pg_disk;
-    } shapes[] = {{"local", 1, 1, 1, 1, "1Gi", "2Gi"}, {"scale", 2, 2, 6, 8, "10Gi", "50Gi"}};
+    } shapes[] = {{"local", 1, 1, 1, 1, "10Gi", "2Gi"}, {"scale", 2, 2, 6, 8, "20Gi", "50Gi"}};
     for (size_t o = 0; rc == 0 && o < SL_ARRAY_LEN(shapes); o++) {
         json_t *k = kustomization(), *reps = json_array(), *patches = json_array();
         json_object_set_new(k, "namespace", json_string("shoal"));

@@ -2,7 +2,8 @@
  * The pure parts of `shoal deploy k8s` (k8s.h): the YAML writer gives back, through the
  * project's own YAML loader, exactly the tree it was given (strings that look like numbers,
  * booleans or null, punctuation, multi-line text); the renderer refuses a topology it cannot
- * deploy, naming the field, and derives each service's database and upstreams from it.
+ * deploy, naming the field, and derives each service's database and upstreams from it, and
+ * NATS's file store from the number of services.
  */
 #include "k8s.h"
 
@@ -104,6 +105,10 @@ static void test_render_derives(void **state)
     const char *gateway = json_string_value(json_object_get(files, "base/gateway.yaml"));
     assert_non_null(strstr(gateway, "- \"order:8105\""));
     assert_non_null(json_object_get(files, "overlays/scale/kustomization.yaml"));
+    /* Each of the three services' streams reserves 1 GiB on every NATS node: room for all. */
+    const char *nats = json_string_value(json_object_get(files, "base/nats.yaml"));
+    assert_non_null(nats);
+    assert_non_null(strstr(nats, "max_file_store: 4GB"));
     json_decref(files);
     json_decref(t);
     json_decref(gw);

@@ -233,11 +233,7 @@ yq -r 'select(.kind == "ConfigMap" and .metadata.name == "nats-config") | .data[
 for h in 1 2 3; do
     mkdir -p "$run/h$h/nats"
     chmod 0700 "$run/h$h/nats"
-    # Every stream the services create reserves its max_bytes (1 GiB, the bus's default) of
-    # max_file_store on each of its 3 replicas: the generated 1GB holds one stream only, so the
-    # run gives each node room for all of them (a reservation, not disk used).
     sed -e "s|\$SERVER_NAME|n$h|" -e "s|store_dir: /data|store_dir: \"$run/h$h/nats\"|" \
-        -e "s|max_file_store: .*|max_file_store: 32GB|" \
         "$run/nats.k8s.conf" | localize "$h" nats >"$run/h$h/nats.conf"
 done
 grep -q "$(ip_of 2):6222" "$run/h1/nats.conf" || die "the generated nats.conf has no routes to rewrite"
