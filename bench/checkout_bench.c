@@ -289,12 +289,16 @@ int main(int argc, char **argv)
         pids[k] = th_spawn(av, envp, log);
         if (th_wait_port(r.ports[k], 15000) != 0) {
             fprintf(stderr, "bench_checkout: shoal-order %d did not start (log %s)\n", k, log);
+            for (int j = 0; j <= k; j++) /* never leave one running */
+                th_stop(pids[j], SIGTERM, 15000);
             return 1;
         }
     }
     sl_db *db;
     if (sl_db_open(dburl, NULL, &db, err, sizeof err) != 0) {
         fprintf(stderr, "bench_checkout: %s\n", err);
+        for (int k = 0; k < instances; k++)
+            th_stop(pids[k], SIGTERM, 15000);
         return 1;
     }
     seed(db, "b1", 1200);
