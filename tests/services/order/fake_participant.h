@@ -40,7 +40,10 @@ typedef enum fk_mode {
     FK_HOLD,    /* apply, answer once fk_release_holds() is called */
 } fk_mode;
 
+/* Idempotency keys remembered per fake; an includer may raise it (the bench does). */
+#ifndef FK_KEYS_MAX
 #define FK_KEYS_MAX 4096
+#endif
 
 typedef struct fk_effect {
     char key[220];
