@@ -163,27 +163,34 @@ static int publish_one(uv_loop_t *loop, sl_bus *b, const char *topic, const char
     return r.status;
 }
 
+/* Order's and notification's buses, each as its own NATS user, both ready, and notification
+ * subscribed to order.confirmed with `cb` (the two tests below start the same way). */
+static void open_pair(uv_loop_t *loop, client *ord, client *ntf, sl_bus_handler_cb cb, got *g,
+                      sl_bus_sub **sub)
+{
+    char err[512] = {0};
+    const char *const order_ctx[] = {"order", "product"};
+    const char *const order_pub[] = {"order", NULL};
+    assert_int_equal(open_as(loop, "order", order_ctx, 2, order_pub, ord, err, sizeof err), 0);
+    const char *const ntf_ctx[] = {"order", "payment"};
+    assert_int_equal(open_as(loop, "notification", ntf_ctx, 2, NULL, ntf, err, sizeof err), 0);
+    assert_true(run_until(loop, bus_ready, ord->bus, 15000));
+    assert_true(run_until(loop, bus_ready, ntf->bus, 15000));
+    assert_int_equal(sl_bus_subscribe(ntf->bus, "shop.order.confirmed.v1",
+                                      "notification-shop-order-confirmed-v1", NULL, cb, g, sub),
+                     0);
+}
+
 /* Order's user publishes its event; notification's user consumes it with its own durable. */
 static void test_own_subjects(void **state)
 {
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    char err[512] = {0};
     client ord, ntf;
-    const char *const order_ctx[] = {"order", "product"};
-    const char *const order_pub[] = {"order", NULL};
-    assert_int_equal(open_as(&loop, "order", order_ctx, 2, order_pub, &ord, err, sizeof err), 0);
-    const char *const ntf_ctx[] = {"order", "payment"};
-    assert_int_equal(open_as(&loop, "notification", ntf_ctx, 2, NULL, &ntf, err, sizeof err), 0);
-    assert_true(run_until(&loop, bus_ready, ord.bus, 15000));
-    assert_true(run_until(&loop, bus_ready, ntf.bus, 15000));
     got g = {0};
     sl_bus_sub *sub;
-    assert_int_equal(sl_bus_subscribe(ntf.bus, "shop.order.confirmed.v1",
-                                      "notification-shop-order-confirmed-v1", NULL, on_msg, &g,
-                                      &sub),
-                     0);
+    open_pair(&loop, &ord, &ntf, on_msg, &g, &sub);
     assert_int_equal(publish_one(&loop, ord.bus, "shop.order.confirmed.v1", "evt-mesh-1"), 0);
     assert_true(run_until(&loop, got_one, &g, 20000));
     assert_string_equal(g.id, "evt-mesh-1");
@@ -248,21 +255,10 @@ static void test_dlq_admin(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    char err[512] = {0};
     client ord, ntf;
-    const char *const order_ctx[] = {"order", "product"};
-    const char *const order_pub[] = {"order", NULL};
-    assert_int_equal(open_as(&loop, "order", order_ctx, 2, order_pub, &ord, err, sizeof err), 0);
-    const char *const ntf_ctx[] = {"order", "payment"};
-    assert_int_equal(open_as(&loop, "notification", ntf_ctx, 2, NULL, &ntf, err, sizeof err), 0);
-    assert_true(run_until(&loop, bus_ready, ord.bus, 15000));
-    assert_true(run_until(&loop, bus_ready, ntf.bus, 15000));
     got g = {0};
     sl_bus_sub *sub;
-    assert_int_equal(sl_bus_subscribe(ntf.bus, "shop.order.confirmed.v1",
-                                      "notification-shop-order-confirmed-v1", NULL, on_reject, &g,
-                                      &sub),
-                     0);
+    open_pair(&loop, &ord, &ntf, on_reject, &g, &sub);
     assert_int_equal(publish_one(&loop, ord.bus, "shop.order.confirmed.v1", "evt-dlq-1"), 0);
     assert_true(run_until(&loop, got_one, &g, 20000));
     listed l = {0};
