@@ -123,6 +123,41 @@ static long wait_effects(const char *db_url, long n, pid_t *prod, int timeout_s)
     return t;
 }
 
+/* Every process a test starts, and the NATS fixture it runs, so that a failed assertion (which
+ * leaves the test at once) still stops them in the teardown: a consumer or nats-server left
+ * running would load every later test. */
+enum { TRACKED_MAX = 64 };
+static pid_t tracked[TRACKED_MAX];
+static size_t ntracked;
+static char fixture_dir[512]; /* a nats-fixture.sh store to stop, or "" */
+
+static pid_t spawn_tracked(char *const argv[], char *const env[], const char *log)
+{
+    pid_t pid = th_spawn(argv, env, log);
+    if (ntracked < TRACKED_MAX) tracked[ntracked++] = pid;
+    return pid;
+}
+
+static int stop_leftovers(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ntracked; i++) {
+        int st;
+        /* Only a child not reaped yet is still ours to kill (th_stop reaps what it stops). */
+        if (waitpid(tracked[i], &st, WNOHANG) == 0) {
+            kill(tracked[i], SIGKILL);
+            waitpid(tracked[i], &st, 0);
+        }
+    }
+    ntracked = 0;
+    if (fixture_dir[0]) {
+        const char *src = getenv("SHOAL_SOURCE_DIR");
+        sh("%s/scripts/nats-fixture.sh stop %s >/dev/null 2>&1 || true", src, fixture_dir);
+        fixture_dir[0] = '\0';
+    }
+    return 0;
+}
+
 static pid_t spawn_producer(const char *dir, const char *url, const char *ctx, long n,
                             const char *log)
 {
@@ -130,7 +165,7 @@ static pid_t spawn_producer(const char *dir, const char *url, const char *ctx, l
     snprintf(db, sizeof db, "sqlite:%s/producer.db", dir);
     snprintf(count, sizeof count, "%ld", n);
     char *argv[] = {"bus_producer", db, (char *)url, (char *)ctx, count, NULL};
-    return th_spawn(argv, NULL, log);
+    return spawn_tracked(argv, NULL, log);
 }
 
 static pid_t spawn_consumer(const char *dir, const char *url, const char *ctx, const char *log)
@@ -139,7 +174,7 @@ static pid_t spawn_consumer(const char *dir, const char *url, const char *ctx, c
     snprintf(db, sizeof db, "sqlite:%s/consumer.db", dir);
     char *argv[] = {"bus_consumer", db, (char *)url, (char *)ctx, NULL};
     char *env[] = {"BUS_UNORDERED=1", "BUS_REPLICAS=1", NULL};
-    return th_spawn(argv, env, log);
+    return spawn_tracked(argv, env, log);
 }
 
 static void finish(const char *cdb, long n, pid_t *prod, pid_t cons)
@@ -176,6 +211,7 @@ static void test_pipeline_kills(void **state)
     const char *src = getenv("SHOAL_SOURCE_DIR");
     snprintf(nats, sizeof nats, "%s/nats", dir);
     sh("%s/scripts/nats-fixture.sh start %s >/dev/null", src, nats);
+    snprintf(fixture_dir, sizeof fixture_dir, "%s", nats);
     char p[600];
     snprintf(p, sizeof p, "%s/url", nats);
     read_file(p, url, sizeof url);
@@ -204,6 +240,7 @@ static void test_pipeline_kills(void **state)
     sh("%s/scripts/nats-fixture.sh restart %s >/dev/null", src, nats);
     finish(cdb, n, &prod, cons);
     sh("%s/scripts/nats-fixture.sh stop %s >/dev/null; rm -rf %s", src, nats, dir);
+    fixture_dir[0] = '\0';
 }
 
 /* Finds nats-server on PATH (Debian installs it in /usr/sbin). */
@@ -259,7 +296,7 @@ static void test_cluster_node_loss(void **state)
                         "--routes",
                         routes,
                         NULL};
-        srv[i] = th_spawn(argv, NULL, slog);
+        srv[i] = spawn_tracked(argv, NULL, slog);
         char one[64];
         snprintf(one, sizeof one, "%snats://127.0.0.1:%d", i ? "," : "", port[i]);
         strcat(url, one);
@@ -274,8 +311,8 @@ static void test_cluster_node_loss(void **state)
     char *pargv[] = {"bus_producer", db, url, "clu", count, NULL};
     char *cargv[] = {"bus_consumer", cdb, url, "clu", NULL};
     char *env[] = {"BUS_UNORDERED=1", "BUS_REPLICAS=3", NULL};
-    pid_t prod = th_spawn(pargv, env, log);
-    pid_t cons = th_spawn(cargv, env, log);
+    pid_t prod = spawn_tracked(pargv, env, log);
+    pid_t cons = spawn_tracked(cargv, env, log);
     assert_true(wait_effects(cdb, n / 4, &prod, 180) >= n / 4);
     /* One node dies for good; the other two keep the R3 stream's quorum. */
     th_stop(srv[1], SIGKILL, 5000);
@@ -294,7 +331,7 @@ static pid_t start_server(const char *dir, int port)
     snprintf(slog, sizeof slog, "%s/server.log", dir);
     char *argv[] = {
         (char *)nats_server_path(), "-a", "127.0.0.1", "-p", ps, "-js", "-sd", sd, NULL};
-    pid_t srv = th_spawn(argv, NULL, slog);
+    pid_t srv = spawn_tracked(argv, NULL, slog);
     assert_int_equal(th_wait_port(port, 10000), 0);
     return srv;
 }
@@ -477,10 +514,10 @@ static void test_inflight_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pipeline_kills),
-        cmocka_unit_test(test_cluster_node_loss),
-        cmocka_unit_test(test_open_before_server),
-        cmocka_unit_test(test_inflight_bound),
+        cmocka_unit_test_teardown(test_pipeline_kills, stop_leftovers),
+        cmocka_unit_test_teardown(test_cluster_node_loss, stop_leftovers),
+        cmocka_unit_test_teardown(test_open_before_server, stop_leftovers),
+        cmocka_unit_test_teardown(test_inflight_bound, stop_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
