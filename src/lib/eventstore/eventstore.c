@@ -477,14 +477,16 @@ int sl_es_subscription_poll(sl_db *db, const char *subscriber, size_t batch_max,
     if (rc) return rc;
     sub_ctx c = {db, cb, data, 0};
     size_t n = 0;
-    /* Lock the subscriber's checkpoint row before reading it: pollers of one subscriber in
-     * several processes (or workers) then take turns, and each reads the position the last
-     * one committed. Without the lock two pollers read the same position and both apply the
-     * same events (a projection adding deltas counts them twice). */
-    rc = exec_bound(db,
-                    "INSERT INTO es_checkpoints (subscriber, position) VALUES (?, ?) "
-                    "ON CONFLICT (subscriber) DO UPDATE SET position = es_checkpoints.position",
-                    subscriber, 0, NULL, 0);
+    /* On PostgreSQL, lock the subscriber's checkpoint row before reading it: pollers of one
+     * subscriber in several processes (or workers) then take turns, and each reads the position
+     * the last one committed. Without the lock two pollers read the same position and both apply
+     * the same events (a projection adding deltas counts them twice). SQLite's transactions
+     * begin IMMEDIATE, which already makes them take turns: no write needed there. */
+    if (sl_db_kind(db) == SL_DB_POSTGRES)
+        rc = exec_bound(db,
+                        "INSERT INTO es_checkpoints (subscriber, position) VALUES (?, ?) "
+                        "ON CONFLICT (subscriber) DO UPDATE SET position = es_checkpoints.position",
+                        subscriber, 0, NULL, 0);
     if (rc == 0) rc = sl_es_checkpoint(db, subscriber, &c.last);
     int64_t start = c.last;
     if (rc == 0) rc = sl_es_read_all(db, start, batch_max, sub_each, &c, &n);
